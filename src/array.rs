@@ -1,0 +1,144 @@
+//! Concrete tensor storage: a row-major contiguous buffer of one dtype plus its shape.
+
+use crate::shape::{numel, Shape};
+use crate::{DType, Element, TensorType};
+
+/// Untyped contiguous storage: one `Vec` per runtime dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// `f32` elements.
+    F32(Vec<f32>),
+    /// `f64` elements.
+    F64(Vec<f64>),
+    /// `i32` elements.
+    I32(Vec<i32>),
+    /// `i64` elements.
+    I64(Vec<i64>),
+    /// `bool` elements.
+    Bool(Vec<bool>),
+}
+
+/// Runs `$body` with `$v` bound to the typed `Vec` inside a [`Data`] (by reference).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            $crate::array::Data::F32($v) => $body,
+            $crate::array::Data::F64($v) => $body,
+            $crate::array::Data::I32($v) => $body,
+            $crate::array::Data::I64($v) => $body,
+            $crate::array::Data::Bool($v) => $body,
+        }
+    };
+}
+
+impl Data {
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Data::F32(_) => DType::F32,
+            Data::F64(_) => DType::F64,
+            Data::I32(_) => DType::I32,
+            Data::I64(_) => DType::I64,
+            Data::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        with_data!(self, v => v.len())
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `n` copies of `value` converted to `dtype`.
+    pub fn filled(dtype: DType, value: f64, n: usize) -> Data {
+        match dtype {
+            DType::F32 => Data::F32(vec![value as f32; n]),
+            DType::F64 => Data::F64(vec![value; n]),
+            DType::I32 => Data::I32(vec![value as i32; n]),
+            DType::I64 => Data::I64(vec![value as i64; n]),
+            DType::Bool => Data::Bool(vec![value != 0.0; n]),
+        }
+    }
+
+    /// Element `i` converted to `f64` (bool: 0 or 1).
+    pub fn get_f64(&self, i: usize) -> f64 {
+        with_data!(self, v => v[i].to_f64())
+    }
+
+    /// Element `i` as an index (integers and bools only make sense here).
+    pub fn get_i64(&self, i: usize) -> i64 {
+        match self {
+            Data::I32(v) => v[i] as i64,
+            Data::I64(v) => v[i],
+            Data::Bool(v) => v[i] as i64,
+            Data::F32(v) => v[i] as i64,
+            Data::F64(v) => v[i] as i64,
+        }
+    }
+
+    /// Gathers elements at `idx` into new storage of the same dtype.
+    pub fn take(&self, idx: &[usize]) -> Data {
+        with_data!(self, v => <_ as Element>::into_data(idx.iter().map(|&i| v[i]).collect::<Vec<_>>()))
+    }
+}
+
+/// A concrete tensor value: contiguous row-major storage and a shape.
+///
+/// `Array` is what kernels consume and produce; users hold it inside a
+/// [`Tensor`](crate::Tensor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    /// Extent of each axis.
+    pub shape: Shape,
+    /// The elements, `numel(shape)` of them.
+    pub data: Data,
+}
+
+impl Array {
+    /// Wraps storage and a shape; the caller guarantees the lengths agree.
+    pub fn new(shape: Shape, data: Data) -> Array {
+        debug_assert_eq!(
+            numel(&shape),
+            data.len(),
+            "array storage does not match its shape"
+        );
+        Array { shape, data }
+    }
+
+    /// An array of `value` converted to `dtype`.
+    pub fn full(dtype: DType, shape: Shape, value: f64) -> Array {
+        let n = numel(&shape);
+        Array::new(shape, Data::filled(dtype, value, n))
+    }
+
+    /// A typed vector and a shape as an array.
+    pub fn from_vec<T: Element>(v: Vec<T>, shape: Shape) -> Array {
+        Array::new(shape, T::into_data(v))
+    }
+
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// Dtype and shape.
+    pub fn ty(&self) -> TensorType {
+        TensorType::new(self.dtype(), self.shape.clone())
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The elements as a typed slice, if `T` is the array's dtype.
+    pub fn as_slice<T: Element>(&self) -> Option<&[T]> {
+        T::slice(&self.data)
+    }
+}

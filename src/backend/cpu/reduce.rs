@@ -1,0 +1,218 @@
+//! Reduction, arg-reduction and scan kernels.
+//!
+//! Each kernel first moves the axes it works on to the end (a strided copy),
+//! so the inner loop always runs over contiguous rows.
+
+use super::structure::strided_indices;
+use crate::array::{Array, Data};
+use crate::ops::{ArgOp, CumOp, ReduceOp};
+use crate::shape::strides;
+use crate::TensorType;
+
+/// The arithmetic a reduction needs, for every numeric dtype.
+trait Num: Copy + PartialOrd {
+    const ZERO: Self;
+    const ONE: Self;
+    const LOWEST: Self;
+    const HIGHEST: Self;
+    fn add(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! num_float {
+    ($t:ty) => {
+        impl Num for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const LOWEST: Self = <$t>::NEG_INFINITY;
+            const HIGHEST: Self = <$t>::INFINITY;
+            fn add(self, o: Self) -> Self {
+                self + o
+            }
+            fn mul(self, o: Self) -> Self {
+                self * o
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
+}
+macro_rules! num_int {
+    ($t:ty) => {
+        impl Num for $t {
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+            const LOWEST: Self = <$t>::MIN;
+            const HIGHEST: Self = <$t>::MAX;
+            fn add(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            fn mul(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
+            fn is_nan(self) -> bool {
+                false
+            }
+        }
+    };
+}
+num_float!(f32);
+num_float!(f64);
+num_int!(i32);
+num_int!(i64);
+
+/// NaN-propagating max/min.
+fn pick_max<T: Num>(a: T, b: T) -> T {
+    if a.is_nan() || b > a {
+        if a.is_nan() {
+            a
+        } else {
+            b
+        }
+    } else {
+        a
+    }
+}
+fn pick_min<T: Num>(a: T, b: T) -> T {
+    if a.is_nan() || b < a {
+        if a.is_nan() {
+            a
+        } else {
+            b
+        }
+    } else {
+        a
+    }
+}
+
+/// Storage of `x` with the listed axes moved to the end (others keep their order).
+fn axes_last(x: &Array, axes: &[usize]) -> Data {
+    let r = x.shape.len();
+    let mut perm: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
+    perm.extend_from_slice(axes);
+    if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        return x.data.clone();
+    }
+    let src = strides(&x.shape);
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    let st: Vec<isize> = perm.iter().map(|&p| src[p] as isize).collect();
+    x.data.take(&strided_indices(&shape, 0, &st))
+}
+
+fn reduce_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ReduceOp) -> Vec<T> {
+    (0..rows)
+        .map(|r| {
+            let s = &v[r * row..(r + 1) * row];
+            match op {
+                ReduceOp::Sum => s.iter().fold(T::ZERO, |a, &b| a.add(b)),
+                ReduceOp::Prod => s.iter().fold(T::ONE, |a, &b| a.mul(b)),
+                ReduceOp::Max => s.iter().fold(T::LOWEST, |a, &b| pick_max(a, b)),
+                ReduceOp::Min => s.iter().fold(T::HIGHEST, |a, &b| pick_min(a, b)),
+            }
+        })
+        .collect()
+}
+
+/// Reduces the listed axes.
+pub fn reduce(op: ReduceOp, axes: &[usize], x: &Array, out: &TensorType) -> Array {
+    let row: usize = axes.iter().map(|&a| x.shape[a]).product();
+    let rows = out.numel();
+    let data = match axes_last(x, axes) {
+        Data::F32(v) => Data::F32(reduce_rows(&v, row, rows, op)),
+        Data::F64(v) => Data::F64(reduce_rows(&v, row, rows, op)),
+        Data::I32(v) => Data::I32(reduce_rows(&v, row, rows, op)),
+        Data::I64(v) => Data::I64(reduce_rows(&v, row, rows, op)),
+        Data::Bool(_) => unreachable!("bool reductions rejected by the type rule"),
+    };
+    Array::new(out.shape.clone(), data)
+}
+
+fn arg_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ArgOp) -> Vec<i64> {
+    (0..rows)
+        .map(|r| {
+            let s = &v[r * row..(r + 1) * row];
+            let mut best = 0;
+            for i in 1..s.len() {
+                if s[best].is_nan() {
+                    break;
+                }
+                let better = match op {
+                    ArgOp::Max => s[i] > s[best],
+                    ArgOp::Min => s[i] < s[best],
+                };
+                if s[i].is_nan() || better {
+                    best = i;
+                }
+            }
+            best as i64
+        })
+        .collect()
+}
+
+/// Index of the first extreme element along `axis` (a NaN wins).
+pub fn arg(op: ArgOp, axis: usize, x: &Array, out: &TensorType) -> Array {
+    let row = x.shape[axis];
+    let rows = out.numel();
+    let v = match axes_last(x, &[axis]) {
+        Data::F32(v) => arg_rows(&v, row, rows, op),
+        Data::F64(v) => arg_rows(&v, row, rows, op),
+        Data::I32(v) => arg_rows(&v, row, rows, op),
+        Data::I64(v) => arg_rows(&v, row, rows, op),
+        Data::Bool(_) => unreachable!("bool arg-reductions rejected by the type rule"),
+    };
+    Array::new(out.shape.clone(), Data::I64(v))
+}
+
+fn scan_rows<T: Num>(mut v: Vec<T>, row: usize, op: CumOp, reverse: bool) -> Vec<T> {
+    if row == 0 {
+        return v;
+    }
+    for s in v.chunks_mut(row) {
+        let order: Box<dyn Iterator<Item = usize>> = if reverse {
+            Box::new((0..row).rev())
+        } else {
+            Box::new(0..row)
+        };
+        let mut acc: Option<T> = None;
+        for i in order {
+            let x = s[i];
+            let y = match acc {
+                None => x,
+                Some(a) => match op {
+                    CumOp::Sum => a.add(x),
+                    CumOp::Prod => a.mul(x),
+                    CumOp::Max => pick_max(a, x),
+                    CumOp::Min => pick_min(a, x),
+                },
+            };
+            s[i] = y;
+            acc = Some(y);
+        }
+    }
+    v
+}
+
+/// Inclusive scan along `axis`.
+pub fn cumulative(op: CumOp, axis: usize, reverse: bool, x: &Array) -> Array {
+    let r = x.shape.len();
+    let row = x.shape[axis];
+    let data = match axes_last(x, &[axis]) {
+        Data::F32(v) => Data::F32(scan_rows(v, row, op, reverse)),
+        Data::F64(v) => Data::F64(scan_rows(v, row, op, reverse)),
+        Data::I32(v) => Data::I32(scan_rows(v, row, op, reverse)),
+        Data::I64(v) => Data::I64(scan_rows(v, row, op, reverse)),
+        Data::Bool(_) => unreachable!("bool scans rejected by the type rule"),
+    };
+    // Move the scanned axis back from the end to its place.
+    let mut moved: Vec<usize> = (0..r).filter(|&a| a != axis).map(|a| x.shape[a]).collect();
+    moved.push(row);
+    let mut perm: Vec<usize> = (0..r - 1).collect();
+    perm.insert(axis, r - 1);
+    let scanned = Array::new(moved, data);
+    if axis == r - 1 {
+        return scanned;
+    }
+    super::structure::transpose(&scanned, &perm)
+}

@@ -1,0 +1,218 @@
+//! Structural kernels: data movement without arithmetic.
+//!
+//! Broadcast, transpose, slice and rev are all "read the operand through a
+//! strided view": [`strided_indices`] lists the source index of every output
+//! element, and [`Data::take`] copies them.
+
+use crate::array::{Array, Data};
+use crate::shape::{numel, strides};
+use crate::{DType, Element, TensorType};
+
+/// Source index of each output element for an output `shape` read at `base + Σ idx[i]·strides[i]`.
+pub(crate) fn strided_indices(shape: &[usize], base: isize, strides: &[isize]) -> Vec<usize> {
+    let n = numel(shape);
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    let r = shape.len();
+    let mut idx = vec![0usize; r];
+    let mut off = base;
+    for _ in 0..n {
+        out.push(off as usize);
+        // Odometer increment, adjusting the offset incrementally.
+        let mut d = r;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            off += strides[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            off -= strides[d] * shape[d] as isize;
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+fn signed(v: &[usize]) -> Vec<isize> {
+    v.iter().map(|&s| s as isize).collect()
+}
+
+/// `broadcast_in_dim`: operand axis `i` is output axis `dims[i]`; extent-1 axes repeat.
+pub fn broadcast_in_dim(x: &Array, shape: &[usize], dims: &[usize]) -> Array {
+    let src = strides(&x.shape);
+    let mut st = vec![0isize; shape.len()];
+    for (i, &d) in dims.iter().enumerate() {
+        if x.shape[i] != 1 {
+            st[d] = src[i] as isize;
+        }
+    }
+    Array::new(shape.to_vec(), x.data.take(&strided_indices(shape, 0, &st)))
+}
+
+/// Axis permutation.
+pub fn transpose(x: &Array, perm: &[usize]) -> Array {
+    let src = strides(&x.shape);
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    let st: Vec<isize> = perm.iter().map(|&p| src[p] as isize).collect();
+    Array::new(shape.clone(), x.data.take(&strided_indices(&shape, 0, &st)))
+}
+
+/// Strided slice.
+pub fn slice(x: &Array, start: &[usize], stride: &[usize], out: &TensorType) -> Array {
+    let src = strides(&x.shape);
+    let base: usize = start.iter().zip(&src).map(|(a, b)| a * b).sum();
+    let st: Vec<isize> = stride
+        .iter()
+        .zip(&src)
+        .map(|(a, b)| (a * b) as isize)
+        .collect();
+    Array::new(
+        out.shape.clone(),
+        x.data
+            .take(&strided_indices(&out.shape, base as isize, &st)),
+    )
+}
+
+/// Reverses the listed axes.
+pub fn rev(x: &Array, axes: &[usize]) -> Array {
+    let mut st = signed(&strides(&x.shape));
+    let mut base = 0isize;
+    for &a in axes {
+        if x.shape[a] > 0 {
+            base += st[a] * (x.shape[a] as isize - 1);
+        }
+        st[a] = -st[a];
+    }
+    Array::new(
+        x.shape.clone(),
+        x.data.take(&strided_indices(&x.shape, base, &st)),
+    )
+}
+
+/// Pads with the scalar `value`; negative `low`/`high` crop, `interior` dilates.
+pub fn pad(x: &Array, value: &Array, low: &[i64], interior: &[usize], out: &TensorType) -> Array {
+    fn run<T: Element>(
+        x: &[T],
+        v: T,
+        xs: &[usize],
+        low: &[i64],
+        interior: &[usize],
+        os: &[usize],
+    ) -> Vec<T> {
+        let mut out = vec![v; numel(os)];
+        let ost = strides(os);
+        let r = xs.len();
+        let mut idx = vec![0usize; r];
+        'elements: for &val in x.iter() {
+            let mut off = 0usize;
+            let mut inside = true;
+            for d in 0..r {
+                let p = low[d] + (idx[d] * (interior[d] + 1)) as i64;
+                if p < 0 || p >= os[d] as i64 {
+                    inside = false;
+                    break;
+                }
+                off += p as usize * ost[d];
+            }
+            if inside {
+                out[off] = val;
+            }
+            let mut d = r;
+            while d > 0 {
+                d -= 1;
+                idx[d] += 1;
+                if idx[d] < xs[d] {
+                    continue 'elements;
+                }
+                idx[d] = 0;
+            }
+        }
+        out
+    }
+    let data = match (&x.data, &value.data) {
+        (Data::F32(a), Data::F32(v)) => {
+            Data::F32(run(a, v[0], &x.shape, low, interior, &out.shape))
+        }
+        (Data::F64(a), Data::F64(v)) => {
+            Data::F64(run(a, v[0], &x.shape, low, interior, &out.shape))
+        }
+        (Data::I32(a), Data::I32(v)) => {
+            Data::I32(run(a, v[0], &x.shape, low, interior, &out.shape))
+        }
+        (Data::I64(a), Data::I64(v)) => {
+            Data::I64(run(a, v[0], &x.shape, low, interior, &out.shape))
+        }
+        (Data::Bool(a), Data::Bool(v)) => {
+            Data::Bool(run(a, v[0], &x.shape, low, interior, &out.shape))
+        }
+        _ => unreachable!("padding value dtype checked by the type rule"),
+    };
+    Array::new(out.shape.clone(), data)
+}
+
+/// Joins operands along `axis`.
+pub fn concatenate(xs: &[&Array], axis: usize, out: &TensorType) -> Array {
+    let outer: usize = out.shape[..axis].iter().product();
+    let mut idx: Vec<(usize, usize)> = Vec::with_capacity(out.numel()); // (operand, element)
+    for o in 0..outer {
+        for (k, x) in xs.iter().enumerate() {
+            let chunk: usize = x.shape[axis..].iter().product();
+            idx.extend((o * chunk..(o + 1) * chunk).map(|e| (k, e)));
+        }
+    }
+    fn pick<T: Element>(xs: &[&Array], idx: &[(usize, usize)]) -> Vec<T> {
+        let slices: Vec<&[T]> = xs
+            .iter()
+            .map(|x| x.as_slice::<T>().expect("same dtype"))
+            .collect();
+        idx.iter().map(|&(k, e)| slices[k][e]).collect()
+    }
+    let data = match out.dtype {
+        DType::F32 => Data::F32(pick(xs, &idx)),
+        DType::F64 => Data::F64(pick(xs, &idx)),
+        DType::I32 => Data::I32(pick(xs, &idx)),
+        DType::I64 => Data::I64(pick(xs, &idx)),
+        DType::Bool => Data::Bool(pick(xs, &idx)),
+    };
+    Array::new(out.shape.clone(), data)
+}
+
+/// `0, 1, 2, ...` along `dim`.
+pub fn iota(dtype: DType, shape: &[usize], dim: usize) -> Array {
+    let st = strides(shape);
+    let n = numel(shape);
+    let v: Vec<f64> = (0..n)
+        .map(|i| ((i / st[dim]) % shape[dim]) as f64)
+        .collect();
+    convert(&Array::from_vec(v, shape.to_vec()), dtype)
+}
+
+macro_rules! cast_from {
+    ($v:expr, $dtype:expr) => {
+        match $dtype {
+            DType::F32 => Data::F32($v.iter().map(|&x| x as f32).collect()),
+            DType::F64 => Data::F64($v.iter().map(|&x| x as f64).collect()),
+            DType::I32 => Data::I32($v.iter().map(|&x| x as i32).collect()),
+            DType::I64 => Data::I64($v.iter().map(|&x| x as i64).collect()),
+            DType::Bool => Data::Bool($v.iter().map(|&x| x != (0 as _)).collect()),
+        }
+    };
+}
+
+/// Element type conversion with `as` semantics (to bool: non-zero is true; from bool: 0 or 1).
+pub fn convert(x: &Array, dtype: DType) -> Array {
+    let data = match &x.data {
+        Data::F32(v) => cast_from!(v, dtype),
+        Data::F64(v) => cast_from!(v, dtype),
+        Data::I32(v) => cast_from!(v, dtype),
+        Data::I64(v) => cast_from!(v, dtype),
+        Data::Bool(v) => {
+            let as_int: Vec<u8> = v.iter().map(|&b| b as u8).collect();
+            cast_from!(as_int, dtype)
+        }
+    };
+    Array::new(x.shape.clone(), data)
+}

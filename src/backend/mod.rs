@@ -1,0 +1,3 @@
+//! Backends that execute primitives on concrete data.
+
+pub mod cpu;

@@ -1,0 +1,46 @@
+//! # cotangent
+//!
+//! Differentiable programming for Rust: JAX's composable transformations over
+//! a traced tensor IR, on a CPU backend.
+//!
+//! ```
+//! use cotangent::Tensor;
+//! let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+//! let y = (&x * &x).sum_all();
+//! assert_eq!(y.item::<f64>(), 14.0);
+//! ```
+//!
+//! The layers, left to right (see `ARCHITECTURE.md`):
+//!
+//! - [`ir`]: the typed SSA [`Graph`](ir::Graph), its dump and validator;
+//! - [`ops`]: the primitive set, with each primitive's type and derivative rules;
+//! - [`trace`]: the trace stack that makes an operation run or be recorded;
+//! - [`Tensor`]: the user-facing handle and its methods;
+//! - [`backend::cpu`]: the kernels.
+//!
+//! ## Errors
+//!
+//! A mistake in the program (a shape or dtype mismatch, a bad axis) panics at
+//! the caller's line with a message naming the operation, the operands and the
+//! rule that was broken. Data from outside (buffers, files) is checked and
+//! reported as [`Error`].
+
+#![warn(missing_docs)]
+
+pub mod array;
+pub mod backend;
+mod dtype;
+mod error;
+pub mod ir;
+pub mod ops;
+pub mod shape;
+mod tensor;
+pub mod trace;
+
+pub use array::{Array, Data};
+pub use dtype::{DType, Element};
+pub use error::Error;
+pub use shape::TensorType;
+pub use tensor::Tensor;
+pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand};
+pub use trace::{eval_graph, trace_graph};

@@ -1,0 +1,366 @@
+//! The primitive set.
+//!
+//! A [`Prim`] is one operation of the graph IR with its static parameters.
+//! Each family has its own file, and each file holds everything about its
+//! primitives: the type (shape and dtype) rule here, and the derivative and
+//! batching rules beside it. Kernels live in [`crate::backend::cpu`].
+
+pub mod dot;
+pub mod elementwise;
+pub mod index;
+pub mod reduce;
+pub mod structure;
+
+use crate::array::Array;
+use crate::shape::Shape;
+use crate::{DType, TensorType};
+use std::fmt;
+use std::sync::Arc;
+
+pub use elementwise::{BinaryOp, UnaryOp};
+pub use reduce::{ArgOp, CumOp, ReduceOp};
+
+/// One primitive operation with its static parameters.
+///
+/// Every node of a [`Graph`](crate::ir::Graph) carries one. Primitives are
+/// strict: element-wise operands have identical shapes and dtypes (the
+/// [`Tensor`](crate::Tensor) methods insert broadcasts), axes are already
+/// non-negative, and every parameter is explicit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prim {
+    /// The k-th input of the graph.
+    Input(usize),
+    /// A concrete value baked into the graph.
+    Constant(Arc<Array>),
+    /// Element-wise unary function.
+    Unary(UnaryOp),
+    /// Element-wise binary function of two operands of equal type.
+    Binary(BinaryOp),
+    /// `select(pred, on_true, on_false)`: element-wise choice by a bool tensor.
+    Select,
+    /// Reduction over a sorted set of axes, which are removed.
+    Reduce {
+        /// The combining operation.
+        op: ReduceOp,
+        /// Sorted, distinct axes to reduce.
+        axes: Vec<usize>,
+    },
+    /// Index of the largest/smallest element along one axis (i64, axis removed).
+    /// Ties resolve to the first index; NaN counts as the extreme.
+    Arg {
+        /// Max or min.
+        op: ArgOp,
+        /// Axis to search.
+        axis: usize,
+    },
+    /// Inclusive scan along an axis (cumsum, cumprod, cummax, cummin).
+    Cumulative {
+        /// The combining operation.
+        op: CumOp,
+        /// Axis of the scan.
+        axis: usize,
+        /// Scan from the end instead of the start.
+        reverse: bool,
+    },
+    /// Same elements, new shape (same element count).
+    Reshape {
+        /// The new shape.
+        shape: Shape,
+    },
+    /// Broadcast: operand axis `i` becomes output axis `dims[i]` (extent 1 or equal).
+    BroadcastInDim {
+        /// Output shape.
+        shape: Shape,
+        /// Where each operand axis goes, strictly increasing.
+        dims: Vec<usize>,
+    },
+    /// Axis permutation: output axis `i` is operand axis `perm[i]`.
+    Transpose {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Strided window `start..stop` step `stride` on every axis.
+    Slice {
+        /// First index per axis.
+        start: Vec<usize>,
+        /// One past the last index per axis.
+        stop: Vec<usize>,
+        /// Step per axis (at least 1).
+        stride: Vec<usize>,
+    },
+    /// Padding with a scalar value (second operand): `low`/`high` may be negative (cropping),
+    /// `interior` inserts that many values between neighbouring elements.
+    Pad {
+        /// Padding before each axis.
+        low: Vec<i64>,
+        /// Padding after each axis.
+        high: Vec<i64>,
+        /// Padding between elements of each axis.
+        interior: Vec<usize>,
+    },
+    /// Joins operands of equal rank along an axis.
+    Concatenate {
+        /// The joining axis.
+        axis: usize,
+    },
+    /// Reverses the order of elements along the given axes.
+    Rev {
+        /// Axes to flip.
+        axes: Vec<usize>,
+    },
+    /// `0, 1, 2, ...` along `dim`, broadcast to `shape`.
+    Iota {
+        /// Element type.
+        dtype: DType,
+        /// Output shape.
+        shape: Shape,
+        /// Counting axis.
+        dim: usize,
+    },
+    /// Element type conversion (`as` semantics; to bool: non-zero).
+    Convert {
+        /// Target dtype.
+        dtype: DType,
+    },
+    /// `out[b, p, i, s] = operand[b, p, indices[b, i], s]`, TF's batched gather:
+    /// the first `batch_dims` axes of operand and indices are shared, `axis` is indexed.
+    /// Indices are clamped into range.
+    Gather {
+        /// The indexed operand axis (`>= batch_dims`).
+        axis: usize,
+        /// Number of leading axes shared by operand and indices.
+        batch_dims: usize,
+    },
+    /// The transpose of [`Prim::Gather`]: `out = operand; out[b, p, indices[b, i], s] += updates[b, p, i, s]`.
+    /// Operands: operand, indices, updates. Out-of-range indices are dropped.
+    ScatterAdd {
+        /// The indexed operand axis.
+        axis: usize,
+        /// Number of leading axes shared by operand, indices and updates.
+        batch_dims: usize,
+    },
+    /// Window of static `sizes` at dynamic scalar start indices (operands 1..), clamped into range.
+    DynamicSlice {
+        /// Window extent per axis.
+        sizes: Shape,
+    },
+    /// Writes the update (operand 1) into the operand at dynamic scalar starts (operands 2..), clamped.
+    DynamicUpdateSlice,
+    /// Identity whose derivative is zero: cuts the operand out of differentiation.
+    StopGradient,
+    /// General contraction. Output axes: batch, then lhs free, then rhs free.
+    DotGeneral {
+        /// Contracted lhs axes.
+        lhs_contract: Vec<usize>,
+        /// Contracted rhs axes (paired with `lhs_contract`).
+        rhs_contract: Vec<usize>,
+        /// Batch lhs axes.
+        lhs_batch: Vec<usize>,
+        /// Batch rhs axes (paired with `lhs_batch`).
+        rhs_batch: Vec<usize>,
+    },
+}
+
+impl Prim {
+    /// The primitive's name as it appears in graph dumps and error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Prim::Input(_) => "input",
+            Prim::Constant(_) => "constant",
+            Prim::Unary(op) => op.name(),
+            Prim::Binary(op) => op.name(),
+            Prim::Select => "select",
+            Prim::Reduce { op, .. } => op.name(),
+            Prim::Arg { op, .. } => op.name(),
+            Prim::Cumulative { op, .. } => op.name(),
+            Prim::Reshape { .. } => "reshape",
+            Prim::BroadcastInDim { .. } => "broadcast_in_dim",
+            Prim::Transpose { .. } => "transpose",
+            Prim::Slice { .. } => "slice",
+            Prim::Pad { .. } => "pad",
+            Prim::Concatenate { .. } => "concatenate",
+            Prim::Rev { .. } => "rev",
+            Prim::Iota { .. } => "iota",
+            Prim::Convert { .. } => "convert_element_type",
+            Prim::Gather { .. } => "gather",
+            Prim::ScatterAdd { .. } => "scatter_add",
+            Prim::DynamicSlice { .. } => "dynamic_slice",
+            Prim::DynamicUpdateSlice => "dynamic_update_slice",
+            Prim::DotGeneral { .. } => "dot_general",
+            Prim::StopGradient => "stop_gradient",
+        }
+    }
+
+    /// The static parameters as `key=value` pairs, for dumps.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let l = |v: &[usize]| format!("{v:?}");
+        match self {
+            Prim::Input(k) => vec![("index", k.to_string())],
+            Prim::Constant(a) => vec![("value", crate::tensor::display::summary(a))],
+            Prim::Reduce { axes, .. } => vec![("axes", l(axes))],
+            Prim::Arg { axis, .. } => vec![("axis", axis.to_string())],
+            Prim::Cumulative { axis, reverse, .. } => {
+                let mut p = vec![("axis", axis.to_string())];
+                if *reverse {
+                    p.push(("reverse", "true".into()));
+                }
+                p
+            }
+            Prim::Reshape { shape } => vec![("shape", l(shape))],
+            Prim::BroadcastInDim { shape, dims } => vec![("shape", l(shape)), ("dims", l(dims))],
+            Prim::Transpose { perm } => vec![("perm", l(perm))],
+            Prim::Slice {
+                start,
+                stop,
+                stride,
+            } => {
+                let mut p = vec![("start", l(start)), ("stop", l(stop))];
+                if stride.iter().any(|&s| s != 1) {
+                    p.push(("stride", l(stride)));
+                }
+                p
+            }
+            Prim::Pad {
+                low,
+                high,
+                interior,
+            } => {
+                let mut p = vec![("low", format!("{low:?}")), ("high", format!("{high:?}"))];
+                if interior.iter().any(|&s| s != 0) {
+                    p.push(("interior", l(interior)));
+                }
+                p
+            }
+            Prim::Concatenate { axis } => vec![("axis", axis.to_string())],
+            Prim::Rev { axes } => vec![("axes", l(axes))],
+            Prim::Iota { dtype, shape, dim } => {
+                vec![
+                    ("dtype", dtype.to_string()),
+                    ("shape", l(shape)),
+                    ("dim", dim.to_string()),
+                ]
+            }
+            Prim::Convert { dtype } => vec![("dtype", dtype.to_string())],
+            Prim::Gather { axis, batch_dims } | Prim::ScatterAdd { axis, batch_dims } => {
+                vec![
+                    ("axis", axis.to_string()),
+                    ("batch_dims", batch_dims.to_string()),
+                ]
+            }
+            Prim::DynamicSlice { sizes } => vec![("sizes", l(sizes))],
+            Prim::DotGeneral {
+                lhs_contract,
+                rhs_contract,
+                lhs_batch,
+                rhs_batch,
+            } => vec![
+                ("contract", format!("({lhs_contract:?}, {rhs_contract:?})")),
+                ("batch", format!("({lhs_batch:?}, {rhs_batch:?})")),
+            ],
+            Prim::Unary(_)
+            | Prim::Binary(_)
+            | Prim::Select
+            | Prim::DynamicUpdateSlice
+            | Prim::StopGradient => vec![],
+        }
+    }
+
+    /// The output type for operands of the given types, or the rule that was broken.
+    ///
+    /// This is the single place that checks a primitive's operands; tracing and
+    /// eager execution both call it before anything runs.
+    pub fn infer_type(&self, inputs: &[&TensorType]) -> Result<TensorType, String> {
+        let arity = |n: usize| -> Result<(), String> {
+            if inputs.len() == n {
+                Ok(())
+            } else {
+                Err(format!("expects {n} operand(s), got {}", inputs.len()))
+            }
+        };
+        match self {
+            Prim::Input(_) => Err("graph inputs have no type rule".into()),
+            Prim::Constant(a) => {
+                arity(0)?;
+                Ok(a.ty())
+            }
+            Prim::Unary(op) => {
+                arity(1)?;
+                op.infer_type(inputs[0])
+            }
+            Prim::Binary(op) => {
+                arity(2)?;
+                op.infer_type(inputs[0], inputs[1])
+            }
+            Prim::Select => {
+                arity(3)?;
+                elementwise::select_type(inputs[0], inputs[1], inputs[2])
+            }
+            Prim::Reduce { op, axes } => {
+                arity(1)?;
+                reduce::reduce_type(*op, axes, inputs[0])
+            }
+            Prim::Arg { axis, .. } => {
+                arity(1)?;
+                reduce::arg_type(*axis, inputs[0])
+            }
+            Prim::Cumulative { op, axis, .. } => {
+                arity(1)?;
+                reduce::cumulative_type(*op, *axis, inputs[0])
+            }
+            Prim::Iota { dtype, shape, dim } => {
+                arity(0)?;
+                structure::iota_type(*dtype, shape, *dim)
+            }
+            Prim::Reshape { .. }
+            | Prim::BroadcastInDim { .. }
+            | Prim::Transpose { .. }
+            | Prim::Slice { .. }
+            | Prim::Pad { .. }
+            | Prim::Concatenate { .. }
+            | Prim::Rev { .. }
+            | Prim::Convert { .. } => structure::infer_type(self, inputs),
+            Prim::Gather { .. }
+            | Prim::ScatterAdd { .. }
+            | Prim::DynamicSlice { .. }
+            | Prim::DynamicUpdateSlice => index::infer_type(self, inputs),
+            Prim::StopGradient => {
+                arity(1)?;
+                Ok(inputs[0].clone())
+            }
+            Prim::DotGeneral {
+                lhs_contract,
+                rhs_contract,
+                lhs_batch,
+                rhs_batch,
+            } => {
+                arity(2)?;
+                dot::dot_general_type(
+                    lhs_contract,
+                    rhs_contract,
+                    lhs_batch,
+                    rhs_batch,
+                    inputs[0],
+                    inputs[1],
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Prim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        let params = self.params();
+        if !params.is_empty() {
+            f.write_str("[")?;
+            for (i, (k, v)) in params.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{k}={v}")?;
+            }
+            f.write_str("]")?;
+        }
+        Ok(())
+    }
+}

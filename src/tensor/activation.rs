@@ -1,0 +1,127 @@
+//! Activation functions and normalisers built from primitives, so their
+//! derivatives, batching and compilation come from the primitives' rules.
+//! Each is written in a form that does not overflow for |x| = 1000 in f32.
+
+use super::elementwise::where_;
+use crate::Tensor;
+use std::f64::consts::{FRAC_1_SQRT_2, PI};
+
+impl Tensor {
+    /// `max(x, 0)`, with derivative 0 at 0 (a select, not `maximum`, which would split the tie).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![-1.0, 0.0, 2.0], &[3]);
+    /// assert_eq!(x.relu().to_vec::<f64>(), vec![0.0, 0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn relu(&self) -> Tensor {
+        where_(&self.gt(0.0), self, &self.scalar_like(0.0))
+    }
+
+    /// `x` for `x > 0`, `alpha · x` otherwise.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![-2.0, 3.0], &[2]);
+    /// assert_eq!(x.leaky_relu(0.1).to_vec::<f64>(), vec![-0.2, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn leaky_relu(&self, alpha: f64) -> Tensor {
+        where_(&self.gt(0.0), self, &(self * alpha))
+    }
+
+    /// `log(1 + e^x)`, computed as `max(x, 0) + log1p(e^-|x|)`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![-1000.0f32, 0.0, 1000.0], &[3]);
+    /// let y = x.softplus().to_vec::<f32>();
+    /// assert_eq!(y[0], 0.0);
+    /// assert!((y[1] - 2f32.ln()).abs() < 1e-7);
+    /// assert_eq!(y[2], 1000.0);
+    /// ```
+    #[track_caller]
+    pub fn softplus(&self) -> Tensor {
+        self.maximum(0.0) + (-self.abs()).exp().log1p()
+    }
+
+    /// The Gaussian error linear unit: exact `x Φ(x)`, or the tanh approximation.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::scalar(1.0);
+    /// assert!((x.gelu(false).item::<f64>() - 0.8413447460685429).abs() < 1e-15);
+    /// assert!((x.gelu(true).item::<f64>() - 0.8411919906082768).abs() < 1e-15);
+    /// ```
+    #[track_caller]
+    pub fn gelu(&self, approximate: bool) -> Tensor {
+        if approximate {
+            let inner = (self + self.powf(3.0) * 0.044715) * (2.0 / PI).sqrt();
+            self * 0.5 * (inner.tanh() + 1.0)
+        } else {
+            self * 0.5 * ((self * FRAC_1_SQRT_2).erf() + 1.0)
+        }
+    }
+
+    /// `x · sigmoid(x)` (also called swish).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::scalar(0.0).silu().item::<f64>(), 0.0);
+    /// ```
+    #[track_caller]
+    pub fn silu(&self) -> Tensor {
+        self * self.sigmoid()
+    }
+
+    /// `x · tanh(softplus(x))`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert!((Tensor::scalar(1.0).mish().item::<f64>() - 0.8650983882673103).abs() < 1e-15);
+    /// ```
+    #[track_caller]
+    pub fn mish(&self) -> Tensor {
+        self * self.softplus().tanh()
+    }
+
+    /// Softmax along `axis`, shifted by the maximum.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let p = Tensor::from_vec(vec![1000.0f32, 1000.0], &[2]).softmax(-1);
+    /// assert_eq!(p.to_vec::<f32>(), vec![0.5, 0.5]);
+    /// ```
+    #[track_caller]
+    pub fn softmax(&self, axis: isize) -> Tensor {
+        let shift = self.max(&[axis], true).stop_gradient();
+        let e = (self - shift).exp();
+        &e / e.sum(&[axis], true)
+    }
+
+    /// `log(softmax(x))` along `axis`, as `x - logsumexp(x)`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let l = Tensor::from_vec(vec![0.0f32, -1000.0], &[2]).log_softmax(0).to_vec::<f32>();
+    /// assert_eq!(l, vec![0.0, -1000.0]);
+    /// ```
+    #[track_caller]
+    pub fn log_softmax(&self, axis: isize) -> Tensor {
+        self - self.logsumexp(&[axis], true)
+    }
+
+    /// Clamps into `[lo, hi]`; at a boundary the derivative is split like `maximum`/`minimum`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![-2.0, 0.5, 2.0], &[3]);
+    /// assert_eq!(x.clamp(-1.0, 1.0).to_vec::<f64>(), vec![-1.0, 0.5, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn clamp(&self, lo: f64, hi: f64) -> Tensor {
+        assert!(lo <= hi, "clamp: lower bound {lo} exceeds upper bound {hi}");
+        self.maximum(lo).minimum(hi)
+    }
+}

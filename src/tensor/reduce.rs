@@ -1,0 +1,247 @@
+//! Reductions: sum, max, min, prod, argmax, argmin, and the stable composites
+//! mean, var, std, logsumexp and norm.
+
+use super::elementwise::where_;
+use super::structure::{axes_of, axis_of};
+use crate::ops::{ArgOp, Prim, ReduceOp};
+use crate::trace::bind;
+use crate::Tensor;
+
+impl Tensor {
+    #[track_caller]
+    fn reduce(&self, op: ReduceOp, axes: &[isize], keepdims: bool) -> Tensor {
+        let axes = axes_of(op.name(), axes, self.rank());
+        if axes.is_empty() {
+            return self.clone();
+        }
+        let out = bind(
+            Prim::Reduce {
+                op,
+                axes: axes.clone(),
+            },
+            &[self],
+        );
+        if keepdims {
+            out.reshape_to(&kept_shape(&self.shape(), &axes))
+        } else {
+            out
+        }
+    }
+
+    /// Sum over `axes` (negative allowed); `keepdims` leaves them with extent 1.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.sum(&[-1], false).to_vec::<f64>(), vec![3.0, 7.0]);
+    /// assert_eq!(x.sum(&[0], true).shape(), vec![1, 2]);
+    /// ```
+    #[track_caller]
+    pub fn sum(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        self.reduce(ReduceOp::Sum, axes, keepdims)
+    }
+
+    /// Sum of every element (0-d).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![1.0, 2.0], &[2]).sum_all().item::<f64>(), 3.0);
+    /// ```
+    #[track_caller]
+    pub fn sum_all(&self) -> Tensor {
+        self.sum(&all_axes(self), false)
+    }
+
+    /// Maximum over `axes`; the derivative is split equally between tied maxima.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 5.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.max(&[1], false).to_vec::<f64>(), vec![5.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn max(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        self.reduce(ReduceOp::Max, axes, keepdims)
+    }
+
+    /// Minimum over `axes`; the derivative is split equally between tied minima.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 5.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.min(&[0], false).to_vec::<f64>(), vec![1.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn min(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        self.reduce(ReduceOp::Min, axes, keepdims)
+    }
+
+    /// Product over `axes`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.prod(&[0, 1], false).item::<f64>(), 24.0);
+    /// ```
+    #[track_caller]
+    pub fn prod(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        self.reduce(ReduceOp::Prod, axes, keepdims)
+    }
+
+    #[track_caller]
+    fn arg(&self, op: ArgOp, axis: isize, keepdims: bool) -> Tensor {
+        let a = axis_of(op.name(), axis, self.rank());
+        let out = bind(Prim::Arg { op, axis: a }, &[self]);
+        if keepdims {
+            out.expand_dims(a as isize)
+        } else {
+            out
+        }
+    }
+
+    /// Index (i64) of the first maximum along `axis`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 5.0, 5.0], &[3]);
+    /// assert_eq!(x.argmax(0, false).item::<i64>(), 1);
+    /// ```
+    #[track_caller]
+    pub fn argmax(&self, axis: isize, keepdims: bool) -> Tensor {
+        self.arg(ArgOp::Max, axis, keepdims)
+    }
+
+    /// Index (i64) of the first minimum along `axis`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0, 1.0, 1.0], &[3]);
+    /// assert_eq!(x.argmin(0, false).item::<i64>(), 1);
+    /// ```
+    #[track_caller]
+    pub fn argmin(&self, axis: isize, keepdims: bool) -> Tensor {
+        self.arg(ArgOp::Min, axis, keepdims)
+    }
+
+    /// Mean over `axes`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![1.0, 2.0, 6.0], &[3]).mean(&[0], false).item::<f64>(), 3.0);
+    /// ```
+    #[track_caller]
+    pub fn mean(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        let count = count_over(self, axes);
+        self.sum(axes, keepdims) / count as f64
+    }
+
+    /// Mean of every element.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![1.0, 3.0], &[2]).mean_all().item::<f64>(), 2.0);
+    /// ```
+    #[track_caller]
+    pub fn mean_all(&self) -> Tensor {
+        self.mean(&all_axes(self), false)
+    }
+
+    /// Variance over `axes` with `ddof` delta degrees of freedom (two-pass, stable).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(x.var(&[0], 0, false).item::<f64>(), 1.25);
+    /// assert_eq!(x.var(&[0], 1, false).item::<f64>(), 5.0 / 3.0);
+    /// ```
+    #[track_caller]
+    pub fn var(&self, axes: &[isize], ddof: usize, keepdims: bool) -> Tensor {
+        let count = count_over(self, axes);
+        let centered = self - self.mean(axes, true);
+        centered.square().sum(axes, keepdims) / (count as f64 - ddof as f64)
+    }
+
+    /// Standard deviation over `axes` (square root of [`Tensor::var`]).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 3.0], &[2]);
+    /// assert_eq!(x.std(&[0], 0, false).item::<f64>(), 1.0);
+    /// ```
+    #[track_caller]
+    pub fn std(&self, axes: &[isize], ddof: usize, keepdims: bool) -> Tensor {
+        self.var(axes, ddof, keepdims).sqrt()
+    }
+
+    /// `log(sum(exp(x)))` over `axes`, shifted by the maximum so it never overflows.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1000.0f32, 1000.0], &[2]);
+    /// let y = x.logsumexp(&[0], false).item::<f32>();
+    /// assert!((y - (1000.0 + 2f32.ln())).abs() < 1e-3);
+    /// ```
+    #[track_caller]
+    pub fn logsumexp(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        let m = self.max(axes, true);
+        // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
+        let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
+        let out = (self - &shift).exp().sum(axes, true).log() + &shift;
+        if keepdims {
+            out
+        } else {
+            out.squeeze(
+                &axes_of("logsumexp", axes, self.rank())
+                    .iter()
+                    .map(|&a| a as isize)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    }
+
+    /// Euclidean (L2) norm over `axes`, scaled by the largest magnitude so it never overflows.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![3e200, 4e200], &[2]);
+    /// assert_eq!(x.norm(&[0], false).item::<f64>(), 5e200);
+    /// ```
+    #[track_caller]
+    pub fn norm(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        let scale = self.abs().max(axes, true).stop_gradient();
+        let scale = where_(&scale.gt(0.0), &scale, &scale.scalar_like(1.0));
+        let out = (self / &scale).square().sum(axes, true).sqrt() * &scale;
+        if keepdims {
+            out
+        } else {
+            out.squeeze(
+                &axes_of("norm", axes, self.rank())
+                    .iter()
+                    .map(|&a| a as isize)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    }
+}
+
+fn all_axes(t: &Tensor) -> Vec<isize> {
+    (0..t.rank() as isize).collect()
+}
+
+#[track_caller]
+fn count_over(t: &Tensor, axes: &[isize]) -> usize {
+    let shape = t.shape();
+    axes_of("mean", axes, shape.len())
+        .iter()
+        .map(|&a| shape[a])
+        .product()
+}
+
+/// `shape` with every reduced axis set to 1.
+pub(crate) fn kept_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect()
+}

@@ -1,0 +1,273 @@
+//! The trace stack: how an operation on a [`Tensor`] either runs or is recorded.
+//!
+//! Each active trace is a [`Frame`] on a thread-local stack; its level is its
+//! position. A symbolic tensor remembers the trace (id and level) it belongs
+//! to. [`bind`] applies a primitive: it checks the operand types, then
+//!
+//! - runs the CPU kernel at once if every operand is concrete (eager mode);
+//! - otherwise records a node into the trace of the *highest* level among the
+//!   operands. Operands from lower levels are lifted: a concrete tensor becomes
+//!   a constant node, a symbolic tensor of an outer trace becomes an implicit
+//!   input of this trace (a *capture*) that transformations of this trace do
+//!   not differentiate. After inlining, the outer trace sees the dependence,
+//!   which is what keeps nested derivatives free of perturbation confusion.
+
+use crate::array::Array;
+use crate::ir::{Graph, Var};
+use crate::ops::Prim;
+use crate::tensor::{Repr, Traced};
+use crate::{Tensor, TensorType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+static NEXT_TRACE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One active trace: the graph being recorded and how outer values were lifted into it.
+struct Frame {
+    id: u64,
+    graph: Graph,
+    /// Outer tensors captured as implicit inputs, in the order of those inputs.
+    captures: Vec<Tensor>,
+    /// (outer trace id, outer var) -> local implicit input.
+    lifted: HashMap<(u64, Var), Var>,
+    /// Address of a concrete array -> its constant node (the node keeps the `Arc` alive).
+    constants: HashMap<usize, Var>,
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The result of [`trace`]: a graph plus the outer values it captured.
+#[derive(Clone)]
+pub struct TracedGraph {
+    /// The recorded graph; its inputs are the explicit arguments, then the captures.
+    pub graph: Graph,
+    /// Number of explicit inputs.
+    pub num_args: usize,
+    /// Outer symbolic tensors the closure used, fed as the trailing inputs.
+    pub captures: Vec<Tensor>,
+}
+
+struct PopGuard(usize);
+impl Drop for PopGuard {
+    fn drop(&mut self) {
+        // Runs on success and on unwinding alike, so a panicking closure never leaves its frame behind.
+        STACK.with(|s| s.borrow_mut().truncate(self.0));
+    }
+}
+
+/// The level a new trace would get: the number of active traces.
+pub fn depth() -> usize {
+    STACK.with(|s| s.borrow().len())
+}
+
+/// Traces `f` on symbolic inputs of the given types into a graph.
+///
+/// Concrete tensors the closure uses become constants; symbolic tensors of
+/// outer traces become captures.
+#[track_caller]
+pub fn trace(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> TracedGraph {
+    let id = NEXT_TRACE_ID.fetch_add(1, Ordering::Relaxed);
+    let level = STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        s.push(Frame {
+            id,
+            graph: Graph::default(),
+            captures: Vec::new(),
+            lifted: HashMap::new(),
+            constants: HashMap::new(),
+        });
+        s.len() - 1
+    });
+    let guard = PopGuard(level);
+    let args: Vec<Tensor> = STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        let frame = &mut s[level];
+        in_types
+            .iter()
+            .map(|ty| {
+                let var = frame.graph.add_input(ty.clone());
+                Tensor::traced(Traced {
+                    trace: id,
+                    level,
+                    var,
+                    ty: ty.clone(),
+                })
+            })
+            .collect()
+    });
+    let outs = f(&args);
+    let frame = STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        let vars: Vec<Var> = outs.iter().map(|t| lift(&mut s[level], t)).collect();
+        s[level].graph.outputs = vars;
+        s.pop().expect("trace frame present")
+    });
+    drop(guard);
+    TracedGraph {
+        graph: frame.graph,
+        num_args: in_types.len(),
+        captures: frame.captures,
+    }
+}
+
+/// The var of `t` inside `frame`, lifting constants and outer values as needed.
+#[track_caller]
+fn lift(frame: &mut Frame, t: &Tensor) -> Var {
+    match &t.repr {
+        Repr::Concrete(a) => {
+            let key = Arc::as_ptr(a) as usize;
+            if let Some(&v) = frame.constants.get(&key) {
+                return v;
+            }
+            let v = frame
+                .graph
+                .push_typed(Prim::Constant(a.clone()), vec![], a.ty());
+            frame.constants.insert(key, v);
+            v
+        }
+        Repr::Traced(tr) if tr.trace == frame.id => tr.var,
+        Repr::Traced(tr) => {
+            if let Some(&v) = frame.lifted.get(&(tr.trace, tr.var)) {
+                return v;
+            }
+            let v = frame.graph.add_input(tr.ty.clone());
+            frame.lifted.insert((tr.trace, tr.var), v);
+            frame.captures.push(t.clone());
+            v
+        }
+    }
+}
+
+#[track_caller]
+fn check_alive(stack: &[Frame], tr: &Traced) {
+    if stack.get(tr.level).map(|f| f.id) != Some(tr.trace) {
+        panic!(
+            "a traced value ({}) escaped the transformation that created it: a tensor from inside \
+             a grad/jvp/vmap/jit closure was kept and used after that closure returned",
+            tr.ty
+        );
+    }
+}
+
+/// Applies a primitive to operands: runs it eagerly or records it (see the module docs).
+///
+/// Panics, at the caller's line, with the primitive's name and the broken rule
+/// when the operands do not fit.
+#[track_caller]
+pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
+    let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let refs: Vec<&TensorType> = tys.iter().collect();
+    let ty = match prim.infer_type(&refs) {
+        Ok(ty) => ty,
+        Err(e) => panic!("{}: {e}", prim.name()),
+    };
+    let top = inputs
+        .iter()
+        .filter_map(|t| t.as_traced())
+        .max_by_key(|tr| tr.level);
+    match top {
+        None => {
+            let arrays: Vec<&Array> = inputs
+                .iter()
+                .map(|t| t.as_concrete().expect("concrete operand"))
+                .collect();
+            Tensor::from_array(crate::backend::cpu::execute(&prim, &arrays, &ty))
+        }
+        Some(top) => {
+            let (trace, level) = (top.trace, top.level);
+            STACK.with(|s| {
+                let mut s = s.borrow_mut();
+                for t in inputs {
+                    if let Some(tr) = t.as_traced() {
+                        check_alive(&s, tr);
+                    }
+                }
+                let frame = &mut s[level];
+                let vars: Vec<Var> = inputs.iter().map(|t| lift(frame, t)).collect();
+                let var = frame.graph.push_typed(prim, vars, ty.clone());
+                Tensor::traced(Traced {
+                    trace,
+                    level,
+                    var,
+                    ty,
+                })
+            })
+        }
+    }
+}
+
+/// Evaluates a graph on the given arguments with [`bind`], node by node.
+///
+/// With concrete arguments this is the interpreter: every node runs its CPU
+/// kernel. With symbolic arguments it re-emits the graph into their trace,
+/// which is how a transformed graph is inlined into an outer transformation.
+/// Values are dropped after their last use.
+#[track_caller]
+pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
+    assert_eq!(
+        args.len(),
+        g.inputs.len(),
+        "graph expects {} arguments, got {}",
+        g.inputs.len(),
+        args.len()
+    );
+    let mut uses = vec![0u32; g.nodes.len()];
+    for n in &g.nodes {
+        for v in &n.inputs {
+            uses[v.index()] += 1;
+        }
+    }
+    for v in &g.outputs {
+        uses[v.index()] += 1;
+    }
+    let mut env: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        let value = match &node.prim {
+            Prim::Input(k) => args[*k].clone(),
+            Prim::Constant(a) => Tensor::from_arc(a.clone()),
+            prim => {
+                let ins: Vec<&Tensor> = node
+                    .inputs
+                    .iter()
+                    .map(|v| env[v.index()].as_ref().expect("live value"))
+                    .collect();
+                bind(prim.clone(), &ins)
+            }
+        };
+        env[i] = Some(value);
+        for v in &node.inputs {
+            uses[v.index()] -= 1;
+            if uses[v.index()] == 0 {
+                env[v.index()] = None;
+            }
+        }
+    }
+    g.outputs
+        .iter()
+        .map(|v| env[v.index()].clone().expect("output value"))
+        .collect()
+}
+
+/// Traces a closure over tensors of the given types into a [`Graph`].
+///
+/// The closure must not capture symbolic tensors of an outer trace (use
+/// [`trace`] for that, which reports the captures).
+///
+/// ```
+/// use cotangent::{trace_graph, DType, TensorType};
+/// let g = trace_graph(&[TensorType::new(DType::F32, vec![2])], |xs| vec![xs[0].exp()]);
+/// assert_eq!(g.num_ops(), 1);
+/// ```
+#[track_caller]
+pub fn trace_graph(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> Graph {
+    let t = trace(in_types, f);
+    assert!(
+        t.captures.is_empty(),
+        "trace_graph: the closure captured values of an outer trace; use trace()"
+    );
+    t.graph
+}
