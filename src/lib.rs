@@ -36,6 +36,8 @@ pub mod ops;
 pub mod shape;
 mod tensor;
 pub mod trace;
+pub mod transform;
+mod tree;
 
 pub use array::{Array, Data};
 pub use dtype::{DType, Element};
@@ -44,3 +46,5 @@ pub use shape::TensorType;
 pub use tensor::Tensor;
 pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand};
 pub use trace::{eval_graph, trace_graph};
+pub use transform::*;
+pub use tree::Tree;

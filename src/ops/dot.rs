@@ -1,5 +1,6 @@
 //! Contraction: `dot_general`.
 
+use super::Prim;
 use crate::TensorType;
 
 /// Type rule of dot_general: output axes are batch, lhs free, rhs free.
@@ -57,4 +58,111 @@ pub fn dot_general_type(
             .map(|a| rhs.shape[a]),
     );
     Ok(TensorType::new(lhs.dtype, shape))
+}
+
+// ---------------------------------------------------------------------------
+// Derivative and batching rules. dot_general is bilinear: its jvp (in
+// rules.rs) is the sum of the two one-sided products, and each side transposes
+// into another dot_general followed by an axis permutation (JAX's rule).
+// ---------------------------------------------------------------------------
+
+use super::rules::LinArg;
+use crate::trace::bind;
+use crate::Tensor;
+
+/// Consecutive ranges with the lengths of the given lists: `[0..a), [a..a+b), ...`.
+fn ranges_like(lens: &[usize]) -> Vec<Vec<usize>> {
+    let mut start = 0;
+    lens.iter()
+        .map(|&n| {
+            let r = (start..start + n).collect();
+            start += n;
+            r
+        })
+        .collect()
+}
+
+fn remaining(rank: usize, a: &[usize], b: &[usize]) -> Vec<usize> {
+    (0..rank).filter(|i| !a.contains(i) && !b.contains(i)).collect()
+}
+
+fn argsort(v: &[usize]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by_key(|&i| v[i]);
+    idx
+}
+
+/// Cotangent of the lhs `x` of `dot_general(x, y)`; `swap` when the output lists y's free axes first.
+fn transpose_lhs(
+    ct: &Tensor,
+    x_rank: usize,
+    y: &Tensor,
+    (xc, yc): (&[usize], &[usize]),
+    (xb, yb): (&[usize], &[usize]),
+    swap: bool,
+) -> Tensor {
+    let x_kept = remaining(x_rank, xc, xb);
+    let y_kept = remaining(y.rank(), yc, yb);
+    let (ans_batch, ans_y) = if swap {
+        let r = ranges_like(&[xb.len(), y_kept.len(), x_kept.len()]);
+        (r[0].clone(), r[1].clone())
+    } else {
+        let r = ranges_like(&[xb.len(), x_kept.len(), y_kept.len()]);
+        (r[0].clone(), r[2].clone())
+    };
+    let prim = Prim::DotGeneral { lhs_contract: ans_y, rhs_contract: y_kept, lhs_batch: ans_batch, rhs_batch: yb.to_vec() };
+    let xc_sorted_by_y: Vec<usize> = argsort(yc).iter().map(|&i| xc[i]).collect();
+    let order: Vec<usize> = xb.iter().chain(&x_kept).chain(&xc_sorted_by_y).copied().collect();
+    let perm = argsort(&order);
+    bind(Prim::Transpose { perm }, &[&bind(prim, &[ct, y])])
+}
+
+pub(crate) fn transpose(
+    ct: &Tensor,
+    args: &[LinArg],
+    (lc, rc): (&[usize], &[usize]),
+    (lb, rb): (&[usize], &[usize]),
+) -> Vec<Option<Tensor>> {
+    match (&args[0], &args[1]) {
+        (LinArg::Linear(x), LinArg::Value(y)) => vec![Some(transpose_lhs(ct, x.rank(), y, (lc, rc), (lb, rb), false)), None],
+        (LinArg::Value(x), LinArg::Linear(y)) => {
+            vec![None, Some(transpose_lhs(ct, y.rank(), x, (rc, lc), (rb, lb), true))]
+        }
+        _ => panic!("transpose: dot_general must have exactly one linear operand"),
+    }
+}
+
+pub(crate) fn batch(
+    lhs: &Tensor,
+    rhs: &Tensor,
+    batched: &[bool],
+    (lc, rc): (&[usize], &[usize]),
+    (lb, rb): (&[usize], &[usize]),
+) -> Tensor {
+    use super::rules::shift;
+    let with0 = |v: &[usize]| -> Vec<usize> { std::iter::once(0).chain(shift(v)).collect() };
+    match (batched[0], batched[1]) {
+        (true, true) => bind(
+            Prim::DotGeneral { lhs_contract: shift(lc), rhs_contract: shift(rc), lhs_batch: with0(lb), rhs_batch: with0(rb) },
+            &[lhs, rhs],
+        ),
+        (true, false) => {
+            // The batch axis is lhs's first free axis: it lands right after the batch axes.
+            let out = bind(
+                Prim::DotGeneral { lhs_contract: shift(lc), rhs_contract: rc.to_vec(), lhs_batch: shift(lb), rhs_batch: rb.to_vec() },
+                &[lhs, rhs],
+            );
+            out.moveaxis(lb.len() as isize, 0)
+        }
+        (false, true) => {
+            // It is rhs's first free axis: after the batch axes and lhs's free axes.
+            let out = bind(
+                Prim::DotGeneral { lhs_contract: lc.to_vec(), rhs_contract: shift(rc), lhs_batch: lb.to_vec(), rhs_batch: shift(rb) },
+                &[lhs, rhs],
+            );
+            let lhs_free = lhs.rank() - lc.len() - lb.len();
+            out.moveaxis((lb.len() + lhs_free) as isize, 0)
+        }
+        (false, false) => unreachable!("batch rule called without batched operands"),
+    }
 }

@@ -271,3 +271,142 @@ pub fn select_type(p: &TensorType, t: &TensorType, f: &TensorType) -> Result<Ten
     }
     Ok(t.clone())
 }
+
+// ---------------------------------------------------------------------------
+// Derivative and batching rules.
+// ---------------------------------------------------------------------------
+
+use super::rules::{add_tangents, materialize, LinArg};
+use crate::Tensor;
+use std::f64::consts::PI;
+
+impl UnaryOp {
+    /// Tangent of `y = op(x)` along `t`; `None` where the derivative is zero.
+    pub(crate) fn jvp(self, x: &Tensor, t: &Tensor, y: &Tensor) -> Option<Tensor> {
+        use UnaryOp::*;
+        let sq = |v: &Tensor| v * v;
+        Some(match self {
+            Neg => -t,
+            Exp => t * y,
+            Log => t / x,
+            Log1p => t / (x + 1.0),
+            Expm1 => t * (y + 1.0),
+            Sin => t * x.cos(),
+            Cos => -(t * x.sin()),
+            Tan => t * (sq(y) + 1.0),
+            Tanh => t * (1.0 - sq(y)),
+            Asin => t * (1.0 - sq(x)).rsqrt(),
+            Acos => -(t * (1.0 - sq(x)).rsqrt()),
+            Atan => t / (sq(x) + 1.0),
+            Sinh => t * x.cosh(),
+            Cosh => t * x.sinh(),
+            Asinh => t * (sq(x) + 1.0).rsqrt(),
+            Atanh => t / (1.0 - sq(x)),
+            Sqrt => t * 0.5 / y,
+            Rsqrt => t * y / x * -0.5,
+            Cbrt => t / (sq(y) * 3.0),
+            // abs'(0) = 0: sign(0) is 0.
+            Abs => t * x.sign(),
+            Logistic => t * y * (1.0 - y),
+            Erf => t * (-sq(x)).exp() * (2.0 / PI.sqrt()),
+            Erfc => t * (-sq(x)).exp() * (-2.0 / PI.sqrt()),
+            ErfInv => t * sq(y).exp() * (PI.sqrt() / 2.0),
+            Reciprocal => -(t * sq(y)),
+            // Piecewise constant: zero derivative everywhere it exists.
+            Sign | Floor | Ceil | Round | IsFinite | Not => return None,
+        })
+    }
+}
+
+impl BinaryOp {
+    /// Tangent of `y = op(a, b)` along `(ta, tb)`; absent tangents are zero.
+    pub(crate) fn jvp(
+        self,
+        a: &Tensor,
+        b: &Tensor,
+        ta: Option<&Tensor>,
+        tb: Option<&Tensor>,
+        y: &Tensor,
+    ) -> Option<Tensor> {
+        use BinaryOp::*;
+        // d/da contribution and d/db contribution as closures on the tangent.
+        let lin = |da: &dyn Fn(&Tensor) -> Tensor, db: &dyn Fn(&Tensor) -> Tensor| {
+            add_tangents(ta.map(da), tb.map(db))
+        };
+        match self {
+            Add => lin(&|t| t.clone(), &|t| t.clone()),
+            Sub => lin(&|t| t.clone(), &|t| -t),
+            Mul => lin(&|t| t * b, &|t| a * t),
+            Div => lin(&|t| t / b, &|t| -(t * y / b)),
+            // d/db of a - b·trunc(a/b) is -trunc(a/b).
+            Rem => lin(&|t| t.clone(), &|t| {
+                let q = a / b;
+                -(t * q.sign() * q.abs().floor())
+            }),
+            Pow => lin(
+                &|t| {
+                    // b·a^(b-1), defined as 0 where b = 0 (also at a = 0).
+                    let d = b * a.pow(b - 1.0);
+                    t * where_(&b.eq(0.0), &b.zeros_like(), &d)
+                },
+                &|t| {
+                    // log(a)·y, with log replaced by 0 where a = 0 (the limit of the product).
+                    let safe = where_(&a.eq(0.0), &a.ones_like(), a);
+                    t * safe.log() * y
+                },
+            ),
+            // Clarke subgradient: ties split the derivative equally.
+            Max | Min => {
+                let (win, lose) = if self == Max { (a.gt(b), a.lt(b)) } else { (a.lt(b), a.gt(b)) };
+                let half = a.scalar_like(0.5).broadcast_to(&a.shape());
+                let wa = where_(&win, &a.ones_like(), &where_(&lose, &a.zeros_like(), &half));
+                let wb = 1.0 - &wa;
+                lin(&|t| t * &wa, &|t| t * &wb)
+            }
+            Atan2 => {
+                let r = a * a + b * b;
+                lin(&|t| t * b / &r, &|t| -(t * a / &r))
+            }
+            Eq | Ne | Lt | Le | Gt | Ge | And | Or | Xor => None,
+        }
+    }
+
+    /// Cotangents of the linear operands of `op(a, b)` (add, sub, and mul/div by a constant).
+    pub(crate) fn transpose(self, ct: &Tensor, a: &LinArg, b: &LinArg) -> Vec<Option<Tensor>> {
+        use BinaryOp::*;
+        let lin = |x: &LinArg, v: Tensor| if x.is_linear() { Some(v) } else { None };
+        match (self, a, b) {
+            (Add, _, _) => vec![lin(a, ct.clone()), lin(b, ct.clone())],
+            (Sub, _, _) => vec![lin(a, ct.clone()), lin(b, -ct)],
+            (Mul, LinArg::Linear(_), LinArg::Value(bv)) => vec![Some(ct * *bv), None],
+            (Mul, LinArg::Value(av), LinArg::Linear(_)) => vec![None, Some(*av * ct)],
+            (Div, LinArg::Linear(_), LinArg::Value(bv)) => vec![Some(ct / *bv), None],
+            _ => panic!("transpose: {} is not linear in the operands it was given", self.name()),
+        }
+    }
+}
+
+fn where_(p: &Tensor, t: &Tensor, f: &Tensor) -> Tensor {
+    crate::where_(p, t, f)
+}
+
+/// Tangent of `select(p, on_true, on_false)`.
+pub(crate) fn select_jvp(p: &Tensor, t: &[Option<&Tensor>], on_true: &Tensor) -> Option<Tensor> {
+    if t[1].is_none() && t[2].is_none() {
+        return None;
+    }
+    let tt = materialize(t[1], on_true);
+    let tf = materialize(t[2], on_true);
+    Some(where_(p, &tt, &tf))
+}
+
+/// Cotangents of `select(p, on_true, on_false)` with a fixed predicate.
+pub(crate) fn select_transpose(ct: &Tensor, args: &[LinArg]) -> Vec<Option<Tensor>> {
+    let p = args[0].value("select predicate");
+    let zero = ct.zeros_like();
+    vec![
+        None,
+        args[1].is_linear().then(|| where_(p, ct, &zero)),
+        args[2].is_linear().then(|| where_(p, &zero, ct)),
+    ]
+}

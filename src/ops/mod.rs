@@ -10,6 +10,7 @@ pub mod elementwise;
 pub mod index;
 pub mod reduce;
 pub mod structure;
+pub(crate) mod rules;
 
 use crate::array::Array;
 use crate::shape::Shape;

@@ -117,3 +117,117 @@ pub fn cumulative_type(_op: CumOp, axis: usize, x: &TensorType) -> Result<Tensor
     }
     Ok(x.clone())
 }
+
+// ---------------------------------------------------------------------------
+// Derivative and batching rules.
+// ---------------------------------------------------------------------------
+
+use super::rules::shift;
+use super::Prim;
+use crate::trace::bind;
+use crate::Tensor;
+
+/// Broadcasts a reduced value back over the reduced axes of `shape`.
+fn unreduce(y: &Tensor, axes: &[usize], shape: &[usize]) -> Tensor {
+    let dims: Vec<usize> = (0..shape.len()).filter(|i| !axes.contains(i)).collect();
+    y.broadcast_in_dim(shape, &dims)
+}
+
+/// The transpose of a sum: broadcast the cotangent back over the reduced axes.
+pub(crate) fn sum_transpose(ct: &Tensor, axes: &[usize], operand: &TensorType) -> Tensor {
+    unreduce(ct, axes, &operand.shape)
+}
+
+/// Moves `axes` to the end and merges them into one axis.
+fn merge_axes_last(x: &Tensor, axes: &[usize]) -> Tensor {
+    let r = x.rank();
+    let mut perm: Vec<isize> = (0..r).filter(|a| !axes.contains(a)).map(|a| a as isize).collect();
+    perm.extend(axes.iter().map(|&a| a as isize));
+    let moved = x.permute(&perm);
+    let shape = x.shape();
+    let mut merged: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).map(|a| shape[a]).collect();
+    merged.push(axes.iter().map(|&a| shape[a]).product());
+    moved.reshape_to(&merged)
+}
+
+/// `[1, c0, c0·c1, ...]` along the last axis: the product of everything strictly before.
+fn exclusive_cumprod_last(x: &Tensor) -> Tensor {
+    let r = x.rank();
+    let inclusive = x.cumprod(-1);
+    let mut low = vec![0i64; r];
+    let mut high = vec![0i64; r];
+    low[r - 1] = 1;
+    high[r - 1] = -1;
+    inclusive.pad(&low, &high, &vec![0; r], 1.0)
+}
+
+pub(crate) fn reduce_jvp(op: ReduceOp, axes: &[usize], x: &Tensor, t: &Tensor, y: &Tensor) -> Option<Tensor> {
+    let sum = |v: &Tensor| bind(Prim::Reduce { op: ReduceOp::Sum, axes: axes.to_vec() }, &[v]);
+    Some(match op {
+        ReduceOp::Sum => sum(t),
+        // Ties share the derivative equally (a Clarke subgradient).
+        ReduceOp::Max | ReduceOp::Min => {
+            let hit = x.eq(&unreduce(y, axes, &x.shape())).cast(x.dtype());
+            sum(&(t * &hit)) / sum(&hit)
+        }
+        // d prod = Σ_i t_i Π_{j≠i} x_j, from exclusive products on both sides (exact at zeros).
+        ReduceOp::Prod => {
+            let xm = merge_axes_last(x, axes);
+            let tm = merge_axes_last(t, axes);
+            let before = exclusive_cumprod_last(&xm);
+            let after = exclusive_cumprod_last(&xm.flip(&[-1])).flip(&[-1]);
+            (tm * before * after).sum(&[-1], false)
+        }
+    })
+}
+
+/// Inclusive scan written with log-depth shifts (Hillis–Steele), from primitives whose
+/// rules we have: differentiating it gives exact scan derivatives, zeros and ties included.
+fn scan_composite(op: CumOp, x: &Tensor, axis: usize) -> Tensor {
+    let r = x.rank();
+    let n = x.shape()[axis];
+    let identity = match op {
+        CumOp::Sum => 0.0,
+        CumOp::Prod => 1.0,
+        CumOp::Max => f64::NEG_INFINITY,
+        CumOp::Min => f64::INFINITY,
+    };
+    let mut y = x.clone();
+    let mut s = 1;
+    while s < n {
+        let mut low = vec![0i64; r];
+        let mut high = vec![0i64; r];
+        low[axis] = s as i64;
+        high[axis] = -(s as i64);
+        let shifted = y.pad(&low, &high, &vec![0; r], identity);
+        y = match op {
+            CumOp::Sum => &y + &shifted,
+            CumOp::Prod => &y * &shifted,
+            CumOp::Max => y.maximum(&shifted),
+            CumOp::Min => y.minimum(&shifted),
+        };
+        s *= 2;
+    }
+    y
+}
+
+pub(crate) fn cumulative_jvp(op: CumOp, axis: usize, reverse: bool, x: &Tensor, t: &Tensor) -> Option<Tensor> {
+    if op == CumOp::Sum {
+        return Some(bind(Prim::Cumulative { op, axis, reverse }, &[t]));
+    }
+    let a = axis as isize;
+    let (x, t) = if reverse { (x.flip(&[a]), t.flip(&[a])) } else { (x.clone(), t.clone()) };
+    let (_, tangent) = crate::transform::jvp(|v: &Tensor| scan_composite(op, v, axis), &x, &t);
+    Some(if reverse { tangent.flip(&[a]) } else { tangent })
+}
+
+/// Batching: the operand's batch axis is 0, so every axis parameter moves up by one.
+pub(crate) fn batch(prim: &Prim, x: &Tensor) -> Tensor {
+    let p = match prim {
+        Prim::Reduce { op, axes } => Prim::Reduce { op: *op, axes: shift(axes) },
+        Prim::Arg { op, axis } => Prim::Arg { op: *op, axis: axis + 1 },
+        Prim::Cumulative { op, axis, reverse } => Prim::Cumulative { op: *op, axis: axis + 1, reverse: *reverse },
+        _ => unreachable!(),
+    };
+    bind(p, &[x])
+}

@@ -178,3 +178,130 @@ pub fn infer_type(prim: &Prim, inputs: &[&TensorType]) -> Result<TensorType, Str
         _ => unreachable!("not a structural primitive: {}", prim.name()),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Derivative and batching rules. Every primitive here is linear in its data
+// operands, so its jvp applies the primitive itself to the tangents.
+// ---------------------------------------------------------------------------
+
+use super::rules::{materialize, shift, with_batch_axis, LinArg};
+use crate::trace::bind;
+use crate::Tensor;
+
+pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> Option<Tensor> {
+    match prim {
+        // A float-to-int conversion has no tangent; int operands never have one.
+        Prim::Convert { dtype } if !dtype.is_float() => None,
+        Prim::Pad { .. } => {
+            let tx = materialize(t[0], x[0]);
+            let tv = materialize(t[1], x[1]);
+            Some(bind(prim.clone(), &[&tx, &tv]))
+        }
+        Prim::Concatenate { .. } => {
+            let ts: Vec<Tensor> = x.iter().zip(t).map(|(xi, ti)| materialize(*ti, xi)).collect();
+            let refs: Vec<&Tensor> = ts.iter().collect();
+            Some(bind(prim.clone(), &refs))
+        }
+        _ => Some(bind(prim.clone(), &[t[0]?])),
+    }
+}
+
+fn inverse_perm(perm: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p] = i;
+    }
+    inv
+}
+
+pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option<Tensor>> {
+    let operand = args[0].ty();
+    match prim {
+        Prim::Reshape { .. } => vec![Some(ct.reshape_to(&operand.shape))],
+        Prim::BroadcastInDim { shape, dims } => {
+            // Sum the axes the broadcast created or stretched, then restore the operand's shape.
+            let summed: Vec<isize> = (0..shape.len())
+                .filter(|d| match dims.iter().position(|x| x == d) {
+                    None => true,
+                    Some(i) => operand.shape[i] == 1 && shape[*d] != 1,
+                })
+                .map(|d| d as isize)
+                .collect();
+            vec![Some(ct.sum(&summed, false).reshape_to(&operand.shape))]
+        }
+        Prim::Transpose { perm } => vec![Some(bind(Prim::Transpose { perm: inverse_perm(perm) }, &[ct]))],
+        Prim::Slice { start, stop: _, stride } => {
+            let out = ct.shape();
+            if out.contains(&0) {
+                return vec![Some(Tensor::zeros(&operand.shape, operand.dtype))];
+            }
+            let r = operand.rank();
+            let low: Vec<i64> = start.iter().map(|&s| s as i64).collect();
+            let high: Vec<i64> = (0..r)
+                .map(|i| operand.shape[i] as i64 - start[i] as i64 - ((out[i] as i64 - 1) * stride[i] as i64) - 1)
+                .collect();
+            let interior: Vec<usize> = stride.iter().map(|s| s - 1).collect();
+            vec![Some(ct.pad(&low, &high, &interior, 0.0))]
+        }
+        Prim::Rev { axes } => vec![Some(bind(Prim::Rev { axes: axes.clone() }, &[ct]))],
+        Prim::Convert { .. } => vec![Some(ct.cast(operand.dtype))],
+        Prim::Pad { low, high, interior } => {
+            // Undo the edges, then take every (interior+1)-th element (JAX's rule).
+            let r = operand.rank();
+            let unpadded = ct.pad(
+                &low.iter().map(|l| -l).collect::<Vec<_>>(),
+                &high.iter().map(|h| -h).collect::<Vec<_>>(),
+                &vec![0; r],
+                0.0,
+            );
+            let shape = unpadded.shape();
+            let t_operand = unpadded.slice(&vec![0; r], &shape, &interior.iter().map(|i| i + 1).collect::<Vec<_>>());
+            let t_value = args[1].is_linear().then(|| ct.sum_all() - t_operand.sum_all());
+            vec![args[0].is_linear().then_some(t_operand), t_value]
+        }
+        Prim::Concatenate { axis } => {
+            let mut start = 0;
+            args.iter()
+                .map(|a| {
+                    let n = a.ty().shape[*axis];
+                    let piece = ct.slice_axis(*axis as isize, start as isize, (start + n) as isize, 1);
+                    start += n;
+                    a.is_linear().then_some(piece)
+                })
+                .collect()
+        }
+        _ => unreachable!("not a structural primitive: {}", prim.name()),
+    }
+}
+
+pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Tensor {
+    let x = &args[0];
+    let prepend = |v: &[usize], first: usize| -> Vec<usize> { std::iter::once(first).chain(v.iter().copied()).collect() };
+    match prim {
+        Prim::Reshape { shape } => x.reshape_to(&prepend(shape, size)),
+        Prim::BroadcastInDim { shape, dims } => x.broadcast_in_dim(&prepend(shape, size), &prepend(&shift(dims), 0)),
+        Prim::Transpose { perm } => bind(Prim::Transpose { perm: prepend(&shift(perm), 0) }, &[x]),
+        Prim::Slice { start, stop, stride } => x.slice(&prepend(start, 0), &prepend(stop, size), &prepend(stride, 1)),
+        Prim::Rev { axes } => bind(Prim::Rev { axes: shift(axes) }, &[x]),
+        Prim::Pad { low, high, interior } => {
+            let p = |v: &[i64]| -> Vec<i64> { std::iter::once(0).chain(v.iter().copied()).collect() };
+            let padded = Prim::Pad { low: p(low), high: p(high), interior: prepend(interior, 0) };
+            let x = if batched[0] { x.clone() } else { with_batch_axis(x, size) };
+            if !batched[1] {
+                return bind(padded, &[&x, &args[1]]);
+            }
+            // A per-example padding value: pad with anything, then select it where the mask says padding.
+            let filler = args[1].index(0);
+            let out = bind(padded.clone(), &[&x, &filler]);
+            let inside = bind(padded, &[&x.ones_like().cast(crate::DType::Bool), &Tensor::scalar(false)]);
+            let value = args[1].reshape_to(&prepend(&vec![1; out.rank() - 1], size)).broadcast_to(&out.shape());
+            crate::where_(&inside, &out, &value)
+        }
+        Prim::Concatenate { axis } => {
+            let full = super::rules::broadcast_all(args, batched, size);
+            let refs: Vec<&Tensor> = full.iter().collect();
+            bind(Prim::Concatenate { axis: axis + 1 }, &refs)
+        }
+        _ => unreachable!("not a batchable structural primitive: {}", prim.name()),
+    }
+}

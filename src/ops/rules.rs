@@ -1,0 +1,165 @@
+//! Dispatch of the derivative and batching rules to the primitive families.
+//!
+//! - **jvp**: the tangent of a primitive's output given its operands'
+//!   tangents (`None` = a symbolic zero, which costs nothing). Written with
+//!   [`Tensor`] operations, so rules are themselves differentiable.
+//! - **transpose**: for a primitive that is linear in some operands, the
+//!   cotangents of those operands given the output's cotangent.
+//! - **batch**: the primitive applied to operands carrying an extra leading
+//!   batch axis (axis 0) where `batched` says so.
+
+use super::{dot, elementwise, index, reduce, structure, Prim};
+use crate::{Tensor, TensorType};
+
+/// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
+pub(crate) enum LinArg<'a> {
+    /// A linear operand of this type.
+    Linear(TensorType),
+    /// A constant operand (a residual of the forward pass, an index, a predicate).
+    Value(&'a Tensor),
+}
+
+impl LinArg<'_> {
+    pub fn is_linear(&self) -> bool {
+        matches!(self, LinArg::Linear(_))
+    }
+
+    /// The value of a non-linear operand; `what` names it in the panic if it is linear.
+    #[track_caller]
+    pub fn value(&self, what: &str) -> &Tensor {
+        match self {
+            LinArg::Value(v) => v,
+            LinArg::Linear(_) => panic!("transpose: {what} must not depend on the linear input"),
+        }
+    }
+
+    /// The operand's type.
+    pub fn ty(&self) -> TensorType {
+        match self {
+            LinArg::Linear(t) => t.clone(),
+            LinArg::Value(v) => v.ty(),
+        }
+    }
+}
+
+/// `a + b` where either may be a symbolic zero.
+pub(crate) fn add_tangents(a: Option<Tensor>, b: Option<Tensor>) -> Option<Tensor> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// A tangent, or zeros shaped like `like` for a symbolic zero.
+pub(crate) fn materialize(t: Option<&Tensor>, like: &Tensor) -> Tensor {
+    t.cloned().unwrap_or_else(|| like.zeros_like())
+}
+
+/// Tangent of `y = prim(x)` given the operands' tangents.
+pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor) -> Option<Tensor> {
+    if t.iter().all(|t| t.is_none()) {
+        return None;
+    }
+    match prim {
+        Prim::Input(_) | Prim::Constant(_) | Prim::Iota { .. } | Prim::StopGradient => None,
+        Prim::Unary(op) => op.jvp(x[0], t[0]?, y),
+        Prim::Binary(op) => op.jvp(x[0], x[1], t[0], t[1], y),
+        Prim::Select => elementwise::select_jvp(x[0], t, x[1]),
+        Prim::Reduce { op, axes } => reduce::reduce_jvp(*op, axes, x[0], t[0]?, y),
+        Prim::Arg { .. } => None,
+        Prim::Cumulative { op, axis, reverse } => reduce::cumulative_jvp(*op, *axis, *reverse, x[0], t[0]?),
+        Prim::Reshape { .. }
+        | Prim::BroadcastInDim { .. }
+        | Prim::Transpose { .. }
+        | Prim::Slice { .. }
+        | Prim::Rev { .. }
+        | Prim::Convert { .. }
+        | Prim::Pad { .. }
+        | Prim::Concatenate { .. } => structure::jvp(prim, x, t),
+        Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
+            index::jvp(prim, x, t)
+        }
+        Prim::DotGeneral { .. } => add_tangents(
+            t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
+            t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
+        ),
+    }
+}
+
+/// Cotangents of the linear operands of `prim` given the output cotangent `ct`.
+/// Entries for non-linear operands are `None`.
+pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option<Tensor>> {
+    match prim {
+        Prim::Unary(super::UnaryOp::Neg) => vec![Some(-ct)],
+        Prim::Binary(op) => op.transpose(ct, &args[0], &args[1]),
+        Prim::Select => elementwise::select_transpose(ct, args),
+        Prim::Reduce { op: super::ReduceOp::Sum, axes } => vec![Some(reduce::sum_transpose(ct, axes, &args[0].ty()))],
+        Prim::Cumulative { op: super::CumOp::Sum, axis, reverse } => {
+            vec![Some(crate::trace::bind(Prim::Cumulative { op: super::CumOp::Sum, axis: *axis, reverse: !reverse }, &[ct]))]
+        }
+        Prim::Reshape { .. }
+        | Prim::BroadcastInDim { .. }
+        | Prim::Transpose { .. }
+        | Prim::Slice { .. }
+        | Prim::Rev { .. }
+        | Prim::Convert { .. }
+        | Prim::Pad { .. }
+        | Prim::Concatenate { .. } => structure::transpose(prim, ct, args),
+        Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
+            index::transpose(prim, ct, args)
+        }
+        Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+            dot::transpose(ct, args, (lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
+        }
+        _ => panic!("transpose: {} is not a linear primitive", prim.name()),
+    }
+}
+
+/// `prim` applied to operands where `batched[i]` means operand `i` has an extra leading axis
+/// of extent `size`. Returns the result and whether it is batched (always, here).
+pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Tensor {
+    match prim {
+        Prim::Unary(_) | Prim::StopGradient | Prim::Convert { .. } => crate::trace::bind(prim.clone(), &[&args[0]]),
+        Prim::Binary(_) | Prim::Select => {
+            let full = broadcast_all(args, batched, size);
+            let refs: Vec<&Tensor> = full.iter().collect();
+            crate::trace::bind(prim.clone(), &refs)
+        }
+        Prim::Reduce { .. } | Prim::Arg { .. } | Prim::Cumulative { .. } => reduce::batch(prim, &args[0]),
+        Prim::Reshape { .. }
+        | Prim::BroadcastInDim { .. }
+        | Prim::Transpose { .. }
+        | Prim::Slice { .. }
+        | Prim::Rev { .. }
+        | Prim::Pad { .. }
+        | Prim::Concatenate { .. } => structure::batch(prim, args, batched, size),
+        Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
+            index::batch(prim, args, batched, size)
+        }
+        Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+            dot::batch(&args[0], &args[1], batched, (lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
+        }
+        Prim::Input(_) | Prim::Constant(_) | Prim::Iota { .. } => {
+            unreachable!("{} has no operands to batch", prim.name())
+        }
+    }
+}
+
+/// Gives an unbatched operand the leading batch axis by broadcasting.
+pub(crate) fn with_batch_axis(x: &Tensor, size: usize) -> Tensor {
+    let shape = x.shape();
+    let mut out = vec![size];
+    out.extend_from_slice(&shape);
+    x.broadcast_in_dim(&out, &(1..=shape.len()).collect::<Vec<_>>())
+}
+
+/// Every operand with the batch axis, broadcasting the unbatched ones.
+pub(crate) fn broadcast_all(args: &[Tensor], batched: &[bool], size: usize) -> Vec<Tensor> {
+    args.iter().zip(batched).map(|(a, &b)| if b { a.clone() } else { with_batch_axis(a, size) }).collect()
+}
+
+/// Shifts axis numbers past the new leading batch axis.
+pub(crate) fn shift(axes: &[usize]) -> Vec<usize> {
+    axes.iter().map(|a| a + 1).collect()
+}

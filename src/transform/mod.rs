@@ -1,0 +1,51 @@
+//! Composable transformations: `jvp`, `linearize`, `vjp`, `grad`, `vmap` and
+//! the Jacobian/Hessian combinators built from them.
+//!
+//! Every transformation first traces the user's closure into a
+//! [`Graph`](crate::ir::Graph), then *evaluates* that graph under the
+//! transformation's rules with ordinary [`Tensor`](crate::Tensor) operations.
+//! With concrete inputs those operations run at once; with symbolic inputs
+//! (when the transformation is itself being traced by an outer one) they are
+//! recorded into the outer trace. That is the whole nesting story: `grad` of
+//! `grad`, `vmap` of `grad`, `jvp` of `vjp` all work the same way, to any depth.
+//!
+//! Reverse mode is forward mode plus transposition: [`vjp`] runs the jvp of
+//! the graph with concrete primals and *symbolic* tangents, so the primal
+//! computation happens at once while the tangent computation is recorded as a
+//! linear graph (whose residuals are exactly the primal values it uses), then
+//! transposes that graph.
+
+mod jac;
+mod jvp;
+mod vjp;
+mod vmap;
+
+pub use jac::{hessian, hvp, jacfwd, jacrev};
+pub use jvp::jvp;
+pub use vjp::{
+    grad, grad_with_aux, linear_transpose, linearize, value_and_grad, value_and_grad_with_aux, vjp, Linearized,
+    Pullback,
+};
+pub use vmap::{vmap, vmap_axes};
+
+use crate::trace::{trace, TracedGraph};
+use crate::{Tensor, TensorType, Tree};
+
+/// Traces `f` on symbolic leaves shaped like `example`'s, returning the graph and
+/// the output's structure (a template whose leaves are not to be used).
+#[track_caller]
+pub(crate) fn trace_tree<A: Tree, B: Tree>(f: impl FnOnce(&A) -> B, example: &A, in_types: &[TensorType]) -> (TracedGraph, B) {
+    let mut template = None;
+    let traced = trace(in_types, |leaves| {
+        let arg = example.rebuild_from(leaves.to_vec());
+        let out = f(&arg);
+        let leaves = out.leaves();
+        template = Some(out);
+        leaves
+    });
+    (traced, template.expect("traced closure returned"))
+}
+
+pub(crate) fn types_of(leaves: &[Tensor]) -> Vec<TensorType> {
+    leaves.iter().map(|t| t.ty()).collect()
+}
