@@ -128,7 +128,7 @@ impl Tensor {
 
 /// Einstein summation in explicit form (`"ij,jk->ik"`), for one or more operands.
 /// Letters appearing in several operands and in the output are batch axes; letters
-/// absent from the output are summed. A letter repeated within one operand is not supported.
+/// absent from the output are summed. A letter repeated within one operand takes the diagonal.
 ///
 /// ```
 /// use cotangent::{einsum, Tensor};

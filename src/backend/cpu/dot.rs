@@ -1,17 +1,150 @@
 //! `dot_general` on the `gemm` crate.
+//!
+//! Both operands are brought into a contiguous `[B, M, K]` / `[B, K, N]` layout
+//! (batch, free, contracting for the lhs; batch, contracting, free for the rhs),
+//! then every batch is one matrix product: `gemm` for floats, a plain loop with
+//! wrapping arithmetic for integers.
 
-use crate::array::Array;
-use crate::TensorType;
+use super::structure::transpose;
+use crate::array::{Array, Data};
+use crate::{Element, TensorType};
+use std::borrow::Cow;
+
+/// Below this many multiply-adds (`m * n * k`) a product runs on the calling thread.
+const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
+
+/// `x` with its axes in the order `perm`, copied only when that is not already the order.
+fn permuted<'a>(x: &'a Array, perm: &[usize]) -> Cow<'a, Data> {
+    if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        Cow::Borrowed(&x.data)
+    } else {
+        Cow::Owned(transpose(x, perm).data)
+    }
+}
+
+/// Axes of a rank-`rank` operand that are neither contracted nor batch, in order.
+fn free_axes(rank: usize, contract: &[usize], batch: &[usize]) -> Vec<usize> {
+    (0..rank)
+        .filter(|a| !contract.contains(a) && !batch.contains(a))
+        .collect()
+}
 
 /// General contraction: output axes are batch, lhs free, rhs free.
 pub fn dot_general(
-    _lhs: &Array,
-    _rhs: &Array,
-    _lc: &[usize],
-    _rc: &[usize],
-    _lb: &[usize],
-    _rb: &[usize],
-    _out: &TensorType,
+    lhs: &Array,
+    rhs: &Array,
+    lc: &[usize],
+    rc: &[usize],
+    lb: &[usize],
+    rb: &[usize],
+    out: &TensorType,
 ) -> Array {
-    panic!("dot_general kernel: not written yet")
+    let lf = free_axes(lhs.shape.len(), lc, lb);
+    let rf = free_axes(rhs.shape.len(), rc, rb);
+    let extent =
+        |x: &Array, axes: &[usize]| -> usize { axes.iter().map(|&a| x.shape[a]).product() };
+    let (b, m, k, n) = (
+        extent(lhs, lb),
+        extent(lhs, &lf),
+        extent(lhs, lc),
+        extent(rhs, &rf),
+    );
+    if b * m * n == 0 || k == 0 {
+        // Empty output, or an empty sum: zeros, without touching the operands.
+        return Array::full(out.dtype, out.shape.clone(), 0.0);
+    }
+    let lperm = [lb, &lf, lc].concat();
+    let rperm = [rb, rc, &rf].concat();
+    let l = permuted(lhs, &lperm);
+    let r = permuted(rhs, &rperm);
+    let dims = Dims { b, m, k, n };
+    let data = match (l.as_ref(), r.as_ref()) {
+        (Data::F32(a), Data::F32(c)) => Data::F32(gemm_batched(a, c, dims)),
+        (Data::F64(a), Data::F64(c)) => Data::F64(gemm_batched(a, c, dims)),
+        (Data::I32(a), Data::I32(c)) => Data::I32(int_batched(a, c, dims, |acc, x, y| {
+            acc.wrapping_add(x.wrapping_mul(y))
+        })),
+        (Data::I64(a), Data::I64(c)) => Data::I64(int_batched(a, c, dims, |acc, x, y| {
+            acc.wrapping_add(x.wrapping_mul(y))
+        })),
+        _ => unreachable!("dot_general: operand dtypes checked by the type rule"),
+    };
+    Array::new(out.shape.clone(), data)
+}
+
+/// Extents of a batched product `[b, m, k] @ [b, k, n]`, all non-zero.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+/// Batched row-major product through `gemm` (`T` is `f32` or `f64`).
+fn gemm_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims) -> Vec<T> {
+    let Dims { b, m, k, n } = d;
+    assert!(lhs.len() == b * m * k && rhs.len() == b * k * n);
+    let mut out = vec![T::from_f64(0.0); b * m * n];
+    let parallelism = if m * n * k < PARALLEL_THRESHOLD {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(0)
+    };
+    for ((o, l), r) in out
+        .chunks_exact_mut(m * n)
+        .zip(lhs.chunks_exact(m * k))
+        .zip(rhs.chunks_exact(k * n))
+    {
+        // SAFETY: `o`, `l` and `r` are distinct live slices of exactly m*n, m*k and
+        // k*n elements, read row-major through the strides below (column stride 1,
+        // row stride = row length), so every access stays inside its slice. `T` is
+        // f32 or f64, the types `gemm` supports. With `read_dst = false`, `dst` is
+        // overwritten with `beta * lhs @ rhs = lhs @ rhs`.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                o.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                l.as_ptr(),
+                1,
+                k as isize,
+                r.as_ptr(),
+                1,
+                n as isize,
+                T::from_f64(0.0),
+                T::from_f64(1.0),
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    out
+}
+
+/// Batched row-major product by a plain loop; `fma(acc, x, y)` is `acc + x * y`.
+fn int_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims, fma: fn(T, T, T) -> T) -> Vec<T> {
+    let Dims { b, m, k, n } = d;
+    let mut out = vec![T::from_f64(0.0); b * m * n];
+    for bi in 0..b {
+        let l = &lhs[bi * m * k..(bi + 1) * m * k];
+        let r = &rhs[bi * k * n..(bi + 1) * k * n];
+        let o = &mut out[bi * m * n..(bi + 1) * m * n];
+        for i in 0..m {
+            let orow = &mut o[i * n..(i + 1) * n];
+            for p in 0..k {
+                let x = l[i * k + p];
+                for (acc, &y) in orow.iter_mut().zip(&r[p * n..(p + 1) * n]) {
+                    *acc = fma(*acc, x, y);
+                }
+            }
+        }
+    }
+    out
 }
