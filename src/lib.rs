@@ -37,7 +37,7 @@ pub mod shape;
 mod tensor;
 pub mod trace;
 pub mod transform;
-mod tree;
+pub mod tree;
 
 pub use array::{Array, Data};
 pub use dtype::{DType, Element};

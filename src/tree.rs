@@ -3,7 +3,8 @@
 //! A [`Tree`] flattens to a list of [`Tensor`] leaves and rebuilds itself from
 //! such a list, using `self` as the template for its structure. Tensors,
 //! tuples (up to 6), arrays, `Vec`, `Option`, `BTreeMap<String, _>` and `()`
-//! are trees; implement the trait by hand for your own types.
+//! are trees; implement the trait by hand for your own types. Each leaf also
+//! has a dotted path (`layers.0.weight`), which checkpoints use as its name.
 //!
 //! ```
 //! use cotangent::{Tensor, Tree};
@@ -18,6 +19,20 @@
 use crate::Tensor;
 use std::collections::BTreeMap;
 
+/// Joins a parent path and a child name with a dot (no dot at the root).
+///
+/// ```
+/// assert_eq!(cotangent::tree::join_path("", "w"), "w");
+/// assert_eq!(cotangent::tree::join_path("layers.0", "w"), "layers.0.w");
+/// ```
+pub fn join_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
 /// A value made of tensor leaves that transformations can flatten and rebuild.
 pub trait Tree: Sized {
     /// Appends the leaves, in a fixed order, to `out`.
@@ -25,6 +40,24 @@ pub trait Tree: Sized {
 
     /// Builds a value shaped like `self`, taking its leaves from `leaves` in order.
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self;
+
+    /// Appends each leaf with its path (`layers.0.weight`), in the order of
+    /// [`Tree::flatten_into`]. `prefix` is the path of `self` (empty at the root).
+    fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>);
+
+    /// Every leaf with its dotted path, in flattening order.
+    ///
+    /// ```
+    /// use cotangent::{Tensor, Tree};
+    /// let t = (Tensor::scalar(1.0), vec![Tensor::scalar(2.0)]);
+    /// let names: Vec<String> = t.named_leaves().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, vec!["0", "1.0"]);
+    /// ```
+    fn named_leaves(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        self.named_leaves_into("", &mut v);
+        v
+    }
 
     /// The leaves as a vector.
     fn leaves(&self) -> Vec<Tensor> {
@@ -39,7 +72,10 @@ pub trait Tree: Sized {
         let n = leaves.len();
         let mut it = leaves.into_iter();
         let out = self.rebuild(&mut it);
-        assert!(it.next().is_none(), "Tree::rebuild_from: {n} leaves given, the tree takes fewer");
+        assert!(
+            it.next().is_none(),
+            "Tree::rebuild_from: {n} leaves given, the tree takes fewer"
+        );
         out
     }
 
@@ -59,6 +95,9 @@ impl Tree for Tensor {
     fn flatten_into(&self, out: &mut Vec<Tensor>) {
         out.push(self.clone());
     }
+    fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+        out.push((prefix.to_string(), self.clone()));
+    }
     #[track_caller]
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
         leaves.next().expect("Tree::rebuild: too few leaves")
@@ -67,12 +106,18 @@ impl Tree for Tensor {
 
 impl Tree for () {
     fn flatten_into(&self, _: &mut Vec<Tensor>) {}
+    fn named_leaves_into(&self, _: &str, _: &mut Vec<(String, Tensor)>) {}
     fn rebuild(&self, _: &mut dyn Iterator<Item = Tensor>) -> Self {}
 }
 
 impl<T: Tree> Tree for Vec<T> {
     fn flatten_into(&self, out: &mut Vec<Tensor>) {
         self.iter().for_each(|t| t.flatten_into(out));
+    }
+    fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+        for (i, t) in self.iter().enumerate() {
+            t.named_leaves_into(&join_path(prefix, &i.to_string()), out);
+        }
     }
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
         self.iter().map(|t| t.rebuild(leaves)).collect()
@@ -82,6 +127,11 @@ impl<T: Tree> Tree for Vec<T> {
 impl<T: Tree, const N: usize> Tree for [T; N] {
     fn flatten_into(&self, out: &mut Vec<Tensor>) {
         self.iter().for_each(|t| t.flatten_into(out));
+    }
+    fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+        for (i, t) in self.iter().enumerate() {
+            t.named_leaves_into(&join_path(prefix, &i.to_string()), out);
+        }
     }
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
         std::array::from_fn(|i| self[i].rebuild(leaves))
@@ -94,6 +144,11 @@ impl<T: Tree> Tree for Option<T> {
             t.flatten_into(out);
         }
     }
+    fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+        if let Some(t) = self {
+            t.named_leaves_into(prefix, out);
+        }
+    }
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
         self.as_ref().map(|t| t.rebuild(leaves))
     }
@@ -103,8 +158,15 @@ impl<T: Tree> Tree for BTreeMap<String, T> {
     fn flatten_into(&self, out: &mut Vec<Tensor>) {
         self.values().for_each(|t| t.flatten_into(out));
     }
+    fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+        for (k, t) in self {
+            t.named_leaves_into(&join_path(prefix, k), out);
+        }
+    }
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
-        self.iter().map(|(k, t)| (k.clone(), t.rebuild(leaves))).collect()
+        self.iter()
+            .map(|(k, t)| (k.clone(), t.rebuild(leaves)))
+            .collect()
     }
 }
 
@@ -113,6 +175,9 @@ macro_rules! tuple_tree {
         impl<$($name: Tree),+> Tree for ($($name,)+) {
             fn flatten_into(&self, out: &mut Vec<Tensor>) {
                 $(self.$idx.flatten_into(out);)+
+            }
+            fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+                $(self.$idx.named_leaves_into(&join_path(prefix, stringify!($idx)), out);)+
             }
             fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
                 ($(self.$idx.rebuild(leaves),)+)

@@ -83,7 +83,9 @@ fn ranges_like(lens: &[usize]) -> Vec<Vec<usize>> {
 }
 
 fn remaining(rank: usize, a: &[usize], b: &[usize]) -> Vec<usize> {
-    (0..rank).filter(|i| !a.contains(i) && !b.contains(i)).collect()
+    (0..rank)
+        .filter(|i| !a.contains(i) && !b.contains(i))
+        .collect()
 }
 
 fn argsort(v: &[usize]) -> Vec<usize> {
@@ -110,9 +112,19 @@ fn transpose_lhs(
         let r = ranges_like(&[xb.len(), x_kept.len(), y_kept.len()]);
         (r[0].clone(), r[2].clone())
     };
-    let prim = Prim::DotGeneral { lhs_contract: ans_y, rhs_contract: y_kept, lhs_batch: ans_batch, rhs_batch: yb.to_vec() };
+    let prim = Prim::DotGeneral {
+        lhs_contract: ans_y,
+        rhs_contract: y_kept,
+        lhs_batch: ans_batch,
+        rhs_batch: yb.to_vec(),
+    };
     let xc_sorted_by_y: Vec<usize> = argsort(yc).iter().map(|&i| xc[i]).collect();
-    let order: Vec<usize> = xb.iter().chain(&x_kept).chain(&xc_sorted_by_y).copied().collect();
+    let order: Vec<usize> = xb
+        .iter()
+        .chain(&x_kept)
+        .chain(&xc_sorted_by_y)
+        .copied()
+        .collect();
     let perm = argsort(&order);
     bind(Prim::Transpose { perm }, &[&bind(prim, &[ct, y])])
 }
@@ -124,9 +136,15 @@ pub(crate) fn transpose(
     (lb, rb): (&[usize], &[usize]),
 ) -> Vec<Option<Tensor>> {
     match (&args[0], &args[1]) {
-        (LinArg::Linear(x), LinArg::Value(y)) => vec![Some(transpose_lhs(ct, x.rank(), y, (lc, rc), (lb, rb), false)), None],
+        (LinArg::Linear(x), LinArg::Value(y)) => vec![
+            Some(transpose_lhs(ct, x.rank(), y, (lc, rc), (lb, rb), false)),
+            None,
+        ],
         (LinArg::Value(x), LinArg::Linear(y)) => {
-            vec![None, Some(transpose_lhs(ct, y.rank(), x, (rc, lc), (rb, lb), true))]
+            vec![
+                None,
+                Some(transpose_lhs(ct, y.rank(), x, (rc, lc), (rb, lb), true)),
+            ]
         }
         _ => panic!("transpose: dot_general must have exactly one linear operand"),
     }
@@ -143,13 +161,23 @@ pub(crate) fn batch(
     let with0 = |v: &[usize]| -> Vec<usize> { std::iter::once(0).chain(shift(v)).collect() };
     match (batched[0], batched[1]) {
         (true, true) => bind(
-            Prim::DotGeneral { lhs_contract: shift(lc), rhs_contract: shift(rc), lhs_batch: with0(lb), rhs_batch: with0(rb) },
+            Prim::DotGeneral {
+                lhs_contract: shift(lc),
+                rhs_contract: shift(rc),
+                lhs_batch: with0(lb),
+                rhs_batch: with0(rb),
+            },
             &[lhs, rhs],
         ),
         (true, false) => {
             // The batch axis is lhs's first free axis: it lands right after the batch axes.
             let out = bind(
-                Prim::DotGeneral { lhs_contract: shift(lc), rhs_contract: rc.to_vec(), lhs_batch: shift(lb), rhs_batch: rb.to_vec() },
+                Prim::DotGeneral {
+                    lhs_contract: shift(lc),
+                    rhs_contract: rc.to_vec(),
+                    lhs_batch: shift(lb),
+                    rhs_batch: rb.to_vec(),
+                },
                 &[lhs, rhs],
             );
             out.moveaxis(lb.len() as isize, 0)
@@ -157,7 +185,12 @@ pub(crate) fn batch(
         (false, true) => {
             // It is rhs's first free axis: after the batch axes and lhs's free axes.
             let out = bind(
-                Prim::DotGeneral { lhs_contract: lc.to_vec(), rhs_contract: shift(rc), lhs_batch: lb.to_vec(), rhs_batch: shift(rb) },
+                Prim::DotGeneral {
+                    lhs_contract: lc.to_vec(),
+                    rhs_contract: shift(rc),
+                    lhs_batch: lb.to_vec(),
+                    rhs_batch: shift(rb),
+                },
                 &[lhs, rhs],
             );
             let lhs_free = lhs.rank() - lc.len() - lb.len();

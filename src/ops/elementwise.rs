@@ -357,7 +357,11 @@ impl BinaryOp {
             ),
             // Clarke subgradient: ties split the derivative equally.
             Max | Min => {
-                let (win, lose) = if self == Max { (a.gt(b), a.lt(b)) } else { (a.lt(b), a.gt(b)) };
+                let (win, lose) = if self == Max {
+                    (a.gt(b), a.lt(b))
+                } else {
+                    (a.lt(b), a.gt(b))
+                };
                 let half = a.scalar_like(0.5).broadcast_to(&a.shape());
                 let wa = where_(&win, &a.ones_like(), &where_(&lose, &a.zeros_like(), &half));
                 let wb = 1.0 - &wa;
@@ -381,7 +385,10 @@ impl BinaryOp {
             (Mul, LinArg::Linear(_), LinArg::Value(bv)) => vec![Some(ct * *bv), None],
             (Mul, LinArg::Value(av), LinArg::Linear(_)) => vec![None, Some(*av * ct)],
             (Div, LinArg::Linear(_), LinArg::Value(bv)) => vec![Some(ct / *bv), None],
-            _ => panic!("transpose: {} is not linear in the operands it was given", self.name()),
+            _ => panic!(
+                "transpose: {} is not linear in the operands it was given",
+                self.name()
+            ),
         }
     }
 }

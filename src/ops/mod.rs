@@ -9,8 +9,8 @@ pub mod dot;
 pub mod elementwise;
 pub mod index;
 pub mod reduce;
-pub mod structure;
 pub(crate) mod rules;
+pub mod structure;
 
 use crate::array::Array;
 use crate::shape::Shape;

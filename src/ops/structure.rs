@@ -198,7 +198,11 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> Option<T
             Some(bind(prim.clone(), &[&tx, &tv]))
         }
         Prim::Concatenate { .. } => {
-            let ts: Vec<Tensor> = x.iter().zip(t).map(|(xi, ti)| materialize(*ti, xi)).collect();
+            let ts: Vec<Tensor> = x
+                .iter()
+                .zip(t)
+                .map(|(xi, ti)| materialize(*ti, xi))
+                .collect();
             let refs: Vec<&Tensor> = ts.iter().collect();
             Some(bind(prim.clone(), &refs))
         }
@@ -229,8 +233,17 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
                 .collect();
             vec![Some(ct.sum(&summed, false).reshape_to(&operand.shape))]
         }
-        Prim::Transpose { perm } => vec![Some(bind(Prim::Transpose { perm: inverse_perm(perm) }, &[ct]))],
-        Prim::Slice { start, stop: _, stride } => {
+        Prim::Transpose { perm } => vec![Some(bind(
+            Prim::Transpose {
+                perm: inverse_perm(perm),
+            },
+            &[ct],
+        ))],
+        Prim::Slice {
+            start,
+            stop: _,
+            stride,
+        } => {
             let out = ct.shape();
             if out.contains(&0) {
                 return vec![Some(Tensor::zeros(&operand.shape, operand.dtype))];
@@ -238,14 +251,23 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
             let r = operand.rank();
             let low: Vec<i64> = start.iter().map(|&s| s as i64).collect();
             let high: Vec<i64> = (0..r)
-                .map(|i| operand.shape[i] as i64 - start[i] as i64 - ((out[i] as i64 - 1) * stride[i] as i64) - 1)
+                .map(|i| {
+                    operand.shape[i] as i64
+                        - start[i] as i64
+                        - ((out[i] as i64 - 1) * stride[i] as i64)
+                        - 1
+                })
                 .collect();
             let interior: Vec<usize> = stride.iter().map(|s| s - 1).collect();
             vec![Some(ct.pad(&low, &high, &interior, 0.0))]
         }
         Prim::Rev { axes } => vec![Some(bind(Prim::Rev { axes: axes.clone() }, &[ct]))],
         Prim::Convert { .. } => vec![Some(ct.cast(operand.dtype))],
-        Prim::Pad { low, high, interior } => {
+        Prim::Pad {
+            low,
+            high,
+            interior,
+        } => {
             // Undo the edges, then take every (interior+1)-th element (JAX's rule).
             let r = operand.rank();
             let unpadded = ct.pad(
@@ -255,8 +277,14 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
                 0.0,
             );
             let shape = unpadded.shape();
-            let t_operand = unpadded.slice(&vec![0; r], &shape, &interior.iter().map(|i| i + 1).collect::<Vec<_>>());
-            let t_value = args[1].is_linear().then(|| ct.sum_all() - t_operand.sum_all());
+            let t_operand = unpadded.slice(
+                &vec![0; r],
+                &shape,
+                &interior.iter().map(|i| i + 1).collect::<Vec<_>>(),
+            );
+            let t_value = args[1]
+                .is_linear()
+                .then(|| ct.sum_all() - t_operand.sum_all());
             vec![args[0].is_linear().then_some(t_operand), t_value]
         }
         Prim::Concatenate { axis } => {
@@ -264,7 +292,8 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
             args.iter()
                 .map(|a| {
                     let n = a.ty().shape[*axis];
-                    let piece = ct.slice_axis(*axis as isize, start as isize, (start + n) as isize, 1);
+                    let piece =
+                        ct.slice_axis(*axis as isize, start as isize, (start + n) as isize, 1);
                     start += n;
                     a.is_linear().then_some(piece)
                 })
@@ -276,25 +305,63 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
 
 pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Tensor {
     let x = &args[0];
-    let prepend = |v: &[usize], first: usize| -> Vec<usize> { std::iter::once(first).chain(v.iter().copied()).collect() };
+    let prepend = |v: &[usize], first: usize| -> Vec<usize> {
+        std::iter::once(first).chain(v.iter().copied()).collect()
+    };
     match prim {
         Prim::Reshape { shape } => x.reshape_to(&prepend(shape, size)),
-        Prim::BroadcastInDim { shape, dims } => x.broadcast_in_dim(&prepend(shape, size), &prepend(&shift(dims), 0)),
-        Prim::Transpose { perm } => bind(Prim::Transpose { perm: prepend(&shift(perm), 0) }, &[x]),
-        Prim::Slice { start, stop, stride } => x.slice(&prepend(start, 0), &prepend(stop, size), &prepend(stride, 1)),
+        Prim::BroadcastInDim { shape, dims } => {
+            x.broadcast_in_dim(&prepend(shape, size), &prepend(&shift(dims), 0))
+        }
+        Prim::Transpose { perm } => bind(
+            Prim::Transpose {
+                perm: prepend(&shift(perm), 0),
+            },
+            &[x],
+        ),
+        Prim::Slice {
+            start,
+            stop,
+            stride,
+        } => x.slice(
+            &prepend(start, 0),
+            &prepend(stop, size),
+            &prepend(stride, 1),
+        ),
         Prim::Rev { axes } => bind(Prim::Rev { axes: shift(axes) }, &[x]),
-        Prim::Pad { low, high, interior } => {
-            let p = |v: &[i64]| -> Vec<i64> { std::iter::once(0).chain(v.iter().copied()).collect() };
-            let padded = Prim::Pad { low: p(low), high: p(high), interior: prepend(interior, 0) };
-            let x = if batched[0] { x.clone() } else { with_batch_axis(x, size) };
+        Prim::Pad {
+            low,
+            high,
+            interior,
+        } => {
+            let p =
+                |v: &[i64]| -> Vec<i64> { std::iter::once(0).chain(v.iter().copied()).collect() };
+            let padded = Prim::Pad {
+                low: p(low),
+                high: p(high),
+                interior: prepend(interior, 0),
+            };
+            let x = if batched[0] {
+                x.clone()
+            } else {
+                with_batch_axis(x, size)
+            };
             if !batched[1] {
                 return bind(padded, &[&x, &args[1]]);
             }
             // A per-example padding value: pad with anything, then select it where the mask says padding.
             let filler = args[1].index(0);
             let out = bind(padded.clone(), &[&x, &filler]);
-            let inside = bind(padded, &[&x.ones_like().cast(crate::DType::Bool), &Tensor::scalar(false)]);
-            let value = args[1].reshape_to(&prepend(&vec![1; out.rank() - 1], size)).broadcast_to(&out.shape());
+            let inside = bind(
+                padded,
+                &[
+                    &x.ones_like().cast(crate::DType::Bool),
+                    &Tensor::scalar(false),
+                ],
+            );
+            let value = args[1]
+                .reshape_to(&prepend(&vec![1; out.rank() - 1], size))
+                .broadcast_to(&out.shape());
             crate::where_(&inside, &out, &value)
         }
         Prim::Concatenate { axis } => {

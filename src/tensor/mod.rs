@@ -79,8 +79,13 @@ impl Tensor {
     /// True when the tensor is a symbolic value of an active trace.
     ///
     /// ```
-    /// use cotangent::Tensor;
+    /// use cotangent::{grad, Tensor};
     /// assert!(!Tensor::scalar(1.0).is_traced());
+    /// let g = grad(|x: &Tensor| {
+    ///     assert!(x.is_traced());
+    ///     x * 2.0
+    /// });
+    /// assert_eq!(g(&Tensor::scalar(1.0)).item::<f64>(), 2.0);
     /// ```
     pub fn is_traced(&self) -> bool {
         self.as_traced().is_some()
@@ -372,9 +377,10 @@ impl Tensor {
     /// The same value with a zero derivative: transformations treat it as a constant.
     ///
     /// ```
-    /// use cotangent::Tensor;
-    /// // Outside a transformation it is the identity.
-    /// assert_eq!(Tensor::scalar(3.0).stop_gradient().item::<f64>(), 3.0);
+    /// use cotangent::{grad, Tensor};
+    /// // d/dx [x · sg(x)] = sg(x): the second factor is held constant.
+    /// let g = grad(|x: &Tensor| x * x.stop_gradient());
+    /// assert_eq!(g(&Tensor::scalar(3.0)).item::<f64>(), 3.0);
     /// ```
     #[track_caller]
     pub fn stop_gradient(&self) -> Tensor {

@@ -23,8 +23,8 @@ mod vmap;
 pub use jac::{hessian, hvp, jacfwd, jacrev};
 pub use jvp::jvp;
 pub use vjp::{
-    grad, grad_with_aux, linear_transpose, linearize, value_and_grad, value_and_grad_with_aux, vjp, Linearized,
-    Pullback,
+    grad, grad_with_aux, linear_transpose, linearize, value_and_grad, value_and_grad_with_aux, vjp,
+    Linearized, Pullback,
 };
 pub use vmap::{vmap, vmap_axes};
 
@@ -34,7 +34,11 @@ use crate::{Tensor, TensorType, Tree};
 /// Traces `f` on symbolic leaves shaped like `example`'s, returning the graph and
 /// the output's structure (a template whose leaves are not to be used).
 #[track_caller]
-pub(crate) fn trace_tree<A: Tree, B: Tree>(f: impl FnOnce(&A) -> B, example: &A, in_types: &[TensorType]) -> (TracedGraph, B) {
+pub(crate) fn trace_tree<A: Tree, B: Tree>(
+    f: impl FnOnce(&A) -> B,
+    example: &A,
+    in_types: &[TensorType],
+) -> (TracedGraph, B) {
     let mut template = None;
     let traced = trace(in_types, |leaves| {
         let arg = example.rebuild_from(leaves.to_vec());

@@ -24,21 +24,30 @@ struct LinearGraph {
 
 /// Runs `f` at `primals` and records its linearization, with tangents for the float leaves.
 #[track_caller]
-fn linearize_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (Vec<Tensor>, B, LinearGraph) {
+fn linearize_flat<A: Tree, B: Tree>(
+    f: impl Fn(&A) -> B,
+    primals: &A,
+) -> (Vec<Tensor>, B, LinearGraph) {
     let p = primals.leaves();
     let (traced, template) = trace_tree(f, primals, &types_of(&p));
     let mut args = p.clone();
     args.extend(traced.captures.iter().cloned());
     let linear_args: Vec<bool> = p.iter().map(|t| t.dtype().is_float()).collect();
-    let tangent_types: Vec<TensorType> = p.iter().filter(|t| t.dtype().is_float()).map(|t| t.ty()).collect();
+    let tangent_types: Vec<TensorType> = p
+        .iter()
+        .filter(|t| t.dtype().is_float())
+        .map(|t| t.ty())
+        .collect();
     let mut outs = Vec::new();
     let mut nonzero_outs = Vec::new();
     // Primal operations have concrete (or outer) operands and run now; tangent operations
     // involve the symbolic tangents and are recorded: that recording is the linear graph.
     let lin = trace(&tangent_types, |tangents| {
         let mut it = tangents.iter();
-        let mut tans: Vec<Option<Tensor>> =
-            linear_args.iter().map(|&l| if l { it.next().cloned() } else { None }).collect();
+        let mut tans: Vec<Option<Tensor>> = linear_args
+            .iter()
+            .map(|&l| if l { it.next().cloned() } else { None })
+            .collect();
         tans.resize(args.len(), None);
         let (o, touts) = jvp_graph(&traced.graph, &args, &tans);
         outs = o;
@@ -60,14 +69,24 @@ fn linearize_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (Vec<Te
 impl LinearGraph {
     /// Applies the linear map to tangents of every argument.
     fn apply(&self, tangents: &[Tensor]) -> Vec<Tensor> {
-        let mut ins: Vec<Tensor> =
-            tangents.iter().zip(&self.linear_args).filter(|(_, &l)| l).map(|(t, _)| t.clone()).collect();
+        let mut ins: Vec<Tensor> = tangents
+            .iter()
+            .zip(&self.linear_args)
+            .filter(|(_, &l)| l)
+            .map(|(t, _)| t.clone())
+            .collect();
         ins.extend(self.residuals.iter().cloned());
         let mut outs = eval_graph(&self.graph, &ins).into_iter();
         self.out_types
             .iter()
             .zip(&self.nonzero_outs)
-            .map(|(ty, &nz)| if nz { outs.next().expect("output") } else { Tensor::zeros(&ty.shape, ty.dtype) })
+            .map(|(ty, &nz)| {
+                if nz {
+                    outs.next().expect("output")
+                } else {
+                    Tensor::zeros(&ty.shape, ty.dtype)
+                }
+            })
             .collect()
     }
 
@@ -76,18 +95,31 @@ impl LinearGraph {
     fn transpose(&self, cts: &[Tensor]) -> Vec<Tensor> {
         for (ct, ty) in cts.iter().zip(&self.out_types) {
             if &ct.ty() != ty {
-                panic!("vjp: cotangent {} does not match the output {}", ct.ty(), ty);
+                panic!(
+                    "vjp: cotangent {} does not match the output {}",
+                    ct.ty(),
+                    ty
+                );
             }
         }
-        let graph_cts: Vec<Option<Tensor>> =
-            cts.iter().zip(&self.nonzero_outs).filter(|(_, &nz)| nz).map(|(c, _)| Some(c.clone())).collect();
+        let graph_cts: Vec<Option<Tensor>> = cts
+            .iter()
+            .zip(&self.nonzero_outs)
+            .filter(|(_, &nz)| nz)
+            .map(|(c, _)| Some(c.clone()))
+            .collect();
         let n_linear = self.linear_args.iter().filter(|&&l| l).count();
-        let mut lin_cts = transpose_graph(&self.graph, n_linear, &self.residuals, &graph_cts).into_iter();
+        let mut lin_cts =
+            transpose_graph(&self.graph, n_linear, &self.residuals, &graph_cts).into_iter();
         self.arg_types
             .iter()
             .zip(&self.linear_args)
             .map(|(ty, &l)| {
-                let ct = if l { lin_cts.next().expect("cotangent") } else { None };
+                let ct = if l {
+                    lin_cts.next().expect("cotangent")
+                } else {
+                    None
+                };
                 ct.unwrap_or_else(|| Tensor::zeros(&ty.shape, ty.dtype))
             })
             .collect()
@@ -117,7 +149,11 @@ pub(crate) fn transpose_graph(
                 if node.inputs.iter().any(|v| linear[v.index()]) {
                     linear[i] = true;
                 } else {
-                    let xs: Vec<&Tensor> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
+                    let xs: Vec<&Tensor> = node
+                        .inputs
+                        .iter()
+                        .map(|v| val[v.index()].as_ref().expect("value"))
+                        .collect();
                     val[i] = Some(bind(prim.clone(), &xs));
                 }
             }
@@ -163,7 +199,10 @@ pub(crate) fn transpose_graph(
             }
         }
     }
-    g.inputs[..n_linear].iter().map(|v| ct[v.index()].take()).collect()
+    g.inputs[..n_linear]
+        .iter()
+        .map(|v| ct[v.index()].take())
+        .collect()
 }
 
 /// The linear map returned by [`linearize`]: call it on tangents.
@@ -174,6 +213,39 @@ pub struct Linearized<A, B> {
 }
 
 impl<A: Tree, B: Tree> Linearized<A, B> {
+    /// The recorded linear map, for inspection: its inputs are the tangents of the float
+    /// leaves, then the residuals captured from outer traces; its outputs are the non-zero
+    /// output tangents.
+    ///
+    /// ```
+    /// use cotangent::{linearize, Tensor};
+    /// let (_, lin) = linearize(|x: &Tensor| x.sin(), &Tensor::scalar(1.0));
+    /// assert_eq!(lin.graph().num_ops(), 1); // t * cos(x), with cos(x) a residual
+    /// ```
+    pub fn graph(&self) -> &Graph {
+        &self.lin.graph
+    }
+
+    /// How many forward-pass values the linear map keeps (constants and captures).
+    ///
+    /// ```
+    /// use cotangent::{linearize, Tensor};
+    /// let y = Tensor::scalar(2.0);
+    /// // Only x is differentiated: nothing about exp(y)'s derivative is kept.
+    /// let (_, lin) = linearize(|x: &Tensor| x.sin() * y.exp(), &Tensor::scalar(1.0));
+    /// assert_eq!(lin.num_residuals(), 2); // cos(x) and exp(y)
+    /// ```
+    pub fn num_residuals(&self) -> usize {
+        let constants = self
+            .lin
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.prim, Prim::Constant(_)))
+            .count();
+        constants + self.lin.residuals.len()
+    }
+
     /// The Jacobian-vector product at the linearization point.
     ///
     /// ```
@@ -185,8 +257,13 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     pub fn call(&self, tangents: &A) -> B {
         let t = tangents.leaves();
         let primal_types = &self.lin.arg_types;
-        if t.len() != primal_types.len() || t.iter().zip(primal_types).any(|(t, ty)| &t.ty() != ty) {
-            panic!("linearize: tangents {:?} do not match the primals {:?}", types_of(&t), primal_types);
+        if t.len() != primal_types.len() || t.iter().zip(primal_types).any(|(t, ty)| &t.ty() != ty)
+        {
+            panic!(
+                "linearize: tangents {:?} do not match the primals {:?}",
+                types_of(&t),
+                primal_types
+            );
         }
         self.out_template.rebuild_from(self.lin.apply(&t))
     }
@@ -202,7 +279,8 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     /// ```
     #[track_caller]
     pub fn transpose(&self, cotangents: &B) -> A {
-        self.arg_template.rebuild_from(self.lin.transpose(&cotangents.leaves()))
+        self.arg_template
+            .rebuild_from(self.lin.transpose(&cotangents.leaves()))
     }
 }
 
@@ -219,7 +297,14 @@ pub fn linearize<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (B, Line
     let (outs, template, lin) = linearize_flat(f, primals);
     let out = template.rebuild_from(outs.clone());
     let out_template = template.rebuild_from(outs);
-    (out, Linearized { lin, arg_template: primals.rebuild_from(primals.leaves()), out_template })
+    (
+        out,
+        Linearized {
+            lin,
+            arg_template: primals.rebuild_from(primals.leaves()),
+            out_template,
+        },
+    )
 }
 
 /// The pullback returned by [`vjp`]: maps output cotangents to input cotangents.
@@ -260,7 +345,9 @@ pub fn vjp<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (B, Pullback<A
 fn check_scalar(what: &str, y: &Tensor) {
     let ty = y.ty();
     if ty.rank() != 0 || !ty.dtype.is_float() {
-        panic!("{what}: the function must return a 0-d float tensor to be differentiated, got {ty}");
+        panic!(
+            "{what}: the function must return a 0-d float tensor to be differentiated, got {ty}"
+        );
     }
 }
 
@@ -358,6 +445,11 @@ pub fn linear_transpose<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> i
         let c: Vec<Option<Tensor>> = cts.leaves().into_iter().map(Some).collect();
         let out = transpose_graph(&traced.graph, n, &traced.captures, &c);
         let zeros = leaves.iter().map(|t| t.zeros_like());
-        arg_template.rebuild_from(out.into_iter().zip(zeros).map(|(c, z)| c.unwrap_or(z)).collect())
+        arg_template.rebuild_from(
+            out.into_iter()
+                .zip(zeros)
+                .map(|(c, z)| c.unwrap_or(z))
+                .collect(),
+        )
     }
 }

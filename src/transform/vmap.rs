@@ -8,14 +8,23 @@ use crate::{Tensor, Tree};
 
 /// Evaluates `g` on arguments of which those marked `batched` carry a leading batch axis
 /// of extent `size`. Returns each output and whether it is batched.
-pub(crate) fn batch_graph(g: &Graph, args: &[Tensor], batched: &[bool], size: usize) -> Vec<(Tensor, bool)> {
+pub(crate) fn batch_graph(
+    g: &Graph,
+    args: &[Tensor],
+    batched: &[bool],
+    size: usize,
+) -> Vec<(Tensor, bool)> {
     let mut val: Vec<Option<(Tensor, bool)>> = vec![None; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         val[i] = Some(match &node.prim {
             Prim::Input(k) => (args[*k].clone(), batched[*k]),
             Prim::Constant(a) => (Tensor::from_arc(a.clone()), false),
             prim => {
-                let ins: Vec<&(Tensor, bool)> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
+                let ins: Vec<&(Tensor, bool)> = node
+                    .inputs
+                    .iter()
+                    .map(|v| val[v.index()].as_ref().expect("value"))
+                    .collect();
                 if ins.iter().any(|(_, b)| *b) {
                     let xs: Vec<Tensor> = ins.iter().map(|(t, _)| t.clone()).collect();
                     let bs: Vec<bool> = ins.iter().map(|(_, b)| *b).collect();
@@ -27,7 +36,10 @@ pub(crate) fn batch_graph(g: &Graph, args: &[Tensor], batched: &[bool], size: us
             }
         });
     }
-    g.outputs.iter().map(|v| val[v.index()].clone().expect("output")).collect()
+    g.outputs
+        .iter()
+        .map(|v| val[v.index()].clone().expect("output"))
+        .collect()
 }
 
 /// Maps `f` over axis 0 of every leaf of its argument, stacking outputs along axis 0.
@@ -67,10 +79,19 @@ pub fn vmap_axes<A: Tree, B: Tree>(
 }
 
 #[track_caller]
-fn vmap_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, x: &A, in_axes: &[Option<isize>], out_axis: isize) -> B {
+fn vmap_flat<A: Tree, B: Tree>(
+    f: impl Fn(&A) -> B,
+    x: &A,
+    in_axes: &[Option<isize>],
+    out_axis: isize,
+) -> B {
     let leaves = x.leaves();
     if in_axes.len() != leaves.len() {
-        panic!("vmap: {} in_axes given for an argument with {} leaves", in_axes.len(), leaves.len());
+        panic!(
+            "vmap: {} in_axes given for an argument with {} leaves",
+            in_axes.len(),
+            leaves.len()
+        );
     }
     let mut size: Option<usize> = None;
     let mut moved = Vec::with_capacity(leaves.len());
@@ -83,7 +104,10 @@ fn vmap_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, x: &A, in_axes: &[Option<isi
                 let n = t.shape()[a];
                 if let Some(s) = size {
                     if s != n {
-                        panic!("vmap: mapped axes have different sizes: {s} and {n} (leaf {})", t.ty());
+                        panic!(
+                            "vmap: mapped axes have different sizes: {s} and {n} (leaf {})",
+                            t.ty()
+                        );
                     }
                 }
                 size = Some(n);
@@ -91,7 +115,8 @@ fn vmap_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, x: &A, in_axes: &[Option<isi
             }
         }
     }
-    let size = size.unwrap_or_else(|| panic!("vmap: no argument leaf is mapped (every in_axes is None)"));
+    let size =
+        size.unwrap_or_else(|| panic!("vmap: no argument leaf is mapped (every in_axes is None)"));
     let batched: Vec<bool> = in_axes.iter().map(|a| a.is_some()).collect();
     let per_example: Vec<_> = moved
         .iter()
@@ -112,7 +137,11 @@ fn vmap_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, x: &A, in_axes: &[Option<isi
     let outs = batch_graph(&traced.graph, &args, &flags, size)
         .into_iter()
         .map(|(t, b)| {
-            let t = if b { t } else { rules::with_batch_axis(&t, size) };
+            let t = if b {
+                t
+            } else {
+                rules::with_batch_axis(&t, size)
+            };
             t.moveaxis(0, out_axis)
         })
         .collect();
