@@ -393,7 +393,10 @@ fn check_row(row: &Row, rng: &mut Rng) {
         &format!("{}: primal output of vjp", row.name),
     );
     let jt_v = pb.call(&v);
-    let (lhs, rhs) = (inner(&[ju.clone()], &[v.clone()]), inner(&us, &jt_v));
+    let (lhs, rhs) = (
+        inner(std::slice::from_ref(&ju), std::slice::from_ref(&v)),
+        inner(&us, &jt_v),
+    );
     assert!(
         (lhs - rhs).abs() <= 1e-10 * (1.0 + lhs.abs()),
         "{}: dot-product test {lhs} vs {rhs}",
@@ -418,7 +421,7 @@ fn check_row(row: &Row, rng: &mut Rng) {
     let stacked: Vec<Tensor> = (0..xs.len())
         .map(|i| stack(&batch.iter().map(|b| b[i].clone()).collect::<Vec<_>>(), 0))
         .collect();
-    let looped = stack(&batch.iter().map(|b| f(b)).collect::<Vec<_>>(), 0);
+    let looped = stack(&batch.iter().map(f).collect::<Vec<_>>(), 0);
     let mapped = vmap(f)(&stacked);
     assert_close(
         &mapped,

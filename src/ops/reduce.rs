@@ -187,7 +187,7 @@ pub(crate) fn reduce_jvp(
         ReduceOp::Sum => sum(t),
         // Ties share the derivative equally (a Clarke subgradient).
         ReduceOp::Max | ReduceOp::Min => {
-            let hit = x.eq(&unreduce(y, axes, &x.shape())).cast(x.dtype());
+            let hit = x.eq(unreduce(y, axes, &x.shape())).cast(x.dtype());
             sum(&(t * &hit)) / sum(&hit)
         }
         // d prod = Σ_i t_i Π_{j≠i} x_j, from exclusive products on both sides (exact at zeros).

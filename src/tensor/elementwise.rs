@@ -271,7 +271,7 @@ macro_rules! binary_methods {
                 $(#[$doc])*
                 #[track_caller]
                 pub fn $name(&self, other: impl AsOperand) -> Tensor {
-                    let other = other.as_operand(self);
+                    let other = other.into_operand(self);
                     binary(BinaryOp::$op, self, &other)
                 }
             )*
@@ -283,23 +283,23 @@ macro_rules! binary_methods {
 /// reference to one, or a Rust number (converted to the first operand's dtype).
 pub trait AsOperand {
     /// The operand as a tensor, using `like`'s dtype for plain numbers.
-    fn as_operand(self, like: &Tensor) -> Tensor;
+    fn into_operand(self, like: &Tensor) -> Tensor;
 }
 
 impl AsOperand for Tensor {
-    fn as_operand(self, _: &Tensor) -> Tensor {
+    fn into_operand(self, _: &Tensor) -> Tensor {
         self
     }
 }
 impl AsOperand for &Tensor {
-    fn as_operand(self, _: &Tensor) -> Tensor {
+    fn into_operand(self, _: &Tensor) -> Tensor {
         self.clone()
     }
 }
 macro_rules! number_operand {
     ($($t:ty),*) => {$(
         impl AsOperand for $t {
-            fn as_operand(self, like: &Tensor) -> Tensor {
+            fn into_operand(self, like: &Tensor) -> Tensor {
                 like.scalar_like(self as f64)
             }
         }
