@@ -29,6 +29,7 @@
 
 pub mod array;
 pub mod backend;
+pub mod compile;
 mod dtype;
 mod error;
 pub mod ir;

@@ -6,6 +6,7 @@
 //! 2. the dot-product test `<J u, v> = <u, Jᵀ v>` of the transpose (vjp) against jvp;
 //! 3. second order: jvp of the vjp against finite differences of the vjp;
 //! 4. vmap against a loop over a batch, with every argument batched and with each one alone;
+//! 5. jit against eager evaluation, for the function, its vjp and its vmap.
 //!
 //! Adding a primitive means adding one row to `table()`.
 
@@ -467,6 +468,7 @@ fn check_row(row: &Row, rng: &mut Rng) {
 fn every_row_passes_every_check() {
     let mut rng = Rng::new(2024);
     let rows = table();
+    eprintln!("checking {} rows", rows.len());
     let mut failures = Vec::new();
     for row in &rows {
         let outcome =

@@ -98,6 +98,14 @@ impl Tensor {
         }
     }
 
+    /// The shared storage of a concrete tensor. Panics for a traced one.
+    pub(crate) fn concrete_arc(&self) -> Arc<Array> {
+        match &self.repr {
+            Repr::Concrete(a) => a.clone(),
+            Repr::Traced(t) => panic!("expected a concrete tensor, got a traced {}", t.ty),
+        }
+    }
+
     pub(crate) fn from_arc(a: Arc<Array>) -> Tensor {
         Tensor {
             repr: Repr::Concrete(a),

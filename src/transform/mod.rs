@@ -16,11 +16,13 @@
 //! transposes that graph.
 
 mod jac;
+mod jit;
 mod jvp;
 mod vjp;
 mod vmap;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
+pub use jit::{jit, jit_inspect, Inspection};
 pub use jvp::jvp;
 pub use vjp::{
     grad, grad_with_aux, linear_transpose, linearize, value_and_grad, value_and_grad_with_aux, vjp,

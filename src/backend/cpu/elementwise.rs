@@ -66,6 +66,7 @@ pub(crate) fn erfinv_f64(x: f64) -> f64 {
 macro_rules! real {
     ($t:ty, $erf:path, $erfc:path) => {
         impl Real for $t {
+            #[inline(always)]
             fn unary(op: UnaryOp, x: $t) -> $t {
                 use UnaryOp::*;
                 match op {
@@ -117,6 +118,7 @@ macro_rules! real {
                     IsFinite | Not => unreachable!("{} is not a float-to-float kernel", op.name()),
                 }
             }
+            #[inline(always)]
             fn binary(op: BinaryOp, a: $t, b: $t) -> $t {
                 use BinaryOp::*;
                 match op {
@@ -153,7 +155,8 @@ real!(f64, libm::erf, libm::erfc);
 
 macro_rules! int_kernels {
     ($name_u:ident, $name_b:ident, $t:ty) => {
-        fn $name_u(op: UnaryOp, x: $t) -> $t {
+        #[inline(always)]
+        pub(crate) fn $name_u(op: UnaryOp, x: $t) -> $t {
             match op {
                 UnaryOp::Neg => x.wrapping_neg(),
                 UnaryOp::Abs => x.wrapping_abs(),
@@ -162,7 +165,8 @@ macro_rules! int_kernels {
                 _ => unreachable!("{} does not take integers", op.name()),
             }
         }
-        fn $name_b(op: BinaryOp, a: $t, b: $t) -> $t {
+        #[inline(always)]
+        pub(crate) fn $name_b(op: BinaryOp, a: $t, b: $t) -> $t {
             use BinaryOp::*;
             match op {
                 Add => a.wrapping_add(b),
@@ -233,7 +237,8 @@ pub fn unary(op: UnaryOp, x: &Array, out: &TensorType) -> Array {
     Array::new(out.shape.clone(), data)
 }
 
-fn compare<T: PartialOrd>(op: BinaryOp, a: T, b: T) -> bool {
+#[inline(always)]
+pub(crate) fn compare<T: PartialOrd>(op: BinaryOp, a: T, b: T) -> bool {
     match op {
         BinaryOp::Eq => a == b,
         BinaryOp::Ne => a != b,

@@ -5,6 +5,7 @@
 //! [`crate::ops`]. The output type is computed (and checked) by the caller.
 
 mod dot;
+pub mod fused;
 mod elementwise;
 mod index;
 mod reduce;

@@ -1,0 +1,487 @@
+//! Fused element-wise loops: one pass over the output computes a whole chain of
+//! element-wise primitives (with broadcasting loads), optionally reduced on the fly.
+//!
+//! The program runs over blocks of `BLOCK` elements: each instruction is applied
+//! to a block at a time, so dispatch costs are paid once per block while the
+//! temporaries stay in L1 cache. Large loops are split over rayon's pool in fixed
+//! ranges, so results never depend on the number of threads.
+
+use super::elementwise::{binary_i32, binary_i64, compare, unary_i32, unary_i64, Real};
+use crate::array::{Array, Data};
+use crate::ops::{BinaryOp, ReduceOp, UnaryOp};
+use crate::shape::{numel, strides, Shape};
+use crate::{with_data, DType};
+use rayon::prelude::*;
+
+/// Elements per block.
+const BLOCK: usize = 1024;
+/// Loops below this many elements run on the calling thread.
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// How a program input is read at each output position.
+#[derive(Clone, Debug)]
+pub enum LoadKind {
+    /// Same shape as the iteration space, contiguous.
+    Contiguous,
+    /// One element, repeated.
+    Scalar,
+    /// Element at `Σ idx[d] · strides[d]` of the output index (0 strides broadcast).
+    Strided(Vec<isize>),
+}
+
+/// One instruction; instruction `i` defines register `i`.
+#[derive(Clone, Debug)]
+pub enum Instr {
+    /// Reads a program input.
+    Load {
+        /// Which program input.
+        input: usize,
+        /// How it is indexed.
+        kind: LoadKind,
+    },
+    /// A unary primitive of a register.
+    Unary(UnaryOp, usize),
+    /// A binary primitive of two registers.
+    Binary(BinaryOp, usize, usize),
+    /// `select(pred, on_true, on_false)` of three registers.
+    Select(usize, usize, usize),
+    /// Dtype conversion of a register.
+    Convert(DType, usize),
+}
+
+/// A fused loop over `shape`: instructions with their register dtypes, the registers
+/// written out, and optionally a reduction of the single output over its trailing `row` elements.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// The iteration space.
+    pub shape: Shape,
+    /// The instructions.
+    pub instrs: Vec<Instr>,
+    /// Dtype of each register.
+    pub dtypes: Vec<DType>,
+    /// Registers materialised as outputs (full `shape`, or reduced).
+    pub outputs: Vec<usize>,
+    /// Reduce the output over contiguous rows of this many elements.
+    pub reduce: Option<(ReduceOp, usize)>,
+}
+
+impl Program {
+    /// A readable listing for plan dumps.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for (i, ins) in self.instrs.iter().enumerate() {
+            let body = match ins {
+                Instr::Load { input, kind } => match kind {
+                    LoadKind::Contiguous => format!("load in{input}"),
+                    LoadKind::Scalar => format!("load in{input} (scalar)"),
+                    LoadKind::Strided(st) => format!("load in{input} strides={st:?}"),
+                },
+                Instr::Unary(op, a) => format!("{} r{a}", op.name()),
+                Instr::Binary(op, a, b) => format!("{} r{a} r{b}", op.name()),
+                Instr::Select(p, a, b) => format!("select r{p} r{a} r{b}"),
+                Instr::Convert(d, a) => format!("convert[{d}] r{a}"),
+            };
+            s.push_str(&format!("      r{i}: {} = {body}\n", self.dtypes[i]));
+        }
+        s
+    }
+}
+
+fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
+    macro_rules! go {
+        ($($k:ident),*) => {
+            match op {
+                $(UnaryOp::$k => for (o, &x) in o.iter_mut().zip(a) { *o = T::unary(UnaryOp::$k, x) },)*
+                UnaryOp::IsFinite | UnaryOp::Not => unreachable!("not float-to-float"),
+            }
+        };
+    }
+    go!(Neg, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Tanh, Asin, Acos, Atan, Sinh, Cosh, Asinh, Atanh, Sqrt, Rsqrt,
+        Cbrt, Abs, Sign, Floor, Ceil, Round, Logistic, Erf, Erfc, ErfInv, Reciprocal);
+}
+
+fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
+    macro_rules! go {
+        ($($k:ident),*) => {
+            match op {
+                $(BinaryOp::$k => for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) { *o = T::binary(BinaryOp::$k, x, y) },)*
+                _ => unreachable!("not float-to-float"),
+            }
+        };
+    }
+    go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
+}
+
+fn compare_slices<T: PartialOrd + Copy>(op: BinaryOp, a: &[T], b: &[T], o: &mut [bool]) {
+    macro_rules! go {
+        ($($k:ident),*) => {
+            match op {
+                $(BinaryOp::$k => for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) { *o = compare(BinaryOp::$k, x, y) },)*
+                _ => unreachable!("not a comparison"),
+            }
+        };
+    }
+    go!(Eq, Ne, Lt, Le, Gt, Ge);
+}
+
+macro_rules! convert_into {
+    ($src:expr, $dst:expr, $n:expr) => {
+        match $dst {
+            Data::F32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f32),
+            Data::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
+            Data::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
+            Data::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
+            Data::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x != (0 as _)),
+        }
+    };
+}
+
+/// Applies instruction `instr` to the first `n` elements of its operand registers.
+fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
+    let (before, rest) = regs.split_at_mut(i);
+    let out = &mut rest[0];
+    match instr {
+        Instr::Load { .. } => unreachable!("loads are handled by the caller"),
+        Instr::Unary(op, a) => match (&before[*a], out) {
+            (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match &before[*a] {
+                Data::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
+                Data::F64(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
+                _ => unreachable!(),
+            },
+            (Data::F32(x), Data::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (Data::F64(x), Data::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (Data::I32(x), Data::I32(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v)),
+            (Data::I64(x), Data::I64(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v)),
+            (Data::Bool(x), Data::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
+            _ => unreachable!("register dtypes checked when the program was built"),
+        },
+        Instr::Binary(op, a, b) => {
+            let (x, y) = (&before[*a], &before[*b]);
+            if op.is_comparison() {
+                let Data::Bool(o) = out else { unreachable!() };
+                let o = &mut o[..n];
+                match (x, y) {
+                    (Data::F32(x), Data::F32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (Data::F64(x), Data::F64(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (Data::I32(x), Data::I32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (Data::I64(x), Data::I64(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (Data::Bool(x), Data::Bool(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    _ => unreachable!(),
+                }
+                return;
+            }
+            match (x, y, out) {
+                (Data::F32(x), Data::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (Data::F64(x), Data::F64(y), Data::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (Data::I32(x), Data::I32(y), Data::I32(o)) => {
+                    for k in 0..n {
+                        o[k] = binary_i32(*op, x[k], y[k]);
+                    }
+                }
+                (Data::I64(x), Data::I64(y), Data::I64(o)) => {
+                    for k in 0..n {
+                        o[k] = binary_i64(*op, x[k], y[k]);
+                    }
+                }
+                (Data::Bool(x), Data::Bool(y), Data::Bool(o)) => {
+                    for k in 0..n {
+                        o[k] = match op {
+                            BinaryOp::And => x[k] & y[k],
+                            BinaryOp::Or => x[k] | y[k],
+                            BinaryOp::Xor => x[k] ^ y[k],
+                            _ => unreachable!(),
+                        };
+                    }
+                }
+                _ => unreachable!("register dtypes checked when the program was built"),
+            }
+        }
+        Instr::Select(p, a, b) => {
+            let Data::Bool(p) = &before[*p] else { unreachable!() };
+            macro_rules! pick {
+                ($x:expr, $y:expr, $o:expr) => {
+                    for k in 0..n {
+                        $o[k] = if p[k] { $x[k] } else { $y[k] };
+                    }
+                };
+            }
+            match (&before[*a], &before[*b], out) {
+                (Data::F32(x), Data::F32(y), Data::F32(o)) => pick!(x, y, o),
+                (Data::F64(x), Data::F64(y), Data::F64(o)) => pick!(x, y, o),
+                (Data::I32(x), Data::I32(y), Data::I32(o)) => pick!(x, y, o),
+                (Data::I64(x), Data::I64(y), Data::I64(o)) => pick!(x, y, o),
+                (Data::Bool(x), Data::Bool(y), Data::Bool(o)) => pick!(x, y, o),
+                _ => unreachable!(),
+            }
+        }
+        Instr::Convert(_, a) => {
+            let src = &before[*a];
+            match src {
+                Data::F32(x) => convert_into!(&x[..n], out, n),
+                Data::F64(x) => convert_into!(&x[..n], out, n),
+                Data::I32(x) => convert_into!(&x[..n], out, n),
+                Data::I64(x) => convert_into!(&x[..n], out, n),
+                Data::Bool(x) => {
+                    let x: Vec<u8> = x[..n].iter().map(|&b| b as u8).collect();
+                    convert_into!(&x, out, n)
+                }
+            }
+        }
+    }
+}
+
+/// Fills a register with elements `start..start+n` of a load.
+fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: usize, n: usize) {
+    macro_rules! fill {
+        ($o:expr, $x:expr) => {
+            match kind {
+                LoadKind::Contiguous => $o[..n].copy_from_slice(&$x[start..start + n]),
+                LoadKind::Scalar => $o[..n].fill($x[0]),
+                LoadKind::Strided(st) => {
+                    let r = shape.len();
+                    let mut idx = vec![0usize; r];
+                    let mut rem = start;
+                    for d in (0..r).rev() {
+                        idx[d] = rem % shape[d];
+                        rem /= shape[d];
+                    }
+                    let mut off: isize = idx.iter().zip(st).map(|(&i, &s)| i as isize * s).sum();
+                    for slot in $o[..n].iter_mut() {
+                        *slot = $x[off as usize];
+                        let mut d = r;
+                        while d > 0 {
+                            d -= 1;
+                            idx[d] += 1;
+                            off += st[d];
+                            if idx[d] < shape[d] {
+                                break;
+                            }
+                            off -= st[d] * shape[d] as isize;
+                            idx[d] = 0;
+                        }
+                    }
+                }
+            }
+        };
+    }
+    match (reg, &src.data) {
+        (Data::F32(o), Data::F32(x)) => fill!(o, x),
+        (Data::F64(o), Data::F64(x)) => fill!(o, x),
+        (Data::I32(o), Data::I32(x)) => fill!(o, x),
+        (Data::I64(o), Data::I64(x)) => fill!(o, x),
+        (Data::Bool(o), Data::Bool(x)) => fill!(o, x),
+        _ => unreachable!("load dtype checked when the program was built"),
+    }
+}
+
+/// Runs the program on one block `[start, start+n)`, leaving results in the registers.
+fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
+    for (i, instr) in prog.instrs.iter().enumerate() {
+        match instr {
+            Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
+            _ => step(instr, regs, i, n),
+        }
+    }
+}
+
+fn registers(prog: &Program) -> Vec<Data> {
+    prog.dtypes.iter().map(|&d| Data::filled(d, 0.0, BLOCK)).collect()
+}
+
+/// A raw pointer that may cross threads: each task writes a disjoint range.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Copies `src` to elements `start..` of the typed buffer behind `base`.
+///
+/// # Safety
+/// `base` must point to a live buffer of `T` with at least `start + src.len()` elements
+/// that no one else reads or writes in that range meanwhile.
+unsafe fn write_block<T: Copy>(base: *mut u8, src: &[T], start: usize) {
+    std::ptr::copy_nonoverlapping(src.as_ptr(), (base as *mut T).add(start), src.len());
+}
+
+/// Runs a program without reduction: one full-size array per output register.
+fn run_map(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
+    let total = numel(&prog.shape);
+    let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| Data::filled(prog.dtypes[r], 0.0, total)).collect();
+    let blocks = total.div_ceil(BLOCK);
+    // Each output's base pointer, by dtype; tasks write disjoint block ranges.
+    let ptrs: Vec<(SendPtr<u8>, DType)> = outs
+        .iter_mut()
+        .map(|d| (SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)), d.dtype()))
+        .collect();
+    let work = |range: std::ops::Range<usize>| {
+        let mut regs = registers(prog);
+        for b in range {
+            let start = b * BLOCK;
+            let n = BLOCK.min(total - start);
+            run_block(prog, inputs, &mut regs, start, n);
+            for (k, &r) in prog.outputs.iter().enumerate() {
+                let (SendPtr(p), _) = ptrs[k];
+                // SAFETY: `p` points to an output of `total` elements of this register's dtype,
+                // and blocks [start, start+n) are written by exactly one task.
+                unsafe { with_data!(&regs[r], v => write_block(p, &v[..n], start)) }
+            }
+        }
+    };
+    if total >= PARALLEL_MIN {
+        let per_task = (PARALLEL_MIN / BLOCK).max(1);
+        (0..blocks.div_ceil(per_task))
+            .into_par_iter()
+            .for_each(|t| work(t * per_task..((t + 1) * per_task).min(blocks)));
+    } else {
+        work(0..blocks);
+    }
+    let out_shape = prog.shape.clone();
+    outs.into_iter().map(|d| Array::new(out_shape.clone(), d)).collect()
+}
+
+trait Accumulate: Copy {
+    fn identity(op: ReduceOp) -> Self;
+    fn combine(op: ReduceOp, a: Self, b: Self) -> Self;
+}
+
+macro_rules! accumulate_float {
+    ($t:ty) => {
+        impl Accumulate for $t {
+            fn identity(op: ReduceOp) -> Self {
+                match op {
+                    ReduceOp::Sum => 0.0,
+                    ReduceOp::Prod => 1.0,
+                    ReduceOp::Max => <$t>::NEG_INFINITY,
+                    ReduceOp::Min => <$t>::INFINITY,
+                }
+            }
+            #[inline(always)]
+            fn combine(op: ReduceOp, a: Self, b: Self) -> Self {
+                match op {
+                    ReduceOp::Sum => a + b,
+                    ReduceOp::Prod => a * b,
+                    ReduceOp::Max => if a.is_nan() || b > a { if a.is_nan() { a } else { b } } else { a },
+                    ReduceOp::Min => if a.is_nan() || b < a { if a.is_nan() { a } else { b } } else { a },
+                }
+            }
+        }
+    };
+}
+accumulate_float!(f32);
+accumulate_float!(f64);
+
+/// Sums (or otherwise reduces) a block into an accumulator, in 8 interleaved lanes
+/// that are combined at the end (vectorisable, and in a fixed order).
+fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
+    let mut lanes = [T::identity(op); 8];
+    let chunks = v.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            lanes[k] = T::combine(op, lanes[k], c[k]);
+        }
+    }
+    let mut acc = T::identity(op);
+    for l in lanes {
+        acc = T::combine(op, acc, l);
+    }
+    for &x in tail {
+        acc = T::combine(op, acc, x);
+    }
+    acc
+}
+
+/// Runs a program whose single output is reduced over contiguous rows of `row` elements.
+fn run_reduce(prog: &Program, inputs: &[&Array], op: ReduceOp, row: usize) -> Array {
+    let total = numel(&prog.shape);
+    let rows = if row == 0 { 0 } else { total / row };
+    let out_reg = prog.outputs[0];
+    let dtype = prog.dtypes[out_reg];
+    // Reduce a range of one row: blocks in order, each block reduced in lanes.
+    let reduce_range = |regs: &mut Vec<Data>, start: usize, end: usize| -> f64 {
+        let mut acc64: Option<f64> = None;
+        let mut s = start;
+        while s < end {
+            let n = BLOCK.min(end - s);
+            run_block(prog, inputs, regs, s, n);
+            let part = match &regs[out_reg] {
+                Data::F32(v) => reduce_block(op, &v[..n]) as f64,
+                Data::F64(v) => reduce_block(op, &v[..n]),
+                _ => unreachable!("fused reductions are float-only"),
+            };
+            acc64 = Some(match acc64 {
+                None => part,
+                Some(a) => match dtype {
+                    DType::F32 => f32::combine(op, a as f32, part as f32) as f64,
+                    _ => f64::combine(op, a, part),
+                },
+            });
+            s += n;
+        }
+        acc64.unwrap_or_else(|| f64::identity(op))
+    };
+    let mut out = vec![0f64; rows];
+    if rows == 1 && row >= PARALLEL_MIN {
+        // One long row: fixed-size pieces reduced in parallel, combined in order.
+        let piece = PARALLEL_MIN;
+        let parts: Vec<f64> = (0..row.div_ceil(piece))
+            .into_par_iter()
+            .map(|p| {
+                let mut regs = registers(prog);
+                reduce_range(&mut regs, p * piece, ((p + 1) * piece).min(row))
+            })
+            .collect();
+        let mut acc = parts[0];
+        for &p in &parts[1..] {
+            acc = match dtype {
+                DType::F32 => f32::combine(op, acc as f32, p as f32) as f64,
+                _ => f64::combine(op, acc, p),
+            };
+        }
+        out[0] = acc;
+    } else if total >= PARALLEL_MIN {
+        out.par_iter_mut().enumerate().for_each_init(
+            || registers(prog),
+            |regs, (r, slot)| *slot = reduce_range(regs, r * row, (r + 1) * row),
+        );
+    } else {
+        let mut regs = registers(prog);
+        for (r, slot) in out.iter_mut().enumerate() {
+            *slot = reduce_range(&mut regs, r * row, (r + 1) * row);
+        }
+    }
+    let out_shape: Vec<usize> = {
+        let mut s = prog.shape.clone();
+        let mut left = row;
+        while left > 1 {
+            left /= s.pop().expect("row spans trailing axes");
+        }
+        s
+    };
+    let data = match dtype {
+        DType::F32 => Data::F32(out.iter().map(|&v| v as f32).collect()),
+        _ => Data::F64(out),
+    };
+    Array::new(out_shape, data)
+}
+
+/// Runs a fused program on its inputs.
+pub fn run(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
+    match prog.reduce {
+        None => run_map(prog, inputs),
+        Some((op, row)) => vec![run_reduce(prog, inputs, op, row)],
+    }
+}
+
+/// Strides (in elements of `operand`) that read `operand` broadcast into `out_shape`
+/// with operand axis `i` at output axis `dims[i]`.
+pub fn broadcast_strides(operand: &[usize], out_shape: &[usize], dims: &[usize]) -> Vec<isize> {
+    let src = strides(operand);
+    let mut st = vec![0isize; out_shape.len()];
+    for (i, &d) in dims.iter().enumerate() {
+        if operand[i] != 1 {
+            st[d] = src[i] as isize;
+        }
+    }
+    st
+}

@@ -1,0 +1,8 @@
+//! Compilation: optimisation passes on a [`Graph`](crate::ir::Graph) and lowering to a
+//! [`Plan`] that the CPU backend runs with fused loops.
+
+mod passes;
+mod plan;
+
+pub use passes::{dce, optimize};
+pub use plan::Plan;

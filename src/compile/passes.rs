@@ -1,0 +1,216 @@
+//! Graph-to-graph optimisation passes. Each rewrite is exact in floating point,
+//! except `sum(broadcast(x)) -> x * n`, which replaces n additions of the same
+//! value by one multiplication (equal up to rounding).
+
+use crate::array::Array;
+use crate::ir::{Graph, Var};
+use crate::ops::{BinaryOp, Prim, ReduceOp, UnaryOp};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Constants up to this many elements are computed at compile time.
+const FOLD_LIMIT: usize = 1 << 16;
+
+/// The value of a constant whose elements are all equal, if `v` is one (directly or broadcast).
+fn splat(g: &Graph, v: Var) -> Option<f64> {
+    match &g.nodes[v.index()].prim {
+        Prim::Constant(a) if a.numel() > 0 => {
+            let first = a.data.get_f64(0);
+            (0..a.numel()).all(|i| a.data.get_f64(i).to_bits() == first.to_bits()).then_some(first)
+        }
+        Prim::BroadcastInDim { .. } => splat(g, g.nodes[v.index()].inputs[0]),
+        _ => None,
+    }
+}
+
+/// A key identifying a node's computation, for common-subexpression elimination.
+fn cse_key(prim: &Prim, inputs: &[Var]) -> String {
+    let head = match prim {
+        Prim::Constant(a) => format!("constant@{:p}", Arc::as_ptr(a)),
+        p => p.to_string(),
+    };
+    let mut key = head;
+    for v in inputs {
+        key.push_str(&format!(" %{}", v.0));
+    }
+    key
+}
+
+/// A rewrite of `prim(inputs)` into an existing value or a simpler node, if one applies.
+enum Rewrite {
+    Use(Var),
+    Node(Prim, Vec<Var>),
+}
+
+fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
+    let node = |v: Var| &g.nodes[v.index()];
+    let ty = |v: Var| &g.nodes[v.index()].ty;
+    match prim {
+        Prim::StopGradient => Some(Rewrite::Use(ins[0])),
+        Prim::Reshape { shape } => {
+            if &ty(ins[0]).shape == shape {
+                return Some(Rewrite::Use(ins[0]));
+            }
+            match &node(ins[0]).prim {
+                Prim::Reshape { .. } => Some(Rewrite::Node(prim.clone(), node(ins[0]).inputs.clone())),
+                _ => None,
+            }
+        }
+        Prim::Transpose { perm } => {
+            if perm.iter().enumerate().all(|(i, &p)| i == p) {
+                return Some(Rewrite::Use(ins[0]));
+            }
+            match &node(ins[0]).prim {
+                Prim::Transpose { perm: inner } => {
+                    let composed: Vec<usize> = perm.iter().map(|&p| inner[p]).collect();
+                    Some(Rewrite::Node(Prim::Transpose { perm: composed }, node(ins[0]).inputs.clone()))
+                }
+                _ => None,
+            }
+        }
+        Prim::BroadcastInDim { shape, dims } => {
+            if &ty(ins[0]).shape == shape && dims.iter().enumerate().all(|(i, &d)| i == d) {
+                return Some(Rewrite::Use(ins[0]));
+            }
+            match &node(ins[0]).prim {
+                // broadcast(broadcast(x)): compose the axis maps.
+                Prim::BroadcastInDim { dims: inner, .. } => {
+                    let composed: Vec<usize> = inner.iter().map(|&d| dims[d]).collect();
+                    let x = node(ins[0]).inputs[0];
+                    // Valid when every axis of x that is stretched is stretched in one step.
+                    let ok = ty(x).shape.iter().enumerate().all(|(i, &n)| n == 1 || n == shape[composed[i]]);
+                    ok.then(|| Rewrite::Node(Prim::BroadcastInDim { shape: shape.clone(), dims: composed }, vec![x]))
+                }
+                _ => None,
+            }
+        }
+        Prim::Unary(UnaryOp::Neg) => match &node(ins[0]).prim {
+            Prim::Unary(UnaryOp::Neg) => Some(Rewrite::Use(node(ins[0]).inputs[0])),
+            _ => None,
+        },
+        Prim::Binary(BinaryOp::Mul) => {
+            if splat(g, ins[1]) == Some(1.0) {
+                Some(Rewrite::Use(ins[0]))
+            } else if splat(g, ins[0]) == Some(1.0) {
+                Some(Rewrite::Use(ins[1]))
+            } else {
+                None
+            }
+        }
+        // x - 0 and x / 1 are exact for every x (x + 0 is not: -0 + 0 = +0).
+        Prim::Binary(BinaryOp::Sub) if splat(g, ins[1]) == Some(0.0) => Some(Rewrite::Use(ins[0])),
+        Prim::Binary(BinaryOp::Div) if splat(g, ins[1]) == Some(1.0) => Some(Rewrite::Use(ins[0])),
+        Prim::Select => match splat(g, ins[0]) {
+            Some(p) => Some(Rewrite::Use(if p != 0.0 { ins[1] } else { ins[2] })),
+            None => None,
+        },
+        _ => None,
+    }
+}
+
+/// `sum(broadcast(x))` over only the axes the broadcast created: `x * n`, reshaped.
+/// Returns the nodes to add (the count constant, the product, the reshape) via `push`.
+fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
+    let Prim::Reduce { op: ReduceOp::Sum, axes } = prim else { return None };
+    let b = &g.nodes[ins[0].index()];
+    let Prim::BroadcastInDim { shape, dims } = &b.prim else { return None };
+    if axes.iter().any(|a| dims.contains(a)) {
+        return None;
+    }
+    let x = b.inputs[0];
+    let xty = g.ty(x).clone();
+    // The kept axes must be exactly x's axes, in order, unstretched.
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    if kept != *dims || (0..dims.len()).any(|i| xty.shape[i] != shape[dims[i]]) {
+        return None;
+    }
+    let n: usize = axes.iter().map(|&a| shape[a]).product();
+    let count = Arc::new(Array::full(xty.dtype, vec![], n as f64));
+    let c = g.push_typed(Prim::Constant(count), vec![], crate::TensorType::new(xty.dtype, vec![]));
+    let cb = g.push(Prim::BroadcastInDim { shape: xty.shape.clone(), dims: vec![] }, vec![c]).ok()?;
+    g.push(Prim::Binary(BinaryOp::Mul), vec![x, cb]).ok()
+}
+
+/// Simplification, constant folding and common-subexpression elimination in one
+/// forward walk, then dead-code elimination.
+pub fn optimize(g: &Graph) -> Graph {
+    let mut out = Graph::default();
+    let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
+    let mut seen: HashMap<String, Var> = HashMap::new();
+    for node in &g.nodes {
+        let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
+        let v = match &node.prim {
+            Prim::Input(_) => out.add_input(node.ty.clone()),
+            prim => emit(&mut out, &mut seen, prim.clone(), ins, &node.ty),
+        };
+        map.push(v);
+    }
+    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
+    dce(&out)
+}
+
+fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {
+    // Rewrites may produce a new node that simplifies further: loop until none applies.
+    let (mut prim, mut ins) = (prim, ins);
+    loop {
+        match simplify(out, &prim, &ins) {
+            Some(Rewrite::Use(v)) => return v,
+            Some(Rewrite::Node(p, i)) => {
+                prim = p;
+                ins = i;
+            }
+            None => break,
+        }
+    }
+    if let Some(v) = sum_of_broadcast(out, &prim, &ins) {
+        return v;
+    }
+    let all_constant = !ins.is_empty() && ins.iter().all(|v| matches!(out.nodes[v.index()].prim, Prim::Constant(_)));
+    let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. }) && ty.numel() <= FOLD_LIMIT;
+    if all_constant && foldable {
+        let arrays: Vec<&Array> = ins
+            .iter()
+            .map(|v| match &out.nodes[v.index()].prim {
+                Prim::Constant(a) => a.as_ref(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let value = crate::backend::cpu::execute(&prim, &arrays, ty);
+        return out.push_typed(Prim::Constant(Arc::new(value)), vec![], ty.clone());
+    }
+    let key = cse_key(&prim, &ins);
+    if let Some(&v) = seen.get(&key) {
+        return v;
+    }
+    let v = out.push_typed(prim, ins, ty.clone());
+    seen.insert(key, v);
+    v
+}
+
+/// Removes nodes that no output depends on (inputs always stay).
+pub fn dce(g: &Graph) -> Graph {
+    let mut live = vec![false; g.nodes.len()];
+    for v in &g.outputs {
+        live[v.index()] = true;
+    }
+    for i in (0..g.nodes.len()).rev() {
+        if live[i] {
+            for v in &g.nodes[i].inputs {
+                live[v.index()] = true;
+            }
+        }
+    }
+    let mut out = Graph::default();
+    let mut map = vec![Var(u32::MAX); g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        if let Prim::Input(_) = node.prim {
+            map[i] = out.add_input(node.ty.clone());
+        } else if live[i] {
+            let ins = node.inputs.iter().map(|v| map[v.index()]).collect();
+            map[i] = out.push_typed(node.prim.clone(), ins, node.ty.clone());
+        }
+    }
+    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
+    out
+}
+
