@@ -462,6 +462,16 @@ fn check_row(row: &Row, rng: &mut Rng) {
             );
         }
     }
+
+    // 5. jit against eager evaluation (fused loops and reordered reductions: to 1e-12).
+    let jitted = jit(f);
+    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit vs eager", row.name));
+    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit, second (cached) call", row.name));
+    let pulled = jit(|p: &Vec<Tensor>| vjp(f, p).1.call(&v))(&xs);
+    for (a, b) in pulled.iter().zip(&jt_v) {
+        assert_close(a, b, 1e-12, &format!("{}: jit of vjp vs eager", row.name));
+    }
+    assert_close(&jit(vmap(f))(&stacked), &looped, 1e-12, &format!("{}: jit of vmap vs loop", row.name));
 }
 
 #[test]
