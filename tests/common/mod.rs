@@ -95,11 +95,7 @@ pub fn assert_bitwise_eq(what: &str, a: &Tensor, b: &Tensor) {
 /// The panic message of `f`, which must panic.
 #[track_caller]
 pub fn panic_message<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> String {
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(f);
-    std::panic::set_hook(prev);
-    match r {
+    match std::panic::catch_unwind(f) {
         Ok(_) => panic!("expected a panic"),
         Err(e) => {
             if let Some(s) = e.downcast_ref::<String>() {
@@ -111,4 +107,34 @@ pub fn panic_message<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Strin
             }
         }
     }
+}
+
+/// Reference reduction over `axes` of a row-major `x` of `shape`, by index arithmetic.
+/// Returns the values in row-major order of the kept axes.
+pub fn reduce_ref(
+    x: &[f64],
+    shape: &[usize],
+    axes: &[usize],
+    init: f64,
+    f: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    let out_n: usize = kept.iter().map(|&a| shape[a]).product();
+    let mut out = vec![init; out_n];
+    let n: usize = shape.iter().product();
+    for (flat, &v) in x.iter().enumerate().take(n) {
+        // Multi-index of `flat`.
+        let mut rem = flat;
+        let mut idx = vec![0; shape.len()];
+        for a in (0..shape.len()).rev() {
+            idx[a] = rem % shape[a];
+            rem /= shape[a];
+        }
+        let mut o = 0;
+        for &a in &kept {
+            o = o * shape[a] + idx[a];
+        }
+        out[o] = f(out[o], v);
+    }
+    out
 }
