@@ -8,6 +8,7 @@ use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
 impl Tensor {
     /// `max(x, 0)`, with derivative 0 at 0 (a select, not `maximum`, which would split the tie).
+    /// NaN stays NaN, like `jax.nn.relu`.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -16,7 +17,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn relu(&self) -> Tensor {
-        where_(&self.gt(0.0), self, &self.scalar_like(0.0))
+        where_(&self.le(0.0), &self.scalar_like(0.0), self)
     }
 
     /// `x` for `x > 0`, `alpha · x` otherwise.
