@@ -101,7 +101,8 @@ impl Tensor {
         &e / e.sum(&[axis], true)
     }
 
-    /// `log(softmax(x))` along `axis`, as `x - logsumexp(x)`.
+    /// `log(softmax(x))` along `axis`, as `s - log(sum(exp(s)))` with `s = x - max(x)` (like
+    /// JAX), so large inputs keep full precision.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -110,7 +111,11 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor {
-        self - self.logsumexp(&[axis], true)
+        let m = self.max(&[axis], true);
+        // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
+        let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
+        let shifted = self - shift;
+        &shifted - shifted.exp().sum(&[axis], true).log()
     }
 
     /// Clamps into `[lo, hi]`; at a boundary the derivative is split like `maximum`/`minimum`.
