@@ -23,14 +23,15 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
     if ta.shape == tb.shape {
         return bind(Prim::Binary(op), &[a, b]);
     }
-    let shape = broadcast_shapes(&ta.shape, &tb.shape).unwrap_or_else(|| {
+    // A `match`, not `unwrap_or_else`: a panic inside a closure would report this file's line.
+    let Some(shape) = broadcast_shapes(&ta.shape, &tb.shape) else {
         panic!(
             "{}: cannot broadcast shapes {:?} and {:?}",
             op.name(),
             ta.shape,
             tb.shape
         )
-    });
+    };
     bind(
         Prim::Binary(op),
         &[&a.broadcast_to(&shape), &b.broadcast_to(&shape)],
@@ -496,9 +497,9 @@ pub fn where_(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
         );
     }
     let (ps, ts, fs) = (pred.shape(), on_true.shape(), on_false.shape());
-    let shape = broadcast_shapes(&ps, &ts)
-        .and_then(|s| broadcast_shapes(&s, &fs))
-        .unwrap_or_else(|| panic!("where_: cannot broadcast shapes {ps:?}, {ts:?} and {fs:?}"));
+    let Some(shape) = broadcast_shapes(&ps, &ts).and_then(|s| broadcast_shapes(&s, &fs)) else {
+        panic!("where_: cannot broadcast shapes {ps:?}, {ts:?} and {fs:?}")
+    };
     bind(
         Prim::Select,
         &[
