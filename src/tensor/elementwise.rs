@@ -2,7 +2,7 @@
 
 use crate::ops::{BinaryOp, Prim, UnaryOp};
 use crate::shape::broadcast_shapes;
-use crate::trace::bind;
+use crate::trace::{bind, lift_operands};
 use crate::{DType, Tensor};
 
 #[track_caller]
@@ -23,6 +23,9 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
     if ta.shape == tb.shape {
         return bind(Prim::Binary(op), &[a, b]);
     }
+    // Record the broadcast of a concrete operand in the trace of a symbolic one.
+    let ops = lift_operands(&[a, b]);
+    let (a, b) = (&ops[0], &ops[1]);
     // A `match`, not `unwrap_or_else`: a panic inside a closure would report this file's line.
     let Some(shape) = broadcast_shapes(&ta.shape, &tb.shape) else {
         panic!(
@@ -500,6 +503,9 @@ pub fn where_(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
     let Some(shape) = broadcast_shapes(&ps, &ts).and_then(|s| broadcast_shapes(&s, &fs)) else {
         panic!("where_: cannot broadcast shapes {ps:?}, {ts:?} and {fs:?}")
     };
+    // Record the broadcast of concrete operands in the trace of a symbolic one.
+    let ops = lift_operands(&[pred, on_true, on_false]);
+    let (pred, on_true, on_false) = (&ops[0], &ops[1], &ops[2]);
     bind(
         Prim::Select,
         &[

@@ -153,6 +153,45 @@ fn check_alive(stack: &[Frame], tr: &Traced) {
     }
 }
 
+/// The operands, with every concrete one turned into a constant of the trace that the
+/// highest-level symbolic operand belongs to (unchanged when all are concrete).
+///
+/// Frontend methods that prepare operands one by one (broadcasting a number to the shape
+/// of a traced tensor, say) call this first, so the preparation is recorded on the small
+/// constant instead of running eagerly and baking a large one into the graph.
+#[track_caller]
+pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
+    let top = inputs
+        .iter()
+        .filter_map(|t| t.as_traced())
+        .max_by_key(|tr| tr.level);
+    let Some(top) = top else {
+        return inputs.iter().map(|&t| t.clone()).collect();
+    };
+    let (trace, level) = (top.trace, top.level);
+    STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        check_alive(&s, top);
+        let frame = &mut s[level];
+        inputs
+            .iter()
+            .map(|&t| match &t.repr {
+                Repr::Concrete(a) => {
+                    let ty = a.ty();
+                    let var = lift(frame, t);
+                    Tensor::traced(Traced {
+                        trace,
+                        level,
+                        var,
+                        ty,
+                    })
+                }
+                Repr::Traced(_) => t.clone(),
+            })
+            .collect()
+    })
+}
+
 /// Applies a primitive to operands: runs it eagerly or records it (see the module docs).
 ///
 /// Panics, at the caller's line, with the primitive's name and the broken rule
