@@ -243,7 +243,9 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
 ///
 /// With concrete arguments this is the interpreter: every node runs its CPU
 /// kernel. With symbolic arguments it re-emits the graph into their trace,
-/// which is how a transformed graph is inlined into an outer transformation.
+/// which is how a transformed graph is inlined into an outer transformation;
+/// constants stay constant nodes there (they are not folded with the nodes
+/// that use them), so re-emitting a traced graph reproduces it node for node.
 /// Values are dropped after their last use.
 #[track_caller]
 pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
@@ -263,11 +265,22 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
     for v in &g.outputs {
         uses[v.index()] += 1;
     }
+    // When re-emitting, the symbolic argument of the highest trace, into which constants go.
+    let anchor = args
+        .iter()
+        .filter(|t| t.is_traced())
+        .max_by_key(|t| t.as_traced().map(|tr| tr.level));
     let mut env: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         let value = match &node.prim {
             Prim::Input(k) => args[*k].clone(),
-            Prim::Constant(a) => Tensor::from_arc(a.clone()),
+            Prim::Constant(a) => {
+                let c = Tensor::from_arc(a.clone());
+                match anchor {
+                    Some(t) => lift_operands(&[&c, t]).swap_remove(0),
+                    None => c,
+                }
+            }
             prim => {
                 let ins: Vec<&Tensor> = node
                     .inputs
