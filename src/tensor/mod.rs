@@ -47,7 +47,7 @@ pub(crate) enum Repr {
 /// use cotangent::Tensor;
 /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
 /// let y = (&x * 2.0 + 1.0).sum_all();
-/// assert_eq!(y.item::<f64>(), 23.0);
+/// assert_eq!(y.item::<f64>(), 24.0);
 /// ```
 #[derive(Clone)]
 pub struct Tensor {
@@ -79,7 +79,7 @@ impl Tensor {
     /// True when the tensor is a symbolic value of an active trace.
     ///
     /// ```
-    /// use cotangent::{grad, Tensor};
+    /// use cotangent::Tensor;
     /// assert!(!Tensor::scalar(1.0).is_traced());
     /// ```
     pub fn is_traced(&self) -> bool {
@@ -372,9 +372,10 @@ impl Tensor {
     /// The same value with a zero derivative: transformations treat it as a constant.
     ///
     /// ```
-    /// use cotangent::{grad, Tensor};
-    /// let g = grad(|x: &Tensor| (x * x.stop_gradient()).sum_all());
-    /// assert_eq!(g(&Tensor::scalar(3.0)).item::<f64>(), 3.0);
+    /// use cotangent::{trace_graph, DType, Tensor, TensorType};
+    /// assert_eq!(Tensor::scalar(3.0).stop_gradient().item::<f64>(), 3.0);
+    /// let g = trace_graph(&[TensorType::new(DType::F64, vec![])], |xs| vec![xs[0].stop_gradient()]);
+    /// assert!(g.dump().contains("stop_gradient %0"));
     /// ```
     #[track_caller]
     pub fn stop_gradient(&self) -> Tensor {
