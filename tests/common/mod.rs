@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use cotangent::{Data, DType, Tensor};
+use cotangent::{DType, Data, Tensor};
 
 /// An f64 tensor.
 pub fn f64t(v: &[f64], shape: &[usize]) -> Tensor {
@@ -43,7 +43,11 @@ pub fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
 /// Asserts element-wise closeness, with a message naming the context and the first bad element.
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ: {got:?} vs {want:?}");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: lengths differ: {got:?} vs {want:?}"
+    );
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         assert!(
             close(g, w, rtol, atol),
