@@ -3,6 +3,7 @@
 //! Each is written in a form that does not overflow for |x| = 1000 in f32.
 
 use super::elementwise::where_;
+use super::structure::axis_of;
 use crate::Tensor;
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
@@ -96,6 +97,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn softmax(&self, axis: isize) -> Tensor {
+        axis_of("softmax", axis, self.rank());
         let shift = self.max(&[axis], true).stop_gradient();
         let e = (self - shift).exp();
         &e / e.sum(&[axis], true)
@@ -111,6 +113,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor {
+        axis_of("log_softmax", axis, self.rank());
         let m = self.max(&[axis], true);
         // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
         let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();

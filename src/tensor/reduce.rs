@@ -131,7 +131,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn mean(&self, axes: &[isize], keepdims: bool) -> Tensor {
-        let count = count_over(self, axes);
+        let count = count_over("mean", self, axes);
         self.float_or_f64().sum(axes, keepdims) / count as f64
     }
 
@@ -157,7 +157,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn var(&self, axes: &[isize], ddof: usize, keepdims: bool) -> Tensor {
-        let count = count_over(self, axes);
+        let count = count_over("var", self, axes);
         let x = self.float_or_f64();
         let centered = &x - x.mean(axes, true);
         centered.square().sum(axes, keepdims) / (count as f64 - ddof as f64)
@@ -172,6 +172,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn std(&self, axes: &[isize], ddof: usize, keepdims: bool) -> Tensor {
+        axes_of("std", axes, self.rank());
         self.var(axes, ddof, keepdims).sqrt()
     }
 
@@ -186,6 +187,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn logsumexp(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        axes_of("logsumexp", axes, self.rank());
         let x = self.float_or_f64();
         let m = x.max(axes, true);
         // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
@@ -205,6 +207,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn norm(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        axes_of("norm", axes, self.rank());
         let x = self.float_or_f64();
         let scale = x.abs().max(axes, true).stop_gradient();
         // Scale by 1 where the largest magnitude is 0, inf or NaN (inf/inf would give NaN).
@@ -247,9 +250,9 @@ fn all_axes(t: &Tensor) -> Vec<isize> {
 }
 
 #[track_caller]
-fn count_over(t: &Tensor, axes: &[isize]) -> usize {
+fn count_over(op: &str, t: &Tensor, axes: &[isize]) -> usize {
     let shape = t.shape();
-    axes_of("mean", axes, shape.len())
+    axes_of(op, axes, shape.len())
         .iter()
         .map(|&a| shape[a])
         .product()
