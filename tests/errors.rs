@@ -124,6 +124,10 @@ fn axis_errors() {
     );
     panics_with(|| x.prod(&[7], true), &["reduce_prod", "axis 7"]);
     panics_with(|| x.mean(&[2], false), &["mean", "axis 2"]);
+    panics_with(|| x.var(&[-3], 0, false), &["var", "axis -3"]);
+    panics_with(|| x.std(&[2], 1, true), &["std", "axis 2"]);
+    panics_with(|| x.norm(&[0, 2], false), &["norm", "axis 2"]);
+    panics_with(|| x.log_softmax(-3), &["log_softmax", "axis -3"]);
     panics_with(|| x.argmax(2, false), &["argmax", "axis 2", "rank 2"]);
     panics_with(|| x.argmin(-3, true), &["argmin", "axis -3"]);
     panics_with(|| x.cumsum(2), &["cumsum", "axis 2"]);
@@ -145,8 +149,9 @@ fn axis_errors() {
     panics_with(|| x.slice_axis(2, 0, 1, 1), &["slice_axis", "axis 2"]);
     panics_with(|| x.split(&[1, 1], 1), &["split", "[1, 1]", "extent 3"]);
     panics_with(|| x.split(&[1], 2), &["split", "axis 2"]);
-    panics_with(|| x.softmax(2), &["axis 2"]);
-    panics_with(|| x.logsumexp(&[3], false), &["axis 3"]);
+    panics_with(|| x.softmax(2), &["softmax", "axis 2"]);
+    panics_with(|| x.logsumexp(&[3], false), &["logsumexp", "axis 3"]);
+    panics_with(|| x.logsumexp(&[1, -1], false), &["logsumexp", "repeated"]);
     panics_with(
         || Tensor::scalar(1.0).sum(&[0], false),
         &["reduce_sum", "axis 0", "rank 0"],
@@ -356,6 +361,13 @@ fn a_traced_value_that_escapes_its_trace() {
     panics_with(|| leaked.to_vec::<f32>(), &["to_vec", "traced"]);
 }
 
+const READ_LINE: u32 = line!() + 3;
+/// A traced function that reads its argument (on line `READ_LINE`).
+fn read_first(xs: &[Tensor]) -> Vec<Tensor> {
+    let v = xs[0].to_vec::<f64>();
+    vec![Tensor::scalar(v[0])]
+}
+
 /// Runs `f` and returns the file and line its panic was reported at.
 fn panic_location(f: impl FnOnce()) -> (String, u32) {
     let me = std::thread::current().id();
@@ -384,39 +396,43 @@ fn panic_location(f: impl FnOnce()) -> (String, u32) {
 fn panics_point_at_the_callers_line() {
     let x = m23();
     let y = f64t(&[1.0; 4], &[4]);
-    let cases: Vec<(u32, Box<dyn FnOnce()>)> = vec![
-        (line!(), Box::new(|| drop(&x + &y))),
-        (line!(), Box::new(|| drop(x.add(&y)))),
-        (line!(), Box::new(|| drop(x.sum(&[5], false)))),
-        (line!(), Box::new(|| drop(x.sum(&[0, 0], false)))),
-        (line!(), Box::new(|| drop(x.mean(&[5], false)))),
-        (line!(), Box::new(|| drop(x.argmax(5, false)))),
-        (line!(), Box::new(|| drop(x.cumsum(5)))),
-        (line!(), Box::new(|| drop(x.reshape(&[5])))),
-        (line!(), Box::new(|| drop(x.reshape(&[4, -1])))),
-        (line!(), Box::new(|| drop(x.permute(&[0, 5])))),
-        (line!(), Box::new(|| drop(x.expand_dims(9)))),
-        (line!(), Box::new(|| drop(x.squeeze(&[0])))),
-        (line!(), Box::new(|| drop(x.index(9)))),
-        (
-            line!(),
-            Box::new(|| drop(x.slice(&[0, 0], &[9, 9], &[1, 1]))),
-        ),
-        (line!(), Box::new(|| drop(x.exp().cast(DType::I32).exp()))),
-        (line!(), Box::new(|| drop(where_(&x, &x, &x)))),
-        (line!(), Box::new(|| drop(where_(&x.gt(0.0), &x, &y)))),
-        (line!(), Box::new(|| drop(concatenate(&[], 0)))),
-        (
-            line!(),
-            Box::new(|| drop(concatenate(&[x.clone(), y.clone()], 0))),
-        ),
-        (line!(), Box::new(|| drop(stack(&[], 0)))),
-        (line!(), Box::new(|| drop(x.broadcast_to(&[9])))),
-        (line!(), Box::new(|| drop(x.to_vec::<f32>()))),
-        (
-            line!(),
-            Box::new(|| drop(Tensor::from_vec(vec![1.0], &[2]))),
-        ),
+    // `line!()` in a macro is the line of the macro call.
+    macro_rules! case {
+        ($e:expr) => {
+            (line!(), Box::new(|| drop($e)) as Box<dyn FnOnce()>)
+        };
+    }
+    let cases = vec![
+        case!(&x + &y),
+        case!(x.add(&y)),
+        case!(x.sum(&[5], false)),
+        case!(x.sum(&[0, 0], false)),
+        case!(x.mean(&[5], false)),
+        case!(x.var(&[5], 0, false)),
+        case!(x.std(&[5], 0, false)),
+        case!(x.logsumexp(&[5], false)),
+        case!(x.norm(&[5], false)),
+        case!(x.softmax(5)),
+        case!(x.log_softmax(5)),
+        case!(x.relu().leaky_relu(0.1).add(&y)),
+        case!(x.argmax(5, false)),
+        case!(x.cumsum(5)),
+        case!(x.reshape(&[5])),
+        case!(x.reshape(&[4, -1])),
+        case!(x.permute(&[0, 5])),
+        case!(x.expand_dims(9)),
+        case!(x.squeeze(&[0])),
+        case!(x.index(9)),
+        case!(x.slice(&[0, 0], &[9, 9], &[1, 1])),
+        case!(x.exp().cast(DType::I32).exp()),
+        case!(where_(&x, &x, &x)),
+        case!(where_(&x.gt(0.0), &x, &y)),
+        case!(concatenate(&[], 0)),
+        case!(concatenate(&[x.clone(), y.clone()], 0)),
+        case!(stack(&[], 0)),
+        case!(x.broadcast_to(&[9])),
+        case!(x.to_vec::<f32>()),
+        case!(Tensor::from_vec(vec![1.0], &[2])),
     ];
     for (line, f) in cases {
         let (file, at) = panic_location(f);
@@ -426,14 +442,10 @@ fn panics_point_at_the_callers_line() {
         );
         assert_eq!(at, line, "case at line {line} reported {file}:{at}");
     }
-    // Inside a trace, the line of the closure.
+    // Inside a trace, the line in the traced function.
     let ty = [TensorType::new(DType::F64, vec![3])];
-    let line = line!() + 1;
-    let (file, at) = panic_location(|| {
-        drop(trace_graph(&ty, |xs| {
-            vec![Tensor::scalar(xs[0].to_vec::<f64>()[0])]
-        }))
-    });
+    let (file, at) = panic_location(|| drop(trace_graph(&ty, read_first)));
+    let line = READ_LINE;
     assert!(
         file.ends_with("errors.rs") && at == line,
         "reported {file}:{at}, want line {line}"
