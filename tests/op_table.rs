@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{assert_close, f64s, Rng};
+use common::{assert_tensors_close as assert_close, f64s, Rng};
 use cotangent::*;
 
 type Fun = Box<dyn Fn(&[Tensor]) -> Tensor>;
@@ -465,13 +465,28 @@ fn check_row(row: &Row, rng: &mut Rng) {
 
     // 5. jit against eager evaluation (fused loops and reordered reductions: to 1e-12).
     let jitted = jit(f);
-    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit vs eager", row.name));
-    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit, second (cached) call", row.name));
+    assert_close(
+        &jitted(&xs),
+        &y,
+        1e-12,
+        &format!("{}: jit vs eager", row.name),
+    );
+    assert_close(
+        &jitted(&xs),
+        &y,
+        1e-12,
+        &format!("{}: jit, second (cached) call", row.name),
+    );
     let pulled = jit(|p: &Vec<Tensor>| vjp(f, p).1.call(&v))(&xs);
     for (a, b) in pulled.iter().zip(&jt_v) {
         assert_close(a, b, 1e-12, &format!("{}: jit of vjp vs eager", row.name));
     }
-    assert_close(&jit(vmap(f))(&stacked), &looped, 1e-12, &format!("{}: jit of vmap vs loop", row.name));
+    assert_close(
+        &jit(vmap(f))(&stacked),
+        &looped,
+        1e-12,
+        &format!("{}: jit of vmap vs loop", row.name),
+    );
 }
 
 #[test]

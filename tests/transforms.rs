@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, f64s, Rng};
+use common::{assert_tensors_close as assert_close, f64s, Rng};
 use cotangent::*;
 use std::collections::BTreeMap;
 

@@ -17,9 +17,18 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 enum Step {
     /// One primitive through its CPU kernel.
-    Kernel { prim: Prim, ins: Vec<usize>, out: usize, ty: TensorType },
+    Kernel {
+        prim: Prim,
+        ins: Vec<usize>,
+        out: usize,
+        ty: TensorType,
+    },
     /// A fused element-wise loop (maybe reduced) reading `ins`, writing `outs`.
-    Fused { prog: fused::Program, ins: Vec<usize>, outs: Vec<usize> },
+    Fused {
+        prog: fused::Program,
+        ins: Vec<usize>,
+        outs: Vec<usize>,
+    },
 }
 
 /// An executable plan: value slots are graph vars; inputs and constants are preloaded.
@@ -35,7 +44,14 @@ pub struct Plan {
 }
 
 fn fusible(prim: &Prim) -> bool {
-    matches!(prim, Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::Convert { .. } | Prim::BroadcastInDim { .. })
+    matches!(
+        prim,
+        Prim::Unary(_)
+            | Prim::Binary(_)
+            | Prim::Select
+            | Prim::Convert { .. }
+            | Prim::BroadcastInDim { .. }
+    )
 }
 
 struct Group {
@@ -69,14 +85,26 @@ impl Plan {
             if !fusible(&node.prim) || node.ty.numel() == 0 {
                 continue;
             }
-            let join = node.inputs.iter().filter_map(|v| group_of[v.index()]).find(|&gid| {
-                let grp = &groups[gid];
-                grp.shape == node.ty.shape
-                    && grp.reduce.is_none()
-                    && node.inputs.iter().all(|v| group_of[v.index()] == Some(gid) || v.index() < grp.first)
-            });
+            let join = node
+                .inputs
+                .iter()
+                .filter_map(|v| group_of[v.index()])
+                .find(|&gid| {
+                    let grp = &groups[gid];
+                    grp.shape == node.ty.shape
+                        && grp.reduce.is_none()
+                        && node
+                            .inputs
+                            .iter()
+                            .all(|v| group_of[v.index()] == Some(gid) || v.index() < grp.first)
+                });
             let gid = join.unwrap_or_else(|| {
-                groups.push(Group { first: i, shape: node.ty.shape.clone(), members: vec![], reduce: None });
+                groups.push(Group {
+                    first: i,
+                    shape: node.ty.shape.clone(),
+                    members: vec![],
+                    reduce: None,
+                });
                 groups.len() - 1
             });
             groups[gid].members.push(i);
@@ -84,23 +112,31 @@ impl Plan {
         }
         // 2. Fuse a float reduction over trailing axes onto a group whose only product it consumes.
         for (i, node) in g.nodes.iter().enumerate() {
-            let Prim::Reduce { op, axes } = &node.prim else { continue };
+            let Prim::Reduce { op, axes } = &node.prim else {
+                continue;
+            };
             let v = node.inputs[0].index();
             let Some(gid) = group_of[v] else { continue };
             let r = g.nodes[v].ty.rank();
-            let trailing = !axes.is_empty() && axes.iter().enumerate().all(|(k, &a)| a == r - axes.len() + k);
+            let trailing = !axes.is_empty()
+                && axes
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &a)| a == r - axes.len() + k);
             let grp = &groups[gid];
-            let only_output = grp
-                .members
-                .iter()
-                .all(|&m| m == v || (!is_output[m] && users[m].iter().all(|u| group_of[*u] == Some(gid))));
+            let only_output = grp.members.iter().all(|&m| {
+                m == v || (!is_output[m] && users[m].iter().all(|u| group_of[*u] == Some(gid)))
+            });
             if node.ty.dtype.is_float()
                 && trailing
                 && users[v].len() == 1
                 && !is_output[v]
                 && only_output
                 && grp.reduce.is_none()
-                && matches!(op, ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min | ReduceOp::Prod)
+                && matches!(
+                    op,
+                    ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min | ReduceOp::Prod
+                )
             {
                 groups[gid].reduce = Some(i);
                 group_of[i] = Some(gid);
@@ -135,14 +171,21 @@ impl Plan {
             } else {
                 let ins: Vec<usize> = node.inputs.iter().map(|v| v.index()).collect();
                 step_of[i] = Some(steps.len());
-                steps.push(Step::Kernel { prim: node.prim.clone(), ins: ins.clone(), out: i, ty: node.ty.clone() });
+                steps.push(Step::Kernel {
+                    prim: node.prim.clone(),
+                    ins: ins.clone(),
+                    out: i,
+                    ty: node.ty.clone(),
+                });
                 reads.push(ins);
             }
         }
 
         // 4. Order steps by dependencies (Kahn's algorithm, earliest step first).
-        let deps: Vec<BTreeSet<usize>> =
-            reads.iter().map(|ins| ins.iter().filter_map(|&v| step_of[v]).collect()).collect();
+        let deps: Vec<BTreeSet<usize>> = reads
+            .iter()
+            .map(|ins| ins.iter().filter_map(|&v| step_of[v]).collect())
+            .collect();
         let mut indegree: Vec<usize> = deps.iter().map(|d| d.len()).collect();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
         for (s, d) in deps.iter().enumerate() {
@@ -161,7 +204,11 @@ impl Plan {
                 }
             }
         }
-        assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
+        assert_eq!(
+            order.len(),
+            steps.len(),
+            "plan: fusion produced a dependency cycle"
+        );
         let steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
         let reads: Vec<Vec<usize>> = order.iter().map(|&s| reads[s].clone()).collect();
 
@@ -203,12 +250,18 @@ impl Plan {
         for (step, free) in self.steps.iter().zip(&self.free_after) {
             match step {
                 Step::Kernel { prim, ins, out, ty } => {
-                    let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
+                    let arrays: Vec<&Array> = ins
+                        .iter()
+                        .map(|&v| slots[v].as_deref().expect("ready"))
+                        .collect();
                     let value = cpu::execute(prim, &arrays, ty);
                     slots[*out] = Some(Arc::new(value));
                 }
                 Step::Fused { prog, ins, outs } => {
-                    let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
+                    let arrays: Vec<&Array> = ins
+                        .iter()
+                        .map(|&v| slots[v].as_deref().expect("ready"))
+                        .collect();
                     let values = fused::run(prog, &arrays);
                     for (&o, v) in outs.iter().zip(values) {
                         slots[o] = Some(Arc::new(v));
@@ -219,7 +272,10 @@ impl Plan {
                 slots[v] = None;
             }
         }
-        self.outputs.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed"))).collect()
+        self.outputs
+            .iter()
+            .map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed")))
+            .collect()
     }
 
     /// A readable listing of the steps.
@@ -275,7 +331,10 @@ fn fused_step(
     let mut inputs: Vec<usize> = Vec::new();
     let mut loads: HashMap<(usize, String), usize> = HashMap::new();
     let shape = &grp.shape;
-    let mut load = |v: Var, kind: fused::LoadKind, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| {
+    let mut load = |v: Var,
+                    kind: fused::LoadKind,
+                    instrs: &mut Vec<fused::Instr>,
+                    dtypes: &mut Vec<crate::DType>| {
         let key = (v.index(), format!("{kind:?}"));
         if let Some(&r) = loads.get(&key) {
             return r;
@@ -294,15 +353,19 @@ fn fused_step(
     };
     for &m in &grp.members {
         let node = &g.nodes[m];
-        let mut operand = |v: Var, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| -> usize {
-            if group_of[v.index()] == Some(gid) {
-                reg_of[&v.index()]
-            } else {
-                let kind =
-                    if g.ty(v).numel() == 1 { fused::LoadKind::Scalar } else { fused::LoadKind::Contiguous };
-                load(v, kind, instrs, dtypes)
-            }
-        };
+        let mut operand =
+            |v: Var, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| -> usize {
+                if group_of[v.index()] == Some(gid) {
+                    reg_of[&v.index()]
+                } else {
+                    let kind = if g.ty(v).numel() == 1 {
+                        fused::LoadKind::Scalar
+                    } else {
+                        fused::LoadKind::Contiguous
+                    };
+                    load(v, kind, instrs, dtypes)
+                }
+            };
         let instr = match &node.prim {
             Prim::BroadcastInDim { dims, .. } => {
                 let x = node.inputs[0];
@@ -315,7 +378,9 @@ fn fused_step(
                 reg_of.insert(m, r);
                 continue;
             }
-            Prim::Unary(op) => fused::Instr::Unary(*op, operand(node.inputs[0], &mut instrs, &mut dtypes)),
+            Prim::Unary(op) => {
+                fused::Instr::Unary(*op, operand(node.inputs[0], &mut instrs, &mut dtypes))
+            }
             Prim::Binary(op) => {
                 let a = operand(node.inputs[0], &mut instrs, &mut dtypes);
                 let b = operand(node.inputs[1], &mut instrs, &mut dtypes);
@@ -327,7 +392,9 @@ fn fused_step(
                 let b = operand(node.inputs[2], &mut instrs, &mut dtypes);
                 fused::Instr::Select(p, a, b)
             }
-            Prim::Convert { dtype } => fused::Instr::Convert(*dtype, operand(node.inputs[0], &mut instrs, &mut dtypes)),
+            Prim::Convert { dtype } => {
+                fused::Instr::Convert(*dtype, operand(node.inputs[0], &mut instrs, &mut dtypes))
+            }
             other => unreachable!("{} is not fusible", other.name()),
         };
         instrs.push(instr);
@@ -336,7 +403,9 @@ fn fused_step(
     }
     let (outputs, outs, reduce) = match grp.reduce {
         Some(rnode) => {
-            let Prim::Reduce { op, axes } = &g.nodes[rnode].prim else { unreachable!() };
+            let Prim::Reduce { op, axes } = &g.nodes[rnode].prim else {
+                unreachable!()
+            };
             let v = g.nodes[rnode].inputs[0].index();
             let row: usize = axes.iter().map(|&a| shape[a]).product();
             (vec![reg_of[&v]], vec![rnode], Some((*op, row)))
@@ -351,6 +420,19 @@ fn fused_step(
             (outs.iter().map(|m| reg_of[m]).collect(), outs, None)
         }
     };
-    let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
-    (Step::Fused { prog, ins: inputs.clone(), outs }, inputs)
+    let prog = fused::Program {
+        shape: shape.clone(),
+        instrs,
+        dtypes,
+        outputs,
+        reduce,
+    };
+    (
+        Step::Fused {
+            prog,
+            ins: inputs.clone(),
+            outs,
+        },
+        inputs,
+    )
 }

@@ -3,11 +3,13 @@
 //! Each is written in a form that does not overflow for |x| = 1000 in f32.
 
 use super::elementwise::where_;
+use super::structure::axis_of;
 use crate::Tensor;
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
 impl Tensor {
     /// `max(x, 0)`, with derivative 0 at 0 (a select, not `maximum`, which would split the tie).
+    /// NaN stays NaN, like `jax.nn.relu`.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -16,7 +18,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn relu(&self) -> Tensor {
-        where_(&self.gt(0.0), self, &self.scalar_like(0.0))
+        where_(&self.le(0.0), &self.scalar_like(0.0), self)
     }
 
     /// `x` for `x > 0`, `alpha · x` otherwise.
@@ -95,12 +97,14 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn softmax(&self, axis: isize) -> Tensor {
+        axis_of("softmax", axis, self.rank());
         let shift = self.max(&[axis], true).stop_gradient();
         let e = (self - shift).exp();
         &e / e.sum(&[axis], true)
     }
 
-    /// `log(softmax(x))` along `axis`, as `x - logsumexp(x)`.
+    /// `log(softmax(x))` along `axis`, as `s - log(sum(exp(s)))` with `s = x - max(x)` (like
+    /// JAX), so large inputs keep full precision.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -109,7 +113,12 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor {
-        self - self.logsumexp(&[axis], true)
+        axis_of("log_softmax", axis, self.rank());
+        let m = self.max(&[axis], true);
+        // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
+        let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
+        let shifted = self - shift;
+        &shifted - shifted.exp().sum(&[axis], true).log()
     }
 
     /// Clamps into `[lo, hi]`; at a boundary the derivative is split like `maximum`/`minimum`.

@@ -2,7 +2,7 @@
 
 use crate::ops::{BinaryOp, Prim, UnaryOp};
 use crate::shape::broadcast_shapes;
-use crate::trace::bind;
+use crate::trace::{bind, lift_operands};
 use crate::{DType, Tensor};
 
 #[track_caller]
@@ -23,14 +23,18 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
     if ta.shape == tb.shape {
         return bind(Prim::Binary(op), &[a, b]);
     }
-    let shape = broadcast_shapes(&ta.shape, &tb.shape).unwrap_or_else(|| {
+    // Record the broadcast of a concrete operand in the trace of a symbolic one.
+    let ops = lift_operands(&[a, b]);
+    let (a, b) = (&ops[0], &ops[1]);
+    // A `match`, not `unwrap_or_else`: a panic inside a closure would report this file's line.
+    let Some(shape) = broadcast_shapes(&ta.shape, &tb.shape) else {
         panic!(
             "{}: cannot broadcast shapes {:?} and {:?}",
             op.name(),
             ta.shape,
             tb.shape
         )
-    });
+    };
     bind(
         Prim::Binary(op),
         &[&a.broadcast_to(&shape), &b.broadcast_to(&shape)],
@@ -496,9 +500,12 @@ pub fn where_(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
         );
     }
     let (ps, ts, fs) = (pred.shape(), on_true.shape(), on_false.shape());
-    let shape = broadcast_shapes(&ps, &ts)
-        .and_then(|s| broadcast_shapes(&s, &fs))
-        .unwrap_or_else(|| panic!("where_: cannot broadcast shapes {ps:?}, {ts:?} and {fs:?}"));
+    let Some(shape) = broadcast_shapes(&ps, &ts).and_then(|s| broadcast_shapes(&s, &fs)) else {
+        panic!("where_: cannot broadcast shapes {ps:?}, {ts:?} and {fs:?}")
+    };
+    // Record the broadcast of concrete operands in the trace of a symbolic one.
+    let ops = lift_operands(&[pred, on_true, on_false]);
+    let (pred, on_true, on_false) = (&ops[0], &ops[1], &ops[2]);
     bind(
         Prim::Select,
         &[

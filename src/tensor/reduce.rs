@@ -123,7 +123,7 @@ impl Tensor {
         self.arg(ArgOp::Min, axis, keepdims)
     }
 
-    /// Mean over `axes`.
+    /// Mean over `axes`. Integers and bools are averaged in f64 (like numpy).
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -131,8 +131,8 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn mean(&self, axes: &[isize], keepdims: bool) -> Tensor {
-        let count = count_over(self, axes);
-        self.sum(axes, keepdims) / count as f64
+        let count = count_over("mean", self, axes);
+        self.float_or_f64().sum(axes, keepdims) / count as f64
     }
 
     /// Mean of every element.
@@ -147,6 +147,7 @@ impl Tensor {
     }
 
     /// Variance over `axes` with `ddof` delta degrees of freedom (two-pass, stable).
+    /// Integers and bools give f64.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -156,8 +157,9 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn var(&self, axes: &[isize], ddof: usize, keepdims: bool) -> Tensor {
-        let count = count_over(self, axes);
-        let centered = self - self.mean(axes, true);
+        let count = count_over("var", self, axes);
+        let x = self.float_or_f64();
+        let centered = &x - x.mean(axes, true);
         centered.square().sum(axes, keepdims) / (count as f64 - ddof as f64)
     }
 
@@ -170,10 +172,12 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn std(&self, axes: &[isize], ddof: usize, keepdims: bool) -> Tensor {
+        axes_of("std", axes, self.rank());
         self.var(axes, ddof, keepdims).sqrt()
     }
 
     /// `log(sum(exp(x)))` over `axes`, shifted by the maximum so it never overflows.
+    /// Integers and bools give f64.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -183,23 +187,17 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn logsumexp(&self, axes: &[isize], keepdims: bool) -> Tensor {
-        let m = self.max(axes, true);
+        axes_of("logsumexp", axes, self.rank());
+        let x = self.float_or_f64();
+        let m = x.max(axes, true);
         // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
         let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
-        let out = (self - &shift).exp().sum(axes, true).log() + &shift;
-        if keepdims {
-            out
-        } else {
-            out.squeeze(
-                &axes_of("logsumexp", axes, self.rank())
-                    .iter()
-                    .map(|&a| a as isize)
-                    .collect::<Vec<_>>(),
-            )
-        }
+        let out = (&x - &shift).exp().sum(axes, true).log() + &shift;
+        out.drop_reduced("logsumexp", axes, keepdims)
     }
 
     /// Euclidean (L2) norm over `axes`, scaled by the largest magnitude so it never overflows.
+    /// Integers and bools give f64.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -209,19 +207,41 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn norm(&self, axes: &[isize], keepdims: bool) -> Tensor {
-        let scale = self.abs().max(axes, true).stop_gradient();
-        let scale = where_(&scale.gt(0.0), &scale, &scale.scalar_like(1.0));
-        let out = (self / &scale).square().sum(axes, true).sqrt() * &scale;
-        if keepdims {
-            out
+        axes_of("norm", axes, self.rank());
+        let x = self.float_or_f64();
+        let scale = x.abs().max(axes, true).stop_gradient();
+        // Scale by 1 where the largest magnitude is 0, inf or NaN (inf/inf would give NaN).
+        let usable = scale.gt(0.0).logical_and(&scale.is_finite());
+        let scale = where_(&usable, &scale, &scale.scalar_like(1.0));
+        let out = (&x / &scale).square().sum(axes, true).sqrt() * &scale;
+        out.drop_reduced("norm", axes, keepdims)
+    }
+
+    /// `self` unchanged if float, else converted to f64.
+    #[track_caller]
+    fn float_or_f64(&self) -> Tensor {
+        if self.dtype().is_float() {
+            self.clone()
         } else {
-            out.squeeze(
-                &axes_of("norm", axes, self.rank())
-                    .iter()
-                    .map(|&a| a as isize)
-                    .collect::<Vec<_>>(),
-            )
+            self.cast(crate::DType::F64)
         }
+    }
+
+    /// Removes the reduced `axes` (kept with extent 1 in `self`) unless `keepdims`.
+    #[track_caller]
+    fn drop_reduced(&self, op: &str, axes: &[isize], keepdims: bool) -> Tensor {
+        if keepdims {
+            return self.clone();
+        }
+        let axes = axes_of(op, axes, self.rank());
+        let shape: Vec<usize> = self
+            .shape()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, &d)| d)
+            .collect();
+        self.reshape_to(&shape)
     }
 }
 
@@ -230,9 +250,9 @@ fn all_axes(t: &Tensor) -> Vec<isize> {
 }
 
 #[track_caller]
-fn count_over(t: &Tensor, axes: &[isize]) -> usize {
+fn count_over(op: &str, t: &Tensor, axes: &[isize]) -> usize {
     let shape = t.shape();
-    axes_of("mean", axes, shape.len())
+    axes_of(op, axes, shape.len())
         .iter()
         .map(|&a| shape[a])
         .product()

@@ -5,15 +5,31 @@ use crate::shape::normalize_axis;
 use crate::trace::bind;
 use crate::{DType, Tensor};
 
+// Panics in this module are raised outside closures: `#[track_caller]` does not reach
+// through a closure, so a panic inside one would report this file instead of the user's line.
+
 #[track_caller]
 pub(crate) fn axis_of(op: &str, axis: isize, rank: usize) -> usize {
-    normalize_axis(axis, rank).unwrap_or_else(|e| panic!("{op}: {e}"))
+    match normalize_axis(axis, rank) {
+        Ok(a) => a,
+        Err(e) => panic!("{op}: {e}"),
+    }
+}
+
+/// Normalises user axes (negative allowed), in the given order.
+#[track_caller]
+pub(crate) fn axes_in_order(op: &str, axes: &[isize], rank: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        out.push(axis_of(op, a, rank));
+    }
+    out
 }
 
 /// Normalises user axes (negative allowed) into a sorted, distinct list.
 #[track_caller]
 pub(crate) fn axes_of(op: &str, axes: &[isize], rank: usize) -> Vec<usize> {
-    let mut out: Vec<usize> = axes.iter().map(|&a| axis_of(op, a, rank)).collect();
+    let mut out = axes_in_order(op, axes, rank);
     out.sort_unstable();
     if out.windows(2).any(|w| w[0] == w[1]) {
         panic!("{op}: repeated axis in {axes:?}");
@@ -41,17 +57,12 @@ impl Tensor {
         if holes > 1 || shape.iter().any(|&d| d < -1) {
             panic!("reshape: at most one -1 is allowed, got {shape:?}");
         }
+        if holes == 1 && (known == 0 || n % known != 0) {
+            panic!("reshape: cannot reshape {} into {shape:?}", self.ty())
+        }
         let new: Vec<usize> = shape
             .iter()
-            .map(|&d| {
-                if d >= 0 {
-                    d as usize
-                } else if known == 0 || n % known != 0 {
-                    panic!("reshape: cannot reshape {} into {shape:?}", self.ty())
-                } else {
-                    n / known
-                }
-            })
+            .map(|&d| if d >= 0 { d as usize } else { n / known })
             .collect();
         self.reshape_to(&new)
     }
@@ -150,7 +161,7 @@ impl Tensor {
     #[track_caller]
     pub fn permute(&self, perm: &[isize]) -> Tensor {
         let r = self.rank();
-        let perm: Vec<usize> = perm.iter().map(|&a| axis_of("permute", a, r)).collect();
+        let perm = axes_in_order("permute", perm, r);
         if perm.iter().enumerate().all(|(i, &p)| i == p) && perm.len() == r {
             return self.clone();
         }
@@ -317,14 +328,17 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn index(&self, index: isize) -> Tensor {
-        let n = self
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or_else(|| panic!("index: cannot index a 0-d tensor"));
-        let i = axis_of("index", index, n);
-        self.slice_axis(0, i as isize, i as isize + 1, 1)
-            .squeeze(&[0])
+        let Some(&n) = self.shape().first() else {
+            panic!("index: cannot index a 0-d tensor")
+        };
+        let i = if index < 0 { index + n as isize } else { index };
+        if i < 0 || i >= n as isize {
+            panic!(
+                "index: index {index} is out of range for axis 0 (extent {n}) of {}",
+                self.ty()
+            );
+        }
+        self.slice_axis(0, i, i + 1, 1).squeeze(&[0])
     }
 
     /// Pads with `value`: `low`/`high` per axis (negative crops), `interior` between elements.
@@ -488,13 +502,13 @@ impl Tensor {
 /// ```
 #[track_caller]
 pub fn concatenate(tensors: &[Tensor], axis: isize) -> Tensor {
-    let first = tensors
-        .first()
-        .unwrap_or_else(|| panic!("concatenate: needs at least one tensor"));
+    let Some(first) = tensors.first() else {
+        panic!("concatenate: needs at least one tensor")
+    };
+    let a = axis_of("concatenate", axis, first.rank());
     if tensors.len() == 1 {
         return first.clone();
     }
-    let a = axis_of("concatenate", axis, first.rank());
     let refs: Vec<&Tensor> = tensors.iter().collect();
     bind(Prim::Concatenate { axis: a }, &refs)
 }
@@ -509,9 +523,9 @@ pub fn concatenate(tensors: &[Tensor], axis: isize) -> Tensor {
 /// ```
 #[track_caller]
 pub fn stack(tensors: &[Tensor], axis: isize) -> Tensor {
-    let first = tensors
-        .first()
-        .unwrap_or_else(|| panic!("stack: needs at least one tensor"));
+    let Some(first) = tensors.first() else {
+        panic!("stack: needs at least one tensor")
+    };
     let shape = first.shape();
     if let Some(bad) = tensors.iter().find(|t| t.shape() != shape) {
         panic!("stack: shapes differ: {:?} vs {:?}", shape, bad.shape());

@@ -153,6 +153,45 @@ fn check_alive(stack: &[Frame], tr: &Traced) {
     }
 }
 
+/// The operands, with every concrete one turned into a constant of the trace that the
+/// highest-level symbolic operand belongs to (unchanged when all are concrete).
+///
+/// Frontend methods that prepare operands one by one (broadcasting a number to the shape
+/// of a traced tensor, say) call this first, so the preparation is recorded on the small
+/// constant instead of running eagerly and baking a large one into the graph.
+#[track_caller]
+pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
+    let top = inputs
+        .iter()
+        .filter_map(|t| t.as_traced())
+        .max_by_key(|tr| tr.level);
+    let Some(top) = top else {
+        return inputs.iter().map(|&t| t.clone()).collect();
+    };
+    let (trace, level) = (top.trace, top.level);
+    STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        check_alive(&s, top);
+        let frame = &mut s[level];
+        inputs
+            .iter()
+            .map(|&t| match &t.repr {
+                Repr::Concrete(a) => {
+                    let ty = a.ty();
+                    let var = lift(frame, t);
+                    Tensor::traced(Traced {
+                        trace,
+                        level,
+                        var,
+                        ty,
+                    })
+                }
+                Repr::Traced(_) => t.clone(),
+            })
+            .collect()
+    })
+}
+
 /// Applies a primitive to operands: runs it eagerly or records it (see the module docs).
 ///
 /// Panics, at the caller's line, with the primitive's name and the broken rule
@@ -204,7 +243,9 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
 ///
 /// With concrete arguments this is the interpreter: every node runs its CPU
 /// kernel. With symbolic arguments it re-emits the graph into their trace,
-/// which is how a transformed graph is inlined into an outer transformation.
+/// which is how a transformed graph is inlined into an outer transformation;
+/// constants stay constant nodes there (they are not folded with the nodes
+/// that use them), so re-emitting a traced graph reproduces it node for node.
 /// Values are dropped after their last use.
 #[track_caller]
 pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
@@ -224,11 +265,22 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
     for v in &g.outputs {
         uses[v.index()] += 1;
     }
+    // When re-emitting, the symbolic argument of the highest trace, into which constants go.
+    let anchor = args
+        .iter()
+        .filter(|t| t.is_traced())
+        .max_by_key(|t| t.as_traced().map(|tr| tr.level));
     let mut env: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         let value = match &node.prim {
             Prim::Input(k) => args[*k].clone(),
-            Prim::Constant(a) => Tensor::from_arc(a.clone()),
+            Prim::Constant(a) => {
+                let c = Tensor::from_arc(a.clone());
+                match anchor {
+                    Some(t) => lift_operands(&[&c, t]).swap_remove(0),
+                    None => c,
+                }
+            }
             prim => {
                 let ins: Vec<&Tensor> = node
                     .inputs

@@ -1,7 +1,147 @@
-//! Shared helpers for the integration tests: a deterministic generator and tensor comparisons.
+//! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use cotangent::{DType, Tensor};
+use cotangent::{DType, Data, Tensor};
+
+/// An f64 tensor.
+pub fn f64t(v: &[f64], shape: &[usize]) -> Tensor {
+    Tensor::from_slice(v, shape)
+}
+
+/// An f32 tensor from f64 values.
+pub fn f32t(v: &[f64], shape: &[usize]) -> Tensor {
+    let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    Tensor::from_vec(v, shape)
+}
+
+/// A float tensor of the given dtype from f64 values.
+pub fn ft(v: &[f64], shape: &[usize], dtype: DType) -> Tensor {
+    match dtype {
+        DType::F64 => f64t(v, shape),
+        DType::F32 => f32t(v, shape),
+        _ => panic!("not a float dtype: {dtype}"),
+    }
+}
+
+/// `0, 1, ..., n-1` as f64 in the given shape.
+pub fn iota64(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    f64t(&(0..n).map(|i| i as f64).collect::<Vec<_>>(), shape)
+}
+
+/// True when `a` and `b` agree within `atol + rtol * |b|`; NaNs match NaNs, infinities match exactly.
+pub fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    if a.is_infinite() || b.is_infinite() {
+        return a == b;
+    }
+    (a - b).abs() <= atol + rtol * b.abs()
+}
+
+/// Asserts element-wise closeness, with a message naming the context and the first bad element.
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: lengths differ: {got:?} vs {want:?}"
+    );
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            close(g, w, rtol, atol),
+            "{what}: element {i}: got {g:e}, want {w:e}\n got  {got:?}\n want {want:?}"
+        );
+    }
+}
+
+/// Asserts that a tensor has the dtype, shape and (close) values given.
+#[track_caller]
+pub fn assert_tensor(what: &str, t: &Tensor, dtype: DType, shape: &[usize], want: &[f64]) {
+    assert_eq!(t.dtype(), dtype, "{what}: dtype");
+    assert_eq!(t.shape(), shape, "{what}: shape");
+    let (rtol, atol) = if dtype == DType::F32 {
+        (2e-6, 1e-30)
+    } else {
+        (1e-14, 1e-300)
+    };
+    assert_close(what, &t.to_f64_vec(), want, rtol, atol);
+}
+
+/// Asserts an exact f64 result: dtype, shape and values (NaN matches NaN, `-0.0 == 0.0`).
+#[track_caller]
+pub fn assert_exact(what: &str, t: &Tensor, dtype: DType, shape: &[usize], want: &[f64]) {
+    assert_eq!(t.dtype(), dtype, "{what}: dtype");
+    assert_eq!(t.shape(), shape, "{what}: shape");
+    let got = t.to_f64_vec();
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g == w || (g.is_nan() && w.is_nan()),
+            "{what}: element {i}: got {g:?}, want {w:?}\n got  {got:?}\n want {want:?}"
+        );
+    }
+}
+
+/// Bitwise equality of two concrete tensors: dtype, shape and every bit of every element.
+#[track_caller]
+pub fn assert_bitwise_eq(what: &str, a: &Tensor, b: &Tensor) {
+    assert_eq!(a.ty(), b.ty(), "{what}: types differ");
+    let same = match (a.data(), b.data()) {
+        (Data::F32(x), Data::F32(y)) => x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+        (Data::F64(x), Data::F64(y)) => x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+        (x, y) => x == y,
+    };
+    assert!(same, "{what}: values differ:\n{a}\nvs\n{b}");
+}
+
+/// The panic message of `f`, which must panic.
+#[track_caller]
+pub fn panic_message<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> String {
+    match std::panic::catch_unwind(f) {
+        Ok(_) => panic!("expected a panic"),
+        Err(e) => {
+            if let Some(s) = e.downcast_ref::<String>() {
+                s.clone()
+            } else if let Some(s) = e.downcast_ref::<&str>() {
+                s.to_string()
+            } else {
+                "<non-string panic>".into()
+            }
+        }
+    }
+}
+
+/// Reference reduction over `axes` of a row-major `x` of `shape`, by index arithmetic.
+/// Returns the values in row-major order of the kept axes.
+pub fn reduce_ref(
+    x: &[f64],
+    shape: &[usize],
+    axes: &[usize],
+    init: f64,
+    f: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    let out_n: usize = kept.iter().map(|&a| shape[a]).product();
+    let mut out = vec![init; out_n];
+    let n: usize = shape.iter().product();
+    for (flat, &v) in x.iter().enumerate().take(n) {
+        // Multi-index of `flat`.
+        let mut rem = flat;
+        let mut idx = vec![0; shape.len()];
+        for a in (0..shape.len()).rev() {
+            idx[a] = rem % shape[a];
+            rem /= shape[a];
+        }
+        let mut o = 0;
+        for &a in &kept {
+            o = o * shape[a] + idx[a];
+        }
+        out[o] = f(out[o], v);
+    }
+    out
+}
 
 /// A small deterministic generator (64-bit LCG), so test inputs never change.
 pub struct Rng(u64);
@@ -52,7 +192,7 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Asserts two tensors agree to `tol` (relative to the magnitude of `expected`).
 #[track_caller]
-pub fn assert_close(actual: &Tensor, expected: &Tensor, tol: f64, what: &str) {
+pub fn assert_tensors_close(actual: &Tensor, expected: &Tensor, tol: f64, what: &str) {
     let e = rel_err(actual, expected);
     assert!(
         e <= tol,

@@ -188,7 +188,8 @@ macro_rules! int_kernels {
                 }
                 Pow => {
                     if b >= 0 {
-                        a.wrapping_pow(b.min(u32::MAX as $t) as u32)
+                        // Exponents beyond u32 saturate (only 0, ±1 survive them anyway).
+                        a.wrapping_pow(u32::try_from(b).unwrap_or(u32::MAX))
                     } else if a == 1 {
                         1
                     } else if a == -1 {

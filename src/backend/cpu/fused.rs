@@ -96,8 +96,11 @@ fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
             }
         };
     }
-    go!(Neg, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Tanh, Asin, Acos, Atan, Sinh, Cosh, Asinh, Atanh, Sqrt, Rsqrt,
-        Cbrt, Abs, Sign, Floor, Ceil, Round, Logistic, Erf, Erfc, ErfInv, Reciprocal);
+    go!(
+        Neg, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Tanh, Asin, Acos, Atan, Sinh, Cosh, Asinh,
+        Atanh, Sqrt, Rsqrt, Cbrt, Abs, Sign, Floor, Ceil, Round, Logistic, Erf, Erfc, ErfInv,
+        Reciprocal
+    );
 }
 
 fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
@@ -127,11 +130,26 @@ fn compare_slices<T: PartialOrd + Copy>(op: BinaryOp, a: &[T], b: &[T], o: &mut 
 macro_rules! convert_into {
     ($src:expr, $dst:expr, $n:expr) => {
         match $dst {
-            Data::F32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f32),
-            Data::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
-            Data::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
-            Data::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
-            Data::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x != (0 as _)),
+            Data::F32(o) => o[..$n]
+                .iter_mut()
+                .zip($src)
+                .for_each(|(o, &x)| *o = x as f32),
+            Data::F64(o) => o[..$n]
+                .iter_mut()
+                .zip($src)
+                .for_each(|(o, &x)| *o = x as f64),
+            Data::I32(o) => o[..$n]
+                .iter_mut()
+                .zip($src)
+                .for_each(|(o, &x)| *o = x as i32),
+            Data::I64(o) => o[..$n]
+                .iter_mut()
+                .zip($src)
+                .for_each(|(o, &x)| *o = x as i64),
+            Data::Bool(o) => o[..$n]
+                .iter_mut()
+                .zip($src)
+                .for_each(|(o, &x)| *o = x != (0 as _)),
         }
     };
 }
@@ -144,15 +162,29 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
         Instr::Load { .. } => unreachable!("loads are handled by the caller"),
         Instr::Unary(op, a) => match (&before[*a], out) {
             (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match &before[*a] {
-                Data::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
-                Data::F64(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
+                Data::F32(x) => o[..n]
+                    .iter_mut()
+                    .zip(&x[..n])
+                    .for_each(|(o, v)| *o = v.is_finite()),
+                Data::F64(x) => o[..n]
+                    .iter_mut()
+                    .zip(&x[..n])
+                    .for_each(|(o, v)| *o = v.is_finite()),
                 _ => unreachable!(),
             },
             (Data::F32(x), Data::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
             (Data::F64(x), Data::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (Data::I32(x), Data::I32(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v)),
-            (Data::I64(x), Data::I64(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v)),
-            (Data::Bool(x), Data::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
+            (Data::I32(x), Data::I32(o)) => o[..n]
+                .iter_mut()
+                .zip(&x[..n])
+                .for_each(|(o, &v)| *o = unary_i32(*op, v)),
+            (Data::I64(x), Data::I64(o)) => o[..n]
+                .iter_mut()
+                .zip(&x[..n])
+                .for_each(|(o, &v)| *o = unary_i64(*op, v)),
+            (Data::Bool(x), Data::Bool(o)) => {
+                o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v)
+            }
             _ => unreachable!("register dtypes checked when the program was built"),
         },
         Instr::Binary(op, a, b) => {
@@ -171,8 +203,12 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
                 return;
             }
             match (x, y, out) {
-                (Data::F32(x), Data::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
-                (Data::F64(x), Data::F64(y), Data::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (Data::F32(x), Data::F32(y), Data::F32(o)) => {
+                    binary_float(*op, &x[..n], &y[..n], &mut o[..n])
+                }
+                (Data::F64(x), Data::F64(y), Data::F64(o)) => {
+                    binary_float(*op, &x[..n], &y[..n], &mut o[..n])
+                }
                 (Data::I32(x), Data::I32(y), Data::I32(o)) => {
                     for k in 0..n {
                         o[k] = binary_i32(*op, x[k], y[k]);
@@ -197,7 +233,9 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
             }
         }
         Instr::Select(p, a, b) => {
-            let Data::Bool(p) = &before[*p] else { unreachable!() };
+            let Data::Bool(p) = &before[*p] else {
+                unreachable!()
+            };
             macro_rules! pick {
                 ($x:expr, $y:expr, $o:expr) => {
                     for k in 0..n {
@@ -278,14 +316,19 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
     for (i, instr) in prog.instrs.iter().enumerate() {
         match instr {
-            Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
+            Instr::Load { input, kind } => {
+                load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n)
+            }
             _ => step(instr, regs, i, n),
         }
     }
 }
 
 fn registers(prog: &Program) -> Vec<Data> {
-    prog.dtypes.iter().map(|&d| Data::filled(d, 0.0, BLOCK)).collect()
+    prog.dtypes
+        .iter()
+        .map(|&d| Data::filled(d, 0.0, BLOCK))
+        .collect()
 }
 
 /// A raw pointer that may cross threads: each task writes a disjoint range.
@@ -306,12 +349,21 @@ unsafe fn write_block<T: Copy>(base: *mut u8, src: &[T], start: usize) {
 /// Runs a program without reduction: one full-size array per output register.
 fn run_map(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
     let total = numel(&prog.shape);
-    let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| Data::filled(prog.dtypes[r], 0.0, total)).collect();
+    let mut outs: Vec<Data> = prog
+        .outputs
+        .iter()
+        .map(|&r| Data::filled(prog.dtypes[r], 0.0, total))
+        .collect();
     let blocks = total.div_ceil(BLOCK);
     // Each output's base pointer, by dtype; tasks write disjoint block ranges.
     let ptrs: Vec<(SendPtr<u8>, DType)> = outs
         .iter_mut()
-        .map(|d| (SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)), d.dtype()))
+        .map(|d| {
+            (
+                SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)),
+                d.dtype(),
+            )
+        })
         .collect();
     let work = |range: std::ops::Range<usize>| {
         let mut regs = registers(prog);
@@ -336,7 +388,9 @@ fn run_map(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
         work(0..blocks);
     }
     let out_shape = prog.shape.clone();
-    outs.into_iter().map(|d| Array::new(out_shape.clone(), d)).collect()
+    outs.into_iter()
+        .map(|d| Array::new(out_shape.clone(), d))
+        .collect()
 }
 
 trait Accumulate: Copy {
@@ -360,8 +414,28 @@ macro_rules! accumulate_float {
                 match op {
                     ReduceOp::Sum => a + b,
                     ReduceOp::Prod => a * b,
-                    ReduceOp::Max => if a.is_nan() || b > a { if a.is_nan() { a } else { b } } else { a },
-                    ReduceOp::Min => if a.is_nan() || b < a { if a.is_nan() { a } else { b } } else { a },
+                    ReduceOp::Max => {
+                        if a.is_nan() || b > a {
+                            if a.is_nan() {
+                                a
+                            } else {
+                                b
+                            }
+                        } else {
+                            a
+                        }
+                    }
+                    ReduceOp::Min => {
+                        if a.is_nan() || b < a {
+                            if a.is_nan() {
+                                a
+                            } else {
+                                b
+                            }
+                        } else {
+                            a
+                        }
+                    }
                 }
             }
         }

@@ -5,8 +5,8 @@
 //! [`crate::ops`]. The output type is computed (and checked) by the caller.
 
 mod dot;
-pub mod fused;
 mod elementwise;
+pub mod fused;
 mod index;
 mod reduce;
 mod structure;

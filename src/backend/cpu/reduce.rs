@@ -63,25 +63,21 @@ num_float!(f64);
 num_int!(i32);
 num_int!(i64);
 
-/// NaN-propagating max/min.
+/// NaN-propagating max/min: a NaN on either side wins (the first one seen is kept).
 fn pick_max<T: Num>(a: T, b: T) -> T {
-    if a.is_nan() || b > a {
-        if a.is_nan() {
-            a
-        } else {
-            b
-        }
+    if a.is_nan() {
+        a
+    } else if b.is_nan() || b > a {
+        b
     } else {
         a
     }
 }
 fn pick_min<T: Num>(a: T, b: T) -> T {
-    if a.is_nan() || b < a {
-        if a.is_nan() {
-            a
-        } else {
-            b
-        }
+    if a.is_nan() {
+        a
+    } else if b.is_nan() || b < a {
+        b
     } else {
         a
     }
