@@ -24,10 +24,7 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
 
 fn main() {
     let x = Tensor::from_vec(vec![0.5f64; 4], &[4]);
-    println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>10}   (seconds)",
-        "nodes", "trace", "jvp", "grad", "vmap"
-    );
+    println!("{:>8} {:>10} {:>10} {:>10} {:>10}   (seconds)", "nodes", "trace", "jvp", "grad", "vmap");
     for n in [1_000usize, 10_000, 100_000] {
         let ty = x.ty();
         let (g, t_trace) = time(|| trace_graph(&[ty], |xs| vec![chain(&xs[0], n)]));
@@ -35,9 +32,6 @@ fn main() {
         let (_, t_grad) = time(|| grad(|x: &Tensor| chain(x, n))(&x));
         let xs = Tensor::from_vec(vec![0.5f64; 8], &[2, 4]);
         let (_, t_vmap) = time(|| vmap(|x: &Tensor| chain(x, n))(&xs));
-        println!(
-            "{:>8} {t_trace:>10.4} {t_jvp:>10.4} {t_grad:>10.4} {t_vmap:>10.4}",
-            g.nodes.len()
-        );
+        println!("{:>8} {t_trace:>10.4} {t_jvp:>10.4} {t_grad:>10.4} {t_vmap:>10.4}", g.nodes.len());
     }
 }

@@ -103,11 +103,7 @@ pub struct Array {
 impl Array {
     /// Wraps storage and a shape; the caller guarantees the lengths agree.
     pub fn new(shape: Shape, data: Data) -> Array {
-        debug_assert_eq!(
-            numel(&shape),
-            data.len(),
-            "array storage does not match its shape"
-        );
+        debug_assert_eq!(numel(&shape), data.len(), "array storage does not match its shape");
         Array { shape, data }
     }
 

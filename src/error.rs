@@ -8,10 +8,7 @@
 #[non_exhaustive]
 pub enum Error {
     /// A buffer's length does not match the requested shape.
-    #[error(
-        "a buffer of {len} elements cannot have shape {shape:?} ({} elements)",
-        crate::shape::numel(shape)
-    )]
+    #[error("a buffer of {len} elements cannot have shape {shape:?} ({} elements)", crate::shape::numel(shape))]
     ShapeMismatch {
         /// Elements supplied.
         len: usize,

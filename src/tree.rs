@@ -72,10 +72,7 @@ pub trait Tree: Sized {
         let n = leaves.len();
         let mut it = leaves.into_iter();
         let out = self.rebuild(&mut it);
-        assert!(
-            it.next().is_none(),
-            "Tree::rebuild_from: {n} leaves given, the tree takes fewer"
-        );
+        assert!(it.next().is_none(), "Tree::rebuild_from: {n} leaves given, the tree takes fewer");
         out
     }
 
@@ -164,9 +161,7 @@ impl<T: Tree> Tree for BTreeMap<String, T> {
         }
     }
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
-        self.iter()
-            .map(|(k, t)| (k.clone(), t.rebuild(leaves)))
-            .collect()
+        self.iter().map(|(k, t)| (k.clone(), t.rebuild(leaves))).collect()
     }
 }
 

@@ -32,30 +32,15 @@ fn one_d() {
     assert_eq!(show(&f64t(&[1.0, 2.5, -3.0], &[3])), "[ 1.   2.5 -3. ]");
     assert_eq!(show(&f64t(&[1.0, 2.0, 3.0], &[3])), "[1. 2. 3.]");
     assert_eq!(show(&f32t(&[0.1, 0.25], &[2])), "[0.1  0.25]");
-    assert_eq!(
-        show(&f64t(&[1.0 / 3.0, 2.0 / 3.0], &[2])),
-        "[0.33333333 0.66666667]"
-    );
+    assert_eq!(show(&f64t(&[1.0 / 3.0, 2.0 / 3.0], &[2])), "[0.33333333 0.66666667]");
     assert_eq!(show(&f64t(&[0.1 + 0.2], &[1])), "[0.3]");
     assert_eq!(show(&f64t(&[-0.0, 1.0], &[2])), "[-0.  1.]");
-    assert_eq!(
-        show(&f64t(&[1.5, f64::NAN, f64::NEG_INFINITY], &[3])),
-        "[ 1.5  nan -inf]"
-    );
+    assert_eq!(show(&f64t(&[1.5, f64::NAN, f64::NEG_INFINITY], &[3])), "[ 1.5  nan -inf]");
     assert_eq!(show(&f64t(&[f64::NAN, f64::INFINITY], &[2])), "[nan inf]");
-    assert_eq!(
-        show(&Tensor::from_vec(vec![1i32, -20, 300], &[3])),
-        "[  1 -20 300]"
-    );
+    assert_eq!(show(&Tensor::from_vec(vec![1i32, -20, 300], &[3])), "[  1 -20 300]");
     assert_eq!(show(&Tensor::from_vec(vec![5i64], &[1])), "[5]");
-    assert_eq!(
-        show(&Tensor::from_vec(vec![true, false, true], &[3])),
-        "[ True False  True]"
-    );
-    assert_eq!(
-        show(&Tensor::from_vec(vec![true, true], &[2])),
-        "[True True]"
-    );
+    assert_eq!(show(&Tensor::from_vec(vec![true, false, true], &[3])), "[ True False  True]");
+    assert_eq!(show(&Tensor::from_vec(vec![true, true], &[2])), "[True True]");
 }
 
 #[test]
@@ -65,15 +50,9 @@ fn scientific_notation_when_magnitudes_ask_for_it() {
     assert_eq!(show(&f64t(&[1e8], &[1])), "[1.e+08]");
     assert_eq!(show(&f64t(&[1.0, 1000.0], &[2])), "[   1. 1000.]");
     assert_eq!(show(&f64t(&[1.0, 1001.0], &[2])), "[1.000e+00 1.001e+03]");
-    assert_eq!(
-        show(&f64t(&[-1e-200, 0.0, 1e300], &[3])),
-        "[-1.e-200  0.e+000  1.e+300]"
-    );
+    assert_eq!(show(&f64t(&[-1e-200, 0.0, 1e300], &[3])), "[-1.e-200  0.e+000  1.e+300]");
     assert_eq!(show(&f32t(&[1e30, f64::NAN], &[2])), "[1.e+30    nan]");
-    assert_eq!(
-        show(&f64t(&[1.0 / 3.0, 1e9], &[2])),
-        "[3.33333333e-01 1.00000000e+09]"
-    );
+    assert_eq!(show(&f64t(&[1.0 / 3.0, 1e9], &[2])), "[3.33333333e-01 1.00000000e+09]");
 }
 
 #[test]
@@ -131,21 +110,15 @@ fn large_tensors_are_summarised() {
     );
     // From 0 the ratio of magnitudes passes 1000: scientific, like numpy.
     let z = Tensor::arange(0.0, 1010.0, 1.0, DType::F64);
-    assert_eq!(
-        show(&z),
-        "[0.000e+00 1.000e+00 2.000e+00 ... 1.007e+03 1.008e+03 1.009e+03]"
-    );
+    assert_eq!(show(&z), "[0.000e+00 1.000e+00 2.000e+00 ... 1.007e+03 1.008e+03 1.009e+03]");
 }
 
 #[test]
 fn traced_tensors_print_their_type() {
-    let g = cotangent::trace_graph(
-        &[cotangent::TensorType::new(DType::F32, vec![2, 3])],
-        |xs| {
-            assert_eq!(show(&xs[0]), "Traced<f32[2,3]>");
-            assert_eq!(format!("{:?}", xs[0]), "Traced<f32[2,3]>");
-            vec![xs[0].clone()]
-        },
-    );
+    let g = cotangent::trace_graph(&[cotangent::TensorType::new(DType::F32, vec![2, 3])], |xs| {
+        assert_eq!(show(&xs[0]), "Traced<f32[2,3]>");
+        assert_eq!(format!("{:?}", xs[0]), "Traced<f32[2,3]>");
+        vec![xs[0].clone()]
+    });
     assert_eq!(g.num_ops(), 0);
 }

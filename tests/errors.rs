@@ -53,27 +53,12 @@ fn exp_of_integers() {
 #[test]
 fn binary_errors() {
     let a = f64t(&[1.0, 2.0], &[2]);
-    panics_with(
-        || &a - &m23(),
-        &["sub", "cannot broadcast", "[2]", "[2, 3]"],
-    );
-    panics_with(
-        || a.maximum(f64t(&[1.0; 3], &[3, 1, 1]).reshape(&[1, 3])),
-        &["max", "[2]", "[1, 3]"],
-    );
-    panics_with(
-        || a.pow(f32t(&[1.0, 2.0], &[2])),
-        &["pow", "dtypes differ", "f64[2]", "f32[2]", "cast"],
-    );
-    panics_with(
-        || a.lt(Tensor::from_vec(vec![1i64, 2], &[2])),
-        &["lt", "f64[2]", "i64[2]"],
-    );
+    panics_with(|| &a - &m23(), &["sub", "cannot broadcast", "[2]", "[2, 3]"]);
+    panics_with(|| a.maximum(f64t(&[1.0; 3], &[3, 1, 1]).reshape(&[1, 3])), &["max", "[2]", "[1, 3]"]);
+    panics_with(|| a.pow(f32t(&[1.0, 2.0], &[2])), &["pow", "dtypes differ", "f64[2]", "f32[2]", "cast"]);
+    panics_with(|| a.lt(Tensor::from_vec(vec![1i64, 2], &[2])), &["lt", "f64[2]", "i64[2]"]);
     panics_with(|| a.logical_and(&a), &["and", "does not accept f64"]);
-    panics_with(
-        || a.atan2(a.cast(DType::I32).cast(DType::F64).cast(DType::I32)),
-        &["atan2", "dtypes differ"],
-    );
+    panics_with(|| a.atan2(a.cast(DType::I32).cast(DType::F64).cast(DType::I32)), &["atan2", "dtypes differ"]);
     let i = Tensor::from_vec(vec![1i32, 2], &[2]);
     panics_with(|| i.atan2(&i), &["atan2", "does not accept i32"]);
     let b = Tensor::from_vec(vec![true, false], &[2]);
@@ -99,29 +84,17 @@ fn unary_dtype_errors() {
 #[test]
 fn where_errors() {
     let x = f64t(&[1.0, 2.0], &[2]);
-    panics_with(
-        || where_(&x, &x, &x),
-        &["where_", "predicate must be bool", "f64[2]"],
-    );
+    panics_with(|| where_(&x, &x, &x), &["where_", "predicate must be bool", "f64[2]"]);
     let p = x.gt(0.0);
-    panics_with(
-        || where_(&p, &x, &f32t(&[0.0], &[1])),
-        &["where_", "dtypes differ", "f64[2]", "f32[1]"],
-    );
-    panics_with(
-        || where_(&p, &x, &f64t(&[0.0; 3], &[3])),
-        &["where_", "broadcast", "[2]", "[3]"],
-    );
+    panics_with(|| where_(&p, &x, &f32t(&[0.0], &[1])), &["where_", "dtypes differ", "f64[2]", "f32[1]"]);
+    panics_with(|| where_(&p, &x, &f64t(&[0.0; 3], &[3])), &["where_", "broadcast", "[2]", "[3]"]);
 }
 
 #[test]
 fn axis_errors() {
     let x = m23();
     panics_with(|| x.sum(&[-3], false), &["reduce_sum", "axis -3", "rank 2"]);
-    panics_with(
-        || x.max(&[0, -2], false),
-        &["reduce_max", "repeated axis", "[0, -2]"],
-    );
+    panics_with(|| x.max(&[0, -2], false), &["reduce_max", "repeated axis", "[0, -2]"]);
     panics_with(|| x.prod(&[7], true), &["reduce_prod", "axis 7"]);
     panics_with(|| x.mean(&[2], false), &["mean", "axis 2"]);
     panics_with(|| x.var(&[-3], 0, false), &["var", "axis -3"]);
@@ -141,10 +114,7 @@ fn axis_errors() {
     panics_with(|| x.moveaxis(-3, 0), &["moveaxis", "axis -3"]);
     panics_with(|| x.expand_dims(3), &["expand_dims", "axis 3"]);
     panics_with(|| x.expand_dims(-4), &["expand_dims", "axis -4"]);
-    panics_with(
-        || x.squeeze(&[0]),
-        &["squeeze", "axis 0", "f64[2,3]", "extent 2"],
-    );
+    panics_with(|| x.squeeze(&[0]), &["squeeze", "axis 0", "f64[2,3]", "extent 2"]);
     panics_with(|| x.squeeze(&[5]), &["squeeze", "axis 5"]);
     panics_with(|| x.slice_axis(2, 0, 1, 1), &["slice_axis", "axis 2"]);
     panics_with(|| x.split(&[1, 1], 1), &["split", "[1, 1]", "extent 3"]);
@@ -152,31 +122,16 @@ fn axis_errors() {
     panics_with(|| x.softmax(2), &["softmax", "axis 2"]);
     panics_with(|| x.logsumexp(&[3], false), &["logsumexp", "axis 3"]);
     panics_with(|| x.logsumexp(&[1, -1], false), &["logsumexp", "repeated"]);
-    panics_with(
-        || Tensor::scalar(1.0).sum(&[0], false),
-        &["reduce_sum", "axis 0", "rank 0"],
-    );
-    panics_with(
-        || concatenate(&[x.clone(), x.clone()], 2),
-        &["concatenate", "axis 2"],
-    );
+    panics_with(|| Tensor::scalar(1.0).sum(&[0], false), &["reduce_sum", "axis 0", "rank 0"]);
+    panics_with(|| concatenate(&[x.clone(), x.clone()], 2), &["concatenate", "axis 2"]);
     panics_with(|| stack(&[x.clone(), x.clone()], 3), &["stack", "axis 3"]);
-    panics_with(
-        || Tensor::iota(&[2, 3], 2, DType::I32),
-        &["iota", "dim 2", "[2, 3]"],
-    );
+    panics_with(|| Tensor::iota(&[2, 3], 2, DType::I32), &["iota", "dim 2", "[2, 3]"]);
 }
 
 #[test]
 fn argmax_of_an_empty_axis() {
-    panics_with(
-        || f64t(&[], &[0]).argmax(0, false),
-        &["argmax", "axis 0", "f64[0]", "empty"],
-    );
-    panics_with(
-        || f64t(&[], &[2, 0]).argmin(-1, false),
-        &["argmin", "axis 1", "f64[2,0]", "empty"],
-    );
+    panics_with(|| f64t(&[], &[0]).argmax(0, false), &["argmax", "axis 0", "f64[0]", "empty"]);
+    panics_with(|| f64t(&[], &[2, 0]).argmin(-1, false), &["argmin", "axis 1", "f64[2,0]", "empty"]);
 }
 
 #[test]
@@ -185,71 +140,26 @@ fn shape_errors() {
     panics_with(|| x.reshape(&[-1, -1]), &["reshape", "one -1", "[-1, -1]"]);
     panics_with(|| x.reshape(&[4, -1]), &["reshape", "f64[2,3]", "[4, -1]"]);
     panics_with(|| x.reshape(&[-2, 3]), &["reshape", "[-2, 3]"]);
-    panics_with(
-        || f64t(&[], &[0, 3]).reshape(&[0, -1]),
-        &["reshape", "f64[0,3]", "[0, -1]"],
-    );
+    panics_with(|| f64t(&[], &[0, 3]).reshape(&[0, -1]), &["reshape", "f64[0,3]", "[0, -1]"]);
     panics_with(|| x.reshape_to(&[7]), &["reshape", "f64[2,3]", "[7]"]);
-    panics_with(
-        || x.broadcast_to(&[4, 3]),
-        &["broadcast_to", "[2, 3]", "[4, 3]"],
-    );
+    panics_with(|| x.broadcast_to(&[4, 3]), &["broadcast_to", "[2, 3]", "[4, 3]"]);
     panics_with(|| x.broadcast_to(&[3]), &["broadcast_to", "[2, 3]", "[3]"]);
-    panics_with(
-        || x.broadcast_in_dim(&[2, 3], &[1, 0]),
-        &["broadcast_in_dim", "[1, 0]"],
-    );
-    panics_with(
-        || x.broadcast_in_dim(&[2, 4], &[0, 1]),
-        &["broadcast_in_dim", "f64[2,3]", "[2, 4]"],
-    );
-    panics_with(
-        || x.broadcast_in_dim(&[2, 3, 1], &[0]),
-        &["broadcast_in_dim", "[0]", "f64[2,3]"],
-    );
-    panics_with(
-        || x.slice(&[0, 0], &[3, 3], &[1, 1]),
-        &["slice", "axis 0", "0..3", "extent 2", "f64[2,3]"],
-    );
-    panics_with(
-        || x.slice(&[2, 0], &[1, 3], &[1, 1]),
-        &["slice", "axis 0", "2..1"],
-    );
-    panics_with(
-        || x.slice(&[0, 0], &[2, 3], &[1, 0]),
-        &["slice", "axis 1", "step 0"],
-    );
+    panics_with(|| x.broadcast_in_dim(&[2, 3], &[1, 0]), &["broadcast_in_dim", "[1, 0]"]);
+    panics_with(|| x.broadcast_in_dim(&[2, 4], &[0, 1]), &["broadcast_in_dim", "f64[2,3]", "[2, 4]"]);
+    panics_with(|| x.broadcast_in_dim(&[2, 3, 1], &[0]), &["broadcast_in_dim", "[0]", "f64[2,3]"]);
+    panics_with(|| x.slice(&[0, 0], &[3, 3], &[1, 1]), &["slice", "axis 0", "0..3", "extent 2", "f64[2,3]"]);
+    panics_with(|| x.slice(&[2, 0], &[1, 3], &[1, 1]), &["slice", "axis 0", "2..1"]);
+    panics_with(|| x.slice(&[0, 0], &[2, 3], &[1, 0]), &["slice", "axis 1", "step 0"]);
     panics_with(|| x.slice(&[0], &[2], &[1]), &["slice", "f64[2,3]"]);
-    panics_with(
-        || x.pad(&[-2, 0], &[-1, 0], &[0, 0], 0.0),
-        &["pad", "axis 0", "f64[2,3]", "negative extent -1"],
-    );
+    panics_with(|| x.pad(&[-2, 0], &[-1, 0], &[0, 0], 0.0), &["pad", "axis 0", "f64[2,3]", "negative extent -1"]);
     panics_with(|| x.pad(&[0], &[0], &[0], 0.0), &["pad", "f64[2,3]"]);
-    panics_with(
-        || x.pad_with(&[0, 0], &[0, 0], &[0, 0], &f64t(&[1.0], &[1])),
-        &["pad", "0-d f64", "f64[1]"],
-    );
-    panics_with(
-        || x.pad_with(&[0, 0], &[0, 0], &[0, 0], &Tensor::scalar(1.0f32)),
-        &["pad", "f32[]"],
-    );
-    panics_with(
-        || concatenate(&[x.clone(), iota64(&[3, 2])], 0),
-        &["concatenate", "axis 0", "f64[2,3]", "f64[3,2]"],
-    );
-    panics_with(
-        || concatenate(&[x.clone(), x.cast(DType::F32)], 0),
-        &["concatenate", "f64[2,3]", "f32[2,3]"],
-    );
-    panics_with(
-        || concatenate(&[x.clone(), iota64(&[6])], 0),
-        &["concatenate", "f64[6]"],
-    );
+    panics_with(|| x.pad_with(&[0, 0], &[0, 0], &[0, 0], &f64t(&[1.0], &[1])), &["pad", "0-d f64", "f64[1]"]);
+    panics_with(|| x.pad_with(&[0, 0], &[0, 0], &[0, 0], &Tensor::scalar(1.0f32)), &["pad", "f32[]"]);
+    panics_with(|| concatenate(&[x.clone(), iota64(&[3, 2])], 0), &["concatenate", "axis 0", "f64[2,3]", "f64[3,2]"]);
+    panics_with(|| concatenate(&[x.clone(), x.cast(DType::F32)], 0), &["concatenate", "f64[2,3]", "f32[2,3]"]);
+    panics_with(|| concatenate(&[x.clone(), iota64(&[6])], 0), &["concatenate", "f64[6]"]);
     panics_with(|| concatenate(&[], 0), &["concatenate", "at least one"]);
-    panics_with(
-        || stack(&[x.clone(), iota64(&[3, 2])], 0),
-        &["stack", "[2, 3]", "[3, 2]"],
-    );
+    panics_with(|| stack(&[x.clone(), iota64(&[3, 2])], 0), &["stack", "[2, 3]", "[3, 2]"]);
     panics_with(|| stack(&[], 0), &["stack", "at least one"]);
     panics_with(|| x.index(2), &["index", "2", "extent 2"]);
     panics_with(|| x.index(-3), &["index", "-3", "extent 2"]);
@@ -271,44 +181,23 @@ fn reading_values() {
     let x = f64t(&[1.0, 2.0], &[2]);
     panics_with(|| x.to_vec::<f32>(), &["to_vec", "f64[2]", "not f32"]);
     panics_with(|| x.item::<f64>(), &["item", "f64[2]", "2 elements"]);
-    panics_with(
-        || Tensor::scalar(1i32).item::<i64>(),
-        &["item", "i32[]", "not i64"],
-    );
+    panics_with(|| Tensor::scalar(1i32).item::<i64>(), &["item", "i32[]", "not i64"]);
     panics_with(|| f64t(&[], &[0]).item::<f64>(), &["item", "0 elements"]);
 }
 
 #[test]
 fn misuse_of_helpers() {
     let x = f64t(&[1.0, 2.0], &[2]);
-    panics_with(
-        || x.clamp(1.0, 0.0),
-        &["clamp", "lower bound 1", "upper bound 0"],
-    );
-    panics_with(
-        || Tensor::arange(0.0, 1.0, 0.0, DType::F64),
-        &["arange", "step"],
-    );
-    panics_with(
-        || Tensor::from_vec(vec![1.0; 5], &[2, 3]),
-        &["5 elements", "[2, 3]", "6 elements"],
-    );
+    panics_with(|| x.clamp(1.0, 0.0), &["clamp", "lower bound 1", "upper bound 0"]);
+    panics_with(|| Tensor::arange(0.0, 1.0, 0.0, DType::F64), &["arange", "step"]);
+    panics_with(|| Tensor::from_vec(vec![1.0; 5], &[2, 3]), &["5 elements", "[2, 3]", "6 elements"]);
 }
 
 #[test]
 fn try_from_vec_reports_length_mismatch() {
     let e = Tensor::try_from_vec(vec![1.0f32; 5], &[2, 3]).unwrap_err();
-    assert_eq!(
-        e,
-        Error::ShapeMismatch {
-            len: 5,
-            shape: vec![2, 3]
-        }
-    );
-    assert_eq!(
-        e.to_string(),
-        "a buffer of 5 elements cannot have shape [2, 3] (6 elements)"
-    );
+    assert_eq!(e, Error::ShapeMismatch { len: 5, shape: vec![2, 3] });
+    assert_eq!(e.to_string(), "a buffer of 5 elements cannot have shape [2, 3] (6 elements)");
     assert!(Tensor::try_from_vec(vec![1i64], &[]).is_ok());
     assert!(Tensor::try_from_vec(Vec::<bool>::new(), &[]).is_err());
     assert!(Tensor::try_from_vec(vec![true], &[0]).is_err());
@@ -326,17 +215,9 @@ fn reading_a_traced_value_points_to_control_flow() {
     for part in ["to_vec", "traced", "f64[3]", "cond", "while_loop"] {
         assert!(msg.contains(part), "message {msg:?} lacks {part:?}");
     }
-    let msg = panic_message(|| {
-        trace_graph(&ty, |xs| {
-            vec![Tensor::scalar(xs[0].sum_all().item::<f64>())]
-        })
-    });
-    assert!(
-        msg.contains("item") && msg.contains("traced") && msg.contains("while_loop"),
-        "{msg}"
-    );
-    let msg =
-        panic_message(|| trace_graph(&ty, |xs| vec![Tensor::from_vec(xs[0].to_f64_vec(), &[3])]));
+    let msg = panic_message(|| trace_graph(&ty, |xs| vec![Tensor::scalar(xs[0].sum_all().item::<f64>())]));
+    assert!(msg.contains("item") && msg.contains("traced") && msg.contains("while_loop"), "{msg}");
+    let msg = panic_message(|| trace_graph(&ty, |xs| vec![Tensor::from_vec(xs[0].to_f64_vec(), &[3])]));
     assert!(msg.contains("to_f64_vec") && msg.contains("cond"), "{msg}");
     // The failed trace left nothing behind: tracing and eager work as before.
     assert_eq!(cotangent::trace::depth(), 0);
@@ -436,18 +317,12 @@ fn panics_point_at_the_callers_line() {
     ];
     for (line, f) in cases {
         let (file, at) = panic_location(f);
-        assert!(
-            file.ends_with("errors.rs"),
-            "case at line {line} reported {file}:{at}"
-        );
+        assert!(file.ends_with("errors.rs"), "case at line {line} reported {file}:{at}");
         assert_eq!(at, line, "case at line {line} reported {file}:{at}");
     }
     // Inside a trace, the line in the traced function.
     let ty = [TensorType::new(DType::F64, vec![3])];
     let (file, at) = panic_location(|| drop(trace_graph(&ty, read_first)));
     let line = READ_LINE;
-    assert!(
-        file.ends_with("errors.rs") && at == line,
-        "reported {file}:{at}, want line {line}"
-    );
+    assert!(file.ends_with("errors.rs") && at == line, "reported {file}:{at}, want line {line}");
 }

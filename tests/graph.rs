@@ -35,14 +35,8 @@ graph(%0: f32[2,3], %1: f32[3]) {
     );
     assert_eq!(g.to_string(), g.dump());
     assert_eq!(g.num_ops(), 7);
-    assert_eq!(
-        g.input_types(),
-        vec![ty(DType::F32, &[2, 3]), ty(DType::F32, &[3])]
-    );
-    assert_eq!(
-        g.output_types(),
-        vec![ty(DType::F32, &[2]), ty(DType::I64, &[3])]
-    );
+    assert_eq!(g.input_types(), vec![ty(DType::F32, &[2, 3]), ty(DType::F32, &[3])]);
+    assert_eq!(g.output_types(), vec![ty(DType::F32, &[2]), ty(DType::I64, &[3])]);
     g.validate().unwrap();
 }
 
@@ -82,9 +76,7 @@ graph(%0: f64[4], %1: bool[4]) {
 fn constants_are_shared_and_summarised() {
     let big = Tensor::from_vec((0..10).map(|i| i as f64).collect::<Vec<_>>(), &[10]);
     let small = Tensor::from_vec(vec![1i32, 2, 3], &[3]);
-    let g = trace_graph(&[ty(DType::F64, &[10])], |xs| {
-        vec![&xs[0] * &big + &big, small.cast(DType::F64).sum_all()]
-    });
+    let g = trace_graph(&[ty(DType::F64, &[10])], |xs| vec![&xs[0] * &big + &big, small.cast(DType::F64).sum_all()]);
     // The same concrete tensor becomes one constant node; big ones show only their type.
     assert_eq!(
         g.dump(),
@@ -109,10 +101,7 @@ fn validate_rejects_broken_graphs() {
     let mut bad = g.clone();
     bad.nodes[1].ty = ty(DType::F64, &[3]);
     let e = bad.validate().unwrap_err();
-    assert!(
-        e.contains("%1") && e.contains("exp") && e.contains("f64[3]"),
-        "{e}"
-    );
+    assert!(e.contains("%1") && e.contains("exp") && e.contains("f64[3]"), "{e}");
     // A use before definition.
     let mut bad = g.clone();
     bad.nodes[1].inputs = vec![Var(2)];
@@ -130,14 +119,8 @@ fn validate_rejects_broken_graphs() {
     let mut bad = Graph::default();
     let a = bad.add_input(ty(DType::F32, &[3]));
     let b = bad.add_input(ty(DType::F64, &[3]));
-    assert!(bad
-        .push(Prim::Binary(cotangent::ops::BinaryOp::Add), vec![a, b])
-        .is_err());
-    let v = bad.push_typed(
-        Prim::Binary(cotangent::ops::BinaryOp::Add),
-        vec![a, b],
-        ty(DType::F32, &[3]),
-    );
+    assert!(bad.push(Prim::Binary(cotangent::ops::BinaryOp::Add), vec![a, b]).is_err());
+    let v = bad.push_typed(Prim::Binary(cotangent::ops::BinaryOp::Add), vec![a, b], ty(DType::F32, &[3]));
     bad.outputs = vec![v];
     let e = bad.validate().unwrap_err();
     assert!(e.contains("add") && e.contains("dtypes differ"), "{e}");
@@ -190,21 +173,11 @@ fn many(xs: &[Tensor]) -> Vec<Tensor> {
         x32.atan2(y),
     ];
     let c = concatenate(&bin, -1); // f32[3,36]
-    let cmp = x32
-        .lt(y)
-        .logical_and(&x32.ge(0.0))
-        .logical_or(&x32.eq(y))
-        .logical_xor(&x32.ne(1.0));
+    let cmp = x32.lt(y).logical_and(&x32.ge(0.0)).logical_or(&x32.eq(y)).logical_xor(&x32.ne(1.0));
     let cmp = cmp.logical_or(&x32.le(y).logical_and(&x32.gt(-1.0)));
     let sel = where_(&cmp.logical_and(&b.logical_not()), &x32, &y.softplus());
     let ints = (i * 3.0 + 1.0) / 2.0 % 5.0;
-    let ints = ints
-        .maximum(i)
-        .minimum(i.pow(2i32))
-        .logical_xor(i)
-        .abs()
-        .sign()
-        + i.logical_not();
+    let ints = ints.maximum(i).minimum(i.pow(2i32)).logical_xor(i).abs().sign() + i.logical_not();
     let red = vec![
         s.sum(&[0, 2], false),
         s.max(&[-1], true),
@@ -247,18 +220,7 @@ fn many(xs: &[Tensor]) -> Vec<Tensor> {
         x.log_softmax(0),
         x.clamp(-0.5, 0.5),
     ];
-    let mut out = vec![
-        s,
-        c,
-        cmp,
-        sel,
-        ints,
-        tail,
-        io,
-        stack(&acts, 0),
-        x.is_finite(),
-        b.cast(DType::I64),
-    ];
+    let mut out = vec![s, c, cmp, sel, ints, tail, io, stack(&acts, 0), x.is_finite(), b.cast(DType::I64)];
     out.extend(red);
     out
 }
@@ -281,10 +243,7 @@ fn eager_and_interpreted_graph_agree_bitwise() {
     let g = trace_graph(&types, many);
     g.validate().unwrap();
     assert!(g.num_ops() > 150, "only {} ops", g.num_ops());
-    assert_eq!(
-        g.output_types(),
-        eager.iter().map(|t| t.ty()).collect::<Vec<_>>()
-    );
+    assert_eq!(g.output_types(), eager.iter().map(|t| t.ty()).collect::<Vec<_>>());
     let interpreted = eval_graph(&g, &args);
     assert_eq!(interpreted.len(), eager.len());
     for (k, (a, b)) in eager.iter().zip(&interpreted).enumerate() {
@@ -298,14 +257,7 @@ fn eager_and_interpreted_graph_agree_bitwise() {
         assert_bitwise_eq(&format!("re-traced output {k}"), a, b);
     }
     // The outputs are not trivially NaN.
-    assert!(
-        eager[0]
-            .to_vec::<f64>()
-            .iter()
-            .filter(|v| v.is_finite())
-            .count()
-            > 300
-    );
+    assert!(eager[0].to_vec::<f64>().iter().filter(|v| v.is_finite()).count() > 300);
 }
 
 #[test]
@@ -327,21 +279,10 @@ fn traced_tensors_know_their_type() {
     // A function of no inputs: constants only.
     let g = trace_graph(&[], |_| vec![Tensor::iota(&[3], 0, DType::F32).exp()]);
     let out = eval_graph(&g, &[]);
-    assert_exact(
-        "iota.exp",
-        &out[0],
-        DType::F32,
-        &[3],
-        &[1.0, 1f32.exp() as f64, 2f32.exp() as f64],
-    );
+    assert_exact("iota.exp", &out[0], DType::F32, &[3], &[1.0, 1f32.exp() as f64, 2f32.exp() as f64]);
     // Returning an input unchanged, and a concrete tensor.
-    let g = trace_graph(&[ty(DType::F64, &[1])], |xs| {
-        vec![xs[0].clone(), Tensor::scalar(2.0)]
-    });
-    assert_eq!(
-        g.dump(),
-        "graph(%0: f64[1]) {\n  %1: f64[] = constant[value=2.0]\n  return %0, %1\n}\n"
-    );
+    let g = trace_graph(&[ty(DType::F64, &[1])], |xs| vec![xs[0].clone(), Tensor::scalar(2.0)]);
+    assert_eq!(g.dump(), "graph(%0: f64[1]) {\n  %1: f64[] = constant[value=2.0]\n  return %0, %1\n}\n");
     let out = eval_graph(&g, &[f64t(&[5.0], &[1])]);
     assert_eq!(out[0].to_vec::<f64>(), vec![5.0]);
     assert_eq!(out[1].item::<f64>(), 2.0);
@@ -350,8 +291,6 @@ fn traced_tensors_know_their_type() {
 #[test]
 #[should_panic(expected = "graph expects 2 arguments, got 1")]
 fn eval_graph_checks_the_argument_count() {
-    let g = trace_graph(&[ty(DType::F64, &[1]), ty(DType::F64, &[1])], |xs| {
-        vec![&xs[0] + &xs[1]]
-    });
+    let g = trace_graph(&[ty(DType::F64, &[1]), ty(DType::F64, &[1])], |xs| vec![&xs[0] + &xs[1]]);
     eval_graph(&g, &[f64t(&[1.0], &[1])]);
 }

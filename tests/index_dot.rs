@@ -33,14 +33,10 @@ fn range(shape: &[usize], dtype: DType) -> Tensor {
 
 /// Deterministic pseudo-random values in [-1, 1).
 fn noise(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         })
         .collect()
@@ -68,10 +64,7 @@ fn assert_close(got: &[f64], want: &[f64], rel: f64) {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(1.0f64, |m, w| m.max(w.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= rel * scale,
-            "element {i}: got {g}, want {w} (rel {rel})"
-        );
+        assert!((g - w).abs() <= rel * scale, "element {i}: got {g}, want {w} (rel {rel})");
     }
 }
 
@@ -82,12 +75,7 @@ fn take_axis0_and_axis1() {
     for dt in FLOATS {
         let x = range(&[3, 4], dt);
         let rows = x.take(&idx(&[2, 0, 2], &[3]), 0);
-        check(
-            &rows,
-            dt,
-            &[3, 4],
-            &[8., 9., 10., 11., 0., 1., 2., 3., 8., 9., 10., 11.],
-        );
+        check(&rows, dt, &[3, 4], &[8., 9., 10., 11., 0., 1., 2., 3., 8., 9., 10., 11.]);
         let cols = x.take(&idx(&[3, 1], &[2]), 1);
         check(&cols, dt, &[3, 2], &[3., 1., 7., 5., 11., 9.]);
         let cols = x.take(&idx(&[3, 1], &[2]), -1);
@@ -131,10 +119,7 @@ fn take_clamps_out_of_range_indices() {
 #[test]
 fn take_other_dtypes() {
     let x = Tensor::from_vec(vec![true, false, true], &[3]);
-    assert_eq!(
-        x.take(&idx(&[1, 2, 1], &[3]), 0).to_vec::<bool>(),
-        vec![false, true, false]
-    );
+    assert_eq!(x.take(&idx(&[1, 2, 1], &[3]), 0).to_vec::<bool>(), vec![false, true, false]);
     let x = Tensor::from_vec(vec![5i32, 6, 7], &[3]);
     assert_eq!(x.take(&idx(&[2, 0], &[2]), 0).to_vec::<i32>(), vec![7, 5]);
     let x = Tensor::from_vec(vec![5i64, 6, 7], &[3]);
@@ -159,12 +144,7 @@ fn gather_with_batch_dims() {
         let y = x.gather(&i, 2, 1);
         // b=0 picks n=2: p=0 -> [4, 5], p=1 -> [10, 11];
         // b=1 picks n=1: p=0 -> [14, 15], p=1 -> [20, 21].
-        check(
-            &y,
-            dt,
-            &[2, 2, 1, 2],
-            &[4., 5., 10., 11., 14., 15., 20., 21.],
-        );
+        check(&y, dt, &[2, 2, 1, 2], &[4., 5., 10., 11., 14., 15., 20., 21.]);
 
         // batch_dims = 2 with clamping.
         let x = range(&[2, 2, 3], dt);
@@ -179,12 +159,7 @@ fn take_along_axis_known_values() {
         let x = t(&[4., 1., 3., 9., 7., 8.], &[2, 3], dt);
         // Along the last axis (argsort-like indices).
         let i = idx(&[1, 2, 0, 1, 2, 0], &[2, 3]);
-        check(
-            &x.take_along_axis(&i, 1),
-            dt,
-            &[2, 3],
-            &[1., 3., 4., 7., 8., 9.],
-        );
+        check(&x.take_along_axis(&i, 1), dt, &[2, 3], &[1., 3., 4., 7., 8., 9.]);
         // Along axis 0.
         let i = idx(&[1, 0, 1], &[1, 3]);
         check(&x.take_along_axis(&i, 0), dt, &[1, 3], &[9., 1., 8.]);
@@ -198,12 +173,7 @@ fn take_along_axis_known_values() {
 fn one_hot_known_values() {
     for dt in FLOATS {
         let y = idx(&[1, 0, 3], &[3]).one_hot(4, dt);
-        check(
-            &y,
-            dt,
-            &[3, 4],
-            &[0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 1.],
-        );
+        check(&y, dt, &[3, 4], &[0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 1.]);
         // Out-of-range labels encode as all zeros.
         let y = Tensor::from_vec(vec![-1i32, 2, 5], &[3]).one_hot(3, dt);
         check(&y, dt, &[3, 3], &[0., 0., 0., 0., 0., 1., 0., 0., 0.]);
@@ -242,20 +212,9 @@ fn scatter_add_is_the_transpose_of_take() {
     let x = Tensor::from_vec(noise(12, 1), &[4, 3]);
     let i = idx(&[3, 0, 3, 1, 3], &[5]);
     let u = Tensor::from_vec(noise(15, 2), &[5, 3]);
-    let lhs: f64 = x
-        .take(&i, 0)
-        .to_f64_vec()
-        .iter()
-        .zip(u.to_f64_vec())
-        .map(|(a, b)| a * b)
-        .sum();
+    let lhs: f64 = x.take(&i, 0).to_f64_vec().iter().zip(u.to_f64_vec()).map(|(a, b)| a * b).sum();
     let s = x.zeros_like().scatter_add(&i, &u, 0);
-    let rhs: f64 = x
-        .to_f64_vec()
-        .iter()
-        .zip(s.to_f64_vec())
-        .map(|(a, b)| a * b)
-        .sum();
+    let rhs: f64 = x.to_f64_vec().iter().zip(s.to_f64_vec()).map(|(a, b)| a * b).sum();
     assert!((lhs - rhs).abs() < 1e-12, "{lhs} vs {rhs}");
 }
 
@@ -266,13 +225,7 @@ fn scatter_add_with_batch_dims_and_integers() {
         let x = t(&[1., 1., 1., 1., 1., 1.], &[2, 3], dt);
         let i = idx(&[2, 2, 0, 3], &[2, 2]);
         let u = t(&[10., 20., 30., 40.], &[2, 2], dt);
-        let y = bind(
-            Prim::ScatterAdd {
-                axis: 1,
-                batch_dims: 1,
-            },
-            &[&x, &i, &u],
-        );
+        let y = bind(Prim::ScatterAdd { axis: 1, batch_dims: 1 }, &[&x, &i, &u]);
         check(&y, dt, &[2, 3], &[1., 1., 31., 31., 1., 1.]);
     }
     // Bools combine with logical or.
@@ -308,20 +261,10 @@ fn dynamic_update_slice_known_values_and_clamping() {
         let x = t(&[0.; 12], &[3, 4], dt);
         let u = t(&[1., 2., 3., 4.], &[2, 2], dt);
         let y = x.dynamic_update_slice(&u, &[Tensor::scalar(1i64), Tensor::scalar(1i32)]);
-        check(
-            &y,
-            dt,
-            &[3, 4],
-            &[0., 0., 0., 0., 0., 1., 2., 0., 0., 3., 4., 0.],
-        );
+        check(&y, dt, &[3, 4], &[0., 0., 0., 0., 0., 1., 2., 0., 0., 3., 4., 0.]);
         // Clamped: row start 9 -> 1, column start -2 -> 0.
         let y = x.dynamic_update_slice(&u, &[Tensor::scalar(9i64), Tensor::scalar(-2i64)]);
-        check(
-            &y,
-            dt,
-            &[3, 4],
-            &[0., 0., 0., 0., 1., 2., 0., 0., 3., 4., 0., 0.],
-        );
+        check(&y, dt, &[3, 4], &[0., 0., 0., 0., 1., 2., 0., 0., 3., 4., 0., 0.]);
         // The operand itself is unchanged.
         assert_eq!(x.to_f64_vec(), vec![0.; 12]);
     }
@@ -350,8 +293,7 @@ fn dot_general_batch_and_several_contracting_dims() {
                 let mut acc = 0.0;
                 for c0 in 0..2 {
                     for c1 in 0..4 {
-                        acc += lv[((c0 * 3 + b) * 2 + f) * 4 + c1]
-                            * rv[((c1 * 5 + g) * 3 + b) * 2 + c0];
+                        acc += lv[((c0 * 3 + b) * 2 + f) * 4 + c1] * rv[((c1 * 5 + g) * 3 + b) * 2 + c0];
                     }
                 }
                 want[(b * 2 + f) * 5 + g] = acc;
@@ -400,10 +342,7 @@ fn dot_general_integers_wrap() {
     assert_eq!(a.matmul(&b).to_vec::<i64>(), vec![19, 22, 43, 50]);
     let big = Tensor::from_vec(vec![i32::MAX, 1], &[2]);
     let two = Tensor::from_vec(vec![2i32, 2], &[2]);
-    assert_eq!(
-        big.dot(&two).item::<i32>(),
-        i32::MAX.wrapping_mul(2).wrapping_add(2)
-    );
+    assert_eq!(big.dot(&two).item::<i32>(), i32::MAX.wrapping_mul(2).wrapping_add(2));
 }
 
 // ---------------------------------------------------------------- matmul and friends
@@ -439,14 +378,7 @@ fn matmul_batched_with_broadcasting() {
         let mut want = Vec::new();
         for i in 0..2 {
             for j in 0..3 {
-                want.extend(naive_bmm(
-                    &av[i * 6..(i + 1) * 6],
-                    &bv[j * 6..(j + 1) * 6],
-                    1,
-                    2,
-                    3,
-                    2,
-                ));
+                want.extend(naive_bmm(&av[i * 6..(i + 1) * 6], &bv[j * 6..(j + 1) * 6], 1, 2, 3, 2));
             }
         }
         let tol = if dt == DType::F32 { 1e-6 } else { 1e-15 };
@@ -491,11 +423,7 @@ fn matmul_batched_matches_naive_f64() {
     let b = Tensor::from_vec(bv.clone(), &[bs, k, n]);
     let want = naive_bmm(&av, &bv, bs, m, k, n);
     assert_close(&a.matmul(&b).to_f64_vec(), &want, 1e-12);
-    assert_close(
-        &einsum("bij,bjk->bik", &[&a, &b]).to_f64_vec(),
-        &want,
-        1e-12,
-    );
+    assert_close(&einsum("bij,bjk->bik", &[&a, &b]).to_f64_vec(), &want, 1e-12);
 }
 
 #[test]
@@ -563,18 +491,8 @@ fn einsum_known_values() {
     for dt in FLOATS {
         let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3], dt);
         let b = t(&[7., 8., 9., 10., 11., 12.], &[3, 2], dt);
-        check(
-            &einsum("ij,jk->ik", &[&a, &b]),
-            dt,
-            &[2, 2],
-            &[58., 64., 139., 154.],
-        );
-        check(
-            &einsum("ij->ji", &[&a]),
-            dt,
-            &[3, 2],
-            &[1., 4., 2., 5., 3., 6.],
-        );
+        check(&einsum("ij,jk->ik", &[&a, &b]), dt, &[2, 2], &[58., 64., 139., 154.]);
+        check(&einsum("ij->ji", &[&a]), dt, &[3, 2], &[1., 4., 2., 5., 3., 6.]);
         let v = t(&[1., 2., 3.], &[3], dt);
         check(&einsum("i,i->", &[&v, &v]), dt, &[], &[14.]);
         check(&einsum("ij,j->i", &[&a, &v]), dt, &[2], &[14., 32.]);
@@ -584,27 +502,12 @@ fn einsum_known_values() {
         // Batched.
         let x = range(&[2, 2, 3], dt);
         let y = range(&[2, 3, 1], dt);
-        check(
-            &einsum("bij,bjk->bik", &[&x, &y]),
-            dt,
-            &[2, 2, 1],
-            &[5., 14., 86., 122.],
-        );
+        check(&einsum("bij,bjk->bik", &[&x, &y]), dt, &[2, 2, 1], &[5., 14., 86., 122.]);
         // Three operands: a @ b @ c.
         let c = t(&[1., -1., 2., 0.], &[2, 2], dt);
-        check(
-            &einsum("ij,jk,kl->il", &[&a, &b, &c]),
-            dt,
-            &[2, 2],
-            &[186., -58., 447., -139.],
-        );
+        check(&einsum("ij,jk,kl->il", &[&a, &b, &c]), dt, &[2, 2], &[186., -58., 447., -139.]);
         // Outer product and a sum over a free label.
-        check(
-            &einsum("i,j->ij", &[&v, &t(&[1., 10.], &[2], dt)]),
-            dt,
-            &[3, 2],
-            &[1., 10., 2., 20., 3., 30.],
-        );
+        check(&einsum("i,j->ij", &[&v, &t(&[1., 10.], &[2], dt)]), dt, &[3, 2], &[1., 10., 2., 20., 3., 30.]);
         check(&einsum("ij->j", &[&a]), dt, &[3], &[5., 7., 9.]);
     }
 }
@@ -632,13 +535,7 @@ fn gather_with_float_indices_panics() {
 fn gather_prim_with_float_indices_panics() {
     let x = Tensor::zeros(&[3], DType::F64);
     let i = Tensor::zeros(&[1], DType::F64);
-    let _ = bind(
-        Prim::Gather {
-            axis: 0,
-            batch_dims: 0,
-        },
-        &[&x, &i],
-    );
+    let _ = bind(Prim::Gather { axis: 0, batch_dims: 0 }, &[&x, &i]);
 }
 
 #[test]

@@ -24,11 +24,7 @@ struct Row {
 }
 
 fn row(name: &'static str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor + 'static) -> Row {
-    Row {
-        name,
-        f: Box::new(f),
-        inputs,
-    }
+    Row { name, f: Box::new(f), inputs }
 }
 
 fn i64s(v: &[i64], shape: &[usize]) -> Tensor {
@@ -45,11 +41,7 @@ fn table() -> Vec<Row> {
     let mut rows = Vec::new();
     macro_rules! unary {
         ($name:literal, $lo:expr, $hi:expr, $f:expr) => {
-            rows.push(row(
-                $name,
-                vec![sample(&mut r, &[2, 3], $lo, $hi)],
-                move |x| $f(&x[0]),
-            ));
+            rows.push(row($name, vec![sample(&mut r, &[2, 3], $lo, $hi)], move |x| $f(&x[0])));
         };
     }
     // Element-wise unary, each inside its domain.
@@ -87,36 +79,18 @@ fn table() -> Vec<Row> {
     unary!("powf", 0.3, 2.0, |x: &Tensor| x.powf(2.5));
 
     // Element-wise binary, with broadcasting.
-    let bin =
-        |r: &mut Rng, lo: f64, hi: f64| vec![sample(r, &[2, 3], lo, hi), sample(r, &[3], lo, hi)];
+    let bin = |r: &mut Rng, lo: f64, hi: f64| vec![sample(r, &[2, 3], lo, hi), sample(r, &[3], lo, hi)];
     rows.push(row("add", bin(&mut r, -2.0, 2.0), |x| &x[0] + &x[1]));
     rows.push(row("sub", bin(&mut r, -2.0, 2.0), |x| &x[0] - &x[1]));
     rows.push(row("mul", bin(&mut r, -2.0, 2.0), |x| &x[0] * &x[1]));
     rows.push(row("div", bin(&mut r, 0.5, 2.0), |x| &x[0] / &x[1]));
-    rows.push(row(
-        "rem",
-        vec![
-            sample(&mut r, &[2, 3], 2.1, 2.9),
-            sample(&mut r, &[3], 0.9, 1.0),
-        ],
-        |x| &x[0] % &x[1],
-    ));
+    rows.push(row("rem", vec![sample(&mut r, &[2, 3], 2.1, 2.9), sample(&mut r, &[3], 0.9, 1.0)], |x| &x[0] % &x[1]));
     rows.push(row("pow", bin(&mut r, 0.5, 2.0), |x| x[0].pow(&x[1])));
-    rows.push(row("maximum", bin(&mut r, -2.0, 2.0), |x| {
-        x[0].maximum(&x[1])
-    }));
-    rows.push(row("minimum", bin(&mut r, -2.0, 2.0), |x| {
-        x[0].minimum(&x[1])
-    }));
+    rows.push(row("maximum", bin(&mut r, -2.0, 2.0), |x| x[0].maximum(&x[1])));
+    rows.push(row("minimum", bin(&mut r, -2.0, 2.0), |x| x[0].minimum(&x[1])));
     rows.push(row("atan2", bin(&mut r, 0.5, 2.0), |x| x[0].atan2(&x[1])));
-    rows.push(row("where", bin(&mut r, -2.0, 2.0), |x| {
-        where_(&x[0].gt(0.0).logical_not(), &x[0], &x[1])
-    }));
-    rows.push(row(
-        "scalar_ops",
-        vec![sample(&mut r, &[4], 0.5, 2.0)],
-        |x| (2.0 - &x[0]) * 3.0 / (1.0 + &x[0]),
-    ));
+    rows.push(row("where", bin(&mut r, -2.0, 2.0), |x| where_(&x[0].gt(0.0).logical_not(), &x[0], &x[1])));
+    rows.push(row("scalar_ops", vec![sample(&mut r, &[4], 0.5, 2.0)], |x| (2.0 - &x[0]) * 3.0 / (1.0 + &x[0])));
 
     // Reductions.
     let m = |r: &mut Rng| vec![sample(r, &[3, 4], -2.0, 2.0)];
@@ -126,11 +100,9 @@ fn table() -> Vec<Row> {
     rows.push(row("max", m(&mut r), |x| x[0].max(&[1], false)));
     rows.push(row("min", m(&mut r), |x| x[0].min(&[0, 1], false)));
     rows.push(row("prod", m(&mut r), |x| x[0].prod(&[1], false)));
-    rows.push(row(
-        "prod_with_zero",
-        vec![f64s(&[1.5, 0.0, -2.0, 0.7, 0.0, 3.0], &[2, 3])],
-        |x| x[0].prod(&[0, 1], false),
-    ));
+    rows.push(row("prod_with_zero", vec![f64s(&[1.5, 0.0, -2.0, 0.7, 0.0, 3.0], &[2, 3])], |x| {
+        x[0].prod(&[0, 1], false)
+    }));
     rows.push(row("mean", m(&mut r), |x| x[0].mean(&[0], false)));
     rows.push(row("var", m(&mut r), |x| x[0].var(&[1], 1, false)));
     rows.push(row("std", m(&mut r), |x| x[0].std(&[0], 0, true)));
@@ -142,185 +114,85 @@ fn table() -> Vec<Row> {
     }));
     rows.push(row("cumsum", m(&mut r), |x| x[0].cumsum(1)));
     rows.push(row("cumprod", m(&mut r), |x| x[0].cumprod(0)));
-    rows.push(row(
-        "cumprod_with_zero",
-        vec![f64s(&[1.5, 0.0, -2.0, 0.7, 2.0], &[5])],
-        |x| x[0].cumprod(0),
-    ));
+    rows.push(row("cumprod_with_zero", vec![f64s(&[1.5, 0.0, -2.0, 0.7, 2.0], &[5])], |x| x[0].cumprod(0)));
     rows.push(row("cummax", m(&mut r), |x| x[0].cummax(1)));
     rows.push(row("cummin", m(&mut r), |x| x[0].cummin(0)));
 
     // Structure.
     rows.push(row("reshape", m(&mut r), |x| x[0].reshape(&[2, -1, 3])));
-    rows.push(row(
-        "broadcast_to",
-        vec![sample(&mut r, &[3, 1], -1.0, 1.0)],
-        |x| x[0].broadcast_to(&[2, 3, 4]),
-    ));
-    rows.push(row(
-        "broadcast_in_dim",
-        vec![sample(&mut r, &[3], -1.0, 1.0)],
-        |x| x[0].broadcast_in_dim(&[3, 2], &[0]),
-    ));
-    rows.push(row(
-        "permute",
-        vec![sample(&mut r, &[2, 3, 4], -1.0, 1.0)],
-        |x| x[0].permute(&[2, 0, 1]),
-    ));
-    rows.push(row(
-        "slice",
-        vec![sample(&mut r, &[5, 6], -1.0, 1.0)],
-        |x| x[0].slice(&[1, 0], &[5, 5], &[2, 3]),
-    ));
-    rows.push(row("pad", vec![sample(&mut r, &[3, 4], -1.0, 1.0)], |x| {
-        x[0].pad(&[1, -1], &[2, 0], &[1, 2], 0.5)
+    rows.push(row("broadcast_to", vec![sample(&mut r, &[3, 1], -1.0, 1.0)], |x| x[0].broadcast_to(&[2, 3, 4])));
+    rows.push(row("broadcast_in_dim", vec![sample(&mut r, &[3], -1.0, 1.0)], |x| x[0].broadcast_in_dim(&[3, 2], &[0])));
+    rows.push(row("permute", vec![sample(&mut r, &[2, 3, 4], -1.0, 1.0)], |x| x[0].permute(&[2, 0, 1])));
+    rows.push(row("slice", vec![sample(&mut r, &[5, 6], -1.0, 1.0)], |x| x[0].slice(&[1, 0], &[5, 5], &[2, 3])));
+    rows.push(row("pad", vec![sample(&mut r, &[3, 4], -1.0, 1.0)], |x| x[0].pad(&[1, -1], &[2, 0], &[1, 2], 0.5)));
+    rows.push(row("pad_traced_value", vec![sample(&mut r, &[3], -1.0, 1.0), f64s(&[0.3], &[])], |x| {
+        x[0].pad_with(&[1], &[1], &[1], &x[1])
     }));
-    rows.push(row(
-        "pad_traced_value",
-        vec![sample(&mut r, &[3], -1.0, 1.0), f64s(&[0.3], &[])],
-        |x| x[0].pad_with(&[1], &[1], &[1], &x[1]),
-    ));
-    rows.push(row(
-        "concatenate",
-        vec![
-            sample(&mut r, &[2, 3], -1.0, 1.0),
-            sample(&mut r, &[2, 1], -1.0, 1.0),
-        ],
-        |x| concatenate(&[x[0].clone(), x[1].clone(), x[0].clone()], 1),
-    ));
-    rows.push(row(
-        "stack",
-        vec![
-            sample(&mut r, &[3], -1.0, 1.0),
-            sample(&mut r, &[3], -1.0, 1.0),
-        ],
-        |x| stack(x, 1),
-    ));
-    rows.push(row(
-        "split",
-        vec![sample(&mut r, &[5, 2], -1.0, 1.0)],
-        |x| {
-            let p = x[0].split(&[2, 3], 0);
-            &p[0].sum(&[0], false) * &p[1].sum(&[0], false)
-        },
-    ));
-    rows.push(row("flip", vec![sample(&mut r, &[3, 4], -1.0, 1.0)], |x| {
-        x[0].flip(&[0, 1])
+    rows.push(row("concatenate", vec![sample(&mut r, &[2, 3], -1.0, 1.0), sample(&mut r, &[2, 1], -1.0, 1.0)], |x| {
+        concatenate(&[x[0].clone(), x[1].clone(), x[0].clone()], 1)
     }));
-    rows.push(row(
-        "squeeze_expand",
-        vec![sample(&mut r, &[3, 1], -1.0, 1.0)],
-        |x| x[0].squeeze(&[]).expand_dims(0),
-    ));
-    rows.push(row(
-        "cast_int_is_constant",
-        vec![sample(&mut r, &[4], 0.1, 2.9)],
-        |x| &x[0] * x[0].cast(DType::I64).cast(DType::F64),
-    ));
+    rows.push(row("stack", vec![sample(&mut r, &[3], -1.0, 1.0), sample(&mut r, &[3], -1.0, 1.0)], |x| stack(x, 1)));
+    rows.push(row("split", vec![sample(&mut r, &[5, 2], -1.0, 1.0)], |x| {
+        let p = x[0].split(&[2, 3], 0);
+        &p[0].sum(&[0], false) * &p[1].sum(&[0], false)
+    }));
+    rows.push(row("flip", vec![sample(&mut r, &[3, 4], -1.0, 1.0)], |x| x[0].flip(&[0, 1])));
+    rows.push(row("squeeze_expand", vec![sample(&mut r, &[3, 1], -1.0, 1.0)], |x| x[0].squeeze(&[]).expand_dims(0)));
+    rows.push(row("cast_int_is_constant", vec![sample(&mut r, &[4], 0.1, 2.9)], |x| {
+        &x[0] * x[0].cast(DType::I64).cast(DType::F64)
+    }));
 
     // Indexing (indices are constants of the row).
     rows.push(row("take", vec![sample(&mut r, &[4, 3], -1.0, 1.0)], |x| {
         x[0].take(&i64s(&[3, 0, 3, 1, 2, 2], &[2, 3]), 0)
     }));
-    rows.push(row(
-        "take_axis1",
-        vec![sample(&mut r, &[2, 4], -1.0, 1.0)],
-        |x| x[0].take(&i64s(&[1, 1, 3], &[3]), 1),
-    ));
-    rows.push(row(
-        "gather_batched",
-        vec![sample(&mut r, &[2, 4, 3], -1.0, 1.0)],
-        |x| x[0].gather(&i64s(&[0, 3, 2, 2], &[2, 2]), 1, 1),
-    ));
-    rows.push(row(
-        "take_along_axis",
-        vec![sample(&mut r, &[3, 4], -1.0, 1.0)],
-        |x| x[0].take_along_axis(&i64s(&[0, 3, 1, 1, 2, 0], &[3, 2]), 1),
-    ));
-    rows.push(row(
-        "scatter_add",
-        vec![
-            sample(&mut r, &[4, 2], -1.0, 1.0),
-            sample(&mut r, &[3, 2], -1.0, 1.0),
-        ],
-        |x| x[0].scatter_add(&i64s(&[1, 3, 1], &[3]), &x[1], 0),
-    ));
-    rows.push(row(
-        "dynamic_slice",
-        vec![sample(&mut r, &[5, 4], -1.0, 1.0)],
-        |x| x[0].dynamic_slice(&[Tensor::scalar(1i64), Tensor::scalar(3i64)], &[3, 2]),
-    ));
+    rows.push(row("take_axis1", vec![sample(&mut r, &[2, 4], -1.0, 1.0)], |x| x[0].take(&i64s(&[1, 1, 3], &[3]), 1)));
+    rows.push(row("gather_batched", vec![sample(&mut r, &[2, 4, 3], -1.0, 1.0)], |x| {
+        x[0].gather(&i64s(&[0, 3, 2, 2], &[2, 2]), 1, 1)
+    }));
+    rows.push(row("take_along_axis", vec![sample(&mut r, &[3, 4], -1.0, 1.0)], |x| {
+        x[0].take_along_axis(&i64s(&[0, 3, 1, 1, 2, 0], &[3, 2]), 1)
+    }));
+    rows.push(row("scatter_add", vec![sample(&mut r, &[4, 2], -1.0, 1.0), sample(&mut r, &[3, 2], -1.0, 1.0)], |x| {
+        x[0].scatter_add(&i64s(&[1, 3, 1], &[3]), &x[1], 0)
+    }));
+    rows.push(row("dynamic_slice", vec![sample(&mut r, &[5, 4], -1.0, 1.0)], |x| {
+        x[0].dynamic_slice(&[Tensor::scalar(1i64), Tensor::scalar(3i64)], &[3, 2])
+    }));
     rows.push(row(
         "dynamic_update_slice",
-        vec![
-            sample(&mut r, &[5, 4], -1.0, 1.0),
-            sample(&mut r, &[2, 3], -1.0, 1.0),
-        ],
+        vec![sample(&mut r, &[5, 4], -1.0, 1.0), sample(&mut r, &[2, 3], -1.0, 1.0)],
         |x| x[0].dynamic_update_slice(&x[1], &[Tensor::scalar(2i64), Tensor::scalar(1i64)]),
     ));
 
     // Contractions.
-    rows.push(row(
-        "matmul",
-        vec![
-            sample(&mut r, &[3, 4], -1.0, 1.0),
-            sample(&mut r, &[4, 2], -1.0, 1.0),
-        ],
-        |x| x[0].matmul(&x[1]),
-    ));
+    rows.push(row("matmul", vec![sample(&mut r, &[3, 4], -1.0, 1.0), sample(&mut r, &[4, 2], -1.0, 1.0)], |x| {
+        x[0].matmul(&x[1])
+    }));
     rows.push(row(
         "matmul_batched_broadcast",
-        vec![
-            sample(&mut r, &[2, 3, 4], -1.0, 1.0),
-            sample(&mut r, &[4, 2], -1.0, 1.0),
-        ],
+        vec![sample(&mut r, &[2, 3, 4], -1.0, 1.0), sample(&mut r, &[4, 2], -1.0, 1.0)],
         |x| x[0].matmul(&x[1]),
     ));
-    rows.push(row(
-        "matvec",
-        vec![
-            sample(&mut r, &[3, 4], -1.0, 1.0),
-            sample(&mut r, &[4], -1.0, 1.0),
-        ],
-        |x| x[0].matmul(&x[1]),
-    ));
+    rows.push(row("matvec", vec![sample(&mut r, &[3, 4], -1.0, 1.0), sample(&mut r, &[4], -1.0, 1.0)], |x| {
+        x[0].matmul(&x[1])
+    }));
     rows.push(row(
         "dot_general",
-        vec![
-            sample(&mut r, &[2, 3, 4, 5], -1.0, 1.0),
-            sample(&mut r, &[5, 2, 3], -1.0, 1.0),
-        ],
+        vec![sample(&mut r, &[2, 3, 4, 5], -1.0, 1.0), sample(&mut r, &[5, 2, 3], -1.0, 1.0)],
         |x| dot_general(&x[0], &x[1], (&[1, 3], &[2, 0]), (&[0], &[1])),
     ));
-    rows.push(row(
-        "outer",
-        vec![
-            sample(&mut r, &[3], -1.0, 1.0),
-            sample(&mut r, &[2], -1.0, 1.0),
-        ],
-        |x| x[0].outer(&x[1]),
-    ));
-    rows.push(row(
-        "einsum",
-        vec![
-            sample(&mut r, &[2, 3], -1.0, 1.0),
-            sample(&mut r, &[3, 3], -1.0, 1.0),
-        ],
-        |x| einsum("ij,jk->ki", &[&x[0], &x[1]]) + einsum("ii->", &[&x[1]]),
-    ));
+    rows.push(row("outer", vec![sample(&mut r, &[3], -1.0, 1.0), sample(&mut r, &[2], -1.0, 1.0)], |x| {
+        x[0].outer(&x[1])
+    }));
+    rows.push(row("einsum", vec![sample(&mut r, &[2, 3], -1.0, 1.0), sample(&mut r, &[3, 3], -1.0, 1.0)], |x| {
+        einsum("ij,jk->ki", &[&x[0], &x[1]]) + einsum("ii->", &[&x[1]])
+    }));
 
     // Composites.
     let act = |r: &mut Rng| vec![sample(r, &[2, 4], -3.0, 3.0)];
-    rows.push(row(
-        "relu",
-        vec![f64s(&[-1.5, -0.2, 0.3, 2.0], &[4])],
-        |x| x[0].relu(),
-    ));
-    rows.push(row(
-        "leaky_relu",
-        vec![f64s(&[-1.5, -0.2, 0.3, 2.0], &[4])],
-        |x| x[0].leaky_relu(0.1),
-    ));
+    rows.push(row("relu", vec![f64s(&[-1.5, -0.2, 0.3, 2.0], &[4])], |x| x[0].relu()));
+    rows.push(row("leaky_relu", vec![f64s(&[-1.5, -0.2, 0.3, 2.0], &[4])], |x| x[0].leaky_relu(0.1)));
     rows.push(row("gelu", act(&mut r), |x| x[0].gelu(false)));
     rows.push(row("gelu_tanh", act(&mut r), |x| x[0].gelu(true)));
     rows.push(row("silu", act(&mut r), |x| x[0].silu()));
@@ -328,11 +200,7 @@ fn table() -> Vec<Row> {
     rows.push(row("softplus", act(&mut r), |x| x[0].softplus()));
     rows.push(row("softmax", act(&mut r), |x| x[0].softmax(-1)));
     rows.push(row("log_softmax", act(&mut r), |x| x[0].log_softmax(0)));
-    rows.push(row(
-        "clamp",
-        vec![f64s(&[-1.5, -0.2, 0.3, 2.0], &[4])],
-        |x| x[0].clamp(-1.0, 1.0),
-    ));
+    rows.push(row("clamp", vec![f64s(&[-1.5, -0.2, 0.3, 2.0], &[4])], |x| x[0].clamp(-1.0, 1.0)));
     rows
 }
 
@@ -343,23 +211,13 @@ fn axpy(xs: &[Tensor], us: &[Tensor], a: f64) -> Vec<Tensor> {
 }
 
 fn inner(a: &[Tensor], b: &[Tensor]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x * y).sum_all().item::<f64>())
-        .sum()
+    a.iter().zip(b).map(|(x, y)| (x * y).sum_all().item::<f64>()).sum()
 }
 
-fn central_difference(
-    f: &dyn Fn(&[Tensor]) -> Vec<Tensor>,
-    xs: &[Tensor],
-    us: &[Tensor],
-) -> Vec<Tensor> {
+fn central_difference(f: &dyn Fn(&[Tensor]) -> Vec<Tensor>, xs: &[Tensor], us: &[Tensor]) -> Vec<Tensor> {
     let hi = f(&axpy(xs, us, EPS));
     let lo = f(&axpy(xs, us, -EPS));
-    hi.iter()
-        .zip(&lo)
-        .map(|(h, l)| (h - l) / (2.0 * EPS))
-        .collect()
+    hi.iter().zip(&lo).map(|(h, l)| (h - l) / (2.0 * EPS)).collect()
 }
 
 fn check_row(row: &Row, rng: &mut Rng) {
@@ -371,77 +229,37 @@ fn check_row(row: &Row, rng: &mut Rng) {
 
     // 1. jvp against finite differences.
     let (y_jvp, ju) = jvp(f, &xs, &us);
-    assert_close(
-        &y_jvp,
-        &y,
-        0.0,
-        &format!("{}: primal output of jvp", row.name),
-    );
+    assert_close(&y_jvp, &y, 0.0, &format!("{}: primal output of jvp", row.name));
     let fd = central_difference(&|p| vec![f(&p.to_vec())], &xs, &us);
-    assert_close(
-        &ju,
-        &fd[0],
-        1e-6,
-        &format!("{}: jvp vs finite differences", row.name),
-    );
+    assert_close(&ju, &fd[0], 1e-6, &format!("{}: jvp vs finite differences", row.name));
 
     // 2. transpose against jvp: <J u, v> = <u, Jᵀ v>.
     let (y_vjp, pb) = vjp(f, &xs);
-    assert_close(
-        &y_vjp,
-        &y,
-        0.0,
-        &format!("{}: primal output of vjp", row.name),
-    );
+    assert_close(&y_vjp, &y, 0.0, &format!("{}: primal output of vjp", row.name));
     let jt_v = pb.call(&v);
-    let (lhs, rhs) = (
-        inner(std::slice::from_ref(&ju), std::slice::from_ref(&v)),
-        inner(&us, &jt_v),
-    );
-    assert!(
-        (lhs - rhs).abs() <= 1e-10 * (1.0 + lhs.abs()),
-        "{}: dot-product test {lhs} vs {rhs}",
-        row.name
-    );
+    let (lhs, rhs) = (inner(std::slice::from_ref(&ju), std::slice::from_ref(&v)), inner(&us, &jt_v));
+    assert!((lhs - rhs).abs() <= 1e-10 * (1.0 + lhs.abs()), "{}: dot-product test {lhs} vs {rhs}", row.name);
 
     // 3. second order: jvp of the vjp against finite differences of the vjp.
     let pull = |p: &Vec<Tensor>| vjp(f, p).1.call(&v);
     let (_, second) = jvp(pull, &xs, &us);
     let fd2 = central_difference(&|p| pull(&p.to_vec()), &xs, &us);
     for (s, d) in second.iter().zip(&fd2) {
-        assert_close(
-            s,
-            d,
-            1e-5,
-            &format!("{}: jvp of vjp vs finite differences", row.name),
-        );
+        assert_close(s, d, 1e-5, &format!("{}: jvp of vjp vs finite differences", row.name));
     }
 
     // 4. vmap against a loop over a batch of 3 nearby inputs.
     let batch: Vec<Vec<Tensor>> = (0..3).map(|k| axpy(&xs, &us, 0.01 * k as f64)).collect();
-    let stacked: Vec<Tensor> = (0..xs.len())
-        .map(|i| stack(&batch.iter().map(|b| b[i].clone()).collect::<Vec<_>>(), 0))
-        .collect();
+    let stacked: Vec<Tensor> =
+        (0..xs.len()).map(|i| stack(&batch.iter().map(|b| b[i].clone()).collect::<Vec<_>>(), 0)).collect();
     let looped = stack(&batch.iter().map(f).collect::<Vec<_>>(), 0);
     let mapped = vmap(f)(&stacked);
-    assert_close(
-        &mapped,
-        &looped,
-        1e-12,
-        &format!("{}: vmap vs loop", row.name),
-    );
+    assert_close(&mapped, &looped, 1e-12, &format!("{}: vmap vs loop", row.name));
     if xs.len() > 1 {
         for i in 0..xs.len() {
             // Only argument i is batched; the others are shared by every example.
-            let args: Vec<Tensor> = (0..xs.len())
-                .map(|j| {
-                    if j == i {
-                        stacked[j].clone()
-                    } else {
-                        xs[j].clone()
-                    }
-                })
-                .collect();
+            let args: Vec<Tensor> =
+                (0..xs.len()).map(|j| if j == i { stacked[j].clone() } else { xs[j].clone() }).collect();
             let axes: Vec<Option<isize>> = (0..xs.len()).map(|j| (j == i).then_some(0)).collect();
             let expect = stack(
                 &(0..3)
@@ -454,39 +272,19 @@ fn check_row(row: &Row, rng: &mut Rng) {
                 0,
             );
             let got = vmap_axes(f, axes, 0)(&args);
-            assert_close(
-                &got,
-                &expect,
-                1e-12,
-                &format!("{}: vmap of argument {i} alone", row.name),
-            );
+            assert_close(&got, &expect, 1e-12, &format!("{}: vmap of argument {i} alone", row.name));
         }
     }
 
     // 5. jit against eager evaluation (fused loops and reordered reductions: to 1e-12).
     let jitted = jit(f);
-    assert_close(
-        &jitted(&xs),
-        &y,
-        1e-12,
-        &format!("{}: jit vs eager", row.name),
-    );
-    assert_close(
-        &jitted(&xs),
-        &y,
-        1e-12,
-        &format!("{}: jit, second (cached) call", row.name),
-    );
+    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit vs eager", row.name));
+    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit, second (cached) call", row.name));
     let pulled = jit(|p: &Vec<Tensor>| vjp(f, p).1.call(&v))(&xs);
     for (a, b) in pulled.iter().zip(&jt_v) {
         assert_close(a, b, 1e-12, &format!("{}: jit of vjp vs eager", row.name));
     }
-    assert_close(
-        &jit(vmap(f))(&stacked),
-        &looped,
-        1e-12,
-        &format!("{}: jit of vmap vs loop", row.name),
-    );
+    assert_close(&jit(vmap(f))(&stacked), &looped, 1e-12, &format!("{}: jit of vmap vs loop", row.name));
 }
 
 #[test]
@@ -496,21 +294,11 @@ fn every_row_passes_every_check() {
     eprintln!("checking {} rows", rows.len());
     let mut failures = Vec::new();
     for row in &rows {
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_row(row, &mut rng)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_row(row, &mut rng)));
         if let Err(e) = outcome {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
             failures.push(format!("{}: {}", row.name, msg.unwrap_or_default()));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} rows failed:\n{}",
-        failures.len(),
-        rows.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n\n"));
 }

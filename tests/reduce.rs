@@ -13,9 +13,7 @@ fn data() -> Vec<f64> {
 }
 
 fn prod_data() -> Vec<f64> {
-    (0..24)
-        .map(|i| 1.0 + 0.25 * (i % 5) as f64 - 0.5 * (i % 2) as f64)
-        .collect()
+    (0..24).map(|i| 1.0 + 0.25 * (i % 5) as f64 - 0.5 * (i % 2) as f64).collect()
 }
 
 /// User axes (possibly negative, unsorted) and the normalised set they denote.
@@ -64,18 +62,10 @@ fn sum_max_min_prod_over_axes() {
             }
             let t = f64t(&x, &SHAPE).cast(dtype);
             for (user, axes) in axis_cases() {
-                let want = if axes.is_empty() {
-                    x.clone()
-                } else {
-                    reduce_ref(&x, &SHAPE, &axes, init, r)
-                };
+                let want = if axes.is_empty() { x.clone() } else { reduce_ref(&x, &SHAPE, &axes, init, r) };
                 for keepdims in [false, true] {
                     let y = f(&t, &user, keepdims);
-                    let shape = if axes.is_empty() {
-                        SHAPE.to_vec()
-                    } else {
-                        kept_shape(&axes, keepdims)
-                    };
+                    let shape = if axes.is_empty() { SHAPE.to_vec() } else { kept_shape(&axes, keepdims) };
                     let what = format!("{name} {dtype} axes={user:?} keepdims={keepdims}");
                     assert_tensor(&what, &y, dtype, &shape, &want);
                 }
@@ -103,29 +93,11 @@ fn reductions_of_empty_tensors_give_identities() {
         let e = ft(&[], &[0], dtype);
         assert_exact("sum []", &e.sum(&[0], false), dtype, &[], &[0.0]);
         assert_exact("prod []", &e.prod(&[0], false), dtype, &[], &[1.0]);
-        assert_exact(
-            "max []",
-            &e.max(&[0], false),
-            dtype,
-            &[],
-            &[f64::NEG_INFINITY],
-        );
+        assert_exact("max []", &e.max(&[0], false), dtype, &[], &[f64::NEG_INFINITY]);
         assert_exact("min []", &e.min(&[0], false), dtype, &[], &[f64::INFINITY]);
         let e = ft(&[], &[2, 0], dtype);
-        assert_exact(
-            "sum [2,0] axis 1",
-            &e.sum(&[1], false),
-            dtype,
-            &[2],
-            &[0.0, 0.0],
-        );
-        assert_exact(
-            "prod [2,0] axis -1",
-            &e.prod(&[-1], true),
-            dtype,
-            &[2, 1],
-            &[1.0, 1.0],
-        );
+        assert_exact("sum [2,0] axis 1", &e.sum(&[1], false), dtype, &[2], &[0.0, 0.0]);
+        assert_exact("prod [2,0] axis -1", &e.prod(&[-1], true), dtype, &[2, 1], &[1.0, 1.0]);
         assert_exact("sum [2,0] axis 0", &e.sum(&[0], false), dtype, &[0], &[]);
         assert_exact("max [2,0] axis 0", &e.max(&[0], true), dtype, &[1, 0], &[]);
         assert_exact("sum_all [2,0]", &e.sum_all(), dtype, &[], &[0.0]);
@@ -145,13 +117,7 @@ fn reductions_of_0d_tensors_are_identity() {
     assert_exact("sum_all 0-d", &s.sum_all(), DType::F64, &[], &[2.5]);
     assert_exact("max 0-d", &s.max(&[], false), DType::F64, &[], &[2.5]);
     assert_exact("mean_all 0-d", &s.mean_all(), DType::F64, &[], &[2.5]);
-    assert_exact(
-        "sum [1]",
-        &f64t(&[4.0], &[1]).sum(&[0], false),
-        DType::F64,
-        &[],
-        &[4.0],
-    );
+    assert_exact("sum [1]", &f64t(&[4.0], &[1]).sum(&[0], false), DType::F64, &[], &[4.0]);
 }
 
 #[test]
@@ -212,20 +178,8 @@ fn argmax_argmin() {
                 }
             }
             let what = format!("argmax {dtype} axis {axis}");
-            assert_exact(
-                &what,
-                &t.argmax(axis, false),
-                DType::I64,
-                &out_shape,
-                &want_max,
-            );
-            assert_exact(
-                &what,
-                &t.argmin(axis, false),
-                DType::I64,
-                &out_shape,
-                &want_min,
-            );
+            assert_exact(&what, &t.argmax(axis, false), DType::I64, &out_shape, &want_max);
+            assert_exact(&what, &t.argmin(axis, false), DType::I64, &out_shape, &want_min);
             let mut kd = SHAPE.to_vec();
             kd[a] = 1;
             assert_exact(&what, &t.argmax(axis, true), DType::I64, &kd, &want_max);
@@ -284,13 +238,7 @@ fn mean_var_std() {
             for keepdims in [false, true] {
                 let shape = kept_shape(&axes, keepdims);
                 let what = format!("{dtype} axes={user:?} keepdims={keepdims}");
-                assert_tensor(
-                    &format!("mean {what}"),
-                    &t.mean(&user, keepdims),
-                    dtype,
-                    &shape,
-                    &mean,
-                );
+                assert_tensor(&format!("mean {what}"), &t.mean(&user, keepdims), dtype, &shape, &mean);
                 for ddof in [0usize, 1] {
                     let var: Vec<f64> = ss.iter().map(|s| s / (count - ddof) as f64).collect();
                     let std: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
@@ -301,25 +249,13 @@ fn mean_var_std() {
                 }
             }
         }
-        assert_tensor(
-            "mean_all",
-            &t.mean_all(),
-            dtype,
-            &[],
-            &[x.iter().sum::<f64>() / 24.0],
-        );
+        assert_tensor("mean_all", &t.mean_all(), dtype, &[], &[x.iter().sum::<f64>() / 24.0]);
     }
     // Two-pass variance is stable with a large offset.
     let big = f64t(&[1e9 + 1.0, 1e9 + 2.0, 1e9 + 3.0, 1e9 + 4.0], &[4]);
     assert_eq!(big.var(&[0], 0, false).item::<f64>(), 1.25);
     // 0-d and empty.
-    assert_exact(
-        "var 0-d",
-        &Tensor::scalar(3.0).var(&[], 0, false),
-        DType::F64,
-        &[],
-        &[0.0],
-    );
+    assert_exact("var 0-d", &Tensor::scalar(3.0).var(&[], 0, false), DType::F64, &[], &[0.0]);
     let m = f64t(&[], &[0]).mean(&[0], false).item::<f64>();
     assert!(m.is_nan(), "mean of nothing is NaN, got {m}");
 }
@@ -328,23 +264,11 @@ fn mean_var_std() {
 fn mean_var_std_of_integers_are_float() {
     // Like numpy: the mean of integers is a float (f64), not a truncated integer.
     let x = Tensor::from_vec(vec![1i32, 2, 4, 4], &[2, 2]);
-    assert_exact(
-        "mean i32",
-        &x.mean(&[1], false),
-        DType::F64,
-        &[2],
-        &[1.5, 4.0],
-    );
+    assert_exact("mean i32", &x.mean(&[1], false), DType::F64, &[2], &[1.5, 4.0]);
     assert_exact("mean_all i32", &x.mean_all(), DType::F64, &[], &[2.75]);
     let y = Tensor::from_vec(vec![1i64, 2, 3, 4], &[4]);
     assert_exact("var i64", &y.var(&[0], 0, false), DType::F64, &[], &[1.25]);
-    assert_exact(
-        "std i64",
-        &y.std(&[0], 1, true),
-        DType::F64,
-        &[1],
-        &[(5.0f64 / 3.0).sqrt()],
-    );
+    assert_exact("std i64", &y.std(&[0], 1, true), DType::F64, &[1], &[(5.0f64 / 3.0).sqrt()]);
 }
 
 fn lse_ref(v: &[f64]) -> f64 {
@@ -360,79 +284,31 @@ fn logsumexp_values() {
         // Over the last axis, by hand.
         let want: Vec<f64> = x.chunks(4).map(lse_ref).collect();
         assert_tensor("lse -1", &t.logsumexp(&[-1], false), dtype, &[2, 3], &want);
-        assert_tensor(
-            "lse -1 kd",
-            &t.logsumexp(&[2], true),
-            dtype,
-            &[2, 3, 1],
-            &want,
-        );
+        assert_tensor("lse -1 kd", &t.logsumexp(&[2], true), dtype, &[2, 3, 1], &want);
         // Over all axes.
-        assert_tensor(
-            "lse all",
-            &t.logsumexp(&[0, 1, 2], false),
-            dtype,
-            &[],
-            &[lse_ref(&x)],
-        );
+        assert_tensor("lse all", &t.logsumexp(&[0, 1, 2], false), dtype, &[], &[lse_ref(&x)]);
         // Over axes 0 and 2.
         let mut want = vec![];
         for j in 0..3 {
-            let v: Vec<f64> = (0..2)
-                .flat_map(|i| (0..4).map(move |k| (i, k)))
-                .map(|(i, k)| x[i * 12 + j * 4 + k])
-                .collect();
+            let v: Vec<f64> =
+                (0..2).flat_map(|i| (0..4).map(move |k| (i, k))).map(|(i, k)| x[i * 12 + j * 4 + k]).collect();
             want.push(lse_ref(&v));
         }
         assert_tensor("lse 0,2", &t.logsumexp(&[0, -1], false), dtype, &[3], &want);
-        assert_tensor(
-            "lse 0,2 kd",
-            &t.logsumexp(&[0, -1], true),
-            dtype,
-            &[1, 3, 1],
-            &want,
-        );
+        assert_tensor("lse 0,2 kd", &t.logsumexp(&[0, -1], true), dtype, &[1, 3, 1], &want);
         // Large magnitudes do not overflow.
         let big = ft(&[1000.0, 1000.0, -1000.0, -1000.0], &[2, 2], dtype);
         let l = big.logsumexp(&[1], false);
-        assert_tensor(
-            "lse big",
-            &l,
-            dtype,
-            &[2],
-            &[1000.0 + 2f64.ln(), -1000.0 + 2f64.ln()],
-        );
+        assert_tensor("lse big", &l, dtype, &[2], &[1000.0 + 2f64.ln(), -1000.0 + 2f64.ln()]);
         // All -inf gives -inf, +inf gives +inf, NaN gives NaN.
         let ninf = f64::NEG_INFINITY;
-        let special = ft(
-            &[ninf, ninf, f64::INFINITY, 0.0, f64::NAN, 0.0],
-            &[3, 2],
-            dtype,
-        );
-        assert_exact(
-            "lse special",
-            &special.logsumexp(&[1], false),
-            dtype,
-            &[3],
-            &[ninf, f64::INFINITY, f64::NAN],
-        );
+        let special = ft(&[ninf, ninf, f64::INFINITY, 0.0, f64::NAN, 0.0], &[3, 2], dtype);
+        assert_exact("lse special", &special.logsumexp(&[1], false), dtype, &[3], &[ninf, f64::INFINITY, f64::NAN]);
         // No axes: the identity, without squeezing size-1 axes.
         let one = ft(&[1.0, 2.0, 3.0], &[1, 3], dtype);
-        assert_exact(
-            "lse no axes",
-            &one.logsumexp(&[], false),
-            dtype,
-            &[1, 3],
-            &[1.0, 2.0, 3.0],
-        );
+        assert_exact("lse no axes", &one.logsumexp(&[], false), dtype, &[1, 3], &[1.0, 2.0, 3.0]);
         // Empty: log(0) = -inf.
-        assert_exact(
-            "lse empty",
-            &ft(&[], &[0], dtype).logsumexp(&[0], false),
-            dtype,
-            &[],
-            &[ninf],
-        );
+        assert_exact("lse empty", &ft(&[], &[0], dtype).logsumexp(&[0], false), dtype, &[], &[ninf]);
     }
 }
 
@@ -441,35 +317,11 @@ fn norm_values() {
     for dtype in [DType::F32, DType::F64] {
         let x = ft(&[3.0, 4.0, 0.0, -5.0, 12.0, 0.0], &[2, 3], dtype);
         assert_tensor("norm -1", &x.norm(&[-1], false), dtype, &[2], &[5.0, 13.0]);
-        assert_tensor(
-            "norm -1 kd",
-            &x.norm(&[-1], true),
-            dtype,
-            &[2, 1],
-            &[5.0, 13.0],
-        );
-        assert_tensor(
-            "norm 0",
-            &x.norm(&[0], false),
-            dtype,
-            &[3],
-            &[34f64.sqrt(), 160f64.sqrt(), 0.0],
-        );
-        assert_tensor(
-            "norm all",
-            &x.norm(&[0, 1], false),
-            dtype,
-            &[],
-            &[194f64.sqrt()],
-        );
+        assert_tensor("norm -1 kd", &x.norm(&[-1], true), dtype, &[2, 1], &[5.0, 13.0]);
+        assert_tensor("norm 0", &x.norm(&[0], false), dtype, &[3], &[34f64.sqrt(), 160f64.sqrt(), 0.0]);
+        assert_tensor("norm all", &x.norm(&[0, 1], false), dtype, &[], &[194f64.sqrt()]);
         // Zero vectors have norm 0 (no 0/0).
-        assert_exact(
-            "norm 0s",
-            &ft(&[0.0, 0.0], &[2], dtype).norm(&[0], false),
-            dtype,
-            &[],
-            &[0.0],
-        );
+        assert_exact("norm 0s", &ft(&[0.0, 0.0], &[2], dtype).norm(&[0], false), dtype, &[], &[0.0]);
         // Huge values do not overflow, tiny ones do not underflow.
         let s = if dtype == DType::F32 { 1e30 } else { 1e200 };
         let huge = ft(&[3.0 * s, 4.0 * s], &[2], dtype);
@@ -478,54 +330,19 @@ fn norm_values() {
         let tiny = ft(&[3.0 * t, 4.0 * t], &[2], dtype);
         assert_tensor("norm tiny", &tiny.norm(&[0], false), dtype, &[], &[5.0 * t]);
         // Infinities give inf, NaN gives NaN.
-        let inf = ft(
-            &[
-                f64::INFINITY,
-                1.0,
-                f64::NEG_INFINITY,
-                f64::INFINITY,
-                f64::NAN,
-                1.0,
-            ],
-            &[3, 2],
-            dtype,
-        );
-        assert_exact(
-            "norm inf",
-            &inf.norm(&[1], false),
-            dtype,
-            &[3],
-            &[f64::INFINITY, f64::INFINITY, f64::NAN],
-        );
+        let inf = ft(&[f64::INFINITY, 1.0, f64::NEG_INFINITY, f64::INFINITY, f64::NAN, 1.0], &[3, 2], dtype);
+        assert_exact("norm inf", &inf.norm(&[1], false), dtype, &[3], &[f64::INFINITY, f64::INFINITY, f64::NAN]);
         // Empty: 0.
-        assert_exact(
-            "norm empty",
-            &ft(&[], &[0], dtype).norm(&[0], false),
-            dtype,
-            &[],
-            &[0.0],
-        );
+        assert_exact("norm empty", &ft(&[], &[0], dtype).norm(&[0], false), dtype, &[], &[0.0]);
         // No axes: |x|, shape kept.
         let one = ft(&[-2.0, 3.0], &[1, 2], dtype);
-        assert_exact(
-            "norm no axes",
-            &one.norm(&[], false),
-            dtype,
-            &[1, 2],
-            &[2.0, 3.0],
-        );
+        assert_exact("norm no axes", &one.norm(&[], false), dtype, &[1, 2], &[2.0, 3.0]);
     }
 }
 
 type Scan = fn(&Tensor, isize) -> Tensor;
 
-fn scan_ref(
-    x: &[f64],
-    shape: &[usize],
-    axis: usize,
-    f: fn(f64, f64) -> f64,
-    reverse: bool,
-) -> Vec<f64> {
+fn scan_ref(x: &[f64], shape: &[usize], axis: usize, f: fn(f64, f64) -> f64, reverse: bool) -> Vec<f64> {
     let mut out = x.to_vec();
     let inner: usize = shape[axis + 1..].iter().product();
     let outer: usize = shape[..axis].iter().product();
@@ -533,11 +350,7 @@ fn scan_ref(
     for o in 0..outer {
         for i in 0..inner {
             let at = |k: usize| o * n * inner + k * inner + i;
-            let order: Vec<usize> = if reverse {
-                (0..n).rev().collect()
-            } else {
-                (0..n).collect()
-            };
+            let order: Vec<usize> = if reverse { (0..n).rev().collect() } else { (0..n).collect() };
             for w in order.windows(2) {
                 out[at(w[1])] = f(out[at(w[0])], out[at(w[1])]);
             }
@@ -586,13 +399,7 @@ fn cumulative_scans() {
         }
         // 1-d, length 1, empty.
         let v = f64t(&[2.0, -1.0, 3.0], &[3]);
-        assert_tensor(
-            name,
-            &f(&v, 0),
-            DType::F64,
-            &[3],
-            &scan_ref(&[2.0, -1.0, 3.0], &[3], 0, r, false),
-        );
+        assert_tensor(name, &f(&v, 0), DType::F64, &[3], &scan_ref(&[2.0, -1.0, 3.0], &[3], 0, r, false));
         assert_exact(name, &f(&f64t(&[4.0], &[1]), 0), DType::F64, &[1], &[4.0]);
         assert_exact(name, &f(&f64t(&[], &[0]), 0), DType::F64, &[0], &[]);
         assert_exact(name, &f(&f32t(&[], &[2, 0]), 1), DType::F32, &[2, 0], &[]);
@@ -622,23 +429,13 @@ fn reverse_scans_through_the_kernel() {
     for (name, _, op, r) in scans() {
         for axis in 0..3 {
             let a = Array::from_vec(x.clone(), SHAPE.to_vec());
-            let prim = Prim::Cumulative {
-                op,
-                axis,
-                reverse: true,
-            };
+            let prim = Prim::Cumulative { op, axis, reverse: true };
             let ty = prim.infer_type(&[&a.ty()]).unwrap();
             assert_eq!(ty, TensorType::new(DType::F64, SHAPE.to_vec()));
             let y = cotangent::backend::cpu::execute(&prim, &[&a], &ty);
             let want = scan_ref(&x, &SHAPE, axis, r, true);
             let t = Tensor::from_array(y);
-            assert_tensor(
-                &format!("reverse {name} axis {axis}"),
-                &t,
-                DType::F64,
-                &SHAPE,
-                &want,
-            );
+            assert_tensor(&format!("reverse {name} axis {axis}"), &t, DType::F64, &SHAPE, &want);
         }
     }
 }

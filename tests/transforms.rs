@@ -24,12 +24,7 @@ fn piecewise_functions_at_their_kinks() {
     assert_eq!(d(|x| x.abs(), 0.0), 0.0);
     assert_eq!(d(|x| x.abs(), -2.0), -1.0);
     assert_eq!(d(|x| x.leaky_relu(0.1), 0.0), 0.1);
-    for f in [
-        |x: &Tensor| x.sign(),
-        |x: &Tensor| x.floor(),
-        |x: &Tensor| x.ceil(),
-        |x: &Tensor| x.round(),
-    ] {
+    for f in [|x: &Tensor| x.sign(), |x: &Tensor| x.floor(), |x: &Tensor| x.ceil(), |x: &Tensor| x.round()] {
         assert_eq!(d(f, 0.0), 0.0);
         assert_eq!(d(f, 0.5), 0.0);
     }
@@ -49,14 +44,8 @@ fn max_and_min_split_ties_equally() {
     assert_eq!((gx.item::<f64>(), gy.item::<f64>()), (1.0, 0.0));
     // Reductions: the derivative is shared by all tied extremes.
     let x = f64s(&[1.0, 3.0, 3.0, -2.0], &[4]);
-    assert_eq!(
-        grad(|x: &Tensor| x.max(&[0], false))(&x).to_vec::<f64>(),
-        vec![0.0, 0.5, 0.5, 0.0]
-    );
-    assert_eq!(
-        grad(|x: &Tensor| x.min(&[0], false))(&x).to_vec::<f64>(),
-        vec![0.0, 0.0, 0.0, 1.0]
-    );
+    assert_eq!(grad(|x: &Tensor| x.max(&[0], false))(&x).to_vec::<f64>(), vec![0.0, 0.5, 0.5, 0.0]);
+    assert_eq!(grad(|x: &Tensor| x.min(&[0], false))(&x).to_vec::<f64>(), vec![0.0, 0.0, 0.0, 1.0]);
     // clamp at its boundary behaves like maximum/minimum.
     assert_eq!(d(|x| x.clamp(-1.0, 1.0), 1.0), 0.5);
 }
@@ -80,44 +69,26 @@ fn hessians_agree_across_modes() {
     let h = hessian(quartic)(&x);
     let expected: Vec<f64> = {
         let v = x.to_vec::<f64>();
-        (0..9)
-            .map(|k| {
-                if k / 3 == k % 3 {
-                    12.0 * v[k / 3] * v[k / 3]
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        (0..9).map(|k| if k / 3 == k % 3 { 12.0 * v[k / 3] * v[k / 3] } else { 0.0 }).collect()
     };
     assert_close(&h, &f64s(&expected, &[3, 3]), 1e-12, "hessian of sum(x^4)");
 
     let w = rng.tensor(&[3, 2], -1.0, 1.0);
     let xm = rng.tensor(&[2, 3], -1.0, 1.0);
-    let matrix_fn = move |x: &Tensor| {
-        x.matmul(&w).tanh().sum_all() + x.square().sum(&[0], false).sin().sum_all()
-    };
+    let matrix_fn = move |x: &Tensor| x.matmul(&w).tanh().sum_all() + x.square().sum(&[0], false).sin().sum_all();
     let h1 = hessian(matrix_fn.clone())(&xm);
     let h2 = jacfwd(jacrev(matrix_fn.clone()))(&xm);
     let h3 = jacrev(jacfwd(matrix_fn.clone()))(&xm);
     let h4 = jacrev(jacrev(matrix_fn.clone()))(&xm);
     let h5 = jacfwd(jacfwd(matrix_fn))(&xm);
     assert_eq!(h1.shape(), vec![2, 3, 2, 3]);
-    for (h, name) in [
-        (&h2, "jacfwd(jacrev)"),
-        (&h3, "jacrev(jacfwd)"),
-        (&h4, "jacrev(jacrev)"),
-        (&h5, "jacfwd(jacfwd)"),
-    ] {
+    for (h, name) in
+        [(&h2, "jacfwd(jacrev)"), (&h3, "jacrev(jacfwd)"), (&h4, "jacrev(jacrev)"), (&h5, "jacfwd(jacfwd)")]
+    {
         assert_close(h, &h1, 1e-12, name);
     }
     // Symmetric, as a Hessian must be.
-    assert_close(
-        &h1.reshape(&[6, 6]).t(),
-        &h1.reshape(&[6, 6]),
-        1e-12,
-        "symmetry",
-    );
+    assert_close(&h1.reshape(&[6, 6]).t(), &h1.reshape(&[6, 6]), 1e-12, "symmetry");
 }
 
 fn loss(w: &Tensor, x: &Tensor, y: &Tensor) -> Tensor {
@@ -136,22 +107,13 @@ fn per_example_gradients_with_vmap_of_grad() {
         0,
     );
     let batched = per_example(&(w.clone(), xs.clone(), ys.clone()));
-    let looped = stack(
-        &(0..5)
-            .map(|i| grad(|w: &Tensor| loss(w, &xs.index(i), &ys.index(i)))(&w))
-            .collect::<Vec<_>>(),
-        0,
-    );
+    let looped =
+        stack(&(0..5).map(|i| grad(|w: &Tensor| loss(w, &xs.index(i), &ys.index(i)))(&w)).collect::<Vec<_>>(), 0);
     assert_eq!(batched.shape(), vec![5, 3, 2]);
     assert_close(&batched, &looped, 1e-12, "vmap(grad(loss))");
     // And the sum of per-example gradients is the gradient of the summed loss.
     let total = grad(|w: &Tensor| loss(w, &xs, &ys))(&w);
-    assert_close(
-        &batched.sum(&[0], false),
-        &total,
-        1e-12,
-        "sum of per-example gradients",
-    );
+    assert_close(&batched.sum(&[0], false), &total, 1e-12, "sum of per-example gradients");
 }
 
 #[test]
@@ -163,10 +125,7 @@ fn grad_of_vmap_and_vmap_of_hessian() {
     let looped = stack(&(0..4).map(|i| grad(f)(&x.index(i))).collect::<Vec<_>>(), 0);
     assert_close(&g, &looped, 1e-12, "grad of vmap");
     let hs = vmap(hessian(f))(&x);
-    let looped = stack(
-        &(0..4).map(|i| hessian(f)(&x.index(i))).collect::<Vec<_>>(),
-        0,
-    );
+    let looped = stack(&(0..4).map(|i| hessian(f)(&x.index(i))).collect::<Vec<_>>(), 0);
     assert_close(&hs, &looped, 1e-12, "vmap of hessian");
 }
 
@@ -187,10 +146,7 @@ fn closures_may_capture_outer_traced_values() {
     // vmap over x of a gradient whose closure captures x.
     let xs = f64s(&[1.0, 2.0, 3.0], &[3]);
     let f = vmap(|x: &Tensor| grad(|y: &Tensor| (x * y).sin())(&scalar(0.5)));
-    let expect: Vec<f64> = [1.0f64, 2.0, 3.0]
-        .iter()
-        .map(|x| x * (0.5 * x).cos())
-        .collect();
+    let expect: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|x| x * (0.5 * x).cos()).collect();
     assert_close(&f(&xs), &f64s(&expect, &[3]), 1e-15, "vmap with capture");
     // Third-order mixed nesting.
     let g = grad(|x: &Tensor| grad(|y: &Tensor| (x * y * y).sin())(x));
@@ -205,9 +161,7 @@ fn closures_may_capture_outer_traced_values() {
 #[test]
 fn gradients_of_trees() {
     let params = (scalar(2.0), vec![scalar(3.0), scalar(4.0)], [scalar(1.0)]);
-    let g = grad(|(a, v, arr): &(Tensor, Vec<Tensor>, [Tensor; 1])| {
-        a * &v[0] * &v[1] + arr[0].square()
-    })(&params);
+    let g = grad(|(a, v, arr): &(Tensor, Vec<Tensor>, [Tensor; 1])| a * &v[0] * &v[1] + arr[0].square())(&params);
     assert_eq!(g.0.item::<f64>(), 12.0);
     assert_eq!(g.1[0].item::<f64>(), 8.0);
     assert_eq!(g.1[1].item::<f64>(), 6.0);
@@ -220,29 +174,16 @@ fn gradients_of_trees() {
     assert_eq!((g["w"].item::<f64>(), g["b"].item::<f64>()), (6.0, 1.0));
 
     let opt = (scalar(1.0), Some(scalar(2.0)), None::<Tensor>);
-    let g =
-        grad(|(a, b, _): &(Tensor, Option<Tensor>, Option<Tensor>)| a * b.as_ref().unwrap())(&opt);
+    let g = grad(|(a, b, _): &(Tensor, Option<Tensor>, Option<Tensor>)| a * b.as_ref().unwrap())(&opt);
     assert_eq!(g.1.unwrap().item::<f64>(), 1.0);
     assert!(g.2.is_none());
 
-    let six = (
-        scalar(1.0),
-        scalar(2.0),
-        scalar(3.0),
-        scalar(4.0),
-        scalar(5.0),
-        scalar(6.0),
-    );
-    let g = grad(|t: &(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)| {
-        &t.0 * &t.1 * &t.2 * &t.3 * &t.4 * &t.5
-    })(&six);
+    let six = (scalar(1.0), scalar(2.0), scalar(3.0), scalar(4.0), scalar(5.0), scalar(6.0));
+    let g = grad(|t: &(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)| &t.0 * &t.1 * &t.2 * &t.3 * &t.4 * &t.5)(&six);
     assert_eq!(g.5.item::<f64>(), 120.0);
 
     // Integer leaves are not differentiated: their gradient is zero.
-    let g = grad(|(x, n): &(Tensor, Tensor)| x * n.cast(DType::F64))(&(
-        scalar(2.0),
-        Tensor::scalar(3i64),
-    ));
+    let g = grad(|(x, n): &(Tensor, Tensor)| x * n.cast(DType::F64))(&(scalar(2.0), Tensor::scalar(3i64)));
     assert_eq!((g.0.item::<f64>(), g.1.item::<i64>()), (3.0, 0));
 }
 
@@ -250,10 +191,7 @@ fn gradients_of_trees() {
 fn auxiliary_outputs_are_returned_not_differentiated() {
     let vg = value_and_grad_with_aux(|x: &Tensor| {
         let pred = x * 2.0;
-        (
-            (&pred - 1.0).square().sum_all(),
-            (pred.clone(), pred.sum_all()),
-        )
+        ((&pred - 1.0).square().sum_all(), (pred.clone(), pred.sum_all()))
     });
     let x = f64s(&[1.0, 2.0], &[2]);
     let ((l, (pred, s)), g) = vg(&x);
@@ -277,20 +215,12 @@ fn only_requested_derivatives_do_work() {
     let f = |x: &Tensor| x.sin() * y.exp().tanh().log1p();
     let (_, lin) = linearize(f, &x);
     // t·cos(x), then times the constant factor: two muls, two residuals, nothing else.
-    let ops: Vec<&str> = lin
-        .graph()
-        .nodes
-        .iter()
-        .map(|n| n.prim.name())
-        .filter(|n| !["input", "constant"].contains(n))
-        .collect();
+    let ops: Vec<&str> =
+        lin.graph().nodes.iter().map(|n| n.prim.name()).filter(|n| !["input", "constant"].contains(n)).collect();
     assert_eq!(ops, vec!["mul", "mul"], "{}", lin.graph());
     assert_eq!(lin.num_residuals(), 2);
     // With respect to both, y's chain needs its own tangent ops.
-    let (_, both) = linearize(
-        |(x, y): &(Tensor, Tensor)| x.sin() * y.exp().tanh().log1p(),
-        &(x.clone(), y.clone()),
-    );
+    let (_, both) = linearize(|(x, y): &(Tensor, Tensor)| x.sin() * y.exp().tanh().log1p(), &(x.clone(), y.clone()));
     assert!(both.graph().num_ops() > 4, "{}", both.graph());
     // An output that does not depend on the input has a zero (unmaterialised) tangent.
     let (_, lin) = linearize(|x: &Tensor| (x.sin(), y.clone()), &x);
@@ -328,9 +258,7 @@ fn linear_transpose_of_a_linear_function() {
 // ----- Errors -----
 
 #[test]
-#[should_panic(
-    expected = "grad: the function must return a 0-d float tensor to be differentiated, got f64[2]"
-)]
+#[should_panic(expected = "grad: the function must return a 0-d float tensor to be differentiated, got f64[2]")]
 fn grad_of_a_non_scalar_function() {
     grad(|x: &Tensor| x * 2.0)(&f64s(&[1.0, 2.0], &[2]));
 }
@@ -348,26 +276,15 @@ fn a_leaked_tracer_is_caught() {
 }
 
 #[test]
-#[should_panic(
-    expected = "cannot read the value of a traced tensor (f64[]) inside a transformation"
-)]
+#[should_panic(expected = "cannot read the value of a traced tensor (f64[]) inside a transformation")]
 fn reading_a_traced_value() {
-    grad(|x: &Tensor| {
-        if x.item::<f64>() > 0.0 {
-            x.sin()
-        } else {
-            x.cos()
-        }
-    })(&scalar(1.0));
+    grad(|x: &Tensor| if x.item::<f64>() > 0.0 { x.sin() } else { x.cos() })(&scalar(1.0));
 }
 
 #[test]
 #[should_panic(expected = "vmap: mapped axes have different sizes: 2 and 3")]
 fn vmap_with_mismatched_batch_sizes() {
-    vmap(|(a, b): &(Tensor, Tensor)| a + b)(&(
-        Tensor::zeros(&[2], DType::F64),
-        Tensor::zeros(&[3], DType::F64),
-    ));
+    vmap(|(a, b): &(Tensor, Tensor)| a + b)(&(Tensor::zeros(&[2], DType::F64), Tensor::zeros(&[3], DType::F64)));
 }
 
 #[test]
@@ -376,8 +293,5 @@ fn a_panicking_closure_leaves_no_trace_behind() {
     assert!(r.is_err());
     // The trace stack is clean again: eager operations run eagerly.
     assert!(!(&scalar(1.0) + 1.0).is_traced());
-    assert_eq!(
-        grad(|x: &Tensor| x.square())(&scalar(3.0)).item::<f64>(),
-        6.0
-    );
+    assert_eq!(grad(|x: &Tensor| x.square())(&scalar(3.0)).item::<f64>(), 6.0);
 }

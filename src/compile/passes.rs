@@ -16,9 +16,7 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
     match &g.nodes[v.index()].prim {
         Prim::Constant(a) if a.numel() > 0 => {
             let first = a.data.get_f64(0);
-            (0..a.numel())
-                .all(|i| a.data.get_f64(i).to_bits() == first.to_bits())
-                .then_some(first)
+            (0..a.numel()).all(|i| a.data.get_f64(i).to_bits() == first.to_bits()).then_some(first)
         }
         Prim::BroadcastInDim { .. } => splat(g, g.nodes[v.index()].inputs[0]),
         _ => None,
@@ -54,9 +52,7 @@ fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
                 return Some(Rewrite::Use(ins[0]));
             }
             match &node(ins[0]).prim {
-                Prim::Reshape { .. } => {
-                    Some(Rewrite::Node(prim.clone(), node(ins[0]).inputs.clone()))
-                }
+                Prim::Reshape { .. } => Some(Rewrite::Node(prim.clone(), node(ins[0]).inputs.clone())),
                 _ => None,
             }
         }
@@ -67,10 +63,7 @@ fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
             match &node(ins[0]).prim {
                 Prim::Transpose { perm: inner } => {
                     let composed: Vec<usize> = perm.iter().map(|&p| inner[p]).collect();
-                    Some(Rewrite::Node(
-                        Prim::Transpose { perm: composed },
-                        node(ins[0]).inputs.clone(),
-                    ))
+                    Some(Rewrite::Node(Prim::Transpose { perm: composed }, node(ins[0]).inputs.clone()))
                 }
                 _ => None,
             }
@@ -85,20 +78,8 @@ fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
                     let composed: Vec<usize> = inner.iter().map(|&d| dims[d]).collect();
                     let x = node(ins[0]).inputs[0];
                     // Valid when every axis of x that is stretched is stretched in one step.
-                    let ok = ty(x)
-                        .shape
-                        .iter()
-                        .enumerate()
-                        .all(|(i, &n)| n == 1 || n == shape[composed[i]]);
-                    ok.then(|| {
-                        Rewrite::Node(
-                            Prim::BroadcastInDim {
-                                shape: shape.clone(),
-                                dims: composed,
-                            },
-                            vec![x],
-                        )
-                    })
+                    let ok = ty(x).shape.iter().enumerate().all(|(i, &n)| n == 1 || n == shape[composed[i]]);
+                    ok.then(|| Rewrite::Node(Prim::BroadcastInDim { shape: shape.clone(), dims: composed }, vec![x]))
                 }
                 _ => None,
             }
@@ -130,11 +111,7 @@ fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
 /// `sum(broadcast(x))` over only the axes the broadcast created: `x * n`, reshaped.
 /// Returns the nodes to add (the count constant, the product, the reshape) via `push`.
 fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
-    let Prim::Reduce {
-        op: ReduceOp::Sum,
-        axes,
-    } = prim
-    else {
+    let Prim::Reduce { op: ReduceOp::Sum, axes } = prim else {
         return None;
     };
     let b = &g.nodes[ins[0].index()];
@@ -153,20 +130,8 @@ fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
     }
     let n: usize = axes.iter().map(|&a| shape[a]).product();
     let count = Arc::new(Array::full(xty.dtype, vec![], n as f64));
-    let c = g.push_typed(
-        Prim::Constant(count),
-        vec![],
-        crate::TensorType::new(xty.dtype, vec![]),
-    );
-    let cb = g
-        .push(
-            Prim::BroadcastInDim {
-                shape: xty.shape.clone(),
-                dims: vec![],
-            },
-            vec![c],
-        )
-        .ok()?;
+    let c = g.push_typed(Prim::Constant(count), vec![], crate::TensorType::new(xty.dtype, vec![]));
+    let cb = g.push(Prim::BroadcastInDim { shape: xty.shape.clone(), dims: vec![] }, vec![c]).ok()?;
     g.push(Prim::Binary(BinaryOp::Mul), vec![x, cb]).ok()
 }
 
@@ -188,13 +153,7 @@ pub fn optimize(g: &Graph) -> Graph {
     dce(&out)
 }
 
-fn emit(
-    out: &mut Graph,
-    seen: &mut HashMap<String, Var>,
-    prim: Prim,
-    ins: Vec<Var>,
-    ty: &crate::TensorType,
-) -> Var {
+fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {
     // Rewrites may produce a new node that simplifies further: loop until none applies.
     let (mut prim, mut ins) = (prim, ins);
     loop {
@@ -210,12 +169,8 @@ fn emit(
     if let Some(v) = sum_of_broadcast(out, &prim, &ins) {
         return v;
     }
-    let all_constant = !ins.is_empty()
-        && ins
-            .iter()
-            .all(|v| matches!(out.nodes[v.index()].prim, Prim::Constant(_)));
-    let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. })
-        && ty.numel() <= FOLD_LIMIT;
+    let all_constant = !ins.is_empty() && ins.iter().all(|v| matches!(out.nodes[v.index()].prim, Prim::Constant(_)));
+    let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. }) && ty.numel() <= FOLD_LIMIT;
     if all_constant && foldable {
         let arrays: Vec<&Array> = ins
             .iter()

@@ -17,18 +17,9 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 enum Step {
     /// One primitive through its CPU kernel.
-    Kernel {
-        prim: Prim,
-        ins: Vec<usize>,
-        out: usize,
-        ty: TensorType,
-    },
+    Kernel { prim: Prim, ins: Vec<usize>, out: usize, ty: TensorType },
     /// A fused element-wise loop (maybe reduced) reading `ins`, writing `outs`.
-    Fused {
-        prog: fused::Program,
-        ins: Vec<usize>,
-        outs: Vec<usize>,
-    },
+    Fused { prog: fused::Program, ins: Vec<usize>, outs: Vec<usize> },
 }
 
 /// An executable plan: value slots are graph vars; inputs and constants are preloaded.
@@ -43,15 +34,27 @@ pub struct Plan {
     outputs: Vec<usize>,
 }
 
+/// Primitives that become instructions of a fused loop. Broadcasts are not members:
+/// a fused loop reads a broadcast value straight from its operand (a strided load).
 fn fusible(prim: &Prim) -> bool {
-    matches!(
-        prim,
-        Prim::Unary(_)
-            | Prim::Binary(_)
-            | Prim::Select
-            | Prim::Convert { .. }
-            | Prim::BroadcastInDim { .. }
-    )
+    matches!(prim, Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::Convert { .. })
+}
+
+/// The value a fused loop actually reads for operand `v`: through a broadcast to its operand.
+fn source(g: &Graph, v: Var) -> Var {
+    match g.nodes[v.index()].prim {
+        Prim::BroadcastInDim { .. } => g.nodes[v.index()].inputs[0],
+        _ => v,
+    }
+}
+
+/// The position after which `v` can be read: inputs and constants are there from the start.
+fn available(g: &Graph, v: Var) -> usize {
+    let s = source(g, v);
+    match g.nodes[s.index()].prim {
+        Prim::Input(_) | Prim::Constant(_) => 0,
+        _ => s.index(),
+    }
 }
 
 struct Group {
@@ -85,26 +88,14 @@ impl Plan {
             if !fusible(&node.prim) || node.ty.numel() == 0 {
                 continue;
             }
-            let join = node
-                .inputs
-                .iter()
-                .filter_map(|v| group_of[v.index()])
-                .find(|&gid| {
-                    let grp = &groups[gid];
-                    grp.shape == node.ty.shape
-                        && grp.reduce.is_none()
-                        && node
-                            .inputs
-                            .iter()
-                            .all(|v| group_of[v.index()] == Some(gid) || v.index() < grp.first)
-                });
+            let join = node.inputs.iter().filter_map(|v| group_of[v.index()]).find(|&gid| {
+                let grp = &groups[gid];
+                grp.shape == node.ty.shape
+                    && grp.reduce.is_none()
+                    && node.inputs.iter().all(|v| group_of[v.index()] == Some(gid) || available(g, *v) < grp.first)
+            });
             let gid = join.unwrap_or_else(|| {
-                groups.push(Group {
-                    first: i,
-                    shape: node.ty.shape.clone(),
-                    members: vec![],
-                    reduce: None,
-                });
+                groups.push(Group { first: i, shape: node.ty.shape.clone(), members: vec![], reduce: None });
                 groups.len() - 1
             });
             groups[gid].members.push(i);
@@ -118,25 +109,19 @@ impl Plan {
             let v = node.inputs[0].index();
             let Some(gid) = group_of[v] else { continue };
             let r = g.nodes[v].ty.rank();
-            let trailing = !axes.is_empty()
-                && axes
-                    .iter()
-                    .enumerate()
-                    .all(|(k, &a)| a == r - axes.len() + k);
+            let trailing = !axes.is_empty() && axes.iter().enumerate().all(|(k, &a)| a == r - axes.len() + k);
             let grp = &groups[gid];
-            let only_output = grp.members.iter().all(|&m| {
-                m == v || (!is_output[m] && users[m].iter().all(|u| group_of[*u] == Some(gid)))
-            });
+            let only_output = grp
+                .members
+                .iter()
+                .all(|&m| m == v || (!is_output[m] && users[m].iter().all(|u| group_of[*u] == Some(gid))));
             if node.ty.dtype.is_float()
                 && trailing
                 && users[v].len() == 1
                 && !is_output[v]
                 && only_output
                 && grp.reduce.is_none()
-                && matches!(
-                    op,
-                    ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min | ReduceOp::Prod
-                )
+                && matches!(op, ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min | ReduceOp::Prod)
             {
                 groups[gid].reduce = Some(i);
                 group_of[i] = Some(gid);
@@ -157,6 +142,20 @@ impl Plan {
                 }
                 _ => {}
             }
+            if matches!(node.prim, Prim::BroadcastInDim { .. })
+                && !is_output[i]
+                && !users[i].is_empty()
+                && users[i].iter().all(|&u| group_of[u].is_some())
+            {
+                continue; // every reader is a fused loop, which reads the operand directly
+            }
+            if matches!(node.prim, Prim::BroadcastInDim { .. })
+                && !is_output[i]
+                && !users[i].is_empty()
+                && users[i].iter().all(|&u| group_of[u].is_some())
+            {
+                continue; // every reader is a fused loop, which reads the operand directly
+            }
             if let Some(gid) = group_of[i] {
                 if step_of[i].is_some() {
                     continue;
@@ -171,21 +170,14 @@ impl Plan {
             } else {
                 let ins: Vec<usize> = node.inputs.iter().map(|v| v.index()).collect();
                 step_of[i] = Some(steps.len());
-                steps.push(Step::Kernel {
-                    prim: node.prim.clone(),
-                    ins: ins.clone(),
-                    out: i,
-                    ty: node.ty.clone(),
-                });
+                steps.push(Step::Kernel { prim: node.prim.clone(), ins: ins.clone(), out: i, ty: node.ty.clone() });
                 reads.push(ins);
             }
         }
 
         // 4. Order steps by dependencies (Kahn's algorithm, earliest step first).
-        let deps: Vec<BTreeSet<usize>> = reads
-            .iter()
-            .map(|ins| ins.iter().filter_map(|&v| step_of[v]).collect())
-            .collect();
+        let deps: Vec<BTreeSet<usize>> =
+            reads.iter().map(|ins| ins.iter().filter_map(|&v| step_of[v]).collect()).collect();
         let mut indegree: Vec<usize> = deps.iter().map(|d| d.len()).collect();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
         for (s, d) in deps.iter().enumerate() {
@@ -204,11 +196,7 @@ impl Plan {
                 }
             }
         }
-        assert_eq!(
-            order.len(),
-            steps.len(),
-            "plan: fusion produced a dependency cycle"
-        );
+        assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
         let steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
         let reads: Vec<Vec<usize>> = order.iter().map(|&s| reads[s].clone()).collect();
 
@@ -250,18 +238,12 @@ impl Plan {
         for (step, free) in self.steps.iter().zip(&self.free_after) {
             match step {
                 Step::Kernel { prim, ins, out, ty } => {
-                    let arrays: Vec<&Array> = ins
-                        .iter()
-                        .map(|&v| slots[v].as_deref().expect("ready"))
-                        .collect();
+                    let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
                     let value = cpu::execute(prim, &arrays, ty);
                     slots[*out] = Some(Arc::new(value));
                 }
                 Step::Fused { prog, ins, outs } => {
-                    let arrays: Vec<&Array> = ins
-                        .iter()
-                        .map(|&v| slots[v].as_deref().expect("ready"))
-                        .collect();
+                    let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
                     let values = fused::run(prog, &arrays);
                     for (&o, v) in outs.iter().zip(values) {
                         slots[o] = Some(Arc::new(v));
@@ -272,10 +254,7 @@ impl Plan {
                 slots[v] = None;
             }
         }
-        self.outputs
-            .iter()
-            .map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed")))
-            .collect()
+        self.outputs.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed"))).collect()
     }
 
     /// A readable listing of the steps.
@@ -294,13 +273,7 @@ impl Plan {
                         Some((op, row)) => format!(" then {}[rows of {row}]", op.name()),
                         None => String::new(),
                     };
-                    let _ = writeln!(
-                        s,
-                        "  {i}: {} = fused{:?}{red}({})",
-                        outs.join(", "),
-                        prog.shape,
-                        ins.join(", ")
-                    );
+                    let _ = writeln!(s, "  {i}: {} = fused{:?}{red}({})", outs.join(", "), prog.shape, ins.join(", "));
                     s.push_str(&prog.describe());
                 }
             }
@@ -331,10 +304,7 @@ fn fused_step(
     let mut inputs: Vec<usize> = Vec::new();
     let mut loads: HashMap<(usize, String), usize> = HashMap::new();
     let shape = &grp.shape;
-    let mut load = |v: Var,
-                    kind: fused::LoadKind,
-                    instrs: &mut Vec<fused::Instr>,
-                    dtypes: &mut Vec<crate::DType>| {
+    let mut load = |v: Var, kind: fused::LoadKind, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| {
         let key = (v.index(), format!("{kind:?}"));
         if let Some(&r) = loads.get(&key) {
             return r;
@@ -353,34 +323,27 @@ fn fused_step(
     };
     for &m in &grp.members {
         let node = &g.nodes[m];
-        let mut operand =
-            |v: Var, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| -> usize {
-                if group_of[v.index()] == Some(gid) {
-                    reg_of[&v.index()]
-                } else {
-                    let kind = if g.ty(v).numel() == 1 {
+        let mut operand = |v: Var, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| -> usize {
+            if group_of[v.index()] == Some(gid) {
+                return reg_of[&v.index()];
+            }
+            let (x, kind) = match &g.nodes[v.index()].prim {
+                Prim::BroadcastInDim { dims, .. } => {
+                    let x = g.nodes[v.index()].inputs[0];
+                    let kind = if g.ty(x).numel() == 1 {
                         fused::LoadKind::Scalar
                     } else {
-                        fused::LoadKind::Contiguous
+                        fused::LoadKind::Strided(fused::broadcast_strides(&g.ty(x).shape, shape, dims))
                     };
-                    load(v, kind, instrs, dtypes)
+                    (x, kind)
                 }
+                _ if g.ty(v).numel() == 1 => (v, fused::LoadKind::Scalar),
+                _ => (v, fused::LoadKind::Contiguous),
             };
+            load(x, kind, instrs, dtypes)
+        };
         let instr = match &node.prim {
-            Prim::BroadcastInDim { dims, .. } => {
-                let x = node.inputs[0];
-                let kind = if g.ty(x).numel() == 1 {
-                    fused::LoadKind::Scalar
-                } else {
-                    fused::LoadKind::Strided(fused::broadcast_strides(&g.ty(x).shape, shape, dims))
-                };
-                let r = load(x, kind, &mut instrs, &mut dtypes);
-                reg_of.insert(m, r);
-                continue;
-            }
-            Prim::Unary(op) => {
-                fused::Instr::Unary(*op, operand(node.inputs[0], &mut instrs, &mut dtypes))
-            }
+            Prim::Unary(op) => fused::Instr::Unary(*op, operand(node.inputs[0], &mut instrs, &mut dtypes)),
             Prim::Binary(op) => {
                 let a = operand(node.inputs[0], &mut instrs, &mut dtypes);
                 let b = operand(node.inputs[1], &mut instrs, &mut dtypes);
@@ -392,9 +355,7 @@ fn fused_step(
                 let b = operand(node.inputs[2], &mut instrs, &mut dtypes);
                 fused::Instr::Select(p, a, b)
             }
-            Prim::Convert { dtype } => {
-                fused::Instr::Convert(*dtype, operand(node.inputs[0], &mut instrs, &mut dtypes))
-            }
+            Prim::Convert { dtype } => fused::Instr::Convert(*dtype, operand(node.inputs[0], &mut instrs, &mut dtypes)),
             other => unreachable!("{} is not fusible", other.name()),
         };
         instrs.push(instr);
@@ -403,9 +364,7 @@ fn fused_step(
     }
     let (outputs, outs, reduce) = match grp.reduce {
         Some(rnode) => {
-            let Prim::Reduce { op, axes } = &g.nodes[rnode].prim else {
-                unreachable!()
-            };
+            let Prim::Reduce { op, axes } = &g.nodes[rnode].prim else { unreachable!() };
             let v = g.nodes[rnode].inputs[0].index();
             let row: usize = axes.iter().map(|&a| shape[a]).product();
             (vec![reg_of[&v]], vec![rnode], Some((*op, row)))
@@ -420,19 +379,6 @@ fn fused_step(
             (outs.iter().map(|m| reg_of[m]).collect(), outs, None)
         }
     };
-    let prog = fused::Program {
-        shape: shape.clone(),
-        instrs,
-        dtypes,
-        outputs,
-        reduce,
-    };
-    (
-        Step::Fused {
-            prog,
-            ins: inputs.clone(),
-            outs,
-        },
-        inputs,
-    )
+    let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
+    (Step::Fused { prog, ins: inputs.clone(), outs }, inputs)
 }

@@ -94,10 +94,7 @@ impl Graph {
 
     /// Number of nodes that are neither inputs nor constants.
     pub fn num_ops(&self) -> usize {
-        self.nodes
-            .iter()
-            .filter(|n| !matches!(n.prim, Prim::Input(_) | Prim::Constant(_)))
-            .count()
+        self.nodes.iter().filter(|n| !matches!(n.prim, Prim::Input(_) | Prim::Constant(_))).count()
     }
 
     /// Checks the invariants: topological order, input numbering, and every node's type.
@@ -105,11 +102,7 @@ impl Graph {
         for (i, v) in self.inputs.iter().enumerate() {
             match self.nodes.get(v.index()).map(|n| &n.prim) {
                 Some(Prim::Input(k)) if *k == i => {}
-                _ => {
-                    return Err(format!(
-                        "graph input {i} ({v:?}) is not an input node with index {i}"
-                    ))
-                }
+                _ => return Err(format!("graph input {i} ({v:?}) is not an input node with index {i}")),
             }
         }
         for (i, node) in self.nodes.iter().enumerate() {
@@ -122,23 +115,14 @@ impl Graph {
             }
             if let Prim::Input(k) = node.prim {
                 if self.inputs.get(k) != Some(&Var(i as u32)) {
-                    return Err(format!(
-                        "node %{i} claims to be input {k} but is not listed as such"
-                    ));
+                    return Err(format!("node %{i} claims to be input {k} but is not listed as such"));
                 }
                 continue;
             }
             let tys: Vec<&TensorType> = node.inputs.iter().map(|v| self.ty(*v)).collect();
-            let ty = node
-                .prim
-                .infer_type(&tys)
-                .map_err(|e| format!("node %{i} ({}): {e}", node.prim.name()))?;
+            let ty = node.prim.infer_type(&tys).map_err(|e| format!("node %{i} ({}): {e}", node.prim.name()))?;
             if ty != node.ty {
-                return Err(format!(
-                    "node %{i} ({}) is typed {} but its rule gives {ty}",
-                    node.prim.name(),
-                    node.ty
-                ));
+                return Err(format!("node %{i} ({}) is typed {} but its rule gives {ty}", node.prim.name(), node.ty));
             }
         }
         if let Some(bad) = self.outputs.iter().find(|v| v.index() >= self.nodes.len()) {

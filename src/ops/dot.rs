@@ -13,50 +13,31 @@ pub fn dot_general_type(
     rhs: &TensorType,
 ) -> Result<TensorType, String> {
     if lhs.dtype != rhs.dtype || lhs.dtype == crate::DType::Bool {
-        return Err(format!(
-            "operands must share a numeric dtype: {lhs} vs {rhs}"
-        ));
+        return Err(format!("operands must share a numeric dtype: {lhs} vs {rhs}"));
     }
     if lc.len() != rc.len() || lb.len() != rb.len() {
-        return Err(format!(
-            "contracting {lc:?}/{rc:?} and batch {lb:?}/{rb:?} axes must pair up"
-        ));
+        return Err(format!("contracting {lc:?}/{rc:?} and batch {lb:?}/{rb:?} axes must pair up"));
     }
     let distinct = |axes: Vec<usize>, rank: usize| {
         let mut seen = vec![false; rank];
-        axes.iter()
-            .all(|&a| a < rank && !std::mem::replace(&mut seen[a], true))
+        axes.iter().all(|&a| a < rank && !std::mem::replace(&mut seen[a], true))
     };
     if !distinct([lc, lb].concat(), lhs.rank()) || !distinct([rc, rb].concat(), rhs.rank()) {
         return Err(format!("axes out of range or repeated for {lhs} · {rhs}"));
     }
     for (&a, &b) in lc.iter().zip(rc) {
         if lhs.shape[a] != rhs.shape[b] {
-            return Err(format!(
-                "contracting dimensions differ: {:?} @ {:?}",
-                lhs.shape, rhs.shape
-            ));
+            return Err(format!("contracting dimensions differ: {:?} @ {:?}", lhs.shape, rhs.shape));
         }
     }
     for (&a, &b) in lb.iter().zip(rb) {
         if lhs.shape[a] != rhs.shape[b] {
-            return Err(format!(
-                "batch dimensions differ: {:?} @ {:?}",
-                lhs.shape, rhs.shape
-            ));
+            return Err(format!("batch dimensions differ: {:?} @ {:?}", lhs.shape, rhs.shape));
         }
     }
     let mut shape: Vec<usize> = lb.iter().map(|&a| lhs.shape[a]).collect();
-    shape.extend(
-        (0..lhs.rank())
-            .filter(|a| !lc.contains(a) && !lb.contains(a))
-            .map(|a| lhs.shape[a]),
-    );
-    shape.extend(
-        (0..rhs.rank())
-            .filter(|a| !rc.contains(a) && !rb.contains(a))
-            .map(|a| rhs.shape[a]),
-    );
+    shape.extend((0..lhs.rank()).filter(|a| !lc.contains(a) && !lb.contains(a)).map(|a| lhs.shape[a]));
+    shape.extend((0..rhs.rank()).filter(|a| !rc.contains(a) && !rb.contains(a)).map(|a| rhs.shape[a]));
     Ok(TensorType::new(lhs.dtype, shape))
 }
 
@@ -83,9 +64,7 @@ fn ranges_like(lens: &[usize]) -> Vec<Vec<usize>> {
 }
 
 fn remaining(rank: usize, a: &[usize], b: &[usize]) -> Vec<usize> {
-    (0..rank)
-        .filter(|i| !a.contains(i) && !b.contains(i))
-        .collect()
+    (0..rank).filter(|i| !a.contains(i) && !b.contains(i)).collect()
 }
 
 fn argsort(v: &[usize]) -> Vec<usize> {
@@ -112,19 +91,10 @@ fn transpose_lhs(
         let r = ranges_like(&[xb.len(), x_kept.len(), y_kept.len()]);
         (r[0].clone(), r[2].clone())
     };
-    let prim = Prim::DotGeneral {
-        lhs_contract: ans_y,
-        rhs_contract: y_kept,
-        lhs_batch: ans_batch,
-        rhs_batch: yb.to_vec(),
-    };
+    let prim =
+        Prim::DotGeneral { lhs_contract: ans_y, rhs_contract: y_kept, lhs_batch: ans_batch, rhs_batch: yb.to_vec() };
     let xc_sorted_by_y: Vec<usize> = argsort(yc).iter().map(|&i| xc[i]).collect();
-    let order: Vec<usize> = xb
-        .iter()
-        .chain(&x_kept)
-        .chain(&xc_sorted_by_y)
-        .copied()
-        .collect();
+    let order: Vec<usize> = xb.iter().chain(&x_kept).chain(&xc_sorted_by_y).copied().collect();
     let perm = argsort(&order);
     bind(Prim::Transpose { perm }, &[&bind(prim, &[ct, y])])
 }
@@ -136,15 +106,11 @@ pub(crate) fn transpose(
     (lb, rb): (&[usize], &[usize]),
 ) -> Vec<Option<Tensor>> {
     match (&args[0], &args[1]) {
-        (LinArg::Linear(x), LinArg::Value(y)) => vec![
-            Some(transpose_lhs(ct, x.rank(), y, (lc, rc), (lb, rb), false)),
-            None,
-        ],
+        (LinArg::Linear(x), LinArg::Value(y)) => {
+            vec![Some(transpose_lhs(ct, x.rank(), y, (lc, rc), (lb, rb), false)), None]
+        }
         (LinArg::Value(x), LinArg::Linear(y)) => {
-            vec![
-                None,
-                Some(transpose_lhs(ct, y.rank(), x, (rc, lc), (rb, lb), true)),
-            ]
+            vec![None, Some(transpose_lhs(ct, y.rank(), x, (rc, lc), (rb, lb), true))]
         }
         _ => panic!("transpose: dot_general must have exactly one linear operand"),
     }

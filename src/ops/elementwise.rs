@@ -137,11 +137,7 @@ impl UnaryOp {
             };
             return Err(format!("expects {want} tensor, got {x}"));
         }
-        let dtype = if self == UnaryOp::IsFinite {
-            DType::Bool
-        } else {
-            x.dtype
-        };
+        let dtype = if self == UnaryOp::IsFinite { DType::Bool } else { x.dtype };
         Ok(TensorType::new(dtype, x.shape.clone()))
     }
 }
@@ -239,9 +235,7 @@ impl BinaryOp {
     /// Output type: operands must agree in dtype and shape; comparisons give bool.
     pub fn infer_type(self, a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
         if a.dtype != b.dtype {
-            return Err(format!(
-                "operand dtypes differ: {a} vs {b} (convert one with .cast())"
-            ));
+            return Err(format!("operand dtypes differ: {a} vs {b} (convert one with .cast())"));
         }
         if a.shape != b.shape {
             return Err(format!("operand shapes differ: {a} vs {b}"));
@@ -249,11 +243,7 @@ impl BinaryOp {
         if !self.accepts(a.dtype) {
             return Err(format!("does not accept {} operands ({a} vs {b})", a.dtype));
         }
-        let dtype = if self.is_comparison() {
-            DType::Bool
-        } else {
-            a.dtype
-        };
+        let dtype = if self.is_comparison() { DType::Bool } else { a.dtype };
         Ok(TensorType::new(dtype, a.shape.clone()))
     }
 }
@@ -330,9 +320,7 @@ impl BinaryOp {
     ) -> Option<Tensor> {
         use BinaryOp::*;
         // d/da contribution and d/db contribution as closures on the tangent.
-        let lin = |da: &dyn Fn(&Tensor) -> Tensor, db: &dyn Fn(&Tensor) -> Tensor| {
-            add_tangents(ta.map(da), tb.map(db))
-        };
+        let lin = |da: &dyn Fn(&Tensor) -> Tensor, db: &dyn Fn(&Tensor) -> Tensor| add_tangents(ta.map(da), tb.map(db));
         match self {
             Add => lin(&|t| t.clone(), &|t| t.clone()),
             Sub => lin(&|t| t.clone(), &|t| -t),
@@ -357,11 +345,7 @@ impl BinaryOp {
             ),
             // Clarke subgradient: ties split the derivative equally.
             Max | Min => {
-                let (win, lose) = if self == Max {
-                    (a.gt(b), a.lt(b))
-                } else {
-                    (a.lt(b), a.gt(b))
-                };
+                let (win, lose) = if self == Max { (a.gt(b), a.lt(b)) } else { (a.lt(b), a.gt(b)) };
                 let half = a.scalar_like(0.5).broadcast_to(&a.shape());
                 let wa = where_(&win, &a.ones_like(), &where_(&lose, &a.zeros_like(), &half));
                 let wb = 1.0 - &wa;
@@ -385,10 +369,7 @@ impl BinaryOp {
             (Mul, LinArg::Linear(_), LinArg::Value(bv)) => vec![Some(ct * *bv), None],
             (Mul, LinArg::Value(av), LinArg::Linear(_)) => vec![None, Some(*av * ct)],
             (Div, LinArg::Linear(_), LinArg::Value(bv)) => vec![Some(ct / *bv), None],
-            _ => panic!(
-                "transpose: {} is not linear in the operands it was given",
-                self.name()
-            ),
+            _ => panic!("transpose: {} is not linear in the operands it was given", self.name()),
         }
     }
 }
@@ -411,9 +392,5 @@ pub(crate) fn select_jvp(p: &Tensor, t: &[Option<&Tensor>], on_true: &Tensor) ->
 pub(crate) fn select_transpose(ct: &Tensor, args: &[LinArg]) -> Vec<Option<Tensor>> {
     let p = args[0].value("select predicate");
     let zero = ct.zeros_like();
-    vec![
-        None,
-        args[1].is_linear().then(|| where_(p, ct, &zero)),
-        args[2].is_linear().then(|| where_(p, &zero, ct)),
-    ]
+    vec![None, args[1].is_linear().then(|| where_(p, ct, &zero)), args[2].is_linear().then(|| where_(p, &zero, ct))]
 }

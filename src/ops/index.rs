@@ -14,15 +14,10 @@ pub fn gather_shape(
         return Err(format!("indices must be integers, got {indices}"));
     }
     if axis >= operand.rank() || axis < batch_dims {
-        return Err(format!(
-            "axis {axis} must be in {batch_dims}..{} for operand {operand}",
-            operand.rank()
-        ));
+        return Err(format!("axis {axis} must be in {batch_dims}..{} for operand {operand}", operand.rank()));
     }
     if batch_dims > indices.rank() || operand.shape[..batch_dims] != indices.shape[..batch_dims] {
-        return Err(format!(
-            "the first {batch_dims} axes of operand {operand} and indices {indices} must agree"
-        ));
+        return Err(format!("the first {batch_dims} axes of operand {operand} and indices {indices} must agree"));
     }
     let mut shape = operand.shape[..axis].to_vec();
     shape.extend_from_slice(&indices.shape[batch_dims..]);
@@ -45,20 +40,14 @@ pub fn infer_type(prim: &Prim, inputs: &[&TensorType]) -> Result<TensorType, Str
     match prim {
         Prim::Gather { axis, batch_dims } => {
             if inputs.len() != 2 {
-                return Err(format!(
-                    "expects operand and indices, got {} operands",
-                    inputs.len()
-                ));
+                return Err(format!("expects operand and indices, got {} operands", inputs.len()));
             }
             let shape = gather_shape(*axis, *batch_dims, inputs[0], inputs[1])?;
             Ok(TensorType::new(inputs[0].dtype, shape))
         }
         Prim::ScatterAdd { axis, batch_dims } => {
             if inputs.len() != 3 {
-                return Err(format!(
-                    "expects operand, indices and updates, got {} operands",
-                    inputs.len()
-                ));
+                return Err(format!("expects operand, indices and updates, got {} operands", inputs.len()));
             }
             let (operand, indices, updates) = (inputs[0], inputs[1], inputs[2]);
             let shape = gather_shape(*axis, *batch_dims, operand, indices)?;
@@ -82,10 +71,7 @@ pub fn infer_type(prim: &Prim, inputs: &[&TensorType]) -> Result<TensorType, Str
             }
             let (x, u) = (inputs[0], inputs[1]);
             check_starts(&inputs[2..], x.rank())?;
-            if u.dtype != x.dtype
-                || u.rank() != x.rank()
-                || u.shape.iter().zip(&x.shape).any(|(a, b)| a > b)
-            {
+            if u.dtype != x.dtype || u.rank() != x.rank() || u.shape.iter().zip(&x.shape).any(|(a, b)| a > b) {
                 return Err(format!("update {u} does not fit operand {x}"));
             }
             Ok(x.clone())
@@ -127,52 +113,27 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
         Prim::Gather { axis, batch_dims } => {
             let idx = args[1].value("gather indices");
             let zeros = Tensor::zeros(&operand.shape, operand.dtype);
-            vec![
-                Some(bind(
-                    Prim::ScatterAdd {
-                        axis: *axis,
-                        batch_dims: *batch_dims,
-                    },
-                    &[&zeros, idx, ct],
-                )),
-                None,
-            ]
+            vec![Some(bind(Prim::ScatterAdd { axis: *axis, batch_dims: *batch_dims }, &[&zeros, idx, ct])), None]
         }
         Prim::ScatterAdd { axis, batch_dims } => {
             let idx = args[1].value("scatter indices");
-            let t_upd = args[2].is_linear().then(|| {
-                bind(
-                    Prim::Gather {
-                        axis: *axis,
-                        batch_dims: *batch_dims,
-                    },
-                    &[ct, idx],
-                )
-            });
+            let t_upd =
+                args[2].is_linear().then(|| bind(Prim::Gather { axis: *axis, batch_dims: *batch_dims }, &[ct, idx]));
             vec![args[0].is_linear().then(|| ct.clone()), None, t_upd]
         }
         Prim::DynamicSlice { .. } => {
-            let s: Vec<Tensor> = args[1..]
-                .iter()
-                .map(|a| a.value("dynamic_slice start").clone())
-                .collect();
+            let s: Vec<Tensor> = args[1..].iter().map(|a| a.value("dynamic_slice start").clone()).collect();
             let zeros = Tensor::zeros(&operand.shape, operand.dtype);
             let mut out = vec![Some(zeros.dynamic_update_slice(ct, &s))];
             out.extend(s.iter().map(|_| None));
             out
         }
         Prim::DynamicUpdateSlice => {
-            let s: Vec<Tensor> = args[2..]
-                .iter()
-                .map(|a| a.value("dynamic_update_slice start").clone())
-                .collect();
+            let s: Vec<Tensor> = args[2..].iter().map(|a| a.value("dynamic_update_slice start").clone()).collect();
             let upd = args[1].ty();
-            let t_operand = args[0]
-                .is_linear()
-                .then(|| ct.dynamic_update_slice(&Tensor::zeros(&upd.shape, upd.dtype), &s));
-            let t_update = args[1]
-                .is_linear()
-                .then(|| ct.dynamic_slice(&s, &upd.shape));
+            let t_operand =
+                args[0].is_linear().then(|| ct.dynamic_update_slice(&Tensor::zeros(&upd.shape, upd.dtype), &s));
+            let t_update = args[1].is_linear().then(|| ct.dynamic_slice(&s, &upd.shape));
             let mut out = vec![t_operand, t_update];
             out.extend(s.iter().map(|_| None));
             out
@@ -186,11 +147,8 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
 fn per_example(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Tensor {
     let outs: Vec<Tensor> = (0..size)
         .map(|b| {
-            let ins: Vec<Tensor> = args
-                .iter()
-                .zip(batched)
-                .map(|(a, &isb)| if isb { a.index(b as isize) } else { a.clone() })
-                .collect();
+            let ins: Vec<Tensor> =
+                args.iter().zip(batched).map(|(a, &isb)| if isb { a.index(b as isize) } else { a.clone() }).collect();
             let refs: Vec<&Tensor> = ins.iter().collect();
             bind(prim.clone(), &refs)
         })
@@ -203,45 +161,21 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         Prim::Gather { axis, batch_dims } => {
             let (x, idx) = (&args[0], &args[1]);
             match (batched[0], batched[1]) {
-                (true, false) if *batch_dims == 0 => bind(
-                    Prim::Gather {
-                        axis: axis + 1,
-                        batch_dims: 0,
-                    },
-                    &[x, idx],
-                ),
+                (true, false) if *batch_dims == 0 => bind(Prim::Gather { axis: axis + 1, batch_dims: 0 }, &[x, idx]),
                 (false, true) if *batch_dims == 0 => {
                     // The index batch axis lands where the indexed axis was; move it to the front.
-                    let out = bind(
-                        Prim::Gather {
-                            axis: *axis,
-                            batch_dims: 0,
-                        },
-                        &[x, idx],
-                    );
+                    let out = bind(Prim::Gather { axis: *axis, batch_dims: 0 }, &[x, idx]);
                     out.moveaxis(*axis as isize, 0)
                 }
                 _ => {
                     let full = broadcast_all(args, batched, size);
-                    bind(
-                        Prim::Gather {
-                            axis: axis + 1,
-                            batch_dims: batch_dims + 1,
-                        },
-                        &[&full[0], &full[1]],
-                    )
+                    bind(Prim::Gather { axis: axis + 1, batch_dims: batch_dims + 1 }, &[&full[0], &full[1]])
                 }
             }
         }
         Prim::ScatterAdd { axis, batch_dims } => {
             let full = broadcast_all(args, batched, size);
-            bind(
-                Prim::ScatterAdd {
-                    axis: axis + 1,
-                    batch_dims: batch_dims + 1,
-                },
-                &[&full[0], &full[1], &full[2]],
-            )
+            bind(Prim::ScatterAdd { axis: axis + 1, batch_dims: batch_dims + 1 }, &[&full[0], &full[1], &full[2]])
         }
         Prim::DynamicSlice { sizes } => {
             if batched[1..].iter().any(|&b| b) {

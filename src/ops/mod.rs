@@ -210,22 +210,14 @@ impl Prim {
             Prim::Reshape { shape } => vec![("shape", l(shape))],
             Prim::BroadcastInDim { shape, dims } => vec![("shape", l(shape)), ("dims", l(dims))],
             Prim::Transpose { perm } => vec![("perm", l(perm))],
-            Prim::Slice {
-                start,
-                stop,
-                stride,
-            } => {
+            Prim::Slice { start, stop, stride } => {
                 let mut p = vec![("start", l(start)), ("stop", l(stop))];
                 if stride.iter().any(|&s| s != 1) {
                     p.push(("stride", l(stride)));
                 }
                 p
             }
-            Prim::Pad {
-                low,
-                high,
-                interior,
-            } => {
+            Prim::Pad { low, high, interior } => {
                 let mut p = vec![("low", format!("{low:?}")), ("high", format!("{high:?}"))];
                 if interior.iter().any(|&s| s != 0) {
                     p.push(("interior", l(interior)));
@@ -235,34 +227,18 @@ impl Prim {
             Prim::Concatenate { axis } => vec![("axis", axis.to_string())],
             Prim::Rev { axes } => vec![("axes", l(axes))],
             Prim::Iota { dtype, shape, dim } => {
-                vec![
-                    ("dtype", dtype.to_string()),
-                    ("shape", l(shape)),
-                    ("dim", dim.to_string()),
-                ]
+                vec![("dtype", dtype.to_string()), ("shape", l(shape)), ("dim", dim.to_string())]
             }
             Prim::Convert { dtype } => vec![("dtype", dtype.to_string())],
             Prim::Gather { axis, batch_dims } | Prim::ScatterAdd { axis, batch_dims } => {
-                vec![
-                    ("axis", axis.to_string()),
-                    ("batch_dims", batch_dims.to_string()),
-                ]
+                vec![("axis", axis.to_string()), ("batch_dims", batch_dims.to_string())]
             }
             Prim::DynamicSlice { sizes } => vec![("sizes", l(sizes))],
-            Prim::DotGeneral {
-                lhs_contract,
-                rhs_contract,
-                lhs_batch,
-                rhs_batch,
-            } => vec![
+            Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => vec![
                 ("contract", format!("({lhs_contract:?}, {rhs_contract:?})")),
                 ("batch", format!("({lhs_batch:?}, {rhs_batch:?})")),
             ],
-            Prim::Unary(_)
-            | Prim::Binary(_)
-            | Prim::Select
-            | Prim::DynamicUpdateSlice
-            | Prim::StopGradient => vec![],
+            Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
 
@@ -320,29 +296,16 @@ impl Prim {
             | Prim::Concatenate { .. }
             | Prim::Rev { .. }
             | Prim::Convert { .. } => structure::infer_type(self, inputs),
-            Prim::Gather { .. }
-            | Prim::ScatterAdd { .. }
-            | Prim::DynamicSlice { .. }
-            | Prim::DynamicUpdateSlice => index::infer_type(self, inputs),
+            Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
+                index::infer_type(self, inputs)
+            }
             Prim::StopGradient => {
                 arity(1)?;
                 Ok(inputs[0].clone())
             }
-            Prim::DotGeneral {
-                lhs_contract,
-                rhs_contract,
-                lhs_batch,
-                rhs_batch,
-            } => {
+            Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
                 arity(2)?;
-                dot::dot_general_type(
-                    lhs_contract,
-                    rhs_contract,
-                    lhs_batch,
-                    rhs_batch,
-                    inputs[0],
-                    inputs[1],
-                )
+                dot::dot_general_type(lhs_contract, rhs_contract, lhs_batch, rhs_batch, inputs[0], inputs[1])
             }
         }
     }

@@ -82,10 +82,7 @@ pub fn reduce_type(_op: ReduceOp, axes: &[usize], x: &TensorType) -> Result<Tens
     if let Some(&a) = axes.iter().find(|&&a| a >= x.rank()) {
         return Err(format!("axis {a} is out of range for {x}"));
     }
-    let shape = (0..x.rank())
-        .filter(|i| !axes.contains(i))
-        .map(|i| x.shape[i])
-        .collect();
+    let shape = (0..x.rank()).filter(|i| !axes.contains(i)).map(|i| x.shape[i]).collect();
     Ok(TensorType::new(x.dtype, shape))
 }
 
@@ -98,9 +95,7 @@ pub fn arg_type(axis: usize, x: &TensorType) -> Result<TensorType, String> {
         return Err(format!("axis {axis} is out of range for {x}"));
     }
     if x.shape[axis] == 0 {
-        return Err(format!(
-            "axis {axis} of {x} is empty: there is no extreme element"
-        ));
+        return Err(format!("axis {axis} of {x} is empty: there is no extreme element"));
     }
     let mut shape = x.shape.clone();
     shape.remove(axis);
@@ -141,17 +136,11 @@ pub(crate) fn sum_transpose(ct: &Tensor, axes: &[usize], operand: &TensorType) -
 /// Moves `axes` to the end and merges them into one axis.
 fn merge_axes_last(x: &Tensor, axes: &[usize]) -> Tensor {
     let r = x.rank();
-    let mut perm: Vec<isize> = (0..r)
-        .filter(|a| !axes.contains(a))
-        .map(|a| a as isize)
-        .collect();
+    let mut perm: Vec<isize> = (0..r).filter(|a| !axes.contains(a)).map(|a| a as isize).collect();
     perm.extend(axes.iter().map(|&a| a as isize));
     let moved = x.permute(&perm);
     let shape = x.shape();
-    let mut merged: Vec<usize> = (0..r)
-        .filter(|a| !axes.contains(a))
-        .map(|a| shape[a])
-        .collect();
+    let mut merged: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).map(|a| shape[a]).collect();
     merged.push(axes.iter().map(|&a| shape[a]).product());
     moved.reshape_to(&merged)
 }
@@ -167,22 +156,8 @@ fn exclusive_cumprod_last(x: &Tensor) -> Tensor {
     inclusive.pad(&low, &high, &vec![0; r], 1.0)
 }
 
-pub(crate) fn reduce_jvp(
-    op: ReduceOp,
-    axes: &[usize],
-    x: &Tensor,
-    t: &Tensor,
-    y: &Tensor,
-) -> Option<Tensor> {
-    let sum = |v: &Tensor| {
-        bind(
-            Prim::Reduce {
-                op: ReduceOp::Sum,
-                axes: axes.to_vec(),
-            },
-            &[v],
-        )
-    };
+pub(crate) fn reduce_jvp(op: ReduceOp, axes: &[usize], x: &Tensor, t: &Tensor, y: &Tensor) -> Option<Tensor> {
+    let sum = |v: &Tensor| bind(Prim::Reduce { op: ReduceOp::Sum, axes: axes.to_vec() }, &[v]);
     Some(match op {
         ReduceOp::Sum => sum(t),
         // Ties share the derivative equally (a Clarke subgradient).
@@ -231,22 +206,12 @@ fn scan_composite(op: CumOp, x: &Tensor, axis: usize) -> Tensor {
     y
 }
 
-pub(crate) fn cumulative_jvp(
-    op: CumOp,
-    axis: usize,
-    reverse: bool,
-    x: &Tensor,
-    t: &Tensor,
-) -> Option<Tensor> {
+pub(crate) fn cumulative_jvp(op: CumOp, axis: usize, reverse: bool, x: &Tensor, t: &Tensor) -> Option<Tensor> {
     if op == CumOp::Sum {
         return Some(bind(Prim::Cumulative { op, axis, reverse }, &[t]));
     }
     let a = axis as isize;
-    let (x, t) = if reverse {
-        (x.flip(&[a]), t.flip(&[a]))
-    } else {
-        (x.clone(), t.clone())
-    };
+    let (x, t) = if reverse { (x.flip(&[a]), t.flip(&[a])) } else { (x.clone(), t.clone()) };
     let (_, tangent) = crate::transform::jvp(|v: &Tensor| scan_composite(op, v, axis), &x, &t);
     Some(if reverse { tangent.flip(&[a]) } else { tangent })
 }
@@ -254,19 +219,9 @@ pub(crate) fn cumulative_jvp(
 /// Batching: the operand's batch axis is 0, so every axis parameter moves up by one.
 pub(crate) fn batch(prim: &Prim, x: &Tensor) -> Tensor {
     let p = match prim {
-        Prim::Reduce { op, axes } => Prim::Reduce {
-            op: *op,
-            axes: shift(axes),
-        },
-        Prim::Arg { op, axis } => Prim::Arg {
-            op: *op,
-            axis: axis + 1,
-        },
-        Prim::Cumulative { op, axis, reverse } => Prim::Cumulative {
-            op: *op,
-            axis: axis + 1,
-            reverse: *reverse,
-        },
+        Prim::Reduce { op, axes } => Prim::Reduce { op: *op, axes: shift(axes) },
+        Prim::Arg { op, axis } => Prim::Arg { op: *op, axis: axis + 1 },
+        Prim::Cumulative { op, axis, reverse } => Prim::Cumulative { op: *op, axis: axis + 1, reverse: *reverse },
         _ => unreachable!(),
     };
     bind(p, &[x])

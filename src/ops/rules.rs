@@ -68,9 +68,7 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         Prim::Select => elementwise::select_jvp(x[0], t, x[1]),
         Prim::Reduce { op, axes } => reduce::reduce_jvp(*op, axes, x[0], t[0]?, y),
         Prim::Arg { .. } => None,
-        Prim::Cumulative { op, axis, reverse } => {
-            reduce::cumulative_jvp(*op, *axis, *reverse, x[0], t[0]?)
-        }
+        Prim::Cumulative { op, axis, reverse } => reduce::cumulative_jvp(*op, *axis, *reverse, x[0], t[0]?),
         Prim::Reshape { .. }
         | Prim::BroadcastInDim { .. }
         | Prim::Transpose { .. }
@@ -79,10 +77,9 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         | Prim::Convert { .. }
         | Prim::Pad { .. }
         | Prim::Concatenate { .. } => structure::jvp(prim, x, t),
-        Prim::Gather { .. }
-        | Prim::ScatterAdd { .. }
-        | Prim::DynamicSlice { .. }
-        | Prim::DynamicUpdateSlice => index::jvp(prim, x, t),
+        Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
+            index::jvp(prim, x, t)
+        }
         Prim::DotGeneral { .. } => add_tangents(
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
@@ -97,21 +94,10 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
         Prim::Unary(super::UnaryOp::Neg) => vec![Some(-ct)],
         Prim::Binary(op) => op.transpose(ct, &args[0], &args[1]),
         Prim::Select => elementwise::select_transpose(ct, args),
-        Prim::Reduce {
-            op: super::ReduceOp::Sum,
-            axes,
-        } => vec![Some(reduce::sum_transpose(ct, axes, &args[0].ty()))],
-        Prim::Cumulative {
-            op: super::CumOp::Sum,
-            axis,
-            reverse,
-        } => {
+        Prim::Reduce { op: super::ReduceOp::Sum, axes } => vec![Some(reduce::sum_transpose(ct, axes, &args[0].ty()))],
+        Prim::Cumulative { op: super::CumOp::Sum, axis, reverse } => {
             vec![Some(crate::trace::bind(
-                Prim::Cumulative {
-                    op: super::CumOp::Sum,
-                    axis: *axis,
-                    reverse: !reverse,
-                },
+                Prim::Cumulative { op: super::CumOp::Sum, axis: *axis, reverse: !reverse },
                 &[ct],
             ))]
         }
@@ -123,21 +109,12 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
         | Prim::Convert { .. }
         | Prim::Pad { .. }
         | Prim::Concatenate { .. } => structure::transpose(prim, ct, args),
-        Prim::Gather { .. }
-        | Prim::ScatterAdd { .. }
-        | Prim::DynamicSlice { .. }
-        | Prim::DynamicUpdateSlice => index::transpose(prim, ct, args),
-        Prim::DotGeneral {
-            lhs_contract,
-            rhs_contract,
-            lhs_batch,
-            rhs_batch,
-        } => dot::transpose(
-            ct,
-            args,
-            (lhs_contract, rhs_contract),
-            (lhs_batch, rhs_batch),
-        ),
+        Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
+            index::transpose(prim, ct, args)
+        }
+        Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+            dot::transpose(ct, args, (lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
+        }
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -146,17 +123,13 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
 /// of extent `size`. Returns the result and whether it is batched (always, here).
 pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Tensor {
     match prim {
-        Prim::Unary(_) | Prim::StopGradient | Prim::Convert { .. } => {
-            crate::trace::bind(prim.clone(), &[&args[0]])
-        }
+        Prim::Unary(_) | Prim::StopGradient | Prim::Convert { .. } => crate::trace::bind(prim.clone(), &[&args[0]]),
         Prim::Binary(_) | Prim::Select => {
             let full = broadcast_all(args, batched, size);
             let refs: Vec<&Tensor> = full.iter().collect();
             crate::trace::bind(prim.clone(), &refs)
         }
-        Prim::Reduce { .. } | Prim::Arg { .. } | Prim::Cumulative { .. } => {
-            reduce::batch(prim, &args[0])
-        }
+        Prim::Reduce { .. } | Prim::Arg { .. } | Prim::Cumulative { .. } => reduce::batch(prim, &args[0]),
         Prim::Reshape { .. }
         | Prim::BroadcastInDim { .. }
         | Prim::Transpose { .. }
@@ -164,22 +137,12 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         | Prim::Rev { .. }
         | Prim::Pad { .. }
         | Prim::Concatenate { .. } => structure::batch(prim, args, batched, size),
-        Prim::Gather { .. }
-        | Prim::ScatterAdd { .. }
-        | Prim::DynamicSlice { .. }
-        | Prim::DynamicUpdateSlice => index::batch(prim, args, batched, size),
-        Prim::DotGeneral {
-            lhs_contract,
-            rhs_contract,
-            lhs_batch,
-            rhs_batch,
-        } => dot::batch(
-            &args[0],
-            &args[1],
-            batched,
-            (lhs_contract, rhs_contract),
-            (lhs_batch, rhs_batch),
-        ),
+        Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
+            index::batch(prim, args, batched, size)
+        }
+        Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+            dot::batch(&args[0], &args[1], batched, (lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
+        }
         Prim::Input(_) | Prim::Constant(_) | Prim::Iota { .. } => {
             unreachable!("{} has no operands to batch", prim.name())
         }
@@ -196,16 +159,7 @@ pub(crate) fn with_batch_axis(x: &Tensor, size: usize) -> Tensor {
 
 /// Every operand with the batch axis, broadcasting the unbatched ones.
 pub(crate) fn broadcast_all(args: &[Tensor], batched: &[bool], size: usize) -> Vec<Tensor> {
-    args.iter()
-        .zip(batched)
-        .map(|(a, &b)| {
-            if b {
-                a.clone()
-            } else {
-                with_batch_axis(a, size)
-            }
-        })
-        .collect()
+    args.iter().zip(batched).map(|(a, &b)| if b { a.clone() } else { with_batch_axis(a, size) }).collect()
 }
 
 /// Shifts axis numbers past the new leading batch axis.

@@ -103,16 +103,8 @@ fn non_finite(v: f64) -> String {
 
 /// Formats floats the way numpy formats one array of them: a shared notation, precision and width.
 fn format_floats(xs: &[Float]) -> Vec<String> {
-    let finite: Vec<f64> = xs
-        .iter()
-        .map(|x| x.value())
-        .filter(|v| v.is_finite())
-        .collect();
-    let magnitudes: Vec<f64> = finite
-        .iter()
-        .filter(|v| **v != 0.0)
-        .map(|v| v.abs())
-        .collect();
+    let finite: Vec<f64> = xs.iter().map(|x| x.value()).filter(|v| v.is_finite()).collect();
+    let magnitudes: Vec<f64> = finite.iter().filter(|v| **v != 0.0).map(|v| v.abs()).collect();
     let exp_format = !magnitudes.is_empty() && {
         let max = magnitudes.iter().cloned().fold(0.0, f64::max);
         let min = magnitudes.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -120,23 +112,11 @@ fn format_floats(xs: &[Float]) -> Vec<String> {
     };
     // The finite elements' text, without padding.
     let texts: Vec<Option<String>> = if exp_format {
-        let parts: Vec<Option<(String, i32)>> = xs
-            .iter()
-            .map(|x| x.value().is_finite().then(|| scientific(*x)))
-            .collect();
-        let prec = parts
-            .iter()
-            .flatten()
-            .map(|(m, _)| fraction_digits(m))
-            .max()
-            .unwrap_or(0);
-        let exp_digits = parts
-            .iter()
-            .flatten()
-            .map(|(_, e)| e.unsigned_abs().to_string().len())
-            .max()
-            .unwrap_or(0)
-            .max(2);
+        let parts: Vec<Option<(String, i32)>> =
+            xs.iter().map(|x| x.value().is_finite().then(|| scientific(*x))).collect();
+        let prec = parts.iter().flatten().map(|(m, _)| fraction_digits(m)).max().unwrap_or(0);
+        let exp_digits =
+            parts.iter().flatten().map(|(_, e)| e.unsigned_abs().to_string().len()).max().unwrap_or(0).max(2);
         parts
             .into_iter()
             .map(|p| {
@@ -148,33 +128,16 @@ fn format_floats(xs: &[Float]) -> Vec<String> {
             })
             .collect()
     } else {
-        xs.iter()
-            .map(|x| x.value().is_finite().then(|| positional(*x)))
-            .collect()
+        xs.iter().map(|x| x.value().is_finite().then(|| positional(*x))).collect()
     };
     // Align finite values on the point; right-align nan and inf to the full width.
     let split = |s: &str| {
         let p = s.find('.').expect("finite floats have a point");
         (s[..p].len(), s[p..].len())
     };
-    let int_w = texts
-        .iter()
-        .flatten()
-        .map(|s| split(s).0)
-        .max()
-        .unwrap_or(0);
-    let rest_w = texts
-        .iter()
-        .flatten()
-        .map(|s| split(s).1)
-        .max()
-        .unwrap_or(0);
-    let odd_w = xs
-        .iter()
-        .filter(|x| !x.value().is_finite())
-        .map(|x| non_finite(x.value()).len())
-        .max()
-        .unwrap_or(0);
+    let int_w = texts.iter().flatten().map(|s| split(s).0).max().unwrap_or(0);
+    let rest_w = texts.iter().flatten().map(|s| split(s).1).max().unwrap_or(0);
+    let odd_w = xs.iter().filter(|x| !x.value().is_finite()).map(|x| non_finite(x.value()).len()).max().unwrap_or(0);
     let width = (int_w + rest_w).max(odd_w);
     let int_w = width - rest_w;
     xs.iter()
@@ -192,18 +155,11 @@ fn format_floats(xs: &[Float]) -> Vec<String> {
 /// Formats the elements at `idx` of `data` with a shared layout (numpy's per-array format).
 fn format_elements(data: &Data, idx: &[usize]) -> Vec<String> {
     let plain: Vec<String> = match data {
-        Data::F32(v) => {
-            return format_floats(&idx.iter().map(|&i| Float::F32(v[i])).collect::<Vec<_>>())
-        }
-        Data::F64(v) => {
-            return format_floats(&idx.iter().map(|&i| Float::F64(v[i])).collect::<Vec<_>>())
-        }
+        Data::F32(v) => return format_floats(&idx.iter().map(|&i| Float::F32(v[i])).collect::<Vec<_>>()),
+        Data::F64(v) => return format_floats(&idx.iter().map(|&i| Float::F64(v[i])).collect::<Vec<_>>()),
         Data::I32(v) => idx.iter().map(|&i| v[i].to_string()).collect(),
         Data::I64(v) => idx.iter().map(|&i| v[i].to_string()).collect(),
-        Data::Bool(v) => idx
-            .iter()
-            .map(|&i| if v[i] { "True" } else { "False" }.to_string())
-            .collect(),
+        Data::Bool(v) => idx.iter().map(|&i| if v[i] { "True" } else { "False" }.to_string()).collect(),
     };
     let w = plain.iter().map(|s| s.len()).max().unwrap_or(0);
     plain.into_iter().map(|s| format!("{s:>w$}")).collect()
@@ -239,24 +195,14 @@ fn format_scalar(data: &Data) -> String {
 /// The indices shown along an axis of extent `n` (`None` marks the elision).
 fn shown(n: usize, summarize: bool) -> Vec<Option<usize>> {
     if summarize && n > 2 * EDGE {
-        (0..EDGE)
-            .map(Some)
-            .chain([None])
-            .chain((n - EDGE..n).map(Some))
-            .collect()
+        (0..EDGE).map(Some).chain([None]).chain((n - EDGE..n).map(Some)).collect()
     } else {
         (0..n).map(Some).collect()
     }
 }
 
 /// Flat indices of the shown elements, in printing order.
-fn shown_indices(
-    shape: &[usize],
-    summarize: bool,
-    axis: usize,
-    offset: usize,
-    out: &mut Vec<usize>,
-) {
+fn shown_indices(shape: &[usize], summarize: bool, axis: usize, offset: usize, out: &mut Vec<usize>) {
     if axis == shape.len() {
         out.push(offset);
         return;
@@ -311,14 +257,7 @@ fn render(
         for (k, item) in items.iter().enumerate() {
             s.push_str(hanging);
             match item {
-                Some(_) => s.push_str(&render(
-                    shape,
-                    axis + 1,
-                    words,
-                    summarize,
-                    &next_hanging,
-                    width - 1,
-                )),
+                Some(_) => s.push_str(&render(shape, axis + 1, words, summarize, &next_hanging, width - 1)),
                 None => s.push_str("..."),
             }
             if k + 1 < items.len() {

@@ -15,10 +15,7 @@ pub(crate) fn unary(op: UnaryOp, x: &Tensor) -> Tensor {
 pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
     let (ta, tb) = (a.ty(), b.ty());
     if ta.dtype != tb.dtype {
-        panic!(
-            "{}: operand dtypes differ: {ta} vs {tb} (convert one with .cast())",
-            op.name()
-        );
+        panic!("{}: operand dtypes differ: {ta} vs {tb} (convert one with .cast())", op.name());
     }
     if ta.shape == tb.shape {
         return bind(Prim::Binary(op), &[a, b]);
@@ -28,17 +25,9 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
     let (a, b) = (&ops[0], &ops[1]);
     // A `match`, not `unwrap_or_else`: a panic inside a closure would report this file's line.
     let Some(shape) = broadcast_shapes(&ta.shape, &tb.shape) else {
-        panic!(
-            "{}: cannot broadcast shapes {:?} and {:?}",
-            op.name(),
-            ta.shape,
-            tb.shape
-        )
+        panic!("{}: cannot broadcast shapes {:?} and {:?}", op.name(), ta.shape, tb.shape)
     };
-    bind(
-        Prim::Binary(op),
-        &[&a.broadcast_to(&shape), &b.broadcast_to(&shape)],
-    )
+    bind(Prim::Binary(op), &[&a.broadcast_to(&shape), &b.broadcast_to(&shape)])
 }
 
 macro_rules! unary_methods {
@@ -493,11 +482,7 @@ pub fn where_(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
         panic!("where_: the predicate must be bool, got {}", pred.ty());
     }
     if on_true.dtype() != on_false.dtype() {
-        panic!(
-            "where_: branch dtypes differ: {} vs {} (convert one with .cast())",
-            on_true.ty(),
-            on_false.ty()
-        );
+        panic!("where_: branch dtypes differ: {} vs {} (convert one with .cast())", on_true.ty(), on_false.ty());
     }
     let (ps, ts, fs) = (pred.shape(), on_true.shape(), on_false.shape());
     let Some(shape) = broadcast_shapes(&ps, &ts).and_then(|s| broadcast_shapes(&s, &fs)) else {
@@ -506,12 +491,5 @@ pub fn where_(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
     // Record the broadcast of concrete operands in the trace of a symbolic one.
     let ops = lift_operands(&[pred, on_true, on_false]);
     let (pred, on_true, on_false) = (&ops[0], &ops[1], &ops[2]);
-    bind(
-        Prim::Select,
-        &[
-            &pred.broadcast_to(&shape),
-            &on_true.broadcast_to(&shape),
-            &on_false.broadcast_to(&shape),
-        ],
-    )
+    bind(Prim::Select, &[&pred.broadcast_to(&shape), &on_true.broadcast_to(&shape), &on_false.broadcast_to(&shape)])
 }

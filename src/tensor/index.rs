@@ -26,13 +26,7 @@ impl Tensor {
     pub fn take(&self, indices: &Tensor, axis: isize) -> Tensor {
         check_indices("take", indices);
         let a = axis_of("take", axis, self.rank());
-        bind(
-            Prim::Gather {
-                axis: a,
-                batch_dims: 0,
-            },
-            &[self, indices],
-        )
+        bind(Prim::Gather { axis: a, batch_dims: 0 }, &[self, indices])
     }
 
     /// TF-style batched gather: the first `batch_dims` axes of `self` and `indices` are shared,
@@ -48,13 +42,7 @@ impl Tensor {
     pub fn gather(&self, indices: &Tensor, axis: isize, batch_dims: usize) -> Tensor {
         check_indices("gather", indices);
         let a = axis_of("gather", axis, self.rank());
-        bind(
-            Prim::Gather {
-                axis: a,
-                batch_dims,
-            },
-            &[self, indices],
-        )
+        bind(Prim::Gather { axis: a, batch_dims }, &[self, indices])
     }
 
     /// Numpy's `take_along_axis`: `indices` has `self`'s shape except along `axis`.
@@ -72,22 +60,12 @@ impl Tensor {
         let a = axis_of("take_along_axis", axis, r);
         let (xs, is) = (self.shape(), indices.shape());
         if is.len() != r || (0..r).any(|i| i != a && xs[i] != is[i]) {
-            panic!(
-                "take_along_axis: indices {:?} must match {:?} except on axis {a}",
-                is, xs
-            );
+            panic!("take_along_axis: indices {:?} must match {:?} except on axis {a}", is, xs);
         }
         let last = r as isize - 1;
         let x = self.moveaxis(a as isize, last);
         let idx = indices.moveaxis(a as isize, last);
-        bind(
-            Prim::Gather {
-                axis: r - 1,
-                batch_dims: r - 1,
-            },
-            &[&x, &idx],
-        )
-        .moveaxis(last, a as isize)
+        bind(Prim::Gather { axis: r - 1, batch_dims: r - 1 }, &[&x, &idx]).moveaxis(last, a as isize)
     }
 
     /// Adds `updates` into a copy of `self` at `indices` along `axis` (the transpose of
@@ -104,13 +82,7 @@ impl Tensor {
     pub fn scatter_add(&self, indices: &Tensor, updates: &Tensor, axis: isize) -> Tensor {
         check_indices("scatter_add", indices);
         let a = axis_of("scatter_add", axis, self.rank());
-        bind(
-            Prim::ScatterAdd {
-                axis: a,
-                batch_dims: 0,
-            },
-            &[self, indices, updates],
-        )
+        bind(Prim::ScatterAdd { axis: a, batch_dims: 0 }, &[self, indices, updates])
     }
 
     /// Window of extent `sizes` starting at the (possibly traced) scalar `starts`, clamped into range.
@@ -125,12 +97,7 @@ impl Tensor {
     pub fn dynamic_slice(&self, starts: &[Tensor], sizes: &[usize]) -> Tensor {
         let mut ins: Vec<&Tensor> = vec![self];
         ins.extend(starts.iter());
-        bind(
-            Prim::DynamicSlice {
-                sizes: sizes.to_vec(),
-            },
-            &ins,
-        )
+        bind(Prim::DynamicSlice { sizes: sizes.to_vec() }, &ins)
     }
 
     /// A copy of `self` with `update` written at the scalar `starts` (clamped so it fits).

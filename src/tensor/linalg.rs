@@ -15,12 +15,7 @@ use crate::Tensor;
 /// assert_eq!(dot_general(&a, &b, (&[1], &[0]), (&[], &[])).to_vec::<f64>(), vec![3.0, 7.0]);
 /// ```
 #[track_caller]
-pub fn dot_general(
-    lhs: &Tensor,
-    rhs: &Tensor,
-    contract: (&[usize], &[usize]),
-    batch: (&[usize], &[usize]),
-) -> Tensor {
+pub fn dot_general(lhs: &Tensor, rhs: &Tensor, contract: (&[usize], &[usize]), batch: (&[usize], &[usize])) -> Tensor {
     bind(
         Prim::DotGeneral {
             lhs_contract: contract.0.to_vec(),
@@ -48,24 +43,15 @@ impl Tensor {
         if sa.is_empty() || sb.is_empty() {
             panic!("matmul: operands must be at least 1-d, got {sa:?} @ {sb:?}");
         }
-        let a = if sa.len() == 1 {
-            self.expand_dims(0)
-        } else {
-            self.clone()
-        };
-        let b = if sb.len() == 1 {
-            other.expand_dims(1)
-        } else {
-            other.clone()
-        };
+        let a = if sa.len() == 1 { self.expand_dims(0) } else { self.clone() };
+        let b = if sb.len() == 1 { other.expand_dims(1) } else { other.clone() };
         let (pa, pb) = (a.shape(), b.shape());
         let (ra, rb) = (pa.len(), pb.len());
         if pa[ra - 1] != pb[rb - 2] {
             panic!("matmul: contracting dimensions differ: {sa:?} @ {sb:?}");
         }
-        let batch = broadcast_shapes(&pa[..ra - 2], &pb[..rb - 2]).unwrap_or_else(|| {
-            panic!("matmul: batch dimensions do not broadcast: {sa:?} @ {sb:?}")
-        });
+        let batch = broadcast_shapes(&pa[..ra - 2], &pb[..rb - 2])
+            .unwrap_or_else(|| panic!("matmul: batch dimensions do not broadcast: {sa:?} @ {sb:?}"));
         let nb = batch.len();
         let a = a.broadcast_to(&[batch.clone(), pa[ra - 2..].to_vec()].concat());
         let b = b.broadcast_to(&[batch.clone(), pb[rb - 2..].to_vec()].concat());
@@ -114,14 +100,9 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn tensordot(&self, other: &Tensor, axes_self: &[isize], axes_other: &[isize]) -> Tensor {
-        let l: Vec<usize> = axes_self
-            .iter()
-            .map(|&a| super::structure::axis_of("tensordot", a, self.rank()))
-            .collect();
-        let r: Vec<usize> = axes_other
-            .iter()
-            .map(|&a| super::structure::axis_of("tensordot", a, other.rank()))
-            .collect();
+        let l: Vec<usize> = axes_self.iter().map(|&a| super::structure::axis_of("tensordot", a, self.rank())).collect();
+        let r: Vec<usize> =
+            axes_other.iter().map(|&a| super::structure::axis_of("tensordot", a, other.rank())).collect();
         dot_general(self, other, (&l, &r), (&[], &[]))
     }
 }
@@ -141,26 +122,18 @@ impl Tensor {
 #[track_caller]
 pub fn einsum(spec: &str, operands: &[&Tensor]) -> Tensor {
     let spec: String = spec.chars().filter(|c| !c.is_whitespace()).collect();
-    let (lhs, out) = spec.split_once("->").unwrap_or_else(|| {
-        panic!("einsum: only the explicit form with '->' is supported, got {spec:?}")
-    });
+    let (lhs, out) = spec
+        .split_once("->")
+        .unwrap_or_else(|| panic!("einsum: only the explicit form with '->' is supported, got {spec:?}"));
     let inputs: Vec<Vec<char>> = lhs.split(',').map(|s| s.chars().collect()).collect();
     let out: Vec<char> = out.chars().collect();
     if inputs.len() != operands.len() {
-        panic!(
-            "einsum: {spec:?} names {} operands, got {}",
-            inputs.len(),
-            operands.len()
-        );
+        panic!("einsum: {spec:?} names {} operands, got {}", inputs.len(), operands.len());
     }
     let mut terms: Vec<(Vec<char>, Tensor)> = Vec::new();
     for (labels, t) in inputs.iter().zip(operands) {
         if labels.len() != t.rank() {
-            panic!(
-                "einsum: operand {labels:?} of {spec:?} has rank {}, got {}",
-                labels.len(),
-                t.ty()
-            );
+            panic!("einsum: operand {labels:?} of {spec:?} has rank {}, got {}", labels.len(), t.ty());
         }
         if labels.iter().any(|c| !c.is_ascii_alphabetic()) {
             panic!("einsum: labels must be letters, got {labels:?}");
@@ -175,27 +148,16 @@ pub fn einsum(spec: &str, operands: &[&Tensor]) -> Tensor {
     // Contract left to right, keeping only the labels that are still needed.
     let (mut labels, mut acc) = terms.remove(0);
     for (i, (rl, rt)) in terms.into_iter().enumerate() {
-        let later: Vec<char> = inputs[i + 2..]
-            .iter()
-            .flatten()
-            .copied()
-            .chain(out.iter().copied())
-            .collect();
+        let later: Vec<char> = inputs[i + 2..].iter().flatten().copied().chain(out.iter().copied()).collect();
         let (l2, t2) = contract_pair(&labels, &acc, &rl, &rt, &later, &spec);
         labels = l2;
         acc = t2;
     }
     // Sum labels absent from the output, then order as requested.
-    let sum_axes: Vec<isize> = (0..labels.len())
-        .filter(|&i| !out.contains(&labels[i]))
-        .map(|i| i as isize)
-        .collect();
+    let sum_axes: Vec<isize> = (0..labels.len()).filter(|&i| !out.contains(&labels[i])).map(|i| i as isize).collect();
     let acc = acc.sum(&sum_axes, false);
     let labels: Vec<char> = labels.into_iter().filter(|c| out.contains(c)).collect();
-    let perm: Vec<isize> = out
-        .iter()
-        .map(|c| labels.iter().position(|l| l == c).unwrap() as isize)
-        .collect();
+    let perm: Vec<isize> = out.iter().map(|c| labels.iter().position(|l| l == c).unwrap() as isize).collect();
     acc.permute(&perm)
 }
 
@@ -210,10 +172,7 @@ fn diagonalize(labels: &[char], t: &Tensor) -> (Vec<char>, Tensor) {
     {
         let shape = t.shape();
         if shape[i] != shape[j] {
-            panic!(
-                "einsum: label {:?} has extents {} and {}",
-                labels[i], shape[i], shape[j]
-            );
+            panic!("einsum: label {:?} has extents {} and {}", labels[i], shape[i], shape[j]);
         }
         // Multiply by an identity mask over (i, j) and sum j away.
         let n = shape[i];
@@ -243,10 +202,7 @@ fn contract_pair(
     for (i, c) in ll.iter().enumerate() {
         if let Some(j) = rl.iter().position(|x| x == c) {
             if ls[i] != rs[j] {
-                panic!(
-                    "einsum: label {c:?} of {spec:?} has extents {} and {}",
-                    ls[i], rs[j]
-                );
+                panic!("einsum: label {c:?} of {spec:?} has extents {} and {}", ls[i], rs[j]);
             }
             if later.contains(c) {
                 batch.0.push(i);
@@ -260,16 +216,10 @@ fn contract_pair(
     let out = dot_general(lt, rt, (&contract.0, &contract.1), (&batch.0, &batch.1));
     let mut labels: Vec<char> = batch.0.iter().map(|&i| ll[i]).collect();
     labels.extend(
-        ll.iter()
-            .enumerate()
-            .filter(|(i, _)| !batch.0.contains(i) && !contract.0.contains(i))
-            .map(|(_, c)| *c),
+        ll.iter().enumerate().filter(|(i, _)| !batch.0.contains(i) && !contract.0.contains(i)).map(|(_, c)| *c),
     );
     labels.extend(
-        rl.iter()
-            .enumerate()
-            .filter(|(j, _)| !batch.1.contains(j) && !contract.1.contains(j))
-            .map(|(_, c)| *c),
+        rl.iter().enumerate().filter(|(j, _)| !batch.1.contains(j) && !contract.1.contains(j)).map(|(_, c)| *c),
     );
     (labels, out)
 }

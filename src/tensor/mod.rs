@@ -56,9 +56,7 @@ pub struct Tensor {
 
 impl Tensor {
     pub(crate) fn traced(t: Traced) -> Tensor {
-        Tensor {
-            repr: Repr::Traced(t),
-        }
+        Tensor { repr: Repr::Traced(t) }
     }
 
     pub(crate) fn as_traced(&self) -> Option<&Traced> {
@@ -93,9 +91,7 @@ impl Tensor {
 
     /// Wraps a concrete array.
     pub fn from_array(a: Array) -> Tensor {
-        Tensor {
-            repr: Repr::Concrete(Arc::new(a)),
-        }
+        Tensor { repr: Repr::Concrete(Arc::new(a)) }
     }
 
     /// The shared storage of a concrete tensor. Panics for a traced one.
@@ -107,9 +103,7 @@ impl Tensor {
     }
 
     pub(crate) fn from_arc(a: Arc<Array>) -> Tensor {
-        Tensor {
-            repr: Repr::Concrete(a),
-        }
+        Tensor { repr: Repr::Concrete(a) }
     }
 
     /// A tensor from a vector and a shape. Panics if the lengths disagree (see [`Tensor::try_from_vec`]).
@@ -135,10 +129,7 @@ impl Tensor {
     /// ```
     pub fn try_from_vec<T: Element>(v: Vec<T>, shape: &[usize]) -> Result<Tensor, Error> {
         if v.len() != numel(shape) {
-            return Err(Error::ShapeMismatch {
-                len: v.len(),
-                shape: shape.to_vec(),
-            });
+            return Err(Error::ShapeMismatch { len: v.len(), shape: shape.to_vec() });
         }
         Ok(Tensor::from_array(Array::from_vec(v, shape.to_vec())))
     }
@@ -219,10 +210,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn arange(start: f64, stop: f64, step: f64, dtype: DType) -> Tensor {
-        assert!(
-            step != 0.0 && step.is_finite(),
-            "arange: step must be finite and non-zero, got {step}"
-        );
+        assert!(step != 0.0 && step.is_finite(), "arange: step must be finite and non-zero, got {step}");
         let n = ((stop - start) / step).ceil().max(0.0) as usize;
         let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
         Tensor::from_vec(v, &[n]).cast(dtype)
@@ -235,15 +223,8 @@ impl Tensor {
     /// assert_eq!(Tensor::linspace(0.0, 1.0, 3, DType::F64).to_vec::<f64>(), vec![0.0, 0.5, 1.0]);
     /// ```
     pub fn linspace(start: f64, stop: f64, n: usize, dtype: DType) -> Tensor {
-        let v: Vec<f64> = (0..n)
-            .map(|i| {
-                if n == 1 {
-                    start
-                } else {
-                    start + (stop - start) * i as f64 / (n - 1) as f64
-                }
-            })
-            .collect();
+        let v: Vec<f64> =
+            (0..n).map(|i| if n == 1 { start } else { start + (stop - start) * i as f64 / (n - 1) as f64 }).collect();
         Tensor::from_vec(v, &[n]).cast(dtype)
     }
 
@@ -269,14 +250,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn iota(shape: &[usize], dim: usize, dtype: DType) -> Tensor {
-        bind(
-            Prim::Iota {
-                dtype,
-                shape: shape.to_vec(),
-                dim,
-            },
-            &[],
-        )
+        bind(Prim::Iota { dtype, shape: shape.to_vec(), dim }, &[])
     }
 
     /// Dtype and shape.
@@ -340,11 +314,7 @@ impl Tensor {
         let a = self.concrete_or_panic("to_vec");
         match a.as_slice::<T>() {
             Some(s) => s.to_vec(),
-            None => panic!(
-                "to_vec: tensor is {}, not {} (use .cast() first)",
-                a.ty(),
-                T::DTYPE
-            ),
+            None => panic!("to_vec: tensor is {}, not {} (use .cast() first)", a.ty(), T::DTYPE),
         }
     }
 
@@ -374,11 +344,7 @@ impl Tensor {
         }
         match a.as_slice::<T>() {
             Some(s) => s[0],
-            None => panic!(
-                "item: tensor is {}, not {} (use .cast() first)",
-                a.ty(),
-                T::DTYPE
-            ),
+            None => panic!("item: tensor is {}, not {} (use .cast() first)", a.ty(), T::DTYPE),
         }
     }
 

@@ -14,13 +14,7 @@ impl Tensor {
         if axes.is_empty() {
             return self.clone();
         }
-        let out = bind(
-            Prim::Reduce {
-                op,
-                axes: axes.clone(),
-            },
-            &[self],
-        );
+        let out = bind(Prim::Reduce { op, axes: axes.clone() }, &[self]);
         if keepdims {
             out.reshape_to(&kept_shape(&self.shape(), &axes))
         } else {
@@ -234,13 +228,8 @@ impl Tensor {
             return self.clone();
         }
         let axes = axes_of(op, axes, self.rank());
-        let shape: Vec<usize> = self
-            .shape()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !axes.contains(i))
-            .map(|(_, &d)| d)
-            .collect();
+        let shape: Vec<usize> =
+            self.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
         self.reshape_to(&shape)
     }
 }
@@ -252,17 +241,10 @@ fn all_axes(t: &Tensor) -> Vec<isize> {
 #[track_caller]
 fn count_over(op: &str, t: &Tensor, axes: &[isize]) -> usize {
     let shape = t.shape();
-    axes_of(op, axes, shape.len())
-        .iter()
-        .map(|&a| shape[a])
-        .product()
+    axes_of(op, axes, shape.len()).iter().map(|&a| shape[a]).product()
 }
 
 /// `shape` with every reduced axis set to 1.
 pub(crate) fn kept_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
-    shape
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
-        .collect()
+    shape.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect()
 }

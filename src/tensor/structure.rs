@@ -48,11 +48,7 @@ impl Tensor {
     #[track_caller]
     pub fn reshape(&self, shape: &[isize]) -> Tensor {
         let n = self.numel();
-        let known: usize = shape
-            .iter()
-            .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
+        let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
         let holes = shape.iter().filter(|&&d| d < 0).count();
         if holes > 1 || shape.iter().any(|&d| d < -1) {
             panic!("reshape: at most one -1 is allowed, got {shape:?}");
@@ -60,10 +56,7 @@ impl Tensor {
         if holes == 1 && (known == 0 || n % known != 0) {
             panic!("reshape: cannot reshape {} into {shape:?}", self.ty())
         }
-        let new: Vec<usize> = shape
-            .iter()
-            .map(|&d| if d >= 0 { d as usize } else { n / known })
-            .collect();
+        let new: Vec<usize> = shape.iter().map(|&d| if d >= 0 { d as usize } else { n / known }).collect();
         self.reshape_to(&new)
     }
 
@@ -78,12 +71,7 @@ impl Tensor {
         if self.shape() == shape {
             return self.clone();
         }
-        bind(
-            Prim::Reshape {
-                shape: shape.to_vec(),
-            },
-            &[self],
-        )
+        bind(Prim::Reshape { shape: shape.to_vec() }, &[self])
     }
 
     /// All elements as one axis.
@@ -111,10 +99,7 @@ impl Tensor {
             return self.clone();
         }
         if own.len() > shape.len() {
-            panic!(
-                "broadcast_to: cannot broadcast {:?} to the lower-rank {shape:?}",
-                own
-            );
+            panic!("broadcast_to: cannot broadcast {:?} to the lower-rank {shape:?}", own);
         }
         let off = shape.len() - own.len();
         for (i, &d) in own.iter().enumerate() {
@@ -122,13 +107,7 @@ impl Tensor {
                 panic!("broadcast_to: cannot broadcast {own:?} to {shape:?}");
             }
         }
-        bind(
-            Prim::BroadcastInDim {
-                shape: shape.to_vec(),
-                dims: (off..shape.len()).collect(),
-            },
-            &[self],
-        )
+        bind(Prim::BroadcastInDim { shape: shape.to_vec(), dims: (off..shape.len()).collect() }, &[self])
     }
 
     /// XLA-style broadcast: operand axis `i` becomes output axis `dims[i]`.
@@ -143,13 +122,7 @@ impl Tensor {
         if self.shape() == shape && dims.iter().enumerate().all(|(i, &d)| i == d) {
             return self.clone();
         }
-        bind(
-            Prim::BroadcastInDim {
-                shape: shape.to_vec(),
-                dims: dims.to_vec(),
-            },
-            &[self],
-        )
+        bind(Prim::BroadcastInDim { shape: shape.to_vec(), dims: dims.to_vec() }, &[self])
     }
 
     /// Permutes axes: output axis `i` is input axis `perm[i]` (negative allowed).
@@ -242,17 +215,10 @@ impl Tensor {
         };
         for &a in &drop {
             if shape[a] != 1 {
-                panic!(
-                    "squeeze: axis {a} of {} has extent {}, not 1",
-                    self.ty(),
-                    shape[a]
-                );
+                panic!("squeeze: axis {a} of {} has extent {}, not 1", self.ty(), shape[a]);
             }
         }
-        let new: Vec<usize> = (0..shape.len())
-            .filter(|i| !drop.contains(i))
-            .map(|i| shape[i])
-            .collect();
+        let new: Vec<usize> = (0..shape.len()).filter(|i| !drop.contains(i)).map(|i| shape[i]).collect();
         self.reshape_to(&new)
     }
 
@@ -280,20 +246,10 @@ impl Tensor {
     #[track_caller]
     pub fn slice(&self, start: &[usize], stop: &[usize], stride: &[usize]) -> Tensor {
         let shape = self.shape();
-        if start == vec![0; shape.len()].as_slice()
-            && stop == shape.as_slice()
-            && stride.iter().all(|&s| s == 1)
-        {
+        if start == vec![0; shape.len()].as_slice() && stop == shape.as_slice() && stride.iter().all(|&s| s == 1) {
             return self.clone();
         }
-        bind(
-            Prim::Slice {
-                start: start.to_vec(),
-                stop: stop.to_vec(),
-                stride: stride.to_vec(),
-            },
-            &[self],
-        )
+        bind(Prim::Slice { start: start.to_vec(), stop: stop.to_vec(), stride: stride.to_vec() }, &[self])
     }
 
     /// Python-style slice of one axis: negative `start`/`stop` count from the end and are clamped.
@@ -328,15 +284,10 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn index(&self, index: isize) -> Tensor {
-        let Some(&n) = self.shape().first() else {
-            panic!("index: cannot index a 0-d tensor")
-        };
+        let Some(&n) = self.shape().first() else { panic!("index: cannot index a 0-d tensor") };
         let i = if index < 0 { index + n as isize } else { index };
         if i < 0 || i >= n as isize {
-            panic!(
-                "index: index {index} is out of range for axis 0 (extent {n}) of {}",
-                self.ty()
-            );
+            panic!("index: index {index} is out of range for axis 0 (extent {n}) of {}", self.ty());
         }
         self.slice_axis(0, i, i + 1, 1).squeeze(&[0])
     }
@@ -351,11 +302,7 @@ impl Tensor {
     #[track_caller]
     pub fn pad(&self, low: &[i64], high: &[i64], interior: &[usize], value: f64) -> Tensor {
         bind(
-            Prim::Pad {
-                low: low.to_vec(),
-                high: high.to_vec(),
-                interior: interior.to_vec(),
-            },
+            Prim::Pad { low: low.to_vec(), high: high.to_vec(), interior: interior.to_vec() },
             &[self, &self.scalar_like(value)],
         )
     }
@@ -368,21 +315,8 @@ impl Tensor {
     /// assert_eq!(x.pad_with(&[1], &[0], &[0], &Tensor::scalar(9.0)).to_vec::<f64>(), vec![9.0, 1.0]);
     /// ```
     #[track_caller]
-    pub fn pad_with(
-        &self,
-        low: &[i64],
-        high: &[i64],
-        interior: &[usize],
-        value: &Tensor,
-    ) -> Tensor {
-        bind(
-            Prim::Pad {
-                low: low.to_vec(),
-                high: high.to_vec(),
-                interior: interior.to_vec(),
-            },
-            &[self, value],
-        )
+    pub fn pad_with(&self, low: &[i64], high: &[i64], interior: &[usize], value: &Tensor) -> Tensor {
+        bind(Prim::Pad { low: low.to_vec(), high: high.to_vec(), interior: interior.to_vec() }, &[self, value])
     }
 
     /// Reverses the order of elements along the given axes.
@@ -413,11 +347,7 @@ impl Tensor {
         let shape = self.shape();
         let a = axis_of("split", axis, shape.len());
         if sizes.iter().sum::<usize>() != shape[a] {
-            panic!(
-                "split: sizes {sizes:?} do not add up to extent {} of axis {a} of {}",
-                shape[a],
-                self.ty()
-            );
+            panic!("split: sizes {sizes:?} do not add up to extent {} of axis {a} of {}", shape[a], self.ty());
         }
         let mut start = 0;
         sizes
@@ -433,14 +363,7 @@ impl Tensor {
     #[track_caller]
     fn cumulative(&self, op: CumOp, axis: isize, reverse: bool) -> Tensor {
         let a = axis_of(op.name(), axis, self.rank());
-        bind(
-            Prim::Cumulative {
-                op,
-                axis: a,
-                reverse,
-            },
-            &[self],
-        )
+        bind(Prim::Cumulative { op, axis: a, reverse }, &[self])
     }
 
     /// Running sum along `axis`.
@@ -502,9 +425,7 @@ impl Tensor {
 /// ```
 #[track_caller]
 pub fn concatenate(tensors: &[Tensor], axis: isize) -> Tensor {
-    let Some(first) = tensors.first() else {
-        panic!("concatenate: needs at least one tensor")
-    };
+    let Some(first) = tensors.first() else { panic!("concatenate: needs at least one tensor") };
     let a = axis_of("concatenate", axis, first.rank());
     if tensors.len() == 1 {
         return first.clone();
@@ -523,9 +444,7 @@ pub fn concatenate(tensors: &[Tensor], axis: isize) -> Tensor {
 /// ```
 #[track_caller]
 pub fn stack(tensors: &[Tensor], axis: isize) -> Tensor {
-    let Some(first) = tensors.first() else {
-        panic!("stack: needs at least one tensor")
-    };
+    let Some(first) = tensors.first() else { panic!("stack: needs at least one tensor") };
     let shape = first.shape();
     if let Some(bad) = tensors.iter().find(|t| t.shape() != shape) {
         panic!("stack: shapes differ: {:?} vs {:?}", shape, bad.shape());

@@ -90,12 +90,7 @@ pub fn trace(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) 
             .iter()
             .map(|ty| {
                 let var = frame.graph.add_input(ty.clone());
-                Tensor::traced(Traced {
-                    trace: id,
-                    level,
-                    var,
-                    ty: ty.clone(),
-                })
+                Tensor::traced(Traced { trace: id, level, var, ty: ty.clone() })
             })
             .collect()
     });
@@ -107,11 +102,7 @@ pub fn trace(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) 
         s.pop().expect("trace frame present")
     });
     drop(guard);
-    TracedGraph {
-        graph: frame.graph,
-        num_args: in_types.len(),
-        captures: frame.captures,
-    }
+    TracedGraph { graph: frame.graph, num_args: in_types.len(), captures: frame.captures }
 }
 
 /// The var of `t` inside `frame`, lifting constants and outer values as needed.
@@ -123,9 +114,7 @@ fn lift(frame: &mut Frame, t: &Tensor) -> Var {
             if let Some(&v) = frame.constants.get(&key) {
                 return v;
             }
-            let v = frame
-                .graph
-                .push_typed(Prim::Constant(a.clone()), vec![], a.ty());
+            let v = frame.graph.push_typed(Prim::Constant(a.clone()), vec![], a.ty());
             frame.constants.insert(key, v);
             v
         }
@@ -161,10 +150,7 @@ fn check_alive(stack: &[Frame], tr: &Traced) {
 /// constant instead of running eagerly and baking a large one into the graph.
 #[track_caller]
 pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
-    let top = inputs
-        .iter()
-        .filter_map(|t| t.as_traced())
-        .max_by_key(|tr| tr.level);
+    let top = inputs.iter().filter_map(|t| t.as_traced()).max_by_key(|tr| tr.level);
     let Some(top) = top else {
         return inputs.iter().map(|&t| t.clone()).collect();
     };
@@ -179,12 +165,7 @@ pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
                 Repr::Concrete(a) => {
                     let ty = a.ty();
                     let var = lift(frame, t);
-                    Tensor::traced(Traced {
-                        trace,
-                        level,
-                        var,
-                        ty,
-                    })
+                    Tensor::traced(Traced { trace, level, var, ty })
                 }
                 Repr::Traced(_) => t.clone(),
             })
@@ -204,16 +185,10 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
         Ok(ty) => ty,
         Err(e) => panic!("{}: {e}", prim.name()),
     };
-    let top = inputs
-        .iter()
-        .filter_map(|t| t.as_traced())
-        .max_by_key(|tr| tr.level);
+    let top = inputs.iter().filter_map(|t| t.as_traced()).max_by_key(|tr| tr.level);
     match top {
         None => {
-            let arrays: Vec<&Array> = inputs
-                .iter()
-                .map(|t| t.as_concrete().expect("concrete operand"))
-                .collect();
+            let arrays: Vec<&Array> = inputs.iter().map(|t| t.as_concrete().expect("concrete operand")).collect();
             Tensor::from_array(crate::backend::cpu::execute(&prim, &arrays, &ty))
         }
         Some(top) => {
@@ -228,12 +203,7 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
                 let frame = &mut s[level];
                 let vars: Vec<Var> = inputs.iter().map(|t| lift(frame, t)).collect();
                 let var = frame.graph.push_typed(prim, vars, ty.clone());
-                Tensor::traced(Traced {
-                    trace,
-                    level,
-                    var,
-                    ty,
-                })
+                Tensor::traced(Traced { trace, level, var, ty })
             })
         }
     }
@@ -249,13 +219,7 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
 /// Values are dropped after their last use.
 #[track_caller]
 pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
-    assert_eq!(
-        args.len(),
-        g.inputs.len(),
-        "graph expects {} arguments, got {}",
-        g.inputs.len(),
-        args.len()
-    );
+    assert_eq!(args.len(), g.inputs.len(), "graph expects {} arguments, got {}", g.inputs.len(), args.len());
     let mut uses = vec![0u32; g.nodes.len()];
     for n in &g.nodes {
         for v in &n.inputs {
@@ -266,10 +230,7 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
         uses[v.index()] += 1;
     }
     // When re-emitting, the symbolic argument of the highest trace, into which constants go.
-    let anchor = args
-        .iter()
-        .filter(|t| t.is_traced())
-        .max_by_key(|t| t.as_traced().map(|tr| tr.level));
+    let anchor = args.iter().filter(|t| t.is_traced()).max_by_key(|t| t.as_traced().map(|tr| tr.level));
     let mut env: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         let value = match &node.prim {
@@ -282,11 +243,8 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
                 }
             }
             prim => {
-                let ins: Vec<&Tensor> = node
-                    .inputs
-                    .iter()
-                    .map(|v| env[v.index()].as_ref().expect("live value"))
-                    .collect();
+                let ins: Vec<&Tensor> =
+                    node.inputs.iter().map(|v| env[v.index()].as_ref().expect("live value")).collect();
                 bind(prim.clone(), &ins)
             }
         };
@@ -298,10 +256,7 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
             }
         }
     }
-    g.outputs
-        .iter()
-        .map(|v| env[v.index()].clone().expect("output value"))
-        .collect()
+    g.outputs.iter().map(|v| env[v.index()].clone().expect("output value")).collect()
 }
 
 /// Traces a closure over tensors of the given types into a [`Graph`].
@@ -317,9 +272,6 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
 #[track_caller]
 pub fn trace_graph(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> Graph {
     let t = trace(in_types, f);
-    assert!(
-        t.captures.is_empty(),
-        "trace_graph: the closure captured values of an outer trace; use trace()"
-    );
+    assert!(t.captures.is_empty(), "trace_graph: the closure captured values of an outer trace; use trace()");
     t.graph
 }

@@ -20,7 +20,7 @@ fn basis(like: &Tensor) -> Tensor {
 /// assert_eq!(j.to_vec::<f64>(), vec![2.0, 0.0, 0.0, 4.0]);
 /// ```
 pub fn jacfwd(f: impl Fn(&Tensor) -> Tensor) -> impl Fn(&Tensor) -> Tensor {
-    move |x: &Tensor| {
+    super::jit(move |x: &Tensor| {
         let push = |t: &Tensor| jvp(&f, x, t).1;
         let cols = vmap(push)(&basis(x)); // [n_in, out...]
         let in_shape = x.shape();
@@ -28,7 +28,7 @@ pub fn jacfwd(f: impl Fn(&Tensor) -> Tensor) -> impl Fn(&Tensor) -> Tensor {
         let m: usize = out_shape.iter().product();
         let j = cols.reshape_to(&[x.numel(), m]).t();
         j.reshape_to(&[out_shape, in_shape].concat())
-    }
+    })
 }
 
 /// Reverse-mode Jacobian: for `f: [in...] -> [out...]`, a tensor of shape `[out..., in...]`.
@@ -40,11 +40,11 @@ pub fn jacfwd(f: impl Fn(&Tensor) -> Tensor) -> impl Fn(&Tensor) -> Tensor {
 /// assert_eq!(j.to_vec::<f64>(), vec![4.0, 1.0, 2.0, 5.0]);
 /// ```
 pub fn jacrev(f: impl Fn(&Tensor) -> Tensor) -> impl Fn(&Tensor) -> Tensor {
-    move |x: &Tensor| {
+    super::jit(move |x: &Tensor| {
         let (y, pb) = vjp(&f, x);
         let rows = vmap(|ct: &Tensor| pb.call(ct))(&basis(&y)); // [n_out, in...]
         rows.reshape_to(&[y.shape(), x.shape()].concat())
-    }
+    })
 }
 
 /// The Hessian of a scalar function, forward-over-reverse (`jacfwd(grad(f))`): shape `[in..., in...]`.

@@ -38,11 +38,7 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
     let (traced, _) = trace_tree(f, example, &types_of(&leaves));
     let optimized = optimize(&traced.graph);
     let plan = Plan::new(&optimized).dump();
-    Inspection {
-        traced: traced.graph,
-        optimized,
-        plan,
-    }
+    Inspection { traced: traced.graph, optimized, plan }
 }
 
 /// Compiles `f`: the first call with a given input signature (dtypes and shapes of the
@@ -72,11 +68,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             return f(x);
         }
         let key = types_of(&leaves);
-        let cached = cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+        let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         let compiled = match cached {
             Some(c) => c,
             None => {
@@ -90,16 +82,10 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 let optimized = optimize(&traced.graph);
                 let plan = Plan::new(&optimized);
                 if std::env::var_os("COTANGENT_DUMP").is_some_and(|v| v != "0") {
-                    eprintln!(
-                        "cotangent: compiled for {key:?}\n{optimized}{}",
-                        plan.dump()
-                    );
+                    eprintln!("cotangent: compiled for {key:?}\n{optimized}{}", plan.dump());
                 }
                 let c = Arc::new(Compiled { plan, template });
-                cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, c.clone());
+                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, c.clone());
                 c
             }
         };

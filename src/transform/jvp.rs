@@ -8,11 +8,7 @@ use crate::{Tensor, Tree};
 
 /// Evaluates `g` on `args` and pushes `tangents` (`None` = zero) through it.
 /// Returns the outputs and their tangents (`None` where provably zero).
-pub(crate) fn jvp_graph(
-    g: &Graph,
-    args: &[Tensor],
-    tangents: &[Option<Tensor>],
-) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
+pub(crate) fn jvp_graph(g: &Graph, args: &[Tensor], tangents: &[Option<Tensor>]) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
     let mut val: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     let mut tan: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
@@ -23,27 +19,15 @@ pub(crate) fn jvp_graph(
             }
             Prim::Constant(a) => val[i] = Some(Tensor::from_arc(a.clone())),
             prim => {
-                let xs: Vec<&Tensor> = node
-                    .inputs
-                    .iter()
-                    .map(|v| val[v.index()].as_ref().expect("value"))
-                    .collect();
-                let ts: Vec<Option<&Tensor>> = node
-                    .inputs
-                    .iter()
-                    .map(|v| tan[v.index()].as_ref())
-                    .collect();
+                let xs: Vec<&Tensor> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
+                let ts: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| tan[v.index()].as_ref()).collect();
                 let y = bind(prim.clone(), &xs);
                 tan[i] = rules::jvp(prim, &xs, &ts, &y);
                 val[i] = Some(y);
             }
         }
     }
-    let outs = g
-        .outputs
-        .iter()
-        .map(|v| val[v.index()].clone().expect("output"))
-        .collect();
+    let outs = g.outputs.iter().map(|v| val[v.index()].clone().expect("output")).collect();
     let touts = g.outputs.iter().map(|v| tan[v.index()].clone()).collect();
     (outs, touts)
 }
@@ -52,11 +36,7 @@ pub(crate) fn jvp_graph(
 #[track_caller]
 pub(crate) fn tangent_for(what: &str, primal: &Tensor, tangent: &Tensor) -> Option<Tensor> {
     if primal.ty() != tangent.ty() {
-        panic!(
-            "{what}: tangent {} does not match its primal {}",
-            tangent.ty(),
-            primal.ty()
-        );
+        panic!("{what}: tangent {} does not match its primal {}", tangent.ty(), primal.ty());
     }
     primal.dtype().is_float().then(|| tangent.clone())
 }
@@ -73,26 +53,14 @@ pub(crate) fn tangent_for(what: &str, primal: &Tensor, tangent: &Tensor) -> Opti
 pub fn jvp<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A, tangents: &A) -> (B, B) {
     let (p, t) = (primals.leaves(), tangents.leaves());
     if p.len() != t.len() {
-        panic!(
-            "jvp: primals have {} leaves but tangents have {}",
-            p.len(),
-            t.len()
-        );
+        panic!("jvp: primals have {} leaves but tangents have {}", p.len(), t.len());
     }
     let (traced, template) = trace_tree(f, primals, &types_of(&p));
     let mut args = p.clone();
     args.extend(traced.captures.iter().cloned());
-    let mut tans: Vec<Option<Tensor>> = p
-        .iter()
-        .zip(&t)
-        .map(|(p, t)| tangent_for("jvp", p, t))
-        .collect();
+    let mut tans: Vec<Option<Tensor>> = p.iter().zip(&t).map(|(p, t)| tangent_for("jvp", p, t)).collect();
     tans.resize(args.len(), None);
     let (outs, touts) = jvp_graph(&traced.graph, &args, &tans);
-    let touts: Vec<Tensor> = touts
-        .into_iter()
-        .zip(&outs)
-        .map(|(t, y)| t.unwrap_or_else(|| y.zeros_like()))
-        .collect();
+    let touts: Vec<Tensor> = touts.into_iter().zip(&outs).map(|(t, y)| t.unwrap_or_else(|| y.zeros_like())).collect();
     (template.rebuild_from(outs), template.rebuild_from(touts))
 }

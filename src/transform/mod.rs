@@ -25,8 +25,8 @@ pub use jac::{hessian, hvp, jacfwd, jacrev};
 pub use jit::{jit, jit_inspect, Inspection};
 pub use jvp::jvp;
 pub use vjp::{
-    grad, grad_with_aux, linear_transpose, linearize, value_and_grad, value_and_grad_with_aux, vjp,
-    Linearized, Pullback,
+    grad, grad_with_aux, linear_transpose, linearize, value_and_grad, value_and_grad_with_aux, vjp, Linearized,
+    Pullback,
 };
 pub use vmap::{vmap, vmap_axes};
 

@@ -24,30 +24,21 @@ struct LinearGraph {
 
 /// Runs `f` at `primals` and records its linearization, with tangents for the float leaves.
 #[track_caller]
-fn linearize_flat<A: Tree, B: Tree>(
-    f: impl Fn(&A) -> B,
-    primals: &A,
-) -> (Vec<Tensor>, B, LinearGraph) {
+fn linearize_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (Vec<Tensor>, B, LinearGraph) {
     let p = primals.leaves();
     let (traced, template) = trace_tree(f, primals, &types_of(&p));
     let mut args = p.clone();
     args.extend(traced.captures.iter().cloned());
     let linear_args: Vec<bool> = p.iter().map(|t| t.dtype().is_float()).collect();
-    let tangent_types: Vec<TensorType> = p
-        .iter()
-        .filter(|t| t.dtype().is_float())
-        .map(|t| t.ty())
-        .collect();
+    let tangent_types: Vec<TensorType> = p.iter().filter(|t| t.dtype().is_float()).map(|t| t.ty()).collect();
     let mut outs = Vec::new();
     let mut nonzero_outs = Vec::new();
     // Primal operations have concrete (or outer) operands and run now; tangent operations
     // involve the symbolic tangents and are recorded: that recording is the linear graph.
     let lin = trace(&tangent_types, |tangents| {
         let mut it = tangents.iter();
-        let mut tans: Vec<Option<Tensor>> = linear_args
-            .iter()
-            .map(|&l| if l { it.next().cloned() } else { None })
-            .collect();
+        let mut tans: Vec<Option<Tensor>> =
+            linear_args.iter().map(|&l| if l { it.next().cloned() } else { None }).collect();
         tans.resize(args.len(), None);
         let (o, touts) = jvp_graph(&traced.graph, &args, &tans);
         outs = o;
@@ -69,24 +60,14 @@ fn linearize_flat<A: Tree, B: Tree>(
 impl LinearGraph {
     /// Applies the linear map to tangents of every argument.
     fn apply(&self, tangents: &[Tensor]) -> Vec<Tensor> {
-        let mut ins: Vec<Tensor> = tangents
-            .iter()
-            .zip(&self.linear_args)
-            .filter(|(_, &l)| l)
-            .map(|(t, _)| t.clone())
-            .collect();
+        let mut ins: Vec<Tensor> =
+            tangents.iter().zip(&self.linear_args).filter(|(_, &l)| l).map(|(t, _)| t.clone()).collect();
         ins.extend(self.residuals.iter().cloned());
         let mut outs = eval_graph(&self.graph, &ins).into_iter();
         self.out_types
             .iter()
             .zip(&self.nonzero_outs)
-            .map(|(ty, &nz)| {
-                if nz {
-                    outs.next().expect("output")
-                } else {
-                    Tensor::zeros(&ty.shape, ty.dtype)
-                }
-            })
+            .map(|(ty, &nz)| if nz { outs.next().expect("output") } else { Tensor::zeros(&ty.shape, ty.dtype) })
             .collect()
     }
 
@@ -95,31 +76,18 @@ impl LinearGraph {
     fn transpose(&self, cts: &[Tensor]) -> Vec<Tensor> {
         for (ct, ty) in cts.iter().zip(&self.out_types) {
             if &ct.ty() != ty {
-                panic!(
-                    "vjp: cotangent {} does not match the output {}",
-                    ct.ty(),
-                    ty
-                );
+                panic!("vjp: cotangent {} does not match the output {}", ct.ty(), ty);
             }
         }
-        let graph_cts: Vec<Option<Tensor>> = cts
-            .iter()
-            .zip(&self.nonzero_outs)
-            .filter(|(_, &nz)| nz)
-            .map(|(c, _)| Some(c.clone()))
-            .collect();
+        let graph_cts: Vec<Option<Tensor>> =
+            cts.iter().zip(&self.nonzero_outs).filter(|(_, &nz)| nz).map(|(c, _)| Some(c.clone())).collect();
         let n_linear = self.linear_args.iter().filter(|&&l| l).count();
-        let mut lin_cts =
-            transpose_graph(&self.graph, n_linear, &self.residuals, &graph_cts).into_iter();
+        let mut lin_cts = transpose_graph(&self.graph, n_linear, &self.residuals, &graph_cts).into_iter();
         self.arg_types
             .iter()
             .zip(&self.linear_args)
             .map(|(ty, &l)| {
-                let ct = if l {
-                    lin_cts.next().expect("cotangent")
-                } else {
-                    None
-                };
+                let ct = if l { lin_cts.next().expect("cotangent") } else { None };
                 ct.unwrap_or_else(|| Tensor::zeros(&ty.shape, ty.dtype))
             })
             .collect()
@@ -149,11 +117,8 @@ pub(crate) fn transpose_graph(
                 if node.inputs.iter().any(|v| linear[v.index()]) {
                     linear[i] = true;
                 } else {
-                    let xs: Vec<&Tensor> = node
-                        .inputs
-                        .iter()
-                        .map(|v| val[v.index()].as_ref().expect("value"))
-                        .collect();
+                    let xs: Vec<&Tensor> =
+                        node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
                     val[i] = Some(bind(prim.clone(), &xs));
                 }
             }
@@ -199,10 +164,7 @@ pub(crate) fn transpose_graph(
             }
         }
     }
-    g.inputs[..n_linear]
-        .iter()
-        .map(|v| ct[v.index()].take())
-        .collect()
+    g.inputs[..n_linear].iter().map(|v| ct[v.index()].take()).collect()
 }
 
 /// The linear map returned by [`linearize`]: call it on tangents.
@@ -236,13 +198,7 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     /// assert_eq!(lin.num_residuals(), 2); // cos(x) and exp(y)
     /// ```
     pub fn num_residuals(&self) -> usize {
-        let constants = self
-            .lin
-            .graph
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.prim, Prim::Constant(_)))
-            .count();
+        let constants = self.lin.graph.nodes.iter().filter(|n| matches!(n.prim, Prim::Constant(_))).count();
         constants + self.lin.residuals.len()
     }
 
@@ -257,13 +213,8 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     pub fn call(&self, tangents: &A) -> B {
         let t = tangents.leaves();
         let primal_types = &self.lin.arg_types;
-        if t.len() != primal_types.len() || t.iter().zip(primal_types).any(|(t, ty)| &t.ty() != ty)
-        {
-            panic!(
-                "linearize: tangents {:?} do not match the primals {:?}",
-                types_of(&t),
-                primal_types
-            );
+        if t.len() != primal_types.len() || t.iter().zip(primal_types).any(|(t, ty)| &t.ty() != ty) {
+            panic!("linearize: tangents {:?} do not match the primals {:?}", types_of(&t), primal_types);
         }
         self.out_template.rebuild_from(self.lin.apply(&t))
     }
@@ -279,8 +230,7 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     /// ```
     #[track_caller]
     pub fn transpose(&self, cotangents: &B) -> A {
-        self.arg_template
-            .rebuild_from(self.lin.transpose(&cotangents.leaves()))
+        self.arg_template.rebuild_from(self.lin.transpose(&cotangents.leaves()))
     }
 }
 
@@ -297,14 +247,7 @@ pub fn linearize<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (B, Line
     let (outs, template, lin) = linearize_flat(f, primals);
     let out = template.rebuild_from(outs.clone());
     let out_template = template.rebuild_from(outs);
-    (
-        out,
-        Linearized {
-            lin,
-            arg_template: primals.rebuild_from(primals.leaves()),
-            out_template,
-        },
-    )
+    (out, Linearized { lin, arg_template: primals.rebuild_from(primals.leaves()), out_template })
 }
 
 /// The pullback returned by [`vjp`]: maps output cotangents to input cotangents.
@@ -345,9 +288,7 @@ pub fn vjp<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (B, Pullback<A
 fn check_scalar(what: &str, y: &Tensor) {
     let ty = y.ty();
     if ty.rank() != 0 || !ty.dtype.is_float() {
-        panic!(
-            "{what}: the function must return a 0-d float tensor to be differentiated, got {ty}"
-        );
+        panic!("{what}: the function must return a 0-d float tensor to be differentiated, got {ty}");
     }
 }
 
@@ -361,15 +302,18 @@ fn check_scalar(what: &str, y: &Tensor) {
 /// assert_eq!(g.to_vec::<f64>(), vec![2.0, 4.0]);
 /// ```
 pub fn value_and_grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> (Tensor, A) {
-    move |x: &A| {
+    super::jit(move |x: &A| {
         let (y, pb) = vjp(&f, x);
         check_scalar("grad", &y);
         let g = pb.call(&y.ones_like());
         (y, g)
-    }
+    })
 }
 
 /// The gradient of a scalar-valued `f`, as a function of the same tree type.
+///
+/// The returned function compiles itself per input signature (see [`jit`](super::jit)),
+/// so calling it in a training loop traces and optimises only once.
 ///
 /// ```
 /// use cotangent::{grad, Tensor};
@@ -394,10 +338,8 @@ pub fn grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> A {
 /// let ((loss, aux), g) = vg(&Tensor::scalar(3.0));
 /// assert_eq!((loss.item::<f64>(), aux.item::<f64>(), g.item::<f64>()), (9.0, 9.0, 6.0));
 /// ```
-pub fn value_and_grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(
-    f: F,
-) -> impl Fn(&A) -> ((Tensor, X), A) {
-    move |x: &A| {
+pub fn value_and_grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(f: F) -> impl Fn(&A) -> ((Tensor, X), A) {
+    super::jit(move |x: &A| {
         let (outs, template, lin) = linearize_flat(&f, x);
         let (y, aux) = template.rebuild_from(outs.clone());
         check_scalar("grad", &y);
@@ -407,7 +349,7 @@ pub fn value_and_grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(
         cts[0] = y.ones_like();
         let g = x.rebuild_from(lin.transpose(&cts));
         ((y, aux), g)
-    }
+    })
 }
 
 /// Like [`grad`] for a function that also returns auxiliary data: gives `(gradient, aux)`.
@@ -445,11 +387,6 @@ pub fn linear_transpose<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> i
         let c: Vec<Option<Tensor>> = cts.leaves().into_iter().map(Some).collect();
         let out = transpose_graph(&traced.graph, n, &traced.captures, &c);
         let zeros = leaves.iter().map(|t| t.zeros_like());
-        arg_template.rebuild_from(
-            out.into_iter()
-                .zip(zeros)
-                .map(|(c, z)| c.unwrap_or(z))
-                .collect(),
-        )
+        arg_template.rebuild_from(out.into_iter().zip(zeros).map(|(c, z)| c.unwrap_or(z)).collect())
     }
 }

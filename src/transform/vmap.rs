@@ -8,23 +8,15 @@ use crate::{Tensor, Tree};
 
 /// Evaluates `g` on arguments of which those marked `batched` carry a leading batch axis
 /// of extent `size`. Returns each output and whether it is batched.
-pub(crate) fn batch_graph(
-    g: &Graph,
-    args: &[Tensor],
-    batched: &[bool],
-    size: usize,
-) -> Vec<(Tensor, bool)> {
+pub(crate) fn batch_graph(g: &Graph, args: &[Tensor], batched: &[bool], size: usize) -> Vec<(Tensor, bool)> {
     let mut val: Vec<Option<(Tensor, bool)>> = vec![None; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         val[i] = Some(match &node.prim {
             Prim::Input(k) => (args[*k].clone(), batched[*k]),
             Prim::Constant(a) => (Tensor::from_arc(a.clone()), false),
             prim => {
-                let ins: Vec<&(Tensor, bool)> = node
-                    .inputs
-                    .iter()
-                    .map(|v| val[v.index()].as_ref().expect("value"))
-                    .collect();
+                let ins: Vec<&(Tensor, bool)> =
+                    node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
                 if ins.iter().any(|(_, b)| *b) {
                     let xs: Vec<Tensor> = ins.iter().map(|(t, _)| t.clone()).collect();
                     let bs: Vec<bool> = ins.iter().map(|(_, b)| *b).collect();
@@ -36,10 +28,7 @@ pub(crate) fn batch_graph(
             }
         });
     }
-    g.outputs
-        .iter()
-        .map(|v| val[v.index()].clone().expect("output"))
-        .collect()
+    g.outputs.iter().map(|v| val[v.index()].clone().expect("output")).collect()
 }
 
 /// Maps `f` over axis 0 of every leaf of its argument, stacking outputs along axis 0.
@@ -53,10 +42,10 @@ pub(crate) fn batch_graph(
 /// assert_eq!(per_example(&xs).shape(), vec![2, 2]);
 /// ```
 pub fn vmap<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
-    move |x: &A| {
+    super::jit(move |x: &A| {
         let n = x.leaves().len();
         vmap_flat(&f, x, &vec![Some(0); n], 0)
-    }
+    })
 }
 
 /// [`vmap`] with an input axis per leaf of the argument (`None`: not mapped, passed whole
@@ -75,23 +64,14 @@ pub fn vmap_axes<A: Tree, B: Tree>(
     in_axes: Vec<Option<isize>>,
     out_axis: isize,
 ) -> impl Fn(&A) -> B {
-    move |x: &A| vmap_flat(&f, x, &in_axes, out_axis)
+    super::jit(move |x: &A| vmap_flat(&f, x, &in_axes, out_axis))
 }
 
 #[track_caller]
-fn vmap_flat<A: Tree, B: Tree>(
-    f: impl Fn(&A) -> B,
-    x: &A,
-    in_axes: &[Option<isize>],
-    out_axis: isize,
-) -> B {
+fn vmap_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, x: &A, in_axes: &[Option<isize>], out_axis: isize) -> B {
     let leaves = x.leaves();
     if in_axes.len() != leaves.len() {
-        panic!(
-            "vmap: {} in_axes given for an argument with {} leaves",
-            in_axes.len(),
-            leaves.len()
-        );
+        panic!("vmap: {} in_axes given for an argument with {} leaves", in_axes.len(), leaves.len());
     }
     let mut size: Option<usize> = None;
     let mut moved = Vec::with_capacity(leaves.len());
@@ -104,10 +84,7 @@ fn vmap_flat<A: Tree, B: Tree>(
                 let n = t.shape()[a];
                 if let Some(s) = size {
                     if s != n {
-                        panic!(
-                            "vmap: mapped axes have different sizes: {s} and {n} (leaf {})",
-                            t.ty()
-                        );
+                        panic!("vmap: mapped axes have different sizes: {s} and {n} (leaf {})", t.ty());
                     }
                 }
                 size = Some(n);
@@ -115,8 +92,7 @@ fn vmap_flat<A: Tree, B: Tree>(
             }
         }
     }
-    let size =
-        size.unwrap_or_else(|| panic!("vmap: no argument leaf is mapped (every in_axes is None)"));
+    let size = size.unwrap_or_else(|| panic!("vmap: no argument leaf is mapped (every in_axes is None)"));
     let batched: Vec<bool> = in_axes.iter().map(|a| a.is_some()).collect();
     let per_example: Vec<_> = moved
         .iter()
@@ -137,11 +113,7 @@ fn vmap_flat<A: Tree, B: Tree>(
     let outs = batch_graph(&traced.graph, &args, &flags, size)
         .into_iter()
         .map(|(t, b)| {
-            let t = if b {
-                t
-            } else {
-                rules::with_batch_axis(&t, size)
-            };
+            let t = if b { t } else { rules::with_batch_axis(&t, size) };
             t.moveaxis(0, out_axis)
         })
         .collect();

@@ -43,16 +43,9 @@ pub fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
 /// Asserts element-wise closeness, with a message naming the context and the first bad element.
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: lengths differ: {got:?} vs {want:?}"
-    );
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ: {got:?} vs {want:?}");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            close(g, w, rtol, atol),
-            "{what}: element {i}: got {g:e}, want {w:e}\n got  {got:?}\n want {want:?}"
-        );
+        assert!(close(g, w, rtol, atol), "{what}: element {i}: got {g:e}, want {w:e}\n got  {got:?}\n want {want:?}");
     }
 }
 
@@ -61,11 +54,7 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64)
 pub fn assert_tensor(what: &str, t: &Tensor, dtype: DType, shape: &[usize], want: &[f64]) {
     assert_eq!(t.dtype(), dtype, "{what}: dtype");
     assert_eq!(t.shape(), shape, "{what}: shape");
-    let (rtol, atol) = if dtype == DType::F32 {
-        (2e-6, 1e-30)
-    } else {
-        (1e-14, 1e-300)
-    };
+    let (rtol, atol) = if dtype == DType::F32 { (2e-6, 1e-30) } else { (1e-14, 1e-300) };
     assert_close(what, &t.to_f64_vec(), want, rtol, atol);
 }
 
@@ -115,13 +104,7 @@ pub fn panic_message<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Strin
 
 /// Reference reduction over `axes` of a row-major `x` of `shape`, by index arithmetic.
 /// Returns the values in row-major order of the kept axes.
-pub fn reduce_ref(
-    x: &[f64],
-    shape: &[usize],
-    axes: &[usize],
-    init: f64,
-    f: impl Fn(f64, f64) -> f64,
-) -> Vec<f64> {
+pub fn reduce_ref(x: &[f64], shape: &[usize], axes: &[usize], init: f64, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
     let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
     let out_n: usize = kept.iter().map(|&a| shape[a]).product();
     let mut out = vec![init; out_n];
@@ -148,16 +131,11 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407))
+        Rng(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
     }
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Uniform in [lo, hi).
@@ -167,10 +145,7 @@ impl Rng {
     /// A tensor with entries uniform in [lo, hi).
     pub fn tensor(&mut self, shape: &[usize], lo: f64, hi: f64) -> Tensor {
         let n: usize = shape.iter().product();
-        Tensor::from_vec(
-            (0..n).map(|_| self.range(lo, hi)).collect::<Vec<f64>>(),
-            shape,
-        )
+        Tensor::from_vec((0..n).map(|_| self.range(lo, hi)).collect::<Vec<f64>>(), shape)
     }
     /// A tensor like `t` (f64) with entries uniform in [-1, 1).
     pub fn like(&mut self, t: &Tensor) -> Tensor {
@@ -184,20 +159,14 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
     let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
     let scale = 1.0 + y.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    x.iter()
-        .zip(&y)
-        .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()))
-        / scale
+    x.iter().zip(&y).fold(0.0f64, |m, (p, q)| m.max((p - q).abs())) / scale
 }
 
 /// Asserts two tensors agree to `tol` (relative to the magnitude of `expected`).
 #[track_caller]
 pub fn assert_tensors_close(actual: &Tensor, expected: &Tensor, tol: f64, what: &str) {
     let e = rel_err(actual, expected);
-    assert!(
-        e <= tol,
-        "{what}: error {e:.3e} > {tol:.1e}\nactual:\n{actual}\nexpected:\n{expected}"
-    );
+    assert!(e <= tol, "{what}: error {e:.3e} > {tol:.1e}\nactual:\n{actual}\nexpected:\n{expected}");
 }
 
 pub fn f64s(v: &[f64], shape: &[usize]) -> Tensor {

@@ -24,9 +24,7 @@ fn permuted<'a>(x: &'a Array, perm: &[usize]) -> Cow<'a, Data> {
 
 /// Axes of a rank-`rank` operand that are neither contracted nor batch, in order.
 fn free_axes(rank: usize, contract: &[usize], batch: &[usize]) -> Vec<usize> {
-    (0..rank)
-        .filter(|a| !contract.contains(a) && !batch.contains(a))
-        .collect()
+    (0..rank).filter(|a| !contract.contains(a) && !batch.contains(a)).collect()
 }
 
 /// General contraction: output axes are batch, lhs free, rhs free.
@@ -41,14 +39,8 @@ pub fn dot_general(
 ) -> Array {
     let lf = free_axes(lhs.shape.len(), lc, lb);
     let rf = free_axes(rhs.shape.len(), rc, rb);
-    let extent =
-        |x: &Array, axes: &[usize]| -> usize { axes.iter().map(|&a| x.shape[a]).product() };
-    let (b, m, k, n) = (
-        extent(lhs, lb),
-        extent(lhs, &lf),
-        extent(lhs, lc),
-        extent(rhs, &rf),
-    );
+    let extent = |x: &Array, axes: &[usize]| -> usize { axes.iter().map(|&a| x.shape[a]).product() };
+    let (b, m, k, n) = (extent(lhs, lb), extent(lhs, &lf), extent(lhs, lc), extent(rhs, &rf));
     if b * m * n == 0 || k == 0 {
         // Empty output, or an empty sum: zeros, without touching the operands.
         return Array::full(out.dtype, out.shape.clone(), 0.0);
@@ -61,12 +53,12 @@ pub fn dot_general(
     let data = match (l.as_ref(), r.as_ref()) {
         (Data::F32(a), Data::F32(c)) => Data::F32(gemm_batched(a, c, dims)),
         (Data::F64(a), Data::F64(c)) => Data::F64(gemm_batched(a, c, dims)),
-        (Data::I32(a), Data::I32(c)) => Data::I32(int_batched(a, c, dims, |acc, x, y| {
-            acc.wrapping_add(x.wrapping_mul(y))
-        })),
-        (Data::I64(a), Data::I64(c)) => Data::I64(int_batched(a, c, dims, |acc, x, y| {
-            acc.wrapping_add(x.wrapping_mul(y))
-        })),
+        (Data::I32(a), Data::I32(c)) => {
+            Data::I32(int_batched(a, c, dims, |acc, x, y| acc.wrapping_add(x.wrapping_mul(y))))
+        }
+        (Data::I64(a), Data::I64(c)) => {
+            Data::I64(int_batched(a, c, dims, |acc, x, y| acc.wrapping_add(x.wrapping_mul(y))))
+        }
         _ => unreachable!("dot_general: operand dtypes checked by the type rule"),
     };
     Array::new(out.shape.clone(), data)
@@ -86,16 +78,9 @@ fn gemm_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims) -> Vec<T> {
     let Dims { b, m, k, n } = d;
     assert!(lhs.len() == b * m * k && rhs.len() == b * k * n);
     let mut out = vec![T::from_f64(0.0); b * m * n];
-    let parallelism = if m * n * k < PARALLEL_THRESHOLD {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(0)
-    };
-    for ((o, l), r) in out
-        .chunks_exact_mut(m * n)
-        .zip(lhs.chunks_exact(m * k))
-        .zip(rhs.chunks_exact(k * n))
-    {
+    let parallelism =
+        if m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+    for ((o, l), r) in out.chunks_exact_mut(m * n).zip(lhs.chunks_exact(m * k)).zip(rhs.chunks_exact(k * n)) {
         // SAFETY: `o`, `l` and `r` are distinct live slices of exactly m*n, m*k and
         // k*n elements, read row-major through the strides below (column stride 1,
         // row stride = row length), so every access stays inside its slice. `T` is

@@ -288,10 +288,7 @@ pub fn select(pred: &Array, t: &Array, f: &Array) -> Array {
         _ => unreachable!("predicate checked by the type rule"),
     };
     fn pick<T: Copy>(p: &[bool], t: &[T], f: &[T]) -> Vec<T> {
-        p.iter()
-            .zip(t.iter().zip(f))
-            .map(|(&c, (&x, &y))| if c { x } else { y })
-            .collect()
+        p.iter().zip(t.iter().zip(f)).map(|(&c, (&x, &y))| if c { x } else { y }).collect()
     }
     use Data::*;
     let data = match (&t.data, &f.data) {

@@ -97,9 +97,8 @@ fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
         };
     }
     go!(
-        Neg, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Tanh, Asin, Acos, Atan, Sinh, Cosh, Asinh,
-        Atanh, Sqrt, Rsqrt, Cbrt, Abs, Sign, Floor, Ceil, Round, Logistic, Erf, Erfc, ErfInv,
-        Reciprocal
+        Neg, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Tanh, Asin, Acos, Atan, Sinh, Cosh, Asinh, Atanh, Sqrt, Rsqrt,
+        Cbrt, Abs, Sign, Floor, Ceil, Round, Logistic, Erf, Erfc, ErfInv, Reciprocal
     );
 }
 
@@ -130,26 +129,11 @@ fn compare_slices<T: PartialOrd + Copy>(op: BinaryOp, a: &[T], b: &[T], o: &mut 
 macro_rules! convert_into {
     ($src:expr, $dst:expr, $n:expr) => {
         match $dst {
-            Data::F32(o) => o[..$n]
-                .iter_mut()
-                .zip($src)
-                .for_each(|(o, &x)| *o = x as f32),
-            Data::F64(o) => o[..$n]
-                .iter_mut()
-                .zip($src)
-                .for_each(|(o, &x)| *o = x as f64),
-            Data::I32(o) => o[..$n]
-                .iter_mut()
-                .zip($src)
-                .for_each(|(o, &x)| *o = x as i32),
-            Data::I64(o) => o[..$n]
-                .iter_mut()
-                .zip($src)
-                .for_each(|(o, &x)| *o = x as i64),
-            Data::Bool(o) => o[..$n]
-                .iter_mut()
-                .zip($src)
-                .for_each(|(o, &x)| *o = x != (0 as _)),
+            Data::F32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f32),
+            Data::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
+            Data::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
+            Data::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
+            Data::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x != (0 as _)),
         }
     };
 }
@@ -162,29 +146,15 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
         Instr::Load { .. } => unreachable!("loads are handled by the caller"),
         Instr::Unary(op, a) => match (&before[*a], out) {
             (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match &before[*a] {
-                Data::F32(x) => o[..n]
-                    .iter_mut()
-                    .zip(&x[..n])
-                    .for_each(|(o, v)| *o = v.is_finite()),
-                Data::F64(x) => o[..n]
-                    .iter_mut()
-                    .zip(&x[..n])
-                    .for_each(|(o, v)| *o = v.is_finite()),
+                Data::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
+                Data::F64(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
                 _ => unreachable!(),
             },
             (Data::F32(x), Data::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
             (Data::F64(x), Data::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (Data::I32(x), Data::I32(o)) => o[..n]
-                .iter_mut()
-                .zip(&x[..n])
-                .for_each(|(o, &v)| *o = unary_i32(*op, v)),
-            (Data::I64(x), Data::I64(o)) => o[..n]
-                .iter_mut()
-                .zip(&x[..n])
-                .for_each(|(o, &v)| *o = unary_i64(*op, v)),
-            (Data::Bool(x), Data::Bool(o)) => {
-                o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v)
-            }
+            (Data::I32(x), Data::I32(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v)),
+            (Data::I64(x), Data::I64(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v)),
+            (Data::Bool(x), Data::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
             _ => unreachable!("register dtypes checked when the program was built"),
         },
         Instr::Binary(op, a, b) => {
@@ -203,12 +173,8 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
                 return;
             }
             match (x, y, out) {
-                (Data::F32(x), Data::F32(y), Data::F32(o)) => {
-                    binary_float(*op, &x[..n], &y[..n], &mut o[..n])
-                }
-                (Data::F64(x), Data::F64(y), Data::F64(o)) => {
-                    binary_float(*op, &x[..n], &y[..n], &mut o[..n])
-                }
+                (Data::F32(x), Data::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (Data::F64(x), Data::F64(y), Data::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
                 (Data::I32(x), Data::I32(y), Data::I32(o)) => {
                     for k in 0..n {
                         o[k] = binary_i32(*op, x[k], y[k]);
@@ -233,9 +199,7 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
             }
         }
         Instr::Select(p, a, b) => {
-            let Data::Bool(p) = &before[*p] else {
-                unreachable!()
-            };
+            let Data::Bool(p) = &before[*p] else { unreachable!() };
             macro_rules! pick {
                 ($x:expr, $y:expr, $o:expr) => {
                     for k in 0..n {
@@ -316,19 +280,14 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
     for (i, instr) in prog.instrs.iter().enumerate() {
         match instr {
-            Instr::Load { input, kind } => {
-                load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n)
-            }
+            Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
             _ => step(instr, regs, i, n),
         }
     }
 }
 
 fn registers(prog: &Program) -> Vec<Data> {
-    prog.dtypes
-        .iter()
-        .map(|&d| Data::filled(d, 0.0, BLOCK))
-        .collect()
+    prog.dtypes.iter().map(|&d| Data::filled(d, 0.0, BLOCK)).collect()
 }
 
 /// A raw pointer that may cross threads: each task writes a disjoint range.
@@ -349,22 +308,11 @@ unsafe fn write_block<T: Copy>(base: *mut u8, src: &[T], start: usize) {
 /// Runs a program without reduction: one full-size array per output register.
 fn run_map(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
     let total = numel(&prog.shape);
-    let mut outs: Vec<Data> = prog
-        .outputs
-        .iter()
-        .map(|&r| Data::filled(prog.dtypes[r], 0.0, total))
-        .collect();
+    let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| Data::filled(prog.dtypes[r], 0.0, total)).collect();
     let blocks = total.div_ceil(BLOCK);
     // Each output's base pointer, by dtype; tasks write disjoint block ranges.
-    let ptrs: Vec<(SendPtr<u8>, DType)> = outs
-        .iter_mut()
-        .map(|d| {
-            (
-                SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)),
-                d.dtype(),
-            )
-        })
-        .collect();
+    let ptrs: Vec<(SendPtr<u8>, DType)> =
+        outs.iter_mut().map(|d| (SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)), d.dtype())).collect();
     let work = |range: std::ops::Range<usize>| {
         let mut regs = registers(prog);
         for b in range {
@@ -388,9 +336,7 @@ fn run_map(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
         work(0..blocks);
     }
     let out_shape = prog.shape.clone();
-    outs.into_iter()
-        .map(|d| Array::new(out_shape.clone(), d))
-        .collect()
+    outs.into_iter().map(|d| Array::new(out_shape.clone(), d)).collect()
 }
 
 trait Accumulate: Copy {
@@ -514,10 +460,9 @@ fn run_reduce(prog: &Program, inputs: &[&Array], op: ReduceOp, row: usize) -> Ar
         }
         out[0] = acc;
     } else if total >= PARALLEL_MIN {
-        out.par_iter_mut().enumerate().for_each_init(
-            || registers(prog),
-            |regs, (r, slot)| *slot = reduce_range(regs, r * row, (r + 1) * row),
-        );
+        out.par_iter_mut()
+            .enumerate()
+            .for_each_init(|| registers(prog), |regs, (r, slot)| *slot = reduce_range(regs, r * row, (r + 1) * row));
     } else {
         let mut regs = registers(prog);
         for (r, slot) in out.iter_mut().enumerate() {

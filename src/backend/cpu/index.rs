@@ -41,13 +41,7 @@ fn index_values(indices: &Array) -> Vec<i64> {
 
 /// Batched gather (see [`crate::ops::Prim::Gather`]). Indices are clamped into
 /// `0..n`; gathering from an empty axis gives zeros.
-pub fn gather(
-    x: &Array,
-    indices: &Array,
-    axis: usize,
-    batch_dims: usize,
-    out: &TensorType,
-) -> Array {
+pub fn gather(x: &Array, indices: &Array, axis: usize, batch_dims: usize, out: &TensorType) -> Array {
     let l = Layout::new(&x.shape, &indices.shape, axis, batch_dims);
     let total = out.numel();
     if l.n == 0 {
@@ -94,13 +88,7 @@ fn scatter_into<T: Copy>(out: &mut [T], upd: &[T], idx: &[i64], l: &Layout, add:
 /// Batched scatter-add (see [`crate::ops::Prim::ScatterAdd`]): repeated indices
 /// accumulate in order, out-of-range indices are dropped. Integers wrap; bools
 /// combine with logical or.
-pub fn scatter_add(
-    x: &Array,
-    indices: &Array,
-    updates: &Array,
-    axis: usize,
-    batch_dims: usize,
-) -> Array {
+pub fn scatter_add(x: &Array, indices: &Array, updates: &Array, axis: usize, batch_dims: usize) -> Array {
     let l = Layout::new(&x.shape, &indices.shape, axis, batch_dims);
     let idx = index_values(indices);
     let mut data = x.data.clone();

@@ -166,11 +166,7 @@ fn scan_rows<T: Num>(mut v: Vec<T>, row: usize, op: CumOp, reverse: bool) -> Vec
         return v;
     }
     for s in v.chunks_mut(row) {
-        let order: Box<dyn Iterator<Item = usize>> = if reverse {
-            Box::new((0..row).rev())
-        } else {
-            Box::new(0..row)
-        };
+        let order: Box<dyn Iterator<Item = usize>> = if reverse { Box::new((0..row).rev()) } else { Box::new(0..row) };
         let mut acc: Option<T> = None;
         for i in order {
             let x = s[i];

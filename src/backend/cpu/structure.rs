@@ -64,16 +64,8 @@ pub fn transpose(x: &Array, perm: &[usize]) -> Array {
 pub fn slice(x: &Array, start: &[usize], stride: &[usize], out: &TensorType) -> Array {
     let src = strides(&x.shape);
     let base: usize = start.iter().zip(&src).map(|(a, b)| a * b).sum();
-    let st: Vec<isize> = stride
-        .iter()
-        .zip(&src)
-        .map(|(a, b)| (a * b) as isize)
-        .collect();
-    Array::new(
-        out.shape.clone(),
-        x.data
-            .take(&strided_indices(&out.shape, base as isize, &st)),
-    )
+    let st: Vec<isize> = stride.iter().zip(&src).map(|(a, b)| (a * b) as isize).collect();
+    Array::new(out.shape.clone(), x.data.take(&strided_indices(&out.shape, base as isize, &st)))
 }
 
 /// Reverses the listed axes.
@@ -86,22 +78,12 @@ pub fn rev(x: &Array, axes: &[usize]) -> Array {
         }
         st[a] = -st[a];
     }
-    Array::new(
-        x.shape.clone(),
-        x.data.take(&strided_indices(&x.shape, base, &st)),
-    )
+    Array::new(x.shape.clone(), x.data.take(&strided_indices(&x.shape, base, &st)))
 }
 
 /// Pads with the scalar `value`; negative `low`/`high` crop, `interior` dilates.
 pub fn pad(x: &Array, value: &Array, low: &[i64], interior: &[usize], out: &TensorType) -> Array {
-    fn run<T: Element>(
-        x: &[T],
-        v: T,
-        xs: &[usize],
-        low: &[i64],
-        interior: &[usize],
-        os: &[usize],
-    ) -> Vec<T> {
+    fn run<T: Element>(x: &[T], v: T, xs: &[usize], low: &[i64], interior: &[usize], os: &[usize]) -> Vec<T> {
         let mut out = vec![v; numel(os)];
         let ost = strides(os);
         let r = xs.len();
@@ -133,21 +115,11 @@ pub fn pad(x: &Array, value: &Array, low: &[i64], interior: &[usize], out: &Tens
         out
     }
     let data = match (&x.data, &value.data) {
-        (Data::F32(a), Data::F32(v)) => {
-            Data::F32(run(a, v[0], &x.shape, low, interior, &out.shape))
-        }
-        (Data::F64(a), Data::F64(v)) => {
-            Data::F64(run(a, v[0], &x.shape, low, interior, &out.shape))
-        }
-        (Data::I32(a), Data::I32(v)) => {
-            Data::I32(run(a, v[0], &x.shape, low, interior, &out.shape))
-        }
-        (Data::I64(a), Data::I64(v)) => {
-            Data::I64(run(a, v[0], &x.shape, low, interior, &out.shape))
-        }
-        (Data::Bool(a), Data::Bool(v)) => {
-            Data::Bool(run(a, v[0], &x.shape, low, interior, &out.shape))
-        }
+        (Data::F32(a), Data::F32(v)) => Data::F32(run(a, v[0], &x.shape, low, interior, &out.shape)),
+        (Data::F64(a), Data::F64(v)) => Data::F64(run(a, v[0], &x.shape, low, interior, &out.shape)),
+        (Data::I32(a), Data::I32(v)) => Data::I32(run(a, v[0], &x.shape, low, interior, &out.shape)),
+        (Data::I64(a), Data::I64(v)) => Data::I64(run(a, v[0], &x.shape, low, interior, &out.shape)),
+        (Data::Bool(a), Data::Bool(v)) => Data::Bool(run(a, v[0], &x.shape, low, interior, &out.shape)),
         _ => unreachable!("padding value dtype checked by the type rule"),
     };
     Array::new(out.shape.clone(), data)
@@ -164,10 +136,7 @@ pub fn concatenate(xs: &[&Array], axis: usize, out: &TensorType) -> Array {
         }
     }
     fn pick<T: Element>(xs: &[&Array], idx: &[(usize, usize)]) -> Vec<T> {
-        let slices: Vec<&[T]> = xs
-            .iter()
-            .map(|x| x.as_slice::<T>().expect("same dtype"))
-            .collect();
+        let slices: Vec<&[T]> = xs.iter().map(|x| x.as_slice::<T>().expect("same dtype")).collect();
         idx.iter().map(|&(k, e)| slices[k][e]).collect()
     }
     let data = match out.dtype {
@@ -184,9 +153,7 @@ pub fn concatenate(xs: &[&Array], axis: usize, out: &TensorType) -> Array {
 pub fn iota(dtype: DType, shape: &[usize], dim: usize) -> Array {
     let st = strides(shape);
     let n = numel(shape);
-    let v: Vec<f64> = (0..n)
-        .map(|i| ((i / st[dim]) % shape[dim]) as f64)
-        .collect();
+    let v: Vec<f64> = (0..n).map(|i| ((i / st[dim]) % shape[dim]) as f64).collect();
     convert(&Array::from_vec(v, shape.to_vec()), dtype)
 }
 

@@ -1,0 +1,160 @@
+//! jit and the compile passes: caching, each pass on small graphs (dumps before and
+//! after), fusion in the plan, and agreement with the interpreter.
+
+use cotangent::compile::{optimize, Plan};
+use cotangent::*;
+use std::cell::Cell;
+
+fn f64s(v: &[f64], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape)
+}
+
+fn ty(shape: &[usize]) -> TensorType {
+    TensorType::new(DType::F64, shape.to_vec())
+}
+
+#[test]
+fn jit_traces_once_per_signature() {
+    let traces = Cell::new(0);
+    let f = jit(|x: &Tensor| {
+        traces.set(traces.get() + 1);
+        x.sin() * 2.0
+    });
+    let x = f64s(&[1.0, 2.0], &[2]);
+    let a = f(&x);
+    let b = f(&x);
+    assert_eq!(traces.get(), 1);
+    assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>());
+    f(&f64s(&[1.0, 2.0, 3.0], &[3]));
+    assert_eq!(traces.get(), 2, "a new shape is a new signature");
+    f(&x);
+    assert_eq!(traces.get(), 2);
+}
+
+#[test]
+fn grad_in_a_loop_does_not_retrace() {
+    let traces = Cell::new(0);
+    let g = grad(|w: &Tensor| {
+        traces.set(traces.get() + 1);
+        (w * w).sum_all()
+    });
+    let mut w = f64s(&[1.0, -2.0], &[2]);
+    for _ in 0..5 {
+        w = &w - g(&w) * 0.25;
+    }
+    assert_eq!(traces.get(), 1);
+    assert_eq!(w.to_vec::<f64>(), vec![1.0 / 32.0, -2.0 / 32.0]);
+}
+
+#[test]
+fn jit_inside_other_transformations_is_transparent() {
+    let f = jit(|x: &Tensor| x.sin() * x);
+    let g = grad(|x: &Tensor| f(x).sum_all());
+    let x = f64s(&[0.5, 1.5], &[2]);
+    let expect: Vec<f64> = [0.5f64, 1.5].iter().map(|x| x.cos() * x + x.sin()).collect();
+    let got = g(&x).to_vec::<f64>();
+    for (a, b) in got.iter().zip(&expect) {
+        assert!((a - b).abs() < 1e-15);
+    }
+    let h = vmap(jit(|x: &Tensor| x.exp().sum_all()))(&Tensor::ones(&[3, 2], DType::F64));
+    assert_eq!(h.shape(), vec![3]);
+}
+
+#[test]
+fn cse_merges_repeated_work_and_dce_drops_dead_code() {
+    let g = trace_graph(&[ty(&[3])], |xs| {
+        let x = &xs[0];
+        let _unused = x.cos();
+        vec![x.sin() + x.sin()]
+    });
+    assert_eq!(
+        g.dump(),
+        "graph(%0: f64[3]) {\n  %1: f64[3] = cos %0\n  %2: f64[3] = sin %0\n  %3: f64[3] = sin %0\n  %4: f64[3] = add %2 %3\n  return %4\n}\n"
+    );
+    assert_eq!(
+        optimize(&g).dump(),
+        "graph(%0: f64[3]) {\n  %1: f64[3] = sin %0\n  %2: f64[3] = add %1 %1\n  return %2\n}\n"
+    );
+}
+
+#[test]
+fn algebraic_simplification_is_exact() {
+    let g = trace_graph(&[ty(&[2, 3])], |xs| {
+        let x = &xs[0];
+        let a = (x * 1.0) / 1.0 - 0.0; // identities
+        let b = -(-&a); // double negation
+        let c = b.reshape(&[3, 2]).reshape(&[2, 3]); // reshape chain back to the start
+        let d = c.permute(&[1, 0]).permute(&[1, 0]); // transposes cancel
+        vec![d.stop_gradient().exp()]
+    });
+    assert_eq!(optimize(&g).dump(), "graph(%0: f64[2,3]) {\n  %1: f64[2,3] = exp %0\n  return %1\n}\n");
+    // x + 0 is kept: -0 + 0 = +0, so removing it would not be exact.
+    let g = trace_graph(&[ty(&[2])], |xs| vec![&xs[0] + 0.0]);
+    assert!(optimize(&g).dump().contains("add"));
+}
+
+#[test]
+fn constants_fold_and_sums_of_broadcasts_become_products() {
+    let c = f64s(&[1.0, 2.0], &[2]);
+    let g = trace_graph(&[ty(&[2])], |xs| {
+        // Inside the trace, c.exp() runs eagerly already; a graph built from constants only
+        // (as a transformation may emit) folds at compile time.
+        let k = c.exp();
+        vec![&xs[0] * &k]
+    });
+    assert_eq!(optimize(&g).num_ops(), 1);
+    let g = trace_graph(&[ty(&[3])], |xs| vec![xs[0].broadcast_in_dim(&[4, 3], &[1]).sum(&[0], false)]);
+    let o = optimize(&g);
+    assert!(!o.dump().contains("reduce_sum"), "{o}");
+    let x = f64s(&[1.0, 2.0, 3.0], &[3]);
+    assert_eq!(eval_graph(&o, std::slice::from_ref(&x))[0].to_vec::<f64>(), vec![4.0, 8.0, 12.0]);
+}
+
+#[test]
+fn element_wise_chains_fuse_into_one_loop() {
+    let g = trace_graph(&[ty(&[1000]), ty(&[1000])], |xs| {
+        let (x, y) = (&xs[0], &xs[1]);
+        vec![((x.sin() * y).exp() + 1.0).tanh().sum_all()]
+    });
+    let plan = Plan::new(&optimize(&g));
+    assert_eq!(plan.num_steps(), 1, "{}", plan.dump());
+    assert!(plan.dump().contains("then reduce_sum"), "{}", plan.dump());
+    // A matmul between two chains: three steps.
+    let g = trace_graph(&[ty(&[4, 4])], |xs| vec![xs[0].exp().matmul(&xs[0]).tanh()]);
+    let plan = Plan::new(&optimize(&g));
+    assert_eq!(plan.num_steps(), 3, "{}", plan.dump());
+}
+
+#[test]
+fn jit_agrees_with_the_interpreter_bitwise_for_element_wise_code() {
+    let x = Tensor::linspace(-3.0, 3.0, 5000, DType::F32);
+    let f = |x: &Tensor| (x.sin() * (-(x * x)).exp() + x.tanh()) * 0.5;
+    let eager = f(&x).to_vec::<f32>();
+    let compiled = jit(f)(&x).to_vec::<f32>();
+    assert!(eager.iter().zip(&compiled).all(|(a, b)| a.to_bits() == b.to_bits()));
+    // Reductions are reordered (blocked partial sums): equal to rounding.
+    let s_eager = f(&x).cast(DType::F64).sum_all().item::<f64>();
+    let s_jit = jit(|x: &Tensor| f(x).cast(DType::F64).sum_all())(&x).item::<f64>();
+    assert!((s_eager - s_jit).abs() <= 1e-12 * s_eager.abs().max(1.0));
+}
+
+#[test]
+fn large_loops_run_the_same_on_any_number_of_threads() {
+    let x = Tensor::linspace(-3.0, 3.0, 1 << 18, DType::F32);
+    let f = jit(|x: &Tensor| (x.sin() * x.exp()).sum_all());
+    let reference = f(&x).item::<f32>();
+    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    for n in [1, 2, 3] {
+        let v = pool(n).install(|| f(&x).item::<f32>());
+        assert_eq!(v.to_bits(), reference.to_bits(), "{n} threads");
+    }
+}
+
+#[test]
+fn inspection_shows_the_optimised_graph_and_plan() {
+    let x = f64s(&[1.0, 2.0], &[2]);
+    let info = jit_inspect(|x: &Tensor| (x * 1.0).exp(), &x);
+    assert!(info.traced.dump().contains("mul"));
+    assert!(!info.optimized.dump().contains("mul"));
+    assert!(info.plan.contains("exp r0"), "{}", info.plan);
+}
