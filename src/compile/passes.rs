@@ -100,10 +100,7 @@ fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
         // x - 0 and x / 1 are exact for every x (x + 0 is not: -0 + 0 = +0).
         Prim::Binary(BinaryOp::Sub) if splat(g, ins[1]) == Some(0.0) => Some(Rewrite::Use(ins[0])),
         Prim::Binary(BinaryOp::Div) if splat(g, ins[1]) == Some(1.0) => Some(Rewrite::Use(ins[0])),
-        Prim::Select => match splat(g, ins[0]) {
-            Some(p) => Some(Rewrite::Use(if p != 0.0 { ins[1] } else { ins[2] })),
-            None => None,
-        },
+        Prim::Select => splat(g, ins[0]).map(|p| Rewrite::Use(if p != 0.0 { ins[1] } else { ins[2] })),
         _ => None,
     }
 }

@@ -414,7 +414,7 @@ fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
 /// Runs a program whose single output is reduced over contiguous rows of `row` elements.
 fn run_reduce(prog: &Program, inputs: &[&Array], op: ReduceOp, row: usize) -> Array {
     let total = numel(&prog.shape);
-    let rows = if row == 0 { 0 } else { total / row };
+    let rows = total.checked_div(row).unwrap_or(0);
     let out_reg = prog.outputs[0];
     let dtype = prog.dtypes[out_reg];
     // Reduce a range of one row: blocks in order, each block reduced in lanes.
