@@ -7,7 +7,7 @@ use crate::array::Array;
 use crate::backend::cpu::{self, fused};
 use crate::ir::{Graph, Var};
 use crate::ops::{Prim, ReduceOp};
-use crate::shape::Shape;
+use crate::shape::{strides, Shape};
 use crate::{Tensor, TensorType};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
@@ -34,23 +34,75 @@ pub struct Plan {
     outputs: Vec<usize>,
 }
 
-/// Primitives that become instructions of a fused loop. Broadcasts are not members:
-/// a fused loop reads a broadcast value straight from its operand (a strided load).
+/// Primitives that become instructions of a fused loop.
 fn fusible(prim: &Prim) -> bool {
     matches!(prim, Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::Convert { .. })
 }
 
-/// The value a fused loop actually reads for operand `v`: through a broadcast to its operand.
-fn source(g: &Graph, v: Var) -> Var {
-    match g.nodes[v.index()].prim {
-        Prim::BroadcastInDim { .. } => g.nodes[v.index()].inputs[0],
-        _ => v,
+/// Primitives that only re-index their operand. A fused loop reads through them
+/// (a strided load of the operand), so they are materialised only for other readers.
+fn is_view(prim: &Prim) -> bool {
+    matches!(
+        prim,
+        Prim::BroadcastInDim { .. }
+            | Prim::Transpose { .. }
+            | Prim::Slice { .. }
+            | Prim::Rev { .. }
+            | Prim::Reshape { .. }
+    )
+}
+
+/// How a fused loop reads `v`: a materialised source value, a base offset and a stride per
+/// axis of `v`, found by composing the views between them.
+fn resolve(g: &Graph, v: Var) -> (Var, isize, Vec<isize>) {
+    let node = &g.nodes[v.index()];
+    let contiguous = |shape: &[usize]| -> Vec<isize> { strides(shape).iter().map(|&s| s as isize).collect() };
+    if !is_view(&node.prim) {
+        return (v, 0, contiguous(&node.ty.shape));
     }
+    let x = node.inputs[0];
+    let xs = &g.ty(x).shape;
+    let (src, mut base, st) = resolve(g, x);
+    let out = match &node.prim {
+        Prim::BroadcastInDim { shape, dims } => {
+            let mut o = vec![0isize; shape.len()];
+            for (i, &d) in dims.iter().enumerate() {
+                o[d] = if xs[i] == 1 { 0 } else { st[i] };
+            }
+            o
+        }
+        Prim::Transpose { perm } => perm.iter().map(|&p| st[p]).collect(),
+        Prim::Slice { start, stride, .. } => {
+            base += start.iter().zip(&st).map(|(&a, &s)| a as isize * s).sum::<isize>();
+            st.iter().zip(stride).map(|(&s, &k)| s * k as isize).collect()
+        }
+        Prim::Rev { axes } => {
+            let mut o = st.clone();
+            for &a in axes {
+                if xs[a] > 0 {
+                    base += (xs[a] as isize - 1) * st[a];
+                }
+                o[a] = -st[a];
+            }
+            o
+        }
+        Prim::Reshape { shape } => {
+            // Only a reshape of a contiguous view is itself a simple view.
+            let dense = contiguous(xs);
+            let is_dense = (0..xs.len()).all(|i| xs[i] == 1 || st[i] == dense[i]);
+            if !is_dense {
+                return (v, 0, contiguous(&node.ty.shape));
+            }
+            contiguous(shape)
+        }
+        _ => unreachable!(),
+    };
+    (src, base, out)
 }
 
 /// The position after which `v` can be read: inputs and constants are there from the start.
 fn available(g: &Graph, v: Var) -> usize {
-    let s = source(g, v);
+    let (s, _, _) = resolve(g, v);
     match g.nodes[s.index()].prim {
         Prim::Input(_) | Prim::Constant(_) => 0,
         _ => s.index(),
@@ -59,6 +111,8 @@ fn available(g: &Graph, v: Var) -> usize {
 
 struct Group {
     first: usize,
+    /// The latest position of anything the members read from outside the group (< `first`).
+    reads_after: usize,
     shape: Shape,
     members: Vec<usize>,
     /// A reduction node fused onto the group's single output.
@@ -88,16 +142,63 @@ impl Plan {
             if !fusible(&node.prim) || node.ty.numel() == 0 {
                 continue;
             }
-            let join = node.inputs.iter().filter_map(|v| group_of[v.index()]).find(|&gid| {
-                let grp = &groups[gid];
-                grp.shape == node.ty.shape
-                    && grp.reduce.is_none()
-                    && node.inputs.iter().all(|v| group_of[v.index()] == Some(gid) || available(g, *v) < grp.first)
-            });
-            let gid = join.unwrap_or_else(|| {
-                groups.push(Group { first: i, shape: node.ty.shape.clone(), members: vec![], reduce: None });
-                groups.len() - 1
-            });
+            // Candidate groups: those of the operands, of this shape, not already reduced.
+            let mut cands: Vec<usize> = node
+                .inputs
+                .iter()
+                .filter_map(|v| group_of[v.index()])
+                .filter(|&c| groups[c].shape == node.ty.shape && groups[c].reduce.is_none())
+                .collect();
+            cands.sort_by_key(|&c| groups[c].first);
+            cands.dedup();
+            let outside = |group_of: &[Option<usize>], gids: &[usize]| -> usize {
+                node.inputs
+                    .iter()
+                    .filter(|v| !group_of[v.index()].is_some_and(|c| gids.contains(&c)))
+                    .map(|v| available(g, *v))
+                    .max()
+                    .unwrap_or(0)
+            };
+            // Everything a group reads from outside must be ready before the group starts: that
+            // keeps the steps acyclic. Prefer merging all candidate groups into the earliest.
+            let mut chosen = None;
+            if let Some(&target) = cands.first() {
+                let first = groups[target].first;
+                let legal =
+                    outside(&group_of, &cands) < first && cands[1..].iter().all(|&c| groups[c].reads_after < first);
+                if legal {
+                    for &c in &cands[1..] {
+                        let moved = std::mem::take(&mut groups[c].members);
+                        for &m in &moved {
+                            group_of[m] = Some(target);
+                        }
+                        groups[target].members.extend(moved);
+                        groups[target].reads_after = groups[target].reads_after.max(groups[c].reads_after);
+                    }
+                    groups[target].members.sort_unstable();
+                    chosen = Some(target);
+                } else {
+                    chosen = cands.iter().copied().find(|&c| outside(&group_of, &[c]) < groups[c].first);
+                }
+            }
+            let gid = match chosen {
+                Some(c) => {
+                    let r = outside(&group_of, &[c]);
+                    groups[c].reads_after = groups[c].reads_after.max(r);
+                    c
+                }
+                None => {
+                    let r = outside(&group_of, &[]);
+                    groups.push(Group {
+                        first: i,
+                        reads_after: r,
+                        shape: node.ty.shape.clone(),
+                        members: vec![],
+                        reduce: None,
+                    });
+                    groups.len() - 1
+                }
+            };
             groups[gid].members.push(i);
             group_of[i] = Some(gid);
         }
@@ -133,6 +234,17 @@ impl Plan {
         let mut steps: Vec<Step> = Vec::new();
         let mut reads: Vec<Vec<usize>> = Vec::new();
         let mut constants = Vec::new();
+        // A view is materialised only when something other than a fused loop (or another
+        // unmaterialised view) reads it.
+        let mut needed = vec![true; n];
+        for i in (0..n).rev() {
+            // A view that `resolve` cannot see through (a reshape of a strided view) is an ordinary kernel.
+            let transparent = is_view(&g.nodes[i].prim) && resolve(g, Var(i as u32)).0 != Var(i as u32);
+            if transparent {
+                needed[i] = is_output[i]
+                    || users[i].iter().any(|&u| group_of[u].is_none() && !(is_view(&g.nodes[u].prim) && !needed[u]));
+            }
+        }
         for (i, node) in g.nodes.iter().enumerate() {
             match &node.prim {
                 Prim::Input(_) => continue,
@@ -142,19 +254,8 @@ impl Plan {
                 }
                 _ => {}
             }
-            if matches!(node.prim, Prim::BroadcastInDim { .. })
-                && !is_output[i]
-                && !users[i].is_empty()
-                && users[i].iter().all(|&u| group_of[u].is_some())
-            {
-                continue; // every reader is a fused loop, which reads the operand directly
-            }
-            if matches!(node.prim, Prim::BroadcastInDim { .. })
-                && !is_output[i]
-                && !users[i].is_empty()
-                && users[i].iter().all(|&u| group_of[u].is_some())
-            {
-                continue; // every reader is a fused loop, which reads the operand directly
+            if !needed[i] {
+                continue; // every reader is a fused loop, which reads through the view
             }
             if let Some(gid) = group_of[i] {
                 if step_of[i].is_some() {
@@ -327,20 +428,16 @@ fn fused_step(
             if group_of[v.index()] == Some(gid) {
                 return reg_of[&v.index()];
             }
-            let (x, kind) = match &g.nodes[v.index()].prim {
-                Prim::BroadcastInDim { dims, .. } => {
-                    let x = g.nodes[v.index()].inputs[0];
-                    let kind = if g.ty(x).numel() == 1 {
-                        fused::LoadKind::Scalar
-                    } else {
-                        fused::LoadKind::Strided(fused::broadcast_strides(&g.ty(x).shape, shape, dims))
-                    };
-                    (x, kind)
-                }
-                _ if g.ty(v).numel() == 1 => (v, fused::LoadKind::Scalar),
-                _ => (v, fused::LoadKind::Contiguous),
+            let (src, base, st) = resolve(g, v);
+            let dense: Vec<isize> = strides(shape).iter().map(|&s| s as isize).collect();
+            let kind = if g.ty(src).numel() == 1 {
+                fused::LoadKind::Scalar
+            } else if base == 0 && st == dense && g.ty(src).numel() == crate::shape::numel(shape) {
+                fused::LoadKind::Contiguous
+            } else {
+                fused::LoadKind::Strided { base, strides: st }
             };
-            load(x, kind, instrs, dtypes)
+            load(src, kind, instrs, dtypes)
         };
         let instr = match &node.prim {
             Prim::Unary(op) => fused::Instr::Unary(*op, operand(node.inputs[0], &mut instrs, &mut dtypes)),

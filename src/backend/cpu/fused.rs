@@ -9,7 +9,7 @@
 use super::elementwise::{binary_i32, binary_i64, compare, unary_i32, unary_i64, Real};
 use crate::array::{Array, Data};
 use crate::ops::{BinaryOp, ReduceOp, UnaryOp};
-use crate::shape::{numel, strides, Shape};
+use crate::shape::{numel, Shape};
 use crate::{with_data, DType};
 use rayon::prelude::*;
 
@@ -25,8 +25,14 @@ pub enum LoadKind {
     Contiguous,
     /// One element, repeated.
     Scalar,
-    /// Element at `Σ idx[d] · strides[d]` of the output index (0 strides broadcast).
-    Strided(Vec<isize>),
+    /// Element at `base + Σ idx[d] · strides[d]` for output index `idx` (0 strides broadcast;
+    /// slices, transposes and reversals are other strides and bases).
+    Strided {
+        /// Offset of the first element.
+        base: isize,
+        /// Step per output axis.
+        strides: Vec<isize>,
+    },
 }
 
 /// One instruction; instruction `i` defines register `i`.
@@ -74,7 +80,7 @@ impl Program {
                 Instr::Load { input, kind } => match kind {
                     LoadKind::Contiguous => format!("load in{input}"),
                     LoadKind::Scalar => format!("load in{input} (scalar)"),
-                    LoadKind::Strided(st) => format!("load in{input} strides={st:?}"),
+                    LoadKind::Strided { base, strides } => format!("load in{input} base={base} strides={strides:?}"),
                 },
                 Instr::Unary(op, a) => format!("{} r{a}", op.name()),
                 Instr::Binary(op, a, b) => format!("{} r{a} r{b}", op.name()),
@@ -239,7 +245,7 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
             match kind {
                 LoadKind::Contiguous => $o[..n].copy_from_slice(&$x[start..start + n]),
                 LoadKind::Scalar => $o[..n].fill($x[0]),
-                LoadKind::Strided(st) => {
+                LoadKind::Strided { base, strides: st } => {
                     let r = shape.len();
                     let mut idx = vec![0usize; r];
                     let mut rem = start;
@@ -247,7 +253,7 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
                         idx[d] = rem % shape[d];
                         rem /= shape[d];
                     }
-                    let mut off: isize = idx.iter().zip(st).map(|(&i, &s)| i as isize * s).sum();
+                    let mut off: isize = base + idx.iter().zip(st).map(|(&i, &s)| i as isize * s).sum::<isize>();
                     for slot in $o[..n].iter_mut() {
                         *slot = $x[off as usize];
                         let mut d = r;
@@ -287,7 +293,8 @@ fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize,
 }
 
 fn registers(prog: &Program) -> Vec<Data> {
-    prog.dtypes.iter().map(|&d| Data::filled(d, 0.0, BLOCK)).collect()
+    let len = BLOCK.min(numel(&prog.shape));
+    prog.dtypes.iter().map(|&d| Data::filled(d, 0.0, len)).collect()
 }
 
 /// A raw pointer that may cross threads: each task writes a disjoint range.
@@ -490,17 +497,4 @@ pub fn run(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
         None => run_map(prog, inputs),
         Some((op, row)) => vec![run_reduce(prog, inputs, op, row)],
     }
-}
-
-/// Strides (in elements of `operand`) that read `operand` broadcast into `out_shape`
-/// with operand axis `i` at output axis `dims[i]`.
-pub fn broadcast_strides(operand: &[usize], out_shape: &[usize], dims: &[usize]) -> Vec<isize> {
-    let src = strides(operand);
-    let mut st = vec![0isize; out_shape.len()];
-    for (i, &d) in dims.iter().enumerate() {
-        if operand[i] != 1 {
-            st[d] = src[i] as isize;
-        }
-    }
-    st
 }

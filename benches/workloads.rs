@@ -1,0 +1,196 @@
+//! The benchmark workloads (issue: jit and a fast CPU backend). Each prints one line,
+//! `<id> <median seconds>`, so `bench/run.sh` can set them beside the same workloads in
+//! JAX and PyTorch (`bench/peers/`).
+//!
+//! Run alone: `cargo bench --bench workloads [-- <id-prefix>]`
+
+use cotangent::*;
+use std::hint::black_box;
+use std::time::Instant;
+
+/// Median wall time of `f` over enough repetitions to take about `budget` seconds.
+fn median_seconds(mut f: impl FnMut()) -> f64 {
+    f(); // warm-up (compiles)
+    let t = Instant::now();
+    f();
+    let once = t.elapsed().as_secs_f64().max(1e-7);
+    let reps = ((0.5 / once) as usize).clamp(5, 2000);
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[reps / 2]
+}
+
+/// Deterministic pseudo-random values in [-scale, scale).
+fn uniform(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64, scale: f64, dtype: DType) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_vec(uniform(n, seed, scale), shape).cast(dtype)
+}
+
+fn mlp_params(sizes: &[usize], dtype: DType, seed: u64) -> Vec<Tensor> {
+    let mut p = Vec::new();
+    for (k, w) in sizes.windows(2).enumerate() {
+        let scale = (6.0 / (w[0] + w[1]) as f64).sqrt();
+        p.push(tensor(&[w[0], w[1]], seed + k as u64, scale, dtype));
+        p.push(Tensor::zeros(&[w[1]], dtype));
+    }
+    p
+}
+
+fn mlp_loss(params: &[Tensor], x: &Tensor, labels: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    let layers = params.len() / 2;
+    for l in 0..layers {
+        h = h.matmul(&params[2 * l]) + &params[2 * l + 1];
+        if l + 1 < layers {
+            h = h.relu();
+        }
+    }
+    let logp = h.log_softmax(-1);
+    -(logp * labels).sum_all() / x.shape()[0] as f64
+}
+
+fn report(id: &str, seconds: f64) {
+    println!("{id} {seconds:.6e}");
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |id: &str| filter.as_deref().is_none_or(|f| id.starts_with(f));
+
+    if want("w0") {
+        let f = jit(grad(|x: &Tensor| x * x + x.sin()));
+        let x = Tensor::scalar(0.3f64);
+        report(
+            "w0-call",
+            median_seconds(|| {
+                black_box(f(&x));
+            }),
+        );
+    }
+
+    if want("w1") || want("w2") {
+        let params = mlp_params(&[784, 512, 512, 10], DType::F32, 1);
+        let x = tensor(&[128, 784], 7, 1.0, DType::F32);
+        let labels =
+            Tensor::from_vec((0..128).map(|i| (i * 7 % 10) as i64).collect::<Vec<_>>(), &[128]).one_hot(10, DType::F32);
+        if want("w1") {
+            let fwd = jit(|p: &Vec<Tensor>| mlp_loss(p, &x, &labels));
+            report(
+                "w1-forward",
+                median_seconds(|| {
+                    black_box(fwd(&params));
+                }),
+            );
+            let vg = value_and_grad(|p: &Vec<Tensor>| mlp_loss(p, &x, &labels));
+            report(
+                "w1-value_and_grad",
+                median_seconds(|| {
+                    black_box(vg(&params));
+                }),
+            );
+        }
+        if want("w2") {
+            let v: Vec<Tensor> =
+                params.iter().enumerate().map(|(k, p)| tensor(&p.shape(), 100 + k as u64, 1.0, DType::F32)).collect();
+            let hvp = jit(|(p, v): &(Vec<Tensor>, Vec<Tensor>)| {
+                jvp(grad(|p: &Vec<Tensor>| mlp_loss(p, &x, &labels)), p, v).1
+            });
+            let args = (params.clone(), v);
+            report(
+                "w2-hvp",
+                median_seconds(|| {
+                    black_box(hvp(&args));
+                }),
+            );
+        }
+    }
+
+    if want("w3") {
+        let d = 64;
+        let params = mlp_params(&[d, 128, 128, 1], DType::F64, 3);
+        let pts = tensor(&[64, d], 9, 1.0, DType::F64);
+        let net = move |x: &Tensor| {
+            let h1 = (x.matmul(&params[0]) + &params[1]).tanh();
+            let h2 = (h1.matmul(&params[2]) + &params[3]).tanh();
+            (h2.matmul(&params[4]) + &params[5]).sum_all()
+        };
+        let laplacian = jit(vmap(move |x: &Tensor| {
+            let h = hessian(net.clone())(x);
+            (h * Tensor::eye(d, DType::F64)).sum_all()
+        }));
+        report(
+            "w3-laplacian",
+            median_seconds(|| {
+                black_box(laplacian(&pts));
+            }),
+        );
+    }
+
+    if want("w4") {
+        let x = tensor(&[1_000_000], 4, 2.0, DType::F32);
+        let f = |x: &Tensor| (x.sin() * (-(x * x)).exp() + x.tanh()).sum_all();
+        let fwd = jit(f);
+        report(
+            "w4-forward",
+            median_seconds(|| {
+                black_box(fwd(&x));
+            }),
+        );
+        let g = grad(f);
+        report(
+            "w4-grad",
+            median_seconds(|| {
+                black_box(g(&x));
+            }),
+        );
+    }
+
+    let rosenbrock = |x: &Tensor| {
+        let n = x.shape()[0] as isize;
+        let (head, tail) = (x.slice_axis(0, 0, n - 1, 1), x.slice_axis(0, 1, n, 1));
+        ((tail - head.square()).square() * 100.0 + (1.0 - head).square()).sum_all()
+    };
+    if want("w5") {
+        let x = tensor(&[1_000_000], 5, 1.0, DType::F64);
+        let fwd = jit(rosenbrock);
+        report(
+            "w5-forward",
+            median_seconds(|| {
+                black_box(fwd(&x));
+            }),
+        );
+        let g = grad(rosenbrock);
+        report(
+            "w5-grad",
+            median_seconds(|| {
+                black_box(g(&x));
+            }),
+        );
+    }
+    if want("w6") {
+        let x = tensor(&[200], 6, 1.0, DType::F64);
+        let h = hessian(rosenbrock);
+        report(
+            "w6-hessian",
+            median_seconds(|| {
+                black_box(h(&x));
+            }),
+        );
+    }
+}
