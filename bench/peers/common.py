@@ -1,0 +1,43 @@
+"""Shared helpers for the peer benchmarks: the same data and timing rule as benches/workloads.rs."""
+import time
+
+import numpy as np
+
+
+def uniform(n, seed, scale):
+    """The same deterministic values as the Rust benchmark's `uniform` (64-bit LCG)."""
+    mask = (1 << 64) - 1
+    s = (seed * 6364136223846793005 + 1442695040888963407) & mask
+    out = np.empty(n)
+    for i in range(n):
+        s = (s * 6364136223846793005 + 1442695040888963407) & mask
+        out[i] = ((s >> 11) / float(1 << 53) * 2.0 - 1.0) * scale
+    return out
+
+
+def fast_uniform(n, seed, scale):
+    """Large inputs: values from numpy's generator (the workload's cost does not depend on them)."""
+    return np.random.default_rng(seed).uniform(-scale, scale, n)
+
+
+def median_seconds(f):
+    f()  # warm-up (compiles)
+    t = time.perf_counter()
+    f()
+    once = max(time.perf_counter() - t, 1e-7)
+    reps = int(min(max(0.5 / once, 5), 2000))
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[reps // 2]
+
+
+def report(name, seconds):
+    print(f"{name} {seconds:.6e}", flush=True)
+
+
+def mlp_sizes():
+    return [784, 512, 512, 10]

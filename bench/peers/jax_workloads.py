@@ -1,0 +1,85 @@
+"""The benchmark workloads in JAX, every function under jax.jit, timed with block_until_ready."""
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import fast_uniform, median_seconds, report, uniform
+
+jax.config.update("jax_enable_x64", True)
+want = (lambda i: i.startswith(sys.argv[1])) if len(sys.argv) > 1 else (lambda i: True)
+
+
+def mlp_params(sizes, dtype, seed):
+    p = []
+    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        scale = np.sqrt(6.0 / (a + b))
+        p.append(jnp.asarray(uniform(a * b, seed + k, scale).reshape(a, b), dtype))
+        p.append(jnp.zeros((b,), dtype))
+    return p
+
+
+def mlp_loss(params, x, labels):
+    h = x
+    layers = len(params) // 2
+    for l in range(layers):
+        h = h @ params[2 * l] + params[2 * l + 1]
+        if l + 1 < layers:
+            h = jax.nn.relu(h)
+    logp = jax.nn.log_softmax(h, axis=-1)
+    return -(logp * labels).sum() / x.shape[0]
+
+
+def run(f, *args):
+    return median_seconds(lambda: jax.block_until_ready(f(*args)))
+
+
+if want("w0"):
+    f = jax.jit(jax.grad(lambda x: x * x + jnp.sin(x)))
+    report("w0-call", run(f, jnp.float64(0.3)))
+
+if want("w1") or want("w2"):
+    params = mlp_params([784, 512, 512, 10], jnp.float32, 1)
+    x = jnp.asarray(uniform(128 * 784, 7, 1.0).reshape(128, 784), jnp.float32)
+    labels = jax.nn.one_hot(jnp.array([(i * 7) % 10 for i in range(128)]), 10, dtype=jnp.float32)
+    if want("w1"):
+        report("w1-forward", run(jax.jit(lambda p: mlp_loss(p, x, labels)), params))
+        report("w1-value_and_grad", run(jax.jit(jax.value_and_grad(lambda p: mlp_loss(p, x, labels))), params))
+    if want("w2"):
+        v = [jnp.asarray(uniform(p.size, 100 + k, 1.0).reshape(p.shape), jnp.float32) for k, p in enumerate(params)]
+        g = jax.grad(lambda p: mlp_loss(p, x, labels))
+        report("w2-hvp", run(jax.jit(lambda p, v: jax.jvp(g, (p,), (v,))[1]), params, v))
+
+if want("w3"):
+    d = 64
+    params = mlp_params([d, 128, 128, 1], jnp.float64, 3)
+    pts = jnp.asarray(uniform(64 * d, 9, 1.0).reshape(64, d))
+
+    def net(x):
+        h1 = jnp.tanh(x @ params[0] + params[1])
+        h2 = jnp.tanh(h1 @ params[2] + params[3])
+        return (h2 @ params[4] + params[5]).sum()
+
+    lap = jax.jit(jax.vmap(lambda x: jnp.trace(jax.hessian(net)(x))))
+    report("w3-laplacian", run(lap, pts))
+
+if want("w4"):
+    x = jnp.asarray(fast_uniform(1_000_000, 4, 2.0), jnp.float32)
+    f = lambda x: (jnp.sin(x) * jnp.exp(-x * x) + jnp.tanh(x)).sum()
+    report("w4-forward", run(jax.jit(f), x))
+    report("w4-grad", run(jax.jit(jax.grad(f)), x))
+
+
+def rosenbrock(x):
+    return (100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2).sum()
+
+
+if want("w5"):
+    x = jnp.asarray(fast_uniform(1_000_000, 5, 1.0))
+    report("w5-forward", run(jax.jit(rosenbrock), x))
+    report("w5-grad", run(jax.jit(jax.grad(rosenbrock)), x))
+
+if want("w6"):
+    x = jnp.asarray(uniform(200, 6, 1.0))
+    report("w6-hessian", run(jax.jit(jax.hessian(rosenbrock)), x))

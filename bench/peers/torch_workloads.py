@@ -1,0 +1,91 @@
+"""The benchmark workloads in PyTorch (eager; torch.func for jvp and hessian)."""
+import sys
+
+import numpy as np
+import torch
+from torch.func import grad, hessian, jvp, vmap
+
+from common import fast_uniform, median_seconds, report, uniform
+
+want = (lambda i: i.startswith(sys.argv[1])) if len(sys.argv) > 1 else (lambda i: True)
+
+
+def mlp_params(sizes, dtype, seed):
+    p = []
+    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        scale = np.sqrt(6.0 / (a + b))
+        p.append(torch.tensor(uniform(a * b, seed + k, scale).reshape(a, b), dtype=dtype))
+        p.append(torch.zeros(b, dtype=dtype))
+    return p
+
+
+def mlp_loss(params, x, labels):
+    h = x
+    layers = len(params) // 2
+    for l in range(layers):
+        h = h @ params[2 * l] + params[2 * l + 1]
+        if l + 1 < layers:
+            h = torch.relu(h)
+    logp = torch.log_softmax(h, dim=-1)
+    return -(logp * labels).sum() / x.shape[0]
+
+
+if want("w0"):
+    g = grad(lambda x: x * x + torch.sin(x))
+    x = torch.tensor(0.3, dtype=torch.float64)
+    report("w0-call", median_seconds(lambda: g(x)))
+
+if want("w1") or want("w2"):
+    params = mlp_params([784, 512, 512, 10], torch.float32, 1)
+    x = torch.tensor(uniform(128 * 784, 7, 1.0).reshape(128, 784), dtype=torch.float32)
+    labels = torch.nn.functional.one_hot(torch.tensor([(i * 7) % 10 for i in range(128)]), 10).float()
+    if want("w1"):
+        with torch.no_grad():
+            report("w1-forward", median_seconds(lambda: mlp_loss(params, x, labels)))
+        ps = [p.clone().requires_grad_(True) for p in params]
+
+        def value_and_grad():
+            loss = mlp_loss(ps, x, labels)
+            grads = torch.autograd.grad(loss, ps)
+            return loss, grads
+
+        report("w1-value_and_grad", median_seconds(value_and_grad))
+    if want("w2"):
+        v = [torch.tensor(uniform(p.numel(), 100 + k, 1.0).reshape(p.shape), dtype=torch.float32) for k, p in enumerate(params)]
+        g = grad(lambda p: mlp_loss(p, x, labels))
+        report("w2-hvp", median_seconds(lambda: jvp(g, (params,), (v,))[1]))
+
+if want("w3"):
+    d = 64
+    params = mlp_params([d, 128, 128, 1], torch.float64, 3)
+    pts = torch.tensor(uniform(64 * d, 9, 1.0).reshape(64, d))
+
+    def net(x):
+        h1 = torch.tanh(x @ params[0] + params[1])
+        h2 = torch.tanh(h1 @ params[2] + params[3])
+        return (h2 @ params[4] + params[5]).sum()
+
+    lap = vmap(lambda x: torch.trace(hessian(net)(x)))
+    report("w3-laplacian", median_seconds(lambda: lap(pts)))
+
+if want("w4"):
+    x = torch.tensor(fast_uniform(1_000_000, 4, 2.0), dtype=torch.float32)
+    f = lambda x: (torch.sin(x) * torch.exp(-x * x) + torch.tanh(x)).sum()
+    with torch.no_grad():
+        report("w4-forward", median_seconds(lambda: f(x)))
+    report("w4-grad", median_seconds(lambda: grad(f)(x)))
+
+
+def rosenbrock(x):
+    return (100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2).sum()
+
+
+if want("w5"):
+    x = torch.tensor(fast_uniform(1_000_000, 5, 1.0))
+    with torch.no_grad():
+        report("w5-forward", median_seconds(lambda: rosenbrock(x)))
+    report("w5-grad", median_seconds(lambda: grad(rosenbrock)(x)))
+
+if want("w6"):
+    x = torch.tensor(uniform(200, 6, 1.0))
+    report("w6-hessian", median_seconds(lambda: hessian(rosenbrock)(x)))
