@@ -148,3 +148,31 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
         .ok_or_else(|| unknown_function("particle", function, MODE_FUNCTIONS))?;
     Ok(Box::new(move || Output::from(optimise(outer, inner, w0))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outer derivative through the whole simulation agrees in all four mode
+    /// combinations and with a central finite difference of the cost.
+    #[test]
+    fn outer_derivative_matches_finite_differences_in_every_mode() {
+        let w = Tensor::scalar(0.1);
+        let h = 1e-6;
+        let fd = (cost(Mode::Reverse, &Tensor::scalar(0.1 + h)).item::<f64>()
+            - cost(Mode::Reverse, &Tensor::scalar(0.1 - h)).item::<f64>())
+            / (2.0 * h);
+        for inner in [Mode::Forward, Mode::Reverse] {
+            let fwd = cost_derivative_forward(inner, &w).item::<f64>();
+            let rev = cost_derivative_reverse(inner, &w).item::<f64>();
+            assert!(
+                (fwd - rev).abs() <= 1e-12 * fwd.abs(),
+                "{inner:?}: {fwd} vs {rev}"
+            );
+            assert!(
+                (fwd - fd).abs() <= 1e-5 * fd.abs(),
+                "{inner:?}: {fwd} vs fd {fd}"
+            );
+        }
+    }
+}
