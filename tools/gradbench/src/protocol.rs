@@ -154,9 +154,15 @@ fn try_evaluate(msg: &Value) -> Result<(Value, Vec<Value>), String> {
 /// serve(&b"{\"id\": 0, \"kind\": \"start\"}\n\n{\"id\": 1, \"kind\": \"analysis\"}\n"[..], &mut out).unwrap();
 /// assert_eq!(String::from_utf8(out).unwrap(), "{\"id\":0,\"tool\":\"cotangent\"}\n{\"id\":1}\n");
 /// ```
-pub fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
-    for line in input.lines() {
-        let line = line?;
+pub fn serve(mut input: impl BufRead, mut output: impl Write) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        // Bytes that are not UTF-8 make a malformed message, not the end of the service.
+        let line = String::from_utf8_lossy(&buf);
         if line.trim().is_empty() {
             continue;
         }
@@ -164,5 +170,4 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
         writeln!(output, "{response}")?;
         output.flush()?;
     }
-    Ok(())
 }

@@ -284,13 +284,18 @@ fn the_binary_keeps_serving_after_bad_input() {
         .expect("spawn gradbench-tool");
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ask = |line: &str| -> Value {
-        writeln!(stdin, "{line}").unwrap();
+    let mut ask_bytes = |line: &[u8]| -> Value {
+        stdin.write_all(line).unwrap();
+        stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
         let mut reply = String::new();
         stdout.read_line(&mut reply).unwrap();
         serde_json::from_str(&reply).unwrap_or_else(|e| panic!("bad reply {reply:?}: {e}"))
     };
+    // Bytes that are not UTF-8 are a malformed message like any other.
+    let r = ask_bytes(b"{\"id\": 0, \xff\xfe}");
+    assert!(r["error"].as_str().unwrap().contains("malformed"), "{r}");
+    let mut ask = |line: &str| ask_bytes(line.as_bytes());
     assert_eq!(
         ask(r#"{"id": 0, "kind": "start", "eval": "hello"}"#),
         json!({"id": 0, "tool": "cotangent"})
