@@ -51,7 +51,7 @@ fn det_batched_up_to(a: &Tensor, limit: usize) -> Tensor {
         .collect();
         concatenate(&pieces, -1)
     };
-    let sign = |j: usize| if j % 2 == 0 { 1.0 } else { -1.0 };
+    let sign = |j: usize| (-1f64).powi(j as i32);
     let batch: usize = shape[..r - 2].iter().product();
     let products = (1..=m).try_fold(batch, |acc, k| acc.checked_mul(k));
     if products.is_some_and(|p| p <= limit) {
