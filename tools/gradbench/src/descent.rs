@@ -1,0 +1,127 @@
+//! GradBench's gradient-descent driver (`cpp/gradbench/gd.hpp`), shared by the
+//! particle and saddle evals, generic over how a point carries derivatives.
+//!
+//! The driver only reads concrete values (objective values, gradient norms,
+//! step lengths) to decide what to do; everything it computes from the point is
+//! delegated to a [`Descent`], so the same control flow serves a plain descent
+//! ([`Plain`]) and descents whose iterates carry derivatives with respect to an
+//! outer parameter (forward tangents or a reverse-mode tape of pullbacks).
+
+use cotangent::Tensor;
+
+/// A minimisation problem as the driver sees it.
+pub trait Descent {
+    /// An iterate: its value plus whatever derivative information it carries.
+    type Point;
+    /// A gradient, likewise.
+    type Grad;
+    /// The concrete value of an iterate (a vector).
+    fn value<'a>(&self, p: &'a Self::Point) -> &'a Tensor;
+    /// The concrete value of a gradient.
+    fn grad_value<'a>(&self, g: &'a Self::Grad) -> &'a Tensor;
+    /// The objective at a concrete point; it only steers the descent.
+    fn objective(&self, x: &Tensor) -> f64;
+    /// The gradient of the objective at `p`.
+    fn gradient(&self, p: &Self::Point) -> Self::Grad;
+    /// The step `p - eta · g`.
+    fn step(&self, p: &Self::Point, g: &Self::Grad, eta: f64) -> Self::Point;
+}
+
+fn magnitude(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+fn distance(u: &[f64], v: &[f64]) -> f64 {
+    u.iter()
+        .zip(v)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// GradBench's `multivariate_argmin`: from `start`, with `eta = 1e-5`, stop when
+/// `|grad| <= 1e-5`; after 10 accepted steps in a row double `eta`; otherwise try
+/// `x' = x - eta·grad`, stop if `|x' - x| <= 1e-5`, accept it if the objective
+/// decreases, else halve `eta`. Returns the last accepted point.
+///
+/// ```
+/// use cotangent::Tensor;
+/// use gradbench_tool::descent::{argmin, Plain};
+/// let p = Plain::new(
+///     |x: &Tensor| (x - 3.0).square().sum_all().item::<f64>(),
+///     |x: &Tensor| (x - 3.0) * 2.0,
+/// );
+/// let x = argmin(&p, Tensor::from_vec(vec![0.0], &[1]));
+/// assert!((x.to_vec::<f64>()[0] - 3.0).abs() < 1e-4);
+/// ```
+pub fn argmin<D: Descent>(d: &D, start: D::Point) -> D::Point {
+    let mut x = start;
+    let mut fx = d.objective(d.value(&x));
+    let mut gx = d.gradient(&x);
+    let mut i = 0;
+    let mut eta = 1e-5;
+    loop {
+        if magnitude(&d.grad_value(&gx).to_vec::<f64>()) <= 1e-5 {
+            return x;
+        }
+        if i == 10 {
+            eta *= 2.0;
+            i = 0;
+            continue;
+        }
+        let x_prime = d.step(&x, &gx, eta);
+        let (xv, xpv) = (
+            d.value(&x).to_vec::<f64>(),
+            d.value(&x_prime).to_vec::<f64>(),
+        );
+        if distance(&xv, &xpv) <= 1e-5 {
+            return x;
+        }
+        let fx_prime = d.objective(d.value(&x_prime));
+        if fx_prime < fx {
+            x = x_prime;
+            fx = fx_prime;
+            gx = d.gradient(&x);
+            i += 1;
+        } else {
+            eta /= 2.0;
+            i = 0;
+        }
+    }
+}
+
+/// A descent on concrete vectors: an objective and its gradient function.
+pub struct Plain<F, G> {
+    objective: F,
+    gradient: G,
+}
+
+impl<F: Fn(&Tensor) -> f64, G: Fn(&Tensor) -> Tensor> Plain<F, G> {
+    /// The problem of minimising `objective`, whose gradient is `gradient`.
+    pub fn new(objective: F, gradient: G) -> Self {
+        Plain {
+            objective,
+            gradient,
+        }
+    }
+}
+
+impl<F: Fn(&Tensor) -> f64, G: Fn(&Tensor) -> Tensor> Descent for Plain<F, G> {
+    type Point = Tensor;
+    type Grad = Tensor;
+    fn value<'a>(&self, p: &'a Tensor) -> &'a Tensor {
+        p
+    }
+    fn grad_value<'a>(&self, g: &'a Tensor) -> &'a Tensor {
+        g
+    }
+    fn objective(&self, x: &Tensor) -> f64 {
+        (self.objective)(x)
+    }
+    fn gradient(&self, p: &Tensor) -> Tensor {
+        (self.gradient)(p)
+    }
+    fn step(&self, p: &Tensor, g: &Tensor, eta: f64) -> Tensor {
+        p - g * eta
+    }
+}

@@ -1,0 +1,148 @@
+//! `gmm`: the log posterior of a Gaussian mixture with a Wishart prior, and its
+//! gradient with respect to every parameter by `grad` over a parameter tree.
+//!
+//! Vectorised over points and components: the centred points are `[n, k, d]`,
+//! the triangular factors `Q_k` are `[k, d, d]` and `Q_k (x_i - μ_k)` is one `einsum`.
+
+use super::{unknown_function, Output, Run};
+use crate::input::{expect_shape, f64_field, matrix, usize_field, vector};
+use cotangent::{concatenate, einsum, grad, DType, Tensor};
+use serde_json::Value;
+use std::f64::consts::PI;
+
+/// The parameters: `(alpha [k], mu [k, d], q [k, d], l [k, d(d-1)/2])`.
+pub type Params = (Tensor, Tensor, Tensor, Tensor);
+
+/// The fixed data of one problem: the points and the prior's settings.
+pub struct Gmm {
+    x: Tensor,
+    m: f64,
+    gamma: f64,
+    /// `[d, d]` indices into `[0, l_k...]`: 1 + the position of `Q[j][i]` in `l_k`
+    /// below the diagonal, 0 (a zero) elsewhere.
+    lower_index: Tensor,
+    constant: f64,
+}
+
+/// `ln Γ(a)` for `a` a positive multiple of ½ (all that the Wishart constant needs),
+/// by `Γ(½) = √π`, `Γ(1) = 1` and `Γ(a + 1) = a Γ(a)`.
+fn ln_gamma_half_integer(a: f64) -> f64 {
+    let twice = (2.0 * a).round() as i64;
+    assert!(
+        twice >= 1 && (2.0 * a - twice as f64).abs() < 1e-9,
+        "ln_gamma_half_integer: {a} is not a positive multiple of 1/2"
+    );
+    let (mut s, mut b) = if twice % 2 == 1 {
+        (0.5 * PI.ln(), 0.5)
+    } else {
+        (0.0, 1.0)
+    };
+    while b < a - 0.25 {
+        s += b.ln();
+        b += 1.0;
+    }
+    s
+}
+
+/// `ln Γ_d(a)`, the log of the multivariate gamma function.
+fn ln_multigamma(a: f64, d: usize) -> f64 {
+    let d_f = d as f64;
+    d_f * (d_f - 1.0) / 4.0 * PI.ln()
+        + (1..=d)
+            .map(|j| ln_gamma_half_integer(a + 0.5 * (1.0 - j as f64)))
+            .sum::<f64>()
+}
+
+impl Gmm {
+    /// A problem on points `x` (`[n, d]`) with `k` components and Wishart settings `m`, `gamma`.
+    pub fn new(x: Tensor, k: usize, m: usize, gamma: f64) -> Gmm {
+        let (n, d) = (x.shape()[0], x.shape()[1]);
+        let mut idx = vec![0i64; d * d];
+        let mut pos = 0;
+        for i in 0..d {
+            for j in i + 1..d {
+                pos += 1;
+                idx[j * d + i] = pos;
+            }
+        }
+        let w = (d + m + 1) as f64;
+        let per_component =
+            w * d as f64 * (gamma.ln() - 0.5 * 2f64.ln()) - ln_multigamma(0.5 * w, d);
+        let constant = -(n as f64) * d as f64 * 0.5 * (2.0 * PI).ln() + k as f64 * per_component;
+        Gmm {
+            x,
+            m: m as f64,
+            gamma,
+            lower_index: Tensor::from_vec(idx, &[d, d]),
+            constant,
+        }
+    }
+
+    /// The log posterior.
+    pub fn objective(&self, (alpha, mu, q, l): &Params) -> Tensor {
+        let (k, d) = (q.shape()[0], q.shape()[1]);
+        let n = self.x.shape()[0] as f64;
+        let qdiag = q.exp(); // [k, d]
+        let sum_q = q.sum(&[1], false); // [k]
+                                        // Q_k: exp(q_k) on the diagonal, l_k below it (column by column).
+        let padded = concatenate(&[Tensor::zeros(&[k, 1], DType::F64), l.clone()], 1);
+        let lower = padded.take(&self.lower_index, 1); // [k, d, d]
+        let diag = qdiag.expand_dims(2) * Tensor::eye(d, DType::F64); // [k, d, d]
+        let big_q = diag + lower;
+        let centred = self.x.expand_dims(1) - mu.expand_dims(0); // [n, k, d]
+        let qx = einsum("kij,nkj->nki", &[&big_q, &centred]); // [n, k, d]
+        let beta = alpha + sum_q.clone() - qx.square().sum(&[2], false) * 0.5; // [n, k]
+        let data = beta.logsumexp(&[1], false).sum_all() - alpha.logsumexp(&[0], false) * n;
+        let frobenius = qdiag.square().sum_all() + l.square().sum_all();
+        let prior = sum_q.sum_all() * self.m - frobenius * (0.5 * self.gamma * self.gamma);
+        data + prior + self.constant
+    }
+}
+
+/// Builds `objective` or `jacobian` for input `{d, k, n, x, m, gamma, alpha, mu, q, l}`.
+pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+    let (d, k, n) = (
+        usize_field(input, "d")?,
+        usize_field(input, "k")?,
+        usize_field(input, "n")?,
+    );
+    let x = matrix(input, "x")?;
+    let params: Params = (
+        vector(input, "alpha")?,
+        matrix(input, "mu")?,
+        matrix(input, "q")?,
+        matrix(input, "l")?,
+    );
+    let m = usize_field(input, "m")?;
+    let gamma = f64_field(input, "gamma")?;
+    if n == 0 || d == 0 || k == 0 {
+        return Err(format!("need d, k, n >= 1, got d={d} k={k} n={n}"));
+    }
+    expect_shape(&x, "x", &[n, d])?;
+    expect_shape(&params.0, "alpha", &[k])?;
+    expect_shape(&params.1, "mu", &[k, d])?;
+    expect_shape(&params.2, "q", &[k, d])?;
+    // A matrix of k empty rows reads as [k, 0], which is right for d = 1.
+    expect_shape(&params.3, "l", &[k, d * (d - 1) / 2])?;
+    let gmm = Gmm::new(x, k, m, gamma);
+    match function {
+        "objective" => Ok(Box::new(move || Output::from(gmm.objective(&params)))),
+        "jacobian" => {
+            let df = grad(move |p: &Params| gmm.objective(p));
+            Ok(Box::new(move || {
+                let (alpha, mu, q, l) = df(&params);
+                Output::Object(vec![
+                    ("alpha", alpha.into()),
+                    ("mu", mu.into()),
+                    ("q", q.into()),
+                    ("l", l.into()),
+                ])
+            }))
+        }
+        _ => Err(unknown_function(
+            "gmm",
+            function,
+            &["objective", "jacobian"],
+        )),
+    }
+}

@@ -1,0 +1,53 @@
+//! `llsq`: a linear least-squares objective, and its gradient by `grad`.
+//!
+//! With `tᵢ = -1 + 2i/(n-1)` and `sᵢ = sign(tᵢ)`,
+//! `y(x) = ½ Σᵢ (sᵢ - Σⱼ xⱼ tᵢʲ)²`.
+
+use super::{unknown_function, Output, Run};
+use crate::input::{usize_field, vector};
+use cotangent::{grad, DType, Tensor};
+use serde_json::Value;
+
+/// The data of the problem: the powers `tᵢʲ` (`[n, m]`) and the signs `sᵢ` (`[n]`).
+pub struct Problem {
+    powers: Tensor,
+    signs: Tensor,
+}
+
+impl Problem {
+    /// The problem with `n` sample points for `m` coefficients.
+    pub fn new(n: usize, m: usize) -> Problem {
+        let t: Vec<f64> = (0..n)
+            .map(|i| -1.0 + i as f64 * 2.0 / (n as f64 - 1.0))
+            .collect();
+        let t = Tensor::from_vec(t, &[n]);
+        let j = Tensor::arange(0.0, m as f64, 1.0, DType::F64);
+        Problem {
+            powers: t.reshape_to(&[n, 1]).pow(j.reshape_to(&[1, m])),
+            signs: t.sign(),
+        }
+    }
+
+    /// `½ |s - T x|²`.
+    pub fn objective(&self, x: &Tensor) -> Tensor {
+        (&self.signs - self.powers.matmul(x)).square().sum_all() * 0.5
+    }
+}
+
+/// Builds `primal` or `gradient` for input `{x: float[m], n: int}`.
+pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+    let x = vector(input, "x")?;
+    let n = usize_field(input, "n")?;
+    if n < 2 {
+        return Err(format!("`n`: need at least 2 sample points, got {n}"));
+    }
+    let p = Problem::new(n, x.numel());
+    match function {
+        "primal" => Ok(Box::new(move || Output::from(p.objective(&x)))),
+        "gradient" => {
+            let df = grad(move |x: &Tensor| p.objective(x));
+            Ok(Box::new(move || Output::from(df(&x))))
+        }
+        _ => Err(unknown_function("llsq", function, &["primal", "gradient"])),
+    }
+}

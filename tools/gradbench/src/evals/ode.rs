@@ -1,0 +1,53 @@
+//! `ode`: `s` classic Runge–Kutta steps of `y₀' = x₀, yᵢ' = xᵢ yᵢ₋₁` from `y(0) = 0`
+//! to `t = 2`, and the gradient of the last component by `grad`.
+
+use super::{unknown_function, Output, Run};
+use crate::input::{usize_field, vector};
+use cotangent::{concatenate, grad, Tensor};
+use serde_json::Value;
+
+/// The right-hand side: `[x₀, x₁ y₀, x₂ y₁, ...]`.
+fn rhs(x: &Tensor, y: &Tensor) -> Tensor {
+    let n = x.numel() as isize;
+    concatenate(
+        &[
+            x.slice_axis(0, 0, 1, 1),
+            x.slice_axis(0, 1, n, 1) * y.slice_axis(0, 0, n - 1, 1),
+        ],
+        0,
+    )
+}
+
+/// `y(2)` after `s` RK4 steps.
+pub fn primal(x: &Tensor, s: usize) -> Tensor {
+    let h = 2.0 / s as f64;
+    let mut y = x.zeros_like();
+    for _ in 0..s {
+        let k1 = rhs(x, &y);
+        let k2 = rhs(x, &(&y + &k1 * h / 2.0));
+        let k3 = rhs(x, &(&y + &k2 * h / 2.0));
+        let k4 = rhs(x, &(&y + &k3 * h));
+        y = &y + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * h / 6.0;
+    }
+    y
+}
+
+/// Builds `primal` or `gradient` for input `{x: float[n], s: int}`.
+pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+    let x = vector(input, "x")?;
+    let s = usize_field(input, "s")?;
+    if x.numel() == 0 || s == 0 {
+        return Err(format!(
+            "need at least one component and one step, got n={} s={s}",
+            x.numel()
+        ));
+    }
+    match function {
+        "primal" => Ok(Box::new(move || Output::from(primal(&x, s)))),
+        "gradient" => {
+            let df = grad(move |x: &Tensor| primal(x, s).index(-1));
+            Ok(Box::new(move || Output::from(df(&x))))
+        }
+        _ => Err(unknown_function("ode", function, &["primal", "gradient"])),
+    }
+}

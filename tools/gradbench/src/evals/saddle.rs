@@ -1,0 +1,314 @@
+//! `saddle`: a saddle point of `f(a, b) = |a|² - |b|²` by nested optimisation,
+//! `a* = argminₐ maxᵦ f(a, b)`, then `b* = argmaxᵦ f(a*, b)`, with the outer and
+//! inner derivatives each in forward or reverse mode.
+//!
+//! The outer descent needs the gradient of `a ↦ maxᵦ f(a, b)`, where the max is
+//! itself GradBench's gradient descent on `b`: a loop with data-dependent exits
+//! and accept/reject decisions. cotangent has no `while_loop` yet, so the inner
+//! descent runs in Rust on concrete values while its iterates carry their
+//! derivative with respect to `a` (see [`crate::descent`]):
+//!
+//! - forward ([`Tangents`]): each operation of the descent (the inner gradient,
+//!   the step `b - η g`) is a `jvp`, vectorised over the two directions of `a`
+//!   with `vmap` ([`jvp_dirs`]);
+//! - reverse ([`Tape`]): each operation is a `vjp` whose pullback is recorded on
+//!   a tape; the final value's pullback then runs back through the accepted
+//!   iterates (rejected proposals get no cotangent and are skipped).
+//!
+//! The inner gradient `∇ᵦ(-f)` is `grad` or `jacfwd` (see [`gradient`]), so the
+//! outer `jvp`/`vjp` of each step differentiates through it: nested AD.
+
+use super::{gradient, jvp_dirs, unknown_function, Mode, Output, Run, MODE_FUNCTIONS};
+use crate::descent::{argmin, Descent, Plain};
+use crate::input::{expect_shape, vector};
+use cotangent::{concatenate, vjp, DType, Pullback, Tensor};
+use serde_json::Value;
+use std::cell::RefCell;
+
+/// `f(a, b) = |a|² - |b|²`.
+pub fn f(a: &Tensor, b: &Tensor) -> Tensor {
+    a.square().sum_all() - b.square().sum_all()
+}
+
+/// A function `f(a, b)` whose max over `b` is taken by descent (the eval's is [`f`]).
+pub type Objective = fn(&Tensor, &Tensor) -> Tensor;
+
+/// `∇ᵦ(-f(a, b))`, the gradient of the inner (maximisation as minimisation) problem.
+fn inner_gradient(f: Objective, inner: Mode, a: &Tensor, b: &Tensor) -> Tensor {
+    gradient(inner, b, |b: &Tensor| -f(a, b))
+}
+
+/// `argmaxᵦ f(a, b)` from `start`, on concrete values.
+fn inner_argmax(f: Objective, inner: Mode, a: &Tensor, start: &Tensor) -> Tensor {
+    let problem = Plain::new(
+        |b: &Tensor| -f(a, b).item::<f64>(),
+        |b: &Tensor| inner_gradient(f, inner, a, b),
+    );
+    argmin(&problem, start.clone())
+}
+
+/// The inner descent with iterates carrying tangents with respect to `a`
+/// along every direction at once: a point is `(b, db)` with `db` of shape `[dirs, 2]`.
+pub struct Tangents {
+    f: Objective,
+    inner: Mode,
+    a: Tensor,
+    /// The tangent of `a` along each direction, `[dirs, 2]`.
+    da: Tensor,
+}
+
+impl Descent for Tangents {
+    type Point = (Tensor, Tensor);
+    type Grad = (Tensor, Tensor);
+    fn value<'a>(&self, p: &'a (Tensor, Tensor)) -> &'a Tensor {
+        &p.0
+    }
+    fn grad_value<'a>(&self, g: &'a (Tensor, Tensor)) -> &'a Tensor {
+        &g.0
+    }
+    fn objective(&self, b: &Tensor) -> f64 {
+        -(self.f)(&self.a, b).item::<f64>()
+    }
+    fn gradient(&self, (b, db): &(Tensor, Tensor)) -> (Tensor, Tensor) {
+        let (f, inner) = (self.f, self.inner);
+        jvp_dirs(
+            |(a, b): &(Tensor, Tensor)| inner_gradient(f, inner, a, b),
+            &(self.a.clone(), b.clone()),
+            &(self.da.clone(), db.clone()),
+        )
+    }
+    fn step(
+        &self,
+        (b, db): &(Tensor, Tensor),
+        (g, dg): &(Tensor, Tensor),
+        eta: f64,
+    ) -> (Tensor, Tensor) {
+        jvp_dirs(
+            |(b, g): &(Tensor, Tensor)| b - g * eta,
+            &(b.clone(), g.clone()),
+            &(db.clone(), dg.clone()),
+        )
+    }
+}
+
+/// One recorded operation of the inner descent, with the tape positions of its
+/// inputs (`None`: the starting point, which does not depend on `a`).
+enum Entry {
+    /// `g = ∇ᵦ(-f)(a, b)`, pulled back to `(a, b)`.
+    Gradient {
+        pullback: Pullback<(Tensor, Tensor), Tensor>,
+        b: Option<usize>,
+    },
+    /// `b' = b - η g`, pulled back to `(b, g)`.
+    Step {
+        pullback: Pullback<(Tensor, Tensor), Tensor>,
+        b: Option<usize>,
+        g: usize,
+    },
+}
+
+/// The inner descent recording a reverse-mode tape: a point or gradient is its
+/// value and its position on the tape.
+pub struct Tape {
+    f: Objective,
+    inner: Mode,
+    a: Tensor,
+    entries: RefCell<Vec<Entry>>,
+}
+
+impl Tape {
+    fn record(&self, e: Entry) -> usize {
+        let mut entries = self.entries.borrow_mut();
+        entries.push(e);
+        entries.len() - 1
+    }
+
+    /// The cotangent of `a` given the cotangent `ct` of the tape value at `at`:
+    /// runs the pullbacks back from `at`, summing cotangents where values fan out.
+    fn backward(&self, at: Option<usize>, ct: Tensor) -> Tensor {
+        let mut da = self.a.zeros_like();
+        let Some(at) = at else { return da };
+        let entries = self.entries.borrow();
+        let mut cts: Vec<Option<Tensor>> = vec![None; entries.len()];
+        cts[at] = Some(ct);
+        let add = |cts: &mut Vec<Option<Tensor>>, i: Option<usize>, c: Tensor| {
+            if let Some(i) = i {
+                cts[i] = Some(match cts[i].take() {
+                    Some(prev) => prev + c,
+                    None => c,
+                });
+            }
+        };
+        for i in (0..=at).rev() {
+            let Some(c) = cts[i].take() else { continue };
+            match &entries[i] {
+                Entry::Gradient { pullback, b } => {
+                    let (ca, cb) = pullback.call(&c);
+                    da = da + ca;
+                    add(&mut cts, *b, cb);
+                }
+                Entry::Step { pullback, b, g } => {
+                    let (cb, cg) = pullback.call(&c);
+                    add(&mut cts, *b, cb);
+                    add(&mut cts, Some(*g), cg);
+                }
+            }
+        }
+        da
+    }
+}
+
+impl Descent for Tape {
+    type Point = (Tensor, Option<usize>);
+    type Grad = (Tensor, usize);
+    fn value<'a>(&self, p: &'a (Tensor, Option<usize>)) -> &'a Tensor {
+        &p.0
+    }
+    fn grad_value<'a>(&self, g: &'a (Tensor, usize)) -> &'a Tensor {
+        &g.0
+    }
+    fn objective(&self, b: &Tensor) -> f64 {
+        -(self.f)(&self.a, b).item::<f64>()
+    }
+    fn gradient(&self, (b, at): &(Tensor, Option<usize>)) -> (Tensor, usize) {
+        let (f, inner) = (self.f, self.inner);
+        let (g, pullback) = vjp(
+            |(a, b): &(Tensor, Tensor)| inner_gradient(f, inner, a, b),
+            &(self.a.clone(), b.clone()),
+        );
+        (g, self.record(Entry::Gradient { pullback, b: *at }))
+    }
+    fn step(
+        &self,
+        (b, at): &(Tensor, Option<usize>),
+        (g, gat): &(Tensor, usize),
+        eta: f64,
+    ) -> (Tensor, Option<usize>) {
+        let (next, pullback) = vjp(
+            |(b, g): &(Tensor, Tensor)| b - g * eta,
+            &(b.clone(), g.clone()),
+        );
+        let at = self.record(Entry::Step {
+            pullback,
+            b: *at,
+            g: *gat,
+        });
+        (next, Some(at))
+    }
+}
+
+/// The gradient of `a ↦ maxᵦ f(a, b)` (the max by the inner descent from `start`),
+/// differentiated through the inner descent in mode `outer`.
+fn max_gradient(f: Objective, outer: Mode, inner: Mode, a: &Tensor, start: &Tensor) -> Tensor {
+    let n = a.numel();
+    match outer {
+        Mode::Forward => {
+            let da = Tensor::eye(n, DType::F64);
+            let problem = Tangents {
+                f,
+                inner,
+                a: a.clone(),
+                da: da.clone(),
+            };
+            let db = Tensor::zeros(&[n, start.numel()], DType::F64);
+            let (b, db) = argmin(&problem, (start.clone(), db));
+            jvp_dirs(
+                |(a, b): &(Tensor, Tensor)| f(a, b),
+                &(a.clone(), b),
+                &(da, db),
+            )
+            .1
+        }
+        Mode::Reverse => {
+            let problem = Tape {
+                f,
+                inner,
+                a: a.clone(),
+                entries: RefCell::new(Vec::new()),
+            };
+            let (b, at) = argmin(&problem, (start.clone(), None));
+            let (y, pullback) = vjp(|(a, b): &(Tensor, Tensor)| f(a, b), &(a.clone(), b));
+            let (da, db) = pullback.call(&y.ones_like());
+            da + problem.backward(at, db)
+        }
+    }
+}
+
+/// `[a*, b*]`: the saddle point found from `start` with the given modes.
+pub fn saddle(outer: Mode, inner: Mode, start: &Tensor) -> Tensor {
+    let outer_problem = Plain::new(
+        |a: &Tensor| f(a, &inner_argmax(f, inner, a, start)).item::<f64>(),
+        |a: &Tensor| max_gradient(f, outer, inner, a, start),
+    );
+    let a = argmin(&outer_problem, start.clone());
+    let b = inner_argmax(f, inner, &a, start);
+    concatenate(&[a, b], 0)
+}
+
+/// Builds `rr`, `ff`, `fr` or `rf` (outer, inner mode) for input `{start: float[2]}`.
+pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+    let start = vector(input, "start")?;
+    expect_shape(&start, "start", &[2])?;
+    let (outer, inner) =
+        Mode::pair(function).ok_or_else(|| unknown_function("saddle", function, MODE_FUNCTIONS))?;
+    Ok(Box::new(move || Output::from(saddle(outer, inner, &start))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A coupled problem, so that the inner iterates depend on `a`:
+    /// `g(a, b) = |a|² - |b - a ⊙ (1, 2)|² - 0.3 b₀ b₁`.
+    fn coupled(a: &Tensor, b: &Tensor) -> Tensor {
+        let scale = Tensor::from_vec(vec![1.0, 2.0], &[2]);
+        a.square().sum_all() - (b - a * scale).square().sum_all() - b.index(0) * b.index(1) * 0.3
+    }
+
+    /// `∇ₐ maxᵦ g(a, b)` through the inner descent agrees in all four mode
+    /// combinations (forward tangents and the reverse tape are independent
+    /// implementations) and with central finite differences.
+    fn check(g: Objective, a: [f64; 2]) {
+        let start = Tensor::from_vec(vec![1.0, 1.0], &[2]);
+        let max = |a: [f64; 2]| {
+            let a = Tensor::from_vec(a.to_vec(), &[2]);
+            g(&a, &inner_argmax(g, Mode::Reverse, &a, &start)).item::<f64>()
+        };
+        let h = 1e-6;
+        let fd: Vec<f64> = (0..2)
+            .map(|i| {
+                let (mut up, mut down) = (a, a);
+                up[i] += h;
+                down[i] -= h;
+                (max(up) - max(down)) / (2.0 * h)
+            })
+            .collect();
+        let at = Tensor::from_vec(a.to_vec(), &[2]);
+        let reference = max_gradient(g, Mode::Reverse, Mode::Reverse, &at, &start).to_vec::<f64>();
+        for (outer, inner) in [
+            (Mode::Forward, Mode::Forward),
+            (Mode::Forward, Mode::Reverse),
+            (Mode::Reverse, Mode::Forward),
+        ] {
+            let d = max_gradient(g, outer, inner, &at, &start).to_vec::<f64>();
+            for i in 0..2 {
+                assert!(
+                    (d[i] - reference[i]).abs() <= 1e-12 * (1.0 + reference[i].abs()),
+                    "{outer:?}/{inner:?}: {d:?} vs rr {reference:?}"
+                );
+            }
+        }
+        for i in 0..2 {
+            assert!(
+                (reference[i] - fd[i]).abs() <= 1e-6,
+                "{reference:?} vs fd {fd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_gradient_matches_finite_differences_in_every_mode() {
+        check(f, [0.3, -0.7]);
+        check(coupled, [0.3, -0.7]);
+    }
+}
