@@ -2,7 +2,7 @@
 //! except `sum(broadcast(x)) -> x * n`, which replaces n additions of the same
 //! value by one multiplication (equal up to rounding).
 
-use crate::array::Array;
+use crate::array::{Array, Data};
 use crate::ir::{Graph, Var};
 use crate::ops::{BinaryOp, Prim, ReduceOp, UnaryOp};
 use std::collections::HashMap;
@@ -11,13 +11,26 @@ use std::sync::Arc;
 /// Constants up to this many elements are computed at compile time.
 const FOLD_LIMIT: usize = 1 << 16;
 
+/// The common value of an array whose elements are all equal (bitwise, as f64).
+fn splat_value(a: &Array) -> Option<f64> {
+    fn same<T: Copy>(v: &[T], eq: impl Fn(T, T) -> bool) -> Option<T> {
+        let first = *v.first()?;
+        v.iter().all(|&x| eq(x, first)).then_some(first)
+    }
+    match &a.data {
+        Data::F32(v) => same(v, |x, y| x.to_bits() == y.to_bits()).map(f64::from),
+        Data::F64(v) => same(v, |x, y| x.to_bits() == y.to_bits()),
+        Data::I32(v) => same(v, |x, y| x == y).map(f64::from),
+        // Only integers that f64 represents exactly.
+        Data::I64(v) => same(v, |x, y| x == y).filter(|x| x.unsigned_abs() <= 1 << 53).map(|x| x as f64),
+        Data::Bool(v) => same(v, |x, y| x == y).map(|b| if b { 1.0 } else { 0.0 }),
+    }
+}
+
 /// The value of a constant whose elements are all equal, if `v` is one (directly or broadcast).
 fn splat(g: &Graph, v: Var) -> Option<f64> {
     match &g.nodes[v.index()].prim {
-        Prim::Constant(a) if a.numel() > 0 => {
-            let first = a.data.get_f64(0);
-            (0..a.numel()).all(|i| a.data.get_f64(i).to_bits() == first.to_bits()).then_some(first)
-        }
+        Prim::Constant(a) => splat_value(a),
         Prim::BroadcastInDim { .. } => splat(g, g.nodes[v.index()].inputs[0]),
         _ => None,
     }
@@ -29,8 +42,16 @@ fn cse_key(prim: &Prim, inputs: &[Var]) -> String {
         Prim::Constant(a) => format!("constant@{:p}", Arc::as_ptr(a)),
         p => p.to_string(),
     };
+    // Commutative operations are exactly commutative in IEEE arithmetic: order their operands.
+    let mut ins = inputs.to_vec();
+    if let Prim::Binary(op) = prim {
+        use BinaryOp::*;
+        if matches!(op, Add | Mul | Max | Min | Eq | Ne | And | Or | Xor) {
+            ins.sort_unstable();
+        }
+    }
     let mut key = head;
-    for v in inputs {
+    for v in ins {
         key.push_str(&format!(" %{}", v.0));
     }
     key
@@ -153,6 +174,17 @@ pub fn optimize(g: &Graph) -> Graph {
 fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {
     // Rewrites may produce a new node that simplifies further: loop until none applies.
     let (mut prim, mut ins) = (prim, ins);
+    // A constant whose elements are all equal (as eager broadcasts produce) becomes a scalar
+    // broadcast, which fused loops read without touching memory.
+    if let Prim::Constant(a) = &prim {
+        if a.numel() > 1 {
+            if let Some(v) = splat_value(a) {
+                let scalar = Arc::new(Array::full(ty.dtype, vec![], v));
+                let c = emit(out, seen, Prim::Constant(scalar), vec![], &crate::TensorType::new(ty.dtype, vec![]));
+                return emit(out, seen, Prim::BroadcastInDim { shape: ty.shape.clone(), dims: vec![] }, vec![c], ty);
+            }
+        }
+    }
     loop {
         match simplify(out, &prim, &ins) {
             Some(Rewrite::Use(v)) => return v,

@@ -3,15 +3,15 @@
 //! consumes the chain), every other primitive one kernel call, steps in
 //! dependency order, and each buffer dropped after its last use.
 
-use crate::array::Array;
+use crate::array::{Array, Data};
 use crate::backend::cpu::{self, fused};
 use crate::ir::{Graph, Var};
 use crate::ops::{Prim, ReduceOp};
 use crate::shape::{strides, Shape};
-use crate::{Tensor, TensorType};
+use crate::{DType, Tensor, TensorType};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One unit of work.
 #[derive(Clone, Debug)]
@@ -22,9 +22,15 @@ enum Step {
     Fused { prog: fused::Program, ins: Vec<usize>, outs: Vec<usize> },
 }
 
+/// Intermediate buffers kept between runs, so repeated calls with the same shapes
+/// allocate (and page-fault) nothing for them.
+const POOL_LIMIT: usize = 64;
+
 /// An executable plan: value slots are graph vars; inputs and constants are preloaded.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Plan {
+    /// Storage of intermediates freed by earlier runs, for reuse.
+    pool: Mutex<Vec<Data>>,
     steps: Vec<Step>,
     /// After step `i`, these slots are no longer needed.
     free_after: Vec<Vec<usize>>,
@@ -102,11 +108,39 @@ fn resolve(g: &Graph, v: Var) -> (Var, isize, Vec<isize>) {
 
 /// The position after which `v` can be read: inputs and constants are there from the start.
 fn available(g: &Graph, v: Var) -> usize {
-    let (s, _, _) = resolve(g, v);
+    let (s, _) = resolve_load(g, v, &g.ty(v).shape);
     match g.nodes[s.index()].prim {
         Prim::Input(_) | Prim::Constant(_) => 0,
         _ => s.index(),
     }
+}
+
+/// How a fused loop over `shape` reads operand `v`: its materialised source and the load.
+/// A zero-padding (`pad` without interior padding, of a constant) directly under the reader is
+/// read through as well, with a bounds check per element.
+fn resolve_load(g: &Graph, v: Var, shape: &[usize]) -> (Var, fused::LoadKind) {
+    let node = &g.nodes[v.index()];
+    if let Prim::Pad { low, interior, .. } = &node.prim {
+        let value = &g.nodes[node.inputs[1].index()].prim;
+        if let (true, Prim::Constant(c)) = (interior.iter().all(|&i| i == 0), value) {
+            let x = node.inputs[0];
+            let (src, base, st) = resolve(g, x);
+            let xs = &g.ty(x).shape;
+            let base = base - low.iter().zip(&st).map(|(&l, &s)| l as isize * s).sum::<isize>();
+            let valid = low.iter().zip(xs).map(|(&l, &n)| (l as isize, l as isize + n as isize)).collect();
+            return (src, fused::LoadKind::Padded { base, strides: st, valid, fill: c.data.get_f64(0) });
+        }
+    }
+    let (src, base, st) = resolve(g, v);
+    let dense: Vec<isize> = strides(shape).iter().map(|&s| s as isize).collect();
+    let kind = if g.ty(src).numel() == 1 {
+        fused::LoadKind::Scalar
+    } else if base == 0 && st == dense && g.ty(src).numel() == crate::shape::numel(shape) {
+        fused::LoadKind::Contiguous
+    } else {
+        fused::LoadKind::Strided { base, strides: st }
+    };
+    (src, kind)
 }
 
 struct Group {
@@ -236,13 +270,31 @@ impl Plan {
         let mut constants = Vec::new();
         // A view is materialised only when something other than a fused loop (or another
         // unmaterialised view) reads it.
+        // A node that fused loops read through (views, zero-paddings) is materialised only if a
+        // loop reads it as a source or a kernel reads it. A view that `resolve` cannot see through
+        // (a reshape of a strided view) is an ordinary kernel.
+        let transparent: Vec<bool> = (0..n)
+            .map(|i| {
+                let v = Var(i as u32);
+                matches!(g.nodes[i].prim, Prim::Pad { .. }) || is_view(&g.nodes[i].prim) && resolve(g, v).0 != v
+            })
+            .collect();
+        let mut sourced = vec![false; n];
+        for (m, node) in g.nodes.iter().enumerate() {
+            if let Some(gid) = group_of[m] {
+                for v in &node.inputs {
+                    if group_of[v.index()] != Some(gid) {
+                        sourced[resolve_load(g, *v, &groups[gid].shape).0.index()] = true;
+                    }
+                }
+            }
+        }
         let mut needed = vec![true; n];
         for i in (0..n).rev() {
-            // A view that `resolve` cannot see through (a reshape of a strided view) is an ordinary kernel.
-            let transparent = is_view(&g.nodes[i].prim) && resolve(g, Var(i as u32)).0 != Var(i as u32);
-            if transparent {
+            if transparent[i] && resolve_load(g, Var(i as u32), &g.nodes[i].ty.shape).0 != Var(i as u32) {
                 needed[i] = is_output[i]
-                    || users[i].iter().any(|&u| group_of[u].is_none() && !(is_view(&g.nodes[u].prim) && !needed[u]));
+                    || sourced[i]
+                    || users[i].iter().any(|&u| group_of[u].is_none() && !(transparent[u] && !needed[u]));
             }
         }
         for (i, node) in g.nodes.iter().enumerate() {
@@ -315,6 +367,7 @@ impl Plan {
             }
         }
         Plan {
+            pool: Mutex::new(Vec::new()),
             steps,
             free_after,
             num_slots: n,
@@ -345,17 +398,36 @@ impl Plan {
                 }
                 Step::Fused { prog, ins, outs } => {
                     let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
-                    let values = fused::run(prog, &arrays);
+                    let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
+                    let values = fused::run(prog, &arrays, &mut buffer);
                     for (&o, v) in outs.iter().zip(values) {
                         slots[o] = Some(Arc::new(v));
                     }
                 }
             }
             for &v in free {
-                slots[v] = None;
+                // Only intermediates are uniquely owned here (inputs and constants are shared).
+                if let Some(Ok(array)) = slots[v].take().map(Arc::try_unwrap) {
+                    self.recycle(array.data);
+                }
             }
         }
         self.outputs.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed"))).collect()
+    }
+
+    fn take_buffer(&self, dtype: DType, len: usize) -> Data {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.iter().position(|d| d.dtype() == dtype && d.len() == len) {
+            Some(i) => pool.swap_remove(i),
+            None => Data::filled(dtype, 0.0, len),
+        }
+    }
+
+    fn recycle(&self, data: Data) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_LIMIT {
+            pool.push(data);
+        }
     }
 
     /// A readable listing of the steps.
@@ -428,15 +500,7 @@ fn fused_step(
             if group_of[v.index()] == Some(gid) {
                 return reg_of[&v.index()];
             }
-            let (src, base, st) = resolve(g, v);
-            let dense: Vec<isize> = strides(shape).iter().map(|&s| s as isize).collect();
-            let kind = if g.ty(src).numel() == 1 {
-                fused::LoadKind::Scalar
-            } else if base == 0 && st == dense && g.ty(src).numel() == crate::shape::numel(shape) {
-                fused::LoadKind::Contiguous
-            } else {
-                fused::LoadKind::Strided { base, strides: st }
-            };
+            let (src, kind) = resolve_load(g, v, shape);
             load(src, kind, instrs, dtypes)
         };
         let instr = match &node.prim {

@@ -33,6 +33,18 @@ pub enum LoadKind {
         /// Step per output axis.
         strides: Vec<isize>,
     },
+    /// Like `Strided`, but only output indices inside `valid` (a range per axis) read the
+    /// operand; the others are `fill` (a zero-padding read in place).
+    Padded {
+        /// Offset of element 0 (which may lie outside the operand).
+        base: isize,
+        /// Step per output axis.
+        strides: Vec<isize>,
+        /// The in-bounds range of each output axis.
+        valid: Vec<(isize, isize)>,
+        /// The value outside.
+        fill: f64,
+    },
 }
 
 /// One instruction; instruction `i` defines register `i`.
@@ -81,6 +93,9 @@ impl Program {
                     LoadKind::Contiguous => format!("load in{input}"),
                     LoadKind::Scalar => format!("load in{input} (scalar)"),
                     LoadKind::Strided { base, strides } => format!("load in{input} base={base} strides={strides:?}"),
+                    LoadKind::Padded { base, strides, valid, fill } => {
+                        format!("load in{input} base={base} strides={strides:?} inside {valid:?} else {fill}")
+                    }
                 },
                 Instr::Unary(op, a) => format!("{} r{a}", op.name()),
                 Instr::Binary(op, a, b) => format!("{} r{a} r{b}", op.name()),
@@ -238,46 +253,84 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
     }
 }
 
+/// Copies output elements `start..start+out.len()` of a strided read of `x` (row by row;
+/// contiguous rows are plain copies). With `pad`, indices outside the valid ranges read `fill`.
+fn strided_rows<T: Copy>(
+    out: &mut [T],
+    x: &[T],
+    shape: &[usize],
+    start: usize,
+    base: isize,
+    st: &[isize],
+    pad: Option<(&[(isize, isize)], T)>,
+) {
+    let r = shape.len();
+    if r == 0 {
+        out[0] = x[base as usize];
+        return;
+    }
+    let mut idx = vec![0usize; r];
+    let mut rem = start;
+    for d in (0..r).rev() {
+        idx[d] = rem % shape[d];
+        rem /= shape[d];
+    }
+    let (inner, s) = (shape[r - 1], st[r - 1]);
+    let mut j = 0;
+    while j < out.len() {
+        let (k0, k1) = (idx[r - 1], inner.min(idx[r - 1] + out.len() - j));
+        let row = base + (0..r - 1).map(|d| idx[d] as isize * st[d]).sum::<isize>();
+        let seg = &mut out[j..j + (k1 - k0)];
+        match pad {
+            None if s == 1 => {
+                let from = (row + k0 as isize) as usize;
+                seg.copy_from_slice(&x[from..from + (k1 - k0)]);
+            }
+            None => {
+                for (o, k) in seg.iter_mut().zip(k0..k1) {
+                    *o = x[(row + k as isize * s) as usize];
+                }
+            }
+            Some((valid, fill)) => {
+                let row_inside = (0..r - 1).all(|d| valid[d].0 <= idx[d] as isize && (idx[d] as isize) < valid[d].1);
+                let (lo, hi) = valid[r - 1];
+                for (o, k) in seg.iter_mut().zip(k0..k1) {
+                    let k = k as isize;
+                    *o = if row_inside && lo <= k && k < hi { x[(row + k * s) as usize] } else { fill };
+                }
+            }
+        }
+        j += k1 - k0;
+        idx[r - 1] = k1;
+        let mut d = r - 1;
+        while idx[d] == shape[d] && d > 0 {
+            idx[d] = 0;
+            d -= 1;
+            idx[d] += 1;
+        }
+    }
+}
+
 /// Fills a register with elements `start..start+n` of a load.
 fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: usize, n: usize) {
     macro_rules! fill {
-        ($o:expr, $x:expr) => {
+        ($o:expr, $x:expr, $conv:expr) => {
             match kind {
                 LoadKind::Contiguous => $o[..n].copy_from_slice(&$x[start..start + n]),
                 LoadKind::Scalar => $o[..n].fill($x[0]),
-                LoadKind::Strided { base, strides: st } => {
-                    let r = shape.len();
-                    let mut idx = vec![0usize; r];
-                    let mut rem = start;
-                    for d in (0..r).rev() {
-                        idx[d] = rem % shape[d];
-                        rem /= shape[d];
-                    }
-                    let mut off: isize = base + idx.iter().zip(st).map(|(&i, &s)| i as isize * s).sum::<isize>();
-                    for slot in $o[..n].iter_mut() {
-                        *slot = $x[off as usize];
-                        let mut d = r;
-                        while d > 0 {
-                            d -= 1;
-                            idx[d] += 1;
-                            off += st[d];
-                            if idx[d] < shape[d] {
-                                break;
-                            }
-                            off -= st[d] * shape[d] as isize;
-                            idx[d] = 0;
-                        }
-                    }
+                LoadKind::Strided { base, strides } => strided_rows(&mut $o[..n], $x, shape, start, *base, strides, None),
+                LoadKind::Padded { base, strides, valid, fill } => {
+                    strided_rows(&mut $o[..n], $x, shape, start, *base, strides, Some((valid, $conv(*fill))))
                 }
             }
         };
     }
     match (reg, &src.data) {
-        (Data::F32(o), Data::F32(x)) => fill!(o, x),
-        (Data::F64(o), Data::F64(x)) => fill!(o, x),
-        (Data::I32(o), Data::I32(x)) => fill!(o, x),
-        (Data::I64(o), Data::I64(x)) => fill!(o, x),
-        (Data::Bool(o), Data::Bool(x)) => fill!(o, x),
+        (Data::F32(o), Data::F32(x)) => fill!(o, x, |v: f64| v as f32),
+        (Data::F64(o), Data::F64(x)) => fill!(o, x, |v: f64| v),
+        (Data::I32(o), Data::I32(x)) => fill!(o, x, |v: f64| v as i32),
+        (Data::I64(o), Data::I64(x)) => fill!(o, x, |v: f64| v as i64),
+        (Data::Bool(o), Data::Bool(x)) => fill!(o, x, |v: f64| v != 0.0),
         _ => unreachable!("load dtype checked when the program was built"),
     }
 }
@@ -313,9 +366,9 @@ unsafe fn write_block<T: Copy>(base: *mut u8, src: &[T], start: usize) {
 }
 
 /// Runs a program without reduction: one full-size array per output register.
-fn run_map(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
+fn run_map(prog: &Program, inputs: &[&Array], buffer: &mut dyn FnMut(DType, usize) -> Data) -> Vec<Array> {
     let total = numel(&prog.shape);
-    let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| Data::filled(prog.dtypes[r], 0.0, total)).collect();
+    let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| buffer(prog.dtypes[r], total)).collect();
     let blocks = total.div_ceil(BLOCK);
     // Each output's base pointer, by dtype; tasks write disjoint block ranges.
     let ptrs: Vec<(SendPtr<u8>, DType)> =
@@ -492,9 +545,12 @@ fn run_reduce(prog: &Program, inputs: &[&Array], op: ReduceOp, row: usize) -> Ar
 }
 
 /// Runs a fused program on its inputs.
-pub fn run(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
+///
+/// `buffer(dtype, len)` supplies storage for each full-size output (its contents are
+/// overwritten), so a caller can recycle buffers between runs.
+pub fn run(prog: &Program, inputs: &[&Array], buffer: &mut dyn FnMut(DType, usize) -> Data) -> Vec<Array> {
     match prog.reduce {
-        None => run_map(prog, inputs),
+        None => run_map(prog, inputs, buffer),
         Some((op, row)) => vec![run_reduce(prog, inputs, op, row)],
     }
 }
