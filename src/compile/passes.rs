@@ -168,7 +168,48 @@ pub fn optimize(g: &Graph) -> Graph {
         map.push(v);
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    dce(&out)
+    dce(&swap_transposed_products(&out))
+}
+
+/// `transpose(dot_general(a, b))` that only swaps the two operands' free axes (as reverse
+/// mode produces for weight gradients) becomes `dot_general(b, a)`: no transpose pass.
+/// Applied only where the product has no other reader.
+fn swap_transposed_products(g: &Graph) -> Graph {
+    let mut uses = vec![0usize; g.nodes.len()];
+    for n in &g.nodes {
+        for v in &n.inputs {
+            uses[v.index()] += 1;
+        }
+    }
+    for v in &g.outputs {
+        uses[v.index()] += 1;
+    }
+    let mut out = g.clone();
+    for i in 0..out.nodes.len() {
+        let Prim::Transpose { perm } = &out.nodes[i].prim else { continue };
+        let d = out.nodes[i].inputs[0];
+        let dot = &out.nodes[d.index()];
+        let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &dot.prim else { continue };
+        if !lhs_batch.is_empty() || uses[d.index()] != 1 {
+            continue;
+        }
+        let nl = out.ty(dot.inputs[0]).rank() - lhs_contract.len();
+        let nr = out.ty(dot.inputs[1]).rank() - rhs_contract.len();
+        let swapped: Vec<usize> = (nl..nl + nr).chain(0..nl).collect();
+        if *perm != swapped {
+            continue;
+        }
+        let prim = Prim::DotGeneral {
+            lhs_contract: rhs_contract.clone(),
+            rhs_contract: lhs_contract.clone(),
+            lhs_batch: rhs_batch.clone(),
+            rhs_batch: lhs_batch.clone(),
+        };
+        let inputs = vec![dot.inputs[1], dot.inputs[0]];
+        out.nodes[i].prim = prim;
+        out.nodes[i].inputs = inputs;
+    }
+    out
 }
 
 fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {

@@ -393,7 +393,22 @@ impl Plan {
             match step {
                 Step::Kernel { prim, ins, out, ty } => {
                     let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
-                    let value = cpu::execute(prim, &arrays, ty);
+                    let value = match prim {
+                        Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+                            let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
+                            cpu::dot::dot_general_with(
+                                arrays[0],
+                                arrays[1],
+                                lhs_contract,
+                                rhs_contract,
+                                lhs_batch,
+                                rhs_batch,
+                                ty,
+                                &mut buffer,
+                            )
+                        }
+                        _ => cpu::execute(prim, &arrays, ty),
+                    };
                     slots[*out] = Some(Arc::new(value));
                 }
                 Step::Fused { prog, ins, outs } => {

@@ -37,6 +37,22 @@ pub fn dot_general(
     rb: &[usize],
     out: &TensorType,
 ) -> Array {
+    dot_general_with(lhs, rhs, lc, rc, lb, rb, out, &mut |dtype, len| Data::filled(dtype, 0.0, len))
+}
+
+/// [`dot_general`] writing float results into storage from `buffer(dtype, len)` (whose
+/// contents are overwritten), so a plan can recycle its buffers.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_general_with(
+    lhs: &Array,
+    rhs: &Array,
+    lc: &[usize],
+    rc: &[usize],
+    lb: &[usize],
+    rb: &[usize],
+    out: &TensorType,
+    buffer: &mut dyn FnMut(crate::DType, usize) -> Data,
+) -> Array {
     let lf = free_axes(lhs.shape.len(), lc, lb);
     let rf = free_axes(rhs.shape.len(), rc, rb);
     let extent = |x: &Array, axes: &[usize]| -> usize { axes.iter().map(|&a| x.shape[a]).product() };
@@ -44,6 +60,24 @@ pub fn dot_general(
     if b * m * n == 0 || k == 0 {
         // Empty output, or an empty sum: zeros, without touching the operands.
         return Array::full(out.dtype, out.shape.clone(), 0.0);
+    }
+    // Floats go to gemm, reading each operand in place when its axis groups are regular strides.
+    if let (Some(lv), Some(rv)) = (Matrix::view(lhs, lb, &lf, lc), Matrix::view(rhs, rb, rc, &rf)) {
+        let dims = Dims { b, m, k, n };
+        let data = match (&lhs.data, &rhs.data) {
+            (Data::F32(a), Data::F32(c)) => match buffer(crate::DType::F32, b * m * n) {
+                Data::F32(o) => Some(Data::F32(gemm_strided(a, lv, c, rv, dims, o))),
+                _ => unreachable!("buffer of the requested dtype"),
+            },
+            (Data::F64(a), Data::F64(c)) => match buffer(crate::DType::F64, b * m * n) {
+                Data::F64(o) => Some(Data::F64(gemm_strided(a, lv, c, rv, dims, o))),
+                _ => unreachable!("buffer of the requested dtype"),
+            },
+            _ => None,
+        };
+        if let Some(data) = data {
+            return Array::new(out.shape.clone(), data);
+        }
     }
     let lperm = [lb, &lf, lc].concat();
     let rperm = [rb, rc, &rf].concat();
@@ -114,6 +148,74 @@ fn gemm_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims) -> Vec<T> {
 }
 
 /// Batched row-major product by a plain loop; `fma(acc, x, y)` is `acc + x * y`.
+/// A batch of matrices inside an operand: the batch, row and column axis groups each
+/// collapse to one stride (in elements).
+#[derive(Clone, Copy)]
+struct Matrix {
+    batch: isize,
+    row: isize,
+    col: isize,
+}
+
+impl Matrix {
+    /// The stride of a group of axes that walks memory regularly (each axis steps over the
+    /// following ones in the group), or `None`. An empty group has stride 0.
+    fn group_stride(x: &Array, axes: &[usize]) -> Option<isize> {
+        let st = crate::shape::strides(&x.shape);
+        let axes: Vec<usize> = axes.iter().copied().filter(|&a| x.shape[a] != 1).collect();
+        for w in axes.windows(2) {
+            if st[w[0]] != st[w[1]] * x.shape[w[1]] {
+                return None;
+            }
+        }
+        Some(axes.last().map_or(0, |&a| st[a] as isize))
+    }
+
+    fn view(x: &Array, batch: &[usize], rows: &[usize], cols: &[usize]) -> Option<Matrix> {
+        Some(Matrix {
+            batch: Self::group_stride(x, batch)?,
+            row: Self::group_stride(x, rows)?,
+            col: Self::group_stride(x, cols)?,
+        })
+    }
+}
+
+/// `b` products of `m×k` and `k×n` matrices read in place through strides.
+fn gemm_strided<T: Element>(lhs: &[T], lv: Matrix, rhs: &[T], rv: Matrix, d: Dims, mut out: Vec<T>) -> Vec<T> {
+    let Dims { b, m, k, n } = d;
+    assert_eq!(out.len(), b * m * n);
+    let parallelism =
+        if m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+    for (bi, o) in out.chunks_exact_mut(m * n).enumerate() {
+        // SAFETY: the strides and extents describe elements inside `lhs`/`rhs` (they come from
+        // the operands' own shapes), and `o` holds exactly m·n elements.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                o.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs.as_ptr().offset(bi as isize * lv.batch),
+                lv.col,
+                lv.row,
+                rhs.as_ptr().offset(bi as isize * rv.batch),
+                rv.col,
+                rv.row,
+                T::from_f64(0.0),
+                T::from_f64(1.0),
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    out
+}
+
 fn int_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims, fma: fn(T, T, T) -> T) -> Vec<T> {
     let Dims { b, m, k, n } = d;
     let mut out = vec![T::from_f64(0.0); b * m * n];

@@ -318,7 +318,9 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
             match kind {
                 LoadKind::Contiguous => $o[..n].copy_from_slice(&$x[start..start + n]),
                 LoadKind::Scalar => $o[..n].fill($x[0]),
-                LoadKind::Strided { base, strides } => strided_rows(&mut $o[..n], $x, shape, start, *base, strides, None),
+                LoadKind::Strided { base, strides } => {
+                    strided_rows(&mut $o[..n], $x, shape, start, *base, strides, None)
+                }
                 LoadKind::Padded { base, strides, valid, fill } => {
                     strided_rows(&mut $o[..n], $x, shape, start, *base, strides, Some((valid, $conv(*fill))))
                 }

@@ -4,7 +4,7 @@
 //! interpreter both come through it. Kernels are grouped by family, like
 //! [`crate::ops`]. The output type is computed (and checked) by the caller.
 
-mod dot;
+pub mod dot;
 mod elementwise;
 pub mod fused;
 mod index;

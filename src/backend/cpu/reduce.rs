@@ -113,6 +113,9 @@ fn reduce_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ReduceOp) -> Vec<T>
 
 /// Reduces the listed axes.
 pub fn reduce(op: ReduceOp, axes: &[usize], x: &Array, out: &TensorType) -> Array {
+    if axes.iter().enumerate().all(|(i, &a)| i == a) && axes.len() < x.shape.len() {
+        return reduce_leading(op, axes.len(), x, out);
+    }
     let row: usize = axes.iter().map(|&a| x.shape[a]).product();
     let rows = out.numel();
     let data = match axes_last(x, axes) {
@@ -120,6 +123,40 @@ pub fn reduce(op: ReduceOp, axes: &[usize], x: &Array, out: &TensorType) -> Arra
         Data::F64(v) => Data::F64(reduce_rows(&v, row, rows, op)),
         Data::I32(v) => Data::I32(reduce_rows(&v, row, rows, op)),
         Data::I64(v) => Data::I64(reduce_rows(&v, row, rows, op)),
+        Data::Bool(_) => unreachable!("bool reductions rejected by the type rule"),
+    };
+    Array::new(out.shape.clone(), data)
+}
+
+/// Reduction over the leading `k` axes: whole rows are combined into an accumulator row,
+/// in the same order as the general kernel (so results are identical), without a transpose.
+fn reduce_leading(op: ReduceOp, k: usize, x: &Array, out: &TensorType) -> Array {
+    fn run<T: Num>(v: &[T], inner: usize, op: ReduceOp) -> Vec<T> {
+        let init = match op {
+            ReduceOp::Sum => T::ZERO,
+            ReduceOp::Prod => T::ONE,
+            ReduceOp::Max => T::LOWEST,
+            ReduceOp::Min => T::HIGHEST,
+        };
+        let mut acc = vec![init; inner];
+        for row in v.chunks_exact(inner.max(1)) {
+            for (a, &b) in acc.iter_mut().zip(row) {
+                *a = match op {
+                    ReduceOp::Sum => a.add(b),
+                    ReduceOp::Prod => a.mul(b),
+                    ReduceOp::Max => pick_max(*a, b),
+                    ReduceOp::Min => pick_min(*a, b),
+                };
+            }
+        }
+        acc
+    }
+    let inner: usize = x.shape[k..].iter().product();
+    let data = match &x.data {
+        Data::F32(v) => Data::F32(run(v, inner, op)),
+        Data::F64(v) => Data::F64(run(v, inner, op)),
+        Data::I32(v) => Data::I32(run(v, inner, op)),
+        Data::I64(v) => Data::I64(run(v, inner, op)),
         Data::Bool(_) => unreachable!("bool reductions rejected by the type rule"),
     };
     Array::new(out.shape.clone(), data)

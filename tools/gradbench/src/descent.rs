@@ -32,11 +32,7 @@ fn magnitude(v: &[f64]) -> f64 {
 }
 
 fn distance(u: &[f64], v: &[f64]) -> f64 {
-    u.iter()
-        .zip(v)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f64>()
-        .sqrt()
+    u.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt()
 }
 
 /// GradBench's `multivariate_argmin`: from `start`, with `eta = 1e-5`, stop when
@@ -70,10 +66,7 @@ pub fn argmin<D: Descent>(d: &D, start: D::Point) -> D::Point {
             continue;
         }
         let x_prime = d.step(&x, &gx, eta);
-        let (xv, xpv) = (
-            d.value(&x).to_vec::<f64>(),
-            d.value(&x_prime).to_vec::<f64>(),
-        );
+        let (xv, xpv) = (d.value(&x).to_vec::<f64>(), d.value(&x_prime).to_vec::<f64>());
         if distance(&xv, &xpv) <= 1e-5 {
             return x;
         }
@@ -99,10 +92,7 @@ pub struct Plain<F, G> {
 impl<F: Fn(&Tensor) -> f64, G: Fn(&Tensor) -> Tensor> Plain<F, G> {
     /// The problem of minimising `objective`, whose gradient is `gradient`.
     pub fn new(objective: F, gradient: G) -> Self {
-        Plain {
-            objective,
-            gradient,
-        }
+        Plain { objective, gradient }
     }
 }
 

@@ -16,13 +16,8 @@ use serde_json::Value;
 /// ```
 pub fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {
     match v {
-        Value::Object(map) => map
-            .get(name)
-            .ok_or_else(|| format!("missing field `{name}`")),
-        _ => Err(format!(
-            "expected an object with field `{name}`, got {}",
-            kind(v)
-        )),
+        Value::Object(map) => map.get(name).ok_or_else(|| format!("missing field `{name}`")),
+        _ => Err(format!("expected an object with field `{name}`, got {}", kind(v))),
     }
 }
 
@@ -40,8 +35,7 @@ pub fn kind(v: &Value) -> &'static str {
 
 /// `v` as a number.
 pub fn number(v: &Value, what: &str) -> Result<f64, String> {
-    v.as_f64()
-        .ok_or_else(|| format!("`{what}`: expected a number, got {}", kind(v)))
+    v.as_f64().ok_or_else(|| format!("`{what}`: expected a number, got {}", kind(v)))
 }
 
 /// The number in field `name`.
@@ -52,20 +46,13 @@ pub fn f64_field(v: &Value, name: &str) -> Result<f64, String> {
 /// The non-negative integer in field `name`.
 pub fn usize_field(v: &Value, name: &str) -> Result<usize, String> {
     let x = field(v, name)?;
-    x.as_u64()
-        .map(|n| n as usize)
-        .ok_or_else(|| format!("`{name}`: expected a non-negative integer, got {x}"))
+    x.as_u64().map(|n| n as usize).ok_or_else(|| format!("`{name}`: expected a non-negative integer, got {x}"))
 }
 
 /// The numbers of a JSON array.
 fn numbers(v: &Value, what: &str) -> Result<Vec<f64>, String> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| format!("`{what}`: expected an array of numbers, got {}", kind(v)))?;
-    items
-        .iter()
-        .map(|x| number(x, what))
-        .collect::<Result<Vec<f64>, String>>()
+    let items = v.as_array().ok_or_else(|| format!("`{what}`: expected an array of numbers, got {}", kind(v)))?;
+    items.iter().map(|x| number(x, what)).collect::<Result<Vec<f64>, String>>()
 }
 
 /// Field `name` as a 1-d `f64` tensor (a JSON array of numbers).
@@ -91,9 +78,7 @@ pub fn vector(v: &Value, name: &str) -> Result<Tensor, String> {
 /// ```
 pub fn matrix(v: &Value, name: &str) -> Result<Tensor, String> {
     let x = field(v, name)?;
-    let rows = x
-        .as_array()
-        .ok_or_else(|| format!("`{name}`: expected an array of arrays, got {}", kind(x)))?;
+    let rows = x.as_array().ok_or_else(|| format!("`{name}`: expected an array of arrays, got {}", kind(x)))?;
     let mut data = Vec::new();
     let mut cols = None;
     for row in rows {
@@ -101,10 +86,7 @@ pub fn matrix(v: &Value, name: &str) -> Result<Tensor, String> {
         match cols {
             None => cols = Some(r.len()),
             Some(c) if c != r.len() => {
-                return Err(format!(
-                    "`{name}`: rows have different lengths ({c} and {})",
-                    r.len()
-                ))
+                return Err(format!("`{name}`: rows have different lengths ({c} and {})", r.len()))
             }
             Some(_) => {}
         }
@@ -118,9 +100,6 @@ pub fn expect_shape(t: &Tensor, name: &str, shape: &[usize]) -> Result<(), Strin
     if t.shape() == shape {
         Ok(())
     } else {
-        Err(format!(
-            "`{name}`: expected shape {shape:?}, got {:?}",
-            t.shape()
-        ))
+        Err(format!("`{name}`: expected shape {shape:?}, got {:?}", t.shape()))
     }
 }

@@ -49,9 +49,7 @@ pub fn handle(msg: &Value) -> Value {
     };
     let kind = match field(msg, "kind") {
         Ok(Value::String(k)) => k.as_str(),
-        Ok(other) => {
-            return json!({"id": id, "error": format!("`kind`: expected a string, got {other}")})
-        }
+        Ok(other) => return json!({"id": id, "error": format!("`kind`: expected a string, got {other}")}),
         Err(e) => return json!({"id": id, "error": e}),
     };
     match kind {
@@ -65,8 +63,7 @@ pub fn handle(msg: &Value) -> Value {
 
 fn str_field<'a>(msg: &'a Value, name: &str) -> Result<&'a str, String> {
     let v = field(msg, name)?;
-    v.as_str()
-        .ok_or_else(|| format!("`{name}`: expected a string, got {}", kind(v)))
+    v.as_str().ok_or_else(|| format!("`{name}`: expected a string, got {}", kind(v)))
 }
 
 fn define(id: Value, msg: &Value) -> Value {
@@ -81,10 +78,7 @@ fn define(id: Value, msg: &Value) -> Value {
 fn repetition(input: &Value) -> Result<(usize, f64), String> {
     let runs = match input.get("min_runs") {
         None => 1,
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| format!("`min_runs`: expected a non-negative integer, got {v}"))?
-            as usize,
+        Some(v) => v.as_u64().ok_or_else(|| format!("`min_runs`: expected a non-negative integer, got {v}"))? as usize,
     };
     let seconds = match input.get("min_seconds") {
         None => 0.0,

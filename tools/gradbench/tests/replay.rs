@@ -28,24 +28,16 @@ fn compare(reference: &Value, output: &Value, path: &str) -> Result<(), String> 
         }
         (Value::Array(xs), Value::Array(ys)) => {
             if xs.len() != ys.len() {
-                return Err(format!(
-                    "{path}: reference has {} elements, output {}",
-                    xs.len(),
-                    ys.len()
-                ));
+                return Err(format!("{path}: reference has {} elements, output {}", xs.len(), ys.len()));
             }
-            xs.iter()
-                .zip(ys)
-                .enumerate()
-                .try_for_each(|(i, (x, y))| compare(x, y, &format!("{path}[{i}]")))
+            xs.iter().zip(ys).enumerate().try_for_each(|(i, (x, y))| compare(x, y, &format!("{path}[{i}]")))
         }
         (Value::Object(xs), Value::Object(ys)) => {
             let (kx, ky): (Vec<_>, Vec<_>) = (xs.keys().collect(), ys.keys().collect());
             if kx != ky {
                 return Err(format!("{path}: keys {kx:?} vs {ky:?}"));
             }
-            xs.iter()
-                .try_for_each(|(k, x)| compare(x, &ys[k], &format!("{path}.{k}")))
+            xs.iter().try_for_each(|(k, x)| compare(x, &ys[k], &format!("{path}.{k}")))
         }
         (x, y) if x == y => Ok(()),
         (x, y) => Err(format!("{path}: reference {x}, output {y}")),
@@ -69,12 +61,8 @@ fn comparison_follows_the_gradbench_rule() {
 /// logged reference. Returns the number of evaluations checked.
 fn replay(name: &str) -> usize {
     let path = fixtures().join(format!("{name}.jsonl"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-        .collect();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("log line is JSON")).collect();
     let mut checked = 0;
     for (i, line) in lines.iter().enumerate() {
         let Some(msg) = line.get("message") else {
@@ -86,10 +74,7 @@ fn replay(name: &str) -> usize {
             input.insert("min_runs".into(), json!(1));
             input.insert("min_seconds".into(), json!(0.0));
         }
-        let what = format!(
-            "{name} message {} ({} {} {})",
-            msg["id"], msg["kind"], msg["function"], msg["description"]
-        );
+        let what = format!("{name} message {} ({} {} {})", msg["id"], msg["kind"], msg["function"], msg["description"]);
         let begin = Instant::now();
         let response = handle(&msg);
         let secs = begin.elapsed().as_secs_f64();
@@ -184,10 +169,7 @@ fn fixtures_cover_the_shared_logs() {
         if path.extension().is_some_and(|x| x == "jsonl") {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let copy = fixtures().join(&name);
-            assert!(
-                copy.exists(),
-                "{name} is in shared/gradbench but not in fixtures/"
-            );
+            assert!(copy.exists(), "{name} is in shared/gradbench but not in fixtures/");
             assert_eq!(
                 std::fs::read(&path).unwrap(),
                 std::fs::read(&copy).unwrap(),
@@ -235,41 +217,26 @@ fn bad_messages_get_error_responses() {
     let r = handle(&json!({"id": 3}));
     assert!(error(&r).contains("`kind`"), "{r}");
     let r = handle(&json!({"id": 4, "kind": "define", "module": "nope"}));
-    assert_eq!(
-        (r["id"].clone(), r["success"].clone()),
-        (json!(4), json!(false))
-    );
+    assert_eq!((r["id"].clone(), r["success"].clone()), (json!(4), json!(false)));
     assert!(error(&r).contains("unknown module"), "{r}");
-    let r = handle(
-        &json!({"id": 5, "kind": "evaluate", "module": "nope", "function": "f", "input": {}}),
-    );
+    let r = handle(&json!({"id": 5, "kind": "evaluate", "module": "nope", "function": "f", "input": {}}));
     assert_eq!(r["success"], false);
     assert!(error(&r).contains("unknown module"), "{r}");
-    let r = handle(
-        &json!({"id": 6, "kind": "evaluate", "module": "lse", "function": "f", "input": {"x": [1.0]}}),
-    );
+    let r = handle(&json!({"id": 6, "kind": "evaluate", "module": "lse", "function": "f", "input": {"x": [1.0]}}));
     assert!(error(&r).contains("no function `f`"), "{r}");
     let r = handle(&json!({"id": 7, "kind": "evaluate", "module": "lse", "function": "primal"}));
     assert!(error(&r).contains("missing field `input`"), "{r}");
-    let r = handle(
-        &json!({"id": 8, "kind": "evaluate", "module": "lse", "function": "primal", "input": {}}),
-    );
+    let r = handle(&json!({"id": 8, "kind": "evaluate", "module": "lse", "function": "primal", "input": {}}));
     assert!(error(&r).contains("missing field `x`"), "{r}");
-    let r = handle(
-        &json!({"id": 9, "kind": "evaluate", "module": "gmm", "function": "objective",
+    let r = handle(&json!({"id": 9, "kind": "evaluate", "module": "gmm", "function": "objective",
         "input": {"d": 2, "k": 1, "n": 1, "x": [[0.0, 0.0]], "m": 0, "gamma": 1.0,
-                  "alpha": [0.0], "mu": [[0.0]], "q": [[0.0, 0.0]], "l": [[0.0]]}}),
-    );
+                  "alpha": [0.0], "mu": [[0.0]], "q": [[0.0, 0.0]], "l": [[0.0]]}}));
     assert!(error(&r).contains("`mu`: expected shape [1, 2]"), "{r}");
-    let r = handle(
-        &json!({"id": 10, "kind": "evaluate", "module": "kmeans", "function": "cost",
-        "input": {"points": [[0.0], [1.0, 2.0]], "centroids": [[0.0]]}}),
-    );
+    let r = handle(&json!({"id": 10, "kind": "evaluate", "module": "kmeans", "function": "cost",
+        "input": {"points": [[0.0], [1.0, 2.0]], "centroids": [[0.0]]}}));
     assert!(error(&r).contains("rows have different lengths"), "{r}");
     // The handler still answers normally afterwards.
-    let r = handle(
-        &json!({"id": 11, "kind": "evaluate", "module": "hello", "function": "double", "input": 3.0}),
-    );
+    let r = handle(&json!({"id": 11, "kind": "evaluate", "module": "hello", "function": "double", "input": 3.0}));
     assert_eq!(r["output"], json!(6.0), "{r}");
 }
 
@@ -296,52 +263,26 @@ fn the_binary_keeps_serving_after_bad_input() {
     let r = ask_bytes(b"{\"id\": 0, \xff\xfe}");
     assert!(r["error"].as_str().unwrap().contains("malformed"), "{r}");
     let mut ask = |line: &str| ask_bytes(line.as_bytes());
-    assert_eq!(
-        ask(r#"{"id": 0, "kind": "start", "eval": "hello"}"#),
-        json!({"id": 0, "tool": "cotangent"})
-    );
+    assert_eq!(ask(r#"{"id": 0, "kind": "start", "eval": "hello"}"#), json!({"id": 0, "tool": "cotangent"}));
     let r = ask("this is not json");
     assert!(r["error"].as_str().unwrap().contains("malformed"), "{r}");
     let r = ask(r#"{"id": 1, "kind": "mystery"}"#);
     assert_eq!(r["id"], 1);
     assert!(r["error"].is_string(), "{r}");
     let r = ask(r#"{"id": 2, "kind": "define", "module": "ba"}"#);
-    assert_eq!(
-        (r["id"].clone(), r["success"].clone()),
-        (json!(2), json!(false))
-    );
-    let r = ask(
-        r#"{"id": 3, "kind": "evaluate", "module": "ba", "function": "objective", "input": {}}"#,
-    );
+    assert_eq!((r["id"].clone(), r["success"].clone()), (json!(2), json!(false)));
+    let r = ask(r#"{"id": 3, "kind": "evaluate", "module": "ba", "function": "objective", "input": {}}"#);
     assert_eq!(r["success"], false);
-    let r =
-        ask(r#"{"id": 4, "kind": "evaluate", "module": "det", "input": {"A": [1.0], "ell": 1}}"#);
-    assert!(
-        r["error"]
-            .as_str()
-            .unwrap()
-            .contains("missing field `function`"),
-        "{r}"
-    );
+    let r = ask(r#"{"id": 4, "kind": "evaluate", "module": "det", "input": {"A": [1.0], "ell": 1}}"#);
+    assert!(r["error"].as_str().unwrap().contains("missing field `function`"), "{r}");
     let r = ask(
         r#"{"id": 5, "kind": "evaluate", "module": "det", "function": "gradient", "input": {"A": [1.0, 2.0], "ell": 3}}"#,
     );
     assert_eq!(r["success"], false, "{r}");
-    assert_eq!(
-        ask(r#"{"id": 6, "kind": "define", "module": "hello"}"#),
-        json!({"id": 6, "success": true})
-    );
-    let r = ask(
-        r#"{"id": 7, "kind": "evaluate", "module": "hello", "function": "square", "input": 3.0}"#,
-    );
-    assert_eq!(
-        (r["id"].clone(), r["success"].clone(), r["output"].clone()),
-        (json!(7), json!(true), json!(9.0))
-    );
-    assert_eq!(
-        ask(r#"{"id": 8, "kind": "analysis", "of": 7, "valid": true}"#),
-        json!({"id": 8})
-    );
+    assert_eq!(ask(r#"{"id": 6, "kind": "define", "module": "hello"}"#), json!({"id": 6, "success": true}));
+    let r = ask(r#"{"id": 7, "kind": "evaluate", "module": "hello", "function": "square", "input": 3.0}"#);
+    assert_eq!((r["id"].clone(), r["success"].clone(), r["output"].clone()), (json!(7), json!(true), json!(9.0)));
+    assert_eq!(ask(r#"{"id": 8, "kind": "analysis", "of": 7, "valid": true}"#), json!({"id": 8}));
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }

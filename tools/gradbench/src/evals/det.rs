@@ -42,13 +42,10 @@ fn det_batched_up_to(a: &Tensor, limit: usize) -> Tensor {
     let rest = a.slice_axis(-2, 1, m as isize, 1); // [..., m-1, m]
                                                    // The minor without row 0 and column j, [..., m-1, m-1].
     let minor = |j: isize| {
-        let pieces: Vec<Tensor> = [
-            rest.slice_axis(-1, 0, j, 1),
-            rest.slice_axis(-1, j + 1, m as isize, 1),
-        ]
-        .into_iter()
-        .filter(|p| p.shape()[r - 1] > 0)
-        .collect();
+        let pieces: Vec<Tensor> = [rest.slice_axis(-1, 0, j, 1), rest.slice_axis(-1, j + 1, m as isize, 1)]
+            .into_iter()
+            .filter(|p| p.shape()[r - 1] > 0)
+            .collect();
         concatenate(&pieces, -1)
     };
     let sign = |j: usize| (-1f64).powi(j as i32);
@@ -75,10 +72,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     let a = vector(input, "A")?;
     let ell = usize_field(input, "ell")?;
     if ell == 0 || a.numel() != ell * ell {
-        return Err(format!(
-            "`A`: expected {ell}·{ell} numbers for ell = {ell}, got {}",
-            a.numel()
-        ));
+        return Err(format!("`A`: expected {ell}·{ell} numbers for ell = {ell}, got {}", a.numel()));
     }
     let a = a.reshape_to(&[ell, ell]);
     match function {
@@ -99,9 +93,7 @@ mod tests {
     /// as batching all minors.
     #[test]
     fn unbatched_levels_agree_with_batched() {
-        let v: Vec<f64> = (0..25)
-            .map(|i| ((i * 7 + 3) % 11) as f64 / 3.0 - 1.5)
-            .collect();
+        let v: Vec<f64> = (0..25).map(|i| ((i * 7 + 3) % 11) as f64 / 3.0 - 1.5).collect();
         let a = Tensor::from_vec(v, &[5, 5]);
         let batched = det(&a).item::<f64>();
         let looped = det_batched_up_to(&a, 1).item::<f64>();
@@ -109,10 +101,7 @@ mod tests {
         let g1 = grad(det)(&a).to_vec::<f64>();
         let g2 = grad(|a: &Tensor| det_batched_up_to(a, 1))(&a).to_vec::<f64>();
         for (x, y) in g1.iter().zip(&g2) {
-            assert!(
-                (x - y).abs() <= 1e-12 * x.abs().max(1.0),
-                "{g1:?} vs {g2:?}"
-            );
+            assert!((x - y).abs() <= 1e-12 * x.abs().max(1.0), "{g1:?} vs {g2:?}");
         }
     }
 }

@@ -32,11 +32,7 @@ fn ln_gamma_half_integer(a: f64) -> f64 {
         twice >= 1 && (2.0 * a - twice as f64).abs() < 1e-9,
         "ln_gamma_half_integer: {a} is not a positive multiple of 1/2"
     );
-    let (mut s, mut b) = if twice % 2 == 1 {
-        (0.5 * PI.ln(), 0.5)
-    } else {
-        (0.0, 1.0)
-    };
+    let (mut s, mut b) = if twice % 2 == 1 { (0.5 * PI.ln(), 0.5) } else { (0.0, 1.0) };
     while b < a - 0.25 {
         s += b.ln();
         b += 1.0;
@@ -47,10 +43,7 @@ fn ln_gamma_half_integer(a: f64) -> f64 {
 /// `ln Γ_d(a)`, the log of the multivariate gamma function.
 fn ln_multigamma(a: f64, d: usize) -> f64 {
     let d_f = d as f64;
-    d_f * (d_f - 1.0) / 4.0 * PI.ln()
-        + (1..=d)
-            .map(|j| ln_gamma_half_integer(a + 0.5 * (1.0 - j as f64)))
-            .sum::<f64>()
+    d_f * (d_f - 1.0) / 4.0 * PI.ln() + (1..=d).map(|j| ln_gamma_half_integer(a + 0.5 * (1.0 - j as f64))).sum::<f64>()
 }
 
 impl Gmm {
@@ -66,16 +59,9 @@ impl Gmm {
             }
         }
         let w = (d + m + 1) as f64;
-        let per_component =
-            w * d as f64 * (gamma.ln() - 0.5 * 2f64.ln()) - ln_multigamma(0.5 * w, d);
+        let per_component = w * d as f64 * (gamma.ln() - 0.5 * 2f64.ln()) - ln_multigamma(0.5 * w, d);
         let constant = -(n as f64) * d as f64 * 0.5 * (2.0 * PI).ln() + k as f64 * per_component;
-        Gmm {
-            x,
-            m: m as f64,
-            gamma,
-            lower_index: Tensor::from_vec(idx, &[d, d]),
-            constant,
-        }
+        Gmm { x, m: m as f64, gamma, lower_index: Tensor::from_vec(idx, &[d, d]), constant }
     }
 
     /// The log posterior.
@@ -101,18 +87,9 @@ impl Gmm {
 
 /// Builds `objective` or `jacobian` for input `{d, k, n, x, m, gamma, alpha, mu, q, l}`.
 pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
-    let (d, k, n) = (
-        usize_field(input, "d")?,
-        usize_field(input, "k")?,
-        usize_field(input, "n")?,
-    );
+    let (d, k, n) = (usize_field(input, "d")?, usize_field(input, "k")?, usize_field(input, "n")?);
     let x = matrix(input, "x")?;
-    let params: Params = (
-        vector(input, "alpha")?,
-        matrix(input, "mu")?,
-        matrix(input, "q")?,
-        matrix(input, "l")?,
-    );
+    let params: Params = (vector(input, "alpha")?, matrix(input, "mu")?, matrix(input, "q")?, matrix(input, "l")?);
     let m = usize_field(input, "m")?;
     let gamma = f64_field(input, "gamma")?;
     if n == 0 || d == 0 || k == 0 {
@@ -131,18 +108,9 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
             let df = grad(move |p: &Params| gmm.objective(p));
             Ok(Box::new(move || {
                 let (alpha, mu, q, l) = df(&params);
-                Output::Object(vec![
-                    ("alpha", alpha.into()),
-                    ("mu", mu.into()),
-                    ("q", q.into()),
-                    ("l", l.into()),
-                ])
+                Output::Object(vec![("alpha", alpha.into()), ("mu", mu.into()), ("q", q.into()), ("l", l.into())])
             }))
         }
-        _ => Err(unknown_function(
-            "gmm",
-            function,
-            &["objective", "jacobian"],
-        )),
+        _ => Err(unknown_function("gmm", function, &["objective", "jacobian"])),
     }
 }

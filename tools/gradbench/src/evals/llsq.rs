@@ -17,15 +17,10 @@ pub struct Problem {
 impl Problem {
     /// The problem with `n` sample points for `m` coefficients.
     pub fn new(n: usize, m: usize) -> Problem {
-        let t: Vec<f64> = (0..n)
-            .map(|i| -1.0 + i as f64 * 2.0 / (n as f64 - 1.0))
-            .collect();
+        let t: Vec<f64> = (0..n).map(|i| -1.0 + i as f64 * 2.0 / (n as f64 - 1.0)).collect();
         let t = Tensor::from_vec(t, &[n]);
         let j = Tensor::arange(0.0, m as f64, 1.0, DType::F64);
-        Problem {
-            powers: t.reshape_to(&[n, 1]).pow(j.reshape_to(&[1, m])),
-            signs: t.sign(),
-        }
+        Problem { powers: t.reshape_to(&[n, 1]).pow(j.reshape_to(&[1, m])), signs: t.sign() }
     }
 
     /// `½ |s - T x|²`.

@@ -30,12 +30,7 @@ struct Gates {
 impl Gates {
     fn from_row(row: &Tensor, b: usize) -> Gates {
         let p = row.split(&[b, b, b, b], 0);
-        Gates {
-            forget: p[0].clone(),
-            ingate: p[1].clone(),
-            outgate: p[2].clone(),
-            change: p[3].clone(),
-        }
+        Gates { forget: p[0].clone(), ingate: p[1].clone(), outgate: p[2].clone(), change: p[3].clone() }
     }
 }
 
@@ -66,12 +61,8 @@ impl Lstm {
         let in_weight = extra_params.index(0);
         let out_weight = extra_params.index(1);
         let out_bias = extra_params.index(2);
-        let mut hidden: Vec<Tensor> = (0..layers)
-            .map(|i| self.state.index(2 * i as isize))
-            .collect();
-        let mut cell: Vec<Tensor> = (0..layers)
-            .map(|i| self.state.index(2 * i as isize + 1))
-            .collect();
+        let mut hidden: Vec<Tensor> = (0..layers).map(|i| self.state.index(2 * i as isize)).collect();
+        let mut cell: Vec<Tensor> = (0..layers).map(|i| self.state.index(2 * i as isize + 1)).collect();
         let mut normalised = Vec::with_capacity(self.inputs.len());
         for input in &self.inputs {
             let mut u = input * &in_weight;
@@ -117,9 +108,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     expect_shape(&state, "state", &[l2, b])?;
     let lstm = Lstm::new(state, &sequence);
     match function {
-        "objective" => Ok(Box::new(move || {
-            Output::from(lstm.objective(&main_params, &extra_params))
-        })),
+        "objective" => Ok(Box::new(move || Output::from(lstm.objective(&main_params, &extra_params)))),
         "jacobian" => {
             let params = (main_params, extra_params);
             let df = grad(move |(m, e): &(Tensor, Tensor)| lstm.objective(m, e));
@@ -128,10 +117,6 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
                 Output::from(concatenate(&[dm.flatten(), de.flatten()], 0))
             }))
         }
-        _ => Err(unknown_function(
-            "lstm",
-            function,
-            &["objective", "jacobian"],
-        )),
+        _ => Err(unknown_function("lstm", function, &["objective", "jacobian"])),
     }
 }

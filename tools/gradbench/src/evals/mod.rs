@@ -83,9 +83,7 @@ fn nested(data: &[f64], shape: &[usize]) -> Result<Value, String> {
 pub type Run = Box<dyn Fn() -> Output>;
 
 /// The modules this tool implements, by GradBench name.
-pub const MODULES: &[&str] = &[
-    "hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "particle", "saddle",
-];
+pub const MODULES: &[&str] = &["hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "particle", "saddle"];
 
 /// Parses `input` for `module`'s `function` and builds the function to time.
 ///
@@ -108,10 +106,7 @@ pub fn prepare(module: &str, function: &str, input: &Value) -> Result<Run, Strin
 
 /// The error for a function name a module does not have.
 pub(crate) fn unknown_function(module: &str, function: &str, known: &[&str]) -> String {
-    format!(
-        "module `{module}` has no function `{function}` (it has: {})",
-        known.join(", ")
-    )
+    format!("module `{module}` has no function `{function}` (it has: {})", known.join(", "))
 }
 
 /// Forward or reverse mode, as named by the particle and saddle functions

@@ -9,13 +9,7 @@ use serde_json::Value;
 /// The right-hand side: `[x₀, x₁ y₀, x₂ y₁, ...]`.
 fn rhs(x: &Tensor, y: &Tensor) -> Tensor {
     let n = x.numel() as isize;
-    concatenate(
-        &[
-            x.slice_axis(0, 0, 1, 1),
-            x.slice_axis(0, 1, n, 1) * y.slice_axis(0, 0, n - 1, 1),
-        ],
-        0,
-    )
+    concatenate(&[x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n, 1) * y.slice_axis(0, 0, n - 1, 1)], 0)
 }
 
 /// `y(2)` after `s` RK4 steps.
@@ -37,10 +31,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     let x = vector(input, "x")?;
     let s = usize_field(input, "s")?;
     if x.numel() == 0 || s == 0 {
-        return Err(format!(
-            "need at least one component and one step, got n={} s={s}",
-            x.numel()
-        ));
+        return Err(format!("need at least one component and one step, got n={} s={s}", x.numel()));
     }
     match function {
         "primal" => Ok(Box::new(move || Output::from(primal(&x, s)))),

@@ -29,25 +29,13 @@ const DT: f64 = 0.1;
 /// The charges `[[10, 10 - w], [10, 0]]`.
 fn charges(w: &Tensor) -> Tensor {
     let w = w.reshape_to(&[1]);
-    concatenate(
-        &[
-            Tensor::from_vec(vec![10.0], &[1]),
-            10.0 - w,
-            Tensor::from_vec(vec![10.0, 0.0], &[2]),
-        ],
-        0,
-    )
-    .reshape_to(&[2, 2])
+    concatenate(&[Tensor::from_vec(vec![10.0], &[1]), 10.0 - w, Tensor::from_vec(vec![10.0, 0.0], &[2])], 0)
+        .reshape_to(&[2, 2])
 }
 
 /// The potential `Σ 1 / |x - charge|` at `x` (`[2]`).
 pub fn potential(x: &Tensor, charges: &Tensor) -> Tensor {
-    (x - charges)
-        .square()
-        .sum(&[1], false)
-        .sqrt()
-        .recip()
-        .sum_all()
+    (x - charges).square().sum(&[1], false).sqrt().recip().sum_all()
 }
 
 /// The state of the particle: position and velocity, each `[2]`.
@@ -75,10 +63,7 @@ fn landing((x, v): &State) -> Tensor {
 }
 
 fn start() -> State {
-    (
-        Tensor::from_vec(vec![0.0, 8.0], &[2]),
-        Tensor::from_vec(vec![0.75, 0.0], &[2]),
-    )
+    (Tensor::from_vec(vec![0.0, 8.0], &[2]), Tensor::from_vec(vec![0.75, 0.0], &[2]))
 }
 
 /// The cost of offset `w` (0-d): the simulation on concrete values.
@@ -144,8 +129,7 @@ pub fn optimise(outer: Mode, inner: Mode, w0: f64) -> Tensor {
 /// Builds `rr`, `ff`, `fr` or `rf` (outer, inner mode) for input `{w: float}`.
 pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     let w0 = f64_field(input, "w")?;
-    let (outer, inner) = Mode::pair(function)
-        .ok_or_else(|| unknown_function("particle", function, MODE_FUNCTIONS))?;
+    let (outer, inner) = Mode::pair(function).ok_or_else(|| unknown_function("particle", function, MODE_FUNCTIONS))?;
     Ok(Box::new(move || Output::from(optimise(outer, inner, w0))))
 }
 
@@ -165,14 +149,8 @@ mod tests {
         for inner in [Mode::Forward, Mode::Reverse] {
             let fwd = cost_derivative_forward(inner, &w).item::<f64>();
             let rev = cost_derivative_reverse(inner, &w).item::<f64>();
-            assert!(
-                (fwd - rev).abs() <= 1e-12 * fwd.abs(),
-                "{inner:?}: {fwd} vs {rev}"
-            );
-            assert!(
-                (fwd - fd).abs() <= 1e-5 * fd.abs(),
-                "{inner:?}: {fwd} vs fd {fd}"
-            );
+            assert!((fwd - rev).abs() <= 1e-12 * fwd.abs(), "{inner:?}: {fwd} vs {rev}");
+            assert!((fwd - fd).abs() <= 1e-5 * fd.abs(), "{inner:?}: {fwd} vs fd {fd}");
         }
     }
 }

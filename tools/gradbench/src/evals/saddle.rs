@@ -40,10 +40,7 @@ fn inner_gradient(f: Objective, inner: Mode, a: &Tensor, b: &Tensor) -> Tensor {
 
 /// `argmaxᵦ f(a, b)` from `start`, on concrete values.
 fn inner_argmax(f: Objective, inner: Mode, a: &Tensor, start: &Tensor) -> Tensor {
-    let problem = Plain::new(
-        |b: &Tensor| -f(a, b).item::<f64>(),
-        |b: &Tensor| inner_gradient(f, inner, a, b),
-    );
+    let problem = Plain::new(|b: &Tensor| -f(a, b).item::<f64>(), |b: &Tensor| inner_gradient(f, inner, a, b));
     argmin(&problem, start.clone())
 }
 
@@ -77,17 +74,8 @@ impl Descent for Tangents {
             &(self.da.clone(), db.clone()),
         )
     }
-    fn step(
-        &self,
-        (b, db): &(Tensor, Tensor),
-        (g, dg): &(Tensor, Tensor),
-        eta: f64,
-    ) -> (Tensor, Tensor) {
-        jvp_dirs(
-            |(b, g): &(Tensor, Tensor)| b - g * eta,
-            &(b.clone(), g.clone()),
-            &(db.clone(), dg.clone()),
-        )
+    fn step(&self, (b, db): &(Tensor, Tensor), (g, dg): &(Tensor, Tensor), eta: f64) -> (Tensor, Tensor) {
+        jvp_dirs(|(b, g): &(Tensor, Tensor)| b - g * eta, &(b.clone(), g.clone()), &(db.clone(), dg.clone()))
     }
 }
 
@@ -95,16 +83,9 @@ impl Descent for Tangents {
 /// inputs (`None`: the starting point, which does not depend on `a`).
 enum Entry {
     /// `g = ∇ᵦ(-f)(a, b)`, pulled back to `(a, b)`.
-    Gradient {
-        pullback: Pullback<(Tensor, Tensor), Tensor>,
-        b: Option<usize>,
-    },
+    Gradient { pullback: Pullback<(Tensor, Tensor), Tensor>, b: Option<usize> },
     /// `b' = b - η g`, pulled back to `(b, g)`.
-    Step {
-        pullback: Pullback<(Tensor, Tensor), Tensor>,
-        b: Option<usize>,
-        g: usize,
-    },
+    Step { pullback: Pullback<(Tensor, Tensor), Tensor>, b: Option<usize>, g: usize },
 }
 
 /// The inner descent recording a reverse-mode tape: a point or gradient is its
@@ -172,27 +153,13 @@ impl Descent for Tape {
     }
     fn gradient(&self, (b, at): &(Tensor, Option<usize>)) -> (Tensor, usize) {
         let (f, inner) = (self.f, self.inner);
-        let (g, pullback) = vjp(
-            |(a, b): &(Tensor, Tensor)| inner_gradient(f, inner, a, b),
-            &(self.a.clone(), b.clone()),
-        );
+        let (g, pullback) =
+            vjp(|(a, b): &(Tensor, Tensor)| inner_gradient(f, inner, a, b), &(self.a.clone(), b.clone()));
         (g, self.record(Entry::Gradient { pullback, b: *at }))
     }
-    fn step(
-        &self,
-        (b, at): &(Tensor, Option<usize>),
-        (g, gat): &(Tensor, usize),
-        eta: f64,
-    ) -> (Tensor, Option<usize>) {
-        let (next, pullback) = vjp(
-            |(b, g): &(Tensor, Tensor)| b - g * eta,
-            &(b.clone(), g.clone()),
-        );
-        let at = self.record(Entry::Step {
-            pullback,
-            b: *at,
-            g: *gat,
-        });
+    fn step(&self, (b, at): &(Tensor, Option<usize>), (g, gat): &(Tensor, usize), eta: f64) -> (Tensor, Option<usize>) {
+        let (next, pullback) = vjp(|(b, g): &(Tensor, Tensor)| b - g * eta, &(b.clone(), g.clone()));
+        let at = self.record(Entry::Step { pullback, b: *at, g: *gat });
         (next, Some(at))
     }
 }
@@ -204,28 +171,13 @@ fn max_gradient(f: Objective, outer: Mode, inner: Mode, a: &Tensor, start: &Tens
     match outer {
         Mode::Forward => {
             let da = Tensor::eye(n, DType::F64);
-            let problem = Tangents {
-                f,
-                inner,
-                a: a.clone(),
-                da: da.clone(),
-            };
+            let problem = Tangents { f, inner, a: a.clone(), da: da.clone() };
             let db = Tensor::zeros(&[n, start.numel()], DType::F64);
             let (b, db) = argmin(&problem, (start.clone(), db));
-            jvp_dirs(
-                |(a, b): &(Tensor, Tensor)| f(a, b),
-                &(a.clone(), b),
-                &(da, db),
-            )
-            .1
+            jvp_dirs(|(a, b): &(Tensor, Tensor)| f(a, b), &(a.clone(), b), &(da, db)).1
         }
         Mode::Reverse => {
-            let problem = Tape {
-                f,
-                inner,
-                a: a.clone(),
-                entries: RefCell::new(Vec::new()),
-            };
+            let problem = Tape { f, inner, a: a.clone(), entries: RefCell::new(Vec::new()) };
             let (b, at) = argmin(&problem, (start.clone(), None));
             let (y, pullback) = vjp(|(a, b): &(Tensor, Tensor)| f(a, b), &(a.clone(), b));
             let (da, db) = pullback.call(&y.ones_like());
@@ -249,8 +201,7 @@ pub fn saddle(outer: Mode, inner: Mode, start: &Tensor) -> Tensor {
 pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     let start = vector(input, "start")?;
     expect_shape(&start, "start", &[2])?;
-    let (outer, inner) =
-        Mode::pair(function).ok_or_else(|| unknown_function("saddle", function, MODE_FUNCTIONS))?;
+    let (outer, inner) = Mode::pair(function).ok_or_else(|| unknown_function("saddle", function, MODE_FUNCTIONS))?;
     Ok(Box::new(move || Output::from(saddle(outer, inner, &start))))
 }
 
@@ -285,11 +236,9 @@ mod tests {
             .collect();
         let at = Tensor::from_vec(a.to_vec(), &[2]);
         let reference = max_gradient(g, Mode::Reverse, Mode::Reverse, &at, &start).to_vec::<f64>();
-        for (outer, inner) in [
-            (Mode::Forward, Mode::Forward),
-            (Mode::Forward, Mode::Reverse),
-            (Mode::Reverse, Mode::Forward),
-        ] {
+        for (outer, inner) in
+            [(Mode::Forward, Mode::Forward), (Mode::Forward, Mode::Reverse), (Mode::Reverse, Mode::Forward)]
+        {
             let d = max_gradient(g, outer, inner, &at, &start).to_vec::<f64>();
             for i in 0..2 {
                 assert!(
@@ -299,10 +248,7 @@ mod tests {
             }
         }
         for i in 0..2 {
-            assert!(
-                (reference[i] - fd[i]).abs() <= 1e-6,
-                "{reference:?} vs fd {fd:?}"
-            );
+            assert!((reference[i] - fd[i]).abs() <= 1e-6, "{reference:?} vs fd {fd:?}");
         }
     }
 
