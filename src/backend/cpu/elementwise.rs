@@ -1,13 +1,19 @@
 //! Element-wise kernels: the scalar formula of every unary and binary primitive.
 
+use super::math;
 use crate::array::{Array, Data};
 use crate::ops::{BinaryOp, UnaryOp};
 use crate::TensorType;
 
 /// The float operations the kernels need, for `f32` and `f64`.
 pub(crate) trait Real: Copy + PartialOrd + std::ops::Neg<Output = Self> {
+    /// Below this magnitude `sin_small`/`cos_small` are the sine and cosine.
+    const SIN_LIMIT: Self;
     fn unary(op: UnaryOp, x: Self) -> Self;
     fn binary(op: BinaryOp, a: Self, b: Self) -> Self;
+    /// The vectorisable sine/cosine, valid for `|x| <= SIN_LIMIT`.
+    fn sin_small(x: Self, cos: bool) -> Self;
+    fn magnitude(self) -> Self;
 }
 
 /// The inverse error function in f64: Giles' single-precision approximation refined by
@@ -64,21 +70,32 @@ pub(crate) fn erfinv_f64(x: f64) -> f64 {
 }
 
 macro_rules! real {
-    ($t:ty, $erf:path, $erfc:path) => {
+    ($t:ty, $erf:path, $erfc:path, $exp:path, $tanh:path, $logistic:path, $sin_limit:expr, $sin:expr) => {
         impl Real for $t {
+            const SIN_LIMIT: $t = $sin_limit;
+            #[inline(always)]
+            fn sin_small(x: $t, cos: bool) -> $t {
+                $sin(x, cos)
+            }
+            #[inline(always)]
+            fn magnitude(self) -> $t {
+                self.abs()
+            }
             #[inline(always)]
             fn unary(op: UnaryOp, x: $t) -> $t {
                 use UnaryOp::*;
                 match op {
                     Neg => -x,
-                    Exp => x.exp(),
+                    Exp => $exp(x),
                     Log => x.ln(),
                     Log1p => x.ln_1p(),
                     Expm1 => x.exp_m1(),
+                    Sin if x.abs() <= $sin_limit => $sin(x, false),
                     Sin => x.sin(),
+                    Cos if x.abs() <= $sin_limit => $sin(x, true),
                     Cos => x.cos(),
                     Tan => x.tan(),
-                    Tanh => x.tanh(),
+                    Tanh => $tanh(x),
                     Asin => x.asin(),
                     Acos => x.acos(),
                     Atan => x.atan(),
@@ -102,15 +119,8 @@ macro_rules! real {
                     Floor => x.floor(),
                     Ceil => x.ceil(),
                     Round => x.round_ties_even(),
-                    Logistic => {
-                        // Never exponentiates a large positive number.
-                        if x >= 0.0 {
-                            1.0 / (1.0 + (-x).exp())
-                        } else {
-                            let e = x.exp();
-                            e / (1.0 + e)
-                        }
-                    }
+                    // Never exponentiates a large positive number.
+                    Logistic => $logistic(x),
                     Erf => $erf(x),
                     Erfc => $erfc(x),
                     ErfInv => erfinv_f64(x as f64) as $t,
@@ -150,8 +160,27 @@ macro_rules! real {
         }
     };
 }
-real!(f32, libm::erff, libm::erfcf);
-real!(f64, libm::erf, libm::erfc);
+real!(
+    f32,
+    libm::erff,
+    libm::erfcf,
+    math::exp_f32,
+    math::tanh_f32,
+    math::logistic_f32,
+    math::SIN_F32_LIMIT,
+    math::sin_cos_f32
+);
+// f64 sine and cosine stay with std (SIN_LIMIT = -1 disables the fast path).
+real!(
+    f64,
+    libm::erf,
+    libm::erfc,
+    math::exp_f64,
+    math::tanh_f64,
+    math::logistic_f64,
+    -1.0,
+    |x: f64, cos: bool| if cos { x.cos() } else { x.sin() }
+);
 
 macro_rules! int_kernels {
     ($name_u:ident, $name_b:ident, $t:ty) => {
@@ -228,8 +257,16 @@ pub fn unary(op: UnaryOp, x: &Array, out: &TensorType) -> Array {
     let data = match (&x.data, op) {
         (Data::F32(v), UnaryOp::IsFinite) => Data::Bool(map(v, |a| a.is_finite())),
         (Data::F64(v), UnaryOp::IsFinite) => Data::Bool(map(v, |a| a.is_finite())),
-        (Data::F32(v), _) => Data::F32(map(v, |a| Real::unary(op, a))),
-        (Data::F64(v), _) => Data::F64(map(v, |a| Real::unary(op, a))),
+        (Data::F32(v), _) => {
+            let mut o = vec![0.0; v.len()];
+            super::fused::unary_float(op, v, &mut o);
+            Data::F32(o)
+        }
+        (Data::F64(v), _) => {
+            let mut o = vec![0.0; v.len()];
+            super::fused::unary_float(op, v, &mut o);
+            Data::F64(o)
+        }
         (Data::I32(v), _) => Data::I32(map(v, |a| unary_i32(op, a))),
         (Data::I64(v), _) => Data::I64(map(v, |a| unary_i64(op, a))),
         (Data::Bool(v), UnaryOp::Not) => Data::Bool(map(v, |a| !a)),

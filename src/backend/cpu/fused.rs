@@ -108,7 +108,61 @@ impl Program {
     }
 }
 
-fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
+/// Which SIMD width this CPU offers, detected once: 0 = baseline, 1 = AVX2+FMA, 2 = AVX-512.
+#[cfg(target_arch = "x86_64")]
+fn simd_level() -> u8 {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static LEVEL: AtomicU8 = AtomicU8::new(u8::MAX);
+    let l = LEVEL.load(Ordering::Relaxed);
+    if l != u8::MAX {
+        return l;
+    }
+    let l = if is_x86_feature_detected!("avx512f") {
+        2
+    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        1
+    } else {
+        0
+    };
+    LEVEL.store(l, Ordering::Relaxed);
+    l
+}
+
+/// Defines `$name` as `$body` compiled three times (baseline, AVX2, AVX-512) and picked at run
+/// time. Only the vector width differs: no fused multiply-adds are formed (Rust never contracts
+/// `a * b + c`), so every version gives bitwise identical results.
+macro_rules! multiversion {
+    (fn $name:ident<$t:ident: Real>($($arg:ident: $ty:ty),*) $body:block) => {
+        pub(crate) fn $name<$t: Real>($($arg: $ty),*) {
+            #[inline(always)]
+            fn body<$t: Real>($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn wide<$t: Real>($($arg: $ty),*) { body($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn mid<$t: Real>($($arg: $ty),*) { body($($arg),*) }
+                // SAFETY: each version runs only on a CPU that has its features.
+                match simd_level() {
+                    2 => return unsafe { wide($($arg),*) },
+                    1 => return unsafe { mid($($arg),*) },
+                    _ => {}
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+multiversion! { fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
+    // Sine and cosine vectorise when no argument needs the slow, exact reduction.
+    if matches!(op, UnaryOp::Sin | UnaryOp::Cos) && a.iter().all(|v| v.magnitude() <= T::SIN_LIMIT) {
+        let cos = op == UnaryOp::Cos;
+        for (o, &x) in o.iter_mut().zip(a) {
+            *o = T::sin_small(x, cos);
+        }
+        return;
+    }
     macro_rules! go {
         ($($k:ident),*) => {
             match op {
@@ -121,9 +175,9 @@ fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
         Neg, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Tanh, Asin, Acos, Atan, Sinh, Cosh, Asinh, Atanh, Sqrt, Rsqrt,
         Cbrt, Abs, Sign, Floor, Ceil, Round, Logistic, Erf, Erfc, ErfInv, Reciprocal
     );
-}
+}}
 
-fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
+multiversion! { fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
     macro_rules! go {
         ($($k:ident),*) => {
             match op {
@@ -133,7 +187,7 @@ fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
         };
     }
     go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
-}
+}}
 
 fn compare_slices<T: PartialOrd + Copy>(op: BinaryOp, a: &[T], b: &[T], o: &mut [bool]) {
     macro_rules! go {

@@ -8,6 +8,7 @@ pub mod dot;
 mod elementwise;
 pub mod fused;
 mod index;
+pub mod math;
 mod reduce;
 mod structure;
 
