@@ -4,6 +4,9 @@
 //! ulp of the correctly rounded result; the tests below measure that against `std`.
 //! Eager kernels and fused loops both use these, so they agree bitwise.
 
+// The coefficients are written as published (more digits than the type holds).
+#![allow(clippy::excessive_precision)]
+
 /// `2^n` for integer-valued `n` in `[-252, 254]`, as two exact power-of-two factors
 /// (so subnormal results come out right).
 #[inline(always)]
