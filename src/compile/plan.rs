@@ -294,7 +294,7 @@ impl Plan {
             if transparent[i] && resolve_load(g, Var(i as u32), &g.nodes[i].ty.shape).0 != Var(i as u32) {
                 needed[i] = is_output[i]
                     || sourced[i]
-                    || users[i].iter().any(|&u| group_of[u].is_none() && !(transparent[u] && !needed[u]));
+                    || users[i].iter().any(|&u| group_of[u].is_none() && (needed[u] || !transparent[u]));
             }
         }
         for (i, node) in g.nodes.iter().enumerate() {

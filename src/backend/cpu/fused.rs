@@ -16,7 +16,7 @@ use rayon::prelude::*;
 /// Elements per block.
 const BLOCK: usize = 1024;
 /// Loops below this many elements run on the calling thread.
-const PARALLEL_MIN: usize = 1 << 15;
+const PARALLEL_MIN: usize = 1 << 16;
 
 /// How a program input is read at each output position.
 #[derive(Clone, Debug)]

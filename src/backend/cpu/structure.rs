@@ -54,10 +54,42 @@ pub fn broadcast_in_dim(x: &Array, shape: &[usize], dims: &[usize]) -> Array {
 
 /// Axis permutation.
 pub fn transpose(x: &Array, perm: &[usize]) -> Array {
+    // Swapping the last two axes (matrix transposes, batched or not): cache-blocked copies.
+    let r = x.shape.len();
+    if r >= 2 && perm[..r - 2].iter().enumerate().all(|(i, &p)| i == p) && perm[r - 2] == r - 1 && perm[r - 1] == r - 2
+    {
+        let (rows, cols) = (x.shape[r - 2], x.shape[r - 1]);
+        let mut shape = x.shape.clone();
+        shape.swap(r - 2, r - 1);
+        let data = crate::with_data!(&x.data, v => Element::into_data(transpose_matrices(v, rows, cols)));
+        return Array::new(shape, data);
+    }
     let src = strides(&x.shape);
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let st: Vec<isize> = perm.iter().map(|&p| src[p] as isize).collect();
     Array::new(shape.clone(), x.data.take(&strided_indices(&shape, 0, &st)))
+}
+
+/// Transposes each consecutive `rows × cols` matrix of `v`, in 32×32 tiles.
+fn transpose_matrices<T: Copy>(v: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const TILE: usize = 32;
+    let size = rows * cols;
+    if size == 0 {
+        return v.to_vec();
+    }
+    let mut out = v.to_vec(); // every element is overwritten below
+    for (src, dst) in v.chunks_exact(size).zip(out.chunks_exact_mut(size)) {
+        for i0 in (0..rows).step_by(TILE) {
+            for j0 in (0..cols).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(rows) {
+                    for j in j0..(j0 + TILE).min(cols) {
+                        dst[j * rows + i] = src[i * cols + j];
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Strided slice.
