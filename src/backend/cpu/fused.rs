@@ -132,16 +132,16 @@ fn simd_level() -> u8 {
 /// time. Only the vector width differs: no fused multiply-adds are formed (Rust never contracts
 /// `a * b + c`), so every version gives bitwise identical results.
 macro_rules! multiversion {
-    (fn $name:ident<$t:ident: Real>($($arg:ident: $ty:ty),*) $body:block) => {
-        pub(crate) fn $name<$t: Real>($($arg: $ty),*) {
+    (fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),*) $body:block) => {
+        pub(crate) fn $name<$t: $bound>($($arg: $ty),*) {
             #[inline(always)]
-            fn body<$t: Real>($($arg: $ty),*) $body
+            fn body<$t: $bound>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                unsafe fn wide<$t: Real>($($arg: $ty),*) { body($($arg),*) }
+                unsafe fn wide<$t: $bound>($($arg: $ty),*) { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn mid<$t: Real>($($arg: $ty),*) { body($($arg),*) }
+                unsafe fn mid<$t: $bound>($($arg: $ty),*) { body($($arg),*) }
                 // SAFETY: each version runs only on a CPU that has its features.
                 match simd_level() {
                     2 => return unsafe { wide($($arg),*) },
@@ -189,7 +189,17 @@ multiversion! { fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut
     go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
 }}
 
-fn compare_slices<T: PartialOrd + Copy>(op: BinaryOp, a: &[T], b: &[T], o: &mut [bool]) {
+/// Element types that fused loops move around.
+pub(crate) trait Scalar: PartialOrd + Copy {}
+impl<T: PartialOrd + Copy> Scalar for T {}
+
+multiversion! { fn select_slices<T: Scalar>(p: &[bool], a: &[T], b: &[T], o: &mut [T]) {
+    for ((o, &c), (&x, &y)) in o.iter_mut().zip(p).zip(a.iter().zip(b)) {
+        *o = if c { x } else { y };
+    }
+}}
+
+multiversion! { fn compare_slices<T: Scalar>(op: BinaryOp, a: &[T], b: &[T], o: &mut [bool]) {
     macro_rules! go {
         ($($k:ident),*) => {
             match op {
@@ -199,7 +209,7 @@ fn compare_slices<T: PartialOrd + Copy>(op: BinaryOp, a: &[T], b: &[T], o: &mut 
         };
     }
     go!(Eq, Ne, Lt, Le, Gt, Ge);
-}
+}}
 
 macro_rules! convert_into {
     ($src:expr, $dst:expr, $n:expr) => {
@@ -277,9 +287,7 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
             let Data::Bool(p) = &before[*p] else { unreachable!() };
             macro_rules! pick {
                 ($x:expr, $y:expr, $o:expr) => {
-                    for k in 0..n {
-                        $o[k] = if p[k] { $x[k] } else { $y[k] };
-                    }
+                    select_slices(&p[..n], &$x[..n], &$y[..n], &mut $o[..n])
                 };
             }
             match (&before[*a], &before[*b], out) {
