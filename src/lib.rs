@@ -27,12 +27,16 @@
 
 #![warn(missing_docs)]
 
+// Lets `#[derive(Tree)]`, whose output names `::cotangent::Tree`, work inside this crate too.
+extern crate self as cotangent;
+
 pub mod array;
 pub mod backend;
 mod dtype;
 mod error;
 pub mod ir;
 pub mod ops;
+pub mod random;
 pub mod shape;
 mod tensor;
 pub mod trace;
@@ -48,3 +52,5 @@ pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand};
 pub use trace::{eval_graph, trace_graph};
 pub use transform::*;
 pub use tree::Tree;
+/// Derives [`Tree`] for a struct or enum of trees; see [`tree`] for the rules.
+pub use cotangent_derive::Tree;

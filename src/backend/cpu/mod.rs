@@ -7,7 +7,9 @@
 mod dot;
 mod elementwise;
 mod index;
+pub mod random;
 mod reduce;
+mod sort;
 mod structure;
 
 use crate::array::Array;
@@ -67,5 +69,7 @@ pub fn execute(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
             rhs_batch,
             out,
         ),
+        Prim::RandomBits { .. } => random::random_bits(inputs[0], out),
+        Prim::Argsort { axis, descending } => sort::argsort(inputs[0], *axis, *descending),
     }
 }
