@@ -35,6 +35,7 @@ pub mod backend;
 mod dtype;
 mod error;
 pub mod ir;
+pub mod nn;
 pub mod ops;
 pub mod random;
 pub mod shape;
