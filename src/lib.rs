@@ -37,6 +37,7 @@ mod error;
 pub mod ir;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod random;
 pub mod shape;
 mod tensor;
