@@ -34,6 +34,7 @@ pub mod array;
 pub mod backend;
 mod dtype;
 mod error;
+pub mod io;
 pub mod ir;
 pub mod nn;
 pub mod ops;
