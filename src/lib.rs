@@ -32,6 +32,7 @@ extern crate self as cotangent;
 
 pub mod array;
 pub mod backend;
+pub mod data;
 mod dtype;
 mod error;
 pub mod io;
