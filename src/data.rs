@@ -32,7 +32,11 @@ pub fn len<T: Tree>(data: &T) -> usize {
     let first = leaves
         .first()
         .unwrap_or_else(|| panic!("data: the data set has no tensors"));
-    assert!(first.rank() > 0, "data: leaves need an example axis, got {}", first.ty());
+    assert!(
+        first.rank() > 0,
+        "data: leaves need an example axis, got {}",
+        first.ty()
+    );
     let n = first.shape()[0];
     for l in &leaves {
         assert!(

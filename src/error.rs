@@ -57,7 +57,9 @@ pub enum Error {
         found: String,
     },
     /// A checkpoint tensor has a different shape than the tree's leaf.
-    #[error("tensor `{name}` has shape {found:?} in the checkpoint, but the tree expects {expected:?}")]
+    #[error(
+        "tensor `{name}` has shape {found:?} in the checkpoint, but the tree expects {expected:?}"
+    )]
     WrongShape {
         /// The leaf's path.
         name: String,

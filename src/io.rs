@@ -168,7 +168,9 @@ pub fn from_bytes<T: Tree>(template: &T, bytes: &[u8]) -> Result<T, Error> {
     let mut leaves = Vec::new();
     for (path, t) in template.named_leaves() {
         let name = leaf_name(path);
-        let view = st.tensor(&name).map_err(|_| Error::MissingTensor { name: name.clone() })?;
+        let view = st
+            .tensor(&name)
+            .map_err(|_| Error::MissingTensor { name: name.clone() })?;
         let expected = t.dtype();
         if view.dtype() != st_dtype(expected) {
             return Err(Error::WrongDType {

@@ -48,6 +48,8 @@ pub mod transform;
 pub mod tree;
 
 pub use array::{Array, Data};
+/// Derives [`Tree`] for a struct or enum of trees; see [`tree`] for the rules.
+pub use cotangent_derive::Tree;
 pub use dtype::{DType, Element};
 pub use error::Error;
 pub use shape::TensorType;
@@ -56,5 +58,3 @@ pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand};
 pub use trace::{eval_graph, trace_graph};
 pub use transform::*;
 pub use tree::Tree;
-/// Derives [`Tree`] for a struct or enum of trees; see [`tree`] for the rules.
-pub use cotangent_derive::Tree;

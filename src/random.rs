@@ -362,8 +362,7 @@ pub fn permutation(key: &Tensor, n: usize) -> Tensor {
 /// ```
 #[track_caller]
 pub fn shuffle(key: &Tensor, x: &Tensor, axis: isize) -> Tensor {
-    let a = crate::shape::normalize_axis(axis, x.rank())
-        .unwrap_or_else(|e| panic!("shuffle: {e}"));
+    let a = crate::shape::normalize_axis(axis, x.rank()).unwrap_or_else(|e| panic!("shuffle: {e}"));
     let p = permutation(key, x.shape()[a]);
     x.take(&p, axis)
 }

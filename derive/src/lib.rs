@@ -127,10 +127,7 @@ fn bodies(fields: &[FieldInfo], ctor: TokenStream2) -> (TokenStream2, TokenStrea
 fn pattern(path: TokenStream2, fields: &Fields) -> TokenStream2 {
     let binds = fields.iter().enumerate().map(|(i, f)| {
         let (member, binding) = match &f.ident {
-            Some(id) => (
-                syn::Member::Named(id.clone()),
-                format_ident!("__f_{}", id),
-            ),
+            Some(id) => (syn::Member::Named(id.clone()), format_ident!("__f_{}", id)),
             None => (
                 syn::Member::Unnamed(Index {
                     index: i as u32,
@@ -146,7 +143,11 @@ fn pattern(path: TokenStream2, fields: &Fields) -> TokenStream2 {
 
 fn expand(mut input: DeriveInput) -> syn::Result<TokenStream2> {
     let name = input.ident.clone();
-    let type_params: Vec<_> = input.generics.type_params().map(|p| p.ident.clone()).collect();
+    let type_params: Vec<_> = input
+        .generics
+        .type_params()
+        .map(|p| p.ident.clone())
+        .collect();
     {
         let wc = input.generics.make_where_clause();
         for p in &type_params {

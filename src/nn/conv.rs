@@ -169,7 +169,15 @@ impl Conv2d {
         kernel: (usize, usize),
         dtype: DType,
     ) -> Conv2d {
-        Self::with_groups(key, in_channels, out_channels, kernel, 1, Init::HeUniform, dtype)
+        Self::with_groups(
+            key,
+            in_channels,
+            out_channels,
+            kernel,
+            1,
+            Init::HeUniform,
+            dtype,
+        )
     }
 
     /// A layer with `groups` channel groups and weights from `init`.

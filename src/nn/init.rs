@@ -69,9 +69,8 @@ impl Init {
     ) -> Tensor {
         let (fi, fo) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
         let uniform = |a: f64| random::uniform_range(key, shape, -a, a, dtype);
-        let normal = |std: f64| {
-            random::truncated_normal(key, -2.0, 2.0, shape, dtype) * (std / TRUNC_STD)
-        };
+        let normal =
+            |std: f64| random::truncated_normal(key, -2.0, 2.0, shape, dtype) * (std / TRUNC_STD);
         match *self {
             Init::Zeros => Tensor::zeros(shape, dtype),
             Init::Uniform(a) => uniform(a),

@@ -48,7 +48,9 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
 /// ```
 #[track_caller]
 pub fn cross_entropy_one_hot(logits: &Tensor, targets: &Tensor) -> Tensor {
-    -(targets * logits.log_softmax(-1)).sum(&[-1], false).mean_all()
+    -(targets * logits.log_softmax(-1))
+        .sum(&[-1], false)
+        .mean_all()
 }
 
 /// Binary cross-entropy of logits against targets in `[0, 1]`:
@@ -97,5 +99,7 @@ pub fn huber(pred: &Tensor, target: &Tensor, delta: f64) -> Tensor {
 #[track_caller]
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Tensor {
     let pred = logits.argmax(-1, false);
-    pred.eq(&labels.cast(DType::I64)).cast(DType::F64).mean_all()
+    pred.eq(&labels.cast(DType::I64))
+        .cast(DType::F64)
+        .mean_all()
 }

@@ -38,6 +38,8 @@ pub use conv::{conv2d, AvgPool2d, Conv2d, MaxPool2d};
 pub use dropout::Dropout;
 pub use init::{fans, Init};
 pub use linear::{Embedding, Linear};
-pub use loss::{accuracy, binary_cross_entropy_with_logits, cross_entropy, cross_entropy_one_hot, huber, mse};
+pub use loss::{
+    accuracy, binary_cross_entropy_with_logits, cross_entropy, cross_entropy_one_hot, huber, mse,
+};
 pub use norm::{BatchNorm, LayerNorm};
 pub use sequential::{Layer, Mlp, Sequential};

@@ -97,7 +97,9 @@ impl Sequential {
     /// ```
     #[track_caller]
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.layers.iter().fold(x.clone(), |h, l| l.forward(&h, None))
+        self.layers
+            .iter()
+            .fold(x.clone(), |h, l| l.forward(&h, None))
     }
 
     /// Training: dropout layer `i` draws from `fold_in(key, i)`.
@@ -147,7 +149,10 @@ impl Mlp {
     /// ```
     #[track_caller]
     pub fn new(key: &Tensor, sizes: &[usize], activation: Activation, dtype: DType) -> Mlp {
-        assert!(sizes.len() >= 2, "Mlp: needs at least an input and an output width");
+        assert!(
+            sizes.len() >= 2,
+            "Mlp: needs at least an input and an output width"
+        );
         let n = sizes.len() - 1;
         let keys = random::split(key, n);
         let layers = (0..n)
@@ -159,7 +164,14 @@ impl Mlp {
                     Activation::Sine(w0) => super::Init::Siren { w0, first: i == 0 },
                     _ => super::Init::GlorotUniform,
                 };
-                Linear::with_init(&keys.index(i as isize), sizes[i], sizes[i + 1], init, true, dtype)
+                Linear::with_init(
+                    &keys.index(i as isize),
+                    sizes[i],
+                    sizes[i + 1],
+                    init,
+                    true,
+                    dtype,
+                )
             })
             .collect();
         Mlp { layers, activation }

@@ -78,7 +78,8 @@ impl Optimizer for Adagrad {
         params: &P,
     ) -> (P, AdagradState<P>) {
         let l = leaves_of("Adagrad", &[params, grads, &state.sum]);
-        let lr = self.lr.at(&state.step) / (state.step.cast(crate::DType::F64) * self.lr_decay + 1.0);
+        let lr =
+            self.lr.at(&state.step) / (state.step.cast(crate::DType::F64) * self.lr_decay + 1.0);
         let (mut np, mut ns) = (Vec::new(), Vec::new());
         for i in 0..l[0].len() {
             let (p, g, s) = (&l[0][i], &l[1][i], &l[2][i]);

@@ -122,12 +122,7 @@ struct Hyper<'a> {
     decoupled: f64,
 }
 
-fn adam_step<P: Tree>(
-    h: Hyper,
-    grads: &P,
-    state: &AdamState<P>,
-    params: &P,
-) -> (P, AdamState<P>) {
+fn adam_step<P: Tree>(h: Hyper, grads: &P, state: &AdamState<P>, params: &P) -> (P, AdamState<P>) {
     let l = leaves_of("Adam", &[params, grads, &state.m, &state.v]);
     let t = step_number(&state.step);
     let lr = h.lr.at(&state.step);

@@ -80,7 +80,10 @@ impl Optimizer for RmsProp {
         state: &RmsPropState<P>,
         params: &P,
     ) -> (P, RmsPropState<P>) {
-        let l = leaves_of("RmsProp", &[params, grads, &state.square_avg, &state.momentum]);
+        let l = leaves_of(
+            "RmsProp",
+            &[params, grads, &state.square_avg, &state.momentum],
+        );
         let lr = self.lr.at(&state.step);
         let (mut np, mut nv, mut nb) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..l[0].len() {

@@ -66,7 +66,9 @@ const CHUNK: usize = 1 << 14;
 
 /// `random_bits`: one stream per key word pair, `out.shape = key.shape[..-1] ++ shape`.
 pub(crate) fn random_bits(key: &Array, out: &TensorType) -> Array {
-    let keys = key.as_slice::<i64>().expect("i64 key (checked by the type rule)");
+    let keys = key
+        .as_slice::<i64>()
+        .expect("i64 key (checked by the type rule)");
     let n_keys = keys.len() / 2;
     let total = out.numel();
     let per_key = if n_keys == 0 { 0 } else { total / n_keys };
