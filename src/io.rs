@@ -140,17 +140,41 @@ fn parse_error(bytes: &[u8], e: SafeTensorError) -> Error {
             ),
         },
         (SafeTensorError::MetadataIncompleteBuffer, Some(n)) => {
-            let have = bytes.len() as u64 - 8 - n.min(bytes.len() as u64 - 8);
-            Error::Truncated {
-                message: format!(
-                    "the tensor data does not fill the size the header declares ({have} bytes of data present)"
-                ),
+            let have = bytes.len() as u64 - 8 - n;
+            match declared_data_len(&bytes[8..8 + n as usize]) {
+                Some(want) if want < have => Error::BadHeader {
+                    message: format!(
+                        "{} bytes follow the {want} bytes of tensor data the header declares",
+                        have - want
+                    ),
+                },
+                Some(want) => Error::Truncated {
+                    message: format!(
+                        "the header declares {want} bytes of tensor data but only {have} follow"
+                    ),
+                },
+                None => Error::BadHeader {
+                    message: "the tensor data does not match the header's offsets".into(),
+                },
             }
         }
         (e, _) => Error::BadHeader {
             message: e.to_string(),
         },
     }
+}
+
+/// The end of the tensor data a (valid JSON) header declares: its largest data offset.
+fn declared_data_len(header: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let mut end = 0;
+    for (name, info) in v.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        end = end.max(info.get("data_offsets")?.get(1)?.as_u64()?);
+    }
+    Some(end)
 }
 
 /// Reads every leaf of `template` from safetensors bytes, returning a new tree.
