@@ -19,10 +19,8 @@ fn percent_after(output: &str, prefix: &str) -> f64 {
 }
 
 fn run(model: &str, epochs: &str) {
-    let out_dir = std::env::temp_dir().join(format!(
-        "cotangent_digits_{model}_{}",
-        std::process::id()
-    ));
+    let out_dir =
+        std::env::temp_dir().join(format!("cotangent_digits_{model}_{}", std::process::id()));
     let output = Command::new(env!("CARGO"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["run", "--release", "--quiet", "--example", "digits", "--"])
@@ -38,7 +36,10 @@ fn run(model: &str, epochs: &str) {
     );
     let acc = percent_after(&stdout, "final test accuracy:");
     let reloaded = percent_after(&stdout, "reloaded test accuracy:");
-    assert!(acc > 80.0, "{model}: test accuracy {acc}% after {epochs} epochs:\n{stdout}");
+    assert!(
+        acc > 80.0,
+        "{model}: test accuracy {acc}% after {epochs} epochs:\n{stdout}"
+    );
     assert_eq!(acc, reloaded, "{model}: reloaded model scores differently");
     for f in [
         "digits_curves.png".to_string(),
