@@ -546,7 +546,7 @@ fn dropout_embedding_and_attention() {
         &mut rng,
     );
     // Causal self-attention: position 0 does not depend on later positions.
-    let causal = Tensor::iota(&[3, 3], 0, DType::I64).ge(&Tensor::iota(&[3, 3], 1, DType::I64));
+    let causal = Tensor::iota(&[3, 3], 0, DType::I64).ge(Tensor::iota(&[3, 3], 1, DType::I64));
     let self_attn = |x: &Tensor| mha.forward(x, x, x, Some(&causal));
     let g0 = grad(|x: &Tensor| self_attn(x).slice_axis(1, 0, 1, 1).sum_all())(&q);
     let later = g0.slice_axis(1, 1, 3, 1).abs().sum_all().item::<f64>();

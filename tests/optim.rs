@@ -83,7 +83,7 @@ fn sgd_plain_momentum_nesterov_weight_decay() {
         let opt = Sgd::new(0.1)
             .with_momentum(mu, nesterov)
             .with_weight_decay(wd);
-        let mut buf = vec![0.0; 6];
+        let mut buf = [0.0; 6];
         let want = by_hand(|t, i, th, g| {
             let g = g + wd * th;
             let d = if mu == 0.0 {
@@ -202,7 +202,7 @@ fn adagrad_two_steps() {
         initial_accumulator: 0.2,
         eps: 1e-10,
     };
-    let mut s = vec![0.2; 6];
+    let mut s = [0.2; 6];
     let want = by_hand(|t, i, th, g| {
         let clr = 0.1 / (1.0 + (t - 1) as f64 * 0.5);
         let g = g + 0.1 * th;
@@ -236,7 +236,7 @@ fn lion_two_steps() {
         b2: 0.99,
         weight_decay: 0.5,
     };
-    let mut m = vec![0.0; 6];
+    let mut m = [0.0; 6];
     let sign = |x: f64| {
         if x > 0.0 {
             1.0

@@ -167,6 +167,8 @@ fn main() {
             let logits = m.forward(&xb);
             (nn::cross_entropy(&logits, yb), logits)
         };
+        // Bound first: the temporary closure must be dropped before `xb`, which it borrows.
+        #[allow(clippy::let_and_return)]
         let out = value_and_grad_with_aux(loss)(model);
         out
     };

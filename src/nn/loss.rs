@@ -99,7 +99,5 @@ pub fn huber(pred: &Tensor, target: &Tensor, delta: f64) -> Tensor {
 #[track_caller]
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Tensor {
     let pred = logits.argmax(-1, false);
-    pred.eq(&labels.cast(DType::I64))
-        .cast(DType::F64)
-        .mean_all()
+    pred.eq(labels.cast(DType::I64)).cast(DType::F64).mean_all()
 }

@@ -81,8 +81,8 @@ impl Optimizer for Adagrad {
         let lr =
             self.lr.at(&state.step) / (state.step.cast(crate::DType::F64) * self.lr_decay + 1.0);
         let (mut np, mut ns) = (Vec::new(), Vec::new());
-        for i in 0..l[0].len() {
-            let (p, g, s) = (&l[0][i], &l[1][i], &l[2][i]);
+        for x in &l {
+            let (p, g, s) = (&x[0], &x[1], &x[2]);
             if !p.dtype().is_float() {
                 np.push(p.clone());
                 ns.push(s.clone());

@@ -129,8 +129,8 @@ fn adam_step<P: Tree>(h: Hyper, grads: &P, state: &AdamState<P>, params: &P) -> 
     let bc1 = -(t.scalar_like(h.b1).pow(&t)) + 1.0;
     let bc2 = -(t.scalar_like(h.b2).pow(&t)) + 1.0;
     let (mut np, mut nm, mut nv) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..l[0].len() {
-        let (p, g, m, v) = (&l[0][i], &l[1][i], &l[2][i], &l[3][i]);
+    for x in &l {
+        let (p, g, m, v) = (&x[0], &x[1], &x[2], &x[3]);
         if !p.dtype().is_float() {
             np.push(p.clone());
             nm.push(m.clone());

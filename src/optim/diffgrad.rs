@@ -90,8 +90,8 @@ impl Optimizer for DiffGrad {
         let bc1 = -(t.scalar_like(self.b1).pow(&t)) + 1.0;
         let bc2 = -(t.scalar_like(self.b2).pow(&t)) + 1.0;
         let (mut np, mut nm, mut nv, mut ng) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for i in 0..l[0].len() {
-            let (p, g, m, v, gp) = (&l[0][i], &l[1][i], &l[2][i], &l[3][i], &l[4][i]);
+        for x in &l {
+            let (p, g, m, v, gp) = (&x[0], &x[1], &x[2], &x[3], &x[4]);
             if !p.dtype().is_float() {
                 np.push(p.clone());
                 nm.push(m.clone());

@@ -70,8 +70,8 @@ impl Optimizer for Lion {
         let l = leaves_of("Lion", &[params, grads, &state.m]);
         let lr = self.lr.at(&state.step);
         let (mut np, mut nm) = (Vec::new(), Vec::new());
-        for i in 0..l[0].len() {
-            let (p, g, m) = (&l[0][i], &l[1][i], &l[2][i]);
+        for x in &l {
+            let (p, g, m) = (&x[0], &x[1], &x[2]);
             if !p.dtype().is_float() {
                 np.push(p.clone());
                 nm.push(m.clone());

@@ -70,7 +70,8 @@ pub(crate) fn zeros_like_tree<P: Tree>(params: &P) -> P {
     params.map_leaves(|t| t.zeros_like())
 }
 
-/// Leaves of several trees with the same structure, checked to agree.
+/// Leaves of several trees with the same structure, checked to agree, grouped per leaf:
+/// `out[i][k]` is leaf `i` of tree `k`.
 #[track_caller]
 pub(crate) fn leaves_of<P: Tree>(what: &str, trees: &[&P]) -> Vec<Vec<Tensor>> {
     let all: Vec<Vec<Tensor>> = trees.iter().map(|t| t.leaves()).collect();
@@ -90,7 +91,9 @@ pub(crate) fn leaves_of<P: Tree>(what: &str, trees: &[&P]) -> Vec<Vec<Tensor>> {
             );
         }
     }
-    all
+    (0..n)
+        .map(|i| all.iter().map(|l| l[i].clone()).collect())
+        .collect()
 }
 
 /// Scales `grads` so their global L2 norm (over every float leaf) is at most `max_norm`;

@@ -86,8 +86,8 @@ impl Optimizer for RmsProp {
         );
         let lr = self.lr.at(&state.step);
         let (mut np, mut nv, mut nb) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..l[0].len() {
-            let (p, g, v, b) = (&l[0][i], &l[1][i], &l[2][i], &l[3][i]);
+        for x in &l {
+            let (p, g, v, b) = (&x[0], &x[1], &x[2], &x[3]);
             if !p.dtype().is_float() {
                 np.push(p.clone());
                 nv.push(v.clone());

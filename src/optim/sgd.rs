@@ -100,8 +100,8 @@ impl Optimizer for Sgd {
         let l = leaves_of("Sgd", &[params, grads, &state.momentum]);
         let lr = self.lr.at(&state.step);
         let (mut np, mut nb) = (Vec::new(), Vec::new());
-        for i in 0..l[0].len() {
-            let (p, g, b) = (&l[0][i], &l[1][i], &l[2][i]);
+        for x in &l {
+            let (p, g, b) = (&x[0], &x[1], &x[2]);
             if !p.dtype().is_float() {
                 np.push(p.clone());
                 nb.push(b.clone());

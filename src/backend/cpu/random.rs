@@ -71,7 +71,7 @@ pub(crate) fn random_bits(key: &Array, out: &TensorType) -> Array {
         .expect("i64 key (checked by the type rule)");
     let n_keys = keys.len() / 2;
     let total = out.numel();
-    let per_key = if n_keys == 0 { 0 } else { total / n_keys };
+    let per_key = total.checked_div(n_keys).unwrap_or(0);
     let mut data = vec![0i64; total];
     if per_key > 0 {
         let task = |(c, chunk): (usize, &mut [i64])| {
