@@ -18,6 +18,16 @@
 //! - [`Tensor`]: the user-facing handle and its methods;
 //! - [`backend::cpu`]: the kernels.
 //!
+//! The libraries on top, for training models:
+//!
+//! - [`tree`] and `#[derive(Tree)]`: parameter structures that every transformation
+//!   takes and returns, with a path (`layers.0.weight`) for each leaf;
+//! - [`random`]: counter-based, splittable keys (`key`, `split`, `fold_in`) and samplers;
+//! - [`nn`]: layers, activations, initialisers and losses;
+//! - [`optim`]: optimisers, learning-rate schedules and gradient clipping;
+//! - [`io`]: safetensors checkpoints of any tree;
+//! - [`data`]: splitting, shuffling and batching of in-memory data sets.
+//!
 //! ## Errors
 //!
 //! A mistake in the program (a shape or dtype mismatch, a bad axis) panics at

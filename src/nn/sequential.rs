@@ -8,6 +8,13 @@ use crate::{random, DType, Tensor, Tree};
 ///
 /// [`BatchNorm`](super::BatchNorm) is not a variant: its training step returns updated
 /// statistics, which a plain chain of layers has no way to hand back. Compose it by hand.
+///
+/// ```
+/// use cotangent::{nn::{Layer, Linear}, random, DType, Tree};
+/// let layers = vec![Layer::Flatten, Layer::Linear(Linear::new(&random::key(0), 4, 2, DType::F32))];
+/// let names: Vec<String> = layers.named_leaves().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["1.weight", "1.bias"]);
+/// ```
 #[derive(Clone, Debug, Tree)]
 pub enum Layer {
     /// A dense layer.

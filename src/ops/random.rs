@@ -17,6 +17,13 @@ use crate::shape::Shape;
 use crate::{DType, TensorType};
 
 /// Type rule: an `i64` key `[k..., 2]` gives `i64` bits `[k..., shape...]`.
+///
+/// ```
+/// use cotangent::{ops::random::random_bits_type, DType, TensorType};
+/// let keys = TensorType::new(DType::I64, vec![4, 2]);
+/// assert_eq!(random_bits_type(&vec![3], &keys).unwrap().shape, vec![4, 3]);
+/// assert!(random_bits_type(&vec![3], &TensorType::new(DType::I32, vec![2])).is_err());
+/// ```
 pub fn random_bits_type(shape: &Shape, key: &TensorType) -> Result<TensorType, String> {
     if key.dtype != DType::I64 || key.shape.last() != Some(&2) {
         return Err(format!(

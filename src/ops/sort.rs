@@ -9,6 +9,13 @@
 use crate::{DType, TensorType};
 
 /// Type rule of argsort: any non-bool operand, `i64` indices of the same shape.
+///
+/// ```
+/// use cotangent::{ops::sort::argsort_type, DType, TensorType};
+/// let x = TensorType::new(DType::F32, vec![2, 5]);
+/// assert_eq!(argsort_type(1, &x).unwrap(), TensorType::new(DType::I64, vec![2, 5]));
+/// assert!(argsort_type(2, &x).is_err());
+/// ```
 pub fn argsort_type(axis: usize, x: &TensorType) -> Result<TensorType, String> {
     if x.dtype == DType::Bool {
         return Err(format!("does not accept bool operands ({x}); cast first"));

@@ -52,6 +52,15 @@ impl Adagrad {
 }
 
 /// The state of [`Adagrad`].
+///
+/// A tree: with a single tensor as the parameters, its leaves are named as below.
+///
+/// ```
+/// use cotangent::{optim::{Adagrad, Optimizer}, Tensor, Tree};
+/// let s = Adagrad::new(0.1).init(&Tensor::scalar(1.0));
+/// let names: Vec<String> = s.named_leaves().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["step", "sum"]);
+/// ```
 #[derive(Clone, Debug, Tree)]
 pub struct AdagradState<P> {
     /// Updates made so far (0-d `i64`).

@@ -103,6 +103,15 @@ impl AdamW {
 }
 
 /// The state of [`Adam`] and [`AdamW`].
+///
+/// A tree: with a single tensor as the parameters, its leaves are named as below.
+///
+/// ```
+/// use cotangent::{optim::{Adam, Optimizer}, Tensor, Tree};
+/// let s = Adam::new(0.1).init(&Tensor::scalar(1.0));
+/// let names: Vec<String> = s.named_leaves().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["step", "m", "v"]);
+/// ```
 #[derive(Clone, Debug, Tree)]
 pub struct AdamState<P> {
     /// Updates made so far (0-d `i64`).

@@ -51,6 +51,15 @@ impl DiffGrad {
 }
 
 /// The state of [`DiffGrad`].
+///
+/// A tree: with a single tensor as the parameters, its leaves are named as below.
+///
+/// ```
+/// use cotangent::{optim::{DiffGrad, Optimizer}, Tensor, Tree};
+/// let s = DiffGrad::new(0.1).init(&Tensor::scalar(1.0));
+/// let names: Vec<String> = s.named_leaves().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["step", "m", "v", "prev_grad"]);
+/// ```
 #[derive(Clone, Debug, Tree)]
 pub struct DiffGradState<P> {
     /// Updates made so far (0-d `i64`).

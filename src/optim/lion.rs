@@ -48,6 +48,15 @@ impl Lion {
 }
 
 /// The state of [`Lion`].
+///
+/// A tree: with a single tensor as the parameters, its leaves are named as below.
+///
+/// ```
+/// use cotangent::{optim::{Lion, Optimizer}, Tensor, Tree};
+/// let s = Lion::new(0.1).init(&Tensor::scalar(1.0));
+/// let names: Vec<String> = s.named_leaves().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["step", "m"]);
+/// ```
 #[derive(Clone, Debug, Tree)]
 pub struct LionState<P> {
     /// Updates made so far (0-d `i64`).

@@ -43,14 +43,42 @@ pub use sgd::{Sgd, SgdState};
 use crate::{DType, Tensor, Tree};
 
 /// A gradient-based optimiser: a pure update rule on trees.
+///
+/// ```
+/// use cotangent::{optim::{Optimizer, Sgd}, Tensor};
+/// // Generic code can take any optimiser.
+/// fn step<O: Optimizer>(opt: &O, p: &Tensor, g: &Tensor, s: &O::State<Tensor>) -> (Tensor, O::State<Tensor>) {
+///     opt.update(g, s, p)
+/// }
+/// let opt = Sgd::new(0.5);
+/// let p = Tensor::scalar(1.0);
+/// let (p, _) = step(&opt, &p, &Tensor::scalar(1.0), &opt.init(&p));
+/// assert_eq!(p.item::<f64>(), 0.5);
+/// ```
 pub trait Optimizer {
     /// The optimiser's state for parameters of type `P` (a tree, so it can be saved).
     type State<P: Tree>: Tree;
 
     /// The state before the first step.
+    ///
+    /// ```
+    /// use cotangent::{optim::{Adam, Optimizer}, Tensor, Tree};
+    /// let s = Adam::new(1e-3).init(&(Tensor::scalar(1.0f32), Tensor::scalar(2.0f32)));
+    /// assert_eq!(s.leaves().len(), 5); // step, m.0, m.1, v.0, v.1
+    /// ```
     fn init<P: Tree>(&self, params: &P) -> Self::State<P>;
 
     /// One step: the new parameters and state, given the gradients at `params`.
+    ///
+    /// ```
+    /// use cotangent::{optim::{Optimizer, Sgd}, Tensor};
+    /// let opt = Sgd::new(0.1);
+    /// let p = Tensor::from_vec(vec![1.0, 2.0], &[2]);
+    /// let g = Tensor::from_vec(vec![10.0, -10.0], &[2]);
+    /// let (p, s) = opt.update(&g, &opt.init(&p), &p);
+    /// assert_eq!(p.to_vec::<f64>(), vec![0.0, 3.0]);
+    /// assert_eq!(s.step.item::<i64>(), 1);
+    /// ```
     fn update<P: Tree>(&self, grads: &P, state: &Self::State<P>, params: &P)
         -> (P, Self::State<P>);
 }

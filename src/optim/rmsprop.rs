@@ -53,6 +53,15 @@ impl RmsProp {
 }
 
 /// The state of [`RmsProp`].
+///
+/// A tree: with a single tensor as the parameters, its leaves are named as below.
+///
+/// ```
+/// use cotangent::{optim::{RmsProp, Optimizer}, Tensor, Tree};
+/// let s = RmsProp::new(0.1).init(&Tensor::scalar(1.0));
+/// let names: Vec<String> = s.named_leaves().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["step", "square_avg", "momentum"]);
+/// ```
 #[derive(Clone, Debug, Tree)]
 pub struct RmsPropState<P> {
     /// Updates made so far (0-d `i64`).

@@ -74,6 +74,15 @@ impl Sgd {
 }
 
 /// The state of [`Sgd`].
+///
+/// A tree: with a single tensor as the parameters, its leaves are named as below.
+///
+/// ```
+/// use cotangent::{optim::{Sgd, Optimizer}, Tensor, Tree};
+/// let s = Sgd::new(0.1).init(&Tensor::scalar(1.0));
+/// let names: Vec<String> = s.named_leaves().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["step", "momentum"]);
+/// ```
 #[derive(Clone, Debug, Tree)]
 pub struct SgdState<P> {
     /// Updates made so far (0-d `i64`).
