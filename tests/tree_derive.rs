@@ -39,6 +39,14 @@ struct Wrapper<P> {
     step: Tensor,
 }
 
+/// `C` is only configuration: it needs Clone, not Tree.
+#[derive(Clone, Debug, Tree)]
+struct WithConfig<P, C> {
+    params: Vec<P>,
+    #[tree(skip)]
+    config: C,
+}
+
 fn t(v: f64) -> Tensor {
     Tensor::scalar(v)
 }
@@ -131,6 +139,12 @@ fn generic_struct() {
         step: Tensor::scalar(0i64),
     };
     assert_eq!(names(&w), vec!["params.0", "params.1.0", "step"]);
+    let c = WithConfig {
+        params: vec![t(1.0)],
+        config: String::from("cfg"),
+    };
+    let c2 = c.map_leaves(|x| x * 3.0);
+    assert_eq!((values(&c2), c2.config.as_str()), (vec![3.0], "cfg"));
 }
 
 #[test]

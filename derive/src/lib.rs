@@ -10,7 +10,8 @@
 //!   named fields by name.
 //! - A field marked `#[tree(skip)]` is not a leaf: it is cloned into the
 //!   rebuilt value (use it for sizes, flags and other configuration).
-//! - Every type parameter of the type gets a `Tree` bound.
+//! - A type parameter used in a leaf field gets a `Tree` bound; one used only in
+//!   skipped fields gets a `Clone` bound.
 //!
 //! The generated code names the trait `::cotangent::Tree`; use the macro
 //! through `cotangent::Tree`, which re-exports it.
@@ -141,19 +142,53 @@ fn pattern(path: TokenStream2, fields: &Fields) -> TokenStream2 {
     quote!(#path { #(#binds),* })
 }
 
+/// Whether a token stream contains the identifier `id` anywhere.
+fn uses_ident(ts: TokenStream2, id: &syn::Ident) -> bool {
+    ts.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => &i == id,
+        proc_macro2::TokenTree::Group(g) => uses_ident(g.stream(), id),
+        _ => false,
+    })
+}
+
 fn expand(mut input: DeriveInput) -> syn::Result<TokenStream2> {
     let name = input.ident.clone();
+    // Bounds like serde's: a type parameter used by a leaf field must be a Tree; one used
+    // only by skipped fields must be Clone.
     let type_params: Vec<_> = input
         .generics
         .type_params()
         .map(|p| p.ident.clone())
         .collect();
-    {
-        let wc = input.generics.make_where_clause();
-        for p in &type_params {
-            wc.predicates.push(parse_quote!(#p: ::cotangent::Tree));
+    let mut leaf_types = Vec::new();
+    let mut skip_types = Vec::new();
+    let all_fields: Vec<&Field> = match &input.data {
+        Data::Struct(s) => s.fields.iter().collect(),
+        Data::Enum(e) => e.variants.iter().flat_map(|v| v.fields.iter()).collect(),
+        Data::Union(_) => Vec::new(),
+    };
+    for f in all_fields {
+        if is_skipped(f)? {
+            skip_types.push(f.ty.clone());
+        } else {
+            leaf_types.push(f.ty.clone());
         }
     }
+    let mentions =
+        |tys: &[syn::Type], p: &syn::Ident| tys.iter().any(|t| uses_ident(quote!(#t), p));
+    let bounds: Vec<syn::WherePredicate> = type_params
+        .iter()
+        .filter_map(|p| {
+            if mentions(&leaf_types, p) {
+                Some(parse_quote!(#p: ::cotangent::Tree))
+            } else if mentions(&skip_types, p) {
+                Some(parse_quote!(#p: ::core::clone::Clone))
+            } else {
+                None
+            }
+        })
+        .collect();
+    input.generics.make_where_clause().predicates.extend(bounds);
     let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
     let (flatten, named, rebuild) = match &input.data {
         Data::Struct(s) => {
