@@ -15,4 +15,58 @@ pub enum Error {
         /// Shape requested.
         shape: Vec<usize>,
     },
+    /// A file could not be read or written.
+    #[error("cannot {action} {path}: {message}")]
+    Io {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        message: String,
+    },
+    /// A checkpoint is shorter than its own header says: the file was cut off.
+    #[error("truncated checkpoint: {message}")]
+    Truncated {
+        /// What was missing.
+        message: String,
+    },
+    /// A checkpoint's header is not a valid safetensors header.
+    #[error("bad checkpoint header: {message}")]
+    BadHeader {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A tensor the tree needs is not in the checkpoint.
+    #[error("checkpoint has no tensor named `{name}`")]
+    MissingTensor {
+        /// The leaf's path in the tree.
+        name: String,
+    },
+    /// A checkpoint tensor has a different dtype than the tree's leaf.
+    #[error("tensor `{name}` is {found} in the checkpoint, but the tree expects {expected}")]
+    WrongDType {
+        /// The leaf's path.
+        name: String,
+        /// The leaf's dtype.
+        expected: crate::DType,
+        /// The dtype in the file (its safetensors name).
+        found: String,
+    },
+    /// A checkpoint tensor has a different shape than the tree's leaf.
+    #[error("tensor `{name}` has shape {found:?} in the checkpoint, but the tree expects {expected:?}")]
+    WrongShape {
+        /// The leaf's path.
+        name: String,
+        /// The leaf's shape.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// Two leaves of a tree have the same path, so they cannot be told apart in a checkpoint.
+    #[error("two leaves of the tree are both named `{name}`")]
+    DuplicateName {
+        /// The repeated path.
+        name: String,
+    },
 }

@@ -18,6 +18,16 @@
 //! - [`Tensor`]: the user-facing handle and its methods;
 //! - [`backend::cpu`]: the kernels.
 //!
+//! The libraries on top, for training models:
+//!
+//! - [`tree`] and `#[derive(Tree)]`: parameter structures that every transformation
+//!   takes and returns, with a path (`layers.0.weight`) for each leaf;
+//! - [`random`]: counter-based, splittable keys (`key`, `split`, `fold_in`) and samplers;
+//! - [`nn`]: layers, activations, initialisers and losses;
+//! - [`optim`]: optimisers, learning-rate schedules and gradient clipping;
+//! - [`io`]: safetensors checkpoints of any tree;
+//! - [`data`]: splitting, shuffling and batching of in-memory data sets.
+//!
 //! ## Errors
 //!
 //! A mistake in the program (a shape or dtype mismatch, a bad axis) panics at
@@ -27,13 +37,21 @@
 
 #![warn(missing_docs)]
 
+// Lets `#[derive(Tree)]`, whose output names `::cotangent::Tree`, work inside this crate too.
+extern crate self as cotangent;
+
 pub mod array;
 pub mod backend;
 pub mod compile;
+pub mod data;
 mod dtype;
 mod error;
+pub mod io;
 pub mod ir;
+pub mod nn;
 pub mod ops;
+pub mod optim;
+pub mod random;
 pub mod shape;
 mod tensor;
 pub mod trace;
@@ -41,6 +59,8 @@ pub mod transform;
 pub mod tree;
 
 pub use array::{Array, Data};
+/// Derives [`Tree`] for a struct or enum of trees; see [`tree`] for the rules.
+pub use cotangent_derive::Tree;
 pub use dtype::{DType, Element};
 pub use error::Error;
 pub use shape::TensorType;

@@ -3,8 +3,34 @@
 //! A [`Tree`] flattens to a list of [`Tensor`] leaves and rebuilds itself from
 //! such a list, using `self` as the template for its structure. Tensors,
 //! tuples (up to 6), arrays, `Vec`, `Option`, `BTreeMap<String, _>` and `()`
-//! are trees; implement the trait by hand for your own types. Each leaf also
-//! has a dotted path (`layers.0.weight`), which checkpoints use as its name.
+//! are trees; for your own structs and enums, `#[derive(Tree)]` (see below) or
+//! implement the trait by hand. Each leaf also has a dotted path
+//! (`layers.0.weight`), which checkpoints use as its name.
+//!
+//! `#[derive(Tree)]` flattens fields in declaration order and names them by
+//! field name (or index, for tuple structs). Enum variants contribute their
+//! fields without the variant's name; a variant with one unnamed field is
+//! transparent. Fields marked `#[tree(skip)]` (sizes, flags, configuration) are
+//! not leaves: they are cloned into rebuilt values.
+//!
+//! ```
+//! use cotangent::{Tensor, Tree};
+//! #[derive(Clone, Tree)]
+//! struct Dense {
+//!     weight: Tensor,
+//!     bias: Tensor,
+//!     #[tree(skip)]
+//!     width: usize,
+//! }
+//! #[derive(Clone, Tree)]
+//! struct Net {
+//!     layers: Vec<Dense>,
+//! }
+//! let d = Dense { weight: Tensor::scalar(1.0), bias: Tensor::scalar(0.0), width: 1 };
+//! let net = Net { layers: vec![d.clone(), d] };
+//! let names: Vec<String> = net.named_leaves().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names, ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]);
+//! ```
 //!
 //! ```
 //! use cotangent::{Tensor, Tree};

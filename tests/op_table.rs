@@ -201,6 +201,13 @@ fn table() -> Vec<Row> {
     rows.push(row("softmax", act(&mut r), |x| x[0].softmax(-1)));
     rows.push(row("log_softmax", act(&mut r), |x| x[0].log_softmax(0)));
     rows.push(row("clamp", vec![f64s(&[-1.5, -0.2, 0.3, 2.0], &[4])], |x| x[0].clamp(-1.0, 1.0)));
+
+    // Sorting (argsort + gather) and random bits (a constant of the row).
+    rows.push(row("sort", vec![sample(&mut r, &[3, 4], -1.0, 1.0)], |x| x[0].sort(1, false)));
+    rows.push(row("sort_descending", vec![sample(&mut r, &[3, 4], -1.0, 1.0)], |x| x[0].sort(0, true)));
+    rows.push(row("times_random_normal", vec![sample(&mut r, &[2, 3], -1.0, 1.0)], |x| {
+        &x[0] * random::normal(&random::key(0), &[2, 3], DType::F64)
+    }));
     rows
 }
 

@@ -8,8 +8,10 @@
 pub mod dot;
 pub mod elementwise;
 pub mod index;
+pub mod random;
 pub mod reduce;
 pub(crate) mod rules;
+pub mod sort;
 pub mod structure;
 
 use crate::array::Array;
@@ -160,6 +162,19 @@ pub enum Prim {
         /// Batch rhs axes (paired with `lhs_batch`).
         rhs_batch: Vec<usize>,
     },
+    /// Counter-based random bits (Threefry-2x32): an `i64` key `[k..., 2]` gives `i64`
+    /// values in `0..2^32` of shape `[k..., shape...]`. See [`random`].
+    RandomBits {
+        /// Shape of the bits drawn from each key.
+        shape: Shape,
+    },
+    /// The stable permutation (`i64`) that sorts the operand along `axis`; NaN is largest.
+    Argsort {
+        /// Axis to sort.
+        axis: usize,
+        /// Sort from largest to smallest (still stable).
+        descending: bool,
+    },
 }
 
 impl Prim {
@@ -189,6 +204,8 @@ impl Prim {
             Prim::DynamicUpdateSlice => "dynamic_update_slice",
             Prim::DotGeneral { .. } => "dot_general",
             Prim::StopGradient => "stop_gradient",
+            Prim::RandomBits { .. } => "random_bits",
+            Prim::Argsort { .. } => "argsort",
         }
     }
 
@@ -234,6 +251,14 @@ impl Prim {
                 vec![("axis", axis.to_string()), ("batch_dims", batch_dims.to_string())]
             }
             Prim::DynamicSlice { sizes } => vec![("sizes", l(sizes))],
+            Prim::RandomBits { shape } => vec![("shape", l(shape))],
+            Prim::Argsort { axis, descending } => {
+                let mut p = vec![("axis", axis.to_string())];
+                if *descending {
+                    p.push(("descending", "true".into()));
+                }
+                p
+            }
             Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => vec![
                 ("contract", format!("({lhs_contract:?}, {rhs_contract:?})")),
                 ("batch", format!("({lhs_batch:?}, {rhs_batch:?})")),
@@ -302,6 +327,14 @@ impl Prim {
             Prim::StopGradient => {
                 arity(1)?;
                 Ok(inputs[0].clone())
+            }
+            Prim::RandomBits { shape } => {
+                arity(1)?;
+                random::random_bits_type(shape, inputs[0])
+            }
+            Prim::Argsort { axis, .. } => {
+                arity(1)?;
+                sort::argsort_type(*axis, inputs[0])
             }
             Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
                 arity(2)?;

@@ -8,7 +8,7 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{dot, elementwise, index, reduce, structure, Prim};
+use super::{dot, elementwise, index, random, reduce, sort, structure, Prim};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -68,6 +68,8 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         Prim::Select => elementwise::select_jvp(x[0], t, x[1]),
         Prim::Reduce { op, axes } => reduce::reduce_jvp(*op, axes, x[0], t[0]?, y),
         Prim::Arg { .. } => None,
+        // Integer outputs: no derivative.
+        Prim::RandomBits { .. } | Prim::Argsort { .. } => None,
         Prim::Cumulative { op, axis, reverse } => reduce::cumulative_jvp(*op, *axis, *reverse, x[0], t[0]?),
         Prim::Reshape { .. }
         | Prim::BroadcastInDim { .. }
@@ -143,6 +145,8 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
             dot::batch(&args[0], &args[1], batched, (lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
         }
+        Prim::RandomBits { .. } => random::batch(prim, &args[0]),
+        Prim::Argsort { .. } => sort::batch(prim, &args[0]),
         Prim::Input(_) | Prim::Constant(_) | Prim::Iota { .. } => {
             unreachable!("{} has no operands to batch", prim.name())
         }

@@ -7,6 +7,7 @@ mod elementwise;
 mod index;
 mod linalg;
 mod reduce;
+mod sort;
 mod structure;
 
 pub use elementwise::{where_, AsOperand};

@@ -218,7 +218,7 @@ macro_rules! convert_into {
             Data::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
             Data::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
             Data::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
-            Data::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x != (0 as _)),
+            Data::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = (x as f64) != 0.0),
         }
     };
 }

@@ -9,7 +9,9 @@ mod elementwise;
 pub mod fused;
 mod index;
 pub mod math;
+pub mod random;
 mod reduce;
+mod sort;
 mod structure;
 
 use crate::array::Array;
@@ -46,5 +48,7 @@ pub fn execute(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
         Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
             dot::dot_general(inputs[0], inputs[1], lhs_contract, rhs_contract, lhs_batch, rhs_batch, out)
         }
+        Prim::RandomBits { .. } => random::random_bits(inputs[0], out),
+        Prim::Argsort { axis, descending } => sort::argsort(inputs[0], *axis, *descending),
     }
 }

@@ -196,7 +196,9 @@ macro_rules! cast_from {
             DType::F64 => Data::F64($v.iter().map(|&x| x as f64).collect()),
             DType::I32 => Data::I32($v.iter().map(|&x| x as i32).collect()),
             DType::I64 => Data::I64($v.iter().map(|&x| x as i64).collect()),
-            DType::Bool => Data::Bool($v.iter().map(|&x| x != (0 as _)).collect()),
+            // Compared as f64: `0 as _` stops inferring once a dependency adds `PartialEq<Other>` impls
+            // for the primitive types (serde_json does, through safetensors).
+            DType::Bool => Data::Bool($v.iter().map(|&x| (x as f64) != 0.0).collect()),
         }
     };
 }

@@ -1,0 +1,47 @@
+//! README command 1: the digits example, run in release with fewer epochs, must learn
+//! (test accuracy far above the 10% of chance), write its plot and checkpoints, and
+//! score the same after reloading the checkpoint into a fresh model.
+
+use std::process::Command;
+
+fn percent_after(output: &str, prefix: &str) -> f64 {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{output}"));
+    line[prefix.len()..].trim().split('%').next().unwrap().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn run(model: &str, epochs: &str) {
+    let out_dir = std::env::temp_dir().join(format!("cotangent_digits_{model}_{}", std::process::id()));
+    let output = Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--release", "--quiet", "--example", "digits", "--"])
+        .args(["--epochs", epochs, "--model", model, "--out"])
+        .arg(&out_dir)
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the example failed:\n{stdout}\n{stderr}");
+    let acc = percent_after(&stdout, "final test accuracy:");
+    let reloaded = percent_after(&stdout, "reloaded test accuracy:");
+    assert!(acc > 80.0, "{model}: test accuracy {acc}% after {epochs} epochs:\n{stdout}");
+    assert_eq!(acc, reloaded, "{model}: reloaded model scores differently");
+    for f in [
+        "digits_curves.png".to_string(),
+        format!("digits_{model}.safetensors"),
+        format!("digits_{model}_adam.safetensors"),
+    ] {
+        let p = out_dir.join(&f);
+        assert!(p.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", p.display());
+        assert!(stdout.contains(&f), "{f} is not announced in the output");
+    }
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn digits_example_learns() {
+    run("mlp", "3");
+    run("cnn", "2");
+}

@@ -1,0 +1,184 @@
+//! Checkpoints: round trips of models and mixed-dtype trees, and malformed files that
+//! must give the right `Error` (never a panic, never a half-loaded tree).
+
+use cotangent::nn::{Activation, Mlp};
+use cotangent::{io, random, DType, Error, Tensor, Tree};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Tree)]
+struct Mixed {
+    w32: Tensor,
+    w64: Tensor,
+    ids: Tensor,
+    small: Tensor,
+    mask: Tensor,
+    none: Option<Tensor>,
+    #[tree(skip)]
+    tag: &'static str,
+}
+
+fn mixed(scale: f64) -> Mixed {
+    Mixed {
+        w32: (Tensor::arange(0.0, 6.0, 1.0, DType::F32) * scale).reshape(&[2, 3]),
+        w64: Tensor::from_vec(vec![scale, -scale, 1e-300, f64::MAX], &[4]),
+        ids: Tensor::from_vec(vec![i64::MIN, -1, 0, i64::MAX], &[2, 2]),
+        small: Tensor::from_vec(vec![7i32, -7], &[2]),
+        mask: Tensor::from_vec(vec![true, false, true], &[3]),
+        none: None,
+        tag: "mixed",
+    }
+}
+
+fn mixed_template() -> Mixed {
+    mixed(0.0).map_leaves(|t| t.zeros_like())
+}
+
+fn same<T: Tree>(a: &T, b: &T) -> bool {
+    let (a, b) = (a.leaves(), b.leaves());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x.ty() == y.ty() && x.as_concrete().unwrap().data == y.as_concrete().unwrap().data)
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cotangent_io_{}_{name}", std::process::id()))
+}
+
+#[test]
+fn round_trip_every_dtype() {
+    let m = mixed(2.5);
+    let path = tmp("mixed.safetensors");
+    io::save(&m, &path).unwrap();
+    let back = io::load(&mixed_template(), &path).unwrap();
+    assert!(same(&m, &back));
+    assert_eq!(back.tag, "mixed");
+    std::fs::remove_file(&path).unwrap();
+    // The names in the file are the tree paths.
+    let bytes = io::to_bytes(&m).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<&str> = st.names();
+    names.sort();
+    assert_eq!(names, vec!["ids", "mask", "small", "w32", "w64"]);
+}
+
+#[test]
+fn round_trip_a_model_into_a_fresh_one() {
+    let model = Mlp::new(&random::key(0), &[4, 8, 3], Activation::Relu, DType::F32);
+    let fresh = Mlp::new(&random::key(1), &[4, 8, 3], Activation::Relu, DType::F32);
+    assert!(!same(&model, &fresh));
+    let back = io::from_bytes(&fresh, &io::to_bytes(&model).unwrap()).unwrap();
+    assert!(same(&model, &back));
+    let x = random::normal(&random::key(2), &[5, 4], DType::F32);
+    assert_eq!(back.forward(&x).to_vec::<f32>(), model.forward(&x).to_vec::<f32>());
+    // A single tensor is stored as `value`.
+    let t = Tensor::scalar(4.0);
+    let st_bytes = io::to_bytes(&t).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
+    assert_eq!(st.names(), vec!["value"]);
+}
+
+#[test]
+fn truncated_files() {
+    let bytes = io::to_bytes(&mixed(1.0)).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    // Every cut point: inside the length, inside the header, inside the data.
+    for cut in [0, 3, 7, 8, 9, 8 + header_len / 2, 8 + header_len, bytes.len() - 1] {
+        match io::from_bytes(&mixed_template(), &bytes[..cut]) {
+            Err(Error::Truncated { message }) => assert!(!message.is_empty()),
+            other => panic!("cut at {cut} of {}: {other:?}", bytes.len()),
+        }
+    }
+    // Exhaustively, no cut point panics or loads.
+    for cut in 0..bytes.len() {
+        assert!(io::from_bytes(&mixed_template(), &bytes[..cut]).is_err());
+    }
+}
+
+#[test]
+fn bad_headers() {
+    let bytes = io::to_bytes(&mixed(1.0)).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let with_header = |h: &[u8]| {
+        let mut b = (h.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(h);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not JSON", with_header(b"this is not json")),
+        ("invalid UTF-8", with_header(&[b'{', 0xff, 0xfe, b'}'])),
+        ("wrong JSON shape", with_header(b"[1, 2, 3]")),
+        ("unknown dtype", with_header(br#"{"x":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}"#)),
+        ("offsets beyond the shape", with_header(br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}}"#)),
+        ("absurd header length", {
+            let mut b = bytes.clone();
+            b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            b
+        }),
+        ("trailing bytes", {
+            let mut b = bytes.clone();
+            b.extend_from_slice(&[0; 5]);
+            b
+        }),
+    ];
+    for (what, b) in cases {
+        match io::from_bytes(&mixed_template(), &b) {
+            Err(Error::BadHeader { message }) => assert!(!message.is_empty(), "{what}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // Corrupting any single header byte never panics.
+    for i in 0..8 + header_len {
+        let mut b = bytes.clone();
+        b[i] ^= 0x5a;
+        let _ = io::from_bytes(&mixed_template(), &b);
+    }
+}
+
+#[test]
+fn missing_names_wrong_dtypes_and_shapes_name_the_leaf() {
+    // The file lacks `extra`.
+    #[derive(Clone, Debug, Tree)]
+    struct Bigger {
+        w32: Tensor,
+        extra: Tensor,
+    }
+    let bytes = io::to_bytes(&mixed(1.0)).unwrap();
+    let t = Bigger { w32: Tensor::zeros(&[2, 3], DType::F32), extra: Tensor::zeros(&[1], DType::F32) };
+    assert_eq!(io::from_bytes(&t, &bytes).unwrap_err(), Error::MissingTensor { name: "extra".into() });
+    // The template wants f64 where the file has f32.
+    let mut wrong = mixed_template();
+    wrong.w32 = Tensor::zeros(&[2, 3], DType::F64);
+    let e = io::from_bytes(&wrong, &bytes).unwrap_err();
+    assert_eq!(e, Error::WrongDType { name: "w32".into(), expected: DType::F64, found: "F32".into() });
+    assert!(e.to_string().contains("w32"));
+    // A shape mismatch on the last leaf: earlier leaves were fine, still nothing loads.
+    let mut shaped = mixed_template();
+    shaped.mask = Tensor::zeros(&[4], DType::Bool);
+    assert_eq!(
+        io::from_bytes(&shaped, &bytes).unwrap_err(),
+        Error::WrongShape { name: "mask".into(), expected: vec![4], found: vec![3] }
+    );
+    // A bool tensor holding a byte other than 0/1.
+    let mut b = io::to_bytes(&Tensor::from_vec(vec![true, false], &[2])).unwrap();
+    let n = b.len();
+    b[n - 1] = 7;
+    assert!(matches!(io::from_bytes(&Tensor::from_vec(vec![false, false], &[2]), &b), Err(Error::BadHeader { .. })));
+}
+
+#[test]
+fn duplicate_names_and_file_errors() {
+    // Two different leaves whose paths are both `a.b.c`.
+    let mut inner1 = BTreeMap::new();
+    inner1.insert("b.c".to_string(), Tensor::scalar(1.0));
+    let mut inner2 = BTreeMap::new();
+    inner2.insert("c".to_string(), Tensor::scalar(2.0));
+    let mut outer = BTreeMap::new();
+    outer.insert("a".to_string(), inner1);
+    outer.insert("a.b".to_string(), inner2);
+    assert_eq!(io::to_bytes(&outer).unwrap_err(), Error::DuplicateName { name: "a.b.c".into() });
+    let missing = io::load(&Tensor::scalar(0.0), tmp("does_not_exist.safetensors")).unwrap_err();
+    assert!(matches!(missing, Error::Io { action: "read", .. }), "{missing:?}");
+    let unwritable = io::save(&Tensor::scalar(0.0), "/nonexistent-dir/x.safetensors").unwrap_err();
+    assert!(matches!(unwritable, Error::Io { action: "write", .. }), "{unwritable:?}");
+}
