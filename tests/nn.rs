@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, Rng};
+use common::{assert_tensors_close as assert_close, Rng};
 use cotangent::nn::{self, *};
 use cotangent::{grad, random, vmap, DType, Tensor, Tree};
 
