@@ -71,7 +71,7 @@ fn report(id: &str, seconds: f64) {
 
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let want = |id: &str| filter.as_deref().is_none_or(|f| id.starts_with(f));
+    let want = |id: &str| filter.as_deref().is_none_or(|f| id.starts_with(f) || f.starts_with(id));
 
     if want("w0") {
         let f = jit(grad(|x: &Tensor| x * x + x.sin()));

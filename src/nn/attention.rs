@@ -42,7 +42,10 @@ impl MultiHeadAttention {
     /// ```
     #[track_caller]
     pub fn new(key: &Tensor, dim: usize, heads: usize, dtype: DType) -> MultiHeadAttention {
-        assert!(heads > 0 && dim % heads == 0, "MultiHeadAttention: {heads} heads must divide the dimension {dim}");
+        assert!(
+            heads > 0 && dim.is_multiple_of(heads),
+            "MultiHeadAttention: {heads} heads must divide the dimension {dim}"
+        );
         let k = random::split(key, 4);
         let lin = |i: isize| Linear::new(&k.index(i), dim, dim, dtype);
         MultiHeadAttention { query: lin(0), key: lin(1), value: lin(2), output: lin(3), heads }

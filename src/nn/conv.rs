@@ -171,7 +171,7 @@ impl Conv2d {
         dtype: DType,
     ) -> Conv2d {
         assert!(
-            groups > 0 && in_channels % groups == 0 && out_channels % groups == 0,
+            groups > 0 && in_channels.is_multiple_of(groups) && out_channels.is_multiple_of(groups),
             "Conv2d: {in_channels} in and {out_channels} out channels must both divide into {groups} groups"
         );
         let shape = [out_channels, in_channels / groups, kernel.0, kernel.1];

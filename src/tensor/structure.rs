@@ -53,7 +53,7 @@ impl Tensor {
         if holes > 1 || shape.iter().any(|&d| d < -1) {
             panic!("reshape: at most one -1 is allowed, got {shape:?}");
         }
-        if holes == 1 && (known == 0 || n % known != 0) {
+        if holes == 1 && (known == 0 || !n.is_multiple_of(known)) {
             panic!("reshape: cannot reshape {} into {shape:?}", self.ty())
         }
         let new: Vec<usize> = shape.iter().map(|&d| if d >= 0 { d as usize } else { n / known }).collect();

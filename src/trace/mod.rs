@@ -1,6 +1,6 @@
 //! The trace stack: how an operation on a [`Tensor`] either runs or is recorded.
 //!
-//! Each active trace is a [`Frame`] on a thread-local stack; its level is its
+//! Each active trace is a frame on a thread-local stack; its level is its
 //! position. A symbolic tensor remembers the trace (id and level) it belongs
 //! to. [`bind`] applies a primitive: it checks the operand types, then
 //!

@@ -3,7 +3,7 @@
 //!
 //! Every transformation first traces the user's closure into a
 //! [`Graph`](crate::ir::Graph), then *evaluates* that graph under the
-//! transformation's rules with ordinary [`Tensor`](crate::Tensor) operations.
+//! transformation's rules with ordinary [`Tensor`] operations.
 //! With concrete inputs those operations run at once; with symbolic inputs
 //! (when the transformation is itself being traced by an outer one) they are
 //! recorded into the outer trace. That is the whole nesting story: `grad` of
