@@ -10,7 +10,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
-use cotangent::{concatenate, grad, stack, Tensor};
+use cotangent::{concatenate, grad, jit, stack, Tensor};
 use serde_json::Value;
 
 /// Determinants of a batch of square matrices `[..., m, m]`, by expansion by minors.
@@ -76,7 +76,10 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     }
     let a = a.reshape_to(&[ell, ell]);
     match function {
-        "primal" => Ok(Box::new(move || Output::from(det(&a)))),
+        "primal" => {
+            let f = jit(det);
+            Ok(Box::new(move || Output::from(f(&a))))
+        }
         "gradient" => {
             let ddet = grad(det);
             Ok(Box::new(move || Output::from(ddet(&a).flatten())))

@@ -6,7 +6,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, f64_field, matrix, usize_field, vector};
-use cotangent::{concatenate, einsum, grad, DType, Tensor};
+use cotangent::{concatenate, einsum, grad, jit, DType, Tensor};
 use serde_json::Value;
 use std::f64::consts::PI;
 
@@ -103,7 +103,10 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     expect_shape(&params.3, "l", &[k, d * (d - 1) / 2])?;
     let gmm = Gmm::new(x, k, m, gamma);
     match function {
-        "objective" => Ok(Box::new(move || Output::from(gmm.objective(&params)))),
+        "objective" => {
+            let f = jit(move |p: &Params| gmm.objective(p));
+            Ok(Box::new(move || Output::from(f(&params))))
+        }
         "jacobian" => {
             let df = grad(move |p: &Params| gmm.objective(p));
             Ok(Box::new(move || {

@@ -10,7 +10,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::matrix;
-use cotangent::{grad, jvp, Tensor};
+use cotangent::{grad, jit, jvp, Tensor};
 use serde_json::Value;
 
 /// `Σᵢ minⱼ |pᵢ - cⱼ|²` for points `[n, d]` and centroids `[k, d]`.
@@ -31,15 +31,18 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
         ));
     }
     match function {
-        "cost" => Ok(Box::new(move || Output::from(cost(&points, &centroids)))),
+        "cost" => {
+            let f = jit(move |c: &Tensor| cost(&points, c));
+            Ok(Box::new(move || Output::from(f(&centroids))))
+        }
         "dir" => {
             let ones = centroids.ones_like();
             let dcost = grad(move |c: &Tensor| cost(&points, c));
-            let dir = move |c: &Tensor| {
+            let dir = jit(move |c: &Tensor| {
                 // The Hessian is diagonal (see the module docs), so H·1 = diag(H).
                 let (g, h_diag) = jvp(&dcost, c, &ones);
                 g / h_diag
-            };
+            });
             Ok(Box::new(move || Output::from(dir(&centroids))))
         }
         _ => Err(unknown_function("kmeans", function, &["cost", "dir"])),

@@ -5,7 +5,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
-use cotangent::{grad, DType, Tensor};
+use cotangent::{grad, jit, DType, Tensor};
 use serde_json::Value;
 
 /// The data of the problem: the powers `tᵢʲ` (`[n, m]`) and the signs `sᵢ` (`[n]`).
@@ -38,7 +38,10 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     }
     let p = Problem::new(n, x.numel());
     match function {
-        "primal" => Ok(Box::new(move || Output::from(p.objective(&x)))),
+        "primal" => {
+            let f = jit(move |x: &Tensor| p.objective(x));
+            Ok(Box::new(move || Output::from(f(&x))))
+        }
         "gradient" => {
             let df = grad(move |x: &Tensor| p.objective(x));
             Ok(Box::new(move || Output::from(df(&x))))

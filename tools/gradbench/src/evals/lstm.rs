@@ -7,7 +7,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, matrix};
-use cotangent::{concatenate, grad, stack, Tensor};
+use cotangent::{concatenate, grad, jit, stack, Tensor};
 use serde_json::Value;
 
 /// The fixed data: the initial state `[2l, b]` and the sequence `[c, b]`.
@@ -108,7 +108,11 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     expect_shape(&state, "state", &[l2, b])?;
     let lstm = Lstm::new(state, &sequence);
     match function {
-        "objective" => Ok(Box::new(move || Output::from(lstm.objective(&main_params, &extra_params)))),
+        "objective" => {
+            let params = (main_params, extra_params);
+            let f = jit(move |(m, e): &(Tensor, Tensor)| lstm.objective(m, e));
+            Ok(Box::new(move || Output::from(f(&params))))
+        }
         "jacobian" => {
             let params = (main_params, extra_params);
             let df = grad(move |(m, e): &(Tensor, Tensor)| lstm.objective(m, e));

@@ -3,7 +3,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
-use cotangent::{concatenate, grad, Tensor};
+use cotangent::{concatenate, grad, jit, Tensor};
 use serde_json::Value;
 
 /// The right-hand side: `[x₀, x₁ y₀, x₂ y₁, ...]`.
@@ -34,7 +34,10 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
         return Err(format!("need at least one component and one step, got n={} s={s}", x.numel()));
     }
     match function {
-        "primal" => Ok(Box::new(move || Output::from(primal(&x, s)))),
+        "primal" => {
+            let f = jit(move |x: &Tensor| primal(x, s));
+            Ok(Box::new(move || Output::from(f(&x))))
+        }
         "gradient" => {
             let df = grad(move |x: &Tensor| primal(x, s).index(-1));
             Ok(Box::new(move || Output::from(df(&x))))
