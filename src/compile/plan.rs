@@ -391,6 +391,15 @@ impl Plan {
         }
         for (step, free) in self.steps.iter().zip(&self.free_after) {
             match step {
+                // A reshape of a value read for the last time takes over its storage.
+                Step::Kernel { prim: Prim::Reshape { shape }, ins, out, .. }
+                    if free.contains(&ins[0]) && slots[ins[0]].as_ref().is_some_and(|a| Arc::strong_count(a) == 1) =>
+                {
+                    let arc = slots[ins[0]].take().expect("ready");
+                    let mut array = Arc::try_unwrap(arc).expect("uniquely owned");
+                    array.shape = shape.clone();
+                    slots[*out] = Some(Arc::new(array));
+                }
                 Step::Kernel { prim, ins, out, ty } => {
                     let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
                     let value = match prim {
