@@ -355,10 +355,27 @@ fn strided_rows<T: Copy>(
             }
             Some((valid, fill)) => {
                 let row_inside = (0..r - 1).all(|d| valid[d].0 <= idx[d] as isize && (idx[d] as isize) < valid[d].1);
+                // The row splits into fill, in-bounds, fill segments.
                 let (lo, hi) = valid[r - 1];
-                for (o, k) in seg.iter_mut().zip(k0..k1) {
-                    let k = k as isize;
-                    *o = if row_inside && lo <= k && k < hi { x[(row + k * s) as usize] } else { fill };
+                let (k0i, k1i) = (k0 as isize, k1 as isize);
+                let (a, b) = if row_inside {
+                    (lo.clamp(k0i, k1i), hi.clamp(k0i, k1i).max(lo.clamp(k0i, k1i)))
+                } else {
+                    (k1i, k1i)
+                };
+                let (a, b) = ((a - k0i) as usize, (b - k0i) as usize);
+                seg[..a].fill(fill);
+                seg[b..].fill(fill);
+                let first = k0i + a as isize;
+                if a == b {
+                    // Nothing in bounds on this row (its start may not even be addressable).
+                } else if s == 1 {
+                    let from = (row + first) as usize;
+                    seg[a..b].copy_from_slice(&x[from..from + (b - a)]);
+                } else {
+                    for (o, k) in seg[a..b].iter_mut().zip(first..) {
+                        *o = x[(row + k * s) as usize];
+                    }
                 }
             }
         }
