@@ -85,8 +85,15 @@ pub fn dot_general_with(
     let r = permuted(rhs, &rperm);
     let dims = Dims { b, m, k, n };
     let data = match (l.as_ref(), r.as_ref()) {
-        (Data::F32(a), Data::F32(c)) => Data::F32(gemm_batched(a, c, dims)),
-        (Data::F64(a), Data::F64(c)) => Data::F64(gemm_batched(a, c, dims)),
+        // Permuted copies are contiguous [b, m, k] and [b, k, n] stacks of matrices.
+        (Data::F32(a), Data::F32(c)) => {
+            let (lv, rv) = (Matrix::dense(m, k), Matrix::dense(k, n));
+            Data::F32(gemm_strided(a, lv, c, rv, dims, vec![0.0; b * m * n]))
+        }
+        (Data::F64(a), Data::F64(c)) => {
+            let (lv, rv) = (Matrix::dense(m, k), Matrix::dense(k, n));
+            Data::F64(gemm_strided(a, lv, c, rv, dims, vec![0.0; b * m * n]))
+        }
         (Data::I32(a), Data::I32(c)) => {
             Data::I32(int_batched(a, c, dims, |acc, x, y| acc.wrapping_add(x.wrapping_mul(y))))
         }
@@ -108,44 +115,6 @@ struct Dims {
 }
 
 /// Batched row-major product through `gemm` (`T` is `f32` or `f64`).
-fn gemm_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims) -> Vec<T> {
-    let Dims { b, m, k, n } = d;
-    assert!(lhs.len() == b * m * k && rhs.len() == b * k * n);
-    let mut out = vec![T::from_f64(0.0); b * m * n];
-    let parallelism =
-        if m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
-    for ((o, l), r) in out.chunks_exact_mut(m * n).zip(lhs.chunks_exact(m * k)).zip(rhs.chunks_exact(k * n)) {
-        // SAFETY: `o`, `l` and `r` are distinct live slices of exactly m*n, m*k and
-        // k*n elements, read row-major through the strides below (column stride 1,
-        // row stride = row length), so every access stays inside its slice. `T` is
-        // f32 or f64, the types `gemm` supports. With `read_dst = false`, `dst` is
-        // overwritten with `beta * lhs @ rhs = lhs @ rhs`.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                o.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                l.as_ptr(),
-                1,
-                k as isize,
-                r.as_ptr(),
-                1,
-                n as isize,
-                T::from_f64(0.0),
-                T::from_f64(1.0),
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-    }
-    out
-}
 
 /// Batched row-major product by a plain loop; `fma(acc, x, y)` is `acc + x * y`.
 /// A batch of matrices inside an operand: the batch, row and column axis groups each
@@ -169,6 +138,11 @@ impl Matrix {
             }
         }
         Some(axes.last().map_or(0, |&a| st[a] as isize))
+    }
+
+    /// A contiguous stack of `rows × cols` matrices.
+    fn dense(rows: usize, cols: usize) -> Matrix {
+        Matrix { batch: (rows * cols) as isize, row: cols as isize, col: 1 }
     }
 
     fn view(x: &Array, batch: &[usize], rows: &[usize], cols: &[usize]) -> Option<Matrix> {
