@@ -223,54 +223,54 @@ macro_rules! convert_into {
     };
 }
 
-/// Applies instruction `instr` to the first `n` elements of its operand registers.
-fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
-    let (before, rest) = regs.split_at_mut(i);
-    let out = &mut rest[0];
+/// Applies instruction `instr` to the first `n` elements of its operands: registers, or
+/// (`direct`) contiguous input slices read in place.
+fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data, n: usize) {
+    let reg = |r: usize| direct[r].unwrap_or_else(|| View::of(&before[r]));
     match instr {
         Instr::Load { .. } => unreachable!("loads are handled by the caller"),
-        Instr::Unary(op, a) => match (&before[*a], out) {
-            (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match &before[*a] {
-                Data::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
-                Data::F64(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
+        Instr::Unary(op, a) => match (reg(*a), out) {
+            (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match reg(*a) {
+                View::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
+                View::F64(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
                 _ => unreachable!(),
             },
-            (Data::F32(x), Data::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (Data::F64(x), Data::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (Data::I32(x), Data::I32(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v)),
-            (Data::I64(x), Data::I64(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v)),
-            (Data::Bool(x), Data::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
+            (View::F32(x), Data::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (View::F64(x), Data::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (View::I32(x), Data::I32(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v)),
+            (View::I64(x), Data::I64(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v)),
+            (View::Bool(x), Data::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
             _ => unreachable!("register dtypes checked when the program was built"),
         },
         Instr::Binary(op, a, b) => {
-            let (x, y) = (&before[*a], &before[*b]);
+            let (x, y) = (reg(*a), reg(*b));
             if op.is_comparison() {
                 let Data::Bool(o) = out else { unreachable!() };
                 let o = &mut o[..n];
                 match (x, y) {
-                    (Data::F32(x), Data::F32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
-                    (Data::F64(x), Data::F64(y)) => compare_slices(*op, &x[..n], &y[..n], o),
-                    (Data::I32(x), Data::I32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
-                    (Data::I64(x), Data::I64(y)) => compare_slices(*op, &x[..n], &y[..n], o),
-                    (Data::Bool(x), Data::Bool(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (View::F32(x), View::F32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (View::F64(x), View::F64(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (View::I32(x), View::I32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (View::I64(x), View::I64(y)) => compare_slices(*op, &x[..n], &y[..n], o),
+                    (View::Bool(x), View::Bool(y)) => compare_slices(*op, &x[..n], &y[..n], o),
                     _ => unreachable!(),
                 }
                 return;
             }
             match (x, y, out) {
-                (Data::F32(x), Data::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
-                (Data::F64(x), Data::F64(y), Data::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
-                (Data::I32(x), Data::I32(y), Data::I32(o)) => {
+                (View::F32(x), View::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (View::F64(x), View::F64(y), Data::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (View::I32(x), View::I32(y), Data::I32(o)) => {
                     for k in 0..n {
                         o[k] = binary_i32(*op, x[k], y[k]);
                     }
                 }
-                (Data::I64(x), Data::I64(y), Data::I64(o)) => {
+                (View::I64(x), View::I64(y), Data::I64(o)) => {
                     for k in 0..n {
                         o[k] = binary_i64(*op, x[k], y[k]);
                     }
                 }
-                (Data::Bool(x), Data::Bool(y), Data::Bool(o)) => {
+                (View::Bool(x), View::Bool(y), Data::Bool(o)) => {
                     for k in 0..n {
                         o[k] = match op {
                             BinaryOp::And => x[k] & y[k],
@@ -284,29 +284,29 @@ fn step(instr: &Instr, regs: &mut [Data], i: usize, n: usize) {
             }
         }
         Instr::Select(p, a, b) => {
-            let Data::Bool(p) = &before[*p] else { unreachable!() };
+            let View::Bool(p) = reg(*p) else { unreachable!() };
             macro_rules! pick {
                 ($x:expr, $y:expr, $o:expr) => {
                     select_slices(&p[..n], &$x[..n], &$y[..n], &mut $o[..n])
                 };
             }
-            match (&before[*a], &before[*b], out) {
-                (Data::F32(x), Data::F32(y), Data::F32(o)) => pick!(x, y, o),
-                (Data::F64(x), Data::F64(y), Data::F64(o)) => pick!(x, y, o),
-                (Data::I32(x), Data::I32(y), Data::I32(o)) => pick!(x, y, o),
-                (Data::I64(x), Data::I64(y), Data::I64(o)) => pick!(x, y, o),
-                (Data::Bool(x), Data::Bool(y), Data::Bool(o)) => pick!(x, y, o),
+            match (reg(*a), reg(*b), out) {
+                (View::F32(x), View::F32(y), Data::F32(o)) => pick!(x, y, o),
+                (View::F64(x), View::F64(y), Data::F64(o)) => pick!(x, y, o),
+                (View::I32(x), View::I32(y), Data::I32(o)) => pick!(x, y, o),
+                (View::I64(x), View::I64(y), Data::I64(o)) => pick!(x, y, o),
+                (View::Bool(x), View::Bool(y), Data::Bool(o)) => pick!(x, y, o),
                 _ => unreachable!(),
             }
         }
         Instr::Convert(_, a) => {
-            let src = &before[*a];
+            let src = reg(*a);
             match src {
-                Data::F32(x) => convert_into!(&x[..n], out, n),
-                Data::F64(x) => convert_into!(&x[..n], out, n),
-                Data::I32(x) => convert_into!(&x[..n], out, n),
-                Data::I64(x) => convert_into!(&x[..n], out, n),
-                Data::Bool(x) => {
+                View::F32(x) => convert_into!(&x[..n], out, n),
+                View::F64(x) => convert_into!(&x[..n], out, n),
+                View::I32(x) => convert_into!(&x[..n], out, n),
+                View::I64(x) => convert_into!(&x[..n], out, n),
+                View::Bool(x) => {
                     let x: Vec<u8> = x[..n].iter().map(|&b| b as u8).collect();
                     convert_into!(&x, out, n)
                 }
@@ -418,10 +418,55 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
 
 /// Runs the program on one block `[start, start+n)`, leaving results in the registers.
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
+    // Contiguous inputs are read in place; other loads fill their register.
+    let direct: Vec<Option<View>> = prog
+        .instrs
+        .iter()
+        .map(|instr| match instr {
+            Instr::Load { input, kind: LoadKind::Contiguous } => Some(View::range(&inputs[*input].data, start, n)),
+            _ => None,
+        })
+        .collect();
     for (i, instr) in prog.instrs.iter().enumerate() {
         match instr {
+            Instr::Load { kind: LoadKind::Contiguous, .. } => {}
             Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
-            _ => step(instr, regs, i, n),
+            _ => {
+                let (before, rest) = regs.split_at_mut(i);
+                step(instr, before, &direct, &mut rest[0], n)
+            }
+        }
+    }
+}
+
+/// A borrowed, typed run of elements: a register or a slice of an input.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    Bool(&'a [bool]),
+}
+
+impl<'a> View<'a> {
+    fn of(d: &'a Data) -> View<'a> {
+        match d {
+            Data::F32(v) => View::F32(v),
+            Data::F64(v) => View::F64(v),
+            Data::I32(v) => View::I32(v),
+            Data::I64(v) => View::I64(v),
+            Data::Bool(v) => View::Bool(v),
+        }
+    }
+
+    fn range(d: &'a Data, start: usize, n: usize) -> View<'a> {
+        match d {
+            Data::F32(v) => View::F32(&v[start..start + n]),
+            Data::F64(v) => View::F64(&v[start..start + n]),
+            Data::I32(v) => View::I32(&v[start..start + n]),
+            Data::I64(v) => View::I64(&v[start..start + n]),
+            Data::Bool(v) => View::Bool(&v[start..start + n]),
         }
     }
 }
