@@ -114,9 +114,6 @@ struct Dims {
     n: usize,
 }
 
-/// Batched row-major product through `gemm` (`T` is `f32` or `f64`).
-
-/// Batched row-major product by a plain loop; `fma(acc, x, y)` is `acc + x * y`.
 /// A batch of matrices inside an operand: the batch, row and column axis groups each
 /// collapse to one stride (in elements).
 #[derive(Clone, Copy)]
@@ -190,6 +187,7 @@ fn gemm_strided<T: Element>(lhs: &[T], lv: Matrix, rhs: &[T], rv: Matrix, d: Dim
     out
 }
 
+/// Batched row-major product by a plain loop; `fma(acc, x, y)` is `acc + x * y`.
 fn int_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims, fma: fn(T, T, T) -> T) -> Vec<T> {
     let Dims { b, m, k, n } = d;
     let mut out = vec![T::from_f64(0.0); b * m * n];
