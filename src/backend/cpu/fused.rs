@@ -14,7 +14,7 @@ use crate::{with_data, DType};
 use rayon::prelude::*;
 
 /// Elements per block.
-const BLOCK: usize = 1024;
+const BLOCK: usize = 512;
 /// Loops below this many elements run on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;
 
