@@ -88,6 +88,12 @@ fn algebraic_simplification_is_exact() {
         vec![d.stop_gradient().exp()]
     });
     assert_eq!(optimize(&g).dump(), "graph(%0: f64[2,3]) {\n  %1: f64[2,3] = exp %0\n  return %1\n}\n");
+    // Negations fold into additions and subtractions (x + (-y) is x - y by definition).
+    let g = trace_graph(&[ty(&[2]), ty(&[2])], |xs| vec![(&xs[0] + -&xs[1]) - -&xs[0]]);
+    assert_eq!(
+        optimize(&g).dump(),
+        "graph(%0: f64[2], %1: f64[2]) {\n  %2: f64[2] = sub %0 %1\n  %3: f64[2] = add %2 %0\n  return %3\n}\n"
+    );
     // x + 0 is kept: -0 + 0 = +0, so removing it would not be exact.
     let g = trace_graph(&[ty(&[2])], |xs| vec![&xs[0] + 0.0]);
     assert!(optimize(&g).dump().contains("add"));

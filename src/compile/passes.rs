@@ -109,6 +109,21 @@ fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
             Prim::Unary(UnaryOp::Neg) => Some(Rewrite::Use(node(ins[0]).inputs[0])),
             _ => None,
         },
+        // x + (-y) and (-x) + y are by definition the same roundings as x - y and y - x,
+        // and x - (-y) as x + y: fold the negations away.
+        Prim::Binary(op @ (BinaryOp::Add | BinaryOp::Sub)) => {
+            let neg = |v: Var| match &node(v).prim {
+                Prim::Unary(UnaryOp::Neg) => Some(node(v).inputs[0]),
+                _ => None,
+            };
+            match (op, neg(ins[0]), neg(ins[1])) {
+                (BinaryOp::Add, _, Some(y)) => Some(Rewrite::Node(Prim::Binary(BinaryOp::Sub), vec![ins[0], y])),
+                (BinaryOp::Add, Some(x), None) => Some(Rewrite::Node(Prim::Binary(BinaryOp::Sub), vec![ins[1], x])),
+                (BinaryOp::Sub, _, Some(y)) => Some(Rewrite::Node(Prim::Binary(BinaryOp::Add), vec![ins[0], y])),
+                _ if *op == BinaryOp::Sub && splat(g, ins[1]) == Some(0.0) => Some(Rewrite::Use(ins[0])),
+                _ => None,
+            }
+        }
         Prim::Binary(BinaryOp::Mul) => {
             if splat(g, ins[1]) == Some(1.0) {
                 Some(Rewrite::Use(ins[0]))
@@ -119,7 +134,6 @@ fn simplify(g: &Graph, prim: &Prim, ins: &[Var]) -> Option<Rewrite> {
             }
         }
         // x - 0 and x / 1 are exact for every x (x + 0 is not: -0 + 0 = +0).
-        Prim::Binary(BinaryOp::Sub) if splat(g, ins[1]) == Some(0.0) => Some(Rewrite::Use(ins[0])),
         Prim::Binary(BinaryOp::Div) if splat(g, ins[1]) == Some(1.0) => Some(Rewrite::Use(ins[0])),
         Prim::Select => splat(g, ins[0]).map(|p| Rewrite::Use(if p != 0.0 { ins[1] } else { ins[2] })),
         _ => None,
