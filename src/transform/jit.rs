@@ -4,7 +4,7 @@ use super::{trace_tree, types_of};
 use crate::compile::{optimize, Plan};
 use crate::ir::Graph;
 use crate::trace::eval_graph;
-use crate::{Tensor, TensorType, Tree};
+use crate::{TensorType, Tree};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -42,8 +42,9 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 }
 
 /// Compiles `f`: the first call with a given input signature (dtypes and shapes of the
-/// leaves) traces it, optimises the graph (constant folding, simplification, CSE, DCE),
-/// fuses element-wise chains into single loops and caches the plan; later calls only run it.
+/// leaves) traces it (and runs the traced graph as it is); the second optimises the graph
+/// (constant folding, simplification, CSE, DCE), fuses element-wise chains into single
+/// loops and caches the plan; later calls only run it.
 ///
 /// Called with symbolic arguments (inside another transformation), `jit(f)` is simply `f`,
 /// so it composes with `grad`, `vmap` and the rest. Set `COTANGENT_DUMP=1` to print each
@@ -61,7 +62,7 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// assert_eq!(w.to_vec::<f64>(), vec![0.64, -1.28]);
 /// ```
 pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
-    let cache: Mutex<HashMap<Vec<TensorType>, Arc<Compiled<B>>>> = Mutex::new(HashMap::new());
+    let cache: Mutex<HashMap<Vec<TensorType>, Arc<Entry<B>>>> = Mutex::new(HashMap::new());
     move |x: &A| {
         let leaves = x.leaves();
         if leaves.iter().any(|t| t.is_traced()) {
@@ -69,27 +70,42 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
         }
         let key = types_of(&leaves);
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        let compiled = match cached {
-            Some(c) => c,
-            None => {
-                let (traced, template) = trace_tree(&f, x, &key);
-                if !traced.captures.is_empty() {
-                    // The closure uses values of an enclosing trace: nothing to compile on its own.
-                    let mut args = leaves.clone();
-                    args.extend(traced.captures.iter().cloned());
-                    return template.rebuild_from(eval_graph(&traced.graph, &args));
-                }
-                let optimized = optimize(&traced.graph);
+        match cached.as_deref() {
+            Some(Entry::Compiled(c)) => c.template.rebuild_from(c.plan.run(&leaves)),
+            // Second call with this signature: now it pays to optimise and plan.
+            Some(Entry::Traced(graph, template)) => {
+                let optimized = optimize(graph);
                 let plan = Plan::new(&optimized);
                 if std::env::var_os("COTANGENT_DUMP").is_some_and(|v| v != "0") {
                     eprintln!("cotangent: compiled for {key:?}\n{optimized}{}", plan.dump());
                 }
-                let c = Arc::new(Compiled { plan, template });
-                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, c.clone());
-                c
+                let outs = plan.run(&leaves);
+                let out = template.rebuild_from(outs);
+                let compiled = Compiled { plan, template: template.rebuild_from(template.leaves()) };
+                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(Entry::Compiled(compiled)));
+                out
             }
-        };
-        let outs: Vec<Tensor> = compiled.plan.run(&leaves);
-        compiled.template.rebuild_from(outs)
+            // First call: trace, and run the traced graph as it is (a function called once
+            // should not pay for optimisation and planning).
+            None => {
+                let (traced, template) = trace_tree(&f, x, &key);
+                let mut args = leaves.clone();
+                args.extend(traced.captures.iter().cloned());
+                let out = template.rebuild_from(eval_graph(&traced.graph, &args));
+                if traced.captures.is_empty() {
+                    // (A closure using values of an enclosing trace has nothing to cache on its own.)
+                    let entry = Entry::Traced(traced.graph, template);
+                    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(entry));
+                }
+                out
+            }
+        }
     }
+}
+
+/// What `jit` keeps per input signature: the traced graph after the first call, the
+/// compiled plan from the second call on.
+enum Entry<B> {
+    Traced(Graph, B),
+    Compiled(Compiled<B>),
 }

@@ -21,7 +21,7 @@
 use super::{gradient, unknown_function, Mode, Output, Run, MODE_FUNCTIONS};
 use crate::descent::{argmin, Plain};
 use crate::input::f64_field;
-use cotangent::{concatenate, jvp, vjp, Pullback, Tensor};
+use cotangent::{concatenate, jit, jvp, vjp, Tensor};
 use serde_json::Value;
 
 const DT: f64 = 0.1;
@@ -66,59 +66,82 @@ fn start() -> State {
     (Tensor::from_vec(vec![0.0, 8.0], &[2]), Tensor::from_vec(vec![0.75, 0.0], &[2]))
 }
 
-/// The cost of offset `w` (0-d): the simulation on concrete values.
-fn cost(inner: Mode, w: &Tensor) -> Tensor {
-    let mut s = start();
-    while !lands(&s) {
-        s = step(inner, &(s.0, s.1, w.clone()));
-    }
-    landing(&s)
+type Point = (Tensor, Tensor, Tensor);
+type StepFn = Box<dyn Fn(&Point) -> State>;
+type StepJvp = Box<dyn Fn(&(Point, Point)) -> (State, State)>;
+type StepVjp = Box<dyn Fn(&(Point, State)) -> Point>;
+
+/// One simulation step and its forward and reverse derivatives, each compiled once (`jit`)
+/// and reused for every step of every simulation; the loop itself runs in Rust on concrete
+/// values (there is no `while_loop` primitive yet).
+struct Simulation {
+    step: StepFn,
+    step_jvp: StepJvp,
+    step_vjp: StepVjp,
 }
 
-/// `d cost / d w` in forward mode: one `jvp` per time step carries the tangent.
-fn cost_derivative_forward(inner: Mode, w: &Tensor) -> Tensor {
-    let mut s = start();
-    let mut ds = (s.0.zeros_like(), s.1.zeros_like());
-    let dw = w.ones_like();
-    while !lands(&s) {
-        let f = |p: &(Tensor, Tensor, Tensor)| step(inner, p);
-        (s, ds) = jvp(f, &(s.0, s.1, w.clone()), &(ds.0, ds.1, dw.clone()));
+impl Simulation {
+    fn new(inner: Mode) -> Simulation {
+        Simulation {
+            step: Box::new(jit(move |p: &Point| step(inner, p))),
+            step_jvp: Box::new(jit(move |(p, t): &(Point, Point)| jvp(|p: &Point| step(inner, p), p, t))),
+            // Reverse mode recomputes each step's linearisation from its saved state.
+            step_vjp: Box::new(jit(move |(p, ct): &(Point, State)| vjp(|p: &Point| step(inner, p), p).1.call(ct))),
+        }
     }
-    jvp(landing, &s, &ds).1
-}
 
-/// `d cost / d w` in reverse mode: one `vjp` per time step, pullbacks on a tape,
-/// then run backwards.
-fn cost_derivative_reverse(inner: Mode, w: &Tensor) -> Tensor {
-    let mut s = start();
-    let mut tape: Vec<Pullback<(Tensor, Tensor, Tensor), State>> = Vec::new();
-    while !lands(&s) {
-        let f = |p: &(Tensor, Tensor, Tensor)| step(inner, p);
-        let (next, pullback) = vjp(f, &(s.0, s.1, w.clone()));
-        tape.push(pullback);
-        s = next;
+    /// The cost of offset `w` (0-d): the simulation on concrete values.
+    fn cost(&self, w: &Tensor) -> Tensor {
+        let mut s = start();
+        while !lands(&s) {
+            s = (self.step)(&(s.0, s.1, w.clone()));
+        }
+        landing(&s)
     }
-    let (y, pullback) = vjp(landing, &s);
-    let mut ct = pullback.call(&y.ones_like());
-    let mut dw = w.zeros_like();
-    for pullback in tape.iter().rev() {
-        let (cx, cv, cw) = pullback.call(&ct);
-        ct = (cx, cv);
-        dw = dw + cw;
+
+    /// `d cost / d w` in forward mode: one jvp per time step carries the tangent.
+    fn derivative_forward(&self, w: &Tensor) -> Tensor {
+        let mut s = start();
+        let mut ds = (s.0.zeros_like(), s.1.zeros_like());
+        let dw = w.ones_like();
+        while !lands(&s) {
+            (s, ds) = (self.step_jvp)(&((s.0, s.1, w.clone()), (ds.0, ds.1, dw.clone())));
+        }
+        jvp(landing, &s, &ds).1
     }
-    dw
+
+    /// `d cost / d w` in reverse mode: the states on a tape, then one vjp per step backwards.
+    fn derivative_reverse(&self, w: &Tensor) -> Tensor {
+        let mut s = start();
+        let mut states: Vec<State> = Vec::new();
+        while !lands(&s) {
+            let next = (self.step)(&(s.0.clone(), s.1.clone(), w.clone()));
+            states.push(s);
+            s = next;
+        }
+        let (y, pullback) = vjp(landing, &s);
+        let mut ct = pullback.call(&y.ones_like());
+        let mut dw = w.zeros_like();
+        for (x, v) in states.into_iter().rev() {
+            let (cx, cv, cw) = (self.step_vjp)(&((x, v, w.clone()), ct));
+            ct = (cx, cv);
+            dw = dw + cw;
+        }
+        dw
+    }
 }
 
 /// The optimised `w`: GradBench's descent on the cost from `w0`, with the outer
 /// derivative in mode `outer` and the field's in mode `inner`.
 pub fn optimise(outer: Mode, inner: Mode, w0: f64) -> Tensor {
+    let sim = Simulation::new(inner);
     let problem = Plain::new(
-        |w: &Tensor| cost(inner, &w.index(0)).item::<f64>(),
+        |w: &Tensor| sim.cost(&w.index(0)).item::<f64>(),
         |w: &Tensor| {
             let w = w.index(0);
             let d = match outer {
-                Mode::Forward => cost_derivative_forward(inner, &w),
-                Mode::Reverse => cost_derivative_reverse(inner, &w),
+                Mode::Forward => sim.derivative_forward(&w),
+                Mode::Reverse => sim.derivative_reverse(&w),
             };
             d.reshape_to(&[1])
         },
@@ -143,12 +166,13 @@ mod tests {
     fn outer_derivative_matches_finite_differences_in_every_mode() {
         let w = Tensor::scalar(0.1);
         let h = 1e-6;
-        let fd = (cost(Mode::Reverse, &Tensor::scalar(0.1 + h)).item::<f64>()
-            - cost(Mode::Reverse, &Tensor::scalar(0.1 - h)).item::<f64>())
+        let sim = Simulation::new(Mode::Reverse);
+        let fd = (sim.cost(&Tensor::scalar(0.1 + h)).item::<f64>() - sim.cost(&Tensor::scalar(0.1 - h)).item::<f64>())
             / (2.0 * h);
         for inner in [Mode::Forward, Mode::Reverse] {
-            let fwd = cost_derivative_forward(inner, &w).item::<f64>();
-            let rev = cost_derivative_reverse(inner, &w).item::<f64>();
+            let sim = Simulation::new(inner);
+            let fwd = sim.derivative_forward(&w).item::<f64>();
+            let rev = sim.derivative_reverse(&w).item::<f64>();
             assert!((fwd - rev).abs() <= 1e-12 * fwd.abs(), "{inner:?}: {fwd} vs {rev}");
             assert!((fwd - fd).abs() <= 1e-5 * fd.abs(), "{inner:?}: {fwd} vs fd {fd}");
         }

@@ -21,9 +21,11 @@
 use super::{gradient, jvp_dirs, unknown_function, Mode, Output, Run, MODE_FUNCTIONS};
 use crate::descent::{argmin, Descent, Plain};
 use crate::input::{expect_shape, vector};
-use cotangent::{concatenate, vjp, DType, Pullback, Tensor};
+use cotangent::{concatenate, jit, vjp, DType, Pullback, Tensor};
 use serde_json::Value;
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 /// `f(a, b) = |a|² - |b|²`.
 pub fn f(a: &Tensor, b: &Tensor) -> Tensor {
@@ -33,9 +35,24 @@ pub fn f(a: &Tensor, b: &Tensor) -> Tensor {
 /// A function `f(a, b)` whose max over `b` is taken by descent (the eval's is [`f`]).
 pub type Objective = fn(&Tensor, &Tensor) -> Tensor;
 
+type InnerGradient = Rc<dyn Fn(&(Tensor, Tensor)) -> Tensor>;
+
+thread_local! {
+    /// One compiled inner gradient per objective and mode, shared by every descent step
+    /// (inside another transformation `jit` is transparent, so this is only a cache).
+    static INNER_GRADIENTS: RefCell<HashMap<(usize, bool), InnerGradient>> = RefCell::new(HashMap::new());
+}
+
 /// `∇ᵦ(-f(a, b))`, the gradient of the inner (maximisation as minimisation) problem.
 fn inner_gradient(f: Objective, inner: Mode, a: &Tensor, b: &Tensor) -> Tensor {
-    gradient(inner, b, |b: &Tensor| -f(a, b))
+    let key = (f as usize, matches!(inner, Mode::Forward));
+    let compiled = INNER_GRADIENTS.with(|c| {
+        c.borrow_mut()
+            .entry(key)
+            .or_insert_with(|| Rc::new(jit(move |(a, b): &(Tensor, Tensor)| gradient(inner, b, |b: &Tensor| -f(a, b)))))
+            .clone()
+    });
+    compiled(&(a.clone(), b.clone()))
 }
 
 /// `argmaxᵦ f(a, b)` from `start`, on concrete values.
