@@ -212,3 +212,40 @@ tuple_tree!(A 0, B 1, C 2);
 tuple_tree!(A 0, B 1, C 2, D 3);
 tuple_tree!(A 0, B 1, C 2, D 3, E 4);
 tuple_tree!(A 0, B 1, C 2, D 3, E 4, F 5);
+
+/// Flattens every leaf of a tree into one 1-d tensor (JAX's `ravel_pytree`), and returns the
+/// function that rebuilds a tree of the same structure from such a vector. With it, the
+/// tensor-to-tensor transformations (`jacfwd`, `jacrev`, `hessian`) apply to functions of
+/// whole parameter trees. All leaves must share one dtype.
+///
+/// ```
+/// use cotangent::{hessian, tree::ravel, Tensor};
+/// let params = (Tensor::scalar(1.0), Tensor::from_vec(vec![2.0, 3.0], &[2]));
+/// let (flat, unravel) = ravel(&params);
+/// assert_eq!(flat.to_vec::<f64>(), vec![1.0, 2.0, 3.0]);
+/// // The Hessian of a function of the tree, as a 3×3 matrix.
+/// let f = |(a, b): &(Tensor, Tensor)| (a * b).sum_all();
+/// let h = hessian(|v: &Tensor| f(&unravel(v)))(&flat);
+/// assert_eq!(h.to_vec::<f64>(), vec![0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+/// ```
+#[track_caller]
+pub fn ravel<T: Tree>(tree: &T) -> (Tensor, impl Fn(&Tensor) -> T) {
+    let leaves = tree.leaves();
+    let template = tree.rebuild_from(leaves.clone());
+    let shapes: Vec<Vec<usize>> = leaves.iter().map(|t| t.shape()).collect();
+    if let Some(first) = leaves.first() {
+        if let Some(bad) = leaves.iter().find(|t| t.dtype() != first.dtype()) {
+            panic!("ravel: every leaf must have one dtype, got {} and {}", first.ty(), bad.ty());
+        }
+    }
+    let flat = match leaves.len() {
+        0 => Tensor::zeros(&[0], crate::DType::F64),
+        _ => crate::concatenate(&leaves.iter().map(|t| t.flatten()).collect::<Vec<_>>(), 0),
+    };
+    let unravel = move |v: &Tensor| {
+        let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+        let parts = if sizes.is_empty() { vec![] } else { v.split(&sizes, 0) };
+        template.rebuild_from(parts.iter().zip(&shapes).map(|(p, s)| p.reshape_to(s)).collect())
+    };
+    (flat, unravel)
+}

@@ -295,3 +295,30 @@ fn a_panicking_closure_leaves_no_trace_behind() {
     assert!(!(&scalar(1.0) + 1.0).is_traced());
     assert_eq!(grad(|x: &Tensor| x.square())(&scalar(3.0)).item::<f64>(), 6.0);
 }
+
+#[test]
+fn hessians_of_tree_functions_through_ravel() {
+    let mut rng = Rng::new(21);
+    let params = (rng.tensor(&[2, 3], -1.0, 1.0), rng.tensor(&[3], -1.0, 1.0));
+    let x = rng.tensor(&[4, 2], -1.0, 1.0);
+    let loss = |(w, b): &(Tensor, Tensor)| (x.matmul(w) + b).tanh().square().sum_all();
+    let (flat, unravel) = cotangent::tree::ravel(&params);
+    assert_eq!(flat.shape(), vec![9]);
+    let back = unravel(&flat);
+    assert_eq!(back.0.to_vec::<f64>(), params.0.to_vec::<f64>());
+    // The Hessian of the tree function is the Jacobian of its (flattened) gradient.
+    let h = hessian(|v: &Tensor| loss(&unravel(v)))(&flat);
+    let flat_grad = |v: &Tensor| {
+        let (gw, gb) = grad(loss)(&unravel(v));
+        concatenate(&[gw.flatten(), gb], 0)
+    };
+    let j = jacrev(flat_grad)(&flat);
+    assert_close(&h, &j, 1e-12, "hessian via ravel");
+    assert_close(&h.t(), &h, 1e-12, "symmetry");
+}
+
+#[test]
+#[should_panic(expected = "ravel: every leaf must have one dtype")]
+fn ravel_rejects_mixed_dtypes() {
+    cotangent::tree::ravel(&(Tensor::scalar(1.0), Tensor::scalar(1.0f32)));
+}
