@@ -320,5 +320,5 @@ fn hessians_of_tree_functions_through_ravel() {
 #[test]
 #[should_panic(expected = "ravel: every leaf must have one dtype")]
 fn ravel_rejects_mixed_dtypes() {
-    cotangent::tree::ravel(&(Tensor::scalar(1.0), Tensor::scalar(1.0f32)));
+    let _ = cotangent::tree::ravel(&(Tensor::scalar(1.0), Tensor::scalar(1.0f32)));
 }
