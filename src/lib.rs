@@ -69,3 +69,8 @@ pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand};
 pub use trace::{eval_graph, trace_graph};
 pub use transform::*;
 pub use tree::Tree;
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
