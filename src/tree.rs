@@ -133,14 +133,24 @@ impl Tree for () {
     fn rebuild(&self, _: &mut dyn Iterator<Item = Tensor>) -> Self {}
 }
 
+/// Leaves of a sequence, in order.
+fn flatten_seq<T: Tree>(items: &[T], out: &mut Vec<Tensor>) {
+    items.iter().for_each(|t| t.flatten_into(out));
+}
+
+/// Named leaves of a sequence: element `i` is at `prefix.i`.
+fn named_seq<T: Tree>(items: &[T], prefix: &str, out: &mut Vec<(String, Tensor)>) {
+    for (i, t) in items.iter().enumerate() {
+        t.named_leaves_into(&join_path(prefix, &i.to_string()), out);
+    }
+}
+
 impl<T: Tree> Tree for Vec<T> {
     fn flatten_into(&self, out: &mut Vec<Tensor>) {
-        self.iter().for_each(|t| t.flatten_into(out));
+        flatten_seq(self, out);
     }
     fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        for (i, t) in self.iter().enumerate() {
-            t.named_leaves_into(&join_path(prefix, &i.to_string()), out);
-        }
+        named_seq(self, prefix, out);
     }
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
         self.iter().map(|t| t.rebuild(leaves)).collect()
@@ -149,12 +159,10 @@ impl<T: Tree> Tree for Vec<T> {
 
 impl<T: Tree, const N: usize> Tree for [T; N] {
     fn flatten_into(&self, out: &mut Vec<Tensor>) {
-        self.iter().for_each(|t| t.flatten_into(out));
+        flatten_seq(self, out);
     }
     fn named_leaves_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        for (i, t) in self.iter().enumerate() {
-            t.named_leaves_into(&join_path(prefix, &i.to_string()), out);
-        }
+        named_seq(self, prefix, out);
     }
     fn rebuild(&self, leaves: &mut dyn Iterator<Item = Tensor>) -> Self {
         std::array::from_fn(|i| self[i].rebuild(leaves))
