@@ -39,5 +39,11 @@ def report(name, seconds):
     print(f"{name} {seconds:.6e}", flush=True)
 
 
-def mlp_sizes():
-    return [784, 512, 512, 10]
+def mlp_arrays(sizes, seed):
+    """Glorot-uniform weights and zero biases as numpy arrays, as benches/workloads.rs makes them."""
+    p = []
+    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        scale = np.sqrt(6.0 / (a + b))
+        p.append(uniform(a * b, seed + k, scale).reshape(a, b))
+        p.append(np.zeros(b))
+    return p

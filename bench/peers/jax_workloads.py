@@ -5,19 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import fast_uniform, median_seconds, report, uniform
+from common import fast_uniform, median_seconds, mlp_arrays, report, uniform
 
 jax.config.update("jax_enable_x64", True)
 want = (lambda i: i.startswith(sys.argv[1])) if len(sys.argv) > 1 else (lambda i: True)
 
 
 def mlp_params(sizes, dtype, seed):
-    p = []
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        scale = np.sqrt(6.0 / (a + b))
-        p.append(jnp.asarray(uniform(a * b, seed + k, scale).reshape(a, b), dtype))
-        p.append(jnp.zeros((b,), dtype))
-    return p
+    return [jnp.asarray(a, dtype) for a in mlp_arrays(sizes, seed)]
 
 
 def mlp_loss(params, x, labels):

@@ -1,22 +1,16 @@
 """The benchmark workloads in PyTorch (eager; torch.func for jvp and hessian)."""
 import sys
 
-import numpy as np
 import torch
 from torch.func import grad, hessian, jvp, vmap
 
-from common import fast_uniform, median_seconds, report, uniform
+from common import fast_uniform, median_seconds, mlp_arrays, report, uniform
 
 want = (lambda i: i.startswith(sys.argv[1])) if len(sys.argv) > 1 else (lambda i: True)
 
 
 def mlp_params(sizes, dtype, seed):
-    p = []
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        scale = np.sqrt(6.0 / (a + b))
-        p.append(torch.tensor(uniform(a * b, seed + k, scale).reshape(a, b), dtype=dtype))
-        p.append(torch.zeros(b, dtype=dtype))
-    return p
+    return [torch.tensor(a, dtype=dtype) for a in mlp_arrays(sizes, seed)]
 
 
 def mlp_loss(params, x, labels):
