@@ -3,7 +3,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from common import fast_uniform, median_seconds, mlp_arrays, report, uniform
 
