@@ -189,15 +189,7 @@ pub fn optimize(g: &Graph) -> Graph {
 /// mode produces for weight gradients) becomes `dot_general(b, a)`: no transpose pass.
 /// Applied only where the product has no other reader.
 fn swap_transposed_products(g: &Graph) -> Graph {
-    let mut uses = vec![0usize; g.nodes.len()];
-    for n in &g.nodes {
-        for v in &n.inputs {
-            uses[v.index()] += 1;
-        }
-    }
-    for v in &g.outputs {
-        uses[v.index()] += 1;
-    }
+    let uses = g.use_counts();
     let mut out = g.clone();
     for i in 0..out.nodes.len() {
         let Prim::Transpose { perm } = &out.nodes[i].prim else { continue };

@@ -92,6 +92,20 @@ impl Graph {
         self.outputs.iter().map(|&v| self.ty(v).clone()).collect()
     }
 
+    /// How many times each value is read: by later nodes, and once per appearance in the outputs.
+    pub fn use_counts(&self) -> Vec<usize> {
+        let mut uses = vec![0; self.nodes.len()];
+        for n in &self.nodes {
+            for v in &n.inputs {
+                uses[v.index()] += 1;
+            }
+        }
+        for v in &self.outputs {
+            uses[v.index()] += 1;
+        }
+        uses
+    }
+
     /// Number of nodes that are neither inputs nor constants.
     pub fn num_ops(&self) -> usize {
         self.nodes.iter().filter(|n| !matches!(n.prim, Prim::Input(_) | Prim::Constant(_))).count()

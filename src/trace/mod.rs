@@ -220,15 +220,7 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
 #[track_caller]
 pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
     assert_eq!(args.len(), g.inputs.len(), "graph expects {} arguments, got {}", g.inputs.len(), args.len());
-    let mut uses = vec![0u32; g.nodes.len()];
-    for n in &g.nodes {
-        for v in &n.inputs {
-            uses[v.index()] += 1;
-        }
-    }
-    for v in &g.outputs {
-        uses[v.index()] += 1;
-    }
+    let mut uses = g.use_counts();
     // When re-emitting, the symbolic argument of the highest trace, into which constants go.
     let anchor = args.iter().filter(|t| t.is_traced()).max_by_key(|t| t.as_traced().map(|tr| tr.level));
     let mut env: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
