@@ -302,8 +302,17 @@ pub fn binary(op: BinaryOp, a: &Array, b: &Array, out: &TensorType) -> Array {
         })
     } else {
         match (&a.data, &b.data) {
-            (F32(x), F32(y)) => F32(zip(x, y, |p, q| Real::binary(op, p, q))),
-            (F64(x), F64(y)) => F64(zip(x, y, |p, q| Real::binary(op, p, q))),
+            // The same vectorised slice kernels as fused loops (so eager and jit agree bitwise).
+            (F32(x), F32(y)) => {
+                let mut o = vec![0.0; x.len()];
+                super::fused::binary_float(op, x, y, &mut o);
+                F32(o)
+            }
+            (F64(x), F64(y)) => {
+                let mut o = vec![0.0; x.len()];
+                super::fused::binary_float(op, x, y, &mut o);
+                F64(o)
+            }
             (I32(x), I32(y)) => I32(zip(x, y, |p, q| binary_i32(op, p, q))),
             (I64(x), I64(y)) => I64(zip(x, y, |p, q| binary_i64(op, p, q))),
             (Bool(x), Bool(y)) => Bool(zip(x, y, |p, q| match op {
