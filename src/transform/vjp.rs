@@ -302,12 +302,15 @@ fn check_scalar(what: &str, y: &Tensor) {
 /// assert_eq!(g.to_vec::<f64>(), vec![2.0, 4.0]);
 /// ```
 pub fn value_and_grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> (Tensor, A) {
-    super::jit(move |x: &A| {
-        let (y, pb) = vjp(&f, x);
-        check_scalar("grad", &y);
-        let g = pb.call(&y.ones_like());
-        (y, g)
-    })
+    super::jit(move |x: &A| value_and_grad_now(&f, x))
+}
+
+/// The value and gradient, traced or computed in place (the body of [`value_and_grad`] and [`grad`]).
+fn value_and_grad_now<A: Tree>(f: impl Fn(&A) -> Tensor, x: &A) -> (Tensor, A) {
+    let (y, pb) = vjp(f, x);
+    check_scalar("grad", &y);
+    let g = pb.call(&y.ones_like());
+    (y, g)
 }
 
 /// The gradient of a scalar-valued `f`, as a function of the same tree type.
@@ -323,8 +326,9 @@ pub fn value_and_grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> (Ten
 /// assert!((d2f(&Tensor::scalar(1.0)).item::<f64>() + 1f64.sin()).abs() < 1e-15);
 /// ```
 pub fn grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> A {
-    let vg = value_and_grad(f);
-    move |x: &A| vg(x).1
+    // The compiled function returns only the gradient, so work that only the value needs
+    // (the final reduction, say) is dead code and never runs.
+    super::jit(move |x: &A| value_and_grad_now(&f, x).1)
 }
 
 /// Like [`value_and_grad`] for a function that also returns auxiliary data (not differentiated).
@@ -339,17 +343,20 @@ pub fn grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> A {
 /// assert_eq!((loss.item::<f64>(), aux.item::<f64>(), g.item::<f64>()), (9.0, 9.0, 6.0));
 /// ```
 pub fn value_and_grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(f: F) -> impl Fn(&A) -> ((Tensor, X), A) {
-    super::jit(move |x: &A| {
-        let (outs, template, lin) = linearize_flat(&f, x);
-        let (y, aux) = template.rebuild_from(outs.clone());
-        check_scalar("grad", &y);
-        // Only the loss gets a cotangent; the auxiliary outputs get zeros (symbolic zeros
-        // are dropped before transposition, so they cost nothing).
-        let mut cts: Vec<Tensor> = outs.iter().map(|o| o.zeros_like()).collect();
-        cts[0] = y.ones_like();
-        let g = x.rebuild_from(lin.transpose(&cts));
-        ((y, aux), g)
-    })
+    super::jit(move |x: &A| value_and_grad_with_aux_now(&f, x))
+}
+
+/// The body of [`value_and_grad_with_aux`] and [`grad_with_aux`].
+fn value_and_grad_with_aux_now<A: Tree, X: Tree>(f: impl Fn(&A) -> (Tensor, X), x: &A) -> ((Tensor, X), A) {
+    let (outs, template, lin) = linearize_flat(&f, x);
+    let (y, aux) = template.rebuild_from(outs.clone());
+    check_scalar("grad", &y);
+    // Only the loss gets a cotangent; the auxiliary outputs get zeros (symbolic zeros
+    // are dropped before transposition, so they cost nothing).
+    let mut cts: Vec<Tensor> = outs.iter().map(|o| o.zeros_like()).collect();
+    cts[0] = y.ones_like();
+    let g = x.rebuild_from(lin.transpose(&cts));
+    ((y, aux), g)
 }
 
 /// Like [`grad`] for a function that also returns auxiliary data: gives `(gradient, aux)`.
@@ -361,11 +368,10 @@ pub fn value_and_grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(f: F)
 /// assert_eq!((dx.item::<f64>(), aux.item::<f64>()), (4.0, 2.0));
 /// ```
 pub fn grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(f: F) -> impl Fn(&A) -> (A, X) {
-    let vg = value_and_grad_with_aux(f);
-    move |x: &A| {
-        let ((_, aux), g) = vg(x);
+    super::jit(move |x: &A| {
+        let ((_, aux), g) = value_and_grad_with_aux_now(&f, x);
         (g, aux)
-    }
+    })
 }
 
 /// The transpose of a linear function `f`, traced at arguments shaped like `example`.
