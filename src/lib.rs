@@ -59,6 +59,7 @@ pub mod transform;
 pub mod tree;
 
 pub use array::{Array, Data};
+pub use backend::cpu::native::{native_mode, with_native_mode, NativeMode};
 /// Derives [`Tree`] for a struct or enum of trees; see [`tree`] for the rules.
 pub use cotangent_derive::Tree;
 pub use dtype::{DType, Element};

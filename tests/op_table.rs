@@ -283,19 +283,36 @@ fn check_row(row: &Row, rng: &mut Rng) {
         }
     }
 
-    // 5. jit against eager evaluation (fused loops and reordered reductions: to 1e-12).
+    // 5. jit against eager evaluation (fused loops and reordered reductions: to 1e-12), with
+    // every fused loop compiled to native code where a C compiler works (tests/native.rs
+    // checks native against interpreted loops bitwise).
+    with_native_mode(NativeMode::Always, || check_jit(row, &f, &xs, &y, &v, &jt_v, &stacked, &looped));
+}
+
+/// Step 5 of [`check_row`].
+#[allow(clippy::too_many_arguments)]
+fn check_jit(
+    row: &Row,
+    f: &dyn Fn(&Vec<Tensor>) -> Tensor,
+    xs: &Vec<Tensor>,
+    y: &Tensor,
+    v: &Tensor,
+    jt_v: &[Tensor],
+    stacked: &Vec<Tensor>,
+    looped: &Tensor,
+) {
     let jitted = jit(f);
-    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit vs eager", row.name));
-    assert_close(&jitted(&xs), &y, 1e-12, &format!("{}: jit, second (cached) call", row.name));
+    assert_close(&jitted(xs), y, 1e-12, &format!("{}: jit vs eager", row.name));
+    assert_close(&jitted(xs), y, 1e-12, &format!("{}: jit, second (cached) call", row.name));
     // The first call of a jitted function runs the traced graph, the second the compiled plan.
-    let pull = jit(|p: &Vec<Tensor>| vjp(f, p).1.call(&v));
+    let pull = jit(|p: &Vec<Tensor>| vjp(f, p).1.call(v));
     let batched = jit(vmap(f));
     for call in ["first", "second"] {
-        for (a, b) in pull(&xs).iter().zip(&jt_v) {
+        for (a, b) in pull(xs).iter().zip(jt_v) {
             assert_close(a, b, 1e-12, &format!("{}: jit of vjp vs eager ({call} call)", row.name));
         }
         let msg = format!("{}: jit of vmap vs loop ({call} call)", row.name);
-        assert_close(&batched(&stacked), &looped, 1e-12, &msg);
+        assert_close(&batched(stacked), looped, 1e-12, &msg);
     }
 }
 

@@ -4,7 +4,7 @@
 //! dependency order, and each buffer dropped after its last use.
 
 use crate::array::{Array, Data};
-use crate::backend::cpu::{self, fused};
+use crate::backend::cpu::{self, fused, native};
 use crate::ir::{Graph, Var};
 use crate::ops::{Prim, ReduceOp};
 use crate::shape::{strides, Shape};
@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 enum Step {
     /// One primitive through its CPU kernel.
     Kernel { prim: Prim, ins: Vec<usize>, out: usize, ty: TensorType },
-    /// A fused element-wise loop (maybe reduced) reading `ins`, writing `outs`.
-    Fused { prog: fused::Program, ins: Vec<usize>, outs: Vec<usize> },
+    /// A fused element-wise loop (maybe reduced) reading `ins`, writing `outs`; run by its
+    /// native kernel where one was compiled.
+    Fused { prog: fused::Program, ins: Vec<usize>, outs: Vec<usize>, native: Option<Arc<native::Kernel>> },
 }
 
 /// Intermediate buffers kept between runs, so repeated calls with the same shapes
@@ -350,8 +351,9 @@ impl Plan {
             }
         }
         assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
-        let steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
+        let mut steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
         let reads: Vec<Vec<usize>> = order.iter().map(|&s| reads[s].clone()).collect();
+        compile_native(&mut steps);
 
         // 5. Free each slot after its last reader (outputs live to the end).
         let mut last_read: HashMap<usize, usize> = HashMap::new();
@@ -420,10 +422,10 @@ impl Plan {
                     };
                     slots[*out] = Some(Arc::new(value));
                 }
-                Step::Fused { prog, ins, outs } => {
+                Step::Fused { prog, ins, outs, native } => {
                     let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
                     let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
-                    let values = fused::run(prog, &arrays, &mut buffer);
+                    let values = fused::run(prog, native.as_deref(), &arrays, &mut buffer);
                     for (&o, v) in outs.iter().zip(values) {
                         slots[o] = Some(Arc::new(v));
                     }
@@ -463,14 +465,16 @@ impl Plan {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
                     let _ = writeln!(s, "  {i}: %{out}: {ty} = {prim} {}", ins.join(" "));
                 }
-                Step::Fused { prog, ins, outs } => {
+                Step::Fused { prog, ins, outs, native } => {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
                     let outs: Vec<String> = outs.iter().map(|v| format!("%{v}")).collect();
                     let red = match prog.reduce {
                         Some((op, row)) => format!(" then {}[rows of {row}]", op.name()),
                         None => String::new(),
                     };
-                    let _ = writeln!(s, "  {i}: {} = fused{:?}{red}({})", outs.join(", "), prog.shape, ins.join(", "));
+                    let how = if native.is_some() { "native " } else { "" };
+                    let _ =
+                        writeln!(s, "  {i}: {} = {how}fused{:?}{red}({})", outs.join(", "), prog.shape, ins.join(", "));
                     s.push_str(&prog.describe());
                 }
             }
@@ -483,6 +487,23 @@ impl Plan {
     /// Number of steps (fused loops and kernel calls).
     pub fn num_steps(&self) -> usize {
         self.steps.len()
+    }
+}
+
+/// Compiles the plan's fused loops to native kernels, all in one library (see [`native`]).
+fn compile_native(steps: &mut [Step]) {
+    let progs: Vec<&fused::Program> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Fused { prog, .. } => Some(prog),
+            Step::Kernel { .. } => None,
+        })
+        .collect();
+    let mut kernels = native::compile(&progs).into_iter();
+    for step in steps.iter_mut() {
+        if let Step::Fused { native, .. } = step {
+            *native = kernels.next().expect("one kernel slot per fused loop");
+        }
     }
 }
 
@@ -565,5 +586,5 @@ fn fused_step(
         }
     };
     let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
-    (Step::Fused { prog, ins: inputs.clone(), outs }, inputs)
+    (Step::Fused { prog, ins: inputs.clone(), outs, native: None }, inputs)
 }

@@ -138,19 +138,24 @@ macro_rules! real {
                     Div => a / b,
                     Rem => a % b,
                     Pow => a.powf(b),
-                    // NaN-propagating, like numpy's maximum/minimum.
+                    // NaN-propagating, like numpy's maximum/minimum; of two equal values
+                    // (+0 and -0) the second. Fully specified, so native kernels match it.
                     Max => {
                         if a.is_nan() || b.is_nan() {
                             <$t>::NAN
+                        } else if a > b {
+                            a
                         } else {
-                            a.max(b)
+                            b
                         }
                     }
                     Min => {
                         if a.is_nan() || b.is_nan() {
                             <$t>::NAN
+                        } else if a < b {
+                            a
                         } else {
-                            a.min(b)
+                            b
                         }
                     }
                     Atan2 => a.atan2(b),

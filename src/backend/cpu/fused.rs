@@ -7,11 +7,13 @@
 //! ranges, so results never depend on the number of threads.
 
 use super::elementwise::{binary_i32, binary_i64, compare, unary_i32, unary_i64, Real};
+use super::native::Kernel;
 use crate::array::{Array, Data};
 use crate::ops::{BinaryOp, ReduceOp, UnaryOp};
 use crate::shape::{numel, Shape};
 use crate::{with_data, DType};
 use rayon::prelude::*;
+use std::ffi::c_void;
 
 /// Elements per block.
 const BLOCK: usize = 512;
@@ -491,15 +493,44 @@ unsafe fn write_block<T: Copy>(base: *mut u8, src: &[T], start: usize) {
     std::ptr::copy_nonoverlapping(src.as_ptr(), (base as *mut T).add(start), src.len());
 }
 
+/// The address of each input's first element, for native kernels.
+fn input_pointers(inputs: &[&Array]) -> Vec<SendPtr<c_void>> {
+    inputs.iter().map(|a| SendPtr(with_data!(&a.data, v => v.as_ptr() as *mut c_void))).collect()
+}
+
+/// The address of element `start` of a typed buffer.
+///
+/// # Safety
+/// `base` must point to a buffer of `dtype` elements with at least `start` of them.
+unsafe fn element_pointer(base: *mut u8, dtype: DType, start: usize) -> *mut c_void {
+    unsafe { base.add(start * dtype.size_in_bytes()) as *mut c_void }
+}
+
 /// Runs a program without reduction: one full-size array per output register.
-fn run_map(prog: &Program, inputs: &[&Array], buffer: &mut dyn FnMut(DType, usize) -> Data) -> Vec<Array> {
+fn run_map(
+    prog: &Program,
+    native: Option<&Kernel>,
+    inputs: &[&Array],
+    buffer: &mut dyn FnMut(DType, usize) -> Data,
+) -> Vec<Array> {
     let total = numel(&prog.shape);
     let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| buffer(prog.dtypes[r], total)).collect();
     let blocks = total.div_ceil(BLOCK);
     // Each output's base pointer, by dtype; tasks write disjoint block ranges.
     let ptrs: Vec<(SendPtr<u8>, DType)> =
         outs.iter_mut().map(|d| (SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)), d.dtype())).collect();
+    let in_ptrs = input_pointers(inputs);
     let work = |range: std::ops::Range<usize>| {
+        if let Some(kernel) = native {
+            let (start, end) = (range.start * BLOCK, (range.end * BLOCK).min(total));
+            let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
+            // SAFETY: each output has `total` elements of its dtype and this task alone writes
+            // elements [start, end) of them; the inputs are the program's.
+            let outs: Vec<*mut c_void> =
+                ptrs.iter().map(|&(SendPtr(p), d)| unsafe { element_pointer(p, d, start) }).collect();
+            unsafe { kernel.run(&ins, &outs, start, end - start) };
+            return;
+        }
         let mut regs = registers(prog);
         for b in range {
             let start = b * BLOCK;
@@ -598,18 +629,27 @@ fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
 }
 
 /// Runs a program whose single output is reduced over contiguous rows of `row` elements.
-fn run_reduce(prog: &Program, inputs: &[&Array], op: ReduceOp, row: usize) -> Array {
+fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: ReduceOp, row: usize) -> Array {
     let total = numel(&prog.shape);
     let rows = total.checked_div(row).unwrap_or(0);
     let out_reg = prog.outputs[0];
     let dtype = prog.dtypes[out_reg];
+    let in_ptrs = input_pointers(inputs);
     // Reduce a range of one row: blocks in order, each block reduced in lanes.
     let reduce_range = |regs: &mut Vec<Data>, start: usize, end: usize| -> f64 {
         let mut acc64: Option<f64> = None;
         let mut s = start;
         while s < end {
             let n = BLOCK.min(end - s);
-            run_block(prog, inputs, regs, s, n);
+            match native {
+                Some(kernel) => {
+                    let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
+                    let out = with_data!(&mut regs[out_reg], v => v.as_mut_ptr() as *mut c_void);
+                    // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype.
+                    unsafe { kernel.run(&ins, &[out], s, n) };
+                }
+                None => run_block(prog, inputs, regs, s, n),
+            }
             let part = match &regs[out_reg] {
                 Data::F32(v) => reduce_block(op, &v[..n]) as f64,
                 Data::F64(v) => reduce_block(op, &v[..n]),
@@ -674,9 +714,15 @@ fn run_reduce(prog: &Program, inputs: &[&Array], op: ReduceOp, row: usize) -> Ar
 ///
 /// `buffer(dtype, len)` supplies storage for each full-size output (its contents are
 /// overwritten), so a caller can recycle buffers between runs.
-pub fn run(prog: &Program, inputs: &[&Array], buffer: &mut dyn FnMut(DType, usize) -> Data) -> Vec<Array> {
+/// With `native`, the program's compiled kernel replaces the interpreter (same results).
+pub fn run(
+    prog: &Program,
+    native: Option<&Kernel>,
+    inputs: &[&Array],
+    buffer: &mut dyn FnMut(DType, usize) -> Data,
+) -> Vec<Array> {
     match prog.reduce {
-        None => run_map(prog, inputs, buffer),
-        Some((op, row)) => vec![run_reduce(prog, inputs, op, row)],
+        None => run_map(prog, native, inputs, buffer),
+        Some((op, row)) => vec![run_reduce(prog, native, inputs, op, row)],
     }
 }

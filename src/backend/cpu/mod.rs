@@ -9,6 +9,7 @@ mod elementwise;
 pub mod fused;
 mod index;
 pub mod math;
+pub mod native;
 pub mod random;
 mod reduce;
 mod sort;

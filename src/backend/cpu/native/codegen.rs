@@ -1,0 +1,410 @@
+//! C source for one fused loop.
+//!
+//! A kernel computes elements `[start, start + n)` of a [`Program`]'s outputs, writing
+//! output `k`'s element `start + o` to `out[k][o]`. Every shape, stride, base and padding
+//! of the program is a constant in the source, so the C compiler sees plain loops over
+//! affine indices that it can vectorise. Each operation is written so that it rounds
+//! exactly like the interpreter's Rust kernel (the same functions or bitwise-identical
+//! ports of them, no contraction of `a * b + c`); operations without such a port call
+//! back into Rust for every element.
+
+use crate::backend::cpu::fused::{Instr, LoadKind, Program};
+use crate::ops::{BinaryOp, UnaryOp};
+use crate::DType;
+use std::fmt::Write;
+
+/// Above this magnitude the f32 sine/cosine port is not used (as in the Rust kernel).
+const SIN_F32_LIMIT: &str = "8192.0f";
+
+fn ctype(d: DType) -> Option<&'static str> {
+    match d {
+        DType::F32 => Some("float"),
+        DType::F64 => Some("double"),
+        DType::Bool => Some("u8"),
+        DType::I32 | DType::I64 => None,
+    }
+}
+
+/// A C literal of `v` converted to `d`, with the exact value of the Rust conversion.
+fn literal(v: f64, d: DType) -> String {
+    let special = |nan: bool, inf: bool, neg: bool| match (nan, inf, neg) {
+        (true, _, _) => Some("NAN"),
+        (_, true, false) => Some("INFINITY"),
+        (_, true, true) => Some("(-INFINITY)"),
+        _ => None,
+    };
+    match d {
+        DType::F32 => {
+            let v = v as f32;
+            match special(v.is_nan(), v.is_infinite(), v < 0.0) {
+                Some(s) => s.to_string(),
+                None => format!("{v:e}f"),
+            }
+        }
+        DType::Bool => (if v != 0.0 { "1" } else { "0" }).to_string(),
+        _ => match special(v.is_nan(), v.is_infinite(), v < 0.0) {
+            Some(s) => s.to_string(),
+            None => format!("{v:e}"),
+        },
+    }
+}
+
+/// Registers that some output depends on.
+fn live_registers(prog: &Program) -> Vec<bool> {
+    let mut live = vec![false; prog.instrs.len()];
+    for &r in &prog.outputs {
+        live[r] = true;
+    }
+    for i in (0..prog.instrs.len()).rev() {
+        if !live[i] {
+            continue;
+        }
+        match prog.instrs[i] {
+            Instr::Load { .. } => {}
+            Instr::Unary(_, a) | Instr::Convert(_, a) => live[a] = true,
+            Instr::Binary(_, a, b) => {
+                live[a] = true;
+                live[b] = true;
+            }
+            Instr::Select(p, a, b) => {
+                live[p] = true;
+                live[a] = true;
+                live[b] = true;
+            }
+        }
+    }
+    live
+}
+
+/// Whether the program uses the f32 sine/cosine port, which is only valid for small
+/// arguments: the kernel then runs a vectorised pass that flags larger ones and, if any,
+/// a second exact pass.
+fn needs_exact_rerun(prog: &Program, live: &[bool]) -> bool {
+    prog.instrs.iter().enumerate().any(|(i, ins)| {
+        live[i] && matches!(ins, Instr::Unary(UnaryOp::Sin | UnaryOp::Cos, _)) && prog.dtypes[i] == DType::F32
+    })
+}
+
+/// The expression of a unary operation on register `x` of float dtype `d`, or a full
+/// statement defining `r` (for the sine/cosine port).
+fn unary(op: UnaryOp, x: &str, d: DType, r: &str, src: DType) -> Option<String> {
+    let f32 = d == DType::F32;
+    let t = if f32 { "float" } else { "double" };
+    let suffix = if f32 { "f" } else { "" };
+    let bits = if f32 { "f32" } else { "f64" };
+    let one = literal(1.0, d);
+    let expr = match op {
+        UnaryOp::Not => format!("(u8)({x} ^ 1)"),
+        UnaryOp::IsFinite => {
+            let fabs = if src == DType::F32 { "fabsf" } else { "fabs" };
+            format!("(u8)({fabs}({x}) < INFINITY)")
+        }
+        UnaryOp::Neg => format!("-{x}"),
+        UnaryOp::Exp => format!("ct_exp_{bits}({x})"),
+        UnaryOp::Tanh => format!("ct_tanh_{bits}({x})"),
+        UnaryOp::Logistic => format!("ct_logistic_{bits}({x})"),
+        UnaryOp::Log => format!("log{suffix}({x})"),
+        UnaryOp::Log1p => format!("log1p{suffix}({x})"),
+        UnaryOp::Expm1 => format!("expm1{suffix}({x})"),
+        UnaryOp::Sqrt => format!("sqrt{suffix}({x})"),
+        UnaryOp::Rsqrt => format!("{one} / sqrt{suffix}({x})"),
+        UnaryOp::Reciprocal => format!("{one} / {x}"),
+        UnaryOp::Abs => format!("fabs{suffix}({x})"),
+        UnaryOp::Floor => format!("floor{suffix}({x})"),
+        UnaryOp::Ceil => format!("ceil{suffix}({x})"),
+        UnaryOp::Round => format!("nearbyint{suffix}({x})"),
+        UnaryOp::Sign => format!("({x} > 0 ? {one} : ({x} < 0 ? -{one} : {x}))"),
+        UnaryOp::Sin | UnaryOp::Cos if !f32 => format!("{}({x})", if op == UnaryOp::Sin { "sin" } else { "cos" }),
+        UnaryOp::Sin | UnaryOp::Cos => {
+            let (cos, exact) = if op == UnaryOp::Sin { (0, "sinf") } else { (1, "cosf") };
+            return Some(format!(
+                "float {r}; if (exact) {r} = fabsf({x}) <= {SIN_F32_LIMIT} ? ct_sin_cos_f32({x}, {cos}) : {exact}({x}); \
+                 else {{ {r} = ct_sin_cos_f32({x}, {cos}); slow |= !(fabsf({x}) <= {SIN_F32_LIMIT}); }}"
+            ));
+        }
+        // Ports of these would have to match Rust's own implementations (or the `libm`
+        // crate's) bit for bit; they are rare in hot loops, so they call back.
+        UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Asinh
+        | UnaryOp::Atanh
+        | UnaryOp::Cbrt
+        | UnaryOp::Erf
+        | UnaryOp::Erfc
+        | UnaryOp::ErfInv => {
+            let code = UnaryOp::ALL.iter().position(|&o| o == op)?;
+            format!("cb->un{}({code}, {x})", if f32 { 32 } else { 64 })
+        }
+    };
+    let t = if matches!(op, UnaryOp::Not | UnaryOp::IsFinite) { "u8" } else { t };
+    Some(format!("const {t} {r} = {expr};"))
+}
+
+fn binary(op: BinaryOp, a: &str, b: &str, operand: DType) -> Option<String> {
+    let nan = literal(f64::NAN, operand);
+    Some(match op {
+        BinaryOp::Add => format!("{a} + {b}"),
+        BinaryOp::Sub => format!("{a} - {b}"),
+        BinaryOp::Mul => format!("{a} * {b}"),
+        BinaryOp::Div => format!("{a} / {b}"),
+        BinaryOp::Max => format!("(({a} != {a} || {b} != {b}) ? {nan} : ({a} > {b} ? {a} : {b}))"),
+        BinaryOp::Min => format!("(({a} != {a} || {b} != {b}) ? {nan} : ({a} < {b} ? {a} : {b}))"),
+        BinaryOp::Eq => format!("(u8)({a} == {b})"),
+        BinaryOp::Ne => format!("(u8)({a} != {b})"),
+        BinaryOp::Lt => format!("(u8)({a} < {b})"),
+        BinaryOp::Le => format!("(u8)({a} <= {b})"),
+        BinaryOp::Gt => format!("(u8)({a} > {b})"),
+        BinaryOp::Ge => format!("(u8)({a} >= {b})"),
+        BinaryOp::And => format!("(u8)({a} & {b})"),
+        BinaryOp::Or => format!("(u8)({a} | {b})"),
+        BinaryOp::Xor => format!("(u8)({a} ^ {b})"),
+        BinaryOp::Rem | BinaryOp::Pow | BinaryOp::Atan2 => {
+            let code = BinaryOp::ALL.iter().position(|&o| o == op)?;
+            let bits = if operand == DType::F32 { 32 } else { 64 };
+            format!("cb->bin{bits}({code}, {a}, {b})")
+        }
+    })
+}
+
+/// How loads are written in one copy of the loop body.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// No strided loads: one flat loop, element `o` at flat index `g`.
+    Flat,
+    /// Inside a row, where every padded load is in bounds.
+    Inside,
+    /// Inside a row, near a padding edge: padded loads test their bounds.
+    Edge,
+}
+
+/// A load normalised to the kernel's rank (rank-0 programs run as rank 1).
+struct View {
+    input: usize,
+    base: isize,
+    strides: Vec<isize>,
+    valid: Option<(Vec<(isize, isize)>, f64)>,
+}
+
+fn view_of(kind: &LoadKind, input: usize, rank: usize) -> Option<View> {
+    let pad = |s: &[isize]| if s.is_empty() { vec![0; rank] } else { s.to_vec() };
+    match kind {
+        LoadKind::Strided { base, strides } => Some(View { input, base: *base, strides: pad(strides), valid: None }),
+        LoadKind::Padded { base, strides, valid, fill } => {
+            let valid = if valid.is_empty() { vec![(0, 1)] } else { valid.clone() };
+            Some(View { input, base: *base, strides: pad(strides), valid: Some((valid, *fill)) })
+        }
+        LoadKind::Contiguous | LoadKind::Scalar => None,
+    }
+}
+
+/// The C source of a kernel named `name` for `prog`, or `None` if the program uses
+/// something kernels do not support (integer registers).
+pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
+    for &d in &prog.dtypes {
+        ctype(d)?;
+    }
+    let live = live_registers(prog);
+    let shape: Vec<usize> = if prog.shape.is_empty() { vec![1] } else { prog.shape.clone() };
+    let rank = shape.len();
+    let views: Vec<Option<View>> = prog
+        .instrs
+        .iter()
+        .enumerate()
+        .map(|(i, ins)| match ins {
+            Instr::Load { input, kind } if live[i] => view_of(kind, *input, rank),
+            _ => None,
+        })
+        .collect();
+    let rows = views.iter().any(Option::is_some);
+    let padded = views.iter().any(|v| v.as_ref().is_some_and(|v| v.valid.is_some()));
+
+    let mut decl = String::new();
+    let mut declared = vec![false; prog.instrs.len().max(1)];
+    for (i, ins) in prog.instrs.iter().enumerate() {
+        if let (true, Instr::Load { input, kind }) = (live[i], ins) {
+            let t = ctype(prog.dtypes[i])?;
+            if !std::mem::replace(&mut declared[*input], true) {
+                let _ = writeln!(decl, "    const {t}* restrict in{input} = (const {t}*)in_[{input}];");
+            }
+            if matches!(kind, LoadKind::Scalar) {
+                let _ = writeln!(decl, "    const {t} s{i} = in{input}[0];");
+            }
+        }
+    }
+    for (k, &r) in prog.outputs.iter().enumerate() {
+        let t = ctype(prog.dtypes[r])?;
+        let _ = writeln!(decl, "    {t}* restrict out{k} = ({t}*)out_[{k}];");
+    }
+
+    let body = |mode: Mode| -> Option<String> {
+        let mut s = String::new();
+        for (i, ins) in prog.instrs.iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
+            let d = prog.dtypes[i];
+            let t = ctype(d)?;
+            let r = format!("r{i}");
+            let stmt = match ins {
+                Instr::Load { input, kind } => {
+                    let expr = match (kind, &views[i]) {
+                        (LoadKind::Contiguous, _) => format!("in{input}[g]"),
+                        (LoadKind::Scalar, _) => format!("s{i}"),
+                        (_, Some(v)) => {
+                            let inner = v.strides[rank - 1];
+                            let at = format!("in{}[rb{i} + k * {inner}]", v.input);
+                            match (&v.valid, mode) {
+                                (Some((valid, fill)), Mode::Edge) => {
+                                    let (lo, hi) = valid[rank - 1];
+                                    format!("((pin{i} && k >= {lo} && k < {hi}) ? {at} : {})", literal(*fill, d))
+                                }
+                                _ => at,
+                            }
+                        }
+                        (_, None) => unreachable!("views exist for live strided loads"),
+                    };
+                    format!("const {t} {r} = {expr};")
+                }
+                Instr::Unary(op, a) => unary(*op, &format!("r{a}"), d, &r, prog.dtypes[*a])?,
+                Instr::Binary(op, a, b) => {
+                    let e = binary(*op, &format!("r{a}"), &format!("r{b}"), prog.dtypes[*a])?;
+                    format!("const {t} {r} = {e};")
+                }
+                Instr::Select(p, a, b) => format!("const {t} {r} = r{p} ? r{a} : r{b};"),
+                Instr::Convert(_, a) => {
+                    let from = prog.dtypes[*a];
+                    let e = match (from, d) {
+                        (f, t) if f == t => format!("r{a}"),
+                        (_, DType::Bool) => format!("(u8)(r{a} != 0)"),
+                        _ => format!("({t})r{a}"),
+                    };
+                    format!("const {t} {r} = {e};")
+                }
+            };
+            let _ = writeln!(s, "            {stmt}");
+        }
+        for (k, &r) in prog.outputs.iter().enumerate() {
+            let _ = writeln!(s, "            out{k}[o] = r{r};");
+        }
+        Some(s)
+    };
+
+    let mut loops = String::new();
+    if !rows {
+        let b = body(Mode::Flat)?;
+        let _ =
+            write!(loops, "    for (int64_t o = 0; o < n; o++) {{\n        const int64_t g = start + o;\n{b}    }}\n");
+    } else {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let _ = writeln!(loops, "    static const int64_t shape[{rank}] = {{{}}};", dims.join(", "));
+        let _ = writeln!(loops, "    int64_t idx[{rank}];");
+        let _ = writeln!(loops, "    int64_t rem = start;");
+        let _ = writeln!(
+            loops,
+            "    for (int d = {rank} - 1; d >= 0; d--) {{ idx[d] = rem % shape[d]; rem /= shape[d]; }}"
+        );
+        let _ = writeln!(loops, "    int64_t j = 0;");
+        let _ = writeln!(loops, "    while (j < n) {{");
+        let _ = writeln!(loops, "        const int64_t k0 = idx[{}];", rank - 1);
+        let _ = writeln!(
+            loops,
+            "        const int64_t k1 = {inner} < k0 + (n - j) ? {inner} : k0 + (n - j);",
+            inner = shape[rank - 1]
+        );
+        let _ = writeln!(loops, "        int64_t a = k0, b = k1;");
+        for (i, v) in views.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let mut rb = v.base.to_string();
+            for d in 0..rank - 1 {
+                if v.strides[d] != 0 {
+                    let _ = write!(rb, " + idx[{d}] * {}", v.strides[d]);
+                }
+            }
+            let _ = writeln!(loops, "        const int64_t rb{i} = {rb};");
+            if let Some((valid, _)) = &v.valid {
+                let mut inside = vec!["1".to_string()];
+                for (d, (lo, hi)) in valid.iter().enumerate().take(rank - 1) {
+                    inside.push(format!("(idx[{d}] >= {lo} && idx[{d}] < {hi})"));
+                }
+                let (lo, hi) = valid[rank - 1];
+                let _ = writeln!(loops, "        const int pin{i} = {};", inside.join(" && "));
+                let _ = writeln!(
+                    loops,
+                    "        if (!pin{i}) a = k1; else {{ if (a < {lo}) a = {lo}; if (b > {hi}) b = {hi}; }}"
+                );
+            }
+        }
+        let _ = writeln!(loops, "        if (a > k1) a = k1;");
+        let _ = writeln!(loops, "        if (b < a) b = a;");
+        let element = "const int64_t o = j + (k - k0); const int64_t g = start + o; (void)g;";
+        let inside = body(Mode::Inside)?;
+        if padded {
+            let edge = body(Mode::Edge)?;
+            let _ =
+                write!(loops, "        for (int64_t k = k0; k < a; k++) {{\n            {element}\n{edge}        }}\n");
+            let _ = write!(
+                loops,
+                "        for (int64_t k = a; k < b; k++) {{\n            {element}\n{inside}        }}\n"
+            );
+            let _ =
+                write!(loops, "        for (int64_t k = b; k < k1; k++) {{\n            {element}\n{edge}        }}\n");
+        } else {
+            let _ = write!(
+                loops,
+                "        for (int64_t k = k0; k < k1; k++) {{\n            {element}\n{inside}        }}\n"
+            );
+        }
+        let _ = writeln!(loops, "        j += k1 - k0;");
+        let _ = writeln!(loops, "        idx[{}] = k1;", rank - 1);
+        let _ = writeln!(
+            loops,
+            "        for (int d = {rank} - 1; d > 0 && idx[d] == shape[d]; d--) {{ idx[d] = 0; idx[d - 1]++; }}"
+        );
+        let _ = writeln!(loops, "    }}");
+    }
+
+    let rerun = needs_exact_rerun(prog, &live);
+    let mut src = String::new();
+    let _ = write!(
+        src,
+        "CT_INLINE int32_t {name}_pass(const void* const* in_, void* const* out_, int64_t start, int64_t n, \
+         const ct_callbacks* cb, const int exact) {{\n    (void)cb; (void)exact;\n{decl}    int32_t slow = 0;\n{loops}    return slow;\n}}\n"
+    );
+    let call = |exact: u8| format!("{name}_pass(in_, out_, start, n, cb, {exact})");
+    let run = if rerun { format!("if ({}) {};", call(0), call(1)) } else { format!("{};", call(1)) };
+    let _ = write!(
+        src,
+        "int32_t {name}(const void* const* in_, void* const* out_, int64_t start, int64_t n, const ct_callbacks* cb) {{\n    {run}\n    return 0;\n}}\n"
+    );
+    Some(src)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_round_trip() {
+        assert_eq!(literal(0.1, DType::F64).parse::<f64>().unwrap(), 0.1);
+        assert_eq!(literal(0.1, DType::F32), format!("{:e}f", 0.1f32));
+        assert_eq!(literal(-0.0, DType::F64), "-0e0");
+        assert_eq!(literal(f64::NEG_INFINITY, DType::F32), "(-INFINITY)");
+        assert_eq!(literal(2.0, DType::Bool), "1");
+    }
+
+    #[test]
+    fn integer_programs_are_left_to_the_interpreter() {
+        let prog = Program {
+            shape: vec![4],
+            instrs: vec![Instr::Load { input: 0, kind: LoadKind::Contiguous }],
+            dtypes: vec![DType::I32],
+            outputs: vec![0],
+            reduce: None,
+        };
+        assert!(kernel(&prog, "k").is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! Native fused loops: each fused [`Program`] of a plan becomes a C function, the plan's
+//! functions are compiled together by the system C compiler into a shared library (cached
+//! on disk), and the plan calls them in place of the block interpreter.
+//!
+//! Why C: the interpreter streams every instruction through a register block in memory,
+//! while compiled loops keep values in CPU registers — for long element-wise chains that is
+//! several times faster. The C compiler is already on any machine that builds Rust (it is
+//! the linker), and a C translation unit is the simplest thing it can vectorise for the CPU
+//! at hand. Kernels round exactly like the interpreter (see `codegen`), so results are
+//! bitwise the same with or without them; where no compiler works, plans run interpreted.
+//!
+//! Control: [`NativeMode`] (from `COTANGENT_NATIVE=off|auto|always`, or per thread with
+//! [`with_native_mode`]); `COTANGENT_CC` picks the compiler; `COTANGENT_CACHE_DIR` the cache.
+
+mod codegen;
+mod toolchain;
+
+use super::elementwise::Real;
+use super::fused::Program;
+use crate::ops::{BinaryOp, UnaryOp};
+use crate::shape::numel;
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// When fused loops are compiled to native code.
+///
+/// The default comes from the environment variable `COTANGENT_NATIVE` (`off`, `auto` or
+/// `always`; `auto` when unset); [`with_native_mode`] overrides it for one thread.
+/// Native and interpreted loops give bitwise identical results, so the mode only changes speed.
+///
+/// ```
+/// use cotangent::{jit, with_native_mode, NativeMode, Tensor};
+/// let f = jit(|x: &Tensor| (x * x).sin());
+/// let x = Tensor::from_vec(vec![0.5f32; 8], &[8]);
+/// let interpreted = with_native_mode(NativeMode::Off, || (f(&x), f(&x)).1);
+/// let g = jit(|x: &Tensor| (x * x).sin());
+/// let native = with_native_mode(NativeMode::Always, || (g(&x), g(&x)).1);
+/// assert_eq!(native.to_vec::<f32>(), interpreted.to_vec::<f32>());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NativeMode {
+    /// Always interpret.
+    Off,
+    /// Compile loops of at least 4096 elements (smaller ones gain too little to pay for the
+    /// compiler's ~0.1 s, which each new plan pays once per machine: kernels are cached on disk).
+    Auto,
+    /// Compile every loop the code generator supports.
+    Always,
+}
+
+/// Loops this large and above are compiled in [`NativeMode::Auto`].
+const AUTO_MIN_ELEMENTS: usize = 4096;
+
+thread_local! {
+    static OVERRIDE: Cell<Option<NativeMode>> = const { Cell::new(None) };
+}
+
+/// The mode for plans built on this thread now.
+pub fn native_mode() -> NativeMode {
+    OVERRIDE.with(Cell::get).unwrap_or_else(|| {
+        static DEFAULT: OnceLock<NativeMode> = OnceLock::new();
+        *DEFAULT.get_or_init(|| match std::env::var("COTANGENT_NATIVE").as_deref() {
+            Ok("off") | Ok("0") => NativeMode::Off,
+            Ok("always") => NativeMode::Always,
+            _ => NativeMode::Auto,
+        })
+    })
+}
+
+/// Runs `f` with plans built on this thread using `mode` (restored afterwards, even on panic).
+///
+/// Only plans compiled inside `f` are affected: a `jit` function compiles its plan on its
+/// second call for a given input signature.
+pub fn with_native_mode<R>(mode: NativeMode, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<NativeMode>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(mode))));
+    f()
+}
+
+/// The signature of every generated kernel.
+type KernelFn = unsafe extern "C" fn(*const *const c_void, *const *mut c_void, i64, i64, *const Callbacks) -> i32;
+
+/// Rust implementations of the operations kernels do not port, called per element.
+#[repr(C)]
+struct Callbacks {
+    un32: extern "C" fn(i32, f32) -> f32,
+    un64: extern "C" fn(i32, f64) -> f64,
+    bin32: extern "C" fn(i32, f32, f32) -> f32,
+    bin64: extern "C" fn(i32, f64, f64) -> f64,
+}
+
+extern "C" fn un32(op: i32, x: f32) -> f32 {
+    f32::unary(UnaryOp::ALL[op as usize], x)
+}
+extern "C" fn un64(op: i32, x: f64) -> f64 {
+    f64::unary(UnaryOp::ALL[op as usize], x)
+}
+extern "C" fn bin32(op: i32, a: f32, b: f32) -> f32 {
+    f32::binary(BinaryOp::ALL[op as usize], a, b)
+}
+extern "C" fn bin64(op: i32, a: f64, b: f64) -> f64 {
+    f64::binary(BinaryOp::ALL[op as usize], a, b)
+}
+static CALLBACKS: Callbacks = Callbacks { un32, un64, bin32, bin64 };
+
+/// A compiled fused loop.
+pub struct Kernel {
+    func: KernelFn,
+    name: String,
+    /// Keeps the code mapped while the kernel lives.
+    _lib: Arc<libloading::Library>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kernel({})", self.name)
+    }
+}
+
+impl Kernel {
+    /// Computes elements `start..start + n` of the program's outputs from its inputs.
+    ///
+    /// # Safety
+    /// `inputs` must point to the program's inputs (of their dtypes and sizes), and each of
+    /// `outputs` to `n` writable elements of its output's dtype that nothing else accesses.
+    pub(crate) unsafe fn run(&self, inputs: &[*const c_void], outputs: &[*mut c_void], start: usize, n: usize) {
+        unsafe { (self.func)(inputs.as_ptr(), outputs.as_ptr(), start as i64, n as i64, &CALLBACKS) };
+    }
+}
+
+/// Set after a failed build: the rest of the process stays interpreted (warned once).
+static BROKEN: AtomicBool = AtomicBool::new(false);
+
+/// Native kernels for the programs that the mode selects and the generator supports
+/// (`None` for the others, and for all of them if no compiler works).
+pub(crate) fn compile(progs: &[&Program]) -> Vec<Option<Arc<Kernel>>> {
+    let mode = native_mode();
+    let mut kernels = vec![None; progs.len()];
+    if mode == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
+        return kernels;
+    }
+    let mut source = String::from(include_str!("prelude.c"));
+    let mut names = Vec::new();
+    for (i, prog) in progs.iter().enumerate() {
+        if mode == NativeMode::Auto && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
+            continue;
+        }
+        let name = format!("ct_kernel{i}");
+        if let Some(src) = codegen::kernel(prog, &name) {
+            source.push_str(&src);
+            names.push((i, name));
+        }
+    }
+    if names.is_empty() {
+        return kernels;
+    }
+    let loaded = toolchain::build(&source).and_then(|path| {
+        // SAFETY: the library is ours, built from the source above; its initialisers are
+        // the C runtime's only.
+        unsafe { libloading::Library::new(&path) }.map_err(|e| format!("cannot load {}: {e}", path.display()))
+    });
+    let lib = match loaded {
+        Ok(lib) => Arc::new(lib),
+        Err(e) => {
+            if !BROKEN.swap(true, Ordering::Relaxed) && !e.starts_with("no C compiler") {
+                eprintln!("cotangent: native kernels disabled, loops run interpreted: {e}");
+            }
+            return kernels;
+        }
+    };
+    for (i, name) in names {
+        // SAFETY: the symbol was generated with exactly the `KernelFn` signature.
+        let func = unsafe { lib.get::<KernelFn>(name.as_bytes()) }.map(|s| *s);
+        match func {
+            Ok(func) => kernels[i] = Some(Arc::new(Kernel { func, name, _lib: lib.clone() })),
+            Err(e) => eprintln!("cotangent: kernel {name} missing from its library: {e}"),
+        }
+    }
+    kernels
+}

@@ -1,0 +1,108 @@
+/* Shared by every generated kernel: C ports of src/backend/cpu/math.rs (same operations in
+ * the same order, so results are bitwise identical to the Rust versions when compiled without
+ * contraction), plus the callback table for operations kept in Rust. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef unsigned char u8;
+typedef struct {
+    float (*un32)(int32_t, float);
+    double (*un64)(int32_t, double);
+    float (*bin32)(int32_t, float, float);
+    double (*bin64)(int32_t, double, double);
+} ct_callbacks;
+
+#define CT_INLINE static inline __attribute__((always_inline))
+
+CT_INLINE float ct_f32_from_bits(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
+CT_INLINE double ct_f64_from_bits(uint64_t b) { double f; memcpy(&f, &b, 8); return f; }
+CT_INLINE float ct_round_f32(float x) { const float m = 12582912.0f; return (x + m) - m; }
+CT_INLINE double ct_round_f64(double x) { const double m = 6755399441055744.0; return (x + m) - m; }
+
+CT_INLINE float ct_exp_f32(float x) {
+    float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+    xc = x != x ? 0.0f : xc; /* NaN: any n will do (the result is x), but keep the cast defined */
+    const float n = ct_round_f32(xc * 1.44269504088896340735992468100189214f);
+    const float r = (xc - n * 0.6933594f) - n * -2.1219444e-4f;
+    const float r2 = r * r;
+    float p = 1.9875691e-4f;
+    p = p * r + 1.3981999e-3f;
+    p = p * r + 8.333452e-3f;
+    p = p * r + 4.1665796e-2f;
+    p = p * r + 1.6666665e-1f;
+    p = p * r + 5.0000001e-1f;
+    const float e = p * r2 + r + 1.0f;
+    const int32_t ni = (int32_t)n;
+    const int32_t a = ni >> 1, b = ni - a;
+    const float y = e * ct_f32_from_bits((uint32_t)(a + 127) << 23) * ct_f32_from_bits((uint32_t)(b + 127) << 23);
+    return x != x ? x : (x > 88.72284f ? INFINITY : (x < -103.97208f ? 0.0f : y));
+}
+
+CT_INLINE double ct_exp_f64(double x) {
+    double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
+    xc = x != x ? 0.0 : xc;
+    const double n = ct_round_f64(xc * 1.4426950408889634073599246810018921);
+    const double r = (xc - n * 6.93145751953125e-1) - n * 1.428606820309417232e-6;
+    const double r2 = r * r;
+    const double p = ((1.2617719307481059e-4 * r2 + 3.0299440770744196e-2) * r2 + 9.9999999999999999e-1) * r;
+    const double q = ((3.0019850513866446e-6 * r2 + 2.524483403496841e-3) * r2 + 2.2726554820815503e-1) * r2 + 2.0;
+    const double e = 1.0 + 2.0 * p / (q - p);
+    const int64_t ni = (int64_t)n;
+    const int64_t a = ni >> 1, b = ni - a;
+    const double y = e * ct_f64_from_bits((uint64_t)(a + 1023) << 52) * ct_f64_from_bits((uint64_t)(b + 1023) << 52);
+    return x != x ? x : (x > 709.782712893384 ? INFINITY : (x < -745.2 ? 0.0 : y));
+}
+
+CT_INLINE float ct_tanh_f32(float x) {
+    const float a = fabsf(x);
+    const float z = x * x;
+    const float small =
+        ((((-5.7049887e-3f * z + 2.0639089e-2f) * z - 5.3739716e-2f) * z + 1.3331442e-1f) * z - 3.3333282e-1f) * z * x + x;
+    const float a20 = a < 20.0f ? a : 20.0f; /* f32::min: NaN gives 20 */
+    float large = 1.0f - 2.0f / (ct_exp_f32(2.0f * a20) + 1.0f);
+    large = x < 0.0f ? -large : large;
+    return (a < 0.625f || x != x) ? copysignf(small, x) : large;
+}
+
+CT_INLINE double ct_tanh_f64(double x) {
+    const double a = fabs(x);
+    const double z = x * x;
+    const double p = (-9.643991794250523e-1 * z - 9.928772310019186e1) * z - 1.6146876844170845e3;
+    const double q = ((z + 1.1281167849163293e2) * z + 2.2354883906010046e3) * z + 4.844063053251255e3;
+    const double small = x + x * z * p / q;
+    const double a40 = a < 40.0 ? a : 40.0;
+    double large = 1.0 - 2.0 / (ct_exp_f64(2.0 * a40) + 1.0);
+    large = x < 0.0 ? -large : large;
+    return (a < 0.625 || x != x) ? copysign(small, x) : large;
+}
+
+CT_INLINE float ct_logistic_f32(float x) {
+    const float e = ct_exp_f32(-fabsf(x));
+    const float s = 1.0f / (1.0f + e);
+    return x >= 0.0f ? s : e * s;
+}
+
+CT_INLINE double ct_logistic_f64(double x) {
+    const double e = ct_exp_f64(-fabs(x));
+    const double s = 1.0 / (1.0 + e);
+    return x >= 0.0 ? s : e * s;
+}
+
+/* Valid for |x| <= 8192 (the callers check); `cos` selects the cosine. */
+CT_INLINE float ct_sin_cos_f32(float x, int cos) {
+    const float a = fabsf(x);
+    const float t = a * 0.636619772367581343075535053490057448f * 2.0f;
+    int32_t j = (int32_t)(t < 1.0e9f ? t : 0.0f); /* NaN and huge values: any j (the caller checks |x|) */
+    j += j & 1;
+    const float y = (float)j;
+    const float r = ((a - y * 0.78515625f) - y * 2.4187565e-4f) - y * 3.774895e-8f;
+    const float z = r * r;
+    const float sin_poly = ((-1.9515296e-4f * z + 8.332161e-3f) * z - 1.6666655e-1f) * z * r + r;
+    const float cos_poly = ((2.4433157e-5f * z - 1.3887316e-3f) * z + 4.1666646e-2f) * z * z - 0.5f * z + 1.0f;
+    int32_t q = (j >> 1) & 3;
+    q = cos ? ((q + 1) & 3) : q;
+    float v = (q & 1) == 1 ? cos_poly : sin_poly;
+    v = q >= 2 ? -v : v;
+    return (!cos && x < 0.0f) ? -v : v;
+}

@@ -1,0 +1,270 @@
+//! Native fused loops (C kernels built by the system compiler) against the interpreter:
+//! bitwise equal results for every operation and dtype they support, on special values
+//! (±0, ±inf, NaN, subnormals, range-reduction edges), for every kind of load (broadcast,
+//! transposed, sliced, reversed, padded) on shapes that cross blocks, rows and threads,
+//! with and without a fused reduction.
+//!
+//! Skipped, with a message, where no C compiler works (the interpreter then runs everything).
+
+use cotangent::ops::{BinaryOp, Prim, UnaryOp};
+use cotangent::trace::bind;
+use cotangent::*;
+
+/// The compiled plan's text and its outputs, after the second call (the one that compiles).
+fn run(mode: NativeMode, f: &dyn Fn(&Vec<Tensor>) -> Vec<Tensor>, args: &Vec<Tensor>) -> (Vec<Tensor>, String) {
+    with_native_mode(mode, || {
+        let jf = jit(f);
+        jf(args);
+        let out = jf(args);
+        (out, jit_inspect(f, args).plan)
+    })
+}
+
+/// Whether a C compiler works here (probed once by compiling a tiny plan).
+fn native_available() -> bool {
+    let x = vec![Tensor::from_vec(vec![1.0f64; 4], &[4])];
+    let (_, plan) = run(NativeMode::Always, &|a: &Vec<Tensor>| vec![&a[0] * 2.0], &x);
+    if !plan.contains("native") {
+        eprintln!("no working C compiler: native kernels are not tested here");
+    }
+    plan.contains("native")
+}
+
+fn same_bits(a: &Tensor, b: &Tensor) -> bool {
+    match a.dtype() {
+        DType::F32 => a
+            .to_vec::<f32>()
+            .iter()
+            .zip(b.to_vec::<f32>())
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())),
+        DType::F64 => a
+            .to_vec::<f64>()
+            .iter()
+            .zip(b.to_vec::<f64>())
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())),
+        DType::Bool => a.to_vec::<bool>() == b.to_vec::<bool>(),
+        d => panic!("unexpected dtype {d}"),
+    }
+}
+
+/// Runs `f` natively and interpreted; asserts the native plan was used and the results agree bitwise.
+#[track_caller]
+fn check(what: &str, f: &dyn Fn(&Vec<Tensor>) -> Vec<Tensor>, args: &Vec<Tensor>) {
+    let (native, plan) = run(NativeMode::Always, f, args);
+    let (interpreted, plain) = run(NativeMode::Off, f, args);
+    assert!(plan.contains("native fused"), "{what}: no native loop in\n{plan}");
+    assert!(!plain.contains("native"), "{what}: NativeMode::Off still compiled\n{plain}");
+    for (k, (a, b)) in native.iter().zip(&interpreted).enumerate() {
+        assert_eq!(a.shape(), b.shape(), "{what}: output {k} shape");
+        if !same_bits(a, b) {
+            let show =
+                |t: &Tensor| format!("{:?}", t.cast(DType::F64).to_vec::<f64>().iter().take(12).collect::<Vec<_>>());
+            panic!("{what}: output {k} differs\nnative      {}\ninterpreted {}\n{plan}", show(a), show(b));
+        }
+    }
+}
+
+/// Special and ordinary values, repeated with small perturbations to `n` elements.
+fn values(n: usize) -> Vec<f64> {
+    let special = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -2.5,
+        2.5,
+        3.5,
+        0.624,
+        0.626,
+        3.7,
+        -19.9,
+        20.5,
+        88.7,
+        89.5,
+        -103.9,
+        -104.5,
+        709.7,
+        709.9,
+        -745.1,
+        -746.0,
+        100.0,
+        -100.0,
+        8191.0,
+        8193.0,
+        1e5,
+        1e-30,
+        1e30,
+        5e-324,
+        1e-310,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        0.99,
+        -0.99,
+    ];
+    (0..n).map(|i| special[i % special.len()] * (1.0 + (i / special.len()) as f64 * 1e-3)).collect()
+}
+
+fn tensor(v: Vec<f64>, shape: &[usize], dtype: DType) -> Tensor {
+    Tensor::from_vec(v, shape).cast(dtype)
+}
+
+#[test]
+fn every_float_unary_op_matches_the_interpreter_bitwise() {
+    if !native_available() {
+        return;
+    }
+    for dtype in [DType::F32, DType::F64] {
+        let x = tensor(values(1100), &[1100], dtype);
+        for op in UnaryOp::ALL {
+            if matches!(op, UnaryOp::Not) {
+                continue;
+            }
+            let f = move |a: &Vec<Tensor>| {
+                let y = bind(Prim::Unary(op), &[&a[0]]);
+                if op == UnaryOp::IsFinite {
+                    vec![y]
+                } else {
+                    vec![y.clone(), &y * 3.0 - &a[0]]
+                }
+            };
+            check(&format!("{} {dtype}", op.name()), &f, &vec![x.clone()]);
+        }
+    }
+}
+
+#[test]
+fn every_binary_op_matches_the_interpreter_bitwise() {
+    if !native_available() {
+        return;
+    }
+    let n = 35 * 35;
+    let a: Vec<f64> = values(35).iter().flat_map(|&v| std::iter::repeat_n(v, 35)).collect();
+    let b: Vec<f64> = (0..n).map(|i| values(35)[i % 35]).collect();
+    for dtype in [DType::F32, DType::F64] {
+        let args = vec![tensor(a.clone(), &[n], dtype), tensor(b.clone(), &[n], dtype)];
+        for op in BinaryOp::ALL {
+            if matches!(op, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor) {
+                continue;
+            }
+            let f = move |t: &Vec<Tensor>| vec![bind(Prim::Binary(op), &[&t[0], &t[1]])];
+            check(&format!("{} {dtype}", op.name()), &f, &args);
+        }
+    }
+    let p: Vec<f64> = (0..n).map(|i| (i % 3 == 0) as u8 as f64).collect();
+    let q: Vec<f64> = (0..n).map(|i| (i % 5 < 2) as u8 as f64).collect();
+    let args = vec![tensor(p, &[n], DType::Bool), tensor(q, &[n], DType::Bool)];
+    for op in [BinaryOp::And, BinaryOp::Or, BinaryOp::Xor, BinaryOp::Eq, BinaryOp::Ne] {
+        let f = move |t: &Vec<Tensor>| vec![bind(Prim::Binary(op), &[&t[0], &t[1]]).logical_not()];
+        check(&format!("{} bool", op.name()), &f, &args);
+    }
+}
+
+#[test]
+fn selects_conversions_and_mixed_dtypes_match() {
+    if !native_available() {
+        return;
+    }
+    let x = tensor(values(3000), &[3000], DType::F64);
+    let f = |a: &Vec<Tensor>| {
+        let x = &a[0];
+        let small = x.cast(DType::F32);
+        let positive = x.gt(0.0);
+        let back = small.cast(DType::F64);
+        let flag = positive.cast(DType::F64) + x.cast(DType::Bool).cast(DType::F32).cast(DType::F64);
+        vec![where_(&positive, &back, &(x * -2.0)), flag, small.exp(), x.is_finite()]
+    };
+    check("select/convert", &f, &vec![x]);
+}
+
+#[test]
+fn the_f32_sine_falls_back_to_the_exact_path_for_large_arguments() {
+    if !native_available() {
+        return;
+    }
+    let mut v: Vec<f64> = (0..5000).map(|i| (i as f64 * 0.37).sin() * 50.0).collect();
+    let small = tensor(v.clone(), &[5000], DType::F32);
+    v[4321] = 123_456.7; // one argument beyond the fast range: the whole range is redone exactly
+    let large = tensor(v, &[5000], DType::F32);
+    let f = |a: &Vec<Tensor>| vec![a[0].sin() * a[0].cos()];
+    check("sin/cos f32, small arguments", &f, &vec![small]);
+    check("sin/cos f32, one large argument", &f, &vec![large]);
+}
+
+#[test]
+fn strided_broadcast_and_padded_loads_match_across_rows_blocks_and_threads() {
+    if !native_available() {
+        return;
+    }
+    // 90,600 elements: above the parallel threshold, so ranges start in the middle of rows.
+    let (r, c) = (300, 302);
+    let m = tensor((0..r * c).map(|i| (i as f64 * 0.01).sin()).collect(), &[r, c], DType::F64);
+    let col = tensor((0..r).map(|i| i as f64).collect(), &[r, 1], DType::F64);
+    let row = tensor((0..c).map(|i| 1.0 / (i as f64 + 1.0)).collect(), &[c], DType::F64);
+    let args = vec![m, col, row];
+    let f = |a: &Vec<Tensor>| {
+        let (m, col, row) = (&a[0], &a[1], &a[2]);
+        let bcast = m * col + row; // [r,1] and [c] broadcast
+        let t = m.permute(&[1, 0]).permute(&[1, 0]) * m.flip(&[1]); // transposes and a reversal
+        let sliced = m.slice(&[1, 2], &[r, c], &[1, 1]) * m.slice(&[0, 0], &[r - 1, c - 2], &[1, 1]);
+        let strided = m.slice(&[0, 0], &[r, c], &[2, 3]).exp();
+        // Zero-padded reads: shifted copies added, as in the gradient of a stencil.
+        let padded = sliced.pad(&[1, 2], &[0, 0], &[0, 0], 0.0) + sliced.pad(&[0, 0], &[1, 2], &[0, 0], 0.0) * 2.0;
+        vec![bcast, t.tanh(), padded, strided]
+    };
+    check("views", &f, &args);
+    // Padding on an outer axis, negative padding (a crop), and a fill value.
+    let f = |a: &Vec<Tensor>| {
+        let m = &a[0];
+        vec![m.pad(&[3, -1], &[2, 4], &[0, 0], 0.0) * 1.5 + 1.0, (m * m).pad(&[0, 1], &[1, 0], &[0, 0], -7.0).sqrt()]
+    };
+    check("outer and negative padding", &f, &args);
+}
+
+#[test]
+fn fused_reductions_match() {
+    if !native_available() {
+        return;
+    }
+    let (r, c) = (257, 1001);
+    let m = tensor((0..r * c).map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.5).collect(), &[r, c], DType::F32);
+    let v = tensor((0..300_001).map(|i| (i as f64 * 1e-3).cos()).collect(), &[300_001], DType::F64);
+    let f = |a: &Vec<Tensor>| {
+        vec![
+            (a[0].tanh() * 2.0).sum(&[1], false),
+            a[0].exp().max(&[1], false),
+            (&a[1] * &a[1]).sum_all(),
+            a[1].slice(&[1], &[300_001], &[1]).sin().sum_all(),
+        ]
+    };
+    check("reductions", &f, &vec![m, v]);
+}
+
+#[test]
+fn rosenbrock_gradient_matches() {
+    if !native_available() {
+        return;
+    }
+    let n = 100_003;
+    let x = tensor((0..n).map(|i| (i as f64 * 0.013).cos()).collect(), &[n], DType::F64);
+    let rosenbrock = |x: &Tensor| {
+        let (a, b) = (x.slice(&[0], &[n - 1], &[1]), x.slice(&[1], &[n], &[1]));
+        ((&b - &a * &a).square() * 100.0 + (-&a + 1.0).square()).sum_all()
+    };
+    let g = grad(rosenbrock);
+    check("rosenbrock gradient", &move |a: &Vec<Tensor>| vec![g(&a[0])], &vec![x]);
+}
+
+#[test]
+fn auto_mode_compiles_only_large_loops() {
+    if !native_available() {
+        return;
+    }
+    let f = |a: &Vec<Tensor>| vec![(&a[0] * 2.0).exp()];
+    let small = vec![Tensor::from_vec(vec![1.0f64; 100], &[100])];
+    let large = vec![Tensor::from_vec(vec![1.0f64; 10_000], &[10_000])];
+    assert!(!run(NativeMode::Auto, &f, &small).1.contains("native"));
+    assert!(run(NativeMode::Auto, &f, &large).1.contains("native"));
+    assert!(!run(NativeMode::Off, &f, &large).1.contains("native"));
+}
