@@ -253,7 +253,24 @@ fn rosenbrock_gradient_matches() {
         ((&b - &a * &a).square() * 100.0 + (-&a + 1.0).square()).sum_all()
     };
     let g = grad(rosenbrock);
-    check("rosenbrock gradient", &move |a: &Vec<Tensor>| vec![g(&a[0])], &vec![x]);
+    let f = move |a: &Vec<Tensor>| vec![g(&a[0])];
+    check("rosenbrock gradient", &f, &vec![x.clone()]);
+    // The backward pass pads the two slices' cotangents and adds them: with native loops the
+    // producer chains are recomputed inside the padded sum, so the whole gradient is one loop.
+    let (_, plan) = run(NativeMode::Always, &f, &vec![x]);
+    assert!(plan.starts_with("plan (1 steps)"), "{plan}");
+}
+
+#[test]
+fn a_transposed_loop_output_is_computed_in_transposed_order() {
+    if !native_available() {
+        return;
+    }
+    let m = tensor((0..120 * 70).map(|i| (i as f64).sqrt()).collect(), &[120, 70], DType::F32);
+    let f = |a: &Vec<Tensor>| vec![(&a[0] * 3.0).tanh().permute(&[1, 0]).pad(&[2, 0], &[1, 3], &[0, 0], 0.0) + 1.0];
+    check("transpose of a loop", &f, &vec![m.clone()]);
+    let (_, plan) = run(NativeMode::Always, &f, &vec![m]);
+    assert!(plan.starts_with("plan (1 steps)"), "{plan}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! consumes the chain), every other primitive one kernel call, steps in
 //! dependency order, and each buffer dropped after its last use.
 
+use super::inline;
 use crate::array::{Array, Data};
 use crate::backend::cpu::{self, fused, native};
 use crate::ir::{Graph, Var};
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 /// One unit of work.
 #[derive(Clone, Debug)]
-enum Step {
+pub(super) enum Step {
     /// One primitive through its CPU kernel.
     Kernel { prim: Prim, ins: Vec<usize>, out: usize, ty: TensorType },
     /// A fused element-wise loop (maybe reduced) reading `ins`, writing `outs`; run by its
@@ -351,8 +352,16 @@ impl Plan {
             }
         }
         assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
-        let mut steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
-        let reads: Vec<Vec<usize>> = order.iter().map(|&s| reads[s].clone()).collect();
+        let steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
+        let shape_of = |slot: usize| g.nodes[slot].ty.shape.clone();
+        let worth_it = |p: &fused::Program| native::enabled_for(crate::shape::numel(&p.shape));
+        let mut steps = inline::fuse_through_views(steps, &is_output, &shape_of, &constants, &worth_it);
+        let reads: Vec<Vec<usize>> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Kernel { ins, .. } | Step::Fused { ins, .. } => ins.clone(),
+            })
+            .collect();
         compile_native(&mut steps);
 
         // 5. Free each slot after its last reader (outputs live to the end).

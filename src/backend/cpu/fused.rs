@@ -67,6 +67,16 @@ pub enum Instr {
     Select(usize, usize, usize),
     /// Dtype conversion of a register.
     Convert(DType, usize),
+    /// A register where the output index lies inside `valid` (a range per axis), `fill`
+    /// elsewhere: the padding of a producer computed inside its consumer's loop.
+    Mask {
+        /// The register.
+        value: usize,
+        /// The range of each output axis where it is kept.
+        valid: Vec<(isize, isize)>,
+        /// The value outside.
+        fill: f64,
+    },
 }
 
 /// A fused loop over `shape`: instructions with their register dtypes, the registers
@@ -103,6 +113,7 @@ impl Program {
                 Instr::Binary(op, a, b) => format!("{} r{a} r{b}", op.name()),
                 Instr::Select(p, a, b) => format!("select r{p} r{a} r{b}"),
                 Instr::Convert(d, a) => format!("convert[{d}] r{a}"),
+                Instr::Mask { value, valid, fill } => format!("mask r{value} inside {valid:?} else {fill}"),
             };
             s.push_str(&format!("      r{i}: {} = {body}\n", self.dtypes[i]));
         }
@@ -230,7 +241,7 @@ macro_rules! convert_into {
 fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data, n: usize) {
     let reg = |r: usize| direct[r].unwrap_or_else(|| View::of(&before[r]));
     match instr {
-        Instr::Load { .. } => unreachable!("loads are handled by the caller"),
+        Instr::Load { .. } | Instr::Mask { .. } => unreachable!("loads and masks are handled by the caller"),
         Instr::Unary(op, a) => match (reg(*a), out) {
             (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match reg(*a) {
                 View::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
@@ -418,6 +429,52 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
     }
 }
 
+/// Copies `n` elements of `src` into `out`, with `fill` at the output indices
+/// (`start`, `start + 1`, ...) outside the `valid` ranges.
+fn mask(out: &mut Data, src: View, valid: &[(isize, isize)], fill: f64, shape: &[usize], start: usize, n: usize) {
+    fn go<T: Copy>(o: &mut [T], x: &[T], valid: &[(isize, isize)], fill: T, shape: &[usize], start: usize) {
+        o.copy_from_slice(&x[..o.len()]);
+        let r = shape.len();
+        if r == 0 {
+            return;
+        }
+        let mut idx = vec![0usize; r];
+        let mut rem = start;
+        for d in (0..r).rev() {
+            idx[d] = rem % shape[d];
+            rem /= shape[d];
+        }
+        let mut j = 0;
+        while j < o.len() {
+            let (k0, k1) = (idx[r - 1], shape[r - 1].min(idx[r - 1] + o.len() - j));
+            let inside = (0..r - 1).all(|d| valid[d].0 <= idx[d] as isize && (idx[d] as isize) < valid[d].1);
+            let (lo, hi) = valid[r - 1];
+            let (k0i, k1i) = (k0 as isize, k1 as isize);
+            let (a, b) =
+                if inside { (lo.clamp(k0i, k1i), hi.clamp(k0i, k1i).max(lo.clamp(k0i, k1i))) } else { (k1i, k1i) };
+            let seg = &mut o[j..j + (k1 - k0)];
+            seg[..(a - k0i) as usize].fill(fill);
+            seg[(b - k0i) as usize..].fill(fill);
+            j += k1 - k0;
+            idx[r - 1] = k1;
+            let mut d = r - 1;
+            while idx[d] == shape[d] && d > 0 {
+                idx[d] = 0;
+                d -= 1;
+                idx[d] += 1;
+            }
+        }
+    }
+    match (out, src) {
+        (Data::F32(o), View::F32(x)) => go(&mut o[..n], x, valid, fill as f32, shape, start),
+        (Data::F64(o), View::F64(x)) => go(&mut o[..n], x, valid, fill, shape, start),
+        (Data::I32(o), View::I32(x)) => go(&mut o[..n], x, valid, fill as i32, shape, start),
+        (Data::I64(o), View::I64(x)) => go(&mut o[..n], x, valid, fill as i64, shape, start),
+        (Data::Bool(o), View::Bool(x)) => go(&mut o[..n], x, valid, fill != 0.0, shape, start),
+        _ => unreachable!("mask dtype checked when the program was built"),
+    }
+}
+
 /// Runs the program on one block `[start, start+n)`, leaving results in the registers.
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
     // Contiguous inputs are read in place; other loads fill their register.
@@ -433,6 +490,11 @@ fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize,
         match instr {
             Instr::Load { kind: LoadKind::Contiguous, .. } => {}
             Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
+            Instr::Mask { value, valid, fill } => {
+                let (before, rest) = regs.split_at_mut(i);
+                let src = direct[*value].unwrap_or_else(|| View::of(&before[*value]));
+                mask(&mut rest[0], src, valid, *fill, &prog.shape, start, n);
+            }
             _ => {
                 let (before, rest) = regs.split_at_mut(i);
                 step(instr, before, &direct, &mut rest[0], n)

@@ -61,7 +61,7 @@ fn live_registers(prog: &Program) -> Vec<bool> {
         }
         match prog.instrs[i] {
             Instr::Load { .. } => {}
-            Instr::Unary(_, a) | Instr::Convert(_, a) => live[a] = true,
+            Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => live[a] = true,
             Instr::Binary(_, a, b) => {
                 live[a] = true;
                 live[b] = true;
@@ -219,8 +219,21 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
             _ => None,
         })
         .collect();
-    let rows = views.iter().any(Option::is_some);
-    let padded = views.iter().any(|v| v.as_ref().is_some_and(|v| v.valid.is_some()));
+    // Bounds tested per element near edges: padded loads and masks.
+    let bounds: Vec<Option<Vec<(isize, isize)>>> = prog
+        .instrs
+        .iter()
+        .enumerate()
+        .map(|(i, ins)| match (ins, &views[i]) {
+            (Instr::Mask { valid, .. }, _) if live[i] => {
+                Some(if valid.is_empty() { vec![(0, 1)] } else { valid.clone() })
+            }
+            (_, Some(View { valid: Some((valid, _)), .. })) => Some(valid.clone()),
+            _ => None,
+        })
+        .collect();
+    let rows = views.iter().any(Option::is_some) || bounds.iter().any(Option::is_some);
+    let padded = bounds.iter().any(Option::is_some);
 
     let mut decl = String::new();
     let mut declared = vec![false; prog.instrs.len().max(1)];
@@ -275,6 +288,13 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
                     format!("const {t} {r} = {e};")
                 }
                 Instr::Select(p, a, b) => format!("const {t} {r} = r{p} ? r{a} : r{b};"),
+                Instr::Mask { value, fill, .. } => match (mode, &bounds[i]) {
+                    (Mode::Edge, Some(valid)) => {
+                        let (lo, hi) = valid[rank - 1];
+                        format!("const {t} {r} = (pin{i} && k >= {lo} && k < {hi}) ? r{value} : {};", literal(*fill, d))
+                    }
+                    _ => format!("const {t} {r} = r{value};"),
+                },
                 Instr::Convert(_, a) => {
                     let from = prog.dtypes[*a];
                     let e = match (from, d) {
@@ -317,15 +337,18 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
         );
         let _ = writeln!(loops, "        int64_t a = k0, b = k1;");
         for (i, v) in views.iter().enumerate() {
-            let Some(v) = v else { continue };
-            let mut rb = v.base.to_string();
-            for d in 0..rank - 1 {
-                if v.strides[d] != 0 {
-                    let _ = write!(rb, " + idx[{d}] * {}", v.strides[d]);
+            if let Some(v) = v {
+                let mut rb = v.base.to_string();
+                for d in 0..rank - 1 {
+                    if v.strides[d] != 0 {
+                        let _ = write!(rb, " + idx[{d}] * {}", v.strides[d]);
+                    }
                 }
+                let _ = writeln!(loops, "        const int64_t rb{i} = {rb};");
             }
-            let _ = writeln!(loops, "        const int64_t rb{i} = {rb};");
-            if let Some((valid, _)) = &v.valid {
+        }
+        for (i, valid) in bounds.iter().enumerate() {
+            if let Some(valid) = valid {
                 let mut inside = vec!["1".to_string()];
                 for (d, (lo, hi)) in valid.iter().enumerate().take(rank - 1) {
                     inside.push(format!("(idx[{d}] >= {lo} && idx[{d}] < {hi})"));

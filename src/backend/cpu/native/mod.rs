@@ -138,6 +138,16 @@ impl Kernel {
 /// Set after a failed build: the rest of the process stays interpreted (warned once).
 static BROKEN: AtomicBool = AtomicBool::new(false);
 
+/// Whether a loop of `elements` built now would be compiled (the mode selects it and a C
+/// compiler answers). Plans use it to pick transformations that only pay in native code.
+pub(crate) fn enabled_for(elements: usize) -> bool {
+    match native_mode() {
+        NativeMode::Off => false,
+        NativeMode::Auto if elements < AUTO_MIN_ELEMENTS => false,
+        _ => !BROKEN.load(Ordering::Relaxed) && toolchain::available(),
+    }
+}
+
 /// Native kernels for the programs that the mode selects and the generator supports
 /// (`None` for the others, and for all of them if no compiler works).
 pub(crate) fn compile(progs: &[&Program]) -> Vec<Option<Arc<Kernel>>> {

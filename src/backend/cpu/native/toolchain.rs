@@ -35,6 +35,11 @@ fn toolchain() -> Result<&'static Toolchain, String> {
     .map_err(Clone::clone)
 }
 
+/// Whether a C compiler answers.
+pub(super) fn available() -> bool {
+    toolchain().is_ok()
+}
+
 /// Where compiled kernels are kept: `$COTANGENT_CACHE_DIR`, else the user's cache directory.
 fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("COTANGENT_CACHE_DIR") {

@@ -1,0 +1,521 @@
+//! Fusing producers into consumers through views.
+//!
+//! A fused loop that reads another loop's output through a slice, a zero-padding, a
+//! transpose or a reversal can compute the producer's element-wise chain itself, at the
+//! composed positions, instead of reading a materialised intermediate: the producer's loads
+//! are re-indexed through the view, and where the view pads, a mask puts the padding value
+//! back. Each producer element is still computed once per read, so nothing is recomputed
+//! unless the consumer reads the producer twice (as stencils do: `x[1:] - x[:-1]`), and the
+//! intermediate array disappears. A transpose kernel of a loop's output becomes a loop too.
+//!
+//! Recomputing costs instructions, which only pays where loops are compiled to native code
+//! (where values stay in registers); the caller decides per consumer.
+
+use super::plan::Step;
+use crate::array::Array;
+use crate::backend::cpu::fused::{Instr, LoadKind, Program};
+use crate::ops::Prim;
+use crate::shape::{numel, strides};
+use std::sync::Arc;
+
+/// Largest producer chain copied into a consumer, and largest consumer it may grow into.
+const MAX_CONE: usize = 64;
+const MAX_PROGRAM: usize = 320;
+
+/// How a consumer's index `q` maps to a producer's index `p`:
+/// `p[d] = offset[d] + coef[d] * q[axis[d]]`, or `offset[d]` where `axis[d]` is `None`.
+struct IndexMap {
+    axis: Vec<Option<usize>>,
+    coef: Vec<isize>,
+    offset: Vec<isize>,
+    /// The consumer indices that read the producer (the rest read `fill`).
+    inside: Vec<(isize, isize)>,
+    /// Set when the view pads: the value outside `inside`.
+    fill: Option<f64>,
+}
+
+/// The index map of a load (over `consumer` shape) of a dense array of `producer` shape,
+/// if it reads each producer element at most once per consumer element and never twice
+/// along a broadcast axis.
+fn index_map(kind: &LoadKind, consumer: &[usize], producer: &[usize]) -> Option<IndexMap> {
+    let dense: Vec<isize> = strides(producer).iter().map(|&s| s as isize).collect();
+    let full: Vec<(isize, isize)> = consumer.iter().map(|&m| (0, m as isize)).collect();
+    let (base, st, inside, fill) = match kind {
+        LoadKind::Contiguous if consumer == producer => (0, dense.clone(), full, None),
+        LoadKind::Strided { base, strides } => (*base, strides.clone(), full, None),
+        LoadKind::Padded { base, strides, valid, fill } => (*base, strides.clone(), valid.clone(), Some(*fill)),
+        _ => return None,
+    };
+    if inside.iter().any(|&(lo, hi)| lo >= hi) || producer.contains(&0) {
+        return None;
+    }
+    let r = producer.len();
+    let mut axis = vec![None; r];
+    let mut coef = vec![0isize; r];
+    for (e, &s) in st.iter().enumerate() {
+        let width = inside[e].1 - inside[e].0;
+        if width == 1 {
+            continue; // a constant index along this axis
+        }
+        if s == 0 {
+            return None; // a broadcast would recompute the producer along this axis
+        }
+        let d = (0..r).find(|&d| s % dense[d] == 0 && (s / dense[d]).unsigned_abs() < producer[d])?;
+        if axis[d].is_some() {
+            return None;
+        }
+        axis[d] = Some(e);
+        coef[d] = s / dense[d];
+    }
+    // The producer index at the first consumer index inside, then each axis's range.
+    let corner: isize = base + st.iter().zip(&inside).map(|(&s, &(lo, _))| s * lo).sum::<isize>();
+    if corner < 0 || corner >= numel(producer) as isize {
+        return None;
+    }
+    let mut offset = vec![0isize; r];
+    let mut rem = corner;
+    for d in (0..r).rev() {
+        offset[d] = rem % producer[d] as isize;
+        rem /= producer[d] as isize;
+    }
+    for d in 0..r {
+        if let Some(e) = axis[d] {
+            offset[d] -= coef[d] * inside[e].0;
+            let ends = [offset[d] + coef[d] * inside[e].0, offset[d] + coef[d] * (inside[e].1 - 1)];
+            if ends.iter().any(|&p| p < 0 || p >= producer[d] as isize) {
+                return None;
+            }
+        }
+    }
+    Some(IndexMap { axis, coef, offset, inside, fill })
+}
+
+impl IndexMap {
+    /// The consumer-index ranges where the producer index lies in `valid` (per producer axis),
+    /// or `None` if that is not a box (or is empty).
+    fn pull_back(&self, valid: &[(isize, isize)], consumer: &[usize]) -> Option<Vec<(isize, isize)>> {
+        let mut out: Vec<(isize, isize)> = consumer.iter().map(|&m| (0, m as isize)).collect();
+        for (d, &(lo, hi)) in valid.iter().enumerate() {
+            let off = self.offset[d];
+            match (self.axis[d], self.coef[d]) {
+                (None, _) => {
+                    if off < lo || off >= hi {
+                        return None;
+                    }
+                }
+                (Some(e), 1) => out[e] = (out[e].0.max(lo - off), out[e].1.min(hi - off)),
+                (Some(e), -1) => out[e] = (out[e].0.max(off - hi + 1), out[e].1.min(off - lo + 1)),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// A producer load re-indexed to read at consumer positions.
+    fn compose(&self, kind: &LoadKind, producer: &[usize], consumer: &[usize]) -> Option<LoadKind> {
+        let dense: Vec<isize> = strides(producer).iter().map(|&s| s as isize).collect();
+        let (b1, t, valid, fill) = match kind {
+            LoadKind::Scalar => return Some(LoadKind::Scalar),
+            LoadKind::Contiguous => (0, dense, None, 0.0),
+            LoadKind::Strided { base, strides } => (*base, strides.clone(), None, 0.0),
+            LoadKind::Padded { base, strides, valid, fill } => (*base, strides.clone(), Some(valid), *fill),
+        };
+        let base = b1 + t.iter().zip(&self.offset).map(|(&t, &o)| t * o).sum::<isize>();
+        let mut st = vec![0isize; consumer.len()];
+        for ((axis, coef), t) in self.axis.iter().zip(&self.coef).zip(&t) {
+            if let Some(e) = axis {
+                st[*e] += t * coef;
+            }
+        }
+        let mut valid = match valid {
+            Some(v) => Some(self.pull_back(v, consumer)?),
+            None => None,
+        };
+        // Where the view pads, the producer is only read inside (the mask fills the rest).
+        if self.fill.is_some() {
+            let v = valid.get_or_insert_with(|| consumer.iter().map(|&m| (0, m as isize)).collect());
+            for (v, &(lo, hi)) in v.iter_mut().zip(&self.inside) {
+                *v = (v.0.max(lo), v.1.min(hi));
+            }
+        }
+        Some(match valid {
+            Some(valid) => LoadKind::Padded { base, strides: st, valid, fill },
+            None => LoadKind::Strided { base, strides: st },
+        })
+    }
+}
+
+/// Registers that `out` depends on.
+fn cone(prog: &Program, out: usize) -> Vec<bool> {
+    let mut live = vec![false; prog.instrs.len()];
+    live[out] = true;
+    for i in (0..=out).rev() {
+        if !live[i] {
+            continue;
+        }
+        match &prog.instrs[i] {
+            Instr::Load { .. } => {}
+            Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => live[*a] = true,
+            Instr::Binary(_, a, b) => {
+                live[*a] = true;
+                live[*b] = true;
+            }
+            Instr::Select(p, a, b) => {
+                live[*p] = true;
+                live[*a] = true;
+                live[*b] = true;
+            }
+        }
+    }
+    live
+}
+
+/// Appends producer register `out`'s chain to `instrs`, read at the consumer positions of
+/// `map`; returns the register holding the value. `input` maps a producer input to the
+/// consumer's input index.
+#[allow(clippy::too_many_arguments)]
+fn emit_cone(
+    producer: &Program,
+    out: usize,
+    map: &IndexMap,
+    consumer_shape: &[usize],
+    instrs: &mut Vec<Instr>,
+    dtypes: &mut Vec<crate::DType>,
+    input: &mut dyn FnMut(usize) -> usize,
+) -> Option<usize> {
+    let live = cone(producer, out);
+    let mut reg = vec![usize::MAX; producer.instrs.len()];
+    for (i, ins) in producer.instrs.iter().enumerate() {
+        if !live[i] {
+            continue;
+        }
+        let r = |x: &usize| reg[*x];
+        let new = match ins {
+            Instr::Load { input: k, kind } => {
+                Instr::Load { input: input(*k), kind: map.compose(kind, &producer.shape, consumer_shape)? }
+            }
+            Instr::Unary(op, a) => Instr::Unary(*op, r(a)),
+            Instr::Binary(op, a, b) => Instr::Binary(*op, r(a), r(b)),
+            Instr::Select(p, a, b) => Instr::Select(r(p), r(a), r(b)),
+            Instr::Convert(d, a) => Instr::Convert(*d, r(a)),
+            Instr::Mask { value, valid, fill } => {
+                Instr::Mask { value: r(value), valid: map.pull_back(valid, consumer_shape)?, fill: *fill }
+            }
+        };
+        instrs.push(new);
+        dtypes.push(producer.dtypes[i]);
+        reg[i] = instrs.len() - 1;
+    }
+    let mut result = reg[out];
+    if let Some(fill) = map.fill {
+        instrs.push(Instr::Mask { value: result, valid: map.inside.clone(), fill });
+        dtypes.push(producer.dtypes[out]);
+        result = instrs.len() - 1;
+    }
+    Some(result)
+}
+
+/// `consumer` (reading slots `ins`) with every load of slot `slot` replaced by the chain of
+/// `producer` register `out` (the producer reads slots `producer_ins`).
+fn inline_into(
+    consumer: &Program,
+    ins: &[usize],
+    slot: usize,
+    producer: &Program,
+    producer_ins: &[usize],
+    out: usize,
+) -> Option<(Program, Vec<usize>)> {
+    let mut new_ins: Vec<usize> = ins.to_vec();
+    let mut instrs = Vec::new();
+    let mut dtypes = Vec::new();
+    let mut reg = vec![usize::MAX; consumer.instrs.len()];
+    for (i, ins_i) in consumer.instrs.iter().enumerate() {
+        let r = |x: &usize| reg[*x];
+        let new = match ins_i {
+            Instr::Load { input, kind } if ins[*input] == slot => {
+                let map = index_map(kind, &consumer.shape, &producer.shape)?;
+                let mut input = |k: usize| match new_ins.iter().position(|&s| s == producer_ins[k]) {
+                    Some(p) => p,
+                    None => {
+                        new_ins.push(producer_ins[k]);
+                        new_ins.len() - 1
+                    }
+                };
+                reg[i] = emit_cone(producer, out, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut input)?;
+                continue;
+            }
+            Instr::Load { input, kind } => Instr::Load { input: *input, kind: kind.clone() },
+            Instr::Unary(op, a) => Instr::Unary(*op, r(a)),
+            Instr::Binary(op, a, b) => Instr::Binary(*op, r(a), r(b)),
+            Instr::Select(p, a, b) => Instr::Select(r(p), r(a), r(b)),
+            Instr::Convert(d, a) => Instr::Convert(*d, r(a)),
+            Instr::Mask { value, valid, fill } => Instr::Mask { value: r(value), valid: valid.clone(), fill: *fill },
+        };
+        instrs.push(new);
+        dtypes.push(consumer.dtypes[i]);
+        reg[i] = instrs.len() - 1;
+    }
+    if instrs.len() > MAX_PROGRAM {
+        return None;
+    }
+    // Drop inputs nothing loads any more (the inlined slot), renumbering the loads.
+    let used: Vec<bool> = (0..new_ins.len())
+        .map(|k| instrs.iter().any(|i| matches!(i, Instr::Load { input, .. } if *input == k)))
+        .collect();
+    let renumber: Vec<usize> = used
+        .iter()
+        .scan(0, |n, &u| {
+            Some(if u {
+                *n += 1;
+                *n - 1
+            } else {
+                usize::MAX
+            })
+        })
+        .collect();
+    for i in instrs.iter_mut() {
+        if let Instr::Load { input, .. } = i {
+            *input = renumber[*input];
+        }
+    }
+    let new_ins = new_ins.iter().zip(&used).filter(|(_, &u)| u).map(|(&s, _)| s).collect();
+    let outputs = consumer.outputs.iter().map(|&o| reg[o]).collect();
+    Some((Program { shape: consumer.shape.clone(), instrs, dtypes, outputs, reduce: consumer.reduce }, new_ins))
+}
+
+/// A view kernel as a one-load loop (so that its producer can be inlined into it).
+fn view_as_loop(
+    prim: &Prim,
+    ins: &[usize],
+    out_shape: &[usize],
+    in_shape: &[usize],
+    constants: &[(usize, Arc<Array>)],
+    dtype: crate::DType,
+) -> Option<Program> {
+    let dense: Vec<isize> = strides(in_shape).iter().map(|&s| s as isize).collect();
+    let kind = match prim {
+        Prim::Transpose { perm } => LoadKind::Strided { base: 0, strides: perm.iter().map(|&p| dense[p]).collect() },
+        Prim::Rev { axes } => {
+            let mut st = dense.clone();
+            let mut base = 0;
+            for &a in axes {
+                base += (in_shape[a] as isize - 1) * dense[a];
+                st[a] = -dense[a];
+            }
+            LoadKind::Strided { base, strides: st }
+        }
+        Prim::Slice { start, stride, .. } => LoadKind::Strided {
+            base: start.iter().zip(&dense).map(|(&a, &s)| a as isize * s).sum(),
+            strides: dense.iter().zip(stride).map(|(&s, &k)| s * k as isize).collect(),
+        },
+        Prim::Pad { low, interior, .. } if interior.iter().all(|&i| i == 0) => {
+            let fill = constants.iter().find(|(s, _)| *s == ins[1])?.1.data.get_f64(0);
+            LoadKind::Padded {
+                base: -low.iter().zip(&dense).map(|(&l, &s)| l as isize * s).sum::<isize>(),
+                strides: dense.clone(),
+                valid: low.iter().zip(in_shape).map(|(&l, &n)| (l as isize, l as isize + n as isize)).collect(),
+                fill,
+            }
+        }
+        _ => return None,
+    };
+    Some(Program {
+        shape: out_shape.to_vec(),
+        instrs: vec![Instr::Load { input: 0, kind }],
+        dtypes: vec![dtype],
+        outputs: vec![0],
+        reduce: None,
+    })
+}
+
+/// Inlines fused producers into the fused loops (and view kernels) that read them through
+/// views, wherever every reader of a producer's output can take it and `worth_it(consumer)`.
+/// `steps` are in execution order; `keep[slot]` marks values that must stay materialised.
+pub(super) fn fuse_through_views(
+    steps: Vec<Step>,
+    keep: &[bool],
+    shape_of: &dyn Fn(usize) -> Vec<usize>,
+    constants: &[(usize, Arc<Array>)],
+    worth_it: &dyn Fn(&Program) -> bool,
+) -> Vec<Step> {
+    // View kernels reading a loop's output are candidates as one-load loops.
+    let producers: Vec<usize> = steps
+        .iter()
+        .flat_map(|s| match s {
+            Step::Fused { prog, outs, .. } if prog.reduce.is_none() => outs.clone(),
+            _ => vec![],
+        })
+        .collect();
+    let mut original: Vec<Option<Step>> = vec![None; steps.len()];
+    let mut steps: Vec<Step> = steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| match &s {
+            Step::Kernel { prim, ins, out, ty } if producers.contains(&ins[0]) => {
+                match view_as_loop(prim, ins, &ty.shape, &shape_of(ins[0]), constants, ty.dtype) {
+                    Some(prog) => {
+                        original[i] = Some(s.clone());
+                        Step::Fused { prog, ins: vec![ins[0]], outs: vec![*out], native: None }
+                    }
+                    None => s,
+                }
+            }
+            _ => s,
+        })
+        .collect();
+    let mut inlined_into = vec![false; steps.len()];
+
+    for p in 0..steps.len() {
+        let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &steps[p] else { continue };
+        if producer.reduce.is_some() {
+            continue;
+        }
+        let (producer, producer_ins, outs) = (producer.clone(), producer_ins.clone(), outs.clone());
+        for (k, &slot) in outs.iter().enumerate() {
+            if keep[slot] {
+                continue;
+            }
+            let out = producer.outputs[k];
+            if cone(&producer, out).iter().filter(|&&l| l).count() > MAX_CONE {
+                continue;
+            }
+            // Every reader must be a loop that can take the chain.
+            let mut rewritten = Vec::new();
+            let mut ok = true;
+            for (c, step) in steps.iter().enumerate() {
+                match step {
+                    Step::Kernel { ins, .. } if ins.contains(&slot) => ok = false,
+                    Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
+                        match (worth_it(prog), inline_into(prog, ins, slot, &producer, &producer_ins, out)) {
+                            (true, Some(new)) => rewritten.push((c, new)),
+                            _ => ok = false,
+                        }
+                    }
+                    _ => {}
+                }
+                if !ok {
+                    break;
+                }
+            }
+            if !ok || rewritten.is_empty() {
+                continue;
+            }
+            for (c, (prog, ins)) in rewritten {
+                if let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] {
+                    *cp = prog;
+                    *ci = ins;
+                }
+                inlined_into[c] = true;
+            }
+            // The producer no longer writes this output.
+            if let Step::Fused { prog, outs, .. } = &mut steps[p] {
+                let at = outs.iter().position(|&s| s == slot).expect("output present");
+                outs.remove(at);
+                prog.outputs.remove(at);
+            }
+        }
+    }
+    steps
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| match (&s, &original[i]) {
+            // A loop left with no outputs is gone; a view that gained nothing is a kernel again.
+            (Step::Fused { outs, .. }, _) if outs.is_empty() => None,
+            (_, Some(kernel)) if !inlined_into[i] => Some(kernel.clone()),
+            _ => Some(s),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::array::Data;
+    use crate::backend::cpu::fused;
+    use crate::ops::BinaryOp;
+    use crate::DType;
+
+    fn run(prog: &Program, inputs: &[&Array]) -> Vec<f64> {
+        let mut buffer = |d: DType, n: usize| Data::filled(d, 0.0, n);
+        let out = fused::run(prog, None, inputs, &mut buffer);
+        (0..out[0].data.len()).map(|i| out[0].data.get_f64(i)).collect()
+    }
+
+    /// `x * x + x` over `shape`, x contiguous.
+    fn producer(shape: &[usize]) -> Program {
+        Program {
+            shape: shape.to_vec(),
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 0),
+                Instr::Binary(BinaryOp::Add, 1, 0),
+            ],
+            dtypes: vec![DType::F64; 3],
+            outputs: vec![2],
+            reduce: None,
+        }
+    }
+
+    /// A consumer of slot 7 through `kind`, plus 1.
+    fn consumer(shape: &[usize], kind: LoadKind) -> Program {
+        Program {
+            shape: shape.to_vec(),
+            instrs: vec![
+                Instr::Load { input: 0, kind },
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Binary(BinaryOp::Add, 0, 1),
+            ],
+            dtypes: vec![DType::F64; 3],
+            outputs: vec![2],
+            reduce: None,
+        }
+    }
+
+    /// Runs producer then consumer, and the inlined consumer alone (both interpreted).
+    fn both_ways(kind: LoadKind, p_shape: &[usize], c_shape: &[usize]) -> (Vec<f64>, Vec<f64>, Program) {
+        let n = numel(p_shape);
+        let x = Array::new(p_shape.to_vec(), Data::F64((0..n).map(|i| i as f64 - 3.5).collect()));
+        let one = Array::new(vec![], Data::F64(vec![1.0]));
+        let p = producer(p_shape);
+        let mid = Array::new(p_shape.to_vec(), Data::F64(run(&p, &[&x])));
+        let c = consumer(c_shape, kind);
+        let two_steps = run(&c, &[&mid, &one]);
+        // Slots: 7 = the producer's output, 8 = the scalar, 3 = x.
+        let (inlined, ins) = inline_into(&c, &[7, 8], 7, &p, &[3], 2).expect("inlinable");
+        assert_eq!(ins, vec![8, 3], "the intermediate is no longer read");
+        let fused = run(&inlined, &[&one, &x]);
+        (two_steps, fused, inlined)
+    }
+
+    #[test]
+    fn padded_reads_become_masked_recomputation() {
+        // pad [6] by 2 low, 1 high with fill 0.5.
+        let kind = LoadKind::Padded { base: -2, strides: vec![1], valid: vec![(2, 8)], fill: 0.5 };
+        let (a, b, prog) = both_ways(kind, &[6], &[9]);
+        assert_eq!(a, b);
+        assert_eq!(a[0], 1.5);
+        assert!(prog.instrs.iter().any(|i| matches!(i, Instr::Mask { .. })), "{}", prog.describe());
+    }
+
+    #[test]
+    fn transposed_reversed_and_sliced_reads_compose() {
+        // transpose of [3, 4]
+        let t = LoadKind::Strided { base: 0, strides: vec![1, 4] };
+        let (a, b, _) = both_ways(t, &[3, 4], &[4, 3]);
+        assert_eq!(a, b);
+        // reversal of axis 1 of [3, 4]
+        let r = LoadKind::Strided { base: 3, strides: vec![4, -1] };
+        let (a, b, _) = both_ways(r, &[3, 4], &[3, 4]);
+        assert_eq!(a, b);
+        // rows 1.. and every other column of [3, 4], then padded on both axes
+        let s = LoadKind::Padded { base: 4 - 4 - 2, strides: vec![4, 2], valid: vec![(1, 3), (1, 3)], fill: -1.0 };
+        let (a, b, _) = both_ways(s, &[3, 4], &[4, 4]);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn broadcasts_are_not_recomputed() {
+        let kind = LoadKind::Strided { base: 0, strides: vec![0, 1] };
+        assert!(index_map(&kind, &[5, 4], &[4]).is_none());
+    }
+}
