@@ -117,6 +117,28 @@ fn constants_fold_and_sums_of_broadcasts_become_products() {
 }
 
 #[test]
+fn constants_that_repeat_along_axes_become_broadcasts_of_a_slice() {
+    // An eager broadcast inside a trace (as vmap of a concrete tangent makes) is a big constant.
+    let row = f64s(&[1.0, -0.0, f64::NAN], &[3]);
+    let big = row.broadcast_in_dim(&[4, 2, 3], &[2]) * 1.0;
+    let g = trace_graph(&[ty(&[4, 2, 3])], |xs| vec![&xs[0] * &big]);
+    let o = optimize(&g);
+    let dump = o.dump();
+    assert!(dump.contains("f64[3] = constant") && dump.contains("dims=[2]"), "{dump}");
+    assert!(!dump.contains("f64[4,2,3]] = constant"), "{dump}");
+    let x = Tensor::ones(&[4, 2, 3], DType::F64);
+    let (a, b) = (eval_graph(&o, std::slice::from_ref(&x)), eval_graph(&g, std::slice::from_ref(&x)));
+    let bits = |t: &Tensor| t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a[0]), bits(&b[0]));
+    // Repeats along the middle axis only: an identity matrix stacked 5 times keeps two axes.
+    let eye = Tensor::from_vec((0..9).map(|i| (i % 4 == 0) as u8 as f64).collect::<Vec<_>>(), &[3, 3]);
+    let stacked = eye.broadcast_in_dim(&[3, 5, 3], &[0, 2]) * 1.0;
+    let g = trace_graph(&[ty(&[3, 5, 3])], |xs| vec![&xs[0] + &stacked]);
+    let dump = optimize(&g).dump();
+    assert!(dump.contains("f64[3,3] = constant") && dump.contains("dims=[0, 2]"), "{dump}");
+}
+
+#[test]
 fn element_wise_chains_fuse_into_one_loop() {
     let g = trace_graph(&[ty(&[1000]), ty(&[1000])], |xs| {
         let (x, y) = (&xs[0], &xs[1]);

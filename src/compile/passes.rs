@@ -27,6 +27,48 @@ fn splat_value(a: &Array) -> Option<f64> {
     }
 }
 
+/// A constant that repeats along some axes (as eager broadcasts make), as its smallest slice
+/// and the axes it keeps (the `dims` of a broadcast back to the full shape), if any repeat.
+fn unbroadcast(a: &Array) -> Option<(Array, Vec<usize>)> {
+    fn along<T: Copy>(v: &[T], shape: &[usize], axis: usize, eq: impl Fn(T, T) -> bool) -> Option<Vec<T>> {
+        let (n, inner) = (shape[axis], shape[axis + 1..].iter().product::<usize>());
+        let rows = v.chunks_exact(n * inner);
+        if !rows
+            .clone()
+            .all(|r| r.chunks_exact(inner).skip(1).all(|s| s.iter().zip(&r[..inner]).all(|(&x, &y)| eq(x, y))))
+        {
+            return None;
+        }
+        Some(rows.flat_map(|r| r[..inner].iter().copied()).collect())
+    }
+    let mut shape = a.shape.clone();
+    let mut data = a.data.clone();
+    let mut kept: Vec<usize> = (0..shape.len()).collect();
+    let mut axis = 0;
+    while axis < shape.len() {
+        let reduced = if shape[axis] < 2 || data.len() == 0 {
+            None
+        } else {
+            match &data {
+                Data::F32(v) => along(v, &shape, axis, |x, y| x.to_bits() == y.to_bits()).map(Data::F32),
+                Data::F64(v) => along(v, &shape, axis, |x, y| x.to_bits() == y.to_bits()).map(Data::F64),
+                Data::I32(v) => along(v, &shape, axis, |x, y| x == y).map(Data::I32),
+                Data::I64(v) => along(v, &shape, axis, |x, y| x == y).map(Data::I64),
+                Data::Bool(v) => along(v, &shape, axis, |x, y| x == y).map(Data::Bool),
+            }
+        };
+        match reduced {
+            Some(d) => {
+                data = d;
+                shape.remove(axis);
+                kept.remove(axis);
+            }
+            None => axis += 1,
+        }
+    }
+    (kept.len() < a.shape.len()).then(|| (Array::new(shape, data), kept))
+}
+
 /// The value of a constant whose elements are all equal, if `v` is one (directly or broadcast).
 fn splat(g: &Graph, v: Var) -> Option<f64> {
     match &g.nodes[v.index()].prim {
@@ -229,6 +271,12 @@ fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<V
                 let scalar = Arc::new(Array::full(ty.dtype, vec![], v));
                 let c = emit(out, seen, Prim::Constant(scalar), vec![], &crate::TensorType::new(ty.dtype, vec![]));
                 return emit(out, seen, Prim::BroadcastInDim { shape: ty.shape.clone(), dims: vec![] }, vec![c], ty);
+            }
+            // Likewise one that repeats along some axes: fused loops read the small slice.
+            if let Some((small, dims)) = unbroadcast(a) {
+                let sty = crate::TensorType::new(ty.dtype, small.shape.clone());
+                let c = emit(out, seen, Prim::Constant(Arc::new(small)), vec![], &sty);
+                return emit(out, seen, Prim::BroadcastInDim { shape: ty.shape.clone(), dims }, vec![c], ty);
             }
         }
     }

@@ -40,6 +40,50 @@ pub struct Plan {
     inputs: Vec<usize>,
     constants: Vec<(usize, Arc<Array>)>,
     outputs: Vec<usize>,
+    /// With `COTANGENT_PROFILE=1`: time spent in each step and number of runs, reported
+    /// when the plan is dropped.
+    profile: Option<Mutex<(Vec<std::time::Duration>, usize)>>,
+}
+
+/// Whether plans time their steps (`COTANGENT_PROFILE=1`).
+fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("COTANGENT_PROFILE").is_some_and(|v| v != "0"))
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        if let Some(report) = self.profile_report() {
+            eprint!("{report}");
+        }
+    }
+}
+
+impl Plan {
+    /// With `COTANGENT_PROFILE=1` set, the time spent in each step over the runs so far,
+    /// slowest first (also printed when the plan is dropped); `None` otherwise or before any run.
+    pub fn profile_report(&self) -> Option<String> {
+        let (times, runs) = &*self.profile.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        if *runs == 0 {
+            return None;
+        }
+        let total: f64 = times.iter().map(|t| t.as_secs_f64()).sum();
+        let mut order: Vec<usize> = (0..times.len()).collect();
+        order.sort_by(|&a, &b| times[b].cmp(&times[a]));
+        let listing = self.dump();
+        let lines: Vec<&str> = listing.lines().filter(|l| l.starts_with("  ") && !l.starts_with("   ")).collect();
+        let mut report = format!(
+            "cotangent profile: {} steps, {runs} runs, {:.1} µs per run; steps by time:\n",
+            times.len(),
+            total / *runs as f64 * 1e6
+        );
+        for &i in order.iter().take(12) {
+            let per = times[i].as_secs_f64() / *runs as f64 * 1e6;
+            let share = 100.0 * times[i].as_secs_f64() / total.max(f64::MIN_POSITIVE);
+            let _ = writeln!(report, "  {per:9.1} µs {share:5.1}%  {}", lines.get(i).map_or("", |l| l.trim()));
+        }
+        Some(report)
+    }
 }
 
 /// Primitives that become instructions of a fused loop.
@@ -377,6 +421,7 @@ impl Plan {
                 free_after[s].push(v);
             }
         }
+        let steps_len = steps.len();
         Plan {
             pool: Mutex::new(Vec::new()),
             steps,
@@ -385,6 +430,7 @@ impl Plan {
             inputs: g.inputs.iter().map(|v| v.index()).collect(),
             constants,
             outputs: g.outputs.iter().map(|v| v.index()).collect(),
+            profile: profiling().then(|| Mutex::new((vec![std::time::Duration::ZERO; steps_len], 0))),
         }
     }
 
@@ -400,7 +446,9 @@ impl Plan {
         for (s, a) in &self.constants {
             slots[*s] = Some(a.clone());
         }
+        let mut times = self.profile.as_ref().map(|_| Vec::with_capacity(self.steps.len()));
         for (step, free) in self.steps.iter().zip(&self.free_after) {
+            let started = times.as_ref().map(|_| std::time::Instant::now());
             match step {
                 // A reshape of a value read for the last time takes over its storage.
                 Step::Kernel { prim: Prim::Reshape { shape }, ins, out, .. }
@@ -446,6 +494,14 @@ impl Plan {
                     self.recycle(array.data);
                 }
             }
+            if let (Some(times), Some(started)) = (times.as_mut(), started) {
+                times.push(started.elapsed());
+            }
+        }
+        if let (Some(profile), Some(times)) = (&self.profile, times) {
+            let mut p = profile.lock().unwrap_or_else(|e| e.into_inner());
+            p.0.iter_mut().zip(times).for_each(|(t, d)| *t += d);
+            p.1 += 1;
         }
         self.outputs.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed"))).collect()
     }
