@@ -46,7 +46,7 @@ fn unbroadcast(a: &Array) -> Option<(Array, Vec<usize>)> {
     let mut kept: Vec<usize> = (0..shape.len()).collect();
     let mut axis = 0;
     while axis < shape.len() {
-        let reduced = if shape[axis] < 2 || data.len() == 0 {
+        let reduced = if shape[axis] < 2 || data.is_empty() {
             None
         } else {
             match &data {
