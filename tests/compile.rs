@@ -139,6 +139,27 @@ fn constants_that_repeat_along_axes_become_broadcasts_of_a_slice() {
 }
 
 #[test]
+fn transposed_products_become_swapped_products() {
+    // Weight gradients transpose a product; forward-over-reverse transposes a sum of two.
+    let g = trace_graph(&[ty(&[3, 4]), ty(&[3, 5]), ty(&[3, 4]), ty(&[3, 5])], |xs| {
+        let p = |a: &Tensor, b: &Tensor| dot_general(a, b, (&[0], &[0]), (&[], &[]));
+        vec![p(&xs[0], &xs[1]).permute(&[1, 0]), (p(&xs[2], &xs[1]) + p(&xs[0], &xs[3])).permute(&[1, 0])]
+    });
+    let o = optimize(&g);
+    let dump = o.dump();
+    assert!(!dump.contains("transpose"), "{dump}");
+    let args: Vec<Tensor> = [(3, 4), (3, 5), (3, 4), (3, 5)]
+        .iter()
+        .enumerate()
+        .map(|(k, &(r, c))| f64s(&(0..r * c).map(|i| ((i * 7 + k) % 5) as f64 - 2.0).collect::<Vec<_>>(), &[r, c]))
+        .collect();
+    for (a, b) in eval_graph(&o, &args).iter().zip(eval_graph(&g, &args)) {
+        assert_eq!(a.shape(), vec![5, 4]);
+        assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>(), "small integers: exact in any order");
+    }
+}
+
+#[test]
 fn element_wise_chains_fuse_into_one_loop() {
     let g = trace_graph(&[ty(&[1000]), ty(&[1000])], |xs| {
         let (x, y) = (&xs[0], &xs[1]);

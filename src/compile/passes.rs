@@ -228,35 +228,65 @@ pub fn optimize(g: &Graph) -> Graph {
 }
 
 /// `transpose(dot_general(a, b))` that only swaps the two operands' free axes (as reverse
-/// mode produces for weight gradients) becomes `dot_general(b, a)`: no transpose pass.
-/// Applied only where the product has no other reader.
+/// mode produces for weight gradients) becomes `dot_general(b, a)`: no transpose pass. Also
+/// through one element-wise op: `transpose(dot(a, b) + dot(c, d))` becomes
+/// `dot(b, a) + dot(d, c)` (forward-over-reverse sums such pairs). Applied only where the
+/// products (and the element-wise op) have no other reader.
 fn swap_transposed_products(g: &Graph) -> Graph {
     let uses = g.use_counts();
-    let mut out = g.clone();
-    for i in 0..out.nodes.len() {
-        let Prim::Transpose { perm } = &out.nodes[i].prim else { continue };
-        let d = out.nodes[i].inputs[0];
-        let dot = &out.nodes[d.index()];
-        let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &dot.prim else { continue };
+    // The swapped product for node `d`, if it is a dot_general that `perm` transposes that way.
+    let swapped = |d: Var, perm: &[usize]| -> Option<(Prim, Vec<Var>)> {
+        let dot = &g.nodes[d.index()];
+        let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &dot.prim else { return None };
         if !lhs_batch.is_empty() || uses[d.index()] != 1 {
-            continue;
+            return None;
         }
-        let nl = out.ty(dot.inputs[0]).rank() - lhs_contract.len();
-        let nr = out.ty(dot.inputs[1]).rank() - rhs_contract.len();
-        let swapped: Vec<usize> = (nl..nl + nr).chain(0..nl).collect();
-        if *perm != swapped {
-            continue;
+        let nl = g.ty(dot.inputs[0]).rank() - lhs_contract.len();
+        let nr = g.ty(dot.inputs[1]).rank() - rhs_contract.len();
+        let order: Vec<usize> = (nl..nl + nr).chain(0..nl).collect();
+        (perm == order).then(|| {
+            let prim = Prim::DotGeneral {
+                lhs_contract: rhs_contract.clone(),
+                rhs_contract: lhs_contract.clone(),
+                lhs_batch: rhs_batch.clone(),
+                rhs_batch: lhs_batch.clone(),
+            };
+            (prim, vec![dot.inputs[1], dot.inputs[0]])
+        })
+    };
+    let mut out = Graph::default();
+    let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
+    for node in &g.nodes {
+        let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
+        let mut emitted = None;
+        if let Prim::Transpose { perm } = &node.prim {
+            let x = node.inputs[0];
+            if let Some((prim, operands)) = swapped(x, perm) {
+                let operands = operands.iter().map(|v| map[v.index()]).collect();
+                emitted = Some(out.push_typed(prim, operands, node.ty.clone()));
+            } else if let (Prim::Binary(op), 1) = (&g.nodes[x.index()].prim, uses[x.index()]) {
+                let pair: Option<Vec<(Prim, Vec<Var>)>> =
+                    g.nodes[x.index()].inputs.iter().map(|&d| swapped(d, perm)).collect();
+                if let (false, Some(pair)) = (op.is_comparison(), pair) {
+                    let products: Vec<Var> = pair
+                        .into_iter()
+                        .map(|(prim, operands)| {
+                            let operands = operands.iter().map(|v| map[v.index()]).collect();
+                            out.push_typed(prim, operands, node.ty.clone())
+                        })
+                        .collect();
+                    emitted = Some(out.push_typed(Prim::Binary(*op), products, node.ty.clone()));
+                }
+            }
         }
-        let prim = Prim::DotGeneral {
-            lhs_contract: rhs_contract.clone(),
-            rhs_contract: lhs_contract.clone(),
-            lhs_batch: rhs_batch.clone(),
-            rhs_batch: lhs_batch.clone(),
+        let v = match (emitted, &node.prim) {
+            (Some(v), _) => v,
+            (None, Prim::Input(_)) => out.add_input(node.ty.clone()),
+            (None, prim) => out.push_typed(prim.clone(), ins, node.ty.clone()),
         };
-        let inputs = vec![dot.inputs[1], dot.inputs[0]];
-        out.nodes[i].prim = prim;
-        out.nodes[i].inputs = inputs;
+        map.push(v);
     }
+    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
     out
 }
 

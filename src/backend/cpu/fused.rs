@@ -606,7 +606,8 @@ fn run_map(
             }
         }
     };
-    if total >= PARALLEL_MIN {
+    // A single task runs here: handing it to the pool would only add a thread wake-up.
+    if total > PARALLEL_MIN {
         let per_task = (PARALLEL_MIN / BLOCK).max(1);
         (0..blocks.div_ceil(per_task))
             .into_par_iter()
@@ -729,7 +730,7 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
         acc64.unwrap_or_else(|| f64::identity(op))
     };
     let mut out = vec![0f64; rows];
-    if rows == 1 && row >= PARALLEL_MIN {
+    if rows == 1 && row > PARALLEL_MIN {
         // One long row: fixed-size pieces reduced in parallel, combined in order.
         let piece = PARALLEL_MIN;
         let parts: Vec<f64> = (0..row.div_ceil(piece))
@@ -747,7 +748,7 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
             };
         }
         out[0] = acc;
-    } else if total >= PARALLEL_MIN {
+    } else if total > PARALLEL_MIN && rows > 1 {
         out.par_iter_mut()
             .enumerate()
             .for_each_init(|| registers(prog), |regs, (r, slot)| *slot = reduce_range(regs, r * row, (r + 1) * row));

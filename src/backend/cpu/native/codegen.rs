@@ -113,7 +113,10 @@ fn unary(op: UnaryOp, x: &str, d: DType, r: &str, src: DType) -> Option<String> 
         UnaryOp::Floor => format!("floor{suffix}({x})"),
         UnaryOp::Ceil => format!("ceil{suffix}({x})"),
         UnaryOp::Round => format!("nearbyint{suffix}({x})"),
-        UnaryOp::Sign => format!("({x} > 0 ? {one} : ({x} < 0 ? -{one} : {x}))"),
+        UnaryOp::Sign => {
+            let sel = select_fn(d);
+            format!("{sel}({x} > 0, {one}, {sel}({x} < 0, -{one}, {x}))")
+        }
         UnaryOp::Sin | UnaryOp::Cos if !f32 => format!("{}({x})", if op == UnaryOp::Sin { "sin" } else { "cos" }),
         UnaryOp::Sin | UnaryOp::Cos => {
             let (cos, exact) = if op == UnaryOp::Sin { (0, "sinf") } else { (1, "cosf") };
@@ -144,15 +147,25 @@ fn unary(op: UnaryOp, x: &str, d: DType, r: &str, src: DType) -> Option<String> 
     Some(format!("const {t} {r} = {expr};"))
 }
 
+/// The name of the bitwise select helper for dtype `d` (see the prelude).
+fn select_fn(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "ct_sel_f32",
+        DType::F64 => "ct_sel_f64",
+        _ => "ct_sel_u8",
+    }
+}
+
 fn binary(op: BinaryOp, a: &str, b: &str, operand: DType) -> Option<String> {
     let nan = literal(f64::NAN, operand);
+    let sel = select_fn(operand);
     Some(match op {
         BinaryOp::Add => format!("{a} + {b}"),
         BinaryOp::Sub => format!("{a} - {b}"),
         BinaryOp::Mul => format!("{a} * {b}"),
         BinaryOp::Div => format!("{a} / {b}"),
-        BinaryOp::Max => format!("(({a} != {a} || {b} != {b}) ? {nan} : ({a} > {b} ? {a} : {b}))"),
-        BinaryOp::Min => format!("(({a} != {a} || {b} != {b}) ? {nan} : ({a} < {b} ? {a} : {b}))"),
+        BinaryOp::Max => format!("{sel}({a} != {a} || {b} != {b}, {nan}, {sel}({a} > {b}, {a}, {b}))"),
+        BinaryOp::Min => format!("{sel}({a} != {a} || {b} != {b}, {nan}, {sel}({a} < {b}, {a}, {b}))"),
         BinaryOp::Eq => format!("(u8)({a} == {b})"),
         BinaryOp::Ne => format!("(u8)({a} != {b})"),
         BinaryOp::Lt => format!("(u8)({a} < {b})"),
@@ -170,32 +183,20 @@ fn binary(op: BinaryOp, a: &str, b: &str, operand: DType) -> Option<String> {
     })
 }
 
-/// How loads are written in one copy of the loop body.
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    /// No strided loads: one flat loop, element `o` at flat index `g`.
-    Flat,
-    /// Inside a row, where every padded load is in bounds.
-    Inside,
-    /// Inside a row, near a padding edge: padded loads test their bounds.
-    Edge,
-}
-
 /// A load normalised to the kernel's rank (rank-0 programs run as rank 1).
 struct View {
-    input: usize,
     base: isize,
     strides: Vec<isize>,
     valid: Option<(Vec<(isize, isize)>, f64)>,
 }
 
-fn view_of(kind: &LoadKind, input: usize, rank: usize) -> Option<View> {
+fn view_of(kind: &LoadKind, rank: usize) -> Option<View> {
     let pad = |s: &[isize]| if s.is_empty() { vec![0; rank] } else { s.to_vec() };
     match kind {
-        LoadKind::Strided { base, strides } => Some(View { input, base: *base, strides: pad(strides), valid: None }),
+        LoadKind::Strided { base, strides } => Some(View { base: *base, strides: pad(strides), valid: None }),
         LoadKind::Padded { base, strides, valid, fill } => {
             let valid = if valid.is_empty() { vec![(0, 1)] } else { valid.clone() };
-            Some(View { input, base: *base, strides: pad(strides), valid: Some((valid, *fill)) })
+            Some(View { base: *base, strides: pad(strides), valid: Some((valid, *fill)) })
         }
         LoadKind::Contiguous | LoadKind::Scalar => None,
     }
@@ -203,6 +204,11 @@ fn view_of(kind: &LoadKind, input: usize, rank: usize) -> Option<View> {
 
 /// The C source of a kernel named `name` for `prog`, or `None` if the program uses
 /// something kernels do not support (integer registers).
+///
+/// Layout: `NAME_run` computes one segment of a row (the innermost axis) with every array a
+/// `restrict` parameter, so the compiler vectorises it without aliasing checks; `edge`
+/// selects the bounds-tested version used near padding edges. `NAME_pass` walks the rows of
+/// `[start, start + n)` and splits each into edge and inside segments. `NAME` is the entry.
 pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
     for &d in &prog.dtypes {
         ctype(d)?;
@@ -215,7 +221,7 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
         .iter()
         .enumerate()
         .map(|(i, ins)| match ins {
-            Instr::Load { input, kind } if live[i] => view_of(kind, *input, rank),
+            Instr::Load { kind, .. } if live[i] => view_of(kind, rank),
             _ => None,
         })
         .collect();
@@ -235,91 +241,121 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
     let rows = views.iter().any(Option::is_some) || bounds.iter().any(Option::is_some);
     let padded = bounds.iter().any(Option::is_some);
 
-    let mut decl = String::new();
-    let mut declared = vec![false; prog.instrs.len().max(1)];
+    // Parameters of the row function, and the arguments `NAME_pass` gives it.
+    let mut params: Vec<String> = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    let mut casts = String::new();
+    let mut input_type: Vec<Option<&str>> = vec![None; prog.instrs.len()];
     for (i, ins) in prog.instrs.iter().enumerate() {
-        if let (true, Instr::Load { input, kind }) = (live[i], ins) {
-            let t = ctype(prog.dtypes[i])?;
-            if !std::mem::replace(&mut declared[*input], true) {
-                let _ = writeln!(decl, "    const {t}* restrict in{input} = (const {t}*)in_[{input}];");
-            }
-            if matches!(kind, LoadKind::Scalar) {
-                let _ = writeln!(decl, "    const {t} s{i} = in{input}[0];");
-            }
+        if let (true, Instr::Load { input, .. }) = (live[i], ins) {
+            input_type[*input] = Some(ctype(prog.dtypes[i])?);
+        }
+    }
+    for (p, t) in input_type.iter().enumerate() {
+        if let Some(t) = t {
+            params.push(format!("const {t}* restrict in{p}"));
+            args.push(format!("in{p}"));
+            let _ = writeln!(casts, "    const {t}* in{p} = (const {t}*)in_[{p}];");
         }
     }
     for (k, &r) in prog.outputs.iter().enumerate() {
         let t = ctype(prog.dtypes[r])?;
-        let _ = writeln!(decl, "    {t}* restrict out{k} = ({t}*)out_[{k}];");
+        params.push(format!("{t}* restrict out{k}"));
+        args.push(format!("out{k}"));
+        let _ = writeln!(casts, "    {t}* out{k} = ({t}*)out_[{k}];");
+    }
+    params.extend(["int64_t g0", "int64_t o0", "int64_t k0", "int64_t len"].map(String::from));
+    for (i, v) in views.iter().enumerate() {
+        if v.is_some() {
+            params.push(format!("int64_t rb{i}"));
+            args.push(format!("rb{i}"));
+        }
+    }
+    for (i, b) in bounds.iter().enumerate() {
+        if b.is_some() {
+            params.push(format!("int pin{i}"));
+            args.push(format!("pin{i}"));
+        }
+    }
+    params.extend(["const ct_callbacks* cb", "const int exact", "const int edge"].map(String::from));
+
+    // The loop body: one statement per live instruction, then the stores.
+    let mut body = String::new();
+    for (i, ins) in prog.instrs.iter().enumerate() {
+        if !live[i] {
+            continue;
+        }
+        let d = prog.dtypes[i];
+        let t = ctype(d)?;
+        let r = format!("r{i}");
+        let inside = |valid: &[(isize, isize)]| {
+            let (lo, hi) = valid[rank - 1];
+            format!("(!edge || (pin{i} && k >= {lo} && k < {hi}))")
+        };
+        let stmt = match ins {
+            Instr::Load { input, kind } => {
+                let expr = match (kind, &views[i]) {
+                    (LoadKind::Contiguous, _) => format!("in{input}[g]"),
+                    (LoadKind::Scalar, _) => format!("in{input}[0]"),
+                    (_, Some(v)) => {
+                        let at = format!("in{input}[rb{i} + k * {}]", v.strides[rank - 1]);
+                        match &v.valid {
+                            Some((valid, fill)) => format!("{} ? {at} : {}", inside(valid), literal(*fill, d)),
+                            None => at,
+                        }
+                    }
+                    (_, None) => unreachable!("views exist for live strided loads"),
+                };
+                format!("const {t} {r} = {expr};")
+            }
+            Instr::Unary(op, a) => unary(*op, &format!("r{a}"), d, &r, prog.dtypes[*a])?,
+            Instr::Binary(op, a, b) => {
+                let e = binary(*op, &format!("r{a}"), &format!("r{b}"), prog.dtypes[*a])?;
+                format!("const {t} {r} = {e};")
+            }
+            Instr::Select(p, a, b) => format!("const {t} {r} = {}(r{p}, r{a}, r{b});", select_fn(d)),
+            Instr::Mask { value, fill, .. } => {
+                let valid = bounds[i].as_ref().expect("live masks have bounds");
+                format!("const {t} {r} = {} ? r{value} : {};", inside(valid), literal(*fill, d))
+            }
+            Instr::Convert(_, a) => {
+                let from = prog.dtypes[*a];
+                let e = match (from, d) {
+                    (f, t) if f == t => format!("r{a}"),
+                    (_, DType::Bool) => format!("(u8)(r{a} != 0)"),
+                    _ => format!("({t})r{a}"),
+                };
+                format!("const {t} {r} = {e};")
+            }
+        };
+        let _ = writeln!(body, "        {stmt}");
+    }
+    for (k, &r) in prog.outputs.iter().enumerate() {
+        let _ = writeln!(body, "        out{k}[o] = r{r};");
     }
 
-    let body = |mode: Mode| -> Option<String> {
-        let mut s = String::new();
-        for (i, ins) in prog.instrs.iter().enumerate() {
-            if !live[i] {
-                continue;
-            }
-            let d = prog.dtypes[i];
-            let t = ctype(d)?;
-            let r = format!("r{i}");
-            let stmt = match ins {
-                Instr::Load { input, kind } => {
-                    let expr = match (kind, &views[i]) {
-                        (LoadKind::Contiguous, _) => format!("in{input}[g]"),
-                        (LoadKind::Scalar, _) => format!("s{i}"),
-                        (_, Some(v)) => {
-                            let inner = v.strides[rank - 1];
-                            let at = format!("in{}[rb{i} + k * {inner}]", v.input);
-                            match (&v.valid, mode) {
-                                (Some((valid, fill)), Mode::Edge) => {
-                                    let (lo, hi) = valid[rank - 1];
-                                    format!("((pin{i} && k >= {lo} && k < {hi}) ? {at} : {})", literal(*fill, d))
-                                }
-                                _ => at,
-                            }
-                        }
-                        (_, None) => unreachable!("views exist for live strided loads"),
-                    };
-                    format!("const {t} {r} = {expr};")
-                }
-                Instr::Unary(op, a) => unary(*op, &format!("r{a}"), d, &r, prog.dtypes[*a])?,
-                Instr::Binary(op, a, b) => {
-                    let e = binary(*op, &format!("r{a}"), &format!("r{b}"), prog.dtypes[*a])?;
-                    format!("const {t} {r} = {e};")
-                }
-                Instr::Select(p, a, b) => format!("const {t} {r} = r{p} ? r{a} : r{b};"),
-                Instr::Mask { value, fill, .. } => match (mode, &bounds[i]) {
-                    (Mode::Edge, Some(valid)) => {
-                        let (lo, hi) = valid[rank - 1];
-                        format!("const {t} {r} = (pin{i} && k >= {lo} && k < {hi}) ? r{value} : {};", literal(*fill, d))
-                    }
-                    _ => format!("const {t} {r} = r{value};"),
-                },
-                Instr::Convert(_, a) => {
-                    let from = prog.dtypes[*a];
-                    let e = match (from, d) {
-                        (f, t) if f == t => format!("r{a}"),
-                        (_, DType::Bool) => format!("(u8)(r{a} != 0)"),
-                        _ => format!("({t})r{a}"),
-                    };
-                    format!("const {t} {r} = {e};")
-                }
-            };
-            let _ = writeln!(s, "            {stmt}");
-        }
-        for (k, &r) in prog.outputs.iter().enumerate() {
-            let _ = writeln!(s, "            out{k}[o] = r{r};");
-        }
-        Some(s)
+    let mut src = String::new();
+    let _ = write!(
+        src,
+        "CT_INLINE int32_t {name}_run({}) {{\n    (void)cb; (void)exact; (void)edge; (void)g0; (void)k0;\n    int32_t slow = 0;\n    \
+         for (int64_t i = 0; i < len; i++) {{\n        const int64_t g = g0 + i, o = o0 + i, k = k0 + i;\n        \
+         (void)g; (void)k;\n{body}    }}\n    return slow;\n}}\n",
+        params.join(", ")
+    );
+    let pointers = input_type.iter().flatten().count() + prog.outputs.len();
+    let call = |g0: &str, o0: &str, k0: &str, len: &str, edge: u8| {
+        let mut all: Vec<String> = args[..pointers].to_vec();
+        all.extend([g0, o0, k0, len].map(String::from));
+        all.extend(args[pointers..].iter().cloned());
+        all.extend(["cb".to_string(), "exact".to_string(), edge.to_string()]);
+        format!("{name}_run({})", all.join(", "))
     };
-
     let mut loops = String::new();
     if !rows {
-        let b = body(Mode::Flat)?;
-        let _ =
-            write!(loops, "    for (int64_t o = 0; o < n; o++) {{\n        const int64_t g = start + o;\n{b}    }}\n");
+        let _ = writeln!(loops, "    slow |= {};", call("start", "0", "0", "n", 0));
     } else {
         let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let inner = shape[rank - 1];
         let _ = writeln!(loops, "    static const int64_t shape[{rank}] = {{{}}};", dims.join(", "));
         let _ = writeln!(loops, "    int64_t idx[{rank}];");
         let _ = writeln!(loops, "    int64_t rem = start;");
@@ -330,11 +366,7 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
         let _ = writeln!(loops, "    int64_t j = 0;");
         let _ = writeln!(loops, "    while (j < n) {{");
         let _ = writeln!(loops, "        const int64_t k0 = idx[{}];", rank - 1);
-        let _ = writeln!(
-            loops,
-            "        const int64_t k1 = {inner} < k0 + (n - j) ? {inner} : k0 + (n - j);",
-            inner = shape[rank - 1]
-        );
+        let _ = writeln!(loops, "        const int64_t k1 = {inner} < k0 + (n - j) ? {inner} : k0 + (n - j);");
         let _ = writeln!(loops, "        int64_t a = k0, b = k1;");
         for (i, v) in views.iter().enumerate() {
             if let Some(v) = v {
@@ -363,23 +395,22 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
         }
         let _ = writeln!(loops, "        if (a > k1) a = k1;");
         let _ = writeln!(loops, "        if (b < a) b = a;");
-        let element = "const int64_t o = j + (k - k0); const int64_t g = start + o; (void)g;";
-        let inside = body(Mode::Inside)?;
+        let seg = |from: &str, to: &str, edge: u8| {
+            let c = call(
+                &format!("start + j + ({from} - k0)"),
+                &format!("j + ({from} - k0)"),
+                from,
+                &format!("{to} - {from}"),
+                edge,
+            );
+            format!("        slow |= {c};\n")
+        };
         if padded {
-            let edge = body(Mode::Edge)?;
-            let _ =
-                write!(loops, "        for (int64_t k = k0; k < a; k++) {{\n            {element}\n{edge}        }}\n");
-            let _ = write!(
-                loops,
-                "        for (int64_t k = a; k < b; k++) {{\n            {element}\n{inside}        }}\n"
-            );
-            let _ =
-                write!(loops, "        for (int64_t k = b; k < k1; k++) {{\n            {element}\n{edge}        }}\n");
+            loops.push_str(&seg("k0", "a", 1));
+            loops.push_str(&seg("a", "b", 0));
+            loops.push_str(&seg("b", "k1", 1));
         } else {
-            let _ = write!(
-                loops,
-                "        for (int64_t k = k0; k < k1; k++) {{\n            {element}\n{inside}        }}\n"
-            );
+            loops.push_str(&seg("k0", "k1", 0));
         }
         let _ = writeln!(loops, "        j += k1 - k0;");
         let _ = writeln!(loops, "        idx[{}] = k1;", rank - 1);
@@ -391,14 +422,13 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
     }
 
     let rerun = needs_exact_rerun(prog, &live);
-    let mut src = String::new();
     let _ = write!(
         src,
         "CT_INLINE int32_t {name}_pass(const void* const* in_, void* const* out_, int64_t start, int64_t n, \
-         const ct_callbacks* cb, const int exact) {{\n    (void)cb; (void)exact;\n{decl}    int32_t slow = 0;\n{loops}    return slow;\n}}\n"
+         const ct_callbacks* cb, const int exact) {{\n{casts}    int32_t slow = 0;\n{loops}    return slow;\n}}\n"
     );
-    let call = |exact: u8| format!("{name}_pass(in_, out_, start, n, cb, {exact})");
-    let run = if rerun { format!("if ({}) {};", call(0), call(1)) } else { format!("{};", call(1)) };
+    let pass = |exact: u8| format!("{name}_pass(in_, out_, start, n, cb, {exact})");
+    let run = if rerun { format!("if ({}) {};", pass(0), pass(1)) } else { format!("{};", pass(1)) };
     let _ = write!(
         src,
         "int32_t {name}(const void* const* in_, void* const* out_, int64_t start, int64_t n, const ct_callbacks* cb) {{\n    {run}\n    return 0;\n}}\n"

@@ -17,6 +17,33 @@ typedef struct {
 
 CT_INLINE float ct_f32_from_bits(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 CT_INLINE double ct_f64_from_bits(uint64_t b) { double f; memcpy(&f, &b, 8); return f; }
+/* Bitwise selects: exactly `c ? a : b`, written so that the vectoriser never sees a branch
+ * (GCC fails to vectorise loops where several selects share one condition). */
+CT_INLINE float ct_sel_f32(int c, float a, float b) {
+    uint32_t x, y;
+    memcpy(&x, &a, 4);
+    memcpy(&y, &b, 4);
+    const uint32_t m = (uint32_t)0 - (uint32_t)(c != 0);
+    const uint32_t r = (x & m) | (y & ~m);
+    float f;
+    memcpy(&f, &r, 4);
+    return f;
+}
+CT_INLINE double ct_sel_f64(int c, double a, double b) {
+    uint64_t x, y;
+    memcpy(&x, &a, 8);
+    memcpy(&y, &b, 8);
+    const uint64_t m = (uint64_t)0 - (uint64_t)(c != 0);
+    const uint64_t r = (x & m) | (y & ~m);
+    double f;
+    memcpy(&f, &r, 8);
+    return f;
+}
+CT_INLINE u8 ct_sel_u8(int c, u8 a, u8 b) {
+    const u8 m = (u8)((u8)0 - (u8)(c != 0));
+    return (u8)((a & m) | (b & (u8)~m));
+}
+
 CT_INLINE float ct_round_f32(float x) { const float m = 12582912.0f; return (x + m) - m; }
 CT_INLINE double ct_round_f64(double x) { const double m = 6755399441055744.0; return (x + m) - m; }
 
