@@ -1,37 +1,50 @@
 #!/usr/bin/env bash
 # Runs every benchmark workload in cotangent, JAX (jit, CPU) and PyTorch (eager) on this
-# machine, one after another, and prints the medians and the ratios from this one run.
+# machine and prints the medians and the ratios from this one run.
 # Installs JAX and PyTorch into bench/.venv with pip on first use.
-# Usage: bench/run.sh [workload-id-prefix]
+#
+# Shared machines drift in speed over seconds, so the three frameworks take turns: for each
+# workload group, cotangent, JAX and PyTorch run one after another, and the whole sweep is
+# repeated ROUNDS times (default 3). Each figure is the median over rounds of the per-round
+# medians.
+#
+# Usage: bench/run.sh [workload-id-prefix]      (e.g. bench/run.sh w5; ROUNDS=5 bench/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 filter="${1:-}"
+rounds="${ROUNDS:-3}"
 venv=bench/.venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import jax, torch" 2>/dev/null; then
   echo "installing jax and torch into $venv (first run only)..." >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "jax[cpu]" torch numpy
 fi
+cargo bench -q --bench workloads --no-run 2>/dev/null || cargo bench --bench workloads --no-run
 out=$(mktemp -d)
-echo "cotangent..." >&2
-cargo bench -q --bench workloads -- $filter > "$out/cotangent.txt"
-echo "jax..." >&2
-(cd bench/peers && JAX_PLATFORMS=cpu ../../$venv/bin/python jax_workloads.py $filter) > "$out/jax.txt"
-echo "pytorch..." >&2
-(cd bench/peers && ../../$venv/bin/python torch_workloads.py $filter) > "$out/torch.txt"
-python3 - "$out" <<'PY'
-import sys, pathlib
-d = pathlib.Path(sys.argv[1])
+groups="w0 w1 w2 w3 w4 w5 w6"
+for r in $(seq 1 "$rounds"); do
+  for g in $groups; do
+    case "$g" in "$filter"*|"${filter:0:2}") ;; *) [ -n "$filter" ] && continue ;; esac
+    echo "round $r/$rounds: $g" >&2
+    cargo bench -q --bench workloads -- "$g" >> "$out/cotangent.txt"
+    (cd bench/peers && JAX_PLATFORMS=cpu ../../$venv/bin/python jax_workloads.py "$g") >> "$out/jax.txt"
+    (cd bench/peers && ../../$venv/bin/python -W ignore torch_workloads.py "$g") >> "$out/torch.txt"
+  done
+done
+python3 - "$out" "$rounds" <<'PY'
+import sys, pathlib, statistics
+d, rounds = pathlib.Path(sys.argv[1]), sys.argv[2]
 def load(name):
     rows = {}
     for line in (d / f"{name}.txt").read_text().split("\n"):
         parts = line.split()
         if len(parts) == 2 and parts[0].startswith("w"):
-            rows[parts[0]] = float(parts[1])
-    return rows
+            rows.setdefault(parts[0], []).append(float(parts[1]))
+    return {k: statistics.median(v) for k, v in rows.items()}
 ct, jx, pt = load("cotangent"), load("jax"), load("torch")
 def fmt(s):
     return f"{s * 1e6:10.1f} µs" if s < 1e-3 else f"{s * 1e3:10.3f} ms"
+print(f"medians over {rounds} interleaved rounds")
 print(f"{'workload':<20} {'cotangent':>13} {'jax.jit':>13} {'pytorch':>13} {'ct/jax':>8} {'ct/torch':>9}")
 for k in ct:
     j, p = jx.get(k), pt.get(k)

