@@ -40,6 +40,8 @@ pub struct Plan {
     inputs: Vec<usize>,
     constants: Vec<(usize, Arc<Array>)>,
     outputs: Vec<usize>,
+    /// Whether some step splits its work over the thread pool.
+    parallel: bool,
     /// With `COTANGENT_PROFILE=1`: time spent in each step and number of runs, reported
     /// when the plan is dropped.
     profile: Option<Mutex<(Vec<std::time::Duration>, usize)>>,
@@ -422,7 +424,16 @@ impl Plan {
             }
         }
         let steps_len = steps.len();
+        let parallel = steps.iter().any(|s| match s {
+            Step::Fused { prog, .. } => fused::runs_in_parallel(prog),
+            Step::Kernel { prim: Prim::DotGeneral { lhs_contract, .. }, ins, ty, .. } => {
+                let lhs = &g.nodes[ins[0]].ty.shape;
+                cpu::dot::runs_in_parallel(ty.numel(), lhs_contract.iter().map(|&a| lhs[a]).product())
+            }
+            Step::Kernel { .. } => false,
+        });
         Plan {
+            parallel,
             pool: Mutex::new(Vec::new()),
             steps,
             free_after,
@@ -436,10 +447,11 @@ impl Plan {
 
     /// Runs the plan on concrete arguments.
     pub fn run(&self, args: &[Tensor]) -> Vec<Tensor> {
-        // Run on a pool thread: parallel kernels inside (fused loops, gemm) then share work
-        // with the other pool threads directly, instead of this thread handing each one over
-        // and sleeping until it is done (measured: ~15% on the MLP workloads).
-        if rayon::current_thread_index().is_none() {
+        // A plan with parallel steps runs on a pool thread: its kernels (fused loops, gemm)
+        // then share work with the other pool threads directly, instead of this thread handing
+        // each one over and sleeping until it is done (measured: ~15% on the MLP workloads).
+        // Plans without parallel steps stay here: the hop alone costs microseconds.
+        if self.parallel && rayon::current_thread_index().is_none() {
             let mut out = None;
             rayon::scope(|s| s.spawn(|_| out = Some(self.run_here(args))));
             return out.expect("the plan ran");

@@ -13,6 +13,12 @@ use std::borrow::Cow;
 /// Below this many multiply-adds (`m * n * k`) a product runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
 
+/// Whether a product with `out_elements` outputs, each a sum of `contracted` terms, splits
+/// work over the thread pool.
+pub fn runs_in_parallel(out_elements: usize, contracted: usize) -> bool {
+    out_elements * contracted >= PARALLEL_THRESHOLD
+}
+
 /// `x` with its axes in the order `perm`, copied only when that is not already the order.
 fn permuted<'a>(x: &'a Array, perm: &[usize]) -> Cow<'a, Data> {
     if perm.iter().enumerate().all(|(i, &p)| i == p) {

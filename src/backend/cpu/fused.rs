@@ -17,8 +17,13 @@ use std::ffi::c_void;
 
 /// Elements per block.
 const BLOCK: usize = 512;
-/// Loops below this many elements run on the calling thread.
+/// Loops up to this many elements run on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;
+
+/// Whether running `prog` splits work over the thread pool.
+pub fn runs_in_parallel(prog: &Program) -> bool {
+    numel(&prog.shape) > PARALLEL_MIN
+}
 
 /// How a program input is read at each output position.
 #[derive(Clone, Debug)]

@@ -81,9 +81,12 @@ fn transpose_matrices<T: Copy>(v: &[T], rows: usize, cols: usize) -> Vec<T> {
     for (src, dst) in v.chunks_exact(size).zip(out.chunks_exact_mut(size)) {
         for i0 in (0..rows).step_by(TILE) {
             for j0 in (0..cols).step_by(TILE) {
+                let j1 = (j0 + TILE).min(cols);
                 for i in i0..(i0 + TILE).min(rows) {
-                    for j in j0..(j0 + TILE).min(cols) {
-                        dst[j * rows + i] = src[i * cols + j];
+                    for (j, &x) in (j0..j1).zip(&src[i * cols + j0..i * cols + j1]) {
+                        debug_assert!(j * rows + i < size);
+                        // SAFETY: j < cols and i < rows, so j·rows + i < rows·cols = dst.len().
+                        unsafe { *dst.get_unchecked_mut(j * rows + i) = x };
                     }
                 }
             }
