@@ -66,6 +66,30 @@ impl Data {
         }
     }
 
+    /// Storage for `len` elements of `dtype` with unspecified contents, for outputs that a
+    /// kernel overwrites completely. Skipping the zeroing pass matters for large outputs:
+    /// zeroing (or first-touch page faults) costs about as much as a fused loop computing them.
+    ///
+    /// # Safety
+    /// The caller must write every element (through raw pointers or slices) before anything
+    /// reads the data. Booleans are zeroed regardless (not every byte is a valid `bool`).
+    #[allow(clippy::uninit_vec)]
+    pub(crate) unsafe fn for_overwrite(dtype: DType, len: usize) -> Data {
+        fn raw<T>(len: usize) -> Vec<T> {
+            let mut v = Vec::with_capacity(len);
+            // SAFETY: capacity is `len`; the caller writes every element before reading (see above).
+            unsafe { v.set_len(len) };
+            v
+        }
+        match dtype {
+            DType::F32 => Data::F32(raw(len)),
+            DType::F64 => Data::F64(raw(len)),
+            DType::I32 => Data::I32(raw(len)),
+            DType::I64 => Data::I64(raw(len)),
+            DType::Bool => Data::filled(DType::Bool, 0.0, len),
+        }
+    }
+
     /// Element `i` converted to `f64` (bool: 0 or 1).
     pub fn get_f64(&self, i: usize) -> f64 {
         with_data!(self, v => v[i].to_f64())

@@ -530,11 +530,16 @@ impl Plan {
         self.outputs.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed"))).collect()
     }
 
+    /// Storage for an output of `len` elements: a recycled buffer, or a new one left
+    /// uninitialised. Only for kernels that overwrite all of it (fused loops and gemm).
     fn take_buffer(&self, dtype: DType, len: usize) -> Data {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         match pool.iter().position(|d| d.dtype() == dtype && d.len() == len) {
             Some(i) => pool.swap_remove(i),
-            None => Data::filled(dtype, 0.0, len),
+            // SAFETY: every buffer taken here is overwritten completely before it is read:
+            // fused loops write all their output elements, gemm writes its whole output
+            // without reading it (the only two users, see `run_here`).
+            None => unsafe { Data::for_overwrite(dtype, len) },
         }
     }
 
