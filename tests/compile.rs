@@ -160,6 +160,31 @@ fn transposed_products_become_swapped_products() {
 }
 
 #[test]
+fn independent_products_run_at_the_same_time_with_the_same_results() {
+    // Forward-over-reverse makes pairs like these: x·W and x·V, both large enough for threads.
+    let g = trace_graph(&[ty(&[96, 128]), ty(&[128, 96]), ty(&[128, 96])], |xs| {
+        vec![(xs[0].matmul(&xs[1]) + 1.0).tanh(), xs[0].matmul(&xs[2]).exp()]
+    });
+    let plan = Plan::new(&optimize(&g));
+    if rayon::current_num_threads() > 1 {
+        assert!(plan.dump().contains("steps 0..1 run at the same time"), "{}", plan.dump());
+    }
+    let args: Vec<Tensor> = [(96, 128), (128, 96), (128, 96)]
+        .iter()
+        .enumerate()
+        .map(|(k, &(r, c))| {
+            f64s(&(0..r * c).map(|i| ((i * 13 + k) % 17) as f64 / 17.0 - 0.5).collect::<Vec<_>>(), &[r, c])
+        })
+        .collect();
+    let (got, want) = (plan.run(&args), eval_graph(&g, &args));
+    for (a, b) in got.iter().zip(&want) {
+        for (x, y) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()) {
+            assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
 fn element_wise_chains_fuse_into_one_loop() {
     let g = trace_graph(&[ty(&[1000]), ty(&[1000])], |xs| {
         let (x, y) = (&xs[0], &xs[1]);

@@ -10,6 +10,7 @@ use crate::ir::{Graph, Var};
 use crate::ops::{Prim, ReduceOp};
 use crate::shape::{strides, Shape};
 use crate::{DType, Tensor, TensorType};
+use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,10 @@ pub struct Plan {
     outputs: Vec<usize>,
     /// Whether some step splits its work over the thread pool.
     parallel: bool,
+    /// For each step, how many steps starting there run at the same time (independent
+    /// products, each on one thread: better than each on all threads one after another);
+    /// 1 for a step on its own, 0 inside such a group.
+    together: Vec<usize>,
     /// With `COTANGENT_PROFILE=1`: time spent in each step and number of runs, reported
     /// when the plan is dropped.
     profile: Option<Mutex<(Vec<std::time::Duration>, usize)>>,
@@ -401,7 +406,18 @@ impl Plan {
         let steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
         let shape_of = |slot: usize| g.nodes[slot].ty.shape.clone();
         let worth_it = |p: &fused::Program| native::enabled_for(crate::shape::numel(&p.shape));
-        let mut steps = inline::fuse_through_views(steps, &is_output, &shape_of, &constants, &worth_it);
+        let steps = inline::fuse_through_views(steps, &is_output, &shape_of, &constants, &worth_it);
+        // Multiply-adds of each product large enough to use threads.
+        let product_size = |s: &Step| match s {
+            Step::Kernel { prim: Prim::DotGeneral { lhs_contract, .. }, ins, ty, .. } => {
+                let lhs = &g.nodes[ins[0]].ty.shape;
+                let contracted: usize = lhs_contract.iter().map(|&a| lhs[a]).product();
+                cpu::dot::runs_in_parallel(ty.numel(), contracted).then_some(ty.numel() * contracted)
+            }
+            _ => None,
+        };
+        let threads = rayon::current_num_threads();
+        let mut steps = if threads > 1 { hoist_products(steps, &product_size) } else { steps };
         let reads: Vec<Vec<usize>> = steps
             .iter()
             .map(|s| match s {
@@ -426,14 +442,12 @@ impl Plan {
         let steps_len = steps.len();
         let parallel = steps.iter().any(|s| match s {
             Step::Fused { prog, .. } => fused::runs_in_parallel(prog),
-            Step::Kernel { prim: Prim::DotGeneral { lhs_contract, .. }, ins, ty, .. } => {
-                let lhs = &g.nodes[ins[0]].ty.shape;
-                cpu::dot::runs_in_parallel(ty.numel(), lhs_contract.iter().map(|&a| lhs[a]).product())
-            }
-            Step::Kernel { .. } => false,
+            s => product_size(s).is_some(),
         });
+        let together = concurrent_products(&steps, &product_size, threads);
         Plan {
             parallel,
+            together,
             pool: Mutex::new(Vec::new()),
             steps,
             free_after,
@@ -471,7 +485,35 @@ impl Plan {
             slots[*s] = Some(a.clone());
         }
         let mut times = self.profile.as_ref().map(|_| Vec::with_capacity(self.steps.len()));
-        for (step, free) in self.steps.iter().zip(&self.free_after) {
+        let mut i = 0;
+        while i < self.steps.len() {
+            let group = self.together[i];
+            if group > 1 {
+                // Independent products at the same time, each on one thread.
+                let started = std::time::Instant::now();
+                let values: Vec<Array> = (i..i + group)
+                    .into_par_iter()
+                    .map(|s| match &self.steps[s] {
+                        Step::Kernel { prim, ins, ty, .. } => self.product(prim, ins, ty, &slots, false),
+                        Step::Fused { .. } => unreachable!("groups hold products only"),
+                    })
+                    .collect();
+                for (s, value) in (i..i + group).zip(values) {
+                    if let Step::Kernel { out, .. } = &self.steps[s] {
+                        slots[*out] = Some(Arc::new(value));
+                    }
+                }
+                for s in i..i + group {
+                    self.free(&mut slots, &self.free_after[s]);
+                }
+                if let Some(times) = times.as_mut() {
+                    times.extend(std::iter::repeat_n(started.elapsed() / group as u32, group));
+                }
+                i += group;
+                continue;
+            }
+            let (step, free) = (&self.steps[i], &self.free_after[i]);
+            i += 1;
             let started = times.as_ref().map(|_| std::time::Instant::now());
             match step {
                 // A reshape of a value read for the last time takes over its storage.
@@ -484,23 +526,7 @@ impl Plan {
                     slots[*out] = Some(Arc::new(array));
                 }
                 Step::Kernel { prim, ins, out, ty } => {
-                    let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
-                    let value = match prim {
-                        Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
-                            let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
-                            cpu::dot::dot_general_with(
-                                arrays[0],
-                                arrays[1],
-                                lhs_contract,
-                                rhs_contract,
-                                lhs_batch,
-                                rhs_batch,
-                                ty,
-                                &mut buffer,
-                            )
-                        }
-                        _ => cpu::execute(prim, &arrays, ty),
-                    };
+                    let value = self.product(prim, ins, ty, &slots, true);
                     slots[*out] = Some(Arc::new(value));
                 }
                 Step::Fused { prog, ins, outs, native } => {
@@ -512,12 +538,7 @@ impl Plan {
                     }
                 }
             }
-            for &v in free {
-                // Only intermediates are uniquely owned here (inputs and constants are shared).
-                if let Some(Ok(array)) = slots[v].take().map(Arc::try_unwrap) {
-                    self.recycle(array.data);
-                }
-            }
+            self.free(&mut slots, free);
             if let (Some(times), Some(started)) = (times.as_mut(), started) {
                 times.push(started.elapsed());
             }
@@ -528,6 +549,46 @@ impl Plan {
             p.1 += 1;
         }
         self.outputs.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed"))).collect()
+    }
+
+    /// Runs a kernel step (products through gemm into recycled storage, on all threads or,
+    /// with `threads` false, on this one).
+    fn product(
+        &self,
+        prim: &Prim,
+        ins: &[usize],
+        ty: &TensorType,
+        slots: &[Option<Arc<Array>>],
+        threads: bool,
+    ) -> Array {
+        let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
+        match prim {
+            Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+                let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
+                cpu::dot::dot_general_with(
+                    arrays[0],
+                    arrays[1],
+                    lhs_contract,
+                    rhs_contract,
+                    lhs_batch,
+                    rhs_batch,
+                    ty,
+                    &mut buffer,
+                    threads,
+                )
+            }
+            _ => cpu::execute(prim, &arrays, ty),
+        }
+    }
+
+    /// Drops the values read for the last time, recycling their storage.
+    fn free(&self, slots: &mut [Option<Arc<Array>>], free: &[usize]) {
+        for &v in free {
+            // Only intermediates are uniquely owned here (inputs and constants are shared).
+            if let Some(Ok(array)) = slots[v].take().map(Arc::try_unwrap) {
+                self.recycle(array.data);
+            }
+        }
     }
 
     /// Storage for an output of `len` elements: a recycled buffer, or a new one left
@@ -554,6 +615,9 @@ impl Plan {
     pub fn dump(&self) -> String {
         let mut s = format!("plan ({} steps):\n", self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {
+            if self.together[i] > 1 {
+                let _ = writeln!(s, "  steps {i}..{} run at the same time:", i + self.together[i] - 1);
+            }
             match step {
                 Step::Kernel { prim, ins, out, ty } => {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
@@ -581,6 +645,76 @@ impl Plan {
     /// Number of steps (fused loops and kernel calls).
     pub fn num_steps(&self) -> usize {
         self.steps.len()
+    }
+}
+
+/// Moves each large product up to just after the previous one when nothing in between
+/// computes its operands, so that independent products end up next to each other (and can
+/// run at the same time, see [`concurrent_products`]).
+fn hoist_products(mut steps: Vec<Step>, size: &dyn Fn(&Step) -> Option<usize>) -> Vec<Step> {
+    let mut i = 0;
+    while i < steps.len() {
+        if size(&steps[i]).is_none() {
+            i += 1;
+            continue;
+        }
+        // The next product whose operands are all ready before step i + 1 (and that does not
+        // need step i's result, so that the two can run at the same time).
+        let mut written: Vec<usize> = step_outputs(&steps[i]);
+        for j in i + 1..steps.len() {
+            let ready = match &steps[j] {
+                Step::Kernel { ins, .. } => !ins.iter().any(|v| written.contains(v)),
+                Step::Fused { .. } => false,
+            };
+            if ready && size(&steps[j]).is_some() {
+                let product = steps.remove(j);
+                steps.insert(i + 1, product);
+                break;
+            }
+            written.extend(step_outputs(&steps[j]));
+        }
+        i += 1;
+    }
+    steps
+}
+
+/// Groups of consecutive, independent, similar-sized products (up to one per thread) that
+/// run at the same time: the `together` field of [`Plan`].
+fn concurrent_products(steps: &[Step], size: &dyn Fn(&Step) -> Option<usize>, threads: usize) -> Vec<usize> {
+    let mut together = vec![1; steps.len()];
+    let mut i = 0;
+    while i < steps.len() {
+        let Some(first) = size(&steps[i]) else {
+            i += 1;
+            continue;
+        };
+        let mut written: Vec<usize> = step_outputs(&steps[i]);
+        let mut j = i + 1;
+        while j < steps.len() && j - i < threads {
+            let independent = match &steps[j] {
+                Step::Kernel { ins, .. } => !ins.iter().any(|v| written.contains(v)),
+                Step::Fused { .. } => false,
+            };
+            let similar = size(&steps[j]).is_some_and(|s| s <= 2 * first && first <= 2 * s);
+            if !(independent && similar) {
+                break;
+            }
+            written.extend(step_outputs(&steps[j]));
+            j += 1;
+        }
+        if j - i > 1 {
+            together[i] = j - i;
+            together[i + 1..j].fill(0);
+        }
+        i = j;
+    }
+    together
+}
+
+fn step_outputs(step: &Step) -> Vec<usize> {
+    match step {
+        Step::Kernel { out, .. } => vec![*out],
+        Step::Fused { outs, .. } => outs.clone(),
     }
 }
 

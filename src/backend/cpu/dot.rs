@@ -43,11 +43,12 @@ pub fn dot_general(
     rb: &[usize],
     out: &TensorType,
 ) -> Array {
-    dot_general_with(lhs, rhs, lc, rc, lb, rb, out, &mut |dtype, len| Data::filled(dtype, 0.0, len))
+    dot_general_with(lhs, rhs, lc, rc, lb, rb, out, &mut |dtype, len| Data::filled(dtype, 0.0, len), true)
 }
 
 /// [`dot_general`] writing float results into storage from `buffer(dtype, len)` (whose
-/// contents are overwritten), so a plan can recycle its buffers.
+/// contents are overwritten), so a plan can recycle its buffers. With `threads` false the
+/// product runs on the calling thread (for callers that run several products at once).
 #[allow(clippy::too_many_arguments)]
 pub fn dot_general_with(
     lhs: &Array,
@@ -58,6 +59,7 @@ pub fn dot_general_with(
     rb: &[usize],
     out: &TensorType,
     buffer: &mut dyn FnMut(crate::DType, usize) -> Data,
+    threads: bool,
 ) -> Array {
     let lf = free_axes(lhs.shape.len(), lc, lb);
     let rf = free_axes(rhs.shape.len(), rc, rb);
@@ -72,11 +74,11 @@ pub fn dot_general_with(
         let dims = Dims { b, m, k, n };
         let data = match (&lhs.data, &rhs.data) {
             (Data::F32(a), Data::F32(c)) => match buffer(crate::DType::F32, b * m * n) {
-                Data::F32(o) => Some(Data::F32(gemm_strided(a, lv, c, rv, dims, o))),
+                Data::F32(o) => Some(Data::F32(gemm_strided(a, lv, c, rv, dims, o, threads))),
                 _ => unreachable!("buffer of the requested dtype"),
             },
             (Data::F64(a), Data::F64(c)) => match buffer(crate::DType::F64, b * m * n) {
-                Data::F64(o) => Some(Data::F64(gemm_strided(a, lv, c, rv, dims, o))),
+                Data::F64(o) => Some(Data::F64(gemm_strided(a, lv, c, rv, dims, o, threads))),
                 _ => unreachable!("buffer of the requested dtype"),
             },
             _ => None,
@@ -94,11 +96,11 @@ pub fn dot_general_with(
         // Permuted copies are contiguous [b, m, k] and [b, k, n] stacks of matrices.
         (Data::F32(a), Data::F32(c)) => {
             let (lv, rv) = (Matrix::dense(m, k), Matrix::dense(k, n));
-            Data::F32(gemm_strided(a, lv, c, rv, dims, vec![0.0; b * m * n]))
+            Data::F32(gemm_strided(a, lv, c, rv, dims, vec![0.0; b * m * n], threads))
         }
         (Data::F64(a), Data::F64(c)) => {
             let (lv, rv) = (Matrix::dense(m, k), Matrix::dense(k, n));
-            Data::F64(gemm_strided(a, lv, c, rv, dims, vec![0.0; b * m * n]))
+            Data::F64(gemm_strided(a, lv, c, rv, dims, vec![0.0; b * m * n], threads))
         }
         (Data::I32(a), Data::I32(c)) => {
             Data::I32(int_batched(a, c, dims, |acc, x, y| acc.wrapping_add(x.wrapping_mul(y))))
@@ -158,11 +160,19 @@ impl Matrix {
 }
 
 /// `b` products of `m×k` and `k×n` matrices read in place through strides.
-fn gemm_strided<T: Element>(lhs: &[T], lv: Matrix, rhs: &[T], rv: Matrix, d: Dims, mut out: Vec<T>) -> Vec<T> {
+fn gemm_strided<T: Element>(
+    lhs: &[T],
+    lv: Matrix,
+    rhs: &[T],
+    rv: Matrix,
+    d: Dims,
+    mut out: Vec<T>,
+    threads: bool,
+) -> Vec<T> {
     let Dims { b, m, k, n } = d;
     assert_eq!(out.len(), b * m * n);
     let parallelism =
-        if m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+        if !threads || m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
     for (bi, o) in out.chunks_exact_mut(m * n).enumerate() {
         // SAFETY: the strides and extents describe elements inside `lhs`/`rhs` (they come from
         // the operands' own shapes), and `o` holds exactly m·n elements.
