@@ -17,6 +17,10 @@ const NATIVE_ARCH: &str = "-march=native";
 struct Toolchain {
     cc: String,
     version: String,
+    /// What `-march=native` means on this machine (the compiler's expansion of it into
+    /// explicit target flags), so that a cache shared between machines (a networked home
+    /// directory) never hands one CPU code built for another's instruction set.
+    target: String,
 }
 
 /// `$COTANGENT_CC`, else `$CC`, else `cc`, if it answers `--version`.
@@ -29,10 +33,42 @@ fn toolchain() -> Result<&'static Toolchain, String> {
             return Err(format!("`{cc} --version` failed"));
         }
         let version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
-        Ok(Toolchain { cc, version })
+        let target = native_target(&cc);
+        Ok(Toolchain { cc, version, target })
     })
     .as_ref()
     .map_err(Clone::clone)
+}
+
+/// What `-march=native` expands to with compiler `cc` (its target flags, sorted), or this
+/// machine's `/proc/cpuinfo` where the compiler does not say.
+fn native_target(cc: &str) -> String {
+    // `-###` prints the commands the driver would run, with -march=native expanded.
+    let flags = Command::new(cc)
+        .args([NATIVE_ARCH, "-###", "-x", "c", "-c", "-o"])
+        .arg(std::env::temp_dir().join("cotangent-probe.o"))
+        .arg("-")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map(|o| {
+            // Only the target flags (gcc: -march=…, -mavx2, -mno-…; clang: +avx2 features):
+            // the rest names temporary files that change every time.
+            let text = String::from_utf8_lossy(&o.stderr).into_owned();
+            let mut flags: Vec<&str> = text
+                .split_whitespace()
+                .map(|t| t.trim_matches('"'))
+                .filter(|t| t.starts_with("-m") || t.starts_with('+'))
+                .collect();
+            flags.sort_unstable();
+            flags.dedup();
+            flags.join(" ")
+        })
+        .unwrap_or_default();
+    if flags.is_empty() {
+        std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()
+    } else {
+        flags
+    }
 }
 
 /// Whether a C compiler answers.
@@ -79,7 +115,8 @@ pub(super) fn build(source: &str) -> Result<PathBuf, String> {
         if arch {
             flags.push(NATIVE_ARCH);
         }
-        let key = fnv1a(&[&tc.cc, &tc.version, &flags.join(" "), env!("CARGO_PKG_VERSION"), source]);
+        let target = if arch { tc.target.as_str() } else { "" };
+        let key = fnv1a(&[&tc.cc, &tc.version, target, &flags.join(" "), env!("CARGO_PKG_VERSION"), source]);
         let lib = dir.join(format!("k{key:016x}.so"));
         if lib.exists() {
             return Ok(lib);
@@ -134,6 +171,14 @@ pub(super) fn build(source: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_description_is_stable_between_probes() {
+        if let Ok(tc) = toolchain() {
+            assert_eq!(native_target(&tc.cc), tc.target);
+            assert!(!tc.target.is_empty());
+        }
+    }
 
     #[test]
     fn cache_keys_are_stable_and_distinguish_sources() {
