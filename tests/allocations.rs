@@ -33,7 +33,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-fn mlp_loss(p: &Vec<Tensor>, x: &Tensor, labels: &Tensor) -> Tensor {
+fn mlp_loss(p: &[Tensor], x: &Tensor, labels: &Tensor) -> Tensor {
     let h = (x.matmul(&p[0]) + &p[1]).relu();
     let h = (h.matmul(&p[2]) + &p[3]).relu();
     let logits = h.matmul(&p[4]) + &p[5];
