@@ -78,7 +78,13 @@ impl Plan {
         let mut order: Vec<usize> = (0..times.len()).collect();
         order.sort_by(|&a, &b| times[b].cmp(&times[a]));
         let listing = self.dump();
-        let lines: Vec<&str> = listing.lines().filter(|l| l.starts_with("  ") && !l.starts_with("   ")).collect();
+        // Each step's first line in the dump ("  7: ..."), by step number.
+        let lines: Vec<&str> = (0..times.len())
+            .map(|i| {
+                let tag = format!("  {i}: ");
+                listing.lines().find(|l| l.starts_with(&tag)).unwrap_or("")
+            })
+            .collect();
         let mut report = format!(
             "cotangent profile: {} steps, {runs} runs, {:.1} µs per run; steps by time:\n",
             times.len(),
