@@ -166,14 +166,24 @@ impl Matrix {
 
 /// The `b` right operands (`k×n`, stored k-contiguous: element (i, j) of matrix `bi` at
 /// `bi·rv.batch + i + j·rv.col`) copied to dense row-major `k×n` matrices, in tiles.
-fn n_contiguous_copy<T: Element>(rhs: &[T], rv: Matrix, b: usize, k: usize, n: usize, threads: bool) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(b * k * n);
+///
+/// # Safety
+/// `out` must be valid for writing `b·k·n` elements; afterwards all of them are initialised.
+unsafe fn n_contiguous_copy<T: Element>(
+    rhs: &[T],
+    rv: Matrix,
+    b: usize,
+    k: usize,
+    n: usize,
+    threads: bool,
+    out: *mut T,
+) {
     // Every source index lies inside `rhs` (the view was built from the operand's shape).
     let last = (b - 1) as isize * rv.batch + (k - 1) as isize + (n - 1) as isize * rv.col;
-    assert!(rv.batch >= 0 && rv.col > 0 && (last as usize) < rhs.len(), "dot_general: operand view out of bounds");
+    assert!(rv.batch >= 0 && rv.col >= 0 && (last as usize) < rhs.len(), "dot_general: operand view out of bounds");
     // Column blocks of TILE: each task fills `TILE` columns of every row of one matrix.
     let blocks = n.div_ceil(TILE);
-    let dst = SharedMut(out.as_mut_ptr());
+    let dst = SharedMut(out);
     // One task: columns j0..j0+TILE of matrix `bi`, row by row.
     let work = |t: usize| {
         let (bi, j0) = (t / blocks, (t % blocks) * TILE);
@@ -181,8 +191,8 @@ fn n_contiguous_copy<T: Element>(rhs: &[T], rv: Matrix, b: usize, k: usize, n: u
         for i in 0..k {
             for j in j0..(j0 + TILE).min(n) {
                 // SAFETY: the source index is at most `last` < rhs.len() (checked above); the
-                // destination lies in the b·k·n-element allocation, and tasks write disjoint
-                // elements that together cover it (set_len below).
+                // destination lies in the b·k·n elements of `out`, and tasks write disjoint
+                // elements that together cover them.
                 unsafe {
                     let v = *rhs.get_unchecked((base + j as isize * rv.col + i as isize) as usize);
                     dst.get().add(bi * k * n + i * n + j).write(v);
@@ -196,9 +206,44 @@ fn n_contiguous_copy<T: Element>(rhs: &[T], rv: Matrix, b: usize, k: usize, n: u
     } else {
         (0..b * blocks).for_each(work);
     }
-    // SAFETY: every element of the capacity was written above.
-    unsafe { out.set_len(b * k * n) };
-    out
+}
+
+thread_local! {
+    /// Per-thread storage for those copies, kept between products (8-byte words, so any
+    /// float type fits its alignment).
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the n-contiguous copy of the right operands, in this thread's scratch storage
+/// (or a fresh buffer if a product on this thread is already using it: a thread waiting
+/// inside gemm may pick up another plan's work).
+fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: bool, f: impl FnOnce(&[T]) -> R) -> R {
+    let len = d.b * d.k * d.n;
+    let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+    assert!(std::mem::align_of::<T>() <= 8);
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            if scratch.len() < words {
+                scratch.resize(words, 0);
+            }
+            let ptr = scratch.as_mut_ptr() as *mut T;
+            // SAFETY: the scratch holds at least `len` elements of T (8-byte aligned words);
+            // the copy initialises all `len` of them before the slice is made.
+            unsafe {
+                n_contiguous_copy(rhs, rv, d.b, d.k, d.n, threads, ptr);
+                f(std::slice::from_raw_parts(ptr, len))
+            }
+        }
+        Err(_) => {
+            let mut fresh: Vec<T> = Vec::with_capacity(len);
+            // SAFETY: the capacity is `len`; the copy writes all of it before set_len.
+            unsafe {
+                n_contiguous_copy(rhs, rv, d.b, d.k, d.n, threads, fresh.as_mut_ptr());
+                fresh.set_len(len);
+            }
+            f(&fresh)
+        }
+    })
 }
 
 /// A pointer that tasks writing disjoint parts of one buffer may share.
@@ -219,7 +264,7 @@ fn gemm_strided<T: Element>(
     rhs: &[T],
     rv: Matrix,
     d: Dims,
-    mut out: Vec<T>,
+    out: Vec<T>,
     threads: bool,
 ) -> Vec<T> {
     let Dims { b, m, k, n } = d;
@@ -227,13 +272,25 @@ fn gemm_strided<T: Element>(
     // gemm packs a right operand stored k-contiguous (a transposed weight, `x · Wᵀ`) slowly
     // when few rows share the packing: 2.5× slower than the same product with W stored
     // n-contiguous at m = 128. A transposed copy costs one pass over W and restores the speed.
-    let scratch: Vec<T>;
-    let (rhs, rv) = if rv.row == 1 && rv.col != 1 && m <= TRANSPOSE_RHS_MAX_ROWS {
-        scratch = n_contiguous_copy(rhs, rv, b, k, n, threads);
-        (&scratch[..], Matrix::dense(k, n))
-    } else {
-        (rhs, rv)
-    };
+    if rv.row == 1 && rv.col != 1 && n > 1 && m <= TRANSPOSE_RHS_MAX_ROWS {
+        return with_n_contiguous(rhs, rv, d, threads, |copy| {
+            gemm_in_place(lhs, lv, copy, Matrix::dense(k, n), d, out, threads)
+        });
+    }
+    gemm_in_place(lhs, lv, rhs, rv, d, out, threads)
+}
+
+/// [`gemm_strided`] with the operands as given.
+fn gemm_in_place<T: Element>(
+    lhs: &[T],
+    lv: Matrix,
+    rhs: &[T],
+    rv: Matrix,
+    d: Dims,
+    mut out: Vec<T>,
+    threads: bool,
+) -> Vec<T> {
+    let Dims { m, k, n, .. } = d;
     let parallelism =
         if !threads || m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
     for (bi, o) in out.chunks_exact_mut(m * n).enumerate() {
