@@ -287,3 +287,21 @@ fn auto_mode_compiles_only_large_loops() {
     assert!(run(NativeMode::Auto, &f, &large).1.contains("native"));
     assert!(!run(NativeMode::Off, &f, &large).1.contains("native"));
 }
+
+#[test]
+fn loops_write_over_intermediates_they_read_for_the_last_time() {
+    if !native_available() {
+        return;
+    }
+    let a = tensor((0..96 * 80).map(|i| ((i * 7) % 23) as f64 / 23.0 - 0.5).collect(), &[96, 80], DType::F32);
+    let b = tensor((0..80 * 120).map(|i| ((i * 5) % 19) as f64 / 19.0 - 0.5).collect(), &[80, 120], DType::F32);
+    // The product's storage is reused by the loop after it (and its storage is recycled by
+    // the pool on the next call); the bias is read through a broadcast, so it is not.
+    let f = |t: &Vec<Tensor>| {
+        let h = t[0].matmul(&t[1]);
+        vec![(&h + t[1].sum(&[0], false)).tanh() * 2.0]
+    };
+    check("in place", &f, &vec![a.clone(), b.clone()]);
+    let (_, plan) = run(NativeMode::Always, &f, &vec![a, b]);
+    assert!(plan.contains("(in place of %"), "{plan}");
+}

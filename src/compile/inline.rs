@@ -373,7 +373,7 @@ pub(super) fn fuse_through_views(
                 match view_as_loop(prim, ins, &ty.shape, &shape_of(ins[0]), constants, ty.dtype) {
                     Some(prog) => {
                         original[i] = Some(s.clone());
-                        Step::Fused { prog, ins: vec![ins[0]], outs: vec![*out], native: None }
+                        Step::Fused { prog, ins: vec![ins[0]], outs: vec![*out], native: None, in_place: vec![] }
                     }
                     None => s,
                 }

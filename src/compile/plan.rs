@@ -22,7 +22,15 @@ pub(super) enum Step {
     Kernel { prim: Prim, ins: Vec<usize>, out: usize, ty: TensorType },
     /// A fused element-wise loop (maybe reduced) reading `ins`, writing `outs`; run by its
     /// native kernel where one was compiled.
-    Fused { prog: fused::Program, ins: Vec<usize>, outs: Vec<usize>, native: Option<Arc<native::Kernel>> },
+    Fused {
+        prog: fused::Program,
+        ins: Vec<usize>,
+        outs: Vec<usize>,
+        native: Option<Arc<native::Kernel>>,
+        /// For each output, the input (position in `ins`) whose storage it overwrites, where
+        /// the native kernel works in place (see [`in_place_outputs`]).
+        in_place: Vec<Option<usize>>,
+    },
 }
 
 /// Intermediate buffers kept between runs, so repeated calls with the same shapes
@@ -430,7 +438,6 @@ impl Plan {
                 Step::Kernel { ins, .. } | Step::Fused { ins, .. } => ins.clone(),
             })
             .collect();
-        compile_native(&mut steps);
 
         // 5. Free each slot after its last reader (outputs live to the end).
         let mut last_read: HashMap<usize, usize> = HashMap::new();
@@ -445,6 +452,18 @@ impl Plan {
                 free_after[s].push(v);
             }
         }
+        // 6. Loops write over intermediates they read for the last time; then compile them.
+        let intermediate = |v: usize| !matches!(g.nodes[v].prim, Prim::Input(_) | Prim::Constant(_));
+        for (step, free) in steps.iter_mut().zip(&free_after) {
+            if let Step::Fused { prog, ins, in_place, .. } = step {
+                let reusable = |p: usize| {
+                    let v = ins[p];
+                    free.contains(&v) && intermediate(v) && g.nodes[v].ty.numel() == crate::shape::numel(&prog.shape)
+                };
+                *in_place = in_place_outputs(prog, &reusable);
+            }
+        }
+        compile_native(&mut steps);
         let steps_len = steps.len();
         let parallel = steps.iter().any(|s| match s {
             Step::Fused { prog, .. } => fused::runs_in_parallel(prog),
@@ -535,7 +554,27 @@ impl Plan {
                     let value = self.product(prim, ins, ty, &slots, true);
                     slots[*out] = Some(Arc::new(value));
                 }
-                Step::Fused { prog, ins, outs, native } => {
+                Step::Fused { prog, ins, outs, native: Some(kernel), in_place }
+                    if in_place.iter().any(Option::is_some) =>
+                {
+                    // The in-place inputs leave their slots: the kernel writes over them.
+                    let mut owned: Vec<(usize, Array)> = Vec::new();
+                    for &p in in_place.iter().flatten() {
+                        let arc = slots[ins[p]].take().expect("ready");
+                        owned.push((p, Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())));
+                    }
+                    let arrays: Vec<Option<&Array>> = ins
+                        .iter()
+                        .enumerate()
+                        .map(|(p, &v)| if in_place.contains(&Some(p)) { None } else { slots[v].as_deref() })
+                        .collect();
+                    let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
+                    let values = fused::run_in_place(prog, kernel, &arrays, owned, in_place, &mut buffer);
+                    for (&o, v) in outs.iter().zip(values) {
+                        slots[o] = Some(Arc::new(v));
+                    }
+                }
+                Step::Fused { prog, ins, outs, native, .. } => {
                     let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
                     let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
                     let values = fused::run(prog, native.as_deref(), &arrays, &mut buffer);
@@ -629,9 +668,16 @@ impl Plan {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
                     let _ = writeln!(s, "  {i}: %{out}: {ty} = {prim} {}", ins.join(" "));
                 }
-                Step::Fused { prog, ins, outs, native } => {
+                Step::Fused { prog, ins, outs, native, in_place } => {
+                    let outs: Vec<String> = outs
+                        .iter()
+                        .enumerate()
+                        .map(|(k, v)| match (native, in_place.get(k).copied().flatten()) {
+                            (Some(_), Some(p)) => format!("%{v} (in place of %{})", ins[p]),
+                            _ => format!("%{v}"),
+                        })
+                        .collect();
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
-                    let outs: Vec<String> = outs.iter().map(|v| format!("%{v}")).collect();
                     let red = match prog.reduce {
                         Some((op, row)) => format!(" then {}[rows of {row}]", op.name()),
                         None => String::new(),
@@ -724,12 +770,48 @@ fn step_outputs(step: &Step) -> Vec<usize> {
     }
 }
 
+/// For each output of `prog`, an input whose storage it may overwrite: one that `reusable`
+/// allows (read for the last time here, an intermediate of the output's size), of the
+/// output's dtype, read only element for element (contiguous loads: each element is read
+/// before the same element is written), and not taken by another output. Only maps (no
+/// reduction) qualify.
+fn in_place_outputs(prog: &fused::Program, reusable: &dyn Fn(usize) -> bool) -> Vec<Option<usize>> {
+    let mut taken: Vec<usize> = Vec::new();
+    let inputs = prog.instrs.iter().filter_map(|i| match i {
+        fused::Instr::Load { input, .. } => Some(*input),
+        _ => None,
+    });
+    let max_input = inputs.max().map_or(0, |m| m + 1);
+    prog.outputs
+        .iter()
+        .map(|&r| {
+            if prog.reduce.is_some() {
+                return None;
+            }
+            let p = (0..max_input).find(|&p| {
+                let mut loads = prog.instrs.iter().enumerate().filter_map(|(i, ins)| match ins {
+                    fused::Instr::Load { input, kind } if *input == p => Some((i, kind)),
+                    _ => None,
+                });
+                !taken.contains(&p)
+                    && reusable(p)
+                    && loads.clone().next().is_some()
+                    && loads.all(|(i, kind)| {
+                        matches!(kind, fused::LoadKind::Contiguous) && prog.dtypes[i] == prog.dtypes[r]
+                    })
+            })?;
+            taken.push(p);
+            Some(p)
+        })
+        .collect()
+}
+
 /// Compiles the plan's fused loops to native kernels, all in one library (see [`native`]).
 fn compile_native(steps: &mut [Step]) {
-    let progs: Vec<&fused::Program> = steps
+    let progs: Vec<(&fused::Program, &[Option<usize>])> = steps
         .iter()
         .filter_map(|s| match s {
-            Step::Fused { prog, .. } => Some(prog),
+            Step::Fused { prog, in_place, .. } => Some((prog, &in_place[..])),
             Step::Kernel { .. } => None,
         })
         .collect();
@@ -820,5 +902,5 @@ fn fused_step(
         }
     };
     let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
-    (Step::Fused { prog, ins: inputs.clone(), outs, native: None }, inputs)
+    (Step::Fused { prog, ins: inputs.clone(), outs, native: None, in_place: vec![] }, inputs)
 }

@@ -582,7 +582,6 @@ fn run_map(
 ) -> Vec<Array> {
     let total = numel(&prog.shape);
     let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| buffer(prog.dtypes[r], total)).collect();
-    let blocks = total.div_ceil(BLOCK);
     // Each output's base pointer, by dtype; tasks write disjoint block ranges.
     let ptrs: Vec<(SendPtr<u8>, DType)> =
         outs.iter_mut().map(|d| (SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)), d.dtype())).collect();
@@ -611,7 +610,16 @@ fn run_map(
             }
         }
     };
-    // A single task runs here: handing it to the pool would only add a thread wake-up.
+    for_each_task(total, &work);
+    let out_shape = prog.shape.clone();
+    outs.into_iter().map(|d| Array::new(out_shape.clone(), d)).collect()
+}
+
+/// Calls `work` on ranges of blocks covering a loop of `total` elements: fixed ranges over
+/// the pool for large loops (so results never depend on the thread count), one range here
+/// otherwise (handing a single task to the pool would only add a thread wake-up).
+fn for_each_task(total: usize, work: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    let blocks = total.div_ceil(BLOCK);
     if total > PARALLEL_MIN {
         let per_task = (PARALLEL_MIN / BLOCK).max(1);
         (0..blocks.div_ceil(per_task))
@@ -620,8 +628,71 @@ fn run_map(
     } else {
         work(0..blocks);
     }
-    let out_shape = prog.shape.clone();
-    outs.into_iter().map(|d| Array::new(out_shape.clone(), d)).collect()
+}
+
+/// Runs a program (without reduction) through its native kernel, with output `k` written
+/// over input `p` where `in_place[k] = Some(p)`. The caller gives those inputs up: `owned`
+/// holds `(p, array)` for them, and `inputs[p]` is `None`. Their storage becomes the outputs.
+pub fn run_in_place(
+    prog: &Program,
+    kernel: &Kernel,
+    inputs: &[Option<&Array>],
+    mut owned: Vec<(usize, Array)>,
+    in_place: &[Option<usize>],
+    buffer: &mut dyn FnMut(DType, usize) -> Data,
+) -> Vec<Array> {
+    assert!(prog.reduce.is_none(), "reductions do not run in place");
+    let total = numel(&prog.shape);
+    let mut in_ptrs: Vec<SendPtr<c_void>> = inputs
+        .iter()
+        .map(|a| SendPtr(a.map_or(std::ptr::null_mut(), |a| with_data!(&a.data, v => v.as_ptr() as *mut c_void))))
+        .collect();
+    for (p, a) in owned.iter_mut() {
+        assert_eq!(a.data.len(), total, "an in-place input has the loop's size");
+        in_ptrs[*p] = SendPtr(with_data!(&mut a.data, v => v.as_mut_ptr() as *mut c_void));
+    }
+    let mut outs: Vec<Option<Data>> = prog
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(k, &r)| in_place.get(k).copied().flatten().is_none().then(|| buffer(prog.dtypes[r], total)))
+        .collect();
+    // Output base pointers (an in-place output's is its input's; the kernel writes through that).
+    let ptrs: Vec<(SendPtr<u8>, DType)> = outs
+        .iter_mut()
+        .enumerate()
+        .map(|(k, d)| match (d, in_place.get(k).copied().flatten()) {
+            (Some(d), _) => (SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)), d.dtype()),
+            (None, Some(p)) => (SendPtr(in_ptrs[p].0 as *mut u8), prog.dtypes[prog.outputs[k]]),
+            (None, None) => unreachable!("an output without storage"),
+        })
+        .collect();
+    let work = |range: std::ops::Range<usize>| {
+        let (start, end) = (range.start * BLOCK, (range.end * BLOCK).min(total));
+        let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
+        // SAFETY: every pointer addresses `total` elements of its dtype (the owned inputs were
+        // checked above); this task alone writes elements [start, end) of each output, and an
+        // in-place output's kernel reads each element of its input before writing it. No Rust
+        // reference to the owned arrays exists while the kernel runs.
+        let outs: Vec<*mut c_void> =
+            ptrs.iter().map(|&(SendPtr(p), d)| unsafe { element_pointer(p, d, start) }).collect();
+        unsafe { kernel.run(&ins, &outs, start, end - start) };
+    };
+    for_each_task(total, &work);
+    let shape = prog.shape.clone();
+    let mut owned: Vec<Option<(usize, Array)>> = owned.into_iter().map(Some).collect();
+    outs.into_iter()
+        .enumerate()
+        .map(|(k, d)| match (d, in_place.get(k).copied().flatten()) {
+            (Some(d), _) => Array::new(shape.clone(), d),
+            (None, Some(p)) => {
+                let at = owned.iter().position(|o| o.as_ref().is_some_and(|(q, _)| *q == p)).expect("owned input");
+                let (_, a) = owned[at].take().expect("taken once");
+                Array::new(shape.clone(), a.data)
+            }
+            (None, None) => unreachable!("an output without storage"),
+        })
+        .collect()
 }
 
 trait Accumulate: Copy {

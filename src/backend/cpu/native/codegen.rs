@@ -209,10 +209,15 @@ fn view_of(kind: &LoadKind, rank: usize) -> Option<View> {
 /// `restrict` parameter, so the compiler vectorises it without aliasing checks; `edge`
 /// selects the bounds-tested version used near padding edges. `NAME_pass` walks the rows of
 /// `[start, start + n)` and splits each into edge and inside segments. `NAME` is the entry.
-pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
+///
+/// `in_place[k] = Some(p)` makes output `k` overwrite input `p` (read only element for
+/// element), instead of writing to its own output pointer.
+pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> Option<String> {
     for &d in &prog.dtypes {
         ctype(d)?;
     }
+    let in_place_of = |k: usize| in_place.get(k).copied().flatten();
+    let overwritten = |p: usize| (0..prog.outputs.len()).any(|k| in_place_of(k) == Some(p));
     let live = live_registers(prog);
     let shape: Vec<usize> = if prog.shape.is_empty() { vec![1] } else { prog.shape.clone() };
     let rank = shape.len();
@@ -253,17 +258,21 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
     }
     for (p, t) in input_type.iter().enumerate() {
         if let Some(t) = t {
-            params.push(format!("const {t}* restrict in{p}"));
+            let c = if overwritten(p) { "" } else { "const " };
+            params.push(format!("{c}{t}* restrict in{p}"));
             args.push(format!("in{p}"));
-            let _ = writeln!(casts, "    const {t}* in{p} = (const {t}*)in_[{p}];");
+            let _ = writeln!(casts, "    {c}{t}* in{p} = ({c}{t}*)in_[{p}];");
         }
     }
     for (k, &r) in prog.outputs.iter().enumerate() {
-        let t = ctype(prog.dtypes[r])?;
-        params.push(format!("{t}* restrict out{k}"));
-        args.push(format!("out{k}"));
-        let _ = writeln!(casts, "    {t}* out{k} = ({t}*)out_[{k}];");
+        if in_place_of(k).is_none() {
+            let t = ctype(prog.dtypes[r])?;
+            params.push(format!("{t}* restrict out{k}"));
+            args.push(format!("out{k}"));
+            let _ = writeln!(casts, "    {t}* out{k} = ({t}*)out_[{k}];");
+        }
     }
+    let pointers = args.len();
     params.extend(["int64_t g0", "int64_t o0", "int64_t k0", "int64_t len"].map(String::from));
     for (i, v) in views.iter().enumerate() {
         if v.is_some() {
@@ -331,7 +340,11 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
         let _ = writeln!(body, "        {stmt}");
     }
     for (k, &r) in prog.outputs.iter().enumerate() {
-        let _ = writeln!(body, "        out{k}[o] = r{r};");
+        match in_place_of(k) {
+            Some(p) => writeln!(body, "        in{p}[g] = r{r};"),
+            None => writeln!(body, "        out{k}[o] = r{r};"),
+        }
+        .ok()?;
     }
 
     let mut src = String::new();
@@ -342,7 +355,6 @@ pub(super) fn kernel(prog: &Program, name: &str) -> Option<String> {
          (void)g; (void)k;\n{body}    }}\n    return slow;\n}}\n",
         params.join(", ")
     );
-    let pointers = input_type.iter().flatten().count() + prog.outputs.len();
     let call = |g0: &str, o0: &str, k0: &str, len: &str, edge: u8| {
         let mut all: Vec<String> = args[..pointers].to_vec();
         all.extend([g0, o0, k0, len].map(String::from));
@@ -458,6 +470,6 @@ mod tests {
             outputs: vec![0],
             reduce: None,
         };
-        assert!(kernel(&prog, "k").is_none());
+        assert!(kernel(&prog, &[], "k").is_none());
     }
 }

@@ -150,7 +150,8 @@ pub(crate) fn enabled_for(elements: usize) -> bool {
 
 /// Native kernels for the programs that the mode selects and the generator supports
 /// (`None` for the others, and for all of them if no compiler works).
-pub(crate) fn compile(progs: &[&Program]) -> Vec<Option<Arc<Kernel>>> {
+/// Each program comes with the inputs its outputs overwrite (see `codegen::kernel`).
+pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<Kernel>>> {
     let mode = native_mode();
     let mut kernels = vec![None; progs.len()];
     if mode == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
@@ -158,12 +159,12 @@ pub(crate) fn compile(progs: &[&Program]) -> Vec<Option<Arc<Kernel>>> {
     }
     let mut source = String::from(include_str!("prelude.c"));
     let mut names = Vec::new();
-    for (i, prog) in progs.iter().enumerate() {
+    for (i, &(prog, in_place)) in progs.iter().enumerate() {
         if mode == NativeMode::Auto && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
             continue;
         }
         let name = format!("ct_kernel{i}");
-        if let Some(src) = codegen::kernel(prog, &name) {
+        if let Some(src) = codegen::kernel(prog, in_place, &name) {
             source.push_str(&src);
             names.push((i, name));
         }
