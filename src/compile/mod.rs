@@ -4,6 +4,7 @@
 mod inline;
 mod passes;
 mod plan;
+mod schedule;
 
 pub use passes::{dce, optimize};
 pub use plan::Plan;

@@ -333,6 +333,48 @@ fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data,
     }
 }
 
+/// Walks output elements `start..start + len` of an iteration space row by row (a row runs
+/// along the last axis): calls `f(idx, k0, k1, j)` for each piece of a row, where `idx` is the
+/// multi-index of the piece's first element, the piece covers last-axis positions `k0..k1`,
+/// and it is elements `j..j + (k1 - k0)` of the walk. Needs rank ≥ 1.
+fn for_each_row_piece(shape: &[usize], start: usize, len: usize, mut f: impl FnMut(&[usize], usize, usize, usize)) {
+    let r = shape.len();
+    let mut idx = vec![0usize; r];
+    let mut rem = start;
+    for d in (0..r).rev() {
+        idx[d] = rem % shape[d];
+        rem /= shape[d];
+    }
+    let mut j = 0;
+    while j < len {
+        let (k0, k1) = (idx[r - 1], shape[r - 1].min(idx[r - 1] + len - j));
+        f(&idx, k0, k1, j);
+        j += k1 - k0;
+        idx[r - 1] = k1;
+        let mut d = r - 1;
+        while idx[d] == shape[d] && d > 0 {
+            idx[d] = 0;
+            d -= 1;
+            idx[d] += 1;
+        }
+    }
+}
+
+/// The part of the row piece `k0..k1` (outer indices `idx`) inside the box `valid`, as
+/// offsets `a..b` from `k0` (empty when the row lies outside).
+fn inside_part(valid: &[(isize, isize)], idx: &[usize], k0: usize, k1: usize) -> (usize, usize) {
+    let r = idx.len();
+    let row_inside = (0..r - 1).all(|d| valid[d].0 <= idx[d] as isize && (idx[d] as isize) < valid[d].1);
+    if !row_inside {
+        return (k1 - k0, k1 - k0);
+    }
+    let (lo, hi) = valid[r - 1];
+    let (k0i, k1i) = (k0 as isize, k1 as isize);
+    let a = lo.clamp(k0i, k1i);
+    let b = hi.clamp(k0i, k1i).max(a);
+    ((a - k0i) as usize, (b - k0i) as usize)
+}
+
 /// Copies output elements `start..start+out.len()` of a strided read of `x` (row by row;
 /// contiguous rows are plain copies). With `pad`, indices outside the valid ranges read `fill`.
 fn strided_rows<T: Copy>(
@@ -349,63 +391,33 @@ fn strided_rows<T: Copy>(
         out[0] = x[base as usize];
         return;
     }
-    let mut idx = vec![0usize; r];
-    let mut rem = start;
-    for d in (0..r).rev() {
-        idx[d] = rem % shape[d];
-        rem /= shape[d];
-    }
-    let (inner, s) = (shape[r - 1], st[r - 1]);
-    let mut j = 0;
-    while j < out.len() {
-        let (k0, k1) = (idx[r - 1], inner.min(idx[r - 1] + out.len() - j));
+    let s = st[r - 1];
+    let len = out.len();
+    for_each_row_piece(shape, start, len, |idx, k0, k1, j| {
         let row = base + (0..r - 1).map(|d| idx[d] as isize * st[d]).sum::<isize>();
         let seg = &mut out[j..j + (k1 - k0)];
-        match pad {
-            None if s == 1 => {
-                let from = (row + k0 as isize) as usize;
-                seg.copy_from_slice(&x[from..from + (k1 - k0)]);
-            }
-            None => {
-                for (o, k) in seg.iter_mut().zip(k0..k1) {
-                    *o = x[(row + k as isize * s) as usize];
-                }
-            }
+        // The piece splits into fill, in-bounds, fill parts.
+        let (a, b) = match pad {
             Some((valid, fill)) => {
-                let row_inside = (0..r - 1).all(|d| valid[d].0 <= idx[d] as isize && (idx[d] as isize) < valid[d].1);
-                // The row splits into fill, in-bounds, fill segments.
-                let (lo, hi) = valid[r - 1];
-                let (k0i, k1i) = (k0 as isize, k1 as isize);
-                let (a, b) = if row_inside {
-                    (lo.clamp(k0i, k1i), hi.clamp(k0i, k1i).max(lo.clamp(k0i, k1i)))
-                } else {
-                    (k1i, k1i)
-                };
-                let (a, b) = ((a - k0i) as usize, (b - k0i) as usize);
+                let (a, b) = inside_part(valid, idx, k0, k1);
                 seg[..a].fill(fill);
                 seg[b..].fill(fill);
-                let first = k0i + a as isize;
-                if a == b {
-                    // Nothing in bounds on this row (its start may not even be addressable).
-                } else if s == 1 {
-                    let from = (row + first) as usize;
-                    seg[a..b].copy_from_slice(&x[from..from + (b - a)]);
-                } else {
-                    for (o, k) in seg[a..b].iter_mut().zip(first..) {
-                        *o = x[(row + k * s) as usize];
-                    }
-                }
+                (a, b)
+            }
+            None => (0, k1 - k0),
+        };
+        let first = (k0 + a) as isize;
+        if a == b {
+            // Nothing in bounds on this row (its start may not even be addressable).
+        } else if s == 1 {
+            let from = (row + first) as usize;
+            seg[a..b].copy_from_slice(&x[from..from + (b - a)]);
+        } else {
+            for (o, k) in seg[a..b].iter_mut().zip(first..) {
+                *o = x[(row + k * s) as usize];
             }
         }
-        j += k1 - k0;
-        idx[r - 1] = k1;
-        let mut d = r - 1;
-        while idx[d] == shape[d] && d > 0 {
-            idx[d] = 0;
-            d -= 1;
-            idx[d] += 1;
-        }
-    }
+    });
 }
 
 /// Fills a register with elements `start..start+n` of a load.
@@ -439,36 +451,16 @@ fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: us
 fn mask(out: &mut Data, src: View, valid: &[(isize, isize)], fill: f64, shape: &[usize], start: usize, n: usize) {
     fn go<T: Copy>(o: &mut [T], x: &[T], valid: &[(isize, isize)], fill: T, shape: &[usize], start: usize) {
         o.copy_from_slice(&x[..o.len()]);
-        let r = shape.len();
-        if r == 0 {
+        if shape.is_empty() {
             return;
         }
-        let mut idx = vec![0usize; r];
-        let mut rem = start;
-        for d in (0..r).rev() {
-            idx[d] = rem % shape[d];
-            rem /= shape[d];
-        }
-        let mut j = 0;
-        while j < o.len() {
-            let (k0, k1) = (idx[r - 1], shape[r - 1].min(idx[r - 1] + o.len() - j));
-            let inside = (0..r - 1).all(|d| valid[d].0 <= idx[d] as isize && (idx[d] as isize) < valid[d].1);
-            let (lo, hi) = valid[r - 1];
-            let (k0i, k1i) = (k0 as isize, k1 as isize);
-            let (a, b) =
-                if inside { (lo.clamp(k0i, k1i), hi.clamp(k0i, k1i).max(lo.clamp(k0i, k1i))) } else { (k1i, k1i) };
+        let len = o.len();
+        for_each_row_piece(shape, start, len, |idx, k0, k1, j| {
+            let (a, b) = inside_part(valid, idx, k0, k1);
             let seg = &mut o[j..j + (k1 - k0)];
-            seg[..(a - k0i) as usize].fill(fill);
-            seg[(b - k0i) as usize..].fill(fill);
-            j += k1 - k0;
-            idx[r - 1] = k1;
-            let mut d = r - 1;
-            while idx[d] == shape[d] && d > 0 {
-                idx[d] = 0;
-                d -= 1;
-                idx[d] += 1;
-            }
-        }
+            seg[..a].fill(fill);
+            seg[b..].fill(fill);
+        });
     }
     match (out, src) {
         (Data::F32(o), View::F32(x)) => go(&mut o[..n], x, valid, fill as f32, shape, start),
