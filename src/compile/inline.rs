@@ -157,31 +157,6 @@ fn inner_step(kind: &LoadKind, shape: &[usize]) -> isize {
     }
 }
 
-/// Registers that `out` depends on.
-fn cone(prog: &Program, out: usize) -> Vec<bool> {
-    let mut live = vec![false; prog.instrs.len()];
-    live[out] = true;
-    for i in (0..=out).rev() {
-        if !live[i] {
-            continue;
-        }
-        match &prog.instrs[i] {
-            Instr::Load { .. } => {}
-            Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => live[*a] = true,
-            Instr::Binary(_, a, b) => {
-                live[*a] = true;
-                live[*b] = true;
-            }
-            Instr::Select(p, a, b) => {
-                live[*p] = true;
-                live[*a] = true;
-                live[*b] = true;
-            }
-        }
-    }
-    live
-}
-
 /// Appends producer register `out`'s chain to `instrs`, read at the consumer positions of
 /// `map`; returns the register holding the value. `input` maps a producer input to the
 /// consumer's input index.
@@ -195,7 +170,7 @@ fn emit_cone(
     dtypes: &mut Vec<crate::DType>,
     input: &mut dyn FnMut(usize) -> usize,
 ) -> Option<usize> {
-    let live = cone(producer, out);
+    let live = producer.needed(&[out]);
     let mut reg = vec![usize::MAX; producer.instrs.len()];
     for (i, ins) in producer.instrs.iter().enumerate() {
         if !live[i] {
@@ -394,7 +369,7 @@ pub(super) fn fuse_through_views(
                 continue;
             }
             let out = producer.outputs[k];
-            if cone(&producer, out).iter().filter(|&&l| l).count() > MAX_CONE {
+            if producer.needed(&[out]).iter().filter(|&&l| l).count() > MAX_CONE {
                 continue;
             }
             // Every reader must be a loop that can take the chain.

@@ -5,6 +5,7 @@
 //! then every batch is one matrix product: `gemm` for floats, a plain loop with
 //! wrapping arithmetic for integers.
 
+use super::fused::SendPtr;
 use super::structure::transpose;
 use crate::array::{Array, Data};
 use crate::{Element, TensorType};
@@ -183,7 +184,7 @@ unsafe fn n_contiguous_copy<T: Element>(
     assert!(rv.batch >= 0 && rv.col >= 0 && (last as usize) < rhs.len(), "dot_general: operand view out of bounds");
     // Column blocks of TILE: each task fills `TILE` columns of every row of one matrix.
     let blocks = n.div_ceil(TILE);
-    let dst = SharedMut(out);
+    let dst = SendPtr(out);
     // One task: columns j0..j0+TILE of matrix `bi`, row by row.
     let work = |t: usize| {
         let (bi, j0) = (t / blocks, (t % blocks) * TILE);
@@ -244,17 +245,6 @@ fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: boo
             f(&fresh)
         }
     })
-}
-
-/// A pointer that tasks writing disjoint parts of one buffer may share.
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-unsafe impl<T> Send for SharedMut<T> {}
-unsafe impl<T> Sync for SharedMut<T> {}
-impl<T> SharedMut<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// `b` products of `m×k` and `k×n` matrices read in place through strides.

@@ -101,6 +101,33 @@ pub struct Program {
 }
 
 impl Program {
+    /// The registers that `roots` depend on (themselves included).
+    pub fn needed(&self, roots: &[usize]) -> Vec<bool> {
+        let mut live = vec![false; self.instrs.len()];
+        for &r in roots {
+            live[r] = true;
+        }
+        for i in (0..self.instrs.len()).rev() {
+            if !live[i] {
+                continue;
+            }
+            match self.instrs[i] {
+                Instr::Load { .. } => {}
+                Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => live[a] = true,
+                Instr::Binary(_, a, b) => {
+                    live[a] = true;
+                    live[b] = true;
+                }
+                Instr::Select(p, a, b) => {
+                    live[p] = true;
+                    live[a] = true;
+                    live[b] = true;
+                }
+            }
+        }
+        live
+    }
+
     /// A readable listing for plan dumps.
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -539,9 +566,16 @@ fn registers(prog: &Program) -> Vec<Data> {
 
 /// A raw pointer that may cross threads: each task writes a disjoint range.
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
 
 /// Copies `src` to elements `start..` of the typed buffer behind `base`.
 ///

@@ -13,9 +13,6 @@ use crate::ops::{BinaryOp, UnaryOp};
 use crate::DType;
 use std::fmt::Write;
 
-/// Above this magnitude the f32 sine/cosine port is not used (as in the Rust kernel).
-const SIN_F32_LIMIT: &str = "8192.0f";
-
 fn ctype(d: DType) -> Option<&'static str> {
     match d {
         DType::F32 => Some("float"),
@@ -47,33 +44,6 @@ fn literal(v: f64, d: DType) -> String {
             None => format!("{v:e}"),
         },
     }
-}
-
-/// Registers that some output depends on.
-fn live_registers(prog: &Program) -> Vec<bool> {
-    let mut live = vec![false; prog.instrs.len()];
-    for &r in &prog.outputs {
-        live[r] = true;
-    }
-    for i in (0..prog.instrs.len()).rev() {
-        if !live[i] {
-            continue;
-        }
-        match prog.instrs[i] {
-            Instr::Load { .. } => {}
-            Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => live[a] = true,
-            Instr::Binary(_, a, b) => {
-                live[a] = true;
-                live[b] = true;
-            }
-            Instr::Select(p, a, b) => {
-                live[p] = true;
-                live[a] = true;
-                live[b] = true;
-            }
-        }
-    }
-    live
 }
 
 /// Whether the program uses the f32 sine/cosine port, which is only valid for small
@@ -120,9 +90,11 @@ fn unary(op: UnaryOp, x: &str, d: DType, r: &str, src: DType) -> Option<String> 
         UnaryOp::Sin | UnaryOp::Cos if !f32 => format!("{}({x})", if op == UnaryOp::Sin { "sin" } else { "cos" }),
         UnaryOp::Sin | UnaryOp::Cos => {
             let (cos, exact) = if op == UnaryOp::Sin { (0, "sinf") } else { (1, "cosf") };
+            // Above this magnitude the port is not used (as in the Rust kernel).
+            let limit = literal(crate::backend::cpu::math::SIN_F32_LIMIT as f64, DType::F32);
             return Some(format!(
-                "float {r}; if (exact) {r} = fabsf({x}) <= {SIN_F32_LIMIT} ? ct_sin_cos_f32({x}, {cos}) : {exact}({x}); \
-                 else {{ {r} = ct_sin_cos_f32({x}, {cos}); slow |= !(fabsf({x}) <= {SIN_F32_LIMIT}); }}"
+                "float {r}; if (exact) {r} = fabsf({x}) <= {limit} ? ct_sin_cos_f32({x}, {cos}) : {exact}({x}); \
+                 else {{ {r} = ct_sin_cos_f32({x}, {cos}); slow |= !(fabsf({x}) <= {limit}); }}"
             ));
         }
         // Ports of these would have to match Rust's own implementations (or the `libm`
@@ -218,7 +190,7 @@ pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> 
     }
     let in_place_of = |k: usize| in_place.get(k).copied().flatten();
     let overwritten = |p: usize| (0..prog.outputs.len()).any(|k| in_place_of(k) == Some(p));
-    let live = live_registers(prog);
+    let live = prog.needed(&prog.outputs);
     let shape: Vec<usize> = if prog.shape.is_empty() { vec![1] } else { prog.shape.clone() };
     let rank = shape.len();
     let views: Vec<Option<View>> = prog
