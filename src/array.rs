@@ -1,7 +1,7 @@
 //! Concrete tensor storage: a row-major contiguous buffer of one dtype plus its shape.
 
-use crate::shape::{numel, Shape};
-use crate::{DType, Element, TensorType};
+use crate::shape::{checked_numel, numel, Shape};
+use crate::{DType, Element, Error, TensorType};
 
 /// Untyped contiguous storage: one `Vec` per runtime dtype.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,20 +115,66 @@ impl Data {
 /// A concrete tensor value: contiguous row-major storage and a shape.
 ///
 /// `Array` is what kernels consume and produce; users hold it inside a
-/// [`Tensor`](crate::Tensor).
+/// [`Tensor`](crate::Tensor). Its invariant — the storage holds exactly as many
+/// elements as the shape has — is checked by every constructor, and the fields are
+/// private to the crate, so safe code cannot build an `Array` whose kernels would
+/// read or write outside its buffer.
+///
+/// ```
+/// use cotangent::{Array, Data};
+/// let a = Array::new(vec![2, 2], Data::F32(vec![1.0, 2.0, 3.0, 4.0]));
+/// assert_eq!(a.shape(), &[2, 2]);
+/// assert!(Array::try_new(vec![1 << 24], Data::F32(vec![0.0; 16])).is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Array {
     /// Extent of each axis.
-    pub shape: Shape,
+    pub(crate) shape: Shape,
     /// The elements, `numel(shape)` of them.
-    pub data: Data,
+    pub(crate) data: Data,
 }
 
 impl Array {
-    /// Wraps storage and a shape; the caller guarantees the lengths agree.
+    /// Wraps storage and a shape.
+    ///
+    /// # Panics
+    /// If the storage does not hold exactly `numel(shape)` elements (see [`Array::try_new`]
+    /// for a `Result`).
+    #[track_caller]
     pub fn new(shape: Shape, data: Data) -> Array {
-        debug_assert_eq!(numel(&shape), data.len(), "array storage does not match its shape");
-        Array { shape, data }
+        match Array::try_new(shape, data) {
+            Ok(a) => a,
+            Err(e) => panic!("Array::new: {e}"),
+        }
+    }
+
+    /// Wraps storage and a shape, or says why they do not fit together.
+    ///
+    /// ```
+    /// use cotangent::{Array, Data};
+    /// let err = Array::try_new(vec![3], Data::F64(vec![1.0])).unwrap_err();
+    /// assert!(err.to_string().contains("1 elements cannot have shape [3]"));
+    /// ```
+    pub fn try_new(shape: Shape, data: Data) -> Result<Array, Error> {
+        match checked_numel(&shape) {
+            Some(n) if n == data.len() => Ok(Array { shape, data }),
+            _ => Err(Error::ShapeMismatch { len: data.len(), shape }),
+        }
+    }
+
+    /// Extent of each axis.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements, row-major.
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The shape and the storage, taken apart.
+    pub fn into_parts(self) -> (Shape, Data) {
+        (self.shape, self.data)
     }
 
     /// An array of `value` converted to `dtype`.

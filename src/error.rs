@@ -8,7 +8,7 @@
 #[non_exhaustive]
 pub enum Error {
     /// A buffer's length does not match the requested shape.
-    #[error("a buffer of {len} elements cannot have shape {shape:?} ({} elements)", crate::shape::numel(shape))]
+    #[error("a buffer of {len} elements cannot have shape {shape:?} ({})", shape_size(shape))]
     ShapeMismatch {
         /// Elements supplied.
         len: usize,
@@ -69,4 +69,12 @@ pub enum Error {
         /// The repeated path.
         name: String,
     },
+}
+
+/// "N elements", or "more elements than memory can address" for a shape whose size overflows.
+fn shape_size(shape: &[usize]) -> String {
+    match crate::shape::checked_numel(shape) {
+        Some(n) => format!("{n} elements"),
+        None => "more elements than fit in memory".to_string(),
+    }
 }

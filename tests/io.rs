@@ -38,7 +38,7 @@ fn same<T: Tree>(a: &T, b: &T) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(&b)
-            .all(|(x, y)| x.ty() == y.ty() && x.as_concrete().unwrap().data == y.as_concrete().unwrap().data)
+            .all(|(x, y)| x.ty() == y.ty() && x.as_concrete().unwrap().data() == y.as_concrete().unwrap().data())
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {

@@ -211,7 +211,15 @@ fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
 
 /// Simplification, constant folding and common-subexpression elimination in one
 /// forward walk, then dead-code elimination.
+///
+/// # Panics
+/// If the graph breaks its invariants ([`Graph::validate`]): constant folding runs kernels
+/// on the node types as they are.
+#[track_caller]
 pub fn optimize(g: &Graph) -> Graph {
+    if let Err(e) = g.validate() {
+        panic!("optimize: invalid graph: {e}");
+    }
     let mut out = Graph::default();
     let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
     let mut seen: HashMap<String, Var> = HashMap::new();
@@ -333,7 +341,7 @@ fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<V
                 _ => unreachable!(),
             })
             .collect();
-        let value = crate::backend::cpu::execute(&prim, &arrays, ty);
+        let value = crate::backend::cpu::kernel(&prim, &arrays, ty);
         return out.push_typed(Prim::Constant(Arc::new(value)), vec![], ty.clone());
     }
     let key = cse_key(&prim, &ins);

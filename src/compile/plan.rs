@@ -48,6 +48,8 @@ pub struct Plan {
     free_after: Vec<Vec<usize>>,
     num_slots: usize,
     inputs: Vec<usize>,
+    /// The dtype and shape each argument must have: kernels index buffers by them.
+    input_types: Vec<TensorType>,
     constants: Vec<(usize, Arc<Array>)>,
     outputs: Vec<usize>,
     /// Whether some step splits its work over the thread pool.
@@ -223,7 +225,15 @@ struct Group {
 
 impl Plan {
     /// Builds the plan for an (optimised) graph.
+    ///
+    /// # Panics
+    /// If the graph breaks its invariants ([`Graph::validate`]): the plan's kernels index
+    /// buffers by the node types, so they must be the types the primitives' rules give.
+    #[track_caller]
     pub fn new(g: &Graph) -> Plan {
+        if let Err(e) = g.validate() {
+            panic!("Plan::new: invalid graph: {e}");
+        }
         let n = g.nodes.len();
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, node) in g.nodes.iter().enumerate() {
@@ -479,6 +489,7 @@ impl Plan {
             free_after,
             num_slots: n,
             inputs: g.inputs.iter().map(|v| v.index()).collect(),
+            input_types: g.inputs.iter().map(|v| g.ty(*v).clone()).collect(),
             constants,
             outputs: g.outputs.iter().map(|v| v.index()).collect(),
             profile: profiling().then(|| Mutex::new((vec![std::time::Duration::ZERO; steps_len], 0))),
@@ -486,7 +497,24 @@ impl Plan {
     }
 
     /// Runs the plan on concrete arguments.
+    ///
+    /// # Panics
+    /// If the arguments are not concrete, or their number, dtypes or shapes differ from the
+    /// graph's inputs (the kernels are built for exactly those).
+    ///
+    /// ```
+    /// use cotangent::compile::{optimize, Plan};
+    /// use cotangent::{trace_graph, Tensor, TensorType, DType};
+    /// let g = trace_graph(&[TensorType::new(DType::F32, vec![4])], |x| vec![x[0].exp()]);
+    /// let plan = Plan::new(&optimize(&g));
+    /// let y = plan.run(&[Tensor::from_vec(vec![0.0f32; 4], &[4])]);
+    /// assert_eq!(y[0].to_vec::<f32>(), vec![1.0; 4]);
+    /// let wrong = std::panic::catch_unwind(|| plan.run(&[Tensor::from_vec(vec![0.0f32; 2], &[2])]));
+    /// assert!(wrong.is_err());
+    /// ```
+    #[track_caller]
     pub fn run(&self, args: &[Tensor]) -> Vec<Tensor> {
+        self.check_args(args);
         // A plan with parallel steps runs on a pool thread: its kernels (fused loops, gemm)
         // then share work with the other pool threads directly, instead of this thread handing
         // each one over and sleeping until it is done (measured: ~15% on the MLP workloads).
@@ -499,13 +527,29 @@ impl Plan {
         self.run_here(args)
     }
 
+    /// Panics at the caller's line unless `args` are concrete and typed like the graph's inputs
+    /// (checked without allocating: steady-state calls allocate only their outputs).
+    #[track_caller]
+    fn check_args(&self, args: &[Tensor]) {
+        let fits = |(a, ty): (&Tensor, &TensorType)| {
+            a.as_concrete().is_some_and(|a| a.dtype() == ty.dtype && a.shape == ty.shape)
+        };
+        if args.len() != self.input_types.len() || !args.iter().zip(&self.input_types).all(fits) {
+            let list = |types: Vec<String>| types.join(", ");
+            let got =
+                args.iter().map(|a| if a.is_traced() { format!("traced {}", a.ty()) } else { a.ty().to_string() });
+            panic!(
+                "Plan::run: the plan was built for concrete arguments ({}), got ({})",
+                list(self.input_types.iter().map(ToString::to_string).collect()),
+                list(got.collect())
+            );
+        }
+    }
+
     fn run_here(&self, args: &[Tensor]) -> Vec<Tensor> {
         let mut slots: Vec<Option<Arc<Array>>> = vec![None; self.num_slots];
         for (&s, a) in self.inputs.iter().zip(args) {
-            slots[s] = Some(match a.as_concrete() {
-                Some(_) => a.concrete_arc(),
-                None => panic!("plan: arguments must be concrete"),
-            });
+            slots[s] = Some(a.concrete_arc());
         }
         for (s, a) in &self.constants {
             slots[*s] = Some(a.clone());
@@ -623,7 +667,7 @@ impl Plan {
                     threads,
                 )
             }
-            _ => cpu::execute(prim, &arrays, ty),
+            _ => cpu::kernel(prim, &arrays, ty),
         }
     }
 

@@ -129,10 +129,7 @@ impl Tensor {
     /// assert!(Tensor::try_from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
     /// ```
     pub fn try_from_vec<T: Element>(v: Vec<T>, shape: &[usize]) -> Result<Tensor, Error> {
-        if v.len() != numel(shape) {
-            return Err(Error::ShapeMismatch { len: v.len(), shape: shape.to_vec() });
-        }
-        Ok(Tensor::from_array(Array::from_vec(v, shape.to_vec())))
+        Ok(Tensor::from_array(Array::try_new(shape.to_vec(), T::into_data(v))?))
     }
 
     /// A tensor copied from a slice.

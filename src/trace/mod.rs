@@ -189,7 +189,7 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
     match top {
         None => {
             let arrays: Vec<&Array> = inputs.iter().map(|t| t.as_concrete().expect("concrete operand")).collect();
-            Tensor::from_array(crate::backend::cpu::execute(&prim, &arrays, &ty))
+            Tensor::from_array(crate::backend::cpu::kernel(&prim, &arrays, &ty))
         }
         Some(top) => {
             let (trace, level) = (top.trace, top.level);

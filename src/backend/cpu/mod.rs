@@ -1,12 +1,14 @@
 //! The CPU backend: one kernel per primitive on contiguous row-major arrays.
 //!
-//! [`execute`] is the single entry point: eager operations and the graph
-//! interpreter both come through it. Kernels are grouped by family, like
-//! [`crate::ops`]. The output type is computed (and checked) by the caller.
+//! [`execute`] is the single public entry point; eager operations, constant folding and
+//! plans come through `kernel`, which trusts the types its caller checked. Kernels are
+//! grouped by family, like [`crate::ops`]. Modules whose kernels write through raw
+//! pointers (`dot`, `fused`) are private to the crate: safe code outside it reaches them only
+//! through checked entry points.
 
-pub mod dot;
+pub(crate) mod dot;
 mod elementwise;
-pub mod fused;
+pub(crate) mod fused;
 mod index;
 pub mod math;
 pub mod native;
@@ -19,8 +21,33 @@ use crate::array::Array;
 use crate::ops::Prim;
 use crate::TensorType;
 
-/// Runs one primitive on concrete operands whose types already passed `infer_type`.
+/// Runs one primitive on concrete operands.
+///
+/// # Panics
+/// If the operands do not satisfy the primitive's type rule, or `out` is not the type the
+/// rule gives (kernels size their buffers and index their operands by these types).
+///
+/// ```
+/// use cotangent::backend::cpu::execute;
+/// use cotangent::ops::{Prim, UnaryOp};
+/// use cotangent::{Array, TensorType};
+/// let x = Array::from_vec(vec![0.0f64, 1.0], vec![2]);
+/// let y = execute(&Prim::Unary(UnaryOp::Exp), &[&x], &x.ty());
+/// assert_eq!(y.as_slice::<f64>().unwrap()[1], 1f64.exp());
+/// ```
+#[track_caller]
 pub fn execute(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
+    let types: Vec<TensorType> = inputs.iter().map(|a| a.ty()).collect();
+    match prim.infer_type(&types.iter().collect::<Vec<_>>()) {
+        Ok(ty) if ty == *out => kernel(prim, inputs, out),
+        Ok(ty) => panic!("execute({}): the operands give {ty}, not the requested {out}", prim.name()),
+        Err(e) => panic!("execute({}): {e}", prim.name()),
+    }
+}
+
+/// Runs one primitive on concrete operands whose types already passed `infer_type` with
+/// `out` as the result (the callers — `bind`, constant folding, plans — checked them).
+pub(crate) fn kernel(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
     match prim {
         Prim::Input(_) => panic!("graph inputs are not executable"),
         Prim::Constant(a) => (**a).clone(),
