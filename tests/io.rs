@@ -182,3 +182,138 @@ fn duplicate_names_and_file_errors() {
     let unwritable = io::save(&Tensor::scalar(0.0), "/nonexistent-dir/x.safetensors").unwrap_err();
     assert!(matches!(unwritable, Error::Io { action: "write", .. }), "{unwritable:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Crafted headers: every one must be an `Err`, in debug builds too (safetensors 0.7 adds
+// the declared data length to the header length unchecked). The builders below are the
+// fuzzing seeds; the same bytes are kept as files under `tests/data/io_seeds/`.
+
+/// A safetensors file: the 8-byte little-endian header length, the header, `data` zero bytes.
+fn crafted(header: &[u8], data: usize) -> Vec<u8> {
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header);
+    b.resize(b.len() + data, 0);
+    b
+}
+
+/// Eight contiguous U8 tensors of 2⁶¹ − 1 bytes each: the offsets fit in u64, but the data
+/// length plus the header length plus 8 does not.
+fn eight_tensors_past_u64() -> Vec<u8> {
+    let size: u64 = (1 << 61) - 1;
+    let entries: Vec<String> = (0..8u64)
+        .map(|k| {
+            format!(r#""t{k}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, k * size, (k + 1) * size)
+        })
+        .collect();
+    crafted(format!("{{{}}}", entries.join(",")).as_bytes(), 16)
+}
+
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let f32_one = |shape: &str, offsets: &str| {
+        crafted(format!(r#"{{"x":{{"dtype":"F32","shape":{shape},"data_offsets":{offsets}}}}}"#).as_bytes(), 4)
+    };
+    vec![
+        ("overflow_8_tensors", eight_tensors_past_u64()),
+        ("header_len_beyond_file", {
+            let mut b = crafted(br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 4);
+            b[..8].copy_from_slice(&1000u64.to_le_bytes());
+            b
+        }),
+        ("header_len_u64_max", {
+            let mut b = crafted(b"{}", 0);
+            b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            b
+        }),
+        ("non_utf8_header", crafted(&[b'{', b'"', 0xc3, 0x28, b'"', b':', b'1', b'}'], 0)),
+        ("negative_shape", f32_one("[-1]", "[0,4]")),
+        ("float_shape", f32_one("[1.5]", "[0,4]")),
+        ("shape_past_u64", f32_one("[18446744073709551616]", "[0,4]")),
+        ("absurd_shape_2p40_2p40", f32_one("[1099511627776,1099511627776]", "[0,4]")),
+        // Fits in u64 but is far more than the file holds: no allocation may follow it.
+        ("huge_shape_small_file", f32_one("[1073741824,1073741824]", "[0,4611686018427387904]")),
+        ("reversed_offsets", f32_one("[1]", "[4,0]")),
+        ("offset_past_u64", f32_one("[1]", "[0,18446744073709551620]")),
+        ("one_offset", f32_one("[1]", "[4]")),
+        ("overlapping_tensors", crafted(
+            br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            4,
+        )),
+        ("gap_between_tensors", crafted(
+            br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#,
+            12,
+        )),
+        ("metadata_not_strings", crafted(
+            br#"{"__metadata__":{"k":[1]},"value":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            4,
+        )),
+        ("deep_nesting", crafted(&[b"{\"x\":".repeat(1000), vec![b'1'], b"}".repeat(1000)].concat(), 0)),
+    ]
+}
+
+fn seed_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/io_seeds")
+}
+
+#[test]
+fn sizes_past_u64_are_an_error_in_debug_builds_too() {
+    let e = io::from_bytes(&Tensor::zeros(&[1], DType::F32), &eight_tensors_past_u64()).unwrap_err();
+    // The message names a tensor of the file.
+    assert!(e.to_string().contains("`t"), "{e}");
+}
+
+#[test]
+fn crafted_headers_are_errors_naming_the_problem() {
+    let template = Tensor::zeros(&[1], DType::F32);
+    for (what, bytes) in seeds() {
+        let e = match io::from_bytes(&template, &bytes) {
+            Err(e @ (Error::BadHeader { .. } | Error::Truncated { .. })) => e,
+            other => panic!("{what}: {other:?}"),
+        };
+        let message = e.to_string();
+        // Each error about one tensor names it.
+        let names: &[&str] = match what {
+            "negative_shape"
+            | "float_shape"
+            | "shape_past_u64"
+            | "absurd_shape_2p40_2p40"
+            | "reversed_offsets"
+            | "offset_past_u64"
+            | "one_offset"
+            | "huge_shape_small_file" => &["`x`"],
+            "overlapping_tensors" | "gap_between_tensors" => &["`b`"],
+            _ => &[],
+        };
+        for n in names {
+            assert!(message.contains(n), "{what}: {message}");
+        }
+    }
+    // A header length past the file is a cut-off file; past the 100 MB limit, a bad header.
+    let by_name: BTreeMap<_, _> = seeds().into_iter().collect();
+    assert!(matches!(io::from_bytes(&template, &by_name["header_len_beyond_file"]), Err(Error::Truncated { .. })));
+    assert!(matches!(io::from_bytes(&template, &by_name["header_len_u64_max"]), Err(Error::BadHeader { .. })));
+    let huge = io::from_bytes(&template, &by_name["huge_shape_small_file"]);
+    assert!(matches!(huge, Err(Error::Truncated { .. })), "{huge:?}");
+}
+
+#[test]
+fn seed_files_match_the_builders_and_are_rejected() {
+    let template = Tensor::zeros(&[1], DType::F32);
+    let seeds = seeds();
+    if std::env::var_os("COTANGENT_WRITE_IO_SEEDS").is_some() {
+        std::fs::create_dir_all(seed_dir()).unwrap();
+        for (what, bytes) in &seeds {
+            std::fs::write(seed_dir().join(format!("{what}.safetensors")), bytes).unwrap();
+        }
+    }
+    for (what, bytes) in &seeds {
+        let path = seed_dir().join(format!("{what}.safetensors"));
+        let on_disk = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(&on_disk, bytes, "{what}: the seed file differs from its builder");
+    }
+    let files = std::fs::read_dir(seed_dir()).unwrap().count();
+    assert_eq!(files, seeds.len(), "every seed file has a builder");
+    for entry in std::fs::read_dir(seed_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(io::load(&template, &path).is_err(), "{}", path.display());
+    }
+}
