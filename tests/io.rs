@@ -317,3 +317,127 @@ fn seed_files_match_the_builders_and_are_rejected() {
         assert!(io::load(&template, &path).is_err(), "{}", path.display());
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Saving: concurrent writers, stale temporaries, error paths.
+
+/// A fresh empty directory for one test.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = tmp(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The names in `dir` other than `keep`.
+fn others(dir: &std::path::Path, keep: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != keep)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn concurrent_saves_to_one_path_leave_one_whole_tree() {
+    const WRITERS: usize = 8;
+    const ROUNDS: usize = 25;
+    let dir = fresh_dir("concurrent");
+    let path = dir.join("ckpt.safetensors");
+    // Writer k saves three leaves filled with k; sizes differ between writers, so a file
+    // mixing two writers' bytes could not even parse.
+    let tree = |k: usize| {
+        let n = 2000 + 300 * k;
+        vec![
+            Tensor::from_vec(vec![k as f32; n], &[n]),
+            Tensor::from_vec(vec![k as i64; 7], &[7]),
+            Tensor::from_vec(vec![k as f64; n / 2], &[n / 2]),
+        ]
+    };
+    let template = |k: usize| tree(k).map_leaves(|t| t.zeros_like());
+    for round in 0..ROUNDS {
+        let barrier = std::sync::Barrier::new(WRITERS);
+        let results: Vec<Result<(), Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..WRITERS)
+                .map(|k| {
+                    let (barrier, path, t) = (&barrier, &path, tree(k));
+                    s.spawn(move || {
+                        barrier.wait();
+                        io::save(&t, path)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (k, r) in results.iter().enumerate() {
+            assert!(r.is_ok(), "round {round}, writer {k}: {r:?}");
+        }
+        // The file holds exactly one writer's tree, every leaf of it.
+        let winner = (0..WRITERS).find(|&k| io::load(&template(k), &path).is_ok_and(|back| same(&tree(k), &back)));
+        assert!(winner.is_some(), "round {round}: the file is no writer's tree");
+        assert_eq!(others(&dir, "ckpt.safetensors"), Vec::<String>::new(), "round {round}: temporaries left");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_save_leaves_no_temporary() {
+    let dir = fresh_dir("failed");
+    // The target is a non-empty directory: the temporary is written, the rename fails.
+    let target = dir.join("ckpt.safetensors");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("inside"), b"x").unwrap();
+    let e = io::save(&Tensor::scalar(1.0f32), &target).unwrap_err();
+    assert!(matches!(e, Error::Io { action: "write", .. }), "{e:?}");
+    assert_eq!(others(&dir, "ckpt.safetensors"), Vec::<String>::new());
+    // The parent directory does not exist.
+    let e = io::save(&Tensor::scalar(1.0f32), dir.join("missing/ckpt.safetensors")).unwrap_err();
+    assert!(matches!(e, Error::Io { action: "write", .. }), "{e:?}");
+    assert_eq!(others(&dir, "ckpt.safetensors"), Vec::<String>::new());
+    // A path naming no file.
+    assert!(matches!(io::save(&Tensor::scalar(1.0f32), "/"), Err(Error::Io { action: "write", .. })));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_later_save_removes_temporaries_of_dead_processes() {
+    let dir = fresh_dir("stale");
+    let path = dir.join("ckpt.safetensors");
+    // A pid above any pid_max, and the pid of a child that has exited.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_child = child.id();
+    child.wait().unwrap();
+    let (me, live) = (std::process::id(), std::os::unix::process::parent_id());
+    let stale = [
+        format!("ckpt.safetensors.tmp.{}.0.0", 0x7fff_ffff),
+        format!("ckpt.safetensors.tmp.{dead_child}.1f.3"),
+        // Our pid, but another token: an earlier process that had our pid (pid 1 in a
+        // restarted container).
+        format!("ckpt.safetensors.tmp.{me}.0.0"),
+    ];
+    let kept = [
+        format!("ckpt.safetensors.tmp.{live}.0.0"), // a live process may still be writing it
+        "ckpt.safetensors.tmp.notes".to_string(),   // not a temporary of ours
+        "other.safetensors.tmp.2147483647.0.0".to_string(), // another file's
+        "ckpt.safetensors.tmp.2147483647.x.0".to_string(), // not our pattern
+        "ckpt.safetensors.tmp.2147483647.0.0.1".to_string(),
+        "ckpt.safetensors.tmp.2147483647.0.1f".to_string(),
+        "ckpt.safetensors.tmp2147483647".to_string(),
+    ];
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(dir.join(name), b"partial").unwrap();
+    }
+    // A live process's temporary untouched for two days is removed too (pids are reused).
+    let old_live = format!("ckpt.safetensors.tmp.{live}.1.0");
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    std::fs::File::create(dir.join(&old_live)).unwrap().set_modified(two_days_ago).unwrap();
+    io::save(&Tensor::scalar(2.0f32), &path).unwrap();
+    assert_eq!(io::load(&Tensor::scalar(0.0f32), &path).unwrap().item::<f32>(), 2.0);
+    let mut expected: Vec<String> = kept.to_vec();
+    expected.sort();
+    assert_eq!(others(&dir, "ckpt.safetensors"), expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

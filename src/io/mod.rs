@@ -31,6 +31,24 @@
 //! crate's own unchecked sums would panic), and nothing is allocated from declared sizes:
 //! memory use is bounded by the file's length.
 //!
+//! # Saving safely
+//!
+//! [`save`] never leaves a partly written file under its path. It writes a temporary
+//! `<path>.tmp.<pid>.<token>.<n>` beside it (created exclusively, so concurrent saves,
+//! from threads or processes, never share one; `token` is random per process, `n`
+//! counts within it), `fsync`s it, renames it over `path` and `fsync`s the directory.
+//! Of several concurrent saves to one path, every one returns `Ok` and the file holds
+//! exactly one of their trees, whole. On an error the temporary is removed.
+//!
+//! A process killed during a save cannot remove its temporary, so each save first
+//! removes the temporaries of its path that no running save can own: those whose pid
+//! is not a live process (known on Linux, through `/proc`), those with this process's
+//! pid but another token (an earlier process that had the same pid, such as pid 1 of
+//! a restarted container), and any not modified for 24 hours (pids get reused; this is
+//! the only rule where `/proc` is missing). Processes in different pid namespaces that
+//! save to one shared directory can mistake each other's temporaries for stale ones;
+//! the save that loses its temporary then returns an error, and the file stays whole.
+//!
 //! [safetensors]: https://github.com/huggingface/safetensors
 
 use crate::array::Data;
@@ -40,6 +58,7 @@ use safetensors::Dtype;
 use std::collections::HashSet;
 use std::path::Path;
 
+mod atomic;
 mod header;
 
 /// The name a leaf gets in a checkpoint: its tree path, or `value` for a root leaf.
@@ -162,8 +181,12 @@ pub fn from_bytes<T: Tree>(template: &T, bytes: &[u8]) -> Result<T, Error> {
 
 /// Saves a tree to a safetensors file (see [`to_bytes`]).
 ///
-/// The file is written to a temporary name beside `path` and renamed into place, so an
-/// interrupted save never leaves a half-written checkpoint under `path`.
+/// The file is written to a unique temporary beside `path`, synced and renamed into place,
+/// so an interrupted save never leaves a half-written checkpoint under `path`, and of
+/// concurrent saves to one path the last rename wins whole. Temporaries of killed
+/// processes are cleaned up by later saves to the same path (see the [module
+/// docs](crate::io#saving-safely)). Fails with [`Error::Io`] if the file cannot be written (no
+/// temporary is left behind) or if the directory cannot be synced after the rename.
 ///
 /// ```
 /// use cotangent::{io, Tensor};
@@ -176,14 +199,10 @@ pub fn from_bytes<T: Tree>(template: &T, bytes: &[u8]) -> Result<T, Error> {
 pub fn save<T: Tree>(tree: &T, path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
     let bytes = to_bytes(tree)?;
-    let io_err =
-        |e: std::io::Error| Error::Io { action: "write", path: path.display().to_string(), message: e.to_string() };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(io_err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(e)
+    atomic::write(path, &bytes).map_err(|e| Error::Io {
+        action: "write",
+        path: path.display().to_string(),
+        message: e.to_string(),
     })
 }
 
