@@ -22,14 +22,44 @@
 //! assert_eq!(back.w.to_vec::<f32>(), vec![1.0, 2.0]);
 //! ```
 //!
+//! # Untrusted files
+//!
+//! The header is checked before the `safetensors` crate reads it: every tensor's shape
+//! product times its dtype size, its `data_offsets` (ordered, tiling the data from byte 0
+//! without gaps or overlaps, within the file) and their sum, all with checked arithmetic.
+//! A crafted header is an [`Error`] naming the tensor, in debug builds too (where the
+//! crate's own unchecked sums would panic), and nothing is allocated from declared sizes:
+//! memory use is bounded by the file's length.
+//!
+//! # Saving safely
+//!
+//! [`save`] never leaves a partly written file under its path. It writes a temporary
+//! `<path>.tmp.<pid>.<token>.<n>` beside it (created exclusively, so concurrent saves,
+//! from threads or processes, never share one; `token` is random per process, `n`
+//! counts within it), `fsync`s it, renames it over `path` and `fsync`s the directory.
+//! Of several concurrent saves to one path, every one returns `Ok` and the file holds
+//! exactly one of their trees, whole. On an error the temporary is removed.
+//!
+//! A process killed during a save cannot remove its temporary, so each save first
+//! removes the temporaries of its path that no running save can own: those whose pid
+//! is not a live process (known on Linux, through `/proc`), those with this process's
+//! pid but another token (an earlier process that had the same pid, such as pid 1 of
+//! a restarted container), and any not modified for 24 hours (pids get reused; this is
+//! the only rule where `/proc` is missing). Processes in different pid namespaces that
+//! save to one shared directory can mistake each other's temporaries for stale ones;
+//! the save that loses its temporary then returns an error, and the file stays whole.
+//!
 //! [safetensors]: https://github.com/huggingface/safetensors
 
 use crate::array::Data;
 use crate::{DType, Error, Tensor, Tree};
-use safetensors::tensor::{SafeTensorError, SafeTensors, TensorView};
+use safetensors::tensor::{SafeTensors, TensorView};
 use safetensors::Dtype;
 use std::collections::HashSet;
 use std::path::Path;
+
+mod atomic;
+mod header;
 
 /// The name a leaf gets in a checkpoint: its tree path, or `value` for a root leaf.
 fn leaf_name(path: String) -> String {
@@ -116,48 +146,6 @@ pub fn to_bytes<T: Tree>(tree: &T) -> Result<Vec<u8>, Error> {
     safetensors::tensor::serialize(views, None).map_err(|e| Error::BadHeader { message: e.to_string() })
 }
 
-/// Maps a safetensors parse error to ours, telling a cut-off file from a malformed header.
-fn parse_error(bytes: &[u8], e: SafeTensorError) -> Error {
-    let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    match (e, header_len) {
-        (_, None) => Error::Truncated {
-            message: format!("the file has {} bytes, fewer than the 8-byte header length", bytes.len()),
-        },
-        (SafeTensorError::InvalidHeaderLength, Some(n)) if n <= 100_000_000 => Error::Truncated {
-            message: format!("the header says it is {n} bytes long but only {} follow", bytes.len() - 8),
-        },
-        (SafeTensorError::MetadataIncompleteBuffer, Some(n)) => {
-            let have = bytes.len() as u64 - 8 - n;
-            match declared_data_len(&bytes[8..8 + n as usize]) {
-                Some(want) if want < have => Error::BadHeader {
-                    message: format!(
-                        "{} bytes follow the {want} bytes of tensor data the header declares",
-                        have - want
-                    ),
-                },
-                Some(want) => Error::Truncated {
-                    message: format!("the header declares {want} bytes of tensor data but only {have} follow"),
-                },
-                None => Error::BadHeader { message: "the tensor data does not match the header's offsets".into() },
-            }
-        }
-        (e, _) => Error::BadHeader { message: e.to_string() },
-    }
-}
-
-/// The end of the tensor data a (valid JSON) header declares: its largest data offset.
-fn declared_data_len(header: &[u8]) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_slice(header).ok()?;
-    let mut end = 0;
-    for (name, info) in v.as_object()? {
-        if name == "__metadata__" {
-            continue;
-        }
-        end = end.max(info.get("data_offsets")?.get(1)?.as_u64()?);
-    }
-    Some(end)
-}
-
 /// Reads every leaf of `template` from safetensors bytes, returning a new tree.
 ///
 /// ```
@@ -169,7 +157,9 @@ fn declared_data_len(header: &[u8]) -> Option<u64> {
 /// assert!(matches!(io::from_bytes(&t, &bytes[..bytes.len() - 3]), Err(Error::Truncated { .. })));
 /// ```
 pub fn from_bytes<T: Tree>(template: &T, bytes: &[u8]) -> Result<T, Error> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| parse_error(bytes, e))?;
+    // Our own checked validation first: the crate's unchecked sums panic in debug builds.
+    header::check(bytes)?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::BadHeader { message: e.to_string() })?;
     let mut leaves = Vec::new();
     for (path, t) in template.named_leaves() {
         let name = leaf_name(path);
@@ -191,8 +181,12 @@ pub fn from_bytes<T: Tree>(template: &T, bytes: &[u8]) -> Result<T, Error> {
 
 /// Saves a tree to a safetensors file (see [`to_bytes`]).
 ///
-/// The file is written to a temporary name beside `path` and renamed into place, so an
-/// interrupted save never leaves a half-written checkpoint under `path`.
+/// The file is written to a unique temporary beside `path`, synced and renamed into place,
+/// so an interrupted save never leaves a half-written checkpoint under `path`, and of
+/// concurrent saves to one path the last rename wins whole. Temporaries of killed
+/// processes are cleaned up by later saves to the same path (see the [module
+/// docs](crate::io#saving-safely)). Fails with [`Error::Io`] if the file cannot be written (no
+/// temporary is left behind) or if the directory cannot be synced after the rename.
 ///
 /// ```
 /// use cotangent::{io, Tensor};
@@ -205,14 +199,10 @@ pub fn from_bytes<T: Tree>(template: &T, bytes: &[u8]) -> Result<T, Error> {
 pub fn save<T: Tree>(tree: &T, path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
     let bytes = to_bytes(tree)?;
-    let io_err =
-        |e: std::io::Error| Error::Io { action: "write", path: path.display().to_string(), message: e.to_string() };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(io_err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(e)
+    atomic::write(path, &bytes).map_err(|e| Error::Io {
+        action: "write",
+        path: path.display().to_string(),
+        message: e.to_string(),
     })
 }
 
