@@ -439,3 +439,43 @@ fn reverse_scans_through_the_kernel() {
         }
     }
 }
+
+/// NaN wins in max/min wherever it sits, in every reduction path: eager, a fused loop
+/// interpreted or native, one short row, many rows in parallel, one long row split into
+/// parallel pieces, the 8-lane body and the tail of a block.
+#[test]
+fn nan_propagates_through_every_max_and_min_path() {
+    use cotangent::{jit, with_native_mode, NativeMode};
+    let cases: [(usize, usize); 4] = [(1, 2), (3, 1000), (40, 4099), (1, 300_001)];
+    for (rows, cols) in cases {
+        for at in [0, 1, 7, cols / 2, cols - 1] {
+            for dtype in [DType::F32, DType::F64] {
+                let mut v: Vec<f64> = (0..rows * cols).map(|i| (i % 97) as f64).collect();
+                for r in 0..rows {
+                    v[r * cols + at.min(cols - 1)] = f64::NAN;
+                }
+                let x = ft(&v, &[rows, cols], dtype);
+                for mode in [NativeMode::Off, NativeMode::Always] {
+                    with_native_mode(mode, || {
+                        let max = jit(|x: &Tensor| (x + 0.0).max(&[1], false));
+                        let min = jit(|x: &Tensor| (x + 0.0).min(&[1], false));
+                        let eager = [x.max(&[1], false), x.min(&[1], false)];
+                        for (which, f) in [("max", &max as &dyn Fn(&Tensor) -> Tensor), ("min", &min)] {
+                            for call in 1..=2 {
+                                let got = f(&x).cast(DType::F64).to_vec::<f64>();
+                                assert!(
+                                    got.iter().all(|y| y.is_nan()),
+                                    "{which} of {rows}x{cols} {dtype} with NaN at column {at}, {mode:?}, call {call}: {:?}",
+                                    &got[..got.len().min(4)]
+                                );
+                            }
+                        }
+                        for e in eager {
+                            assert!(e.cast(DType::F64).to_vec::<f64>().iter().all(|y| y.is_nan()), "eager");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
