@@ -237,3 +237,25 @@ fn inspection_shows_the_optimised_graph_and_plan() {
     assert!(!info.optimized.dump().contains("mul"));
     assert!(info.plan.contains("exp r0"), "{}", info.plan);
 }
+
+/// A jitted function gives bitwise the same results on every call (the first runs the same
+/// plan as later ones, interpreted), and whichever thread makes the first call.
+#[test]
+fn every_call_of_a_jitted_function_agrees_bitwise() {
+    let x = Tensor::from_vec((0..64 * 128).map(|i| ((i * 37) % 101) as f32 * 0.013 - 0.6).collect(), &[64, 128]);
+    let body = |x: &Tensor| ((x * 2.0 + 1.0).exp().sum(&[1], false), (x.tanh() * 3.0).max(&[0], false));
+    for mode in [NativeMode::Off, NativeMode::Auto, NativeMode::Always] {
+        with_native_mode(mode, || {
+            let f = jit(body);
+            let calls: Vec<(Tensor, Tensor)> = (0..3).map(|_| f(&x)).collect();
+            for (k, (a, b)) in calls.iter().enumerate() {
+                assert_eq!(a.to_vec::<f32>(), calls[0].0.to_vec::<f32>(), "{mode:?}: call {} of the sum", k + 1);
+                assert_eq!(b.to_vec::<f32>(), calls[0].1.to_vec::<f32>(), "{mode:?}: call {} of the max", k + 1);
+            }
+            // A fresh function whose first call happens on a pool thread.
+            let g = jit(body);
+            let (a, _) = rayon::join(|| g(&x), || ());
+            assert_eq!(a.0.to_vec::<f32>(), calls[0].0.to_vec::<f32>(), "{mode:?}: first call on another thread");
+        });
+    }
+}

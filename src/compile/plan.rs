@@ -224,13 +224,25 @@ struct Group {
 }
 
 impl Plan {
-    /// Builds the plan for an (optimised) graph.
+    /// Builds the plan for an (optimised) graph, with its fused loops compiled to native
+    /// code where the [`NativeMode`](crate::NativeMode) selects them.
     ///
     /// # Panics
     /// If the graph breaks its invariants ([`Graph::validate`]): the plan's kernels index
     /// buffers by the node types, so they must be the types the primitives' rules give.
     #[track_caller]
     pub fn new(g: &Graph) -> Plan {
+        let mut plan = Plan::interpreted(g);
+        plan.compile_native();
+        plan
+    }
+
+    /// The plan [`Plan::new`] builds, with every loop interpreted until
+    /// [`Plan::compile_native`] is called. Native and interpreted loops give bitwise equal
+    /// results, so a plan computes the same values before and after; `jit` runs a function's
+    /// first call this way, and pays for the C compiler only if the function is called again.
+    #[track_caller]
+    pub fn interpreted(g: &Graph) -> Plan {
         if let Err(e) = g.validate() {
             panic!("Plan::new: invalid graph: {e}");
         }
@@ -474,7 +486,6 @@ impl Plan {
                 *in_place = in_place_outputs(prog, &reusable);
             }
         }
-        compile_native(&mut steps);
         let steps_len = steps.len();
         let parallel = steps.iter().any(|s| match s {
             Step::Fused { prog, .. } => fused::runs_in_parallel(prog),
@@ -739,26 +750,52 @@ impl Plan {
         s
     }
 
+    /// Compiles the fused loops that the native mode selects (when the plan was built) to
+    /// native kernels, all in one library (see [`native`]); loops already compiled stay.
+    pub fn compile_native(&mut self) {
+        let progs: Vec<(&fused::Program, &[Option<usize>])> = self
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Fused { prog, in_place, native: None, .. } => Some((prog, &in_place[..])),
+                _ => None,
+            })
+            .collect();
+        if progs.is_empty() {
+            return;
+        }
+        let mut kernels = native::compile(&progs).into_iter();
+        for step in self.steps.iter_mut() {
+            if let Step::Fused { native: native @ None, .. } = step {
+                *native = kernels.next().expect("one kernel slot per interpreted loop");
+            }
+        }
+    }
+
+    /// A copy of this plan with its loops compiled as [`Plan::compile_native`] does, or
+    /// `None` when no loop would be (so this plan is already as fast as it gets).
+    pub fn with_native_loops(&self) -> Option<Plan> {
+        let mut copy = Plan {
+            pool: Mutex::new(Vec::new()),
+            steps: self.steps.clone(),
+            free_after: self.free_after.clone(),
+            num_slots: self.num_slots,
+            inputs: self.inputs.clone(),
+            input_types: self.input_types.clone(),
+            constants: self.constants.clone(),
+            outputs: self.outputs.clone(),
+            parallel: self.parallel,
+            together: self.together.clone(),
+            profile: self.profile.as_ref().map(|_| Mutex::new((vec![std::time::Duration::ZERO; self.steps.len()], 0))),
+        };
+        copy.compile_native();
+        let compiled = |p: &Plan| p.steps.iter().filter(|s| matches!(s, Step::Fused { native: Some(_), .. })).count();
+        (compiled(&copy) > compiled(self)).then_some(copy)
+    }
+
     /// Number of steps (fused loops and kernel calls).
     pub fn num_steps(&self) -> usize {
         self.steps.len()
-    }
-}
-
-/// Compiles the plan's fused loops to native kernels, all in one library (see [`native`]).
-fn compile_native(steps: &mut [Step]) {
-    let progs: Vec<(&fused::Program, &[Option<usize>])> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Fused { prog, in_place, .. } => Some((prog, &in_place[..])),
-            Step::Kernel { .. } => None,
-        })
-        .collect();
-    let mut kernels = native::compile(&progs).into_iter();
-    for step in steps.iter_mut() {
-        if let Step::Fused { native, .. } = step {
-            *native = kernels.next().expect("one kernel slot per fused loop");
-        }
     }
 }
 

@@ -6,13 +6,8 @@ use crate::ir::Graph;
 use crate::trace::eval_graph;
 use crate::{TensorType, Tree};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// A compiled function for one input signature.
-struct Compiled<B> {
-    plan: Plan,
-    template: B,
-}
 
 /// What `jit` does with a function, for users who want to know why something is slow.
 pub struct Inspection {
@@ -42,9 +37,12 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 }
 
 /// Compiles `f`: the first call with a given input signature (dtypes and shapes of the
-/// leaves) traces it (and runs the traced graph as it is); the second optimises the graph
-/// (constant folding, simplification, CSE, DCE), fuses element-wise chains into single
-/// loops and caches the plan; later calls only run it.
+/// leaves) traces it, optimises the graph (constant folding, simplification, CSE, DCE),
+/// fuses element-wise chains into single loops and runs that plan interpreted; the second
+/// call compiles the plan's large loops to native code (see [`NativeMode`](crate::NativeMode))
+/// and later calls only run it. Every call runs the same plan, and native loops round
+/// exactly like interpreted ones, so the results of a function do not depend on which call
+/// it is or on which thread made it: they are bitwise the same from the first call on.
 ///
 /// Called with symbolic arguments (inside another transformation), `jit(f)` is simply `f`,
 /// so it composes with `grad`, `vmap` and the rest. Set `COTANGENT_DUMP=1` to print each
@@ -58,11 +56,11 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// use cotangent::{grad, jit, Tensor};
 /// let step = jit(|w: &Tensor| w - grad(|w: &Tensor| w.square().sum_all())(w) * 0.1);
 /// let w = Tensor::from_vec(vec![1.0, -2.0], &[2]);
-/// let w = step(&step(&w)); // traced and compiled once, run twice
+/// let w = step(&step(&w)); // traced and planned once, run twice
 /// assert_eq!(w.to_vec::<f64>(), vec![0.64, -1.28]);
 /// ```
 pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
-    let cache: Mutex<HashMap<Vec<TensorType>, Arc<Entry<B>>>> = Mutex::new(HashMap::new());
+    let cache: Cache<B> = Mutex::new(HashMap::new());
     move |x: &A| {
         let leaves = x.leaves();
         if leaves.iter().any(|t| t.is_traced()) {
@@ -70,42 +68,62 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
         }
         let key = types_of(&leaves);
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        match cached.as_deref() {
-            Some(Entry::Compiled(c)) => c.template.rebuild_from(c.plan.run(&leaves)),
-            // Second call with this signature: now it pays to optimise and plan.
-            Some(Entry::Traced(graph, template)) => {
-                let optimized = optimize(graph);
-                let plan = Plan::new(&optimized);
-                if std::env::var_os("COTANGENT_DUMP").is_some_and(|v| v != "0") {
-                    eprintln!("cotangent: compiled for {key:?}\n{optimized}{}", plan.dump());
+        match cached {
+            Some(e) if e.settled.load(Ordering::Acquire) => e.template.rebuild_from(e.plan.run(&leaves)),
+            // Second call with this signature: now it pays to compile the large loops.
+            Some(e) => match e.plan.with_native_loops() {
+                Some(native) => {
+                    dump(&key, None, &native);
+                    let out = e.template.rebuild_from(native.run(&leaves));
+                    store(&cache, key, native, &e.template, true);
+                    out
                 }
-                let outs = plan.run(&leaves);
-                let out = template.rebuild_from(outs);
-                let compiled = Compiled { plan, template: template.rebuild_from(template.leaves()) };
-                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(Entry::Compiled(compiled)));
-                out
-            }
-            // First call: trace, and run the traced graph as it is (a function called once
-            // should not pay for optimisation and planning).
+                None => {
+                    e.settled.store(true, Ordering::Release);
+                    e.template.rebuild_from(e.plan.run(&leaves))
+                }
+            },
             None => {
                 let (traced, template) = trace_tree(&f, x, &key);
-                let mut args = leaves.clone();
-                args.extend(traced.captures.iter().cloned());
-                let out = template.rebuild_from(eval_graph(&traced.graph, &args));
-                if traced.captures.is_empty() {
-                    // (A closure using values of an enclosing trace has nothing to cache on its own.)
-                    let entry = Entry::Traced(traced.graph, template);
-                    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(entry));
+                if !traced.captures.is_empty() {
+                    // Values of an enclosing trace: the graph is re-emitted into that trace,
+                    // and there is nothing to cache on its own.
+                    let mut args = leaves.clone();
+                    args.extend(traced.captures.iter().cloned());
+                    return template.rebuild_from(eval_graph(&traced.graph, &args));
                 }
+                let optimized = optimize(&traced.graph);
+                let plan = Plan::interpreted(&optimized);
+                dump(&key, Some(&optimized), &plan);
+                let out = template.rebuild_from(plan.run(&leaves));
+                store(&cache, key, plan, &template, false);
                 out
             }
         }
     }
 }
 
-/// What `jit` keeps per input signature: the traced graph after the first call, the
-/// compiled plan from the second call on.
-enum Entry<B> {
-    Traced(Graph, B),
-    Compiled(Compiled<B>),
+/// A jitted function's plans, by input signature.
+type Cache<B> = Mutex<HashMap<Vec<TensorType>, Arc<Entry<B>>>>;
+
+fn store<B: Tree>(cache: &Cache<B>, key: Vec<TensorType>, plan: Plan, template: &B, settled: bool) {
+    let entry = Entry { plan, template: template.rebuild_from(template.leaves()), settled: AtomicBool::new(settled) };
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(entry));
+}
+
+/// With `COTANGENT_DUMP=1`: prints a plan as it is built (and the optimised graph).
+fn dump(key: &[TensorType], graph: Option<&Graph>, plan: &Plan) {
+    if std::env::var_os("COTANGENT_DUMP").is_some_and(|v| v != "0") {
+        let graph = graph.map(ToString::to_string).unwrap_or_default();
+        eprintln!("cotangent: compiled for {key:?}\n{graph}{}", plan.dump());
+    }
+}
+
+/// What `jit` keeps per input signature: the plan, the output tree's structure, and
+/// whether the plan's native loops have been compiled (which happens on the second call).
+struct Entry<B> {
+    plan: Plan,
+    template: B,
+    /// Set once the plan is the one later calls run (native loops compiled, or none to compile).
+    settled: AtomicBool,
 }
