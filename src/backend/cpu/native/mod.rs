@@ -10,8 +10,10 @@
 //! bitwise the same with or without them; where no compiler works, plans run interpreted.
 //!
 //! Control: [`NativeMode`] (from `COTANGENT_NATIVE=off|auto|always`, or per thread with
-//! [`with_native_mode`]); `COTANGENT_CC` picks the compiler; `COTANGENT_CACHE_DIR` the cache.
+//! [`with_native_mode`]); `COTANGENT_CC` picks the compiler, `COTANGENT_CC_TIMEOUT` how long
+//! one run of it may take; `COTANGENT_CACHE_DIR` the cache (which must be private to the user).
 
+mod cache;
 mod codegen;
 mod toolchain;
 
@@ -130,7 +132,17 @@ impl Kernel {
     /// # Safety
     /// `inputs` must point to the program's inputs (of their dtypes and sizes), and each of
     /// `outputs` to `n` writable elements of its output's dtype that nothing else accesses.
+    /// The caller checks this: `fused::run` and `fused::run_in_place` size the buffers from the
+    /// program the kernel was compiled for (the plan keeps the two together). Safe public code
+    /// cannot reach it with bad pointers: `run` is crate-private and a `Kernel` has no public
+    /// constructor — the only ones come from [`compile`], each paired with its program.
     pub(crate) unsafe fn run(&self, inputs: &[*const c_void], outputs: &[*mut c_void], start: usize, n: usize) {
+        // SAFETY: `func` has the `KernelFn` signature (see `compile`) and its code stays mapped
+        // while `self._lib` lives; it reads `inputs` and writes elements `start..start + n`
+        // through `outputs` (shifted by the caller to start at `start`), which the caller
+        // guarantees valid as documented above. `CALLBACKS` is a static of the layout the
+        // prelude declares, and the kernel passes it only operation indices it was generated
+        // with (in range of `UnaryOp::ALL` / `BinaryOp::ALL`).
         unsafe { (self.func)(inputs.as_ptr(), outputs.as_ptr(), start as i64, n as i64, &CALLBACKS) };
     }
 }
@@ -172,22 +184,27 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
     if names.is_empty() {
         return kernels;
     }
-    let loaded = toolchain::build(&source).and_then(|path| {
-        // SAFETY: the library is ours, built from the source above; its initialisers are
-        // the C runtime's only.
-        unsafe { libloading::Library::new(&path) }.map_err(|e| format!("cannot load {}: {e}", path.display()))
-    });
-    let lib = match loaded {
+    let lib = match toolchain::load(&source) {
         Ok(lib) => Arc::new(lib),
-        Err(e) => {
-            if !BROKEN.swap(true, Ordering::Relaxed) && !e.starts_with("no C compiler") {
-                eprintln!("cotangent: native kernels disabled, loops run interpreted: {e}");
+        Err(failure) => {
+            // Only the first failure warns; a compiler that fails once would fail again, so
+            // the rest of the process runs interpreted. (A damaged cached library is not such
+            // a failure: `load` deletes and rebuilds it.)
+            if !BROKEN.swap(true, Ordering::Relaxed) {
+                if let toolchain::Failure::Broken(e) = failure {
+                    eprintln!("cotangent: native kernels disabled, loops run interpreted: {e}");
+                }
             }
             return kernels;
         }
     };
     for (i, name) in names {
-        // SAFETY: the symbol was generated with exactly the `KernelFn` signature.
+        // SAFETY: `name` is a function that `codegen::kernel` generated into this library's
+        // source with exactly the `KernelFn` signature (the library is the one built from that
+        // source: its cache name hashes the source and its seal was checked before loading).
+        // Reading the symbol's address is sound; calling it is `Kernel::run`'s business, and the
+        // `Kernel` keeps the library mapped for as long as the pointer lives. No public input
+        // reaches this: names and source are generated here.
         let func = unsafe { lib.get::<KernelFn>(name.as_bytes()) }.map(|s| *s);
         match func {
             Ok(func) => kernels[i] = Some(Arc::new(Kernel { func, name, _lib: lib.clone() })),
