@@ -7,8 +7,9 @@ use cotangent::{
     concatenate, eval_graph, grad, grad_with_aux, hessian, jacfwd, jacrev, jvp, linearize, stack, trace_graph,
     value_and_grad, value_and_grad_with_aux, vjp, vmap, vmap_axes, where_, DType, Error, Tensor, TensorType,
 };
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, Once};
 
 fn m23() -> Tensor {
     iota64(&[2, 3])
@@ -252,28 +253,33 @@ fn read_first(xs: &[Tensor]) -> Vec<Tensor> {
     vec![Tensor::scalar(v[0])]
 }
 
+thread_local! {
+    /// Set while `panic_location` runs on this thread: where its panic was reported.
+    static CAUGHT: RefCell<Option<Option<(String, u32)>>> = const { RefCell::new(None) };
+}
+
 /// Runs `f` and returns the file and line its panic was reported at.
+///
+/// One hook, installed once, serves every test thread (tests run in parallel, and hooks
+/// swapped per call would restore one another's): it records the location on threads
+/// inside `panic_location` and hands other panics to the default hook.
 fn panic_location(f: impl FnOnce()) -> (String, u32) {
-    let me = std::thread::current().id();
-    let seen: Arc<Mutex<Option<(String, u32)>>> = Arc::default();
-    let prev = Arc::new(std::panic::take_hook());
-    {
-        let seen = seen.clone();
-        let prev = prev.clone();
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().id() == me {
-                let l = info.location().unwrap();
-                *seen.lock().unwrap() = Some((l.file().to_string(), l.line()));
-            } else {
+            let at = info.location().map(|l| (l.file().to_string(), l.line()));
+            let caught = CAUGHT.with(|c| c.borrow_mut().as_mut().map(|slot| *slot = at).is_some());
+            if !caught {
                 prev(info);
             }
         }));
-    }
+    });
+    CAUGHT.with(|c| *c.borrow_mut() = Some(None));
     let r = catch_unwind(AssertUnwindSafe(f));
-    drop(std::panic::take_hook());
+    let at = CAUGHT.with(|c| c.borrow_mut().take()).flatten();
     assert!(r.is_err(), "expected a panic");
-    let loc = seen.lock().unwrap().take().unwrap();
-    loc
+    at.expect("the panic has a location")
 }
 
 #[test]
@@ -357,6 +363,12 @@ fn differentiating_with_respect_to_integers_is_an_error() {
     panics_with(|| jr(&i), &[&site("jacrev", line), "i32[2]"]);
     let (jf, line) = (jacfwd(|x: &Tensor| x.cast(DType::F64)), line!());
     panics_with(|| jf(&i), &[&site("jacfwd", line), "i32[2]"]);
+    // The Jacobian of an integer output would be zeros too.
+    let round = |x: &Tensor| x.round().cast(DType::I64);
+    let (jr, line) = (jacrev(round), line!());
+    panics_with(|| jr(&iota64(&[2])), &[&site("jacrev", line), "requires float outputs", "i64[2]"]);
+    let (jf, line) = (jacfwd(round), line!());
+    panics_with(|| jf(&iota64(&[2])), &[&site("jacfwd", line), "requires float outputs", "i64[2]"]);
     let b = Tensor::from_vec(vec![true, false], &[2]);
     let (h, line) = (hessian(sum), line!());
     panics_with(|| h(&b), &[&site("hessian", line), "bool[2]"]);

@@ -17,8 +17,8 @@ fn basis(like: &Tensor) -> Tensor {
 /// Forward-mode Jacobian: for `f: [in...] -> [out...]`, a tensor of shape `[out..., in...]`.
 /// One jvp per input element, vectorised with [`vmap`](super::vmap).
 ///
-/// The input must be a float tensor: an integer or bool one panics with a message naming
-/// `jacfwd` and the line that called it.
+/// The input and output must be float tensors: an integer or bool one panics with a
+/// message naming `jacfwd` and the line that called it.
 ///
 /// ```
 /// use cotangent::{jacfwd, Tensor};
@@ -36,8 +36,11 @@ fn jacfwd_at(site: Site, f: impl Fn(&Tensor) -> Tensor) -> impl Fn(&Tensor) -> T
         site.require_float_leaves(x);
         let push = |t: &Tensor| jvp_at(site, &f, x, t).1;
         let cols = vmap_at(site, push)(&basis(x)); // [n_in, out...]
+        let mut out_ty = cols.ty();
+        out_ty.shape.remove(0);
+        site.require_float_output(&out_ty);
         let in_shape = x.shape();
-        let out_shape: Vec<usize> = cols.shape()[1..].to_vec();
+        let out_shape = out_ty.shape;
         let m: usize = out_shape.iter().product();
         let j = cols.reshape_to(&[x.numel(), m]).t();
         j.reshape_to(&[out_shape, in_shape].concat())
@@ -47,8 +50,8 @@ fn jacfwd_at(site: Site, f: impl Fn(&Tensor) -> Tensor) -> impl Fn(&Tensor) -> T
 /// Reverse-mode Jacobian: for `f: [in...] -> [out...]`, a tensor of shape `[out..., in...]`.
 /// One vjp per output element, vectorised with [`vmap`](super::vmap).
 ///
-/// The input must be a float tensor: an integer or bool one panics with a message naming
-/// `jacrev` and the line that called it.
+/// The input and output must be float tensors: an integer or bool one panics with a
+/// message naming `jacrev` and the line that called it.
 ///
 /// ```
 /// use cotangent::{jacrev, Tensor};
@@ -61,6 +64,7 @@ pub fn jacrev(f: impl Fn(&Tensor) -> Tensor) -> impl Fn(&Tensor) -> Tensor {
     super::jit(move |x: &Tensor| {
         site.require_float_leaves(x);
         let (y, pb) = vjp_at(site, &f, x);
+        site.require_float_output(&y.ty());
         let rows = vmap_at(site, |ct: &Tensor| pb.call(ct))(&basis(&y)); // [n_out, in...]
         rows.reshape_to(&[y.shape(), x.shape()].concat())
     })

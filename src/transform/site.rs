@@ -5,7 +5,7 @@
 //! records its [`Site`] when it is called, and a misuse found later reports both, as
 //! `grad (called at src/main.rs:42:13): the function must return ...`.
 
-use crate::{Tensor, Tree};
+use crate::{Tensor, TensorType, Tree};
 use std::fmt;
 use std::panic::Location;
 
@@ -50,6 +50,14 @@ impl Site {
             t.dtype(),
             t.ty()
         ))
+    }
+
+    /// Panics unless `ty`, the output of a function whose Jacobian is taken, is a float type.
+    #[track_caller]
+    pub(crate) fn require_float_output(&self, ty: &TensorType) {
+        if !ty.dtype.is_float() {
+            self.fail(format_args!("{} requires float outputs, but the function returned {ty}", self.name));
+        }
     }
 
     /// Panics unless `y` is a 0-d float tensor, the output of a function being differentiated.
