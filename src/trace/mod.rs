@@ -334,7 +334,7 @@ fn check_arguments(g: &Graph, args: &[Tensor]) {
     let n = g.inputs.len();
     if args.len() != n {
         let s = if n == 1 { "" } else { "s" };
-        panic!("eval_graph: the graph takes {n} argument{s}, got {}", args.len());
+        panic!("eval_graph: the graph expects {n} argument{s}, got {}", args.len());
     }
     for (i, (t, v)) in args.iter().zip(&g.inputs).enumerate() {
         let (got, want) = (t.ty(), g.ty(*v));
