@@ -3,9 +3,13 @@
 
 mod common;
 use common::*;
-use cotangent::{concatenate, stack, trace_graph, where_, DType, Error, Tensor, TensorType};
+use cotangent::{
+    concatenate, eval_graph, grad, grad_with_aux, hessian, jacfwd, jacrev, jvp, linearize, stack, trace_graph,
+    value_and_grad, value_and_grad_with_aux, vjp, vmap, vmap_axes, where_, DType, Error, Tensor, TensorType,
+};
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, Once};
 
 fn m23() -> Tensor {
     iota64(&[2, 3])
@@ -249,28 +253,33 @@ fn read_first(xs: &[Tensor]) -> Vec<Tensor> {
     vec![Tensor::scalar(v[0])]
 }
 
+thread_local! {
+    /// Set while `panic_location` runs on this thread: where its panic was reported.
+    static CAUGHT: RefCell<Option<Option<(String, u32)>>> = const { RefCell::new(None) };
+}
+
 /// Runs `f` and returns the file and line its panic was reported at.
+///
+/// One hook, installed once, serves every test thread (tests run in parallel, and hooks
+/// swapped per call would restore one another's): it records the location on threads
+/// inside `panic_location` and hands other panics to the default hook.
 fn panic_location(f: impl FnOnce()) -> (String, u32) {
-    let me = std::thread::current().id();
-    let seen: Arc<Mutex<Option<(String, u32)>>> = Arc::default();
-    let prev = Arc::new(std::panic::take_hook());
-    {
-        let seen = seen.clone();
-        let prev = prev.clone();
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().id() == me {
-                let l = info.location().unwrap();
-                *seen.lock().unwrap() = Some((l.file().to_string(), l.line()));
-            } else {
+            let at = info.location().map(|l| (l.file().to_string(), l.line()));
+            let caught = CAUGHT.with(|c| c.borrow_mut().as_mut().map(|slot| *slot = at).is_some());
+            if !caught {
                 prev(info);
             }
         }));
-    }
+    });
+    CAUGHT.with(|c| *c.borrow_mut() = Some(None));
     let r = catch_unwind(AssertUnwindSafe(f));
-    drop(std::panic::take_hook());
+    let at = CAUGHT.with(|c| c.borrow_mut().take()).flatten();
     assert!(r.is_err(), "expected a panic");
-    let loc = seen.lock().unwrap().take().unwrap();
-    loc
+    at.expect("the panic has a location")
 }
 
 #[test]
@@ -324,5 +333,165 @@ fn panics_point_at_the_callers_line() {
     let ty = [TensorType::new(DType::F64, vec![3])];
     let (file, at) = panic_location(|| drop(trace_graph(&ty, read_first)));
     let line = READ_LINE;
+    assert!(file.ends_with("errors.rs") && at == line, "reported {file}:{at}, want line {line}");
+}
+
+// ----- Misuse of transformations: the message names the transformation the user called
+// and the user's line; functions called directly also panic at that line. -----
+
+/// `"<name> (called at tests/errors.rs:<line>:"`, the prefix of a transformation's message.
+fn site(name: &str, line: u32) -> String {
+    format!("{name} (called at tests/errors.rs:{line}:")
+}
+
+#[test]
+fn differentiating_with_respect_to_integers_is_an_error() {
+    let i = Tensor::from_vec(vec![1i32, 2], &[2]);
+    let sum = |x: &Tensor| x.cast(DType::F64).sum_all();
+    let (df, line) = (grad(sum), line!());
+    panics_with(|| df(&i), &[&site("grad", line), "requires float inputs", "i32[2]"]);
+    let pair = (f64t(&[1.0], &[1]), Tensor::from_vec(vec![3i64], &[1]));
+    let loss = |p: &(Tensor, Tensor)| (&p.0 * p.1.cast(DType::F64)).sum_all();
+    let (vg, line) = (value_and_grad(loss), line!());
+    panics_with(|| vg(&pair), &[&site("value_and_grad", line), "leaf `1`", "i64[1]"]);
+    let aux = |x: &Tensor| (sum(x), x.clone());
+    let (vga, line) = (value_and_grad_with_aux(aux), line!());
+    panics_with(|| vga(&i), &[&site("value_and_grad_with_aux", line), "i32[2]"]);
+    let (ga, line) = (grad_with_aux(aux), line!());
+    panics_with(|| ga(&i), &[&site("grad_with_aux", line), "i32[2]"]);
+    let (jr, line) = (jacrev(|x: &Tensor| x.cast(DType::F64)), line!());
+    panics_with(|| jr(&i), &[&site("jacrev", line), "i32[2]"]);
+    let (jf, line) = (jacfwd(|x: &Tensor| x.cast(DType::F64)), line!());
+    panics_with(|| jf(&i), &[&site("jacfwd", line), "i32[2]"]);
+    // The Jacobian of an integer output would be zeros too.
+    let round = |x: &Tensor| x.round().cast(DType::I64);
+    let (jr, line) = (jacrev(round), line!());
+    panics_with(|| jr(&iota64(&[2])), &[&site("jacrev", line), "requires float outputs", "i64[2]"]);
+    let (jf, line) = (jacfwd(round), line!());
+    panics_with(|| jf(&iota64(&[2])), &[&site("jacfwd", line), "requires float outputs", "i64[2]"]);
+    let b = Tensor::from_vec(vec![true, false], &[2]);
+    let (h, line) = (hessian(sum), line!());
+    panics_with(|| h(&b), &[&site("hessian", line), "bool[2]"]);
+    // vjp and jvp accept integer leaves and give them zero (co)tangents, as documented.
+    let (_, pb) = vjp(loss, &pair);
+    let (gx, gi) = pb.call(&Tensor::scalar(1.0));
+    assert_eq!((gx.to_vec::<f64>(), gi.to_vec::<i64>()), (vec![3.0], vec![0]));
+    let (_, dy) = jvp(sum, &i, &i);
+    assert_eq!(dy.item::<f64>(), 0.0);
+}
+
+#[test]
+fn grad_of_a_non_scalar_names_the_transformation() {
+    let x = f64t(&[1.0, 2.0, 3.0], &[3]);
+    let double = |x: &Tensor| x * 2.0;
+    let want = "the function must return a 0-d float tensor to be differentiated, got f64[3]";
+    let (df, line) = (grad(double), line!());
+    panics_with(|| df(&x), &[&site("grad", line), want]);
+    let (vg, line) = (value_and_grad(double), line!());
+    panics_with(|| vg(&x), &[&site("value_and_grad", line), want]);
+    let (h, line) = (hessian(double), line!());
+    panics_with(|| h(&x), &[&site("hessian", line), want]);
+    let (ga, line) = (grad_with_aux(|x: &Tensor| (x * 2.0, ())), line!());
+    panics_with(|| ga(&x), &[&site("grad_with_aux", line), want]);
+    // Nested: the inner transformation is the one misused.
+    let (inner, line) = (grad(double), line!());
+    let outer = grad(|x: &Tensor| inner(x).sum_all());
+    panics_with(|| outer(&x), &[&site("grad", line), want]);
+    let cast = |x: &Tensor| x.sum_all().cast(DType::I32);
+    let (df, line) = (grad(cast), line!());
+    panics_with(|| df(&x), &[&site("grad", line), "got i32[]"]);
+}
+
+#[test]
+fn vmap_errors_name_vmap_and_the_leaves() {
+    let (a, b) = (iota64(&[2]), iota64(&[3]));
+    let add = |(a, b): &(Tensor, Tensor)| a + b;
+    let (f, line) = (vmap(add), line!());
+    let sizes = "mapped axes have different sizes: 2 and 3";
+    panics_with(|| f(&(a.clone(), b.clone())), &[&site("vmap", line), sizes, "leaf `0`", "f64[2]", "leaf `1`"]);
+    let (f, line) = (vmap(|x: &Tensor| x * 2.0), line!());
+    panics_with(|| f(&Tensor::scalar(1.0)), &[&site("vmap", line), "in_axes 0", "f64[]", "rank 0"]);
+    let (f, line) = (vmap_axes(add, vec![Some(0)], 0), line!());
+    panics_with(|| f(&(a.clone(), a.clone())), &[&site("vmap_axes", line), "1 in_axes", "2 leaves"]);
+    let (f, line) = (vmap_axes(add, vec![None, None], 0), line!());
+    panics_with(|| f(&(a.clone(), a.clone())), &[&site("vmap_axes", line), "no argument leaf is mapped"]);
+    let (f, line) = (vmap_axes(add, vec![Some(0), Some(-2)], 0), line!());
+    panics_with(|| f(&(a.clone(), a.clone())), &[&site("vmap_axes", line), "in_axes -2", "leaf `1`"]);
+    // The output axis is checked against each output's rank, as vmap's out_axes, not moveaxis.
+    let (f, line) = (vmap_axes(|x: &Tensor| x.sum_all(), vec![Some(0)], 1), line!());
+    let msg = panic_message(AssertUnwindSafe(|| f(&m23())));
+    for part in [&site("vmap_axes", line) as &str, "out_axes 1", "f64[2]", "rank 1"] {
+        assert!(msg.contains(part), "message {msg:?} lacks {part:?}");
+    }
+    assert!(!msg.contains("moveaxis"), "{msg}");
+}
+
+#[test]
+fn jvp_vjp_and_linearize_misuse_panics_at_the_callers_line() {
+    let x = f64t(&[1.0, 2.0], &[2]);
+    let pair = (x.clone(), x.clone());
+    let sum = |p: &(Tensor, Tensor)| (&p.0 * &p.1).sum_all();
+    let t32 = (x.clone(), x.cast(DType::F32));
+    let msg = panic_message(AssertUnwindSafe(|| jvp(sum, &pair, &t32)));
+    for part in ["jvp (called at tests/errors.rs:", "leaf `1`", "tangent f32[2]", "primal f64[2]"] {
+        assert!(msg.contains(part), "message {msg:?} lacks {part:?}");
+    }
+    let (_, pb) = vjp(sum, &pair);
+    let (_, lin) = linearize(sum, &pair);
+    let (l0, l1, l2) = (line!() + 2, line!() + 3, line!() + 4);
+    let cases: Vec<(u32, Box<dyn FnOnce()>)> = vec![
+        (l0, Box::new(|| drop(jvp(sum, &pair, &t32)))),
+        (l1, Box::new(|| drop(pb.call(&Tensor::scalar(1.0f32))))),
+        (l2, Box::new(|| drop(lin.call(&t32)))),
+    ];
+    for (line, f) in cases {
+        let (file, at) = panic_location(f);
+        assert!(file.ends_with("errors.rs") && at == line, "case at line {line} reported {file}:{at}");
+    }
+    let msg = panic_message(AssertUnwindSafe(|| pb.call(&Tensor::scalar(1.0f32))));
+    assert!(msg.contains("vjp") && msg.contains("f32[]") && msg.contains("f64[]"), "{msg}");
+}
+
+#[test]
+fn a_leaked_tracer_names_its_transformation_and_the_users_line() {
+    let kept = Mutex::new(None);
+    let df = grad(|x: &Tensor| {
+        *kept.lock().unwrap() = Some(x.clone());
+        x.sin()
+    });
+    df(&Tensor::scalar(1.0));
+    let leaked = kept.lock().unwrap().take().unwrap();
+    panics_with(|| leaked.exp(), &["traced value (f64[]) of grad", "escaped"]);
+    let line = line!() + 1;
+    let (file, at) = panic_location(|| drop(&leaked * 2.0));
+    assert!(file.ends_with("errors.rs") && at == line, "reported {file}:{at}, want line {line}");
+}
+
+#[test]
+fn a_tracer_used_on_another_thread_says_so() {
+    let seen = Mutex::new(String::new());
+    grad(|x: &Tensor| {
+        let r = std::thread::scope(|s| s.spawn(|| x.exp()).join());
+        let e = r.expect_err("using a tracer on another thread panics");
+        *seen.lock().unwrap() = e.downcast_ref::<String>().cloned().unwrap_or_default();
+        x.sin()
+    })(&Tensor::scalar(1.0));
+    let msg = seen.into_inner().unwrap();
+    for part in ["traced value (f64[]) of grad", "another thread", "calling thread"] {
+        assert!(msg.contains(part), "message {msg:?} lacks {part:?}");
+    }
+    assert!(!msg.contains("escaped"), "{msg}");
+}
+
+#[test]
+fn eval_graph_checks_its_arguments() {
+    let g = trace_graph(&[TensorType::new(DType::F64, vec![3])], |xs| vec![xs[0].exp()]);
+    let ok = eval_graph(&g, &[iota64(&[3])]);
+    assert_eq!(ok[0].shape(), vec![3]);
+    panics_with(|| eval_graph(&g, &[]), &["eval_graph", "1 argument", "got 0"]);
+    panics_with(|| eval_graph(&g, &[iota64(&[3]).cast(DType::F32)]), &["eval_graph", "argument 0", "f32[3]", "f64[3]"]);
+    panics_with(|| eval_graph(&g, &[iota64(&[4])]), &["eval_graph", "argument 0", "f64[4]", "f64[3]"]);
+    let line = line!() + 1;
+    let (file, at) = panic_location(|| drop(eval_graph(&g, &[iota64(&[4])])));
     assert!(file.ends_with("errors.rs") && at == line, "reported {file}:{at}, want line {line}");
 }

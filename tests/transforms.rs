@@ -182,8 +182,10 @@ fn gradients_of_trees() {
     let g = grad(|t: &(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)| &t.0 * &t.1 * &t.2 * &t.3 * &t.4 * &t.5)(&six);
     assert_eq!(g.5.item::<f64>(), 120.0);
 
-    // Integer leaves are not differentiated: their gradient is zero.
-    let g = grad(|(x, n): &(Tensor, Tensor)| x * n.cast(DType::F64))(&(scalar(2.0), Tensor::scalar(3i64)));
+    // Integer leaves have no gradient: grad refuses them (see tests/errors.rs); vjp gives
+    // them zero cotangents.
+    let (_, pb) = vjp(|(x, n): &(Tensor, Tensor)| x * n.cast(DType::F64), &(scalar(2.0), Tensor::scalar(3i64)));
+    let g = pb.call(&scalar(1.0));
     assert_eq!((g.0.item::<f64>(), g.1.item::<i64>()), (3.0, 0));
 }
 
@@ -258,7 +260,7 @@ fn linear_transpose_of_a_linear_function() {
 // ----- Errors -----
 
 #[test]
-#[should_panic(expected = "grad: the function must return a 0-d float tensor to be differentiated, got f64[2]")]
+#[should_panic(expected = "grad (called at tests/transforms.rs:")]
 fn grad_of_a_non_scalar_function() {
     grad(|x: &Tensor| x * 2.0)(&f64s(&[1.0, 2.0], &[2]));
 }
@@ -276,13 +278,46 @@ fn a_leaked_tracer_is_caught() {
 }
 
 #[test]
+fn a_tracer_kept_from_a_failed_trace_has_escaped_on_every_thread() {
+    let leaked = std::sync::Mutex::new(None);
+    let r = std::panic::catch_unwind(|| {
+        grad(|x: &Tensor| {
+            *leaked.lock().unwrap() = Some(x.clone());
+            x.matmul(x)
+        })(&scalar(1.0))
+    });
+    assert!(r.is_err());
+    let t = leaked.into_inner().unwrap().unwrap();
+    // Its trace ended (by unwinding): here and on another thread it escaped, it is not
+    // "in use on another thread".
+    for msg in [
+        common::panic_message(|| t.sin()),
+        std::thread::scope(|s| s.spawn(|| common::panic_message(|| t.sin())).join().unwrap()),
+    ] {
+        assert!(msg.contains("of grad escaped the transformation"), "{msg}");
+    }
+}
+
+#[test]
+fn vjp_and_jvp_give_integer_leaves_zero_derivatives() {
+    let p = (scalar(2.0), Tensor::from_vec(vec![3i64, 4], &[2]));
+    let f = |p: &(Tensor, Tensor)| &p.0 * p.1.cast(DType::F64).sum_all();
+    let (y, pb) = vjp(f, &p);
+    assert_eq!(y.item::<f64>(), 14.0);
+    let (g0, g1) = pb.call(&scalar(1.0));
+    assert_eq!((g0.item::<f64>(), g1.to_vec::<i64>(), g1.dtype()), (7.0, vec![0, 0], DType::I64));
+    let (_, dy) = jvp(f, &p, &(scalar(1.0), Tensor::from_vec(vec![5i64, 5], &[2])));
+    assert_eq!(dy.item::<f64>(), 7.0, "the integer leaf's tangent is ignored");
+}
+
+#[test]
 #[should_panic(expected = "cannot read the value of a traced tensor (f64[]) inside a transformation")]
 fn reading_a_traced_value() {
     grad(|x: &Tensor| if x.item::<f64>() > 0.0 { x.sin() } else { x.cos() })(&scalar(1.0));
 }
 
 #[test]
-#[should_panic(expected = "vmap: mapped axes have different sizes: 2 and 3")]
+#[should_panic(expected = "mapped axes have different sizes: 2 and 3")]
 fn vmap_with_mismatched_batch_sizes() {
     vmap(|(a, b): &(Tensor, Tensor)| a + b)(&(Tensor::zeros(&[2], DType::F64), Tensor::zeros(&[3], DType::F64)));
 }

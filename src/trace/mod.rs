@@ -11,6 +11,10 @@
 //!   input of this trace (a *capture*) that transformations of this trace do
 //!   not differentiate. After inlining, the outer trace sees the dependence,
 //!   which is what keeps nested derivatives free of perturbation confusion.
+//!
+//! A trace is recorded on the thread that started it. A symbolic tensor used
+//! after its trace ended, or on another thread, panics with a message naming
+//! the transformation it belongs to (its *label*, carried in the trace id).
 
 use crate::array::Array;
 use crate::ir::{Graph, Var};
@@ -18,11 +22,46 @@ use crate::ops::Prim;
 use crate::tensor::{Repr, Traced};
 use crate::{Tensor, TensorType};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 static NEXT_TRACE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Trace ids keep the index of their label (in [`LABELS`]) above this many bits.
+const LABEL_SHIFT: u32 = 48;
+
+/// The labels of traces (the names of the transformations that started them), interned so
+/// that a trace id can carry its label: a tensor outliving its trace still knows it.
+static LABELS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// The active traces of every thread, by id: which thread records each.
+static LIVE: Mutex<BTreeMap<u64, ThreadId>> = Mutex::new(BTreeMap::new());
+
+/// Locks `m`, ignoring poisoning (its data stays consistent: each update is one insertion
+/// or removal).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fresh trace id carrying `label`.
+fn new_trace_id(label: &'static str) -> u64 {
+    let mut labels = lock(&LABELS);
+    let index = match labels.iter().position(|&l| l == label) {
+        Some(i) => i,
+        None => {
+            labels.push(label);
+            labels.len() - 1
+        }
+    };
+    NEXT_TRACE_ID.fetch_add(1, Ordering::Relaxed) | (index as u64) << LABEL_SHIFT
+}
+
+/// The label a trace id carries.
+fn label_of(id: u64) -> &'static str {
+    lock(&LABELS).get((id >> LABEL_SHIFT) as usize).copied().unwrap_or("a transformation")
+}
 
 /// One active trace: the graph being recorded and how outer values were lifted into it.
 struct Frame {
@@ -51,11 +90,16 @@ pub struct TracedGraph {
     pub captures: Vec<Tensor>,
 }
 
-struct PopGuard(usize);
+/// Ends a trace: pops its frame (and any above it) and unregisters it.
+struct PopGuard {
+    level: usize,
+    id: u64,
+}
 impl Drop for PopGuard {
     fn drop(&mut self) {
         // Runs on success and on unwinding alike, so a panicking closure never leaves its frame behind.
-        STACK.with(|s| s.borrow_mut().truncate(self.0));
+        STACK.with(|s| s.borrow_mut().truncate(self.level));
+        lock(&LIVE).remove(&self.id);
     }
 }
 
@@ -70,7 +114,18 @@ pub fn depth() -> usize {
 /// outer traces become captures.
 #[track_caller]
 pub fn trace(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> TracedGraph {
-    let id = NEXT_TRACE_ID.fetch_add(1, Ordering::Relaxed);
+    trace_as("trace", in_types, f)
+}
+
+/// [`trace`] for the transformation named `label`, which errors about its traced values name.
+#[track_caller]
+pub(crate) fn trace_as(
+    label: &'static str,
+    in_types: &[TensorType],
+    f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
+) -> TracedGraph {
+    let id = new_trace_id(label);
+    lock(&LIVE).insert(id, std::thread::current().id());
     let level = STACK.with(|s| {
         let mut s = s.borrow_mut();
         s.push(Frame {
@@ -82,7 +137,7 @@ pub fn trace(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) 
         });
         s.len() - 1
     });
-    let guard = PopGuard(level);
+    let guard = PopGuard { level, id };
     let args: Vec<Tensor> = STACK.with(|s| {
         let mut s = s.borrow_mut();
         let frame = &mut s[level];
@@ -131,14 +186,37 @@ fn lift(frame: &mut Frame, t: &Tensor) -> Var {
     }
 }
 
+/// Panics, at the caller's line, unless every symbolic operand belongs to a trace active on
+/// this thread, saying what went wrong. (Called outside `STACK.with`: its closure would
+/// hide the caller's line.)
 #[track_caller]
-fn check_alive(stack: &[Frame], tr: &Traced) {
-    if stack.get(tr.level).map(|f| f.id) != Some(tr.trace) {
-        panic!(
-            "a traced value ({}) escaped the transformation that created it: a tensor from inside \
-             a grad/jvp/vmap/jit closure was kept and used after that closure returned",
+fn check_alive(inputs: &[&Tensor]) {
+    let dead = STACK.with(|s| {
+        let s = s.borrow();
+        inputs.iter().filter_map(|t| t.as_traced()).find(|tr| s.get(tr.level).map(|f| f.id) != Some(tr.trace)).cloned()
+    });
+    if let Some(tr) = dead {
+        report_dead(&tr);
+    }
+}
+
+/// Panics about a symbolic tensor whose trace is not active on this thread.
+#[track_caller]
+fn report_dead(tr: &Traced) -> ! {
+    let label = label_of(tr.trace);
+    let here = std::thread::current().id();
+    match lock(&LIVE).get(&tr.trace) {
+        Some(&owner) if owner != here => panic!(
+            "a traced value ({}) of {label} was used on another thread than the one tracing it: \
+             transformations trace on the calling thread only; compute with traced values on that \
+             thread, and give other threads concrete values",
             tr.ty
-        );
+        ),
+        _ => panic!(
+            "a traced value ({}) of {label} escaped the transformation that created it: a tensor \
+             from inside a grad/jvp/vmap/jit closure was kept and used after that closure returned",
+            tr.ty
+        ),
     }
 }
 
@@ -155,9 +233,9 @@ pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
         return inputs.iter().map(|&t| t.clone()).collect();
     };
     let (trace, level) = (top.trace, top.level);
+    check_alive(inputs);
     STACK.with(|s| {
         let mut s = s.borrow_mut();
-        check_alive(&s, top);
         let frame = &mut s[level];
         inputs
             .iter()
@@ -193,13 +271,9 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
         }
         Some(top) => {
             let (trace, level) = (top.trace, top.level);
+            check_alive(inputs);
             STACK.with(|s| {
                 let mut s = s.borrow_mut();
-                for t in inputs {
-                    if let Some(tr) = t.as_traced() {
-                        check_alive(&s, tr);
-                    }
-                }
                 let frame = &mut s[level];
                 let vars: Vec<Var> = inputs.iter().map(|t| lift(frame, t)).collect();
                 let var = frame.graph.push_typed(prim, vars, ty.clone());
@@ -217,9 +291,12 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
 /// constants stay constant nodes there (they are not folded with the nodes
 /// that use them), so re-emitting a traced graph reproduces it node for node.
 /// Values are dropped after their last use.
+///
+/// Panics, at the caller's line, unless the arguments match the graph's inputs in number,
+/// dtype and shape.
 #[track_caller]
 pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
-    assert_eq!(args.len(), g.inputs.len(), "graph expects {} arguments, got {}", g.inputs.len(), args.len());
+    check_arguments(g, args);
     let mut uses = g.use_counts();
     // When re-emitting, the symbolic argument of the highest trace, into which constants go.
     let anchor = args.iter().filter(|t| t.is_traced()).max_by_key(|t| t.as_traced().map(|tr| tr.level));
@@ -251,6 +328,22 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
     g.outputs.iter().map(|v| env[v.index()].clone().expect("output value")).collect()
 }
 
+/// Panics unless `args` fit the inputs of `g`.
+#[track_caller]
+fn check_arguments(g: &Graph, args: &[Tensor]) {
+    let n = g.inputs.len();
+    if args.len() != n {
+        let s = if n == 1 { "" } else { "s" };
+        panic!("eval_graph: the graph expects {n} argument{s}, got {}", args.len());
+    }
+    for (i, (t, v)) in args.iter().zip(&g.inputs).enumerate() {
+        let (got, want) = (t.ty(), g.ty(*v));
+        if &got != want {
+            panic!("eval_graph: argument {i} is {got} but the graph's input {i} is {want}");
+        }
+    }
+}
+
 /// Traces a closure over tensors of the given types into a [`Graph`].
 ///
 /// The closure must not capture symbolic tensors of an outer trace (use
@@ -263,7 +356,7 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
 /// ```
 #[track_caller]
 pub fn trace_graph(in_types: &[TensorType], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>) -> Graph {
-    let t = trace(in_types, f);
+    let t = trace_as("trace_graph", in_types, f);
     assert!(t.captures.is_empty(), "trace_graph: the closure captured values of an outer trace; use trace()");
     t.graph
 }

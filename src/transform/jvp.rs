@@ -1,6 +1,7 @@
 //! Forward mode: push tangents through a graph with each primitive's jvp rule.
 
-use super::{trace_tree, types_of};
+use super::site::{leaf_name, Site};
+use super::{trace_tree_as, types_of};
 use crate::ir::Graph;
 use crate::ops::{rules, Prim};
 use crate::trace::bind;
@@ -32,16 +33,13 @@ pub(crate) fn jvp_graph(g: &Graph, args: &[Tensor], tangents: &[Option<Tensor>])
     (outs, touts)
 }
 
-/// Checks a tangent against its primal and drops tangents of non-float leaves.
-#[track_caller]
-pub(crate) fn tangent_for(what: &str, primal: &Tensor, tangent: &Tensor) -> Option<Tensor> {
-    if primal.ty() != tangent.ty() {
-        panic!("{what}: tangent {} does not match its primal {}", tangent.ty(), primal.ty());
-    }
-    primal.dtype().is_float().then(|| tangent.clone())
-}
-
 /// Forward-mode derivative: `f(primals)` and its directional derivative along `tangents`.
+///
+/// `tangents` has the tree structure of `primals` and the same type leaf for leaf. Integer
+/// and bool leaves have no derivative: their tangents are ignored (JAX asks for `float0`
+/// tangents there), so outputs that depend only on them get zero tangents.
+///
+/// Mismatched tangents panic at the caller's line.
 ///
 /// ```
 /// use cotangent::{jvp, Tensor};
@@ -51,14 +49,33 @@ pub(crate) fn tangent_for(what: &str, primal: &Tensor, tangent: &Tensor) -> Opti
 /// ```
 #[track_caller]
 pub fn jvp<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A, tangents: &A) -> (B, B) {
+    jvp_at(Site::here("jvp"), f, primals, tangents)
+}
+
+/// [`jvp`] for the transformation at `site` (the one errors name).
+#[track_caller]
+pub(crate) fn jvp_at<A: Tree, B: Tree>(site: Site, f: impl Fn(&A) -> B, primals: &A, tangents: &A) -> (B, B) {
     let (p, t) = (primals.leaves(), tangents.leaves());
     if p.len() != t.len() {
-        panic!("jvp: primals have {} leaves but tangents have {}", p.len(), t.len());
+        site.fail(format_args!("primals have {} leaves but tangents have {}", p.len(), t.len()));
     }
-    let (traced, template) = trace_tree(f, primals, &types_of(&p));
+    // A plain loop, not a closure, so that a mismatch panics at the caller's line.
+    let mut tans: Vec<Option<Tensor>> = Vec::with_capacity(p.len());
+    for (i, (p, t)) in p.iter().zip(&t).enumerate() {
+        if p.ty() != t.ty() {
+            let path = primals.named_leaves().swap_remove(i).0;
+            site.fail(format_args!(
+                "tangent {} for {} does not match its primal {}",
+                t.ty(),
+                leaf_name(&path, i),
+                p.ty()
+            ));
+        }
+        tans.push(p.dtype().is_float().then(|| t.clone()));
+    }
+    let (traced, template) = trace_tree_as(site.name, f, primals, &types_of(&p));
     let mut args = p.clone();
     args.extend(traced.captures.iter().cloned());
-    let mut tans: Vec<Option<Tensor>> = p.iter().zip(&t).map(|(p, t)| tangent_for("jvp", p, t)).collect();
     tans.resize(args.len(), None);
     let (outs, touts) = jvp_graph(&traced.graph, &args, &tans);
     let touts: Vec<Tensor> = touts.into_iter().zip(&outs).map(|(t, y)| t.unwrap_or_else(|| y.zeros_like())).collect();

@@ -18,6 +18,7 @@
 mod jac;
 mod jit;
 mod jvp;
+mod site;
 mod vjp;
 mod vmap;
 
@@ -30,19 +31,31 @@ pub use vjp::{
 };
 pub use vmap::{vmap, vmap_axes};
 
-use crate::trace::{trace, TracedGraph};
+use crate::trace::{trace_as, TracedGraph};
 use crate::{Tensor, TensorType, Tree};
 
 /// Traces `f` on symbolic leaves shaped like `example`'s, returning the graph and
-/// the output's structure (a template whose leaves are not to be used).
+/// the output's structure (a template whose leaves are not to be used). The trace is
+/// `jit`'s (its caller); the other transformations call [`trace_tree_as`].
 #[track_caller]
 pub(crate) fn trace_tree<A: Tree, B: Tree>(
     f: impl FnOnce(&A) -> B,
     example: &A,
     in_types: &[TensorType],
 ) -> (TracedGraph, B) {
+    trace_tree_as("jit", f, example, in_types)
+}
+
+/// [`trace_tree`] for the transformation named `label` (which errors about its traced values name).
+#[track_caller]
+pub(crate) fn trace_tree_as<A: Tree, B: Tree>(
+    label: &'static str,
+    f: impl FnOnce(&A) -> B,
+    example: &A,
+    in_types: &[TensorType],
+) -> (TracedGraph, B) {
     let mut template = None;
-    let traced = trace(in_types, |leaves| {
+    let traced = trace_as(label, in_types, |leaves| {
         let arg = example.rebuild_from(leaves.to_vec());
         let out = f(&arg);
         let leaves = out.leaves();

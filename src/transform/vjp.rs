@@ -1,7 +1,8 @@
 //! Reverse mode as linearize + transpose, and the gradient combinators.
 
 use super::jvp::jvp_graph;
-use super::{trace_tree, types_of};
+use super::site::{leaf_name, Site};
+use super::{trace_tree_as, types_of};
 use crate::ir::Graph;
 use crate::ops::rules::{self, LinArg};
 use crate::ops::Prim;
@@ -20,13 +21,15 @@ struct LinearGraph {
     linear_args: Vec<bool>,
     out_types: Vec<TensorType>,
     nonzero_outs: Vec<bool>,
+    /// The transformation that recorded it, which errors name.
+    site: Site,
 }
 
 /// Runs `f` at `primals` and records its linearization, with tangents for the float leaves.
 #[track_caller]
-fn linearize_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (Vec<Tensor>, B, LinearGraph) {
+fn linearize_flat<A: Tree, B: Tree>(site: Site, f: impl Fn(&A) -> B, primals: &A) -> (Vec<Tensor>, B, LinearGraph) {
     let p = primals.leaves();
-    let (traced, template) = trace_tree(f, primals, &types_of(&p));
+    let (traced, template) = trace_tree_as(site.name, f, primals, &types_of(&p));
     let mut args = p.clone();
     args.extend(traced.captures.iter().cloned());
     let linear_args: Vec<bool> = p.iter().map(|t| t.dtype().is_float()).collect();
@@ -53,6 +56,7 @@ fn linearize_flat<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (Vec<Te
         linear_args,
         out_types,
         nonzero_outs,
+        site,
     };
     (outs, template, lg)
 }
@@ -72,11 +76,19 @@ impl LinearGraph {
     }
 
     /// Applies the transposed map to output cotangents, giving one cotangent per argument.
+    ///
+    /// `out_template` (the output's tree) names the leaves in errors.
     #[track_caller]
-    fn transpose(&self, cts: &[Tensor]) -> Vec<Tensor> {
-        for (ct, ty) in cts.iter().zip(&self.out_types) {
+    fn transpose<B: Tree>(&self, cts: &[Tensor], out_template: &B) -> Vec<Tensor> {
+        if cts.len() != self.out_types.len() {
+            let n = self.out_types.len();
+            self.site.fail(format_args!("{} cotangents given for an output with {n} leaves", cts.len()));
+        }
+        for (i, (ct, ty)) in cts.iter().zip(&self.out_types).enumerate() {
             if &ct.ty() != ty {
-                panic!("vjp: cotangent {} does not match the output {}", ct.ty(), ty);
+                let path = out_template.named_leaves().swap_remove(i).0;
+                let leaf = leaf_name(&path, i).replace("the argument", "the output");
+                self.site.fail(format_args!("cotangent {} does not match {leaf}, which is {ty}", ct.ty()));
             }
         }
         let graph_cts: Vec<Option<Tensor>> =
@@ -213,8 +225,19 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     pub fn call(&self, tangents: &A) -> B {
         let t = tangents.leaves();
         let primal_types = &self.lin.arg_types;
-        if t.len() != primal_types.len() || t.iter().zip(primal_types).any(|(t, ty)| &t.ty() != ty) {
-            panic!("linearize: tangents {:?} do not match the primals {:?}", types_of(&t), primal_types);
+        if t.len() != primal_types.len() {
+            let n = primal_types.len();
+            self.lin.site.fail(format_args!("{} tangents given for primals with {n} leaves", t.len()));
+        }
+        for (i, (t, ty)) in t.iter().zip(primal_types).enumerate() {
+            if &t.ty() != ty {
+                let path = self.arg_template.named_leaves().swap_remove(i).0;
+                self.lin.site.fail(format_args!(
+                    "tangent {} for {} does not match its primal {ty}",
+                    t.ty(),
+                    leaf_name(&path, i)
+                ));
+            }
         }
         self.out_template.rebuild_from(self.lin.apply(&t))
     }
@@ -230,11 +253,14 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     /// ```
     #[track_caller]
     pub fn transpose(&self, cotangents: &B) -> A {
-        self.arg_template.rebuild_from(self.lin.transpose(&cotangents.leaves()))
+        self.arg_template.rebuild_from(self.lin.transpose(&cotangents.leaves(), &self.out_template))
     }
 }
 
 /// `f(primals)` and its linearization at `primals` (JAX's `linearize`).
+///
+/// Only float leaves are linearized: integer and bool leaves get zero tangent outputs and
+/// zero cotangents. Mismatched tangents or cotangents panic at the caller's line.
 ///
 /// ```
 /// use cotangent::{linearize, Tensor};
@@ -244,7 +270,13 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
 /// ```
 #[track_caller]
 pub fn linearize<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (B, Linearized<A, B>) {
-    let (outs, template, lin) = linearize_flat(f, primals);
+    linearize_at(Site::here("linearize"), f, primals)
+}
+
+/// [`linearize`] for the transformation at `site` (the one errors name).
+#[track_caller]
+fn linearize_at<A: Tree, B: Tree>(site: Site, f: impl Fn(&A) -> B, primals: &A) -> (B, Linearized<A, B>) {
+    let (outs, template, lin) = linearize_flat(site, f, primals);
     let out = template.rebuild_from(outs.clone());
     let out_template = template.rebuild_from(outs);
     (out, Linearized { lin, arg_template: primals.rebuild_from(primals.leaves()), out_template })
@@ -271,6 +303,11 @@ impl<A: Tree, B: Tree> Pullback<A, B> {
 
 /// `f(primals)` and its pullback (reverse mode), computed as linearize + transpose.
 ///
+/// Unlike [`grad`], `vjp` accepts integer and bool leaves in `primals`: they have no
+/// derivative, and the pullback gives them zero cotangents of their own dtype (where JAX
+/// gives `float0` zeros). A cotangent that does not match the output panics at the line
+/// that calls the pullback.
+///
 /// ```
 /// use cotangent::{vjp, Tensor};
 /// let x = Tensor::from_vec(vec![1.0, 2.0], &[2]);
@@ -280,19 +317,23 @@ impl<A: Tree, B: Tree> Pullback<A, B> {
 /// ```
 #[track_caller]
 pub fn vjp<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A) -> (B, Pullback<A, B>) {
-    let (out, inner) = linearize(f, primals);
+    vjp_at(Site::here("vjp"), f, primals)
+}
+
+/// [`vjp`] for the transformation at `site` (the one errors name).
+#[track_caller]
+pub(crate) fn vjp_at<A: Tree, B: Tree>(site: Site, f: impl Fn(&A) -> B, primals: &A) -> (B, Pullback<A, B>) {
+    let (out, inner) = linearize_at(site, f, primals);
     (out, Pullback { inner })
 }
 
-#[track_caller]
-fn check_scalar(what: &str, y: &Tensor) {
-    let ty = y.ty();
-    if ty.rank() != 0 || !ty.dtype.is_float() {
-        panic!("{what}: the function must return a 0-d float tensor to be differentiated, got {ty}");
-    }
-}
-
-/// `f(x)` and the gradient of a scalar-valued `f` with respect to every float leaf of `x`.
+/// `f(x)` and the gradient of a scalar-valued `f` with respect to every leaf of `x`.
+///
+/// Every leaf of `x` must be a float tensor, as in JAX: an integer or bool leaf has no
+/// gradient, so it panics rather than returning zeros (pass such values to `f` through
+/// its closure, or use [`vjp`], which gives them zero cotangents). This and a function
+/// that does not return a 0-d float tensor panic with a message naming `value_and_grad`
+/// and the line that called it.
 ///
 /// ```
 /// use cotangent::{value_and_grad, Tensor};
@@ -301,22 +342,29 @@ fn check_scalar(what: &str, y: &Tensor) {
 /// assert_eq!(v.item::<f64>(), 5.0);
 /// assert_eq!(g.to_vec::<f64>(), vec![2.0, 4.0]);
 /// ```
+#[track_caller]
 pub fn value_and_grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> (Tensor, A) {
-    super::jit(move |x: &A| value_and_grad_now(&f, x))
+    let site = Site::here("value_and_grad");
+    super::jit(move |x: &A| value_and_grad_now(site, &f, x))
 }
 
 /// The value and gradient, traced or computed in place (the body of [`value_and_grad`] and [`grad`]).
-fn value_and_grad_now<A: Tree>(f: impl Fn(&A) -> Tensor, x: &A) -> (Tensor, A) {
-    let (y, pb) = vjp(f, x);
-    check_scalar("grad", &y);
-    let g = pb.call(&y.ones_like());
+fn value_and_grad_now<A: Tree>(site: Site, f: impl Fn(&A) -> Tensor, x: &A) -> (Tensor, A) {
+    site.require_float_leaves(x);
+    let (outs, template, lin) = linearize_flat(site, f, x);
+    let y = template.rebuild_from(outs);
+    site.require_scalar(&y);
+    let g = x.rebuild_from(lin.transpose(&[y.ones_like()], &y));
     (y, g)
 }
 
 /// The gradient of a scalar-valued `f`, as a function of the same tree type.
 ///
 /// The returned function compiles itself per input signature (see [`jit`](super::jit)),
-/// so calling it in a training loop traces and optimises only once.
+/// so calling it in a training loop traces and optimises only once. Every leaf of the
+/// argument must be a float tensor, and `f` must return a 0-d float tensor; otherwise the
+/// returned function panics with a message naming `grad` and the line that called it
+/// (see [`value_and_grad`]).
 ///
 /// ```
 /// use cotangent::{grad, Tensor};
@@ -325,10 +373,16 @@ fn value_and_grad_now<A: Tree>(f: impl Fn(&A) -> Tensor, x: &A) -> (Tensor, A) {
 /// let d2f = grad(grad(|x: &Tensor| x.sin()));
 /// assert!((d2f(&Tensor::scalar(1.0)).item::<f64>() + 1f64.sin()).abs() < 1e-15);
 /// ```
+#[track_caller]
 pub fn grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> A {
+    grad_at(Site::here("grad"), f)
+}
+
+/// [`grad`] for the transformation at `site` (the one errors name).
+pub(crate) fn grad_at<A: Tree, F: Fn(&A) -> Tensor>(site: Site, f: F) -> impl Fn(&A) -> A {
     // The compiled function returns only the gradient, so work that only the value needs
     // (the final reduction, say) is dead code and never runs.
-    super::jit(move |x: &A| value_and_grad_now(&f, x).1)
+    super::jit(move |x: &A| value_and_grad_now(site, &f, x).1)
 }
 
 /// Like [`value_and_grad`] for a function that also returns auxiliary data (not differentiated).
@@ -342,20 +396,23 @@ pub fn grad<A: Tree, F: Fn(&A) -> Tensor>(f: F) -> impl Fn(&A) -> A {
 /// let ((loss, aux), g) = vg(&Tensor::scalar(3.0));
 /// assert_eq!((loss.item::<f64>(), aux.item::<f64>(), g.item::<f64>()), (9.0, 9.0, 6.0));
 /// ```
+#[track_caller]
 pub fn value_and_grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(f: F) -> impl Fn(&A) -> ((Tensor, X), A) {
-    super::jit(move |x: &A| value_and_grad_with_aux_now(&f, x))
+    let site = Site::here("value_and_grad_with_aux");
+    super::jit(move |x: &A| value_and_grad_with_aux_now(site, &f, x))
 }
 
 /// The body of [`value_and_grad_with_aux`] and [`grad_with_aux`].
-fn value_and_grad_with_aux_now<A: Tree, X: Tree>(f: impl Fn(&A) -> (Tensor, X), x: &A) -> ((Tensor, X), A) {
-    let (outs, template, lin) = linearize_flat(&f, x);
+fn value_and_grad_with_aux_now<A: Tree, X: Tree>(site: Site, f: impl Fn(&A) -> (Tensor, X), x: &A) -> ((Tensor, X), A) {
+    site.require_float_leaves(x);
+    let (outs, template, lin) = linearize_flat(site, &f, x);
     let (y, aux) = template.rebuild_from(outs.clone());
-    check_scalar("grad", &y);
+    site.require_scalar(&y);
     // Only the loss gets a cotangent; the auxiliary outputs get zeros (symbolic zeros
     // are dropped before transposition, so they cost nothing).
     let mut cts: Vec<Tensor> = outs.iter().map(|o| o.zeros_like()).collect();
     cts[0] = y.ones_like();
-    let g = x.rebuild_from(lin.transpose(&cts));
+    let g = x.rebuild_from(lin.transpose(&cts, &template));
     ((y, aux), g)
 }
 
@@ -367,9 +424,11 @@ fn value_and_grad_with_aux_now<A: Tree, X: Tree>(f: impl Fn(&A) -> (Tensor, X), 
 /// let (dx, aux) = g(&Tensor::scalar(2.0));
 /// assert_eq!((dx.item::<f64>(), aux.item::<f64>()), (4.0, 2.0));
 /// ```
+#[track_caller]
 pub fn grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(f: F) -> impl Fn(&A) -> (A, X) {
+    let site = Site::here("grad_with_aux");
     super::jit(move |x: &A| {
-        let ((_, aux), g) = value_and_grad_with_aux_now(&f, x);
+        let ((_, aux), g) = value_and_grad_with_aux_now(site, &f, x);
         (g, aux)
     })
 }
@@ -386,7 +445,7 @@ pub fn grad_with_aux<A: Tree, X: Tree, F: Fn(&A) -> (Tensor, X)>(f: F) -> impl F
 /// ```
 pub fn linear_transpose<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> impl Fn(&B) -> A {
     let leaves = example.leaves();
-    let (traced, _) = trace_tree(&f, example, &types_of(&leaves));
+    let (traced, _) = trace_tree_as("linear_transpose", &f, example, &types_of(&leaves));
     let n = leaves.len();
     let arg_template = example.rebuild_from(leaves.clone());
     move |cts: &B| {
