@@ -113,7 +113,8 @@ fn repetition(input: &Value, limits: &Limits) -> Result<(usize, Duration), Strin
     if seconds > limits.max_min_seconds {
         return Err(format!("`min_seconds` = {seconds:e} is beyond the limit of {} s", limits.max_min_seconds));
     }
-    Ok((runs.max(1), Duration::from_secs_f64(seconds)))
+    let time = Duration::try_from_secs_f64(seconds).map_err(|e| format!("`min_seconds` = {seconds:e}: {e}"))?;
+    Ok((runs.max(1), time))
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -176,7 +177,7 @@ fn repeat(
     limits: &Limits,
     mut record: impl FnMut(Duration),
 ) -> Result<(Output, Rest), String> {
-    let budget = Duration::from_secs_f64(limits.max_min_seconds);
+    let budget = Duration::try_from_secs_f64(limits.max_min_seconds).unwrap_or(Duration::MAX);
     let mut rest = Rest { runs: 0, time: Duration::ZERO };
     let mut total = Duration::ZERO;
     let mut runs = 0;
