@@ -91,3 +91,24 @@ pub fn product_at_most(what: &str, factors: &[usize], limit: usize) -> Result<us
 fn join(factors: &[usize]) -> String {
     factors.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("·")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GradBench's largest default inputs pass every default limit they meet.
+    #[test]
+    fn the_defaults_admit_gradbench_sizes() {
+        let l = Limits::default();
+        assert!(at_most("ell", 11, l.max_det_ell).is_ok());
+        assert!(product_at_most("kmeans n·k·d", &[10_000, 1_000, 8], l.max_elements).is_ok());
+        assert!(product_at_most("gmm n·k·d", &[10_000, 200, 64], l.max_elements).is_ok());
+        assert!(product_at_most("ode n·s", &[100_000, 100], l.max_elements).is_ok());
+        assert!(product_at_most("lstm layer steps", &[4_095, 6], l.max_steps).is_ok());
+        assert!(at_most("s", 100, l.max_steps).is_ok());
+        // ... and the adversarial ones do not.
+        assert!(at_most("ell", 13, l.max_det_ell).is_err());
+        assert!(product_at_most("llsq n·m", &[1_000_000_000_000, 2], l.max_elements).is_err());
+        assert!(product_at_most("wraps", &[1 << 32, 1 << 32], usize::MAX).is_err());
+    }
+}
