@@ -26,4 +26,5 @@
 pub mod descent;
 pub mod evals;
 pub mod input;
+pub mod limits;
 pub mod protocol;

@@ -12,9 +12,15 @@
 //! response with an `error` (and the message's `id`, or `null` when it has none);
 //! a function that panics is answered with `success: false`. The tool then goes
 //! on serving.
+//!
+//! Every message is answered in bounded time and memory: sizes, repetition
+//! requests and loops are checked against [`Limits`] (see [`crate::limits`]), and
+//! a message beyond them gets `success: false` with an error naming the field, the
+//! value and the limit.
 
-use crate::evals::{self, MODULES};
+use crate::evals::{self, Output, Run, MODULES};
 use crate::input::{field, kind};
+use crate::limits::Limits;
 use serde_json::{json, Value};
 use std::io::{self, BufRead, Write};
 use std::panic::{self, AssertUnwindSafe};
@@ -33,14 +39,24 @@ pub const TOOL_NAME: &str = "cotangent";
 /// assert!(r["error"].as_str().unwrap().contains("malformed"));
 /// ```
 pub fn handle_line(line: &str) -> Value {
+    handle_line_with(line, &Limits::default())
+}
+
+/// [`handle_line`] under the given limits (tighter ones make fuzzing fast).
+pub fn handle_line_with(line: &str, limits: &Limits) -> Value {
     match serde_json::from_str::<Value>(line) {
-        Ok(msg) => handle(&msg),
+        Ok(msg) => handle_with(&msg, limits),
         Err(e) => json!({"id": null, "error": format!("malformed message: {e}")}),
     }
 }
 
 /// Handles one parsed message and returns the response.
 pub fn handle(msg: &Value) -> Value {
+    handle_with(msg, &Limits::default())
+}
+
+/// [`handle`] under the given limits.
+pub fn handle_with(msg: &Value, limits: &Limits) -> Value {
     let id = match msg {
         Value::Object(m) => m.get("id").cloned().unwrap_or(Value::Null),
         _ => {
@@ -55,7 +71,7 @@ pub fn handle(msg: &Value) -> Value {
     match kind {
         "start" => json!({"id": id, "tool": TOOL_NAME}),
         "define" => define(id, msg),
-        "evaluate" => evaluate(id, msg),
+        "evaluate" => evaluate(id, msg, limits),
         "analysis" => json!({"id": id}),
         other => json!({"id": id, "error": format!("unknown message kind `{other}`")}),
     }
@@ -74,11 +90,18 @@ fn define(id: Value, msg: &Value) -> Value {
     }
 }
 
-/// `min_runs` and `min_seconds` from an input object (1 and 0 when absent, as for `hello`).
-fn repetition(input: &Value) -> Result<(usize, f64), String> {
+/// `min_runs` and `min_seconds` from an input object (1 and 0 when absent, as for
+/// `hello`), each at most its limit.
+fn repetition(input: &Value, limits: &Limits) -> Result<(usize, Duration), String> {
     let runs = match input.get("min_runs") {
         None => 1,
-        Some(v) => v.as_u64().ok_or_else(|| format!("`min_runs`: expected a non-negative integer, got {v}"))? as usize,
+        Some(v) => {
+            let n = v.as_u64().ok_or_else(|| format!("`min_runs`: expected a non-negative integer, got {v}"))?;
+            if n > limits.max_min_runs as u64 {
+                return Err(format!("`min_runs` = {n} is beyond the limit of {}", limits.max_min_runs));
+            }
+            n as usize
+        }
     };
     let seconds = match input.get("min_seconds") {
         None => 0.0,
@@ -87,7 +110,11 @@ fn repetition(input: &Value) -> Result<(usize, f64), String> {
             .filter(|s| s.is_finite() && *s >= 0.0)
             .ok_or_else(|| format!("`min_seconds`: expected a non-negative number, got {v}"))?,
     };
-    Ok((runs.max(1), seconds))
+    if seconds > limits.max_min_seconds {
+        return Err(format!("`min_seconds` = {seconds:e} is beyond the limit of {} s", limits.max_min_seconds));
+    }
+    let time = Duration::try_from_secs_f64(seconds).map_err(|e| format!("`min_seconds` = {seconds:e}: {e}"))?;
+    Ok((runs.max(1), time))
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -100,8 +127,8 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-fn evaluate(id: Value, msg: &Value) -> Value {
-    match try_evaluate(msg) {
+fn evaluate(id: Value, msg: &Value, limits: &Limits) -> Value {
+    match try_evaluate(msg, limits) {
         Ok((output, timings)) => {
             json!({"id": id, "success": true, "output": output, "timings": timings})
         }
@@ -109,35 +136,74 @@ fn evaluate(id: Value, msg: &Value) -> Value {
     }
 }
 
-fn try_evaluate(msg: &Value) -> Result<(Value, Vec<Value>), String> {
+fn try_evaluate(msg: &Value, limits: &Limits) -> Result<(Value, Vec<Value>), String> {
     let module = str_field(msg, "module")?;
     let function = str_field(msg, "function")?;
     let input = field(msg, "input")?;
-    let (min_runs, min_seconds) = repetition(input)?;
-    let min_time = Duration::from_secs_f64(min_seconds);
+    let (min_runs, min_time) = repetition(input, limits)?;
     // A panic inside the library (e.g. shapes the input checks missed) fails this
     // message only; cotangent unwinds its trace stack, so the next message is clean.
     panic::catch_unwind(AssertUnwindSafe(|| {
         let begin = Instant::now();
-        let run = evals::prepare(module, function, input)?;
+        let run = evals::prepare(module, function, input, limits)?;
         let prepare_ns = begin.elapsed().as_nanos() as u64;
         let mut timings = vec![json!({"name": "prepare", "nanoseconds": prepare_ns})];
-        let mut total = Duration::ZERO;
-        let mut runs = 0;
-        let output = loop {
-            let t = Instant::now();
-            let out = run();
-            let dt = t.elapsed();
+        let (output, rest) = repeat(&run, min_runs, min_time, limits, |dt| {
             timings.push(json!({"name": "evaluate", "nanoseconds": dt.as_nanos() as u64}));
-            total += dt;
-            runs += 1;
-            if runs >= min_runs && total >= min_time {
-                break out;
-            }
-        };
+        })?;
+        if rest.runs > 0 {
+            timings.push(json!({"name": format!("evaluate ({} more runs)", rest.runs),
+                                "nanoseconds": rest.time.as_nanos() as u64}));
+        }
         Ok((output.to_json()?, timings))
     }))
     .unwrap_or_else(|p| Err(format!("evaluation failed: {}", panic_message(p))))
+}
+
+/// Runs beyond [`Limits::max_timings`]: how many, and their summed time.
+struct Rest {
+    runs: usize,
+    time: Duration,
+}
+
+/// Calls `run` at least `min_runs` times and until the summed run time reaches
+/// `min_time`; passes the time of each of the first [`Limits::max_timings`] runs to
+/// `record` and sums the rest. Fails if a run fails, or if `min_runs` runs would
+/// take longer than [`Limits::max_min_seconds`].
+fn repeat(
+    run: &Run,
+    min_runs: usize,
+    min_time: Duration,
+    limits: &Limits,
+    mut record: impl FnMut(Duration),
+) -> Result<(Output, Rest), String> {
+    let budget = Duration::try_from_secs_f64(limits.max_min_seconds).unwrap_or(Duration::MAX);
+    let mut rest = Rest { runs: 0, time: Duration::ZERO };
+    let mut total = Duration::ZERO;
+    let mut runs = 0;
+    loop {
+        let t = Instant::now();
+        let out = run()?;
+        let dt = t.elapsed();
+        if runs < limits.max_timings {
+            record(dt);
+        } else {
+            rest.runs += 1;
+            rest.time += dt;
+        }
+        total += dt;
+        runs += 1;
+        if runs >= min_runs && total >= min_time {
+            return Ok((out, rest));
+        }
+        if total > budget {
+            return Err(format!(
+                "`min_runs` = {min_runs}: {runs} runs took {:.1} s, beyond the limit of {} s",
+                total.as_secs_f64(),
+                limits.max_min_seconds
+            ));
+        }
+    }
 }
 
 /// Serves messages from `input` until it ends, writing one response line each to `output`.

@@ -10,6 +10,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
+use crate::limits::{at_most, Limits};
 use cotangent::{concatenate, grad, jit, stack, Tensor};
 use serde_json::Value;
 
@@ -68,21 +69,25 @@ fn det_batched_up_to(a: &Tensor, limit: usize) -> Tensor {
 }
 
 /// Builds `primal` or `gradient` for input `{A: float[ℓ·ℓ] (row-major), ell: int}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// Expansion by minors takes `ℓ!` products, so `ℓ` beyond [`Limits::max_det_ell`]
+/// is refused (GradBench goes up to 11; 12 takes minutes, 13 would take hours).
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let a = vector(input, "A")?;
     let ell = usize_field(input, "ell")?;
-    if ell == 0 || a.numel() != ell * ell {
+    at_most("ell", ell, limits.max_det_ell)?;
+    if ell == 0 || Some(a.numel()) != ell.checked_mul(ell) {
         return Err(format!("`A`: expected {ell}·{ell} numbers for ell = {ell}, got {}", a.numel()));
     }
     let a = a.reshape_to(&[ell, ell]);
     match function {
         "primal" => {
             let f = jit(det);
-            Ok(Box::new(move || Output::from(f(&a))))
+            Ok(Box::new(move || Ok(Output::from(f(&a)))))
         }
         "gradient" => {
             let ddet = grad(det);
-            Ok(Box::new(move || Output::from(ddet(&a).flatten())))
+            Ok(Box::new(move || Ok(Output::from(ddet(&a).flatten()))))
         }
         _ => Err(unknown_function("det", function, &["primal", "gradient"])),
     }

@@ -6,6 +6,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, f64_field, matrix, usize_field, vector};
+use crate::limits::{at_most, product_at_most, Limits};
 use cotangent::{concatenate, einsum, grad, jit, DType, Tensor};
 use serde_json::Value;
 use std::f64::consts::PI;
@@ -86,7 +87,11 @@ impl Gmm {
 }
 
 /// Builds `objective` or `jacobian` for input `{d, k, n, x, m, gamma, alpha, mu, q, l}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// Refuses `n·k·d` (the centred points) or `k·d·d` (the factors) beyond
+/// [`Limits::max_elements`], and `m` (a loop in the Wishart constant) beyond
+/// [`Limits::max_steps`].
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let (d, k, n) = (usize_field(input, "d")?, usize_field(input, "k")?, usize_field(input, "n")?);
     let x = matrix(input, "x")?;
     let params: Params = (vector(input, "alpha")?, matrix(input, "mu")?, matrix(input, "q")?, matrix(input, "l")?);
@@ -95,23 +100,28 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     if n == 0 || d == 0 || k == 0 {
         return Err(format!("need d, k, n >= 1, got d={d} k={k} n={n}"));
     }
+    at_most("m", m, limits.max_steps)?;
     expect_shape(&x, "x", &[n, d])?;
     expect_shape(&params.0, "alpha", &[k])?;
     expect_shape(&params.1, "mu", &[k, d])?;
     expect_shape(&params.2, "q", &[k, d])?;
     // A matrix of k empty rows reads as [k, 0], which is right for d = 1.
     expect_shape(&params.3, "l", &[k, d * (d - 1) / 2])?;
+    // The shapes agree with the data, so these products are bounded by the input's
+    // length squared: check them before the objective forms them.
+    product_at_most("`n`·`k`·`d`", &[n, k, d], limits.max_elements)?;
+    product_at_most("`k`·`d`·`d`", &[k, d, d], limits.max_elements)?;
     let gmm = Gmm::new(x, k, m, gamma);
     match function {
         "objective" => {
             let f = jit(move |p: &Params| gmm.objective(p));
-            Ok(Box::new(move || Output::from(f(&params))))
+            Ok(Box::new(move || Ok(Output::from(f(&params)))))
         }
         "jacobian" => {
             let df = grad(move |p: &Params| gmm.objective(p));
             Ok(Box::new(move || {
                 let (alpha, mu, q, l) = df(&params);
-                Output::Object(vec![("alpha", alpha.into()), ("mu", mu.into()), ("q", q.into()), ("l", l.into())])
+                Ok(Output::Object(vec![("alpha", alpha.into()), ("mu", mu.into()), ("q", q.into()), ("l", l.into())]))
             }))
         }
         _ => Err(unknown_function("gmm", function, &["objective", "jacobian"])),

@@ -10,6 +10,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::matrix;
+use crate::limits::{product_at_most, Limits};
 use cotangent::{grad, jit, jvp, Tensor};
 use serde_json::Value;
 
@@ -20,7 +21,9 @@ pub fn cost(points: &Tensor, centroids: &Tensor) -> Tensor {
 }
 
 /// Builds `cost` or `dir` for input `{points: float[n][d], centroids: float[k][d]}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// The differences `[n, k, d]` are checked against [`Limits::max_elements`].
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let points = matrix(input, "points")?;
     let centroids = matrix(input, "centroids")?;
     if points.shape()[1] != centroids.shape()[1] || centroids.shape()[0] == 0 {
@@ -30,10 +33,12 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
             centroids.shape()
         ));
     }
+    let (n, k, d) = (points.shape()[0], centroids.shape()[0], centroids.shape()[1]);
+    product_at_most("`points` rows·`centroids` rows·width", &[n, k, d], limits.max_elements)?;
     match function {
         "cost" => {
             let f = jit(move |c: &Tensor| cost(&points, c));
-            Ok(Box::new(move || Output::from(f(&centroids))))
+            Ok(Box::new(move || Ok(Output::from(f(&centroids)))))
         }
         "dir" => {
             let ones = centroids.ones_like();
@@ -43,7 +48,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
                 let (g, h_diag) = jvp(&dcost, c, &ones);
                 g / h_diag
             });
-            Ok(Box::new(move || Output::from(dir(&centroids))))
+            Ok(Box::new(move || Ok(Output::from(dir(&centroids)))))
         }
         _ => Err(unknown_function("kmeans", function, &["cost", "dir"])),
     }

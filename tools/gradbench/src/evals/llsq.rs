@@ -5,6 +5,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
+use crate::limits::{product_at_most, Limits};
 use cotangent::{grad, jit, DType, Tensor};
 use serde_json::Value;
 
@@ -30,21 +31,25 @@ impl Problem {
 }
 
 /// Builds `primal` or `gradient` for input `{x: float[m], n: int}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// `n` is not the length of any data, so the powers `[n, m]` are checked against
+/// [`Limits::max_elements`] before they are allocated.
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let x = vector(input, "x")?;
     let n = usize_field(input, "n")?;
     if n < 2 {
         return Err(format!("`n`: need at least 2 sample points, got {n}"));
     }
+    product_at_most("`n`·len(`x`)", &[n, x.numel()], limits.max_elements)?;
     let p = Problem::new(n, x.numel());
     match function {
         "primal" => {
             let f = jit(move |x: &Tensor| p.objective(x));
-            Ok(Box::new(move || Output::from(f(&x))))
+            Ok(Box::new(move || Ok(Output::from(f(&x)))))
         }
         "gradient" => {
             let df = grad(move |x: &Tensor| p.objective(x));
-            Ok(Box::new(move || Output::from(df(&x))))
+            Ok(Box::new(move || Ok(Output::from(df(&x)))))
         }
         _ => Err(unknown_function("llsq", function, &["primal", "gradient"])),
     }

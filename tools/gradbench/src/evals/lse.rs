@@ -19,11 +19,11 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     match function {
         "primal" => {
             let f = jit(lse);
-            Ok(Box::new(move || Output::from(f(&x))))
+            Ok(Box::new(move || Ok(Output::from(f(&x)))))
         }
         "gradient" => {
             let df = grad(lse);
-            Ok(Box::new(move || Output::from(df(&x))))
+            Ok(Box::new(move || Ok(Output::from(df(&x)))))
         }
         _ => Err(unknown_function("lse", function, &["primal", "gradient"])),
     }

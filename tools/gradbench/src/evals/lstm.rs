@@ -7,6 +7,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, matrix};
+use crate::limits::{product_at_most, Limits};
 use cotangent::{concatenate, grad, jit, stack, Tensor};
 use serde_json::Value;
 
@@ -88,7 +89,10 @@ impl Lstm {
 
 /// Builds `objective` or `jacobian` for input
 /// `{main_params: [2l][4b], extra_params: [3][b], state: [2l][b], sequence: [c][b]}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// The time loop is unrolled into the traced graph: `(c - 1)·l` layer steps
+/// beyond [`Limits::max_steps`] are refused.
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let main_params = matrix(input, "main_params")?;
     let extra_params = matrix(input, "extra_params")?;
     let state = matrix(input, "state")?;
@@ -106,19 +110,20 @@ pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
     expect_shape(&main_params, "main_params", &[l2, 4 * b])?;
     expect_shape(&extra_params, "extra_params", &[3, b])?;
     expect_shape(&state, "state", &[l2, b])?;
+    product_at_most("layer steps (`sequence` rows - 1)·(`main_params` rows / 2)", &[c - 1, l2 / 2], limits.max_steps)?;
     let lstm = Lstm::new(state, &sequence);
     match function {
         "objective" => {
             let params = (main_params, extra_params);
             let f = jit(move |(m, e): &(Tensor, Tensor)| lstm.objective(m, e));
-            Ok(Box::new(move || Output::from(f(&params))))
+            Ok(Box::new(move || Ok(Output::from(f(&params)))))
         }
         "jacobian" => {
             let params = (main_params, extra_params);
             let df = grad(move |(m, e): &(Tensor, Tensor)| lstm.objective(m, e));
             Ok(Box::new(move || {
                 let (dm, de) = df(&params);
-                Output::from(concatenate(&[dm.flatten(), de.flatten()], 0))
+                Ok(Output::from(concatenate(&[dm.flatten(), de.flatten()], 0)))
             }))
         }
         _ => Err(unknown_function("lstm", function, &["objective", "jacobian"])),

@@ -19,6 +19,7 @@ pub mod ode;
 pub mod particle;
 pub mod saddle;
 
+use crate::limits::Limits;
 use cotangent::{grad, jacfwd, jvp, vmap_axes, Tensor, Tree};
 use serde_json::{Map, Number, Value};
 
@@ -79,27 +80,31 @@ fn nested(data: &[f64], shape: &[usize]) -> Result<Value, String> {
     }
 }
 
-/// A prepared function: call it to run the benchmarked computation once.
-pub type Run = Box<dyn Fn() -> Output>;
+/// A prepared function: call it to run the benchmarked computation once. A run
+/// fails only where the computation has a data-dependent loop that may not end
+/// (particle, saddle), with an error naming the input field.
+pub type Run = Box<dyn Fn() -> Result<Output, String>>;
 
 /// The modules this tool implements, by GradBench name.
 pub const MODULES: &[&str] = &["hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "particle", "saddle"];
 
 /// Parses `input` for `module`'s `function` and builds the function to time.
 ///
-/// Errors name the unknown module or function, or what is wrong with the input.
-pub fn prepare(module: &str, function: &str, input: &Value) -> Result<Run, String> {
+/// Errors name the unknown module or function, or what is wrong with the input,
+/// including sizes beyond `limits` (checked against the input's actual data, with
+/// checked arithmetic, before anything is allocated).
+pub fn prepare(module: &str, function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     match module {
         "hello" => hello::prepare(function, input),
         "lse" => lse::prepare(function, input),
-        "llsq" => llsq::prepare(function, input),
-        "gmm" => gmm::prepare(function, input),
-        "kmeans" => kmeans::prepare(function, input),
-        "ode" => ode::prepare(function, input),
-        "lstm" => lstm::prepare(function, input),
-        "det" => det::prepare(function, input),
-        "particle" => particle::prepare(function, input),
-        "saddle" => saddle::prepare(function, input),
+        "llsq" => llsq::prepare(function, input, limits),
+        "gmm" => gmm::prepare(function, input, limits),
+        "kmeans" => kmeans::prepare(function, input, limits),
+        "ode" => ode::prepare(function, input, limits),
+        "lstm" => lstm::prepare(function, input, limits),
+        "det" => det::prepare(function, input, limits),
+        "particle" => particle::prepare(function, input, limits),
+        "saddle" => saddle::prepare(function, input, limits),
         _ => Err(format!("unknown module `{module}`")),
     }
 }

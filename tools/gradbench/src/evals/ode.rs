@@ -3,6 +3,7 @@
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
+use crate::limits::{at_most, product_at_most, Limits};
 use cotangent::{concatenate, grad, jit, Tensor};
 use serde_json::Value;
 
@@ -27,20 +28,25 @@ pub fn primal(x: &Tensor, s: usize) -> Tensor {
 }
 
 /// Builds `primal` or `gradient` for input `{x: float[n], s: int}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// The `s` steps are unrolled into the traced graph: `s` beyond
+/// [`Limits::max_steps`], or `n·s` beyond [`Limits::max_elements`], is refused.
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let x = vector(input, "x")?;
     let s = usize_field(input, "s")?;
     if x.numel() == 0 || s == 0 {
         return Err(format!("need at least one component and one step, got n={} s={s}", x.numel()));
     }
+    at_most("s", s, limits.max_steps)?;
+    product_at_most("len(`x`)·`s`", &[x.numel(), s], limits.max_elements)?;
     match function {
         "primal" => {
             let f = jit(move |x: &Tensor| primal(x, s));
-            Ok(Box::new(move || Output::from(f(&x))))
+            Ok(Box::new(move || Ok(Output::from(f(&x)))))
         }
         "gradient" => {
             let df = grad(move |x: &Tensor| primal(x, s).index(-1));
-            Ok(Box::new(move || Output::from(df(&x))))
+            Ok(Box::new(move || Ok(Output::from(df(&x)))))
         }
         _ => Err(unknown_function("ode", function, &["primal", "gradient"])),
     }

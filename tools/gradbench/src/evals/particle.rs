@@ -19,8 +19,9 @@
 //! derivative: nested AD in all four combinations.
 
 use super::{gradient, unknown_function, Mode, Output, Run, MODE_FUNCTIONS};
-use crate::descent::{argmin, Plain};
+use crate::descent::{argmin, Budget, Plain};
 use crate::input::f64_field;
+use crate::limits::Limits;
 use cotangent::{concatenate, jit, jvp, vjp, Tensor};
 use serde_json::Value;
 
@@ -78,11 +79,14 @@ struct Simulation {
     step: StepFn,
     step_jvp: StepJvp,
     step_vjp: StepVjp,
+    /// The most time steps before the particle must have landed.
+    max_steps: usize,
 }
 
 impl Simulation {
-    fn new(inner: Mode) -> Simulation {
+    fn new(inner: Mode, max_steps: usize) -> Simulation {
         Simulation {
+            max_steps,
             step: Box::new(jit(move |p: &Point| step(inner, p))),
             step_jvp: Box::new(jit(move |(p, t): &(Point, Point)| jvp(|p: &Point| step(inner, p), p, t))),
             // Reverse mode recomputes each step's linearisation from its saved state.
@@ -90,31 +94,48 @@ impl Simulation {
         }
     }
 
+    /// Counts one more time step (`steps` so far in this simulation) against the
+    /// simulation's limit and the run's `budget`.
+    fn tick(&self, steps: &mut usize, budget: &Budget) -> Result<(), String> {
+        budget.spend(SIMULATION)?;
+        *steps += 1;
+        if *steps > self.max_steps {
+            return Err(format!("the particle did not land within {} time steps", self.max_steps));
+        }
+        Ok(())
+    }
+
     /// The cost of offset `w` (0-d): the simulation on concrete values.
-    fn cost(&self, w: &Tensor) -> Tensor {
+    fn cost(&self, w: &Tensor, budget: &Budget) -> Result<Tensor, String> {
         let mut s = start();
+        let mut steps = 0;
         while !lands(&s) {
+            self.tick(&mut steps, budget)?;
             s = (self.step)(&(s.0, s.1, w.clone()));
         }
-        landing(&s)
+        Ok(landing(&s))
     }
 
     /// `d cost / d w` in forward mode: one jvp per time step carries the tangent.
-    fn derivative_forward(&self, w: &Tensor) -> Tensor {
+    fn derivative_forward(&self, w: &Tensor, budget: &Budget) -> Result<Tensor, String> {
         let mut s = start();
+        let mut steps = 0;
         let mut ds = (s.0.zeros_like(), s.1.zeros_like());
         let dw = w.ones_like();
         while !lands(&s) {
+            self.tick(&mut steps, budget)?;
             (s, ds) = (self.step_jvp)(&((s.0, s.1, w.clone()), (ds.0, ds.1, dw.clone())));
         }
-        jvp(landing, &s, &ds).1
+        Ok(jvp(landing, &s, &ds).1)
     }
 
     /// `d cost / d w` in reverse mode: the states on a tape, then one vjp per step backwards.
-    fn derivative_reverse(&self, w: &Tensor) -> Tensor {
+    fn derivative_reverse(&self, w: &Tensor, budget: &Budget) -> Result<Tensor, String> {
         let mut s = start();
+        let mut steps = 0;
         let mut states: Vec<State> = Vec::new();
         while !lands(&s) {
+            self.tick(&mut steps, budget)?;
             let next = (self.step)(&(s.0.clone(), s.1.clone(), w.clone()));
             states.push(s);
             s = next;
@@ -127,33 +148,47 @@ impl Simulation {
             ct = (cx, cv);
             dw = dw + cw;
         }
-        dw
+        Ok(dw)
     }
 }
 
+/// What a simulation loop calls itself when it runs out of budget.
+const SIMULATION: &str = "the simulation";
+
 /// The optimised `w`: GradBench's descent on the cost from `w0`, with the outer
-/// derivative in mode `outer` and the field's in mode `inner`.
-pub fn optimise(outer: Mode, inner: Mode, w0: f64) -> Tensor {
-    let sim = Simulation::new(inner);
+/// derivative in mode `outer` and the field's in mode `inner`. Every simulation
+/// step and descent iteration spends one step of `budget`, and a simulation fails
+/// after `max_steps` time steps without landing.
+pub fn optimise(outer: Mode, inner: Mode, w0: f64, max_steps: usize, budget: &Budget) -> Result<Tensor, String> {
+    let sim = Simulation::new(inner, max_steps);
     let problem = Plain::new(
-        |w: &Tensor| sim.cost(&w.index(0)).item::<f64>(),
+        |w: &Tensor| Ok(sim.cost(&w.index(0), budget)?.item::<f64>()),
         |w: &Tensor| {
             let w = w.index(0);
             let d = match outer {
-                Mode::Forward => sim.derivative_forward(&w),
-                Mode::Reverse => sim.derivative_reverse(&w),
+                Mode::Forward => sim.derivative_forward(&w, budget)?,
+                Mode::Reverse => sim.derivative_reverse(&w, budget)?,
             };
-            d.reshape_to(&[1])
+            Ok(d.reshape_to(&[1]))
         },
     );
-    argmin(&problem, Tensor::from_vec(vec![w0], &[1])).index(0)
+    Ok(argmin(&problem, Tensor::from_vec(vec![w0], &[1]), budget)?.index(0))
 }
 
 /// Builds `rr`, `ff`, `fr` or `rf` (outer, inner mode) for input `{w: float}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// A run fails (naming `w`) when a simulation takes more than
+/// [`Limits::max_simulation_steps`] time steps (e.g. from `w >= 2`, where the
+/// particle is pushed back and never lands), or when all simulation steps and
+/// descent iterations together exceed [`Limits::max_descent_steps`].
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let w0 = f64_field(input, "w")?;
     let (outer, inner) = Mode::pair(function).ok_or_else(|| unknown_function("particle", function, MODE_FUNCTIONS))?;
-    Ok(Box::new(move || Output::from(optimise(outer, inner, w0))))
+    let (budget, max_steps) = (limits.max_descent_steps, limits.max_simulation_steps);
+    Ok(Box::new(move || {
+        let w = optimise(outer, inner, w0, max_steps, &Budget::new(budget)).map_err(|e| format!("`w` = {w0}: {e}"))?;
+        Ok(Output::from(w))
+    }))
 }
 
 #[cfg(test)]
@@ -166,15 +201,34 @@ mod tests {
     fn outer_derivative_matches_finite_differences_in_every_mode() {
         let w = Tensor::scalar(0.1);
         let h = 1e-6;
-        let sim = Simulation::new(Mode::Reverse);
-        let fd = (sim.cost(&Tensor::scalar(0.1 + h)).item::<f64>() - sim.cost(&Tensor::scalar(0.1 - h)).item::<f64>())
-            / (2.0 * h);
+        let b = Budget::new(usize::MAX);
+        let sim = Simulation::new(Mode::Reverse, usize::MAX);
+        let cost = |w: f64| sim.cost(&Tensor::scalar(w), &b).unwrap().item::<f64>();
+        let fd = (cost(0.1 + h) - cost(0.1 - h)) / (2.0 * h);
         for inner in [Mode::Forward, Mode::Reverse] {
-            let sim = Simulation::new(inner);
-            let fwd = sim.derivative_forward(&w).item::<f64>();
-            let rev = sim.derivative_reverse(&w).item::<f64>();
+            let sim = Simulation::new(inner, usize::MAX);
+            let fwd = sim.derivative_forward(&w, &b).unwrap().item::<f64>();
+            let rev = sim.derivative_reverse(&w, &b).unwrap().item::<f64>();
             assert!((fwd - rev).abs() <= 1e-12 * fwd.abs(), "{inner:?}: {fwd} vs {rev}");
             assert!((fwd - fd).abs() <= 1e-5 * fd.abs(), "{inner:?}: {fwd} vs fd {fd}");
         }
+    }
+
+    /// The eval's own input needs a small fraction of the step budget; a start from
+    /// which the particle never lands runs out of it instead of looping forever.
+    #[test]
+    fn the_budget_fits_the_eval_and_stops_a_particle_that_never_lands() {
+        let Limits { max_descent_steps: limit, max_simulation_steps: max_steps, .. } = Limits::default();
+        for (outer, inner) in [(Mode::Reverse, Mode::Reverse), (Mode::Forward, Mode::Forward)] {
+            let b = Budget::new(limit);
+            let w = optimise(outer, inner, 0.0, max_steps / 10, &b).unwrap().item::<f64>();
+            assert!((w - 0.2071918746486116).abs() < 1e-6, "{w}");
+            eprintln!("particle {outer:?}/{inner:?} from w = 0: {} steps", b.used());
+            assert!(b.used() * 10 <= limit, "{} steps of {limit}", b.used());
+        }
+        let e = optimise(Mode::Reverse, Mode::Reverse, 2.0, max_steps, &Budget::new(limit)).unwrap_err();
+        assert!(e.contains(&format!("did not land within {max_steps} time steps")), "{e}");
+        let e = optimise(Mode::Reverse, Mode::Reverse, 0.0, max_steps, &Budget::new(2_000)).unwrap_err();
+        assert!(e.contains("within 2000 steps"), "{e}");
     }
 }

@@ -19,8 +19,9 @@
 //! outer `jvp`/`vjp` of each step differentiates through it: nested AD.
 
 use super::{gradient, jvp_dirs, unknown_function, Mode, Output, Run, MODE_FUNCTIONS};
-use crate::descent::{argmin, Descent, Plain};
+use crate::descent::{argmin, Budget, Descent, Plain};
 use crate::input::{expect_shape, vector};
+use crate::limits::Limits;
 use cotangent::{concatenate, jit, vjp, DType, Pullback, Tensor};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -56,9 +57,9 @@ fn inner_gradient(f: Objective, inner: Mode, a: &Tensor, b: &Tensor) -> Tensor {
 }
 
 /// `argmaxᵦ f(a, b)` from `start`, on concrete values.
-fn inner_argmax(f: Objective, inner: Mode, a: &Tensor, start: &Tensor) -> Tensor {
-    let problem = Plain::new(|b: &Tensor| -f(a, b).item::<f64>(), |b: &Tensor| inner_gradient(f, inner, a, b));
-    argmin(&problem, start.clone())
+fn inner_argmax(f: Objective, inner: Mode, a: &Tensor, start: &Tensor, budget: &Budget) -> Result<Tensor, String> {
+    let problem = Plain::new(|b: &Tensor| Ok(-f(a, b).item::<f64>()), |b: &Tensor| Ok(inner_gradient(f, inner, a, b)));
+    argmin(&problem, start.clone(), budget)
 }
 
 /// The inner descent with iterates carrying tangents with respect to `a`
@@ -80,16 +81,16 @@ impl Descent for Tangents {
     fn grad_value<'a>(&self, g: &'a (Tensor, Tensor)) -> &'a Tensor {
         &g.0
     }
-    fn objective(&self, b: &Tensor) -> f64 {
-        -(self.f)(&self.a, b).item::<f64>()
+    fn objective(&self, b: &Tensor) -> Result<f64, String> {
+        Ok(-(self.f)(&self.a, b).item::<f64>())
     }
-    fn gradient(&self, (b, db): &(Tensor, Tensor)) -> (Tensor, Tensor) {
+    fn gradient(&self, (b, db): &(Tensor, Tensor)) -> Result<(Tensor, Tensor), String> {
         let (f, inner) = (self.f, self.inner);
-        jvp_dirs(
+        Ok(jvp_dirs(
             |(a, b): &(Tensor, Tensor)| inner_gradient(f, inner, a, b),
             &(self.a.clone(), b.clone()),
             &(self.da.clone(), db.clone()),
-        )
+        ))
     }
     fn step(&self, (b, db): &(Tensor, Tensor), (g, dg): &(Tensor, Tensor), eta: f64) -> (Tensor, Tensor) {
         jvp_dirs(|(b, g): &(Tensor, Tensor)| b - g * eta, &(b.clone(), g.clone()), &(db.clone(), dg.clone()))
@@ -165,14 +166,14 @@ impl Descent for Tape {
     fn grad_value<'a>(&self, g: &'a (Tensor, usize)) -> &'a Tensor {
         &g.0
     }
-    fn objective(&self, b: &Tensor) -> f64 {
-        -(self.f)(&self.a, b).item::<f64>()
+    fn objective(&self, b: &Tensor) -> Result<f64, String> {
+        Ok(-(self.f)(&self.a, b).item::<f64>())
     }
-    fn gradient(&self, (b, at): &(Tensor, Option<usize>)) -> (Tensor, usize) {
+    fn gradient(&self, (b, at): &(Tensor, Option<usize>)) -> Result<(Tensor, usize), String> {
         let (f, inner) = (self.f, self.inner);
         let (g, pullback) =
             vjp(|(a, b): &(Tensor, Tensor)| inner_gradient(f, inner, a, b), &(self.a.clone(), b.clone()));
-        (g, self.record(Entry::Gradient { pullback, b: *at }))
+        Ok((g, self.record(Entry::Gradient { pullback, b: *at })))
     }
     fn step(&self, (b, at): &(Tensor, Option<usize>), (g, gat): &(Tensor, usize), eta: f64) -> (Tensor, Option<usize>) {
         let (next, pullback) = vjp(|(b, g): &(Tensor, Tensor)| b - g * eta, &(b.clone(), g.clone()));
@@ -183,43 +184,60 @@ impl Descent for Tape {
 
 /// The gradient of `a ↦ maxᵦ f(a, b)` (the max by the inner descent from `start`),
 /// differentiated through the inner descent in mode `outer`.
-fn max_gradient(f: Objective, outer: Mode, inner: Mode, a: &Tensor, start: &Tensor) -> Tensor {
+fn max_gradient(
+    f: Objective,
+    outer: Mode,
+    inner: Mode,
+    a: &Tensor,
+    start: &Tensor,
+    budget: &Budget,
+) -> Result<Tensor, String> {
     let n = a.numel();
     match outer {
         Mode::Forward => {
             let da = Tensor::eye(n, DType::F64);
             let problem = Tangents { f, inner, a: a.clone(), da: da.clone() };
             let db = Tensor::zeros(&[n, start.numel()], DType::F64);
-            let (b, db) = argmin(&problem, (start.clone(), db));
-            jvp_dirs(|(a, b): &(Tensor, Tensor)| f(a, b), &(a.clone(), b), &(da, db)).1
+            let (b, db) = argmin(&problem, (start.clone(), db), budget)?;
+            Ok(jvp_dirs(|(a, b): &(Tensor, Tensor)| f(a, b), &(a.clone(), b), &(da, db)).1)
         }
         Mode::Reverse => {
             let problem = Tape { f, inner, a: a.clone(), entries: RefCell::new(Vec::new()) };
-            let (b, at) = argmin(&problem, (start.clone(), None));
+            let (b, at) = argmin(&problem, (start.clone(), None), budget)?;
             let (y, pullback) = vjp(|(a, b): &(Tensor, Tensor)| f(a, b), &(a.clone(), b));
             let (da, db) = pullback.call(&y.ones_like());
-            da + problem.backward(at, db)
+            Ok(da + problem.backward(at, db))
         }
     }
 }
 
-/// `[a*, b*]`: the saddle point found from `start` with the given modes.
-pub fn saddle(outer: Mode, inner: Mode, start: &Tensor) -> Tensor {
+/// `[a*, b*]`: the saddle point found from `start` with the given modes. Every
+/// iteration of every descent (outer and inner) spends one step of `budget`.
+pub fn saddle(outer: Mode, inner: Mode, start: &Tensor, budget: &Budget) -> Result<Tensor, String> {
     let outer_problem = Plain::new(
-        |a: &Tensor| f(a, &inner_argmax(f, inner, a, start)).item::<f64>(),
-        |a: &Tensor| max_gradient(f, outer, inner, a, start),
+        |a: &Tensor| Ok(f(a, &inner_argmax(f, inner, a, start, budget)?).item::<f64>()),
+        |a: &Tensor| max_gradient(f, outer, inner, a, start, budget),
     );
-    let a = argmin(&outer_problem, start.clone());
-    let b = inner_argmax(f, inner, &a, start);
-    concatenate(&[a, b], 0)
+    let a = argmin(&outer_problem, start.clone(), budget)?;
+    let b = inner_argmax(f, inner, &a, start, budget)?;
+    Ok(concatenate(&[a, b], 0))
 }
 
 /// Builds `rr`, `ff`, `fr` or `rf` (outer, inner mode) for input `{start: float[2]}`.
-pub fn prepare(function: &str, input: &Value) -> Result<Run, String> {
+///
+/// A run fails (naming `start`) when its descents take more than
+/// [`Limits::max_descent_steps`] iterations together, or start where the
+/// objective or its gradient is not finite (e.g. from `[1e308, -1e308]`).
+pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let start = vector(input, "start")?;
     expect_shape(&start, "start", &[2])?;
     let (outer, inner) = Mode::pair(function).ok_or_else(|| unknown_function("saddle", function, MODE_FUNCTIONS))?;
-    Ok(Box::new(move || Output::from(saddle(outer, inner, &start))))
+    let steps = limits.max_descent_steps;
+    Ok(Box::new(move || {
+        let point = saddle(outer, inner, &start, &Budget::new(steps))
+            .map_err(|e| format!("`start` = {:?}: {e}", start.to_vec::<f64>()))?;
+        Ok(Output::from(point))
+    }))
 }
 
 #[cfg(test)]
@@ -240,7 +258,7 @@ mod tests {
         let start = Tensor::from_vec(vec![1.0, 1.0], &[2]);
         let max = |a: [f64; 2]| {
             let a = Tensor::from_vec(a.to_vec(), &[2]);
-            g(&a, &inner_argmax(g, Mode::Reverse, &a, &start)).item::<f64>()
+            g(&a, &inner_argmax(g, Mode::Reverse, &a, &start, &Budget::new(usize::MAX)).unwrap()).item::<f64>()
         };
         let h = 1e-6;
         let fd: Vec<f64> = (0..2)
@@ -252,11 +270,13 @@ mod tests {
             })
             .collect();
         let at = Tensor::from_vec(a.to_vec(), &[2]);
-        let reference = max_gradient(g, Mode::Reverse, Mode::Reverse, &at, &start).to_vec::<f64>();
+        let reference = max_gradient(g, Mode::Reverse, Mode::Reverse, &at, &start, &Budget::new(usize::MAX))
+            .unwrap()
+            .to_vec::<f64>();
         for (outer, inner) in
             [(Mode::Forward, Mode::Forward), (Mode::Forward, Mode::Reverse), (Mode::Reverse, Mode::Forward)]
         {
-            let d = max_gradient(g, outer, inner, &at, &start).to_vec::<f64>();
+            let d = max_gradient(g, outer, inner, &at, &start, &Budget::new(usize::MAX)).unwrap().to_vec::<f64>();
             for i in 0..2 {
                 assert!(
                     (d[i] - reference[i]).abs() <= 1e-12 * (1.0 + reference[i].abs()),
@@ -273,5 +293,19 @@ mod tests {
     fn max_gradient_matches_finite_differences_in_every_mode() {
         check(f, [0.3, -0.7]);
         check(coupled, [0.3, -0.7]);
+    }
+
+    /// The eval's own input needs a small fraction of the step budget.
+    #[test]
+    fn the_budget_fits_the_eval() {
+        let limit = Limits::default().max_descent_steps;
+        let start = Tensor::from_vec(vec![1.0, 1.0], &[2]);
+        for (outer, inner) in [(Mode::Reverse, Mode::Reverse), (Mode::Forward, Mode::Forward)] {
+            let b = Budget::new(limit);
+            let point = saddle(outer, inner, &start, &b).unwrap().to_vec::<f64>();
+            assert!(point.iter().all(|x| (x - 8.246324826140356e-06).abs() < 1e-6), "{point:?}");
+            eprintln!("saddle {outer:?}/{inner:?} from [1, 1]: {} steps", b.used());
+            assert!(b.used() * 10 <= limit, "{} steps of {limit}", b.used());
+        }
     }
 }
