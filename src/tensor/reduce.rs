@@ -171,7 +171,10 @@ impl Tensor {
     }
 
     /// `log(sum(exp(x)))` over `axes`, shifted by the maximum so it never overflows.
-    /// Integers and bools give f64.
+    /// Integers and bools give f64. The derivative is `softmax(x)`, also at infinities: a slice
+    /// holding +inf gives +inf with derivative 1 there (split between tied +inf entries; JAX
+    /// gives NaN); -inf entries have derivative 0; an all -inf slice gives -inf with a NaN
+    /// derivative (0/0, like JAX). Over a single element it is that element.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -181,13 +184,30 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn logsumexp(&self, axes: &[isize], keepdims: bool) -> Tensor {
-        axes_of("logsumexp", axes, self.rank());
         let x = self.float_or_f64();
-        let m = x.max(axes, true);
-        // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
-        let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
-        let out = (&x - &shift).exp().sum(axes, true).log() + &shift;
+        if count_over("logsumexp", self, axes) == 1 {
+            return x.drop_reduced("logsumexp", axes, keepdims);
+        }
+        let (shifted, shift) = x.shift_by_max(axes);
+        let out = shifted.exp().sum(axes, true).log() + &shift;
         out.drop_reduced("logsumexp", axes, keepdims)
+    }
+
+    /// `(x − shift, shift)` with `shift` the maximum over `axes` (kept with extent 1): the
+    /// stable form of logsumexp and the softmaxes, with their limits at infinities.
+    /// - A finite maximum is a constant shift (the results do not depend on it).
+    /// - An all -inf (or NaN) slice is shifted by 0, as in JAX: it stays -inf (or NaN).
+    /// - A slice holding +inf maps its +inf entries to 0 and the rest to -inf, the limit of
+    ///   one dominating logit. There the shift is the maximum *with* its derivative (split
+    ///   between ties), the only path by which the derivative of a +inf entry can reach the
+    ///   result (its shifted value is a constant).
+    #[track_caller]
+    pub(super) fn shift_by_max(&self, axes: &[isize]) -> (Tensor, Tensor) {
+        let m = self.max(axes, true);
+        let finite = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
+        let shift = where_(&m.eq(f64::INFINITY), &m, &finite);
+        let shifted = where_(&self.eq(f64::INFINITY), &self.scalar_like(0.0), &(self - &shift));
+        (shifted, shift)
     }
 
     /// Euclidean (L2) norm over `axes`, scaled by the largest magnitude so it never overflows.
