@@ -54,11 +54,13 @@ fn sum(y: &Tensor) -> Tensor {
 }
 
 type Act = fn(&Tensor) -> Tensor;
+/// Values at `[-inf, -big, big, inf]` as a function of `big`.
+type Values = fn(f64) -> [f64; 4];
 
 #[test]
 fn activations_at_infinities_and_huge_values() {
-    // (name, f, values at [-inf, -big, big, inf] as functions of big, derivatives there)
-    let table: [(&str, Act, fn(f64) -> [f64; 4], [f64; 4]); 10] = [
+    // (name, f, values at [-inf, -big, big, inf], derivatives there)
+    let table: [(&str, Act, Values, [f64; 4]); 10] = [
         ("silu", nn::silu, |b| [0.0, 0.0, b, INF], [0.0, 0.0, 1.0, 1.0]),
         ("gelu", |x| nn::gelu(x, false), |b| [0.0, 0.0, b, INF], [0.0, 0.0, 1.0, 1.0]),
         ("gelu_tanh", |x| nn::gelu(x, true), |b| [0.0, 0.0, b, INF], [0.0, 0.0, 1.0, 1.0]),
@@ -99,11 +101,47 @@ fn activations_propagate_nan() {
     }
 }
 
+#[test]
+fn gelu_tanh_switches_to_relu_seamlessly() {
+    // Beyond |x| = 20 the tanh form is relu(x): there the formula itself rounds to it.
+    let formula = |x: &Tensor| {
+        let inner = (x + x.powf(3.0) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt();
+        x * 0.5 * (inner.tanh() + 1.0)
+    };
+    let xs: Vec<f64> = (-60..=60).map(|i| i as f64 * 0.5).collect();
+    for dtype in DTYPES {
+        let x = ft(&xs, &[xs.len()], dtype);
+        let want = formula(&x).to_f64_vec();
+        assert_exact("gelu_tanh", &nn::gelu(&x, true), dtype, &[xs.len()], &want);
+        let want = grad(|x: &Tensor| formula(x).sum_all())(&x).to_f64_vec();
+        let g = grad(|x: &Tensor| nn::gelu(x, true).sum_all())(&x);
+        assert_exact("gelu_tanh derivative", &g, dtype, &[xs.len()], &want);
+    }
+}
+
+#[test]
+fn softmax_family_propagates_nan() {
+    for dtype in DTYPES {
+        let x = ft(&[NAN, 0.0, INF], &[1, 3], dtype);
+        let fs: [(&str, Act); 3] = [
+            ("softmax", |x| x.softmax(-1)),
+            ("log_softmax", |x| x.log_softmax(-1)),
+            ("logsumexp", |x| x.logsumexp(&[1], false)),
+        ];
+        for (name, f) in fs {
+            let y = f(&x);
+            assert!(y.to_f64_vec().iter().all(|v| v.is_nan()), "{name} {dtype}: {y}");
+            let g = grad(|x: &Tensor| f(x).sum_all())(&x);
+            assert!(g.to_f64_vec()[0].is_nan(), "{name} {dtype} gradient: {g}");
+        }
+    }
+}
+
 /// A row of three logits and what the softmax family returns on it.
 struct Row {
     x: [f64; 3],
     logsumexp: f64,
-    /// Also the gradient of logsumexp.
+    grad_logsumexp: [f64; 3],
     softmax: [f64; 3],
     log_softmax: [f64; 3],
     /// Gradients of `Σ w·softmax` and `Σ w·log_softmax` for `w = [1, 2, 3]`.
@@ -112,27 +150,46 @@ struct Row {
 }
 
 fn softmax_rows(b: f64) -> Vec<Row> {
-    let row = |x, logsumexp, softmax, log_softmax, grad_softmax, grad_log_softmax| Row {
+    let row = |x, logsumexp, grad_logsumexp, softmax, log_softmax, grad_softmax, grad_log_softmax| Row {
         x,
         logsumexp,
+        grad_logsumexp,
         softmax,
         log_softmax,
         grad_softmax,
         grad_log_softmax,
     };
-    let n3 = [NAN; 3];
+    let (n3, hot, z3) = ([NAN; 3], [1.0, 0.0, 0.0], [0.0; 3]);
     vec![
-        // One +inf dominates: the limit of one large finite logit.
-        row([INF, 0.0, 1.0], INF, [1.0, 0.0, 0.0], [0.0, -INF, -INF], [0.0; 3], [-5.0, 2.0, 3.0]),
-        row([INF, -INF, 0.0], INF, [1.0, 0.0, 0.0], [0.0, -INF, -INF], [0.0; 3], [-5.0, 2.0, 3.0]),
-        row([b, 0.0, -b], b, [1.0, 0.0, 0.0], [0.0, -b, -2.0 * b], [0.0; 3], [-5.0, 2.0, 3.0]),
+        // One +inf dominates: the limit of one large finite logit (the big row below), but
+        // infinite results (logsumexp, the -inf log-probabilities) have no derivative with
+        // respect to the +inf logit (the limits: [1, 0, 0] and [-5, 2, 3]).
+        row([INF, 0.0, 1.0], INF, z3, hot, [0.0, -INF, -INF], z3, [0.0, 2.0, 3.0]),
+        row([INF, -INF, 0.0], INF, z3, hot, [0.0, -INF, -INF], z3, [0.0, 2.0, 3.0]),
+        row([b, 0.0, -b], b, hot, hot, [0.0, -b, -2.0 * b], z3, [-5.0, 2.0, 3.0]),
         // -inf logits get probability 0 and no derivative.
-        row([-INF, 0.0, 0.0], LN2, [0.0, 0.5, 0.5], [-INF, -LN2, -LN2], [0.0, -0.25, 0.25], [1.0, -1.0, 0.0]),
-        row([-b, 0.0, 0.0], LN2, [0.0, 0.5, 0.5], [-b, -LN2, -LN2], [0.0, -0.25, 0.25], [1.0, -1.0, 0.0]),
-        // Tied +inf logits share the probability, and the shift's derivative, equally.
-        row([INF, INF, 0.0], INF, [0.5, 0.5, 0.0], [-LN2, -LN2, -INF], [0.0; 3], [-1.5, -1.5, 3.0]),
+        row(
+            [-INF, 0.0, 0.0],
+            LN2,
+            [0.0, 0.5, 0.5],
+            [0.0, 0.5, 0.5],
+            [-INF, -LN2, -LN2],
+            [0.0, -0.25, 0.25],
+            [1.0, -1.0, 0.0],
+        ),
+        row(
+            [-b, 0.0, 0.0],
+            LN2,
+            [0.0, 0.5, 0.5],
+            [0.0, 0.5, 0.5],
+            [-b, -LN2, -LN2],
+            [0.0, -0.25, 0.25],
+            [1.0, -1.0, 0.0],
+        ),
+        // Tied +inf logits share the probability.
+        row([INF, INF, 0.0], INF, z3, [0.5, 0.5, 0.0], [-LN2, -LN2, -INF], z3, [0.0, 0.0, 3.0]),
         // All -inf: 0/0, NaN like JAX (logsumexp itself is -inf).
-        row([-INF; 3], -INF, n3, n3, n3, n3),
+        row([-INF; 3], -INF, n3, n3, n3, n3, n3),
     ]
 }
 
@@ -144,7 +201,8 @@ fn softmax_family_at_infinities() {
         for r in softmax_rows(big(dtype)) {
             let x = ft(&r.x, &[1, 3], dtype);
             let what = format!("{:?}", r.x);
-            check(&format!("logsumexp {what}"), &|x| x.logsumexp(&[-1], false), &sum, &x, &[r.logsumexp], &r.softmax);
+            let lse = |x: &Tensor| x.logsumexp(&[-1], false);
+            check(&format!("logsumexp {what}"), &lse, &sum, &x, &[r.logsumexp], &r.grad_logsumexp);
             check(&format!("softmax {what}"), &|x| x.softmax(-1), &weighted, &x, &r.softmax, &r.grad_softmax);
             let (v, g) = (&r.log_softmax, &r.grad_log_softmax);
             check(&format!("log_softmax {what}"), &|x| x.log_softmax(-1), &weighted, &x, v, g);
@@ -156,9 +214,10 @@ fn softmax_family_at_infinities() {
 fn logsumexp_over_several_axes_with_infinities() {
     for dtype in DTYPES {
         let x = ft(&[1.0, INF, 0.0, -INF], &[2, 2], dtype);
-        check("logsumexp all", &|x| x.logsumexp(&[0, 1], false), &sum, &x, &[INF], &[0.0, 1.0, 0.0, 0.0]);
-        let x = ft(&[-INF, -INF, 0.0, INF], &[2, 2], dtype);
-        check("logsumexp rows", &|x| x.logsumexp(&[1], true), &sum, &x, &[-INF, INF], &[NAN, NAN, 0.0, 1.0]);
+        check("logsumexp all", &|x| x.logsumexp(&[0, 1], false), &sum, &x, &[INF], &[0.0; 4]);
+        let x = ft(&[-INF, -INF, 0.0, INF, -INF, 1.0], &[3, 2], dtype);
+        let (lse, grad) = (&[-INF, INF, 1.0], &[NAN, NAN, 0.0, 0.0, 0.0, 1.0]);
+        check("logsumexp rows", &|x| x.logsumexp(&[1], true), &sum, &x, lse, grad);
     }
 }
 
@@ -176,9 +235,10 @@ fn cross_entropy_with_infinite_logits() {
         let onehot = ft(&[1.0, 0.0, 0.0, 0.0, 0.0, 1.0], &[2, 3], dtype);
         let ceo = |x: &Tensor| nn::cross_entropy_one_hot(x, &onehot);
         check("cross_entropy_one_hot true +inf", &ceo, &sum, &logits, &[LN2 / 2.0], &want);
-        // Another class at +inf: the loss is +inf, the gradient still softmax − onehot.
+        // Another class at +inf: the loss is +inf; the gradient is −1/batch at the label and,
+        // unlike softmax − onehot, 0 at the +inf logit.
         let labels = Tensor::from_vec(vec![1i64, 2], &[2]);
-        let want = [0.5, -0.5, 0.0, grad_row2[0], grad_row2[1], grad_row2[2]];
+        let want = [0.0, -0.5, 0.0, grad_row2[0], grad_row2[1], grad_row2[2]];
         let ce = |x: &Tensor| nn::cross_entropy(x, &labels);
         check("cross_entropy false +inf", &ce, &sum, &logits, &[INF], &want);
         // Huge finite logits behave the same.
@@ -217,5 +277,21 @@ fn binary_cross_entropy_with_infinite_logits() {
         let target = ft(&[1.0, 0.0, 1.0], &[3], dtype);
         let bce = |x: &Tensor| nn::binary_cross_entropy_with_logits(x, &target);
         check("bce batch", &bce, &sum, &ft(&[INF, -INF, 0.0], &[3], dtype), &[LN2 / 3.0], &[0.0, 0.0, -0.5 / 3.0]);
+    }
+}
+
+#[test]
+fn loss_gradients_with_respect_to_hard_targets() {
+    // Zero weights are guarded only against infinite factors: d/dt stays exact at t = 0, 1.
+    for dtype in DTYPES {
+        let x = ft(&[2.0, -3.0, 0.5, -0.5], &[4], dtype);
+        let t = ft(&[0.0, 1.0, 1.0, 0.0], &[4], dtype);
+        let g = grad(|t: &Tensor| nn::binary_cross_entropy_with_logits(&x, t))(&t);
+        assert_tensor("bce d/dt", &g, dtype, &[4], &[-0.5, 0.75, -0.125, 0.125]);
+        let logits = ft(&[1.0, 2.0, 3.0, 0.0], &[2, 2], dtype);
+        let onehot = ft(&[1.0, 0.0, 0.0, 1.0], &[2, 2], dtype);
+        let g = grad(|t: &Tensor| nn::cross_entropy_one_hot(&logits, t))(&onehot);
+        let want: Vec<f64> = logits.log_softmax(-1).to_f64_vec().iter().map(|l| -l / 2.0).collect();
+        assert_tensor("cross_entropy_one_hot d/dt", &g, dtype, &[2, 2], &want);
     }
 }

@@ -16,9 +16,10 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Tensor {
 
 /// Cross-entropy of logits `[..., classes]` against integer labels `[...]`, averaged:
 /// `mean(logsumexp(logits) − logits[label])`, stable for any logit size. The gradient is
-/// `(softmax(logits) − onehot(label)) / batch` also at infinities: a true class at +inf (the
-/// only +inf of its row) costs 0 with gradient 0 for the whole row; another class at +inf
-/// costs +inf with gradient 1 at that class (see [`Tensor::log_softmax`]).
+/// `(softmax(logits) − onehot(label)) / batch`, also where the true class is the one +inf
+/// logit of its row: that row costs 0 with gradient 0 (JAX gives NaN). Where another class is
+/// +inf the row costs +inf, and its gradient is −1/batch at the label and 0 elsewhere (see
+/// [`Tensor::log_softmax`]).
 ///
 /// ```
 /// use cotangent::{nn, Tensor};
@@ -82,12 +83,12 @@ pub fn binary_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) -> Te
     (pos + neg + tail).mean_all()
 }
 
-/// `a · w`, but 0 where `w` is 0 (even if `a` is infinite). The product's derivative with
-/// respect to `a` is `w`, so where `w` is 0 the discarded branch gets a zero cotangent times
-/// 0, never `inf · 0`.
+/// `a · w`, but 0 where `w` is 0 and `a` is ±inf (NaN stays NaN). Such an `a` is replaced
+/// by 0 before the product (the "double where"), so its cotangent `w · ct` is 0, not NaN, and
+/// the derivative with respect to `w` is `a` wherever `a` is finite.
 fn times_or_zero(a: &Tensor, w: &Tensor) -> Tensor {
-    let zero = a.scalar_like(0.0);
-    where_(&w.eq(0.0), &zero, &(a * w))
+    let void = w.eq(0.0).logical_and(&a.abs().eq(f64::INFINITY));
+    where_(&void, &a.scalar_like(0.0), a) * w
 }
 
 /// Huber loss: `½d²` where `|d| ≤ delta`, `delta·(|d| − ½delta)` beyond, averaged

@@ -97,8 +97,8 @@ impl Tensor {
     }
 
     /// Softmax along `axis`, shifted by the maximum. A slice holding +inf gives probability 1
-    /// there (split equally between tied +inf entries) and 0 elsewhere, with derivative 0 (JAX
-    /// gives NaN); -inf entries get 0; an all -inf slice is 0/0: NaN, like JAX.
+    /// there (split equally between tied +inf entries) and 0 elsewhere, with derivative 0 (the
+    /// limit; JAX gives NaN); -inf entries get 0; an all -inf slice is 0/0: NaN, like JAX.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -115,14 +115,18 @@ impl Tensor {
     }
 
     /// `log(softmax(x))` along `axis`, as `s - log(sum(exp(s)))` with `s = x - max(x)` (like
-    /// JAX), so large inputs keep full precision. A slice holding one +inf gives 0 there and
-    /// -inf elsewhere, with the derivatives of those limits (`d(x_i − x_inf)` for the others;
-    /// JAX gives NaN); an all -inf slice gives NaN, like JAX.
+    /// JAX), so large inputs keep full precision. A slice holding one +inf gives 0 there, with
+    /// derivative 0 (the limit; JAX gives NaN), and -inf elsewhere; those -inf outputs have
+    /// derivative 1 with respect to their own input and, unlike the limit `x_j − x_inf`, 0 with
+    /// respect to the +inf entry (carrying it would cost a second pass over the slice). Tied
+    /// +inf entries give `−log k`. An all -inf slice gives NaN, like JAX.
     ///
     /// ```
     /// use cotangent::Tensor;
     /// let l = Tensor::from_vec(vec![0.0f32, -1000.0], &[2]).log_softmax(0).to_vec::<f32>();
     /// assert_eq!(l, vec![0.0, -1000.0]);
+    /// let l = Tensor::from_vec(vec![f32::INFINITY, 0.0], &[2]).log_softmax(0).to_vec::<f32>();
+    /// assert_eq!(l, vec![0.0, f32::NEG_INFINITY]);
     /// ```
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor {
