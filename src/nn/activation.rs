@@ -5,7 +5,7 @@
 //! their derivatives, batching and compilation come free; each is written in a
 //! form that stays finite for large `|x|`, and at ±inf returns the limits: silu, gelu
 //! and mish give 0 (derivative 0) at -inf and +inf (derivative 1) at +inf, like relu and
-//! softplus (JAX gives NaN for silu and gelu at -inf).
+//! softplus (JAX gives NaN for all three at -inf).
 
 use crate::{Tensor, Tree};
 

@@ -85,7 +85,8 @@ impl Tensor {
         relu_beyond(self, &self.is_finite(), |x| x * x.sigmoid())
     }
 
-    /// `x · tanh(softplus(x))`. At -inf: 0 with derivative 0; at +inf: inf with derivative 1.
+    /// `x · tanh(softplus(x))`. At -inf: 0 with derivative 0; at +inf: inf with derivative 1
+    /// (JAX gives NaN at -inf).
     ///
     /// ```
     /// use cotangent::Tensor;
