@@ -3,7 +3,9 @@
 //!
 //! All are compositions of primitives (see the `Tensor` methods they call), so
 //! their derivatives, batching and compilation come free; each is written in a
-//! form that stays finite for large `|x|`.
+//! form that stays finite for large `|x|`, and at ±inf returns the limits: silu, gelu
+//! and mish give 0 (derivative 0) at -inf and +inf (derivative 1) at +inf, like relu and
+//! softplus (JAX gives NaN for all three at -inf).
 
 use crate::{Tensor, Tree};
 

@@ -15,7 +15,11 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Tensor {
 }
 
 /// Cross-entropy of logits `[..., classes]` against integer labels `[...]`, averaged:
-/// `mean(logsumexp(logits) − logits[label])`, stable for any logit size.
+/// `mean(logsumexp(logits) − logits[label])`, stable for any logit size. The gradient is
+/// `(softmax(logits) − onehot(label)) / batch`, also where the true class is the one +inf
+/// logit of its row: that row costs 0 with gradient 0 (JAX gives NaN). Where another class is
+/// +inf the row costs +inf, and its gradient is −1/batch at the label and 0 elsewhere (see
+/// [`Tensor::log_softmax`]).
 ///
 /// ```
 /// use cotangent::{nn, Tensor};
@@ -38,7 +42,9 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
 }
 
 /// Cross-entropy of logits against target distributions of the same shape (one-hot or
-/// soft labels): `mean(−Σ targets · log_softmax(logits))`.
+/// soft labels): `mean(−Σ targets · log_softmax(logits))`, where a zero target contributes 0
+/// even against a log-probability of -inf (the convention `0 · log 0 = 0`), so infinite
+/// logits behave as in [`cross_entropy`].
 ///
 /// ```
 /// use cotangent::{nn, Tensor};
@@ -48,12 +54,15 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
 /// ```
 #[track_caller]
 pub fn cross_entropy_one_hot(logits: &Tensor, targets: &Tensor) -> Tensor {
-    -(targets * logits.log_softmax(-1)).sum(&[-1], false).mean_all()
+    -times_or_zero(&logits.log_softmax(-1), targets).sum(&[-1], false).mean_all()
 }
 
 /// Binary cross-entropy of logits against targets in `[0, 1]`:
-/// `mean(softplus(x) − x·t)`, which equals `−t log σ(x) − (1 − t) log(1 − σ(x))` without
-/// ever computing `log(0)`.
+/// `mean(t·softplus(−x) + (1 − t)·softplus(x))`, which equals
+/// `−t log σ(x) − (1 − t) log(1 − σ(x))` without ever computing `log(0)`. A zero weight
+/// (`t` or `1 − t`) contributes 0 even where its softplus is +inf, so at `x = +inf` the loss
+/// is 0 for `t = 1` and +inf otherwise, at `x = -inf` 0 for `t = 0` and +inf otherwise; the
+/// gradient is `(σ(x) − t) / n` everywhere (1 − t at +inf, −t at -inf).
 ///
 /// ```
 /// use cotangent::{nn, Tensor};
@@ -61,10 +70,25 @@ pub fn cross_entropy_one_hot(logits: &Tensor, targets: &Tensor) -> Tensor {
 /// assert!((l.item::<f64>() - 2f64.ln()).abs() < 1e-15);
 /// let big = nn::binary_cross_entropy_with_logits(&Tensor::scalar(-1000.0f32), &Tensor::scalar(1.0f32));
 /// assert_eq!(big.item::<f32>(), 1000.0);
+/// let inf = Tensor::scalar(f32::INFINITY);
+/// assert_eq!(nn::binary_cross_entropy_with_logits(&inf, &Tensor::scalar(1.0f32)).item::<f32>(), 0.0);
 /// ```
 #[track_caller]
 pub fn binary_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) -> Tensor {
-    (logits.softplus() - logits * targets).mean_all()
+    // softplus(±x) = max(±x, 0) + log1p(e^-|x|); `maximum` splits its derivative at 0, so
+    // the two halves give σ(0) − t there.
+    let tail = (-logits.abs()).exp().log1p();
+    let pos = times_or_zero(&logits.maximum(0.0), &(1.0 - targets));
+    let neg = times_or_zero(&(-logits).maximum(0.0), targets);
+    (pos + neg + tail).mean_all()
+}
+
+/// `a · w`, but 0 where `w` is 0 and `a` is ±inf (NaN stays NaN). Such an `a` is replaced
+/// by 0 before the product (the "double where"), so its cotangent `w · ct` is 0, not NaN, and
+/// the derivative with respect to `w` is `a` wherever `a` is finite.
+fn times_or_zero(a: &Tensor, w: &Tensor) -> Tensor {
+    let void = w.eq(0.0).logical_and(&a.abs().eq(f64::INFINITY));
+    where_(&void, &a.scalar_like(0.0), a) * w
 }
 
 /// Huber loss: `½d²` where `|d| ≤ delta`, `delta·(|d| − ½delta)` beyond, averaged

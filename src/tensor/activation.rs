@@ -1,6 +1,7 @@
 //! Activation functions and normalisers built from primitives, so their
 //! derivatives, batching and compilation come from the primitives' rules.
-//! Each is written in a form that does not overflow for |x| = 1000 in f32.
+//! Each is written in a form that does not overflow for |x| = 1000 in f32, and returns the
+//! mathematical limits (values and derivatives) at ±inf where those exist.
 
 use super::elementwise::where_;
 use super::structure::axis_of;
@@ -33,7 +34,8 @@ impl Tensor {
         where_(&self.gt(0.0), self, &(self * alpha))
     }
 
-    /// `log(1 + e^x)`, computed as `max(x, 0) + log1p(e^-|x|)`.
+    /// `log(1 + e^x)`, computed as `max(x, 0) + log1p(e^-|x|)`. At -inf: 0 with derivative 0;
+    /// at +inf: inf with derivative 1.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -49,6 +51,9 @@ impl Tensor {
     }
 
     /// The Gaussian error linear unit: exact `x Φ(x)`, or the tanh approximation.
+    /// At -inf: 0 with derivative 0; at +inf: inf with derivative 1 (both forms; JAX gives NaN
+    /// at -inf). Beyond |x| = 20 the tanh form is `relu(x)`, which it equals there in floating
+    /// point, so `x³` never overflows into a NaN derivative.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -59,14 +64,17 @@ impl Tensor {
     #[track_caller]
     pub fn gelu(&self, approximate: bool) -> Tensor {
         if approximate {
-            let inner = (self + self.powf(3.0) * 0.044715) * (2.0 / PI).sqrt();
-            self * 0.5 * (inner.tanh() + 1.0)
+            relu_beyond(self, &self.abs().lt(20.0), |x| {
+                let inner = (x + x.powf(3.0) * 0.044715) * (2.0 / PI).sqrt();
+                x * 0.5 * (inner.tanh() + 1.0)
+            })
         } else {
-            self * 0.5 * ((self * FRAC_1_SQRT_2).erf() + 1.0)
+            relu_beyond(self, &self.is_finite(), |x| x * 0.5 * ((x * FRAC_1_SQRT_2).erf() + 1.0))
         }
     }
 
-    /// `x · sigmoid(x)` (also called swish).
+    /// `x · sigmoid(x)` (also called swish). At -inf: 0 with derivative 0; at +inf: inf with
+    /// derivative 1 (JAX gives NaN at -inf and NaN derivatives at ±inf).
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -74,10 +82,11 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn silu(&self) -> Tensor {
-        self * self.sigmoid()
+        relu_beyond(self, &self.is_finite(), |x| x * x.sigmoid())
     }
 
-    /// `x · tanh(softplus(x))`.
+    /// `x · tanh(softplus(x))`. At -inf: 0 with derivative 0; at +inf: inf with derivative 1
+    /// (JAX gives NaN at -inf).
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -85,39 +94,45 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn mish(&self) -> Tensor {
-        self * self.softplus().tanh()
+        relu_beyond(self, &self.is_finite(), |x| x * x.softplus().tanh())
     }
 
-    /// Softmax along `axis`, shifted by the maximum.
+    /// Softmax along `axis`, shifted by the maximum. A slice holding +inf gives probability 1
+    /// there (split equally between tied +inf entries) and 0 elsewhere, with derivative 0 (the
+    /// limit; JAX gives NaN); -inf entries get 0; an all -inf slice is 0/0: NaN, like JAX.
     ///
     /// ```
     /// use cotangent::Tensor;
     /// let p = Tensor::from_vec(vec![1000.0f32, 1000.0], &[2]).softmax(-1);
     /// assert_eq!(p.to_vec::<f32>(), vec![0.5, 0.5]);
+    /// let p = Tensor::from_vec(vec![f32::INFINITY, 0.0], &[2]).softmax(-1);
+    /// assert_eq!(p.to_vec::<f32>(), vec![1.0, 0.0]);
     /// ```
     #[track_caller]
     pub fn softmax(&self, axis: isize) -> Tensor {
         axis_of("softmax", axis, self.rank());
-        let shift = self.max(&[axis], true).stop_gradient();
-        let e = (self - shift).exp();
+        let e = self.shift_by_max(&[axis]).0.exp();
         &e / e.sum(&[axis], true)
     }
 
     /// `log(softmax(x))` along `axis`, as `s - log(sum(exp(s)))` with `s = x - max(x)` (like
-    /// JAX), so large inputs keep full precision.
+    /// JAX), so large inputs keep full precision. A slice holding one +inf gives 0 there, with
+    /// derivative 0 (the limit; JAX gives NaN), and -inf elsewhere; those -inf outputs have
+    /// derivative 1 with respect to their own input and, unlike the limit `x_j − x_inf`, 0 with
+    /// respect to the +inf entry (carrying it would cost a second pass over the slice). Tied
+    /// +inf entries give `−log k`. An all -inf slice gives NaN, like JAX.
     ///
     /// ```
     /// use cotangent::Tensor;
     /// let l = Tensor::from_vec(vec![0.0f32, -1000.0], &[2]).log_softmax(0).to_vec::<f32>();
     /// assert_eq!(l, vec![0.0, -1000.0]);
+    /// let l = Tensor::from_vec(vec![f32::INFINITY, 0.0], &[2]).log_softmax(0).to_vec::<f32>();
+    /// assert_eq!(l, vec![0.0, f32::NEG_INFINITY]);
     /// ```
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor {
         axis_of("log_softmax", axis, self.rank());
-        let m = self.max(&[axis], true);
-        // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
-        let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
-        let shifted = self - shift;
+        let shifted = self.shift_by_max(&[axis]).0;
         &shifted - shifted.exp().sum(&[axis], true).log()
     }
 
@@ -133,4 +148,13 @@ impl Tensor {
         assert!(lo <= hi, "clamp: lower bound {lo} exceeds upper bound {hi}");
         self.maximum(lo).minimum(hi)
     }
+}
+
+/// `f(x)` where `inside`, and `max(x, 0)` elsewhere: the limit, value and derivative, of
+/// silu, gelu and mish at ±inf (NaN stays NaN). `f` sees 0 in place of the other entries, so
+/// its derivative never meets `inf · 0` (the "double where": the outer select alone would
+/// route a zero cotangent into that NaN).
+fn relu_beyond(x: &Tensor, inside: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    let safe = where_(inside, x, &x.scalar_like(0.0));
+    where_(inside, &f(&safe), &x.maximum(0.0))
 }

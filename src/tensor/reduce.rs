@@ -171,7 +171,11 @@ impl Tensor {
     }
 
     /// `log(sum(exp(x)))` over `axes`, shifted by the maximum so it never overflows.
-    /// Integers and bools give f64.
+    /// Integers and bools give f64. The derivative is `softmax(x)` wherever the result is
+    /// finite (-inf entries get 0). A slice holding +inf gives +inf with derivative 0 (JAX
+    /// gives NaN; the limit, 1 at the +inf entry, would cost a second pass over the slice).
+    /// An all -inf slice gives -inf with a NaN derivative (0/0, like JAX). Over one element
+    /// it is that element.
     ///
     /// ```
     /// use cotangent::Tensor;
@@ -181,13 +185,29 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn logsumexp(&self, axes: &[isize], keepdims: bool) -> Tensor {
-        axes_of("logsumexp", axes, self.rank());
         let x = self.float_or_f64();
-        let m = x.max(axes, true);
-        // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
-        let shift = where_(&m.is_finite(), &m, &m.scalar_like(0.0)).stop_gradient();
-        let out = (&x - &shift).exp().sum(axes, true).log() + &shift;
+        if count_over("logsumexp", self, axes) == 1 {
+            return x.drop_reduced("logsumexp", axes, keepdims);
+        }
+        let (shifted, shift) = x.shift_by_max(axes);
+        let out = shifted.exp().sum(axes, true).log() + &shift;
         out.drop_reduced("logsumexp", axes, keepdims)
+    }
+
+    /// `(x − shift, shift)` with `shift` the maximum over `axes` (kept with extent 1, no
+    /// derivative: the results do not depend on it): the stable form of logsumexp and the
+    /// softmaxes. An all -inf slice is shifted by 0, as in JAX, so it stays -inf. In a slice
+    /// holding +inf, the +inf entries are shifted to 0 (not inf − inf) and the others to -inf:
+    /// the limit where the +inf entries are equal and dominate. Their shifted values are
+    /// constants there, so derivatives reach only the finite entries. (The derivative of a
+    /// +inf entry could reach a result only through a shift that carries one, which costs
+    /// another reduction over the slice in every gradient: measured 1.4× to 2×.)
+    #[track_caller]
+    pub(super) fn shift_by_max(&self, axes: &[isize]) -> (Tensor, Tensor) {
+        let m = self.max(axes, true);
+        let shift = where_(&m.eq(f64::NEG_INFINITY), &m.scalar_like(0.0), &m).stop_gradient();
+        let shifted = where_(&self.eq(f64::INFINITY), &self.scalar_like(0.0), &(self - &shift));
+        (shifted, shift)
     }
 
     /// Euclidean (L2) norm over `axes`, scaled by the largest magnitude so it never overflows.
