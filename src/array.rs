@@ -78,6 +78,7 @@ impl Data {
         fn raw<T>(len: usize) -> Vec<T> {
             let mut v = Vec::with_capacity(len);
             // SAFETY: capacity is `len`; the caller writes every element before reading (see above).
+            // Crate-private: no public code can obtain uninitialised storage.
             unsafe { v.set_len(len) };
             v
         }

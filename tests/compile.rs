@@ -259,3 +259,22 @@ fn every_call_of_a_jitted_function_agrees_bitwise() {
         });
     }
 }
+
+/// A reduction fused onto a loop keeps the type the graph gives it when reduced axes have
+/// size 1 (the rows are then one element long, or as long as with the axis left out).
+#[test]
+fn fused_reductions_over_axes_of_size_one_drop_those_axes() {
+    let cases: [(&[usize], &[usize]); 5] =
+        [(&[1], &[0]), (&[1, 1], &[1]), (&[3, 1, 1], &[1, 2]), (&[3, 1, 2], &[1, 2]), (&[2, 1], &[1])];
+    for (shape, axes) in cases {
+        let n: usize = shape.iter().product();
+        let x = Tensor::from_vec((0..n).map(|i| i as f64).collect(), shape);
+        let f = jit(|x: &Tensor| (x + 1.0).sum(axes, false));
+        let (first, second) = (f(&x), f(&x));
+        let want = (&x + 1.0).sum(axes, false);
+        for (call, y) in [(1, first), (2, second)] {
+            assert_eq!(y.shape(), want.shape(), "call {call} of a sum of {shape:?} over {axes:?}");
+            assert_eq!(y.to_vec::<f64>(), want.to_vec::<f64>());
+        }
+    }
+}

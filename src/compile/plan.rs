@@ -479,6 +479,7 @@ impl Plan {
         let intermediate = |v: usize| !matches!(g.nodes[v].prim, Prim::Input(_) | Prim::Constant(_));
         for (step, free) in steps.iter_mut().zip(&free_after) {
             if let Step::Fused { prog, ins, in_place, .. } = step {
+                let free: std::collections::HashSet<usize> = free.iter().copied().collect();
                 let reusable = |p: usize| {
                     let v = ins[p];
                     free.contains(&v) && intermediate(v) && g.nodes[v].ty.numel() == crate::shape::numel(&prog.shape)
@@ -700,7 +701,8 @@ impl Plan {
             Some(i) => pool.swap_remove(i),
             // SAFETY: every buffer taken here is overwritten completely before it is read:
             // fused loops write all their output elements, gemm writes its whole output
-            // without reading it (the only two users, see `run_here`).
+            // without reading it (the only two users, see `run_here`). Crate-private; the
+            // sizes come from the plan's validated graph, whose inputs `run` checks.
             None => unsafe { Data::for_overwrite(dtype, len) },
         }
     }
@@ -735,7 +737,10 @@ impl Plan {
                         .collect();
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
                     let red = match prog.reduce {
-                        Some((op, row)) => format!(" then {}[rows of {row}]", op.name()),
+                        Some((op, axes)) => {
+                            let row = crate::shape::numel(&prog.shape[prog.shape.len() - axes..]);
+                            format!(" then {}[rows of {row}]", op.name())
+                        }
                         None => String::new(),
                     };
                     let how = if native.is_some() { "native " } else { "" };
@@ -812,6 +817,7 @@ fn fused_step(
     let mut dtypes = Vec::new();
     let mut reg_of: HashMap<usize, usize> = HashMap::new();
     let mut inputs: Vec<usize> = Vec::new();
+    let mut input_of: HashMap<usize, usize> = HashMap::new();
     let mut loads: HashMap<(usize, String), usize> = HashMap::new();
     let shape = &grp.shape;
     let mut load = |v: Var, kind: fused::LoadKind, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| {
@@ -819,13 +825,11 @@ fn fused_step(
         if let Some(&r) = loads.get(&key) {
             return r;
         }
-        let input = match inputs.iter().position(|&x| x == v.index()) {
-            Some(p) => p,
-            None => {
-                inputs.push(v.index());
-                inputs.len() - 1
-            }
-        };
+        // (A map, not a search of `inputs`: one loop of an unrolled program can read thousands.)
+        let input = *input_of.entry(v.index()).or_insert_with(|| {
+            inputs.push(v.index());
+            inputs.len() - 1
+        });
         instrs.push(fused::Instr::Load { input, kind });
         dtypes.push(g.ty(v).dtype);
         loads.insert(key, instrs.len() - 1);
@@ -864,8 +868,7 @@ fn fused_step(
         Some(rnode) => {
             let Prim::Reduce { op, axes } = &g.nodes[rnode].prim else { unreachable!() };
             let v = g.nodes[rnode].inputs[0].index();
-            let row: usize = axes.iter().map(|&a| shape[a]).product();
-            (vec![reg_of[&v]], vec![rnode], Some((*op, row)))
+            (vec![reg_of[&v]], vec![rnode], Some((*op, axes.len())))
         }
         None => {
             let outs: Vec<usize> = grp

@@ -8,29 +8,37 @@ use crate::backend::cpu::fused;
 /// Moves each large product up to just after the previous one when nothing in between
 /// computes its operands, so that independent products end up next to each other (and can
 /// run at the same time, see [`concurrent_products`]).
+///
+/// Linear in the steps scanned: the values written since step `i` are marked in a table
+/// stamped with `i` (no set to clear or search), and a hoisted product moves by rotating
+/// only the steps it passes over — plans of unrolled programs have tens of thousands of steps.
 pub(super) fn hoist_products(mut steps: Vec<Step>, size: &dyn Fn(&Step) -> Option<usize>) -> Vec<Step> {
-    let mut i = 0;
-    while i < steps.len() {
+    let slots = steps.iter().flat_map(|s| step_outputs(s).into_iter().chain(step_inputs(s).iter().copied())).max();
+    // written_since[v] == i + 1: value v is computed at or after step i.
+    let mut written_since = vec![0usize; slots.map_or(0, |m| m + 1)];
+    for i in 0..steps.len() {
         if size(&steps[i]).is_none() {
-            i += 1;
             continue;
         }
         // The next product whose operands are all ready before step i + 1 (and that does not
         // need step i's result, so that the two can run at the same time).
-        let mut written: Vec<usize> = step_outputs(&steps[i]);
+        let stamp = i + 1;
+        for v in step_outputs(&steps[i]) {
+            written_since[v] = stamp;
+        }
         for j in i + 1..steps.len() {
             let ready = match &steps[j] {
-                Step::Kernel { ins, .. } => !ins.iter().any(|v| written.contains(v)),
+                Step::Kernel { ins, .. } => !ins.iter().any(|&v| written_since[v] == stamp),
                 Step::Fused { .. } => false,
             };
             if ready && size(&steps[j]).is_some() {
-                let product = steps.remove(j);
-                steps.insert(i + 1, product);
+                steps[i + 1..=j].rotate_right(1);
                 break;
             }
-            written.extend(step_outputs(&steps[j]));
+            for v in step_outputs(&steps[j]) {
+                written_since[v] = stamp;
+            }
         }
-        i += 1;
     }
     steps
 }
@@ -68,6 +76,12 @@ pub(super) fn concurrent_products(steps: &[Step], size: &dyn Fn(&Step) -> Option
     together
 }
 
+fn step_inputs(step: &Step) -> &[usize] {
+    match step {
+        Step::Kernel { ins, .. } | Step::Fused { ins, .. } => ins,
+    }
+}
+
 fn step_outputs(step: &Step) -> Vec<usize> {
     match step {
         Step::Kernel { out, .. } => vec![*out],
@@ -81,32 +95,28 @@ fn step_outputs(step: &Step) -> Vec<usize> {
 /// before the same element is written), and not taken by another output. Only maps (no
 /// reduction) qualify.
 pub(super) fn in_place_outputs(prog: &fused::Program, reusable: &dyn Fn(usize) -> bool) -> Vec<Option<usize>> {
-    let mut taken: Vec<usize> = Vec::new();
-    let inputs = prog.instrs.iter().filter_map(|i| match i {
-        fused::Instr::Load { input, .. } => Some(*input),
-        _ => None,
-    });
-    let max_input = inputs.max().map_or(0, |m| m + 1);
-    prog.outputs
-        .iter()
-        .map(|&r| {
-            if prog.reduce.is_some() {
-                return None;
+    if prog.reduce.is_some() {
+        return vec![None; prog.outputs.len()];
+    }
+    // Per input: the dtype of its loads if every one is contiguous (None: not a candidate).
+    let mut loads: std::collections::BTreeMap<usize, Option<crate::DType>> = Default::default();
+    for (i, ins) in prog.instrs.iter().enumerate() {
+        if let fused::Instr::Load { input, kind } = ins {
+            let contiguous = matches!(kind, fused::LoadKind::Contiguous);
+            let entry = loads.entry(*input).or_insert(Some(prog.dtypes[i]));
+            if !contiguous || *entry != Some(prog.dtypes[i]) {
+                *entry = None;
             }
-            let p = (0..max_input).find(|&p| {
-                let mut loads = prog.instrs.iter().enumerate().filter_map(|(i, ins)| match ins {
-                    fused::Instr::Load { input, kind } if *input == p => Some((i, kind)),
-                    _ => None,
-                });
-                !taken.contains(&p)
-                    && reusable(p)
-                    && loads.clone().next().is_some()
-                    && loads.all(|(i, kind)| {
-                        matches!(kind, fused::LoadKind::Contiguous) && prog.dtypes[i] == prog.dtypes[r]
-                    })
-            })?;
-            taken.push(p);
-            Some(p)
-        })
-        .collect()
+        }
+    }
+    // Candidates by dtype, lowest input first; each output takes the first of its dtype.
+    let mut free: std::collections::HashMap<crate::DType, std::collections::VecDeque<usize>> = Default::default();
+    for (&p, dtype) in &loads {
+        if let Some(d) = dtype {
+            if reusable(p) {
+                free.entry(*d).or_default().push_back(p);
+            }
+        }
+    }
+    prog.outputs.iter().map(|&r| free.get_mut(&prog.dtypes[r]).and_then(|q| q.pop_front())).collect()
 }

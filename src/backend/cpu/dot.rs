@@ -193,7 +193,8 @@ unsafe fn n_contiguous_copy<T: Element>(
             for j in j0..(j0 + TILE).min(n) {
                 // SAFETY: the source index is at most `last` < rhs.len() (checked above); the
                 // destination lies in the b·k·n elements of `out`, and tasks write disjoint
-                // elements that together cover them.
+                // elements that together cover them. Not reachable with bad input from safe public
+                // code: `dot` is crate-private and its callers pass operands typed by `infer_type`.
                 unsafe {
                     let v = *rhs.get_unchecked((base + j as isize * rv.col + i as isize) as usize);
                     dst.get().add(bi * k * n + i * n + j).write(v);
@@ -229,7 +230,8 @@ fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: boo
             }
             let ptr = scratch.as_mut_ptr() as *mut T;
             // SAFETY: the scratch holds at least `len` elements of T (8-byte aligned words);
-            // the copy initialises all `len` of them before the slice is made.
+            // the copy initialises all `len` of them before the slice is made. (Sizes come from
+            // the operands' checked types; no public path passes others.)
             unsafe {
                 n_contiguous_copy(rhs, rv, d.b, d.k, d.n, threads, ptr);
                 f(std::slice::from_raw_parts(ptr, len))
@@ -237,7 +239,7 @@ fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: boo
         }
         Err(_) => {
             let mut fresh: Vec<T> = Vec::with_capacity(len);
-            // SAFETY: the capacity is `len`; the copy writes all of it before set_len.
+            // SAFETY: the capacity is `len`; the copy writes all of it before set_len. (As above.)
             unsafe {
                 n_contiguous_copy(rhs, rv, d.b, d.k, d.n, threads, fresh.as_mut_ptr());
                 fresh.set_len(len);
@@ -285,7 +287,9 @@ fn gemm_in_place<T: Element>(
         if !threads || m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
     for (bi, o) in out.chunks_exact_mut(m * n).enumerate() {
         // SAFETY: the strides and extents describe elements inside `lhs`/`rhs` (they come from
-        // the operands' own shapes), and `o` holds exactly m·n elements.
+        // the operands' own shapes), and `o` holds exactly m·n elements. Public code reaches
+        // this only through `execute`, `bind` or a plan, all of which check `out` against the
+        // type rule, and `Array`'s constructors keep storage and shape in agreement.
         unsafe {
             gemm::gemm(
                 m,

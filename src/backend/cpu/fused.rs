@@ -96,7 +96,7 @@ pub struct Program {
     pub dtypes: Vec<DType>,
     /// Registers materialised as outputs (full `shape`, or reduced).
     pub outputs: Vec<usize>,
-    /// Reduce the output over contiguous rows of this many elements.
+    /// Reduce the output over its trailing this-many axes (contiguous rows).
     pub reduce: Option<(ReduceOp, usize)>,
 }
 
@@ -187,7 +187,8 @@ macro_rules! multiversion {
                 unsafe fn wide<$t: $bound>($($arg: $ty),*) { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn mid<$t: $bound>($($arg: $ty),*) { body($($arg),*) }
-                // SAFETY: each version runs only on a CPU that has its features.
+                // SAFETY: each version runs only on a CPU that has its features (detected at
+                // run time); the arguments are safe slices, so no input can make this unsound.
                 match simd_level() {
                     2 => return unsafe { wide($($arg),*) },
                     1 => return unsafe { mid($($arg),*) },
@@ -567,7 +568,11 @@ fn registers(prog: &Program) -> Vec<Data> {
 /// A raw pointer that may cross threads: each task writes a disjoint range.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+// SAFETY: a `SendPtr` only carries an address between threads; every dereference is an
+// `unsafe` block of its own that argues why its range is not touched by another thread.
+// Crate-private: safe code outside the crate cannot make or use one.
 unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as for `Send`: sharing the address is harmless, dereferences are argued where made.
 unsafe impl<T> Sync for SendPtr<T> {}
 
 impl<T> SendPtr<T> {
@@ -583,6 +588,8 @@ impl<T> SendPtr<T> {
 /// `base` must point to a live buffer of `T` with at least `start + src.len()` elements
 /// that no one else reads or writes in that range meanwhile.
 unsafe fn write_block<T: Copy>(base: *mut u8, src: &[T], start: usize) {
+    // SAFETY: the caller guarantees the destination range (see above); `src` is a slice of
+    // another allocation (a register), so the ranges cannot overlap.
     std::ptr::copy_nonoverlapping(src.as_ptr(), (base as *mut T).add(start), src.len());
 }
 
@@ -596,6 +603,7 @@ fn input_pointers(inputs: &[&Array]) -> Vec<SendPtr<c_void>> {
 /// # Safety
 /// `base` must point to a buffer of `dtype` elements with at least `start` of them.
 unsafe fn element_pointer(base: *mut u8, dtype: DType, start: usize) -> *mut c_void {
+    // SAFETY: the caller guarantees `start` elements lie inside the buffer (see above).
     unsafe { base.add(start * dtype.size_in_bytes()) as *mut c_void }
 }
 
@@ -608,6 +616,10 @@ fn run_map(
 ) -> Vec<Array> {
     let total = numel(&prog.shape);
     let mut outs: Vec<Data> = prog.outputs.iter().map(|&r| buffer(prog.dtypes[r], total)).collect();
+    // The kernels below write `total` elements through raw pointers: the buffers must hold them.
+    for (d, &r) in outs.iter().zip(&prog.outputs) {
+        assert!(d.len() == total && d.dtype() == prog.dtypes[r], "fused loop: output buffer of the wrong size");
+    }
     // Each output's base pointer, by dtype; tasks write disjoint block ranges.
     let ptrs: Vec<(SendPtr<u8>, DType)> =
         outs.iter_mut().map(|d| (SendPtr(with_data!(d, v => v.as_mut_ptr() as *mut u8)), d.dtype())).collect();
@@ -617,7 +629,9 @@ fn run_map(
             let (start, end) = (range.start * BLOCK, (range.end * BLOCK).min(total));
             let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
             // SAFETY: each output has `total` elements of its dtype and this task alone writes
-            // elements [start, end) of them; the inputs are the program's.
+            // elements [start, end) of them (asserted above); the inputs are the program's:
+            // this module is crate-private, and plans build programs from validated graphs
+            // and check their arguments' types at `Plan::run`, so public code cannot pass others.
             let outs: Vec<*mut c_void> =
                 ptrs.iter().map(|&(SendPtr(p), d)| unsafe { element_pointer(p, d, start) }).collect();
             unsafe { kernel.run(&ins, &outs, start, end - start) };
@@ -631,7 +645,7 @@ fn run_map(
             for (k, &r) in prog.outputs.iter().enumerate() {
                 let (SendPtr(p), _) = ptrs[k];
                 // SAFETY: `p` points to an output of `total` elements of this register's dtype,
-                // and blocks [start, start+n) are written by exactly one task.
+                // and blocks [start, start+n) are written by exactly one task (sizes asserted above).
                 unsafe { with_data!(&regs[r], v => write_block(p, &v[..n], start)) }
             }
         }
@@ -683,6 +697,9 @@ pub fn run_in_place(
         .enumerate()
         .map(|(k, &r)| in_place.get(k).copied().flatten().is_none().then(|| buffer(prog.dtypes[r], total)))
         .collect();
+    for d in outs.iter().flatten() {
+        assert_eq!(d.len(), total, "fused loop: output buffer of the wrong size");
+    }
     // Output base pointers (an in-place output's is its input's; the kernel writes through that).
     let ptrs: Vec<(SendPtr<u8>, DType)> = outs
         .iter_mut()
@@ -787,8 +804,11 @@ fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
     acc
 }
 
-/// Runs a program whose single output is reduced over contiguous rows of `row` elements.
-fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: ReduceOp, row: usize) -> Array {
+/// Runs a program whose single output is reduced over its trailing `axes` axes.
+fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: ReduceOp, axes: usize) -> Array {
+    // The axes are counted, not derived from the row length: axes of size 1 leave that unchanged.
+    let (out_shape, row_shape) = prog.shape.split_at(prog.shape.len() - axes);
+    let (out_shape, row) = (out_shape.to_vec(), numel(row_shape));
     let total = numel(&prog.shape);
     let rows = total.checked_div(row).unwrap_or(0);
     let out_reg = prog.outputs[0];
@@ -804,7 +824,8 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
                 Some(kernel) => {
                     let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
                     let out = with_data!(&mut regs[out_reg], v => v.as_mut_ptr() as *mut c_void);
-                    // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype.
+                    // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype; the
+                    // inputs are the program's (see `run_map`: not reachable from public code).
                     unsafe { kernel.run(&ins, &[out], s, n) };
                 }
                 None => run_block(prog, inputs, regs, s, n),
@@ -854,14 +875,6 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
             *slot = reduce_range(&mut regs, r * row, (r + 1) * row);
         }
     }
-    let out_shape: Vec<usize> = {
-        let mut s = prog.shape.clone();
-        let mut left = row;
-        while left > 1 {
-            left /= s.pop().expect("row spans trailing axes");
-        }
-        s
-    };
     let data = match dtype {
         DType::F32 => Data::F32(out.iter().map(|&v| v as f32).collect()),
         _ => Data::F64(out),
@@ -882,6 +895,6 @@ pub fn run(
 ) -> Vec<Array> {
     match prog.reduce {
         None => run_map(prog, native, inputs, buffer),
-        Some((op, row)) => vec![run_reduce(prog, native, inputs, op, row)],
+        Some((op, axes)) => vec![run_reduce(prog, native, inputs, op, axes)],
     }
 }

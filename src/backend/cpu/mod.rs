@@ -31,9 +31,9 @@ use crate::TensorType;
 /// use cotangent::backend::cpu::execute;
 /// use cotangent::ops::{Prim, UnaryOp};
 /// use cotangent::{Array, TensorType};
-/// let x = Array::from_vec(vec![0.0f64, 1.0], vec![2]);
-/// let y = execute(&Prim::Unary(UnaryOp::Exp), &[&x], &x.ty());
-/// assert_eq!(y.as_slice::<f64>().unwrap()[1], 1f64.exp());
+/// let x = Array::from_vec(vec![0.0f64, 4.0], vec![2]);
+/// let y = execute(&Prim::Unary(UnaryOp::Sqrt), &[&x], &x.ty());
+/// assert_eq!(y.as_slice::<f64>().unwrap(), &[0.0, 2.0]);
 /// ```
 #[track_caller]
 pub fn execute(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {

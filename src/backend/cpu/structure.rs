@@ -85,7 +85,8 @@ fn transpose_matrices<T: Copy>(v: &[T], rows: usize, cols: usize) -> Vec<T> {
                 for i in i0..(i0 + TILE).min(rows) {
                     for (j, &x) in (j0..j1).zip(&src[i * cols + j0..i * cols + j1]) {
                         debug_assert!(j * rows + i < size);
-                        // SAFETY: j < cols and i < rows, so j·rows + i < rows·cols = dst.len().
+                        // SAFETY: j < cols and i < rows, so j·rows + i < rows·cols = dst.len()
+                        // (`dst` is allocated here from the same rows and cols; no input reaches it).
                         unsafe { *dst.get_unchecked_mut(j * rows + i) = x };
                     }
                 }
