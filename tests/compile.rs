@@ -264,7 +264,7 @@ fn every_call_of_a_jitted_function_agrees_bitwise() {
 /// size 1 (the rows are then one element long, or as long as with the axis left out).
 #[test]
 fn fused_reductions_over_axes_of_size_one_drop_those_axes() {
-    let cases: [(&[usize], &[usize]); 5] =
+    let cases: [(&[usize], &[isize]); 5] =
         [(&[1], &[0]), (&[1, 1], &[1]), (&[3, 1, 1], &[1, 2]), (&[3, 1, 2], &[1, 2]), (&[2, 1], &[1])];
     for (shape, axes) in cases {
         let n: usize = shape.iter().product();
