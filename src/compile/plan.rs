@@ -541,21 +541,34 @@ impl Plan {
 
     /// Panics at the caller's line unless `args` are concrete and typed like the graph's inputs
     /// (checked without allocating: steady-state calls allocate only their outputs).
+    #[inline]
     #[track_caller]
     fn check_args(&self, args: &[Tensor]) {
-        let fits = |(a, ty): (&Tensor, &TensorType)| {
-            a.as_concrete().is_some_and(|a| a.dtype() == ty.dtype && a.shape == ty.shape)
+        let fits = |(a, ty): (&Tensor, &TensorType)| match a.as_concrete() {
+            // (Compared element by element: shapes are short, and a `memcmp` call costs more.)
+            Some(a) => {
+                a.data.dtype() == ty.dtype
+                    && a.shape.len() == ty.shape.len()
+                    && a.shape.iter().zip(&ty.shape).all(|(x, y)| x == y)
+            }
+            None => false,
         };
         if args.len() != self.input_types.len() || !args.iter().zip(&self.input_types).all(fits) {
-            let list = |types: Vec<String>| types.join(", ");
-            let got =
-                args.iter().map(|a| if a.is_traced() { format!("traced {}", a.ty()) } else { a.ty().to_string() });
-            panic!(
-                "Plan::run: the plan was built for concrete arguments ({}), got ({})",
-                list(self.input_types.iter().map(ToString::to_string).collect()),
-                list(got.collect())
-            );
+            self.wrong_args(args);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn wrong_args(&self, args: &[Tensor]) -> ! {
+        let list = |types: Vec<String>| types.join(", ");
+        let got = args.iter().map(|a| if a.is_traced() { format!("traced {}", a.ty()) } else { a.ty().to_string() });
+        panic!(
+            "Plan::run: the plan was built for concrete arguments ({}), got ({})",
+            list(self.input_types.iter().map(ToString::to_string).collect()),
+            list(got.collect())
+        );
     }
 
     fn run_here(&self, args: &[Tensor]) -> Vec<Tensor> {
