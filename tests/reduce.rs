@@ -212,6 +212,55 @@ fn argmax_ties_nan_and_edge_shapes() {
     assert_eq!(i.argmin(0, false).item::<i64>(), 0);
 }
 
+/// Arg-reductions over every axis of a tensor large enough to be split between
+/// threads, with NaNs (the first wins) and ties (the first wins) along each axis,
+/// against a scalar reference.
+#[test]
+fn argmax_argmin_every_axis_with_nans_and_many_rows() {
+    let shape = [3usize, 700, 37];
+    let len: usize = shape.iter().product();
+    // Few distinct values, so ties are common; NaNs at scattered places.
+    let x: Vec<f64> = (0..len)
+        .map(|i| if (i * 7919) % 1013 == 5 { f64::NAN } else { ((i * 2654435761) % 97) as f64 - 48.0 })
+        .collect();
+    for dtype in [DType::F32, DType::F64] {
+        let t = ft(&x, &shape, dtype);
+        for a in 0..3 {
+            let kept: Vec<usize> = (0..3).filter(|&d| d != a).collect();
+            let (mut want_max, mut want_min) = (vec![], vec![]);
+            for i in 0..shape[kept[0]] {
+                for j in 0..shape[kept[1]] {
+                    let at = |k: usize| {
+                        let mut idx = [0; 3];
+                        idx[kept[0]] = i;
+                        idx[kept[1]] = j;
+                        idx[a] = k;
+                        x[(idx[0] * shape[1] + idx[1]) * shape[2] + idx[2]]
+                    };
+                    let pick = |better: &dyn Fn(f64, f64) -> bool| {
+                        let mut b = 0;
+                        for k in 1..shape[a] {
+                            if at(b).is_nan() {
+                                break;
+                            }
+                            if at(k).is_nan() || better(at(k), at(b)) {
+                                b = k;
+                            }
+                        }
+                        b as f64
+                    };
+                    want_max.push(pick(&|u, v| u > v));
+                    want_min.push(pick(&|u, v| u < v));
+                }
+            }
+            let out_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+            let what = format!("arg {dtype} axis {a}");
+            assert_exact(&what, &t.argmax(a as isize, false), DType::I64, &out_shape, &want_max);
+            assert_exact(&what, &t.argmin(a as isize, false), DType::I64, &out_shape, &want_min);
+        }
+    }
+}
+
 #[test]
 fn mean_var_std() {
     let x = data();

@@ -8,6 +8,7 @@ use crate::array::{Array, Data};
 use crate::ops::{ArgOp, CumOp, ReduceOp};
 use crate::shape::strides;
 use crate::TensorType;
+use rayon::prelude::*;
 
 /// The arithmetic a reduction needs, for every numeric dtype.
 trait Num: Copy + PartialOrd {
@@ -162,39 +163,88 @@ fn reduce_leading(op: ReduceOp, k: usize, x: &Array, out: &TensorType) -> Array 
     Array::new(out.shape.clone(), data)
 }
 
-fn arg_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ArgOp) -> Vec<i64> {
-    (0..rows)
-        .map(|r| {
-            let s = &v[r * row..(r + 1) * row];
-            let mut best = 0;
-            for i in 1..s.len() {
-                if s[best].is_nan() {
-                    break;
-                }
-                let better = match op {
-                    ArgOp::Max => s[i] > s[best],
-                    ArgOp::Min => s[i] < s[best],
-                };
-                if s[i].is_nan() || better {
-                    best = i;
+/// Whether `v` replaces `best` as the extreme (NaNs are handled by the callers).
+#[inline(always)]
+fn arg_better<T: Num>(op: ArgOp, v: T, best: T) -> bool {
+    match op {
+        ArgOp::Max => v > best,
+        ArgOp::Min => v < best,
+    }
+}
+
+/// Index of the first extreme of the contiguous row `s` (the first NaN wins; 0 if empty).
+fn arg_row<T: Num>(s: &[T], op: ArgOp) -> i64 {
+    let Some(&first) = s.first() else { return 0 };
+    if first.is_nan() {
+        return 0;
+    }
+    let (mut best, mut bv) = (0, first);
+    for (i, &v) in s.iter().enumerate().skip(1) {
+        if v.is_nan() {
+            return i as i64;
+        }
+        if arg_better(op, v, bv) {
+            best = i;
+            bv = v;
+        }
+    }
+    best as i64
+}
+
+/// Arg-reduction of `v`, viewed as `[outer, row, inner]`, over its middle axis, read in
+/// place (no transposed copy). Each output element depends only on its own slice, so
+/// splitting the work between threads changes nothing in the result.
+fn arg_strided<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: usize, op: ArgOp) -> Vec<i64> {
+    debug_assert_eq!(v.len(), outer * row * inner);
+    let mut out = vec![0i64; outer * inner];
+    if row == 0 || inner == 0 {
+        return out;
+    }
+    if inner == 1 {
+        // Contiguous rows: chunks of rows of about 64K elements per task.
+        let per = (65_536 / row).max(1);
+        out.par_chunks_mut(per).enumerate().for_each(|(c, o)| {
+            for (r, slot) in o.iter_mut().enumerate() {
+                let at = (c * per + r) * row;
+                *slot = arg_row(&v[at..at + row], op);
+            }
+        });
+        return out;
+    }
+    // Rows strided by `inner`: sweep the axis keeping, per inner position, the best
+    // index and value, and whether a NaN has been found (the first NaN wins).
+    out.par_chunks_mut(inner).enumerate().for_each(|(o, best)| {
+        let block = &v[o * row * inner..(o + 1) * row * inner];
+        let mut bv: Vec<T> = block[..inner].to_vec();
+        let mut locked: Vec<bool> = bv.iter().map(|x| x.is_nan()).collect();
+        for j in 1..row {
+            let line = &block[j * inner..(j + 1) * inner];
+            for p in 0..inner {
+                let x = line[p];
+                if !locked[p] && (x.is_nan() || arg_better(op, x, bv[p])) {
+                    best[p] = j as i64;
+                    bv[p] = x;
+                    locked[p] = x.is_nan();
                 }
             }
-            best as i64
-        })
-        .collect()
+        }
+    });
+    out
 }
 
 /// Index of the first extreme element along `axis` (a NaN wins).
 pub fn arg(op: ArgOp, axis: usize, x: &Array, out: &TensorType) -> Array {
     let row = x.shape[axis];
-    let rows = out.numel();
-    let v = match axes_last(x, &[axis]) {
-        Data::F32(v) => arg_rows(&v, row, rows, op),
-        Data::F64(v) => arg_rows(&v, row, rows, op),
-        Data::I32(v) => arg_rows(&v, row, rows, op),
-        Data::I64(v) => arg_rows(&v, row, rows, op),
+    let outer: usize = x.shape[..axis].iter().product();
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let v = match &x.data {
+        Data::F32(v) => arg_strided(v, outer, row, inner, op),
+        Data::F64(v) => arg_strided(v, outer, row, inner, op),
+        Data::I32(v) => arg_strided(v, outer, row, inner, op),
+        Data::I64(v) => arg_strided(v, outer, row, inner, op),
         Data::Bool(_) => unreachable!("bool arg-reductions rejected by the type rule"),
     };
+    debug_assert_eq!(v.len(), out.numel());
     Array::new(out.shape.clone(), Data::I64(v))
 }
 
