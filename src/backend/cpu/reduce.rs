@@ -98,24 +98,106 @@ fn axes_last(x: &Array, axes: &[usize]) -> Data {
     x.data.take(&strided_indices(&shape, 0, &st))
 }
 
+fn reduce_init<T: Num>(op: ReduceOp) -> T {
+    match op {
+        ReduceOp::Sum => T::ZERO,
+        ReduceOp::Prod => T::ONE,
+        ReduceOp::Max => T::LOWEST,
+        ReduceOp::Min => T::HIGHEST,
+    }
+}
+
+#[inline(always)]
+fn reduce_step<T: Num>(op: ReduceOp, a: T, b: T) -> T {
+    match op {
+        ReduceOp::Sum => a.add(b),
+        ReduceOp::Prod => a.mul(b),
+        ReduceOp::Max => pick_max(a, b),
+        ReduceOp::Min => pick_min(a, b),
+    }
+}
+
+/// One contiguous row folded from the initial value, element after element.
+fn reduce_row<T: Num>(s: &[T], op: ReduceOp) -> T {
+    match op {
+        ReduceOp::Sum => s.iter().fold(T::ZERO, |a, &b| a.add(b)),
+        ReduceOp::Prod => s.iter().fold(T::ONE, |a, &b| a.mul(b)),
+        ReduceOp::Max => s.iter().fold(T::LOWEST, |a, &b| pick_max(a, b)),
+        ReduceOp::Min => s.iter().fold(T::HIGHEST, |a, &b| pick_min(a, b)),
+    }
+}
+
 fn reduce_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ReduceOp) -> Vec<T> {
-    (0..rows)
-        .map(|r| {
-            let s = &v[r * row..(r + 1) * row];
-            match op {
-                ReduceOp::Sum => s.iter().fold(T::ZERO, |a, &b| a.add(b)),
-                ReduceOp::Prod => s.iter().fold(T::ONE, |a, &b| a.mul(b)),
-                ReduceOp::Max => s.iter().fold(T::LOWEST, |a, &b| pick_max(a, b)),
-                ReduceOp::Min => s.iter().fold(T::HIGHEST, |a, &b| pick_min(a, b)),
+    (0..rows).map(|r| reduce_row(&v[r * row..(r + 1) * row], op)).collect()
+}
+
+/// Below this many input elements a kernel runs on the calling thread.
+const PARALLEL_FROM: usize = 1 << 15;
+
+/// Reduction of `v`, viewed as `[outer, row, inner]`, over its middle axis, read in
+/// place (no transposed copy): each output element is folded from the initial value
+/// over the axis in order, exactly as [`reduce_rows`] folds a transposed row, so the
+/// results are identical. Output elements are independent, so splitting them between
+/// threads changes nothing in the result.
+fn reduce_run<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: usize, op: ReduceOp) -> Vec<T> {
+    debug_assert_eq!(v.len(), outer * row * inner);
+    let mut out = vec![reduce_init::<T>(op); outer * inner];
+    if row == 0 || inner == 0 {
+        return out;
+    }
+    let parallel = v.len() >= PARALLEL_FROM;
+    if inner == 1 {
+        // Contiguous rows, in tasks of about 64K elements.
+        let per = (65_536 / row).max(1);
+        let task = |(c, o): (usize, &mut [T])| {
+            for (r, slot) in o.iter_mut().enumerate() {
+                let at = (c * per + r) * row;
+                *slot = reduce_row(&v[at..at + row], op);
             }
-        })
-        .collect()
+        };
+        if parallel {
+            out.par_chunks_mut(per).enumerate().for_each(task);
+        } else {
+            out.chunks_mut(per).enumerate().for_each(task);
+        }
+        return out;
+    }
+    // Rows strided by `inner`: whole lines of `inner` combined into an accumulator line.
+    let task = |(o, acc): (usize, &mut [T])| {
+        for line in v[o * row * inner..(o + 1) * row * inner].chunks_exact(inner) {
+            for (a, &b) in acc.iter_mut().zip(line) {
+                *a = reduce_step(op, *a, b);
+            }
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(inner).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(task);
+    }
+    out
 }
 
 /// Reduces the listed axes.
 pub fn reduce(op: ReduceOp, axes: &[usize], x: &Array, out: &TensorType) -> Array {
     if axes.iter().enumerate().all(|(i, &a)| i == a) && axes.len() < x.shape.len() {
         return reduce_leading(op, axes.len(), x, out);
+    }
+    if !axes.is_empty() && axes.windows(2).all(|w| w[1] == w[0] + 1) {
+        // One run of adjacent axes, in order: read in place.
+        let (a, b) = (axes[0], axes[axes.len() - 1] + 1);
+        let outer: usize = x.shape[..a].iter().product();
+        let row: usize = x.shape[a..b].iter().product();
+        let inner: usize = x.shape[b..].iter().product();
+        let data = match &x.data {
+            Data::F32(v) => Data::F32(reduce_run(v, outer, row, inner, op)),
+            Data::F64(v) => Data::F64(reduce_run(v, outer, row, inner, op)),
+            Data::I32(v) => Data::I32(reduce_run(v, outer, row, inner, op)),
+            Data::I64(v) => Data::I64(reduce_run(v, outer, row, inner, op)),
+            Data::Bool(_) => unreachable!("bool reductions rejected by the type rule"),
+        };
+        debug_assert_eq!(data.len(), out.numel());
+        return Array::new(out.shape.clone(), data);
     }
     let row: usize = axes.iter().map(|&a| x.shape[a]).product();
     let rows = out.numel();
