@@ -1,7 +1,10 @@
 //! Reduction, arg-reduction and scan kernels.
 //!
-//! Each kernel first moves the axes it works on to the end (a strided copy),
-//! so the inner loop always runs over contiguous rows.
+//! Reductions over one run of adjacent axes (leading, middle or trailing) and
+//! arg-reductions read their operand in place, viewed as `[outer, row, inner]`;
+//! other reductions and scans first move the axes they work on to the end (a
+//! strided copy), so the inner loop runs over contiguous rows. Every output
+//! element is folded in the same order on every path, so the paths agree bitwise.
 
 use super::structure::strided_indices;
 use crate::array::{Array, Data};
