@@ -212,6 +212,112 @@ fn argmax_ties_nan_and_edge_shapes() {
     assert_eq!(i.argmin(0, false).item::<i64>(), 0);
 }
 
+/// Reductions over runs of axes (leading, middle, trailing), other sets and all
+/// axes of a tensor large enough to be split between threads, bitwise against an
+/// in-order fold (each output folded from the initial value over its elements in
+/// row-major order), with NaNs for max and min.
+#[test]
+fn reductions_of_large_tensors_fold_in_order() {
+    let shape = [3usize, 700, 37];
+    let len: usize = shape.iter().product();
+    let x: Vec<f64> = (0..len).map(|i| ((i as f64) * 0.7548776662).sin() * 1.25 + 0.001 * (i % 13) as f64).collect();
+    let mut with_nans = x.clone();
+    for i in (17..len).step_by(4111) {
+        with_nans[i] = f64::NAN;
+    }
+    let step = |name: &str, a: f64, b: f64| -> f64 {
+        match name {
+            "sum" => a + b,
+            "prod" => a * b,
+            "max" => {
+                if a.is_nan() || !(b.is_nan() || b > a) {
+                    a
+                } else {
+                    b
+                }
+            }
+            _ => {
+                if a.is_nan() || !(b.is_nan() || b < a) {
+                    a
+                } else {
+                    b
+                }
+            }
+        }
+    };
+    for axes in [vec![0usize], vec![1], vec![2], vec![1, 2], vec![0, 1], vec![0, 2], vec![0, 1, 2]] {
+        for (name, init) in [("sum", 0.0), ("prod", 1.0), ("max", f64::NEG_INFINITY), ("min", f64::INFINITY)] {
+            let data = if name == "max" || name == "min" { &with_nans } else { &x };
+            let kept: Vec<usize> = (0..3).filter(|a| !axes.contains(a)).collect();
+            let out_shape: Vec<usize> = kept.iter().map(|&a| shape[a]).collect();
+            let mut want = vec![init; out_shape.iter().product()];
+            for (flat, &v) in data.iter().enumerate() {
+                let idx = [flat / (shape[1] * shape[2]), (flat / shape[2]) % shape[1], flat % shape[2]];
+                let o = kept.iter().fold(0, |acc, &a| acc * shape[a] + idx[a]);
+                want[o] = step(name, want[o], v);
+            }
+            let t = Tensor::from_vec(data.clone(), &shape);
+            let user: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+            let got = match name {
+                "sum" => t.sum(&user, false),
+                "prod" => t.prod(&user, false),
+                "max" => t.max(&user, false),
+                _ => t.min(&user, false),
+            };
+            assert_exact(&format!("{name} over {axes:?}"), &got, DType::F64, &out_shape, &want);
+        }
+    }
+}
+
+/// Arg-reductions over every axis of a tensor large enough to be split between
+/// threads, with NaNs (the first wins) and ties (the first wins) along each axis,
+/// against a scalar reference.
+#[test]
+fn argmax_argmin_every_axis_with_nans_and_many_rows() {
+    let shape = [3usize, 700, 37];
+    let len: usize = shape.iter().product();
+    // Few distinct values, so ties are common; NaNs at scattered places.
+    let x: Vec<f64> = (0..len)
+        .map(|i| if (i * 7919) % 1013 == 5 { f64::NAN } else { ((i * 2654435761) % 97) as f64 - 48.0 })
+        .collect();
+    for dtype in [DType::F32, DType::F64] {
+        let t = ft(&x, &shape, dtype);
+        for a in 0..3 {
+            let kept: Vec<usize> = (0..3).filter(|&d| d != a).collect();
+            let (mut want_max, mut want_min) = (vec![], vec![]);
+            for i in 0..shape[kept[0]] {
+                for j in 0..shape[kept[1]] {
+                    let at = |k: usize| {
+                        let mut idx = [0; 3];
+                        idx[kept[0]] = i;
+                        idx[kept[1]] = j;
+                        idx[a] = k;
+                        x[(idx[0] * shape[1] + idx[1]) * shape[2] + idx[2]]
+                    };
+                    let pick = |better: &dyn Fn(f64, f64) -> bool| {
+                        let mut b = 0;
+                        for k in 1..shape[a] {
+                            if at(b).is_nan() {
+                                break;
+                            }
+                            if at(k).is_nan() || better(at(k), at(b)) {
+                                b = k;
+                            }
+                        }
+                        b as f64
+                    };
+                    want_max.push(pick(&|u, v| u > v));
+                    want_min.push(pick(&|u, v| u < v));
+                }
+            }
+            let out_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+            let what = format!("arg {dtype} axis {a}");
+            assert_exact(&what, &t.argmax(a as isize, false), DType::I64, &out_shape, &want_max);
+            assert_exact(&what, &t.argmin(a as isize, false), DType::I64, &out_shape, &want_min);
+        }
+    }
+}
+
 #[test]
 fn mean_var_std() {
     let x = data();

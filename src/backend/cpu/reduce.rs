@@ -1,13 +1,17 @@
 //! Reduction, arg-reduction and scan kernels.
 //!
-//! Each kernel first moves the axes it works on to the end (a strided copy),
-//! so the inner loop always runs over contiguous rows.
+//! Reductions over one run of adjacent axes (leading, middle or trailing) and
+//! arg-reductions read their operand in place, viewed as `[outer, row, inner]`;
+//! other reductions and scans first move the axes they work on to the end (a
+//! strided copy), so the inner loop runs over contiguous rows. Every output
+//! element is folded in the same order on every path, so the paths agree bitwise.
 
 use super::structure::strided_indices;
 use crate::array::{Array, Data};
 use crate::ops::{ArgOp, CumOp, ReduceOp};
 use crate::shape::strides;
 use crate::TensorType;
+use rayon::prelude::*;
 
 /// The arithmetic a reduction needs, for every numeric dtype.
 trait Num: Copy + PartialOrd {
@@ -97,24 +101,106 @@ fn axes_last(x: &Array, axes: &[usize]) -> Data {
     x.data.take(&strided_indices(&shape, 0, &st))
 }
 
+fn reduce_init<T: Num>(op: ReduceOp) -> T {
+    match op {
+        ReduceOp::Sum => T::ZERO,
+        ReduceOp::Prod => T::ONE,
+        ReduceOp::Max => T::LOWEST,
+        ReduceOp::Min => T::HIGHEST,
+    }
+}
+
+#[inline(always)]
+fn reduce_step<T: Num>(op: ReduceOp, a: T, b: T) -> T {
+    match op {
+        ReduceOp::Sum => a.add(b),
+        ReduceOp::Prod => a.mul(b),
+        ReduceOp::Max => pick_max(a, b),
+        ReduceOp::Min => pick_min(a, b),
+    }
+}
+
+/// One contiguous row folded from the initial value, element after element.
+fn reduce_row<T: Num>(s: &[T], op: ReduceOp) -> T {
+    match op {
+        ReduceOp::Sum => s.iter().fold(T::ZERO, |a, &b| a.add(b)),
+        ReduceOp::Prod => s.iter().fold(T::ONE, |a, &b| a.mul(b)),
+        ReduceOp::Max => s.iter().fold(T::LOWEST, |a, &b| pick_max(a, b)),
+        ReduceOp::Min => s.iter().fold(T::HIGHEST, |a, &b| pick_min(a, b)),
+    }
+}
+
 fn reduce_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ReduceOp) -> Vec<T> {
-    (0..rows)
-        .map(|r| {
-            let s = &v[r * row..(r + 1) * row];
-            match op {
-                ReduceOp::Sum => s.iter().fold(T::ZERO, |a, &b| a.add(b)),
-                ReduceOp::Prod => s.iter().fold(T::ONE, |a, &b| a.mul(b)),
-                ReduceOp::Max => s.iter().fold(T::LOWEST, |a, &b| pick_max(a, b)),
-                ReduceOp::Min => s.iter().fold(T::HIGHEST, |a, &b| pick_min(a, b)),
+    (0..rows).map(|r| reduce_row(&v[r * row..(r + 1) * row], op)).collect()
+}
+
+/// Below this many input elements a kernel runs on the calling thread.
+const PARALLEL_FROM: usize = 1 << 15;
+
+/// Reduction of `v`, viewed as `[outer, row, inner]`, over its middle axis, read in
+/// place (no transposed copy): each output element is folded from the initial value
+/// over the axis in order, exactly as [`reduce_rows`] folds a transposed row, so the
+/// results are identical. Output elements are independent, so splitting them between
+/// threads changes nothing in the result.
+fn reduce_run<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: usize, op: ReduceOp) -> Vec<T> {
+    debug_assert_eq!(v.len(), outer * row * inner);
+    let mut out = vec![reduce_init::<T>(op); outer * inner];
+    if row == 0 || inner == 0 {
+        return out;
+    }
+    let parallel = v.len() >= PARALLEL_FROM;
+    if inner == 1 {
+        // Contiguous rows, in tasks of about 64K elements.
+        let per = (65_536 / row).max(1);
+        let task = |(c, o): (usize, &mut [T])| {
+            for (r, slot) in o.iter_mut().enumerate() {
+                let at = (c * per + r) * row;
+                *slot = reduce_row(&v[at..at + row], op);
             }
-        })
-        .collect()
+        };
+        if parallel {
+            out.par_chunks_mut(per).enumerate().for_each(task);
+        } else {
+            out.chunks_mut(per).enumerate().for_each(task);
+        }
+        return out;
+    }
+    // Rows strided by `inner`: whole lines of `inner` combined into an accumulator line.
+    let task = |(o, acc): (usize, &mut [T])| {
+        for line in v[o * row * inner..(o + 1) * row * inner].chunks_exact(inner) {
+            for (a, &b) in acc.iter_mut().zip(line) {
+                *a = reduce_step(op, *a, b);
+            }
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(inner).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(task);
+    }
+    out
 }
 
 /// Reduces the listed axes.
 pub fn reduce(op: ReduceOp, axes: &[usize], x: &Array, out: &TensorType) -> Array {
     if axes.iter().enumerate().all(|(i, &a)| i == a) && axes.len() < x.shape.len() {
         return reduce_leading(op, axes.len(), x, out);
+    }
+    if !axes.is_empty() && axes.windows(2).all(|w| w[1] == w[0] + 1) {
+        // One run of adjacent axes, in order: read in place.
+        let (a, b) = (axes[0], axes[axes.len() - 1] + 1);
+        let outer: usize = x.shape[..a].iter().product();
+        let row: usize = x.shape[a..b].iter().product();
+        let inner: usize = x.shape[b..].iter().product();
+        let data = match &x.data {
+            Data::F32(v) => Data::F32(reduce_run(v, outer, row, inner, op)),
+            Data::F64(v) => Data::F64(reduce_run(v, outer, row, inner, op)),
+            Data::I32(v) => Data::I32(reduce_run(v, outer, row, inner, op)),
+            Data::I64(v) => Data::I64(reduce_run(v, outer, row, inner, op)),
+            Data::Bool(_) => unreachable!("bool reductions rejected by the type rule"),
+        };
+        debug_assert_eq!(data.len(), out.numel());
+        return Array::new(out.shape.clone(), data);
     }
     let row: usize = axes.iter().map(|&a| x.shape[a]).product();
     let rows = out.numel();
@@ -162,39 +248,88 @@ fn reduce_leading(op: ReduceOp, k: usize, x: &Array, out: &TensorType) -> Array 
     Array::new(out.shape.clone(), data)
 }
 
-fn arg_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ArgOp) -> Vec<i64> {
-    (0..rows)
-        .map(|r| {
-            let s = &v[r * row..(r + 1) * row];
-            let mut best = 0;
-            for i in 1..s.len() {
-                if s[best].is_nan() {
-                    break;
-                }
-                let better = match op {
-                    ArgOp::Max => s[i] > s[best],
-                    ArgOp::Min => s[i] < s[best],
-                };
-                if s[i].is_nan() || better {
-                    best = i;
+/// Whether `v` replaces `best` as the extreme (NaNs are handled by the callers).
+#[inline(always)]
+fn arg_better<T: Num>(op: ArgOp, v: T, best: T) -> bool {
+    match op {
+        ArgOp::Max => v > best,
+        ArgOp::Min => v < best,
+    }
+}
+
+/// Index of the first extreme of the contiguous row `s` (the first NaN wins; 0 if empty).
+fn arg_row<T: Num>(s: &[T], op: ArgOp) -> i64 {
+    let Some(&first) = s.first() else { return 0 };
+    if first.is_nan() {
+        return 0;
+    }
+    let (mut best, mut bv) = (0, first);
+    for (i, &v) in s.iter().enumerate().skip(1) {
+        if v.is_nan() {
+            return i as i64;
+        }
+        if arg_better(op, v, bv) {
+            best = i;
+            bv = v;
+        }
+    }
+    best as i64
+}
+
+/// Arg-reduction of `v`, viewed as `[outer, row, inner]`, over its middle axis, read in
+/// place (no transposed copy). Each output element depends only on its own slice, so
+/// splitting the work between threads changes nothing in the result.
+fn arg_strided<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: usize, op: ArgOp) -> Vec<i64> {
+    debug_assert_eq!(v.len(), outer * row * inner);
+    let mut out = vec![0i64; outer * inner];
+    if row == 0 || inner == 0 {
+        return out;
+    }
+    if inner == 1 {
+        // Contiguous rows: chunks of rows of about 64K elements per task.
+        let per = (65_536 / row).max(1);
+        out.par_chunks_mut(per).enumerate().for_each(|(c, o)| {
+            for (r, slot) in o.iter_mut().enumerate() {
+                let at = (c * per + r) * row;
+                *slot = arg_row(&v[at..at + row], op);
+            }
+        });
+        return out;
+    }
+    // Rows strided by `inner`: sweep the axis keeping, per inner position, the best
+    // index and value, and whether a NaN has been found (the first NaN wins).
+    out.par_chunks_mut(inner).enumerate().for_each(|(o, best)| {
+        let block = &v[o * row * inner..(o + 1) * row * inner];
+        let mut bv: Vec<T> = block[..inner].to_vec();
+        let mut locked: Vec<bool> = bv.iter().map(|x| x.is_nan()).collect();
+        for j in 1..row {
+            let line = &block[j * inner..(j + 1) * inner];
+            for p in 0..inner {
+                let x = line[p];
+                if !locked[p] && (x.is_nan() || arg_better(op, x, bv[p])) {
+                    best[p] = j as i64;
+                    bv[p] = x;
+                    locked[p] = x.is_nan();
                 }
             }
-            best as i64
-        })
-        .collect()
+        }
+    });
+    out
 }
 
 /// Index of the first extreme element along `axis` (a NaN wins).
 pub fn arg(op: ArgOp, axis: usize, x: &Array, out: &TensorType) -> Array {
     let row = x.shape[axis];
-    let rows = out.numel();
-    let v = match axes_last(x, &[axis]) {
-        Data::F32(v) => arg_rows(&v, row, rows, op),
-        Data::F64(v) => arg_rows(&v, row, rows, op),
-        Data::I32(v) => arg_rows(&v, row, rows, op),
-        Data::I64(v) => arg_rows(&v, row, rows, op),
+    let outer: usize = x.shape[..axis].iter().product();
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let v = match &x.data {
+        Data::F32(v) => arg_strided(v, outer, row, inner, op),
+        Data::F64(v) => arg_strided(v, outer, row, inner, op),
+        Data::I32(v) => arg_strided(v, outer, row, inner, op),
+        Data::I64(v) => arg_strided(v, outer, row, inner, op),
         Data::Bool(_) => unreachable!("bool arg-reductions rejected by the type rule"),
     };
+    debug_assert_eq!(v.len(), out.numel());
     Array::new(out.shape.clone(), Data::I64(v))
 }
 

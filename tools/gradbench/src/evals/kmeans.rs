@@ -1,28 +1,54 @@
 //! `kmeans`: the k-means cost, and the Newton direction `gradient / diag(Hessian)`
 //! with both from nested AD.
 //!
-//! `cost(c) = Σᵢ minⱼ |pᵢ - cⱼ|²`. Away from ties each point contributes
-//! `Σₐ (pᵢₐ - c_{j(i)a})²`, a sum of terms each in a *single* coordinate of the
-//! centroids, so the Hessian (with respect to the flattened centroids) is diagonal:
+//! `cost(c) = Σᵢ minⱼ |pᵢ - cⱼ|²`, computed as GradBench's reference tool does:
+//! each point's nearest centroid `j(i)` (the first on ties), then
+//! `Σᵢ Σₐ (pᵢₐ - c_{j(i)a})²` from the differences themselves. Only the choice of
+//! `j(i)` uses the expanded form `|p|² - 2 p·c + |c|²`: one matrix product
+//! `[n, d] × [d, k]` instead of an `[n, k, d]` tensor of differences. That choice
+//! is piecewise constant in the centroids (it carries no derivative: the
+//! centroids it reads are `stop_gradient`-ed), so away from ties this *is*
+//! `Σᵢ minⱼ |pᵢ - cⱼ|²` and its derivatives, and at ties it follows the reference
+//! (the first nearest centroid takes the point), where the min's Clarke
+//! subgradient would split it.
+//!
+//! Each point contributes terms each in a *single* coordinate of the centroids,
+//! so the Hessian (with respect to the flattened centroids) is diagonal:
 //! `H = diag(2 · count_j)` per coordinate. Hence `H · 1` is exactly its diagonal, and
 //! one forward-over-reverse Hessian-vector product — `jvp(grad(cost), c, ones)` —
-//! gives the gradient (its primal output) and the Hessian diagonal (its tangent) together.
+//! gives the gradient (its primal output) and the Hessian diagonal (its tangent)
+//! together. Both are gathers and scatter-adds of `[n, d]` values.
 
 use super::{unknown_function, Output, Run};
 use crate::input::matrix;
 use crate::limits::{product_at_most, Limits};
-use cotangent::{grad, jit, jvp, Tensor};
+use cotangent::{concatenate, grad, jit, jvp, Tensor};
 use serde_json::Value;
 
-/// `Σᵢ minⱼ |pᵢ - cⱼ|²` for points `[n, d]` and centroids `[k, d]`.
+/// Index (i64, `[n]`) of each point's nearest centroid, the first on ties, for
+/// points `[n, d]` and centroids `[k, d]`. Carries no derivative.
+///
+/// `argminⱼ (|cⱼ|² - 2 pᵢ·cⱼ)`: `|pᵢ|²` is the same for every `j`, so it is left
+/// out, and the rest is one product `[-2pᵢ, 1] · [cⱼ, |cⱼ|²]` of rows widened by
+/// one column (the scaling by −2 is exact, so it goes on the constant points).
+pub fn nearest(points: &Tensor, centroids: &Tensor) -> Tensor {
+    let c = centroids.stop_gradient();
+    let c_norm = c.square().sum(&[1], true); // [k, 1]
+    let p_ones = Tensor::ones(&[points.shape()[0], 1], points.dtype());
+    let lhs = concatenate(&[points * -2.0, p_ones], 1); // [n, d + 1]
+    let rhs = concatenate(&[c, c_norm], 1); // [k, d + 1]
+    lhs.matmul(&rhs.t()).argmin(1, false) // distances [n, k] less |pᵢ|²
+}
+
+/// `Σᵢ minⱼ |pᵢ - cⱼ|²` for points `[n, d]` and centroids `[k, d]` (see the module docs).
 pub fn cost(points: &Tensor, centroids: &Tensor) -> Tensor {
-    let diff = points.expand_dims(1) - centroids.expand_dims(0); // [n, k, d]
-    diff.square().sum(&[2], false).min(&[1], false).sum_all()
+    let nearest = centroids.take(&nearest(points, centroids), 0); // [n, d]
+    (points - nearest).square().sum_all()
 }
 
 /// Builds `cost` or `dir` for input `{points: float[n][d], centroids: float[k][d]}`.
 ///
-/// The differences `[n, k, d]` are checked against [`Limits::max_elements`].
+/// The distances `[n, k]` are checked against [`Limits::max_elements`].
 pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let points = matrix(input, "points")?;
     let centroids = matrix(input, "centroids")?;
@@ -33,8 +59,8 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
             centroids.shape()
         ));
     }
-    let (n, k, d) = (points.shape()[0], centroids.shape()[0], centroids.shape()[1]);
-    product_at_most("`points` rows·`centroids` rows·width", &[n, k, d], limits.max_elements)?;
+    let (n, k) = (points.shape()[0], centroids.shape()[0]);
+    product_at_most("`points` rows·`centroids` rows", &[n, k], limits.max_elements)?;
     match function {
         "cost" => {
             let f = jit(move |c: &Tensor| cost(&points, c));
