@@ -160,17 +160,15 @@ pub(crate) fn enabled_for(elements: usize) -> bool {
     }
 }
 
-/// Native kernels for the programs that the mode selects and the generator supports
-/// (`None` for the others, and for all of them if no compiler works).
-/// Each program comes with the inputs its outputs overwrite (see `codegen::kernel`).
-pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<Kernel>>> {
+/// The C source of the library [`compile`] builds for `progs`, and which program each of its
+/// kernels (by name) runs.
+pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<(usize, String)>) {
     let mode = native_mode();
-    let mut kernels = vec![None; progs.len()];
-    if mode == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
-        return kernels;
-    }
     let mut source = String::from(include_str!("prelude.c"));
     let mut names = Vec::new();
+    if mode == NativeMode::Off {
+        return (source, names);
+    }
     for (i, &(prog, in_place)) in progs.iter().enumerate() {
         if mode == NativeMode::Auto && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
             continue;
@@ -181,6 +179,18 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
             names.push((i, name));
         }
     }
+    (source, names)
+}
+
+/// Native kernels for the programs that the mode selects and the generator supports
+/// (`None` for the others, and for all of them if no compiler works).
+/// Each program comes with the inputs its outputs overwrite (see `codegen::kernel`).
+pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<Kernel>>> {
+    let mut kernels = vec![None; progs.len()];
+    if native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
+        return kernels;
+    }
+    let (source, names) = source(progs);
     if names.is_empty() {
         return kernels;
     }
