@@ -22,6 +22,7 @@ use super::fused::Program;
 use crate::ops::{BinaryOp, UnaryOp};
 use crate::shape::numel;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -169,14 +170,24 @@ pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<(us
     if mode == NativeMode::Off {
         return (source, names);
     }
+    // Identical loops (an unrolled program repeats the same ones) share one function, so the
+    // source grows with the distinct loops, not with the program. The key is the program's
+    // full description, which tells apart everything the generated code depends on.
+    let mut generated: HashMap<String, Option<String>> = HashMap::new();
     for (i, &(prog, in_place)) in progs.iter().enumerate() {
         if mode == NativeMode::Auto && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
             continue;
         }
-        let name = format!("ct_kernel{i}");
-        if let Some(src) = codegen::kernel(prog, in_place, &name) {
-            source.push_str(&src);
-            names.push((i, name));
+        let key = format!("{prog:?}{in_place:?}");
+        let name = generated.entry(key).or_insert_with(|| {
+            let name = format!("ct_kernel{i}");
+            codegen::kernel(prog, in_place, &name).map(|src| {
+                source.push_str(&src);
+                name
+            })
+        });
+        if let Some(name) = name {
+            names.push((i, name.clone()));
         }
     }
     (source, names)
