@@ -16,6 +16,7 @@ use crate::array::Array;
 use crate::backend::cpu::fused::{Instr, LoadKind, Program};
 use crate::ops::Prim;
 use crate::shape::{numel, strides};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Largest producer chain copied into a consumer, and largest consumer it may grow into.
@@ -157,26 +158,74 @@ fn inner_step(kind: &LoadKind, shape: &[usize]) -> isize {
     }
 }
 
-/// Appends producer register `out`'s chain to `instrs`, read at the consumer positions of
+/// [`Cones::cone`] for one search (tests).
+#[cfg(test)]
+fn cone(prog: &Program, root: usize, limit: usize) -> Option<Vec<usize>> {
+    Cones::new(prog).cone(prog, root, limit)
+}
+
+/// Marks for [`cone`] searches in one program, reused between them.
+struct Cones {
+    mark: Vec<u32>,
+    stamp: u32,
+}
+
+impl Cones {
+    fn new(prog: &Program) -> Cones {
+        Cones { mark: vec![0; prog.instrs.len()], stamp: 0 }
+    }
+
+    /// The instructions that register `root` of `prog` depends on (itself included), in
+    /// program order, or `None` when there are more than `limit`. Costs O(limit), not
+    /// O(program): producers can be loops of many thousand instructions.
+    fn cone(&mut self, prog: &Program, root: usize, limit: usize) -> Option<Vec<usize>> {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        self.mark[root] = stamp;
+        let mut cone = vec![root];
+        let mut next = 0;
+        while next < cone.len() {
+            let i = cone[next];
+            next += 1;
+            let operands: &[usize] = match &prog.instrs[i] {
+                Instr::Load { .. } => &[],
+                Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => std::slice::from_ref(a),
+                Instr::Binary(_, a, b) => &[*a, *b],
+                Instr::Select(p, a, b) => &[*p, *a, *b],
+            };
+            for &a in operands {
+                if self.mark[a] != stamp {
+                    self.mark[a] = stamp;
+                    if cone.len() == limit {
+                        return None;
+                    }
+                    cone.push(a);
+                }
+            }
+        }
+        cone.sort_unstable();
+        Some(cone)
+    }
+}
+
+/// Appends producer register `out`'s chain (the instructions `live`, in order) to `instrs`, read at the consumer positions of
 /// `map`; returns the register holding the value. `input` maps a producer input to the
 /// consumer's input index.
 #[allow(clippy::too_many_arguments)]
 fn emit_cone(
     producer: &Program,
     out: usize,
+    live: &[usize],
     map: &IndexMap,
     consumer_shape: &[usize],
     instrs: &mut Vec<Instr>,
     dtypes: &mut Vec<crate::DType>,
     input: &mut dyn FnMut(usize) -> usize,
 ) -> Option<usize> {
-    let live = producer.needed(&[out]);
-    let mut reg = vec![usize::MAX; producer.instrs.len()];
-    for (i, ins) in producer.instrs.iter().enumerate() {
-        if !live[i] {
-            continue;
-        }
-        let r = |x: &usize| reg[*x];
+    let mut reg: HashMap<usize, usize> = HashMap::with_capacity(live.len());
+    for &i in live {
+        let ins = &producer.instrs[i];
+        let r = |x: &usize| reg[x];
         let new = match ins {
             Instr::Load { input: k, kind } => {
                 let composed = map.compose(kind, &producer.shape, consumer_shape)?;
@@ -197,9 +246,9 @@ fn emit_cone(
         };
         instrs.push(new);
         dtypes.push(producer.dtypes[i]);
-        reg[i] = instrs.len() - 1;
+        reg.insert(i, instrs.len() - 1);
     }
-    let mut result = reg[out];
+    let mut result = reg[&out];
     if let Some(fill) = map.fill {
         instrs.push(Instr::Mask { value: result, valid: map.inside.clone(), fill });
         dtypes.push(producer.dtypes[out]);
@@ -217,7 +266,13 @@ fn inline_into(
     producer: &Program,
     producer_ins: &[usize],
     out: usize,
+    live: &[usize],
 ) -> Option<(Program, Vec<usize>)> {
+    // Inlining replaces a load by at least one instruction: a consumer already too long
+    // only grows (and this keeps the work here proportional to MAX_PROGRAM).
+    if consumer.instrs.len() > MAX_PROGRAM {
+        return None;
+    }
     let mut new_ins: Vec<usize> = ins.to_vec();
     let mut instrs = Vec::new();
     let mut dtypes = Vec::new();
@@ -234,7 +289,7 @@ fn inline_into(
                         new_ins.len() - 1
                     }
                 };
-                reg[i] = emit_cone(producer, out, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut input)?;
+                reg[i] = emit_cone(producer, out, live, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut input)?;
                 continue;
             }
             Instr::Load { input, kind } => Instr::Load { input: *input, kind: kind.clone() },
@@ -252,9 +307,12 @@ fn inline_into(
         return None;
     }
     // Drop inputs nothing loads any more (the inlined slot), renumbering the loads.
-    let used: Vec<bool> = (0..new_ins.len())
-        .map(|k| instrs.iter().any(|i| matches!(i, Instr::Load { input, .. } if *input == k)))
-        .collect();
+    let mut used = vec![false; new_ins.len()];
+    for i in &instrs {
+        if let Instr::Load { input, .. } = i {
+            used[*input] = true;
+        }
+    }
     let renumber: Vec<usize> = used
         .iter()
         .scan(0, |n, &u| {
@@ -332,7 +390,7 @@ pub(super) fn fuse_through_views(
     worth_it: &dyn Fn(&Program) -> bool,
 ) -> Vec<Step> {
     // View kernels reading a loop's output are candidates as one-load loops.
-    let producers: Vec<usize> = steps
+    let producers: HashSet<usize> = steps
         .iter()
         .flat_map(|s| match s {
             Step::Fused { prog, outs, .. } if prog.reduce.is_none() => outs.clone(),
@@ -357,6 +415,18 @@ pub(super) fn fuse_through_views(
         })
         .collect();
     let mut inlined_into = vec![false; steps.len()];
+    // The steps that read each slot, in order (a superset: entries go stale when inlining
+    // replaces a read, so each is checked again before use).
+    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (c, step) in steps.iter().enumerate() {
+        let (Step::Kernel { ins, .. } | Step::Fused { ins, .. }) = step;
+        for &v in ins {
+            let r = readers.entry(v).or_default();
+            if r.last() != Some(&c) {
+                r.push(c);
+            }
+        }
+    }
 
     for p in 0..steps.len() {
         let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &steps[p] else { continue };
@@ -364,22 +434,33 @@ pub(super) fn fuse_through_views(
             continue;
         }
         let (producer, producer_ins, outs) = (producer.clone(), producer_ins.clone(), outs.clone());
+        let mut cones = Cones::new(&producer);
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
             }
             let out = producer.outputs[k];
-            if producer.needed(&[out]).iter().filter(|&&l| l).count() > MAX_CONE {
+            let mut candidates = readers.get(&slot).cloned().unwrap_or_default();
+            candidates.sort_unstable();
+            candidates.dedup();
+            // Cheap refusals first: a kernel reads it, or no other loop does.
+            let kernel_reads =
+                candidates.iter().any(|&c| matches!(&steps[c], Step::Kernel { ins, .. } if ins.contains(&slot)));
+            let loop_reads = candidates
+                .iter()
+                .any(|&c| matches!(&steps[c], Step::Fused { ins, .. } if c != p && ins.contains(&slot)));
+            if kernel_reads || !loop_reads {
                 continue;
             }
+            let Some(live) = cones.cone(&producer, out, MAX_CONE) else { continue };
             // Every reader must be a loop that can take the chain.
             let mut rewritten = Vec::new();
             let mut ok = true;
-            for (c, step) in steps.iter().enumerate() {
-                match step {
+            for &c in &candidates {
+                match &steps[c] {
                     Step::Kernel { ins, .. } if ins.contains(&slot) => ok = false,
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
-                        match (worth_it(prog), inline_into(prog, ins, slot, &producer, &producer_ins, out)) {
+                        match (worth_it(prog), inline_into(prog, ins, slot, &producer, &producer_ins, out, &live)) {
                             (true, Some(new)) => rewritten.push((c, new)),
                             _ => ok = false,
                         }
@@ -394,6 +475,9 @@ pub(super) fn fuse_through_views(
                 continue;
             }
             for (c, (prog, ins)) in rewritten {
+                for &v in &ins {
+                    readers.entry(v).or_default().push(c);
+                }
                 if let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] {
                     *cp = prog;
                     *ci = ins;
@@ -474,7 +558,8 @@ mod tests {
         let c = consumer(c_shape, kind);
         let two_steps = run(&c, &[&mid, &one]);
         // Slots: 7 = the producer's output, 8 = the scalar, 3 = x.
-        let (inlined, ins) = inline_into(&c, &[7, 8], 7, &p, &[3], 2).expect("inlinable");
+        let (inlined, ins) =
+            inline_into(&c, &[7, 8], 7, &p, &[3], 2, &cone(&p, 2, MAX_CONE).unwrap()).expect("inlinable");
         assert_eq!(ins, vec![8, 3], "the intermediate is no longer read");
         let fused = run(&inlined, &[&one, &x]);
         (two_steps, fused, inlined)
@@ -510,7 +595,16 @@ mod tests {
             (LoadKind::Strided { base: 0, strides: vec![1, 4] }, [4, 3]),
             (LoadKind::Strided { base: 0, strides: vec![4, 2] }, [3, 2]),
         ] {
-            assert!(inline_into(&consumer(&c_shape, kind), &[7, 8], 7, &producer(&[3, 4]), &[3], 2).is_none());
+            assert!(inline_into(
+                &consumer(&c_shape, kind),
+                &[7, 8],
+                7,
+                &producer(&[3, 4]),
+                &[3],
+                2,
+                &cone(&producer(&[3, 4]), 2, MAX_CONE).unwrap()
+            )
+            .is_none());
         }
     }
 

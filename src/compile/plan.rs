@@ -291,16 +291,22 @@ impl Plan {
                 let legal =
                     outside(&group_of, &cands) < first && cands[1..].iter().all(|&c| groups[c].reads_after < first);
                 if legal {
-                    for &c in &cands[1..] {
+                    // The largest group takes in the others (so each node is relabelled
+                    // O(log n) times) and starts where the earliest did.
+                    let keep = *cands.iter().max_by_key(|&&c| (groups[c].members.len(), std::cmp::Reverse(c))).unwrap();
+                    for &c in &cands {
+                        if c == keep {
+                            continue;
+                        }
                         let moved = std::mem::take(&mut groups[c].members);
                         for &m in &moved {
-                            group_of[m] = Some(target);
+                            group_of[m] = Some(keep);
                         }
-                        groups[target].members.extend(moved);
-                        groups[target].reads_after = groups[target].reads_after.max(groups[c].reads_after);
+                        groups[keep].members.extend(moved);
+                        groups[keep].reads_after = groups[keep].reads_after.max(groups[c].reads_after);
                     }
-                    groups[target].members.sort_unstable();
-                    chosen = Some(target);
+                    groups[keep].first = first;
+                    chosen = Some(keep);
                 } else {
                     chosen = cands.iter().copied().find(|&c| outside(&group_of, &[c]) < groups[c].first);
                 }
@@ -326,7 +332,20 @@ impl Plan {
             groups[gid].members.push(i);
             group_of[i] = Some(gid);
         }
+        for grp in &mut groups {
+            grp.members.sort_unstable();
+        }
         // 2. Fuse a float reduction over trailing axes onto a group whose only product it consumes.
+        // Per group: how many members are read outside it (or are outputs), and one of them.
+        // (Fusing a reduction onto a group changes neither for groups without one.)
+        let mut external: Vec<(usize, usize)> = vec![(0, usize::MAX); groups.len()];
+        for (gid, grp) in groups.iter().enumerate() {
+            for &m in &grp.members {
+                if is_output[m] || users[m].iter().any(|u| group_of[*u] != Some(gid)) {
+                    external[gid] = (external[gid].0 + 1, m);
+                }
+            }
+        }
         for (i, node) in g.nodes.iter().enumerate() {
             let Prim::Reduce { op, axes } = &node.prim else {
                 continue;
@@ -336,10 +355,11 @@ impl Plan {
             let r = g.nodes[v].ty.rank();
             let trailing = !axes.is_empty() && axes.iter().enumerate().all(|(k, &a)| a == r - axes.len() + k);
             let grp = &groups[gid];
-            let only_output = grp
-                .members
-                .iter()
-                .all(|&m| m == v || (!is_output[m] && users[m].iter().all(|u| group_of[*u] == Some(gid))));
+            let only_output = match external[gid] {
+                (0, _) => true,
+                (1, m) => m == v,
+                _ => false,
+            };
             if node.ty.dtype.is_float()
                 && trailing
                 && users[v].len() == 1
@@ -768,17 +788,28 @@ impl Plan {
         s
     }
 
-    /// Compiles the fused loops that the native mode selects (when the plan was built) to
-    /// native kernels, all in one library (see [`native`]); loops already compiled stay.
-    pub fn compile_native(&mut self) {
-        let progs: Vec<(&fused::Program, &[Option<usize>])> = self
-            .steps
+    /// The C source that [`Plan::compile_native`] would compile now (for the loops not
+    /// compiled yet that the native mode selects), without running the C compiler: for
+    /// inspecting generated code and timing its generation.
+    pub fn native_source(&self) -> String {
+        native::source(&self.interpreted_loops()).0
+    }
+
+    /// The fused loops not compiled yet, with the inputs their outputs overwrite.
+    fn interpreted_loops(&self) -> Vec<(&fused::Program, &[Option<usize>])> {
+        self.steps
             .iter()
             .filter_map(|s| match s {
                 Step::Fused { prog, in_place, native: None, .. } => Some((prog, &in_place[..])),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Compiles the fused loops that the native mode selects (when the plan was built) to
+    /// native kernels, all in one library (see [`native`]); loops already compiled stay.
+    pub fn compile_native(&mut self) {
+        let progs = self.interpreted_loops();
         if progs.is_empty() {
             return;
         }

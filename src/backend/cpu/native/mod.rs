@@ -22,6 +22,7 @@ use super::fused::Program;
 use crate::ops::{BinaryOp, UnaryOp};
 use crate::shape::numel;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -160,27 +161,47 @@ pub(crate) fn enabled_for(elements: usize) -> bool {
     }
 }
 
-/// Native kernels for the programs that the mode selects and the generator supports
-/// (`None` for the others, and for all of them if no compiler works).
-/// Each program comes with the inputs its outputs overwrite (see `codegen::kernel`).
-pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<Kernel>>> {
+/// The C source of the library [`compile`] builds for `progs`, and which program each of its
+/// kernels (by name) runs.
+pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<(usize, String)>) {
     let mode = native_mode();
-    let mut kernels = vec![None; progs.len()];
-    if mode == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
-        return kernels;
-    }
     let mut source = String::from(include_str!("prelude.c"));
     let mut names = Vec::new();
+    if mode == NativeMode::Off {
+        return (source, names);
+    }
+    // Identical loops (an unrolled program repeats the same ones) share one function, so the
+    // source grows with the distinct loops, not with the program. The key is the program's
+    // full description, which tells apart everything the generated code depends on.
+    let mut generated: HashMap<String, Option<String>> = HashMap::new();
     for (i, &(prog, in_place)) in progs.iter().enumerate() {
         if mode == NativeMode::Auto && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
             continue;
         }
-        let name = format!("ct_kernel{i}");
-        if let Some(src) = codegen::kernel(prog, in_place, &name) {
-            source.push_str(&src);
-            names.push((i, name));
+        let key = format!("{prog:?}{in_place:?}");
+        let name = generated.entry(key).or_insert_with(|| {
+            let name = format!("ct_kernel{i}");
+            codegen::kernel(prog, in_place, &name).map(|src| {
+                source.push_str(&src);
+                name
+            })
+        });
+        if let Some(name) = name {
+            names.push((i, name.clone()));
         }
     }
+    (source, names)
+}
+
+/// Native kernels for the programs that the mode selects and the generator supports
+/// (`None` for the others, and for all of them if no compiler works).
+/// Each program comes with the inputs its outputs overwrite (see `codegen::kernel`).
+pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<Kernel>>> {
+    let mut kernels = vec![None; progs.len()];
+    if native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
+        return kernels;
+    }
+    let (source, names) = source(progs);
     if names.is_empty() {
         return kernels;
     }
