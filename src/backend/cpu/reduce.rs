@@ -6,7 +6,7 @@
 //! strided copy), so the inner loop runs over contiguous rows. Every output
 //! element is folded in the same order on every path, so the paths agree bitwise.
 
-use super::structure::strided_indices;
+use super::structure::gather_strided;
 use crate::array::{Array, Data};
 use crate::ops::{ArgOp, CumOp, ReduceOp};
 use crate::shape::strides;
@@ -98,7 +98,7 @@ fn axes_last(x: &Array, axes: &[usize]) -> Data {
     let src = strides(&x.shape);
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let st: Vec<isize> = perm.iter().map(|&p| src[p] as isize).collect();
-    x.data.take(&strided_indices(&shape, 0, &st))
+    gather_strided(&x.data, &shape, 0, &st)
 }
 
 fn reduce_init<T: Num>(op: ReduceOp) -> T {

@@ -1,8 +1,9 @@
 //! Structural kernels: data movement without arithmetic.
 //!
 //! Broadcast, transpose, slice and rev are all "read the operand through a
-//! strided view": [`strided_indices`] lists the source index of every output
-//! element, and [`Data::take`] copies them.
+//! strided view": [`gather_strided`] copies the view row by row (a row of stride 1 is
+//! one slice copy, of stride 0 one fill), and [`strided_indices`] lists the source index
+//! of every element for the kernels that need the indices themselves.
 
 use crate::array::{Array, Data};
 use crate::shape::{numel, strides};
@@ -36,6 +37,50 @@ pub(crate) fn strided_indices(shape: &[usize], base: isize, strides: &[isize]) -
     out
 }
 
+/// The elements of `data` read at `base + Σ idx[i]·strides[i]` for every index of `shape`,
+/// in row-major order: the same values as `data.take(&strided_indices(..))`, without the
+/// index vector, and with whole rows copied or filled at once.
+pub(crate) fn gather_strided(data: &Data, shape: &[usize], base: isize, strides: &[isize]) -> Data {
+    fn rows<T: Copy>(v: &[T], shape: &[usize], base: isize, strides: &[isize]) -> Vec<T> {
+        let n = numel(shape);
+        let mut out = Vec::with_capacity(n);
+        if n == 0 {
+            return out;
+        }
+        let r = shape.len();
+        if r == 0 {
+            out.push(v[base as usize]);
+            return out;
+        }
+        let (len, step) = (shape[r - 1], strides[r - 1]);
+        let outer = &shape[..r - 1];
+        let mut idx = vec![0usize; outer.len()];
+        let mut off = base;
+        for _ in 0..n / len.max(1) {
+            let start = off as usize;
+            match step {
+                1 => out.extend_from_slice(&v[start..start + len]),
+                0 => out.extend(std::iter::repeat_n(v[start], len)),
+                _ => out.extend((0..len).map(|j| v[(off + j as isize * step) as usize])),
+            }
+            // Odometer over the outer axes, adjusting the offset incrementally.
+            let mut d = outer.len();
+            while d > 0 {
+                d -= 1;
+                idx[d] += 1;
+                off += strides[d];
+                if idx[d] < outer[d] {
+                    break;
+                }
+                off -= strides[d] * outer[d] as isize;
+                idx[d] = 0;
+            }
+        }
+        out
+    }
+    crate::with_data!(data, v => <_ as Element>::into_data(rows(v, shape, base, strides)))
+}
+
 fn signed(v: &[usize]) -> Vec<isize> {
     v.iter().map(|&s| s as isize).collect()
 }
@@ -49,7 +94,7 @@ pub fn broadcast_in_dim(x: &Array, shape: &[usize], dims: &[usize]) -> Array {
             st[d] = src[i] as isize;
         }
     }
-    Array::new(shape.to_vec(), x.data.take(&strided_indices(shape, 0, &st)))
+    Array::new(shape.to_vec(), gather_strided(&x.data, shape, 0, &st))
 }
 
 /// Axis permutation.
@@ -67,7 +112,7 @@ pub fn transpose(x: &Array, perm: &[usize]) -> Array {
     let src = strides(&x.shape);
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let st: Vec<isize> = perm.iter().map(|&p| src[p] as isize).collect();
-    Array::new(shape.clone(), x.data.take(&strided_indices(&shape, 0, &st)))
+    Array::new(shape.clone(), gather_strided(&x.data, &shape, 0, &st))
 }
 
 /// Transposes each consecutive `rows × cols` matrix of `v`, in 32×32 tiles.
@@ -101,7 +146,7 @@ pub fn slice(x: &Array, start: &[usize], stride: &[usize], out: &TensorType) -> 
     let src = strides(&x.shape);
     let base: usize = start.iter().zip(&src).map(|(a, b)| a * b).sum();
     let st: Vec<isize> = stride.iter().zip(&src).map(|(a, b)| (a * b) as isize).collect();
-    Array::new(out.shape.clone(), x.data.take(&strided_indices(&out.shape, base as isize, &st)))
+    Array::new(out.shape.clone(), gather_strided(&x.data, &out.shape, base as isize, &st))
 }
 
 /// Reverses the listed axes.
@@ -114,7 +159,7 @@ pub fn rev(x: &Array, axes: &[usize]) -> Array {
         }
         st[a] = -st[a];
     }
-    Array::new(x.shape.clone(), x.data.take(&strided_indices(&x.shape, base, &st)))
+    Array::new(x.shape.clone(), gather_strided(&x.data, &x.shape, base, &st))
 }
 
 /// Pads with the scalar `value`; negative `low`/`high` crop, `interior` dilates.
@@ -220,4 +265,29 @@ pub fn convert(x: &Array, dtype: DType) -> Array {
         }
     };
     Array::new(x.shape.clone(), data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row-wise gather reads exactly the elements the index list names, for contiguous,
+    /// broadcast (stride 0), strided and reversed rows, 0-d views and empty ones.
+    #[test]
+    fn gather_strided_matches_the_index_list() {
+        let data = Data::F64((0..120).map(|i| i as f64).collect());
+        let cases: [(&[usize], isize, &[isize]); 7] = [
+            (&[2, 3, 4], 0, &[12, 4, 1]),
+            (&[2, 3, 4], 0, &[0, 4, 0]),
+            (&[4, 3], 0, &[1, 4]),
+            (&[3, 4], 119, &[-20, -2]),
+            (&[], 7, &[]),
+            (&[2, 0, 3], 0, &[3, 3, 1]),
+            (&[5], 3, &[0]),
+        ];
+        for (shape, base, st) in cases {
+            let want = data.take(&strided_indices(shape, base, st));
+            assert_eq!(gather_strided(&data, shape, base, st), want, "{shape:?} {base} {st:?}");
+        }
+    }
 }
