@@ -9,31 +9,41 @@ use crate::array::{Array, Data};
 use crate::shape::{numel, strides};
 use crate::{DType, Element, TensorType};
 
-/// Source index of each output element for an output `shape` read at `base + Σ idx[i]·strides[i]`.
-pub(crate) fn strided_indices(shape: &[usize], base: isize, strides: &[isize]) -> Vec<usize> {
-    let n = numel(shape);
-    let mut out = Vec::with_capacity(n);
-    if n == 0 {
-        return out;
+/// Calls `row(start, len, step)` for each row (the last axis) of a view of `shape` read at
+/// `base + Σ idx[i]·strides[i]`, in row-major order. A 0-d view is one row of one element.
+fn for_each_row(shape: &[usize], base: isize, strides: &[isize], mut row: impl FnMut(isize, usize, isize)) {
+    if numel(shape) == 0 {
+        return;
     }
-    let r = shape.len();
-    let mut idx = vec![0usize; r];
+    let Some((&len, outer)) = shape.split_last() else {
+        return row(base, 1, 0);
+    };
+    let step = strides[outer.len()];
+    let mut idx = vec![0usize; outer.len()];
     let mut off = base;
-    for _ in 0..n {
-        out.push(off as usize);
-        // Odometer increment, adjusting the offset incrementally.
-        let mut d = r;
+    for _ in 0..numel(outer) {
+        row(off, len, step);
+        // Odometer over the outer axes, adjusting the offset incrementally.
+        let mut d = outer.len();
         while d > 0 {
             d -= 1;
             idx[d] += 1;
             off += strides[d];
-            if idx[d] < shape[d] {
+            if idx[d] < outer[d] {
                 break;
             }
-            off -= strides[d] * shape[d] as isize;
+            off -= strides[d] * outer[d] as isize;
             idx[d] = 0;
         }
     }
+}
+
+/// Source index of each output element for an output `shape` read at `base + Σ idx[i]·strides[i]`.
+pub(crate) fn strided_indices(shape: &[usize], base: isize, strides: &[isize]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(numel(shape));
+    for_each_row(shape, base, strides, |start, len, step| {
+        out.extend((0..len).map(|j| (start + j as isize * step) as usize));
+    });
     out
 }
 
@@ -42,40 +52,15 @@ pub(crate) fn strided_indices(shape: &[usize], base: isize, strides: &[isize]) -
 /// index vector, and with whole rows copied or filled at once.
 pub(crate) fn gather_strided(data: &Data, shape: &[usize], base: isize, strides: &[isize]) -> Data {
     fn rows<T: Copy>(v: &[T], shape: &[usize], base: isize, strides: &[isize]) -> Vec<T> {
-        let n = numel(shape);
-        let mut out = Vec::with_capacity(n);
-        if n == 0 {
-            return out;
-        }
-        let r = shape.len();
-        if r == 0 {
-            out.push(v[base as usize]);
-            return out;
-        }
-        let (len, step) = (shape[r - 1], strides[r - 1]);
-        let outer = &shape[..r - 1];
-        let mut idx = vec![0usize; outer.len()];
-        let mut off = base;
-        for _ in 0..n / len.max(1) {
-            let start = off as usize;
+        let mut out = Vec::with_capacity(numel(shape));
+        for_each_row(shape, base, strides, |start, len, step| {
+            let s = start as usize;
             match step {
-                1 => out.extend_from_slice(&v[start..start + len]),
-                0 => out.extend(std::iter::repeat_n(v[start], len)),
-                _ => out.extend((0..len).map(|j| v[(off + j as isize * step) as usize])),
+                1 => out.extend_from_slice(&v[s..s + len]),
+                0 => out.extend(std::iter::repeat_n(v[s], len)),
+                _ => out.extend((0..len).map(|j| v[(start + j as isize * step) as usize])),
             }
-            // Odometer over the outer axes, adjusting the offset incrementally.
-            let mut d = outer.len();
-            while d > 0 {
-                d -= 1;
-                idx[d] += 1;
-                off += strides[d];
-                if idx[d] < outer[d] {
-                    break;
-                }
-                off -= strides[d] * outer[d] as isize;
-                idx[d] = 0;
-            }
-        }
+        });
         out
     }
     crate::with_data!(data, v => <_ as Element>::into_data(rows(v, shape, base, strides)))
