@@ -1,17 +1,20 @@
-//! `det`: the determinant by expansion by minors along the first row, written
-//! recursively with tensor slices, and its gradient (the cofactor matrix) by `grad`.
+//! `det`: the determinant by expansion by minors along the first row (GradBench's
+//! `det_by_minor`, `ℓ!` products), and its gradient (the cofactor matrix) by `grad`.
 //!
-//! The recursion is vectorised over minors: a call receives a batch of `m × m`
-//! matrices `[..., m, m]`, forms all `m` minors of each with slices and
-//! `concatenate` (`[..., m, m-1, m-1]`), recurses once on that batch and combines
-//! `Σⱼ (-1)ʲ M₀ⱼ det(minor₀ⱼ)`. The work is the same `ℓ!` products as the scalar
-//! expansion, in `O(ℓ²)` tensor operations. (For large `ℓ`, the top levels expand
-//! one column at a time so that the batch of minors stays within a memory bound.)
+//! The recursion is vectorised over minors. Each level holds a batch of `m × m`
+//! matrices stored transposed, `[..., m (columns), m (rows)]`; one `take` of the
+//! columns gathers all `m` minors of the first row at once (`[..., m, m-1, m-1]`,
+//! already in the stored layout), the level recurses once on that batch and combines
+//! `Σⱼ (-1)ʲ a₀ⱼ det(minor₀ⱼ)`. The last [`LEAF`] levels are not gathered: the
+//! expansion of each `LEAF × LEAF` minor is written out entry by entry, so it runs as
+//! one fused loop over the batch, with the same `ℓ!` products and no matrices of
+//! minors materialised. (For large `ℓ`, the top levels expand one column at a time
+//! so that the gathered minors stay within a memory bound.)
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
 use crate::limits::{at_most, Limits};
-use cotangent::{concatenate, grad, jit, stack, Tensor};
+use cotangent::{grad, jit, Tensor};
 use serde_json::Value;
 
 /// Determinants of a batch of square matrices `[..., m, m]`, by expansion by minors.
@@ -23,49 +26,95 @@ use serde_json::Value;
 /// assert_eq!(det(&a).item::<f64>(), 18.0);
 /// ```
 pub fn det(a: &Tensor) -> Tensor {
-    det_batched_up_to(a, MAX_BATCHED)
+    det_transposed(&a.swapaxes_last(), MAX_GATHERED, LEAF)
 }
 
-/// The most `batch · m!` products (elements of the deepest level) formed at once:
-/// beyond it, a level is expanded one column at a time, so memory stays bounded
-/// (about 32 MB per tensor) while the work is still the `ℓ!` products.
-const MAX_BATCHED: usize = 1 << 22;
+/// The most elements a level's gathered minors may hold (64 MB of `f64`): beyond it,
+/// the level is expanded one column at a time, so memory stays bounded while the work
+/// is still the `ℓ!` products.
+const MAX_GATHERED: usize = 1 << 23;
 
-/// [`det`], batching the minors of a level only while `batch · m! <= limit`.
-fn det_batched_up_to(a: &Tensor, limit: usize) -> Tensor {
-    let shape = a.shape();
+/// The size of the minors whose expansion is written out entry by entry. Its fused
+/// loop has `LEAF! · e` multiplications (5: 326), which a C compiler builds in a
+/// second or two; 6 would save a gathered level but takes it ten.
+const LEAF: usize = 5;
+
+trait SwapLast {
+    fn swapaxes_last(&self) -> Tensor;
+}
+
+impl SwapLast for Tensor {
+    fn swapaxes_last(&self) -> Tensor {
+        let r = self.shape().len() as isize;
+        let mut perm: Vec<isize> = (0..r).collect();
+        perm.swap(r as usize - 1, r as usize - 2);
+        self.permute(&perm)
+    }
+}
+
+/// [`det`] of the transposes `t[..., c, r] = a[..., r, c]`, gathering a level's minors
+/// only while they hold at most `limit` elements and writing out minors of size
+/// `leaf` or less.
+fn det_transposed(t: &Tensor, limit: usize, leaf: usize) -> Tensor {
+    let shape = t.shape();
     let r = shape.len();
     let m = shape[r - 1];
-    if m == 1 {
-        return a.reshape_to(&shape[..r - 2]);
-    }
-    let first_row = a.slice_axis(-2, 0, 1, 1).squeeze(&[-2]); // [..., m]
-    let rest = a.slice_axis(-2, 1, m as isize, 1); // [..., m-1, m]
-                                                   // The minor without row 0 and column j, [..., m-1, m-1].
-    let minor = |j: isize| {
-        let pieces: Vec<Tensor> = [rest.slice_axis(-1, 0, j, 1), rest.slice_axis(-1, j + 1, m as isize, 1)]
-            .into_iter()
-            .filter(|p| p.shape()[r - 1] > 0)
+    let batch_shape = &shape[..r - 2];
+    if m <= leaf {
+        // Entry (row i, column j) is element j·m + i of the flattened transposes,
+        // kept as [..., 1] so that no strided slice needs a reshape.
+        let mut flat_shape = batch_shape.to_vec();
+        flat_shape.push(m * m);
+        let flat = t.reshape_to(&flat_shape);
+        let entries: Vec<Vec<Tensor>> = (0..m)
+            .map(|i| (0..m).map(|j| flat.slice_axis(-1, (j * m + i) as isize, (j * m + i + 1) as isize, 1)).collect())
             .collect();
-        concatenate(&pieces, -1)
-    };
+        let cols: Vec<usize> = (0..m).collect();
+        return expand_entries(&entries, 0, &cols).reshape_to(batch_shape);
+    }
+    let first_row = t.slice_axis(-1, 0, 1, 1); // [..., m, 1]
+    let rest = t.slice_axis(-1, 1, m as isize, 1); // [..., m (columns), m-1 (rows)]
     let sign = |j: usize| (-1f64).powi(j as i32);
-    let batch: usize = shape[..r - 2].iter().product();
-    let products = (1..=m).try_fold(batch, |acc, k| acc.checked_mul(k));
-    if products.is_some_and(|p| p <= limit) {
-        let minors: Vec<Tensor> = (0..m as isize).map(minor).collect();
-        let sub = det_batched_up_to(&stack(&minors, -3), limit); // [..., m]
+    let batch: usize = batch_shape.iter().product();
+    if batch.checked_mul(m * (m - 1) * (m - 1)).is_some_and(|n| n <= limit) {
+        // Minor j keeps every column but j: [..., m, m-1, m-1], transposed like `t`.
+        let columns: Vec<i64> = (0..m as i64).flat_map(|j| (0..m as i64).filter(move |&c| c != j)).collect();
+        let minors = rest.take(&Tensor::from_vec(columns, &[m, m - 1]), -2);
+        let mut sub_shape = batch_shape.to_vec();
+        sub_shape.extend([m, 1]);
+        let sub = det_transposed(&minors, limit, leaf).reshape_to(&sub_shape); // [..., m, 1]
         let signs: Vec<f64> = (0..m).map(sign).collect();
-        (first_row * sub * Tensor::from_vec(signs, &[m])).sum(&[-1], false)
+        (first_row * sub * Tensor::from_vec(signs, &[m, 1])).sum(&[-2, -1], false)
     } else {
         (0..m)
             .map(|j| {
-                let entry = first_row.slice_axis(-1, j as isize, j as isize + 1, 1);
-                entry.squeeze(&[-1]) * det_batched_up_to(&minor(j as isize), limit) * sign(j)
+                let columns: Vec<i64> = (0..m as i64).filter(|&c| c != j as i64).collect();
+                let minor = rest.take(&Tensor::from_vec(columns, &[m - 1]), -2);
+                let entry = first_row.slice_axis(-2, j as isize, j as isize + 1, 1).reshape_to(batch_shape);
+                entry * det_transposed(&minor, limit, leaf) * sign(j)
             })
             .reduce(|acc, t| acc + t)
             .expect("m >= 2 columns")
     }
+}
+
+/// The expansion by minors along row `row` of the matrix of `entries` (each entry a
+/// batch of values) restricted to rows `row..` and columns `cols`.
+fn expand_entries(entries: &[Vec<Tensor>], row: usize, cols: &[usize]) -> Tensor {
+    if cols.len() == 1 {
+        return entries[row][cols[0]].clone();
+    }
+    let mut acc: Option<Tensor> = None;
+    for (t, &c) in cols.iter().enumerate() {
+        let rest: Vec<usize> = cols.iter().copied().filter(|&x| x != c).collect();
+        let term = &entries[row][c] * expand_entries(entries, row + 1, &rest);
+        acc = Some(match acc {
+            None => term,
+            Some(a) if t % 2 == 1 => a - term,
+            Some(a) => a + term,
+        });
+    }
+    acc.expect("at least one column")
 }
 
 /// Builds `primal` or `gradient` for input `{A: float[ℓ·ℓ] (row-major), ell: int}`.
@@ -97,19 +146,33 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
 mod tests {
     use super::*;
 
-    /// Expanding every level column by column gives the same determinant and gradient
-    /// as batching all minors.
+    fn close(x: f64, y: f64) -> bool {
+        (x - y).abs() <= 1e-12 * x.abs().max(1.0)
+    }
+
+    /// Every way of splitting the expansion (levels gathered or expanded column by
+    /// column, minors written out from size 1 to 6) gives the same determinant and
+    /// gradient, and the gradient is the cofactor matrix: `Σⱼ a_ij g_kj = det · δ_ik`.
     #[test]
-    fn unbatched_levels_agree_with_batched() {
-        let v: Vec<f64> = (0..25).map(|i| ((i * 7 + 3) % 11) as f64 / 3.0 - 1.5).collect();
-        let a = Tensor::from_vec(v, &[5, 5]);
-        let batched = det(&a).item::<f64>();
-        let looped = det_batched_up_to(&a, 1).item::<f64>();
-        assert!((batched - looped).abs() <= 1e-12 * batched.abs().max(1.0));
-        let g1 = grad(det)(&a).to_vec::<f64>();
-        let g2 = grad(|a: &Tensor| det_batched_up_to(a, 1))(&a).to_vec::<f64>();
-        for (x, y) in g1.iter().zip(&g2) {
-            assert!((x - y).abs() <= 1e-12 * x.abs().max(1.0), "{g1:?} vs {g2:?}");
+    fn formulations_agree_and_gradient_is_cofactor_matrix() {
+        let n = 6;
+        let v: Vec<f64> = (0..n * n).map(|i| ((i * 7 + 3) % 11) as f64 / 3.0 - 1.5).collect();
+        let a = Tensor::from_vec(v.clone(), &[n, n]);
+        let d = det(&a).item::<f64>();
+        let g = grad(det)(&a).to_vec::<f64>();
+        for i in 0..n {
+            for k in 0..n {
+                let s: f64 = (0..n).map(|j| v[i * n + j] * g[k * n + j]).sum();
+                assert!(close(s, if i == k { d } else { 0.0 }), "row {i}, cofactor row {k}: {s} (det {d})");
+            }
+        }
+        for (limit, leaf) in [(1, 1), (1, 3), (usize::MAX, 1), (usize::MAX, 2), (200, 4), (usize::MAX, 6)] {
+            let f = move |a: &Tensor| det_transposed(&a.swapaxes_last(), limit, leaf);
+            assert!(close(d, f(&a).item::<f64>()), "limit {limit}, leaf {leaf}");
+            let g2 = grad(f)(&a).to_vec::<f64>();
+            for (x, y) in g.iter().zip(&g2) {
+                assert!(close(*x, *y), "limit {limit}, leaf {leaf}: {g:?} vs {g2:?}");
+            }
         }
     }
 }

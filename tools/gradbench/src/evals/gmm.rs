@@ -1,8 +1,9 @@
 //! `gmm`: the log posterior of a Gaussian mixture with a Wishart prior, and its
 //! gradient with respect to every parameter by `grad` over a parameter tree.
 //!
-//! Vectorised over points and components: the centred points are `[n, k, d]`,
-//! the triangular factors `Q_k` are `[k, d, d]` and `Q_k (x_i - μ_k)` is one `einsum`.
+//! Vectorised over points and components: the triangular factors `Q_k` are
+//! `[k, d, d]` and `Q_k (x_i - μ_k)`, `[n, k, d]`, is `Q_k x_i - Q_k μ_k`: one
+//! matrix product of the points with the stacked factors, less a small batched one.
 
 use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, f64_field, matrix, usize_field, vector};
@@ -76,8 +77,9 @@ impl Gmm {
         let lower = padded.take(&self.lower_index, 1); // [k, d, d]
         let diag = qdiag.expand_dims(2) * Tensor::eye(d, DType::F64); // [k, d, d]
         let big_q = diag + lower;
-        let centred = self.x.expand_dims(1) - mu.expand_dims(0); // [n, k, d]
-        let qx = einsum("kij,nkj->nki", &[&big_q, &centred]); // [n, k, d]
+        // Q_k (x_i - μ_k) = Q_k x_i - Q_k μ_k: one product of all points with all
+        // factors stacked ([n, d]·[k·d, d]ᵀ), without forming the centred points.
+        let qx = einsum("nj,kij->nki", &[&self.x, &big_q]) - einsum("kij,kj->ki", &[&big_q, mu]).expand_dims(0); // [n, k, d]
         let beta = alpha + sum_q.clone() - qx.square().sum(&[2], false) * 0.5; // [n, k]
         let data = beta.logsumexp(&[1], false).sum_all() - alpha.logsumexp(&[0], false) * n;
         let frobenius = qdiag.square().sum_all() + l.square().sum_all();
