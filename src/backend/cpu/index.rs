@@ -49,20 +49,30 @@ pub fn gather(x: &Array, indices: &Array, axis: usize, batch_dims: usize, out: &
         return Array::full(out.dtype, out.shape.clone(), 0.0);
     }
     let idx = index_values(indices);
-    let last = l.n as i64 - 1;
-    let mut src = Vec::with_capacity(total);
-    for b in 0..l.b {
-        for p in 0..l.p {
-            let row = (b * l.p + p) * l.n;
-            for i in 0..l.i {
-                let k = idx[b * l.i + i].clamp(0, last) as usize;
-                let base = (row + k) * l.s;
-                src.extend(base..base + l.s);
+    // Rows of `s` elements copied whole (no list of source indices).
+    fn rows<T: Copy>(v: &[T], idx: &[i64], l: &Layout, total: usize) -> Vec<T> {
+        let last = l.n as i64 - 1;
+        let mut out = Vec::with_capacity(total);
+        for b in 0..l.b {
+            for p in 0..l.p {
+                let row = (b * l.p + p) * l.n;
+                let ks = &idx[b * l.i..(b + 1) * l.i];
+                if l.s == 1 {
+                    let src = &v[row..row + l.n];
+                    out.extend(ks.iter().map(|&k| src[k.clamp(0, last) as usize]));
+                    continue;
+                }
+                for &k in ks {
+                    let base = (row + k.clamp(0, last) as usize) * l.s;
+                    out.extend_from_slice(&v[base..base + l.s]);
+                }
             }
         }
+        out
     }
-    debug_assert_eq!(src.len(), total);
-    Array::new(out.shape.clone(), x.data.take(&src))
+    let data = crate::with_data!(&x.data, v => Element::into_data(rows(v, &idx, &l, total)));
+    debug_assert_eq!(data.len(), total);
+    Array::new(out.shape.clone(), data)
 }
 
 /// `out[b, p, idx[b, i], s] = add(out[..], upd[b, p, i, s])`, skipping out-of-range indices.
