@@ -6,8 +6,9 @@
 The eval's stdout lines go to the tool's stdin and each tool response goes back to the
 eval. The exchange is logged in the CLI's format (`{"elapsed": {"nanoseconds": N},
 "message": ...}` / `"response": ...`), and one table row per evaluate is printed to
-stdout (and, with --tsv, appended to a file): eval, function, description, runs, median and minimum of the tool's `evaluate`
-timings, and the eval's verdict (from its `analysis` message). Exit status: 0 if every
+stdout (and, with --tsv, appended to a file): eval, tool, function, description, runs, the
+mean (what GradBench's own summary scores, first call included), median and minimum of the
+tool's `evaluate` timings in ms, and the eval's verdict (from its `analysis` message). Exit status: 0 if every
 evaluate succeeded and was judged valid, 1 otherwise, 2 on a protocol failure or timeout.
 
 Standard library only, so any python3 runs it; the eval needs its own packages.
@@ -122,22 +123,28 @@ def main() -> int:
     tsv = open(a.tsv, "a") if a.tsv else None
     for i in order:
         r = rows[i]
-        if r["success"] and r["runs"]:
-            med = statistics.median(r["runs"]) / 1e6
-            low = min(r["runs"]) / 1e6
-            times = f"{len(r['runs']):>5} {med:>12.3f} {low:>12.3f}"
-        else:
-            times = f"{0:>5} {'-':>12} {'-':>12}"
+        ok = r["success"] and r["runs"]
+        # GradBench's own summary scores each input by the mean of its evaluate timings
+        # (first call included); the minimum shows the steady state.
+        mean = sum(r["runs"]) / len(r["runs"]) / 1e6 if ok else None
+        med = statistics.median(r["runs"]) / 1e6 if ok else None
+        low = min(r["runs"]) / 1e6 if ok else None
+        cell = lambda v: f"{v:>11.3f}" if v is not None else f"{'-':>11}"
         verdict = "ok" if r["success"] and r["valid"] else ("invalid" if r["success"] else "failed")
         if verdict != "ok":
             status = max(status, 1)
         note = ""
         if r["error"]:
             note = "  " + " ".join(str(r["error"]).split())[:120]
-        print(f"{a.name:<9} {a.label:<10} {r['function']:<10} {r['description'][:28]:<28} {times} {verdict:<8}{note}")
+        print(
+            f"{a.name:<9} {a.label:<10} {r['function']:<10} {r['description'][:28]:<28} {len(r['runs']):>5}"
+            f" {cell(mean)} {cell(med)} {cell(low)} {verdict:<8}{note}"
+        )
         if tsv:
-            med = statistics.median(r["runs"]) / 1e6 if r["success"] and r["runs"] else ""
-            tsv.write(f"{a.name}\t{r['function']}\t{r['description']}\t{len(r['runs'])}\t{med}\t{verdict}\n")
+            num = lambda v: "" if v is None else repr(v)
+            tsv.write(
+                f"{a.name}\t{r['function']}\t{r['description']}\t{len(r['runs'])}\t{num(mean)}\t{num(med)}\t{num(low)}\t{verdict}\n"
+            )
     if tsv:
         tsv.close()
     sys.stdout.flush()
