@@ -63,6 +63,13 @@ pub enum Error {
         /// The shape in the file.
         found: Vec<usize>,
     },
+    /// [`set_threads`](crate::set_threads) asked for zero threads, or came after the
+    /// thread count was fixed (see [`threads`](mod@crate::threads)).
+    #[error("cannot set the number of threads: {message}")]
+    Threads {
+        /// Why not.
+        message: String,
+    },
     /// Two leaves of a tree have the same path, so they cannot be told apart in a checkpoint.
     #[error("two leaves of the tree are both named `{name}`")]
     DuplicateName {

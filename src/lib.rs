@@ -28,6 +28,9 @@
 //! - [`io`]: safetensors checkpoints of any tree;
 //! - [`data`]: splitting, shuffling and batching of in-memory data sets.
 //!
+//! Large kernels use all cores; [`threads`](mod@threads) says how to choose another count
+//! (`COTANGENT_THREADS=1` or [`set_threads`]) and how rayon's pool is shared.
+//!
 //! ## Errors
 //!
 //! A mistake in the program (a shape or dtype mismatch, a bad axis) panics at
@@ -54,6 +57,7 @@ pub mod optim;
 pub mod random;
 pub mod shape;
 mod tensor;
+pub mod threads;
 pub mod trace;
 pub mod transform;
 pub mod tree;
@@ -67,6 +71,7 @@ pub use error::Error;
 pub use shape::TensorType;
 pub use tensor::Tensor;
 pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand};
+pub use threads::{set_threads, threads};
 pub use trace::{eval_graph, trace_graph};
 pub use transform::*;
 pub use tree::Tree;

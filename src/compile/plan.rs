@@ -473,7 +473,7 @@ impl Plan {
             }
             _ => None,
         };
-        let threads = rayon::current_num_threads();
+        let threads = crate::threads::threads();
         let mut steps = if threads > 1 { hoist_products(steps, &product_size) } else { steps };
         let reads: Vec<Vec<usize>> = steps
             .iter()

@@ -22,7 +22,7 @@ const TILE: usize = 16;
 /// Whether a product with `out_elements` outputs, each a sum of `contracted` terms, splits
 /// work over the thread pool.
 pub fn runs_in_parallel(out_elements: usize, contracted: usize) -> bool {
-    out_elements * contracted >= PARALLEL_THRESHOLD
+    out_elements * contracted >= PARALLEL_THRESHOLD && crate::threads::parallel()
 }
 
 /// `x` with its axes in the order `perm`, copied only when that is not already the order.
@@ -202,7 +202,7 @@ unsafe fn n_contiguous_copy<T: Element>(
             }
         }
     };
-    if threads && b * k * n >= 1 << 16 {
+    if threads && b * k * n >= 1 << 16 && crate::threads::parallel() {
         use rayon::prelude::*;
         (0..b * blocks).into_par_iter().for_each(work);
     } else {
@@ -283,8 +283,11 @@ fn gemm_in_place<T: Element>(
     threads: bool,
 ) -> Vec<T> {
     let Dims { m, k, n, .. } = d;
-    let parallelism =
-        if !threads || m * n * k < PARALLEL_THRESHOLD { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+    let parallelism = if !threads || m * n * k < PARALLEL_THRESHOLD || !crate::threads::parallel() {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(0)
+    };
     for (bi, o) in out.chunks_exact_mut(m * n).enumerate() {
         // SAFETY: the strides and extents describe elements inside `lhs`/`rhs` (they come from
         // the operands' own shapes), and `o` holds exactly m·n elements. Public code reaches

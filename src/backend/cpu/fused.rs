@@ -22,7 +22,7 @@ const PARALLEL_MIN: usize = 1 << 16;
 
 /// Whether running `prog` splits work over the thread pool.
 pub fn runs_in_parallel(prog: &Program) -> bool {
-    numel(&prog.shape) > PARALLEL_MIN
+    numel(&prog.shape) > PARALLEL_MIN && crate::threads::parallel()
 }
 
 /// How a program input is read at each output position.
@@ -660,7 +660,7 @@ fn run_map(
 /// otherwise (handing a single task to the pool would only add a thread wake-up).
 fn for_each_task(total: usize, work: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
     let blocks = total.div_ceil(BLOCK);
-    if total > PARALLEL_MIN {
+    if total > PARALLEL_MIN && crate::threads::parallel() {
         let per_task = (PARALLEL_MIN / BLOCK).max(1);
         (0..blocks.div_ceil(per_task))
             .into_par_iter()
@@ -850,13 +850,20 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
     if rows == 1 && row > PARALLEL_MIN {
         // One long row: fixed-size pieces reduced in parallel, combined in order.
         let piece = PARALLEL_MIN;
-        let parts: Vec<f64> = (0..row.div_ceil(piece))
-            .into_par_iter()
-            .map(|p| {
-                let mut regs = registers(prog);
-                reduce_range(&mut regs, p * piece, ((p + 1) * piece).min(row))
-            })
-            .collect();
+        // (The same pieces on one thread: combining them in order is what fixes the result.)
+        let pieces = 0..row.div_ceil(piece);
+        let parts: Vec<f64> = if crate::threads::parallel() {
+            pieces
+                .into_par_iter()
+                .map(|p| {
+                    let mut regs = registers(prog);
+                    reduce_range(&mut regs, p * piece, ((p + 1) * piece).min(row))
+                })
+                .collect()
+        } else {
+            let mut regs = registers(prog);
+            pieces.map(|p| reduce_range(&mut regs, p * piece, ((p + 1) * piece).min(row))).collect()
+        };
         let mut acc = parts[0];
         for &p in &parts[1..] {
             acc = match dtype {
@@ -865,7 +872,7 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
             };
         }
         out[0] = acc;
-    } else if total > PARALLEL_MIN && rows > 1 {
+    } else if total > PARALLEL_MIN && rows > 1 && crate::threads::parallel() {
         out.par_iter_mut()
             .enumerate()
             .for_each_init(|| registers(prog), |regs, (r, slot)| *slot = reduce_range(regs, r * row, (r + 1) * row));

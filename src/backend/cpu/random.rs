@@ -82,7 +82,7 @@ pub(crate) fn random_bits(key: &Array, out: &TensorType) -> Array {
                 pos += len;
             }
         };
-        if total > CHUNK {
+        if total > CHUNK && crate::threads::parallel() {
             data.par_chunks_mut(CHUNK).enumerate().for_each(task);
         } else {
             data.chunks_mut(CHUNK).enumerate().for_each(task);

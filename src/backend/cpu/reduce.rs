@@ -148,7 +148,7 @@ fn reduce_run<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: us
     if row == 0 || inner == 0 {
         return out;
     }
-    let parallel = v.len() >= PARALLEL_FROM;
+    let parallel = v.len() >= PARALLEL_FROM && crate::threads::parallel();
     if inner == 1 {
         // Contiguous rows, in tasks of about 64K elements.
         let per = (65_536 / row).max(1);
@@ -285,20 +285,26 @@ fn arg_strided<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: u
     if row == 0 || inner == 0 {
         return out;
     }
+    let parallel = crate::threads::parallel();
     if inner == 1 {
         // Contiguous rows: chunks of rows of about 64K elements per task.
         let per = (65_536 / row).max(1);
-        out.par_chunks_mut(per).enumerate().for_each(|(c, o)| {
+        let task = |(c, o): (usize, &mut [i64])| {
             for (r, slot) in o.iter_mut().enumerate() {
                 let at = (c * per + r) * row;
                 *slot = arg_row(&v[at..at + row], op);
             }
-        });
+        };
+        if parallel {
+            out.par_chunks_mut(per).enumerate().for_each(task);
+        } else {
+            out.chunks_mut(per).enumerate().for_each(task);
+        }
         return out;
     }
     // Rows strided by `inner`: sweep the axis keeping, per inner position, the best
     // index and value, and whether a NaN has been found (the first NaN wins).
-    out.par_chunks_mut(inner).enumerate().for_each(|(o, best)| {
+    let task = |(o, best): (usize, &mut [i64])| {
         let block = &v[o * row * inner..(o + 1) * row * inner];
         let mut bv: Vec<T> = block[..inner].to_vec();
         let mut locked: Vec<bool> = bv.iter().map(|x| x.is_nan()).collect();
@@ -313,7 +319,12 @@ fn arg_strided<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: u
                 }
             }
         }
-    });
+    };
+    if parallel {
+        out.par_chunks_mut(inner).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(task);
+    }
     out
 }
 

@@ -16,6 +16,10 @@
 //! {"id":0,"success":true,"output":[0.5,0.5],"timings":[...]}
 //! ```
 //!
+//! Threads: GradBench runs tools on one thread unless the tool is started with
+//! `--multithreaded`. The binary follows that ([`threads_to_set`]); the
+//! environment variable `COTANGENT_THREADS=N` wins over both.
+//!
 //! Each evaluate message builds its function once (the derivative closure,
 //! e.g. `grad(f)`, is constructed outside the timing loop) and then calls it
 //! repeatedly; when cotangent gains `jit`, wrapping those closures compiles
@@ -28,3 +32,17 @@ pub mod evals;
 pub mod input;
 pub mod limits;
 pub mod protocol;
+
+/// The thread count the binary sets before serving: one thread unless GradBench asked for
+/// `--multithreaded`, and nothing (cotangent's own choice) when `COTANGENT_THREADS` is set
+/// in the environment, which then decides.
+///
+/// ```
+/// use gradbench_tool::threads_to_set;
+/// assert_eq!(threads_to_set(false, false), Some(1)); // GradBench's default: one thread
+/// assert_eq!(threads_to_set(true, false), None); // --multithreaded: all cores
+/// assert_eq!(threads_to_set(false, true), None); // COTANGENT_THREADS decides
+/// ```
+pub fn threads_to_set(multithreaded: bool, env_set: bool) -> Option<usize> {
+    (!multithreaded && !env_set).then_some(1)
+}
