@@ -137,6 +137,24 @@ fn reduce_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ReduceOp) -> Vec<T>
 /// Below this many input elements a kernel runs on the calling thread.
 const PARALLEL_FROM: usize = 1 << 15;
 
+/// `out[i] = f(row i of v)` for the contiguous rows of `row` elements of `v`, in tasks of
+/// about 64K elements spread over threads when `parallel` (each output is its own row's, so
+/// the split changes nothing in the result).
+fn each_row<T: Sync, O: Send>(v: &[T], row: usize, out: &mut [O], parallel: bool, f: impl Fn(&[T]) -> O + Sync) {
+    let per = (65_536 / row).max(1);
+    let task = |(c, o): (usize, &mut [O])| {
+        for (r, slot) in o.iter_mut().enumerate() {
+            let at = (c * per + r) * row;
+            *slot = f(&v[at..at + row]);
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(per).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(per).enumerate().for_each(task);
+    }
+}
+
 /// Reduction of `v`, viewed as `[outer, row, inner]`, over its middle axis, read in
 /// place (no transposed copy): each output element is folded from the initial value
 /// over the axis in order, exactly as [`reduce_rows`] folds a transposed row, so the
@@ -150,19 +168,7 @@ fn reduce_run<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: us
     }
     let parallel = v.len() >= PARALLEL_FROM && crate::threads::parallel();
     if inner == 1 {
-        // Contiguous rows, in tasks of about 64K elements.
-        let per = (65_536 / row).max(1);
-        let task = |(c, o): (usize, &mut [T])| {
-            for (r, slot) in o.iter_mut().enumerate() {
-                let at = (c * per + r) * row;
-                *slot = reduce_row(&v[at..at + row], op);
-            }
-        };
-        if parallel {
-            out.par_chunks_mut(per).enumerate().for_each(task);
-        } else {
-            out.chunks_mut(per).enumerate().for_each(task);
-        }
+        each_row(v, row, &mut out, parallel, |r| reduce_row(r, op));
         return out;
     }
     // Rows strided by `inner`: whole lines of `inner` combined into an accumulator line.
@@ -287,19 +293,7 @@ fn arg_strided<T: Num + Send + Sync>(v: &[T], outer: usize, row: usize, inner: u
     }
     let parallel = crate::threads::parallel();
     if inner == 1 {
-        // Contiguous rows: chunks of rows of about 64K elements per task.
-        let per = (65_536 / row).max(1);
-        let task = |(c, o): (usize, &mut [i64])| {
-            for (r, slot) in o.iter_mut().enumerate() {
-                let at = (c * per + r) * row;
-                *slot = arg_row(&v[at..at + row], op);
-            }
-        };
-        if parallel {
-            out.par_chunks_mut(per).enumerate().for_each(task);
-        } else {
-            out.chunks_mut(per).enumerate().for_each(task);
-        }
+        each_row(v, row, &mut out, parallel, |r| arg_row(r, op));
         return out;
     }
     // Rows strided by `inner`: sweep the axis keeping, per inner position, the best
