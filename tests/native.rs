@@ -305,3 +305,28 @@ fn loops_write_over_intermediates_they_read_for_the_last_time() {
     let (_, plan) = run(NativeMode::Always, &f, &vec![a, b]);
     assert!(plan.contains("(in place of %"), "{plan}");
 }
+
+/// What compiling a plan would cost, which `jit` weighs against the time spent interpreting
+/// (`NativeMode::Auto`): nothing to compile is `None`; a library already in the disk cache
+/// costs nothing.
+#[test]
+fn build_costs_are_none_without_loops_and_zero_once_cached() {
+    use cotangent::compile::{optimize, Plan};
+    if !native_available() {
+        return;
+    }
+    let big = TensorType::new(DType::F64, vec![1 << 14]);
+    let g = trace_graph(&[big.clone()], |x| vec![(&x[0] * 3.0).tanh() + 0.25]);
+    with_native_mode(NativeMode::Off, || assert_eq!(Plan::interpreted(&optimize(&g)).native_build_cost(), None));
+    with_native_mode(NativeMode::Auto, || {
+        let small = trace_graph(&[TensorType::new(DType::F64, vec![8])], |x| vec![x[0].tanh()]);
+        assert_eq!(Plan::interpreted(&optimize(&small)).native_build_cost(), None, "too small for Auto");
+        let plan = Plan::interpreted(&optimize(&g));
+        assert!(plan.native_build_cost().is_some());
+        let native = plan.with_native_loops().expect("a loop to compile");
+        assert_eq!(native.native_build_cost(), None, "everything compiled");
+        assert_eq!(plan.native_build_cost(), Some(std::time::Duration::ZERO), "the library is cached now");
+        let x = Tensor::from_vec(vec![0.5; 1 << 14], &[1 << 14]);
+        assert!(same_bits(&plan.run(&[x.clone()])[0], &native.run(&[x])[0]));
+    });
+}

@@ -795,6 +795,12 @@ impl Plan {
         native::source(&self.interpreted_loops()).0
     }
 
+    /// What [`Plan::compile_native`] would cost now: `None` if it would compile nothing, zero
+    /// if the library is cached on disk, else an estimate of the C compiler's time.
+    pub fn native_build_cost(&self) -> Option<std::time::Duration> {
+        native::build_cost(&self.interpreted_loops())
+    }
+
     /// The fused loops not compiled yet, with the inputs their outputs overwrite.
     fn interpreted_loops(&self) -> Vec<(&fused::Program, &[Option<usize>])> {
         self.steps

@@ -4,10 +4,12 @@ use super::{trace_tree, types_of};
 use crate::compile::{optimize, Plan};
 use crate::ir::Graph;
 use crate::trace::eval_graph;
+use crate::{native_mode, NativeMode};
 use crate::{TensorType, Tree};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// What `jit` does with a function, for users who want to know why something is slow.
 pub struct Inspection {
@@ -38,9 +40,11 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 
 /// Compiles `f`: the first call with a given input signature (dtypes and shapes of the
 /// leaves) traces it, optimises the graph (constant folding, simplification, CSE, DCE),
-/// fuses element-wise chains into single loops and runs that plan interpreted; the second
-/// call compiles the plan's large loops to native code (see [`NativeMode`](crate::NativeMode))
-/// and later calls only run it. Every call runs the same plan, and native loops round
+/// fuses element-wise chains into single loops and runs that plan interpreted. The plan's
+/// large loops are compiled to native code (see [`NativeMode`](crate::NativeMode)) by the
+/// call at which that pays: at once if the library is in the disk cache, else once the
+/// interpreted runs have taken as long as the C compiler is expected to (so a function
+/// called a few times never waits for it); with `NativeMode::Always`, on the second call. Every call runs the same plan, and native loops round
 /// exactly like interpreted ones, so the results of a function do not depend on which call
 /// it is or on which thread made it: they are bitwise the same from the first call on.
 ///
@@ -70,8 +74,8 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         match cached {
             Some(e) if e.settled.load(Ordering::Acquire) => e.template.rebuild_from(e.plan.run(&leaves)),
-            // Second call with this signature: now it pays to compile the large loops.
-            Some(e) => match e.plan.with_native_loops() {
+            // Called again: compile the large loops once that pays (see `compile_now`).
+            Some(e) if compile_now(&e) => match e.plan.with_native_loops() {
                 Some(native) => {
                     dump(&key, None, &native);
                     let out = e.template.rebuild_from(native.run(&leaves));
@@ -83,6 +87,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                     e.template.rebuild_from(e.plan.run(&leaves))
                 }
             },
+            Some(e) => e.template.rebuild_from(e.run_interpreted(&leaves)),
             None => {
                 let (traced, template) = trace_tree(&f, x, &key);
                 if !traced.captures.is_empty() {
@@ -95,8 +100,10 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 let optimized = optimize(&traced.graph);
                 let plan = Plan::interpreted(&optimized);
                 dump(&key, Some(&optimized), &plan);
+                let started = Instant::now();
                 let out = template.rebuild_from(plan.run(&leaves));
-                store(&cache, key, plan, &template, false);
+                let entry = store(&cache, key, plan, &template, false);
+                entry.interpreted_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 out
             }
         }
@@ -106,9 +113,32 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
 /// A jitted function's plans, by input signature.
 type Cache<B> = Mutex<HashMap<Vec<TensorType>, Arc<Entry<B>>>>;
 
-fn store<B: Tree>(cache: &Cache<B>, key: Vec<TensorType>, plan: Plan, template: &B, settled: bool) {
-    let entry = Entry { plan, template: template.rebuild_from(template.leaves()), settled: AtomicBool::new(settled) };
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(entry));
+fn store<B: Tree>(cache: &Cache<B>, key: Vec<TensorType>, plan: Plan, template: &B, settled: bool) -> Arc<Entry<B>> {
+    let entry = Arc::new(Entry {
+        plan,
+        template: template.rebuild_from(template.leaves()),
+        settled: AtomicBool::new(settled),
+        interpreted_ns: AtomicU64::new(0),
+        build_cost: OnceLock::new(),
+    });
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, entry.clone());
+    entry
+}
+
+/// Whether a call of a plan not yet settled should compile its loops now. With
+/// [`NativeMode::Always`] on the second call. In the default [`NativeMode::Auto`], once the
+/// time spent running the plan interpreted has reached what the C compiler would take
+/// (zero when the library is already in the disk cache): a function called a few times never
+/// waits seconds for a compiler, and one called often pays at most twice what the better
+/// choice in hindsight would have cost (the ski-rental rule).
+fn compile_now<B>(e: &Entry<B>) -> bool {
+    if native_mode() == NativeMode::Always {
+        return true;
+    }
+    match *e.build_cost.get_or_init(|| e.plan.native_build_cost()) {
+        None => true, // nothing to compile: settles the plan as it is
+        Some(cost) => e.interpreted_ns.load(Ordering::Relaxed) >= cost.as_nanos() as u64,
+    }
 }
 
 /// With `COTANGENT_DUMP=1`: prints a plan as it is built (and the optimised graph).
@@ -126,4 +156,18 @@ struct Entry<B> {
     template: B,
     /// Set once the plan is the one later calls run (native loops compiled, or none to compile).
     settled: AtomicBool,
+    /// Time spent running the plan interpreted so far.
+    interpreted_ns: AtomicU64,
+    /// What compiling its loops would cost (see [`compile_now`]), worked out on the second call.
+    build_cost: OnceLock<Option<Duration>>,
+}
+
+impl<B> Entry<B> {
+    /// Runs the interpreted plan, adding the time to `interpreted_ns`.
+    fn run_interpreted(&self, leaves: &[crate::Tensor]) -> Vec<crate::Tensor> {
+        let started = Instant::now();
+        let outs = self.plan.run(leaves);
+        self.interpreted_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        outs
+    }
 }

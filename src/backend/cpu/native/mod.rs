@@ -24,8 +24,9 @@ use crate::shape::numel;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// When fused loops are compiled to native code.
 ///
@@ -193,6 +194,27 @@ pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<(us
     (source, names)
 }
 
+/// Nanoseconds the C compiler takes per KiB of source, as measured on this process's last
+/// build (a typical figure for `gcc -O3` until then).
+static COMPILE_NS_PER_KIB: AtomicU64 = AtomicU64::new(5_000_000);
+
+/// What compiling `progs` would cost now: `None` when nothing would be compiled (mode off,
+/// no compiler, no loop selected), zero when the library is already in the cache, else an
+/// estimate from the source's size and the compiler's measured speed.
+pub(crate) fn build_cost(progs: &[(&Program, &[Option<usize>])]) -> Option<Duration> {
+    if native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) || !toolchain::available() {
+        return None;
+    }
+    let (source, names) = source(progs);
+    if names.is_empty() {
+        return None;
+    }
+    if toolchain::is_cached(&source) {
+        return Some(Duration::ZERO);
+    }
+    Some(Duration::from_nanos(source.len() as u64 * COMPILE_NS_PER_KIB.load(Ordering::Relaxed) / 1024))
+}
+
 /// Native kernels for the programs that the mode selects and the generator supports
 /// (`None` for the others, and for all of them if no compiler works).
 /// Each program comes with the inputs its outputs overwrite (see `codegen::kernel`).
@@ -205,7 +227,16 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
     if names.is_empty() {
         return kernels;
     }
-    let lib = match toolchain::load(&source) {
+    let started = Instant::now();
+    let loaded = toolchain::load(&source);
+    let took = started.elapsed();
+    if took > Duration::from_millis(20) {
+        // A real build (a cached library loads in well under a millisecond): its speed is the
+        // best estimate of the next build's.
+        let per_kib = took.as_nanos() as u64 * 1024 / source.len().max(1) as u64;
+        COMPILE_NS_PER_KIB.store(per_kib.max(1), Ordering::Relaxed);
+    }
+    let lib = match loaded {
         Ok(lib) => Arc::new(lib),
         Err(failure) => {
             // Only the first failure warns; a compiler that fails once would fail again, so

@@ -244,15 +244,32 @@ pub(super) fn load(source: &str) -> Result<libloading::Library, Failure> {
     loaded.map_err(|(BuildError::Rejected(e) | BuildError::Other(e))| Failure::Broken(e))
 }
 
+/// The cache name (without extension) of the library built from `source` with `flags`.
+fn library_key(tc: &Toolchain, flags: &[&str], source: &str, arch: bool) -> String {
+    let target = if arch { tc.target.as_str() } else { "" };
+    let parts = [CACHE_FORMAT, &tc.cc, &tc.version, target, &flags.join(" "), env!("CARGO_PKG_VERSION"), source];
+    format!("k{:016x}", cache::fnv1a(&parts.map(str::as_bytes)))
+}
+
+/// Whether the cache already holds a library for `source` (so [`load`] would not run the
+/// compiler; the library is still checked when it is loaded).
+pub(super) fn is_cached(source: &str) -> bool {
+    let Ok(tc) = toolchain() else { return false };
+    let arch = ARCH_OK.get().copied().unwrap_or(true);
+    let mut flags: Vec<&str> = FLAGS.to_vec();
+    if arch {
+        flags.push(NATIVE_ARCH);
+    }
+    cache::location().join(format!("{}.so", library_key(tc, &flags, source, arch))).is_file()
+}
+
 /// [`load`] with or without `-march=native`.
 fn build_and_load(tc: &Toolchain, dir: &Path, source: &str, arch: bool) -> Result<libloading::Library, BuildError> {
     let mut flags: Vec<&str> = FLAGS.to_vec();
     if arch {
         flags.push(NATIVE_ARCH);
     }
-    let target = if arch { tc.target.as_str() } else { "" };
-    let parts = [CACHE_FORMAT, &tc.cc, &tc.version, target, &flags.join(" "), env!("CARGO_PKG_VERSION"), source];
-    let key = format!("k{:016x}", cache::fnv1a(&parts.map(str::as_bytes)));
+    let key = library_key(tc, &flags, source, arch);
     let name = format!("{key}.so");
     let lib = dir.join(&name);
     match open(&lib, &name) {
