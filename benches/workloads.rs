@@ -10,9 +10,15 @@ use std::time::Instant;
 
 /// Median wall time of `f` over enough repetitions to take about `budget` seconds.
 fn median_seconds(mut f: impl FnMut()) -> f64 {
-    // Warm-up: the first call traces (and runs the traced graph), the second compiles.
+    // Warm-up: the first call traces and plans; native loops are compiled once interpreted
+    // runs have taken the compiler's expected time (at once with a warm kernel cache), so
+    // keep calling for two seconds before measuring the steady state.
+    let warm = Instant::now();
     f();
     f();
+    while warm.elapsed().as_secs_f64() < 2.0 {
+        f();
+    }
     let t = Instant::now();
     f();
     let once = t.elapsed().as_secs_f64().max(1e-7);
