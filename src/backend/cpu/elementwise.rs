@@ -140,22 +140,22 @@ macro_rules! real {
                     Pow => a.powf(b),
                     // NaN-propagating, like numpy's maximum/minimum; of two equal values
                     // (+0 and -0) the second. Fully specified, so native kernels match it.
-                    // Written as two selects with a non-short-circuit `|`, so loops vectorise
-                    // (the branchy form ran ~20x slower on mixed-sign data).
                     Max => {
-                        let m = if a > b { a } else { b };
-                        if a.is_nan() | b.is_nan() {
+                        if a.is_nan() || b.is_nan() {
                             <$t>::NAN
+                        } else if a > b {
+                            a
                         } else {
-                            m
+                            b
                         }
                     }
                     Min => {
-                        let m = if a < b { a } else { b };
-                        if a.is_nan() | b.is_nan() {
+                        if a.is_nan() || b.is_nan() {
                             <$t>::NAN
+                        } else if a < b {
+                            a
                         } else {
-                            m
+                            b
                         }
                     }
                     Atan2 => a.atan2(b),
