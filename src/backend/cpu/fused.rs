@@ -760,7 +760,7 @@ macro_rules! accumulate_float {
                     ReduceOp::Sum => a + b,
                     ReduceOp::Prod => a * b,
                     // NaN wins on either side (the first one seen is kept), as in the eager
-                    // kernels; written as one select so the lanes loop vectorises.
+                    // kernels.
                     ReduceOp::Max => {
                         if !a.is_nan() && (b.is_nan() || b > a) {
                             b
