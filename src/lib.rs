@@ -46,6 +46,7 @@ extern crate self as cotangent;
 pub mod array;
 pub mod backend;
 pub mod compile;
+pub mod control;
 pub mod data;
 mod dtype;
 mod error;

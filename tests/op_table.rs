@@ -208,6 +208,30 @@ fn table() -> Vec<Row> {
     rows.push(row("times_random_normal", vec![sample(&mut r, &[2, 3], -1.0, 1.0)], |x| {
         &x[0] * random::normal(&random::key(0), &[2, 3], DType::F64)
     }));
+    // Control flow (issue 11). Predicates computed from the inputs are traced under jit and
+    // batched under vmap, so the structured primitive's own rules run; each takes one side
+    // for every sample (finite differences must not straddle the switch).
+    let pair = |r: &mut Rng| vec![sample(r, &[2, 3], 0.5, 1.5), sample(r, &[3], -1.0, 1.0)];
+    rows.push(row("cond_true_branch", pair(&mut r), |x| {
+        let ops = (x[0].clone(), x[1].clone());
+        control::cond(&x[0].sum_all().gt(0.0), |(a, b): &(Tensor, Tensor)| a.exp() * b, |(a, b)| a.sin() + b, &ops)
+    }));
+    rows.push(row("cond_false_branch", pair(&mut r), |x| {
+        let ops = (x[0].clone(), x[1].clone());
+        control::cond(&x[0].sum_all().lt(0.0), |(a, b): &(Tensor, Tensor)| a.exp() * b, |(a, b)| a.sin() + b * a, &ops)
+    }));
+    rows.push(row("cond_closure", vec![sample(&mut r, &[3], 0.5, 1.5), sample(&mut r, &[3], -1.0, 1.0)], |x| {
+        let w = x[1].clone();
+        control::cond(&x[0].sum_all().gt(0.0), move |a: &Tensor| a * &w * &w, |a: &Tensor| a.clone(), &x[0])
+    }));
+    rows.push(row("switch_three", vec![sample(&mut r, &[4], 0.5, 1.5)], |x| {
+        let a = |x: &Tensor| x.exp();
+        let b = |x: &Tensor| x.tanh() * x;
+        let c = |x: &Tensor| x.log();
+        let branches: [&dyn Fn(&Tensor) -> Tensor; 3] = [&a, &b, &c];
+        let index = (x[0].sum_all() * 0.0 + 1.0).cast(DType::I64);
+        control::switch(&index, &branches, &x[0])
+    }));
     rows
 }
 

@@ -419,8 +419,7 @@ pub(super) fn fuse_through_views(
     // replaces a read, so each is checked again before use).
     let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
     for (c, step) in steps.iter().enumerate() {
-        let (Step::Kernel { ins, .. } | Step::Fused { ins, .. }) = step;
-        for &v in ins {
+        for &v in step.inputs() {
             let r = readers.entry(v).or_default();
             if r.last() != Some(&c) {
                 r.push(c);
@@ -444,8 +443,9 @@ pub(super) fn fuse_through_views(
             candidates.sort_unstable();
             candidates.dedup();
             // Cheap refusals first: a kernel reads it, or no other loop does.
-            let kernel_reads =
-                candidates.iter().any(|&c| matches!(&steps[c], Step::Kernel { ins, .. } if ins.contains(&slot)));
+            let kernel_reads = candidates.iter().any(
+                |&c| matches!(&steps[c], Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot)),
+            );
             let loop_reads = candidates
                 .iter()
                 .any(|&c| matches!(&steps[c], Step::Fused { ins, .. } if c != p && ins.contains(&slot)));
@@ -458,7 +458,7 @@ pub(super) fn fuse_through_views(
             let mut ok = true;
             for &c in &candidates {
                 match &steps[c] {
-                    Step::Kernel { ins, .. } if ins.contains(&slot) => ok = false,
+                    Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot) => ok = false,
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
                         match (worth_it(prog), inline_into(prog, ins, slot, &producer, &producer_ins, out, &live)) {
                             (true, Some(new)) => rewritten.push((c, new)),

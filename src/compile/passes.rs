@@ -80,10 +80,14 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 
 /// A key identifying a node's computation, for common-subexpression elimination.
 fn cse_key(prim: &Prim, inputs: &[Var]) -> String {
-    let head = match prim {
+    let mut head = match prim {
         Prim::Constant(a) => format!("constant@{:p}", Arc::as_ptr(a)),
         p => p.to_string(),
     };
+    // Structured primitives are equal only with the same sub-graphs.
+    for sub in prim.subgraphs() {
+        head.push_str(&format!(" sub@{:p}", Arc::as_ptr(&sub.0)));
+    }
     // Commutative operations are exactly commutative in IEEE arithmetic: order their operands.
     let mut ins = inputs.to_vec();
     if let Prim::Binary(op) = prim {
@@ -332,7 +336,9 @@ fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<V
         return v;
     }
     let all_constant = !ins.is_empty() && ins.iter().all(|v| matches!(out.nodes[v.index()].prim, Prim::Constant(_)));
-    let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. }) && ty.numel() <= FOLD_LIMIT;
+    let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. } | Prim::Proj(_))
+        && !prim.is_tuple()
+        && ty.numel() <= FOLD_LIMIT;
     if all_constant && foldable {
         let arrays: Vec<&Array> = ins
             .iter()

@@ -32,6 +32,28 @@ pub(super) enum Step {
         /// the native kernel works in place (see [`in_place_outputs`]).
         in_place: Vec<Option<usize>>,
     },
+    /// A primitive with several results (a tuple node): writes element `k` into slot `s`
+    /// for each `(k, s)` in `outs` (the projections' slots). Its sub-graphs run as the
+    /// sub-plans `subs`, built once with the plan and reused by every iteration and call.
+    Multi { prim: Prim, ins: Vec<usize>, outs: Vec<(usize, usize)>, subs: Arc<Vec<Plan>> },
+}
+
+impl Step {
+    /// The slots the step reads.
+    pub(super) fn inputs(&self) -> &[usize] {
+        match self {
+            Step::Kernel { ins, .. } | Step::Fused { ins, .. } | Step::Multi { ins, .. } => ins,
+        }
+    }
+
+    /// The slots the step writes.
+    pub(super) fn outputs(&self) -> Vec<usize> {
+        match self {
+            Step::Kernel { out, .. } => vec![*out],
+            Step::Fused { outs, .. } => outs.clone(),
+            Step::Multi { outs, .. } => outs.iter().map(|&(_, s)| s).collect(),
+        }
+    }
 }
 
 /// Intermediate buffers kept between runs, so repeated calls with the same shapes
@@ -414,6 +436,25 @@ impl Plan {
                     constants.push((i, a.clone()));
                     continue;
                 }
+                // Written by its tuple's step.
+                Prim::Proj(_) => continue,
+                prim if prim.is_tuple() => {
+                    let ins: Vec<usize> = node.inputs.iter().map(|v| v.index()).collect();
+                    let s = steps.len();
+                    let mut outs = Vec::new();
+                    for &u in &users[i] {
+                        if let Prim::Proj(k) = g.nodes[u].prim {
+                            outs.push((k, u));
+                            step_of[u] = Some(s);
+                        }
+                    }
+                    step_of[i] = Some(s);
+                    let subs =
+                        prim.subgraphs().into_iter().map(|sub| Plan::interpreted(&super::optimize(sub))).collect();
+                    steps.push(Step::Multi { prim: prim.clone(), ins: ins.clone(), outs, subs: Arc::new(subs) });
+                    reads.push(ins);
+                    continue;
+                }
                 _ => {}
             }
             if !needed[i] {
@@ -475,12 +516,7 @@ impl Plan {
         };
         let threads = crate::threads::threads();
         let mut steps = if threads > 1 { hoist_products(steps, &product_size) } else { steps };
-        let reads: Vec<Vec<usize>> = steps
-            .iter()
-            .map(|s| match s {
-                Step::Kernel { ins, .. } | Step::Fused { ins, .. } => ins.clone(),
-            })
-            .collect();
+        let reads: Vec<Vec<usize>> = steps.iter().map(|s| s.inputs().to_vec()).collect();
 
         // 5. Free each slot after its last reader (outputs live to the end).
         let mut last_read: HashMap<usize, usize> = HashMap::new();
@@ -610,7 +646,7 @@ impl Plan {
                     .into_par_iter()
                     .map(|s| match &self.steps[s] {
                         Step::Kernel { prim, ins, ty, .. } => self.product(prim, ins, ty, &slots, false),
-                        Step::Fused { .. } => unreachable!("groups hold products only"),
+                        Step::Fused { .. } | Step::Multi { .. } => unreachable!("groups hold products only"),
                     })
                     .collect();
                 for (s, value) in (i..i + group).zip(values) {
@@ -670,6 +706,14 @@ impl Plan {
                     let values = fused::run(prog, native.as_deref(), &arrays, &mut buffer);
                     for (&o, v) in outs.iter().zip(values) {
                         slots[o] = Some(Arc::new(v));
+                    }
+                }
+                Step::Multi { prim, ins, outs, subs } => {
+                    let args: Vec<Tensor> =
+                        ins.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("ready"))).collect();
+                    let values = crate::ops::run_structured(prim, &args, &mut |k, a| subs[k].run(a));
+                    for &(k, o) in outs {
+                        slots[o] = Some(values[k].concrete_arc());
                     }
                 }
             }
@@ -781,6 +825,17 @@ impl Plan {
                         writeln!(s, "  {i}: {} = {how}fused{:?}{red}({})", outs.join(", "), prog.shape, ins.join(", "));
                     s.push_str(&prog.describe());
                 }
+                Step::Multi { prim, ins, outs, subs } => {
+                    let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
+                    let outs: Vec<String> = outs.iter().map(|(k, v)| format!("%{v}=[{k}]")).collect();
+                    let _ = writeln!(s, "  {i}: {} = {prim} {}", outs.join(", "), ins.join(" "));
+                    for (k, sub) in subs.iter().enumerate() {
+                        let _ = write!(s, "    {}: ", prim.subgraph_name(k));
+                        for line in sub.dump().lines() {
+                            let _ = writeln!(s, "    {line}");
+                        }
+                    }
+                }
             }
         }
         let outs: Vec<String> = self.outputs.iter().map(|v| format!("%{v}")).collect();
@@ -815,6 +870,15 @@ impl Plan {
     /// Compiles the fused loops that the native mode selects (when the plan was built) to
     /// native kernels, all in one library (see [`native`]); loops already compiled stay.
     pub fn compile_native(&mut self) {
+        for step in self.steps.iter_mut() {
+            if let Step::Multi { subs, .. } = step {
+                if subs.iter().any(|p| !p.interpreted_loops().is_empty()) {
+                    let compiled: Vec<Plan> =
+                        subs.iter().map(|p| p.with_native_loops().unwrap_or_else(|| p.duplicate())).collect();
+                    *subs = Arc::new(compiled);
+                }
+            }
+        }
         let progs = self.interpreted_loops();
         if progs.is_empty() {
             return;
@@ -830,7 +894,36 @@ impl Plan {
     /// A copy of this plan with its loops compiled as [`Plan::compile_native`] does, or
     /// `None` when no loop would be (so this plan is already as fast as it gets).
     pub fn with_native_loops(&self) -> Option<Plan> {
-        let mut copy = Plan {
+        let mut copy = self.duplicate();
+        copy.compile_native();
+        let compiled = |p: &Plan| {
+            p.steps.iter().filter(|s| matches!(s, Step::Fused { native: Some(_), .. })).count()
+                + p.steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Multi { subs, .. } => subs.iter().map(|p| p.native_count()).sum(),
+                        _ => 0,
+                    })
+                    .sum::<usize>()
+        };
+        (compiled(&copy) > compiled(self)).then_some(copy)
+    }
+
+    /// Number of native loops, sub-plans included.
+    fn native_count(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Fused { native: Some(_), .. } => 1,
+                Step::Multi { subs, .. } => subs.iter().map(Plan::native_count).sum(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// A copy sharing the compiled kernels, with an empty buffer pool.
+    fn duplicate(&self) -> Plan {
+        Plan {
             pool: Mutex::new(Vec::new()),
             steps: self.steps.clone(),
             free_after: self.free_after.clone(),
@@ -842,10 +935,7 @@ impl Plan {
             parallel: self.parallel,
             together: self.together.clone(),
             profile: self.profile.as_ref().map(|_| Mutex::new((vec![std::time::Duration::ZERO; self.steps.len()], 0))),
-        };
-        copy.compile_native();
-        let compiled = |p: &Plan| p.steps.iter().filter(|s| matches!(s, Step::Fused { native: Some(_), .. })).count();
-        (compiled(&copy) > compiled(self)).then_some(copy)
+        }
     }
 
     /// Number of steps (fused loops and kernel calls).

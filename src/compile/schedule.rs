@@ -29,7 +29,7 @@ pub(super) fn hoist_products(mut steps: Vec<Step>, size: &dyn Fn(&Step) -> Optio
         for j in i + 1..steps.len() {
             let ready = match &steps[j] {
                 Step::Kernel { ins, .. } => !ins.iter().any(|&v| written_since[v] == stamp),
-                Step::Fused { .. } => false,
+                Step::Fused { .. } | Step::Multi { .. } => false,
             };
             if ready && size(&steps[j]).is_some() {
                 steps[i + 1..=j].rotate_right(1);
@@ -58,7 +58,7 @@ pub(super) fn concurrent_products(steps: &[Step], size: &dyn Fn(&Step) -> Option
         while j < steps.len() && j - i < threads {
             let independent = match &steps[j] {
                 Step::Kernel { ins, .. } => !ins.iter().any(|v| written.contains(v)),
-                Step::Fused { .. } => false,
+                Step::Fused { .. } | Step::Multi { .. } => false,
             };
             let similar = size(&steps[j]).is_some_and(|s| s <= 2 * first && first <= 2 * s);
             if !(independent && similar) {
@@ -77,16 +77,11 @@ pub(super) fn concurrent_products(steps: &[Step], size: &dyn Fn(&Step) -> Option
 }
 
 fn step_inputs(step: &Step) -> &[usize] {
-    match step {
-        Step::Kernel { ins, .. } | Step::Fused { ins, .. } => ins,
-    }
+    step.inputs()
 }
 
 fn step_outputs(step: &Step) -> Vec<usize> {
-    match step {
-        Step::Kernel { out, .. } => vec![*out],
-        Step::Fused { outs, .. } => outs.clone(),
-    }
+    step.outputs()
 }
 
 /// For each output of `prog`, an input whose storage it may overwrite: one that `reusable`

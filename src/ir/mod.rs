@@ -19,8 +19,9 @@
 //! ```
 
 use crate::ops::Prim;
-use crate::TensorType;
+use crate::{DType, TensorType};
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// A value of a graph: the index of the node that defines it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,7 +35,13 @@ impl Var {
 }
 
 /// One operation: a primitive applied to earlier values, with its output type.
-#[derive(Clone, Debug)]
+///
+/// A primitive with several results (a loop's carries, a decomposition's factors) defines a
+/// *tuple*: its node has the placeholder type [`tuple_type`] and holds no data of its own, and
+/// one [`Prim::Proj`] node per result reads element `k` out of it (as XLA does). Only
+/// projections read tuples; graph outputs are never tuples. [`Graph::push_multi`] appends
+/// both at once.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Node {
     /// The operation and its static parameters.
     pub prim: Prim,
@@ -44,8 +51,50 @@ pub struct Node {
     pub ty: TensorType,
 }
 
+/// The placeholder type of a tuple node (`bool[0]`: no elements). The types of the tuple's
+/// elements are [`Prim::output_types`] of the node, and of its projections.
+pub fn tuple_type() -> TensorType {
+    TensorType::new(DType::Bool, vec![0])
+}
+
+/// A closed graph carried by a structured primitive (a branch of `cond`, a loop body, a
+/// custom rule): everything it reads is an input or a constant, and values it needs from the
+/// enclosing program are passed as operands of the node.
+///
+/// Shared (cloning a primitive does not copy its sub-graphs). Two sub-graphs are equal when
+/// they are the same graph or have identical nodes, which lets common-subexpression
+/// elimination merge repeated structured nodes.
+#[derive(Clone, Debug)]
+pub struct SubGraph(pub Arc<Graph>);
+
+impl SubGraph {
+    /// Wraps a graph.
+    ///
+    /// ```
+    /// use cotangent::{ir::SubGraph, trace_graph, DType, TensorType};
+    /// let g = trace_graph(&[TensorType::new(DType::F64, vec![])], |x| vec![x[0].sin()]);
+    /// assert_eq!(SubGraph::new(g).input_types().len(), 1);
+    /// ```
+    pub fn new(g: Graph) -> SubGraph {
+        SubGraph(Arc::new(g))
+    }
+}
+
+impl std::ops::Deref for SubGraph {
+    type Target = Graph;
+    fn deref(&self) -> &Graph {
+        &self.0
+    }
+}
+
+impl PartialEq for SubGraph {
+    fn eq(&self, other: &SubGraph) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
 /// A typed SSA graph: the unit that transformations rewrite and backends run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
     /// Nodes in topological order; node `i` defines `Var(i)`.
     pub nodes: Vec<Node>,
@@ -68,6 +117,28 @@ impl Graph {
         let v = Var(self.nodes.len() as u32);
         self.nodes.push(Node { prim, inputs, ty });
         v
+    }
+
+    /// Appends a primitive with several results (a tuple node and one projection per
+    /// result, see [`Node`]), returning the projections' values.
+    ///
+    /// ```
+    /// use cotangent::ir::Graph;
+    /// use cotangent::ops::Prim;
+    /// use cotangent::{DType, TensorType};
+    /// let mut g = Graph::default();
+    /// let x = g.add_input(TensorType::new(DType::F64, vec![2]));
+    /// let outs = g.push(Prim::Unary(cotangent::ops::UnaryOp::Exp), vec![x]).map(|v| vec![v]).unwrap();
+    /// assert_eq!(outs.len(), 1); // single-result primitives go through `push`
+    /// ```
+    pub fn push_multi(&mut self, prim: Prim, inputs: Vec<Var>) -> Result<Vec<Var>, String> {
+        let tys: Vec<&TensorType> = inputs.iter().map(|v| &self.nodes[v.index()].ty).collect();
+        let out_types = prim.output_types(&tys)?;
+        if !prim.is_tuple() {
+            return Err(format!("{} has a single result: use push", prim.name()));
+        }
+        let t = self.push_typed(prim, inputs, tuple_type());
+        Ok(out_types.into_iter().enumerate().map(|(k, ty)| self.push_typed(Prim::Proj(k), vec![t], ty)).collect())
     }
 
     /// Appends a graph input of the given type.
@@ -133,6 +204,28 @@ impl Graph {
                 }
                 continue;
             }
+            let reads_tuple = |v: &Var| self.nodes[v.index()].prim.is_tuple();
+            if let Prim::Proj(k) = node.prim {
+                let [t] = node.inputs[..] else {
+                    return Err(format!("node %{i} (proj) needs exactly one operand"));
+                };
+                let producer = &self.nodes[t.index()];
+                if !producer.prim.is_tuple() {
+                    return Err(format!("node %{i} (proj) reads %{}, which is not a tuple", t.0));
+                }
+                let tys: Vec<&TensorType> = producer.inputs.iter().map(|v| self.ty(*v)).collect();
+                let outs = producer.prim.output_types(&tys).map_err(|e| format!("node %{}: {e}", t.0))?;
+                match outs.get(k) {
+                    Some(ty) if *ty == node.ty => continue,
+                    Some(ty) => {
+                        return Err(format!("node %{i} (proj {k}) is typed {} but the tuple gives {ty}", node.ty))
+                    }
+                    None => return Err(format!("node %{i} projects element {k} of a {}-tuple", outs.len())),
+                }
+            }
+            if let Some(bad) = node.inputs.iter().find(|v| reads_tuple(v)) {
+                return Err(format!("node %{i} ({}) reads the tuple %{} directly", node.prim.name(), bad.0));
+            }
             let tys: Vec<&TensorType> = node.inputs.iter().map(|v| self.ty(*v)).collect();
             let ty = node.prim.infer_type(&tys).map_err(|e| format!("node %{i} ({}): {e}", node.prim.name()))?;
             if ty != node.ty {
@@ -142,11 +235,25 @@ impl Graph {
         if let Some(bad) = self.outputs.iter().find(|v| v.index() >= self.nodes.len()) {
             return Err(format!("output %{} is not defined", bad.0));
         }
+        if let Some(bad) = self.outputs.iter().find(|v| self.nodes[v.index()].prim.is_tuple()) {
+            return Err(format!("output %{} is a tuple", bad.0));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            for (k, sub) in node.prim.subgraphs().into_iter().enumerate() {
+                sub.validate().map_err(|e| format!("node %{i} ({}), sub-graph {k}: {e}", node.prim.name()))?;
+            }
+        }
         Ok(())
     }
 
-    /// A readable text form, one line per node (like a jaxpr). Stable: tests compare it.
+    /// A readable text form, one line per node (like a jaxpr), with the sub-graphs of
+    /// structured primitives indented under their node. Stable: tests compare it.
     pub fn dump(&self) -> String {
+        self.dump_indented(0)
+    }
+
+    fn dump_indented(&self, depth: usize) -> String {
+        let pad = "    ".repeat(depth);
         let mut s = String::from("graph(");
         for (i, v) in self.inputs.iter().enumerate() {
             if i > 0 {
@@ -159,18 +266,31 @@ impl Graph {
             if matches!(node.prim, Prim::Input(_)) {
                 continue;
             }
-            let _ = write!(s, "  %{i}: {} = {}", node.ty, node.prim);
+            if node.prim.is_tuple() {
+                let tys: Vec<&TensorType> = node.inputs.iter().map(|v| self.ty(*v)).collect();
+                let outs = node.prim.output_types(&tys).unwrap_or_default();
+                let list: Vec<String> = outs.iter().map(ToString::to_string).collect();
+                let _ = write!(s, "{pad}  %{i}: ({}) = {}", list.join(", "), node.prim);
+            } else {
+                let _ = write!(s, "{pad}  %{i}: {} = {}", node.ty, node.prim);
+            }
             for v in &node.inputs {
                 let _ = write!(s, " %{}", v.0);
             }
             s.push('\n');
+            for (k, sub) in node.prim.subgraphs().into_iter().enumerate() {
+                let _ = write!(s, "{pad}    {}: {}", node.prim.subgraph_name(k), sub.dump_indented(depth + 1));
+            }
         }
+        s.push_str(&pad);
         s.push_str("  return");
         for (i, v) in self.outputs.iter().enumerate() {
             s.push_str(if i == 0 { " " } else { ", " });
             let _ = write!(s, "%{}", v.0);
         }
-        s.push_str("\n}\n");
+        s.push('\n');
+        s.push_str(&pad);
+        s.push_str("}\n");
         s
     }
 }

@@ -5,6 +5,7 @@
 //! primitives: the type (shape and dtype) rule here, and the derivative and
 //! batching rules beside it. Kernels live in [`crate::backend::cpu`].
 
+pub mod control;
 pub mod dot;
 pub mod elementwise;
 pub mod index;
@@ -15,6 +16,7 @@ pub mod sort;
 pub mod structure;
 
 use crate::array::Array;
+use crate::ir::SubGraph;
 use crate::shape::Shape;
 use crate::{DType, TensorType};
 use std::fmt;
@@ -175,6 +177,14 @@ pub enum Prim {
         /// Sort from largest to smallest (still stable).
         descending: bool,
     },
+    /// Element `k` of the tuple that its operand (a structured primitive's node) defines.
+    Proj(usize),
+    /// `switch`: runs `branches[index]` on the remaining operands (the index, operand 0, is an
+    /// `i32`/`i64` scalar clamped into range). A tuple of the branch's results. See [`control`].
+    Cond {
+        /// The branches, closed graphs of identical input and output types.
+        branches: Vec<SubGraph>,
+    },
 }
 
 impl Prim {
@@ -206,6 +216,40 @@ impl Prim {
             Prim::StopGradient => "stop_gradient",
             Prim::RandomBits { .. } => "random_bits",
             Prim::Argsort { .. } => "argsort",
+            Prim::Proj(_) => "proj",
+            Prim::Cond { .. } => "cond",
+        }
+    }
+
+    /// Whether the primitive defines a tuple of results (read through [`Prim::Proj`]) rather
+    /// than one tensor.
+    pub fn is_tuple(&self) -> bool {
+        matches!(self, Prim::Cond { .. })
+    }
+
+    /// The types of the results: one for an ordinary primitive, the tuple's elements for a
+    /// structured one.
+    pub fn output_types(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        match self {
+            Prim::Cond { branches } => control::cond_types(branches, inputs),
+            Prim::Proj(_) => Err("a projection's type is its tuple's element (see Graph::validate)".into()),
+            prim => Ok(vec![prim.infer_type(inputs)?]),
+        }
+    }
+
+    /// The closed graphs a structured primitive carries (none for ordinary primitives).
+    pub fn subgraphs(&self) -> Vec<&SubGraph> {
+        match self {
+            Prim::Cond { branches } => branches.iter().collect(),
+            _ => vec![],
+        }
+    }
+
+    /// How dumps label sub-graph `k` (`branch 0`, `body`, ...).
+    pub fn subgraph_name(&self, k: usize) -> String {
+        match self {
+            Prim::Cond { .. } => format!("branch {k}"),
+            _ => format!("sub-graph {k}"),
         }
     }
 
@@ -263,6 +307,8 @@ impl Prim {
                 ("contract", format!("({lhs_contract:?}, {rhs_contract:?})")),
                 ("batch", format!("({lhs_batch:?}, {rhs_batch:?})")),
             ],
+            Prim::Proj(k) => vec![("index", k.to_string())],
+            Prim::Cond { branches } => vec![("branches", branches.len().to_string())],
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -281,6 +327,8 @@ impl Prim {
         };
         match self {
             Prim::Input(_) => Err("graph inputs have no type rule".into()),
+            Prim::Proj(_) => Err("a projection reads a tuple: build it with Graph::push_multi or bind_multi".into()),
+            Prim::Cond { .. } => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
             Prim::Constant(a) => {
                 arity(0)?;
                 Ok(a.ty())
@@ -341,6 +389,20 @@ impl Prim {
                 dot::dot_general_type(lhs_contract, rhs_contract, lhs_batch, rhs_batch, inputs[0], inputs[1])
             }
         }
+    }
+}
+
+/// Runs a primitive with several results on concrete operands. `run_sub(k, args)` runs the
+/// primitive's sub-graph `k` (eagerly: [`crate::eval_graph`]; in a plan: its compiled
+/// sub-plan), so each structured primitive's semantics are written once, here.
+pub(crate) fn run_structured(
+    prim: &Prim,
+    args: &[crate::Tensor],
+    run_sub: &mut dyn FnMut(usize, &[crate::Tensor]) -> Vec<crate::Tensor>,
+) -> Vec<crate::Tensor> {
+    match prim {
+        Prim::Cond { branches } => control::cond_run(branches.len(), args, run_sub),
+        _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
 

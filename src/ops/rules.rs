@@ -8,7 +8,7 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{dot, elementwise, index, random, reduce, sort, structure, Prim};
+use super::{control, dot, elementwise, index, random, reduce, sort, structure, Prim};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -82,10 +82,42 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
             index::jvp(prim, x, t)
         }
+        Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through jvp_multi"),
         Prim::DotGeneral { .. } => add_tangents(
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
         ),
+    }
+}
+
+/// Results and their tangents for a primitive with several results (a tuple node).
+pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
+    if t.iter().all(|t| t.is_none()) {
+        let outs = crate::trace::bind_multi(prim.clone(), x);
+        let n = outs.len();
+        return (outs, vec![None; n]);
+    }
+    match prim {
+        Prim::Cond { branches } => control::cond_jvp(branches, x, t),
+        _ => unreachable!("{} is not a structured primitive", prim.name()),
+    }
+}
+
+/// Cotangents of the linear operands of a primitive with several results, given each
+/// result's cotangent (`None` = zero).
+pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinArg]) -> Vec<Option<Tensor>> {
+    match prim {
+        Prim::Cond { branches } => control::cond_transpose(branches, cts, args),
+        _ => panic!("transpose: {} is not a linear primitive", prim.name()),
+    }
+}
+
+/// A primitive with several results applied to operands of which those marked `batched`
+/// carry a leading batch axis of extent `size`; every result does.
+pub(crate) fn batch_multi(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Vec<Tensor> {
+    match prim {
+        Prim::Cond { branches } => control::cond_batch(branches, args, batched, size),
+        _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
 
@@ -150,6 +182,7 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         Prim::Input(_) | Prim::Constant(_) | Prim::Iota { .. } => {
             unreachable!("{} has no operands to batch", prim.name())
         }
+        Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through batch_multi"),
     }
 }
 

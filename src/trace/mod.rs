@@ -283,6 +283,69 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
     }
 }
 
+/// Applies a primitive with several results (a structured primitive such as `cond`, see
+/// [`crate::ir::Node`]): runs it eagerly or records its tuple node and one projection per
+/// result into the trace, like [`bind`]. Returns the results.
+///
+/// Panics, at the caller's line, with the primitive's name and the broken rule when the
+/// operands do not fit.
+#[track_caller]
+pub fn bind_multi(prim: Prim, inputs: &[&Tensor]) -> Vec<Tensor> {
+    let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let refs: Vec<&TensorType> = tys.iter().collect();
+    let out_types = match prim.output_types(&refs) {
+        Ok(ts) => ts,
+        Err(e) => panic!("{}: {e}", prim.name()),
+    };
+    assert!(prim.is_tuple(), "bind_multi: {} has a single result: use bind", prim.name());
+    let top = inputs.iter().filter_map(|t| t.as_traced()).max_by_key(|tr| tr.level);
+    match top {
+        None => {
+            let args: Vec<Tensor> = inputs.iter().map(|&t| t.clone()).collect();
+            crate::ops::run_structured(&prim, &args, &mut |k, a| eval_graph(&prim.subgraphs()[k], a))
+        }
+        Some(top) => {
+            let (trace, level) = (top.trace, top.level);
+            check_alive(inputs);
+            STACK.with(|s| {
+                let mut s = s.borrow_mut();
+                let frame = &mut s[level];
+                let vars: Vec<Var> = inputs.iter().map(|t| lift(frame, t)).collect();
+                let tuple = frame.graph.push_typed(prim, vars, crate::ir::tuple_type());
+                out_types
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, ty)| {
+                        let var = frame.graph.push_typed(Prim::Proj(k), vec![tuple], ty.clone());
+                        Tensor::traced(Traced { trace, level, var, ty })
+                    })
+                    .collect()
+            })
+        }
+    }
+}
+
+/// The values of a graph's tuple nodes during a walk: node index -> its results.
+#[derive(Default)]
+pub(crate) struct Tuples(HashMap<usize, Vec<Option<Tensor>>>);
+
+impl Tuples {
+    /// Records the results of tuple node `i`.
+    pub fn set(&mut self, i: usize, values: Vec<Tensor>) {
+        self.0.insert(i, values.into_iter().map(Some).collect());
+    }
+
+    /// Records results some of which may be absent (symbolic zeros).
+    pub fn set_opt(&mut self, i: usize, values: Vec<Option<Tensor>>) {
+        self.0.insert(i, values);
+    }
+
+    /// Element `k` of tuple node `i` (`None` for a symbolic zero or an unknown tuple).
+    pub fn get(&self, i: usize, k: usize) -> Option<Tensor> {
+        self.0.get(&i).and_then(|v| v[k].clone())
+    }
+}
+
 /// Evaluates a graph on the given arguments with [`bind`], node by node.
 ///
 /// With concrete arguments this is the interpreter: every node runs its CPU
@@ -301,9 +364,23 @@ pub fn eval_graph(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
     // When re-emitting, the symbolic argument of the highest trace, into which constants go.
     let anchor = args.iter().filter(|t| t.is_traced()).max_by_key(|t| t.as_traced().map(|tr| tr.level));
     let mut env: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
+    let mut tuples = Tuples::default();
     for (i, node) in g.nodes.iter().enumerate() {
         let value = match &node.prim {
             Prim::Input(k) => args[*k].clone(),
+            Prim::Proj(k) => tuples.get(node.inputs[0].index(), *k).expect("tuple element"),
+            prim if prim.is_tuple() => {
+                let ins: Vec<&Tensor> =
+                    node.inputs.iter().map(|v| env[v.index()].as_ref().expect("live value")).collect();
+                tuples.set(i, bind_multi(prim.clone(), &ins));
+                for v in &node.inputs {
+                    uses[v.index()] -= 1;
+                    if uses[v.index()] == 0 {
+                        env[v.index()] = None;
+                    }
+                }
+                continue;
+            }
             Prim::Constant(a) => {
                 let c = Tensor::from_arc(a.clone());
                 match anchor {

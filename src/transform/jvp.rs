@@ -4,7 +4,7 @@ use super::site::{leaf_name, Site};
 use super::{trace_tree_as, types_of};
 use crate::ir::Graph;
 use crate::ops::{rules, Prim};
-use crate::trace::bind;
+use crate::trace::{bind, Tuples};
 use crate::{Tensor, Tree};
 
 /// Evaluates `g` on `args` and pushes `tangents` (`None` = zero) through it.
@@ -12,11 +12,23 @@ use crate::{Tensor, Tree};
 pub(crate) fn jvp_graph(g: &Graph, args: &[Tensor], tangents: &[Option<Tensor>]) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
     let mut val: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     let mut tan: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
+    let (mut tuple_val, mut tuple_tan) = (Tuples::default(), Tuples::default());
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.prim {
             Prim::Input(k) => {
                 val[i] = Some(args[*k].clone());
                 tan[i] = tangents[*k].clone();
+            }
+            Prim::Proj(k) => {
+                val[i] = tuple_val.get(node.inputs[0].index(), *k);
+                tan[i] = tuple_tan.get(node.inputs[0].index(), *k);
+            }
+            prim if prim.is_tuple() => {
+                let xs: Vec<&Tensor> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
+                let ts: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| tan[v.index()].as_ref()).collect();
+                let (ys, dys) = rules::jvp_multi(prim, &xs, &ts);
+                tuple_val.set(i, ys);
+                tuple_tan.set_opt(i, dys);
             }
             Prim::Constant(a) => val[i] = Some(Tensor::from_arc(a.clone())),
             prim => {

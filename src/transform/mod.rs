@@ -18,9 +18,12 @@
 mod jac;
 mod jit;
 mod jvp;
-mod site;
+pub(crate) mod site;
+pub(crate) mod subgraph;
 mod vjp;
 mod vmap;
+
+pub(crate) use jvp::jvp_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
 pub use jit::{jit, jit_inspect, Inspection};

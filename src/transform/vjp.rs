@@ -6,8 +6,9 @@ use super::{trace_tree_as, types_of};
 use crate::ir::Graph;
 use crate::ops::rules::{self, LinArg};
 use crate::ops::Prim;
-use crate::trace::{bind, eval_graph, trace};
+use crate::trace::{bind, eval_graph, trace, Tuples};
 use crate::{Tensor, TensorType, Tree};
+use std::collections::HashMap;
 
 /// A linear map recorded as a graph: the tangent part of a linearized function.
 ///
@@ -120,6 +121,7 @@ pub(crate) fn transpose_graph(
     let n = g.nodes.len();
     let mut linear = vec![false; n];
     let mut val: Vec<Option<Tensor>> = vec![None; n];
+    let mut tuples = Tuples::default();
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.prim {
             Prim::Input(k) if *k < n_linear => linear[i] = true,
@@ -128,10 +130,16 @@ pub(crate) fn transpose_graph(
             prim => {
                 if node.inputs.iter().any(|v| linear[v.index()]) {
                     linear[i] = true;
+                } else if let Prim::Proj(k) = prim {
+                    val[i] = tuples.get(node.inputs[0].index(), *k);
                 } else {
                     let xs: Vec<&Tensor> =
                         node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
-                    val[i] = Some(bind(prim.clone(), &xs));
+                    if prim.is_tuple() {
+                        tuples.set(i, crate::trace::bind_multi(prim.clone(), &xs));
+                    } else {
+                        val[i] = Some(bind(prim.clone(), &xs));
+                    }
                 }
             }
         }
@@ -150,9 +158,45 @@ pub(crate) fn transpose_graph(
             }
         }
     }
+    // Cotangents of the elements of linear tuple nodes, gathered from their projections.
+    let mut tuple_cts: HashMap<usize, Vec<Option<Tensor>>> = HashMap::new();
     for i in (0..n).rev() {
         let node = &g.nodes[i];
         if !linear[i] || matches!(node.prim, Prim::Input(_)) {
+            continue;
+        }
+        if let Prim::Proj(k) = node.prim {
+            if let Some(c) = ct[i].take() {
+                let t = node.inputs[0].index();
+                let tn = &g.nodes[t];
+                let tys: Vec<&TensorType> = tn.inputs.iter().map(|v| g.ty(*v)).collect();
+                let len = tn.prim.output_types(&tys).map_or(0, |o| o.len());
+                let slots = tuple_cts.entry(t).or_insert_with(|| vec![None; len]);
+                accumulate(&mut slots[k], c);
+            }
+            continue;
+        }
+        if node.prim.is_tuple() {
+            let Some(cts) = tuple_cts.remove(&i) else { continue };
+            let args: Vec<LinArg> = node
+                .inputs
+                .iter()
+                .map(|v| {
+                    if linear[v.index()] {
+                        LinArg::Linear(g.ty(*v).clone())
+                    } else {
+                        LinArg::Value(val[v.index()].as_ref().expect("value"))
+                    }
+                })
+                .collect();
+            let in_cts = rules::transpose_multi(&node.prim, &cts, &args);
+            for (v, c) in node.inputs.iter().zip(in_cts) {
+                if let Some(c) = c {
+                    if linear[v.index()] {
+                        accumulate(&mut ct[v.index()], c);
+                    }
+                }
+            }
             continue;
         }
         let Some(c) = ct[i].take() else { continue };

@@ -4,16 +4,37 @@ use super::site::{leaf_name, Site};
 use super::trace_tree_as;
 use crate::ir::Graph;
 use crate::ops::{rules, Prim};
-use crate::trace::bind;
+use crate::trace::{bind, Tuples};
 use crate::{Tensor, Tree};
 
 /// Evaluates `g` on arguments of which those marked `batched` carry a leading batch axis
 /// of extent `size`. Returns each output and whether it is batched.
 pub(crate) fn batch_graph(g: &Graph, args: &[Tensor], batched: &[bool], size: usize) -> Vec<(Tensor, bool)> {
     let mut val: Vec<Option<(Tensor, bool)>> = vec![None; g.nodes.len()];
+    // Tuple nodes' results, and whether they are batched.
+    let mut tuples = Tuples::default();
+    let mut tuple_batched: Vec<bool> = vec![false; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         val[i] = Some(match &node.prim {
             Prim::Input(k) => (args[*k].clone(), batched[*k]),
+            Prim::Proj(k) => {
+                let t = node.inputs[0].index();
+                (tuples.get(t, *k).expect("tuple element"), tuple_batched[t])
+            }
+            prim if prim.is_tuple() => {
+                let ins: Vec<&(Tensor, bool)> =
+                    node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
+                let xs: Vec<Tensor> = ins.iter().map(|(t, _)| t.clone()).collect();
+                if ins.iter().any(|(_, b)| *b) {
+                    let bs: Vec<bool> = ins.iter().map(|(_, b)| *b).collect();
+                    tuples.set(i, rules::batch_multi(prim, &xs, &bs, size));
+                    tuple_batched[i] = true;
+                } else {
+                    let refs: Vec<&Tensor> = xs.iter().collect();
+                    tuples.set(i, crate::trace::bind_multi(prim.clone(), &refs));
+                }
+                continue;
+            }
             Prim::Constant(a) => (Tensor::from_arc(a.clone()), false),
             prim => {
                 let ins: Vec<&(Tensor, bool)> =

@@ -50,6 +50,9 @@ pub fn execute(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
 pub(crate) fn kernel(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
     match prim {
         Prim::Input(_) => panic!("graph inputs are not executable"),
+        Prim::Proj(_) | Prim::Cond { .. } => {
+            panic!("{} defines several results: it runs through bind_multi or a plan", prim.name())
+        }
         Prim::Constant(a) => (**a).clone(),
         Prim::StopGradient => inputs[0].clone(),
         Prim::Unary(op) => elementwise::unary(*op, inputs[0], out),
