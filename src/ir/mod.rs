@@ -123,13 +123,19 @@ impl Graph {
     /// result, see [`Node`]), returning the projections' values.
     ///
     /// ```
-    /// use cotangent::ir::Graph;
+    /// use cotangent::ir::{Graph, SubGraph};
     /// use cotangent::ops::Prim;
-    /// use cotangent::{DType, TensorType};
+    /// use cotangent::{trace_graph, DType, TensorType};
+    /// let scalar = TensorType::new(DType::F64, vec![]);
+    /// let sin = SubGraph::new(trace_graph(&[scalar.clone()], |x| vec![x[0].sin()]));
+    /// let cos = SubGraph::new(trace_graph(&[scalar.clone()], |x| vec![x[0].cos()]));
     /// let mut g = Graph::default();
-    /// let x = g.add_input(TensorType::new(DType::F64, vec![2]));
-    /// let outs = g.push(Prim::Unary(cotangent::ops::UnaryOp::Exp), vec![x]).map(|v| vec![v]).unwrap();
-    /// assert_eq!(outs.len(), 1); // single-result primitives go through `push`
+    /// let i = g.add_input(TensorType::new(DType::I64, vec![]));
+    /// let x = g.add_input(scalar);
+    /// let outs = g.push_multi(Prim::Cond { branches: vec![sin, cos] }, vec![i, x]).unwrap();
+    /// g.outputs = outs;
+    /// assert!(g.validate().is_ok());
+    /// assert!(g.dump().contains("proj[index=0]"));
     /// ```
     pub fn push_multi(&mut self, prim: Prim, inputs: Vec<Var>) -> Result<Vec<Var>, String> {
         let tys: Vec<&TensorType> = inputs.iter().map(|v| &self.nodes[v.index()].ty).collect();
