@@ -8,6 +8,7 @@
 //! timing. (When cotangent gains `jit`, wrapping the derivative closure built
 //! in `prepare`, e.g. `jit(grad(f))`, compiles it once per input.)
 
+pub mod ba;
 pub mod det;
 pub mod gmm;
 pub mod hello;
@@ -86,7 +87,8 @@ fn nested(data: &[f64], shape: &[usize]) -> Result<Value, String> {
 pub type Run = Box<dyn Fn() -> Result<Output, String>>;
 
 /// The modules this tool implements, by GradBench name.
-pub const MODULES: &[&str] = &["hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "particle", "saddle"];
+pub const MODULES: &[&str] =
+    &["hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "particle", "saddle", "ba"];
 
 /// Parses `input` for `module`'s `function` and builds the function to time.
 ///
@@ -105,6 +107,7 @@ pub fn prepare(module: &str, function: &str, input: &Value, limits: &Limits) -> 
         "det" => det::prepare(function, input, limits),
         "particle" => particle::prepare(function, input, limits),
         "saddle" => saddle::prepare(function, input, limits),
+        "ba" => ba::prepare(function, input, limits),
         _ => Err(format!("unknown module `{module}`")),
     }
 }
