@@ -8,7 +8,7 @@
 #                       kept outside this repository. Without one, this prints how to get it
 #                       and exits 0.
 #   EVAL...             evals to run (default: hello lse llsq gmm kmeans ode lstm det particle
-#                       saddle ba; GradBench's ht has no cotangent module yet)
+#                       saddle ba ht)
 #
 # Environment:
 #   GRADBENCH_PYTHON     python with numpy, pydantic and dataclasses-json, and scipy for gmm
@@ -34,7 +34,7 @@
 # so a first call that traces and compiles weighs half) and the minimum (the steady state).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-all_evals="hello lse llsq gmm kmeans ode lstm det particle saddle ba"
+all_evals="hello lse llsq gmm kmeans ode lstm det particle saddle ba ht"
 
 checkout="${GRADBENCH:-}"
 if [ $# -gt 0 ] && [ -d "$1" ]; then

@@ -12,6 +12,7 @@ pub mod ba;
 pub mod det;
 pub mod gmm;
 pub mod hello;
+pub mod ht;
 pub mod kmeans;
 pub mod llsq;
 pub mod lse;
@@ -88,7 +89,7 @@ pub type Run = Box<dyn Fn() -> Result<Output, String>>;
 
 /// The modules this tool implements, by GradBench name.
 pub const MODULES: &[&str] =
-    &["hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "particle", "saddle", "ba"];
+    &["hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "particle", "saddle", "ba", "ht"];
 
 /// Parses `input` for `module`'s `function` and builds the function to time.
 ///
@@ -108,6 +109,7 @@ pub fn prepare(module: &str, function: &str, input: &Value, limits: &Limits) -> 
         "particle" => particle::prepare(function, input, limits),
         "saddle" => saddle::prepare(function, input, limits),
         "ba" => ba::prepare(function, input, limits),
+        "ht" => ht::prepare(function, input, limits),
         _ => Err(format!("unknown module `{module}`")),
     }
 }
