@@ -274,31 +274,81 @@ macro_rules! binary_methods {
 
 /// Something that can be the second operand of a binary method: a tensor, a
 /// reference to one, or a Rust number (converted to the first operand's dtype).
+///
+/// Numbers are "weak" like JAX's Python scalars: they take the dtype of the tensor they
+/// meet, so `x.maximum(0.0)` works for f32 and f64 alike; tensors keep their own dtype,
+/// and two tensors of different dtypes never mix.
+///
+/// ```
+/// use cotangent::{AsOperand, DType, Tensor};
+/// let x = Tensor::scalar(2.0f32);
+/// assert_eq!(1.5.into_operand(&x).dtype(), DType::F32);
+/// assert_eq!(1.5.tensor_dtype(), None);
+/// assert_eq!((&x).tensor_dtype(), Some(DType::F32));
+/// ```
 pub trait AsOperand {
     /// The operand as a tensor, using `like`'s dtype for plain numbers.
     fn into_operand(self, like: &Tensor) -> Tensor;
+
+    /// The dtype of a tensor operand, or `None` for a number (which adapts to the other operand).
+    ///
+    /// ```
+    /// use cotangent::{AsOperand, Tensor};
+    /// assert!(2i64.tensor_dtype().is_none());
+    /// ```
+    fn tensor_dtype(&self) -> Option<crate::DType> {
+        None
+    }
+
+    /// The dtype a number has when no tensor operand gives one (as in `where_(p, 1.0, 0.0)`):
+    /// that of its Rust type. Defaults to the tensor's dtype, else f64.
+    ///
+    /// ```
+    /// use cotangent::{AsOperand, DType};
+    /// assert_eq!(2i32.own_dtype(), DType::I32);
+    /// ```
+    fn own_dtype(&self) -> crate::DType {
+        self.tensor_dtype().unwrap_or(DType::F64)
+    }
 }
 
 impl AsOperand for Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self
     }
+    fn tensor_dtype(&self) -> Option<DType> {
+        Some(self.dtype())
+    }
 }
 impl AsOperand for &Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self.clone()
     }
+    fn tensor_dtype(&self) -> Option<DType> {
+        Some(self.dtype())
+    }
+}
+impl AsOperand for &&Tensor {
+    fn into_operand(self, _: &Tensor) -> Tensor {
+        (*self).clone()
+    }
+    fn tensor_dtype(&self) -> Option<DType> {
+        Some(self.dtype())
+    }
 }
 macro_rules! number_operand {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $d:ident),*) => {$(
         impl AsOperand for $t {
             fn into_operand(self, like: &Tensor) -> Tensor {
                 like.scalar_like(self as f64)
             }
+            fn own_dtype(&self) -> DType {
+                DType::$d
+            }
         }
     )*};
 }
-number_operand!(f32, f64, i32, i64);
+number_operand!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
 
 binary_methods! {
     /// Element-wise sum with broadcasting (also `a + b`).
@@ -470,14 +520,34 @@ impl Tensor {
 
 /// `where(pred, on_true, on_false)`, element-wise, with broadcasting of all three.
 ///
+/// Each branch is a tensor (or a reference to one) or a Rust number. A number takes the
+/// dtype of the other branch when that is a tensor (like a literal in `x * 2.0`), else its
+/// own (`f64`, `f32`, `i32`, `i64`); two tensor branches must have the same dtype.
+///
 /// ```
 /// use cotangent::{where_, Tensor};
-/// let x = Tensor::from_vec(vec![-1.0, 2.0], &[2]);
-/// let y = where_(&x.gt(0.0), &x, &Tensor::scalar(0.0));
-/// assert_eq!(y.to_vec::<f64>(), vec![0.0, 2.0]);
+/// let x = Tensor::from_vec(vec![-1.0f32, 2.0], &[2]);
+/// let y = where_(&x.gt(0.0), &x, &Tensor::scalar(0.0f32));
+/// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
+/// // Numbers broadcast and adapt to the other branch's dtype (f32 here).
+/// assert_eq!(where_(&x.gt(0.0), &x, 0.0).to_vec::<f32>(), vec![0.0, 2.0]);
+/// // Two numbers: a mask of the numbers' own dtype.
+/// assert_eq!(where_(&x.gt(0.0), 1.0, -1.0).to_vec::<f64>(), vec![-1.0, 1.0]);
 /// ```
 #[track_caller]
-pub fn where_(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+pub fn where_(pred: &Tensor, on_true: impl AsOperand, on_false: impl AsOperand) -> Tensor {
+    let (dt, df) = (on_true.tensor_dtype(), on_false.tensor_dtype());
+    if dt.is_some() && df.is_some() {
+        // Two tensors: `into_operand` only unwraps them.
+        return select(pred, &on_true.into_operand(pred), &on_false.into_operand(pred));
+    }
+    let like = Tensor::full(&[], 0.0, dt.or(df).unwrap_or(on_true.own_dtype()));
+    select(pred, &on_true.into_operand(&like), &on_false.into_operand(&like))
+}
+
+/// [`where_`] for tensor branches.
+#[track_caller]
+fn select(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
     if pred.dtype() != DType::Bool {
         panic!("where_: the predicate must be bool, got {}", pred.ty());
     }
