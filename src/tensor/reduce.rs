@@ -423,7 +423,7 @@ impl Tensor {
     ///
     /// ```
     /// use cotangent::Tensor;
-    /// let x = Tensor::from_vec(vec![0.0, 1.0, 2.0, 0.0], &[2, 2]);
+    /// let x = Tensor::from_vec(vec![0.0, 1.0, 0.0, 2.0], &[2, 2]);
     /// assert_eq!(x.count_nonzero(&[0], false).to_vec::<i64>(), vec![0, 2]);
     /// ```
     #[track_caller]
@@ -472,7 +472,7 @@ impl Tensor {
     ///
     /// ```
     /// use cotangent::Tensor;
-    /// let x = Tensor::from_vec(vec![1.0, f64::NAN, 3.0, f64::NAN], &[2, 2]);
+    /// let x = Tensor::from_vec(vec![1.0, f64::NAN, f64::NAN, f64::NAN], &[2, 2]);
     /// let m = x.nanmean(&[1], false).to_vec::<f64>();
     /// assert_eq!(m[0], 1.0);
     /// assert!(m[1].is_nan());
