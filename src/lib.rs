@@ -133,7 +133,7 @@ pub use dtype::{DType, Element};
 pub use error::Error;
 pub use shape::TensorType;
 pub use tensor::Tensor;
-pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand, TreeLike};
+pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand, TreeLike, WhereOperand};
 pub use threads::{set_threads, threads};
 pub use trace::{eval_graph, trace_graph};
 pub use transform::*;

@@ -202,12 +202,12 @@ impl Tensor {
 /// [`Pullback::call`](crate::Pullback::call) and
 /// [`Linearized::transpose`](crate::Linearized::transpose).
 ///
-/// A reference to a `T` always works. Where `T` is a single [`Tensor`], so is:
+/// A reference to a `T` always works (tensors are passed by reference, as before this trait,
+/// so `pb.call(&ct)` is unchanged). Where `T` is a single [`Tensor`], so is:
 ///
 /// - a Rust number (`f64`, `f32`, `i32`, `i64`): a 0-d value that takes the tensor's dtype,
 ///   as literals do in `x * 2.0` (JAX's weak types). It is 0-d: a number for a tensor of
 ///   another shape is an error, as in JAX (write `y.ones_like()` for all ones);
-/// - an owned [`Tensor`];
 /// - a `Vec<E>` or `Vec<Vec<E>>` (and, with the `ndarray` feature, an `ndarray` array),
 ///   laid out in the tensor's shape: the element count must match, and the element type
 ///   must be the tensor's dtype exactly (an `f64` array is never silently made `f32`).
@@ -238,12 +238,6 @@ pub trait TreeLike<T> {
 impl<T: Tree> TreeLike<T> for &T {
     fn into_leaves_like(self, _: &T) -> Vec<Tensor> {
         self.leaves()
-    }
-}
-
-impl TreeLike<Tensor> for Tensor {
-    fn into_leaves_like(self, _: &Tensor) -> Vec<Tensor> {
-        vec![self]
     }
 }
 

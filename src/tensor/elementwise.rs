@@ -283,64 +283,102 @@ macro_rules! binary_methods {
 /// use cotangent::{AsOperand, DType, Tensor};
 /// let x = Tensor::scalar(2.0f32);
 /// assert_eq!(1.5.into_operand(&x).dtype(), DType::F32);
-/// assert_eq!(1.5.tensor_dtype(), None);
-/// assert_eq!((&x).tensor_dtype(), Some(DType::F32));
 /// ```
 pub trait AsOperand {
     /// The operand as a tensor, using `like`'s dtype for plain numbers.
     fn into_operand(self, like: &Tensor) -> Tensor;
-
-    /// The dtype of a tensor operand, or `None` for a number (which adapts to the other operand).
-    ///
-    /// ```
-    /// use cotangent::{AsOperand, Tensor};
-    /// assert!(2i64.tensor_dtype().is_none());
-    /// ```
-    fn tensor_dtype(&self) -> Option<crate::DType> {
-        None
-    }
-
-    /// The dtype a number has when no tensor operand gives one (as in `where_(p, 1.0, 0.0)`):
-    /// that of its Rust type. Defaults to the tensor's dtype, else f64.
-    ///
-    /// ```
-    /// use cotangent::{AsOperand, DType};
-    /// assert_eq!(2i32.own_dtype(), DType::I32);
-    /// ```
-    fn own_dtype(&self) -> crate::DType {
-        self.tensor_dtype().unwrap_or(DType::F64)
-    }
 }
 
 impl AsOperand for Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self
     }
-    fn tensor_dtype(&self) -> Option<DType> {
-        Some(self.dtype())
-    }
 }
 impl AsOperand for &Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self.clone()
     }
+}
+macro_rules! number_operand {
+    ($($t:ty),*) => {$(
+        impl AsOperand for $t {
+            fn into_operand(self, like: &Tensor) -> Tensor {
+                like.scalar_like(self as f64)
+            }
+        }
+    )*};
+}
+number_operand!(f32, f64, i32, i64);
+
+/// A branch of [`where_`]: a reference to a tensor, or a Rust number.
+///
+/// A number takes the dtype of the other branch when that is a tensor (JAX's weak types),
+/// else the dtype of its Rust type. Tensors are passed by reference, as before numbers were
+/// accepted, so existing calls `where_(&p, &a, &b)` are unchanged.
+///
+/// ```
+/// use cotangent::{DType, Tensor, WhereOperand};
+/// let x = Tensor::scalar(1.0f32);
+/// assert_eq!((&x).tensor_dtype(), Some(DType::F32));
+/// assert_eq!(2i32.tensor_dtype(), None);
+/// assert_eq!(2i32.own_dtype(), DType::I32);
+/// ```
+pub trait WhereOperand {
+    /// The branch as a tensor; a number gets dtype `dtype`.
+    ///
+    /// ```
+    /// use cotangent::{DType, WhereOperand};
+    /// assert_eq!(1.5.into_branch(DType::F32).dtype(), DType::F32);
+    /// ```
+    fn into_branch(self, dtype: DType) -> Tensor;
+
+    /// The dtype of a tensor branch, or `None` for a number (which adapts to the other branch).
+    ///
+    /// ```
+    /// use cotangent::WhereOperand;
+    /// assert!(0.0.tensor_dtype().is_none());
+    /// ```
+    fn tensor_dtype(&self) -> Option<DType>;
+
+    /// The dtype of the branch on its own: a tensor's dtype, or a number's Rust type's.
+    ///
+    /// ```
+    /// use cotangent::{DType, WhereOperand};
+    /// assert_eq!(0i64.own_dtype(), DType::I64);
+    /// ```
+    fn own_dtype(&self) -> DType;
+}
+
+impl WhereOperand for &Tensor {
+    fn into_branch(self, _: DType) -> Tensor {
+        self.clone()
+    }
     fn tensor_dtype(&self) -> Option<DType> {
         Some(self.dtype())
     }
+    fn own_dtype(&self) -> DType {
+        self.dtype()
+    }
 }
-impl AsOperand for &&Tensor {
-    fn into_operand(self, _: &Tensor) -> Tensor {
+impl WhereOperand for &&Tensor {
+    fn into_branch(self, _: DType) -> Tensor {
         (*self).clone()
     }
     fn tensor_dtype(&self) -> Option<DType> {
         Some(self.dtype())
     }
+    fn own_dtype(&self) -> DType {
+        self.dtype()
+    }
 }
-macro_rules! number_operand {
+macro_rules! number_branch {
     ($($t:ty => $d:ident),*) => {$(
-        impl AsOperand for $t {
-            fn into_operand(self, like: &Tensor) -> Tensor {
-                like.scalar_like(self as f64)
+        impl WhereOperand for $t {
+            fn into_branch(self, dtype: DType) -> Tensor {
+                Tensor::full(&[], self as f64, dtype)
+            }
+            fn tensor_dtype(&self) -> Option<DType> {
+                None
             }
             fn own_dtype(&self) -> DType {
                 DType::$d
@@ -348,7 +386,7 @@ macro_rules! number_operand {
         }
     )*};
 }
-number_operand!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
+number_branch!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
 
 binary_methods! {
     /// Element-wise sum with broadcasting (also `a + b`).
@@ -520,7 +558,7 @@ impl Tensor {
 
 /// `where(pred, on_true, on_false)`, element-wise, with broadcasting of all three.
 ///
-/// Each branch is a tensor (or a reference to one) or a Rust number. A number takes the
+/// Each branch is a reference to a tensor or a Rust number ([`WhereOperand`]). A number takes the
 /// dtype of the other branch when that is a tensor (like a literal in `x * 2.0`), else its
 /// own (`f64`, `f32`, `i32`, `i64`); two tensor branches must have the same dtype.
 ///
@@ -535,14 +573,10 @@ impl Tensor {
 /// assert_eq!(where_(&x.gt(0.0), 1.0, -1.0).to_vec::<f64>(), vec![-1.0, 1.0]);
 /// ```
 #[track_caller]
-pub fn where_(pred: &Tensor, on_true: impl AsOperand, on_false: impl AsOperand) -> Tensor {
+pub fn where_(pred: &Tensor, on_true: impl WhereOperand, on_false: impl WhereOperand) -> Tensor {
     let (dt, df) = (on_true.tensor_dtype(), on_false.tensor_dtype());
-    if dt.is_some() && df.is_some() {
-        // Two tensors: `into_operand` only unwraps them.
-        return select(pred, &on_true.into_operand(pred), &on_false.into_operand(pred));
-    }
-    let like = Tensor::full(&[], 0.0, dt.or(df).unwrap_or(on_true.own_dtype()));
-    select(pred, &on_true.into_operand(&like), &on_false.into_operand(&like))
+    let dtype = dt.or(df).unwrap_or(on_true.own_dtype());
+    select(pred, &on_true.into_branch(dtype), &on_false.into_branch(dtype))
 }
 
 /// [`where_`] for tensor branches.

@@ -319,7 +319,7 @@ impl Tensor {
         let delta = self - &other;
         let finite = amax + (-delta.abs()).exp().log1p();
         // inf − inf is NaN: there both are the same infinity (or one is NaN), and x + y is the answer.
-        where_(&delta.isnan(), self + &other, &finite)
+        where_(&delta.isnan(), &(self + &other), &finite)
     }
 
     /// True (bool) where `|self − other| ≤ atol + rtol·|other|`, or both are the same infinity

@@ -15,7 +15,7 @@ mod sort;
 mod structure;
 
 pub use convert::TreeLike;
-pub use elementwise::{where_, AsOperand};
+pub use elementwise::{where_, AsOperand, WhereOperand};
 pub use linalg::{dot_general, einsum};
 pub use structure::{concatenate, stack};
 

@@ -7,8 +7,8 @@
 //!   when nothing else shares it; `try_from(&tensor)` copies. Both fail (an
 //!   [`Error::Conversion`]) when `T` is not the tensor's dtype, the rank does not fit `D`, or
 //!   the tensor is symbolic.
-//! - An array can stand for a tangent or cotangent ([`TreeLike`]); it must have the exact
-//!   shape and dtype of the tensor it stands for.
+//! - An array (owned, or a view: `a.view()`) can stand for a tangent or cotangent
+//!   ([`TreeLike`]); it must have the exact shape and dtype of the tensor it stands for.
 //!
 //! ```
 //! use cotangent::Tensor;
