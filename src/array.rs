@@ -35,6 +35,11 @@ macro_rules! with_data {
 
 impl Data {
     /// The dtype of the elements.
+    ///
+    /// ```
+    /// use cotangent::{DType, Data};
+    /// assert_eq!(Data::I32(vec![1]).dtype(), DType::I32);
+    /// ```
     pub fn dtype(&self) -> DType {
         match self {
             Data::F32(_) => DType::F32,
@@ -46,16 +51,31 @@ impl Data {
     }
 
     /// Number of elements.
+    ///
+    /// ```
+    /// use cotangent::Data;
+    /// assert_eq!(Data::F64(vec![1.0, 2.0]).len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         with_data!(self, v => v.len())
     }
 
     /// True when there are no elements.
+    ///
+    /// ```
+    /// use cotangent::Data;
+    /// assert!(Data::Bool(vec![]).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// `n` copies of `value` converted to `dtype`.
+    ///
+    /// ```
+    /// use cotangent::{DType, Data};
+    /// assert_eq!(Data::filled(DType::I64, 2.0, 3), Data::I64(vec![2, 2, 2]));
+    /// ```
     pub fn filled(dtype: DType, value: f64, n: usize) -> Data {
         match dtype {
             DType::F32 => Data::F32(vec![value as f32; n]),
@@ -92,11 +112,21 @@ impl Data {
     }
 
     /// Element `i` converted to `f64` (bool: 0 or 1).
+    ///
+    /// ```
+    /// use cotangent::Data;
+    /// assert_eq!(Data::Bool(vec![false, true]).get_f64(1), 1.0);
+    /// ```
     pub fn get_f64(&self, i: usize) -> f64 {
         with_data!(self, v => v[i].to_f64())
     }
 
     /// Element `i` as an index (integers and bools only make sense here).
+    ///
+    /// ```
+    /// use cotangent::Data;
+    /// assert_eq!(Data::I32(vec![4, 5]).get_i64(1), 5);
+    /// ```
     pub fn get_i64(&self, i: usize) -> i64 {
         match self {
             Data::I32(v) => v[i] as i64,
@@ -108,6 +138,11 @@ impl Data {
     }
 
     /// Gathers elements at `idx` into new storage of the same dtype.
+    ///
+    /// ```
+    /// use cotangent::Data;
+    /// assert_eq!(Data::F32(vec![1.0, 2.0, 3.0]).take(&[2, 0]), Data::F32(vec![3.0, 1.0]));
+    /// ```
     pub fn take(&self, idx: &[usize]) -> Data {
         with_data!(self, v => <_ as Element>::into_data(idx.iter().map(|&i| v[i]).collect::<Vec<_>>()))
     }
@@ -141,6 +176,12 @@ impl Array {
     /// # Panics
     /// If the storage does not hold exactly `numel(shape)` elements (see [`Array::try_new`]
     /// for a `Result`).
+    ///
+    /// ```
+    /// use cotangent::{Array, Data};
+    /// let a = Array::new(vec![2], Data::I64(vec![1, 2]));
+    /// assert_eq!(a.numel(), 2);
+    /// ```
     #[track_caller]
     pub fn new(shape: Shape, data: Data) -> Array {
         match Array::try_new(shape, data) {
@@ -164,47 +205,96 @@ impl Array {
     }
 
     /// Extent of each axis.
+    ///
+    /// ```
+    /// use cotangent::{Array, Data};
+    /// assert_eq!(Array::new(vec![1, 2], Data::F64(vec![0.0; 2])).shape(), &[1, 2]);
+    /// ```
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
     /// The elements, row-major.
+    ///
+    /// ```
+    /// use cotangent::{Array, Data};
+    /// let a = Array::new(vec![1], Data::F64(vec![7.0]));
+    /// assert_eq!(a.data(), &Data::F64(vec![7.0]));
+    /// ```
     pub fn data(&self) -> &Data {
         &self.data
     }
 
     /// The shape and the storage, taken apart.
+    ///
+    /// ```
+    /// use cotangent::{Array, Data};
+    /// let (shape, data) = Array::new(vec![1], Data::I32(vec![3])).into_parts();
+    /// assert_eq!((shape, data), (vec![1], Data::I32(vec![3])));
+    /// ```
     pub fn into_parts(self) -> (Shape, Data) {
         (self.shape, self.data)
     }
 
     /// An array of `value` converted to `dtype`.
+    ///
+    /// ```
+    /// use cotangent::{Array, DType};
+    /// assert_eq!(Array::full(DType::F32, vec![2], 0.5).as_slice::<f32>(), Some(&[0.5f32, 0.5][..]));
+    /// ```
     pub fn full(dtype: DType, shape: Shape, value: f64) -> Array {
         let n = numel(&shape);
         Array::new(shape, Data::filled(dtype, value, n))
     }
 
     /// A typed vector and a shape as an array.
+    ///
+    /// ```
+    /// use cotangent::Array;
+    /// assert_eq!(Array::from_vec(vec![1u8 == 1, false], vec![2]).numel(), 2);
+    /// ```
     pub fn from_vec<T: Element>(v: Vec<T>, shape: Shape) -> Array {
         Array::new(shape, T::into_data(v))
     }
 
     /// The dtype of the elements.
+    ///
+    /// ```
+    /// use cotangent::{Array, DType};
+    /// assert_eq!(Array::from_vec(vec![1i64], vec![1]).dtype(), DType::I64);
+    /// ```
     pub fn dtype(&self) -> DType {
         self.data.dtype()
     }
 
     /// Dtype and shape.
+    ///
+    /// ```
+    /// use cotangent::Array;
+    /// assert_eq!(Array::from_vec(vec![1.0f32; 6], vec![2, 3]).ty().to_string(), "f32[2,3]");
+    /// ```
     pub fn ty(&self) -> TensorType {
         TensorType::new(self.dtype(), self.shape.clone())
     }
 
     /// Number of elements.
+    ///
+    /// ```
+    /// use cotangent::Array;
+    /// assert_eq!(Array::from_vec(vec![0i32; 6], vec![3, 2]).numel(), 6);
+    /// ```
     pub fn numel(&self) -> usize {
         self.data.len()
     }
 
     /// The elements as a typed slice, if `T` is the array's dtype.
+    ///
+    /// ```
+    /// use cotangent::Array;
+    /// let a = Array::from_vec(vec![1.0f64, 2.0], vec![2]);
+    /// assert_eq!(a.as_slice::<f64>(), Some(&[1.0, 2.0][..]));
+    /// assert!(a.as_slice::<f32>().is_none());
+    /// ```
     pub fn as_slice<T: Element>(&self) -> Option<&[T]> {
         T::slice(&self.data)
     }

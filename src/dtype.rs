@@ -26,16 +26,31 @@ pub enum DType {
 
 impl DType {
     /// True for `F32` and `F64`: the dtypes that carry derivatives.
+    ///
+    /// ```
+    /// use cotangent::DType;
+    /// assert!(DType::F32.is_float() && !DType::I32.is_float());
+    /// ```
     pub fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F64)
     }
 
     /// True for `I32` and `I64`.
+    ///
+    /// ```
+    /// use cotangent::DType;
+    /// assert!(DType::I64.is_int() && !DType::Bool.is_int());
+    /// ```
     pub fn is_int(self) -> bool {
         matches!(self, DType::I32 | DType::I64)
     }
 
     /// The short name used in dumps and messages (`f32`, `i64`, `bool`, ...).
+    ///
+    /// ```
+    /// use cotangent::DType;
+    /// assert_eq!(DType::Bool.name(), "bool");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -47,6 +62,11 @@ impl DType {
     }
 
     /// Size of one element in bytes.
+    ///
+    /// ```
+    /// use cotangent::DType;
+    /// assert_eq!(DType::F64.size_in_bytes(), 8);
+    /// ```
     pub fn size_in_bytes(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,

@@ -76,6 +76,15 @@ pub enum Error {
         /// The repeated path.
         name: String,
     },
+    /// A tensor or array could not be converted (to or from `Vec<Vec<_>>` or `ndarray`): the
+    /// dtype or rank differs, the rows are ragged, or the tensor is symbolic.
+    #[error("cannot convert {what}: {message}")]
+    Conversion {
+        /// The conversion, e.g. `Tensor to Vec<Vec<f32>>`.
+        what: String,
+        /// Why not.
+        message: String,
+    },
 }
 
 /// "N elements", or "more elements than memory can address" for a shape whose size overflows.

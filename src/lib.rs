@@ -1,35 +1,98 @@
 //! # cotangent
 //!
 //! Differentiable programming for Rust: JAX's composable transformations over
-//! a traced tensor IR, on a CPU backend.
+//! a traced tensor IR, on a CPU backend. A short tour: tensors, derivatives,
+//! compilation, a training step, and where to look next.
+//!
+//! ## Tensors
+//!
+//! A [`Tensor`] is an n-dimensional array of f32, f64, i32, i64 or bool. Operations run at
+//! once, with numpy broadcasting; Rust numbers take the dtype of the tensor they meet.
 //!
 //! ```
-//! use cotangent::Tensor;
-//! let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]);
-//! let y = (&x * &x).sum_all();
-//! assert_eq!(y.item::<f64>(), 14.0);
+//! use cotangent::{where_, Tensor};
+//! let x = Tensor::from([[1.0, 2.0], [3.0, 4.0]]);      // also from_vec(v, &shape), Vec<Vec<_>>
+//! let y = (&x * 2.0 + 1.0).sum(&[0], false);           // reduce over listed axes ...
+//! assert_eq!(y.to_vec::<f64>(), vec![10.0, 14.0]);
+//! assert_eq!(x.max_all().item::<f64>(), 4.0);          // ... or over all of them: `*_all`
+//! let p = x.softmax_last();                            // JAX's default axis = -1
+//! assert!((p.sum(&[-1], false).to_vec::<f64>()[0] - 1.0).abs() < 1e-15);
+//! let r = where_(&x.gt(2.0), &x, 0.0);                 // numbers broadcast
+//! assert_eq!(r.to_vec::<f64>(), vec![0.0, 0.0, 3.0, 4.0]);
 //! ```
 //!
-//! The layers, left to right (see `ARCHITECTURE.md`):
+//! ## Derivatives
 //!
-//! - [`ir`]: the typed SSA [`Graph`](ir::Graph), its dump and validator;
-//! - [`ops`]: the primitive set, with each primitive's type and derivative rules;
-//! - [`trace`]: the trace stack that makes an operation run or be recorded;
-//! - [`Tensor`]: the user-facing handle and its methods;
-//! - [`backend::cpu`]: the kernels.
+//! [`grad`], [`value_and_grad`], [`jvp`], [`vjp`], [`linearize`], [`vmap`], [`jacfwd`],
+//! [`jacrev`], [`hessian`] take closures over tensors or any [`Tree`] of them, and nest
+//! freely. Tangents and cotangents can be plain numbers where the shape is 0-d.
 //!
-//! The libraries on top, for training models:
+//! ```
+//! use cotangent::{grad, jvp, vjp, Tensor};
+//! let f = |x: &Tensor| (x * x).sum_all();
+//! let x = Tensor::from(vec![1.0, 2.0]);
+//! assert_eq!(grad(f)(&x).to_vec::<f64>(), vec![2.0, 4.0]);
+//! let (_, pullback) = vjp(f, &x);
+//! assert_eq!(pullback.call(1.0).to_vec::<f64>(), vec![2.0, 4.0]);
+//! let (_, dy) = jvp(|x: &Tensor| x.sin(), &Tensor::scalar(0.0), 1.0);
+//! assert_eq!(dy.item::<f64>(), 1.0);
+//! let d2 = grad(grad(|x: &Tensor| x.powf(3.0)))(&Tensor::scalar(2.0));
+//! assert_eq!(d2.item::<f64>(), 12.0);
+//! ```
 //!
-//! - [`tree`] and `#[derive(Tree)]`: parameter structures that every transformation
-//!   takes and returns, with a path (`layers.0.weight`) for each leaf;
-//! - [`random`]: counter-based, splittable keys (`key`, `split`, `fold_in`) and samplers;
-//! - [`nn`]: layers, activations, initialisers and losses;
-//! - [`optim`]: optimisers, learning-rate schedules and gradient clipping;
-//! - [`io`]: safetensors checkpoints of any tree;
-//! - [`data`]: splitting, shuffling and batching of in-memory data sets.
+//! ## Compilation
 //!
-//! Large kernels use all cores; [`threads`](mod@threads) says how to choose another count
-//! (`COTANGENT_THREADS=1` or [`set_threads`]) and how rayon's pool is shared.
+//! [`jit`] traces a function once per input shape and dtype, optimises the graph and runs
+//! it as fused loops (native code when a C compiler is there). The callables `grad`,
+//! `vmap` and friends return are jitted already.
+//!
+//! ```
+//! use cotangent::{jit, Tensor};
+//! let f = jit(|x: &Tensor| (x.exp() * 2.0).sum_all());
+//! let x = Tensor::from(vec![0.0f32, 0.0]);
+//! assert_eq!(f(&x).item::<f32>(), 4.0);
+//! assert_eq!(f(&x).item::<f32>(), 4.0); // second call: the cached plan
+//! ```
+//!
+//! ## A training step
+//!
+//! ```
+//! use cotangent::nn::{self, Activation, Mlp};
+//! use cotangent::optim::{Adam, Optimizer};
+//! use cotangent::{random, value_and_grad, DType};
+//!
+//! let key = random::key(0);
+//! let mut model = Mlp::new(&key, &[4, 8, 3], Activation::Relu, DType::F32);
+//! let opt = Adam::new(1e-2);
+//! let mut state = opt.init(&model);
+//! let x = random::normal(&random::fold_in(&key, 1), &[16, 4], DType::F32);
+//! let y = random::randint(&random::fold_in(&key, 2), &[16], 0, 3);
+//! let step = value_and_grad(|m: &Mlp| nn::cross_entropy(&m.forward(&x), &y));
+//! let (first, _) = step(&model);
+//! for _ in 0..20 {
+//!     let (_, grads) = step(&model);
+//!     (model, state) = opt.update(&grads, &state, &model);
+//! }
+//! assert!(step(&model).0.item::<f32>() < first.item::<f32>());
+//! ```
+//!
+//! ## Where to look next
+//!
+//! - [`Tensor`]: every method, each with an example; `docs/coming_from_jax.md` and
+//!   `docs/coming_from_pytorch.md` map the names you know, `docs/jnp_parity.md` lists what
+//!   of `jax.numpy` exists;
+//! - the transformations ([`transform`]) and [`Tree`] (`#[derive(Tree)]` for parameter
+//!   structures, with a path such as `layers.0.weight` for each leaf);
+//! - [`random`] (counter-based, splittable keys), [`nn`] (layers, activations, losses),
+//!   [`optim`] (optimisers, schedules, clipping), [`io`] (safetensors checkpoints),
+//!   [`data`] (splitting, shuffling, batching);
+//! - the layers underneath (see `ARCHITECTURE.md`): [`ir`] (the typed SSA
+//!   [`Graph`](ir::Graph)), [`ops`] (primitives and their derivative rules), [`trace`],
+//!   [`backend::cpu`] (kernels), [`compile`] (graph passes and plans);
+//! - [`threads`](mod@threads): large kernels use all cores (`COTANGENT_THREADS=1` or
+//!   [`set_threads`] to choose);
+//! - with the cargo feature `ndarray`: `From`/`TryFrom` between [`Tensor`] and `ndarray`
+//!   arrays (zero-copy where the layout allows).
 //!
 //! ## Errors
 //!
@@ -71,7 +134,7 @@ pub use dtype::{DType, Element};
 pub use error::Error;
 pub use shape::TensorType;
 pub use tensor::Tensor;
-pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand};
+pub use tensor::{concatenate, dot_general, einsum, stack, where_, AsOperand, TreeLike, WhereOperand};
 pub use threads::{set_threads, threads};
 pub use trace::{eval_graph, trace_graph};
 pub use transform::*;
@@ -81,3 +144,13 @@ pub use tree::Tree;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// `docs/coming_from_jax.md`'s code blocks, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/coming_from_jax.md")]
+pub struct ComingFromJaxDoctests;
+
+/// `docs/coming_from_pytorch.md`'s code blocks, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/coming_from_pytorch.md")]
+pub struct ComingFromPytorchDoctests;

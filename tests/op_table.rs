@@ -232,6 +232,51 @@ fn table() -> Vec<Row> {
         let index = (x[0].sum_all() * 0.0 + 1.0).cast(DType::I64);
         control::switch(&index, &branches, &x[0])
     }));
+
+    // --- ergonomics (issue 18): whole-tensor reductions and everyday jnp composites ---
+    let m = |r: &mut Rng| vec![sample(r, &[3, 4], -2.0, 2.0)];
+    rows.push(row("max_all", m(&mut r), |x| x[0].max_all()));
+    rows.push(row("min_all", m(&mut r), |x| x[0].min_all()));
+    rows.push(row("prod_all", m(&mut r), |x| x[0].prod_all()));
+    rows.push(row("var_all", m(&mut r), |x| x[0].var_all(1)));
+    rows.push(row("std_all", m(&mut r), |x| x[0].std_all(0)));
+    rows.push(row("logsumexp_all", m(&mut r), |x| x[0].logsumexp_all()));
+    rows.push(row("norm_all", m(&mut r), |x| x[0].norm_all()));
+    rows.push(row("ptp", m(&mut r), |x| x[0].ptp(&[1], false)));
+    rows.push(row("nansum", m(&mut r), |x| x[0].nansum(&[0], true)));
+    rows.push(row("nanmean_all", m(&mut r), |x| x[0].nanmean_all()));
+    rows.push(row("reductions_of_0d", vec![sample(&mut r, &[], 0.5, 2.0)], |x| {
+        x[0].max_all() + x[0].logsumexp_all() + x[0].norm_all() + x[0].prod_all() + x[0].var_all(0)
+    }));
+    rows.push(row("softmax_last", m(&mut r), |x| x[0].softmax_last()));
+    rows.push(row("log_softmax_last", m(&mut r), |x| x[0].log_softmax_last()));
+    rows.push(row("clip_tensors", vec![sample(&mut r, &[3, 4], -2.0, 2.0), sample(&mut r, &[4], 0.2, 1.0)], |x| {
+        x[0].clip(-&x[1], &x[1])
+    }));
+    rows.push(row("where_numbers", m(&mut r), |x| {
+        where_(&x[0].gt(0.0), &x[0], 0.5) * where_(&x[0].lt(1.0), 2.0, &x[0])
+    }));
+    let sq = |r: &mut Rng| vec![sample(r, &[2, 3, 3], -2.0, 2.0)];
+    rows.push(row("trace", sq(&mut r), |x| x[0].trace()));
+    rows.push(row("diagonal_above", m(&mut r), |x| x[0].diagonal(1)));
+    rows.push(row("diagonal_below", m(&mut r), |x| x[0].diagonal(-2)));
+    rows.push(row("triu", sq(&mut r), |x| x[0].triu(1)));
+    rows.push(row("tril", m(&mut r), |x| x[0].tril(0)));
+    rows.push(row("diag", vec![sample(&mut r, &[3], -2.0, 2.0)], |x| x[0].diag()));
+    rows.push(row("roll", m(&mut r), |x| x[0].roll(-3, 1)));
+    rows.push(row("tile", vec![sample(&mut r, &[2, 3], -2.0, 2.0)], |x| x[0].tile(&[2, 1, 2])));
+    rows.push(row("repeat", m(&mut r), |x| x[0].repeat(2, 0)));
+    rows.push(row("diff", m(&mut r), |x| x[0].diff(2, -1)));
+    rows.push(row("median", vec![sample(&mut r, &[4, 3], -2.0, 2.0)], |x| x[0].median(0, false)));
+    rows.push(row("median_odd", vec![sample(&mut r, &[4, 3], -2.0, 2.0)], |x| x[0].median(1, true)));
+    rows.push(row("log2_log10_exp2", vec![sample(&mut r, &[2, 3], 0.3, 2.0)], |x| {
+        x[0].log2() + x[0].log10() + x[0].exp2()
+    }));
+    rows.push(row("logaddexp", vec![sample(&mut r, &[2, 3], -2.0, 2.0), sample(&mut r, &[3], -2.0, 2.0)], |x| {
+        x[0].logaddexp(&x[1])
+    }));
+    rows.push(row("nan_to_num", m(&mut r), |x| x[0].nan_to_num(0.0, 1.0, -1.0)));
+    // --- end of ergonomics rows ---
     rows
 }
 

@@ -3,7 +3,7 @@
 //! Each is written in a form that does not overflow for |x| = 1000 in f32, and returns the
 //! mathematical limits (values and derivatives) at ±inf where those exist.
 
-use super::elementwise::where_;
+use super::elementwise::{where_, AsOperand};
 use super::structure::axis_of;
 use crate::Tensor;
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
@@ -136,6 +136,30 @@ impl Tensor {
         &shifted - shifted.exp().sum(&[axis], true).log()
     }
 
+    /// Softmax along the last axis (JAX's default `axis=-1`); see [`Tensor::softmax`].
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0, 0.0, 1.0, 1.0], &[2, 2]);
+    /// assert_eq!(x.softmax_last().to_vec::<f64>(), vec![0.5; 4]);
+    /// ```
+    #[track_caller]
+    pub fn softmax_last(&self) -> Tensor {
+        self.softmax(-1)
+    }
+
+    /// `log(softmax(x))` along the last axis (JAX's default `axis=-1`); see [`Tensor::log_softmax`].
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let l = Tensor::from_vec(vec![0.0f32, 0.0], &[2]).log_softmax_last().to_vec::<f32>();
+    /// assert_eq!(l, vec![-2f32.ln(); 2]);
+    /// ```
+    #[track_caller]
+    pub fn log_softmax_last(&self) -> Tensor {
+        self.log_softmax(-1)
+    }
+
     /// Clamps into `[lo, hi]`; at a boundary the derivative is split like `maximum`/`minimum`.
     ///
     /// ```
@@ -146,6 +170,21 @@ impl Tensor {
     #[track_caller]
     pub fn clamp(&self, lo: f64, hi: f64) -> Tensor {
         assert!(lo <= hi, "clamp: lower bound {lo} exceeds upper bound {hi}");
+        self.maximum(lo).minimum(hi)
+    }
+
+    /// `minimum(maximum(x, lo), hi)` with bounds that are numbers or tensors (broadcast), like
+    /// `jnp.clip`. Where `lo > hi` the result is `hi`, as in numpy. At a boundary the
+    /// derivative is split like `maximum`/`minimum`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![-2.0, 0.5, 2.0], &[3]);
+    /// let hi = Tensor::from_vec(vec![0.0, 0.0, 1.5], &[3]);
+    /// assert_eq!(x.clip(-1.0, &hi).to_vec::<f64>(), vec![-1.0, 0.0, 1.5]);
+    /// ```
+    #[track_caller]
+    pub fn clip(&self, lo: impl AsOperand, hi: impl AsOperand) -> Tensor {
         self.maximum(lo).minimum(hi)
     }
 }

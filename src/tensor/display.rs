@@ -269,7 +269,7 @@ fn render(
 }
 
 /// Numpy-style text of an array, e.g. `[[1.  2.5]\n [3.  4. ]]`.
-pub fn format_array(a: &Array) -> String {
+pub(crate) fn format_array(a: &Array) -> String {
     if a.shape.is_empty() {
         return format_scalar(&a.data);
     }
@@ -284,7 +284,7 @@ pub fn format_array(a: &Array) -> String {
 }
 
 /// A one-line description of a constant for graph dumps: its value when small, else its type.
-pub fn summary(a: &Array) -> String {
+pub(crate) fn summary(a: &Array) -> String {
     if a.numel() <= 6 {
         format_array(a).replace('\n', "")
     } else {

@@ -274,6 +274,16 @@ macro_rules! binary_methods {
 
 /// Something that can be the second operand of a binary method: a tensor, a
 /// reference to one, or a Rust number (converted to the first operand's dtype).
+///
+/// Numbers are "weak" like JAX's Python scalars: they take the dtype of the tensor they
+/// meet, so `x.maximum(0.0)` works for f32 and f64 alike; tensors keep their own dtype,
+/// and two tensors of different dtypes never mix.
+///
+/// ```
+/// use cotangent::{AsOperand, DType, Tensor};
+/// let x = Tensor::scalar(2.0f32);
+/// assert_eq!(1.5.into_operand(&x).dtype(), DType::F32);
+/// ```
 pub trait AsOperand {
     /// The operand as a tensor, using `like`'s dtype for plain numbers.
     fn into_operand(self, like: &Tensor) -> Tensor;
@@ -299,6 +309,84 @@ macro_rules! number_operand {
     )*};
 }
 number_operand!(f32, f64, i32, i64);
+
+/// A branch of [`where_`]: a reference to a tensor, or a Rust number.
+///
+/// A number takes the dtype of the other branch when that is a tensor (JAX's weak types),
+/// else the dtype of its Rust type. Tensors are passed by reference, as before numbers were
+/// accepted, so existing calls `where_(&p, &a, &b)` are unchanged.
+///
+/// ```
+/// use cotangent::{DType, Tensor, WhereOperand};
+/// let x = Tensor::scalar(1.0f32);
+/// assert_eq!((&x).tensor_dtype(), Some(DType::F32));
+/// assert_eq!(2i32.tensor_dtype(), None);
+/// assert_eq!(2i32.own_dtype(), DType::I32);
+/// ```
+pub trait WhereOperand {
+    /// The branch as a tensor; a number gets dtype `dtype`.
+    ///
+    /// ```
+    /// use cotangent::{DType, WhereOperand};
+    /// assert_eq!(1.5.into_branch(DType::F32).dtype(), DType::F32);
+    /// ```
+    fn into_branch(self, dtype: DType) -> Tensor;
+
+    /// The dtype of a tensor branch, or `None` for a number (which adapts to the other branch).
+    ///
+    /// ```
+    /// use cotangent::WhereOperand;
+    /// assert!(0.0.tensor_dtype().is_none());
+    /// ```
+    fn tensor_dtype(&self) -> Option<DType>;
+
+    /// The dtype of the branch on its own: a tensor's dtype, or a number's Rust type's.
+    ///
+    /// ```
+    /// use cotangent::{DType, WhereOperand};
+    /// assert_eq!(0i64.own_dtype(), DType::I64);
+    /// ```
+    fn own_dtype(&self) -> DType;
+}
+
+impl WhereOperand for &Tensor {
+    fn into_branch(self, _: DType) -> Tensor {
+        self.clone()
+    }
+    fn tensor_dtype(&self) -> Option<DType> {
+        Some(self.dtype())
+    }
+    fn own_dtype(&self) -> DType {
+        self.dtype()
+    }
+}
+impl WhereOperand for &&Tensor {
+    fn into_branch(self, _: DType) -> Tensor {
+        (*self).clone()
+    }
+    fn tensor_dtype(&self) -> Option<DType> {
+        Some(self.dtype())
+    }
+    fn own_dtype(&self) -> DType {
+        self.dtype()
+    }
+}
+macro_rules! number_branch {
+    ($($t:ty => $d:ident),*) => {$(
+        impl WhereOperand for $t {
+            fn into_branch(self, dtype: DType) -> Tensor {
+                Tensor::full(&[], self as f64, dtype)
+            }
+            fn tensor_dtype(&self) -> Option<DType> {
+                None
+            }
+            fn own_dtype(&self) -> DType {
+                DType::$d
+            }
+        }
+    )*};
+}
+number_branch!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
 
 binary_methods! {
     /// Element-wise sum with broadcasting (also `a + b`).
@@ -470,14 +558,30 @@ impl Tensor {
 
 /// `where(pred, on_true, on_false)`, element-wise, with broadcasting of all three.
 ///
+/// Each branch is a reference to a tensor or a Rust number ([`WhereOperand`]). A number takes the
+/// dtype of the other branch when that is a tensor (like a literal in `x * 2.0`), else its
+/// own (`f64`, `f32`, `i32`, `i64`); two tensor branches must have the same dtype.
+///
 /// ```
 /// use cotangent::{where_, Tensor};
-/// let x = Tensor::from_vec(vec![-1.0, 2.0], &[2]);
-/// let y = where_(&x.gt(0.0), &x, &Tensor::scalar(0.0));
-/// assert_eq!(y.to_vec::<f64>(), vec![0.0, 2.0]);
+/// let x = Tensor::from_vec(vec![-1.0f32, 2.0], &[2]);
+/// let y = where_(&x.gt(0.0), &x, &Tensor::scalar(0.0f32));
+/// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
+/// // Numbers broadcast and adapt to the other branch's dtype (f32 here).
+/// assert_eq!(where_(&x.gt(0.0), &x, 0.0).to_vec::<f32>(), vec![0.0, 2.0]);
+/// // Two numbers: a mask of the numbers' own dtype.
+/// assert_eq!(where_(&x.gt(0.0), 1.0, -1.0).to_vec::<f64>(), vec![-1.0, 1.0]);
 /// ```
 #[track_caller]
-pub fn where_(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+pub fn where_(pred: &Tensor, on_true: impl WhereOperand, on_false: impl WhereOperand) -> Tensor {
+    let (dt, df) = (on_true.tensor_dtype(), on_false.tensor_dtype());
+    let dtype = dt.or(df).unwrap_or(on_true.own_dtype());
+    select(pred, &on_true.into_branch(dtype), &on_false.into_branch(dtype))
+}
+
+/// [`where_`] for tensor branches.
+#[track_caller]
+fn select(pred: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
     if pred.dtype() != DType::Bool {
         panic!("where_: the predicate must be bool, got {}", pred.ty());
     }

@@ -2,15 +2,20 @@
 
 mod activation;
 mod arith;
+mod convert;
 pub mod display;
 mod elementwise;
+mod everyday;
 mod index;
 mod linalg;
+#[cfg(feature = "ndarray")]
+mod ndarray_interop;
 mod reduce;
 mod sort;
 mod structure;
 
-pub use elementwise::{where_, AsOperand};
+pub use convert::TreeLike;
+pub use elementwise::{where_, AsOperand, WhereOperand};
 pub use linalg::{dot_general, einsum};
 pub use structure::{concatenate, stack};
 
@@ -68,6 +73,12 @@ impl Tensor {
     }
 
     /// The concrete value, or `None` for a symbolic tensor.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0, 2.0], &[2]);
+    /// assert_eq!(a.as_concrete().unwrap().shape(), &[2]);
+    /// ```
     pub fn as_concrete(&self) -> Option<&Array> {
         match &self.repr {
             Repr::Concrete(a) => Some(a),
@@ -91,6 +102,12 @@ impl Tensor {
     }
 
     /// Wraps a concrete array.
+    ///
+    /// ```
+    /// use cotangent::{Array, Tensor};
+    /// let t = Tensor::from_array(Array::from_vec(vec![1i32, 2], vec![2]));
+    /// assert_eq!(t.to_vec::<i32>(), vec![1, 2]);
+    /// ```
     pub fn from_array(a: Array) -> Tensor {
         Tensor { repr: Repr::Concrete(Arc::new(a)) }
     }
@@ -186,16 +203,34 @@ impl Tensor {
     }
 
     /// Zeros with the dtype and shape of `self` (concrete, even when `self` is traced).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// assert_eq!(x.zeros_like().to_vec::<f32>(), vec![0.0, 0.0]);
+    /// ```
     pub fn zeros_like(&self) -> Tensor {
         Self::zeros(&self.shape(), self.dtype())
     }
 
     /// Ones with the dtype and shape of `self`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![5i64, 6], &[2]);
+    /// assert_eq!(x.ones_like().to_vec::<i64>(), vec![1, 1]);
+    /// ```
     pub fn ones_like(&self) -> Tensor {
         Self::ones(&self.shape(), self.dtype())
     }
 
     /// A 0-d tensor of `value` in this tensor's dtype.
+    ///
+    /// ```
+    /// use cotangent::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32], &[1]);
+    /// assert_eq!(x.scalar_like(2.0).dtype(), DType::F32);
+    /// ```
     pub fn scalar_like(&self, value: f64) -> Tensor {
         Self::full(&[], value, self.dtype())
     }
@@ -252,6 +287,11 @@ impl Tensor {
     }
 
     /// Dtype and shape.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![1.0f32; 6], &[2, 3]).ty().to_string(), "f32[2,3]");
+    /// ```
     pub fn ty(&self) -> TensorType {
         match &self.repr {
             Repr::Concrete(a) => a.ty(),
@@ -260,6 +300,11 @@ impl Tensor {
     }
 
     /// The shape.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![0.0; 6], &[2, 3]).shape(), vec![2, 3]);
+    /// ```
     pub fn shape(&self) -> Shape {
         match &self.repr {
             Repr::Concrete(a) => a.shape.clone(),
@@ -268,6 +313,11 @@ impl Tensor {
     }
 
     /// The element type.
+    ///
+    /// ```
+    /// use cotangent::{DType, Tensor};
+    /// assert_eq!(Tensor::scalar(true).dtype(), DType::Bool);
+    /// ```
     pub fn dtype(&self) -> DType {
         match &self.repr {
             Repr::Concrete(a) => a.dtype(),
@@ -276,6 +326,12 @@ impl Tensor {
     }
 
     /// Number of axes.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::scalar(1.0).rank(), 0);
+    /// assert_eq!(Tensor::from_vec(vec![0.0; 6], &[2, 3]).rank(), 2);
+    /// ```
     pub fn rank(&self) -> usize {
         match &self.repr {
             Repr::Concrete(a) => a.shape.len(),
@@ -284,6 +340,11 @@ impl Tensor {
     }
 
     /// Number of elements.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![0.0; 6], &[2, 3]).numel(), 6);
+    /// ```
     pub fn numel(&self) -> usize {
         numel(&self.shape())
     }
@@ -363,6 +424,12 @@ impl Tensor {
     }
 
     /// The raw storage of a concrete tensor.
+    ///
+    /// ```
+    /// use cotangent::{Data, Tensor};
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// assert!(matches!(t.data(), Data::F32(v) if v == &[1.0, 2.0]));
+    /// ```
     #[track_caller]
     pub fn data(&self) -> &Data {
         &self.concrete_or_panic("data").data

@@ -254,6 +254,272 @@ impl Tensor {
     }
 }
 
+/// Whole-tensor forms of every reduction: `x.r_all(..)` is `x.r(all axes, .., false)`, and
+/// works on a 0-d tensor too (where it is the element itself, or a one-element statistic),
+/// like `jnp.r(x)` with JAX's default `axis=None`.
+impl Tensor {
+    /// Maximum of every element (0-d).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 5.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.max_all().item::<f64>(), 5.0);
+    /// assert_eq!(Tensor::scalar(2.0).max_all().item::<f64>(), 2.0);
+    /// ```
+    #[track_caller]
+    pub fn max_all(&self) -> Tensor {
+        self.max(&all_axes(self), false)
+    }
+
+    /// Minimum of every element (0-d).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 5.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.min_all().item::<f64>(), 1.0);
+    /// ```
+    #[track_caller]
+    pub fn min_all(&self) -> Tensor {
+        self.min(&all_axes(self), false)
+    }
+
+    /// Product of every element (0-d).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.prod_all().item::<f64>(), 24.0);
+    /// ```
+    #[track_caller]
+    pub fn prod_all(&self) -> Tensor {
+        self.prod(&all_axes(self), false)
+    }
+
+    /// Variance of every element with `ddof` delta degrees of freedom (see [`Tensor::var`]).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.var_all(0).item::<f64>(), 1.25);
+    /// ```
+    #[track_caller]
+    pub fn var_all(&self, ddof: usize) -> Tensor {
+        self.var(&all_axes(self), ddof, false)
+    }
+
+    /// Standard deviation of every element (see [`Tensor::std`]).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 3.0, 1.0, 3.0], &[2, 2]);
+    /// assert_eq!(x.std_all(0).item::<f64>(), 1.0);
+    /// ```
+    #[track_caller]
+    pub fn std_all(&self, ddof: usize) -> Tensor {
+        self.std(&all_axes(self), ddof, false)
+    }
+
+    /// `log(sum(exp(x)))` over every element (see [`Tensor::logsumexp`]).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0f32; 4], &[2, 2]);
+    /// assert!((x.logsumexp_all().item::<f32>() - 4f32.ln()).abs() < 1e-6);
+    /// assert_eq!(Tensor::scalar(3.0).logsumexp_all().item::<f64>(), 3.0);
+    /// ```
+    #[track_caller]
+    pub fn logsumexp_all(&self) -> Tensor {
+        self.logsumexp(&all_axes(self), false)
+    }
+
+    /// Euclidean norm of every element, i.e. the Frobenius norm of a matrix (see [`Tensor::norm`]).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 2.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.norm_all().item::<f64>(), 5.0);
+    /// ```
+    #[track_caller]
+    pub fn norm_all(&self) -> Tensor {
+        self.norm(&all_axes(self), false)
+    }
+
+    /// Index (i64, 0-d) of the first maximum in row-major order (JAX's `argmax` with no axis).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 5.0, 7.0, 7.0], &[2, 2]);
+    /// assert_eq!(x.argmax_all().item::<i64>(), 2);
+    /// assert_eq!(Tensor::scalar(1.0).argmax_all().item::<i64>(), 0);
+    /// ```
+    #[track_caller]
+    pub fn argmax_all(&self) -> Tensor {
+        self.flatten().argmax(0, false)
+    }
+
+    /// Index (i64, 0-d) of the first minimum in row-major order.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 0.0, 7.0, 0.0], &[2, 2]);
+    /// assert_eq!(x.argmin_all().item::<i64>(), 1);
+    /// ```
+    #[track_caller]
+    pub fn argmin_all(&self) -> Tensor {
+        self.flatten().argmin(0, false)
+    }
+
+    /// True (bool) where any element over `axes` is non-zero; false over an empty slice.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0, 1.0, 0.0, 0.0], &[2, 2]);
+    /// assert_eq!(x.any(&[1], false).to_vec::<bool>(), vec![true, false]);
+    /// ```
+    #[track_caller]
+    pub fn any(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        axes_of("any", axes, self.rank());
+        self.ne(0.0).cast(crate::DType::I64).sum(axes, keepdims).gt(0i64)
+    }
+
+    /// True (bool) where every element over `axes` is non-zero; true over an empty slice.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![true, true, false, true], &[2, 2]);
+    /// assert_eq!(x.all(&[1], false).to_vec::<bool>(), vec![true, false]);
+    /// ```
+    #[track_caller]
+    pub fn all(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        axes_of("all", axes, self.rank());
+        self.eq(0.0).cast(crate::DType::I64).sum(axes, keepdims).eq(0i64)
+    }
+
+    /// True (bool, 0-d) when any element is non-zero.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert!(Tensor::from_vec(vec![0, 0, 3], &[3]).any_all().item::<bool>());
+    /// assert!(!Tensor::scalar(false).any_all().item::<bool>());
+    /// ```
+    #[track_caller]
+    pub fn any_all(&self) -> Tensor {
+        self.any(&all_axes(self), false)
+    }
+
+    /// True (bool, 0-d) when every element is non-zero.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, f64::NAN], &[2]);
+    /// assert!(x.all_all().item::<bool>()); // NaN is non-zero, as in numpy
+    /// ```
+    #[track_caller]
+    pub fn all_all(&self) -> Tensor {
+        self.all(&all_axes(self), false)
+    }
+
+    /// Number (i64) of non-zero elements over `axes`.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0, 1.0, 0.0, 2.0], &[2, 2]);
+    /// assert_eq!(x.count_nonzero(&[0], false).to_vec::<i64>(), vec![0, 2]);
+    /// ```
+    #[track_caller]
+    pub fn count_nonzero(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        axes_of("count_nonzero", axes, self.rank());
+        self.ne(0.0).cast(crate::DType::I64).sum(axes, keepdims)
+    }
+
+    /// Number (i64, 0-d) of non-zero elements.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![0, 4, 5], &[3]).count_nonzero_all().item::<i64>(), 2);
+    /// ```
+    #[track_caller]
+    pub fn count_nonzero_all(&self) -> Tensor {
+        self.count_nonzero(&all_axes(self), false)
+    }
+
+    /// Sum over `axes`, treating NaN as 0. The derivative at a NaN entry is 0.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, f64::NAN, 2.0], &[3]);
+    /// assert_eq!(x.nansum(&[0], false).item::<f64>(), 3.0);
+    /// ```
+    #[track_caller]
+    pub fn nansum(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        axes_of("nansum", axes, self.rank());
+        where_(&self.ne(self), &self.scalar_like(0.0), self).sum(axes, keepdims)
+    }
+
+    /// Sum of every element, treating NaN as 0.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![f64::NAN, 2.0], &[2]).nansum_all().item::<f64>(), 2.0);
+    /// ```
+    #[track_caller]
+    pub fn nansum_all(&self) -> Tensor {
+        self.nansum(&all_axes(self), false)
+    }
+
+    /// Mean over `axes` of the elements that are not NaN (NaN where all are). Integers and
+    /// bools give f64.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, f64::NAN, f64::NAN, f64::NAN], &[2, 2]);
+    /// let m = x.nanmean(&[1], false).to_vec::<f64>();
+    /// assert_eq!(m[0], 1.0);
+    /// assert!(m[1].is_nan());
+    /// ```
+    #[track_caller]
+    pub fn nanmean(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        axes_of("nanmean", axes, self.rank());
+        let x = self.float_or_f64();
+        let count = x.eq(&x).cast(x.dtype()).sum(axes, keepdims);
+        x.nansum(axes, keepdims) / count
+    }
+
+    /// Mean of the elements that are not NaN.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![f64::NAN, 2.0, 4.0], &[3]).nanmean_all().item::<f64>(), 3.0);
+    /// ```
+    #[track_caller]
+    pub fn nanmean_all(&self) -> Tensor {
+        self.nanmean(&all_axes(self), false)
+    }
+
+    /// Largest minus smallest element over `axes` (numpy's `ptp`).
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0, 5.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.ptp(&[1], false).to_vec::<f64>(), vec![4.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn ptp(&self, axes: &[isize], keepdims: bool) -> Tensor {
+        self.max(axes, keepdims) - self.min(axes, keepdims)
+    }
+
+    /// Largest minus smallest element.
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![1.0, 5.0, 3.0], &[3]).ptp_all().item::<f64>(), 4.0);
+    /// ```
+    #[track_caller]
+    pub fn ptp_all(&self) -> Tensor {
+        self.ptp(&all_axes(self), false)
+    }
+}
+
 fn all_axes(t: &Tensor) -> Vec<isize> {
     (0..t.rank() as isize).collect()
 }

@@ -5,7 +5,7 @@ use super::{trace_tree_as, types_of};
 use crate::ir::Graph;
 use crate::ops::{rules, Prim};
 use crate::trace::{bind, Tuples};
-use crate::{Tensor, Tree};
+use crate::{Tensor, Tree, TreeLike};
 
 /// Evaluates `g` on `args` and pushes `tangents` (`None` = zero) through it.
 /// Returns the outputs and their tangents (`None` where provably zero).
@@ -60,8 +60,14 @@ pub(crate) fn jvp_graph(g: &Graph, args: &[Tensor], tangents: &[Option<Tensor>])
 /// assert!((dy.item::<f64>() - 3f64.cos()).abs() < 1e-15);
 /// ```
 #[track_caller]
-pub fn jvp<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A, tangents: &A) -> (B, B) {
-    jvp_at(Site::here("jvp"), f, primals, tangents)
+pub fn jvp<A: Tree, B: Tree>(f: impl Fn(&A) -> B, primals: &A, tangents: impl TreeLike<A>) -> (B, B) {
+    let site = Site::here("jvp");
+    let t = tangents.into_leaves_like(primals);
+    let n = primals.leaves().len();
+    if t.len() != n {
+        site.fail(format_args!("primals have {n} leaves but tangents have {}", t.len()));
+    }
+    jvp_at(site, f, primals, &primals.rebuild_from(t))
 }
 
 /// [`jvp`] for the transformation at `site` (the one errors name).

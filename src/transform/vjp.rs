@@ -7,7 +7,7 @@ use crate::ir::Graph;
 use crate::ops::rules::{self, LinArg};
 use crate::ops::Prim;
 use crate::trace::{bind, eval_graph, trace, Tuples};
-use crate::{Tensor, TensorType, Tree};
+use crate::{Tensor, TensorType, Tree, TreeLike};
 use std::collections::HashMap;
 
 /// A linear map recorded as a graph: the tangent part of a linearized function.
@@ -266,8 +266,8 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     /// assert_eq!(f_jvp.call(&Tensor::scalar(2.0)).item::<f64>(), 2.0);
     /// ```
     #[track_caller]
-    pub fn call(&self, tangents: &A) -> B {
-        let t = tangents.leaves();
+    pub fn call(&self, tangents: impl TreeLike<A>) -> B {
+        let t = tangents.into_leaves_like(&self.arg_template);
         let primal_types = &self.lin.arg_types;
         if t.len() != primal_types.len() {
             let n = primal_types.len();
@@ -296,8 +296,9 @@ impl<A: Tree, B: Tree> Linearized<A, B> {
     /// assert_eq!(ct.to_vec::<f64>(), vec![3.0, 3.0]);
     /// ```
     #[track_caller]
-    pub fn transpose(&self, cotangents: &B) -> A {
-        self.arg_template.rebuild_from(self.lin.transpose(&cotangents.leaves(), &self.out_template))
+    pub fn transpose(&self, cotangents: impl TreeLike<B>) -> A {
+        let cts = cotangents.into_leaves_like(&self.out_template);
+        self.arg_template.rebuild_from(self.lin.transpose(&cts, &self.out_template))
     }
 }
 
@@ -340,7 +341,7 @@ impl<A: Tree, B: Tree> Pullback<A, B> {
     /// assert_eq!(pb.call(&Tensor::scalar(1.0)).item::<f64>(), 6.0);
     /// ```
     #[track_caller]
-    pub fn call(&self, cotangents: &B) -> A {
+    pub fn call(&self, cotangents: impl TreeLike<B>) -> A {
         self.inner.transpose(cotangents)
     }
 }
