@@ -16,6 +16,7 @@
 //! transposes that graph.
 
 mod jac;
+mod jet;
 mod jit;
 mod jvp;
 mod site;
@@ -23,6 +24,8 @@ mod vjp;
 mod vmap;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
+pub(crate) use jet::jet_series;
+pub use jet::{jet, jet2_collapsed, jet_sparse};
 pub use jit::{jit, jit_inspect, Inspection};
 pub use jvp::jvp;
 pub use vjp::{
