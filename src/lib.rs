@@ -47,6 +47,7 @@ pub mod array;
 pub mod backend;
 pub mod compile;
 pub mod data;
+pub mod diffop;
 mod dtype;
 mod error;
 pub mod io;
