@@ -120,7 +120,7 @@ fn piecewise_rules_and_their_conventions() {
     let (_, ys) = jet(|x: &Tensor| x.relu() * x, &x, &[v.clone(), v.zeros_like()]);
     // relu(x)·x = x² where x > 0, else 0: second derivative 2 on the active side.
     assert_eq!(ys[1].to_vec::<f64>(), vec![0.0, 2.0, 0.0]);
-    let (_, ys) = jet(|x: &Tensor| x.abs(), &x, &[v.clone()]);
+    let (_, ys) = jet(|x: &Tensor| x.abs(), &x, std::slice::from_ref(&v));
     assert_eq!(ys[0].to_vec::<f64>(), vec![-1.0, 1.0, 0.0]);
     let (_, ys) =
         jet(|(a, b): &(Tensor, Tensor)| a.maximum(b), &(s(1.0), s(1.0)), &[(s(2.0), s(4.0)), (s(6.0), s(10.0))]);
@@ -221,4 +221,34 @@ fn collapsed_second_order_matches_the_sum_of_jets() {
     assert_close(&y, &f_test(&x), 0.0, "primal");
     let sum = &nth(&x, &dirs.index(0), 2) + &nth(&x, &dirs.index(1), 2);
     assert_close(&collapsed, &sum, 1e-12, "collapsed vs per-direction jets");
+}
+
+/// A convolution (patches and a contraction: Cauchy products in both the image and the
+/// kernel) followed by tanh: a 3-jet with series on both operands against nested jvps in t.
+#[test]
+fn convolution_jet_matches_nested_jvps() {
+    let mut rng = common::Rng::new(5);
+    let x = rng.tensor(&[1, 2, 5, 5], -1.0, 1.0);
+    let w = rng.tensor(&[3, 2, 3, 3], -0.5, 0.5);
+    let cs: Vec<(Tensor, Tensor)> = (0..3).map(|_| (rng.like(&x), rng.like(&w))).collect();
+    let f = |(x, w): &(Tensor, Tensor)| nn::conv2d(x, w, (1, 1), (1, 1), (1, 1), 1).tanh();
+    let (_, ys) = jet(f, &(x.clone(), w.clone()), &cs);
+    // x(t) = x + Σ c_k t^k / k!, differentiated in t three times at 0.
+    let path = |t: &Tensor| {
+        let (mut a, mut b) = (x.clone(), w.clone());
+        for (k, (cx, cw)) in cs.iter().enumerate() {
+            let tk = t.powf((k + 1) as f64) * (1.0 / [1.0, 2.0, 6.0][k]);
+            a = &a + cx * &tk;
+            b = &b + cw * &tk;
+        }
+        f(&(a, b))
+    };
+    let one = s(1.0);
+    let d1 = |t: &Tensor| jvp(path, t, &one).1;
+    let d2 = |t: &Tensor| jvp(d1, t, &one).1;
+    let d3 = |t: &Tensor| jvp(d2, t, &one).1;
+    let t0 = s(0.0);
+    for (k, want) in [d1(&t0), d2(&t0), d3(&t0)].iter().enumerate() {
+        assert_close(&ys[k], want, 1e-10, &format!("conv jet order {}", k + 1));
+    }
 }

@@ -33,10 +33,10 @@ pub fn draw(path: &Path, title: &str, x_label: &str, curves: &[Curve], log_y: bo
             (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
         }
     }
-    if !(x0 < x1) {
+    if x0.partial_cmp(&x1) != Some(std::cmp::Ordering::Less) {
         (x0, x1) = (0.0, 1.0);
     }
-    if !(y0 < y1) {
+    if y0.partial_cmp(&y1) != Some(std::cmp::Ordering::Less) {
         (y0, y1) = (y0.min(0.0) - 1.0, y1.max(0.0) + 1.0);
     }
     if log_y {
