@@ -26,7 +26,9 @@
 //! - [`nn`]: layers, activations, initialisers and losses;
 //! - [`optim`]: optimisers, learning-rate schedules and gradient clipping;
 //! - [`io`]: safetensors checkpoints of any tree;
-//! - [`data`]: splitting, shuffling and batching of in-memory data sets.
+//! - [`data`]: splitting, shuffling and batching of in-memory data sets;
+//! - [`diffop`]: differential operators from Taylor mode ([`jet`]): Laplacians, divergences,
+//!   directional derivatives, STDE estimators and forward gradients.
 //!
 //! Large kernels use all cores; [`threads`](mod@threads) says how to choose another count
 //! (`COTANGENT_THREADS=1` or [`set_threads`]) and how rayon's pool is shared.

@@ -1,5 +1,5 @@
-//! Composable transformations: `jvp`, `linearize`, `vjp`, `grad`, `vmap` and
-//! the Jacobian/Hessian combinators built from them.
+//! Composable transformations: `jvp`, `linearize`, `vjp`, `grad`, `vmap`, `jet`
+//! (Taylor mode) and the Jacobian/Hessian combinators built from them.
 //!
 //! Every transformation first traces the user's closure into a
 //! [`Graph`](crate::ir::Graph), then *evaluates* that graph under the
