@@ -11,11 +11,10 @@
 //!
 //! The problem is the inseparable Poisson equation of the STDE paper: `-Δu = g` in the unit
 //! ball of ℝᵈ with `u = 0` on the sphere and the exact solution
-//! `u*(x) = (1 - ‖x‖²) Σᵢ cᵢ sin(xᵢ + cos xᵢ₊₁ + xᵢ₊₁ cos xᵢ)`, `cᵢ ~ N(0, 1)`; `g` is its
-//! Laplacian in closed form (checked against `diffop::laplacian` at start). The network is
+//! `u*(x) = (1 - ‖x‖²) Σᵢ cᵢ sin(xᵢ + cos xᵢ₊₁ + xᵢ₊₁ cos xᵢ)`, `cᵢ ~ N(0, 1)`; `g = -Δu*` in
+//! closed form (checked against `diffop::laplacian` at start). The network is
 //! `u(x) = (1 - ‖x‖²)·MLP(x)` (the boundary condition built in), trained with Adam (cosine
-//! learning-rate decay) on the
-//! squared residual at random points of the ball. Each method runs in a child process of
+//! learning-rate decay) on the squared residual `(Δu + g)²` at random points of the ball. Each method runs in a child process of
 //! this program so that its peak memory is its own; each prints a progress bar, and at the
 //! end the relative L2 error on held-out points, the time per step and the peak memory
 //! (peak resident set) are printed and the error curves drawn to `pinn_error.png`.
@@ -188,8 +187,8 @@ fn train(args: &Args, method: &str) {
                 "exact" => vmap(|x: &Tensor| diffop::laplacian(u, x))(x),
                 _ => vmap(|x: &Tensor| diffop::hessian_trace(u, x))(x),
             };
-            // The residual of Δu = Δu* (= -g).
-            (lap - g).square().mean_all()
+            // The residual of -Δu = g.
+            (lap + g).square().mean_all()
         };
         let (l, grads) = value_and_grad(loss)(p);
         let (p, s) = Adam::new(Schedule::cosine(lr, steps, 0.01)).update(&grads, s, p);
@@ -212,7 +211,7 @@ fn train(args: &Args, method: &str) {
     for i in 0..args.steps {
         let k = random::split(&random::fold_in(&data_key, i as i64), 2);
         let x = ball(&k.index(0), args.batch, d);
-        let g = exact_laplacian(&x, &c).cast(DType::F32);
+        let g = (-exact_laplacian(&x, &c)).cast(DType::F32); // the source, -Δu*
         let keys = random::split(&k.index(1), args.batch);
         let t = Instant::now();
         let (loss, p, s) = step(&(params, state, x.cast(DType::F32), g, keys));
