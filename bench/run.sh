@@ -21,7 +21,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import jax, torch" 2>
 fi
 cargo bench -q --bench workloads --no-run 2>/dev/null || cargo bench --bench workloads --no-run
 out=$(mktemp -d)
-groups="w0 w1 w2 w3 w4 w5 w6"
+groups="w0 w1 w2 w3 w4 w5 w6 w7 w8"
 for r in $(seq 1 "$rounds"); do
   for g in $groups; do
     case "$g" in "$filter"*|"${filter:0:2}") ;; *) [ -n "$filter" ] && continue ;; esac
@@ -51,4 +51,12 @@ for k in ct:
     rj = f"{ct[k] / j:8.2f}" if j else "       -"
     rp = f"{ct[k] / p:9.2f}" if p else "        -"
     print(f"{k:<20} {fmt(ct[k]):>13} {fmt(j) if j else '-':>13} {fmt(p) if p else '-':>13} {rj} {rp}")
+# Taylor-mode Laplacian (cotangent) against JAX's jitted trace(hessian) on the same workload.
+if "w3-laplacian-taylor" in ct and "w3-laplacian" in jx:
+    print(f"w3: cotangent laplacian (Taylor) / jax trace(hessian): {ct['w3-laplacian-taylor'] / jx['w3-laplacian']:.2f}")
+# Peak memory lines ("# w7 peak memory ..."), last round of each.
+for name in ("cotangent", "jax"):
+    lines = [l for l in (d / f"{name}.txt").read_text().split("\n") if l.startswith("# ")]
+    if lines:
+        print(f"{name}: {lines[-1][2:]}")
 PY

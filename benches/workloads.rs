@@ -73,6 +73,17 @@ fn mlp_loss(params: &[Tensor], x: &Tensor, labels: &Tensor) -> Tensor {
     -(logp * labels).sum_all() / x.shape()[0] as f64
 }
 
+/// Peak resident set of this process (VmHWM), in MB.
+fn peak_memory_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 fn report(id: &str, seconds: f64) {
     println!("{id} {seconds:.6e}");
 }
@@ -133,19 +144,36 @@ fn main() {
         let d = 64;
         let params = mlp_params(&[d, 128, 128, 1], DType::F64, 3);
         let pts = tensor(&[64, d], 9, 1.0, DType::F64);
+        let params = &params;
         let net = move |x: &Tensor| {
             let h1 = (x.matmul(&params[0]) + &params[1]).tanh();
             let h2 = (h1.matmul(&params[2]) + &params[3]).tanh();
             (h2.matmul(&params[4]) + &params[5]).sum_all()
         };
         let laplacian = jit(vmap(move |x: &Tensor| {
-            let h = hessian(net.clone())(x);
+            let h = hessian(net)(x);
             (h * Tensor::eye(d, DType::F64)).sum_all()
         }));
         report(
             "w3-laplacian",
             median_seconds(|| {
                 black_box(laplacian(&pts));
+            }),
+        );
+        // The same Laplacian by Taylor mode: collapsed (one summed second-order coefficient)
+        // and with d second-order jets.
+        let collapsed = jit(vmap(move |x: &Tensor| diffop::laplacian(net, x)));
+        report(
+            "w3-laplacian-taylor",
+            median_seconds(|| {
+                black_box(collapsed(&pts));
+            }),
+        );
+        let jets = jit(vmap(move |x: &Tensor| diffop::laplacian_jets(net, x)));
+        report(
+            "w3-laplacian-jets",
+            median_seconds(|| {
+                black_box(jets(&pts));
             }),
         );
     }
@@ -200,5 +228,68 @@ fn main() {
                 black_box(h(&x));
             }),
         );
+    }
+
+    if want("w7") {
+        // One PINN training step with the STDE Laplacian: d = 1000, batch 100, 16 sampled
+        // dimensions per point, MLP d-128-128-1 (tanh) with the boundary built in, Adam.
+        let (d, batch, samples) = (1000, 100, 16);
+        let params = mlp_params(&[d, 128, 128, 1], DType::F32, 7);
+        let x = tensor(&[batch, d], 11, 1.0 / (d as f64).sqrt(), DType::F32);
+        let g = tensor(&[batch], 12, 1.0, DType::F32);
+        let keys = random::split(&random::key(0), batch);
+        let op = diffop::DiffOperator::laplacian(d);
+        let opt = optim::Adam::new(1e-3);
+        use optim::Optimizer;
+        let state = opt.init(&params);
+        let step =
+            jit(move |(p, s, x, g, keys): &(Vec<Tensor>, optim::AdamState<Vec<Tensor>>, Tensor, Tensor, Tensor)| {
+                let loss = |p: &Vec<Tensor>| {
+                    let u = |x: &Tensor| {
+                        let h1 = (x.matmul(&p[0]) + &p[1]).tanh();
+                        let h2 = (h1.matmul(&p[2]) + &p[3]).tanh();
+                        (1.0 - x.square().sum_all()) * (h2.matmul(&p[4]) + &p[5]).sum_all()
+                    };
+                    let lap =
+                        vmap(|(x, k): &(Tensor, Tensor)| op.estimate(u, x, k, samples))(&(x.clone(), keys.clone()));
+                    (lap - g).square().mean_all()
+                };
+                let (l, grads) = value_and_grad(loss)(p);
+                let (p, s) = opt.update(&grads, s, p);
+                (l, p, s)
+            });
+        let args = (params, state, x, g, keys);
+        report(
+            "w7-pinn-stde",
+            median_seconds(|| {
+                black_box(step(&args));
+            }),
+        );
+        println!("# w7 peak memory (process): {:.0} MB", peak_memory_mb());
+    }
+
+    if want("w8") {
+        // Jet cost against the order K: the K-th directional derivative of the w3 network at
+        // 1024 points (one jet of order K each).
+        let d = 64;
+        let params = mlp_params(&[d, 128, 128, 1], DType::F64, 3);
+        let pts = tensor(&[1024, d], 9, 1.0, DType::F64);
+        let v = tensor(&[d], 10, 1.0, DType::F64);
+        let params = &params;
+        let net = move |x: &Tensor| {
+            let h1 = (x.matmul(&params[0]) + &params[1]).tanh();
+            let h2 = (h1.matmul(&params[2]) + &params[3]).tanh();
+            (h2.matmul(&params[4]) + &params[5]).sum_all()
+        };
+        for k in 1..=8 {
+            let v = v.clone();
+            let f = jit(vmap(move |x: &Tensor| diffop::directional(net, x, &v, k)));
+            report(
+                &format!("w8-jet-order-{k}"),
+                median_seconds(|| {
+                    black_box(f(&pts));
+                }),
+            );
+        }
     }
 }

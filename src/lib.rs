@@ -86,6 +86,9 @@
 //! - [`random`] (counter-based, splittable keys), [`nn`] (layers, activations, losses),
 //!   [`optim`] (optimisers, schedules, clipping), [`io`] (safetensors checkpoints),
 //!   [`data`] (splitting, shuffling, batching);
+//! - [`control`]: `cond` and `switch` on traced values; [`diffop`]: differential operators
+//!   from Taylor mode ([`jet`]): Laplacians, divergences, directional derivatives, STDE
+//!   estimators and forward gradients;
 //! - the layers underneath (see `ARCHITECTURE.md`): [`ir`] (the typed SSA
 //!   [`Graph`](ir::Graph)), [`ops`] (primitives and their derivative rules), [`trace`],
 //!   [`backend::cpu`] (kernels), [`compile`] (graph passes and plans);
@@ -111,6 +114,7 @@ pub mod backend;
 pub mod compile;
 pub mod control;
 pub mod data;
+pub mod diffop;
 mod dtype;
 mod error;
 pub mod io;

@@ -131,3 +131,21 @@ fn non_bool_predicate_is_an_error() {
     let x = Tensor::scalar(1.0);
     let _ = cond(&x, |x: &Tensor| x.clone(), |x: &Tensor| x.clone(), &x);
 }
+
+#[test]
+fn jet_through_cond_eager_and_traced() {
+    // Third-order Taylor coefficients of x³ (right branch) and sin x (left), with a concrete
+    // predicate (the branch is inlined) and a traced one under jit (a cond of jets).
+    let f = |x: &Tensor| cond(&x.gt(0.0), |x: &Tensor| x * x * x, |x: &Tensor| x.sin(), x);
+    for x0 in [1.5f64, -0.5] {
+        let series = [Tensor::scalar(1.0), Tensor::scalar(0.0), Tensor::scalar(0.0)];
+        let want: Vec<f64> =
+            if x0 > 0.0 { vec![3.0 * x0 * x0, 6.0 * x0, 6.0] } else { vec![x0.cos(), -x0.sin(), -x0.cos()] };
+        let (_, eager) = jet(f, &Tensor::scalar(x0), &series);
+        let (_, traced) = jit(|x: &Tensor| jet(f, x, &series))(&Tensor::scalar(x0));
+        for (k, w) in want.iter().enumerate() {
+            assert!((eager[k].item::<f64>() - w).abs() < 1e-12, "eager order {}", k + 1);
+            assert!((traced[k].item::<f64>() - w).abs() < 1e-12, "traced order {}", k + 1);
+        }
+    }
+}

@@ -45,3 +45,57 @@ fn digits_example_learns() {
     run("mlp", "3");
     run("cnn", "2");
 }
+
+// ---------------------------------------------------------------------------
+// Taylor-mode examples (pinn, forward_gradient): short runs must learn and draw.
+// ---------------------------------------------------------------------------
+
+fn run_example(name: &str, args: &[&str]) -> (String, std::path::PathBuf) {
+    let out_dir = std::env::temp_dir().join(format!("cotangent_{name}_{}", std::process::id()));
+    let output = Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--release", "--quiet", "--example", name, "--"])
+        .args(args)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the {name} example failed:\n{stdout}\n{stderr}");
+    (stdout, out_dir)
+}
+
+fn number_after(output: &str, prefix: &str) -> f64 {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{output}"));
+    line[prefix.len()..].trim().trim_end_matches('%').parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+#[test]
+fn pinn_example_learns() {
+    let (stdout, out) = run_example("pinn", &["--dim", "20", "--batch", "50", "--steps", "100"]);
+    // The untrained network's relative error is about 1.4; trained, well below.
+    let err = number_after(&stdout, "final relative L2 error (STDE):");
+    assert!(err < 0.5, "relative L2 error {err} after 100 steps:\n{stdout}");
+    for method in ["STDE", "exact Taylor", "Hessian trace"] {
+        assert!(stdout.lines().any(|l| l.starts_with(method) && l.contains("ms per step")), "{method}:\n{stdout}");
+    }
+    let png = out.join("pinn_error.png");
+    assert!(png.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", png.display());
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn forward_gradient_example_learns() {
+    let (stdout, out) = run_example("forward_gradient", &["--epochs", "10"]);
+    let fg = number_after(&stdout, "final test accuracy (forward gradient):");
+    let bp = number_after(&stdout, "final test accuracy (backprop):");
+    assert!(fg > 30.0, "forward gradients: {fg}% after 10 epochs (chance is 10%):\n{stdout}");
+    assert!(bp > 90.0, "backprop: {bp}%:\n{stdout}");
+    let png = out.join("forward_gradient_accuracy.png");
+    assert!(png.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", png.display());
+    std::fs::remove_dir_all(&out).unwrap();
+}

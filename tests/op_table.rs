@@ -400,3 +400,84 @@ fn every_row_passes_every_check() {
     }
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n\n"));
 }
+
+// ---------------------------------------------------------------------------
+// Jet (Taylor mode): every row's series to order 4 against nested jvps.
+// ---------------------------------------------------------------------------
+
+/// Rows whose primitives have no jet rule yet (each must fail with a message naming `jet`).
+/// Listed explicitly so that no row is skipped silently.
+const JET_UNSUPPORTED: &[&str] = &[];
+
+const JET_ORDER: usize = 4;
+
+/// The k-th derivative (k = 1..=JET_ORDER) at t = 0 of `f(x(t))`, `x(t) = xs + Σ cs[k-1] t^k/k!`,
+/// by nested jvps in the scalar `t`.
+fn nested_jvps(f: &Fun, xs: &[Tensor], cs: &[Vec<Tensor>]) -> Vec<Tensor> {
+    let path = |t: &Tensor| -> Vec<Tensor> {
+        let mut p = xs.to_vec();
+        let mut fact = 1.0;
+        for (k, c) in cs.iter().enumerate() {
+            fact *= (k + 1) as f64;
+            let tk = t.powf((k + 1) as f64) * (1.0 / fact);
+            for (pi, ci) in p.iter_mut().zip(c) {
+                *pi = &*pi + ci * &tk;
+            }
+        }
+        p
+    };
+    let mut d: Box<dyn Fn(&Tensor) -> Tensor + '_> = Box::new(move |t: &Tensor| f(&path(t)));
+    let mut out = Vec::new();
+    let t0 = Tensor::scalar(0.0);
+    for _ in 0..JET_ORDER {
+        let prev = d;
+        d = Box::new(move |t: &Tensor| jvp(|t: &Tensor| prev(t), t, &Tensor::scalar(1.0)).1);
+        out.push(d(&t0));
+    }
+    out
+}
+
+fn check_row_jet(row: &Row, rng: &mut Rng) {
+    let xs = row.inputs.clone();
+    let us: Vec<Tensor> = xs.iter().map(|x| rng.like(x)).collect();
+    // Along a direction (x1 = u, higher coefficients zero), then along a full random series.
+    let directional: Vec<Vec<Tensor>> =
+        (0..JET_ORDER).map(|k| if k == 0 { us.clone() } else { us.iter().map(|u| u.zeros_like()).collect() }).collect();
+    let full: Vec<Vec<Tensor>> = (0..JET_ORDER).map(|_| xs.iter().map(|x| rng.like(x)).collect()).collect();
+    for (kind, cs) in [("directional", directional), ("full series", full)] {
+        let cs = &cs;
+        let (y, ys) = jet(|p: &Vec<Tensor>| (row.f)(p), &xs, cs);
+        assert_close(&y, &(row.f)(&xs), 0.0, &format!("{}: primal output of jet", row.name));
+        let want = nested_jvps(&row.f, &xs, cs);
+        for (k, (got, want)) in ys.iter().zip(&want).enumerate() {
+            assert_close(got, want, 1e-9, &format!("{}: jet order {} ({kind}) vs nested jvps", row.name, k + 1));
+        }
+        // The same jet jitted (the series are arguments, so the compiled plan sees them as data).
+        let jitted = jit(|(p, cs): &(Vec<Tensor>, Vec<Vec<Tensor>>)| jet(|p: &Vec<Tensor>| (row.f)(p), p, cs).1);
+        for (k, (got, want)) in jitted(&(xs.clone(), cs.to_vec())).iter().zip(&ys).enumerate() {
+            assert_close(got, want, 1e-12, &format!("{}: jit of jet order {} ({kind}) vs eager", row.name, k + 1));
+        }
+    }
+}
+
+#[test]
+fn every_row_jet_matches_nested_jvps() {
+    let mut rng = Rng::new(4242);
+    let rows = table();
+    let mut failures = Vec::new();
+    let mut unsupported = Vec::new();
+    for row in &rows {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_row_jet(row, &mut rng)));
+        if let Err(e) = outcome {
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+            let msg = msg.unwrap_or_default();
+            if msg.contains("no Taylor-mode (jet) rule") {
+                unsupported.push(row.name);
+            } else {
+                failures.push(format!("{}: {}", row.name, msg));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n\n"));
+    assert_eq!(unsupported, JET_UNSUPPORTED, "rows without a jet rule");
+}

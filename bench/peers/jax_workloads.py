@@ -3,6 +3,8 @@ import sys
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import jet
+import resource
 
 from common import fast_uniform, median_seconds, mlp_arrays, report, uniform
 
@@ -58,6 +60,16 @@ if want("w3"):
     lap = jax.jit(jax.vmap(lambda x: jnp.trace(jax.hessian(net)(x))))
     report("w3-laplacian", run(lap, pts))
 
+    # The same Laplacian with Taylor mode (jax.experimental.jet): d second-order jets.
+    def lap_jet(x):
+        def second(v):
+            _, (_, y2) = jet.jet(net, (x,), ((v, jnp.zeros_like(v)),))
+            return y2
+
+        return jax.vmap(second)(jnp.eye(d)).sum()
+
+    report("w3-laplacian-taylor", run(jax.jit(jax.vmap(lap_jet)), pts))
+
 if want("w4"):
     x = jnp.asarray(fast_uniform(1_000_000, 4, 2.0), jnp.float32)
     f = lambda x: (jnp.sin(x) * jnp.exp(-x * x) + jnp.tanh(x)).sum()
@@ -77,3 +89,63 @@ if want("w5"):
 if want("w6"):
     x = jnp.asarray(uniform(200, 6, 1.0))
     report("w6-hessian", run(jax.jit(jax.hessian(rosenbrock)), x))
+
+
+def mlp_tanh(p, x):
+    h1 = jnp.tanh(x @ p[0] + p[1])
+    h2 = jnp.tanh(h1 @ p[2] + p[3])
+    return (h2 @ p[4] + p[5]).sum()
+
+
+if want("w7"):
+    # One PINN training step with the STDE Laplacian (d = 1000, batch 100, 16 sampled
+    # dimensions per point, drawn by a permutation as cotangent does), Adam by hand.
+    d, batch, samples = 1000, 100, 16
+    params = mlp_params([d, 128, 128, 1], jnp.float32, 7)
+    x = jnp.asarray(uniform(batch * d, 11, 1.0 / d**0.5).reshape(batch, d), jnp.float32)
+    g = jnp.asarray(uniform(batch, 12, 1.0), jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(0), batch)
+
+    def u(p, x):
+        return (1.0 - (x * x).sum()) * mlp_tanh(p, x)
+
+    def stde_laplacian(p, x, key):
+        idx = jax.random.permutation(key, d)[:samples]
+        dirs = jax.nn.one_hot(idx, d, dtype=x.dtype)
+
+        def second(v):
+            _, (_, y2) = jet.jet(lambda x: u(p, x), (x,), ((v, jnp.zeros_like(v)),))
+            return y2
+
+        return jax.vmap(second)(dirs).sum() * (d / samples)
+
+    def loss(p, x, g, keys):
+        lap = jax.vmap(lambda x, k: stde_laplacian(p, x, k))(x, keys)
+        return ((lap - g) ** 2).mean()
+
+    def adam(p, m, v, t, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+        t = t + 1
+        m = [b1 * a + (1 - b1) * gr for a, gr in zip(m, grads)]
+        v = [b2 * a + (1 - b2) * gr * gr for a, gr in zip(v, grads)]
+        p = [q - lr * (a / (1 - b1**t)) / (jnp.sqrt(b / (1 - b2**t)) + eps) for q, a, b in zip(p, m, v)]
+        return p, m, v, t
+
+    @jax.jit
+    def step(p, m, v, t, x, g, keys):
+        l, grads = jax.value_and_grad(loss)(p, x, g, keys)
+        p, m, v, t = adam(p, m, v, t, grads)
+        return l, p, m, v, t
+
+    zeros = [jnp.zeros_like(a) for a in params]
+    report("w7-pinn-stde", run(step, params, zeros, zeros, jnp.float32(0.0), x, g, keys))
+    print(f"# w7 peak memory (process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+
+if want("w8"):
+    d = 64
+    params = mlp_params([d, 128, 128, 1], jnp.float64, 3)
+    pts = jnp.asarray(uniform(1024 * d, 9, 1.0).reshape(1024, d))
+    v = jnp.asarray(uniform(d, 10, 1.0))
+    for k in range(1, 9):
+        series = ((v,) + tuple(jnp.zeros_like(v) for _ in range(k - 1)),)
+        f = jax.jit(jax.vmap(lambda x, series=series: jet.jet(lambda x: mlp_tanh(params, x), (x,), series)[1][-1]))
+        report(f"w8-jet-order-{k}", run(f, pts))

@@ -76,7 +76,7 @@ type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Draws `text` with its top-left corner at `(x, y)`, each font pixel `scale` wide.
-fn text(area: &Area, x: i32, y: i32, s: &str, color: &RGBColor, scale: i32) -> DrawResult {
+pub fn text(area: &Area, x: i32, y: i32, s: &str, color: &RGBColor, scale: i32) -> DrawResult {
     for (i, c) in s.chars().enumerate() {
         let ox = x + i as i32 * 6 * scale;
         for (row, bits) in glyph(c).iter().enumerate() {
@@ -96,7 +96,7 @@ fn text(area: &Area, x: i32, y: i32, s: &str, color: &RGBColor, scale: i32) -> D
     Ok(())
 }
 
-fn text_width(s: &str, scale: i32) -> i32 {
+pub fn text_width(s: &str, scale: i32) -> i32 {
     s.chars().count() as i32 * 6 * scale - scale
 }
 

@@ -13,13 +13,16 @@
 //!   index every branch runs on the whole batch and each lane selects its branch's results
 //!   (`select`), as in JAX: both branches cost, and both must be safe to evaluate.
 //!
+//! - **jet** (Taylor mode) of `cond` is a `cond` of the branches' jets, whose operands are
+//!   the primals and the non-zero coefficients of the operands' series.
+//!
 //! With a concrete index (known while tracing) the taken branch is inlined instead.
 
 use super::rules::LinArg;
 use super::Prim;
 use crate::ir::SubGraph;
 use crate::trace::{bind_multi, eval_graph};
-use crate::transform::subgraph::{batch_subgraph, jvp_subgraph, transpose_subgraph};
+use crate::transform::subgraph::{batch_subgraph, jet_subgraph, jvp_subgraph, transpose_subgraph};
 use crate::{DType, Tensor, TensorType};
 
 fn list(types: &[TensorType]) -> String {
@@ -157,4 +160,21 @@ pub(crate) fn cond_batch(branches: &[SubGraph], args: &[Tensor], batched: &[bool
             .collect();
     }
     outs
+}
+
+/// The series of `cond`'s results: a `cond` of the branches' jets (the index has no series).
+pub(crate) fn cond_jet(branches: &[SubGraph], xs: &[&[Option<Tensor>]], order: usize) -> Vec<super::series::Series> {
+    let index = super::series::primal(xs[0]);
+    if !index.is_traced() {
+        let k = taken(index, branches.len());
+        let inputs: Vec<super::series::Series> = xs[1..].iter().map(|s| s.to_vec()).collect();
+        return crate::transform::jet_graph(&branches[k], &inputs, order);
+    }
+    let present: Vec<Vec<bool>> = xs[1..].iter().map(|s| s.iter().map(Option::is_some).collect()).collect();
+    let jets: Vec<SubGraph> = branches.iter().map(|b| SubGraph::new(jet_subgraph(b, &present, order))).collect();
+    let mut operands = vec![index.clone()];
+    operands.extend(xs[1..].iter().flat_map(|s| s.iter().flatten().cloned()));
+    let mut outs = cond_apply(jets, &operands).into_iter();
+    let n = branches[0].outputs.len();
+    (0..n).map(|_| (0..=order).map(|_| outs.next()).collect()).collect()
 }

@@ -394,3 +394,183 @@ pub(crate) fn select_transpose(ct: &Tensor, args: &[LinArg]) -> Vec<Option<Tenso
     let zero = ct.zeros_like();
     vec![None, args[1].is_linear().then(|| where_(p, ct, &zero)), args[2].is_linear().then(|| where_(p, &zero, ct))]
 }
+
+// ---------------------------------------------------------------------------
+// Jet (Taylor-mode) rules: normalised series in, normalised series out (see `series`).
+// ---------------------------------------------------------------------------
+
+use super::series::{self, Exponent, Series};
+
+/// Applies a rule that is linear in the operands' coefficients (a jvp rule with fixed primals)
+/// to every coefficient: the jet of linear and piecewise-linear primitives.
+pub(crate) fn linear_jet(
+    jvp: &dyn Fn(&[Option<&Tensor>]) -> Option<Tensor>,
+    xs: &[&[Option<Tensor>]],
+    y: &Tensor,
+) -> Series {
+    let k = series::order(xs[0]);
+    let mut out = vec![Some(y.clone())];
+    for j in 1..=k {
+        let ts: Vec<Option<&Tensor>> = xs.iter().map(|s| s[j].as_ref()).collect();
+        out.push(jvp(&ts));
+    }
+    out
+}
+
+impl UnaryOp {
+    /// The series of `op(x(t))` given the series of `x` and the primal output `y`.
+    pub(crate) fn jet(self, x: &[Option<Tensor>], y: &Tensor) -> Series {
+        use UnaryOp::*;
+        let x0 = series::primal(x);
+        let y0 = y.clone();
+        let sqrt_pi = PI.sqrt();
+        match self {
+            // Linear, piecewise linear (abs: the active branch; abs(0) has the zero series,
+            // as abs'(0) = 0) and piecewise constant.
+            Neg | Abs | Sign | Floor | Ceil | Round | IsFinite | Not => {
+                linear_jet(&|t| t[0].and_then(|t| self.jvp(x0, t, y)), &[x], y)
+            }
+            Exp => series::exp(x, y0),
+            Expm1 => series::exp_shifted(x, y0, 1.0),
+            Log => series::log(x, y0),
+            Log1p => {
+                let mut u = x.to_vec();
+                u[0] = Some(x0 + 1.0);
+                series::log(&u, y0)
+            }
+            Sin => series::sin_cos(x, y0, x0.cos(), false).0,
+            Cos => series::sin_cos(x, x0.sin(), y0, false).1,
+            Sinh => series::sin_cos(x, y0, x0.cosh(), true).0,
+            Cosh => series::sin_cos(x, x0.sinh(), y0, true).1,
+            // y' = (1 ± y²)·x'
+            Tan | Tanh => {
+                let s = if self == Tan { 1.0 } else { -1.0 };
+                series::ode(x, y0, |m, y| {
+                    let sq = series::cauchy_term(y, y, m, &|a, b| a * b).map(|v| v * s);
+                    if m == 0 {
+                        sq.map(|v| v + 1.0)
+                    } else {
+                        sq
+                    }
+                })
+            }
+            // y' = (y - y²)·x'
+            Logistic => series::ode(x, y0, |m, y| {
+                let sq = series::cauchy_term(y, y, m, &|a, b| a * b);
+                series::add(y[m].clone(), sq.map(|v| -v))
+            }),
+            // y' = g(x)·x' with g depending on x only.
+            Atan | Atanh | Asin | Acos | Asinh | Erf | Erfc => {
+                let g = match self {
+                    Atan | Atanh => {
+                        let h = series::affine_square(x, 1.0, if self == Atan { 1.0 } else { -1.0 });
+                        let h0 = series::primal(&h).recip();
+                        series::reciprocal(&h, h0)
+                    }
+                    Asin | Acos | Asinh => {
+                        let h = series::affine_square(x, 1.0, if self == Asinh { 1.0 } else { -1.0 });
+                        let h0 = series::primal(&h).rsqrt();
+                        let g = series::power(&h, &Exponent::Scalar(-0.5), h0);
+                        if self == Acos {
+                            series::scale(&g, -1.0)
+                        } else {
+                            g
+                        }
+                    }
+                    _ => {
+                        let q = series::affine_square(x, 0.0, -1.0);
+                        let e0 = series::primal(&q).exp();
+                        let c = if self == Erf { 2.0 / sqrt_pi } else { -2.0 / sqrt_pi };
+                        series::scale(&series::exp(&q, e0), c)
+                    }
+                };
+                series::integrate(x, y0, &g)
+            }
+            // y' = (√π/2)·exp(y²)·x', with exp(y²) grown alongside y.
+            ErfInv => {
+                let mut q: Series = Vec::new();
+                let mut e: Series = Vec::new();
+                series::ode(x, y0, move |m, y| {
+                    q.push(series::cauchy_term(y, y, m, &|a, b| a * b));
+                    let em = if m == 0 {
+                        q[0].as_ref().map(|v| v.exp())
+                    } else {
+                        let mut acc = None;
+                        for j in 1..=m {
+                            if let (Some(qj), Some(el)) = (&q[j], &e[m - j]) {
+                                acc = series::add(acc, Some(qj * el * (j as f64 / m as f64)));
+                            }
+                        }
+                        acc
+                    };
+                    e.push(em.clone());
+                    em.map(|v| v * (sqrt_pi / 2.0))
+                })
+            }
+            Sqrt => series::sqrt(x, y0),
+            Rsqrt => series::power(x, &Exponent::Scalar(-0.5), y0),
+            Cbrt => series::power(x, &Exponent::Scalar(1.0 / 3.0), y0),
+            Reciprocal => series::reciprocal(x, y0),
+        }
+    }
+}
+
+impl BinaryOp {
+    /// The series of `op(a(t), b(t))` given both operands' series and the primal output `y`.
+    pub(crate) fn jet(self, a: &[Option<Tensor>], b: &[Option<Tensor>], y: &Tensor) -> Series {
+        use BinaryOp::*;
+        let (a0, b0) = (series::primal(a), series::primal(b));
+        let y0 = y.clone();
+        let k = series::order(a);
+        let b_const = b[1..].iter().all(|v| v.is_none());
+        match self {
+            // Linear, and piecewise linear with the jvp's tie convention (max/min: ties take
+            // the mean of both operands' series; rem: the quotient's integer part is constant).
+            Add | Sub | Max | Min | Rem | Eq | Ne | Lt | Le | Gt | Ge | And | Or | Xor => {
+                linear_jet(&|t| self.jvp(a0, b0, t[0], t[1], y), &[a, b], y)
+            }
+            Mul => series::product(a, b, &y0, &|x, y| x * y),
+            Div => series::div(a, b, &y0),
+            // Constant exponent: x·y' = p·y·x'. Otherwise y = exp(b·log a).
+            Pow if b_const => series::power(a, &Exponent::Tensor(b0), y0),
+            Pow => {
+                let la = series::log(a, a0.log());
+                let e = series::product(&la, b, &(series::primal(&la) * b0), &|x, y| x * y);
+                series::exp(&e, y0)
+            }
+            // y' = (b·a' - a·b') / (a² + b²).
+            Atan2 => {
+                let (da, db) = (series::derivative(a), series::derivative(b));
+                let prod = |s: &[Option<Tensor>], d: &[Option<Tensor>], m: usize| {
+                    let mut acc = None;
+                    for j in 0..=m {
+                        if let (Some(x), Some(v)) = (&s[j], &d[m - j]) {
+                            acc = series::add(acc, Some(x * v));
+                        }
+                    }
+                    acc
+                };
+                let num: Vec<Option<Tensor>> =
+                    (0..k).map(|m| series::add(prod(b, &da, m), prod(a, &db, m).map(|v| -v))).collect();
+                let r = series::add_series(&series::mul(a, a), &series::mul(b, b));
+                // w = num / r as a series of order K-1 (its primal may be zero).
+                let num0 = num[0].clone().unwrap_or_else(|| a0.zeros_like());
+                let mut numser: Series = vec![Some(num0.clone())];
+                numser.extend(num[1..].iter().cloned());
+                let w = series::div(&numser, &r[..k], &(num0 / series::primal(&r)));
+                let mut out = vec![Some(y0)];
+                out.extend(
+                    (1..=k).map(|j| w[j - 1].as_ref().map(|v| if j == 1 { v.clone() } else { v * (1.0 / j as f64) })),
+                );
+                out
+            }
+        }
+    }
+}
+
+/// The series of `select(p, on_true, on_false)`: the active branch's series.
+pub(crate) fn select_jet(xs: &[&[Option<Tensor>]], y: &Tensor) -> Series {
+    let p = series::primal(xs[0]);
+    let on_true = series::primal(xs[1]);
+    linear_jet(&|t| select_jvp(p, t, on_true), xs, y)
+}

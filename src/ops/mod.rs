@@ -12,6 +12,7 @@ pub mod index;
 pub mod random;
 pub mod reduce;
 pub(crate) mod rules;
+pub(crate) mod series;
 pub mod sort;
 pub mod structure;
 

@@ -226,3 +226,57 @@ pub(crate) fn batch(prim: &Prim, x: &Tensor) -> Tensor {
     };
     bind(p, &[x])
 }
+
+// ---------------------------------------------------------------------------
+// Jet (Taylor-mode) rules.
+// ---------------------------------------------------------------------------
+
+use super::elementwise::linear_jet;
+use super::series::{self, Series};
+
+/// The series of a reduction: sums and max/min (the maximal elements' series, ties averaged as
+/// in the jvp) coefficient by coefficient; products through the log-depth scan composite,
+/// whose multiplications are Cauchy products (exact at zeros).
+pub(crate) fn reduce_jet(op: ReduceOp, axes: &[usize], x: &[Option<Tensor>], y: &Tensor) -> Series {
+    let x0 = series::primal(x);
+    match op {
+        ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min => {
+            linear_jet(&|t| t[0].and_then(|t| reduce_jvp(op, axes, x0, t, y)), &[x], y)
+        }
+        ReduceOp::Prod => {
+            let (axes, out_shape) = (axes.to_vec(), y.shape());
+            let f = move |v: &Tensor| {
+                let m = merge_axes_last(v, &axes);
+                let r = m.rank();
+                let n = m.shape()[r - 1];
+                let scanned = scan_composite(CumOp::Prod, &m, r - 1);
+                let mut start = vec![0; r];
+                start[r - 1] = n - 1;
+                scanned.slice(&start, &scanned.shape(), &vec![1; r]).reshape_to(&out_shape)
+            };
+            let mut out = crate::transform::jet_series(&f, x);
+            out[0] = Some(y.clone());
+            out
+        }
+    }
+}
+
+/// The series of a scan: sums, maxima and minima coefficient by coefficient (their jvp is
+/// linear for fixed primals); products through the scan composite.
+pub(crate) fn cumulative_jet(op: CumOp, axis: usize, reverse: bool, x: &[Option<Tensor>], y: &Tensor) -> Series {
+    let x0 = series::primal(x);
+    if op != CumOp::Prod {
+        return linear_jet(&|t| t[0].and_then(|t| cumulative_jvp(op, axis, reverse, x0, t)), &[x], y);
+    }
+    let a = axis as isize;
+    let f = move |v: &Tensor| {
+        if reverse {
+            scan_composite(op, &v.flip(&[a]), axis).flip(&[a])
+        } else {
+            scan_composite(op, v, axis)
+        }
+    };
+    let mut out = crate::transform::jet_series(&f, x);
+    out[0] = Some(y.clone());
+    out
+}

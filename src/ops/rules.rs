@@ -203,3 +203,54 @@ pub(crate) fn broadcast_all(args: &[Tensor], batched: &[bool], size: usize) -> V
 pub(crate) fn shift(axes: &[usize]) -> Vec<usize> {
     axes.iter().map(|a| a + 1).collect()
 }
+
+/// Jet (Taylor mode): the normalised series of `y = prim(x)` (`[y, y1, ..., yK]`, see
+/// [`series`](super::series)) given the operands' series (each `[x0, x1, ..., xK]`, `None` a
+/// symbolic zero) and the primal output `y`. A primitive without a jet rule panics naming it.
+#[allow(unreachable_patterns)]
+/// The series of each result of a primitive with several results (a tuple node), given its
+/// operands' series (normalised coefficients, `order` of them after the primal).
+pub(crate) fn jet_multi(prim: &Prim, xs: &[&[Option<Tensor>]], order: usize) -> Vec<super::series::Series> {
+    match prim {
+        Prim::Cond { branches } => control::cond_jet(branches, xs, order),
+        _ => panic!("jet: no Taylor-mode (jet) rule for the primitive {}", prim.name()),
+    }
+}
+
+pub(crate) fn jet(prim: &Prim, xs: &[&[Option<Tensor>]], y: &Tensor) -> super::series::Series {
+    use super::series::primal;
+    let p: Vec<&Tensor> = xs.iter().map(|s| primal(s)).collect();
+    // Rules that are linear in the coefficients for fixed primals: the jvp rule, per order.
+    let linear = |xs: &[&[Option<Tensor>]]| elementwise::linear_jet(&|t| jvp(prim, &p, t, y), xs, y);
+    match prim {
+        Prim::Unary(op) => op.jet(xs[0], y),
+        Prim::Binary(op) => op.jet(xs[0], xs[1], y),
+        Prim::Select => elementwise::select_jet(xs, y),
+        Prim::Reduce { op, axes } => reduce::reduce_jet(*op, axes, xs[0], y),
+        Prim::Cumulative { op, axis, reverse } => reduce::cumulative_jet(*op, *axis, *reverse, xs[0], y),
+        Prim::DotGeneral { .. } => {
+            super::series::product(xs[0], xs[1], y, &|a, b| crate::trace::bind(prim.clone(), &[a, b]))
+        }
+        // No derivative (integer outputs, stop_gradient) or linear in the float operands.
+        Prim::Input(_)
+        | Prim::Constant(_)
+        | Prim::Iota { .. }
+        | Prim::StopGradient
+        | Prim::Arg { .. }
+        | Prim::RandomBits { .. }
+        | Prim::Argsort { .. }
+        | Prim::Reshape { .. }
+        | Prim::BroadcastInDim { .. }
+        | Prim::Transpose { .. }
+        | Prim::Slice { .. }
+        | Prim::Rev { .. }
+        | Prim::Convert { .. }
+        | Prim::Pad { .. }
+        | Prim::Concatenate { .. }
+        | Prim::Gather { .. }
+        | Prim::ScatterAdd { .. }
+        | Prim::DynamicSlice { .. }
+        | Prim::DynamicUpdateSlice => linear(xs),
+        _ => panic!("jet: no Taylor-mode (jet) rule for the primitive {}", prim.name()),
+    }
+}

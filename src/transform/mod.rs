@@ -1,5 +1,5 @@
-//! Composable transformations: `jvp`, `linearize`, `vjp`, `grad`, `vmap` and
-//! the Jacobian/Hessian combinators built from them.
+//! Composable transformations: `jvp`, `linearize`, `vjp`, `grad`, `vmap`, `jet`
+//! (Taylor mode) and the Jacobian/Hessian combinators built from them.
 //!
 //! Every transformation first traces the user's closure into a
 //! [`Graph`](crate::ir::Graph), then *evaluates* that graph under the
@@ -16,6 +16,7 @@
 //! transposes that graph.
 
 mod jac;
+mod jet;
 mod jit;
 mod jvp;
 pub(crate) mod site;
@@ -26,6 +27,8 @@ mod vmap;
 pub(crate) use jvp::jvp_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
+pub(crate) use jet::{jet_graph, jet_series};
+pub use jet::{jet, jet2_collapsed, jet_sparse};
 pub use jit::{jit, jit_inspect, Inspection};
 pub use jvp::jvp;
 pub use vjp::{

@@ -74,6 +74,32 @@ pub(crate) fn jvp_subgraph(g: &Graph, with_tangent: &[bool], out_mask: Option<&[
     (graph, nonzero)
 }
 
+/// The jet (Taylor mode, `order` normalised coefficients) of a closed graph as a closed graph.
+///
+/// Inputs: for each input of `g`, the coefficients marked in `present[i]` (index 0 is the
+/// primal, always present). Outputs: for each output, its primal and all `order`
+/// coefficients (zeros where this graph's are symbolic zeros).
+pub(crate) fn jet_subgraph(g: &Graph, present: &[Vec<bool>], order: usize) -> Graph {
+    let in_types = g.input_types();
+    let types: Vec<TensorType> = in_types
+        .iter()
+        .zip(present)
+        .flat_map(|(t, p)| p.iter().filter(|&&b| b).map(move |_| t.clone()))
+        .collect();
+    trace_closed("jet", &types, |ins| {
+        let mut it = ins.iter();
+        let series: Vec<Vec<Option<Tensor>>> =
+            present.iter().map(|p| p.iter().map(|&b| if b { it.next().cloned() } else { None }).collect()).collect();
+        super::jet_graph(g, &series, order)
+            .into_iter()
+            .flat_map(|s| {
+                let y = s[0].clone().expect("primal");
+                s.into_iter().map(move |c| c.unwrap_or_else(|| y.zeros_like()))
+            })
+            .collect()
+    })
+}
+
 /// The transpose of a closed graph that is linear in the inputs marked `linear`.
 ///
 /// Inputs: the other (non-linear) inputs of `g` in order, then a cotangent for each output
