@@ -68,6 +68,7 @@ fn whole_tensor_reductions_work_on_0d_tensors() {
     assert!(x.any_all().item::<bool>());
     assert!(x.all_all().item::<bool>());
     assert_eq!(x.count_nonzero_all().item::<i64>(), 1);
+    assert_eq!(x.median_all().item::<f32>(), -2.0);
     // And they differentiate there: d|x|/dx = sign(x), d logsumexp(x)/dx = 1.
     let g = grad(|x: &Tensor| x.norm_all() + x.logsumexp_all() + x.max_all());
     assert_eq!(g(&Tensor::scalar(-2.0)).item::<f64>(), 1.0);
