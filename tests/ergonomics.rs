@@ -230,10 +230,10 @@ fn numbers_stand_for_scalar_cotangents_and_tangents() {
     assert_eq!(pb.call(&Tensor::scalar(1.0f32)).to_vec::<f32>(), vec![2.0, 4.0]);
     // A `&&Tensor` (which used to deref-coerce to the `&Tensor` parameter) still works.
     let ct: &Tensor = &Tensor::scalar(1.0f32);
-    #[allow(clippy::needless_borrow)]
+    #[allow(clippy::needless_borrows_for_generic_args)]
     let g = pb.call(&ct);
     assert_eq!(g.to_vec::<f32>(), vec![2.0, 4.0]);
-    #[allow(clippy::needless_borrow)]
+    #[allow(clippy::needless_borrows_for_generic_args)]
     let y = where_(&ct.gt(0.0), &ct, 0.0);
     assert_eq!(y.item::<f32>(), 1.0);
     let (_, t) = jvp(|x: &Tensor| x.sin(), &Tensor::scalar(0.0), 1.0);
