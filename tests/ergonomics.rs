@@ -68,6 +68,7 @@ fn whole_tensor_reductions_work_on_0d_tensors() {
     assert!(x.any_all().item::<bool>());
     assert!(x.all_all().item::<bool>());
     assert_eq!(x.count_nonzero_all().item::<i64>(), 1);
+    assert_eq!(x.median_all().item::<f32>(), -2.0);
     // And they differentiate there: d|x|/dx = sign(x), d logsumexp(x)/dx = 1.
     let g = grad(|x: &Tensor| x.norm_all() + x.logsumexp_all() + x.max_all());
     assert_eq!(g(&Tensor::scalar(-2.0)).item::<f64>(), 1.0);
@@ -227,6 +228,14 @@ fn numbers_stand_for_scalar_cotangents_and_tangents() {
     assert_eq!(pb.call(1.0).to_vec::<f32>(), vec![2.0, 4.0]);
     assert_eq!(pb.call(0.5f32).to_vec::<f32>(), vec![1.0, 2.0]);
     assert_eq!(pb.call(&Tensor::scalar(1.0f32)).to_vec::<f32>(), vec![2.0, 4.0]);
+    // A `&&Tensor` (which used to deref-coerce to the `&Tensor` parameter) still works.
+    let ct: &Tensor = &Tensor::scalar(1.0f32);
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let g = pb.call(&ct);
+    assert_eq!(g.to_vec::<f32>(), vec![2.0, 4.0]);
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let y = where_(&ct.gt(0.0), &ct, 0.0);
+    assert_eq!(y.item::<f32>(), 1.0);
     let (_, t) = jvp(|x: &Tensor| x.sin(), &Tensor::scalar(0.0), 1.0);
     assert_eq!(t.item::<f64>(), 1.0);
     let (_, lin) = linearize(|x: &Tensor| x * 3.0, &x);

@@ -268,6 +268,7 @@ fn table() -> Vec<Row> {
     rows.push(row("repeat", m(&mut r), |x| x[0].repeat(2, 0)));
     rows.push(row("diff", m(&mut r), |x| x[0].diff(2, -1)));
     rows.push(row("median", vec![sample(&mut r, &[4, 3], -2.0, 2.0)], |x| x[0].median(0, false)));
+    rows.push(row("median_all", vec![sample(&mut r, &[2, 3], -2.0, 2.0)], |x| x[0].median_all()));
     rows.push(row("median_odd", vec![sample(&mut r, &[4, 3], -2.0, 2.0)], |x| x[0].median(1, true)));
     rows.push(row("log2_log10_exp2", vec![sample(&mut r, &[2, 3], 0.3, 2.0)], |x| {
         x[0].log2() + x[0].log10() + x[0].exp2()

@@ -241,6 +241,14 @@ impl<T: Tree> TreeLike<T> for &T {
     }
 }
 
+/// `&&Tensor`, which a `&Tensor` argument used to deref-coerce from: `pb.call(&ct)` with
+/// `ct: &Tensor` keeps compiling.
+impl TreeLike<Tensor> for &&Tensor {
+    fn into_leaves_like(self, _: &Tensor) -> Vec<Tensor> {
+        vec![(*self).clone()]
+    }
+}
+
 macro_rules! number_like {
     ($($t:ty),*) => {$(
         impl TreeLike<Tensor> for $t {

@@ -226,6 +226,19 @@ impl Tensor {
         }
     }
 
+    /// The median of every element (`jnp.median(x)`); see [`Tensor::median`].
+    ///
+    /// ```
+    /// use cotangent::Tensor;
+    /// let x = Tensor::from_vec(vec![4.0, 1.0, 3.0, 2.0], &[2, 2]);
+    /// assert_eq!(x.median_all().item::<f64>(), 2.5);
+    /// assert_eq!(Tensor::scalar(7i32).median_all().item::<f64>(), 7.0);
+    /// ```
+    #[track_caller]
+    pub fn median_all(&self) -> Tensor {
+        self.flatten().median(0, false)
+    }
+
     /// Base-2 logarithm.
     ///
     /// ```
