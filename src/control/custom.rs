@@ -77,8 +77,8 @@ where
         if got != want || paths(&rule_out) != paths(&template) || paths(&rule_tan) != paths(&template) {
             site.fail(format_args!(
                 "the rule of `{name}` must return (outputs, tangents), each with the structure and types of the \
-                 function's outputs ({}), but it returned ({})",
-                show(&outs),
+                 function's outputs: ({}), but it returned ({})",
+                show(&want),
                 show(&got)
             ));
         }
