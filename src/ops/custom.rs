@@ -19,8 +19,8 @@
 
 use super::rules::{with_batch_axis, LinArg};
 use super::Prim;
-use crate::ir::SubGraph;
-use crate::trace::{bind_multi, eval_graph};
+use crate::ir::{Graph, SubGraph};
+use crate::trace::{bind, bind_multi, eval_graph, Tuples};
 use crate::transform::subgraph::batch_subgraph;
 use crate::{Tensor, TensorType};
 
@@ -142,10 +142,36 @@ pub(crate) fn custom_jvp_jvp(
     let mut ins: Vec<Tensor> = x[..num_args].iter().map(|&a| a.clone()).collect();
     ins.extend(x[..num_args].iter().zip(&t[..num_args]).map(|(a, t)| t.cloned().unwrap_or_else(|| a.zeros_like())));
     ins.extend(x[num_args..].iter().map(|&a| a.clone()));
-    let mut outs = eval_graph(rule, &ins);
+    let mut outs = eval_inline(rule, &ins);
     let tangents = outs.split_off(outs.len() / 2);
     let tangents = tangents.into_iter().map(|t| t.dtype().is_float().then_some(t)).collect();
     (outs, tangents)
+}
+
+/// Evaluates a closed graph with [`bind`]: every operation runs or records at the level of
+/// its own operands, and constants are lifted only where they are used. (Unlike
+/// [`eval_graph`], which puts every constant into the highest trace among the arguments:
+/// the rule's primal work, which reads only primals and constants, must stay at the primal
+/// level when its tangent arguments are symbolic.)
+fn eval_inline(g: &Graph, args: &[Tensor]) -> Vec<Tensor> {
+    let mut env: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
+    let mut tuples = Tuples::default();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let ins = || -> Vec<&Tensor> { node.inputs.iter().map(|v| env[v.index()].as_ref().expect("value")).collect() };
+        let value = match &node.prim {
+            Prim::Input(k) => args[*k].clone(),
+            Prim::Constant(a) => Tensor::from_arc(a.clone()),
+            Prim::Proj(k) => tuples.get(node.inputs[0].index(), *k).expect("tuple element"),
+            prim if prim.is_tuple() => {
+                let results = bind_multi(prim.clone(), &ins());
+                tuples.set(i, results);
+                continue;
+            }
+            prim => bind(prim.clone(), &ins()),
+        };
+        env[i] = Some(value);
+    }
+    g.outputs.iter().map(|v| env[v.index()].clone().expect("output")).collect()
 }
 
 /// `custom_jvp` on operands of which those marked `batched` carry a leading batch axis:
