@@ -1,11 +1,13 @@
 //! Custom derivative rules: `custom_jvp` and `custom_vjp` (the public API is in
 //! [`crate::control`]).
 //!
-//! - [`Prim::CustomJvp`] evaluates its function `f`. Its **jvp** evaluates the user's rule
-//!   graph inline ([`eval_graph`]), so primal work runs (or records) at the primal level and
-//!   tangent work records into the tangent trace; the rule's operations are ordinary
-//!   primitives, so the rule is itself differentiable (second derivatives go through it) and
-//!   reverse mode transposes the rule's tangent part (the node itself is never transposed).
+//! - [`Prim::CustomJvp`] evaluates its function `f`. Its **jvp** gives the node itself as the
+//!   primal (so the next order of differentiation goes through the rule again) and evaluates
+//!   the tangent outputs of the user's rule inline, so primal work in the rule runs (or
+//!   records) at the primal level and tangent work records into the tangent trace; the rule's
+//!   operations are ordinary primitives, so the rule is itself differentiable (second
+//!   derivatives go through it) and reverse mode transposes the rule's tangent part (the node
+//!   itself is never transposed).
 //!   **Batching** is a `custom_jvp` of the batched function and the batched rule.
 //! - [`Prim::CustomVjp`] evaluates `f`. Its **jvp** runs `fwd` inline (outputs and
 //!   residuals) and binds a linear [`Prim::CustomVjpCall`] on (non-differentiable arguments,
@@ -128,22 +130,26 @@ fn closure_error(kind: &str, name: &str) -> ! {
     )
 }
 
-/// Primal results and tangents of `custom_jvp`: the user's rule, evaluated inline.
-pub(crate) fn custom_jvp_jvp(
-    rule: &SubGraph,
-    num_args: usize,
-    name: &str,
-    x: &[&Tensor],
-    t: &[Option<&Tensor>],
-) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
+/// Primal results and tangents of `custom_jvp`: the primal is the `custom_jvp` node itself
+/// (so derivatives of the primal at the next order go through the rule again, as JAX's rules
+/// get by calling the function recursively), the tangents are the rule's tangent outputs,
+/// evaluated inline.
+pub(crate) fn custom_jvp_jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
+    let Prim::CustomJvp { jvp: rule, num_args, name, .. } = prim else {
+        unreachable!("custom_jvp_jvp of {}", prim.name())
+    };
+    let num_args = *num_args;
     if t[num_args..].iter().any(Option::is_some) {
         closure_error("custom_jvp", name);
     }
+    let outs = bind_multi(prim.clone(), x);
+    let mut tangent_rule = (**rule).clone();
+    tangent_rule.outputs.drain(..outs.len());
+    let tangent_rule = crate::compile::dce(&tangent_rule);
     let mut ins: Vec<Tensor> = x[..num_args].iter().map(|&a| a.clone()).collect();
     ins.extend(x[..num_args].iter().zip(&t[..num_args]).map(|(a, t)| t.cloned().unwrap_or_else(|| a.zeros_like())));
     ins.extend(x[num_args..].iter().map(|&a| a.clone()));
-    let mut outs = eval_inline(rule, &ins);
-    let tangents = outs.split_off(outs.len() / 2);
+    let tangents = eval_inline(&tangent_rule, &ins);
     let tangents = tangents.into_iter().map(|t| t.dtype().is_float().then_some(t)).collect();
     (outs, tangents)
 }

@@ -104,7 +104,7 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
     }
     match prim {
         Prim::Cond { branches } => control::cond_jvp(branches, x, t),
-        Prim::CustomJvp { jvp, num_args, name, .. } => custom::custom_jvp_jvp(jvp, *num_args, name, x, t),
+        Prim::CustomJvp { .. } => custom::custom_jvp_jvp(prim, x, t),
         Prim::CustomVjp { .. } => custom::custom_vjp_jvp(prim, x, t),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Checkpoint { body, policy } => remat::checkpoint_jvp(body, policy, x, t),
