@@ -46,8 +46,18 @@ pub enum Policy {
     /// Keep everything (the same residuals as without checkpointing).
     EverythingSaveable,
     /// Keep the results of the primitives for which the predicate is true.
-    SaveIf(Arc<dyn Fn(&Prim) -> bool + Send + Sync>),
+    SaveIf(SavePredicate),
 }
+
+/// The predicate of [`Policy::SaveIf`] (shared; equal only to itself).
+#[derive(Clone)]
+pub struct SavePredicate(Arc<dyn Fn(&Prim) -> bool + Send + Sync>);
+
+// The predicate only classifies nodes while a rule builds a new graph: a panic inside it
+// leaves no value half-updated, so graphs and primitives carrying it stay unwind-safe (as
+// they were before policies existed; `Plan`s and graphs cross `catch_unwind` in tests).
+impl std::panic::UnwindSafe for SavePredicate {}
+impl std::panic::RefUnwindSafe for SavePredicate {}
 
 impl Policy {
     /// A policy from a predicate on primitives.
@@ -58,7 +68,7 @@ impl Policy {
     /// assert!(matches!(p, Policy::SaveIf(_)));
     /// ```
     pub fn save_if(pred: impl Fn(&Prim) -> bool + Send + Sync + 'static) -> Policy {
-        Policy::SaveIf(Arc::new(pred))
+        Policy::SaveIf(SavePredicate(Arc::new(pred)))
     }
 
     /// Whether the result of `prim` may be saved.
@@ -73,7 +83,7 @@ impl Policy {
             Policy::NothingSaveable => false,
             Policy::DotsSaveable => matches!(prim, Prim::DotGeneral { .. }),
             Policy::EverythingSaveable => true,
-            Policy::SaveIf(p) => p(prim),
+            Policy::SaveIf(p) => (p.0)(prim),
         }
     }
 }
@@ -98,7 +108,7 @@ impl fmt::Debug for Policy {
 impl PartialEq for Policy {
     fn eq(&self, other: &Policy) -> bool {
         match (self, other) {
-            (Policy::SaveIf(a), Policy::SaveIf(b)) => Arc::ptr_eq(a, b),
+            (Policy::SaveIf(a), Policy::SaveIf(b)) => Arc::ptr_eq(&a.0, &b.0),
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         }
     }
