@@ -104,7 +104,7 @@ fn custom_vjp_clips_gradients() {
     let c = f64t(&[5.0, 0.5, -3.0], &[3]);
     let loss = |x: &Tensor| (clip_gradient(&x.sin()) * &c).sum_all();
     let x = f64t(&[0.0, 0.0, 1.0], &[3]);
-    let want = vec![1.0, 0.5, -1.0 * 1f64.cos()];
+    let want = vec![1.0, 0.5, -(1f64.cos())];
     assert_eq!(grad(loss)(&x).to_vec::<f64>(), want);
     assert_eq!(grad(loss)(&x).to_vec::<f64>(), want); // the compiled plan
     let (y, pb) = vjp(loss, &x);
@@ -156,6 +156,7 @@ fn custom_vjp_under_forward_mode_is_a_clear_error() {
 #[test]
 fn custom_vjp_bwd_of_the_wrong_structure_names_the_function_and_both_types() {
     // Rust's types fix the tree's type; its length and the leaves' types are checked here.
+    #[allow(clippy::ptr_arg)] // the tree type custom_vjp differentiates
     fn my_layer(p: &Vec<Tensor>) -> Tensor {
         &p[0] * &p[1]
     }

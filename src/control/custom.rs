@@ -34,7 +34,9 @@ fn copy<T: Tree>(t: &T) -> T {
 ///
 /// The rule must be linear in the tangents (reverse mode transposes it) and is itself
 /// differentiated by ordinary means, so second derivatives go through it (it should be
-/// written with differentiable operations). Under [`vmap`](crate::vmap) both `f` and the
+/// written with differentiable operations). Its primal outputs must have `f`'s types; the
+/// values used are `f`'s (the `custom_jvp` function itself), so derivatives of every order
+/// go through the rule, as JAX's rules get by calling the function recursively. Under [`vmap`](crate::vmap) both `f` and the
 /// rule are batched; under [`jit`](crate::jit) both are compiled. Integer and bool leaves of
 /// the argument get zero tangents of their own dtype.
 ///
