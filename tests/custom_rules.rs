@@ -138,6 +138,11 @@ fn custom_vjp_residuals_nondiff_arguments_and_second_order() {
     assert_eq!(g.to_vec::<f64>(), vec![2.0, 0.0, 4.0]);
     let gv = vmap(grad(|x: &Tensor| pick(x, &i).sum_all()))(&stack(&[x.clone(), x.clone()], 0));
     assert_eq!(gv.to_vec::<f64>(), vec![2.0, 0.0, 4.0, 2.0, 0.0, 4.0]);
+    // A batched non-differentiable argument: each example picks its own rows.
+    let is = Tensor::from_vec(vec![2i64, 0, 2, 1, 1, 0], &[2, 3]);
+    let per = vmap(|(x, i): &(Tensor, Tensor)| grad(|x: &Tensor| pick(x, i).sum_all())(x));
+    let gv = per(&(stack(&[x.clone(), x.clone()], 0), is));
+    assert_eq!(gv.to_vec::<f64>(), vec![2.0, 0.0, 4.0, 2.0, 4.0, 0.0]);
 }
 
 #[test]
@@ -146,6 +151,15 @@ fn custom_vjp_under_forward_mode_is_a_clear_error() {
     assert!(msg.contains("custom_vjp functions support reverse mode only (use custom_jvp for forward mode)"), "{msg}");
     let msg = panic_message(|| jacfwd(|x: &Tensor| clip_gradient(x))(&f64t(&[1.0, 2.0], &[2])));
     assert!(msg.contains("reverse mode only"), "{msg}");
+    // Under jit the tangent node is recorded and refuses when the plan runs it.
+    let msg = panic_message(|| {
+        jit(|x: &Tensor| jvp(clip_gradient, x, &x.ones_like()).1)(&Tensor::scalar(1.0));
+    });
+    assert!(msg.contains("reverse mode only"), "{msg}");
+    // Calling a linearization is forward mode; transposing it is not.
+    let (_, lin) = linearize(clip_gradient, &Tensor::scalar(1.0));
+    assert!(panic_message(|| lin.call(&Tensor::scalar(1.0))).contains("reverse mode only"));
+    assert_eq!(lin.transpose(&Tensor::scalar(5.0)).item::<f64>(), 1.0);
     // jacrev is reverse mode: the clipped identity's Jacobian.
     assert_eq!(
         jacrev(|x: &Tensor| clip_gradient(x) * 3.0)(&f64t(&[1.0, 2.0], &[2])).to_vec::<f64>(),
