@@ -99,3 +99,37 @@ fn forward_gradient_example_learns() {
     assert!(png.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", png.display());
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// The categorical VAE trains with ReinMax and with straight-through: both losses fall far
+/// below their first epoch's, and the plot of both curves is written.
+#[test]
+fn discrete_vae_example_learns_with_both_estimators() {
+    let out_dir = std::env::temp_dir().join(format!("cotangent_discrete_vae_{}", std::process::id()));
+    let output = Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--release", "--quiet", "--example", "discrete_vae", "--", "--epochs", "20", "--out"])
+        .arg(&out_dir)
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the example failed:\n{stdout}\n{stderr}");
+    let number_after = |prefix: &str| -> f64 {
+        let line = stdout.lines().find(|l| l.contains(prefix)).unwrap_or_else(|| panic!("no {prefix:?} in:\n{stdout}"));
+        let rest = &line[line.find(prefix).unwrap() + prefix.len()..];
+        rest.trim()
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    for name in ["reinmax", "st"] {
+        let first = number_after(&format!("{name}: first epoch train loss"));
+        let test = number_after(&format!("final test loss {name}:"));
+        assert!(test.is_finite() && test < first - 8.0, "{name}: test loss {test} vs first epoch {first}:\n{stdout}");
+    }
+    let png = out_dir.join("discrete_vae_losses.png");
+    assert!(png.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", png.display());
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}

@@ -10,6 +10,12 @@
 //! each, so they must return the same structure and types. Values the branches use from
 //! outside (closed-over tensors, traced or concrete) are passed to the primitive for them.
 
+mod checkpoint;
+mod custom;
+
+pub use checkpoint::{checkpoint, checkpoint_with, Policy};
+pub use custom::{custom_jvp, custom_vjp, custom_vjp_nondiff};
+
 use crate::ir::SubGraph;
 use crate::ops::control::cond_apply;
 use crate::transform::site::Site;

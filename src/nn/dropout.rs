@@ -53,4 +53,33 @@ impl Dropout {
             None => x.clone(),
         }
     }
+
+    /// Training or evaluation chosen by a bool scalar `training` that may be traced (a
+    /// value computed inside `jit`, or an argument of a jitted training step): the choice is
+    /// a [`cond`](crate::control::cond), so one compiled function serves both modes and no
+    /// Rust `if` reads a traced value. Only the chosen side runs.
+    ///
+    /// ```
+    /// use cotangent::{jit, nn::Dropout, random, DType, Tensor};
+    /// let d = Dropout::new(0.5);
+    /// let step = jit(|(x, k, training): &(Tensor, Tensor, Tensor)| d.forward_switch(x, k, training));
+    /// let x = Tensor::ones(&[8], DType::F64);
+    /// let k = random::key(1);
+    /// assert_eq!(step(&(x.clone(), k.clone(), Tensor::scalar(false))).to_vec::<f64>(), vec![1.0; 8]);
+    /// let y = step(&(x, k, Tensor::scalar(true))).to_vec::<f64>();
+    /// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0) && y.contains(&0.0));
+    /// ```
+    ///
+    /// # Panics
+    /// If `training` is not a bool scalar.
+    #[track_caller]
+    pub fn forward_switch(&self, x: &Tensor, key: &Tensor, training: &Tensor) -> Tensor {
+        let rate = self.rate;
+        crate::control::cond(
+            training,
+            move |(x, k): &(Tensor, Tensor)| random::dropout(k, x, rate),
+            |(x, _): &(Tensor, Tensor)| x.clone(),
+            &(x.clone(), key.clone()),
+        )
+    }
 }

@@ -23,6 +23,7 @@
 mod activation;
 mod attention;
 mod conv;
+mod discrete;
 mod dropout;
 mod init;
 mod linear;
@@ -33,6 +34,10 @@ mod sequential;
 pub use activation::{gelu, leaky_relu, mish, relu, sigmoid, silu, sine, softplus, swish, tanh, Activation};
 pub use attention::MultiHeadAttention;
 pub use conv::{conv2d, AvgPool2d, Conv2d, MaxPool2d};
+pub use discrete::{
+    gumbel_softmax, quantize_ste, reinmax, reinmax_given, straight_through, straight_through_softmax,
+    straight_through_softmax_given,
+};
 pub use dropout::Dropout;
 pub use init::{fans, Init};
 pub use linear::{Embedding, Linear};

@@ -6,11 +6,13 @@
 //! batching rules beside it. Kernels live in [`crate::backend::cpu`].
 
 pub mod control;
+pub mod custom;
 pub mod dot;
 pub mod elementwise;
 pub mod index;
 pub mod random;
 pub mod reduce;
+pub mod remat;
 pub(crate) mod rules;
 pub(crate) mod series;
 pub mod sort;
@@ -186,6 +188,64 @@ pub enum Prim {
         /// The branches, closed graphs of identical input and output types.
         branches: Vec<SubGraph>,
     },
+    /// `custom_jvp`: evaluates `f` on its operands (the explicit arguments, then captured
+    /// values); its derivative is the user's rule `jvp`, a closed graph `(arguments,
+    /// tangents of the arguments, captures) -> (outputs, output tangents)`. A tuple of `f`'s
+    /// results. See [`custom`].
+    CustomJvp {
+        /// The function: `(arguments, captures) -> outputs`.
+        f: SubGraph,
+        /// The rule: `(arguments, tangents, captures) -> (outputs, tangents)`.
+        jvp: SubGraph,
+        /// Number of explicit arguments (the rest of the operands are captures).
+        num_args: usize,
+        /// The user's function, for error messages.
+        name: &'static str,
+    },
+    /// `custom_vjp`: evaluates `f`; reverse mode runs `fwd` (outputs and residuals) and the
+    /// user's `bwd` on (non-differentiable arguments, residuals, cotangents, captures).
+    /// Operands: differentiable arguments, non-differentiable ones, captures. A tuple of
+    /// `f`'s results. See [`custom`].
+    CustomVjp {
+        /// The function: `(args, nondiff, captures) -> outputs`.
+        f: SubGraph,
+        /// The forward pass: `(args, nondiff, captures) -> (outputs, residuals)`.
+        fwd: SubGraph,
+        /// The backward pass: `(nondiff, residuals, cotangents, captures) -> argument cotangents`.
+        bwd: SubGraph,
+        /// Number of differentiable arguments.
+        num_args: usize,
+        /// Number of non-differentiable arguments.
+        num_nondiff: usize,
+        /// Number of residuals `fwd` returns after the outputs.
+        num_res: usize,
+        /// The user's function, for error messages.
+        name: &'static str,
+    },
+    /// The tangent of a `custom_vjp` function: linear in its trailing operands (the
+    /// arguments' tangents), which follow the non-differentiable arguments, the residuals and
+    /// the captures. Its transpose runs `bwd`; evaluating it (forward mode) is an error.
+    CustomVjpCall {
+        /// The backward pass, as in [`Prim::CustomVjp`].
+        bwd: SubGraph,
+        /// Number of non-differentiable arguments.
+        num_nondiff: usize,
+        /// Number of residuals.
+        num_res: usize,
+        /// Number of outputs (cotangent inputs of `bwd`).
+        num_out: usize,
+        /// The user's function, for error messages.
+        name: &'static str,
+    },
+    /// `checkpoint`: evaluates `body` on its operands; differentiation saves only the
+    /// operands and the values `policy` allows, and recomputes the rest inside the
+    /// transposed node's own sub-graph. See [`remat`].
+    Checkpoint {
+        /// The body, a closed graph.
+        body: SubGraph,
+        /// Which intermediate values may be saved for the backward pass.
+        policy: remat::Policy,
+    },
 }
 
 impl Prim {
@@ -219,13 +279,24 @@ impl Prim {
             Prim::Argsort { .. } => "argsort",
             Prim::Proj(_) => "proj",
             Prim::Cond { .. } => "cond",
+            Prim::CustomJvp { .. } => "custom_jvp",
+            Prim::CustomVjp { .. } => "custom_vjp",
+            Prim::CustomVjpCall { .. } => "custom_vjp_call",
+            Prim::Checkpoint { .. } => "checkpoint",
         }
     }
 
     /// Whether the primitive defines a tuple of results (read through [`Prim::Proj`]) rather
     /// than one tensor.
     pub fn is_tuple(&self) -> bool {
-        matches!(self, Prim::Cond { .. })
+        matches!(
+            self,
+            Prim::Cond { .. }
+                | Prim::CustomJvp { .. }
+                | Prim::CustomVjp { .. }
+                | Prim::CustomVjpCall { .. }
+                | Prim::Checkpoint { .. }
+        )
     }
 
     /// The types of the results: one for an ordinary primitive, the tuple's elements for a
@@ -233,6 +304,14 @@ impl Prim {
     pub fn output_types(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
         match self {
             Prim::Cond { branches } => control::cond_types(branches, inputs),
+            Prim::CustomJvp { f, jvp, num_args, .. } => custom::custom_jvp_types(f, jvp, *num_args, inputs),
+            Prim::CustomVjp { f, fwd, bwd, num_args, num_nondiff, num_res, .. } => {
+                custom::custom_vjp_types(f, fwd, bwd, (*num_args, *num_nondiff, *num_res), inputs)
+            }
+            Prim::CustomVjpCall { bwd, num_nondiff, num_res, num_out, .. } => {
+                custom::custom_vjp_call_types(bwd, (*num_nondiff, *num_res, *num_out), inputs)
+            }
+            Prim::Checkpoint { body, .. } => remat::checkpoint_types(body, inputs),
             Prim::Proj(_) => Err("a projection's type is its tuple's element (see Graph::validate)".into()),
             prim => Ok(vec![prim.infer_type(inputs)?]),
         }
@@ -242,6 +321,10 @@ impl Prim {
     pub fn subgraphs(&self) -> Vec<&SubGraph> {
         match self {
             Prim::Cond { branches } => branches.iter().collect(),
+            Prim::CustomJvp { f, jvp, .. } => vec![f, jvp],
+            Prim::CustomVjp { f, fwd, bwd, .. } => vec![f, fwd, bwd],
+            Prim::CustomVjpCall { bwd, .. } => vec![bwd],
+            Prim::Checkpoint { body, .. } => vec![body],
             _ => vec![],
         }
     }
@@ -250,6 +333,10 @@ impl Prim {
     pub fn subgraph_name(&self, k: usize) -> String {
         match self {
             Prim::Cond { .. } => format!("branch {k}"),
+            Prim::CustomJvp { .. } => ["f", "jvp"][k.min(1)].to_string(),
+            Prim::CustomVjp { .. } => ["f", "fwd", "bwd"][k.min(2)].to_string(),
+            Prim::CustomVjpCall { .. } => "bwd".to_string(),
+            Prim::Checkpoint { .. } => "body".to_string(),
             _ => format!("sub-graph {k}"),
         }
     }
@@ -310,6 +397,10 @@ impl Prim {
             ],
             Prim::Proj(k) => vec![("index", k.to_string())],
             Prim::Cond { branches } => vec![("branches", branches.len().to_string())],
+            Prim::CustomJvp { name, .. } | Prim::CustomVjp { name, .. } | Prim::CustomVjpCall { name, .. } => {
+                vec![("fun", name.to_string())]
+            }
+            Prim::Checkpoint { policy, .. } => vec![("policy", policy.to_string())],
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -329,7 +420,11 @@ impl Prim {
         match self {
             Prim::Input(_) => Err("graph inputs have no type rule".into()),
             Prim::Proj(_) => Err("a projection reads a tuple: build it with Graph::push_multi or bind_multi".into()),
-            Prim::Cond { .. } => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
+            Prim::Cond { .. }
+            | Prim::CustomJvp { .. }
+            | Prim::CustomVjp { .. }
+            | Prim::CustomVjpCall { .. }
+            | Prim::Checkpoint { .. } => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
             Prim::Constant(a) => {
                 arity(0)?;
                 Ok(a.ty())
@@ -403,6 +498,9 @@ pub(crate) fn run_structured(
 ) -> Vec<crate::Tensor> {
     match prim {
         Prim::Cond { branches } => control::cond_run(branches.len(), args, run_sub),
+        // Evaluation runs the function (sub-graph 0); the rules only matter to transformations.
+        Prim::CustomJvp { .. } | Prim::CustomVjp { .. } | Prim::Checkpoint { .. } => run_sub(0, args),
+        Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }

@@ -8,7 +8,7 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{control, dot, elementwise, index, random, reduce, sort, structure, Prim};
+use super::{control, custom, dot, elementwise, index, random, reduce, remat, sort, structure, Prim};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -82,7 +82,12 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
             index::jvp(prim, x, t)
         }
-        Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through jvp_multi"),
+        Prim::Proj(_)
+        | Prim::Cond { .. }
+        | Prim::CustomJvp { .. }
+        | Prim::CustomVjp { .. }
+        | Prim::CustomVjpCall { .. }
+        | Prim::Checkpoint { .. } => unreachable!("tuple nodes go through jvp_multi"),
         Prim::DotGeneral { .. } => add_tangents(
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
@@ -99,6 +104,10 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
     }
     match prim {
         Prim::Cond { branches } => control::cond_jvp(branches, x, t),
+        Prim::CustomJvp { .. } => custom::custom_jvp_jvp(prim, x, t),
+        Prim::CustomVjp { .. } => custom::custom_vjp_jvp(prim, x, t),
+        Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
+        Prim::Checkpoint { body, policy } => remat::checkpoint_jvp(body, policy, x, t),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -108,6 +117,10 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
 pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinArg]) -> Vec<Option<Tensor>> {
     match prim {
         Prim::Cond { branches } => control::cond_transpose(branches, cts, args),
+        Prim::CustomVjpCall { bwd, num_nondiff, num_res, num_out, .. } => {
+            custom::custom_vjp_call_transpose(bwd, (*num_nondiff, *num_res, *num_out), cts, args)
+        }
+        Prim::Checkpoint { body, policy } => remat::checkpoint_transpose(body, policy, cts, args),
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -117,6 +130,12 @@ pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinAr
 pub(crate) fn batch_multi(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Vec<Tensor> {
     match prim {
         Prim::Cond { branches } => control::cond_batch(branches, args, batched, size),
+        Prim::CustomJvp { f, jvp, num_args, name } => {
+            custom::custom_jvp_batch((f, jvp), *num_args, name, args, batched, size)
+        }
+        Prim::CustomVjp { .. } => custom::custom_vjp_batch(prim, args, batched, size),
+        Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
+        Prim::Checkpoint { body, policy } => remat::checkpoint_batch(body, policy, args, batched, size),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -182,7 +201,12 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         Prim::Input(_) | Prim::Constant(_) | Prim::Iota { .. } => {
             unreachable!("{} has no operands to batch", prim.name())
         }
-        Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through batch_multi"),
+        Prim::Proj(_)
+        | Prim::Cond { .. }
+        | Prim::CustomJvp { .. }
+        | Prim::CustomVjp { .. }
+        | Prim::CustomVjpCall { .. }
+        | Prim::Checkpoint { .. } => unreachable!("tuple nodes go through batch_multi"),
     }
 }
 
@@ -213,6 +237,12 @@ pub(crate) fn shift(axes: &[usize]) -> Vec<usize> {
 pub(crate) fn jet_multi(prim: &Prim, xs: &[&[Option<Tensor>]], order: usize) -> Vec<super::series::Series> {
     match prim {
         Prim::Cond { branches } => control::cond_jet(branches, xs, order),
+        // Taylor mode goes through the function itself (as JAX's jet does): a custom rule
+        // defines first derivatives only, and a checkpoint changes no value.
+        Prim::CustomJvp { f: body, .. } | Prim::CustomVjp { f: body, .. } | Prim::Checkpoint { body, .. } => {
+            let inputs: Vec<super::series::Series> = xs.iter().map(|s| s.to_vec()).collect();
+            crate::transform::jet_graph(body, &inputs, order)
+        }
         _ => panic!("jet: no Taylor-mode (jet) rule for the primitive {}", prim.name()),
     }
 }

@@ -27,8 +27,8 @@ mod vmap;
 pub(crate) use jvp::jvp_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
-pub(crate) use jet::{jet_graph, jet_series};
 pub use jet::{jet, jet2_collapsed, jet_sparse};
+pub(crate) use jet::{jet_graph, jet_series};
 pub use jit::{jit, jit_inspect, Inspection};
 pub use jvp::jvp;
 pub use vjp::{

@@ -81,11 +81,8 @@ pub(crate) fn jvp_subgraph(g: &Graph, with_tangent: &[bool], out_mask: Option<&[
 /// coefficients (zeros where this graph's are symbolic zeros).
 pub(crate) fn jet_subgraph(g: &Graph, present: &[Vec<bool>], order: usize) -> Graph {
     let in_types = g.input_types();
-    let types: Vec<TensorType> = in_types
-        .iter()
-        .zip(present)
-        .flat_map(|(t, p)| p.iter().filter(|&&b| b).map(move |_| t.clone()))
-        .collect();
+    let types: Vec<TensorType> =
+        in_types.iter().zip(present).flat_map(|(t, p)| p.iter().filter(|&&b| b).map(move |_| t.clone())).collect();
     trace_closed("jet", &types, |ins| {
         let mut it = ins.iter();
         let series: Vec<Vec<Option<Tensor>>> =
