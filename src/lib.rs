@@ -26,7 +26,9 @@
 //! - [`nn`]: layers, activations, initialisers and losses;
 //! - [`optim`]: optimisers, learning-rate schedules and gradient clipping;
 //! - [`io`]: safetensors checkpoints of any tree;
-//! - [`data`]: splitting, shuffling and batching of in-memory data sets.
+//! - [`data`]: splitting, shuffling and batching of in-memory data sets;
+//! - `dist` (cargo feature `mpi`): data-parallel training over MPI — collectives on trees,
+//!   sharded batches (see `ops::collective` for the primitives).
 //!
 //! Large kernels use all cores; [`threads`](mod@threads) says how to choose another count
 //! (`COTANGENT_THREADS=1` or [`set_threads`]) and how rayon's pool is shared.
@@ -48,6 +50,8 @@ pub mod backend;
 pub mod compile;
 pub mod control;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod dist;
 mod dtype;
 mod error;
 pub mod io;

@@ -5,6 +5,7 @@
 //! primitives: the type (shape and dtype) rule here, and the derivative and
 //! batching rules beside it. Kernels live in [`crate::backend::cpu`].
 
+pub mod collective;
 pub mod control;
 pub mod dot;
 pub mod elementwise;
@@ -185,6 +186,22 @@ pub enum Prim {
         /// The branches, closed graphs of identical input and output types.
         branches: Vec<SubGraph>,
     },
+    // Collectives (see [`collective`]): every rank calls them in the same order.
+    /// The element-wise sum or mean over the ranks of a distributed world, on every rank.
+    AllReduce {
+        /// Sum or mean.
+        op: collective::CollectiveOp,
+    },
+    /// The value of rank `root`, on every rank.
+    Broadcast {
+        /// The rank whose value is sent.
+        root: usize,
+    },
+    /// The sum over ranks on `root`, zeros on the others (the transpose of a broadcast).
+    ReduceTo {
+        /// The rank that receives the sum.
+        root: usize,
+    },
 }
 
 impl Prim {
@@ -218,6 +235,9 @@ impl Prim {
             Prim::Argsort { .. } => "argsort",
             Prim::Proj(_) => "proj",
             Prim::Cond { .. } => "cond",
+            Prim::AllReduce { op } => op.name(),
+            Prim::Broadcast { .. } => "broadcast",
+            Prim::ReduceTo { .. } => "reduce_to",
         }
     }
 
@@ -309,6 +329,8 @@ impl Prim {
             ],
             Prim::Proj(k) => vec![("index", k.to_string())],
             Prim::Cond { branches } => vec![("branches", branches.len().to_string())],
+            Prim::AllReduce { .. } => vec![],
+            Prim::Broadcast { root } | Prim::ReduceTo { root } => vec![("root", root.to_string())],
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -387,6 +409,10 @@ impl Prim {
             Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
                 arity(2)?;
                 dot::dot_general_type(lhs_contract, rhs_contract, lhs_batch, rhs_batch, inputs[0], inputs[1])
+            }
+            Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => {
+                arity(1)?;
+                collective::collective_type(self, inputs[0])
             }
         }
     }
