@@ -16,7 +16,10 @@
 //!
 //! Every rank must call the same collectives in the same order (SPMD): a collective inside
 //! `grad` or `jit` runs where the plan puts it, which is the same place on every rank that
-//! traces the same program. Constant folding leaves collectives in the plan.
+//! traces the same program. Constant folding leaves collectives in the plan. As for every
+//! operation, a collective whose operand is concrete (does not depend on the arguments of
+//! the function being traced) runs at once, while tracing: inside `jit` it then runs on
+//! the first call only, and its result is a constant of the plan.
 //!
 //! ```
 //! use cotangent::ops::collective::{all_reduce, CollectiveOp};
