@@ -16,7 +16,7 @@
 use cotangent::nn::{self, Init, Layer, Linear, Sequential};
 use cotangent::ops::collective::{all_reduce, broadcast as broadcast_one, CollectiveOp};
 use cotangent::optim::{Adam, Optimizer};
-use cotangent::{data, dist, grad, jit, random, value_and_grad, DType, Tensor, Tree};
+use cotangent::{data, dist, grad, jit, jit_inspect, random, value_and_grad, DType, Tensor, Tree};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -189,6 +189,10 @@ fn tree_collectives(rank: usize) {
         }
         // Mean of the float leaves.
         let floats = (mine.0.clone(), mine.1.clone(), mine.3.clone());
+        // Few messages: one per dtype (f32, f64), and the f32 leaves split in two where
+        // they add up to more than a bucket (2 × 16 MiB > 25 MiB).
+        let plan = jit_inspect(dist::all_reduce_mean::<(Tensor, Vec<Tensor>, Tensor)>, &floats).plan;
+        assert_eq!(plan.matches("all_reduce_mean").count(), if big { 3 } else { 2 }, "buckets in\n{plan}");
         let mean = dist::all_reduce_mean(&floats);
         let fa = |t: &(Tensor, Vec<Tensor>, (Tensor, Tensor, Tensor), Tensor, Tensor)| {
             (t.0.clone(), t.1.clone(), t.3.clone())
