@@ -146,3 +146,98 @@ pub fn batches<'a, T: Tree>(
     let n = len(data);
     BatchIndices::new(n, batch_size, key, drop_last).map(move |idx| take(data, &idx))
 }
+
+/// The index vectors (`i64`) of one rank's part of successive global mini-batches, for
+/// data-parallel training: every rank draws the same epoch order from the same `key`, cuts
+/// it into global batches of `global_batch` examples, and keeps the contiguous part
+/// `rank·m/size .. (rank+1)·m/size` of each (`m` its length), so over an epoch the ranks
+/// read disjoint shards that together are the whole data set. Each item also gives `m`.
+///
+/// Parts differ in length by at most one, and are equal when `size` divides `m`: then the
+/// mean over ranks of per-rank mean gradients is the global batch's mean gradient. Otherwise
+/// weigh each rank's loss by its share (`local_sum / m`, then sum over ranks). A last,
+/// smaller batch is dropped if `drop_last`, and also whenever it has fewer examples than
+/// there are ranks (no rank gets an empty part).
+///
+/// ```
+/// use cotangent::data::ShardedBatchIndices;
+/// let r0: Vec<(Vec<i64>, usize)> =
+///     ShardedBatchIndices::new(7, 4, None, false, 0, 2).map(|(i, m)| (i.to_vec::<i64>(), m)).collect();
+/// let r1: Vec<(Vec<i64>, usize)> =
+///     ShardedBatchIndices::new(7, 4, None, false, 1, 2).map(|(i, m)| (i.to_vec::<i64>(), m)).collect();
+/// assert_eq!(r0, vec![(vec![0, 1], 4), (vec![4], 3)]);
+/// assert_eq!(r1, vec![(vec![2, 3], 4), (vec![5, 6], 3)]);
+/// ```
+pub struct ShardedBatchIndices {
+    global: BatchIndices,
+    rank: usize,
+    size: usize,
+}
+
+impl ShardedBatchIndices {
+    /// Rank `rank`'s parts of the global batches of `global_batch` indices of `0..n`, in order
+    /// or shuffled by `key` (the same key on every rank).
+    ///
+    /// ```
+    /// use cotangent::{data::ShardedBatchIndices, random};
+    /// assert_eq!(ShardedBatchIndices::new(10, 4, Some(&random::key(0)), true, 1, 2).count(), 2);
+    /// ```
+    #[track_caller]
+    pub fn new(
+        n: usize,
+        global_batch: usize,
+        key: Option<&Tensor>,
+        drop_last: bool,
+        rank: usize,
+        size: usize,
+    ) -> ShardedBatchIndices {
+        assert!(size > 0 && rank < size, "data: rank {rank} is not a rank of a world of {size}");
+        assert!(
+            global_batch >= size,
+            "data: a global batch of {global_batch} cannot give each of {size} ranks an example"
+        );
+        ShardedBatchIndices { global: BatchIndices::new(n, global_batch, key, drop_last), rank, size }
+    }
+}
+
+impl Iterator for ShardedBatchIndices {
+    type Item = (Tensor, usize);
+
+    fn next(&mut self) -> Option<(Tensor, usize)> {
+        let idx = self.global.next()?;
+        let m = idx.shape()[0];
+        if m < self.size {
+            return None;
+        }
+        let (lo, hi) = (self.rank * m / self.size, (self.rank + 1) * m / self.size);
+        Some((idx.slice_axis(0, lo as isize, hi as isize, 1), m))
+    }
+}
+
+/// This rank's parts of the global mini-batches of a data set (see [`ShardedBatchIndices`]),
+/// each with the global batch's number of examples. `rank` and `size` come from
+/// `dist::init` (feature `mpi`) or any other launcher.
+///
+/// ```
+/// use cotangent::{data, random, Tensor};
+/// let x = Tensor::from_vec((0..10).map(|v| v as f64).collect(), &[10]);
+/// let key = random::key(3);
+/// let mut seen: Vec<f64> = (0..2)
+///     .flat_map(|rank| data::shard_batches(&x, 4, Some(&key), false, rank, 2))
+///     .flat_map(|(part, _)| part.to_vec::<f64>())
+///     .collect();
+/// seen.sort_by(f64::total_cmp);
+/// assert_eq!(seen, (0..10).map(|v| v as f64).collect::<Vec<_>>()); // disjoint, complete
+/// ```
+#[track_caller]
+pub fn shard_batches<'a, T: Tree>(
+    data: &'a T,
+    global_batch: usize,
+    key: Option<&Tensor>,
+    drop_last: bool,
+    rank: usize,
+    size: usize,
+) -> impl Iterator<Item = (T, usize)> + 'a {
+    let n = len(data);
+    ShardedBatchIndices::new(n, global_batch, key, drop_last, rank, size).map(move |(idx, m)| (take(data, &idx), m))
+}

@@ -88,7 +88,8 @@
 //!   [`data`] (splitting, shuffling, batching);
 //! - [`control`]: `cond` and `switch` on traced values; [`diffop`]: differential operators
 //!   from Taylor mode ([`jet`]): Laplacians, divergences, directional derivatives, STDE
-//!   estimators and forward gradients;
+//!   estimators and forward gradients; `dist` (cargo feature `mpi`): data-parallel training
+//!   over MPI — collectives on trees, sharded batches;
 //! - the layers underneath (see `ARCHITECTURE.md`): [`ir`] (the typed SSA
 //!   [`Graph`](ir::Graph)), [`ops`] (primitives and their derivative rules), [`trace`],
 //!   [`backend::cpu`] (kernels), [`compile`] (graph passes and plans);
@@ -115,6 +116,8 @@ pub mod compile;
 pub mod control;
 pub mod data;
 pub mod diffop;
+#[cfg(feature = "mpi")]
+pub mod dist;
 mod dtype;
 mod error;
 pub mod io;

@@ -335,6 +335,19 @@ fn table() -> Vec<Row> {
         let p = control::Policy::save_if(|p: &ops::Prim| p.name() == "sin");
         checkpoint_with(|(a, w): &(Tensor, Tensor)| a.sin().matmul(w).sin() * a, p)(&(x[0].clone(), x[1].clone()))
     }));
+    // Collectives (issue 17): in this one-process test they are the identity, so the rows
+    // check that every rule and the plan's kernel step are wired (tests/collective.rs checks
+    // several ranks, simulated by threads; tests/dist_mpi.rs under mpirun).
+    use cotangent::ops::collective::{all_reduce, broadcast, reduce_to, CollectiveOp};
+    rows.push(row("all_reduce_sum", vec![sample(&mut r, &[2, 3], -1.0, 1.0)], |x| {
+        all_reduce(&x[0].sin(), CollectiveOp::Sum) * &x[0]
+    }));
+    rows.push(row("all_reduce_mean", vec![sample(&mut r, &[3], -1.0, 1.0)], |x| {
+        all_reduce(&x[0].exp(), CollectiveOp::Mean)
+    }));
+    rows.push(row("broadcast_reduce_to", vec![sample(&mut r, &[2, 2], -1.0, 1.0)], |x| {
+        reduce_to(&broadcast(&x[0].square(), 0), 0) + &x[0]
+    }));
     rows
 }
 

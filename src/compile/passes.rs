@@ -336,7 +336,9 @@ fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<V
         return v;
     }
     let all_constant = !ins.is_empty() && ins.iter().all(|v| matches!(out.nodes[v.index()].prim, Prim::Constant(_)));
+    // Collectives stay in the plan: folding would communicate while optimising.
     let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. } | Prim::Proj(_))
+        && !matches!(prim, Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. })
         && !prim.is_tuple()
         && ty.numel() <= FOLD_LIMIT;
     if all_constant && foldable {

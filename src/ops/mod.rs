@@ -5,6 +5,7 @@
 //! primitives: the type (shape and dtype) rule here, and the derivative and
 //! batching rules beside it. Kernels live in [`crate::backend::cpu`].
 
+pub mod collective;
 pub mod control;
 pub mod custom;
 pub mod dot;
@@ -246,6 +247,22 @@ pub enum Prim {
         /// Which intermediate values may be saved for the backward pass.
         policy: remat::Policy,
     },
+    // Collectives (see [`collective`]): every rank calls them in the same order.
+    /// The element-wise sum or mean over the ranks of a distributed world, on every rank.
+    AllReduce {
+        /// Sum or mean.
+        op: collective::CollectiveOp,
+    },
+    /// The value of rank `root`, on every rank.
+    Broadcast {
+        /// The rank whose value is sent.
+        root: usize,
+    },
+    /// The sum over ranks on `root`, zeros on the others (the transpose of a broadcast).
+    ReduceTo {
+        /// The rank that receives the sum.
+        root: usize,
+    },
 }
 
 impl Prim {
@@ -283,6 +300,9 @@ impl Prim {
             Prim::CustomVjp { .. } => "custom_vjp",
             Prim::CustomVjpCall { .. } => "custom_vjp_call",
             Prim::Checkpoint { .. } => "checkpoint",
+            Prim::AllReduce { op } => op.name(),
+            Prim::Broadcast { .. } => "broadcast",
+            Prim::ReduceTo { .. } => "reduce_to",
         }
     }
 
@@ -401,6 +421,8 @@ impl Prim {
                 vec![("fun", name.to_string())]
             }
             Prim::Checkpoint { policy, .. } => vec![("policy", policy.to_string())],
+            Prim::AllReduce { .. } => vec![],
+            Prim::Broadcast { root } | Prim::ReduceTo { root } => vec![("root", root.to_string())],
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -483,6 +505,10 @@ impl Prim {
             Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
                 arity(2)?;
                 dot::dot_general_type(lhs_contract, rhs_contract, lhs_batch, rhs_batch, inputs[0], inputs[1])
+            }
+            Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => {
+                arity(1)?;
+                collective::collective_type(self, inputs[0])
             }
         }
     }

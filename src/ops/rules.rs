@@ -8,7 +8,7 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{control, custom, dot, elementwise, index, random, reduce, remat, sort, structure, Prim};
+use super::{collective, control, custom, dot, elementwise, index, random, reduce, remat, sort, structure, Prim};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -92,6 +92,7 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
         ),
+        Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => Some(collective::jvp(prim, t[0]?)),
     }
 }
 
@@ -168,6 +169,9 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
         Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
             dot::transpose(ct, args, (lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
         }
+        Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => {
+            vec![Some(collective::transpose(prim, ct))]
+        }
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -207,6 +211,7 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         | Prim::CustomVjp { .. }
         | Prim::CustomVjpCall { .. }
         | Prim::Checkpoint { .. } => unreachable!("tuple nodes go through batch_multi"),
+        Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => collective::batch(prim, &args[0]),
     }
 }
 
@@ -280,7 +285,10 @@ pub(crate) fn jet(prim: &Prim, xs: &[&[Option<Tensor>]], y: &Tensor) -> super::s
         | Prim::Gather { .. }
         | Prim::ScatterAdd { .. }
         | Prim::DynamicSlice { .. }
-        | Prim::DynamicUpdateSlice => linear(xs),
+        | Prim::DynamicUpdateSlice
+        | Prim::AllReduce { .. }
+        | Prim::Broadcast { .. }
+        | Prim::ReduceTo { .. } => linear(xs),
         _ => panic!("jet: no Taylor-mode (jet) rule for the primitive {}", prim.name()),
     }
 }

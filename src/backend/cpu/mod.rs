@@ -86,5 +86,8 @@ pub(crate) fn kernel(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array 
         }
         Prim::RandomBits { .. } => random::random_bits(inputs[0], out),
         Prim::Argsort { axis, descending } => sort::argsort(inputs[0], *axis, *descending),
+        Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => {
+            crate::ops::collective::kernel(prim, inputs[0])
+        }
     }
 }
