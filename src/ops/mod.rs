@@ -9,6 +9,7 @@ pub mod control;
 pub mod dot;
 pub mod elementwise;
 pub mod index;
+pub mod linalg;
 pub mod random;
 pub mod reduce;
 pub(crate) mod rules;
@@ -185,6 +186,9 @@ pub enum Prim {
         /// The branches, closed graphs of identical input and output types.
         branches: Vec<SubGraph>,
     },
+    /// A linear algebra primitive on stacks of matrices (see [`linalg`]); decompositions
+    /// with several results are tuple-valued.
+    Linalg(linalg::LinalgOp),
 }
 
 impl Prim {
@@ -218,13 +222,14 @@ impl Prim {
             Prim::Argsort { .. } => "argsort",
             Prim::Proj(_) => "proj",
             Prim::Cond { .. } => "cond",
+            Prim::Linalg(op) => op.name(),
         }
     }
 
     /// Whether the primitive defines a tuple of results (read through [`Prim::Proj`]) rather
     /// than one tensor.
     pub fn is_tuple(&self) -> bool {
-        matches!(self, Prim::Cond { .. })
+        matches!(self, Prim::Cond { .. }) || matches!(self, Prim::Linalg(op) if op.is_tuple())
     }
 
     /// The types of the results: one for an ordinary primitive, the tuple's elements for a
@@ -232,6 +237,7 @@ impl Prim {
     pub fn output_types(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
         match self {
             Prim::Cond { branches } => control::cond_types(branches, inputs),
+            Prim::Linalg(op) => op.output_types(inputs),
             Prim::Proj(_) => Err("a projection's type is its tuple's element (see Graph::validate)".into()),
             prim => Ok(vec![prim.infer_type(inputs)?]),
         }
@@ -309,6 +315,7 @@ impl Prim {
             ],
             Prim::Proj(k) => vec![("index", k.to_string())],
             Prim::Cond { branches } => vec![("branches", branches.len().to_string())],
+            Prim::Linalg(op) => op.params(),
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -329,6 +336,8 @@ impl Prim {
             Prim::Input(_) => Err("graph inputs have no type rule".into()),
             Prim::Proj(_) => Err("a projection reads a tuple: build it with Graph::push_multi or bind_multi".into()),
             Prim::Cond { .. } => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
+            Prim::Linalg(op) if op.is_tuple() => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
+            Prim::Linalg(op) => op.output_types(inputs).map(|mut t| t.remove(0)),
             Prim::Constant(a) => {
                 arity(0)?;
                 Ok(a.ty())
@@ -402,6 +411,7 @@ pub(crate) fn run_structured(
 ) -> Vec<crate::Tensor> {
     match prim {
         Prim::Cond { branches } => control::cond_run(branches.len(), args, run_sub),
+        Prim::Linalg(op) => linalg::run_multi(op, args),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }

@@ -8,7 +8,7 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{control, dot, elementwise, index, random, reduce, sort, structure, Prim};
+use super::{control, dot, elementwise, index, linalg, random, reduce, sort, structure, Prim};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -83,6 +83,7 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
             index::jvp(prim, x, t)
         }
         Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through jvp_multi"),
+        Prim::Linalg(op) => linalg::jvp(op, x, t, y),
         Prim::DotGeneral { .. } => add_tangents(
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
@@ -99,6 +100,7 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
     }
     match prim {
         Prim::Cond { branches } => control::cond_jvp(branches, x, t),
+        Prim::Linalg(op) => linalg::jvp_multi(op, x, t),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -117,6 +119,7 @@ pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinAr
 pub(crate) fn batch_multi(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Vec<Tensor> {
     match prim {
         Prim::Cond { branches } => control::cond_batch(branches, args, batched, size),
+        Prim::Linalg(op) => linalg::batch_multi(op, args),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -149,6 +152,7 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
         Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
             dot::transpose(ct, args, (lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
         }
+        Prim::Linalg(op) => linalg::transpose(op, ct, args),
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -183,6 +187,7 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
             unreachable!("{} has no operands to batch", prim.name())
         }
         Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through batch_multi"),
+        Prim::Linalg(op) => linalg::batch(op, args, batched, size),
     }
 }
 

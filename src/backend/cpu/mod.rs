@@ -10,6 +10,7 @@ pub(crate) mod dot;
 mod elementwise;
 pub(crate) mod fused;
 mod index;
+pub(crate) mod linalg;
 pub mod math;
 pub mod native;
 pub mod random;
@@ -81,5 +82,9 @@ pub(crate) fn kernel(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array 
         }
         Prim::RandomBits { .. } => random::random_bits(inputs[0], out),
         Prim::Argsort { axis, descending } => sort::argsort(inputs[0], *axis, *descending),
+        Prim::Linalg(op) if op.is_tuple() => {
+            panic!("{} defines several results: it runs through bind_multi or a plan", prim.name())
+        }
+        Prim::Linalg(op) => linalg::kernel(op, inputs, out),
     }
 }

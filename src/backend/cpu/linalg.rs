@@ -1,0 +1,434 @@
+//! Linear algebra kernels on `faer`: every operand is a stack of matrices (leading axes are
+//! batch axes), each matrix handed to faer as a row-major view, results copied back
+//! row-major. Batches are spread over rayon's pool when cotangent runs threaded.
+//!
+//! Failures (a matrix that is not positive definite for `cholesky`/`sqrtm`, an eigen- or
+//! singular value iteration that does not converge) fill that matrix's results with NaN, as
+//! LAPACK-backed JAX does; the public functions in [`crate::linalg`] turn NaN from an eager
+//! call into a panic naming the operation.
+
+use crate::array::{Array, Data};
+use crate::ops::linalg::{LinalgOp, TriangularSolve};
+use crate::TensorType;
+use faer::linalg::solvers::Solve;
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use rayon::prelude::*;
+
+/// The real types the kernels run on (f32, f64).
+pub(crate) trait Real: faer::traits::RealField + Copy + Send + Sync + 'static {
+    fn of(x: f64) -> Self;
+    fn to64(self) -> f64;
+    fn wrap(v: Vec<Self>) -> Data;
+}
+
+impl Real for f32 {
+    fn of(x: f64) -> f32 {
+        x as f32
+    }
+    fn to64(self) -> f64 {
+        self as f64
+    }
+    fn wrap(v: Vec<f32>) -> Data {
+        Data::F32(v)
+    }
+}
+
+impl Real for f64 {
+    fn of(x: f64) -> f64 {
+        x
+    }
+    fn to64(self) -> f64 {
+        self
+    }
+    fn wrap(v: Vec<f64>) -> Data {
+        Data::F64(v)
+    }
+}
+
+fn par() -> Par {
+    if crate::threads::parallel() {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
+/// Sets faer's global parallelism (read by its high-level solvers) to cotangent's setting.
+fn sync_parallelism() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| faer::set_global_parallelism(par()));
+}
+
+/// `f` on each of the `count` matrices of `size` elements in `x`, in parallel when allowed.
+fn map_items<T: Sync, R: Send>(x: &[T], count: usize, size: usize, f: impl Fn(&[T]) -> R + Sync + Send) -> Vec<R> {
+    sync_parallelism();
+    let item = |i: usize| f(&x[i * size..(i + 1) * size]);
+    if count > 1 && crate::threads::parallel() {
+        (0..count).into_par_iter().map(item).collect()
+    } else {
+        (0..count).map(item).collect()
+    }
+}
+
+/// Same over two stacks of matrices, matrix `i` of each together.
+fn map_pairs<T: Sync, R: Send>(
+    x: &[T],
+    y: &[T],
+    count: usize,
+    sizes: (usize, usize),
+    f: impl Fn(&[T], &[T]) -> R + Sync + Send,
+) -> Vec<R> {
+    sync_parallelism();
+    let item = |i: usize| f(&x[i * sizes.0..(i + 1) * sizes.0], &y[i * sizes.1..(i + 1) * sizes.1]);
+    if count > 1 && crate::threads::parallel() {
+        (0..count).into_par_iter().map(item).collect()
+    } else {
+        (0..count).map(item).collect()
+    }
+}
+
+/// Row-major copy of a faer matrix.
+fn rows<T: Real>(m: MatRef<'_, T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(m.nrows() * m.ncols());
+    for i in 0..m.nrows() {
+        for j in 0..m.ncols() {
+            out.push(m[(i, j)]);
+        }
+    }
+    out
+}
+
+fn view<T: Real>(x: &[T], m: usize, n: usize) -> MatRef<'_, T> {
+    MatRef::from_row_major_slice(x, m, n)
+}
+
+fn nans<T: Real>(n: usize) -> Vec<T> {
+    vec![T::of(f64::NAN); n]
+}
+
+/// Matrix dimensions: (batch count, rows, columns).
+fn dims(shape: &[usize]) -> (usize, usize, usize) {
+    let r = shape.len();
+    (shape[..r - 2].iter().product(), shape[r - 2], shape[r - 1])
+}
+
+fn concat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
+    parts.into_iter().flatten().collect()
+}
+
+fn mul<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Mat<T> {
+    let mut out = Mat::zeros(a.nrows(), b.ncols());
+    faer::linalg::matmul::matmul(out.as_mut(), Accum::Replace, a, b, T::of(1.0), Par::Seq);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-matrix kernels.
+
+fn cholesky_one<T: Real>(a: &[T], n: usize) -> Vec<T> {
+    match view(a, n, n).llt(Side::Lower) {
+        Ok(llt) => {
+            let l = llt.L();
+            (0..n * n).map(|k| if k % n <= k / n { l[(k / n, k % n)] } else { T::of(0.0) }).collect()
+        }
+        Err(_) => nans(n * n),
+    }
+}
+
+fn triangular_solve_one<T: Real>(a: &[T], b: &[T], n: usize, shape_b: (usize, usize), o: TriangularSolve) -> Vec<T> {
+    let mut out = b.to_vec();
+    let (rb, cb) = shape_b;
+    let a = view(a, n, n);
+    // Right side: X op(A) = B is op(A)ᵀ Xᵀ = Bᵀ; each transpose swaps the triangle.
+    let transposed = o.transpose_a != !o.left_side;
+    let tri = if transposed { a.transpose() } else { a };
+    let lower = o.lower != transposed;
+    let mut x = MatMut::from_row_major_slice_mut(&mut out, rb, cb);
+    let rhs = if o.left_side { x.as_mut() } else { x.as_mut().transpose_mut() };
+    use faer::linalg::triangular_solve as ts;
+    match (lower, o.unit_diagonal) {
+        (true, false) => ts::solve_lower_triangular_in_place(tri, rhs, Par::Seq),
+        (true, true) => ts::solve_unit_lower_triangular_in_place(tri, rhs, Par::Seq),
+        (false, false) => ts::solve_upper_triangular_in_place(tri, rhs, Par::Seq),
+        (false, true) => ts::solve_unit_upper_triangular_in_place(tri, rhs, Par::Seq),
+    }
+    out
+}
+
+fn eigh_one<T: Real>(a: &[T], n: usize) -> (Vec<T>, Vec<T>) {
+    match view(a, n, n).self_adjoint_eigen(Side::Lower) {
+        Ok(e) => ((0..n).map(|i| e.S()[i]).collect(), rows(e.U())),
+        Err(_) => (nans(n), nans(n * n)),
+    }
+}
+
+/// `lu` packed (unit lower below the diagonal, upper on and above), LAPACK-style pivots
+/// (row `i` was swapped with row `pivots[i]`, in order) and the permutation (`A[perm] = L U`).
+fn lu_one<T: Real>(a: &[T], n: usize) -> (Vec<T>, Vec<i64>, Vec<i64>) {
+    let f = view(a, n, n).partial_piv_lu();
+    let (l, u) = (f.L(), f.U());
+    let packed = (0..n * n).map(|k| if k % n < k / n { l[(k / n, k % n)] } else { u[(k / n, k % n)] }).collect();
+    let perm: Vec<i64> = f.P().arrays().0.iter().map(|&p| p as i64).collect();
+    // The swap sequence that produces `perm` from the identity.
+    let mut cur: Vec<i64> = (0..n as i64).collect();
+    let mut pos: Vec<usize> = (0..n).collect();
+    let mut pivots = vec![0i64; n];
+    for i in 0..n {
+        let j = pos[perm[i] as usize];
+        pivots[i] = j as i64;
+        let (ci, cj) = (cur[i], cur[j]);
+        cur.swap(i, j);
+        pos[ci as usize] = j;
+        pos[cj as usize] = i;
+    }
+    (packed, pivots, perm)
+}
+
+fn qr_one<T: Real>(a: &[T], m: usize, n: usize, full: bool) -> (Vec<T>, Vec<T>) {
+    let f = view(a, m, n).qr();
+    if full {
+        (rows(f.compute_Q().as_ref()), rows(f.R()))
+    } else {
+        (rows(f.compute_thin_Q().as_ref()), rows(f.thin_R()))
+    }
+}
+
+fn svd_one<T: Real>(a: &[T], m: usize, n: usize, full: bool) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let k = m.min(n);
+    let (ku, kv) = if full { (m, n) } else { (k, k) };
+    let a = view(a, m, n);
+    let s = if full { a.svd() } else { a.thin_svd() };
+    match s {
+        Ok(s) => ((rows(s.U())), (0..k).map(|i| s.S()[i]).collect(), rows(s.V().transpose())),
+        Err(_) => (nans(m * ku), nans(k), nans(kv * n)),
+    }
+}
+
+fn det_one<T: Real>(a: &[T], n: usize) -> T {
+    let (packed, pivots, _) = lu_one(a, n);
+    let mut d = T::of(1.0);
+    for i in 0..n {
+        d *= packed[i * n + i];
+        if pivots[i] != i as i64 {
+            d = -d;
+        }
+    }
+    d
+}
+
+/// `V diag(f(w)) Vᵀ` for the eigendecomposition of the symmetric `a` (NaN where `f` is).
+fn spectral_function<T: Real>(a: &[T], n: usize, f: impl Fn(f64) -> f64) -> Vec<T> {
+    let (w, v) = eigh_one(a, n);
+    let v = Mat::from_fn(n, n, |i, j| v[i * n + j]);
+    let scaled = Mat::from_fn(n, n, |i, j| v[(i, j)] * T::of(f(w[j].to64())));
+    rows(mul(scaled.as_ref(), v.transpose()).as_ref())
+}
+
+/// `X` with `S X + X S = C` for a symmetric positive definite `S`, through `S`'s
+/// eigendecomposition: `X = V ((Vᵀ C V) ⊘ (s_i + s_j)) Vᵀ`.
+fn lyapunov_one<T: Real>(s: &[T], c: &[T], n: usize) -> Vec<T> {
+    let (w, v) = eigh_one(s, n);
+    let v = Mat::from_fn(n, n, |i, j| v[i * n + j]);
+    let c = view(c, n, n);
+    let mut m = mul(mul(v.transpose(), c).as_ref(), v.as_ref());
+    for i in 0..n {
+        for j in 0..n {
+            m[(i, j)] = m[(i, j)] / (w[i] + w[j]);
+        }
+    }
+    rows(mul(mul(v.as_ref(), m.as_ref()).as_ref(), v.transpose()).as_ref())
+}
+
+/// The matrix exponential by Padé 13 with scaling and squaring (Higham 2005).
+fn expm_mat<T: Real>(a: MatRef<'_, T>) -> Mat<T> {
+    const B: [f64; 14] = [
+        64764752532480000.0,
+        32382376266240000.0,
+        7771770303897600.0,
+        1187353796428800.0,
+        129060195264000.0,
+        10559470521600.0,
+        670442572800.0,
+        33522128640.0,
+        1323241920.0,
+        40840800.0,
+        960960.0,
+        16380.0,
+        182.0,
+        1.0,
+    ];
+    const THETA13: f64 = 5.371920351148152;
+    let n = a.nrows();
+    let norm1 = (0..n).map(|j| (0..n).map(|i| a[(i, j)].to64().abs()).sum::<f64>()).fold(0.0, f64::max);
+    let s = if norm1 > THETA13 { (norm1 / THETA13).log2().ceil() as i32 } else { 0 };
+    let scale = T::of(0.5f64.powi(s));
+    let a = Mat::from_fn(n, n, |i, j| a[(i, j)] * scale);
+    let ident = Mat::<T>::identity(n, n);
+    let a2 = mul(a.as_ref(), a.as_ref());
+    let a4 = mul(a2.as_ref(), a2.as_ref());
+    let a6 = mul(a4.as_ref(), a2.as_ref());
+    let b = |k: usize| T::of(B[k]);
+    let comb = |c: [usize; 4]| {
+        Mat::from_fn(n, n, |i, j| {
+            b(c[0]) * a6[(i, j)] + b(c[1]) * a4[(i, j)] + b(c[2]) * a2[(i, j)] + b(c[3]) * ident[(i, j)]
+        })
+    };
+    let inner_u = Mat::from_fn(n, n, |i, j| b(13) * a6[(i, j)] + b(11) * a4[(i, j)] + b(9) * a2[(i, j)]);
+    let u_poly = mul(a6.as_ref(), inner_u.as_ref()) + comb([7, 5, 3, 1]);
+    let u = mul(a.as_ref(), u_poly.as_ref());
+    let inner_v = Mat::from_fn(n, n, |i, j| b(12) * a6[(i, j)] + b(10) * a4[(i, j)] + b(8) * a2[(i, j)]);
+    let v = mul(a6.as_ref(), inner_v.as_ref()) + comb([6, 4, 2, 0]);
+    let p = &v + &u;
+    let q = &v - &u;
+    let mut r = p.clone();
+    q.partial_piv_lu().solve_in_place(r.as_mut());
+    for _ in 0..s {
+        r = mul(r.as_ref(), r.as_ref());
+    }
+    r
+}
+
+fn expm_one<T: Real>(a: &[T], n: usize) -> Vec<T> {
+    rows(expm_mat(view(a, n, n)).as_ref())
+}
+
+/// The Fréchet derivative of expm at `a` in direction `e`: the top-right block of
+/// `expm([[A, E], [0, A]])`.
+fn expm_frechet_one<T: Real>(a: &[T], e: &[T], n: usize) -> Vec<T> {
+    let (a, e) = (view(a, n, n), view(e, n, n));
+    let big = Mat::from_fn(2 * n, 2 * n, |i, j| match (i < n, j < n) {
+        (true, true) => a[(i, j)],
+        (true, false) => e[(i, j - n)],
+        (false, true) => T::of(0.0),
+        (false, false) => a[(i - n, j - n)],
+    });
+    let x = expm_mat(big.as_ref());
+    rows(x.as_ref().submatrix(0, n, n, n))
+}
+
+// ---------------------------------------------------------------------------------------
+// Entry points.
+
+macro_rules! by_dtype {
+    ($x:expr, $f:ident ( $($arg:expr),* )) => {
+        match &$x.data {
+            Data::F32(v) => $f::<f32>(v, $($arg),*),
+            Data::F64(v) => $f::<f64>(v, $($arg),*),
+            d => panic!("linalg kernels take f32/f64, got {:?}", d.dtype()),
+        }
+    };
+}
+
+fn slice2<'a, T: Real>(x: &'a Array) -> &'a [T]
+where
+    Data: AsSlice<T>,
+{
+    x.data.as_slice_of()
+}
+
+/// Access to a `Data`'s elements of a known type.
+trait AsSlice<T> {
+    fn as_slice_of(&self) -> &[T];
+}
+impl AsSlice<f32> for Data {
+    fn as_slice_of(&self) -> &[f32] {
+        match self {
+            Data::F32(v) => v,
+            d => panic!("expected f32 data, got {:?}", d.dtype()),
+        }
+    }
+}
+impl AsSlice<f64> for Data {
+    fn as_slice_of(&self) -> &[f64] {
+        match self {
+            Data::F64(v) => v,
+            d => panic!("expected f64 data, got {:?}", d.dtype()),
+        }
+    }
+}
+
+fn single<T: Real>(x: &[T], op: &LinalgOp, inputs: &[&Array], out: &TensorType) -> Data
+where
+    Data: AsSlice<T>,
+{
+    let (count, m, n) = dims(&inputs[0].shape);
+    let size = m * n;
+    let data: Vec<T> = match op {
+        LinalgOp::Cholesky => concat(map_items(x, count, size, |a| cholesky_one(a, n))),
+        LinalgOp::Expm => concat(map_items(x, count, size, |a| expm_one(a, n))),
+        LinalgOp::Sqrtm { inverse } => {
+            let inverse = *inverse;
+            concat(map_items(x, count, size, |a| {
+                spectral_function(a, n, |w| if inverse { 1.0 / w.sqrt() } else { w.sqrt() })
+            }))
+        }
+        LinalgOp::Det => map_items(x, count, size, |a| det_one(a, n)),
+        LinalgOp::TriangularSolve(o) => {
+            let (_, rb, cb) = dims(&inputs[1].shape);
+            let b = slice2::<T>(inputs[1]);
+            concat(map_pairs(x, b, count, (size, rb * cb), |a, b| triangular_solve_one(a, b, n, (rb, cb), *o)))
+        }
+        LinalgOp::Lyapunov => {
+            let c = slice2::<T>(inputs[1]);
+            concat(map_pairs(x, c, count, (size, size), |s, c| lyapunov_one(s, c, n)))
+        }
+        LinalgOp::ExpmFrechet => {
+            let e = slice2::<T>(inputs[1]);
+            concat(map_pairs(x, e, count, (size, size), |a, e| expm_frechet_one(a, e, n)))
+        }
+        LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. } => {
+            unreachable!("{} has several results", op.name())
+        }
+    };
+    debug_assert_eq!(data.len(), out.numel());
+    T::wrap(data)
+}
+
+/// Runs a single-result linear algebra primitive.
+pub(crate) fn kernel(op: &LinalgOp, inputs: &[&Array], out: &TensorType) -> Array {
+    let data = by_dtype!(inputs[0], single(op, inputs, out));
+    Array::new(out.shape.clone(), data)
+}
+
+fn multi<T: Real>(x: &[T], op: &LinalgOp, shape: &[usize]) -> Vec<Data> {
+    let (count, m, n) = dims(shape);
+    let size = m * n;
+    match op {
+        LinalgOp::Eigh => {
+            let (w, v): (Vec<_>, Vec<_>) = map_items(x, count, size, |a| eigh_one(a, n)).into_iter().unzip();
+            vec![T::wrap(concat(w)), T::wrap(concat(v))]
+        }
+        LinalgOp::Lu => {
+            let parts = map_items(x, count, size, |a| lu_one(a, n));
+            let (mut lu, mut piv, mut perm) = (vec![], vec![], vec![]);
+            for (a, b, c) in parts {
+                lu.extend(a);
+                piv.extend(b);
+                perm.extend(c);
+            }
+            vec![T::wrap(lu), Data::I64(piv), Data::I64(perm)]
+        }
+        LinalgOp::Qr { full } => {
+            let (q, r): (Vec<_>, Vec<_>) = map_items(x, count, size, |a| qr_one(a, m, n, *full)).into_iter().unzip();
+            vec![T::wrap(concat(q)), T::wrap(concat(r))]
+        }
+        LinalgOp::Svd { full } => {
+            let parts = map_items(x, count, size, |a| svd_one(a, m, n, *full));
+            let (mut u, mut s, mut vh) = (vec![], vec![], vec![]);
+            for (a, b, c) in parts {
+                u.extend(a);
+                s.extend(b);
+                vh.extend(c);
+            }
+            vec![T::wrap(u), T::wrap(s), T::wrap(vh)]
+        }
+        _ => unreachable!("{} has one result", op.name()),
+    }
+}
+
+/// Runs a linear algebra primitive with several results; `outs` are its result types.
+pub(crate) fn kernel_multi(op: &LinalgOp, inputs: &[&Array], outs: &[TensorType]) -> Vec<Array> {
+    let x = inputs[0];
+    let datas = by_dtype!(x, multi(op, &x.shape));
+    datas.into_iter().zip(outs).map(|(d, t)| Array::new(t.shape.clone(), d)).collect()
+}
