@@ -318,7 +318,11 @@ pub(crate) fn jvp(op: &LinalgOp, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tenso
             let da = t[0]?;
             let lower = TriangularSolve { left_side: true, lower: true, ..Default::default() };
             let x1 = tsolve(y, da, lower);
-            let x2 = tsolve(y, &x1, TriangularSolve { left_side: false, lower: true, transpose_a: true, unit_diagonal: false });
+            let x2 = tsolve(
+                y,
+                &x1,
+                TriangularSolve { left_side: false, lower: true, transpose_a: true, unit_diagonal: false },
+            );
             Some(y.matmul(&triangle(&x2, true, 0.5)))
         }
         LinalgOp::TriangularSolve(o) => {
@@ -424,7 +428,11 @@ pub(crate) fn jvp_multi(op: &LinalgOp, x: &[&Tensor], t: &[Option<&Tensor>]) -> 
             let pda = p.matmul(da);
             let l = triangle(lu, true, 0.0) + eye_like(lu);
             let u = triangle(lu, false, 1.0);
-            let la = tsolve(&l, &pda, TriangularSolve { left_side: true, lower: true, transpose_a: false, unit_diagonal: true });
+            let la = tsolve(
+                &l,
+                &pda,
+                TriangularSolve { left_side: true, lower: true, transpose_a: false, unit_diagonal: true },
+            );
             let lau = tsolve(&u, &la, TriangularSolve { left_side: false, lower: false, ..Default::default() });
             let dlu = l.matmul(&triangle(&lau, true, 0.0)) + triangle(&lau, false, 1.0).matmul(&u);
             vec![Some(dlu), None, None]

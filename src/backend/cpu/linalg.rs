@@ -187,7 +187,10 @@ fn lu_one<T: Real>(a: &[T], n: usize) -> (Vec<T>, Vec<i64>, Vec<i64>) {
 fn qr_one<T: Real>(a: &[T], m: usize, n: usize, full: bool) -> (Vec<T>, Vec<T>) {
     let f = view(a, m, n).qr();
     if full {
-        (rows(f.compute_Q().as_ref()), rows(f.R()))
+        // faer's R has min(m, n) rows; the complete form's has m (zeros below).
+        let r = f.R();
+        let full_r = Mat::from_fn(m, n, |i, j| if i < r.nrows() { r[(i, j)] } else { T::of(0.0) });
+        (rows(f.compute_Q().as_ref()), rows(full_r.as_ref()))
     } else {
         (rows(f.compute_thin_Q().as_ref()), rows(f.thin_R()))
     }
