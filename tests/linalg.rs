@@ -181,6 +181,19 @@ fn matrix_functions() {
     assert_close(&sn, &s, 1e-12, "Newton–Schulz sqrt");
     assert_close(&rn, &r, 1e-12, "Newton–Schulz inverse sqrt");
 
+    for inverse in [false, true] {
+        let want = if inverse { &r } else { &s };
+        let mpa = linalg::sqrtm_mpa(&a, 10, inverse, 30);
+        assert!(rel_err(&mpa, want) < 1e-10, "MPA [10/10] (inverse={inverse}): {}", rel_err(&mpa, want));
+        let mtp = linalg::sqrtm_mtp(&a, 200, inverse, 30);
+        assert!(rel_err(&mtp, want) < 1e-8, "MTP 200 (inverse={inverse}): {}", rel_err(&mtp, want));
+        // Their gradients use the iterative Lyapunov solve; compare with the exact form's.
+        let g = |f: &dyn Fn(&Tensor) -> Tensor| grad(|a: &Tensor| f(a).sum_all())(&a);
+        let exact = g(&|a| if inverse { linalg::inv_sqrtm(a) } else { linalg::sqrtm(a) });
+        let approx = g(&|a| linalg::sqrtm_mpa(a, 10, inverse, 30));
+        assert!(rel_err(&approx, &exact) < 1e-9, "MPA gradient (inverse={inverse}): {}", rel_err(&approx, &exact));
+    }
+
     // expm against its series for a small matrix, and a large-norm case against
     // exp(a) e^{...} of a diagonalisable (symmetric) matrix.
     let x = rng.tensor(&[4, 4], -0.5, 0.5);

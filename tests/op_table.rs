@@ -335,6 +335,17 @@ fn linalg_rows(r: &mut Rng) -> Vec<Row> {
         let (s, i) = linalg::sqrtm_newton_schulz(&spd(&x[0]), 12);
         cat(&[s, i])
     }));
+    // The series forms (Song et al. 2022) on matrices near a multiple of I, where the
+    // truncation errors are below the finite-difference tolerance.
+    fn near_identity(b: &Tensor) -> Tensor {
+        b.matmul(&b.swap_axes(-1, -2)) * 0.1 + Tensor::eye(b.shape()[b.rank() - 1], b.dtype())
+    }
+    rows.push(row("linalg_sqrtm_mtp", vec![sq(r, 3)], |x| linalg::sqrtm_mtp(&near_identity(&x[0]), 40, false, 25)));
+    rows.push(row("linalg_inv_sqrtm_mtp", vec![sq(r, 3)], |x| linalg::sqrtm_mtp(&near_identity(&x[0]), 40, true, 25)));
+    rows.push(row("linalg_sqrtm_mpa", vec![sq(r, 3)], |x| linalg::sqrtm_mpa(&near_identity(&x[0]), 8, false, 25)));
+    rows.push(row("linalg_inv_sqrtm_mpa", vec![sample(r, &[2, 3, 3], -1.0, 1.0)], |x| {
+        linalg::sqrtm_mpa(&near_identity(&x[0]), 8, true, 25)
+    }));
     rows
 }
 

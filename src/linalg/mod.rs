@@ -517,3 +517,49 @@ pub fn sqrtm_newton_schulz(a: &Tensor, iters: usize) -> (Tensor, Tensor) {
     let rc = c.sqrt();
     (y * &rc, z / &rc)
 }
+
+/// Square root (`inverse = false`) or inverse square root of symmetric positive definite
+/// matrices by the Matrix Taylor Polynomial of Song et al. 2022: `‖A‖^{±1/2}` times the
+/// Taylor series of `(1 - z)^{±1/2}` at `Z = I - A/‖A‖_F`, up to `Z^degree`. The derivative
+/// solves the Lyapunov equation `S dS + dS S = dA` by `lyap_iters` Newton–Schulz steps of
+/// the matrix sign function (products only). The truncation error is about
+/// `(1 - λ_min/‖A‖_F)^degree`: fast and accurate for well-conditioned matrices, slow to
+/// converge otherwise (prefer [`sqrtm_mpa`]).
+///
+/// ```
+/// use cotangent::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![4.0, 1.0, 1.0, 3.0], &[2, 2]);
+/// let s = linalg::sqrtm_mtp(&a, 40, false, 20);
+/// assert!((s.matmul(&s) - &a).abs().max(&[-2, -1], false).item::<f64>() < 1e-8);
+/// ```
+#[track_caller]
+pub fn sqrtm_mtp(a: &Tensor, degree: usize, inverse: bool, lyap_iters: usize) -> Tensor {
+    sqrtm_series("sqrtm_mtp", a, false, degree, inverse, lyap_iters)
+}
+
+/// Square root (`inverse = false`) or inverse square root of symmetric positive definite
+/// matrices by the Matrix Padé Approximant of Song et al. 2022: the `[degree/degree]` Padé
+/// approximant of `(1 - z)^{±1/2}` at `Z = I - A/‖A‖_F` (`Q(Z)⁻¹ P(Z)`, one linear solve),
+/// times `‖A‖^{±1/2}`. Much faster convergence in the degree than [`sqrtm_mtp`]; the
+/// derivative solves the Lyapunov equation iteratively, as there.
+///
+/// ```
+/// use cotangent::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![4.0, 1.0, 1.0, 3.0], &[2, 2]);
+/// let s = linalg::sqrtm_mpa(&a, 8, false, 20);
+/// assert!((s.matmul(&s) - &a).abs().max(&[-2, -1], false).item::<f64>() < 1e-10);
+/// ```
+#[track_caller]
+pub fn sqrtm_mpa(a: &Tensor, degree: usize, inverse: bool, lyap_iters: usize) -> Tensor {
+    sqrtm_series("sqrtm_mpa", a, true, degree, inverse, lyap_iters)
+}
+
+#[track_caller]
+fn sqrtm_series(what: &str, a: &Tensor, pade: bool, degree: usize, inverse: bool, lyap_iters: usize) -> Tensor {
+    check_square(what, a);
+    if lyap_iters == 0 {
+        panic!("{what}: lyap_iters must be at least 1 (use sqrtm for the exact eigendecomposition form)");
+    }
+    let op = LinalgOp::SqrtmApprox { pade, degree, inverse, lyap_iters };
+    lin(op, &[&symmetrize(a)])
+}

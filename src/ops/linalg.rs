@@ -81,8 +81,28 @@ pub enum LinalgOp {
         inverse: bool,
     },
     /// `X` with `S X + X S = C` for a symmetric positive definite `S` (operand 0); linear in
-    /// `C` (operand 1).
-    Lyapunov,
+    /// `C` (operand 1). `iters = 0`: exactly, in `S`'s eigenbasis; else by that many
+    /// Newton–Schulz steps of the matrix sign function of `[[S, C], [0, -S]]` (matrix
+    /// products only; Song et al. 2022).
+    Lyapunov {
+        /// Sign-iteration steps, or 0 for the eigendecomposition.
+        iters: usize,
+    },
+    /// Square root (or inverse square root) of a symmetric positive definite matrix by a
+    /// truncated series in `Z = I - A/‖A‖_F`: the Matrix Taylor Polynomial (`pade = false`,
+    /// terms up to `Z^degree`) or the Matrix Padé Approximant (`[degree/degree]`), as in
+    /// Song et al. 2022, "Fast Differentiable Matrix Square Root". Its derivative solves the
+    /// Lyapunov equation iteratively (`lyapunov` with `lyap_iters` sign steps).
+    SqrtmApprox {
+        /// Padé approximant rather than Taylor polynomial.
+        pade: bool,
+        /// Polynomial degree (of numerator and denominator for Padé).
+        degree: usize,
+        /// `A^{-1/2}` rather than `A^{1/2}`.
+        inverse: bool,
+        /// Sign-iteration steps of the Lyapunov solve in the derivative.
+        lyap_iters: usize,
+    },
 }
 
 impl LinalgOp {
@@ -100,7 +120,9 @@ impl LinalgOp {
             LinalgOp::ExpmFrechet => "expm_frechet",
             LinalgOp::Sqrtm { inverse: false } => "sqrtm",
             LinalgOp::Sqrtm { inverse: true } => "inv_sqrtm",
-            LinalgOp::Lyapunov => "lyapunov",
+            LinalgOp::Lyapunov { .. } => "lyapunov",
+            LinalgOp::SqrtmApprox { pade: false, .. } => "sqrtm_mtp",
+            LinalgOp::SqrtmApprox { pade: true, .. } => "sqrtm_mpa",
         }
     }
 
@@ -119,6 +141,13 @@ impl LinalgOp {
                 ("unit_diagonal", o.unit_diagonal.to_string()),
             ],
             LinalgOp::Qr { full } | LinalgOp::Svd { full } => vec![("full", full.to_string())],
+            LinalgOp::Lyapunov { iters } => vec![("iters", iters.to_string())],
+            LinalgOp::SqrtmApprox { degree, inverse, lyap_iters, .. } => vec![
+                ("degree", degree.to_string()),
+                ("inverse", inverse.to_string()),
+                ("lyap_iters", lyap_iters.to_string()),
+            ],
+            LinalgOp::Sqrtm { .. } => vec![],
             _ => vec![],
         }
     }
@@ -144,7 +173,7 @@ impl LinalgOp {
             }
         };
         match self {
-            LinalgOp::Cholesky | LinalgOp::Expm | LinalgOp::Sqrtm { .. } => {
+            LinalgOp::Cholesky | LinalgOp::Expm | LinalgOp::Sqrtm { .. } | LinalgOp::SqrtmApprox { .. } => {
                 arity(1)?;
                 square()?;
                 Ok(vec![(*a).clone()])
@@ -191,7 +220,7 @@ impl LinalgOp {
                 }
                 Ok(vec![b.clone()])
             }
-            LinalgOp::Lyapunov | LinalgOp::ExpmFrechet => {
+            LinalgOp::Lyapunov { .. } | LinalgOp::ExpmFrechet => {
                 arity(2)?;
                 square()?;
                 if inputs[1] != *a {
@@ -261,12 +290,6 @@ pub(crate) fn diagonal(x: &Tensor) -> Tensor {
     (x * eye_like(x)).sum(&[-1], false)
 }
 
-/// `[..., n] -> [..., n, n]` with the vector on the diagonal.
-pub(crate) fn diag_embed(v: &Tensor) -> Tensor {
-    let n = *v.shape().last().expect("a vector");
-    v.expand_dims(-2) * Tensor::eye(n, v.dtype())
-}
-
 /// `1/d` where `|d| > tol`, else 0, without producing `inf` in either branch (so the
 /// derivative of the masked-out side stays finite too).
 fn masked_inverse(d: &Tensor, tol: &Tensor) -> Tensor {
@@ -302,9 +325,20 @@ fn lin(op: LinalgOp, x: &[&Tensor]) -> Tensor {
     bind(Prim::Linalg(op), x)
 }
 
-/// `X` with `S X + X S = C`.
-pub(crate) fn lyapunov(s: &Tensor, c: &Tensor) -> Tensor {
-    lin(LinalgOp::Lyapunov, &[s, c])
+/// `X` with `S X + X S = C` (`iters` sign steps, or exactly for 0).
+pub(crate) fn lyapunov(s: &Tensor, c: &Tensor, iters: usize) -> Tensor {
+    lin(LinalgOp::Lyapunov { iters }, &[s, c])
+}
+
+/// Tangent of `S = A^{1/2}` (or `Y = A^{-1/2}` when `inverse`) from the Lyapunov equation.
+fn sqrt_tangent(y: &Tensor, da: &Tensor, inverse: bool, iters: usize) -> Tensor {
+    if inverse {
+        // Y dY + dY Y = d(A⁻¹) = −Y² dA Y².
+        let y2 = y.matmul(y);
+        lyapunov(y, &-(y2.matmul(da).matmul(&y2)), iters)
+    } else {
+        lyapunov(y, da, iters)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -356,17 +390,13 @@ pub(crate) fn jvp(op: &LinalgOp, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tenso
             });
             add_tangents(de, da)
         }
-        LinalgOp::Sqrtm { inverse: false } => Some(lyapunov(y, t[0]?)),
-        LinalgOp::Sqrtm { inverse: true } => {
-            // Y = A^{-1/2}: Y dY + dY Y = d(A⁻¹) = −Y² dA Y².
-            let y2 = y.matmul(y);
-            Some(lyapunov(y, &-(y2.matmul(t[0]?).matmul(&y2))))
-        }
-        LinalgOp::Lyapunov => {
+        LinalgOp::Sqrtm { inverse } => Some(sqrt_tangent(y, t[0]?, *inverse, 0)),
+        LinalgOp::SqrtmApprox { inverse, lyap_iters, .. } => Some(sqrt_tangent(y, t[0]?, *inverse, *lyap_iters)),
+        LinalgOp::Lyapunov { iters } => {
             // S X + X S = C: S dX + dX S = dC − dS X − X dS.
             let ds = t[0].map(|ds| -(ds.matmul(y) + y.matmul(ds)));
             let rhs = add_tangents(t[1].cloned(), ds)?;
-            Some(lyapunov(x[0], &rhs))
+            Some(lyapunov(x[0], &rhs, *iters))
         }
         LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. } => {
             unreachable!("{} goes through jvp_multi", op.name())
@@ -494,7 +524,8 @@ pub(crate) fn transpose(op: &LinalgOp, ct: &Tensor, args: &[LinArg]) -> Vec<Opti
             vec![None, Some(tsolve(a, ct, flipped))]
         }
         // S X + X S is self-adjoint for a symmetric S, so is its inverse.
-        LinalgOp::Lyapunov => vec![None, Some(lyapunov(a, ct))],
+        // (Each sign step is self-adjoint too, so the iterative solve transposes exactly.)
+        LinalgOp::Lyapunov { iters } => vec![None, Some(lyapunov(a, ct, *iters))],
         // ⟨L(A, E), G⟩ = ⟨E, L(Aᵀ, G)⟩.
         LinalgOp::ExpmFrechet => vec![None, Some(lin(LinalgOp::ExpmFrechet, &[&mt(a), ct]))],
         _ => panic!("transpose: {} is not a linear primitive", op.name()),

@@ -242,6 +242,88 @@ fn lyapunov_one<T: Real>(s: &[T], c: &[T], n: usize) -> Vec<T> {
     rows(mul(mul(v.as_ref(), m.as_ref()).as_ref(), v.transpose()).as_ref())
 }
 
+/// `X` with `S X + X S = C` by `iters` Newton–Schulz steps for the matrix sign of
+/// `[[B, C₀], [0, -B]]`, `B = S/‖S‖_F`, `C₀ = C/(2‖S‖_F)`, whose top-right block tends to `X`:
+/// `B ← B(3I - B²)/2`, `C ← (3C - B²C + BCB - CB²)/2`.
+fn lyapunov_sign_one<T: Real>(s: &[T], c: &[T], n: usize, iters: usize) -> Vec<T> {
+    let norm = s.iter().map(|v| v.to64() * v.to64()).sum::<f64>().sqrt();
+    let mut b = Mat::from_fn(n, n, |i, j| T::of(s[i * n + j].to64() / norm));
+    let mut x = Mat::from_fn(n, n, |i, j| T::of(c[i * n + j].to64() / (2.0 * norm)));
+    let (half, three) = (T::of(0.5), T::of(3.0));
+    for _ in 0..iters {
+        let b2 = mul(b.as_ref(), b.as_ref());
+        let b2x = mul(b2.as_ref(), x.as_ref());
+        let bxb = mul(mul(b.as_ref(), x.as_ref()).as_ref(), b.as_ref());
+        let xb2 = mul(x.as_ref(), b2.as_ref());
+        x = Mat::from_fn(n, n, |i, j| half * (three * x[(i, j)] - b2x[(i, j)] + bxb[(i, j)] - xb2[(i, j)]));
+        let t = Mat::from_fn(n, n, |i, j| if i == j { three - b2[(i, j)] } else { -b2[(i, j)] });
+        let bt = mul(b.as_ref(), t.as_ref());
+        b = Mat::from_fn(n, n, |i, j| half * bt[(i, j)]);
+    }
+    rows(x.as_ref())
+}
+
+/// Taylor coefficients of `(1 - z)^a`.
+fn taylor(a: f64, terms: usize) -> Vec<f64> {
+    let mut c = vec![1.0];
+    for k in 1..terms {
+        let prev = c[k - 1];
+        c.push(prev * (k as f64 - 1.0 - a) / k as f64);
+    }
+    c
+}
+
+/// Numerator and denominator coefficients (in powers of `z`) of the series used by
+/// `sqrtm_mtp` (denominator `[1]`) or `sqrtm_mpa` (the `[m/m]` Padé approximant), for
+/// `(1 - z)^{1/2}` or `(1 - z)^{-1/2}`.
+fn series(pade: bool, degree: usize, inverse: bool) -> (Vec<f64>, Vec<f64>) {
+    let a = if inverse { -0.5 } else { 0.5 };
+    if !pade {
+        return (taylor(a, degree + 1), vec![1.0]);
+    }
+    let m = degree;
+    let c = taylor(a, 2 * m + 1);
+    // Σ_{j=1..m} q_j c_{m+i-j} = -c_{m+i}, i = 1..m; q_0 = 1.
+    let sys = Mat::from_fn(m, m, |i, j| c[m + i - j]);
+    let mut rhs = Mat::from_fn(m, 1, |i, _| -c[m + i + 1]);
+    if m > 0 {
+        sys.partial_piv_lu().solve_in_place(rhs.as_mut());
+    }
+    let q: Vec<f64> = std::iter::once(1.0).chain((0..m).map(|i| rhs[(i, 0)])).collect();
+    let p = (0..=m).map(|i| (0..=i).map(|j| q[j] * c[i - j]).sum()).collect();
+    (p, q)
+}
+
+/// `Σ coef_k Z^k` by Horner's rule.
+fn poly<T: Real>(z: MatRef<'_, T>, coef: &[f64]) -> Mat<T> {
+    let n = z.nrows();
+    let mut acc =
+        Mat::from_fn(n, n, |i, j| if i == j { T::of(*coef.last().expect("coefficients")) } else { T::of(0.0) });
+    for &c in coef.iter().rev().skip(1) {
+        acc = mul(acc.as_ref(), z);
+        for i in 0..n {
+            acc[(i, i)] += T::of(c);
+        }
+    }
+    acc
+}
+
+/// `‖A‖^{±1/2} Q(Z)⁻¹ P(Z)` with `Z = I - A/‖A‖_F`.
+fn sqrtm_series_one<T: Real>(a: &[T], n: usize, coef: &(Vec<f64>, Vec<f64>), inverse: bool) -> Vec<T> {
+    let norm = a.iter().map(|v| v.to64() * v.to64()).sum::<f64>().sqrt();
+    let z = Mat::from_fn(n, n, |i, j| {
+        let v = -a[i * n + j].to64() / norm;
+        T::of(if i == j { 1.0 + v } else { v })
+    });
+    let mut p = poly(z.as_ref(), &coef.0);
+    if coef.1.len() > 1 {
+        let q = poly(z.as_ref(), &coef.1);
+        q.partial_piv_lu().solve_in_place(p.as_mut());
+    }
+    let scale = T::of(if inverse { 1.0 / norm.sqrt() } else { norm.sqrt() });
+    rows(Mat::from_fn(n, n, |i, j| scale * p[(i, j)]).as_ref())
+}
+
 /// The matrix exponential by Padé 13 with scaling and squaring (Higham 2005).
 fn expm_mat<T: Real>(a: MatRef<'_, T>) -> Mat<T> {
     const B: [f64; 14] = [
@@ -371,9 +453,17 @@ where
             let b = slice2::<T>(inputs[1]);
             concat(map_pairs(x, b, count, (size, rb * cb), |a, b| triangular_solve_one(a, b, n, (rb, cb), *o)))
         }
-        LinalgOp::Lyapunov => {
+        LinalgOp::Lyapunov { iters: 0 } => {
             let c = slice2::<T>(inputs[1]);
             concat(map_pairs(x, c, count, (size, size), |s, c| lyapunov_one(s, c, n)))
+        }
+        LinalgOp::Lyapunov { iters } => {
+            let c = slice2::<T>(inputs[1]);
+            concat(map_pairs(x, c, count, (size, size), |s, c| lyapunov_sign_one(s, c, n, *iters)))
+        }
+        LinalgOp::SqrtmApprox { pade, degree, inverse, .. } => {
+            let coef = series(*pade, *degree, *inverse);
+            concat(map_items(x, count, size, |a| sqrtm_series_one(a, n, &coef, *inverse)))
         }
         LinalgOp::ExpmFrechet => {
             let e = slice2::<T>(inputs[1]);
