@@ -2,6 +2,7 @@
 import sys
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 from common import fast_uniform, median_seconds, mlp_arrays, report, uniform
@@ -77,3 +78,21 @@ if want("w5"):
 if want("w6"):
     x = jnp.asarray(uniform(200, 6, 1.0))
     report("w6-hessian", run(jax.jit(jax.hessian(rosenbrock)), x))
+
+if want("w8"):
+    def spd(batch, n, seed, dtype):
+        b = jnp.asarray(uniform(int(np.prod(batch, dtype=np.int64)) * n * n, seed, 1.0).reshape(*batch, n, n), dtype)
+        return b @ jnp.swapaxes(b, -1, -2) / n + jnp.eye(n, dtype=dtype)
+
+    def logdet(a):
+        return 2.0 * jnp.log(jnp.diagonal(jnp.linalg.cholesky(a), axis1=-2, axis2=-1)).sum()
+
+    report("w8-logdet", run(jax.jit(jax.value_and_grad(logdet)), spd((), 256, 8, jnp.float64)))
+
+    # JAX has no sqrtm with a gradient: the eigh-based form.
+    def sqrtm_sum(a):
+        w, v = jnp.linalg.eigh(a)
+        return ((v * jnp.sqrt(w)[..., None, :]) @ jnp.swapaxes(v, -1, -2)).sum()
+
+    report("w8-sqrtm", run(jax.jit(jax.value_and_grad(sqrtm_sum)), spd((32,), 64, 9, jnp.float32)))
+
