@@ -463,7 +463,7 @@ pub fn expm(a: &Tensor) -> Tensor {
 #[track_caller]
 pub fn sqrtm(a: &Tensor) -> Tensor {
     check_square("sqrtm", a);
-    let s = lin(LinalgOp::Sqrtm { inverse: false }, &[&symmetrize(a)]);
+    let s = bind_multi(Prim::Linalg(LinalgOp::Sqrtm { inverse: false }), &[&symmetrize(a)]).swap_remove(0);
     check_spd("sqrtm", a, &s);
     s
 }
@@ -480,7 +480,7 @@ pub fn sqrtm(a: &Tensor) -> Tensor {
 #[track_caller]
 pub fn inv_sqrtm(a: &Tensor) -> Tensor {
     check_square("inv_sqrtm", a);
-    let s = lin(LinalgOp::Sqrtm { inverse: true }, &[&symmetrize(a)]);
+    let s = bind_multi(Prim::Linalg(LinalgOp::Sqrtm { inverse: true }), &[&symmetrize(a)]).swap_remove(0);
     check_spd("inv_sqrtm", a, &s);
     s
 }

@@ -75,7 +75,10 @@ pub enum LinalgOp {
     /// Fréchet derivative of `expm` at `A` (operand 0) in direction `E` (operand 1, linear).
     ExpmFrechet,
     /// Principal square root (or inverse square root) of a symmetric positive definite
-    /// matrix through its eigendecomposition; NaN where an eigenvalue is negative.
+    /// matrix through its eigendecomposition `A = V diag(w) Vᵀ`: the tuple `(S, s, V)` with
+    /// `s = w^{±1/2}` and `S = V diag(s) Vᵀ` (the factors are results so that the derivative
+    /// rule, Daleckii–Krein in `V`'s basis, needs no second decomposition); NaN where an
+    /// eigenvalue is negative.
     Sqrtm {
         /// `A^{-1/2}` rather than `A^{1/2}`.
         inverse: bool,
@@ -128,7 +131,10 @@ impl LinalgOp {
 
     /// Whether the primitive has several results.
     pub fn is_tuple(&self) -> bool {
-        matches!(self, LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. })
+        matches!(
+            self,
+            LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. } | LinalgOp::Sqrtm { .. }
+        )
     }
 
     /// Static parameters for dumps (and CSE keys).
@@ -173,7 +179,12 @@ impl LinalgOp {
             }
         };
         match self {
-            LinalgOp::Cholesky | LinalgOp::Expm | LinalgOp::Sqrtm { .. } | LinalgOp::SqrtmApprox { .. } => {
+            LinalgOp::Sqrtm { .. } => {
+                arity(1)?;
+                square()?;
+                Ok(vec![(*a).clone(), ty(with(&[n])), (*a).clone()])
+            }
+            LinalgOp::Cholesky | LinalgOp::Expm | LinalgOp::SqrtmApprox { .. } => {
                 arity(1)?;
                 square()?;
                 Ok(vec![(*a).clone()])
@@ -390,7 +401,6 @@ pub(crate) fn jvp(op: &LinalgOp, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tenso
             });
             add_tangents(de, da)
         }
-        LinalgOp::Sqrtm { inverse } => Some(sqrt_tangent(y, t[0]?, *inverse, 0)),
         LinalgOp::SqrtmApprox { inverse, lyap_iters, .. } => Some(sqrt_tangent(y, t[0]?, *inverse, *lyap_iters)),
         LinalgOp::Lyapunov { iters } => {
             // S X + X S = C: S dX + dX S = dC − dS X − X dS.
@@ -398,7 +408,7 @@ pub(crate) fn jvp(op: &LinalgOp, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tenso
             let rhs = add_tangents(t[1].cloned(), ds)?;
             Some(lyapunov(x[0], &rhs, *iters))
         }
-        LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. } => {
+        LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. } | LinalgOp::Sqrtm { .. } => {
             unreachable!("{} goes through jvp_multi", op.name())
         }
     }
@@ -504,6 +514,26 @@ pub(crate) fn jvp_multi(op: &LinalgOp, x: &[&Tensor], t: &[Option<&Tensor>]) -> 
                 dv = dv + (&dahu - v.matmul(&vh.matmul(&dahu))) * &s_inv;
             }
             vec![Some(du), Some(ds), Some(mt(&dv))]
+        }
+        LinalgOp::Sqrtm { inverse } => {
+            // In V's basis, M = Vᵀ dA V: dS = V (K ∘ M) Vᵀ with K_ij = 1/(s_i + s_j) for the
+            // square root (Daleckii–Krein: S dS + dS S = dA), −s_i² s_j²/(s_i + s_j) for the
+            // inverse (Y dY + dY Y = −Y² dA Y²): finite at repeated eigenvalues. The factors'
+            // tangents (for higher orders) are eigh's: dw = diag(M), dV = V (F ∘ M).
+            let (s, v) = (&outs[1], &outs[2]);
+            let dm = mt(v).matmul(da).matmul(v);
+            let (row, col) = (s.expand_dims(-2), s.expand_dims(-1));
+            let mut k = (&row + &col).recip();
+            if *inverse {
+                k = -(k * (&row * &row) * (&col * &col));
+            }
+            let ds_mat = v.matmul(&(k * &dm)).matmul(&mt(v));
+            let dw = diagonal(&dm);
+            // s = w^{1/2}: ds = dw/(2s); s = w^{-1/2}: ds = −s³ dw/2.
+            let ds = if *inverse { -(s * s * s * dw) * 0.5 } else { dw / s * 0.5 };
+            let w = if *inverse { (s * s).recip() } else { s * s };
+            let dv = v.matmul(&(gap_inverse(&w, false) * dm));
+            vec![Some(ds_mat), Some(ds), Some(dv)]
         }
         _ => unreachable!("{} has one result", op.name()),
     };

@@ -219,12 +219,14 @@ fn det_one<T: Real>(a: &[T], n: usize) -> T {
     d
 }
 
-/// `V diag(f(w)) Vᵀ` for the eigendecomposition of the symmetric `a` (NaN where `f` is).
-fn spectral_function<T: Real>(a: &[T], n: usize, f: impl Fn(f64) -> f64) -> Vec<T> {
+/// `(V diag(f(w)) Vᵀ, f(w), V)` for the eigendecomposition of the symmetric `a` (NaN where
+/// `f` is).
+fn spectral_function<T: Real>(a: &[T], n: usize, f: impl Fn(f64) -> f64) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (w, v) = eigh_one(a, n);
-    let v = Mat::from_fn(n, n, |i, j| v[i * n + j]);
-    let scaled = Mat::from_fn(n, n, |i, j| v[(i, j)] * T::of(f(w[j].to64())));
-    rows(mul(scaled.as_ref(), v.transpose()).as_ref())
+    let fw: Vec<T> = w.iter().map(|x| T::of(f(x.to64()))).collect();
+    let vm = Mat::from_fn(n, n, |i, j| v[i * n + j]);
+    let scaled = Mat::from_fn(n, n, |i, j| vm[(i, j)] * fw[j]);
+    (rows(mul(scaled.as_ref(), vm.transpose()).as_ref()), fw, v)
 }
 
 /// `X` with `S X + X S = C` for a symmetric positive definite `S`, through `S`'s
@@ -441,12 +443,6 @@ where
     let data: Vec<T> = match op {
         LinalgOp::Cholesky => concat(map_items(x, count, size, |a| cholesky_one(a, n))),
         LinalgOp::Expm => concat(map_items(x, count, size, |a| expm_one(a, n))),
-        LinalgOp::Sqrtm { inverse } => {
-            let inverse = *inverse;
-            concat(map_items(x, count, size, |a| {
-                spectral_function(a, n, |w| if inverse { 1.0 / w.sqrt() } else { w.sqrt() })
-            }))
-        }
         LinalgOp::Det => map_items(x, count, size, |a| det_one(a, n)),
         LinalgOp::TriangularSolve(o) => {
             let (_, rb, cb) = dims(&inputs[1].shape);
@@ -469,7 +465,7 @@ where
             let e = slice2::<T>(inputs[1]);
             concat(map_pairs(x, e, count, (size, size), |a, e| expm_frechet_one(a, e, n)))
         }
-        LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. } => {
+        LinalgOp::Eigh | LinalgOp::Lu | LinalgOp::Qr { .. } | LinalgOp::Svd { .. } | LinalgOp::Sqrtm { .. } => {
             unreachable!("{} has several results", op.name())
         }
     };
@@ -514,6 +510,19 @@ fn multi<T: Real>(x: &[T], op: &LinalgOp, shape: &[usize]) -> Vec<Data> {
                 vh.extend(c);
             }
             vec![T::wrap(u), T::wrap(s), T::wrap(vh)]
+        }
+        LinalgOp::Sqrtm { inverse } => {
+            let inverse = *inverse;
+            let parts = map_items(x, count, size, |a| {
+                spectral_function(a, n, |w| if inverse { 1.0 / w.sqrt() } else { w.sqrt() })
+            });
+            let (mut sq, mut s, mut v) = (vec![], vec![], vec![]);
+            for (a, b, c) in parts {
+                sq.extend(a);
+                s.extend(b);
+                v.extend(c);
+            }
+            vec![T::wrap(sq), T::wrap(s), T::wrap(v)]
         }
         _ => unreachable!("{} has one result", op.name()),
     }
