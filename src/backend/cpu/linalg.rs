@@ -140,7 +140,7 @@ fn triangular_solve_one<T: Real>(a: &[T], b: &[T], n: usize, shape_b: (usize, us
     let (rb, cb) = shape_b;
     let a = view(a, n, n);
     // Right side: X op(A) = B is op(A)ᵀ Xᵀ = Bᵀ; each transpose swaps the triangle.
-    let transposed = o.transpose_a != !o.left_side;
+    let transposed = o.transpose_a == o.left_side;
     let tri = if transposed { a.transpose() } else { a };
     let lower = o.lower != transposed;
     let mut x = MatMut::from_row_major_slice_mut(&mut out, rb, cb);
@@ -238,7 +238,7 @@ fn lyapunov_one<T: Real>(s: &[T], c: &[T], n: usize) -> Vec<T> {
     let mut m = mul(mul(v.transpose(), c).as_ref(), v.as_ref());
     for i in 0..n {
         for j in 0..n {
-            m[(i, j)] = m[(i, j)] / (w[i] + w[j]);
+            m[(i, j)] /= w[i] + w[j];
         }
     }
     rows(mul(mul(v.as_ref(), m.as_ref()).as_ref(), v.transpose()).as_ref())
@@ -406,7 +406,7 @@ macro_rules! by_dtype {
     };
 }
 
-fn slice2<'a, T: Real>(x: &'a Array) -> &'a [T]
+fn slice2<T: Real>(x: &Array) -> &[T]
 where
     Data: AsSlice<T>,
 {
