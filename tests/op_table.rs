@@ -335,6 +335,7 @@ fn linalg_rows(r: &mut Rng) -> Vec<Row> {
         let (s, i) = linalg::sqrtm_newton_schulz(&spd(&x[0]), 12);
         cat(&[s, i])
     }));
+    rows.push(row("linalg_solve_lyapunov", vec![sq(r, 3), sq(r, 3)], |x| linalg::solve_lyapunov(&spd(&x[0]), &x[1])));
     // The series forms (Song et al. 2022) on matrices near a multiple of I, where the
     // truncation errors are below the finite-difference tolerance.
     fn near_identity(b: &Tensor) -> Tensor {

@@ -5,7 +5,7 @@
 //! Primitives (kernels on [`faer`](https://docs.rs/faer)): [`cholesky`],
 //! [`triangular_solve`], [`eigh`], [`lu`], [`qr`], [`svd`], [`det`], [`expm`], [`sqrtm`] /
 //! [`inv_sqrtm`]. Built on them: [`solve`], [`inv`], [`slogdet`], [`logdet`], [`lstsq`],
-//! [`pinv`], [`matrix_norm`], [`matrix_power`], and the other square-root forms
+//! [`pinv`], [`matrix_norm`], [`matrix_power`], [`solve_lyapunov`], and the other square-root forms
 //! ([`sqrtm_newton_schulz`], [`sqrtm_mtp`], [`sqrtm_mpa`]).
 //!
 //! # Which square root
@@ -579,4 +579,27 @@ fn sqrtm_series(what: &str, a: &Tensor, pade: bool, degree: usize, inverse: bool
     }
     let op = LinalgOp::SqrtmApprox { pade, degree, inverse, lyap_iters };
     lin(op, &[&symmetrize(a)])
+}
+
+/// `X` with `S X + X S = C` (the Lyapunov / Sylvester equation with `S` on both sides) for
+/// symmetric positive definite `S`, exactly in `S`'s eigenbasis. Linear in `C`;
+/// differentiable in both.
+///
+/// ```
+/// use cotangent::{linalg, Tensor};
+/// let s = Tensor::from_vec(vec![2.0, 0.0, 0.0, 3.0], &[2, 2]);
+/// let c = Tensor::from_vec(vec![4.0, 5.0, 5.0, 6.0], &[2, 2]);
+/// let x = linalg::solve_lyapunov(&s, &c);
+/// let back = s.matmul(&x) + x.matmul(&s);
+/// assert!((back - &c).abs().max(&[-2, -1], false).item::<f64>() < 1e-12);
+/// ```
+#[track_caller]
+pub fn solve_lyapunov(s: &Tensor, c: &Tensor) -> Tensor {
+    check_square("solve_lyapunov", s);
+    check_square("solve_lyapunov", c);
+    let (s, c) = broadcast_batch(&symmetrize(s), c);
+    if s.ty() != c.ty() {
+        panic!("solve_lyapunov: {} and {} differ", s.ty(), c.ty());
+    }
+    lin(LinalgOp::Lyapunov { iters: 0 }, &[&s, &c])
 }
