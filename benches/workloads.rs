@@ -268,7 +268,7 @@ fn main() {
         println!("# w7 peak memory (process): {:.0} MB", peak_memory_mb());
     }
 
-    if want("w8") {
+    if want("w10") {
         // Jet cost against the order K: the K-th directional derivative of the w3 network at
         // 1024 points (one jet of order K each).
         let d = 64;
@@ -285,11 +285,37 @@ fn main() {
             let v = v.clone();
             let f = jit(vmap(move |x: &Tensor| diffop::directional(net, x, &v, k)));
             report(
-                &format!("w8-jet-order-{k}"),
+                &format!("w10-jet-order-{k}"),
                 median_seconds(|| {
                     black_box(f(&pts));
                 }),
             );
         }
+    }
+
+    if want("w8") {
+        // Linear algebra (issue 14): value and gradient of logdet of a 256x256 SPD matrix
+        // (f64, through Cholesky) and of sum(sqrtm(A)) over 32 SPD 64x64 matrices (f32,
+        // eigendecomposition form with the Lyapunov backward).
+        let spd = |batch: &[usize], n: usize, seed: u64, dtype: DType| {
+            let b = tensor(&[batch, &[n, n]].concat(), seed, 1.0, dtype);
+            b.matmul(&b.swap_axes(-1, -2)) / n as f64 + Tensor::eye(n, dtype)
+        };
+        let a = spd(&[], 256, 8, DType::F64);
+        let vg = value_and_grad(|a: &Tensor| linalg::logdet(a));
+        report(
+            "w8-logdet",
+            median_seconds(|| {
+                black_box(vg(&a));
+            }),
+        );
+        let a = spd(&[32], 64, 9, DType::F32);
+        let vg = value_and_grad(|a: &Tensor| linalg::sqrtm(a).sum_all());
+        report(
+            "w8-sqrtm",
+            median_seconds(|| {
+                black_box(vg(&a));
+            }),
+        );
     }
 }

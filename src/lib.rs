@@ -122,6 +122,7 @@ mod dtype;
 mod error;
 pub mod io;
 pub mod ir;
+pub mod linalg;
 pub mod nn;
 pub mod ops;
 pub mod optim;

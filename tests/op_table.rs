@@ -348,6 +348,120 @@ fn table() -> Vec<Row> {
     rows.push(row("broadcast_reduce_to", vec![sample(&mut r, &[2, 2], -1.0, 1.0)], |x| {
         reduce_to(&broadcast(&x[0].square(), 0), 0) + &x[0]
     }));
+    // ---- Linear algebra (issue 14). Inputs are well conditioned: symmetric positive
+    // definite matrices are B Bᵀ + n I built inside the row from a random B, general square
+    // ones get + 3 I; decompositions with sign freedom are normalised by smooth-almost-
+    // everywhere signs (piecewise constant, derivative zero).
+    rows.extend(linalg_rows(&mut r));
+    rows
+}
+
+/// Linear algebra rows (issue 14).
+fn linalg_rows(r: &mut Rng) -> Vec<Row> {
+    use cotangent::linalg::{self, MatrixNorm, TriangularSolve};
+    fn spd(b: &Tensor) -> Tensor {
+        let n = b.shape()[b.rank() - 1];
+        b.matmul(&b.swap_axes(-1, -2)) + Tensor::eye(n, b.dtype()) * n as f64
+    }
+    fn shift(a: &Tensor) -> Tensor {
+        let n = a.shape()[a.rank() - 1];
+        a + Tensor::eye(n, a.dtype()) * 3.0
+    }
+    fn cat(ts: &[Tensor]) -> Tensor {
+        concatenate(&ts.iter().map(|t| t.flatten()).collect::<Vec<_>>(), 0)
+    }
+    /// Columns of `u` (and rows of `vh`) flipped so that `u`'s first row is positive.
+    fn fix_signs(u: &Tensor, vh: Option<&Tensor>) -> (Tensor, Option<Tensor>) {
+        let sgn = u.slice_axis(-2, 0, 1, 1).sign().stop_gradient();
+        (u * &sgn, vh.map(|vh| vh * sgn.swap_axes(-1, -2)))
+    }
+    let mut rows = Vec::new();
+    let sq = |r: &mut Rng, n: usize| sample(r, &[n, n], -1.0, 1.0);
+    rows.push(row("linalg_cholesky", vec![sq(r, 3)], |x| linalg::cholesky(&spd(&x[0]))));
+    rows.push(row("linalg_cholesky_batched", vec![sample(r, &[2, 3, 3], -1.0, 1.0)], |x| {
+        linalg::cholesky(&spd(&x[0]))
+    }));
+    for (name, o) in [
+        ("linalg_triangular_solve_left_lower", TriangularSolve { left_side: true, lower: true, ..Default::default() }),
+        (
+            "linalg_triangular_solve_left_upper_t",
+            TriangularSolve { left_side: true, lower: false, transpose_a: true, unit_diagonal: false },
+        ),
+        (
+            "linalg_triangular_solve_right_lower_unit",
+            TriangularSolve { left_side: false, lower: true, transpose_a: false, unit_diagonal: true },
+        ),
+        (
+            "linalg_triangular_solve_right_upper_t_unit",
+            TriangularSolve { left_side: false, lower: false, transpose_a: true, unit_diagonal: true },
+        ),
+    ] {
+        let b = if o.left_side { sample(r, &[3, 2], -1.0, 1.0) } else { sample(r, &[2, 3], -1.0, 1.0) };
+        rows.push(row(name, vec![sq(r, 3), b], move |x| linalg::triangular_solve(&shift(&x[0]), &x[1], o)));
+    }
+    rows.push(row("linalg_eigh_values", vec![sq(r, 4)], |x| linalg::eigh(&spd(&x[0])).0));
+    rows.push(row("linalg_eigh_vectors", vec![sq(r, 4)], |x| {
+        let (w, v) = linalg::eigh(&(&x[0] + x[0].t()));
+        cat(&[w, fix_signs(&v, None).0])
+    }));
+    rows.push(row("linalg_lu", vec![sq(r, 4)], |x| linalg::lu(&shift(&x[0])).0));
+    rows.push(row("linalg_qr_reduced_tall", vec![sample(r, &[4, 3], -1.0, 1.0)], |x| {
+        let (q, rr) = linalg::qr(&x[0], false);
+        cat(&[q, rr])
+    }));
+    rows.push(row("linalg_qr_complete_square", vec![sq(r, 3)], |x| {
+        let (q, rr) = linalg::qr(&x[0], true);
+        cat(&[q, rr])
+    }));
+    for (name, shape) in [("linalg_svd_tall", [4, 3]), ("linalg_svd_wide", [3, 4]), ("linalg_svd_square", [3, 3])] {
+        rows.push(row(name, vec![sample(r, &shape, -1.0, 1.0)], |x| {
+            let (u, s, vh) = linalg::svd(&x[0], false);
+            let (u, vh) = fix_signs(&u, Some(&vh));
+            cat(&[u, s, vh.unwrap()])
+        }));
+    }
+    rows.push(row("linalg_solve", vec![sq(r, 3), sample(r, &[3, 2], -1.0, 1.0)], |x| {
+        linalg::solve(&shift(&x[0]), &x[1])
+    }));
+    rows.push(row("linalg_solve_vector", vec![sq(r, 3), sample(r, &[3], -1.0, 1.0)], |x| {
+        linalg::solve(&shift(&x[0]), &x[1])
+    }));
+    rows.push(row("linalg_inv", vec![sq(r, 3)], |x| linalg::inv(&shift(&x[0]))));
+    rows.push(row("linalg_det", vec![sq(r, 3)], |x| linalg::det(&shift(&x[0]))));
+    rows.push(row("linalg_slogdet", vec![sq(r, 3)], |x| linalg::slogdet(&(-shift(&x[0]))).1));
+    rows.push(row("linalg_logdet", vec![sq(r, 3)], |x| linalg::logdet(&spd(&x[0]))));
+    rows.push(row("linalg_lstsq_tall", vec![sample(r, &[5, 3], -1.0, 1.0), sample(r, &[5, 2], -1.0, 1.0)], |x| {
+        linalg::lstsq(&x[0], &x[1])
+    }));
+    rows.push(row("linalg_lstsq_wide", vec![sample(r, &[2, 4], -1.0, 1.0), sample(r, &[2], -1.0, 1.0)], |x| {
+        linalg::lstsq(&x[0], &x[1])
+    }));
+    rows.push(row("linalg_pinv", vec![sample(r, &[4, 3], -1.0, 1.0)], |x| linalg::pinv(&x[0], None)));
+    rows.push(row("linalg_norm_frobenius", vec![sq(r, 3)], |x| linalg::matrix_norm(&x[0], MatrixNorm::Frobenius)));
+    rows.push(row("linalg_norm_nuclear", vec![sq(r, 3)], |x| linalg::matrix_norm(&x[0], MatrixNorm::Nuclear)));
+    rows.push(row("linalg_norm_spectral", vec![sq(r, 3)], |x| linalg::matrix_norm(&x[0], MatrixNorm::Spectral)));
+    rows.push(row("linalg_matrix_power", vec![sq(r, 3)], |x| linalg::matrix_power(&x[0], 3)));
+    rows.push(row("linalg_matrix_power_negative", vec![sq(r, 3)], |x| linalg::matrix_power(&shift(&x[0]), -2)));
+    rows.push(row("linalg_expm", vec![sq(r, 3)], |x| linalg::expm(&x[0])));
+    rows.push(row("linalg_expm_scaled", vec![sample(r, &[3, 3], 2.0, 4.0)], |x| linalg::expm(&x[0])));
+    rows.push(row("linalg_sqrtm", vec![sq(r, 3)], |x| linalg::sqrtm(&spd(&x[0]))));
+    rows.push(row("linalg_inv_sqrtm", vec![sq(r, 3)], |x| linalg::inv_sqrtm(&spd(&x[0]))));
+    rows.push(row("linalg_sqrtm_newton_schulz", vec![sq(r, 3)], |x| {
+        let (s, i) = linalg::sqrtm_newton_schulz(&spd(&x[0]), 12);
+        cat(&[s, i])
+    }));
+    rows.push(row("linalg_solve_lyapunov", vec![sq(r, 3), sq(r, 3)], |x| linalg::solve_lyapunov(&spd(&x[0]), &x[1])));
+    // The series forms (Song et al. 2022) on matrices near a multiple of I, where the
+    // truncation errors are below the finite-difference tolerance.
+    fn near_identity(b: &Tensor) -> Tensor {
+        b.matmul(&b.swap_axes(-1, -2)) * 0.1 + Tensor::eye(b.shape()[b.rank() - 1], b.dtype())
+    }
+    rows.push(row("linalg_sqrtm_mtp", vec![sq(r, 3)], |x| linalg::sqrtm_mtp(&near_identity(&x[0]), 40, false, 25)));
+    rows.push(row("linalg_inv_sqrtm_mtp", vec![sq(r, 3)], |x| linalg::sqrtm_mtp(&near_identity(&x[0]), 40, true, 25)));
+    rows.push(row("linalg_sqrtm_mpa", vec![sq(r, 3)], |x| linalg::sqrtm_mpa(&near_identity(&x[0]), 8, false, 25)));
+    rows.push(row("linalg_inv_sqrtm_mpa", vec![sample(r, &[2, 3, 3], -1.0, 1.0)], |x| {
+        linalg::sqrtm_mpa(&near_identity(&x[0]), 8, true, 25)
+    }));
     rows
 }
 

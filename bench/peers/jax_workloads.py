@@ -2,6 +2,7 @@
 import sys
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from jax.experimental import jet
 import resource
@@ -140,7 +141,7 @@ if want("w7"):
     report("w7-pinn-stde", run(step, params, zeros, zeros, jnp.float32(0.0), x, g, keys))
     print(f"# w7 peak memory (process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
 
-if want("w8"):
+if want("w10"):
     d = 64
     params = mlp_params([d, 128, 128, 1], jnp.float64, 3)
     pts = jnp.asarray(uniform(1024 * d, 9, 1.0).reshape(1024, d))
@@ -148,4 +149,21 @@ if want("w8"):
     for k in range(1, 9):
         series = ((v,) + tuple(jnp.zeros_like(v) for _ in range(k - 1)),)
         f = jax.jit(jax.vmap(lambda x, series=series: jet.jet(lambda x: mlp_tanh(params, x), (x,), series)[1][-1]))
-        report(f"w8-jet-order-{k}", run(f, pts))
+        report(f"w10-jet-order-{k}", run(f, pts))
+if want("w8"):
+    def spd(batch, n, seed, dtype):
+        b = jnp.asarray(uniform(int(np.prod(batch, dtype=np.int64)) * n * n, seed, 1.0).reshape(*batch, n, n), dtype)
+        return b @ jnp.swapaxes(b, -1, -2) / n + jnp.eye(n, dtype=dtype)
+
+    def logdet(a):
+        return 2.0 * jnp.log(jnp.diagonal(jnp.linalg.cholesky(a), axis1=-2, axis2=-1)).sum()
+
+    report("w8-logdet", run(jax.jit(jax.value_and_grad(logdet)), spd((), 256, 8, jnp.float64)))
+
+    # JAX has no sqrtm with a gradient: the eigh-based form.
+    def sqrtm_sum(a):
+        w, v = jnp.linalg.eigh(a)
+        return ((v * jnp.sqrt(w)[..., None, :]) @ jnp.swapaxes(v, -1, -2)).sum()
+
+    report("w8-sqrtm", run(jax.jit(jax.value_and_grad(sqrtm_sum)), spd((32,), 64, 9, jnp.float32)))
+

@@ -83,3 +83,26 @@ if want("w5"):
 if want("w6"):
     x = torch.tensor(uniform(200, 6, 1.0))
     report("w6-hessian", median_seconds(lambda: hessian(rosenbrock)(x)))
+
+if want("w8"):
+    import numpy as np
+    from torch.func import grad_and_value
+
+    def spd(batch, n, seed, dtype):
+        b = torch.tensor(uniform(int(np.prod(batch, dtype=np.int64)) * n * n, seed, 1.0).reshape(*batch, n, n), dtype=dtype)
+        return b @ b.transpose(-1, -2) / n + torch.eye(n, dtype=dtype)
+
+    def logdet(a):
+        return 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(a), dim1=-2, dim2=-1)).sum()
+
+    a = spd((), 256, 8, torch.float64)
+    report("w8-logdet", median_seconds(lambda: grad_and_value(logdet)(a)))
+
+    # PyTorch has no sqrtm either: the eigh-based form.
+    def sqrtm_sum(a):
+        w, v = torch.linalg.eigh(a)
+        return ((v * torch.sqrt(w)[..., None, :]) @ v.transpose(-1, -2)).sum()
+
+    a = spd((32,), 64, 9, torch.float32)
+    report("w8-sqrtm", median_seconds(lambda: grad_and_value(sqrtm_sum)(a)))
+

@@ -11,6 +11,7 @@ pub mod custom;
 pub mod dot;
 pub mod elementwise;
 pub mod index;
+pub mod linalg;
 pub mod random;
 pub mod reduce;
 pub mod remat;
@@ -263,6 +264,9 @@ pub enum Prim {
         /// The rank that receives the sum.
         root: usize,
     },
+    /// A linear algebra primitive on stacks of matrices (see [`linalg`]); decompositions
+    /// with several results are tuple-valued.
+    Linalg(linalg::LinalgOp),
 }
 
 impl Prim {
@@ -303,6 +307,7 @@ impl Prim {
             Prim::AllReduce { op } => op.name(),
             Prim::Broadcast { .. } => "broadcast",
             Prim::ReduceTo { .. } => "reduce_to",
+            Prim::Linalg(op) => op.name(),
         }
     }
 
@@ -316,7 +321,7 @@ impl Prim {
                 | Prim::CustomVjp { .. }
                 | Prim::CustomVjpCall { .. }
                 | Prim::Checkpoint { .. }
-        )
+        ) || matches!(self, Prim::Linalg(op) if op.is_tuple())
     }
 
     /// The types of the results: one for an ordinary primitive, the tuple's elements for a
@@ -332,6 +337,7 @@ impl Prim {
                 custom::custom_vjp_call_types(bwd, (*num_nondiff, *num_res, *num_out), inputs)
             }
             Prim::Checkpoint { body, .. } => remat::checkpoint_types(body, inputs),
+            Prim::Linalg(op) => op.output_types(inputs),
             Prim::Proj(_) => Err("a projection's type is its tuple's element (see Graph::validate)".into()),
             prim => Ok(vec![prim.infer_type(inputs)?]),
         }
@@ -423,6 +429,7 @@ impl Prim {
             Prim::Checkpoint { policy, .. } => vec![("policy", policy.to_string())],
             Prim::AllReduce { .. } => vec![],
             Prim::Broadcast { root } | Prim::ReduceTo { root } => vec![("root", root.to_string())],
+            Prim::Linalg(op) => op.params(),
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -447,6 +454,8 @@ impl Prim {
             | Prim::CustomVjp { .. }
             | Prim::CustomVjpCall { .. }
             | Prim::Checkpoint { .. } => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
+            Prim::Linalg(op) if op.is_tuple() => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
+            Prim::Linalg(op) => op.output_types(inputs).map(|mut t| t.remove(0)),
             Prim::Constant(a) => {
                 arity(0)?;
                 Ok(a.ty())
@@ -527,6 +536,7 @@ pub(crate) fn run_structured(
         // Evaluation runs the function (sub-graph 0); the rules only matter to transformations.
         Prim::CustomJvp { .. } | Prim::CustomVjp { .. } | Prim::Checkpoint { .. } => run_sub(0, args),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
+        Prim::Linalg(op) => linalg::run_multi(op, args),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }

@@ -8,7 +8,9 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{collective, control, custom, dot, elementwise, index, random, reduce, remat, sort, structure, Prim};
+use super::{
+    collective, control, custom, dot, elementwise, index, linalg, random, reduce, remat, sort, structure, Prim,
+};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -88,6 +90,7 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         | Prim::CustomVjp { .. }
         | Prim::CustomVjpCall { .. }
         | Prim::Checkpoint { .. } => unreachable!("tuple nodes go through jvp_multi"),
+        Prim::Linalg(op) => linalg::jvp(op, x, t, y),
         Prim::DotGeneral { .. } => add_tangents(
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
@@ -109,6 +112,7 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
         Prim::CustomVjp { .. } => custom::custom_vjp_jvp(prim, x, t),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Checkpoint { body, policy } => remat::checkpoint_jvp(body, policy, x, t),
+        Prim::Linalg(op) => linalg::jvp_multi(op, x, t),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -137,6 +141,7 @@ pub(crate) fn batch_multi(prim: &Prim, args: &[Tensor], batched: &[bool], size: 
         Prim::CustomVjp { .. } => custom::custom_vjp_batch(prim, args, batched, size),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Checkpoint { body, policy } => remat::checkpoint_batch(body, policy, args, batched, size),
+        Prim::Linalg(op) => linalg::batch_multi(op, args),
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -172,6 +177,7 @@ pub(crate) fn transpose(prim: &Prim, ct: &Tensor, args: &[LinArg]) -> Vec<Option
         Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => {
             vec![Some(collective::transpose(prim, ct))]
         }
+        Prim::Linalg(op) => linalg::transpose(op, ct, args),
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -212,6 +218,7 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         | Prim::CustomVjpCall { .. }
         | Prim::Checkpoint { .. } => unreachable!("tuple nodes go through batch_multi"),
         Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => collective::batch(prim, &args[0]),
+        Prim::Linalg(op) => linalg::batch(op, args, batched, size),
     }
 }
 
@@ -248,7 +255,12 @@ pub(crate) fn jet_multi(prim: &Prim, xs: &[&[Option<Tensor>]], order: usize) -> 
             let inputs: Vec<super::series::Series> = xs.iter().map(|s| s.to_vec()).collect();
             crate::transform::jet_graph(body, &inputs, order)
         }
-        _ => panic!("jet: no Taylor-mode (jet) rule for the primitive {}", prim.name()),
+        // Linear algebra decompositions, loops: nested forward mode in the series variable.
+        _ => crate::transform::nested_jet(
+            &|a| crate::trace::bind_multi(prim.clone(), &a.iter().collect::<Vec<_>>()),
+            xs,
+            order,
+        ),
     }
 }
 
@@ -289,6 +301,12 @@ pub(crate) fn jet(prim: &Prim, xs: &[&[Option<Tensor>]], y: &Tensor) -> super::s
         | Prim::AllReduce { .. }
         | Prim::Broadcast { .. }
         | Prim::ReduceTo { .. } => linear(xs),
+        // Linear algebra: nested forward mode in the series variable (exact, O(2^K)).
+        Prim::Linalg(_) => {
+            let order = xs[0].len() - 1;
+            let eval = |a: &[Tensor]| vec![crate::trace::bind(prim.clone(), &a.iter().collect::<Vec<_>>())];
+            crate::transform::nested_jet(&eval, xs, order).swap_remove(0)
+        }
         _ => panic!("jet: no Taylor-mode (jet) rule for the primitive {}", prim.name()),
     }
 }

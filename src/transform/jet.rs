@@ -62,6 +62,56 @@ pub(crate) fn jet_graph(g: &Graph, inputs: &[Series], order: usize) -> Vec<Serie
     g.outputs.iter().map(|v| ser[v.index()].clone().expect("output")).collect()
 }
 
+/// The series of a primitive's results by nested forward mode in the series variable `t`:
+/// with `x(t) = Σ cₖ tᵏ` for every operand, the k-th coefficient of `eval(x(t))` is its k-th
+/// derivative in `t` at 0 over k!, and each derivative is one more [`jvp`](crate::jvp) in the
+/// scalar `t`. Exact, but costs O(2^K) evaluations of the primitive's jvp rule (against
+/// O(K²) for a dedicated Taylor rule): the fallback for primitives whose Taylor rule would
+/// be long to derive (linear algebra decompositions, loops).
+pub(crate) fn nested_jet(
+    eval: &dyn Fn(&[Tensor]) -> Vec<Tensor>,
+    xs: &[&[Option<Tensor>]],
+    order: usize,
+) -> Vec<Series> {
+    let path = |t: &Tensor| -> Vec<Tensor> {
+        xs.iter()
+            .map(|s| {
+                let x0 = series::primal(s);
+                if !x0.dtype().is_float() {
+                    return x0.clone();
+                }
+                let t = t.cast(x0.dtype());
+                let mut x = x0.clone();
+                let mut tk = t.clone();
+                for c in &s[1..] {
+                    if let Some(c) = c {
+                        x = x + c * &tk;
+                    }
+                    tk = &tk * &t;
+                }
+                x
+            })
+            .collect()
+    };
+    let t0 = Tensor::scalar(0.0f64);
+    let g0 = eval(&path(&t0));
+    let mut out: Vec<Series> = g0.iter().map(|y| zero_series(y.clone(), order)).collect();
+    // d_k(t) = the k-th derivative of eval(path(t)).
+    let mut d: Box<dyn Fn(&Tensor) -> Vec<Tensor> + '_> = Box::new(move |t: &Tensor| eval(&path(t)));
+    let mut factorial = 1.0;
+    for k in 1..=order {
+        let prev = d;
+        d = Box::new(move |t: &Tensor| crate::jvp(|t: &Tensor| prev(t), t, &Tensor::scalar(1.0f64)).1);
+        factorial *= k as f64;
+        for (s, dk) in out.iter_mut().zip(d(&t0)) {
+            if dk.dtype().is_float() {
+                s[k] = Some(dk * (1.0 / factorial));
+            }
+        }
+    }
+    out
+}
+
 /// The normalised series of `f(x(t))` for a one-tensor function: how composite jet rules
 /// (products, scans) reuse the other rules.
 pub(crate) fn jet_series(f: &dyn Fn(&Tensor) -> Tensor, x: &[Option<Tensor>]) -> Series {

@@ -28,7 +28,7 @@ pub(crate) use jvp::jvp_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
 pub use jet::{jet, jet2_collapsed, jet_sparse};
-pub(crate) use jet::{jet_graph, jet_series};
+pub(crate) use jet::{jet_graph, jet_series, nested_jet};
 pub use jit::{jit, jit_inspect, Inspection};
 pub use jvp::jvp;
 pub use vjp::{

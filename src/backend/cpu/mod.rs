@@ -10,6 +10,7 @@ pub(crate) mod dot;
 mod elementwise;
 pub(crate) mod fused;
 mod index;
+pub(crate) mod linalg;
 pub mod math;
 pub mod native;
 pub mod random;
@@ -89,5 +90,9 @@ pub(crate) fn kernel(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array 
         Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. } => {
             crate::ops::collective::kernel(prim, inputs[0])
         }
+        Prim::Linalg(op) if op.is_tuple() => {
+            panic!("{} defines several results: it runs through bind_multi or a plan", prim.name())
+        }
+        Prim::Linalg(op) => linalg::kernel(op, inputs, out),
     }
 }
