@@ -10,6 +10,10 @@
 //! each, so they must return the same structure and types. Values the branches use from
 //! outside (closed-over tensors, traced or concrete) are passed to the primitive for them.
 
+mod loops;
+
+pub use loops::{fori_loop, scan, while_loop, while_loop_bounded};
+
 use crate::ir::SubGraph;
 use crate::ops::control::cond_apply;
 use crate::transform::site::Site;

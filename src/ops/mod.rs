@@ -9,6 +9,7 @@ pub mod control;
 pub mod dot;
 pub mod elementwise;
 pub mod index;
+pub mod loops;
 pub mod random;
 pub mod reduce;
 pub(crate) mod rules;
@@ -185,6 +186,31 @@ pub enum Prim {
         /// The branches, closed graphs of identical input and output types.
         branches: Vec<SubGraph>,
     },
+    /// `while`: operands are `consts` shared values, then the carries; runs `body` on them
+    /// while `cond` (a bool scalar) holds. A tuple of the final carries. See [`loops`].
+    While {
+        /// `(consts, carries) -> bool[]`.
+        cond: SubGraph,
+        /// `(consts, carries) -> carries`.
+        body: SubGraph,
+        /// Number of leading operands that are loop-invariant.
+        consts: usize,
+    },
+    /// `scan`: operands are consts, initial carries, then `xs` with a leading loop axis of
+    /// extent `length`; `body(consts, carries, x_i)` returns the next carries, then `y_i`. A
+    /// tuple of the final carries, then the `ys` stacked along a new leading axis. See [`loops`].
+    Scan {
+        /// `(consts, carries, x_i) -> (carries, y_i)`.
+        body: SubGraph,
+        /// Number of loop-invariant operands.
+        consts: usize,
+        /// Number of carries.
+        carries: usize,
+        /// Number of iterations.
+        length: usize,
+        /// Iterate from the last index to the first.
+        reverse: bool,
+    },
 }
 
 impl Prim {
@@ -218,13 +244,15 @@ impl Prim {
             Prim::Argsort { .. } => "argsort",
             Prim::Proj(_) => "proj",
             Prim::Cond { .. } => "cond",
+            Prim::While { .. } => "while",
+            Prim::Scan { .. } => "scan",
         }
     }
 
     /// Whether the primitive defines a tuple of results (read through [`Prim::Proj`]) rather
     /// than one tensor.
     pub fn is_tuple(&self) -> bool {
-        matches!(self, Prim::Cond { .. })
+        matches!(self, Prim::Cond { .. } | Prim::While { .. } | Prim::Scan { .. })
     }
 
     /// The types of the results: one for an ordinary primitive, the tuple's elements for a
@@ -232,6 +260,10 @@ impl Prim {
     pub fn output_types(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
         match self {
             Prim::Cond { branches } => control::cond_types(branches, inputs),
+            Prim::While { cond, body, consts } => loops::while_types(cond, body, *consts, inputs),
+            Prim::Scan { body, consts, carries, length, .. } => {
+                loops::scan_types(body, *consts, *carries, *length, inputs)
+            }
             Prim::Proj(_) => Err("a projection's type is its tuple's element (see Graph::validate)".into()),
             prim => Ok(vec![prim.infer_type(inputs)?]),
         }
@@ -241,6 +273,8 @@ impl Prim {
     pub fn subgraphs(&self) -> Vec<&SubGraph> {
         match self {
             Prim::Cond { branches } => branches.iter().collect(),
+            Prim::While { cond, body, .. } => vec![cond, body],
+            Prim::Scan { body, .. } => vec![body],
             _ => vec![],
         }
     }
@@ -249,6 +283,8 @@ impl Prim {
     pub fn subgraph_name(&self, k: usize) -> String {
         match self {
             Prim::Cond { .. } => format!("branch {k}"),
+            Prim::While { .. } => (if k == 0 { "cond" } else { "body" }).into(),
+            Prim::Scan { .. } => "body".into(),
             _ => format!("sub-graph {k}"),
         }
     }
@@ -309,6 +345,18 @@ impl Prim {
             ],
             Prim::Proj(k) => vec![("index", k.to_string())],
             Prim::Cond { branches } => vec![("branches", branches.len().to_string())],
+            Prim::While { consts, .. } => vec![("consts", consts.to_string())],
+            Prim::Scan { consts, carries, length, reverse, .. } => {
+                let mut p = vec![
+                    ("consts", consts.to_string()),
+                    ("carries", carries.to_string()),
+                    ("length", length.to_string()),
+                ];
+                if *reverse {
+                    p.push(("reverse", "true".into()));
+                }
+                p
+            }
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -328,7 +376,9 @@ impl Prim {
         match self {
             Prim::Input(_) => Err("graph inputs have no type rule".into()),
             Prim::Proj(_) => Err("a projection reads a tuple: build it with Graph::push_multi or bind_multi".into()),
-            Prim::Cond { .. } => self.output_types(inputs).map(|_| crate::ir::tuple_type()),
+            Prim::Cond { .. } | Prim::While { .. } | Prim::Scan { .. } => {
+                self.output_types(inputs).map(|_| crate::ir::tuple_type())
+            }
             Prim::Constant(a) => {
                 arity(0)?;
                 Ok(a.ty())
@@ -402,6 +452,10 @@ pub(crate) fn run_structured(
 ) -> Vec<crate::Tensor> {
     match prim {
         Prim::Cond { branches } => control::cond_run(branches.len(), args, run_sub),
+        Prim::While { consts, .. } => loops::while_run(*consts, args, run_sub),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_run(body, (*consts, *carries, *length, *reverse), args, run_sub)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }

@@ -8,7 +8,7 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{control, dot, elementwise, index, random, reduce, sort, structure, Prim};
+use super::{control, dot, elementwise, index, loops, random, reduce, sort, structure, Prim};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -82,7 +82,9 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         Prim::Gather { .. } | Prim::ScatterAdd { .. } | Prim::DynamicSlice { .. } | Prim::DynamicUpdateSlice => {
             index::jvp(prim, x, t)
         }
-        Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through jvp_multi"),
+        Prim::Proj(_) | Prim::Cond { .. } | Prim::While { .. } | Prim::Scan { .. } => {
+            unreachable!("tuple nodes go through jvp_multi")
+        }
         Prim::DotGeneral { .. } => add_tangents(
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
@@ -99,6 +101,10 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
     }
     match prim {
         Prim::Cond { branches } => control::cond_jvp(branches, x, t),
+        Prim::While { cond, body, consts } => loops::while_jvp(cond, body, *consts, x, t),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_jvp(body, (*consts, *carries, *length, *reverse), x, t)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -108,6 +114,10 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
 pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinArg]) -> Vec<Option<Tensor>> {
     match prim {
         Prim::Cond { branches } => control::cond_transpose(branches, cts, args),
+        Prim::While { .. } => loops::while_transpose(),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_transpose(body, (*consts, *carries, *length, *reverse), cts, args)
+        }
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -117,6 +127,10 @@ pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinAr
 pub(crate) fn batch_multi(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize) -> Vec<Tensor> {
     match prim {
         Prim::Cond { branches } => control::cond_batch(branches, args, batched, size),
+        Prim::While { cond, body, consts } => loops::while_batch(cond, body, *consts, args, batched, size),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_batch(body, (*consts, *carries, *length, *reverse), args, batched, size)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -182,7 +196,9 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         Prim::Input(_) | Prim::Constant(_) | Prim::Iota { .. } => {
             unreachable!("{} has no operands to batch", prim.name())
         }
-        Prim::Proj(_) | Prim::Cond { .. } => unreachable!("tuple nodes go through batch_multi"),
+        Prim::Proj(_) | Prim::Cond { .. } | Prim::While { .. } | Prim::Scan { .. } => {
+            unreachable!("tuple nodes go through batch_multi")
+        }
     }
 }
 

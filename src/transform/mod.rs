@@ -24,6 +24,7 @@ mod vjp;
 mod vmap;
 
 pub(crate) use jvp::jvp_graph;
+pub(crate) use vmap::batch_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
 pub use jit::{jit, jit_inspect, Inspection};

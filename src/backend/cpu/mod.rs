@@ -50,7 +50,7 @@ pub fn execute(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
 pub(crate) fn kernel(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array {
     match prim {
         Prim::Input(_) => panic!("graph inputs are not executable"),
-        Prim::Proj(_) | Prim::Cond { .. } => {
+        Prim::Proj(_) | Prim::Cond { .. } | Prim::While { .. } | Prim::Scan { .. } => {
             panic!("{} defines several results: it runs through bind_multi or a plan", prim.name())
         }
         Prim::Constant(a) => (**a).clone(),
