@@ -135,7 +135,7 @@ pub(crate) fn scan_types(
 fn row(x: &Tensor, i: usize) -> Tensor {
     let a = x.as_concrete().expect("loops run on concrete values");
     let n = a.shape[0];
-    let r = if n == 0 { 0 } else { a.numel() / n };
+    let r = a.numel().checked_div(n).unwrap_or(0);
     let data = crate::with_data!(&a.data, v => <_ as Element>::into_data(v[i * r..(i + 1) * r].to_vec()));
     Tensor::from_array(Array::new(a.shape[1..].to_vec(), data))
 }
@@ -222,20 +222,22 @@ fn pick<T: Clone>(items: &[T], mask: &[bool]) -> Vec<T> {
     items.iter().zip(mask).filter(|(_, &m)| m).map(|(t, _)| t.clone()).collect()
 }
 
-/// Which results of `g` have a non-zero tangent when the inputs marked `with_tangent` have one.
+/// Which results of `g` may have a non-zero tangent when the inputs marked `with_tangent`
+/// have one: float values that depend on such an input other than through a primitive with
+/// no derivative. (A dependency analysis, not a trace: tracing the body's jvp for every
+/// fixpoint round would cost exponentially in the nesting depth of loops. Where it is
+/// conservative the tangent is a materialised zero.)
 fn tangent_outputs(g: &Graph, with_tangent: &[bool]) -> Vec<bool> {
-    let n = with_tangent.iter().filter(|&&w| w).count();
-    let mut types = g.input_types();
-    types.extend(pick(&g.input_types(), with_tangent));
-    let mut nonzero = Vec::new();
-    trace_closed("jvp", &types, |ins| {
-        let (primals, tin) = ins.split_at(ins.len() - n);
-        let tangents = scatter_mask(with_tangent, tin.iter().cloned());
-        let (_, touts) = jvp_graph(g, primals, &tangents);
-        nonzero = touts.iter().map(Option::is_some).collect();
-        vec![]
-    });
-    nonzero
+    let mut t = vec![false; g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        t[i] = match node.prim {
+            Prim::Input(k) => with_tangent[k],
+            Prim::StopGradient | Prim::Arg { .. } | Prim::RandomBits { .. } | Prim::Argsort { .. } => false,
+            ref p if p.is_tuple() => node.inputs.iter().any(|v| t[v.index()]),
+            _ => node.ty.dtype.is_float() && node.inputs.iter().any(|v| t[v.index()]),
+        };
+    }
+    g.outputs.iter().map(|v| t[v.index()] && g.ty(*v).dtype.is_float()).collect()
 }
 
 /// The carries that get a tangent: those given one, and those whose update depends on a
