@@ -234,6 +234,27 @@ pub fn argmin_loop(
     start: &Tensor,
     limit: usize,
 ) -> Counted {
+    argmin_loop_in(objective, gradient, start, limit, false)
+}
+
+/// [`argmin_loop`] as a `control::while_loop_bounded` (at most `limit` iterations), which
+/// reverse mode can differentiate: GradBench's saddle differentiates its inner descent.
+pub fn argmin_loop_bounded(
+    objective: &dyn Fn(&Tensor) -> Counted,
+    gradient: &dyn Fn(&Tensor) -> Counted,
+    start: &Tensor,
+    limit: usize,
+) -> Counted {
+    argmin_loop_in(objective, gradient, start, limit, true)
+}
+
+fn argmin_loop_in(
+    objective: &dyn Fn(&Tensor) -> Counted,
+    gradient: &dyn Fn(&Tensor) -> Counted,
+    start: &Tensor,
+    limit: usize,
+    bounded: bool,
+) -> Counted {
     let zero = || Tensor::scalar(0.0);
     let finite = |t: &Tensor| t.lt(f64::INFINITY);
     let (fx, s0, ok0) = objective(start);
@@ -251,10 +272,18 @@ pub fn argmin_loop(
     let done = code.ne(0.0).cast(cotangent::DType::F64);
     let init = ((start.clone(), fx, gx), (zero(), Tensor::scalar(1e-5), done, s0 + s1, code));
     type State = ((Tensor, Tensor, Tensor), (Tensor, Tensor, Tensor, Tensor, Tensor));
+    let max_steps = limit.saturating_add(1);
     let limit = limit as f64;
-    let ((x, _, _), (_, _, _, steps, code)) = control::while_loop(
-        |s: &State| s.1 .2.eq(0.0).logical_and(&s.1 .3.le(limit)),
-        |((x, fx, gx), (i, eta, _, steps, code)): &State| {
+    let run = |c: &dyn Fn(&State) -> Tensor, b: &dyn Fn(&State) -> State, init: &State| {
+        if bounded {
+            control::while_loop_bounded(c, b, init, max_steps)
+        } else {
+            control::while_loop(c, b, init)
+        }
+    };
+    let ((x, _, _), (_, _, _, steps, code)) = run(
+        &|s: &State| s.1 .2.eq(0.0).logical_and(&s.1 .3.le(limit)),
+        &|((x, fx, gx), (i, eta, _, steps, code)): &State| {
             let steps = steps + 1.0;
             let norm = gx.square().sum_all().sqrt();
             let bad = finite(&norm).logical_not();
