@@ -1,4 +1,6 @@
-//! Control flow on traced values: [`cond`] and [`switch`].
+//! Control flow on traced values: [`cond`] and [`switch`], and the loops [`while_loop`],
+//! [`while_loop_bounded`], [`fori_loop`] and [`scan`] (see `loops.rs` for their table of
+//! transformations).
 //!
 //! A Rust `if` on a traced value cannot run (the value is not known while tracing), and a
 //! Rust loop over a traced bound unrolls into the graph. These functions record the choice as
@@ -15,6 +17,9 @@ mod custom;
 
 pub use checkpoint::{checkpoint, checkpoint_with, Policy};
 pub use custom::{custom_jvp, custom_vjp, custom_vjp_nondiff};
+mod loops;
+
+pub use loops::{fori_loop, scan, while_loop, while_loop_bounded};
 
 use crate::ir::SubGraph;
 use crate::ops::control::cond_apply;

@@ -9,7 +9,7 @@
 //!   batch axis (axis 0) where `batched` says so.
 
 use super::{
-    collective, control, custom, dot, elementwise, index, linalg, random, reduce, remat, sort, structure, Prim,
+    collective, control, custom, dot, elementwise, index, linalg, loops, random, reduce, remat, sort, structure, Prim,
 };
 use crate::{Tensor, TensorType};
 
@@ -86,6 +86,8 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         }
         Prim::Proj(_)
         | Prim::Cond { .. }
+        | Prim::While { .. }
+        | Prim::Scan { .. }
         | Prim::CustomJvp { .. }
         | Prim::CustomVjp { .. }
         | Prim::CustomVjpCall { .. }
@@ -113,6 +115,10 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Checkpoint { body, policy } => remat::checkpoint_jvp(body, policy, x, t),
         Prim::Linalg(op) => linalg::jvp_multi(op, x, t),
+        Prim::While { cond, body, consts } => loops::while_jvp(cond, body, *consts, x, t),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_jvp(body, (*consts, *carries, *length, *reverse), x, t)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -126,6 +132,10 @@ pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinAr
             custom::custom_vjp_call_transpose(bwd, (*num_nondiff, *num_res, *num_out), cts, args)
         }
         Prim::Checkpoint { body, policy } => remat::checkpoint_transpose(body, policy, cts, args),
+        Prim::While { .. } => loops::while_transpose(),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_transpose(body, (*consts, *carries, *length, *reverse), cts, args)
+        }
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -142,6 +152,10 @@ pub(crate) fn batch_multi(prim: &Prim, args: &[Tensor], batched: &[bool], size: 
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Checkpoint { body, policy } => remat::checkpoint_batch(body, policy, args, batched, size),
         Prim::Linalg(op) => linalg::batch_multi(op, args),
+        Prim::While { cond, body, consts } => loops::while_batch(cond, body, *consts, args, batched, size),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_batch(body, (*consts, *carries, *length, *reverse), args, batched, size)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -213,6 +227,8 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         }
         Prim::Proj(_)
         | Prim::Cond { .. }
+        | Prim::While { .. }
+        | Prim::Scan { .. }
         | Prim::CustomJvp { .. }
         | Prim::CustomVjp { .. }
         | Prim::CustomVjpCall { .. }

@@ -12,7 +12,7 @@
 //! error instead of running forever; so does a descent from a point where the
 //! objective or its gradient is not finite.
 
-use cotangent::Tensor;
+use cotangent::{control, where_, Tensor};
 use std::cell::Cell;
 
 /// An allowance of loop iterations shared by all the loops of one run (nested
@@ -53,6 +53,21 @@ impl Budget {
     pub fn used(&self) -> usize {
         self.used.get()
     }
+
+    /// The iterations left.
+    pub fn remaining(&self) -> usize {
+        self.limit - self.used.get()
+    }
+
+    /// Spends `n` iterations of `what` at once (failing where [`Budget::spend`] would).
+    pub fn spend_many(&self, what: &str, n: usize) -> Result<(), String> {
+        if n > self.remaining() {
+            self.used.set(self.limit);
+            return self.spend(what);
+        }
+        self.used.set(self.used.get() + n);
+        Ok(())
+    }
 }
 
 /// A minimisation problem as the driver sees it.
@@ -91,7 +106,7 @@ fn distance(u: &[f64], v: &[f64]) -> f64 {
 /// never stop), or when the objective or gradient fails.
 ///
 /// ```
-/// use cotangent::Tensor;
+/// use cotangent::{control, where_, Tensor};
 /// use gradbench_tool::descent::{argmin, Budget, Plain};
 /// let p = Plain::new(
 ///     |x: &Tensor| Ok((x - 3.0).square().sum_all().item::<f64>()),
@@ -174,4 +189,128 @@ impl<F: Fn(&Tensor) -> Result<f64, String>, G: Fn(&Tensor) -> Result<Tensor, Str
     fn step(&self, p: &Tensor, g: &Tensor, eta: f64) -> Tensor {
         p - g * eta
     }
+}
+
+/// What an evaluation inside [`argmin_loop`] returns, on traced values: its value, the loop
+/// iterations it took (an `f64` scalar, counted against the budget) and whether it succeeded
+/// (an `f64` scalar, 1 or 0).
+pub type Counted = (Tensor, Tensor, Tensor);
+
+/// How [`argmin_loop`] ended (its third result).
+pub mod status {
+    /// The descent converged.
+    pub const OK: f64 = 0.0;
+    /// The objective at the start is not finite.
+    pub const START_NOT_FINITE: f64 = 1.0;
+    /// A gradient is not finite.
+    pub const GRADIENT_NOT_FINITE: f64 = 2.0;
+    /// An objective or gradient evaluation failed (returned success 0).
+    pub const EVALUATION_FAILED: f64 = 3.0;
+}
+
+/// [`argmin`] as one `control::while_loop` on traced values, so that `jit` compiles the
+/// whole descent once (GradBench's particle runs through it).
+///
+/// Same decisions as [`argmin`]; `objective` and `gradient` report the iterations they took
+/// and whether they succeeded ([`Counted`]). Runs until convergence, a failure, or once more
+/// than `limit` iterations (its own and the evaluations') have been spent. Returns the last
+/// accepted point, the iterations spent (`f64`) and a [`status`] code (`f64`); the caller
+/// charges the iterations to its [`Budget`] and turns the status into an error.
+///
+/// ```
+/// use cotangent::{jit, Tensor};
+/// use gradbench_tool::descent::{argmin_loop, status};
+/// let one = || Tensor::scalar(1.0);
+/// let run = jit(|x: &Tensor| {
+///     argmin_loop(&|x: &Tensor| ((x - 3.0).square().sum_all(), one(), one()), &|x: &Tensor| ((x - 3.0) * 2.0, one(), one()), x, 100_000)
+/// });
+/// let (x, steps, code) = run(&Tensor::from_vec(vec![0.0], &[1]));
+/// assert!((x.to_vec::<f64>()[0] - 3.0).abs() < 1e-4);
+/// assert!(steps.item::<f64>() > 2.0 && code.item::<f64>() == status::OK);
+/// ```
+pub fn argmin_loop(
+    objective: &dyn Fn(&Tensor) -> Counted,
+    gradient: &dyn Fn(&Tensor) -> Counted,
+    start: &Tensor,
+    limit: usize,
+) -> Counted {
+    argmin_loop_in(objective, gradient, start, limit, false)
+}
+
+/// [`argmin_loop`] as a `control::while_loop_bounded` (at most `limit` iterations), which
+/// reverse mode can differentiate: GradBench's saddle differentiates its inner descent.
+pub fn argmin_loop_bounded(
+    objective: &dyn Fn(&Tensor) -> Counted,
+    gradient: &dyn Fn(&Tensor) -> Counted,
+    start: &Tensor,
+    limit: usize,
+) -> Counted {
+    argmin_loop_in(objective, gradient, start, limit, true)
+}
+
+fn argmin_loop_in(
+    objective: &dyn Fn(&Tensor) -> Counted,
+    gradient: &dyn Fn(&Tensor) -> Counted,
+    start: &Tensor,
+    limit: usize,
+    bounded: bool,
+) -> Counted {
+    let zero = || Tensor::scalar(0.0);
+    let finite = |t: &Tensor| t.lt(f64::INFINITY);
+    let (fx, s0, ok0) = objective(start);
+    let code = where_(&ok0.eq(0.0), &Tensor::scalar(status::EVALUATION_FAILED), &zero());
+    let code =
+        where_(&finite(&fx).logical_not().logical_and(&code.eq(0.0)), &Tensor::scalar(status::START_NOT_FINITE), &code);
+    let (gx, s1, ok1) = control::cond(
+        &code.eq(0.0),
+        gradient,
+        |x: &Tensor| (x.zeros_like(), Tensor::scalar(0.0), Tensor::scalar(1.0)),
+        start,
+    );
+    let code = where_(&ok1.eq(0.0), &Tensor::scalar(status::EVALUATION_FAILED), &code);
+    // State: x, f(x), ∇f(x), accepted steps in a row, eta, done, iterations, status.
+    let done = code.ne(0.0).cast(cotangent::DType::F64);
+    let init = ((start.clone(), fx, gx), (zero(), Tensor::scalar(1e-5), done, s0 + s1, code));
+    type State = ((Tensor, Tensor, Tensor), (Tensor, Tensor, Tensor, Tensor, Tensor));
+    let max_steps = limit.saturating_add(1);
+    let limit = limit as f64;
+    let run = |c: &dyn Fn(&State) -> Tensor, b: &dyn Fn(&State) -> State, init: &State| {
+        if bounded {
+            control::while_loop_bounded(c, b, init, max_steps)
+        } else {
+            control::while_loop(c, b, init)
+        }
+    };
+    let ((x, _, _), (_, _, _, steps, code)) = run(
+        &|s: &State| s.1 .2.eq(0.0).logical_and(&s.1 .3.le(limit)),
+        &|((x, fx, gx), (i, eta, _, steps, code)): &State| {
+            let steps = steps + 1.0;
+            let norm = gx.square().sum_all().sqrt();
+            let bad = finite(&norm).logical_not();
+            let stop1 = bad.logical_or(&norm.le(1e-5));
+            let double = stop1.logical_not().logical_and(&i.eq(10.0));
+            let xp = x - gx * eta;
+            let dist = (&xp - x).square().sum_all().sqrt();
+            let stop2 = stop1.logical_or(&double).logical_not().logical_and(&dist.le(1e-5));
+            let proceed = stop1.logical_or(&double).logical_or(&stop2).logical_not();
+            let keep_f = |_: &Tensor| (fx.clone(), zero(), Tensor::scalar(1.0));
+            let (fxp, sf, okf) = control::cond(&proceed, objective, keep_f, &xp);
+            let accept = proceed.logical_and(&fxp.lt(fx));
+            let keep_g = |_: &Tensor| (gx.clone(), zero(), Tensor::scalar(1.0));
+            let (gxp, sg, okg) = control::cond(&accept, gradient, keep_g, &xp);
+            let fail = okf.eq(0.0).logical_or(&okg.eq(0.0));
+            let i_next = where_(&double, &zero(), &where_(&accept, &(i + 1.0), &where_(&proceed, &zero(), i)));
+            let eta_next =
+                where_(&double, &(eta * 2.0), &where_(&proceed.logical_and(&accept.logical_not()), &(eta / 2.0), eta));
+            let done = stop1.logical_or(&stop2).logical_or(&fail).cast(cotangent::DType::F64);
+            let code = where_(&bad, &Tensor::scalar(status::GRADIENT_NOT_FINITE), code);
+            let code = where_(&fail, &Tensor::scalar(status::EVALUATION_FAILED), &code);
+            (
+                (where_(&accept, &xp, x), where_(&accept, &fxp, fx), where_(&accept, &gxp, gx)),
+                (i_next, eta_next, done, steps + sf + sg, code),
+            )
+        },
+        &init,
+    );
+    (x, steps, code)
 }

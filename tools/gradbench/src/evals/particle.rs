@@ -3,26 +3,23 @@
 //! derivative (the field, `-∇ₓ p`) and the outer one (`d cost / d w`, through
 //! the whole simulation) each in forward or reverse mode.
 //!
-//! The simulation's loop ends on a data-dependent test (`x.y <= 0`), and
-//! cotangent has no `while_loop` yet, so the loop runs in Rust on concrete
-//! values. The outer derivative is still computed by the transformations, one
-//! time step at a time, exactly as forward and reverse mode do it:
+//! The simulation's loop ends on a data-dependent test (`x.y <= 0`): it is one
+//! `control::while_loop` on traced values, compiled once (`jit`), and the outer
+//! derivative is the transformation of that loop:
 //!
-//! - forward: every step is a `jvp` at concrete primals, pushing the tangent of
-//!   the state `(x, v)` with respect to `w` along with it;
-//! - reverse: every step is a `vjp` whose pullback goes on a tape (a `Vec`);
-//!   after landing, the pullbacks run in reverse order and the `w` cotangents
-//!   of all steps are summed.
+//! - forward: `jvp` of the `while_loop` (a loop carrying the state's tangents);
+//! - reverse: `vjp` of a `while_loop_bounded` (bound: the simulation's step
+//!   limit), which keeps O(log steps) states and recomputes the others.
 //!
 //! Inside each step, the field is `grad` (reverse) or `jacfwd` (forward) of the
 //! potential, so the step's own `jvp`/`vjp` differentiates through that inner
 //! derivative: nested AD in all four combinations.
 
 use super::{gradient, unknown_function, Mode, Output, Run, MODE_FUNCTIONS};
-use crate::descent::{argmin, Budget, Plain};
+use crate::descent::{argmin_loop, status, Budget};
 use crate::input::f64_field;
 use crate::limits::Limits;
-use cotangent::{concatenate, jit, jvp, vjp, Tensor};
+use cotangent::{concatenate, control, jit, jvp, vjp, Tensor};
 use serde_json::Value;
 
 const DT: f64 = 0.1;
@@ -50,11 +47,6 @@ fn step(inner: Mode, (x, v, w): &(Tensor, Tensor, Tensor)) -> State {
     (x + v * DT, v + accel * DT)
 }
 
-/// Whether the next position is at or below the ground (read on concrete values).
-fn lands((x, v): &State) -> bool {
-    (x + v * DT).to_vec::<f64>()[1] <= 0.0
-}
-
 /// The cost when the particle lands from state `(x, v)`: the next position, moved
 /// along `v` to the ground, gives `x_f`, and the cost is `x_f.x²`.
 fn landing((x, v): &State) -> Tensor {
@@ -67,112 +59,133 @@ fn start() -> State {
     (Tensor::from_vec(vec![0.0, 8.0], &[2]), Tensor::from_vec(vec![0.75, 0.0], &[2]))
 }
 
-type Point = (Tensor, Tensor, Tensor);
-type StepFn = Box<dyn Fn(&Point) -> State>;
-type StepJvp = Box<dyn Fn(&(Point, Point)) -> (State, State)>;
-type StepVjp = Box<dyn Fn(&(Point, State)) -> Point>;
+/// The simulation from [`start`] as one loop on traced values: Euler steps while the next
+/// position is above the ground, at most `max_steps` of them. Returns the final state and
+/// the number of steps taken (`i64`). With `bounded` it is a
+/// [`while_loop_bounded`](cotangent::control::while_loop_bounded), which reverse mode can
+/// differentiate (checkpointing); otherwise a plain `while_loop` (forward mode and values).
+fn simulate(inner: Mode, w: &Tensor, max_steps: usize, bounded: bool) -> (State, Tensor) {
+    let (x0, v0) = start();
+    let init = (x0, v0, Tensor::scalar(0i64));
+    let w = w.clone();
+    let above = |(x, v, _): &(Tensor, Tensor, Tensor)| (x + v * DT).index(1).gt(0.0);
+    let body = move |(x, v, k): &(Tensor, Tensor, Tensor)| {
+        let (x, v) = step(inner, &(x.clone(), v.clone(), w.clone()));
+        (x, v, k + 1.0)
+    };
+    let (x, v, k) = if bounded {
+        control::while_loop_bounded(above, body, &init, max_steps)
+    } else {
+        let limit = max_steps as f64;
+        control::while_loop(move |s: &(Tensor, Tensor, Tensor)| above(s).logical_and(&s.2.lt(limit)), body, &init)
+    };
+    ((x, v), k)
+}
 
-/// One simulation step and its forward and reverse derivatives, each compiled once (`jit`)
-/// and reused for every step of every simulation; the loop itself runs in Rust on concrete
-/// values (there is no `while_loop` primitive yet).
+/// What a compiled simulation returns: a value (the cost or its derivative), the steps
+/// taken, and whether the particle landed.
+type Outcome = (Tensor, Tensor, Tensor);
+type SimFn = Box<dyn Fn(&Tensor) -> Outcome>;
+
+/// The simulation, its cost and the cost's forward and reverse derivatives, each one
+/// compiled (`jit`) loop over the time steps (`control::while_loop`, and
+/// `while_loop_bounded` for reverse mode), compiled once and reused for every simulation.
 struct Simulation {
-    step: StepFn,
-    step_jvp: StepJvp,
-    step_vjp: StepVjp,
+    cost: SimFn,
+    derivative_forward: SimFn,
+    derivative_reverse: SimFn,
     /// The most time steps before the particle must have landed.
     max_steps: usize,
+}
+
+/// The cost at the end of a simulation, the steps (as `f64`, so `jvp`/`vjp` accept it) and
+/// whether the particle landed.
+fn run(inner: Mode, w: &Tensor, max_steps: usize, bounded: bool) -> Outcome {
+    let (s, k) = simulate(inner, w, max_steps, bounded);
+    let landed = (&s.0 + &s.1 * DT).index(1).le(0.0).cast(cotangent::DType::F64);
+    (landing(&s), k.cast(cotangent::DType::F64), landed)
 }
 
 impl Simulation {
     fn new(inner: Mode, max_steps: usize) -> Simulation {
         Simulation {
             max_steps,
-            step: Box::new(jit(move |p: &Point| step(inner, p))),
-            step_jvp: Box::new(jit(move |(p, t): &(Point, Point)| jvp(|p: &Point| step(inner, p), p, t))),
-            // Reverse mode recomputes each step's linearisation from its saved state.
-            step_vjp: Box::new(jit(move |(p, ct): &(Point, State)| vjp(|p: &Point| step(inner, p), p).1.call(ct))),
+            cost: Box::new(jit(move |w: &Tensor| run(inner, w, max_steps, false))),
+            derivative_forward: Box::new(jit(move |w: &Tensor| {
+                let ((_, k, landed), (dc, _, _)) = jvp(|w: &Tensor| run(inner, w, max_steps, false), w, &w.ones_like());
+                (dc, k, landed)
+            })),
+            derivative_reverse: Box::new(jit(move |w: &Tensor| {
+                let ((c, k, landed), pullback) = vjp(|w: &Tensor| run(inner, w, max_steps, true), w);
+                (pullback.call(&(c.ones_like(), k.zeros_like(), landed.zeros_like())), k, landed)
+            })),
         }
     }
 
-    /// Counts one more time step (`steps` so far in this simulation) against the
-    /// simulation's limit and the run's `budget`.
-    fn tick(&self, steps: &mut usize, budget: &Budget) -> Result<(), String> {
-        budget.spend(SIMULATION)?;
-        *steps += 1;
-        if *steps > self.max_steps {
+    #[cfg(test)] // (the descent runs these inside its own loop: `optimise`)
+    /// Spends the simulation's steps from the run's `budget`; fails if the particle did not land.
+    fn account(&self, (value, k, landed): Outcome, budget: &Budget) -> Result<Tensor, String> {
+        for _ in 0..k.item::<f64>() as usize {
+            budget.spend(SIMULATION)?;
+        }
+        if landed.item::<f64>() == 0.0 {
             return Err(format!("the particle did not land within {} time steps", self.max_steps));
         }
-        Ok(())
+        Ok(value)
     }
 
-    /// The cost of offset `w` (0-d): the simulation on concrete values.
+    #[cfg(test)] // (the descent runs these inside its own loop: `optimise`)
+    /// The cost of offset `w` (0-d).
     fn cost(&self, w: &Tensor, budget: &Budget) -> Result<Tensor, String> {
-        let mut s = start();
-        let mut steps = 0;
-        while !lands(&s) {
-            self.tick(&mut steps, budget)?;
-            s = (self.step)(&(s.0, s.1, w.clone()));
-        }
-        Ok(landing(&s))
+        self.account((self.cost)(w), budget)
     }
 
-    /// `d cost / d w` in forward mode: one jvp per time step carries the tangent.
+    #[cfg(test)] // (the descent runs these inside its own loop: `optimise`)
+    /// `d cost / d w` in forward mode: `jvp` of the simulation loop.
     fn derivative_forward(&self, w: &Tensor, budget: &Budget) -> Result<Tensor, String> {
-        let mut s = start();
-        let mut steps = 0;
-        let mut ds = (s.0.zeros_like(), s.1.zeros_like());
-        let dw = w.ones_like();
-        while !lands(&s) {
-            self.tick(&mut steps, budget)?;
-            (s, ds) = (self.step_jvp)(&((s.0, s.1, w.clone()), (ds.0, ds.1, dw.clone())));
-        }
-        Ok(jvp(landing, &s, &ds).1)
+        self.account((self.derivative_forward)(w), budget)
     }
 
-    /// `d cost / d w` in reverse mode: the states on a tape, then one vjp per step backwards.
+    #[cfg(test)] // (the descent runs these inside its own loop: `optimise`)
+    /// `d cost / d w` in reverse mode: `vjp` of the bounded simulation loop.
     fn derivative_reverse(&self, w: &Tensor, budget: &Budget) -> Result<Tensor, String> {
-        let mut s = start();
-        let mut steps = 0;
-        let mut states: Vec<State> = Vec::new();
-        while !lands(&s) {
-            self.tick(&mut steps, budget)?;
-            let next = (self.step)(&(s.0.clone(), s.1.clone(), w.clone()));
-            states.push(s);
-            s = next;
-        }
-        let (y, pullback) = vjp(landing, &s);
-        let mut ct = pullback.call(&y.ones_like());
-        let mut dw = w.zeros_like();
-        for (x, v) in states.into_iter().rev() {
-            let (cx, cv, cw) = (self.step_vjp)(&((x, v, w.clone()), ct));
-            ct = (cx, cv);
-            dw = dw + cw;
-        }
-        Ok(dw)
+        self.account((self.derivative_reverse)(w), budget)
     }
 }
 
+#[cfg(test)]
 /// What a simulation loop calls itself when it runs out of budget.
 const SIMULATION: &str = "the simulation";
 
 /// The optimised `w`: GradBench's descent on the cost from `w0`, with the outer
-/// derivative in mode `outer` and the field's in mode `inner`. Every simulation
+/// derivative in mode `outer` and the field's in mode `inner`. The whole descent, its
+/// simulations included, is one compiled `while_loop` ([`argmin_loop`]). Every simulation
 /// step and descent iteration spends one step of `budget`, and a simulation fails
 /// after `max_steps` time steps without landing.
 pub fn optimise(outer: Mode, inner: Mode, w0: f64, max_steps: usize, budget: &Budget) -> Result<Tensor, String> {
     let sim = Simulation::new(inner, max_steps);
-    let problem = Plain::new(
-        |w: &Tensor| Ok(sim.cost(&w.index(0), budget)?.item::<f64>()),
-        |w: &Tensor| {
-            let w = w.index(0);
-            let d = match outer {
-                Mode::Forward => sim.derivative_forward(&w, budget)?,
-                Mode::Reverse => sim.derivative_reverse(&w, budget)?,
+    let limit = budget.remaining();
+    let descent = jit(|w0: &Tensor| {
+        let objective = |w: &Tensor| (sim.cost)(&w.index(0));
+        let gradient = |w: &Tensor| {
+            let (d, k, landed) = match outer {
+                Mode::Forward => (sim.derivative_forward)(&w.index(0)),
+                Mode::Reverse => (sim.derivative_reverse)(&w.index(0)),
             };
-            Ok(d.reshape_to(&[1]))
-        },
-    );
-    Ok(argmin(&problem, Tensor::from_vec(vec![w0], &[1]), budget)?.index(0))
+            (d.reshape_to(&[1]), k, landed)
+        };
+        argmin_loop(&objective, &gradient, w0, limit)
+    });
+    let (w, steps, code) = descent(&Tensor::from_vec(vec![w0], &[1]));
+    budget.spend_many("the descent", steps.item::<f64>() as usize)?;
+    match code.item::<f64>() {
+        c if c == status::EVALUATION_FAILED => {
+            Err(format!("the particle did not land within {} time steps", sim.max_steps))
+        }
+        c if c == status::START_NOT_FINITE => Err("the objective at the start of the descent is not finite".into()),
+        c if c == status::GRADIENT_NOT_FINITE => Err("the gradient of the descent is not finite".into()),
+        _ => Ok(w.index(0)),
+    }
 }
 
 /// Builds `rr`, `ff`, `fr` or `rf` (outer, inner mode) for input `{w: float}`.
