@@ -13,12 +13,11 @@
 //! | [`fori_loop`], [`scan`] | yes | yes, one carry per iteration kept | yes |
 
 use crate::control::cond;
-use crate::ir::Graph;
 use crate::ir::SubGraph;
 use crate::ops::Prim;
 use crate::trace::bind_multi;
 use crate::transform::site::Site;
-use crate::transform::subgraph::close_over;
+use crate::transform::subgraph::{close_over, permute_inputs};
 use crate::transform::{trace_tree_as, types_of};
 use crate::{DType, Tensor, TensorType, Tree};
 
@@ -28,26 +27,6 @@ fn show(tys: &[TensorType]) -> String {
 
 fn paths<T: Tree>(t: &T) -> Vec<String> {
     t.named_leaves().into_iter().map(|(p, _)| p).collect()
-}
-
-/// The graph with its inputs reordered (input `i` of the result is input `order[i]` of `g`),
-/// rebuilt so its input nodes come first and in order, as the graph passes expect
-/// (`permute_inputs` only renumbers them in place).
-fn reorder_inputs(g: &Graph, order: &[usize]) -> Graph {
-    let mut out = Graph::default();
-    let mut map = vec![crate::ir::Var(u32::MAX); g.nodes.len()];
-    for &k in order {
-        let v = g.inputs[k];
-        map[v.index()] = out.add_input(g.ty(v).clone());
-    }
-    for (i, node) in g.nodes.iter().enumerate() {
-        if !matches!(node.prim, Prim::Input(_)) {
-            let ins = node.inputs.iter().map(|v| map[v.index()]).collect();
-            map[i] = out.push_typed(node.prim.clone(), ins, node.ty.clone());
-        }
-    }
-    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    out
 }
 
 /// A new tree with the same leaves.
@@ -111,7 +90,7 @@ pub fn while_loop<C: Tree>(cond_fn: impl Fn(&C) -> Tensor, body_fn: impl Fn(&C) 
     let (graphs, captures) = close_over(vec![tc, tb]);
     let (n, ncap) = (leaves.len(), captures.len());
     let order: Vec<usize> = (n..n + ncap).chain(0..n).collect();
-    let mut g = graphs.iter().map(|g| SubGraph::new(reorder_inputs(g, &order)));
+    let mut g = graphs.iter().map(|g| SubGraph::new(permute_inputs(g, &order)));
     let (cond, body) = (g.next().expect("cond"), g.next().expect("body"));
     let mut operands = captures;
     operands.extend(leaves);
@@ -303,7 +282,7 @@ fn scan_in<C: Tree, X: Tree, Y: Tree>(
     let (graphs, captures) = close_over(vec![t]);
     let (m, ncap) = (types.len(), captures.len());
     let order: Vec<usize> = (m..m + ncap).chain(0..m).collect();
-    let body = SubGraph::new(reorder_inputs(&graphs[0], &order));
+    let body = SubGraph::new(permute_inputs(&graphs[0], &order));
     let mut operands = captures;
     operands.extend(carries);
     operands.extend(x_leaves);

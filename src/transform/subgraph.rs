@@ -29,18 +29,21 @@ pub(crate) fn trace_closed(
 }
 
 /// The graph with its inputs reordered: input `i` of the result is input `order[i]` of `g`.
+/// Rebuilt so that the input nodes come first and in order, as the graph passes expect.
 pub(crate) fn permute_inputs(g: &Graph, order: &[usize]) -> Graph {
-    let mut position = vec![0; order.len()];
-    for (i, &k) in order.iter().enumerate() {
-        position[k] = i;
+    let mut out = Graph::default();
+    let mut map = vec![Var(u32::MAX); g.nodes.len()];
+    for &k in order {
+        let v = g.inputs[k];
+        map[v.index()] = out.add_input(g.ty(v).clone());
     }
-    let mut out = g.clone();
-    for node in &mut out.nodes {
-        if let Prim::Input(k) = &mut node.prim {
-            *k = position[*k];
+    for (i, node) in g.nodes.iter().enumerate() {
+        if !matches!(node.prim, Prim::Input(_)) {
+            let ins = node.inputs.iter().map(|v| map[v.index()]).collect();
+            map[i] = out.push_typed(node.prim.clone(), ins, node.ty.clone());
         }
     }
-    out.inputs = order.iter().map(|&k| g.inputs[k]).collect();
+    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
     out
 }
 
