@@ -277,9 +277,9 @@ fn the_binary_keeps_serving_after_bad_input() {
     let r = ask(r#"{"id": 1, "kind": "mystery"}"#);
     assert_eq!(r["id"], 1);
     assert!(r["error"].is_string(), "{r}");
-    let r = ask(r#"{"id": 2, "kind": "define", "module": "ba"}"#);
+    let r = ask(r#"{"id": 2, "kind": "define", "module": "no_such_eval"}"#);
     assert_eq!((r["id"].clone(), r["success"].clone()), (json!(2), json!(false)));
-    let r = ask(r#"{"id": 3, "kind": "evaluate", "module": "ba", "function": "objective", "input": {}}"#);
+    let r = ask(r#"{"id": 3, "kind": "evaluate", "module": "no_such_eval", "function": "objective", "input": {}}"#);
     assert_eq!(r["success"], false);
     let r = ask(r#"{"id": 4, "kind": "evaluate", "module": "det", "input": {"A": [1.0], "ell": 1}}"#);
     assert!(r["error"].as_str().unwrap().contains("missing field `function`"), "{r}");
