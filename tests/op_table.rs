@@ -24,15 +24,24 @@ struct Row {
     /// Reverse mode only (`custom_vjp`): forward mode must fail with the documented error,
     /// and the dot-product test uses finite differences for `J u`.
     reverse_only: bool,
+    /// Forward mode only (an unbounded `while_loop`, which reverse mode refuses): the
+    /// transpose and second-order checks and jit of the vjp are skipped; jvp, vmap and jit of
+    /// the function and its vmap still run.
+    forward_only: bool,
 }
 
 fn row(name: &'static str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor + 'static) -> Row {
-    Row { name, f: Box::new(f), inputs, reverse_only: false }
+    Row { name, f: Box::new(f), inputs, reverse_only: false, forward_only: false }
 }
 
 /// A [`row`] whose function supports reverse mode only.
 fn row_reverse_only(name: &'static str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor + 'static) -> Row {
-    Row { name, f: Box::new(f), inputs, reverse_only: true }
+    Row { reverse_only: true, ..row(name, inputs, f) }
+}
+
+/// A [`Row`] checked in forward mode only.
+fn forward_row(name: &'static str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor + 'static) -> Row {
+    Row { forward_only: true, ..row(name, inputs, f) }
 }
 
 fn i64s(v: &[i64], shape: &[usize]) -> Tensor {
@@ -335,6 +344,66 @@ fn table() -> Vec<Row> {
         let p = control::Policy::save_if(|p: &ops::Prim| p.name() == "sin");
         checkpoint_with(|(a, w): &(Tensor, Tensor)| a.sin().matmul(w).sin() * a, p)(&(x[0].clone(), x[1].clone()))
     }));
+    // Loops (issue 11, `control::loops`): while (forward mode only: reverse mode refuses an
+    // unbounded loop), the bounded while, fori_loop, and scan with consts, trees, xs and
+    // reverse. Counts that depend on the data stay the same for every sample and perturbation.
+    rows.push(forward_row("while_fixed_count", vec![sample(&mut r, &[3], 0.5, 1.5)], |x| {
+        let (_, y) = control::while_loop(
+            |(k, _): &(Tensor, Tensor)| k.lt(4.0),
+            |(k, y): &(Tensor, Tensor)| (k + 1.0, y * 0.9 + y.sin() * 0.3),
+            &(Tensor::scalar(0i64), x[0].clone()),
+        );
+        y
+    }));
+    rows.push(forward_row("while_data_dependent", pair(&mut r), |x| {
+        let w = x[1].clone();
+        control::while_loop(|y: &Tensor| y.sum_all().lt(20.0), move |y: &Tensor| y * 1.5 + w.sum_all().exp(), &x[0])
+    }));
+    rows.push(row("while_bounded", pair(&mut r), |x| {
+        let w = x[1].clone();
+        let body = move |y: &Tensor| y * 1.1 + (&w * 0.1).sin();
+        control::while_loop_bounded(|y: &Tensor| y.sum_all().lt(1e9), body, &x[0], 13)
+    }));
+    rows.push(row("while_bounded_stops_early", vec![sample(&mut r, &[2, 3], 0.5, 1.5)], |x| {
+        // Every sample doubles past 1000 after the same number of steps (8 or 9 < 40).
+        control::while_loop_bounded(|y: &Tensor| y.sum_all().lt(1000.0), |y: &Tensor| y * 2.0 + y.sin(), &x[0], 40)
+    }));
+    rows.push(row("fori_loop", pair(&mut r), |x| {
+        let w = x[1].clone();
+        control::fori_loop(1, 5, move |i, y: &Tensor| y * w.sin() + i.cast(DType::F64) * y.tanh(), &x[0])
+    }));
+    let seq = |r: &mut Rng| vec![sample(r, &[3], -1.0, 1.0), sample(r, &[4, 3], -1.0, 1.0), sample(r, &[3], 0.5, 1.0)];
+    for reverse in [false, true] {
+        let name = if reverse { "scan_reverse" } else { "scan" };
+        rows.push(row(name, seq(&mut r), move |x| {
+            let w = x[2].clone();
+            let (h, ys) = control::scan(
+                |h: &Tensor, x: &Tensor| {
+                    let h = (&w * h + x).tanh();
+                    (h.clone(), &h * x)
+                },
+                &x[0],
+                &x[1],
+                None,
+                reverse,
+            );
+            ys + h
+        }));
+    }
+    rows.push(row(
+        "scan_tree_carry_no_xs",
+        vec![sample(&mut r, &[3], -1.0, 1.0), sample(&mut r, &[3], 0.5, 1.0)],
+        |x| {
+            let ((a, b), ys) = control::scan(
+                |(a, b): &(Tensor, Tensor), _: &()| ((b.clone(), a * b.cos() + b), a.square()),
+                &(x[0].clone(), x[1].clone()),
+                &(),
+                Some(3),
+                false,
+            );
+            a * b + ys.sum(&[0], false)
+        },
+    ));
     rows
 }
 
@@ -376,20 +445,23 @@ fn check_row(row: &Row, rng: &mut Rng) {
     };
 
     // 2. transpose against jvp: <J u, v> = <u, Jᵀ v>.
-    let (y_vjp, pb) = vjp(f, &xs);
-    assert_close(&y_vjp, &y, 0.0, &format!("{}: primal output of vjp", row.name));
-    let jt_v = pb.call(&v);
-    let (lhs, rhs) = (inner(std::slice::from_ref(&ju), std::slice::from_ref(&v)), inner(&us, &jt_v));
-    let tol = if row.reverse_only { 1e-7 } else { 1e-10 }; // J u by finite differences
-    assert!((lhs - rhs).abs() <= tol * (1.0 + lhs.abs()), "{}: dot-product test {lhs} vs {rhs}", row.name);
+    let jt_v = (!row.forward_only).then(|| {
+        let (y_vjp, pb) = vjp(f, &xs);
+        assert_close(&y_vjp, &y, 0.0, &format!("{}: primal output of vjp", row.name));
+        let jt_v = pb.call(&v);
+        let (lhs, rhs) = (inner(std::slice::from_ref(&ju), std::slice::from_ref(&v)), inner(&us, &jt_v));
+        let tol = if row.reverse_only { 1e-7 } else { 1e-10 }; // J u by finite differences
+        assert!((lhs - rhs).abs() <= tol * (1.0 + lhs.abs()), "{}: dot-product test {lhs} vs {rhs}", row.name);
 
-    // 3. second order: jvp of the vjp against finite differences of the vjp.
-    let pull = |p: &Vec<Tensor>| vjp(f, p).1.call(&v);
-    let (_, second) = jvp(pull, &xs, &us);
-    let fd2 = central_difference(&|p| pull(&p.to_vec()), &xs, &us);
-    for (s, d) in second.iter().zip(&fd2) {
-        assert_close(s, d, 1e-5, &format!("{}: jvp of vjp vs finite differences", row.name));
-    }
+        // 3. second order: jvp of the vjp against finite differences of the vjp.
+        let pull = |p: &Vec<Tensor>| vjp(f, p).1.call(&v);
+        let (_, second) = jvp(pull, &xs, &us);
+        let fd2 = central_difference(&|p| pull(&p.to_vec()), &xs, &us);
+        for (s, d) in second.iter().zip(&fd2) {
+            assert_close(s, d, 1e-5, &format!("{}: jvp of vjp vs finite differences", row.name));
+        }
+        jt_v
+    });
 
     // 4. vmap against a loop over a batch of 3 nearby inputs.
     let batch: Vec<Vec<Tensor>> = (0..3).map(|k| axpy(&xs, &us, 0.01 * k as f64)).collect();
@@ -422,7 +494,7 @@ fn check_row(row: &Row, rng: &mut Rng) {
     // 5. jit against eager evaluation (fused loops and reordered reductions: to 1e-12), with
     // every fused loop compiled to native code where a C compiler works (tests/native.rs
     // checks native against interpreted loops bitwise).
-    with_native_mode(NativeMode::Always, || check_jit(row, &f, &xs, &y, &v, &jt_v, &stacked, &looped));
+    with_native_mode(NativeMode::Always, || check_jit(row, &f, &xs, &y, &v, jt_v.as_deref(), &stacked, &looped));
 }
 
 /// Step 5 of [`check_row`].
@@ -433,7 +505,7 @@ fn check_jit(
     xs: &Vec<Tensor>,
     y: &Tensor,
     v: &Tensor,
-    jt_v: &[Tensor],
+    jt_v: Option<&[Tensor]>,
     stacked: &Vec<Tensor>,
     looped: &Tensor,
 ) {
@@ -444,8 +516,10 @@ fn check_jit(
     let pull = jit(|p: &Vec<Tensor>| vjp(f, p).1.call(v));
     let batched = jit(vmap(f));
     for call in ["first", "second"] {
-        for (a, b) in pull(xs).iter().zip(jt_v) {
-            assert_close(a, b, 1e-12, &format!("{}: jit of vjp vs eager ({call} call)", row.name));
+        if let Some(jt_v) = jt_v {
+            for (a, b) in pull(xs).iter().zip(jt_v) {
+                assert_close(a, b, 1e-12, &format!("{}: jit of vjp vs eager ({call} call)", row.name));
+            }
         }
         let msg = format!("{}: jit of vmap vs loop ({call} call)", row.name);
         assert_close(&batched(stacked), looped, 1e-12, &msg);
@@ -474,7 +548,16 @@ fn every_row_passes_every_check() {
 
 /// Rows whose primitives have no jet rule yet (each must fail with a message naming `jet`).
 /// Listed explicitly so that no row is skipped silently.
-const JET_UNSUPPORTED: &[&str] = &[];
+const JET_UNSUPPORTED: &[&str] = &[
+    "while_fixed_count",
+    "while_data_dependent",
+    "while_bounded",
+    "while_bounded_stops_early",
+    "fori_loop",
+    "scan",
+    "scan_reverse",
+    "scan_tree_carry_no_xs",
+];
 
 const JET_ORDER: usize = 4;
 

@@ -15,6 +15,9 @@ mod custom;
 
 pub use checkpoint::{checkpoint, checkpoint_with, Policy};
 pub use custom::{custom_jvp, custom_vjp, custom_vjp_nondiff};
+mod loops;
+
+pub use loops::{fori_loop, scan, while_loop, while_loop_bounded};
 
 use crate::ir::SubGraph;
 use crate::ops::control::cond_apply;

@@ -10,6 +10,7 @@ pub mod custom;
 pub mod dot;
 pub mod elementwise;
 pub mod index;
+pub mod loops;
 pub mod random;
 pub mod reduce;
 pub mod remat;
@@ -246,6 +247,31 @@ pub enum Prim {
         /// Which intermediate values may be saved for the backward pass.
         policy: remat::Policy,
     },
+    /// `while`: operands are `consts` shared values, then the carries; runs `body` on them
+    /// while `cond` (a bool scalar) holds. A tuple of the final carries. See [`loops`].
+    While {
+        /// `(consts, carries) -> bool[]`.
+        cond: SubGraph,
+        /// `(consts, carries) -> carries`.
+        body: SubGraph,
+        /// Number of leading operands that are loop-invariant.
+        consts: usize,
+    },
+    /// `scan`: operands are consts, initial carries, then `xs` with a leading loop axis of
+    /// extent `length`; `body(consts, carries, x_i)` returns the next carries, then `y_i`. A
+    /// tuple of the final carries, then the `ys` stacked along a new leading axis. See [`loops`].
+    Scan {
+        /// `(consts, carries, x_i) -> (carries, y_i)`.
+        body: SubGraph,
+        /// Number of loop-invariant operands.
+        consts: usize,
+        /// Number of carries.
+        carries: usize,
+        /// Number of iterations.
+        length: usize,
+        /// Iterate from the last index to the first.
+        reverse: bool,
+    },
 }
 
 impl Prim {
@@ -283,6 +309,8 @@ impl Prim {
             Prim::CustomVjp { .. } => "custom_vjp",
             Prim::CustomVjpCall { .. } => "custom_vjp_call",
             Prim::Checkpoint { .. } => "checkpoint",
+            Prim::While { .. } => "while",
+            Prim::Scan { .. } => "scan",
         }
     }
 
@@ -292,6 +320,8 @@ impl Prim {
         matches!(
             self,
             Prim::Cond { .. }
+                | Prim::While { .. }
+                | Prim::Scan { .. }
                 | Prim::CustomJvp { .. }
                 | Prim::CustomVjp { .. }
                 | Prim::CustomVjpCall { .. }
@@ -312,6 +342,10 @@ impl Prim {
                 custom::custom_vjp_call_types(bwd, (*num_nondiff, *num_res, *num_out), inputs)
             }
             Prim::Checkpoint { body, .. } => remat::checkpoint_types(body, inputs),
+            Prim::While { cond, body, consts } => loops::while_types(cond, body, *consts, inputs),
+            Prim::Scan { body, consts, carries, length, .. } => {
+                loops::scan_types(body, *consts, *carries, *length, inputs)
+            }
             Prim::Proj(_) => Err("a projection's type is its tuple's element (see Graph::validate)".into()),
             prim => Ok(vec![prim.infer_type(inputs)?]),
         }
@@ -325,6 +359,8 @@ impl Prim {
             Prim::CustomVjp { f, fwd, bwd, .. } => vec![f, fwd, bwd],
             Prim::CustomVjpCall { bwd, .. } => vec![bwd],
             Prim::Checkpoint { body, .. } => vec![body],
+            Prim::While { cond, body, .. } => vec![cond, body],
+            Prim::Scan { body, .. } => vec![body],
             _ => vec![],
         }
     }
@@ -337,6 +373,8 @@ impl Prim {
             Prim::CustomVjp { .. } => ["f", "fwd", "bwd"][k.min(2)].to_string(),
             Prim::CustomVjpCall { .. } => "bwd".to_string(),
             Prim::Checkpoint { .. } => "body".to_string(),
+            Prim::While { .. } => (if k == 0 { "cond" } else { "body" }).into(),
+            Prim::Scan { .. } => "body".into(),
             _ => format!("sub-graph {k}"),
         }
     }
@@ -401,6 +439,18 @@ impl Prim {
                 vec![("fun", name.to_string())]
             }
             Prim::Checkpoint { policy, .. } => vec![("policy", policy.to_string())],
+            Prim::While { consts, .. } => vec![("consts", consts.to_string())],
+            Prim::Scan { consts, carries, length, reverse, .. } => {
+                let mut p = vec![
+                    ("consts", consts.to_string()),
+                    ("carries", carries.to_string()),
+                    ("length", length.to_string()),
+                ];
+                if *reverse {
+                    p.push(("reverse", "true".into()));
+                }
+                p
+            }
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::DynamicUpdateSlice | Prim::StopGradient => vec![],
         }
     }
@@ -421,6 +471,8 @@ impl Prim {
             Prim::Input(_) => Err("graph inputs have no type rule".into()),
             Prim::Proj(_) => Err("a projection reads a tuple: build it with Graph::push_multi or bind_multi".into()),
             Prim::Cond { .. }
+            | Prim::While { .. }
+            | Prim::Scan { .. }
             | Prim::CustomJvp { .. }
             | Prim::CustomVjp { .. }
             | Prim::CustomVjpCall { .. }
@@ -501,6 +553,10 @@ pub(crate) fn run_structured(
         // Evaluation runs the function (sub-graph 0); the rules only matter to transformations.
         Prim::CustomJvp { .. } | Prim::CustomVjp { .. } | Prim::Checkpoint { .. } => run_sub(0, args),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
+        Prim::While { consts, .. } => loops::while_run(*consts, args, run_sub),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_run(body, (*consts, *carries, *length, *reverse), args, run_sub)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }

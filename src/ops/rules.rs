@@ -8,7 +8,7 @@
 //! - **batch**: the primitive applied to operands carrying an extra leading
 //!   batch axis (axis 0) where `batched` says so.
 
-use super::{control, custom, dot, elementwise, index, random, reduce, remat, sort, structure, Prim};
+use super::{control, custom, dot, elementwise, index, loops, random, reduce, remat, sort, structure, Prim};
 use crate::{Tensor, TensorType};
 
 /// An operand as the transpose rule sees it: linear (its cotangent is wanted) or a known value.
@@ -84,10 +84,14 @@ pub(crate) fn jvp(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>], y: &Tensor)
         }
         Prim::Proj(_)
         | Prim::Cond { .. }
+        | Prim::While { .. }
+        | Prim::Scan { .. }
         | Prim::CustomJvp { .. }
         | Prim::CustomVjp { .. }
         | Prim::CustomVjpCall { .. }
-        | Prim::Checkpoint { .. } => unreachable!("tuple nodes go through jvp_multi"),
+        | Prim::Checkpoint { .. } => {
+            unreachable!("tuple nodes go through jvp_multi")
+        }
         Prim::DotGeneral { .. } => add_tangents(
             t[0].map(|ta| crate::trace::bind(prim.clone(), &[ta, x[1]])),
             t[1].map(|tb| crate::trace::bind(prim.clone(), &[x[0], tb])),
@@ -108,6 +112,10 @@ pub(crate) fn jvp_multi(prim: &Prim, x: &[&Tensor], t: &[Option<&Tensor>]) -> (V
         Prim::CustomVjp { .. } => custom::custom_vjp_jvp(prim, x, t),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Checkpoint { body, policy } => remat::checkpoint_jvp(body, policy, x, t),
+        Prim::While { cond, body, consts } => loops::while_jvp(cond, body, *consts, x, t),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_jvp(body, (*consts, *carries, *length, *reverse), x, t)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -121,6 +129,10 @@ pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinAr
             custom::custom_vjp_call_transpose(bwd, (*num_nondiff, *num_res, *num_out), cts, args)
         }
         Prim::Checkpoint { body, policy } => remat::checkpoint_transpose(body, policy, cts, args),
+        Prim::While { .. } => loops::while_transpose(),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_transpose(body, (*consts, *carries, *length, *reverse), cts, args)
+        }
         _ => panic!("transpose: {} is not a linear primitive", prim.name()),
     }
 }
@@ -136,6 +148,10 @@ pub(crate) fn batch_multi(prim: &Prim, args: &[Tensor], batched: &[bool], size: 
         Prim::CustomVjp { .. } => custom::custom_vjp_batch(prim, args, batched, size),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Checkpoint { body, policy } => remat::checkpoint_batch(body, policy, args, batched, size),
+        Prim::While { cond, body, consts } => loops::while_batch(cond, body, *consts, args, batched, size),
+        Prim::Scan { body, consts, carries, length, reverse } => {
+            loops::scan_batch(body, (*consts, *carries, *length, *reverse), args, batched, size)
+        }
         _ => unreachable!("{} is not a structured primitive", prim.name()),
     }
 }
@@ -203,10 +219,14 @@ pub(crate) fn batch(prim: &Prim, args: &[Tensor], batched: &[bool], size: usize)
         }
         Prim::Proj(_)
         | Prim::Cond { .. }
+        | Prim::While { .. }
+        | Prim::Scan { .. }
         | Prim::CustomJvp { .. }
         | Prim::CustomVjp { .. }
         | Prim::CustomVjpCall { .. }
-        | Prim::Checkpoint { .. } => unreachable!("tuple nodes go through batch_multi"),
+        | Prim::Checkpoint { .. } => {
+            unreachable!("tuple nodes go through batch_multi")
+        }
     }
 }
 

@@ -25,6 +25,7 @@ mod vjp;
 mod vmap;
 
 pub(crate) use jvp::jvp_graph;
+pub(crate) use vmap::batch_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
 pub use jet::{jet, jet2_collapsed, jet_sparse};

@@ -52,6 +52,8 @@ pub(crate) fn kernel(prim: &Prim, inputs: &[&Array], out: &TensorType) -> Array 
         Prim::Input(_) => panic!("graph inputs are not executable"),
         Prim::Proj(_)
         | Prim::Cond { .. }
+        | Prim::While { .. }
+        | Prim::Scan { .. }
         | Prim::CustomJvp { .. }
         | Prim::CustomVjp { .. }
         | Prim::CustomVjpCall { .. }
