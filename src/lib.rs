@@ -114,6 +114,7 @@ pub mod backend;
 pub mod compile;
 pub mod control;
 pub mod data;
+pub mod diffeq;
 pub mod diffop;
 mod dtype;
 mod error;
