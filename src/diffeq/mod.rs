@@ -614,7 +614,7 @@ pub fn solve<Y: Tree, P: Tree>(
                 let fl = |t: &Tensor, y: &[Tensor]| f(t, &y0.rebuild_from(y.to_vec()), args).leaves();
                 interval(solver, &Field { f: &fl, sign }, a, b, y, opts)
             }
-            Gradient::Adjoint => adjoint_interval(&f, solver, sign, a, b, y0, y, args, opts, &stats[3]),
+            Gradient::Adjoint => adjoint_interval(&f, solver, sign, a, b, y0, y, args, opts),
         };
         y = y_new;
         // Intervals after a failure are skipped (their result code is kept).
@@ -641,7 +641,6 @@ fn adjoint_interval<Y: Tree, P: Tree>(
     y: Vec<Tensor>,
     args: &P,
     opts: &Options,
-    _prior: &Tensor,
 ) -> (Vec<Tensor>, [Tensor; 4]) {
     let ny = y.len();
     let np = args.leaves().len();
