@@ -374,3 +374,78 @@ fn nan_and_max_steps_are_flagged() {
     let f = jit(|y: &Tensor| solve(decay, Solver::Tsit5, 0.0, 10.0, y, &(), &[], &o).result);
     assert_eq!(f(&Tensor::scalar(1.0)).item::<i64>(), 1);
 }
+
+// Euler–Maruyama.
+
+use cotangent::diffeq::euler_maruyama;
+
+fn ou_drift(_t: &Tensor, x: &Tensor, theta: &Tensor) -> Tensor {
+    -(theta * x)
+}
+
+fn ou_noise(_t: &Tensor, x: &Tensor, _: &Tensor) -> Tensor {
+    x.ones_like() * 0.5
+}
+
+#[test]
+fn euler_maruyama_matches_the_ornstein_uhlenbeck_moments() {
+    // dX = -θX dt + σ dW, θ = 1, σ = 0.5, X0 = 1, T = 1; 20000 independent paths as elements.
+    let n = 20000;
+    let (theta, sigma, steps) = (1.0f64, 0.5f64, 100);
+    let x0 = Tensor::ones(&[n], DType::F64);
+    let x = euler_maruyama(ou_drift, ou_noise, 0.0, 1.0, steps, &x0, &Tensor::scalar(theta), &random::key(7))
+        .to_vec::<f64>();
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let (m_exact, v_exact) = ((-theta).exp(), sigma * sigma / (2.0 * theta) * (1.0 - (-2.0 * theta).exp()));
+    // Sampling error of the mean is √(v/n) ≈ 0.0033; the discretisation bias is O(h) ≈ 0.002.
+    assert!((mean - m_exact).abs() < 0.015, "mean {mean} vs {m_exact}");
+    assert!((var - v_exact).abs() < 0.05 * v_exact, "variance {var} vs {v_exact}");
+}
+
+#[test]
+fn euler_maruyama_is_deterministic_per_key_and_differentiable() {
+    let x0 = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+    let th = Tensor::scalar(1.0);
+    let run = |k: u64| euler_maruyama(ou_drift, ou_noise, 0.0, 1.0, 20, &x0, &th, &random::key(k)).to_vec::<f64>();
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+    // Without noise it is the Euler method of `solve`.
+    let zero = |_t: &Tensor, x: &Tensor, _: &Tensor| x.zeros_like();
+    let em = euler_maruyama(ou_drift, zero, 0.0, 1.0, 20, &x0, &th, &random::key(1)).to_vec::<f64>();
+    let eu =
+        solve(ou_drift, Solver::Euler, 0.0, 1.0, &x0, &th, &[], &Options { dt0: Some(0.05), ..Options::default() }).ys
+            [0]
+        .to_vec::<f64>();
+    for k in 0..3 {
+        assert!((em[k] - eu[k]).abs() < 1e-14);
+    }
+    // Additive noise: X_T = (1 - θh)^n X0 + noise independent of X0, so the pathwise gradient
+    // w.r.t. X0 is (1 - θh)^n in reverse and forward mode alike.
+    let l = |x: &Tensor| euler_maruyama(ou_drift, ou_noise, 0.0, 1.0, 20, x, &th, &random::key(3)).sum_all();
+    let want = 0.95f64.powi(20);
+    for v in grad(l)(&x0).to_vec::<f64>() {
+        assert!((v - want).abs() < 1e-12, "{v}");
+    }
+    let (_, d) = jvp(l, &x0, &Tensor::ones(&[3], DType::F64));
+    assert!((d.item::<f64>() - 3.0 * want).abs() < 1e-12);
+    // vmap over keys equals a loop.
+    let keys = random::split(&random::key(9), 4);
+    let by_key = |k: &Tensor| euler_maruyama(ou_drift, ou_noise, 0.0, 1.0, 20, &x0, &th, k);
+    let batched = vmap(by_key)(&keys).to_vec::<f64>();
+    for i in 0..4 {
+        let row = by_key(&keys.index(i as isize)).to_vec::<f64>();
+        for k in 0..3 {
+            assert!((batched[3 * i + k] - row[k]).abs() < 1e-14, "path {i}");
+        }
+    }
+}
+
+#[test]
+fn fixed_step_solvers_flag_a_non_finite_state() {
+    let o = Options { dt0: Some(0.1), ..Options::default() };
+    let sol = solve(decay, Solver::Rk4, 0.0, 1.0, &Tensor::from_vec(vec![1.0, f64::NAN], &[2]), &(), &[], &o);
+    assert_eq!(sol.result.item::<i64>(), 2);
+    let sol = solve(decay, Solver::Rk4, 0.0, 1.0, &Tensor::from_vec(vec![1.0, 2.0], &[2]), &(), &[], &o);
+    assert_eq!(sol.result.item::<i64>(), 0);
+}

@@ -1,4 +1,5 @@
 //! Ordinary differential equations `dy/dt = f(t, y, args)` over trees of tensors: [`solve`].
+//! Not here yet: implicit (stiff) solvers and dense output (save times are stepped to).
 //!
 //! Built on the public API only: the fixed-step solvers ([`Solver::Euler`], [`Solver::Heun`],
 //! [`Solver::Midpoint`], [`Solver::Rk4`]) run one [`fori_loop`] per interval between save
@@ -18,6 +19,9 @@
 //!   Memory does not grow with the steps; its gradient matches the true one to the tolerance.
 //! * Forward sensitivities: [`jvp`](crate::jvp) / [`jacfwd`](crate::jacfwd) through a solve
 //!   with [`Gradient::Discretise`] (a `custom_vjp` has no forward mode).
+//!
+//! Stochastic equations: [`euler_maruyama`] (diagonal noise, Brownian increments from
+//! [`random`](crate::random) keys).
 //!
 //! Every leaf of `y0` and `args` must be a float tensor. [`Solution::stats`] counts accepted
 //! and rejected steps and function evaluations; [`Solution::result`] is `0` on success, `1`
@@ -501,12 +505,10 @@ fn fixed(tab: &Tableau, field: &Field, s0: f64, s1: f64, y0: Vec<Tensor>, dt: f6
         },
         &y0,
     );
-    let stats = [
-        Tensor::scalar(n as f64),
-        Tensor::scalar(0.0),
-        Tensor::scalar((n as usize * tab.c.len()) as f64),
-        Tensor::scalar(0.0),
-    ];
+    // A non-finite final state (NaN in y0, or a blow-up) is flagged: code 2.
+    let code = where_(&all_finite(&y), 0.0, 2.0);
+    let stats =
+        [Tensor::scalar(n as f64), Tensor::scalar(0.0), Tensor::scalar((n as usize * tab.c.len()) as f64), code];
     (y, stats)
 }
 
@@ -697,4 +699,85 @@ fn adjoint_interval<Y: Tree, P: Tree>(
     let mut out = g(&x);
     let st = out.split_off(ny);
     (out, [st[0].clone(), st[1].clone(), st[2].clone(), st[3].clone()])
+}
+
+/// A bool scalar: whether every element of every leaf is finite.
+fn all_finite(y: &[Tensor]) -> Tensor {
+    y.iter().fold(Tensor::scalar(true), |acc, t| acc.logical_and(&t.is_finite().all_all()))
+}
+
+/// Euler–Maruyama for the Itô SDE `dy = f(t, y, args) dt + g(t, y, args) ∘ dW` with diagonal
+/// noise (`g` returns a tree shaped like `y`, multiplied elementwise by independent Brownian
+/// increments), `n_steps` equal steps from `t0` to `t1` in one [`fori_loop`] (so every
+/// transformation goes through it, reverse mode included). The increment of step `i` for leaf
+/// `j` is `√|dt| · normal(fold_in(fold_in(key, i), j))`: the same key gives the same path.
+/// Strong order 1/2, weak order 1.
+///
+/// ```
+/// use cotangent::diffeq::euler_maruyama;
+/// use cotangent::{random, DType, Tensor};
+/// // Brownian motion dy = σ dW: y(1) ~ N(0, σ²); 4000 paths at once.
+/// let f = |_t: &Tensor, y: &Tensor, _: &()| y.zeros_like();
+/// let g = |_t: &Tensor, y: &Tensor, _: &()| y.ones_like() * 2.0;
+/// let y = euler_maruyama(f, g, 0.0, 1.0, 50, &Tensor::zeros(&[4000], DType::F64), &(), &random::key(0));
+/// let v = y.square().mean_all().item::<f64>();
+/// assert!((v - 4.0).abs() < 0.4, "{v}");
+/// ```
+///
+/// # Panics
+/// At the caller's line when `n_steps` is 0, or `f` or `g` returns another structure or other
+/// types than the state.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn euler_maruyama<Y: Tree, P: Tree>(
+    f: impl Fn(&Tensor, &Y, &P) -> Y,
+    g: impl Fn(&Tensor, &Y, &P) -> Y,
+    t0: f64,
+    t1: f64,
+    n_steps: usize,
+    y0: &Y,
+    args: &P,
+    key: &Tensor,
+) -> Y {
+    let caller = std::panic::Location::caller();
+    if n_steps == 0 {
+        panic!("diffeq::euler_maruyama (called at {caller}): n_steps must be at least 1");
+    }
+    for (name, out) in
+        [("drift f", f(&Tensor::scalar(t0), y0, args)), ("diffusion g", g(&Tensor::scalar(t0), y0, args))]
+    {
+        let (la, lb) = (y0.named_leaves(), out.named_leaves());
+        if la.len() != lb.len() || la.iter().zip(&lb).any(|((pa, ta), (pb, tb))| pa != pb || ta.ty() != tb.ty()) {
+            let show = |l: &[(String, Tensor)]| {
+                l.iter().map(|(p, t)| format!("{p}: {}", t.ty())).collect::<Vec<_>>().join(", ")
+            };
+            panic!(
+                "diffeq::euler_maruyama (called at {caller}): the {name} must return the state's structure and types: it returns ({}) but the state is ({})",
+                show(&lb),
+                show(&la)
+            );
+        }
+    }
+    let h = (t1 - t0) / n_steps as f64;
+    let sq = h.abs().sqrt();
+    let y = fori_loop(
+        0,
+        n_steps as i64,
+        |i: &Tensor, y: &Vec<Tensor>| {
+            let t = i.cast(DType::F64) * h + t0;
+            let tree = y0.rebuild_from(y.clone());
+            let (drift, diff) = (f(&t, &tree, args).leaves(), g(&t, &tree, args).leaves());
+            let k = crate::random::fold_in_tensor(key, i);
+            y.iter()
+                .zip(drift.iter().zip(&diff))
+                .enumerate()
+                .map(|(j, (y, (a, b)))| {
+                    let dw = crate::random::normal(&crate::random::fold_in(&k, j as i64), &y.shape(), y.dtype()) * sq;
+                    y + a * h + b * dw
+                })
+                .collect()
+        },
+        &y0.leaves(),
+    );
+    y0.rebuild_from(y)
 }
