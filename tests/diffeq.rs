@@ -489,3 +489,28 @@ fn a_tiny_neural_ode_trains_and_its_gradient_methods_agree() {
     let last = step(&p).0.item::<f64>();
     assert!(last < first / 10.0, "loss {first} -> {last}");
 }
+
+#[test]
+fn vmap_of_adjoint_gradients_equals_a_loop() {
+    let z0s = Tensor::from_vec(vec![2.0, 0.0, 1.0, -1.0, 0.5, 3.0], &[3, 2]);
+    let a = a_matrix();
+    // L = Σ z(T)²: its gradient depends on z0, unlike Σ z(T).
+    let dl = |z: &Tensor| {
+        grad(|z: &Tensor| {
+            solve(linear, Solver::Tsit5, 0.0, 1.0, z, &a, &[], &lin_opts(Gradient::Adjoint)).ys[0].square().sum_all()
+        })(z)
+    };
+    let batched = vmap(dl)(&z0s).to_vec::<f64>();
+    for i in 0..3 {
+        let row = dl(&z0s.index(i as isize)).to_vec::<f64>();
+        let disc = grad(|z: &Tensor| loss_sq(z, &a))(&z0s.index(i as isize)).to_vec::<f64>();
+        for k in 0..2 {
+            assert!((batched[2 * i + k] - row[k]).abs() < 1e-12, "example {i}: {batched:?} vs {row:?}");
+            assert!((row[k] - disc[k]).abs() < 1e-7, "example {i}: adjoint {row:?} vs discretise {disc:?}");
+        }
+    }
+}
+
+fn loss_sq(z: &Tensor, a: &Tensor) -> Tensor {
+    solve(linear, Solver::Tsit5, 0.0, 1.0, z, a, &[], &lin_opts(Gradient::Discretise)).ys[0].square().sum_all()
+}
