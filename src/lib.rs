@@ -115,6 +115,7 @@ pub mod backend;
 pub mod compile;
 pub mod control;
 pub mod data;
+pub mod diffeq;
 pub mod diffop;
 #[cfg(feature = "mpi")]
 pub mod dist;
