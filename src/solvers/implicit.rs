@@ -1,0 +1,280 @@
+//! Implicit differentiation ([`custom_root`], [`custom_fixed_point`]) and solvers written
+//! with `while_loop`/`fori_loop` whose solutions it makes differentiable.
+
+use super::iterative::{linear_inverse, vdot, SolveInfo, Solver};
+use crate::control::{custom_jvp, fori_loop, while_loop};
+use crate::{jvp, vjp, where_, Tensor, Tree};
+
+/// Makes `solver`'s root of `optimality(x, θ) = 0` differentiable in `θ` by the implicit
+/// function theorem: `dx = −(∂F/∂x)⁻¹ (∂F/∂θ) dθ` (forward mode) and
+/// `θ̄ = −(∂F/∂θ)ᵀ (∂F/∂x)⁻ᵀ x̄` (reverse mode), the linear systems solved matrix-free by
+/// `tangent_solver` (declare it symmetric when `∂F/∂x` is, as for a gradient).
+///
+/// `solver(θ)` returns `(x*, info)`; its iterations are never differentiated. The result
+/// composes with `grad`, `jvp`, `vmap` and `jit`. Values `optimality` and `solver` close
+/// over are constants: pass what you differentiate in `θ`.
+///
+/// ```
+/// use cotangent::solvers::{custom_root, newton_scalar, Solver};
+/// use cotangent::{grad, Tensor};
+/// // x³ = θ: x = θ^(1/3), dx/dθ = 1 / (3 x²).
+/// let f = |x: &Tensor, t: &Tensor| x.powf(3.0) - t;
+/// let cube_root = custom_root(f, move |t: &Tensor| newton_scalar(f, &Tensor::scalar(1.0), t, 1e-12, 50), Solver::bicgstab());
+/// let g = grad(|t: &Tensor| cube_root(t).0)(&Tensor::scalar(8.0));
+/// assert!((g.item::<f64>() - 1.0 / 12.0).abs() < 1e-9);
+/// ```
+pub fn custom_root<P, F, S>(optimality: F, solver: S, tangent_solver: Solver) -> impl Fn(&P) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    F: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
+    S: Fn(&P) -> (Tensor, SolveInfo) + Clone + 'static,
+{
+    let s2 = solver.clone();
+    let rule = move |theta: &P, dtheta: &P| {
+        let (x, info) = s2(theta);
+        let (fx, xc) = (optimality.clone(), x.clone());
+        let (_, dfdt) = jvp(move |q: &P| fx(&xc, q), theta, dtheta);
+        let th = theta.clone();
+        let (fx, xr) = (optimality.clone(), x.clone());
+        let jx = move |v: &Tensor| {
+            let th = th.clone();
+            let fx = fx.clone();
+            jvp(move |y: &Tensor| fx(y, &th), &xr, v).1
+        };
+        let dx = -linear_inverse(jx, tangent_solver)(&dfdt);
+        let zero = SolveInfo {
+            converged: info.converged.zeros_like(),
+            iterations: info.iterations.zeros_like(),
+            residual: info.residual.zeros_like(),
+        };
+        ((x, info), (dx, zero))
+    };
+    custom_jvp(move |t: &P| solver(t), rule)
+}
+
+/// [`custom_root`] for a fixed point `x = t(x, θ)` (the optimality function `t(x, θ) − x`);
+/// `∂F/∂x = ∂t/∂x − I` is generally not symmetric, so use BiCGStab or the Neumann series
+/// (which converges when `t` is a contraction).
+///
+/// ```
+/// use cotangent::solvers::{custom_fixed_point, fixed_point, Solver};
+/// use cotangent::{grad, Tensor};
+/// // x = (x + θ/x) / 2 has the fixed point √θ; d√θ/dθ = 1 / (2√θ).
+/// let t = |x: &Tensor, th: &Tensor| (x + th / x) * 0.5;
+/// let sqrt = custom_fixed_point(t, move |th: &Tensor| fixed_point(t, &Tensor::scalar(1.0), th, 1e-12, 100), Solver::bicgstab());
+/// let g = grad(|th: &Tensor| sqrt(th).0)(&Tensor::scalar(4.0));
+/// assert!((g.item::<f64>() - 0.25).abs() < 1e-9);
+/// ```
+pub fn custom_fixed_point<P, T, S>(t: T, solver: S, tangent_solver: Solver) -> impl Fn(&P) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    T: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
+    S: Fn(&P) -> (Tensor, SolveInfo) + Clone + 'static,
+{
+    custom_root(move |x: &Tensor, p: &P| t(x, p) - x, solver, tangent_solver)
+}
+
+/// The gradient of `f(·, θ)` at `x`.
+fn grad_x<P: Tree>(f: &dyn Fn(&Tensor, &P) -> Tensor, x: &Tensor, theta: &P) -> Tensor {
+    let (_, pb) = vjp(|y: &Tensor| f(y, theta), x);
+    pb.call(1.0)
+}
+
+/// Gradient descent on `f(·, θ)` from `x0` with a fixed `step`, until the gradient norm is
+/// below `tol` or `max_iter` steps (a `while_loop`; not differentiable by itself: wrap it
+/// with [`minimize_implicit`]). The info's residual is the final gradient norm.
+///
+/// ```
+/// use cotangent::solvers::gradient_descent;
+/// use cotangent::Tensor;
+/// let f = |x: &Tensor, c: &Tensor| ((x - c) * (x - c)).sum_all();
+/// let (x, info) = gradient_descent(f, &Tensor::zeros(&[2], cotangent::DType::F64), &Tensor::from_vec(vec![1.0, 2.0], &[2]), 0.25, 1e-10, 100);
+/// assert!(info.converged.item::<bool>());
+/// assert!((x.to_vec::<f64>()[1] - 2.0).abs() < 1e-9);
+/// ```
+pub fn gradient_descent<P: Tree>(
+    f: impl Fn(&Tensor, &P) -> Tensor,
+    x0: &Tensor,
+    theta: &P,
+    step: f64,
+    tol: f64,
+    max_iter: usize,
+) -> (Tensor, SolveInfo) {
+    let g0 = grad_x(&f, x0, theta);
+    let init = (x0.clone(), g0.clone(), vdot(&g0, &g0), Tensor::scalar(0i64));
+    let max = max_iter as i64;
+    let (x, _, gg, k) = while_loop(
+        |c: &(Tensor, Tensor, Tensor, Tensor)| c.3.lt(max).logical_and(&c.2.gt(tol * tol)),
+        |c: &(Tensor, Tensor, Tensor, Tensor)| {
+            let x = &c.0 - &c.1 * step;
+            let g = grad_x(&f, &x, theta);
+            let gg = vdot(&g, &g);
+            (x, g, gg, &c.3 + Tensor::scalar(1i64))
+        },
+        &init,
+    );
+    let converged = gg.le(tol * tol);
+    (x, SolveInfo { converged, iterations: k, residual: gg.sqrt() })
+}
+
+/// Gradient descent for exactly `iters` steps through a `fori_loop`: differentiable by
+/// unrolling (reverse mode through the loop), the counterpart of [`minimize_implicit`].
+///
+/// ```
+/// use cotangent::solvers::gradient_descent_unrolled;
+/// use cotangent::{grad, Tensor};
+/// let f = |x: &Tensor, c: &Tensor| ((x - c) * (x - c)).sum_all();
+/// let x0 = Tensor::zeros(&[1], cotangent::DType::F64);
+/// // x* = c, dx*/dc = 1 (to the accuracy of 60 halving steps).
+/// let g = grad(|c: &Tensor| gradient_descent_unrolled(f, &x0, c, 0.25, 60).sum_all())(&Tensor::from_vec(vec![3.0], &[1]));
+/// assert!((g.to_vec::<f64>()[0] - 1.0).abs() < 1e-12);
+/// ```
+pub fn gradient_descent_unrolled<P: Tree>(
+    f: impl Fn(&Tensor, &P) -> Tensor,
+    x0: &Tensor,
+    theta: &P,
+    step: f64,
+    iters: usize,
+) -> Tensor {
+    fori_loop(0, iters as i64, |_: &Tensor, x: &Tensor| x - grad_x(&f, x, theta) * step, x0)
+}
+
+/// Minimises `f(·, θ)` by [`gradient_descent`] from `x0`, differentiable in `θ` by
+/// [`custom_root`] on the optimality condition `∇ₓf(x, θ) = 0` (the Hessian system solved
+/// by `tangent_solver`, CG when `f` is convex).
+///
+/// ```
+/// use cotangent::solvers::{minimize_implicit, Solver};
+/// use cotangent::{grad, Tensor};
+/// let f = |x: &Tensor, c: &Tensor| ((x - c) * (x - c)).sum_all() + (x * x).sum_all();
+/// // x* = c / 2
+/// let solve = minimize_implicit(f, &Tensor::zeros(&[1], cotangent::DType::F64), 0.2, 1e-12, 500, Solver::cg());
+/// let g = grad(|c: &Tensor| solve(c).0.sum_all())(&Tensor::from_vec(vec![3.0], &[1]));
+/// assert!((g.to_vec::<f64>()[0] - 0.5).abs() < 1e-9);
+/// ```
+pub fn minimize_implicit<P, F>(
+    f: F,
+    x0: &Tensor,
+    step: f64,
+    tol: f64,
+    max_iter: usize,
+    tangent_solver: Solver,
+) -> impl Fn(&P) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    F: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
+{
+    let x0 = x0.clone();
+    let g = f.clone();
+    custom_root(
+        move |x: &Tensor, p: &P| grad_x(&g, x, p),
+        move |p: &P| gradient_descent(&f, &x0, p, step, tol, max_iter),
+        tangent_solver,
+    )
+}
+
+/// A root of the scalar function `f(·, θ)` in `[lo, hi]` (where it changes sign) by
+/// bisection, to `|hi − lo| ≤ tol` or `max_iter` halvings; `converged` is false when the
+/// bracket has no sign change. Wrap it with [`custom_root`] to differentiate.
+///
+/// ```
+/// use cotangent::solvers::bisection;
+/// use cotangent::Tensor;
+/// let (x, info) = bisection(|x: &Tensor, _: &()| x * x - 2.0, 0.0, 2.0, &(), 1e-12, 100);
+/// assert!(info.converged.item::<bool>());
+/// assert!((x.item::<f64>() - 2f64.sqrt()).abs() < 1e-11);
+/// ```
+pub fn bisection<P: Tree>(
+    f: impl Fn(&Tensor, &P) -> Tensor,
+    lo: f64,
+    hi: f64,
+    theta: &P,
+    tol: f64,
+    max_iter: usize,
+) -> (Tensor, SolveInfo) {
+    let (lo_t, hi_t) = (Tensor::scalar(lo), Tensor::scalar(hi));
+    let bracket = (f(&lo_t, theta) * f(&hi_t, theta)).le(0.0);
+    let max = max_iter as i64;
+    let init = (lo_t, hi_t, Tensor::scalar(0i64));
+    let (a, b, k) = while_loop(
+        |c: &(Tensor, Tensor, Tensor)| c.2.lt(max).logical_and(&(&c.1 - &c.0).gt(tol)).logical_and(&bracket),
+        |c: &(Tensor, Tensor, Tensor)| {
+            let m = (&c.0 + &c.1) * 0.5;
+            let left = (f(&c.0, theta) * f(&m, theta)).le(0.0);
+            (where_(&left, &c.0, &m), where_(&left, &m, &c.1), &c.2 + Tensor::scalar(1i64))
+        },
+        &init,
+    );
+    let x = (&a + &b) * 0.5;
+    let converged = (&b - &a).le(tol).logical_and(&bracket);
+    let residual = f(&x, theta).abs();
+    (x, SolveInfo { converged, iterations: k, residual })
+}
+
+/// A root of the scalar function `f(·, θ)` by Newton's method from `x0` (the derivative by
+/// forward mode), until `|f(x)| ≤ tol` or `max_iter` steps. Wrap it with [`custom_root`] to
+/// differentiate.
+///
+/// ```
+/// use cotangent::solvers::newton_scalar;
+/// use cotangent::Tensor;
+/// let (x, info) = newton_scalar(|x: &Tensor, _: &()| x.cos() - x, &Tensor::scalar(1.0), &(), 1e-14, 50);
+/// assert!(info.converged.item::<bool>());
+/// assert!((x.item::<f64>() - 0.7390851332151607).abs() < 1e-12);
+/// ```
+pub fn newton_scalar<P: Tree>(
+    f: impl Fn(&Tensor, &P) -> Tensor,
+    x0: &Tensor,
+    theta: &P,
+    tol: f64,
+    max_iter: usize,
+) -> (Tensor, SolveInfo) {
+    let max = max_iter as i64;
+    let init = (x0.clone(), f(x0, theta).abs(), Tensor::scalar(0i64));
+    let (x, fx, k) = while_loop(
+        |c: &(Tensor, Tensor, Tensor)| c.2.lt(max).logical_and(&c.1.gt(tol)),
+        |c: &(Tensor, Tensor, Tensor)| {
+            let (y, dy) = jvp(|z: &Tensor| f(z, theta), &c.0, &c.0.ones_like());
+            let x = &c.0 - y / dy;
+            let fx = f(&x, theta).abs();
+            (x, fx, &c.2 + Tensor::scalar(1i64))
+        },
+        &init,
+    );
+    let converged = fx.le(tol);
+    (x, SolveInfo { converged, iterations: k, residual: fx })
+}
+
+/// Fixed-point iteration `x ← t(x, θ)` from `x0` until `‖t(x) − x‖ ≤ tol` or `max_iter`
+/// steps (residual: the last step's norm). Wrap it with [`custom_fixed_point`] to
+/// differentiate.
+///
+/// ```
+/// use cotangent::solvers::fixed_point;
+/// use cotangent::Tensor;
+/// let (x, info) = fixed_point(|x: &Tensor, _: &()| x.cos(), &Tensor::scalar(1.0), &(), 1e-12, 200);
+/// assert!(info.converged.item::<bool>());
+/// assert!((x.item::<f64>() - 0.7390851332151607).abs() < 1e-11);
+/// ```
+pub fn fixed_point<P: Tree>(
+    t: impl Fn(&Tensor, &P) -> Tensor,
+    x0: &Tensor,
+    theta: &P,
+    tol: f64,
+    max_iter: usize,
+) -> (Tensor, SolveInfo) {
+    let max = max_iter as i64;
+    let big = Tensor::scalar_like(&vdot(x0, x0), f64::INFINITY);
+    let init = (x0.clone(), big, Tensor::scalar(0i64));
+    let (x, d, k) = while_loop(
+        |c: &(Tensor, Tensor, Tensor)| c.2.lt(max).logical_and(&c.1.gt(tol)),
+        |c: &(Tensor, Tensor, Tensor)| {
+            let x = t(&c.0, theta);
+            let step = &x - &c.0;
+            (x, vdot(&step, &step).sqrt(), &c.2 + Tensor::scalar(1i64))
+        },
+        &init,
+    );
+    let converged = d.le(tol);
+    (x, SolveInfo { converged, iterations: k, residual: d })
+}
