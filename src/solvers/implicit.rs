@@ -1,7 +1,7 @@
 //! Implicit differentiation ([`custom_root`], [`custom_fixed_point`]) and solvers written
 //! with `while_loop`/`fori_loop` whose solutions it makes differentiable.
 
-use super::iterative::{linear_inverse, vdot, SolveInfo, Solver};
+use super::iterative::{linear_inverse, nan_unless, vdot, SolveInfo, Solver};
 use crate::control::{custom_jvp, fori_loop, while_loop};
 use crate::{jvp, vjp, where_, Tensor, Tree};
 
@@ -11,7 +11,9 @@ use crate::{jvp, vjp, where_, Tensor, Tree};
 /// `tangent_solver` (declare it symmetric when `∂F/∂x` is, as for a gradient).
 ///
 /// `solver(θ)` returns `(x*, info)`; its iterations are never differentiated. The result
-/// composes with `grad`, `jvp`, `vmap` and `jit`. Values `optimality` and `solver` close
+/// composes with `grad`, `jvp`, `vmap` and `jit`. When the solver reports no convergence,
+/// or the tangent system's solve does not converge, the derivatives are NaN (a wrong root
+/// never gives a plausible-looking gradient). Values `optimality` and `solver` close
 /// over are constants: pass what you differentiate in `θ`.
 ///
 /// ```
@@ -41,7 +43,7 @@ where
             let fx = fx.clone();
             jvp(move |y: &Tensor| fx(y, &th), &xr, v).1
         };
-        let dx = -linear_inverse(jx, tangent_solver)(&dfdt);
+        let dx = -linear_inverse(jx, tangent_solver)(&dfdt) * nan_unless(&info);
         let zero = SolveInfo {
             converged: info.converged.zeros_like(),
             iterations: info.iterations.zeros_like(),
@@ -52,8 +54,8 @@ where
     custom_jvp(move |t: &P| solver(t), rule)
 }
 
-/// [`custom_root`] for a fixed point `x = t(x, θ)` (the optimality function `t(x, θ) − x`);
-/// `∂F/∂x = ∂t/∂x − I` is generally not symmetric, so use BiCGStab or the Neumann series
+/// [`custom_root`] for a fixed point `x = t(x, θ)` (the optimality function `x − t(x, θ)`);
+/// `∂F/∂x = I − ∂t/∂x` is generally not symmetric, so use BiCGStab or the Neumann series
 /// (which converges when `t` is a contraction).
 ///
 /// ```
@@ -71,7 +73,7 @@ where
     T: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
     S: Fn(&P) -> (Tensor, SolveInfo) + Clone + 'static,
 {
-    custom_root(move |x: &Tensor, p: &P| t(x, p) - x, solver, tangent_solver)
+    custom_root(move |x: &Tensor, p: &P| x - t(x, p), solver, tangent_solver)
 }
 
 /// The gradient of `f(·, θ)` at `x`.

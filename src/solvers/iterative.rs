@@ -261,17 +261,22 @@ pub fn solve_raw(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver
 /// `v ↦ A⁻¹ v` for a fixed operator, linear in `v`, as a `custom_vjp` function whose
 /// pullback solves with `Aᵀ` (the same solver). Being linear, it may be applied to tangents
 /// inside a `custom_jvp` rule: reverse mode transposes it into the transposed solve.
+/// A solve that does not converge gives NaN (never a silently wrong derivative).
 pub(crate) fn linear_inverse(matvec: impl Fn(&Tensor) -> Tensor + Clone, solver: Solver) -> impl Fn(&Tensor) -> Tensor {
     let fwd_mv = matvec.clone();
-    let f = move |v: &Tensor| solve_raw(&fwd_mv, v, &solver).0;
+    let f = move |v: &Tensor| {
+        let (x, info) = solve_raw(&fwd_mv, v, &solver);
+        where_(&info.converged, &x, f64::NAN)
+    };
     let f2 = f.clone();
     let bwd = move |_: &(), ct: &Tensor| {
-        if solver.symmetric {
-            solve_raw(&matvec, ct, &solver).0
+        let (x, info) = if solver.symmetric {
+            solve_raw(&matvec, ct, &solver)
         } else {
             let mt = linear_transpose(|v: &Tensor| matvec(v), ct);
-            solve_raw(&|u: &Tensor| mt(u), ct, &solver).0
-        }
+            solve_raw(&|u: &Tensor| mt(u), ct, &solver)
+        };
+        where_(&info.converged, &x, f64::NAN)
     };
     custom_vjp(f, move |v: &Tensor| (f2(v), ()), bwd)
 }
@@ -282,8 +287,8 @@ pub(crate) fn linear_inverse(matvec: impl Fn(&Tensor) -> Tensor + Clone, solver:
 /// `matvec` must be linear in its second argument. The derivative is
 /// `dx = A⁻¹(db − (∂_p matvec)(dp) x)`, solved again with `solver`; reverse mode solves
 /// with the transposed operator (from [`linear_transpose`], or `A` itself when
-/// `solver.symmetric`). The [`SolveInfo`] says whether the primal solve converged; check it:
-/// a solver that did not converge gives derivatives of a wrong solution. Values `matvec`
+/// `solver.symmetric`). The [`SolveInfo`] says whether the primal solve converged; when it
+/// did not, or a derivative's solve did not, the derivatives are NaN (not silently wrong). Values `matvec`
 /// closes over are constants (pass what you differentiate as `params`); second derivatives
 /// in `params` are not supported.
 ///
@@ -317,7 +322,7 @@ where
         let (_, da_x) = jvp(move |q: &P| mv(q, &xc), &pc, dp);
         let mv = matvec.clone();
         let inv = linear_inverse(move |v: &Tensor| mv(&pc, v), s);
-        let dx = inv(&(db - da_x));
+        let dx = inv(&(db - da_x)) * nan_unless(&info);
         let zero = SolveInfo {
             converged: info.converged.zeros_like(),
             iterations: info.iterations.zeros_like(),
@@ -326,4 +331,10 @@ where
         ((x, info), (dx, zero))
     };
     custom_jvp(f, rule)(&(params.clone(), b.clone()))
+}
+
+/// 1 where the solve converged, NaN where not: a scale for derivatives, so that both forward
+/// and reverse mode (whose transposition keeps the factor) give NaN after a failed solve.
+pub(crate) fn nan_unless(info: &SolveInfo) -> Tensor {
+    where_(&info.converged, &info.residual.ones_like(), f64::NAN)
 }
