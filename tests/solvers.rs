@@ -214,6 +214,39 @@ fn linear_solve_neumann_spd_and_nonsymmetric_gradients() {
 }
 
 #[test]
+fn linear_solve_gmres_spd_and_nonsymmetric_gradients() {
+    check_linear_solve(spd(), v(&[0.3, 0.3]), Solver::gmres(3), "GMRES(3) on SPD");
+    check_linear_solve(nonsym(), v(&[0.1, -0.05]), Solver::gmres(3), "GMRES(3) non-symmetric");
+    // Restarts: a Krylov dimension of 2 on a 3×3 system needs several cycles.
+    check_linear_solve(nonsym(), v(&[0.1, -0.05]), Solver::gmres(2), "GMRES(2) non-symmetric");
+    let (_, info) = linear_solve(family(nonsym()), &v(&[0.1, -0.05]), &v(&[1.0, 2.0, 3.0]), &Solver::gmres(2));
+    assert!(info.iterations.item::<i64>() > 2, "more than one cycle");
+    // A 20×20 non-symmetric system (tridiagonal, diagonally dominant) with restarts of 5.
+    let n = 20;
+    let a = Tensor::from_vec(
+        (0..n * n)
+            .map(|k| {
+                let (i, j) = (k / n, k % n);
+                if i == j {
+                    4.0 + i as f64 * 0.1
+                } else if j == i + 1 {
+                    1.0
+                } else if i == j + 1 {
+                    -0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+        &[n, n],
+    );
+    let b = Tensor::from_vec((0..n).map(|i| (i as f64).sin()).collect(), &[n]);
+    let (x, info) = solve_raw(&|u: &Tensor| a.matmul(u), &b, &Solver::gmres(5));
+    assert!(info.converged.item::<bool>());
+    assert!((a.matmul(&x) - &b).abs().max_all().item::<f64>() < 1e-8);
+}
+
+#[test]
 fn linear_solve_vmap_of_different_problems_equals_a_loop() {
     let mv = family(spd());
     let ps = m(&[&[0.1, 0.1], &[0.5, 0.5], &[-0.3, -0.3]]);

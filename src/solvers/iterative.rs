@@ -15,6 +15,14 @@ pub enum Method {
     /// The Neumann series `x = Σ (I − A)ᵏ b` (Richardson iteration): converges when the
     /// spectral radius of `I − A` is below one.
     Neumann,
+    /// GMRES restarted every `restart` steps, for general operators. Each cycle builds an
+    /// Arnoldi basis (modified Gram–Schmidt) and minimises the residual over it (the small
+    /// least-squares problem solved by conjugate gradient on its normal equations);
+    /// `max_iter` counts matrix-vector products.
+    Gmres {
+        /// Krylov dimension per cycle (unrolled in the graph: keep it small, ≤ 30).
+        restart: usize,
+    },
 }
 
 /// A linear solver: method, relative tolerance on the residual `‖b − Ax‖ ≤ tol·‖b‖`,
@@ -63,6 +71,17 @@ impl Solver {
     /// ```
     pub fn neumann() -> Solver {
         Solver { method: Method::Neumann, tol: 1e-10, max_iter: 1000, symmetric: false }
+    }
+    /// Restarted GMRES with Krylov dimension `restart`, tol 1e-10, 1000 matrix-vector
+    /// products.
+    ///
+    /// ```
+    /// use cotangent::solvers::{Method, Solver};
+    /// assert_eq!(Solver::gmres(10).method, Method::Gmres { restart: 10 });
+    /// ```
+    pub fn gmres(restart: usize) -> Solver {
+        assert!(restart > 0, "Solver::gmres: the restart length must be positive, got 0");
+        Solver { method: Method::Gmres { restart }, tol: 1e-10, max_iter: 1000, symmetric: false }
     }
     /// With this relative tolerance.
     ///
@@ -240,6 +259,56 @@ fn neumann(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver) -> (Tenso
     (x, SolveInfo { converged, iterations: k, residual: rs.sqrt() })
 }
 
+fn gmres(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver, m: usize) -> (Tensor, SolveInfo) {
+    let bb = vdot(b, b);
+    let thresh = &bb * (s.tol * s.tol);
+    let max = s.max_iter as i64;
+    let safe = |d: &Tensor| where_(&d.eq(0.0), 1.0, d);
+    let init = (b.zeros_like(), bb.clone(), Tensor::scalar(0i64), Tensor::scalar(true));
+    let (x, rs, k, _) = while_loop(
+        |c: &(Tensor, Tensor, Tensor, Tensor)| c.2.lt(max).logical_and(&c.1.gt(&thresh)).logical_and(&c.3),
+        |c: &(Tensor, Tensor, Tensor, Tensor)| {
+            let r = b - matvec(&c.0);
+            let beta = vdot(&r, &r).sqrt();
+            let mut basis = vec![&r / safe(&beta)];
+            // h[j][i]: column j of the (m + 1) × m Hessenberg matrix.
+            let mut h: Vec<Vec<Tensor>> = Vec::with_capacity(m);
+            for j in 0..m {
+                let mut w = matvec(&basis[j]);
+                let mut col = Vec::with_capacity(m + 1);
+                for vi in &basis {
+                    let hij = vdot(&w, vi);
+                    w = &w - &hij * vi;
+                    col.push(hij);
+                }
+                let norm = vdot(&w, &w).sqrt();
+                basis.push(&w / safe(&norm));
+                col.push(norm);
+                col.resize(m + 1, beta.zeros_like());
+                h.push(col);
+            }
+            // min ‖β e₀ − H y‖ through (HᵀH) y = Hᵀ β e₀ = β H[0, :].
+            let hm = crate::stack(&h.into_iter().map(|c| crate::stack(&c, 0)).collect::<Vec<_>>(), 1);
+            let hth = hm.t().matmul(&hm);
+            let rhs = hm.index(0) * &beta;
+            let inner = Solver { method: Method::Cg, tol: 1e-14, max_iter: 4 * m, symmetric: true };
+            let (y, _) = cg(&|u: &Tensor| hth.matmul(u), &rhs, &inner);
+            let mut x = c.0.clone();
+            for (j, vj) in basis.iter().take(m).enumerate() {
+                x = &x + y.index(j as isize) * vj;
+            }
+            let r = b - matvec(&x);
+            let rs = vdot(&r, &r);
+            // A cycle that does not reduce the residual would repeat forever: stop.
+            let progress = rs.lt(&c.1).logical_and(&rs.isnan().logical_not());
+            (where_(&progress, &x, &c.0), where_(&progress, &rs, &c.1), &c.2 + Tensor::scalar(m as i64), progress)
+        },
+        &init,
+    );
+    let converged = rs.le(&thresh);
+    (x, SolveInfo { converged, iterations: k, residual: rs.sqrt() })
+}
+
 /// Solves `matvec(x) = b` with `solver`, without derivatives (the raw iteration).
 ///
 /// ```
@@ -255,6 +324,7 @@ pub fn solve_raw(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver
         Method::Cg => cg(matvec, b, solver),
         Method::BiCgStab => bicgstab(matvec, b, solver),
         Method::Neumann => neumann(matvec, b, solver),
+        Method::Gmres { restart } => gmres(matvec, b, solver, restart),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Implicit differentiation and differentiable solvers (issue 15).
 //!
 //! - [`linear_solve`]: a matrix-free solve of `A(p) x = b` (conjugate gradient,
-//!   BiCGStab or a Neumann series, chosen by [`Solver`]) that is differentiable in `b` and in
+//!   BiCGStab, restarted GMRES or a Neumann series, chosen by [`Solver`]) that is differentiable in `b` and in
 //!   the parameters `p` the matrix-vector product depends on: the derivative solves again,
 //!   `dx = A⁻¹(db − dA x)`, and reverse mode solves with the transposed operator (derived by
 //!   [`linear_transpose`](crate::linear_transpose), or `A` itself when declared symmetric).
