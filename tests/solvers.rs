@@ -367,3 +367,82 @@ fn scalar_roots_and_fixed_points_are_implicitly_differentiable() {
     close(&grad(|th: &Tensor| fp(th).0.sum_all())(&th), &want, 1e-9, "fixed point grad");
     close(&jvp(|th: &Tensor| fp(th).0, &th, &v(&[1.0, 1.0])).1, &want, 1e-9, "fixed point jvp");
 }
+
+// ---- Projections and projected gradient ----
+
+#[test]
+fn projections_known_values() {
+    close(&project_box(&v(&[-1.0, 0.5, 2.0]), 0.0, 1.0), &[0.0, 0.5, 1.0], 0.0, "box");
+    close(&project_simplex(&v(&[0.5, 1.0, -0.2]), 1.0), &[0.25, 0.75, 0.0], 1e-15, "simplex");
+    close(
+        &project_simplex(&v(&[0.2, 0.3, 0.1]), 2.0),
+        &[0.2 + 1.4 / 3.0, 0.3 + 1.4 / 3.0, 0.1 + 1.4 / 3.0],
+        1e-15,
+        "simplex z = 2 (all inside: shift by (2 − 0.6) / 3)",
+    );
+    close(&project_l1_ball(&v(&[0.5, -1.0, 0.2]), 1.0), &[0.25, -0.75, 0.0], 1e-15, "l1 ball");
+    close(&project_l1_ball(&v(&[0.1, -0.2]), 1.0), &[0.1, -0.2], 0.0, "l1 ball inside");
+    close(&project_l2_ball(&v(&[3.0, 4.0]), 1.0), &[0.6, 0.8], 1e-15, "l2 ball");
+    close(&project_l2_ball(&v(&[0.3, 0.4]), 1.0), &[0.3, 0.4], 0.0, "l2 ball inside");
+    // Idempotent, and the simplex projection lands on the simplex.
+    let p = project_simplex(&v(&[3.0, -1.0, 0.4, 0.41]), 1.0);
+    close(&p.sum_all(), &[1.0], 1e-14, "on the simplex");
+    close(&project_simplex(&p, 1.0), &p.to_vec::<f64>(), 1e-14, "idempotent");
+}
+
+#[test]
+fn box_constrained_ridge_known_values_implicit() {
+    // w2 ≤ 1.5 is active at λ = 0.1: w1 = (5/3) / (4/3 + 2λ) = 25/23,
+    // dw1/dλ = −2 w1 / (4/3 + 2λ) = −750/529, dw2/dλ = 0.
+    let proj = |w: &Tensor| project_box(w, -10.0, 1.5);
+    let solve = projected_gradient_implicit(
+        ridge_loss,
+        proj,
+        &Tensor::zeros(&[2], DType::F64),
+        0.4,
+        1e-13,
+        2000,
+        Solver::bicgstab(),
+    );
+    let lam = Tensor::scalar(0.1);
+    let (w, info) = solve(&lam);
+    assert!(info.converged.item::<bool>());
+    close(&w, &[25.0 / 23.0, 1.5], 1e-10, "box ridge w*");
+    let want = [-750.0 / 529.0, 0.0];
+    close(&jvp(|l: &Tensor| solve(l).0, &lam, 1.0).1, &want, 1e-8, "box ridge jvp");
+    close(&jacrev(|l: &Tensor| solve(l).0)(&lam), &want, 1e-8, "box ridge jacrev");
+    // vmap over λ equals a loop (at λ = 1 the constraint is inactive).
+    let lams = v(&[0.05, 0.1, 1.0]);
+    let ds = vmap(|l: &Tensor| jvp(|l: &Tensor| solve(l).0, l, 1.0).1)(&lams);
+    for i in 0..3 {
+        let one = jvp(|l: &Tensor| solve(l).0, &lams.index(i), 1.0).1;
+        close(&ds.index(i), &one.to_vec::<f64>(), 1e-12, "vmap vs loop");
+    }
+}
+
+#[test]
+fn simplex_and_ball_constrained_derivatives_match_the_projection() {
+    // argmin over C of ‖x − θ‖² is proj_C(θ): its derivative is the projection's.
+    let f = |x: &Tensor, t: &Tensor| ((x - t) * (x - t)).sum_all();
+    let theta = v(&[0.5, 1.0, -0.2, 0.7]);
+    let tangent = v(&[0.3, -1.0, 0.6, 0.2]);
+    type Proj = fn(&Tensor) -> Tensor;
+    let cases: [(&str, Proj); 3] = [
+        ("simplex", |x| project_simplex(x, 1.0)),
+        ("l1", |x| project_l1_ball(x, 1.5)),
+        ("l2", |x| project_l2_ball(x, 1.0)),
+    ];
+    for (name, proj) in cases {
+        let x0 = Tensor::from_vec(vec![0.25; 4], &[4]);
+        let solve = projected_gradient_implicit(f, proj, &x0, 0.25, 1e-13, 1000, Solver::bicgstab());
+        let (x, info) = solve(&theta);
+        assert!(info.converged.item::<bool>(), "{name}");
+        close(&x, &proj(&theta).to_vec::<f64>(), 1e-10, name);
+        let (_, want) = jvp(proj, &theta, &tangent);
+        let (_, got) = jvp(|t: &Tensor| solve(t).0, &theta, &tangent);
+        close(&got, &want.to_vec::<f64>(), 1e-8, &format!("{name} jvp"));
+        let g = grad(|t: &Tensor| (solve(t).0 * &tangent).sum_all())(&theta);
+        let gw = grad(|t: &Tensor| (proj(t) * &tangent).sum_all())(&theta);
+        close(&g, &gw.to_vec::<f64>(), 1e-8, &format!("{name} grad"));
+    }
+}

@@ -77,7 +77,7 @@ where
 }
 
 /// The gradient of `f(·, θ)` at `x`.
-fn grad_x<P: Tree>(f: &dyn Fn(&Tensor, &P) -> Tensor, x: &Tensor, theta: &P) -> Tensor {
+pub(crate) fn grad_x<P: Tree>(f: &dyn Fn(&Tensor, &P) -> Tensor, x: &Tensor, theta: &P) -> Tensor {
     let (_, pb) = vjp(|y: &Tensor| f(y, theta), x);
     pb.call(1.0)
 }

@@ -11,7 +11,9 @@
 //!   the implicit function theorem (jvp, grad, vmap, jit).
 //! - Solvers: [`gradient_descent`] (a `while_loop`, implicitly differentiated through
 //!   [`minimize_implicit`]) and [`gradient_descent_unrolled`] (a `fori_loop`, differentiated
-//!   by unrolling); [`bisection`] and [`newton_scalar`] for scalar roots; [`fixed_point`].
+//!   by unrolling); [`projected_gradient`] (implicitly: [`projected_gradient_implicit`])
+//!   with [`project_box`], [`project_simplex`], [`project_l1_ball`], [`project_l2_ball`];
+//!   [`bisection`] and [`newton_scalar`] for scalar roots; [`fixed_point`].
 //!
 //! ```
 //! use cotangent::solvers::{linear_solve, Solver};
@@ -32,6 +34,8 @@
 
 mod implicit;
 mod iterative;
+mod projected;
 
 pub use implicit::*;
 pub use iterative::*;
+pub use projected::*;
