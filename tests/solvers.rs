@@ -491,3 +491,22 @@ fn anderson_acceleration_converges_faster_and_differentiates() {
         close(&jitted(&ths.index(i)), &one, 1e-12, "jit vs eager");
     }
 }
+
+#[test]
+fn ridge_known_values_through_lbfgs() {
+    let optimality = |w: &Tensor, lam: &Tensor| {
+        let (_, pb) = vjp(|w: &Tensor| ridge_loss(w, lam), w);
+        pb.call(1.0)
+    };
+    let solve = custom_root(
+        optimality,
+        |lam: &Tensor| lbfgs(ridge_loss, &Tensor::zeros(&[2], DType::F64), lam, 5, 1e-12, 200),
+        Solver::cg(),
+    );
+    check_ridge(&solve, "L-BFGS");
+    // L-BFGS needs far fewer steps than gradient descent here.
+    let (_, info) = lbfgs(ridge_loss, &Tensor::zeros(&[2], DType::F64), &Tensor::scalar(0.1), 5, 1e-12, 200);
+    let (_, gd) =
+        gradient_descent(ridge_loss, &Tensor::zeros(&[2], DType::F64), &Tensor::scalar(0.1), 0.4, 1e-12, 2000);
+    assert!(info.iterations.item::<i64>() < gd.iterations.item::<i64>());
+}

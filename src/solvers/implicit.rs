@@ -371,3 +371,140 @@ pub fn fixed_point_anderson<P: Tree>(
     let converged = out.d.le(tol);
     (out.x, SolveInfo { converged, iterations: out.k, residual: out.d })
 }
+
+#[derive(Clone, Tree)]
+struct LbfgsState {
+    x: Tensor,
+    f: Tensor,
+    g: Tensor,
+    ss: Tensor,
+    ys: Tensor,
+    rho: Tensor,
+    slot: Tensor,
+    k: Tensor,
+    ok: Tensor,
+}
+
+/// L-BFGS on `f(·, θ)` from `x0` with history `m` and a backtracking (Armijo) line search,
+/// until the gradient norm is below `tol` or `max_iter` steps (the info's residual is the
+/// final gradient norm; `converged` is false when the line search fails). Not
+/// differentiable by itself: wrap it with [`custom_root`] on `∇ₓf = 0`, as [`minimize_implicit`] does for gradient descent.
+///
+/// ```
+/// use cotangent::solvers::lbfgs;
+/// use cotangent::Tensor;
+/// // The Rosenbrock function: minimum at (1, 1).
+/// let f = |x: &Tensor, _: &()| {
+///     let (a, b) = (x.index(0), x.index(1));
+///     (1.0 - &a).square() + (b - a.square()).square() * 100.0
+/// };
+/// let (x, info) = lbfgs(f, &Tensor::from_vec(vec![-1.2, 1.0], &[2]), &(), 10, 1e-10, 500);
+/// assert!(info.converged.item::<bool>());
+/// assert!(x.to_vec::<f64>().iter().all(|v| (v - 1.0).abs() < 1e-8));
+/// ```
+///
+/// # Panics
+/// When `m` is 0.
+#[track_caller]
+pub fn lbfgs<P: Tree>(
+    f: impl Fn(&Tensor, &P) -> Tensor,
+    x0: &Tensor,
+    theta: &P,
+    m: usize,
+    tol: f64,
+    max_iter: usize,
+) -> (Tensor, SolveInfo) {
+    assert!(m > 0, "lbfgs: the history m must be positive, got 0");
+    let shape: Vec<isize> = x0.shape().iter().map(|&d| d as isize).collect();
+    let n: isize = shape.iter().product();
+    let dt = x0.dtype();
+    let value_grad = |x: &Tensor| {
+        let (y, pb) = vjp(|z: &Tensor| f(&z.reshape(&shape), theta), x);
+        (y, pb.call(1.0))
+    };
+    let x = x0.reshape(&[n]);
+    let (f0, g0) = value_grad(&x);
+    let init = LbfgsState {
+        x,
+        f: f0,
+        g: g0,
+        ss: Tensor::zeros(&[m, n as usize], dt),
+        ys: Tensor::zeros(&[m, n as usize], dt),
+        rho: Tensor::zeros(&[m], dt),
+        slot: Tensor::scalar(0i64),
+        k: Tensor::scalar(0i64),
+        ok: Tensor::scalar(true),
+    };
+    let max = max_iter as i64;
+    let zero = Tensor::scalar(0i64);
+    let row = |a: &Tensor, i: &Tensor| a.dynamic_slice(&[i.clone(), zero.clone()], &[1, n as usize]).reshape(&[n]);
+    let out = while_loop(
+        |c: &LbfgsState| c.k.lt(max).logical_and(&vdot(&c.g, &c.g).gt(tol * tol)).logical_and(&c.ok),
+        |c: &LbfgsState| {
+            // Two-loop recursion, newest pair first (slot − 1, slot − 2, …, modulo m).
+            let mut q = c.g.clone();
+            let mut alphas = Vec::with_capacity(m);
+            for i in 0..m {
+                let raw = &c.slot - Tensor::scalar(1 + i as i64);
+                let idx = where_(&raw.lt(0i64), &(&raw + Tensor::scalar(m as i64)), &raw);
+                let (s, y) = (row(&c.ss, &idx), row(&c.ys, &idx));
+                let rho = c.rho.dynamic_slice(&[idx.clone()], &[1]).reshape(&[]);
+                let a = &rho * vdot(&s, &q);
+                q = &q - &a * &y;
+                alphas.push((a, rho, s, y));
+            }
+            let (_, _, s0, y0) = &alphas[0];
+            let yy = vdot(y0, y0);
+            let gamma = where_(&yy.gt(0.0), &(vdot(s0, y0) / where_(&yy.gt(0.0), &yy, 1.0)), 1.0);
+            let mut r = &q * &gamma;
+            for (a, rho, s, y) in alphas.iter().rev() {
+                let b = rho * vdot(y, &r);
+                r = &r + s * (a - b);
+            }
+            let mut d = -r;
+            let slope = vdot(&c.g, &d);
+            let descent = slope.lt(0.0);
+            d = where_(&descent, &d, &-&c.g);
+            let slope = vdot(&c.g, &d);
+            // Backtracking: halve t until f(x + t d) ≤ f + 1e-4 t slope (at most 60 halvings).
+            let (t, ft, tries) = while_loop(
+                |s: &(Tensor, Tensor, Tensor)| {
+                    s.2.lt(60i64).logical_and(&s.1.gt(&(&c.f + &s.0 * &slope * 1e-4)).logical_or(&s.1.isnan()))
+                },
+                |s: &(Tensor, Tensor, Tensor)| {
+                    let t = &s.0 * 0.5;
+                    (t.clone(), value_grad(&(&c.x + &t * &d)).0, &s.2 + Tensor::scalar(1i64))
+                },
+                &(c.f.ones_like(), value_grad(&(&c.x + &d)).0, Tensor::scalar(0i64)),
+            );
+            let ok = tries.lt(60i64);
+            let x = &c.x + &t * &d;
+            let (_, g) = value_grad(&x);
+            let (s, y) = (&x - &c.x, &g - &c.g);
+            let sy = vdot(&s, &y);
+            let store = sy.gt(1e-300).logical_and(&ok);
+            let ss = c.ss.dynamic_update_slice(&s.reshape(&[1, n]), &[c.slot.clone(), zero.clone()]);
+            let ys = c.ys.dynamic_update_slice(&y.reshape(&[1, n]), &[c.slot.clone(), zero.clone()]);
+            let rho = c
+                .rho
+                .dynamic_update_slice(&(sy.ones_like() / where_(&store, &sy, 1.0)).reshape(&[1]), &[c.slot.clone()]);
+            let next = &c.slot + Tensor::scalar(1i64);
+            let next = where_(&next.eq(m as i64), 0i64, &next);
+            LbfgsState {
+                x: where_(&ok, &x, &c.x),
+                f: where_(&ok, &ft, &c.f),
+                g: where_(&ok, &g, &c.g),
+                ss: where_(&store, &ss, &c.ss),
+                ys: where_(&store, &ys, &c.ys),
+                rho: where_(&store, &rho, &c.rho),
+                slot: where_(&store, &next, &c.slot),
+                k: &c.k + Tensor::scalar(1i64),
+                ok,
+            }
+        },
+        &init,
+    );
+    let gg = vdot(&out.g, &out.g);
+    let converged = gg.le(tol * tol);
+    (out.x.reshape(&shape), SolveInfo { converged, iterations: out.k, residual: gg.sqrt() })
+}
