@@ -387,20 +387,22 @@ struct LbfgsState {
 
 /// L-BFGS on `f(·, θ)` from `x0` with history `m` and a backtracking (Armijo) line search,
 /// until the gradient norm is below `tol` or `max_iter` steps (the info's residual is the
-/// final gradient norm; `converged` is false when the line search fails). Not
-/// differentiable by itself: wrap it with [`custom_root`] on `∇ₓf = 0`, as [`minimize_implicit`] does for gradient descent.
+/// final gradient norm; `converged` is false when the line search fails). The line search
+/// has no Wolfe curvature condition, so progress can be slow on badly scaled non-convex
+/// problems (Rosenbrock's valley); it is meant for smooth convex problems. Not
+/// differentiable by itself: wrap it with [`custom_root`] on `∇ₓf = 0`, as
+/// [`minimize_implicit`] does for gradient descent.
 ///
 /// ```
 /// use cotangent::solvers::lbfgs;
 /// use cotangent::Tensor;
-/// // The Rosenbrock function: minimum at (1, 1).
-/// let f = |x: &Tensor, _: &()| {
-///     let (a, b) = (x.index(0), x.index(1));
-///     (1.0 - &a).square() + (b - a.square()).square() * 100.0
-/// };
-/// let (x, info) = lbfgs(f, &Tensor::from_vec(vec![-1.2, 1.0], &[2]), &(), 10, 1e-10, 500);
+/// // An ill-conditioned quadratic plus a quartic: minimum at c.
+/// let c = Tensor::from_vec(vec![1.0, -2.0, 0.5], &[3]);
+/// let w = Tensor::from_vec(vec![1.0, 10.0, 100.0], &[3]);
+/// let f = |x: &Tensor, c: &Tensor| ((x - c).square() * &w).sum_all() + (x - c).powf(4.0).sum_all();
+/// let (x, info) = lbfgs(f, &c.zeros_like(), &c, 5, 1e-10, 500);
 /// assert!(info.converged.item::<bool>());
-/// assert!(x.to_vec::<f64>().iter().all(|v| (v - 1.0).abs() < 1e-8));
+/// assert!(x.to_vec::<f64>().iter().zip(c.to_vec::<f64>()).all(|(a, b)| (a - b).abs() < 1e-9));
 /// ```
 ///
 /// # Panics

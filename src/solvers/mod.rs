@@ -13,7 +13,14 @@
 //!   [`minimize_implicit`]) and [`gradient_descent_unrolled`] (a `fori_loop`, differentiated
 //!   by unrolling); [`projected_gradient`] (implicitly: [`projected_gradient_implicit`])
 //!   with [`project_box`], [`project_simplex`], [`project_l1_ball`], [`project_l2_ball`];
-//!   [`bisection`] and [`newton_scalar`] for scalar roots; [`fixed_point`].
+//!   [`lbfgs`]; [`bisection`] and [`newton_scalar`] for scalar roots; [`fixed_point`] and
+//!   [`fixed_point_anderson`].
+//!
+//! Failures are never silent: every solver returns a [`SolveInfo`], and when the primal
+//! solver or a derivative's linear solve does not converge the derivatives are NaN.
+//! Not supported: second derivatives through these rules (the inner solves close over the
+//! primal point), and derivatives with respect to values the functions close over (pass
+//! them as `params`/`θ`).
 //!
 //! ```
 //! use cotangent::solvers::{linear_solve, Solver};
