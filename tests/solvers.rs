@@ -510,3 +510,17 @@ fn ridge_known_values_through_lbfgs() {
         gradient_descent(ridge_loss, &Tensor::zeros(&[2], DType::F64), &Tensor::scalar(0.1), 0.4, 1e-12, 2000);
     assert!(info.iterations.item::<i64>() < gd.iterations.item::<i64>());
 }
+
+/// The rule this library relies on: a `custom_vjp` function applied to tangents inside a
+/// `custom_jvp` rule is evaluated in forward mode and transposed through its `bwd` in
+/// reverse mode (here deliberately inconsistent, to see which one runs).
+#[test]
+fn custom_vjp_on_tangents_is_transposed_by_its_bwd() {
+    let lin = custom_vjp(|t: &Tensor| t * 3.0, |t: &Tensor| (t * 3.0, ()), |_: &(), c: &Tensor| c * 5.0);
+    let f = custom_jvp(|x: &Tensor| x * 2.0, move |x: &Tensor, t: &Tensor| (x * 2.0, lin(t)));
+    assert_eq!(jvp(&f, &Tensor::scalar(1.0), 1.0).1.item::<f64>(), 3.0);
+    assert_eq!(grad(&f)(&Tensor::scalar(1.0)).item::<f64>(), 5.0);
+    assert_eq!(jit(grad(&f))(&Tensor::scalar(1.0)).item::<f64>(), 5.0);
+    let gs = vmap(grad(&f))(&v(&[1.0, 2.0]));
+    assert_eq!(gs.to_vec::<f64>(), vec![5.0, 5.0]);
+}
