@@ -329,7 +329,7 @@ pub fn fixed_point_anderson<P: Tree>(
     let resid = |x: &Tensor| t(x, theta) - x;
     let g0 = resid(x0);
     let ones = Tensor::ones(&[m, 1], dt);
-    let eye = Tensor::iota(&[m, m], 0, crate::DType::I64).eq(&Tensor::iota(&[m, m], 1, crate::DType::I64)).cast(dt);
+    let eye = Tensor::iota(&[m, m], 0, crate::DType::I64).eq(Tensor::iota(&[m, m], 1, crate::DType::I64)).cast(dt);
     let init = AndersonState {
         x: x0.clone(),
         d: vdot(&g0, &g0).sqrt(),
@@ -450,7 +450,7 @@ pub fn lbfgs<P: Tree>(
                 let raw = &c.slot - Tensor::scalar(1 + i as i64);
                 let idx = where_(&raw.lt(0i64), &(&raw + Tensor::scalar(m as i64)), &raw);
                 let (s, y) = (row(&c.ss, &idx), row(&c.ys, &idx));
-                let rho = c.rho.dynamic_slice(&[idx.clone()], &[1]).reshape(&[]);
+                let rho = c.rho.dynamic_slice(std::slice::from_ref(&idx), &[1]).reshape(&[]);
                 let a = &rho * vdot(&s, &q);
                 q = &q - &a * &y;
                 alphas.push((a, rho, s, y));
@@ -487,9 +487,10 @@ pub fn lbfgs<P: Tree>(
             let store = sy.gt(1e-300).logical_and(&ok);
             let ss = c.ss.dynamic_update_slice(&s.reshape(&[1, n]), &[c.slot.clone(), zero.clone()]);
             let ys = c.ys.dynamic_update_slice(&y.reshape(&[1, n]), &[c.slot.clone(), zero.clone()]);
-            let rho = c
-                .rho
-                .dynamic_update_slice(&(sy.ones_like() / where_(&store, &sy, 1.0)).reshape(&[1]), &[c.slot.clone()]);
+            let rho = c.rho.dynamic_update_slice(
+                &(sy.ones_like() / where_(&store, &sy, 1.0)).reshape(&[1]),
+                std::slice::from_ref(&c.slot),
+            );
             let next = &c.slot + Tensor::scalar(1i64);
             let next = where_(&next.eq(m as i64), 0i64, &next);
             LbfgsState {
