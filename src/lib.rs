@@ -129,6 +129,7 @@ pub mod ops;
 pub mod optim;
 pub mod random;
 pub mod shape;
+pub mod solvers;
 mod tensor;
 pub mod threads;
 pub mod trace;

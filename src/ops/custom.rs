@@ -293,3 +293,38 @@ pub(crate) fn custom_vjp_batch(prim: &Prim, args: &[Tensor], batched: &[bool], s
     };
     bind_multi(p, &refs)
 }
+
+/// Transpose of a `custom_vjp` node found in a linear graph (its differentiable arguments are
+/// linear values: the function is applied to tangents, e.g. a linear solve inside a
+/// `custom_jvp` rule). A linear function's vjp is the same at every point, so the residuals
+/// are those of `fwd` at zero and the cotangents are the user's `bwd`. Non-differentiable
+/// arguments and captures must not depend on the linear input.
+pub(crate) fn custom_vjp_transpose(prim: &Prim, cts: &[Option<Tensor>], args: &[LinArg]) -> Vec<Option<Tensor>> {
+    let Prim::CustomVjp { f, fwd, bwd, num_args, num_nondiff, num_res, .. } = prim else {
+        unreachable!("custom_vjp_transpose of {}", prim.name())
+    };
+    let (na, nn) = (*num_args, *num_nondiff);
+    let mut fwd_in: Vec<Tensor> = args[..na]
+        .iter()
+        .map(|a| match a {
+            LinArg::Linear(ty) => Tensor::zeros(&ty.shape, ty.dtype),
+            LinArg::Value(v) => v.zeros_like(),
+        })
+        .collect();
+    let rest: Vec<Tensor> =
+        args[na..].iter().map(|a| a.value("a custom_vjp non-differentiable argument or capture").clone()).collect();
+    fwd_in.extend(rest.iter().cloned());
+    let mut outs = eval_graph(fwd, &fwd_in);
+    let residuals = outs.split_off(outs.len() - num_res);
+    let out_types = f.output_types();
+    let mut ins: Vec<Tensor> = rest[..nn].to_vec();
+    ins.extend(residuals);
+    ins.extend(
+        cts.iter().zip(&out_types).map(|(c, ty)| c.clone().unwrap_or_else(|| Tensor::zeros(&ty.shape, ty.dtype))),
+    );
+    ins.extend_from_slice(&rest[nn..]);
+    let in_cts = eval_graph(bwd, &ins);
+    let mut out: Vec<Option<Tensor>> = in_cts.into_iter().map(Some).collect();
+    out.extend(std::iter::repeat_n(None, args.len() - na));
+    out
+}

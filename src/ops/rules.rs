@@ -132,6 +132,8 @@ pub(crate) fn transpose_multi(prim: &Prim, cts: &[Option<Tensor>], args: &[LinAr
             custom::custom_vjp_call_transpose(bwd, (*num_nondiff, *num_res, *num_out), cts, args)
         }
         Prim::Checkpoint { body, policy } => remat::checkpoint_transpose(body, policy, cts, args),
+        // A custom_vjp function applied to linear values (implicit differentiation's solves).
+        Prim::CustomVjp { .. } => custom::custom_vjp_transpose(prim, cts, args),
         Prim::While { .. } => loops::while_transpose(),
         Prim::Scan { body, consts, carries, length, reverse } => {
             loops::scan_transpose(body, (*consts, *carries, *length, *reverse), cts, args)

@@ -1,0 +1,410 @@
+//! Matrix-free iterative linear solvers and the differentiable [`linear_solve`].
+
+use crate::control::{custom_jvp, custom_vjp, while_loop};
+use crate::{jvp, linear_transpose, where_, Tensor, Tree};
+
+/// The iterative method of a [`Solver`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// Conjugate gradient: for symmetric positive definite operators. A non-positive
+    /// curvature `pᵀAp ≤ 0` (an indefinite or singular operator) stops it with
+    /// `converged = false`.
+    Cg,
+    /// BiCGStab: for general (non-symmetric) operators.
+    BiCgStab,
+    /// The Neumann series `x = Σ (I − A)ᵏ b` (Richardson iteration): converges when the
+    /// spectral radius of `I − A` is below one.
+    Neumann,
+    /// GMRES restarted every `restart` steps, for general operators. Each cycle builds an
+    /// Arnoldi basis (modified Gram–Schmidt) and minimises the residual over it (the small
+    /// least-squares problem solved by conjugate gradient on its normal equations);
+    /// `max_iter` counts matrix-vector products.
+    Gmres {
+        /// Krylov dimension per cycle (unrolled in the graph: keep it small, ≤ 30).
+        restart: usize,
+    },
+}
+
+/// A linear solver: method, relative tolerance on the residual `‖b − Ax‖ ≤ tol·‖b‖`,
+/// maximum iterations, and whether the operator is symmetric (then the transpose solve of
+/// reverse mode uses the operator itself).
+///
+/// ```
+/// use cotangent::solvers::{Method, Solver};
+/// let s = Solver::bicgstab().tol(1e-8).max_iter(50);
+/// assert_eq!((s.method, s.tol, s.max_iter, s.symmetric), (Method::BiCgStab, 1e-8, 50, false));
+/// assert!(Solver::cg().symmetric);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Solver {
+    /// The method.
+    pub method: Method,
+    /// Relative residual tolerance.
+    pub tol: f64,
+    /// Maximum number of iterations.
+    pub max_iter: usize,
+    /// Whether the operator is symmetric (declared; CG's default).
+    pub symmetric: bool,
+}
+
+impl Solver {
+    /// Conjugate gradient (declares the operator symmetric), tol 1e-10, 1000 iterations.
+    ///
+    /// ```
+    /// assert_eq!(cotangent::solvers::Solver::cg().max_iter, 1000);
+    /// ```
+    pub fn cg() -> Solver {
+        Solver { method: Method::Cg, tol: 1e-10, max_iter: 1000, symmetric: true }
+    }
+    /// BiCGStab, tol 1e-10, 1000 iterations.
+    ///
+    /// ```
+    /// assert!(!cotangent::solvers::Solver::bicgstab().symmetric);
+    /// ```
+    pub fn bicgstab() -> Solver {
+        Solver { method: Method::BiCgStab, tol: 1e-10, max_iter: 1000, symmetric: false }
+    }
+    /// The Neumann series, tol 1e-10, 1000 iterations.
+    ///
+    /// ```
+    /// assert_eq!(cotangent::solvers::Solver::neumann().tol, 1e-10);
+    /// ```
+    pub fn neumann() -> Solver {
+        Solver { method: Method::Neumann, tol: 1e-10, max_iter: 1000, symmetric: false }
+    }
+    /// Restarted GMRES with Krylov dimension `restart`, tol 1e-10, 1000 matrix-vector
+    /// products.
+    ///
+    /// ```
+    /// use cotangent::solvers::{Method, Solver};
+    /// assert_eq!(Solver::gmres(10).method, Method::Gmres { restart: 10 });
+    /// ```
+    pub fn gmres(restart: usize) -> Solver {
+        assert!(restart > 0, "Solver::gmres: the restart length must be positive, got 0");
+        Solver { method: Method::Gmres { restart }, tol: 1e-10, max_iter: 1000, symmetric: false }
+    }
+    /// With this relative tolerance.
+    ///
+    /// ```
+    /// assert_eq!(cotangent::solvers::Solver::cg().tol(1e-3).tol, 1e-3);
+    /// ```
+    pub fn tol(mut self, tol: f64) -> Solver {
+        self.tol = tol;
+        self
+    }
+    /// With at most this many iterations.
+    ///
+    /// ```
+    /// assert_eq!(cotangent::solvers::Solver::cg().max_iter(7).max_iter, 7);
+    /// ```
+    pub fn max_iter(mut self, n: usize) -> Solver {
+        self.max_iter = n;
+        self
+    }
+    /// Declares the operator symmetric (or not).
+    ///
+    /// ```
+    /// assert!(cotangent::solvers::Solver::bicgstab().symmetric(true).symmetric);
+    /// ```
+    pub fn symmetric(mut self, yes: bool) -> Solver {
+        self.symmetric = yes;
+        self
+    }
+}
+
+/// What a solver reports beside its solution: whether it converged (bool scalar), the
+/// iterations taken (i64 scalar) and the final residual norm (a float scalar). Not
+/// differentiated.
+#[derive(Clone, Debug, Tree)]
+pub struct SolveInfo {
+    /// Whether the tolerance was met (false on breakdown, divergence or too many iterations).
+    pub converged: Tensor,
+    /// Iterations taken.
+    pub iterations: Tensor,
+    /// Norm of the final residual (for minimisers: of the gradient).
+    pub residual: Tensor,
+}
+
+pub(crate) fn vdot(a: &Tensor, b: &Tensor) -> Tensor {
+    (a * b).sum_all()
+}
+
+#[derive(Clone, Tree)]
+struct CgState {
+    x: Tensor,
+    r: Tensor,
+    p: Tensor,
+    rs: Tensor,
+    k: Tensor,
+    ok: Tensor,
+}
+
+fn cg(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver) -> (Tensor, SolveInfo) {
+    let bb = vdot(b, b);
+    let thresh = &bb * (s.tol * s.tol);
+    let init = CgState {
+        x: b.zeros_like(),
+        r: b.clone(),
+        p: b.clone(),
+        rs: bb.clone(),
+        k: Tensor::scalar(0i64),
+        ok: Tensor::scalar(true),
+    };
+    let max = s.max_iter as i64;
+    let out = while_loop(
+        |c: &CgState| c.k.lt(max).logical_and(&c.rs.gt(&thresh)).logical_and(&c.ok),
+        |c: &CgState| {
+            let ap = matvec(&c.p);
+            let pap = vdot(&c.p, &ap);
+            let ok = pap.gt(0.0);
+            let alpha = &c.rs / where_(&ok, &pap, 1.0);
+            let x = &c.x + &alpha * &c.p;
+            let r = &c.r - &alpha * &ap;
+            let rs = vdot(&r, &r);
+            let p = &r + (&rs / &c.rs) * &c.p;
+            CgState {
+                x: where_(&ok, &x, &c.x),
+                r: where_(&ok, &r, &c.r),
+                p: where_(&ok, &p, &c.p),
+                rs: where_(&ok, &rs, &c.rs),
+                k: &c.k + Tensor::scalar(1i64),
+                ok,
+            }
+        },
+        &init,
+    );
+    let converged = out.rs.le(&thresh).logical_and(&out.ok);
+    (out.x, SolveInfo { converged, iterations: out.k, residual: out.rs.sqrt() })
+}
+
+#[derive(Clone, Tree)]
+struct BiState {
+    x: Tensor,
+    r: Tensor,
+    p: Tensor,
+    v: Tensor,
+    scal: Tensor, // [rho, alpha, omega, rs]
+    k: Tensor,
+    ok: Tensor,
+}
+
+fn bicgstab(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver) -> (Tensor, SolveInfo) {
+    let bb = vdot(b, b);
+    let thresh = &bb * (s.tol * s.tol);
+    let one = bb.ones_like();
+    let init = BiState {
+        x: b.zeros_like(),
+        r: b.clone(),
+        p: b.zeros_like(),
+        v: b.zeros_like(),
+        scal: crate::stack(&[one.clone(), one.clone(), one, bb.clone()], 0),
+        k: Tensor::scalar(0i64),
+        ok: Tensor::scalar(true),
+    };
+    let rhat = b.clone();
+    let max = s.max_iter as i64;
+    let out = while_loop(
+        |c: &BiState| c.k.lt(max).logical_and(&c.scal.index(3).gt(&thresh)).logical_and(&c.ok),
+        |c: &BiState| {
+            let (rho, alpha, omega) = (c.scal.index(0), c.scal.index(1), c.scal.index(2));
+            let rho_new = vdot(&rhat, &c.r);
+            let safe = |d: &Tensor| where_(&d.eq(0.0), 1.0, d);
+            let beta = (&rho_new / safe(&rho)) * (&alpha / safe(&omega));
+            let p = &c.r + &beta * (&c.p - &omega * &c.v);
+            let v = matvec(&p);
+            let rv = vdot(&rhat, &v);
+            let alpha = &rho_new / safe(&rv);
+            let sres = &c.r - &alpha * &v;
+            let t = matvec(&sres);
+            let tt = vdot(&t, &t);
+            let omega = vdot(&t, &sres) / safe(&tt);
+            let x = &c.x + &alpha * &p + &omega * &sres;
+            let r = &sres - &omega * &t;
+            let rs = vdot(&r, &r);
+            let ok = rho_new.ne(0.0).logical_and(&rv.ne(0.0)).logical_and(&rs.isnan().logical_not());
+            let keep = |new: &Tensor, old: &Tensor| where_(&ok, new, old);
+            BiState {
+                x: keep(&x, &c.x),
+                r: keep(&r, &c.r),
+                p: keep(&p, &c.p),
+                v: keep(&v, &c.v),
+                scal: keep(&crate::stack(&[rho_new.clone(), alpha.clone(), omega.clone(), rs.clone()], 0), &c.scal),
+                k: &c.k + Tensor::scalar(1i64),
+                ok,
+            }
+        },
+        &init,
+    );
+    let rs = out.scal.index(3);
+    let converged = rs.le(&thresh).logical_and(&out.ok);
+    (out.x, SolveInfo { converged, iterations: out.k, residual: rs.sqrt() })
+}
+
+fn neumann(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver) -> (Tensor, SolveInfo) {
+    let bb = vdot(b, b);
+    let thresh = &bb * (s.tol * s.tol);
+    let max = s.max_iter as i64;
+    let init = (b.zeros_like(), b.clone(), bb.clone(), Tensor::scalar(0i64));
+    let (x, _, rs, k) = while_loop(
+        |c: &(Tensor, Tensor, Tensor, Tensor)| c.3.lt(max).logical_and(&c.2.gt(&thresh)),
+        |c: &(Tensor, Tensor, Tensor, Tensor)| {
+            let x = &c.0 + &c.1;
+            let r = b - matvec(&x);
+            let rs = vdot(&r, &r);
+            (x, r, rs, &c.3 + Tensor::scalar(1i64))
+        },
+        &init,
+    );
+    let converged = rs.le(&thresh);
+    (x, SolveInfo { converged, iterations: k, residual: rs.sqrt() })
+}
+
+fn gmres(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver, m: usize) -> (Tensor, SolveInfo) {
+    let bb = vdot(b, b);
+    let thresh = &bb * (s.tol * s.tol);
+    let max = s.max_iter as i64;
+    let safe = |d: &Tensor| where_(&d.eq(0.0), 1.0, d);
+    let init = (b.zeros_like(), bb.clone(), Tensor::scalar(0i64), Tensor::scalar(true));
+    let (x, rs, k, _) = while_loop(
+        |c: &(Tensor, Tensor, Tensor, Tensor)| c.2.lt(max).logical_and(&c.1.gt(&thresh)).logical_and(&c.3),
+        |c: &(Tensor, Tensor, Tensor, Tensor)| {
+            let r = b - matvec(&c.0);
+            let beta = vdot(&r, &r).sqrt();
+            let mut basis = vec![&r / safe(&beta)];
+            // h[j][i]: column j of the (m + 1) × m Hessenberg matrix.
+            let mut h: Vec<Vec<Tensor>> = Vec::with_capacity(m);
+            for j in 0..m {
+                let mut w = matvec(&basis[j]);
+                let mut col = Vec::with_capacity(m + 1);
+                for vi in &basis {
+                    let hij = vdot(&w, vi);
+                    w = &w - &hij * vi;
+                    col.push(hij);
+                }
+                let norm = vdot(&w, &w).sqrt();
+                basis.push(&w / safe(&norm));
+                col.push(norm);
+                col.resize(m + 1, beta.zeros_like());
+                h.push(col);
+            }
+            // min ‖β e₀ − H y‖ through (HᵀH) y = Hᵀ β e₀ = β H[0, :].
+            let hm = crate::stack(&h.into_iter().map(|c| crate::stack(&c, 0)).collect::<Vec<_>>(), 1);
+            let hth = hm.t().matmul(&hm);
+            let rhs = hm.index(0) * &beta;
+            let inner = Solver { method: Method::Cg, tol: 1e-14, max_iter: 4 * m, symmetric: true };
+            let (y, _) = cg(&|u: &Tensor| hth.matmul(u), &rhs, &inner);
+            let mut x = c.0.clone();
+            for (j, vj) in basis.iter().take(m).enumerate() {
+                x = &x + y.index(j as isize) * vj;
+            }
+            let r = b - matvec(&x);
+            let rs = vdot(&r, &r);
+            // A cycle that does not reduce the residual would repeat forever: stop.
+            let progress = rs.lt(&c.1).logical_and(&rs.isnan().logical_not());
+            (where_(&progress, &x, &c.0), where_(&progress, &rs, &c.1), &c.2 + Tensor::scalar(m as i64), progress)
+        },
+        &init,
+    );
+    let converged = rs.le(&thresh);
+    (x, SolveInfo { converged, iterations: k, residual: rs.sqrt() })
+}
+
+/// Solves `matvec(x) = b` with `solver`, without derivatives (the raw iteration).
+///
+/// ```
+/// use cotangent::solvers::{solve_raw, Solver};
+/// use cotangent::Tensor;
+/// let a = Tensor::from_vec(vec![4.0, 1.0, 2.0, 3.0], &[2, 2]);
+/// let (x, info) = solve_raw(&|v: &Tensor| a.matmul(v), &Tensor::from_vec(vec![1.0, 2.0], &[2]), &Solver::bicgstab());
+/// assert!(info.converged.item::<bool>());
+/// assert!((x.to_vec::<f64>()[0] - 0.1).abs() < 1e-10);
+/// ```
+pub fn solve_raw(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver) -> (Tensor, SolveInfo) {
+    match solver.method {
+        Method::Cg => cg(matvec, b, solver),
+        Method::BiCgStab => bicgstab(matvec, b, solver),
+        Method::Neumann => neumann(matvec, b, solver),
+        Method::Gmres { restart } => gmres(matvec, b, solver, restart),
+    }
+}
+
+/// `v ↦ A⁻¹ v` for a fixed operator, linear in `v`, as a `custom_vjp` function whose
+/// pullback solves with `Aᵀ` (the same solver). Being linear, it may be applied to tangents
+/// inside a `custom_jvp` rule: reverse mode transposes it into the transposed solve.
+/// A solve that does not converge gives NaN (never a silently wrong derivative).
+pub(crate) fn linear_inverse(matvec: impl Fn(&Tensor) -> Tensor + Clone, solver: Solver) -> impl Fn(&Tensor) -> Tensor {
+    let fwd_mv = matvec.clone();
+    let f = move |v: &Tensor| {
+        let (x, info) = solve_raw(&fwd_mv, v, &solver);
+        where_(&info.converged, &x, f64::NAN)
+    };
+    let f2 = f.clone();
+    let bwd = move |_: &(), ct: &Tensor| {
+        let (x, info) = if solver.symmetric {
+            solve_raw(&matvec, ct, &solver)
+        } else {
+            let mt = linear_transpose(|v: &Tensor| matvec(v), ct);
+            solve_raw(&|u: &Tensor| mt(u), ct, &solver)
+        };
+        where_(&info.converged, &x, f64::NAN)
+    };
+    custom_vjp(f, move |v: &Tensor| (f2(v), ()), bwd)
+}
+
+/// Solves `matvec(params, x) = b`, differentiably in `b` and in `params` (forward and reverse
+/// mode, under `vmap` and `jit`).
+///
+/// `matvec` must be linear in its second argument. The derivative is
+/// `dx = A⁻¹(db − (∂_p matvec)(dp) x)`, solved again with `solver`; reverse mode solves
+/// with the transposed operator (from [`linear_transpose`], or `A` itself when
+/// `solver.symmetric`). The [`SolveInfo`] says whether the primal solve converged; when it
+/// did not, or a derivative's solve did not, the derivatives are NaN (not silently wrong). Values `matvec`
+/// closes over are constants (pass what you differentiate as `params`); second derivatives
+/// in `params` are not supported.
+///
+/// ```
+/// use cotangent::solvers::{linear_solve, Solver};
+/// use cotangent::{jvp, Tensor};
+/// // (a·I) x = b: x = b / a, dx/da = -b / a².
+/// let b = Tensor::from_vec(vec![1.0, 2.0], &[2]);
+/// let solve = |a: &Tensor| linear_solve(|a: &Tensor, v: &Tensor| a * v, a, &b, &Solver::cg()).0;
+/// let (x, dx) = jvp(solve, &Tensor::scalar(2.0), &Tensor::scalar(1.0));
+/// assert_eq!(x.to_vec::<f64>(), vec![0.5, 1.0]);
+/// assert_eq!(dx.to_vec::<f64>(), vec![-0.25, -0.5]);
+/// ```
+pub fn linear_solve<P, M>(matvec: M, params: &P, b: &Tensor, solver: &Solver) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
+{
+    let s = *solver;
+    let mv = matvec.clone();
+    let f = move |(p, b): &(P, Tensor)| {
+        let (x, info) = solve_raw(&|v: &Tensor| mv(p, v), b, &s);
+        (x, info)
+    };
+    let f2 = f.clone();
+    let rule = move |(p, b): &(P, Tensor), (dp, db): &(P, Tensor)| {
+        let (x, info) = f2(&(p.clone(), b.clone()));
+        let pc = p.clone();
+        let mv = matvec.clone();
+        let xc = x.clone();
+        let (_, da_x) = jvp(move |q: &P| mv(q, &xc), &pc, dp);
+        let mv = matvec.clone();
+        let inv = linear_inverse(move |v: &Tensor| mv(&pc, v), s);
+        let dx = inv(&(db - da_x)) * nan_unless(&info);
+        let zero = SolveInfo {
+            converged: info.converged.zeros_like(),
+            iterations: info.iterations.zeros_like(),
+            residual: info.residual.zeros_like(),
+        };
+        ((x, info), (dx, zero))
+    };
+    custom_jvp(f, rule)(&(params.clone(), b.clone()))
+}
+
+/// 1 where the solve converged, NaN where not: a scale for derivatives, so that both forward
+/// and reverse mode (whose transposition keeps the factor) give NaN after a failed solve.
+pub(crate) fn nan_unless(info: &SolveInfo) -> Tensor {
+    where_(&info.converged, &info.residual.ones_like(), f64::NAN)
+}

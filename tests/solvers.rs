@@ -1,0 +1,526 @@
+//! Implicit differentiation and differentiable solvers (issue 15): known values through
+//! jvp, grad, vmap and jit; implicit vs unrolled vs finite differences; failure flags.
+
+use cotangent::solvers::*;
+use cotangent::*;
+
+fn v(x: &[f64]) -> Tensor {
+    Tensor::from_vec(x.to_vec(), &[x.len()])
+}
+
+fn m(rows: &[&[f64]]) -> Tensor {
+    let n = rows[0].len();
+    Tensor::from_vec(rows.iter().flat_map(|r| r.iter().copied()).collect(), &[rows.len(), n])
+}
+
+fn close(got: &Tensor, want: &[f64], tol: f64, what: &str) {
+    let g = got.to_vec::<f64>();
+    assert_eq!(g.len(), want.len(), "{what}: length");
+    for (a, b) in g.iter().zip(want) {
+        assert!((a - b).abs() <= tol, "{what}: got {g:?}, want {want:?} (tol {tol})");
+    }
+}
+
+// ---- Ridge regression (the issue's known values) ----
+//
+// The stated values w* = (0.979020979, 1.748251748), dw*/dλ = (−0.352095457, −2.127243386)
+// are those of the mean squared error: w* = argmin (1/3)‖Xw − y‖² + λ‖w‖², i.e.
+// (XᵀX + 3λI) w = Xᵀy (with the plain sum the minimiser is (0.99707, 1.81525)).
+
+const W_STAR: [f64; 2] = [0.979020979, 1.748251748];
+const DW_DLAMBDA: [f64; 2] = [-0.352095457, -2.127243386];
+
+fn xy() -> (Tensor, Tensor) {
+    (m(&[&[1.0, 0.0], &[0.0, 1.0], &[1.0, 1.0]]), v(&[1.0, 2.0, 3.0]))
+}
+
+fn ridge_loss(w: &Tensor, lam: &Tensor) -> Tensor {
+    let (x, y) = xy();
+    let r = x.matmul(w) - y;
+    (&r * &r).sum_all() / 3.0 + lam * (w * w).sum_all()
+}
+
+fn ridge_gd() -> impl Fn(&Tensor) -> (Tensor, SolveInfo) {
+    minimize_implicit(ridge_loss, &Tensor::zeros(&[2], DType::F64), 0.4, 1e-12, 2000, Solver::cg())
+}
+
+/// Ridge by CG on the normal equations (XᵀX/3 + λI) w = Xᵀy/3, made differentiable by
+/// custom_root on the optimality condition ∇w = 0.
+fn ridge_cg() -> impl Fn(&Tensor) -> (Tensor, SolveInfo) {
+    let optimality = |w: &Tensor, lam: &Tensor| {
+        let (_, pb) = vjp(|w: &Tensor| ridge_loss(w, lam), w);
+        pb.call(1.0)
+    };
+    let solver = |lam: &Tensor| {
+        let (x, y) = xy();
+        let xt = x.t();
+        let rhs = xt.matmul(&y) / 3.0;
+        let lam = lam.clone();
+        solve_raw(&move |w: &Tensor| xt.matmul(&x.matmul(w)) / 3.0 + &lam * w, &rhs, &Solver::cg())
+    };
+    custom_root(optimality, solver, Solver::cg())
+}
+
+fn check_ridge(solve: impl Fn(&Tensor) -> (Tensor, SolveInfo) + Clone, what: &str) {
+    let lam = Tensor::scalar(0.1);
+    let (w, info) = solve(&lam);
+    assert!(info.converged.item::<bool>(), "{what}: converged");
+    close(&w, &W_STAR, 1e-8, &format!("{what}: w*"));
+    // Forward mode.
+    let s = solve.clone();
+    let (w2, dw) = jvp(move |l: &Tensor| s(l).0, &lam, 1.0);
+    close(&w2, &W_STAR, 1e-8, &format!("{what}: jvp primal"));
+    close(&dw, &DW_DLAMBDA, 1e-8, &format!("{what}: jvp dw/dλ"));
+    // Reverse mode, one component at a time, and the whole Jacobian.
+    for (k, want) in DW_DLAMBDA.iter().enumerate() {
+        let s = solve.clone();
+        let g = grad(move |l: &Tensor| s(l).0.index(k as isize))(&lam);
+        close(&g, &[*want], 1e-8, &format!("{what}: grad dw{k}/dλ"));
+    }
+    let s = solve.clone();
+    let jac = jacrev(move |l: &Tensor| s(l).0)(&lam);
+    close(&jac, &DW_DLAMBDA, 1e-8, &format!("{what}: jacrev"));
+}
+
+#[test]
+fn ridge_known_values_through_gradient_descent() {
+    check_ridge(&ridge_gd(), "GD");
+}
+
+#[test]
+fn ridge_known_values_through_cg() {
+    check_ridge(&ridge_cg(), "CG");
+}
+
+#[test]
+fn ridge_under_jit_and_vmap_matches_a_loop() {
+    let solve = ridge_gd();
+    let lams = [0.05, 0.1, 0.5, 0.8];
+    // vmap of the derivative over λ against one call per λ.
+    let d = |l: &Tensor| jvp(|l: &Tensor| solve(l).0, l, 1.0).1;
+    let batched = vmap(d)(&v(&lams));
+    let jitted = jit(|l: &Tensor| grad(|l: &Tensor| solve(l).0.sum_all())(l));
+    for (i, &l) in lams.iter().enumerate() {
+        let one = d(&Tensor::scalar(l));
+        close(&batched.index(i as isize), &one.to_vec::<f64>(), 1e-12, "vmap vs loop");
+        let g = jitted(&Tensor::scalar(l));
+        close(&g, &[one.sum_all().item::<f64>()], 1e-9, "jit(grad) vs jvp");
+    }
+    // Closed form at λ = 0.1 under vmap.
+    close(&batched.index(1), &DW_DLAMBDA, 1e-8, "vmap known value");
+    // vmap of the solution itself.
+    let ws = vmap(|l: &Tensor| solve(l).0)(&v(&lams));
+    close(&ws.index(1), &W_STAR, 1e-8, "vmap w*");
+}
+
+#[test]
+fn implicit_gradient_agrees_with_unrolled_and_finite_differences() {
+    let x0 = Tensor::zeros(&[2], DType::F64);
+    let unrolled = |l: &Tensor| gradient_descent_unrolled(ridge_loss, &x0, l, 0.4, 300);
+    let implicit = ridge_gd();
+    let lam = Tensor::scalar(0.3);
+    let cot = v(&[0.7, -1.3]);
+    let gu = grad(|l: &Tensor| (unrolled(l) * &cot).sum_all())(&lam).item::<f64>();
+    let gi = grad(|l: &Tensor| (implicit(l).0 * &cot).sum_all())(&lam).item::<f64>();
+    let h = 1e-5;
+    let f = |l: f64| (implicit(&Tensor::scalar(l)).0 * &cot).sum_all().item::<f64>();
+    let fd = (f(0.3 + h) - f(0.3 - h)) / (2.0 * h);
+    assert!((gu - gi).abs() < 1e-9, "unrolled {gu} vs implicit {gi}");
+    assert!((fd - gi).abs() < 1e-6, "finite differences {fd} vs implicit {gi}");
+    // A badly converged unrolled solver differs from the implicit gradient.
+    let short = |l: &Tensor| gradient_descent_unrolled(ridge_loss, &x0, l, 0.4, 3);
+    let gs = grad(|l: &Tensor| (short(l) * &cot).sum_all())(&lam).item::<f64>();
+    assert!((gs - gi).abs() > 1e-3, "3 unrolled steps should not match: {gs} vs {gi}");
+}
+
+// ---- linear_solve: each solver, SPD and non-symmetric, vs finite differences ----
+
+/// A(p) = A0 + p0·E + p1·Eᵀ (E a fixed off-diagonal pattern): symmetric when p0 = p1.
+fn family(a0: Tensor) -> impl Fn(&Tensor, &Tensor) -> Tensor + Clone + 'static {
+    move |p: &Tensor, x: &Tensor| {
+        let e = m(&[&[0.0, 1.0, 0.0], &[0.0, 0.0, 1.0], &[0.0, 0.0, 0.0]]);
+        a0.matmul(x) + p.index(0) * e.matmul(x) + p.index(1) * e.t().matmul(x)
+    }
+}
+
+fn spd() -> Tensor {
+    m(&[&[4.0, 1.0, 0.5], &[1.0, 3.0, 0.2], &[0.5, 0.2, 2.0]])
+}
+
+fn nonsym() -> Tensor {
+    m(&[&[1.0, 0.2, 0.0], &[-0.1, 1.0, 0.15], &[0.05, -0.2, 1.0]])
+}
+
+fn check_linear_solve(a0: Tensor, p: Tensor, solver: Solver, what: &str) {
+    let mv = family(a0);
+    let b = v(&[1.0, -2.0, 0.5]);
+    let cot = v(&[0.3, 1.0, -0.7]);
+    let loss = |(p, b): &(Tensor, Tensor)| {
+        let (x, _) = linear_solve(mv.clone(), p, b, &solver);
+        (x * &cot).sum_all()
+    };
+    let (x, info) = linear_solve(mv.clone(), &p, &b, &solver);
+    assert!(info.converged.item::<bool>(), "{what}: converged");
+    let resid = (mv(&p, &x) - &b).abs().max_all().item::<f64>();
+    assert!(resid < 1e-8, "{what}: residual {resid}");
+    let (gp, gb) = grad(loss)(&(p.clone(), b.clone()));
+    // Central differences in every coordinate of p and b.
+    let h = 1e-6;
+    let fd = |which: usize, i: usize| {
+        let bump = |s: f64| {
+            let (mut pv, mut bv) = (p.to_vec::<f64>(), b.to_vec::<f64>());
+            if which == 0 {
+                pv[i] += s
+            } else {
+                bv[i] += s
+            };
+            loss(&(v(&pv), v(&bv))).item::<f64>()
+        };
+        (bump(h) - bump(-h)) / (2.0 * h)
+    };
+    let want_p: Vec<f64> = (0..2).map(|i| fd(0, i)).collect();
+    let want_b: Vec<f64> = (0..3).map(|i| fd(1, i)).collect();
+    close(&gp, &want_p, 1e-6, &format!("{what}: grad in params"));
+    close(&gb, &want_b, 1e-6, &format!("{what}: grad in b"));
+    // Forward mode agrees with reverse mode.
+    let (tp, tb) = (v(&[0.4, -0.9]), v(&[1.0, 0.5, -1.5]));
+    let (_, d) = jvp(loss, &(p.clone(), b.clone()), &(tp.clone(), tb.clone()));
+    let want = (&gp * &tp).sum_all() + (&gb * &tb).sum_all();
+    close(&d, &[want.item::<f64>()], 1e-8, &format!("{what}: jvp vs grad"));
+    // jit of the gradient equals the eager one.
+    let gj = jit(grad(loss))(&(p.clone(), b.clone()));
+    close(&gj.0, &gp.to_vec::<f64>(), 1e-10, &format!("{what}: jit grad"));
+}
+
+#[test]
+fn linear_solve_cg_spd_gradients() {
+    check_linear_solve(spd(), v(&[0.3, 0.3]), Solver::cg(), "CG on SPD");
+}
+
+#[test]
+fn linear_solve_bicgstab_spd_and_nonsymmetric_gradients() {
+    check_linear_solve(spd(), v(&[0.3, 0.3]), Solver::bicgstab(), "BiCGStab on SPD");
+    check_linear_solve(nonsym(), v(&[0.1, -0.05]), Solver::bicgstab(), "BiCGStab non-symmetric");
+    // p0 != p1: A0 + p0·E + p1·Eᵀ is not symmetric; the transpose solve comes from
+    // linear_transpose.
+    check_linear_solve(spd(), v(&[0.3, -0.2]), Solver::bicgstab(), "BiCGStab non-symmetric (perturbed SPD)");
+}
+
+#[test]
+fn linear_solve_neumann_spd_and_nonsymmetric_gradients() {
+    let near_identity_spd = m(&[&[1.1, 0.1, 0.0], &[0.1, 0.9, 0.05], &[0.0, 0.05, 1.0]]);
+    check_linear_solve(near_identity_spd, v(&[0.05, 0.05]), Solver::neumann().tol(1e-12), "Neumann on SPD");
+    check_linear_solve(nonsym(), v(&[0.1, -0.05]), Solver::neumann().tol(1e-12), "Neumann non-symmetric");
+}
+
+#[test]
+fn linear_solve_gmres_spd_and_nonsymmetric_gradients() {
+    check_linear_solve(spd(), v(&[0.3, 0.3]), Solver::gmres(3), "GMRES(3) on SPD");
+    check_linear_solve(nonsym(), v(&[0.1, -0.05]), Solver::gmres(3), "GMRES(3) non-symmetric");
+    // Restarts: a Krylov dimension of 2 on a 3×3 system needs several cycles.
+    check_linear_solve(nonsym(), v(&[0.1, -0.05]), Solver::gmres(2), "GMRES(2) non-symmetric");
+    let (_, info) = linear_solve(family(nonsym()), &v(&[0.1, -0.05]), &v(&[1.0, 2.0, 3.0]), &Solver::gmres(2));
+    assert!(info.iterations.item::<i64>() > 2, "more than one cycle");
+    // A 20×20 non-symmetric system (tridiagonal, diagonally dominant) with restarts of 5.
+    let n = 20;
+    let a = Tensor::from_vec(
+        (0..n * n)
+            .map(|k| {
+                let (i, j) = (k / n, k % n);
+                if i == j {
+                    4.0 + i as f64 * 0.1
+                } else if j == i + 1 {
+                    1.0
+                } else if i == j + 1 {
+                    -0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+        &[n, n],
+    );
+    let b = Tensor::from_vec((0..n).map(|i| (i as f64).sin()).collect(), &[n]);
+    let (x, info) = solve_raw(&|u: &Tensor| a.matmul(u), &b, &Solver::gmres(5));
+    assert!(info.converged.item::<bool>());
+    assert!((a.matmul(&x) - &b).abs().max_all().item::<f64>() < 1e-8);
+}
+
+#[test]
+fn linear_solve_vmap_of_different_problems_equals_a_loop() {
+    let mv = family(spd());
+    let ps = m(&[&[0.1, 0.1], &[0.5, 0.5], &[-0.3, -0.3]]);
+    let bs = m(&[&[1.0, 0.0, 0.0], &[0.0, 2.0, -1.0], &[3.0, 1.0, 1.0]]);
+    let f = |(p, b): &(Tensor, Tensor)| linear_solve(mv.clone(), p, b, &Solver::cg()).0;
+    let g = |(p, b): &(Tensor, Tensor)| grad(|p: &Tensor| f(&(p.clone(), b.clone())).sum_all())(p);
+    let xs = vmap(f)(&(ps.clone(), bs.clone()));
+    let gs = vmap(g)(&(ps.clone(), bs.clone()));
+    for i in 0..3 {
+        let one = (ps.index(i), bs.index(i));
+        close(&xs.index(i), &f(&one).to_vec::<f64>(), 1e-10, "vmap solve vs loop");
+        close(&gs.index(i), &g(&one).to_vec::<f64>(), 1e-10, "vmap grad vs loop");
+    }
+}
+
+// ---- Failure flags ----
+
+#[test]
+fn cg_flags_indefinite_and_singular_systems() {
+    let b = v(&[1.0, 1.0]);
+    let indefinite = m(&[&[1.0, 0.0], &[0.0, -1.0]]);
+    let (_, info) = solve_raw(&|x: &Tensor| indefinite.matmul(x), &b, &Solver::cg());
+    assert!(!info.converged.item::<bool>(), "indefinite: not converged");
+    let singular = m(&[&[1.0, 0.0], &[0.0, 0.0]]);
+    let (x, info) = solve_raw(&|x: &Tensor| singular.matmul(x), &b, &Solver::cg());
+    assert!(!info.converged.item::<bool>(), "singular: not converged");
+    assert!(x.to_vec::<f64>().iter().all(|e| e.is_finite()), "singular: no NaN in the result");
+    assert!(info.iterations.item::<i64>() < 1000, "stopped at the breakdown, not at max_iter");
+    // A well-posed SPD system converges.
+    let (_, info) = solve_raw(&|x: &Tensor| spd().matmul(x), &v(&[1.0, 2.0, 3.0]), &Solver::cg());
+    assert!(info.converged.item::<bool>());
+    assert!(info.iterations.item::<i64>() <= 4);
+}
+
+#[test]
+fn non_convergence_is_reported_through_grad() {
+    let mv = family(spd());
+    let b = v(&[1.0, -2.0, 0.5]);
+    let p = v(&[0.3, 0.3]);
+    // One CG iteration cannot solve a 3×3 system: the flag comes out beside the gradient.
+    let f = |p: &Tensor| {
+        let (x, info) = linear_solve(mv.clone(), p, &b, &Solver::cg().max_iter(1));
+        (x.sum_all(), (info.converged, info.iterations))
+    };
+    let (g, (conv, iters)) = grad_with_aux(f)(&p);
+    assert!(!conv.item::<bool>());
+    assert_eq!(iters.item::<i64>(), 1);
+    assert!(g.to_vec::<f64>().iter().all(|e| e.is_nan()), "no silent wrong gradient: {g:?}");
+    let (_, d) = jvp(|p: &Tensor| f(p).0, &p, &v(&[1.0, 0.0]));
+    assert!(d.item::<f64>().is_nan(), "forward mode too");
+    // Gradient descent diverging (step 0.4 > 2 / λmax at λ = 2): flagged, NaN derivatives.
+    let solve = ridge_gd();
+    let (_, info) = solve(&Tensor::scalar(2.0));
+    assert!(!info.converged.item::<bool>());
+    assert!(grad(|l: &Tensor| solve(l).0.sum_all())(&Tensor::scalar(2.0)).item::<f64>().is_nan());
+    assert!(jvp(|l: &Tensor| solve(l).0, &Tensor::scalar(2.0), 1.0).1.to_vec::<f64>()[0].is_nan());
+    // A tangent system the Neumann series cannot solve (∂F/∂x = 3 for x = θ/3 written as
+    // 3x − θ = 0): the root is right, its derivative NaN.
+    let third = custom_root(
+        |x: &Tensor, t: &Tensor| x * 3.0 - t,
+        |t: &Tensor| newton_scalar(|x: &Tensor, t: &Tensor| x * 3.0 - t, &Tensor::scalar(0.0), t, 1e-12, 10),
+        Solver::neumann().max_iter(30),
+    );
+    close(&third(&Tensor::scalar(3.0)).0, &[1.0], 1e-12, "x = θ/3");
+    assert!(grad(|t: &Tensor| third(t).0)(&Tensor::scalar(3.0)).item::<f64>().is_nan());
+    // The Neumann series diverges when ‖I − A‖ > 1: flagged, under jit too.
+    let big = m(&[&[3.0, 0.0], &[0.0, 1.0]]);
+    let solve = jit(move |b: &Tensor| solve_raw(&|x: &Tensor| big.matmul(x), b, &Solver::neumann().max_iter(50)).1);
+    let info = solve(&v(&[1.0, 1.0]));
+    assert!(!info.converged.item::<bool>());
+    assert_eq!(info.iterations.item::<i64>(), 50);
+    // Gradient descent with too few steps says so.
+    let (_, info) = gradient_descent(ridge_loss, &Tensor::zeros(&[2], DType::F64), &Tensor::scalar(0.1), 0.4, 1e-12, 5);
+    assert!(!info.converged.item::<bool>());
+    // Bisection without a sign change says so.
+    let (_, info) = bisection(|x: &Tensor, _: &()| x * x + 1.0, -1.0, 1.0, &(), 1e-10, 100);
+    assert!(!info.converged.item::<bool>());
+}
+
+// ---- Scalar roots and fixed points ----
+
+#[test]
+fn scalar_roots_and_fixed_points_are_implicitly_differentiable() {
+    // x³ = θ by bisection and by Newton: x = θ^(1/3), dx/dθ = θ^(-2/3) / 3.
+    let f = |x: &Tensor, t: &Tensor| x.powf(3.0) - t;
+    let by_bisection = custom_root(f, move |t: &Tensor| bisection(f, 0.0, 10.0, t, 1e-13, 200), Solver::bicgstab());
+    let by_newton = custom_root(
+        f,
+        move |t: &Tensor| newton_scalar(f, &Tensor::scalar(1.0), t, 1e-13, 100),
+        Solver::cg().symmetric(true),
+    );
+    for t in [2.0f64, 8.0, 27.0] {
+        let want = t.powf(-2.0 / 3.0) / 3.0;
+        let th = Tensor::scalar(t);
+        for (name, s) in
+            [("bisection", &by_bisection as &dyn Fn(&Tensor) -> (Tensor, SolveInfo)), ("newton", &by_newton)]
+        {
+            let (x, info) = s(&th);
+            assert!(info.converged.item::<bool>(), "{name}");
+            close(&x, &[t.cbrt()], 1e-10, name);
+            close(&grad(|t: &Tensor| s(t).0)(&th), &[want], 1e-9, name);
+            close(&jvp(|t: &Tensor| s(t).0, &th, 1.0).1, &[want], 1e-9, name);
+        }
+    }
+    // Fixed point of a contraction in 2-d: x = 0.5·tanh(x) + θ, by iteration.
+    let t = |x: &Tensor, th: &Tensor| x.tanh() * 0.5 + th;
+    let fp = custom_fixed_point(
+        t,
+        move |th: &Tensor| fixed_point(t, &th.zeros_like(), th, 1e-13, 500),
+        Solver::neumann().tol(1e-13),
+    );
+    let th = v(&[0.2, -0.4]);
+    let (x, info) = fp(&th);
+    assert!(info.converged.item::<bool>());
+    close(&(t(&x, &th) - &x), &[0.0, 0.0], 1e-12, "fixed point");
+    // dx/dθ = 1 / (1 − 0.5 sech²x), elementwise.
+    let want: Vec<f64> = x.to_vec::<f64>().iter().map(|x| 1.0 / (1.0 - 0.5 / x.cosh().powi(2))).collect();
+    close(&grad(|th: &Tensor| fp(th).0.sum_all())(&th), &want, 1e-9, "fixed point grad");
+    close(&jvp(|th: &Tensor| fp(th).0, &th, &v(&[1.0, 1.0])).1, &want, 1e-9, "fixed point jvp");
+}
+
+// ---- Projections and projected gradient ----
+
+#[test]
+fn projections_known_values() {
+    close(&project_box(&v(&[-1.0, 0.5, 2.0]), 0.0, 1.0), &[0.0, 0.5, 1.0], 0.0, "box");
+    close(&project_simplex(&v(&[0.5, 1.0, -0.2]), 1.0), &[0.25, 0.75, 0.0], 1e-15, "simplex");
+    close(
+        &project_simplex(&v(&[0.2, 0.3, 0.1]), 2.0),
+        &[0.2 + 1.4 / 3.0, 0.3 + 1.4 / 3.0, 0.1 + 1.4 / 3.0],
+        1e-15,
+        "simplex z = 2 (all inside: shift by (2 − 0.6) / 3)",
+    );
+    close(&project_l1_ball(&v(&[0.5, -1.0, 0.2]), 1.0), &[0.25, -0.75, 0.0], 1e-15, "l1 ball");
+    close(&project_l1_ball(&v(&[0.1, -0.2]), 1.0), &[0.1, -0.2], 0.0, "l1 ball inside");
+    close(&project_l2_ball(&v(&[3.0, 4.0]), 1.0), &[0.6, 0.8], 1e-15, "l2 ball");
+    close(&project_l2_ball(&v(&[0.3, 0.4]), 1.0), &[0.3, 0.4], 0.0, "l2 ball inside");
+    // Idempotent, and the simplex projection lands on the simplex.
+    let p = project_simplex(&v(&[3.0, -1.0, 0.4, 0.41]), 1.0);
+    close(&p.sum_all(), &[1.0], 1e-14, "on the simplex");
+    close(&project_simplex(&p, 1.0), &p.to_vec::<f64>(), 1e-14, "idempotent");
+}
+
+#[test]
+fn box_constrained_ridge_known_values_implicit() {
+    // w2 ≤ 1.5 is active at λ = 0.1: w1 = (5/3) / (4/3 + 2λ) = 25/23,
+    // dw1/dλ = −2 w1 / (4/3 + 2λ) = −750/529, dw2/dλ = 0.
+    let proj = |w: &Tensor| project_box(w, -10.0, 1.5);
+    let solve = projected_gradient_implicit(
+        ridge_loss,
+        proj,
+        &Tensor::zeros(&[2], DType::F64),
+        0.4,
+        1e-13,
+        2000,
+        Solver::bicgstab(),
+    );
+    let lam = Tensor::scalar(0.1);
+    let (w, info) = solve(&lam);
+    assert!(info.converged.item::<bool>());
+    close(&w, &[25.0 / 23.0, 1.5], 1e-10, "box ridge w*");
+    let want = [-750.0 / 529.0, 0.0];
+    close(&jvp(|l: &Tensor| solve(l).0, &lam, 1.0).1, &want, 1e-8, "box ridge jvp");
+    close(&jacrev(|l: &Tensor| solve(l).0)(&lam), &want, 1e-8, "box ridge jacrev");
+    // vmap over λ equals a loop (at λ = 1 the constraint is inactive).
+    let lams = v(&[0.05, 0.1, 1.0]);
+    let ds = vmap(|l: &Tensor| jvp(|l: &Tensor| solve(l).0, l, 1.0).1)(&lams);
+    for i in 0..3 {
+        let one = jvp(|l: &Tensor| solve(l).0, &lams.index(i), 1.0).1;
+        close(&ds.index(i), &one.to_vec::<f64>(), 1e-12, "vmap vs loop");
+    }
+}
+
+#[test]
+fn simplex_and_ball_constrained_derivatives_match_the_projection() {
+    // argmin over C of ‖x − θ‖² is proj_C(θ): its derivative is the projection's.
+    let f = |x: &Tensor, t: &Tensor| ((x - t) * (x - t)).sum_all();
+    let theta = v(&[0.5, 1.0, -0.2, 0.7]);
+    let tangent = v(&[0.3, -1.0, 0.6, 0.2]);
+    type Proj = fn(&Tensor) -> Tensor;
+    let cases: [(&str, Proj); 3] = [
+        ("simplex", |x| project_simplex(x, 1.0)),
+        ("l1", |x| project_l1_ball(x, 1.5)),
+        ("l2", |x| project_l2_ball(x, 1.0)),
+    ];
+    for (name, proj) in cases {
+        let x0 = Tensor::from_vec(vec![0.25; 4], &[4]);
+        let solve = projected_gradient_implicit(f, proj, &x0, 0.25, 1e-13, 1000, Solver::bicgstab());
+        let (x, info) = solve(&theta);
+        assert!(info.converged.item::<bool>(), "{name}");
+        close(&x, &proj(&theta).to_vec::<f64>(), 1e-10, name);
+        let (_, want) = jvp(proj, &theta, &tangent);
+        let (_, got) = jvp(|t: &Tensor| solve(t).0, &theta, &tangent);
+        close(&got, &want.to_vec::<f64>(), 1e-8, &format!("{name} jvp"));
+        let g = grad(|t: &Tensor| (solve(t).0 * &tangent).sum_all())(&theta);
+        let gw = grad(|t: &Tensor| (proj(t) * &tangent).sum_all())(&theta);
+        close(&g, &gw.to_vec::<f64>(), 1e-8, &format!("{name} grad"));
+    }
+}
+
+#[test]
+fn anderson_acceleration_converges_faster_and_differentiates() {
+    // x = 0.9·A·tanh(x) + θ: a contraction with slow plain iteration (factor up to 0.9·‖A‖).
+    let a = m(&[&[0.9, 0.1, 0.0], &[0.1, 0.8, 0.1], &[0.0, 0.1, 0.9]]);
+    let t = move |x: &Tensor, th: &Tensor| a.matmul(&x.tanh()) * 0.9 + th;
+    let th = v(&[0.3, -0.2, 0.5]);
+    let x0 = th.zeros_like();
+    let (xp, plain) = fixed_point(t.clone(), &x0, &th, 1e-12, 5000);
+    let (xa, acc) = fixed_point_anderson(t.clone(), &x0, &th, 5, 1.0, 1e-12, 500);
+    assert!(plain.converged.item::<bool>() && acc.converged.item::<bool>());
+    close(&xa, &xp.to_vec::<f64>(), 1e-10, "same fixed point");
+    let (ip, ia) = (plain.iterations.item::<i64>(), acc.iterations.item::<i64>());
+    assert!(ia * 3 < ip, "Anderson {ia} iterations vs plain {ip}");
+    // Implicit derivative through Anderson, against finite differences.
+    let (t2, x02) = (t.clone(), x0.clone());
+    let solve = custom_fixed_point(
+        t.clone(),
+        move |th: &Tensor| fixed_point_anderson(t2.clone(), &x02, th, 5, 1.0, 1e-13, 500),
+        Solver::gmres(3),
+    );
+    let cot = v(&[1.0, -0.5, 0.25]);
+    let g = grad(|th: &Tensor| (solve(th).0 * &cot).sum_all())(&th);
+    let h = 1e-6;
+    let want: Vec<f64> = (0..3)
+        .map(|i| {
+            let bump = |s: f64| {
+                let mut tv = th.to_vec::<f64>();
+                tv[i] += s;
+                (solve(&v(&tv)).0 * &cot).sum_all().item::<f64>()
+            };
+            (bump(h) - bump(-h)) / (2.0 * h)
+        })
+        .collect();
+    close(&g, &want, 1e-6, "Anderson implicit grad vs differences");
+    // vmap over θ equals a loop, and jit equals eager.
+    let ths = m(&[&[0.3, -0.2, 0.5], &[0.0, 1.0, -1.0]]);
+    let xs = vmap(|th: &Tensor| solve(th).0)(&ths);
+    let jitted = jit(|th: &Tensor| solve(th).0);
+    for i in 0..2 {
+        let one = solve(&ths.index(i)).0.to_vec::<f64>();
+        close(&xs.index(i), &one, 1e-10, "vmap vs loop");
+        close(&jitted(&ths.index(i)), &one, 1e-12, "jit vs eager");
+    }
+}
+
+#[test]
+fn ridge_known_values_through_lbfgs() {
+    let optimality = |w: &Tensor, lam: &Tensor| {
+        let (_, pb) = vjp(|w: &Tensor| ridge_loss(w, lam), w);
+        pb.call(1.0)
+    };
+    let solve = custom_root(
+        optimality,
+        |lam: &Tensor| lbfgs(ridge_loss, &Tensor::zeros(&[2], DType::F64), lam, 5, 1e-12, 200),
+        Solver::cg(),
+    );
+    check_ridge(&solve, "L-BFGS");
+    // L-BFGS needs far fewer steps than gradient descent here.
+    let (_, info) = lbfgs(ridge_loss, &Tensor::zeros(&[2], DType::F64), &Tensor::scalar(0.1), 5, 1e-12, 200);
+    let (_, gd) =
+        gradient_descent(ridge_loss, &Tensor::zeros(&[2], DType::F64), &Tensor::scalar(0.1), 0.4, 1e-12, 2000);
+    assert!(info.iterations.item::<i64>() < gd.iterations.item::<i64>());
+}
+
+/// The rule this library relies on: a `custom_vjp` function applied to tangents inside a
+/// `custom_jvp` rule is evaluated in forward mode and transposed through its `bwd` in
+/// reverse mode (here deliberately inconsistent, to see which one runs).
+#[test]
+fn custom_vjp_on_tangents_is_transposed_by_its_bwd() {
+    let lin = custom_vjp(|t: &Tensor| t * 3.0, |t: &Tensor| (t * 3.0, ()), |_: &(), c: &Tensor| c * 5.0);
+    let f = custom_jvp(|x: &Tensor| x * 2.0, move |x: &Tensor, t: &Tensor| (x * 2.0, lin(t)));
+    assert_eq!(jvp(&f, &Tensor::scalar(1.0), 1.0).1.item::<f64>(), 3.0);
+    assert_eq!(grad(&f)(&Tensor::scalar(1.0)).item::<f64>(), 5.0);
+    assert_eq!(jit(grad(&f))(&Tensor::scalar(1.0)).item::<f64>(), 5.0);
+    let gs = vmap(grad(&f))(&v(&[1.0, 2.0]));
+    assert_eq!(gs.to_vec::<f64>(), vec![5.0, 5.0]);
+}
