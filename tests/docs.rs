@@ -81,7 +81,19 @@ fn every_public_function_of_the_user_facing_api_has_an_example() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut total = 0;
     let mut missing = Vec::new();
-    for dir in ["src", "src/tensor", "src/transform", "src/nn", "src/optim", "src/io", "src/control", "src/linalg", "src/diffop", "src/diffeq", "src/solvers"] {
+    for dir in [
+        "src",
+        "src/tensor",
+        "src/transform",
+        "src/nn",
+        "src/optim",
+        "src/io",
+        "src/control",
+        "src/linalg",
+        "src/diffop",
+        "src/diffeq",
+        "src/solvers",
+    ] {
         let (n, m) = undocumented_examples(&root.join(dir));
         total += n;
         missing.extend(m);

@@ -524,3 +524,21 @@ fn custom_vjp_on_tangents_is_transposed_by_its_bwd() {
     let gs = vmap(grad(&f))(&v(&[1.0, 2.0]));
     assert_eq!(gs.to_vec::<f64>(), vec![5.0, 5.0]);
 }
+
+#[test]
+fn linear_solve_direct_spd_and_nonsymmetric_gradients() {
+    check_linear_solve(spd(), v(&[0.3, 0.3]), Solver::direct(), "direct on SPD");
+    check_linear_solve(nonsym(), v(&[0.1, -0.05]), Solver::direct(), "direct non-symmetric");
+    // Agrees with the iterative solvers on the same system.
+    let b = v(&[1.0, 2.0, 3.0]);
+    let (xd, info) = linear_solve(family(nonsym()), &v(&[0.1, -0.05]), &b, &Solver::direct());
+    let (xg, _) = linear_solve(family(nonsym()), &v(&[0.1, -0.05]), &b, &Solver::gmres(3));
+    assert!(info.converged.item::<bool>());
+    for (d, g) in xd.to_vec::<f64>().iter().zip(xg.to_vec::<f64>()) {
+        assert!((d - g).abs() < 1e-8, "{d} vs {g}");
+    }
+    // A singular operator is flagged, not silently solved.
+    let zero = |_: &Tensor, u: &Tensor| u * 0.0;
+    let (_, info) = linear_solve(zero, &v(&[0.0]), &b, &Solver::direct());
+    assert!(!info.converged.item::<bool>());
+}

@@ -23,6 +23,11 @@ pub enum Method {
         /// Krylov dimension per cycle (unrolled in the graph: keep it small, ≤ 30).
         restart: usize,
     },
+    /// Dense and direct: the operator is materialised as a matrix (one `matvec` per column,
+    /// vectorised with `vmap`) and solved by LU ([`crate::linalg::solve`]). For small
+    /// systems, or as the reference for the iterative methods; `tol` and `max_iter` only
+    /// decide `converged` (the residual must meet `tol`).
+    Direct,
 }
 
 /// A linear solver: method, relative tolerance on the residual `‖b − Ax‖ ≤ tol·‖b‖`,
@@ -55,6 +60,19 @@ impl Solver {
     /// ```
     pub fn cg() -> Solver {
         Solver { method: Method::Cg, tol: 1e-10, max_iter: 1000, symmetric: true }
+    }
+    /// The dense direct solve (LU of the materialised operator), tol 1e-10 on the residual.
+    ///
+    /// ```
+    /// use cotangent::solvers::{solve_raw, Solver};
+    /// use cotangent::Tensor;
+    /// let a = Tensor::from_vec(vec![4.0, 1.0, 2.0, 3.0], &[2, 2]);
+    /// let (x, info) = solve_raw(&|v: &Tensor| a.matmul(v), &Tensor::from_vec(vec![1.0, 2.0], &[2]), &Solver::direct());
+    /// assert!(info.converged.item::<bool>());
+    /// assert!((x.to_vec::<f64>()[1] - 0.7).abs() < 1e-12);
+    /// ```
+    pub fn direct() -> Solver {
+        Solver { method: Method::Direct, tol: 1e-10, max_iter: 1, symmetric: false }
     }
     /// BiCGStab, tol 1e-10, 1000 iterations.
     ///
@@ -325,7 +343,22 @@ pub fn solve_raw(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver
         Method::BiCgStab => bicgstab(matvec, b, solver),
         Method::Neumann => neumann(matvec, b, solver),
         Method::Gmres { restart } => gmres(matvec, b, solver, restart),
+        Method::Direct => direct(matvec, b, solver),
     }
+}
+
+/// The dense direct solve: the operator as a matrix (column `j` = `matvec(e_j)`, all columns
+/// at once with `vmap`), then LU.
+fn direct(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver) -> (Tensor, SolveInfo) {
+    let shape = b.shape();
+    let n = b.numel();
+    let columns = crate::vmap(|e: &Tensor| matvec(&e.reshape_to(&shape)).reshape(&[-1]))(&Tensor::eye(n, b.dtype()));
+    let a = columns.t();
+    let x = crate::linalg::solve(&a, &b.reshape(&[-1]));
+    let r = b.reshape(&[-1]) - a.matmul(&x);
+    let residual = vdot(&r, &r).sqrt();
+    let converged = residual.le(&(vdot(b, b).sqrt() * solver.tol));
+    (x.reshape_to(&shape), SolveInfo { converged, iterations: Tensor::scalar(1i64), residual })
 }
 
 /// `v ↦ A⁻¹ v` for a fixed operator, linear in `v`, as a `custom_vjp` function whose
