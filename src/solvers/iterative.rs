@@ -69,7 +69,7 @@ impl Solver {
     /// let a = Tensor::from_vec(vec![4.0, 1.0, 2.0, 3.0], &[2, 2]);
     /// let (x, info) = solve_raw(&|v: &Tensor| a.matmul(v), &Tensor::from_vec(vec![1.0, 2.0], &[2]), &Solver::direct());
     /// assert!(info.converged.item::<bool>());
-    /// assert!((x.to_vec::<f64>()[1] - 0.7).abs() < 1e-12);
+    /// assert!((x.to_vec::<f64>()[1] - 0.6).abs() < 1e-12); // A⁻¹b = (0.1, 0.6)
     /// ```
     pub fn direct() -> Solver {
         Solver { method: Method::Direct, tol: 1e-10, max_iter: 1, symmetric: false }
