@@ -5,44 +5,12 @@
 
 use cotangent::diffeq::{solve, Gradient, Options, Solver};
 use cotangent::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = LIVE.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc`/`alloc_zeroed`/`realloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from this allocator with `layout`; forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::peak::{peak_during, PeakCounting};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: PeakCounting = PeakCounting;
 
 const ROWS: usize = 1000;
 
@@ -57,10 +25,7 @@ fn peak(t1: f64, g: Gradient) -> (usize, i64) {
     let o = Options { rtol: 1e-8, atol: 1e-8, gradient: g, ..Options::default() };
     let df = grad(|a: &Tensor| solve(field, Solver::Tsit5, 0.0, t1, &z0, a, &[], &o).ys[0].sum_all());
     let first = df(&a);
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let second = df(&a);
-    let p = PEAK.load(Ordering::Relaxed) - base;
+    let (p, second) = peak_during(|| df(&a));
     assert_eq!(first.to_vec::<f64>(), second.to_vec::<f64>());
     let steps = solve(field, Solver::Tsit5, 0.0, t1, &z0, &a, &[], &o).stats.accepted.item::<i64>();
     (p, steps)

@@ -79,7 +79,7 @@ impl CollectiveOp {
 ///     fn all_reduce_sum(&self, buf: &mut Data) {
 ///         match buf {
 ///             Data::F64(v) => v.iter_mut().for_each(|x| *x *= 2.0),
-///             _ => unimplemented!(),
+///             other => panic!("this mirror holds f64 only, got {:?}", other.dtype()),
 ///         }
 ///     }
 ///     fn broadcast(&self, _buf: &mut Data, _root: usize) {}

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod peak;
+
 use cotangent::{DType, Data, Tensor};
 
 /// An f64 tensor.
