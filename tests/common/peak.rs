@@ -14,6 +14,8 @@ fn grew(n: usize) {
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
+// SAFETY: every method forwards to the system allocator unchanged and only updates
+// atomic counters, so the `GlobalAlloc` contract holds exactly as for `System`.
 unsafe impl GlobalAlloc for PeakCounting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         grew(layout.size());
