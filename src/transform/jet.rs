@@ -62,6 +62,9 @@ pub(crate) fn jet_graph(g: &Graph, inputs: &[Series], order: usize) -> Vec<Serie
     g.outputs.iter().map(|v| ser[v.index()].clone().expect("output")).collect()
 }
 
+/// A function of the series variable `t` (one derivative of the primitive's results).
+type Derivative<'a> = Box<dyn Fn(&Tensor) -> Vec<Tensor> + 'a>;
+
 /// The series of a primitive's results by nested forward mode in the series variable `t`:
 /// with `x(t) = Σ cₖ tᵏ` for every operand, the k-th coefficient of `eval(x(t))` is its k-th
 /// derivative in `t` at 0 over k!, and each derivative is one more [`jvp`](crate::jvp) in the
@@ -97,7 +100,7 @@ pub(crate) fn nested_jet(
     let g0 = eval(&path(&t0));
     let mut out: Vec<Series> = g0.iter().map(|y| zero_series(y.clone(), order)).collect();
     // d_k(t) = the k-th derivative of eval(path(t)).
-    let mut d: Box<dyn Fn(&Tensor) -> Vec<Tensor> + '_> = Box::new(move |t: &Tensor| eval(&path(t)));
+    let mut d: Derivative<'_> = Box::new(move |t: &Tensor| eval(&path(t)));
     let mut factorial = 1.0;
     for k in 1..=order {
         let prev = d;
