@@ -14,11 +14,11 @@
 //!   intermediate alive again).
 //! - **batching**: a `checkpoint` of the batched body.
 
-use super::rules::{self, LinArg};
+use super::rules::LinArg;
 use super::Prim;
 use crate::compile::dce;
 use crate::ir::{Graph, SubGraph, Var};
-use crate::trace::{bind, bind_multi, eval_graph, Tuples};
+use crate::trace::{bind_multi, eval_graph};
 use crate::transform::subgraph::{batch_subgraph, trace_closed, transpose_subgraph};
 use crate::{Tensor, TensorType};
 use std::fmt;
@@ -139,51 +139,6 @@ fn saved_nodes(body: &Graph, policy: &Policy) -> Vec<usize> {
         .collect()
 }
 
-/// The jvp of `g` where the values of the nodes `saved` are given (`saved_values`) instead
-/// of recomputed; their tangents still come from their jvp rules on recomputed operands.
-fn jvp_with_saved(
-    g: &Graph,
-    args: &[Tensor],
-    tangents: &[Option<Tensor>],
-    saved: &[usize],
-    saved_values: &[Tensor],
-) -> Vec<Option<Tensor>> {
-    let mut val: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
-    let mut tan: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
-    let (mut tuple_val, mut tuple_tan) = (Tuples::default(), Tuples::default());
-    for (i, node) in g.nodes.iter().enumerate() {
-        match &node.prim {
-            Prim::Input(k) => {
-                val[i] = Some(args[*k].clone());
-                tan[i] = tangents[*k].clone();
-            }
-            Prim::Proj(k) => {
-                val[i] = tuple_val.get(node.inputs[0].index(), *k);
-                tan[i] = tuple_tan.get(node.inputs[0].index(), *k);
-            }
-            prim if prim.is_tuple() => {
-                let xs: Vec<&Tensor> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
-                let ts: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| tan[v.index()].as_ref()).collect();
-                let (ys, dys) = rules::jvp_multi(prim, &xs, &ts);
-                tuple_val.set(i, ys);
-                tuple_tan.set_opt(i, dys);
-            }
-            Prim::Constant(a) => val[i] = Some(Tensor::from_arc(a.clone())),
-            prim => {
-                let xs: Vec<&Tensor> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
-                let ts: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| tan[v.index()].as_ref()).collect();
-                let y = match saved.iter().position(|&s| s == i) {
-                    Some(j) => saved_values[j].clone(),
-                    None => bind(prim.clone(), &xs),
-                };
-                tan[i] = rules::jvp(prim, &xs, &ts, &y);
-                val[i] = Some(y);
-            }
-        }
-    }
-    g.outputs.iter().map(|v| tan[v.index()].clone()).collect()
-}
-
 /// `g` without dead nodes and without the inputs nothing reads; returns which inputs stay.
 fn prune(g: &Graph) -> (Graph, Vec<bool>) {
     let g = dce(g);
@@ -231,7 +186,7 @@ pub(crate) fn checkpoint_jvp(
         let mut it = tans.iter();
         let tangents: Vec<Option<Tensor>> =
             with_tangent.iter().map(|&w| if w { it.next().cloned() } else { None }).collect();
-        let touts = jvp_with_saved(body, a, &tangents, &saved, s);
+        let touts = crate::transform::jvp_graph_saving(body, a, &tangents, &saved, s).1;
         nonzero = touts.iter().map(Option::is_some).collect();
         touts.into_iter().flatten().collect()
     });

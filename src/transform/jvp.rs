@@ -10,6 +10,19 @@ use crate::{Tensor, Tree, TreeLike};
 /// Evaluates `g` on `args` and pushes `tangents` (`None` = zero) through it.
 /// Returns the outputs and their tangents (`None` where provably zero).
 pub(crate) fn jvp_graph(g: &Graph, args: &[Tensor], tangents: &[Option<Tensor>]) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
+    jvp_graph_saving(g, args, tangents, &[], &[])
+}
+
+/// [`jvp_graph`] where the values of the (single-result) nodes `saved` are given
+/// (`saved_values`, as a checkpoint's policy kept them) instead of recomputed; their tangents
+/// still come from their jvp rules on the recomputed operands.
+pub(crate) fn jvp_graph_saving(
+    g: &Graph,
+    args: &[Tensor],
+    tangents: &[Option<Tensor>],
+    saved: &[usize],
+    saved_values: &[Tensor],
+) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
     let mut val: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     let mut tan: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     let (mut tuple_val, mut tuple_tan) = (Tuples::default(), Tuples::default());
@@ -34,7 +47,10 @@ pub(crate) fn jvp_graph(g: &Graph, args: &[Tensor], tangents: &[Option<Tensor>])
             prim => {
                 let xs: Vec<&Tensor> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
                 let ts: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| tan[v.index()].as_ref()).collect();
-                let y = bind(prim.clone(), &xs);
+                let y = match saved.iter().position(|&s| s == i) {
+                    Some(j) => saved_values[j].clone(),
+                    None => bind(prim.clone(), &xs),
+                };
                 tan[i] = rules::jvp(prim, &xs, &ts, &y);
                 val[i] = Some(y);
             }

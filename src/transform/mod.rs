@@ -24,7 +24,7 @@ pub(crate) mod subgraph;
 mod vjp;
 mod vmap;
 
-pub(crate) use jvp::jvp_graph;
+pub(crate) use jvp::{jvp_graph, jvp_graph_saving};
 pub(crate) use vmap::batch_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};
