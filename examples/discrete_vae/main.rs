@@ -13,7 +13,8 @@
 //! uniform prior), in nats per image. It prints both final losses on the test images and
 //! writes a PNG of both training curves.
 
-mod plot;
+#[path = "../common/lines.rs"]
+mod lines;
 
 use cotangent::nn::{self, Init, Linear};
 use cotangent::optim::{Adam, Optimizer};
@@ -199,6 +200,13 @@ fn main() {
     }
     std::fs::create_dir_all(&args.out).unwrap_or_else(|e| panic!("cannot create {}: {e}", args.out.display()));
     let png = args.out.join("discrete_vae_losses.png");
-    plot::draw(&rm.0, &st.0, &png).unwrap_or_else(|e| panic!("cannot draw {}: {e}", png.display()));
+    let curve = |name: &str, color, losses: &[f64]| lines::Curve {
+        name: name.to_string(),
+        color,
+        points: losses.iter().enumerate().map(|(i, &y)| (i as f64 + 1.0, y)).collect(),
+    };
+    let curves = [curve("REINMAX", plotters::style::BLUE, &rm.0), curve("ST", plotters::style::RED, &st.0)];
+    lines::draw(&png, "NEGATIVE ELBO (NATS)", "EPOCH", &curves, false)
+        .unwrap_or_else(|e| panic!("cannot draw {}: {e}", png.display()));
     println!("wrote {}", png.display());
 }
