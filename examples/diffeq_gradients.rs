@@ -11,47 +11,14 @@
 
 use cotangent::diffeq::{solve, Gradient, Options, Solver};
 use cotangent::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = LIVE.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every method forwards to the system allocator unchanged and only updates
-// atomic counters, so the `GlobalAlloc` contract holds exactly as for `System`.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc`/`alloc_zeroed`/`realloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from this allocator with `layout`; forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+// The tests' peak-tracking allocator (one copy of its `unsafe` code).
+#[path = "../tests/common/peak.rs"]
+mod peak;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: peak::PeakCounting = peak::PeakCounting;
 
 const ROWS: usize = 5000;
 const T: f64 = 10.0;
@@ -68,12 +35,10 @@ fn loss(z0: &Tensor, a: &Tensor, g: Gradient, tol: f64) -> Tensor {
 /// Time (ms) and peak bytes above the live bytes at the start, of the second call of `f`.
 fn measure<R>(f: impl Fn() -> R) -> (R, f64, usize) {
     let _ = f();
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
     let t = Instant::now();
-    let r = f();
+    let (bytes, r) = peak::peak_during(&f);
     let ms = t.elapsed().as_secs_f64() * 1e3;
-    (r, ms, PEAK.load(Ordering::Relaxed) - base)
+    (r, ms, bytes)
 }
 
 fn main() {
