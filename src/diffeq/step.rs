@@ -44,19 +44,44 @@ fn axpy(y: &[Tensor], h: &Tensor, terms: &[(f64, &Vec<Tensor>)]) -> Vec<Tensor> 
         .collect()
 }
 
-/// One Runge–Kutta step: the new state and, for embedded pairs, the error estimate.
-fn rk_step(tab: &Tableau, field: &Field, s: &Tensor, h: &Tensor, y: &[Tensor]) -> (Vec<Tensor>, Option<Vec<Tensor>>) {
-    let mut ks: Vec<Vec<Tensor>> = Vec::new();
-    for i in 0..tab.c.len() {
-        let yi = axpy(y, h, &tab.a[i].iter().copied().zip(ks.iter()).collect::<Vec<_>>());
-        ks.push(field.eval(&(s + h * tab.c[i]), &yi));
+/// One step of a method from `(s, y)` with step `h`.
+pub(super) struct Step {
+    /// The state after the step.
+    pub y1: Vec<Tensor>,
+    /// The local error estimate (embedded pairs only).
+    pub err: Option<Vec<Tensor>>,
+    /// Function evaluations the step took (an f64 scalar: implicit methods iterate).
+    pub nfe: Tensor,
+}
+
+/// A one-step method the fixed and adaptive drivers can run: the explicit Runge–Kutta
+/// tableaus here; implicit methods implement it too.
+pub(super) trait Method {
+    /// The order of the propagated solution (the controller uses `order + 1`).
+    fn order(&self) -> usize;
+    /// One step.
+    fn step(&self, field: &Field, s: &Tensor, h: &Tensor, y: &[Tensor]) -> Step;
+}
+
+impl Method for Tableau {
+    fn order(&self) -> usize {
+        self.order
     }
-    let y1 = axpy(y, h, &tab.b.iter().copied().zip(ks.iter()).collect::<Vec<_>>());
-    let err = tab.e.as_ref().map(|e| {
-        let zero: Vec<Tensor> = y.iter().map(Tensor::zeros_like).collect();
-        axpy(&zero, h, &e.iter().copied().zip(ks.iter()).collect::<Vec<_>>())
-    });
-    (y1, err)
+
+    fn step(&self, field: &Field, s: &Tensor, h: &Tensor, y: &[Tensor]) -> Step {
+        let tab = self;
+        let mut ks: Vec<Vec<Tensor>> = Vec::new();
+        for i in 0..tab.c.len() {
+            let yi = axpy(y, h, &tab.a[i].iter().copied().zip(ks.iter()).collect::<Vec<_>>());
+            ks.push(field.eval(&(s + h * tab.c[i]), &yi));
+        }
+        let y1 = axpy(y, h, &tab.b.iter().copied().zip(ks.iter()).collect::<Vec<_>>());
+        let err = tab.e.as_ref().map(|e| {
+            let zero: Vec<Tensor> = y.iter().map(Tensor::zeros_like).collect();
+            axpy(&zero, h, &e.iter().copied().zip(ks.iter()).collect::<Vec<_>>())
+        });
+        Step { y1, err, nfe: Tensor::scalar(tab.c.len() as f64) }
+    }
 }
 
 /// RMS of `e / (atol + rtol·max(|y0|, |y1|))` over every element of every leaf, as an f64
@@ -75,15 +100,14 @@ fn error_norm(e: &[Tensor], y0: &[Tensor], y1: &[Tensor], rtol: f64, atol: f64) 
 /// Carry of the adaptive loop: `[s, h, ε₋₁, ε₋₂, accepted, rejected, nfe, code]` then the
 /// state leaves.
 fn adaptive(
-    tab: &Tableau,
+    method: &dyn Method,
     field: &Field,
     s0: f64,
     s1: f64,
     y0: Vec<Tensor>,
     o: &Options,
 ) -> (Vec<Tensor>, [Tensor; 4]) {
-    let stages = tab.c.len() as f64;
-    let k = (tab.order + 1) as f64;
+    let k = (method.order() + 1) as f64;
     let pid = o.controller;
     let (b1, b2, b3) =
         ((pid.pcoeff + pid.icoeff + pid.dcoeff) / k, -(pid.pcoeff + 2.0 * pid.dcoeff) / k, pid.dcoeff / k);
@@ -118,8 +142,8 @@ fn adaptive(
         let (s, h, y) = (&c[0], &c[1], &c[8..]);
         let last = h.ge(&(-s + s1));
         let h = where_(&last, &(-s + s1), h);
-        let (y1, err) = rk_step(tab, field, s, &h, y);
-        let err = err.expect("adaptive tableau");
+        let Step { y1, err, nfe } = method.step(field, s, &h, y);
+        let err = err.expect("an adaptive method estimates its error");
         let eps = error_norm(&err, y, &y1, o.rtol, o.atol).stop_gradient();
         let finite = eps.is_finite();
         let accept = eps.le(1.0).logical_and(&finite);
@@ -144,7 +168,7 @@ fn adaptive(
             where_(&accept, &c[2], &c[3]),
             &c[4] + where_(&accept, 1.0, 0.0),
             &c[5] + where_(&accept, 0.0, 1.0),
-            &c[6] + stages,
+            &c[6] + nfe,
             code,
         ];
         out.extend(y1.iter().zip(y).map(|(a, b)| where_(&accept, a, b)));
@@ -157,22 +181,29 @@ fn adaptive(
     (y, [c[4].clone(), c[5].clone(), c[6].clone(), code])
 }
 
-fn fixed(tab: &Tableau, field: &Field, s0: f64, s1: f64, y0: Vec<Tensor>, dt: f64) -> (Vec<Tensor>, [Tensor; 4]) {
+fn fixed(method: &dyn Method, field: &Field, s0: f64, s1: f64, y0: Vec<Tensor>, dt: f64) -> (Vec<Tensor>, [Tensor; 4]) {
     let n = (((s1 - s0) / dt) - 1e-9).ceil().max(1.0) as i64;
     let h = (s1 - s0) / n as f64;
-    let y = fori_loop(
+    let mut carry = y0;
+    carry.push(Tensor::scalar(0.0));
+    let mut out = fori_loop(
         0,
         n,
-        |i: &Tensor, y: &Vec<Tensor>| {
+        |i: &Tensor, c: &Vec<Tensor>| {
+            let (y, nfe) = c.split_at(c.len() - 1);
             let s = i.cast(DType::F64) * h + s0;
-            rk_step(tab, field, &s, &Tensor::scalar(h), y).0
+            let step = method.step(field, &s, &Tensor::scalar(h), y);
+            let mut next = step.y1;
+            next.push(&nfe[0] + step.nfe);
+            next
         },
-        &y0,
+        &carry,
     );
+    let nfe = out.pop().expect("the nfe counter");
+    let y = out;
     // A non-finite final state (NaN in y0, or a blow-up) is flagged: code 2.
     let code = where_(&all_finite(&y), 0.0, 2.0);
-    let stats =
-        [Tensor::scalar(n as f64), Tensor::scalar(0.0), Tensor::scalar((n as usize * tab.c.len()) as f64), code];
+    let stats = [Tensor::scalar(n as f64), Tensor::scalar(0.0), nfe, code];
     (y, stats)
 }
 
