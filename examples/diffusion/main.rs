@@ -5,7 +5,7 @@
 //! ([`solve`] with the adaptive Tsit5).
 //!
 //! ```text
-//! cargo run --release --example diffusion                      # 20000 steps of 512 (about 40 s)
+//! cargo run --release --example diffusion                      # 20000 steps of 512 (about a minute)
 //! cargo run --release --example diffusion -- --steps 2000 --samples 1000 --out /tmp/diffusion
 //! ```
 //!
@@ -322,10 +322,10 @@ fn main() {
     }
     let nfe = nfe.cast(DType::I64).item::<i64>();
     println!(
-        "reverse SDE: Euler–Maruyama, {sde_steps} steps = {sde_steps} network evaluations, {sde_secs:.2} s (with compilation)"
+        "reverse SDE: Euler–Maruyama, {sde_steps} steps = {sde_steps} network evaluations, {sde_secs:.2} s (one call, tracing and compiling included)"
     );
     println!(
-        "probability-flow ODE: Tsit5, rtol = atol = {:e}: {} accepted and {} rejected steps, {nfe} network evaluations, {ode_secs:.2} s (with compilation)",
+        "probability-flow ODE: Tsit5, rtol = atol = {:e}: {} accepted and {} rejected steps, {nfe} network evaluations, {ode_secs:.2} s (one call, tracing and compiling included)",
         args.tol,
         accepted.cast(DType::I64).item::<i64>(),
         rejected.cast(DType::I64).item::<i64>()

@@ -1,7 +1,8 @@
 //! Scatter plots of 2-D point sets side by side on one PNG (plotters' bitmap backend, with the
 //! digits example's pixel font for labels).
 
-#[allow(dead_code)]
+// The same file is loaded by `common/lines.rs`; its text helpers are all this module needs.
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../digits/plot.rs"]
 mod digits_plot;
 
