@@ -133,3 +133,38 @@ fn discrete_vae_example_learns_with_both_estimators() {
     assert!(png.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", png.display());
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Implicit-differentiation examples (issue 15): hyperparameters, deq.
+// ---------------------------------------------------------------------------
+
+/// Per-pixel weight decays tuned by implicit hypergradients: the exact hypergradient agrees
+/// with finite differences, and a few outer steps lower the validation loss below the
+/// uniform start's with both variants; both plots are written.
+#[test]
+fn hyperparameters_example_lowers_the_validation_loss() {
+    let (stdout, out) = run_example("hyperparameters", &["--steps", "8"]);
+    let start = number_after(&stdout, "start validation loss:");
+    for variant in ["exact", "Neumann"] {
+        let end = number_after(&stdout, &format!("final validation loss ({variant}):"));
+        assert!(end < start - 0.02, "{variant}: validation loss {end} vs {start} at the start:\n{stdout}");
+    }
+    // The finite-difference lines: "... exact A, Neumann B, finite differences C".
+    let checks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("hypergradient d(val loss)")).collect();
+    assert_eq!(checks.len(), 3, "{stdout}");
+    for line in checks {
+        let value = |key: &str| -> f64 {
+            let rest = &line[line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len()..];
+            rest.trim().split(',').next().unwrap().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+        };
+        let (exact, fd) = (value("exact"), value("finite differences"));
+        assert!((exact - fd).abs() <= 1e-2 * fd.abs(), "exact {exact} vs finite differences {fd}: {line}");
+    }
+    let cos = number_after(&stdout, "cosine similarity of the exact and Neumann hypergradients at the start:");
+    assert!(cos > 0.8, "cosine similarity {cos}:\n{stdout}");
+    for f in ["hyperparameters_val_loss.png", "hyperparameters_lambda.png"] {
+        let p = out.join(f);
+        assert!(p.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", p.display());
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
