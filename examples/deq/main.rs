@@ -166,7 +166,10 @@ fn equilibrium() -> impl Fn(&(Tensor, Tensor)) -> (Tensor, SolveInfo) {
 }
 
 /// Logits and the forward solver's report for a batch.
-fn forward(solve: &dyn Fn(&(Tensor, Tensor)) -> (Tensor, SolveInfo), p: &Deq, x: &Tensor) -> (Tensor, SolveInfo) {
+/// A differentiable equilibrium solve, `θ ↦ (z*, report)`.
+type Equilibrium = dyn Fn(&(Tensor, Tensor)) -> (Tensor, SolveInfo);
+
+fn forward(solve: &Equilibrium, p: &Deq, x: &Tensor) -> (Tensor, SolveInfo) {
     let theta = (spectral_normalise(&p.w), x.matmul(&p.u) + &p.b);
     let (z, info) = solve(&theta);
     (z.matmul(&p.v) + &p.c, info)
@@ -315,7 +318,7 @@ fn main() {
         lines::Curve { name: "TRAIN ACCURACY".into(), color: RGBColor(31, 119, 180), points: train_accs },
         lines::Curve { name: "TEST ACCURACY".into(), color: RGBColor(44, 160, 44), points: test_accs },
     ];
-    lines::draw(&png, "DIGITS: DEEP EQUILIBRIUM MODEL", "EPOCH", &curves, false)
+    lines::draw(&png, "DIGITS: DEQ TRAINING", "EPOCH", &curves, false)
         .unwrap_or_else(|e| panic!("cannot draw {}: {e}", png.display()));
     println!("wrote {}", png.display());
 }
