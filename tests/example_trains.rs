@@ -173,3 +173,65 @@ fn diffusion_example_samples_beat_the_prior() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Implicit-differentiation examples (issue 15): hyperparameters, deq.
+// ---------------------------------------------------------------------------
+
+/// Per-pixel weight decays tuned by implicit hypergradients: the exact hypergradient agrees
+/// with finite differences, and a few outer steps lower the validation loss below the
+/// uniform start's with both variants; both plots are written.
+#[test]
+fn hyperparameters_example_lowers_the_validation_loss() {
+    let (stdout, out) = run_example("hyperparameters", &["--steps", "8"]);
+    let start = number_after(&stdout, "start validation loss:");
+    for variant in ["exact", "Neumann"] {
+        let end = number_after(&stdout, &format!("final validation loss ({variant}):"));
+        assert!(end < start - 0.02, "{variant}: validation loss {end} vs {start} at the start:\n{stdout}");
+    }
+    // The finite-difference lines: "... exact A, Neumann B, finite differences C".
+    let checks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("hypergradient d(val loss)")).collect();
+    assert_eq!(checks.len(), 3, "{stdout}");
+    for line in checks {
+        let value = |key: &str| -> f64 {
+            let rest = &line[line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len()..];
+            rest.trim().split(',').next().unwrap().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+        };
+        let (exact, fd) = (value("exact"), value("finite differences"));
+        assert!((exact - fd).abs() <= 1e-2 * fd.abs(), "exact {exact} vs finite differences {fd}: {line}");
+    }
+    let cos = number_after(&stdout, "cosine similarity of the exact and Neumann hypergradients at the start:");
+    assert!(cos > 0.8, "cosine similarity {cos}:\n{stdout}");
+    for f in ["hyperparameters_val_loss.png", "hyperparameters_lambda.png"] {
+        let p = out.join(f);
+        assert!(p.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", p.display());
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The deep-equilibrium classifier learns in a few epochs (far above the 10% of chance), its
+/// forward solves converge (the example stops otherwise), Anderson needs fewer iterations
+/// than plain iteration, the implicit gradient matches backpropagation through the unrolled
+/// iteration, and the training plot is written.
+#[test]
+fn deq_example_learns() {
+    let (stdout, out) = run_example("deq", &["--epochs", "4"]);
+    let acc = number_after(&stdout, "final test accuracy:");
+    assert!(acc > 85.0, "test accuracy {acc}% after 4 epochs:\n{stdout}");
+    let (first, last) = (number_after(&stdout, "first epoch train loss:"), number_after(&stdout, "final train loss:"));
+    assert!(last < 0.5 * first, "train loss {last} vs {first} in the first epoch:\n{stdout}");
+    let iters = number_after(&stdout, "average forward solver iterations per batch:");
+    assert!(iters > 1.0 && iters < 200.0, "{iters} forward iterations:\n{stdout}");
+    let line =
+        stdout.lines().find(|l| l.starts_with("forward iterations on the test set")).expect("the comparison line");
+    let count = |key: &str| -> i64 {
+        let rest = &line[line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len()..];
+        rest.trim().split(',').next().unwrap().trim().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    assert!(count("Anderson") < count("plain fixed-point iteration"), "{line}");
+    let rel = number_after(&stdout, "relative difference of the implicit and unrolled gradients:");
+    assert!(rel < 1e-3, "implicit vs unrolled gradient: {rel}:\n{stdout}");
+    let png = out.join("deq_training.png");
+    assert!(png.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} was not written", png.display());
+    std::fs::remove_dir_all(&out).unwrap();
+}
