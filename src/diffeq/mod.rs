@@ -49,7 +49,7 @@ mod step;
 mod tableau;
 
 pub use controller::Pid;
-pub use sde::euler_maruyama;
+pub use sde::{euler_maruyama, sde_solve, SdeSolver, VirtualBrownianTree};
 pub use tableau::{Solver, Tableau};
 
 use crate::{where_, DType, Tensor, Tree};

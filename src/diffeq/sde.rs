@@ -1,4 +1,11 @@
-//! Stochastic differential equations.
+//! Stochastic differential equations: [`euler_maruyama`] with increments drawn per step, and
+//! [`sde_solve`] (Euler–Maruyama, Milstein, SRA1) along a [`VirtualBrownianTree`].
+
+mod brownian;
+mod solve;
+
+pub use brownian::VirtualBrownianTree;
+pub use solve::{sde_solve, SdeSolver};
 
 use crate::control::fori_loop;
 use crate::{DType, Tensor, Tree};
