@@ -119,8 +119,11 @@ pub fn sde_solve<Y: Tree, P: Tree>(
     if t0 < b0 - slack || t1 > b1 + slack {
         fail(format!("[t0, t1] = [{t0}, {t1}] must lie inside the Brownian tree's interval [{b0}, {b1}]"));
     }
-    let show =
-        |l: &[(String, Tensor)]| l.iter().map(|(p, t)| format!("{p}: {}", t.ty())).collect::<Vec<_>>().join(", ");
+    let show = |l: &[(String, Tensor)]| {
+        let one =
+            |(p, t): &(String, Tensor)| if p.is_empty() { t.ty().to_string() } else { format!("{p}: {}", t.ty()) };
+        l.iter().map(one).collect::<Vec<_>>().join(", ")
+    };
     let state = y0.named_leaves();
     let types: Vec<_> = state.iter().map(|(_, t)| t.ty()).collect();
     if types != brownian.types() {
