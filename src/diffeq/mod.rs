@@ -19,8 +19,13 @@
 //! * Forward sensitivities: [`jvp`](crate::jvp) / [`jacfwd`](crate::jacfwd) through a solve
 //!   with [`Gradient::Discretise`] (a `custom_vjp` has no forward mode).
 //!
-//! Stochastic equations: [`euler_maruyama`] (diagonal noise, Brownian increments from
-//! [`random`](crate::random) keys).
+//! Stochastic (Itô) equations `dy = f dt + g ⊙ dW` with diagonal noise: [`sde_solve`] with
+//! [`SdeSolver::EulerMaruyama`] (strong order 1/2), [`SdeSolver::Milstein`] (1) and
+//! [`SdeSolver::Sra1`] (3/2, additive noise), along a [`VirtualBrownianTree`]: Brownian motion
+//! from a key that can be queried at any (traced) time and always shows the same path, so
+//! solves with different steps, and their backward passes, see the same noise. Pathwise
+//! gradients go through the solve's `fori_loop`. [`euler_maruyama`] is the simplest form,
+//! drawing each step's increment from its own key.
 //!
 //! Every leaf of `y0` and `args` must be a float tensor. [`Solution::stats`] counts accepted
 //! and rejected steps and function evaluations; [`Solution::result`] is `0` on success, `1`

@@ -90,7 +90,7 @@ impl<Y: Tree> VirtualBrownianTree<Y> {
         if !(t0.is_finite() && t1.is_finite() && t0 < t1) {
             fail(format!("needs finite t0 < t1, got t0 = {t0}, t1 = {t1}"));
         }
-        if !(tol > 0.0) {
+        if tol.is_nan() || tol <= 0.0 {
             fail(format!("tol must be positive, got {tol}"));
         }
         let levels = ((t1 - t0) / tol).log2().ceil().max(0.0);
