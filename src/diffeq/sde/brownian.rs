@@ -1,13 +1,21 @@
 //! A virtual Brownian tree: Brownian motion (with its time integral) that can be queried at
 //! any time, traced or not, and always gives the same path for the same key.
+//!
+//! The split of a node: on an interval of length `h` with increment `W` and space-time Lévy
+//! area `H = (1/h)∫(W(u) - W(a) - (u - a)/h·W) du`, the halves' `(W₁, H₁)`, `(W₂, H₂)` are four
+//! independent normals with variances `h/2, h/24, h/2, h/24`, and `W = W₁ + W₂`,
+//! `H = (W₁ - W₂)/4 + (H₁ + H₂)/2`. Conditioning on `(W, H)` (an orthogonal change of
+//! variables) leaves two free standard normals `s`, `v`:
+//! `W₁ = W/2 + 3H/2 + (√h/4)·s`, `W₂ = W - W₁`, `H₁ = H/4 + √(h/48)·(v - (√3/2)·s)`,
+//! `H₂ = H/4 - √(h/48)·(v + (√3/2)·s)`. The integral of `W` over the left half is
+//! `(h/2)·(W(a) + W₁/2 + H₁)`.
 
-use crate::control::fori_loop;
-use crate::random::{fold_in, fold_in_tensor, normal};
+use crate::random::{fold_in, normal, random_bits};
 use crate::{where_, DType, Tensor, TensorType, Tree};
 
 /// Brownian motion `W` on `[t0, t1]` (`W(t0) = 0`), one independent path per element of each
 /// leaf of a tree, that can be evaluated at any time — a concrete or traced `f64` scalar,
-/// inside [`fori_loop`] bodies, under [`jit`](crate::jit), [`vmap`](crate::vmap) and the
+/// inside [`fori_loop`](crate::control::fori_loop) bodies, under [`jit`](crate::jit), [`vmap`](crate::vmap) and the
 /// derivatives — and always shows the same path for the same key (Gaines & Lyons 1997; the
 /// space-time version of diffrax's `VirtualBrownianTree`).
 ///
@@ -20,8 +28,11 @@ use crate::{where_, DType, Tensor, TensorType, Tree};
 /// interval's increment and Lévy area. Every query therefore sees one fixed continuous path:
 /// increments `W(t) - W(s)` over any intervals are consistent (a solve with another step, or
 /// a backward pass, sees the same noise), and at dyadic times `t0 + k·2⁻ˡ(t1 - t0)` with
-/// `l` at most the depth, `W` is exactly Brownian. A query costs `depth` levels of one
-/// normal draw per leaf element (a [`fori_loop`] over the levels).
+/// `l` at most the depth, `W` is exactly Brownian. A query costs two normal draws per level
+/// and leaf element (drawn in one batch), and a chain of `depth` element-wise updates.
+/// For a solve with steps of `(t1 - t0)/2ᵏ`, `tol` at the step makes every step's ends nodes
+/// of the tree (exact Brownian values at the least cost); a smaller `tol` is needed only to
+/// compare solves with finer steps on the same path.
 ///
 /// Besides `W(t)` the tree gives `∫_{t0}^{t} W(u) du` ([`Self::integral`]) and with it the
 /// space-time Lévy area of any interval ([`Self::levy_increment`]), which
@@ -225,69 +236,82 @@ impl<Y: Tree> VirtualBrownianTree<Y> {
 
     /// `W(t)` and `∫_{t0}^{t} W` in `f64`, by descending the tree to the leaf interval holding
     /// `t` and evaluating its quadratic.
+    ///
+    /// The path from the root depends on `t` alone: at level `l` the node is number
+    /// `j_l = max(⌈u·2ˡ⌉ - 1, 0)` (`u` the normalised time; a time on a midpoint belongs to the
+    /// left half) with heap index `2ˡ + j_l`. So all the nodes' keys and normals are drawn at
+    /// once (one batch of keys), and the levels are a chain of element-wise updates.
     #[track_caller]
     pub(crate) fn point(&self, t: &Tensor) -> Point {
         if t.rank() != 0 || !t.dtype().is_float() {
             panic!("diffeq::VirtualBrownianTree: the time must be a float scalar, got {}", t.ty());
         }
-        let span = self.t1 - self.t0;
+        let (span, d) = (self.t1 - self.t0, self.depth);
         let u = ((t.cast(DType::F64) - self.t0) / span).clamp(0.0, 1.0).stop_gradient();
-        // The root: W(t1) ~ N(0, T) and H ~ N(0, T/12), independent. Per leaf the state is
-        // (W at the left end, increment over the interval, its Lévy area, ∫ W up to the left end).
-        let mut init = Vec::with_capacity(4 * self.keys.len());
-        for (key, ty) in self.keys.iter().zip(&self.types) {
-            let z = draw(&fold_in(key, 0), &ty.shape);
-            init.push(Tensor::zeros(&ty.shape, DType::F64));
-            init.push(z.index(0) * span.sqrt());
-            init.push(z.index(1) * (span / 12.0).sqrt());
-            init.push(Tensor::zeros(&ty.shape, DType::F64));
-        }
-        let carry = (Tensor::scalar(1i64), Tensor::scalar(0.0), Tensor::scalar(1.0), init);
-        let keys = &self.keys;
-        let shapes: Vec<&[usize]> = self.types.iter().map(|t| t.shape.as_slice()).collect();
-        let level = |_: &Tensor, (idx, lo, w, st): &(Tensor, Tensor, Tensor, Vec<Tensor>)| {
-            let half = w * 0.5;
-            let right = u.gt(&(lo + &half));
-            let h = w * span; // the node's interval length
-            let sq = h.sqrt();
-            let mut out = Vec::with_capacity(st.len());
-            for (j, key) in keys.iter().enumerate() {
-                let (wa, wab, hab, ka) = (&st[4 * j], &st[4 * j + 1], &st[4 * j + 2], &st[4 * j + 3]);
-                let z = draw(&fold_in_tensor(key, idx), shapes[j]);
-                let (s, v) = (z.index(0), z.index(1));
-                // The halves' increments and Lévy areas given the node's (see `split`).
-                let w_l = wab * 0.5 + hab * 1.5 + &s * (&sq * 0.25);
-                let w_r = wab - &w_l;
-                let c = &sq * (1.0f64 / 48.0).sqrt();
-                let r3 = 0.75f64.sqrt();
-                let h_l = hab * 0.25 + (&v - &s * r3) * &c;
-                let h_r = hab * 0.25 - (&v + &s * r3) * &c;
-                let k_l = (wa + &w_l * 0.5 + &h_l) * (&h * 0.5);
-                out.push(where_(&right, &(wa + &w_l), wa));
-                out.push(where_(&right, &w_r, &w_l));
-                out.push(where_(&right, &h_r, &h_l));
-                out.push(where_(&right, &(ka + k_l), ka));
-            }
-            let idx = idx * 2.0 + right.cast(DType::I64);
-            let lo = where_(&right, &(lo + &half), lo);
-            (idx, lo, half, out)
-        };
-        let (_, lo, w, st) = fori_loop(0, self.depth as i64, level, &carry);
-        // Inside the leaf interval: W(a + θδ) = W(a) + θ·ΔW + 6θ(1 - θ)·H, whose integral is
-        // δ·(θ·W(a) + θ²/2·ΔW + (3θ² - 2θ³)·H).
-        let theta = ((&u - &lo) / &w).clamp(0.0, 1.0);
-        let delta = &w * span;
+        let scales = Tensor::from_vec((0..=d).map(|l| (l as f64).exp2()).collect::<Vec<f64>>(), &[d + 1]);
+        let j = ((&u * &scales).ceil() - 1.0).maximum(0.0); // exact integers in f64
+                                                            // Node keys: the root's values from index 0, level l's split from index 2ˡ + j_l.
+        let heap = (&j + &scales).cast(DType::I64).slice_axis(0, 0, d as isize, 1);
+        let data = crate::concatenate(&[Tensor::zeros(&[1], DType::I64), heap], 0);
+        // right_l: whether level l's node continues into its right half.
+        let right: Vec<Tensor> = (0..d)
+            .map(|l| {
+                let (a, b) = (j.index(l as isize), j.index(l as isize + 1));
+                (b - a * 2.0).gt(0.5)
+            })
+            .collect();
+        let theta = (&u * scales.index(d as isize) - j.index(d as isize)).clamp(0.0, 1.0);
+        let delta = span * (-(d as f64)).exp2();
         let (th2, th3) = (theta.square(), theta.square() * &theta);
         let bump = (&theta - &th2) * 6.0;
         let area = &th2 * 3.0 - &th3 * 2.0;
+        let (r3, c48) = (0.75f64.sqrt(), (1.0f64 / 48.0).sqrt());
         let (mut ws, mut ks) = (Vec::new(), Vec::new());
-        for j in 0..self.keys.len() {
-            let (wa, wab, hab, ka) = (&st[4 * j], &st[4 * j + 1], &st[4 * j + 2], &st[4 * j + 3]);
-            ws.push(wa + wab * &theta + hab * &bump);
-            ks.push(ka + (wa * &theta + wab * (&th2 * 0.5) + hab * &area) * &delta);
+        for (key, ty) in self.keys.iter().zip(&self.types) {
+            // [d + 1, 2, shape...]: two normals per element and node.
+            let z = draw(&fold_in_many(key, &data), &ty.shape);
+            let root = z.index(0);
+            // Per leaf: W at the left end, the increment over the interval, its Lévy area,
+            // and ∫ W up to the left end. The root: W(t1) ~ N(0, T), H ~ N(0, T/12).
+            let mut wa = Tensor::zeros(&ty.shape, DType::F64);
+            let mut wab = root.index(0) * span.sqrt();
+            let mut hab = root.index(1) * (span / 12.0).sqrt();
+            let mut ka = Tensor::zeros(&ty.shape, DType::F64);
+            for (l, right) in right.iter().enumerate() {
+                let h = span * (-(l as f64)).exp2(); // the node's interval length
+                let sq = h.sqrt();
+                let zl = z.index(l as isize + 1);
+                let (s, v) = (zl.index(0), zl.index(1));
+                // The halves' increments and Lévy areas given the node's: the Brownian bridge
+                // conditioned on (ΔW, H) (see the module's documentation).
+                let w_l = &wab * 0.5 + &hab * 1.5 + &s * (0.25 * sq);
+                let w_r = &wab - &w_l;
+                let h_l = &hab * 0.25 + (&v - &s * r3) * (c48 * sq);
+                let h_r = &hab * 0.25 - (&v + &s * r3) * (c48 * sq);
+                let k_l = (&wa + &w_l * 0.5 + &h_l) * (0.5 * h);
+                ka = where_(right, &(&ka + k_l), &ka);
+                wa = where_(right, &(&wa + &w_l), &wa);
+                wab = where_(right, &w_r, &w_l);
+                hab = where_(right, &h_r, &h_l);
+            }
+            // Inside the leaf interval: W(a + θδ) = W(a) + θ·ΔW + 6θ(1 - θ)·H, whose integral
+            // is δ·(θ·W(a) + θ²/2·ΔW + (3θ² - 2θ³)·H).
+            ws.push(&wa + &wab * &theta + &hab * &bump);
+            ks.push(&ka + (&wa * &theta + &wab * (&th2 * 0.5) + &hab * &area) * delta);
         }
         Point { w: ws, k: ks }
     }
+}
+
+/// `fold_in_tensor(key, data[i])` for each element of the `i64` vector `data`: keys `[n, 2]`
+/// (the same words, computed as one batch).
+fn fold_in_many(key: &Tensor, data: &Tensor) -> Tensor {
+    let mask = Tensor::scalar(0xffff_ffffi64);
+    let lo = data.logical_and(&mask);
+    let hi = ((data - &lo) / 4_294_967_296.0).logical_and(&mask);
+    let words = crate::stack(&[lo, hi], 1).logical_xor(&Tensor::from_vec(vec![0x243f_6a88i64, 0x85a3_08d3], &[2]));
+    let h = random_bits(key, &[2]);
+    random_bits(&h.logical_xor(&words), &[2])
 }
 
 /// Two independent standard normals per element, `[2, shape...]`, in `f64`.
