@@ -53,7 +53,7 @@ use crate::{where_, DType, Tensor, TensorType, Tree};
 /// let (ws, wt) = (bm.evaluate(&s).to_vec::<f64>(), bm.evaluate(&t).to_vec::<f64>());
 /// assert!((d[7] - (wt[7] - ws[7])).abs() < 1e-12);
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VirtualBrownianTree<Y> {
     t0: f64,
     t1: f64,
