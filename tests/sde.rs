@@ -171,6 +171,12 @@ fn the_brownian_path_is_one_path_across_queries_resolutions_and_transformations(
             assert!((by_time[5 * i + e] - want[e]).abs() < 1e-13, "vmap over times at {t}");
         }
     }
+    // Times outside [t0, t1] are clamped; a tree of depth 0 is one quadratic.
+    assert_eq!(at(&fine, 5.0), at(&fine, 1.0));
+    let flat = VirtualBrownianTree::new(&key, 0.0, 1.0, 2.0, &like);
+    assert_eq!(flat.depth(), 0);
+    let (dw, h) = flat.levy_increment(&s(0.0), &s(1.0));
+    close(&flat.evaluate(&s(0.5)), &(dw * 0.5 + h * 1.5), 1e-14);
     // Leaves of a tree get their own paths, of their own dtypes (the f64 path rounded).
     let two = VirtualBrownianTree::new(&key, 0.0, 1.0, 1e-3, &(Tensor::zeros(&[5], DType::F32), like.clone()));
     let one = VirtualBrownianTree::new(&key, 0.0, 1.0, 1e-3, &like);
