@@ -17,6 +17,9 @@ use crate::{DType, Tensor, Tree};
 /// `j` is `√|dt| · normal(fold_in(fold_in(key, i), j))`: the same key gives the same path.
 /// Strong order 1/2, weak order 1.
 ///
+/// For Milstein or SRA1, or noise that solves with different steps (and their backward passes)
+/// must share, use [`sde_solve`] with a [`VirtualBrownianTree`].
+///
 /// ```
 /// use cotangent::diffeq::euler_maruyama;
 /// use cotangent::{random, DType, Tensor};
