@@ -6,7 +6,7 @@ use super::{Options, Solver};
 use crate::control::custom_vjp;
 use crate::{vjp, Tensor, Tree};
 
-/// One interval as a [`custom_vjp`] whose backward pass integrates the adjoint ODE.
+/// One interval as a [`custom_vjp`](crate::control::custom_vjp) whose backward pass integrates the adjoint ODE.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn adjoint_interval<Y: Tree, P: Tree>(
     f: &impl Fn(&Tensor, &Y, &P) -> Y,

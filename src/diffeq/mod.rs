@@ -1,9 +1,9 @@
 //! Ordinary differential equations `dy/dt = f(t, y, args)` over trees of tensors: [`solve`].
 //!
 //! Built on the public API only: the fixed-step solvers ([`Solver::Euler`], [`Solver::Heun`],
-//! [`Solver::Midpoint`], [`Solver::Rk4`]) run one [`fori_loop`] per interval between save
+//! [`Solver::Midpoint`], [`Solver::Rk4`]) run one [`fori_loop`](crate::control::fori_loop) per interval between save
 //! times; the adaptive ones ([`Solver::Bosh3`], [`Solver::Dopri5`], [`Solver::Tsit5`]) run one
-//! [`while_loop_bounded`] per interval, with a PID step-size controller ([`Pid`]) on the RMS
+//! [`while_loop_bounded`](crate::control::while_loop_bounded) per interval, with a PID step-size controller ([`Pid`]) on the RMS
 //! error norm scaled by `atol + rtol·|y|`. Save times are reached by stepping to each of them
 //! (no interpolation). Under [`jit`](crate::jit) the whole solve is one compiled program whose
 //! step is traced once.
@@ -13,14 +13,19 @@
 //!   the adaptive solvers `while_loop_bounded` keeps `O(log max_steps)` carries. The step-size
 //!   controller is not differentiated (its inputs go through `stop_gradient`).
 //! * [`Gradient::Adjoint`] (optimise-then-discretise, Chen et al. 2018): each interval is a
-//!   [`custom_vjp`] whose backward pass integrates the augmented state `(y, a, g)` backward in
+//!   [`custom_vjp`](crate::control::custom_vjp) whose backward pass integrates the augmented state `(y, a, g)` backward in
 //!   time with the same solver: `dy/dt = f`, `da/dt = -aᵀ∂f/∂y`, `dg/dt = -aᵀ∂f/∂args`.
 //!   Memory does not grow with the steps; its gradient matches the true one to the tolerance.
 //! * Forward sensitivities: [`jvp`](crate::jvp) / [`jacfwd`](crate::jacfwd) through a solve
 //!   with [`Gradient::Discretise`] (a `custom_vjp` has no forward mode).
 //!
-//! Stochastic equations: [`euler_maruyama`] (diagonal noise, Brownian increments from
-//! [`random`](crate::random) keys).
+//! Stochastic (Itô) equations `dy = f dt + g ⊙ dW` with diagonal noise: [`sde_solve`] with
+//! [`SdeSolver::EulerMaruyama`] (strong order 1/2), [`SdeSolver::Milstein`] (1) and
+//! [`SdeSolver::Sra1`] (3/2, additive noise), along a [`VirtualBrownianTree`]: Brownian motion
+//! from a key that can be queried at any (traced) time and always shows the same path, so
+//! solves with different steps, and their backward passes, see the same noise. Pathwise
+//! gradients go through the solve's `fori_loop`. [`euler_maruyama`] is the simplest form,
+//! drawing each step's increment from its own key.
 //!
 //! Every leaf of `y0` and `args` must be a float tensor. [`Solution::stats`] counts accepted
 //! and rejected steps and function evaluations; [`Solution::result`] is `0` on success, `1`
@@ -49,7 +54,7 @@ mod step;
 mod tableau;
 
 pub use controller::Pid;
-pub use sde::euler_maruyama;
+pub use sde::{euler_maruyama, sde_solve, SdeSolver, VirtualBrownianTree};
 pub use tableau::{Solver, Tableau};
 
 use crate::{where_, DType, Tensor, Tree};

@@ -1,4 +1,11 @@
-//! Stochastic differential equations.
+//! Stochastic differential equations: [`euler_maruyama`] with increments drawn per step, and
+//! [`sde_solve`] (Euler–Maruyama, Milstein, SRA1) along a [`VirtualBrownianTree`].
+
+mod brownian;
+mod solve;
+
+pub use brownian::VirtualBrownianTree;
+pub use solve::{sde_solve, SdeSolver};
 
 use crate::control::fori_loop;
 use crate::{DType, Tensor, Tree};
@@ -9,6 +16,9 @@ use crate::{DType, Tensor, Tree};
 /// transformation goes through it, reverse mode included). The increment of step `i` for leaf
 /// `j` is `√|dt| · normal(fold_in(fold_in(key, i), j))`: the same key gives the same path.
 /// Strong order 1/2, weak order 1.
+///
+/// For Milstein or SRA1, or noise that solves with different steps (and their backward passes)
+/// must share, use [`sde_solve`] with a [`VirtualBrownianTree`].
 ///
 /// ```
 /// use cotangent::diffeq::euler_maruyama;
