@@ -542,3 +542,145 @@ fn linear_solve_direct_spd_and_nonsymmetric_gradients() {
     let (_, info) = linear_solve(zero, &v(&[0.0]), &b, &Solver::direct());
     assert!(!info.converged.item::<bool>());
 }
+
+// ---- Second derivatives through the implicit rules ----
+
+/// The closed form at λ = 0.1: M = XᵀX + 3λI, w = M⁻¹Xᵀy; M dw = −3w and M d²w = −6 dw,
+/// so dw/dλ = −3M⁻¹w and d²w/dλ² = 18 M⁻²w.
+fn ridge_closed_form(lam: f64) -> ([f64; 2], [f64; 2], [f64; 2]) {
+    let (a, b) = (2.0 + 3.0 * lam, 1.0); // M = [[a, b], [b, a]]
+    let det = a * a - b * b;
+    let inv = |u: [f64; 2]| [(a * u[0] - b * u[1]) / det, (a * u[1] - b * u[0]) / det];
+    let w = inv([4.0, 5.0]); // Xᵀy = (4, 5)
+    let dw = inv(w).map(|e| -3.0 * e);
+    let d2w = inv(inv(w)).map(|e| 18.0 * e);
+    (w, dw, d2w)
+}
+
+fn check_ridge_second_order(solve: impl Fn(&Tensor) -> (Tensor, SolveInfo) + Clone, what: &str) {
+    let (w, dw, d2w) = ridge_closed_form(0.1);
+    close(&v(&w), &W_STAR, 1e-8, "closed-form w*");
+    close(&v(&dw), &DW_DLAMBDA, 1e-8, "closed-form dw/dλ");
+    let lam = Tensor::scalar(0.1);
+    let tol = 1e-7;
+    for k in 0..2 {
+        let s = solve.clone();
+        let wk = move |l: &Tensor| s(l).0.index(k as isize);
+        let want = [d2w[k]];
+        close(&grad(grad(wk.clone()))(&lam), &want, tol, &format!("{what}: grad(grad) d²w{k}/dλ²"));
+        close(&hessian(wk.clone())(&lam), &want, tol, &format!("{what}: hessian d²w{k}/dλ²"));
+        let (g, h) = jvp(grad(wk.clone()), &lam, 1.0);
+        close(&g, &[dw[k]], tol, &format!("{what}: jvp(grad) primal"));
+        close(&h, &want, tol, &format!("{what}: jvp(grad) d²w{k}/dλ²"));
+        // Eager: vjp of a vjp (no jit anywhere).
+        let w2 = wk.clone();
+        let (_, pb) = vjp(
+            move |l: &Tensor| {
+                let (_, pb) = vjp(&w2, l);
+                pb.call(1.0)
+            },
+            &lam,
+        );
+        close(&pb.call(1.0), &want, tol, &format!("{what}: eager vjp(vjp) d²w{k}/dλ²"));
+        // Under jit.
+        let w3 = wk.clone();
+        let jitted = jit(move |l: &Tensor| grad(grad(w3.clone()))(l));
+        close(&jitted(&lam), &want, tol, &format!("{what}: jit(grad(grad)) d²w{k}/dλ²"));
+    }
+    let s = solve.clone();
+    let jac2 = jacfwd(jacrev(move |l: &Tensor| s(l).0))(&lam);
+    close(&jac2, &d2w, tol, &format!("{what}: jacfwd(jacrev)"));
+    // Under vmap: second derivatives at several λ against the closed form.
+    let lams = [0.05, 0.1, 0.5];
+    let s = solve.clone();
+    let d2 = vmap(move |l: &Tensor| {
+        let s = s.clone();
+        grad(grad(move |l: &Tensor| s(l).0.sum_all()))(l)
+    })(&v(&lams));
+    let s = solve.clone();
+    let hs = vmap(jacfwd(jacrev(move |l: &Tensor| s(l).0)))(&v(&lams));
+    for (i, &l) in lams.iter().enumerate() {
+        let (_, _, d2w) = ridge_closed_form(l);
+        close(&d2.index(i as isize), &[d2w[0] + d2w[1]], tol, &format!("{what}: vmap(grad(grad)) at λ = {l}"));
+        close(&hs.index(i as isize), &d2w, tol, &format!("{what}: vmap(jacfwd(jacrev)) at λ = {l}"));
+    }
+}
+
+#[test]
+fn ridge_second_derivatives_through_cg() {
+    check_ridge_second_order(&ridge_cg(), "CG");
+}
+
+#[test]
+fn ridge_second_derivatives_through_gradient_descent() {
+    check_ridge_second_order(&ridge_gd(), "GD");
+}
+
+/// A(p) = A0 + diag(exp(p)) (non-linear in p): the Hessian of a scalar function of the
+/// solution against central differences of the gradient, through every mode.
+fn check_solve_hessian(a0: Tensor, solver: Solver, what: &str) {
+    let b = v(&[1.0, -2.0, 0.5]);
+    let cot = v(&[0.3, 1.0, -0.7]);
+    let mv = move |p: &Tensor, u: &Tensor| a0.matmul(u) + p.exp() * u;
+    let loss = move |p: &Tensor| {
+        let (x, _) = linear_solve(mv.clone(), p, &b, &solver);
+        (&x * &cot).sum_all() + (&x * &x).sum_all() * 0.5
+    };
+    let p = v(&[0.1, -0.2, 0.3]);
+    let g = grad(loss.clone());
+    let h = 1e-5;
+    let mut want = vec![0.0; 9];
+    for j in 0..3 {
+        let bump = |s: f64| {
+            let mut pv = p.to_vec::<f64>();
+            pv[j] += s;
+            g(&v(&pv)).to_vec::<f64>()
+        };
+        let (up, down) = (bump(h), bump(-h));
+        for i in 0..3 {
+            want[i * 3 + j] = (up[i] - down[i]) / (2.0 * h);
+        }
+    }
+    let tol = 1e-6;
+    let hess = hessian(loss.clone())(&p);
+    assert_eq!(hess.shape(), vec![3, 3], "{what}: Hessian shape");
+    close(&hess, &want, tol, &format!("{what}: hessian vs differences of the gradient"));
+    // Row by row through grad(grad), jvp(grad) and eager vjp(vjp).
+    for i in 0..3 {
+        let row: Vec<f64> = want[i * 3..i * 3 + 3].to_vec();
+        let l = loss.clone();
+        let gi = grad(move |p: &Tensor| grad(l.clone())(p).index(i as isize))(&p);
+        close(&gi, &row, tol, &format!("{what}: grad(grad) row {i}"));
+        let mut e = vec![0.0; 3];
+        e[i] = 1.0;
+        let (_, col) = jvp(grad(loss.clone()), &p, &v(&e));
+        close(&col, &row, tol, &format!("{what}: jvp(grad) column {i}"));
+        let l = loss.clone();
+        let (_, pb) = vjp(
+            move |p: &Tensor| {
+                let (_, pb) = vjp(&l, p);
+                pb.call(1.0).index(i as isize)
+            },
+            &p,
+        );
+        close(&pb.call(1.0), &row, tol, &format!("{what}: eager vjp(vjp) row {i}"));
+    }
+    // vmap of the Hessian over two parameter vectors equals a loop.
+    let ps = m(&[&[0.1, -0.2, 0.3], &[0.0, 0.4, -0.1]]);
+    let hs = vmap(hessian(loss.clone()))(&ps);
+    for i in 0..2 {
+        let one = hessian(loss.clone())(&ps.index(i));
+        close(&hs.index(i), &one.to_vec::<f64>(), 1e-9, &format!("{what}: vmap(hessian) vs loop"));
+    }
+}
+
+#[test]
+fn solve_hessian_cg_spd() {
+    check_solve_hessian(spd(), Solver::cg(), "CG on SPD");
+}
+
+#[test]
+fn solve_hessian_gmres_and_bicgstab_nonsymmetric() {
+    check_solve_hessian(nonsym(), Solver::gmres(3), "GMRES(3) non-symmetric");
+    check_solve_hessian(nonsym(), Solver::bicgstab(), "BiCGStab non-symmetric");
+}

@@ -1,7 +1,7 @@
 //! Implicit differentiation ([`custom_root`], [`custom_fixed_point`]) and solvers written
 //! with `while_loop`/`fori_loop` whose solutions it makes differentiable.
 
-use super::iterative::{linear_inverse, nan_unless, vdot, SolveInfo, Solver};
+use super::iterative::{inverse_on, nan_unless, no_tangent, vdot, SolveInfo, Solver, DERIVATIVE_ORDERS};
 use crate::control::{custom_jvp, fori_loop, while_loop};
 use crate::{jvp, vjp, where_, Tensor, Tree};
 
@@ -11,7 +11,10 @@ use crate::{jvp, vjp, where_, Tensor, Tree};
 /// `tangent_solver` (declare it symmetric when `∂F/∂x` is, as for a gradient).
 ///
 /// `solver(θ)` returns `(x*, info)`; its iterations are never differentiated. The result
-/// composes with `grad`, `jvp`, `vmap` and `jit`. When the solver reports no convergence,
+/// composes with `grad`, `jvp`, `vmap` and `jit`, and to second order (`hessian`, `grad` of
+/// `grad`, `jvp` of `grad`): the rule's root and its tangent solve are again implicitly
+/// differentiable (see [`linear_solve`](super::linear_solve) and
+/// [`DERIVATIVE_ORDERS`](super::DERIVATIVE_ORDERS)). When the solver reports no convergence,
 /// or the tangent system's solve does not converge, the derivatives are NaN (a wrong root
 /// never gives a plausible-looking gradient). Values `optimality` and `solver` close
 /// over are constants: pass what you differentiate in `θ`.
@@ -24,6 +27,9 @@ use crate::{jvp, vjp, where_, Tensor, Tree};
 /// let cube_root = custom_root(f, move |t: &Tensor| newton_scalar(f, &Tensor::scalar(1.0), t, 1e-12, 50), Solver::bicgstab());
 /// let g = grad(|t: &Tensor| cube_root(t).0)(&Tensor::scalar(8.0));
 /// assert!((g.item::<f64>() - 1.0 / 12.0).abs() < 1e-9);
+/// // d²x/dθ² = −2 / (9 θ^(5/3)) = −1/144 at θ = 8.
+/// let h = grad(grad(|t: &Tensor| cube_root(t).0))(&Tensor::scalar(8.0));
+/// assert!((h.item::<f64>() + 1.0 / 144.0).abs() < 1e-9);
 /// ```
 pub fn custom_root<P, F, S>(optimality: F, solver: S, tangent_solver: Solver) -> impl Fn(&P) -> (Tensor, SolveInfo)
 where
@@ -31,27 +37,52 @@ where
     F: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
     S: Fn(&P) -> (Tensor, SolveInfo) + Clone + 'static,
 {
-    let s2 = solver.clone();
+    move |theta: &P| root_to_order(optimality.clone(), solver.clone(), tangent_solver, theta, DERIVATIVE_ORDERS)
+}
+
+/// [`custom_root`] differentiable to `order` orders: the rule's primal root comes from a
+/// root of one order fewer, and the tangent system `(∂F/∂x) dx = −(∂F/∂θ) dθ` is solved by
+/// [`inverse_on`] with the operator's parameters `(x, θ)` explicit, so the next order
+/// differentiates the solve in both. At order 0 the derivatives are NaN.
+fn root_to_order<P, F, S>(
+    optimality: F,
+    solver: S,
+    tangent_solver: Solver,
+    theta: &P,
+    order: usize,
+) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    F: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
+    S: Fn(&P) -> (Tensor, SolveInfo) + Clone + 'static,
+{
+    let s1 = solver.clone();
+    let f = move |t: &P| s1(t);
+    if order == 0 {
+        let f2 = f.clone();
+        let rule = move |t: &P, _: &P| {
+            let (x, info) = f2(t);
+            let dx = x.zeros_like() * f64::NAN;
+            let zero = no_tangent(&info);
+            ((x, info), (dx, zero))
+        };
+        return custom_jvp(f, rule)(theta);
+    }
     let rule = move |theta: &P, dtheta: &P| {
-        let (x, info) = s2(theta);
+        let (x, info) = root_to_order(optimality.clone(), solver.clone(), tangent_solver, theta, order - 1);
         let (fx, xc) = (optimality.clone(), x.clone());
         let (_, dfdt) = jvp(move |q: &P| fx(&xc, q), theta, dtheta);
-        let th = theta.clone();
-        let (fx, xr) = (optimality.clone(), x.clone());
-        let jx = move |v: &Tensor| {
-            let th = th.clone();
-            let fx = fx.clone();
-            jvp(move |y: &Tensor| fx(y, &th), &xr, v).1
+        let fj = optimality.clone();
+        let jx = move |(y, th): &(Tensor, P), v: &Tensor| {
+            let (th, fj) = (th.clone(), fj.clone());
+            jvp(move |z: &Tensor| fj(z, &th), y, v).1
         };
-        let dx = -linear_inverse(jx, tangent_solver)(&dfdt) * nan_unless(&info);
-        let zero = SolveInfo {
-            converged: info.converged.zeros_like(),
-            iterations: info.iterations.zeros_like(),
-            residual: info.residual.zeros_like(),
-        };
+        let params = (x.clone(), theta.clone());
+        let dx = -inverse_on(jx, &params, &dfdt, tangent_solver, false, order) * nan_unless(&info);
+        let zero = no_tangent(&info);
         ((x, info), (dx, zero))
     };
-    custom_jvp(move |t: &P| solver(t), rule)
+    custom_jvp(f, rule)(theta)
 }
 
 /// [`custom_root`] for a fixed point `x = t(x, θ)` (the optimality function `x − t(x, θ)`);

@@ -361,79 +361,149 @@ fn direct(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver) -> (T
     (x.reshape_to(&shape), SolveInfo { converged, iterations: Tensor::scalar(1i64), residual })
 }
 
-/// `v ↦ A⁻¹ v` for a fixed operator, linear in `v`, as a `custom_vjp` function whose
-/// pullback solves with `Aᵀ` (the same solver). Being linear, it may be applied to tangents
-/// inside a `custom_jvp` rule: reverse mode transposes it into the transposed solve.
-/// A solve that does not converge gives NaN (never a silently wrong derivative).
-pub(crate) fn linear_inverse(matvec: impl Fn(&Tensor) -> Tensor + Clone, solver: Solver) -> impl Fn(&Tensor) -> Tensor {
-    let fwd_mv = matvec.clone();
+/// How many orders of derivatives go through the implicit rules of [`linear_solve`] and
+/// [`custom_root`](super::custom_root): each rule's primal values and derivative solves are
+/// again differentiable solves, one order fewer, down to a solve whose derivatives are NaN
+/// (never silently wrong). The rules are traced when a solve is called, so each order
+/// roughly doubles the traced graph: two orders cover `hessian`, `grad(grad)`, `jvp(grad)`.
+pub const DERIVATIVE_ORDERS: usize = 2;
+
+/// `v ↦ A(p) v`, or `v ↦ A(p)ᵀ v` when `transposed` (from [`linear_transpose`], or `A`
+/// itself when declared symmetric).
+fn operator<'a, P, M>(
+    mv: &'a M,
+    p: &'a P,
+    like: &Tensor,
+    s: &Solver,
+    transposed: bool,
+) -> Box<dyn Fn(&Tensor) -> Tensor + 'a>
+where
+    M: Fn(&P, &Tensor) -> Tensor,
+{
+    if transposed && !s.symmetric {
+        let mt = linear_transpose(move |u: &Tensor| mv(p, u), like);
+        Box::new(move |v: &Tensor| mt(v))
+    } else {
+        Box::new(move |v: &Tensor| mv(p, v))
+    }
+}
+
+/// The tangent of a [`SolveInfo`]: zeros (the info is not differentiated).
+pub(crate) fn no_tangent(info: &SolveInfo) -> SolveInfo {
+    SolveInfo {
+        converged: info.converged.zeros_like(),
+        iterations: info.iterations.zeros_like(),
+        residual: info.residual.zeros_like(),
+    }
+}
+
+/// The raw solve of `A(p) x = b` (or `A(p)ᵀ x = b`).
+fn raw_solve<P, M>(mv: &M, p: &P, b: &Tensor, s: &Solver, transposed: bool) -> (Tensor, SolveInfo)
+where
+    M: Fn(&P, &Tensor) -> Tensor,
+{
+    let op = operator(mv, p, b, s, transposed);
+    solve_raw(&*op, b, s)
+}
+
+/// `A(p)⁻¹ b` (or `A(p)⁻ᵀ b`) differentiable in `p` and `b` to `order` orders: a
+/// `custom_jvp` whose rule takes its primal from a solve of one order fewer and its tangent
+/// `dx = A⁻¹(db − dA x)` from [`inverse_on`]. At order 0 the derivatives are NaN.
+pub(crate) fn solve_to_order<P, M>(
+    mv: M,
+    p: &P,
+    b: &Tensor,
+    s: Solver,
+    transposed: bool,
+    order: usize,
+) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
+{
+    let mv1 = mv.clone();
+    let f = move |(p, b): &(P, Tensor)| raw_solve(&mv1, p, b, &s, transposed);
+    let args = (p.clone(), b.clone());
+    if order == 0 {
+        let f2 = f.clone();
+        let rule = move |pb: &(P, Tensor), _: &(P, Tensor)| {
+            let (x, info) = f2(pb);
+            let dx = x.zeros_like() * f64::NAN;
+            let zero = no_tangent(&info);
+            ((x, info), (dx, zero))
+        };
+        return custom_jvp(f, rule)(&args);
+    }
+    let rule = move |(p, b): &(P, Tensor), (dp, db): &(P, Tensor)| {
+        let (x, info) = solve_to_order(mv.clone(), p, b, s, transposed, order - 1);
+        let (mvj, xc) = (mv.clone(), x.clone());
+        let (_, da_x) = jvp(move |q: &P| operator(&mvj, q, &xc, &s, transposed)(&xc), p, dp);
+        let dx = inverse_on(mv.clone(), p, &(db - da_x), s, transposed, order) * nan_unless(&info);
+        let zero = no_tangent(&info);
+        ((x, info), (dx, zero))
+    };
+    custom_jvp(f, rule)(&args)
+}
+
+/// `A(p)⁻¹ v` for tangents `v` (linear in `v`; `p` is fixed): a `custom_vjp` whose pullback
+/// is the transposed solve as a differentiable [`solve_to_order`] of one order fewer, so
+/// that derivatives of reverse-mode derivatives go through the implicit rule again (JAX's
+/// `custom_linear_solve`: the transpose of a solve is a solve with the transposed operator).
+/// Applied to tangents inside a `custom_jvp` rule, forward mode evaluates it and reverse
+/// mode transposes it. A solve that does not converge gives NaN.
+pub(crate) fn inverse_on<P, M>(mv: M, p: &P, v: &Tensor, s: Solver, transposed: bool, order: usize) -> Tensor
+where
+    P: Tree + Clone + 'static,
+    M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
+{
+    let (mv1, p1) = (mv.clone(), p.clone());
     let f = move |v: &Tensor| {
-        let (x, info) = solve_raw(&fwd_mv, v, &solver);
+        let (x, info) = raw_solve(&mv1, &p1, v, &s, transposed);
         where_(&info.converged, &x, f64::NAN)
     };
     let f2 = f.clone();
+    let p2 = p.clone();
     let bwd = move |_: &(), ct: &Tensor| {
-        let (x, info) = if solver.symmetric {
-            solve_raw(&matvec, ct, &solver)
-        } else {
-            let mt = linear_transpose(|v: &Tensor| matvec(v), ct);
-            solve_raw(&|u: &Tensor| mt(u), ct, &solver)
-        };
+        let (x, info) = solve_to_order(mv.clone(), &p2, ct, s, !transposed, order.saturating_sub(1));
         where_(&info.converged, &x, f64::NAN)
     };
-    custom_vjp(f, move |v: &Tensor| (f2(v), ()), bwd)
+    custom_vjp(f, move |v: &Tensor| (f2(v), ()), bwd)(v)
 }
 
 /// Solves `matvec(params, x) = b`, differentiably in `b` and in `params` (forward and reverse
-/// mode, under `vmap` and `jit`).
+/// mode, under `vmap` and `jit`, and to second order: `hessian`, `grad` of `grad`,
+/// `jvp` of `grad`).
 ///
 /// `matvec` must be linear in its second argument. The derivative is
 /// `dx = A⁻¹(db − (∂_p matvec)(dp) x)`, solved again with `solver`; reverse mode solves
 /// with the transposed operator (from [`linear_transpose`], or `A` itself when
-/// `solver.symmetric`). The [`SolveInfo`] says whether the primal solve converged; when it
+/// `solver.symmetric`). Those derivative solves are themselves differentiable solves (as
+/// JAX's `custom_linear_solve`), so derivatives of derivatives go through the same rule
+/// rather than through the iterations, up to [`DERIVATIVE_ORDERS`] orders (beyond: NaN).
+/// Forward mode of forward mode (`jvp` of `jvp`, `jacfwd` of `jacfwd`) is not supported:
+/// the tangent solve is a `custom_vjp` function (use `hessian` = forward over reverse).
+/// The [`SolveInfo`] says whether the primal solve converged; when it
 /// did not, or a derivative's solve did not, the derivatives are NaN (not silently wrong). Values `matvec`
-/// closes over are constants (pass what you differentiate as `params`); second derivatives
-/// in `params` are not supported.
+/// closes over are constants (pass what you differentiate as `params`).
 ///
 /// ```
 /// use cotangent::solvers::{linear_solve, Solver};
-/// use cotangent::{jvp, Tensor};
-/// // (a·I) x = b: x = b / a, dx/da = -b / a².
+/// use cotangent::{grad, jvp, Tensor};
+/// // (a·I) x = b: x = b / a, dx/da = -b / a², d²x/da² = 2b / a³.
 /// let b = Tensor::from_vec(vec![1.0, 2.0], &[2]);
 /// let solve = |a: &Tensor| linear_solve(|a: &Tensor, v: &Tensor| a * v, a, &b, &Solver::cg()).0;
 /// let (x, dx) = jvp(solve, &Tensor::scalar(2.0), &Tensor::scalar(1.0));
 /// assert_eq!(x.to_vec::<f64>(), vec![0.5, 1.0]);
 /// assert_eq!(dx.to_vec::<f64>(), vec![-0.25, -0.5]);
+/// let d2 = grad(grad(|a: &Tensor| solve(a).index(1)))(&Tensor::scalar(2.0));
+/// assert!((d2.item::<f64>() - 0.5).abs() < 1e-10);
 /// ```
 pub fn linear_solve<P, M>(matvec: M, params: &P, b: &Tensor, solver: &Solver) -> (Tensor, SolveInfo)
 where
     P: Tree + Clone + 'static,
     M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
 {
-    let s = *solver;
-    let mv = matvec.clone();
-    let f = move |(p, b): &(P, Tensor)| {
-        let (x, info) = solve_raw(&|v: &Tensor| mv(p, v), b, &s);
-        (x, info)
-    };
-    let f2 = f.clone();
-    let rule = move |(p, b): &(P, Tensor), (dp, db): &(P, Tensor)| {
-        let (x, info) = f2(&(p.clone(), b.clone()));
-        let pc = p.clone();
-        let mv = matvec.clone();
-        let xc = x.clone();
-        let (_, da_x) = jvp(move |q: &P| mv(q, &xc), &pc, dp);
-        let mv = matvec.clone();
-        let inv = linear_inverse(move |v: &Tensor| mv(&pc, v), s);
-        let dx = inv(&(db - da_x)) * nan_unless(&info);
-        let zero = SolveInfo {
-            converged: info.converged.zeros_like(),
-            iterations: info.iterations.zeros_like(),
-            residual: info.residual.zeros_like(),
-        };
-        ((x, info), (dx, zero))
-    };
-    custom_jvp(f, rule)(&(params.clone(), b.clone()))
+    solve_to_order(matvec, params, b, *solver, false, DERIVATIVE_ORDERS)
 }
 
 /// 1 where the solve converged, NaN where not: a scale for derivatives, so that both forward

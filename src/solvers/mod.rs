@@ -18,9 +18,12 @@
 //!
 //! Failures are never silent: every solver returns a [`SolveInfo`], and when the primal
 //! solver or a derivative's linear solve does not converge the derivatives are NaN.
-//! Not supported: second derivatives through these rules (the inner solves close over the
-//! primal point), and derivatives with respect to values the functions close over (pass
-//! them as `params`/`θ`).
+//! Second derivatives (`hessian`, `grad` of `grad`, `jvp` of `grad`) go through the
+//! implicit rules again: a rule's primal solution and its derivative solves are themselves
+//! differentiable solves (the transpose of a solve is a solve with the transposed operator,
+//! as in JAX's `custom_linear_solve`), to [`DERIVATIVE_ORDERS`] orders. Not supported:
+//! forward mode over forward mode (`jvp` of `jvp`), and derivatives with respect to values
+//! the functions close over (pass them as `params`/`θ`).
 //!
 //! ```
 //! use cotangent::solvers::{linear_solve, Solver};
