@@ -684,3 +684,149 @@ fn solve_hessian_gmres_and_bicgstab_nonsymmetric() {
     check_solve_hessian(nonsym(), Solver::gmres(3), "GMRES(3) non-symmetric");
     check_solve_hessian(nonsym(), Solver::bicgstab(), "BiCGStab non-symmetric");
 }
+
+// ---- L-BFGS with a strong Wolfe line search ----
+
+fn rosenbrock(x: &Tensor, _: &()) -> Tensor {
+    let (a, b) = (x.index(0), x.index(1));
+    (1.0 - &a).square() + (&b - &a * &a).square() * 100.0
+}
+
+#[test]
+fn lbfgs_converges_on_rosenbrock() {
+    let (x, info) = lbfgs(rosenbrock, &v(&[-1.2, 1.0]), &(), 10, 1e-9, 200);
+    eprintln!(
+        "rosenbrock: x = {:?}, iterations {}, gradient norm {}",
+        x.to_vec::<f64>(),
+        info.iterations.item::<i64>(),
+        info.residual.item::<f64>()
+    );
+    assert!(info.converged.item::<bool>(), "converged (gradient norm {})", info.residual.item::<f64>());
+    close(&x, &[1.0, 1.0], 1e-7, "Rosenbrock minimum");
+    assert!(info.iterations.item::<i64>() < 100, "iterations {}", info.iterations.item::<i64>());
+}
+
+// ---- Newton–CG ----
+
+fn ridge_newton() -> impl Fn(&Tensor) -> (Tensor, SolveInfo) {
+    newton_cg_implicit(ridge_loss, &Tensor::zeros(&[2], DType::F64), 1e-12, 50, Solver::cg())
+}
+
+#[test]
+fn ridge_known_values_through_newton_cg() {
+    let solve = ridge_newton();
+    check_ridge(&solve, "Newton-CG");
+    // A quadratic: a few truncated Newton steps (the inner CG stops at the forcing term
+    // min(0.5, √‖g‖)·‖g‖, so the first steps are inexact).
+    let (_, info) = solve(&Tensor::scalar(0.1));
+    assert!(info.iterations.item::<i64>() <= 5, "Newton-CG iterations {}", info.iterations.item::<i64>());
+    check_ridge_second_order(&solve, "Newton-CG");
+}
+
+/// L2-regularised logistic regression on 12 fixed points in 3-d (labels not separable by
+/// construction): strictly convex, not quadratic.
+fn logistic_data() -> (Tensor, Tensor) {
+    let (n, d) = (12usize, 3usize);
+    let x: Vec<f64> = (0..n * d).map(|k| ((k / d) as f64 * 1.3 + (k % d) as f64 * 0.7 + 0.5).sin() * 2.0).collect();
+    let y: Vec<f64> = (0..n).map(|i| if ((i as f64) * 2.1).sin() + 0.3 * x[i * d] > 0.0 { 1.0 } else { 0.0 }).collect();
+    (Tensor::from_vec(x, &[n, d]), Tensor::from_vec(y, &[n]))
+}
+
+fn logistic_loss(w: &Tensor, lam: &Tensor) -> Tensor {
+    let (x, y) = logistic_data();
+    let z = x.matmul(w);
+    (z.softplus() - &y * &z).mean_all() + lam * (w * w).sum_all() * 0.5
+}
+
+#[test]
+fn newton_cg_logistic_regression_matches_lbfgs_in_few_iterations() {
+    let lam = Tensor::scalar(0.05);
+    let x0 = Tensor::zeros(&[3], DType::F64);
+    let (wn, info_n) = newton_cg(logistic_loss, &x0, &lam, 1e-11, 50);
+    let (wl, info_l) = lbfgs(logistic_loss, &x0, &lam, 10, 1e-11, 500);
+    let (wg, info_g) = gradient_descent(logistic_loss, &x0, &lam, 1.0, 1e-11, 100_000);
+    assert!(info_n.converged.item::<bool>() && info_l.converged.item::<bool>() && info_g.converged.item::<bool>());
+    close(&wn, &wl.to_vec::<f64>(), 1e-8, "Newton-CG vs L-BFGS");
+    close(&wn, &wg.to_vec::<f64>(), 1e-8, "Newton-CG vs gradient descent");
+    let (kn, kl, kg) =
+        (info_n.iterations.item::<i64>(), info_l.iterations.item::<i64>(), info_g.iterations.item::<i64>());
+    eprintln!("logistic regression iterations: Newton-CG {kn}, L-BFGS {kl}, gradient descent {kg}");
+    assert!(kn <= 10, "Newton-CG took {kn} iterations");
+    assert!(kn < kl && kl < kg, "Newton-CG {kn} < L-BFGS {kl} < GD {kg}");
+    // The gradient really is zero there (not only small steps).
+    let g = grad(|w: &Tensor| logistic_loss(w, &lam))(&wn);
+    assert!(g.abs().max_all().item::<f64>() < 1e-10);
+}
+
+#[test]
+fn newton_cg_implicit_gradient_matches_finite_differences() {
+    let solve = newton_cg_implicit(logistic_loss, &Tensor::zeros(&[3], DType::F64), 1e-12, 50, Solver::cg());
+    let cot = v(&[1.0, -0.5, 2.0]);
+    let obj = |l: &Tensor| (solve(l).0 * &cot).sum_all();
+    let lam = 0.05;
+    let g = grad(obj)(&Tensor::scalar(lam)).item::<f64>();
+    let h = 1e-5;
+    let f = |l: f64| obj(&Tensor::scalar(l)).item::<f64>();
+    let fd = (f(lam + h) - f(lam - h)) / (2.0 * h);
+    assert!((g - fd).abs() < 1e-6 * fd.abs().max(1.0), "implicit {g} vs differences {fd}");
+    // Second derivative against differences of the implicit gradient.
+    let g2 = grad(grad(obj))(&Tensor::scalar(lam)).item::<f64>();
+    let gl = |l: f64| grad(obj)(&Tensor::scalar(l)).item::<f64>();
+    let fd2 = (gl(lam + h) - gl(lam - h)) / (2.0 * h);
+    assert!((g2 - fd2).abs() < 1e-5 * fd2.abs().max(1.0), "second derivative {g2} vs differences {fd2}");
+    // jit and vmap agree with the eager gradient.
+    close(&jit(grad(obj))(&Tensor::scalar(lam)), &[g], 1e-10, "jit");
+    let gs = vmap(grad(obj))(&v(&[0.05, 0.2]));
+    close(&gs.index(0), &[g], 1e-10, "vmap");
+}
+
+// ---- GMRES with Givens rotations on ill-conditioned systems ----
+
+/// A 20×20 non-symmetric system with a graded diagonal 1 … 10^(−scale) (condition number
+/// about 10^scale): full GMRES(20) solves it in one or two cycles. (Solving the small
+/// least-squares problem through its normal equations squares that condition number: at
+/// scale 7 it stalls with a relative residual near 1e-4.)
+fn graded(scale: f64) -> (Tensor, Tensor) {
+    let n = 20usize;
+    let d: Vec<f64> = (0..n).map(|i| 10f64.powf(-scale * i as f64 / (n - 1) as f64)).collect();
+    let a: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            let band = if i == j {
+                d[i]
+            } else if j == i + 1 {
+                0.5 * d[i]
+            } else if i == j + 1 {
+                -0.3 * d[j + 1]
+            } else {
+                0.0
+            };
+            band + 0.01 * (i as f64).sin() * (j as f64).cos() * d[j]
+        })
+        .collect();
+    let b: Vec<f64> = (0..n).map(|i| (i as f64 + 1.0).sin()).collect();
+    (Tensor::from_vec(a, &[n, n]), Tensor::from_vec(b, &[n]))
+}
+
+#[test]
+fn gmres_solves_an_ill_conditioned_nonsymmetric_system() {
+    for scale in [5.0, 7.0] {
+        let (a, b) = graded(scale);
+        let mv = |a: &Tensor, u: &Tensor| a.matmul(u);
+        let (x, info) = linear_solve(mv, &a, &b, &Solver::gmres(20));
+        assert!(info.converged.item::<bool>(), "scale {scale}: converged (residual {})", info.residual.item::<f64>());
+        let k = info.iterations.item::<i64>();
+        assert!(k <= 40, "scale {scale}: {k} matrix-vector products");
+        let rel = ((a.matmul(&x) - &b).square().sum_all().sqrt() / b.square().sum_all().sqrt()).item::<f64>();
+        assert!(rel <= 1e-10, "scale {scale}: relative residual {rel}");
+        let (xd, _) = linear_solve(mv, &a, &b, &Solver::direct());
+        let err = ((&x - &xd).abs().max_all() / xd.abs().max_all()).item::<f64>();
+        assert!(err < 1e-8, "scale {scale}: relative error against LU {err}");
+        // Gradients in b agree with the direct solve's too.
+        let cot = Tensor::from_vec((0..20).map(|i| (i as f64 * 0.37).cos()).collect(), &[20]);
+        let gb = |s: Solver| grad(|b: &Tensor| (linear_solve(mv, &a, b, &s).0 * &cot).sum_all())(&b);
+        let (g, gd) = (gb(Solver::gmres(20)), gb(Solver::direct()));
+        let err = ((&g - &gd).abs().max_all() / gd.abs().max_all()).item::<f64>();
+        assert!(err < 1e-8, "scale {scale}: gradient relative error {err}");
+    }
+}

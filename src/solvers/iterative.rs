@@ -17,8 +17,8 @@ pub enum Method {
     Neumann,
     /// GMRES restarted every `restart` steps, for general operators. Each cycle builds an
     /// Arnoldi basis (modified Gram–Schmidt) and minimises the residual over it (the small
-    /// least-squares problem solved by conjugate gradient on its normal equations);
-    /// `max_iter` counts matrix-vector products.
+    /// least-squares problem solved by Givens rotations and back substitution, as accurate
+    /// as the basis); `max_iter` counts matrix-vector products.
     Gmres {
         /// Krylov dimension per cycle (unrolled in the graph: keep it small, ≤ 30).
         restart: usize,
@@ -305,15 +305,42 @@ fn gmres(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver, m: usize) -
                 col.resize(m + 1, beta.zeros_like());
                 h.push(col);
             }
-            // min ‖β e₀ − H y‖ through (HᵀH) y = Hᵀ β e₀ = β H[0, :].
-            let hm = crate::stack(&h.into_iter().map(|c| crate::stack(&c, 0)).collect::<Vec<_>>(), 1);
-            let hth = hm.t().matmul(&hm);
-            let rhs = hm.index(0) * &beta;
-            let inner = Solver { method: Method::Cg, tol: 1e-14, max_iter: 4 * m, symmetric: true };
-            let (y, _) = cg(&|u: &Tensor| hth.matmul(u), &rhs, &inner);
+            // min ‖β e₀ − H y‖: Givens rotations reduce the Hessenberg matrix H to upper
+            // triangular R (applied to β e₀ as well), then back substitution R y = g.
+            let zero = beta.zeros_like();
+            let mut g = vec![zero.clone(); m + 1];
+            g[0] = beta.clone();
+            let mut rotations: Vec<(Tensor, Tensor)> = Vec::with_capacity(m);
+            for (j, col) in h.iter_mut().enumerate() {
+                for (i, (c, s)) in rotations.iter().enumerate() {
+                    let (a, b) = (col[i].clone(), col[i + 1].clone());
+                    col[i] = c * &a + s * &b;
+                    col[i + 1] = c * &b - s * &a;
+                }
+                let (a, b) = (col[j].clone(), col[j + 1].clone());
+                let r = (&a * &a + &b * &b).sqrt();
+                let nonzero = r.gt(0.0);
+                let c = where_(&nonzero, &(&a / safe(&r)), 1.0);
+                let s = where_(&nonzero, &(&b / safe(&r)), 0.0);
+                col[j] = r;
+                col[j + 1] = zero.clone();
+                let gj = g[j].clone();
+                g[j] = &c * &gj;
+                g[j + 1] = -(&s * &gj);
+                rotations.push((c, s));
+            }
+            let mut y = vec![zero.clone(); m];
+            for i in (0..m).rev() {
+                let mut acc = g[i].clone();
+                for (k, yk) in y.iter().enumerate().skip(i + 1) {
+                    acc = acc - &h[k][i] * yk;
+                }
+                // A zero pivot comes after an exact (happy) breakdown, where g is zero too.
+                y[i] = where_(&h[i][i].eq(0.0), 0.0, &(acc / safe(&h[i][i])));
+            }
             let mut x = c.0.clone();
-            for (j, vj) in basis.iter().take(m).enumerate() {
-                x = &x + y.index(j as isize) * vj;
+            for (yj, vj) in y.iter().zip(&basis) {
+                x = &x + yj * vj;
             }
             let r = b - matvec(&x);
             let rs = vdot(&r, &r);

@@ -13,7 +13,8 @@
 //!   [`minimize_implicit`]) and [`gradient_descent_unrolled`] (a `fori_loop`, differentiated
 //!   by unrolling); [`projected_gradient`] (implicitly: [`projected_gradient_implicit`])
 //!   with [`project_box`], [`project_simplex`], [`project_l1_ball`], [`project_l2_ball`];
-//!   [`lbfgs`]; [`bisection`] and [`newton_scalar`] for scalar roots; [`fixed_point`] and
+//!   [`lbfgs`] (strong Wolfe line search); [`newton_cg`] (truncated Newton on
+//!   Hessian-vector products; implicitly: [`newton_cg_implicit`]); [`bisection`] and [`newton_scalar`] for scalar roots; [`fixed_point`] and
 //!   [`fixed_point_anderson`].
 //!
 //! Failures are never silent: every solver returns a [`SolveInfo`], and when the primal
@@ -44,8 +45,11 @@
 
 mod implicit;
 mod iterative;
+mod line_search;
+mod newton;
 mod projected;
 
 pub use implicit::*;
 pub use iterative::*;
+pub use newton::*;
 pub use projected::*;
