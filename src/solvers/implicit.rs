@@ -41,6 +41,32 @@ where
     move |theta: &P| root_to_order(optimality.clone(), solver.clone(), tangent_solver, theta, DERIVATIVE_ORDERS)
 }
 
+/// [`custom_root`] with derivatives through the implicit rule to `orders` orders instead of
+/// [`DERIVATIVE_ORDERS`] (beyond: NaN): `orders = 1` traces (and compiles under `jit`)
+/// about half as much per call when only gradients are needed.
+///
+/// ```
+/// use cotangent::solvers::{custom_root_to_order, newton_scalar, Solver};
+/// use cotangent::{grad, Tensor};
+/// let f = |x: &Tensor, t: &Tensor| x.powf(3.0) - t;
+/// let cube_root = custom_root_to_order(f, move |t: &Tensor| newton_scalar(f, &Tensor::scalar(1.0), t, 1e-12, 50), Solver::cg(), 1);
+/// let g = grad(|t: &Tensor| cube_root(t).0)(&Tensor::scalar(8.0));
+/// assert!((g.item::<f64>() - 1.0 / 12.0).abs() < 1e-9);
+/// ```
+pub fn custom_root_to_order<P, F, S>(
+    optimality: F,
+    solver: S,
+    tangent_solver: Solver,
+    orders: usize,
+) -> impl Fn(&P) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    F: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
+    S: Fn(&P) -> (Tensor, SolveInfo) + Clone + 'static,
+{
+    move |theta: &P| root_to_order(optimality.clone(), solver.clone(), tangent_solver, theta, orders)
+}
+
 /// [`custom_root`] differentiable to `order` orders: the rule's primal root comes from a
 /// root of one order fewer, and the tangent system `(∂F/∂x) dx = −(∂F/∂θ) dθ` is solved by
 /// [`inverse_on`] with the operator's parameters `(x, θ)` explicit, so the next order
@@ -61,9 +87,12 @@ where
     let f = move |t: &P| s1(t);
     if order == 0 {
         let f2 = f.clone();
-        let rule = move |t: &P, _: &P| {
+        let f0 = optimality.clone();
+        let rule = move |t: &P, dt: &P| {
             let (x, info) = f2(t);
-            let dx = x.zeros_like() * f64::NAN;
+            // NaN times the tangents (reverse mode drops a constant NaN).
+            let (fx, xc) = (f0.clone(), x.clone());
+            let dx = jvp(move |q: &P| fx(&xc, q), t, dt).1 * f64::NAN;
             let zero = no_tangent(&info);
             ((x, info), (dx, zero))
         };

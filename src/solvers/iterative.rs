@@ -393,6 +393,16 @@ fn direct(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver) -> (T
 /// again differentiable solves, one order fewer, down to a solve whose derivatives are NaN
 /// (never silently wrong). The rules are traced when a solve is called, so each order
 /// roughly doubles the traced graph: two orders cover `hessian`, `grad(grad)`, `jvp(grad)`.
+///
+/// ```
+/// use cotangent::solvers::{linear_solve, Solver, DERIVATIVE_ORDERS};
+/// use cotangent::{grad, Tensor};
+/// assert_eq!(DERIVATIVE_ORDERS, 2);
+/// // x = b / a: the third derivative in a is beyond the implicit rules, so NaN.
+/// let x = |a: &Tensor| linear_solve(|a: &Tensor, v: &Tensor| a * v, a, &Tensor::scalar(1.0), &Solver::cg()).0;
+/// assert!((grad(grad(x))(&Tensor::scalar(2.0)).item::<f64>() - 0.25).abs() < 1e-12);
+/// assert!(grad(grad(grad(x)))(&Tensor::scalar(2.0)).item::<f64>().is_nan());
+/// ```
 pub const DERIVATIVE_ORDERS: usize = 2;
 
 /// `v ↦ A(p) v`, or `v ↦ A(p)ᵀ v` when `transposed` (from [`linear_transpose`], or `A`
@@ -453,9 +463,14 @@ where
     let args = (p.clone(), b.clone());
     if order == 0 {
         let f2 = f.clone();
-        let rule = move |pb: &(P, Tensor), _: &(P, Tensor)| {
+        let mv0 = mv.clone();
+        let rule = move |pb: &(P, Tensor), (dp, db): &(P, Tensor)| {
             let (x, info) = f2(pb);
-            let dx = x.zeros_like() * f64::NAN;
+            // NaN times the tangents (not a constant NaN, which reverse mode would drop as
+            // independent of the input).
+            let (mvj, xc) = (mv0.clone(), x.clone());
+            let (_, da_x) = jvp(move |q: &P| operator(&mvj, q, &xc, &s, transposed)(&xc), &pb.0, dp);
+            let dx = (db - da_x) * f64::NAN;
             let zero = no_tangent(&info);
             ((x, info), (dx, zero))
         };
@@ -531,6 +546,34 @@ where
     M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
 {
     solve_to_order(matvec, params, b, *solver, false, DERIVATIVE_ORDERS)
+}
+
+/// [`linear_solve`] with derivatives through the implicit rule to `orders` orders instead of
+/// [`DERIVATIVE_ORDERS`] (beyond: NaN). Each order roughly doubles what is traced per call
+/// (and compiled under `jit`), so `orders = 1` is the cheapest choice when only gradients
+/// are needed; `orders = 0` gives NaN derivatives.
+///
+/// ```
+/// use cotangent::solvers::{linear_solve_to_order, Solver};
+/// use cotangent::{grad, Tensor};
+/// let x = |a: &Tensor| {
+///     linear_solve_to_order(|a: &Tensor, v: &Tensor| a * v, a, &Tensor::scalar(1.0), &Solver::cg(), 1).0
+/// };
+/// assert!((grad(x)(&Tensor::scalar(2.0)).item::<f64>() + 0.25).abs() < 1e-12);
+/// assert!(grad(grad(x))(&Tensor::scalar(2.0)).item::<f64>().is_nan());
+/// ```
+pub fn linear_solve_to_order<P, M>(
+    matvec: M,
+    params: &P,
+    b: &Tensor,
+    solver: &Solver,
+    orders: usize,
+) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
+{
+    solve_to_order(matvec, params, b, *solver, false, orders)
 }
 
 /// 1 where the solve converged, NaN where not: a scale for derivatives, so that both forward
