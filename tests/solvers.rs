@@ -704,6 +704,14 @@ fn lbfgs_converges_on_rosenbrock() {
     assert!(info.converged.item::<bool>(), "converged (gradient norm {})", info.residual.item::<f64>());
     close(&x, &[1.0, 1.0], 1e-7, "Rosenbrock minimum");
     assert!(info.iterations.item::<i64>() < 100, "iterations {}", info.iterations.item::<i64>());
+    // Under jit (the same plan as eager), and under vmap over starting points (the line
+    // search's state machine batched: each lane brackets and zooms on its own).
+    let solve = |x0: &Tensor| lbfgs(rosenbrock, x0, &(), 10, 1e-9, 200).0;
+    close(&jit(solve)(&v(&[-1.2, 1.0])), &x.to_vec::<f64>(), 1e-12, "jit vs eager");
+    let xs = vmap(solve)(&m(&[&[-1.2, 1.0], &[2.0, -1.5], &[0.0, 0.0]]));
+    for i in 0..3 {
+        close(&xs.index(i), &[1.0, 1.0], 1e-7, &format!("vmap lane {i}"));
+    }
 }
 
 // ---- Newton–CG ----
