@@ -838,3 +838,46 @@ fn gmres_solves_an_ill_conditioned_nonsymmetric_system() {
         assert!(err < 1e-8, "scale {scale}: gradient relative error {err}");
     }
 }
+
+/// Second derivatives through `custom_fixed_point` with a non-symmetric tangent operator
+/// (the transposed solves come from `linear_transpose` of a jvp): the Hessian of a scalar
+/// function of x(θ), x = A·tanh(x) / 2 + θ, against differences of its gradient.
+#[test]
+fn fixed_point_hessian_with_a_nonsymmetric_operator() {
+    let a = m(&[&[0.6, 0.3], &[-0.2, 0.5]]);
+    let t = move |x: &Tensor, th: &Tensor| a.matmul(&x.tanh()) * 0.5 + th;
+    for (name, ts) in [("BiCGStab", Solver::bicgstab().tol(1e-13)), ("GMRES(2)", Solver::gmres(2).tol(1e-13))] {
+        let t2 = t.clone();
+        let fp = custom_fixed_point(
+            t.clone(),
+            move |th: &Tensor| fixed_point(t2.clone(), &th.zeros_like(), th, 1e-14, 1000),
+            ts,
+        );
+        let fp = std::sync::Arc::new(fp);
+        let cot = v(&[1.0, -2.0]);
+        let obj = move |th: &Tensor| {
+            let x = (*fp)(th).0;
+            (&x * &cot).sum_all() + x.square().sum_all()
+        };
+        let th = v(&[0.3, -0.4]);
+        let g = grad(obj.clone());
+        let h = 1e-5;
+        let mut want = vec![0.0; 4];
+        for j in 0..2 {
+            let bump = |s: f64| {
+                let mut tv = th.to_vec::<f64>();
+                tv[j] += s;
+                g(&v(&tv)).to_vec::<f64>()
+            };
+            let (up, down) = (bump(h), bump(-h));
+            for i in 0..2 {
+                want[i * 2 + j] = (up[i] - down[i]) / (2.0 * h);
+            }
+        }
+        close(&hessian(obj.clone())(&th), &want, 1e-6, &format!("{name}: hessian vs differences"));
+        let (_, col) = jvp(grad(obj.clone()), &th, &v(&[1.0, 0.0]));
+        close(&col, &[want[0], want[2]], 1e-6, &format!("{name}: jvp(grad)"));
+        let hs = vmap(hessian(obj.clone()))(&m(&[&[0.3, -0.4], &[0.3, -0.4]]));
+        close(&hs.index(1), &want, 1e-6, &format!("{name}: vmap(hessian)"));
+    }
+}
