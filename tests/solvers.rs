@@ -542,3 +542,342 @@ fn linear_solve_direct_spd_and_nonsymmetric_gradients() {
     let (_, info) = linear_solve(zero, &v(&[0.0]), &b, &Solver::direct());
     assert!(!info.converged.item::<bool>());
 }
+
+// ---- Second derivatives through the implicit rules ----
+
+/// The closed form at λ = 0.1: M = XᵀX + 3λI, w = M⁻¹Xᵀy; M dw = −3w and M d²w = −6 dw,
+/// so dw/dλ = −3M⁻¹w and d²w/dλ² = 18 M⁻²w.
+fn ridge_closed_form(lam: f64) -> ([f64; 2], [f64; 2], [f64; 2]) {
+    let (a, b) = (2.0 + 3.0 * lam, 1.0); // M = [[a, b], [b, a]]
+    let det = a * a - b * b;
+    let inv = |u: [f64; 2]| [(a * u[0] - b * u[1]) / det, (a * u[1] - b * u[0]) / det];
+    let w = inv([4.0, 5.0]); // Xᵀy = (4, 5)
+    let dw = inv(w).map(|e| -3.0 * e);
+    let d2w = inv(inv(w)).map(|e| 18.0 * e);
+    (w, dw, d2w)
+}
+
+fn check_ridge_second_order(solve: impl Fn(&Tensor) -> (Tensor, SolveInfo) + Clone, what: &str) {
+    let (w, dw, d2w) = ridge_closed_form(0.1);
+    close(&v(&w), &W_STAR, 1e-8, "closed-form w*");
+    close(&v(&dw), &DW_DLAMBDA, 1e-8, "closed-form dw/dλ");
+    let lam = Tensor::scalar(0.1);
+    let tol = 1e-7;
+    for k in 0..2 {
+        let s = solve.clone();
+        let wk = move |l: &Tensor| s(l).0.index(k as isize);
+        let want = [d2w[k]];
+        close(&grad(grad(wk.clone()))(&lam), &want, tol, &format!("{what}: grad(grad) d²w{k}/dλ²"));
+        close(&hessian(wk.clone())(&lam), &want, tol, &format!("{what}: hessian d²w{k}/dλ²"));
+        let (g, h) = jvp(grad(wk.clone()), &lam, 1.0);
+        close(&g, &[dw[k]], tol, &format!("{what}: jvp(grad) primal"));
+        close(&h, &want, tol, &format!("{what}: jvp(grad) d²w{k}/dλ²"));
+        // Eager: vjp of a vjp (no jit anywhere).
+        let w2 = wk.clone();
+        let (_, pb) = vjp(
+            move |l: &Tensor| {
+                let (_, pb) = vjp(&w2, l);
+                pb.call(1.0)
+            },
+            &lam,
+        );
+        close(&pb.call(1.0), &want, tol, &format!("{what}: eager vjp(vjp) d²w{k}/dλ²"));
+        // Under jit.
+        let w3 = wk.clone();
+        let jitted = jit(move |l: &Tensor| grad(grad(w3.clone()))(l));
+        close(&jitted(&lam), &want, tol, &format!("{what}: jit(grad(grad)) d²w{k}/dλ²"));
+    }
+    let s = solve.clone();
+    let jac2 = jacfwd(jacrev(move |l: &Tensor| s(l).0))(&lam);
+    close(&jac2, &d2w, tol, &format!("{what}: jacfwd(jacrev)"));
+    // Under vmap: second derivatives at several λ against the closed form.
+    let lams = [0.05, 0.1, 0.5];
+    let s = solve.clone();
+    let d2 = vmap(move |l: &Tensor| {
+        let s = s.clone();
+        grad(grad(move |l: &Tensor| s(l).0.sum_all()))(l)
+    })(&v(&lams));
+    let s = solve.clone();
+    let hs = vmap(jacfwd(jacrev(move |l: &Tensor| s(l).0)))(&v(&lams));
+    for (i, &l) in lams.iter().enumerate() {
+        let (_, _, d2w) = ridge_closed_form(l);
+        close(&d2.index(i as isize), &[d2w[0] + d2w[1]], tol, &format!("{what}: vmap(grad(grad)) at λ = {l}"));
+        close(&hs.index(i as isize), &d2w, tol, &format!("{what}: vmap(jacfwd(jacrev)) at λ = {l}"));
+    }
+}
+
+#[test]
+fn ridge_second_derivatives_through_cg() {
+    check_ridge_second_order(&ridge_cg(), "CG");
+}
+
+#[test]
+fn ridge_second_derivatives_through_gradient_descent() {
+    check_ridge_second_order(&ridge_gd(), "GD");
+}
+
+/// A(p) = A0 + diag(exp(p)) (non-linear in p): the Hessian of a scalar function of the
+/// solution against central differences of the gradient, through every mode.
+fn check_solve_hessian(a0: Tensor, solver: Solver, what: &str) {
+    let b = v(&[1.0, -2.0, 0.5]);
+    let cot = v(&[0.3, 1.0, -0.7]);
+    let mv = move |p: &Tensor, u: &Tensor| a0.matmul(u) + p.exp() * u;
+    let loss = move |p: &Tensor| {
+        let (x, _) = linear_solve(mv.clone(), p, &b, &solver);
+        (&x * &cot).sum_all() + (&x * &x).sum_all() * 0.5
+    };
+    let p = v(&[0.1, -0.2, 0.3]);
+    let g = grad(loss.clone());
+    let h = 1e-5;
+    let mut want = vec![0.0; 9];
+    for j in 0..3 {
+        let bump = |s: f64| {
+            let mut pv = p.to_vec::<f64>();
+            pv[j] += s;
+            g(&v(&pv)).to_vec::<f64>()
+        };
+        let (up, down) = (bump(h), bump(-h));
+        for i in 0..3 {
+            want[i * 3 + j] = (up[i] - down[i]) / (2.0 * h);
+        }
+    }
+    let tol = 1e-6;
+    let hess = hessian(loss.clone())(&p);
+    assert_eq!(hess.shape(), vec![3, 3], "{what}: Hessian shape");
+    close(&hess, &want, tol, &format!("{what}: hessian vs differences of the gradient"));
+    // Row by row through grad(grad), jvp(grad) and eager vjp(vjp).
+    for i in 0..3 {
+        let row: Vec<f64> = want[i * 3..i * 3 + 3].to_vec();
+        let l = loss.clone();
+        let gi = grad(move |p: &Tensor| grad(l.clone())(p).index(i as isize))(&p);
+        close(&gi, &row, tol, &format!("{what}: grad(grad) row {i}"));
+        let mut e = vec![0.0; 3];
+        e[i] = 1.0;
+        let (_, col) = jvp(grad(loss.clone()), &p, &v(&e));
+        close(&col, &row, tol, &format!("{what}: jvp(grad) column {i}"));
+        let l = loss.clone();
+        let (_, pb) = vjp(
+            move |p: &Tensor| {
+                let (_, pb) = vjp(&l, p);
+                pb.call(1.0).index(i as isize)
+            },
+            &p,
+        );
+        close(&pb.call(1.0), &row, tol, &format!("{what}: eager vjp(vjp) row {i}"));
+    }
+    // vmap of the Hessian over two parameter vectors equals a loop.
+    let ps = m(&[&[0.1, -0.2, 0.3], &[0.0, 0.4, -0.1]]);
+    let hs = vmap(hessian(loss.clone()))(&ps);
+    for i in 0..2 {
+        let one = hessian(loss.clone())(&ps.index(i));
+        close(&hs.index(i), &one.to_vec::<f64>(), 1e-9, &format!("{what}: vmap(hessian) vs loop"));
+    }
+}
+
+#[test]
+fn solve_hessian_cg_spd() {
+    check_solve_hessian(spd(), Solver::cg(), "CG on SPD");
+}
+
+#[test]
+fn solve_hessian_gmres_and_bicgstab_nonsymmetric() {
+    check_solve_hessian(nonsym(), Solver::gmres(3), "GMRES(3) non-symmetric");
+    check_solve_hessian(nonsym(), Solver::bicgstab(), "BiCGStab non-symmetric");
+}
+
+// ---- L-BFGS with a strong Wolfe line search ----
+
+fn rosenbrock(x: &Tensor, _: &()) -> Tensor {
+    let (a, b) = (x.index(0), x.index(1));
+    (1.0 - &a).square() + (&b - &a * &a).square() * 100.0
+}
+
+#[test]
+fn lbfgs_converges_on_rosenbrock() {
+    let (x, info) = lbfgs(rosenbrock, &v(&[-1.2, 1.0]), &(), 10, 1e-9, 200);
+    eprintln!(
+        "rosenbrock: x = {:?}, iterations {}, gradient norm {}",
+        x.to_vec::<f64>(),
+        info.iterations.item::<i64>(),
+        info.residual.item::<f64>()
+    );
+    assert!(info.converged.item::<bool>(), "converged (gradient norm {})", info.residual.item::<f64>());
+    close(&x, &[1.0, 1.0], 1e-7, "Rosenbrock minimum");
+    assert!(info.iterations.item::<i64>() < 100, "iterations {}", info.iterations.item::<i64>());
+    // Under jit (the same plan as eager), and under vmap over starting points (the line
+    // search's state machine batched: each lane brackets and zooms on its own).
+    let solve = |x0: &Tensor| lbfgs(rosenbrock, x0, &(), 10, 1e-9, 200).0;
+    close(&jit(solve)(&v(&[-1.2, 1.0])), &x.to_vec::<f64>(), 1e-12, "jit vs eager");
+    let xs = vmap(solve)(&m(&[&[-1.2, 1.0], &[2.0, -1.5], &[0.0, 0.0]]));
+    for i in 0..3 {
+        close(&xs.index(i), &[1.0, 1.0], 1e-7, &format!("vmap lane {i}"));
+    }
+}
+
+// ---- Newton–CG ----
+
+fn ridge_newton() -> impl Fn(&Tensor) -> (Tensor, SolveInfo) {
+    newton_cg_implicit(ridge_loss, &Tensor::zeros(&[2], DType::F64), 1e-12, 50, Solver::cg())
+}
+
+#[test]
+fn ridge_known_values_through_newton_cg() {
+    let solve = ridge_newton();
+    check_ridge(&solve, "Newton-CG");
+    // A quadratic: a few truncated Newton steps (the inner CG stops at the forcing term
+    // min(0.5, √‖g‖)·‖g‖, so the first steps are inexact).
+    let (_, info) = solve(&Tensor::scalar(0.1));
+    assert!(info.iterations.item::<i64>() <= 5, "Newton-CG iterations {}", info.iterations.item::<i64>());
+    check_ridge_second_order(&solve, "Newton-CG");
+}
+
+/// L2-regularised logistic regression on 12 fixed points in 3-d (labels not separable by
+/// construction): strictly convex, not quadratic.
+fn logistic_data() -> (Tensor, Tensor) {
+    let (n, d) = (12usize, 3usize);
+    let x: Vec<f64> = (0..n * d).map(|k| ((k / d) as f64 * 1.3 + (k % d) as f64 * 0.7 + 0.5).sin() * 2.0).collect();
+    let y: Vec<f64> = (0..n).map(|i| if ((i as f64) * 2.1).sin() + 0.3 * x[i * d] > 0.0 { 1.0 } else { 0.0 }).collect();
+    (Tensor::from_vec(x, &[n, d]), Tensor::from_vec(y, &[n]))
+}
+
+fn logistic_loss(w: &Tensor, lam: &Tensor) -> Tensor {
+    let (x, y) = logistic_data();
+    let z = x.matmul(w);
+    (z.softplus() - &y * &z).mean_all() + lam * (w * w).sum_all() * 0.5
+}
+
+#[test]
+fn newton_cg_logistic_regression_matches_lbfgs_in_few_iterations() {
+    let lam = Tensor::scalar(0.05);
+    let x0 = Tensor::zeros(&[3], DType::F64);
+    let (wn, info_n) = newton_cg(logistic_loss, &x0, &lam, 1e-11, 50);
+    let (wl, info_l) = lbfgs(logistic_loss, &x0, &lam, 10, 1e-11, 500);
+    let (wg, info_g) = gradient_descent(logistic_loss, &x0, &lam, 1.0, 1e-11, 100_000);
+    assert!(info_n.converged.item::<bool>() && info_l.converged.item::<bool>() && info_g.converged.item::<bool>());
+    close(&wn, &wl.to_vec::<f64>(), 1e-8, "Newton-CG vs L-BFGS");
+    close(&wn, &wg.to_vec::<f64>(), 1e-8, "Newton-CG vs gradient descent");
+    let (kn, kl, kg) =
+        (info_n.iterations.item::<i64>(), info_l.iterations.item::<i64>(), info_g.iterations.item::<i64>());
+    eprintln!("logistic regression iterations: Newton-CG {kn}, L-BFGS {kl}, gradient descent {kg}");
+    assert!(kn <= 10, "Newton-CG took {kn} iterations");
+    assert!(kn < kl && kl < kg, "Newton-CG {kn} < L-BFGS {kl} < GD {kg}");
+    // The gradient really is zero there (not only small steps).
+    let g = grad(|w: &Tensor| logistic_loss(w, &lam))(&wn);
+    assert!(g.abs().max_all().item::<f64>() < 1e-10);
+}
+
+#[test]
+fn newton_cg_implicit_gradient_matches_finite_differences() {
+    let solve = newton_cg_implicit(logistic_loss, &Tensor::zeros(&[3], DType::F64), 1e-12, 50, Solver::cg());
+    let cot = v(&[1.0, -0.5, 2.0]);
+    let obj = |l: &Tensor| (solve(l).0 * &cot).sum_all();
+    let lam = 0.05;
+    let g = grad(obj)(&Tensor::scalar(lam)).item::<f64>();
+    let h = 1e-5;
+    let f = |l: f64| obj(&Tensor::scalar(l)).item::<f64>();
+    let fd = (f(lam + h) - f(lam - h)) / (2.0 * h);
+    assert!((g - fd).abs() < 1e-6 * fd.abs().max(1.0), "implicit {g} vs differences {fd}");
+    // Second derivative against differences of the implicit gradient.
+    let g2 = grad(grad(obj))(&Tensor::scalar(lam)).item::<f64>();
+    let gl = |l: f64| grad(obj)(&Tensor::scalar(l)).item::<f64>();
+    let fd2 = (gl(lam + h) - gl(lam - h)) / (2.0 * h);
+    assert!((g2 - fd2).abs() < 1e-5 * fd2.abs().max(1.0), "second derivative {g2} vs differences {fd2}");
+    // jit and vmap agree with the eager gradient.
+    close(&jit(grad(obj))(&Tensor::scalar(lam)), &[g], 1e-10, "jit");
+    let gs = vmap(grad(obj))(&v(&[0.05, 0.2]));
+    close(&gs.index(0), &[g], 1e-10, "vmap");
+}
+
+// ---- GMRES with Givens rotations on ill-conditioned systems ----
+
+/// A 20×20 non-symmetric system with a graded diagonal 1 … 10^(−scale) (condition number
+/// about 10^scale): full GMRES(20) solves it in one or two cycles. (Solving the small
+/// least-squares problem through its normal equations squares that condition number: at
+/// scale 7 it stalls with a relative residual near 1e-4.)
+fn graded(scale: f64) -> (Tensor, Tensor) {
+    let n = 20usize;
+    let d: Vec<f64> = (0..n).map(|i| 10f64.powf(-scale * i as f64 / (n - 1) as f64)).collect();
+    let a: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            let band = if i == j {
+                d[i]
+            } else if j == i + 1 {
+                0.5 * d[i]
+            } else if i == j + 1 {
+                -0.3 * d[j + 1]
+            } else {
+                0.0
+            };
+            band + 0.01 * (i as f64).sin() * (j as f64).cos() * d[j]
+        })
+        .collect();
+    let b: Vec<f64> = (0..n).map(|i| (i as f64 + 1.0).sin()).collect();
+    (Tensor::from_vec(a, &[n, n]), Tensor::from_vec(b, &[n]))
+}
+
+#[test]
+fn gmres_solves_an_ill_conditioned_nonsymmetric_system() {
+    for scale in [5.0, 7.0] {
+        let (a, b) = graded(scale);
+        let mv = |a: &Tensor, u: &Tensor| a.matmul(u);
+        let (x, info) = linear_solve(mv, &a, &b, &Solver::gmres(20));
+        assert!(info.converged.item::<bool>(), "scale {scale}: converged (residual {})", info.residual.item::<f64>());
+        let k = info.iterations.item::<i64>();
+        assert!(k <= 40, "scale {scale}: {k} matrix-vector products");
+        let rel = ((a.matmul(&x) - &b).square().sum_all().sqrt() / b.square().sum_all().sqrt()).item::<f64>();
+        assert!(rel <= 1e-10, "scale {scale}: relative residual {rel}");
+        let (xd, _) = linear_solve(mv, &a, &b, &Solver::direct());
+        let err = ((&x - &xd).abs().max_all() / xd.abs().max_all()).item::<f64>();
+        assert!(err < 1e-8, "scale {scale}: relative error against LU {err}");
+        // Gradients in b agree with the direct solve's too.
+        let cot = Tensor::from_vec((0..20).map(|i| (i as f64 * 0.37).cos()).collect(), &[20]);
+        let gb = |s: Solver| grad(|b: &Tensor| (linear_solve(mv, &a, b, &s).0 * &cot).sum_all())(&b);
+        let (g, gd) = (gb(Solver::gmres(20)), gb(Solver::direct()));
+        let err = ((&g - &gd).abs().max_all() / gd.abs().max_all()).item::<f64>();
+        assert!(err < 1e-8, "scale {scale}: gradient relative error {err}");
+    }
+}
+
+/// Second derivatives through `custom_fixed_point` with a non-symmetric tangent operator
+/// (the transposed solves come from `linear_transpose` of a jvp): the Hessian of a scalar
+/// function of x(θ), x = A·tanh(x) / 2 + θ, against differences of its gradient.
+#[test]
+fn fixed_point_hessian_with_a_nonsymmetric_operator() {
+    let a = m(&[&[0.6, 0.3], &[-0.2, 0.5]]);
+    let t = move |x: &Tensor, th: &Tensor| a.matmul(&x.tanh()) * 0.5 + th;
+    for (name, ts) in [("BiCGStab", Solver::bicgstab().tol(1e-13)), ("GMRES(2)", Solver::gmres(2).tol(1e-13))] {
+        let t2 = t.clone();
+        let fp = custom_fixed_point(
+            t.clone(),
+            move |th: &Tensor| fixed_point(t2.clone(), &th.zeros_like(), th, 1e-14, 1000),
+            ts,
+        );
+        let fp = std::sync::Arc::new(fp);
+        let cot = v(&[1.0, -2.0]);
+        let obj = move |th: &Tensor| {
+            let x = (*fp)(th).0;
+            (&x * &cot).sum_all() + x.square().sum_all()
+        };
+        let th = v(&[0.3, -0.4]);
+        let g = grad(obj.clone());
+        let h = 1e-5;
+        let mut want = vec![0.0; 4];
+        for j in 0..2 {
+            let bump = |s: f64| {
+                let mut tv = th.to_vec::<f64>();
+                tv[j] += s;
+                g(&v(&tv)).to_vec::<f64>()
+            };
+            let (up, down) = (bump(h), bump(-h));
+            for i in 0..2 {
+                want[i * 2 + j] = (up[i] - down[i]) / (2.0 * h);
+            }
+        }
+        close(&hessian(obj.clone())(&th), &want, 1e-6, &format!("{name}: hessian vs differences"));
+        let (_, col) = jvp(grad(obj.clone()), &th, &v(&[1.0, 0.0]));
+        close(&col, &[want[0], want[2]], 1e-6, &format!("{name}: jvp(grad)"));
+        let hs = vmap(hessian(obj.clone()))(&m(&[&[0.3, -0.4], &[0.3, -0.4]]));
+        close(&hs.index(1), &want, 1e-6, &format!("{name}: vmap(hessian)"));
+    }
+}

@@ -17,8 +17,8 @@ pub enum Method {
     Neumann,
     /// GMRES restarted every `restart` steps, for general operators. Each cycle builds an
     /// Arnoldi basis (modified Gram–Schmidt) and minimises the residual over it (the small
-    /// least-squares problem solved by conjugate gradient on its normal equations);
-    /// `max_iter` counts matrix-vector products.
+    /// least-squares problem solved by Givens rotations and back substitution, as accurate
+    /// as the basis); `max_iter` counts matrix-vector products.
     Gmres {
         /// Krylov dimension per cycle (unrolled in the graph: keep it small, ≤ 30).
         restart: usize,
@@ -305,15 +305,42 @@ fn gmres(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, s: &Solver, m: usize) -
                 col.resize(m + 1, beta.zeros_like());
                 h.push(col);
             }
-            // min ‖β e₀ − H y‖ through (HᵀH) y = Hᵀ β e₀ = β H[0, :].
-            let hm = crate::stack(&h.into_iter().map(|c| crate::stack(&c, 0)).collect::<Vec<_>>(), 1);
-            let hth = hm.t().matmul(&hm);
-            let rhs = hm.index(0) * &beta;
-            let inner = Solver { method: Method::Cg, tol: 1e-14, max_iter: 4 * m, symmetric: true };
-            let (y, _) = cg(&|u: &Tensor| hth.matmul(u), &rhs, &inner);
+            // min ‖β e₀ − H y‖: Givens rotations reduce the Hessenberg matrix H to upper
+            // triangular R (applied to β e₀ as well), then back substitution R y = g.
+            let zero = beta.zeros_like();
+            let mut g = vec![zero.clone(); m + 1];
+            g[0] = beta.clone();
+            let mut rotations: Vec<(Tensor, Tensor)> = Vec::with_capacity(m);
+            for (j, col) in h.iter_mut().enumerate() {
+                for (i, (c, s)) in rotations.iter().enumerate() {
+                    let (a, b) = (col[i].clone(), col[i + 1].clone());
+                    col[i] = c * &a + s * &b;
+                    col[i + 1] = c * &b - s * &a;
+                }
+                let (a, b) = (col[j].clone(), col[j + 1].clone());
+                let r = (&a * &a + &b * &b).sqrt();
+                let nonzero = r.gt(0.0);
+                let c = where_(&nonzero, &(&a / safe(&r)), 1.0);
+                let s = where_(&nonzero, &(&b / safe(&r)), 0.0);
+                col[j] = r;
+                col[j + 1] = zero.clone();
+                let gj = g[j].clone();
+                g[j] = &c * &gj;
+                g[j + 1] = -(&s * &gj);
+                rotations.push((c, s));
+            }
+            let mut y = vec![zero.clone(); m];
+            for i in (0..m).rev() {
+                let mut acc = g[i].clone();
+                for (k, yk) in y.iter().enumerate().skip(i + 1) {
+                    acc = acc - &h[k][i] * yk;
+                }
+                // A zero pivot comes after an exact (happy) breakdown, where g is zero too.
+                y[i] = where_(&h[i][i].eq(0.0), 0.0, &(acc / safe(&h[i][i])));
+            }
             let mut x = c.0.clone();
-            for (j, vj) in basis.iter().take(m).enumerate() {
-                x = &x + y.index(j as isize) * vj;
+            for (yj, vj) in y.iter().zip(&basis) {
+                x = &x + yj * vj;
             }
             let r = b - matvec(&x);
             let rs = vdot(&r, &r);
@@ -361,79 +388,192 @@ fn direct(matvec: &dyn Fn(&Tensor) -> Tensor, b: &Tensor, solver: &Solver) -> (T
     (x.reshape_to(&shape), SolveInfo { converged, iterations: Tensor::scalar(1i64), residual })
 }
 
-/// `v ↦ A⁻¹ v` for a fixed operator, linear in `v`, as a `custom_vjp` function whose
-/// pullback solves with `Aᵀ` (the same solver). Being linear, it may be applied to tangents
-/// inside a `custom_jvp` rule: reverse mode transposes it into the transposed solve.
-/// A solve that does not converge gives NaN (never a silently wrong derivative).
-pub(crate) fn linear_inverse(matvec: impl Fn(&Tensor) -> Tensor + Clone, solver: Solver) -> impl Fn(&Tensor) -> Tensor {
-    let fwd_mv = matvec.clone();
+/// How many orders of derivatives go through the implicit rules of [`linear_solve`] and
+/// [`custom_root`](super::custom_root): each rule's primal values and derivative solves are
+/// again differentiable solves, one order fewer, down to a solve whose derivatives are NaN
+/// (never silently wrong). The rules are traced when a solve is called, so each order
+/// roughly doubles the traced graph: two orders cover `hessian`, `grad(grad)`, `jvp(grad)`.
+///
+/// ```
+/// use cotangent::solvers::{linear_solve, Solver, DERIVATIVE_ORDERS};
+/// use cotangent::{grad, Tensor};
+/// assert_eq!(DERIVATIVE_ORDERS, 2);
+/// // x = b / a: the third derivative in a is beyond the implicit rules, so NaN.
+/// let x = |a: &Tensor| linear_solve(|a: &Tensor, v: &Tensor| a * v, a, &Tensor::scalar(1.0), &Solver::cg()).0;
+/// assert!((grad(grad(x))(&Tensor::scalar(2.0)).item::<f64>() - 0.25).abs() < 1e-12);
+/// assert!(grad(grad(grad(x)))(&Tensor::scalar(2.0)).item::<f64>().is_nan());
+/// ```
+pub const DERIVATIVE_ORDERS: usize = 2;
+
+/// `v ↦ A(p) v`, or `v ↦ A(p)ᵀ v` when `transposed` (from [`linear_transpose`], or `A`
+/// itself when declared symmetric).
+fn operator<'a, P, M>(
+    mv: &'a M,
+    p: &'a P,
+    like: &Tensor,
+    s: &Solver,
+    transposed: bool,
+) -> Box<dyn Fn(&Tensor) -> Tensor + 'a>
+where
+    M: Fn(&P, &Tensor) -> Tensor,
+{
+    if transposed && !s.symmetric {
+        let mt = linear_transpose(move |u: &Tensor| mv(p, u), like);
+        Box::new(move |v: &Tensor| mt(v))
+    } else {
+        Box::new(move |v: &Tensor| mv(p, v))
+    }
+}
+
+/// The tangent of a [`SolveInfo`]: zeros (the info is not differentiated).
+pub(crate) fn no_tangent(info: &SolveInfo) -> SolveInfo {
+    SolveInfo {
+        converged: info.converged.zeros_like(),
+        iterations: info.iterations.zeros_like(),
+        residual: info.residual.zeros_like(),
+    }
+}
+
+/// The raw solve of `A(p) x = b` (or `A(p)ᵀ x = b`).
+fn raw_solve<P, M>(mv: &M, p: &P, b: &Tensor, s: &Solver, transposed: bool) -> (Tensor, SolveInfo)
+where
+    M: Fn(&P, &Tensor) -> Tensor,
+{
+    let op = operator(mv, p, b, s, transposed);
+    solve_raw(&*op, b, s)
+}
+
+/// `A(p)⁻¹ b` (or `A(p)⁻ᵀ b`) differentiable in `p` and `b` to `order` orders: a
+/// `custom_jvp` whose rule takes its primal from a solve of one order fewer and its tangent
+/// `dx = A⁻¹(db − dA x)` from [`inverse_on`]. At order 0 the derivatives are NaN.
+pub(crate) fn solve_to_order<P, M>(
+    mv: M,
+    p: &P,
+    b: &Tensor,
+    s: Solver,
+    transposed: bool,
+    order: usize,
+) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
+{
+    let mv1 = mv.clone();
+    let f = move |(p, b): &(P, Tensor)| raw_solve(&mv1, p, b, &s, transposed);
+    let args = (p.clone(), b.clone());
+    if order == 0 {
+        let f2 = f.clone();
+        let mv0 = mv.clone();
+        let rule = move |pb: &(P, Tensor), (dp, db): &(P, Tensor)| {
+            let (x, info) = f2(pb);
+            // NaN times the tangents (not a constant NaN, which reverse mode would drop as
+            // independent of the input).
+            let (mvj, xc) = (mv0.clone(), x.clone());
+            let (_, da_x) = jvp(move |q: &P| operator(&mvj, q, &xc, &s, transposed)(&xc), &pb.0, dp);
+            let dx = (db - da_x) * f64::NAN;
+            let zero = no_tangent(&info);
+            ((x, info), (dx, zero))
+        };
+        return custom_jvp(f, rule)(&args);
+    }
+    let rule = move |(p, b): &(P, Tensor), (dp, db): &(P, Tensor)| {
+        let (x, info) = solve_to_order(mv.clone(), p, b, s, transposed, order - 1);
+        let (mvj, xc) = (mv.clone(), x.clone());
+        let (_, da_x) = jvp(move |q: &P| operator(&mvj, q, &xc, &s, transposed)(&xc), p, dp);
+        let dx = inverse_on(mv.clone(), p, &(db - da_x), s, transposed, order) * nan_unless(&info);
+        let zero = no_tangent(&info);
+        ((x, info), (dx, zero))
+    };
+    custom_jvp(f, rule)(&args)
+}
+
+/// `A(p)⁻¹ v` for tangents `v` (linear in `v`; `p` is fixed): a `custom_vjp` whose pullback
+/// is the transposed solve as a differentiable [`solve_to_order`] of one order fewer, so
+/// that derivatives of reverse-mode derivatives go through the implicit rule again (JAX's
+/// `custom_linear_solve`: the transpose of a solve is a solve with the transposed operator).
+/// Applied to tangents inside a `custom_jvp` rule, forward mode evaluates it and reverse
+/// mode transposes it. A solve that does not converge gives NaN.
+pub(crate) fn inverse_on<P, M>(mv: M, p: &P, v: &Tensor, s: Solver, transposed: bool, order: usize) -> Tensor
+where
+    P: Tree + Clone + 'static,
+    M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
+{
+    let (mv1, p1) = (mv.clone(), p.clone());
     let f = move |v: &Tensor| {
-        let (x, info) = solve_raw(&fwd_mv, v, &solver);
+        let (x, info) = raw_solve(&mv1, &p1, v, &s, transposed);
         where_(&info.converged, &x, f64::NAN)
     };
     let f2 = f.clone();
+    let p2 = p.clone();
     let bwd = move |_: &(), ct: &Tensor| {
-        let (x, info) = if solver.symmetric {
-            solve_raw(&matvec, ct, &solver)
-        } else {
-            let mt = linear_transpose(|v: &Tensor| matvec(v), ct);
-            solve_raw(&|u: &Tensor| mt(u), ct, &solver)
-        };
+        let (x, info) = solve_to_order(mv.clone(), &p2, ct, s, !transposed, order.saturating_sub(1));
         where_(&info.converged, &x, f64::NAN)
     };
-    custom_vjp(f, move |v: &Tensor| (f2(v), ()), bwd)
+    custom_vjp(f, move |v: &Tensor| (f2(v), ()), bwd)(v)
 }
 
 /// Solves `matvec(params, x) = b`, differentiably in `b` and in `params` (forward and reverse
-/// mode, under `vmap` and `jit`).
+/// mode, under `vmap` and `jit`, and to second order: `hessian`, `grad` of `grad`,
+/// `jvp` of `grad`).
 ///
 /// `matvec` must be linear in its second argument. The derivative is
 /// `dx = A⁻¹(db − (∂_p matvec)(dp) x)`, solved again with `solver`; reverse mode solves
 /// with the transposed operator (from [`linear_transpose`], or `A` itself when
-/// `solver.symmetric`). The [`SolveInfo`] says whether the primal solve converged; when it
+/// `solver.symmetric`). Those derivative solves are themselves differentiable solves (as
+/// JAX's `custom_linear_solve`), so derivatives of derivatives go through the same rule
+/// rather than through the iterations, up to [`DERIVATIVE_ORDERS`] orders (beyond: NaN).
+/// Forward mode of forward mode (`jvp` of `jvp`, `jacfwd` of `jacfwd`) is not supported:
+/// the tangent solve is a `custom_vjp` function (use `hessian` = forward over reverse).
+/// The [`SolveInfo`] says whether the primal solve converged; when it
 /// did not, or a derivative's solve did not, the derivatives are NaN (not silently wrong). Values `matvec`
-/// closes over are constants (pass what you differentiate as `params`); second derivatives
-/// in `params` are not supported.
+/// closes over are constants (pass what you differentiate as `params`).
 ///
 /// ```
 /// use cotangent::solvers::{linear_solve, Solver};
-/// use cotangent::{jvp, Tensor};
-/// // (a·I) x = b: x = b / a, dx/da = -b / a².
+/// use cotangent::{grad, jvp, Tensor};
+/// // (a·I) x = b: x = b / a, dx/da = -b / a², d²x/da² = 2b / a³.
 /// let b = Tensor::from_vec(vec![1.0, 2.0], &[2]);
 /// let solve = |a: &Tensor| linear_solve(|a: &Tensor, v: &Tensor| a * v, a, &b, &Solver::cg()).0;
 /// let (x, dx) = jvp(solve, &Tensor::scalar(2.0), &Tensor::scalar(1.0));
 /// assert_eq!(x.to_vec::<f64>(), vec![0.5, 1.0]);
 /// assert_eq!(dx.to_vec::<f64>(), vec![-0.25, -0.5]);
+/// let d2 = grad(grad(|a: &Tensor| solve(a).index(1)))(&Tensor::scalar(2.0));
+/// assert!((d2.item::<f64>() - 0.5).abs() < 1e-10);
 /// ```
 pub fn linear_solve<P, M>(matvec: M, params: &P, b: &Tensor, solver: &Solver) -> (Tensor, SolveInfo)
 where
     P: Tree + Clone + 'static,
     M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
 {
-    let s = *solver;
-    let mv = matvec.clone();
-    let f = move |(p, b): &(P, Tensor)| {
-        let (x, info) = solve_raw(&|v: &Tensor| mv(p, v), b, &s);
-        (x, info)
-    };
-    let f2 = f.clone();
-    let rule = move |(p, b): &(P, Tensor), (dp, db): &(P, Tensor)| {
-        let (x, info) = f2(&(p.clone(), b.clone()));
-        let pc = p.clone();
-        let mv = matvec.clone();
-        let xc = x.clone();
-        let (_, da_x) = jvp(move |q: &P| mv(q, &xc), &pc, dp);
-        let mv = matvec.clone();
-        let inv = linear_inverse(move |v: &Tensor| mv(&pc, v), s);
-        let dx = inv(&(db - da_x)) * nan_unless(&info);
-        let zero = SolveInfo {
-            converged: info.converged.zeros_like(),
-            iterations: info.iterations.zeros_like(),
-            residual: info.residual.zeros_like(),
-        };
-        ((x, info), (dx, zero))
-    };
-    custom_jvp(f, rule)(&(params.clone(), b.clone()))
+    solve_to_order(matvec, params, b, *solver, false, DERIVATIVE_ORDERS)
+}
+
+/// [`linear_solve`] with derivatives through the implicit rule to `orders` orders instead of
+/// [`DERIVATIVE_ORDERS`] (beyond: NaN). Each order roughly doubles what is traced per call
+/// (and compiled under `jit`), so `orders = 1` is the cheapest choice when only gradients
+/// are needed; `orders = 0` gives NaN derivatives.
+///
+/// ```
+/// use cotangent::solvers::{linear_solve_to_order, Solver};
+/// use cotangent::{grad, Tensor};
+/// let x = |a: &Tensor| {
+///     linear_solve_to_order(|a: &Tensor, v: &Tensor| a * v, a, &Tensor::scalar(1.0), &Solver::cg(), 1).0
+/// };
+/// assert!((grad(x)(&Tensor::scalar(2.0)).item::<f64>() + 0.25).abs() < 1e-12);
+/// assert!(grad(grad(x))(&Tensor::scalar(2.0)).item::<f64>().is_nan());
+/// ```
+pub fn linear_solve_to_order<P, M>(
+    matvec: M,
+    params: &P,
+    b: &Tensor,
+    solver: &Solver,
+    orders: usize,
+) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    M: Fn(&P, &Tensor) -> Tensor + Clone + 'static,
+{
+    solve_to_order(matvec, params, b, *solver, false, orders)
 }
 
 /// 1 where the solve converged, NaN where not: a scale for derivatives, so that both forward

@@ -1,8 +1,8 @@
 //! Implicit differentiation and differentiable solvers (issue 15).
 //!
-//! - [`linear_solve`]: a matrix-free solve of `A(p) x = b` (conjugate gradient,
-//!   BiCGStab, restarted GMRES or a Neumann series, chosen by [`Solver`]) that is differentiable in `b` and in
-//!   the parameters `p` the matrix-vector product depends on: the derivative solves again,
+//! - [`linear_solve`]: a matrix-free solve of `A(p) x = b` (conjugate gradient, BiCGStab,
+//!   restarted GMRES, a Neumann series or the dense direct method, chosen by [`Solver`])
+//!   that is differentiable in `b` and in the parameters `p` the matrix-vector product depends on: the derivative solves again,
 //!   `dx = A⁻¹(db − dA x)`, and reverse mode solves with the transposed operator (derived by
 //!   [`linear_transpose`](crate::linear_transpose), or `A` itself when declared symmetric).
 //!   The iterations are [`while_loop`](crate::control::while_loop)s, so everything jits and
@@ -13,14 +13,19 @@
 //!   [`minimize_implicit`]) and [`gradient_descent_unrolled`] (a `fori_loop`, differentiated
 //!   by unrolling); [`projected_gradient`] (implicitly: [`projected_gradient_implicit`])
 //!   with [`project_box`], [`project_simplex`], [`project_l1_ball`], [`project_l2_ball`];
-//!   [`lbfgs`]; [`bisection`] and [`newton_scalar`] for scalar roots; [`fixed_point`] and
-//!   [`fixed_point_anderson`].
+//!   [`lbfgs`] (strong Wolfe line search); [`newton_cg`] (truncated Newton on
+//!   Hessian-vector products; implicitly: [`newton_cg_implicit`]); [`bisection`] and
+//!   [`newton_scalar`] for scalar roots; [`fixed_point`] and [`fixed_point_anderson`].
 //!
 //! Failures are never silent: every solver returns a [`SolveInfo`], and when the primal
 //! solver or a derivative's linear solve does not converge the derivatives are NaN.
-//! Not supported: second derivatives through these rules (the inner solves close over the
-//! primal point), and derivatives with respect to values the functions close over (pass
-//! them as `params`/`θ`).
+//! Second derivatives (`hessian`, `grad` of `grad`, `jvp` of `grad`) go through the
+//! implicit rules again: a rule's primal solution and its derivative solves are themselves
+//! differentiable solves (the transpose of a solve is a solve with the transposed operator,
+//! as in JAX's `custom_linear_solve`), to [`DERIVATIVE_ORDERS`] orders
+//! ([`linear_solve_to_order`] and [`custom_root_to_order`] choose another). Not supported:
+//! forward mode over forward mode (`jvp` of `jvp`), and derivatives with respect to values
+//! the functions close over (pass them as `params`/`θ`).
 //!
 //! ```
 //! use cotangent::solvers::{linear_solve, Solver};
@@ -41,8 +46,11 @@
 
 mod implicit;
 mod iterative;
+mod line_search;
+mod newton;
 mod projected;
 
 pub use implicit::*;
 pub use iterative::*;
+pub use newton::*;
 pub use projected::*;
