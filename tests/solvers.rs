@@ -881,3 +881,61 @@ fn fixed_point_hessian_with_a_nonsymmetric_operator() {
         close(&hs.index(1), &want, 1e-6, &format!("{name}: vmap(hessian)"));
     }
 }
+
+/// A truncated Neumann tangent solve (Lorraine et al.): `custom_root` on α∇L gives the
+/// K-term series `dw/dλ ≈ −α Σ_{k<K} (I − αM)^k ∂F/∂λ`, finite (not NaN) though the series
+/// never meets its tolerance, the same in forward and reverse mode; many terms give the
+/// exact derivative.
+#[test]
+fn truncated_neumann_tangent_solve_is_the_k_term_series() {
+    let alpha = 0.4;
+    let lam = 0.1;
+    let series = |k_terms: usize| {
+        let optimality = move |w: &Tensor, lam: &Tensor| {
+            let (_, pb) = vjp(|w: &Tensor| ridge_loss(w, lam), w);
+            pb.call(1.0) * alpha
+        };
+        let tangent = Solver::neumann().max_iter(k_terms).truncated().symmetric(true);
+        custom_root(optimality, |lam: &Tensor| ridge_cg()(lam), tangent)
+    };
+    // The same series by hand: M = (2/3)XᵀX + 2λI = [[4/3 + 2λ, 2/3], [2/3, 4/3 + 2λ]],
+    // ∂F/∂λ = 2w*.
+    let by_hand = |k_terms: usize| {
+        let m = [[4.0 / 3.0 + 2.0 * lam, 2.0 / 3.0], [2.0 / 3.0, 4.0 / 3.0 + 2.0 * lam]];
+        let mut term = [2.0 * alpha * W_STAR[0], 2.0 * alpha * W_STAR[1]];
+        let mut sum = [0.0, 0.0];
+        for _ in 0..k_terms {
+            sum = [sum[0] + term[0], sum[1] + term[1]];
+            term = [
+                term[0] - alpha * (m[0][0] * term[0] + m[0][1] * term[1]),
+                term[1] - alpha * (m[1][0] * term[0] + m[1][1] * term[1]),
+            ];
+        }
+        [-sum[0], -sum[1]]
+    };
+    for k_terms in [3, 8] {
+        let solve = series(k_terms);
+        let want = by_hand(k_terms);
+        let (_, dw) = jvp(|l: &Tensor| solve(l).0, &Tensor::scalar(lam), 1.0);
+        // W_STAR has 9 digits; the series inherits their error.
+        close(&dw, &want, 1e-7, &format!("jvp, {k_terms} terms"));
+        for i in 0..2 {
+            let g = grad(|l: &Tensor| solve(l).0.index(i as isize))(&Tensor::scalar(lam));
+            close(&g, &[want[i]], 1e-7, &format!("grad of component {i}, {k_terms} terms"));
+        }
+        let off = (want[0] - DW_DLAMBDA[0]).abs().max((want[1] - DW_DLAMBDA[1]).abs());
+        assert!(off > 1e-3, "{k_terms} terms should be visibly truncated: {off}");
+    }
+    // Enough terms: the exact derivative (the untruncated solver would agree).
+    let s = series(400);
+    let (_, dw) = jvp(move |l: &Tensor| s(l).0, &Tensor::scalar(lam), 1.0);
+    close(&dw, &DW_DLAMBDA, 1e-8, "400 terms");
+    // Without `truncated`, 8 terms miss the tolerance: NaN, never a silent approximation.
+    let strict = custom_root(
+        move |w: &Tensor, lam: &Tensor| vjp(|w: &Tensor| ridge_loss(w, lam), w).1.call(1.0) * alpha,
+        |lam: &Tensor| ridge_cg()(lam),
+        Solver::neumann().max_iter(8).symmetric(true),
+    );
+    let (_, dw) = jvp(move |l: &Tensor| strict(l).0, &Tensor::scalar(lam), 1.0);
+    assert!(dw.to_vec::<f64>().iter().all(|d| d.is_nan()), "untruncated: {dw:?}");
+}

@@ -17,10 +17,11 @@
 //! - exact: `grad` of the outer loss straight through `custom_root`, whose tangent solver is
 //!   conjugate gradient on `H` to a relative residual of 1e-10;
 //! - Neumann (Lorraine et al., 2020): `H⁻¹ v ≈ α Σ_{k≤K} (I − αH)^k v` with a fixed number
-//!   `K` of Hessian-vector products (`--terms`, default 50), written with `jvp`, `grad` and a
-//!   `fori_loop`; `α` is one over the largest eigenvalue of `H` (a power iteration at the
-//!   start, plus twice the current largest λ). Cheaper and never fails, but biased: it
-//!   under-weights the directions of small curvature.
+//!   `K` of Hessian-vector products (`--terms`, default 50): the same `custom_root`, on the
+//!   optimality condition scaled by `α` (same root, tangent matrix `αH`), with a
+//!   [`Solver::truncated`] Neumann tangent solver; `α` is one over the largest eigenvalue of
+//!   `H` (a power iteration at the start, plus twice the current largest λ). Cheaper and
+//!   never fails, but biased: it under-weights the directions of small curvature.
 //!
 //! At the start it checks the exact hypergradient against central finite differences of the
 //! validation loss on its three largest coordinates, and reports the cosine similarity of
@@ -34,14 +35,14 @@
 //!
 //! [`lbfgs`]: cotangent::solvers::lbfgs
 //! [`custom_root`]: cotangent::solvers::custom_root
+//! [`Solver::truncated`]: cotangent::solvers::Solver::truncated
 
 #[path = "../common/lines.rs"]
 mod lines;
 
-use cotangent::control::fori_loop;
 use cotangent::optim::{Adam, Optimizer};
 use cotangent::solvers::{custom_root, lbfgs, SolveInfo, Solver};
-use cotangent::{data, grad, jit, jvp, nn, random, value_and_grad, value_and_grad_with_aux, DType, Tensor};
+use cotangent::{data, grad, jit, jvp, nn, random, value_and_grad_with_aux, DType, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -139,20 +140,29 @@ type StepOut = (Tensor, Tensor, Tensor, SolveInfo);
 /// A (jitted) hyper-step.
 type HyperStep = dyn Fn(&Theta) -> StepOut;
 
-/// `w*(θ)` by L-BFGS, differentiable in `θ` by `custom_root` with `tangent` solving the Hessian.
-fn inner_solution(train: &(Tensor, Tensor), inner_tol: f64, tangent: Solver) -> impl Fn(&Theta) -> (Tensor, SolveInfo) {
+/// `w*(θ)` by L-BFGS, differentiable in `θ` by `custom_root` on the optimality condition
+/// `scale(θ)·∇_w L = 0` (the same root for any non-zero scale; the tangent system's matrix is
+/// `scale·H`), with `tangent` solving that system.
+fn inner_solution(
+    train: &(Tensor, Tensor),
+    inner_tol: f64,
+    tangent: Solver,
+    scale: fn(&Theta) -> Tensor,
+) -> impl Fn(&Theta) -> (Tensor, SolveInfo) {
     let (x, y) = train.clone();
     let f = move |w: &Tensor, th: &Theta| train_loss(w, &th.0, &x, &y);
     let g = f.clone();
-    let optimality = move |w: &Tensor, th: &Theta| grad(|w: &Tensor| g(w, th))(w);
+    let optimality = move |w: &Tensor, th: &Theta| grad(|w: &Tensor| g(w, th))(w) * scale(th);
     let solver = move |th: &Theta| lbfgs(&f, &th.1, th, 10, inner_tol, 5000);
     custom_root(optimality, solver, tangent)
 }
 
-/// One hyper-step with the exact hypergradient, jitted: the validation loss at `w*(λ)` and
-/// its gradient in `logλ` by `grad` through `custom_root` (CG on the Hessian).
-fn exact_step(train: &(Tensor, Tensor), val: &(Tensor, Tensor), inner_tol: f64) -> impl Fn(&Theta) -> StepOut {
-    let solve = inner_solution(train, inner_tol, Solver::cg().tol(1e-10).max_iter(5000));
+/// One hyper-step, jitted: the validation loss at `w*(λ)` and its gradient in `logλ` by
+/// `grad` through `custom_root`.
+fn hyper_step(
+    val: &(Tensor, Tensor),
+    solve: impl Fn(&Theta) -> (Tensor, SolveInfo) + 'static,
+) -> impl Fn(&Theta) -> StepOut {
     let (xv, yv) = val.clone();
     jit(move |(log_lambda, w0, alpha): &Theta| {
         let outer = |ll: &Tensor| {
@@ -164,40 +174,25 @@ fn exact_step(train: &(Tensor, Tensor), val: &(Tensor, Tensor), inner_tol: f64) 
     })
 }
 
-/// One hyper-step with the Neumann-series hypergradient of Lorraine et al. (2020), jitted:
-/// `H⁻¹ v ≈ α Σ_{k=0}^{K} (I − αH)^k v` with `K = terms` Hessian-vector products (a
-/// `fori_loop` of `jvp`s of the training gradient), then
-/// `∇_λ ≈ −∂/∂λ [∇_w L(w*, λ) · p]`. A fixed number of terms, never NaN, biased towards the
-/// directions of large curvature.
+/// The exact hypergradient: the tangent system `H v = r` solved by CG to 1e-10.
+fn exact_step(train: &(Tensor, Tensor), val: &(Tensor, Tensor), inner_tol: f64) -> impl Fn(&Theta) -> StepOut {
+    let tangent = Solver::cg().tol(1e-10).max_iter(5000);
+    hyper_step(val, inner_solution(train, inner_tol, tangent, |_| Tensor::scalar(1.0)))
+}
+
+/// The Neumann-series hypergradient of Lorraine et al. (2020): the optimality condition is
+/// scaled by `α` (`θ.2`), so the tangent system is `αH v = α r`, and a truncated Neumann
+/// series of `terms + 1` terms solves it: `v ≈ α Σ_{k=0}^{K} (I − αH)^k r`
+/// ([`Solver::truncated`]: the series' iterate is the answer, not NaN, though it never meets
+/// a tolerance). Biased towards the directions of large curvature.
 fn neumann_step(
     train: &(Tensor, Tensor),
     val: &(Tensor, Tensor),
     inner_tol: f64,
     terms: usize,
 ) -> impl Fn(&Theta) -> StepOut {
-    // The primal solution only (no derivative is taken through it here).
-    let solve = inner_solution(train, inner_tol, Solver::cg());
-    let (xt, yt) = train.clone();
-    let (xv, yv) = val.clone();
-    jit(move |th: &Theta| {
-        let (ll, alpha) = (&th.0, &th.2);
-        let (w, info) = solve(th);
-        let grad_w = |w: &Tensor, ll: &Tensor| grad(|w: &Tensor| train_loss(w, ll, &xt, &yt))(w);
-        let (loss, v) = value_and_grad(|w: &Tensor| nn::cross_entropy(&xv.matmul(w), &yv))(&w);
-        let hvp = |u: &Tensor| jvp(|w: &Tensor| grad_w(w, ll), &w, u).1;
-        let (_, sum) = fori_loop(
-            0,
-            terms as i64,
-            |_: &Tensor, (term, sum): &(Tensor, Tensor)| {
-                let next = term - hvp(term) * alpha;
-                (next.clone(), sum + next)
-            },
-            &(v.clone(), v),
-        );
-        let p = sum * alpha;
-        let g = -grad(|ll: &Tensor| (grad_w(&w, ll) * &p).sum_all())(ll);
-        (loss, g, w, info)
-    })
+    let tangent = Solver::neumann().tol(0.0).max_iter(terms + 1).truncated().symmetric(true);
+    hyper_step(val, inner_solution(train, inner_tol, tangent, |th| th.2.clone()))
 }
 
 /// The largest eigenvalue of the training Hessian at `(w, logλ)` (power iteration on

@@ -1,7 +1,7 @@
 //! Implicit differentiation ([`custom_root`], [`custom_fixed_point`]) and solvers written
 //! with `while_loop`/`fori_loop` whose solutions it makes differentiable.
 
-use super::iterative::{inverse_on, nan_unless, no_tangent, vdot, SolveInfo, Solver, DERIVATIVE_ORDERS};
+use super::iterative::{inverse_on, nan_unless_converged, no_tangent, vdot, SolveInfo, Solver, DERIVATIVE_ORDERS};
 use super::line_search::strong_wolfe;
 use crate::control::{custom_jvp, fori_loop, while_loop};
 use crate::{jvp, vjp, where_, Tensor, Tree};
@@ -108,7 +108,7 @@ where
             jvp(move |z: &Tensor| fj(z, &th), y, v).1
         };
         let params = (x.clone(), theta.clone());
-        let dx = -inverse_on(jx, &params, &dfdt, tangent_solver, false, order) * nan_unless(&info);
+        let dx = -inverse_on(jx, &params, &dfdt, tangent_solver, false, order) * nan_unless_converged(&info);
         let zero = no_tangent(&info);
         ((x, info), (dx, zero))
     };
@@ -411,7 +411,8 @@ pub fn fixed_point_anderson<P: Tree>(
             let scale = gram.trace() / m as f64;
             let reg = where_(&scale.gt(0.0), &(&scale * 1e-10), 1e-300);
             let a = &gram + &eye * &reg;
-            let inner = Solver { method: super::Method::Cg, tol: 1e-13, max_iter: 4 * m, symmetric: true };
+            let inner =
+                Solver { method: super::Method::Cg, tol: 1e-13, max_iter: 4 * m, symmetric: true, truncate: false };
             let (w, _) = super::iterative::solve_raw(&|u: &Tensor| a.matmul(u), &Tensor::ones(&[m], dt), &inner);
             let alpha = &w / w.sum_all();
             let x = alpha.reshape(&[1, m as isize]).matmul(&(&xs + &gs * beta)).reshape(&shape);

@@ -50,6 +50,10 @@ pub struct Solver {
     pub max_iter: usize,
     /// Whether the operator is symmetric (declared; CG's default).
     pub symmetric: bool,
+    /// Whether the iterate after `max_iter` iterations is accepted as the answer when the
+    /// tolerance is not met (a truncated series, e.g. Lorraine et al.'s Neumann
+    /// approximation): derivatives are then not turned into NaN. Off by default.
+    pub truncate: bool,
 }
 
 impl Solver {
@@ -59,7 +63,7 @@ impl Solver {
     /// assert_eq!(cotangent::solvers::Solver::cg().max_iter, 1000);
     /// ```
     pub fn cg() -> Solver {
-        Solver { method: Method::Cg, tol: 1e-10, max_iter: 1000, symmetric: true }
+        Solver { method: Method::Cg, tol: 1e-10, max_iter: 1000, symmetric: true, truncate: false }
     }
     /// The dense direct solve (LU of the materialised operator), tol 1e-10 on the residual.
     ///
@@ -72,7 +76,7 @@ impl Solver {
     /// assert!((x.to_vec::<f64>()[1] - 0.6).abs() < 1e-12); // A⁻¹b = (0.1, 0.6)
     /// ```
     pub fn direct() -> Solver {
-        Solver { method: Method::Direct, tol: 1e-10, max_iter: 1, symmetric: false }
+        Solver { method: Method::Direct, tol: 1e-10, max_iter: 1, symmetric: false, truncate: false }
     }
     /// BiCGStab, tol 1e-10, 1000 iterations.
     ///
@@ -80,7 +84,7 @@ impl Solver {
     /// assert!(!cotangent::solvers::Solver::bicgstab().symmetric);
     /// ```
     pub fn bicgstab() -> Solver {
-        Solver { method: Method::BiCgStab, tol: 1e-10, max_iter: 1000, symmetric: false }
+        Solver { method: Method::BiCgStab, tol: 1e-10, max_iter: 1000, symmetric: false, truncate: false }
     }
     /// The Neumann series, tol 1e-10, 1000 iterations.
     ///
@@ -88,7 +92,7 @@ impl Solver {
     /// assert_eq!(cotangent::solvers::Solver::neumann().tol, 1e-10);
     /// ```
     pub fn neumann() -> Solver {
-        Solver { method: Method::Neumann, tol: 1e-10, max_iter: 1000, symmetric: false }
+        Solver { method: Method::Neumann, tol: 1e-10, max_iter: 1000, symmetric: false, truncate: false }
     }
     /// Restarted GMRES with Krylov dimension `restart`, tol 1e-10, 1000 matrix-vector
     /// products.
@@ -99,7 +103,7 @@ impl Solver {
     /// ```
     pub fn gmres(restart: usize) -> Solver {
         assert!(restart > 0, "Solver::gmres: the restart length must be positive, got 0");
-        Solver { method: Method::Gmres { restart }, tol: 1e-10, max_iter: 1000, symmetric: false }
+        Solver { method: Method::Gmres { restart }, tol: 1e-10, max_iter: 1000, symmetric: false, truncate: false }
     }
     /// With this relative tolerance.
     ///
@@ -117,6 +121,26 @@ impl Solver {
     /// ```
     pub fn max_iter(mut self, n: usize) -> Solver {
         self.max_iter = n;
+        self
+    }
+    /// Accepts the iterate after `max_iter` iterations as the answer (see
+    /// [`Solver::truncate`]): the derivatives of a solve that did not meet `tol` are then that
+    /// iterate's, not NaN. [`SolveInfo::converged`] still reports whether `tol` was met.
+    ///
+    /// ```
+    /// use cotangent::solvers::{linear_solve, Solver};
+    /// use cotangent::{grad, Tensor};
+    /// // (a·I) x = 1 with the Neumann series x ≈ Σ_{k<3} (1 − a)^k, a = 0.5: 1.75.
+    /// let neumann3 = Solver::neumann().max_iter(3).truncated();
+    /// let x = |a: &Tensor| linear_solve(|a: &Tensor, v: &Tensor| a * v, a, &Tensor::scalar(1.0), &neumann3);
+    /// let (x0, info) = x(&Tensor::scalar(0.5));
+    /// assert_eq!((x0.item::<f64>(), info.converged.item::<bool>()), (1.75, false));
+    /// // The derivative is the truncated series' approximation, finite: −x·A⁻¹ ≈ −1.75·1.75.
+    /// let d = grad(|a: &Tensor| x(a).0)(&Tensor::scalar(0.5)).item::<f64>();
+    /// assert!((d + 1.75 * 1.75).abs() < 1e-12, "{d}");
+    /// ```
+    pub fn truncated(mut self) -> Solver {
+        self.truncate = true;
         self
     }
     /// Declares the operator symmetric (or not).
@@ -480,7 +504,7 @@ where
         let (x, info) = solve_to_order(mv.clone(), p, b, s, transposed, order - 1);
         let (mvj, xc) = (mv.clone(), x.clone());
         let (_, da_x) = jvp(move |q: &P| operator(&mvj, q, &xc, &s, transposed)(&xc), p, dp);
-        let dx = inverse_on(mv.clone(), p, &(db - da_x), s, transposed, order) * nan_unless(&info);
+        let dx = inverse_on(mv.clone(), p, &(db - da_x), s, transposed, order) * nan_unless(&info, &s);
         let zero = no_tangent(&info);
         ((x, info), (dx, zero))
     };
@@ -501,13 +525,13 @@ where
     let (mv1, p1) = (mv.clone(), p.clone());
     let f = move |v: &Tensor| {
         let (x, info) = raw_solve(&mv1, &p1, v, &s, transposed);
-        where_(&info.converged, &x, f64::NAN)
+        x * nan_unless(&info, &s)
     };
     let f2 = f.clone();
     let p2 = p.clone();
     let bwd = move |_: &(), ct: &Tensor| {
         let (x, info) = solve_to_order(mv.clone(), &p2, ct, s, !transposed, order.saturating_sub(1));
-        where_(&info.converged, &x, f64::NAN)
+        x * nan_unless(&info, &s)
     };
     custom_vjp(f, move |v: &Tensor| (f2(v), ()), bwd)(v)
 }
@@ -576,8 +600,18 @@ where
     solve_to_order(matvec, params, b, *solver, false, orders)
 }
 
-/// 1 where the solve converged, NaN where not: a scale for derivatives, so that both forward
-/// and reverse mode (whose transposition keeps the factor) give NaN after a failed solve.
-pub(crate) fn nan_unless(info: &SolveInfo) -> Tensor {
+/// 1 where the solve converged (or `s` accepts a truncated answer), NaN where not: a scale for
+/// derivatives, so that both forward and reverse mode (whose transposition keeps the factor)
+/// give NaN after a failed solve.
+pub(crate) fn nan_unless(info: &SolveInfo, s: &Solver) -> Tensor {
+    if s.truncate {
+        info.residual.ones_like()
+    } else {
+        nan_unless_converged(info)
+    }
+}
+
+/// 1 where the solve converged, NaN where not (whatever the solver accepts).
+pub(crate) fn nan_unless_converged(info: &SolveInfo) -> Tensor {
     where_(&info.converged, &info.residual.ones_like(), f64::NAN)
 }
