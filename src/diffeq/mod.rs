@@ -44,6 +44,7 @@
 
 mod adjoint;
 mod controller;
+mod implicit;
 mod sde;
 mod step;
 mod tableau;
@@ -84,6 +85,10 @@ pub struct Options {
     /// evenly, at most `|dt0|`), the first trial step of the adaptive ones (`None`: chosen from
     /// `y0` and `f(t0, y0)`). Its sign must be that of `t1 - t0`.
     pub dt0: Option<f64>,
+    /// Take fixed steps of `dt0` (which is then required) even with an adaptive solver: no
+    /// error control; with an implicit solver `rtol`/`atol` still set its Newton convergence
+    /// test (a stage that does not converge gives result `2`). Default `false`.
+    pub fixed_steps: bool,
     /// The most steps (accepted and rejected) an adaptive solver takes per interval between
     /// save times; then [`Solution::result`] is `1`.
     pub max_steps: usize,
@@ -99,6 +104,7 @@ impl Default for Options {
             rtol: 1e-6,
             atol: 1e-6,
             dt0: None,
+            fixed_steps: false,
             max_steps: 4096,
             controller: Pid::default(),
             gradient: Gradient::Discretise,
@@ -215,6 +221,9 @@ pub fn solve<Y: Tree, P: Tree>(
     }
     if !solver.is_adaptive() && opts.dt0.is_none() {
         fail(format!("the fixed-step solver {solver:?} needs Options::dt0"));
+    }
+    if opts.fixed_steps && opts.dt0.is_none() {
+        fail(format!("Options::fixed_steps with {solver:?} needs Options::dt0"));
     }
     let ts: Vec<f64> = if save_at.is_empty() { vec![t1] } else { save_at.to_vec() };
     let mut prev = t0;
