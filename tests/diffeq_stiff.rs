@@ -57,3 +57,127 @@ fn robertson_to_t40_matches_the_reference_with_far_fewer_steps_than_dopri5() {
     let sol = solve(robertson, Solver::Dopri5, 0.0, 40.0, &robertson_y0(), &(), &[], &opts);
     assert_eq!(sol.result.item::<i64>(), 1);
 }
+
+/// y' = -1000 (y - cos t), y(0) = 0: y = A cos t + B sin t - A e^{-1000 t}.
+fn stiff_cos(t: &Tensor, y: &Tensor, lam: &Tensor) -> Tensor {
+    -(lam * (y - t.cos()))
+}
+
+fn stiff_cos_exact(t: f64) -> f64 {
+    let l: f64 = 1000.0;
+    let (a, b) = (l * l / (l * l + 1.0), l / (l * l + 1.0));
+    a * t.cos() + b * t.sin() - a * (-l * t).exp()
+}
+
+#[test]
+fn a_stiff_linear_problem_takes_few_implicit_steps() {
+    let opts = Options { rtol: 1e-5, atol: 1e-7, ..Options::default() };
+    let lam = Tensor::scalar(1000.0);
+    let steps = |s: Solver| {
+        let o = Options { max_steps: 100_000, ..opts };
+        let sol = solve(stiff_cos, s, 0.0, 2.0, &Tensor::scalar(0.0), &lam, &[0.5, 2.0], &o);
+        sol.expect_success();
+        for (t, y) in sol.ts.iter().zip(&sol.ys) {
+            let err = (y.item::<f64>() - stiff_cos_exact(*t)).abs();
+            assert!(err < 1e-4, "{s:?}: error {err} at t = {t}");
+        }
+        let n = sol.stats.accepted.item::<i64>() + sol.stats.rejected.item::<i64>();
+        println!("{s:?}: {n} steps, {} evaluations", sol.stats.nfe.item::<i64>());
+        n
+    };
+    let explicit = [Solver::Dopri5, Solver::Tsit5].map(steps);
+    for s in IMPLICIT {
+        let n = steps(s);
+        for e in explicit {
+            // The explicit pairs sit at their stability limit h ≈ 3.3/1000 after the transient.
+            assert!(e > 4 * n, "{s:?}: {n} steps, an explicit pair {e}");
+        }
+    }
+}
+
+const Z_T: [f64; 2] = [-0.7530904582, -1.6455326718];
+const DL_DZ0: [f64; 2] = [-1.199311565, 0.4462211068];
+
+fn linear(_t: &Tensor, z: &Tensor, a: &Tensor) -> Tensor {
+    a.matmul(z)
+}
+
+fn a_matrix() -> Tensor {
+    Tensor::from_vec(vec![-0.1, 2.0, -2.0, -0.1], &[2, 2])
+}
+
+fn z0() -> Tensor {
+    Tensor::from_vec(vec![2.0, 0.0], &[2])
+}
+
+#[test]
+fn linear_ode_known_values_and_gradients_by_both_methods() {
+    let a = a_matrix();
+    for (s, tol) in [(Solver::Kvaerno3, 1e-9), (Solver::Kvaerno5, 1e-11)] {
+        let loss = |z: &Tensor, g: Gradient| {
+            let o = Options { rtol: tol, atol: tol, gradient: g, max_steps: 20_000, ..Options::default() };
+            let sol = solve(linear, s, 0.0, 1.0, z, &a, &[], &o);
+            sol.ys[0].sum_all()
+        };
+        let o = Options { rtol: tol, atol: tol, max_steps: 20_000, ..Options::default() };
+        let sol = solve(linear, s, 0.0, 1.0, &z0(), &a, &[], &o);
+        sol.expect_success();
+        let z = sol.ys[0].to_vec::<f64>();
+        println!("{s:?}: z(T) = {z:?}, {} steps", sol.stats.accepted.item::<i64>());
+        for k in 0..2 {
+            assert!((z[k] - Z_T[k]).abs() < 1e-8, "{s:?}: z(T) = {z:?}");
+        }
+        for g in [Gradient::Discretise, Gradient::Adjoint] {
+            let dz = grad(|z: &Tensor| loss(z, g))(&z0()).to_vec::<f64>();
+            println!("{s:?} {g:?}: dL/dz0 = {dz:?}");
+            for k in 0..2 {
+                assert!((dz[k] - DL_DZ0[k]).abs() < 1e-7, "{s:?} {g:?}: dL/dz0 = {dz:?}");
+            }
+        }
+        // Forward mode through the Newton iterations too.
+        let e0 = Tensor::from_vec(vec![1.0, 0.0], &[2]);
+        let t = jvp(|z: &Tensor| loss(z, Gradient::Discretise), &z0(), &e0).1.item::<f64>();
+        assert!((t - DL_DZ0[0]).abs() < 1e-7, "{s:?}: forward {t}");
+    }
+}
+
+/// Logistic growth y' = 2y(1 - y) from y0 = 0.1.
+fn logistic(_t: &Tensor, y: &Tensor, _: &()) -> Tensor {
+    y * (1.0 - y) * 2.0
+}
+
+fn logistic_exact(t: f64) -> f64 {
+    1.0 / (1.0 + 9.0 * (-2.0 * t).exp())
+}
+
+/// Least-squares slope of log(err) against log(h).
+fn slope(hs: &[f64], errs: &[f64]) -> f64 {
+    let xs: Vec<f64> = hs.iter().map(|h| h.ln()).collect();
+    let ys: Vec<f64> = errs.iter().map(|e| e.ln()).collect();
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let num: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let den: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    num / den
+}
+
+#[test]
+fn fixed_steps_converge_at_orders_three_and_five() {
+    for (s, p, hs) in
+        [(Solver::Kvaerno3, 3.0, [0.1, 0.05, 0.025, 0.0125]), (Solver::Kvaerno5, 5.0, [0.2, 0.1, 0.05, 0.025])]
+    {
+        let errs: Vec<f64> = hs
+            .iter()
+            .map(|&h| {
+                let o = Options { dt0: Some(h), fixed_steps: true, rtol: 1e-12, atol: 1e-12, ..Options::default() };
+                let sol = solve(logistic, s, 0.0, 2.0, &Tensor::scalar(0.1), &(), &[], &o);
+                sol.expect_success();
+                assert_eq!(sol.stats.accepted.item::<i64>(), (2.0 / h).round() as i64);
+                (sol.ys[0].item::<f64>() - logistic_exact(2.0)).abs()
+            })
+            .collect();
+        let k = slope(&hs, &errs);
+        println!("{s:?}: errors {errs:?}, slope {k}");
+        assert!((k - p).abs() < 0.35, "{s:?}: slope {k}, errors {errs:?}");
+    }
+}

@@ -15,7 +15,7 @@
 //! one [`cond`] that runs only while the stage is unconverged, up to [`MAX_ITERS`] of them;
 //! after iteration `m` with scaled increment size `d_m` (RMS of `Δ / (atol + rtol·|z|)`, the
 //! driver's tolerances) and rate `θ = d_m / d_{m-1}`, the stage has converged when
-//! `d_m < SMALL` or (from the second iteration on) `θ < 1` and `θ·d_m/(1-θ) < KAPPA`; it has
+//! `d_m < SMALL`, or the increment is at the rounding level (`RMS(Δ/(|z| + atol)) < 10³·ε`), or (from the second iteration on) `θ < 1` and `θ·d_m/(1-θ) < KAPPA`; it has
 //! diverged when `d_m` is not finite or (from the second on) `θ > 2` (diffrax's `VeryChord`
 //! test). A stage that diverged or did not converge within `MAX_ITERS` fails the step: the
 //! adaptive driver rejects it (the error estimate is set to `10⁴` in the scaled norm, so the
@@ -42,7 +42,7 @@ use crate::linalg::{lu, triangular_solve, TriangularSolve};
 use crate::{concatenate, jacfwd, where_, DType, Tensor};
 
 /// The most Newton iterations per stage.
-pub(super) const MAX_ITERS: usize = 8;
+pub(super) const MAX_ITERS: usize = 10;
 /// Convergence constant of the Newton test (in units of the tolerance).
 const KAPPA: f64 = 1e-2;
 /// An increment this small (in units of the tolerance) has converged at once.
@@ -168,6 +168,7 @@ impl Method for Esdirk {
             triangular_solve(&lu_m, &triangular_solve(&lu_m, &pb, lower), upper).reshape(&[n as isize])
         };
         let (rtol, atol) = (self.rtol, self.atol);
+        let roundoff = 1e3 * if dt == DType::F64 { f64::EPSILON } else { f32::EPSILON as f64 };
         let tab = &self.tab;
         let mut ks: Vec<Tensor> = vec![eval(s, &y0)];
         let mut iters = Tensor::scalar(0.0);
@@ -190,9 +191,12 @@ impl Method for Esdirk {
                 let m_next = m_it + 1.0;
                 let rate = &d / d_prev;
                 let second = m_next.ge(2.0);
+                // Increments at the rounding level of z count as converged (tight tolerances).
+                let rel = (&delta / (z_new.abs() + atol)).stop_gradient().square().mean_all().cast(DType::F64).sqrt();
+                let small = d.lt(SMALL).logical_or(&rel.lt(roundoff));
                 let finite = d.is_finite();
                 let contract = rate.lt(1.0).logical_and(&(&d * &rate / (-&rate + 1.0)).lt(KAPPA));
-                let converged = finite.logical_and(&d.lt(SMALL).logical_or(&second.logical_and(&contract)));
+                let converged = finite.logical_and(&small.logical_or(&second.logical_and(&contract)));
                 let diverged = finite.logical_not().logical_or(&second.logical_and(&rate.gt(2.0)));
                 // A non-finite iterate is never kept (the stage has failed anyway).
                 let z_out = where_(&finite, &z_new, z);
