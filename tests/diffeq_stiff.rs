@@ -28,8 +28,10 @@ fn robertson_to_t40_matches_the_reference_with_far_fewer_steps_than_dopri5() {
     let opts = Options { rtol: 1e-6, atol: 1e-10, ..Options::default() };
     let mut implicit_steps = vec![];
     for s in IMPLICIT {
+        let clock = std::time::Instant::now();
         let sol = solve(robertson, s, 0.0, 40.0, &robertson_y0(), &(), &[], &opts);
         sol.expect_success();
+        println!("{s:?}: {:.3} s", clock.elapsed().as_secs_f64());
         let y = sol.ys[0].to_vec::<f64>();
         for k in 0..3 {
             // Global error within a small multiple of the local tolerance.
@@ -45,8 +47,10 @@ fn robertson_to_t40_matches_the_reference_with_far_fewer_steps_than_dopri5() {
     }
     // The explicit pair is held to its stability limit (|λ| ≈ 1e4): thousands of steps.
     let o = Options { max_steps: 100_000, ..opts };
+    let clock = std::time::Instant::now();
     let sol = solve(robertson, Solver::Dopri5, 0.0, 40.0, &robertson_y0(), &(), &[], &o);
     sol.expect_success();
+    println!("Dopri5: {:.3} s", clock.elapsed().as_secs_f64());
     let (acc, rej, nfe) =
         (sol.stats.accepted.item::<i64>(), sol.stats.rejected.item::<i64>(), sol.stats.nfe.item::<i64>());
     println!("Dopri5: {acc} accepted, {rej} rejected, {nfe} evaluations");
@@ -179,5 +183,179 @@ fn fixed_steps_converge_at_orders_three_and_five() {
         let k = slope(&hs, &errs);
         println!("{s:?}: errors {errs:?}, slope {k}");
         assert!((k - p).abs() < 0.35, "{s:?}: slope {k}, errors {errs:?}");
+    }
+}
+
+#[test]
+fn kvaerno_tableaus_satisfy_their_order_conditions() {
+    for s in IMPLICIT {
+        assert!(s.is_implicit() && s.is_adaptive());
+        let t = s.tableau();
+        let n = t.c.len();
+        // Lower triangle with the diagonal: a[i][j] for j ≤ i.
+        let a = |i: usize, j: usize| t.a[i].get(j).copied().unwrap_or(0.0);
+        let gamma = t.a[1][1];
+        for i in 1..n {
+            assert_eq!(t.a[i].len(), i + 1, "{s:?}: row {i}");
+            assert_eq!(t.a[i][i], gamma, "{s:?}: diagonal of row {i}");
+            let row: f64 = t.a[i].iter().sum();
+            assert!((row - t.c[i]).abs() < 1e-12, "{s:?}: row {i} sums to {row}, c = {}", t.c[i]);
+        }
+        // Stiffly accurate: b is the last row.
+        assert_eq!(t.b, t.a[n - 1]);
+        let e = t.e.clone().expect("embedded");
+        let bh: Vec<f64> = t.b.iter().zip(&e).map(|(b, e)| b - e).collect();
+        let ac = |i: usize| (0..n).map(|j| a(i, j) * t.c[j]).sum::<f64>();
+        let acc = |i: usize| (0..n).map(|j| a(i, j) * t.c[j] * t.c[j]).sum::<f64>();
+        let aac = |i: usize| (0..n).map(|j| a(i, j) * ac(j)).sum::<f64>();
+        let check = |w: &[f64], order: usize, what: &str| {
+            let sum = |g: &dyn Fn(usize) -> f64| (0..n).map(|i| w[i] * g(i)).sum::<f64>();
+            let mut conds = vec![(sum(&|_| 1.0), 1.0), (sum(&|i| t.c[i]), 0.5)];
+            if order >= 3 {
+                conds.extend([(sum(&|i| t.c[i].powi(2)), 1.0 / 3.0), (sum(&ac), 1.0 / 6.0)]);
+            }
+            if order >= 4 {
+                conds.extend([
+                    (sum(&|i| t.c[i].powi(3)), 0.25),
+                    (sum(&|i| t.c[i] * ac(i)), 1.0 / 8.0),
+                    (sum(&acc), 1.0 / 12.0),
+                    (sum(&aac), 1.0 / 24.0),
+                ]);
+            }
+            if order >= 5 {
+                conds.extend([
+                    (sum(&|i| t.c[i].powi(4)), 0.2),
+                    (sum(&|i| t.c[i].powi(2) * ac(i)), 0.1),
+                    (sum(&|i| ac(i) * ac(i)), 1.0 / 20.0),
+                    (sum(&|i| t.c[i] * acc(i)), 1.0 / 15.0),
+                    (sum(&|i| t.c[i] * aac(i)), 1.0 / 30.0),
+                    (sum(&|i| (0..n).map(|j| a(i, j) * t.c[j].powi(3)).sum::<f64>()), 1.0 / 20.0),
+                    (sum(&|i| (0..n).map(|j| a(i, j) * t.c[j] * ac(j)).sum::<f64>()), 1.0 / 40.0),
+                    (sum(&|i| (0..n).map(|j| a(i, j) * acc(j)).sum::<f64>()), 1.0 / 60.0),
+                    (sum(&|i| (0..n).map(|j| a(i, j) * aac(j)).sum::<f64>()), 1.0 / 120.0),
+                ]);
+            }
+            for (k, (got, want)) in conds.iter().enumerate() {
+                assert!((got - want).abs() < 1e-9, "{s:?} {what}: order condition {k}: {got} != {want}");
+            }
+        };
+        check(&t.b, t.order, "b");
+        check(&bh, t.order - 1, "b̂");
+        assert!(e.iter().any(|x| x.abs() > 1e-3));
+    }
+}
+
+/// y' = -10 y³ from y0 = 10: y = 1/sqrt(0.01 + 20 t). Its Jacobian changes by orders of
+/// magnitude within a large first step, so the frozen-Jacobian Newton iteration fails there.
+fn cubic(_t: &Tensor, y: &Tensor, _: &()) -> Tensor {
+    -(y * y * y * 10.0)
+}
+
+#[test]
+fn a_failed_newton_solve_rejects_the_step_or_flags_the_result() {
+    let exact = 1.0 / (0.01f64 + 20.0).sqrt();
+    for s in IMPLICIT {
+        // Adaptive, forced to start with a step of 1: Newton diverges, the step is rejected
+        // and shrunk until it converges, and the answer is right.
+        let o = Options { dt0: Some(1.0), rtol: 1e-8, atol: 1e-8, ..Options::default() };
+        let sol = solve(cubic, s, 0.0, 1.0, &Tensor::scalar(10.0), &(), &[], &o);
+        sol.expect_success();
+        let y = sol.ys[0].item::<f64>();
+        println!("{s:?}: {} rejected", sol.stats.rejected.item::<i64>());
+        assert!(sol.stats.rejected.item::<i64>() >= 1, "{s:?}");
+        assert!((y - exact).abs() < 1e-6, "{s:?}: {y} vs {exact}");
+        // Fixed steps of 1: no answer rather than a wrong one.
+        let o = Options { fixed_steps: true, ..o };
+        let sol = solve(cubic, s, 0.0, 1.0, &Tensor::scalar(10.0), &(), &[], &o);
+        assert_eq!(sol.result.item::<i64>(), 2, "{s:?}: {}", sol.ys[0].item::<f64>());
+        // A step small enough for Newton is fine with fixed steps.
+        let o = Options { dt0: Some(1e-4), ..o };
+        let exact = 1.0 / (0.01f64 + 2.0).sqrt();
+        let sol = solve(cubic, s, 0.0, 0.1, &Tensor::scalar(10.0), &(), &[], &o);
+        sol.expect_success();
+        let y = sol.ys[0].item::<f64>();
+        println!("{s:?}: fixed steps of 1e-4 to t = 0.1: {y} vs {exact}, {} evaluations", sol.stats.nfe.item::<i64>());
+        assert!((y - exact).abs() < 1e-5, "{s:?}: {y} vs {exact}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "fixed_steps with Kvaerno3 needs Options::dt0")]
+fn fixed_steps_without_a_step_is_an_error() {
+    let o = Options { fixed_steps: true, ..Options::default() };
+    solve(cubic, Solver::Kvaerno3, 0.0, 1.0, &Tensor::scalar(1.0), &(), &[], &o);
+}
+
+#[test]
+fn jit_gives_the_eager_result() {
+    let opts = Options { rtol: 1e-6, atol: 1e-10, ..Options::default() };
+    for s in IMPLICIT {
+        let run = |y0: &Tensor| {
+            let sol = solve(robertson, s, 0.0, 40.0, y0, &(), &[], &opts);
+            (sol.ys[0].clone(), sol.stats.nfe.clone(), sol.result.clone())
+        };
+        let (ye, ne, re) = run(&robertson_y0());
+        let (yj, nj, rj) = jit(run)(&robertson_y0());
+        assert_eq!((re.item::<i64>(), rj.item::<i64>()), (0, 0));
+        assert_eq!(ne.item::<i64>(), nj.item::<i64>(), "{s:?}: the same steps");
+        let (ye, yj) = (ye.to_vec::<f64>(), yj.to_vec::<f64>());
+        for k in 0..3 {
+            assert!((ye[k] - yj[k]).abs() <= 1e-12 * ye[k].abs().max(1e-6), "{s:?}: {ye:?} vs {yj:?}");
+        }
+    }
+}
+
+#[test]
+fn vmap_over_initial_conditions_equals_a_loop() {
+    let y0s = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.8, 0.0, 0.2, 0.5, 1e-5, 0.5], &[3, 3]);
+    let opts = Options { rtol: 1e-6, atol: 1e-10, ..Options::default() };
+    for s in IMPLICIT {
+        let f = |y0: &Tensor| {
+            let sol = solve(robertson, s, 0.0, 4.0, y0, &(), &[], &opts);
+            (sol.ys[0].clone(), sol.stats.accepted.clone())
+        };
+        let (ys, acc) = vmap(f)(&y0s);
+        let (ys, acc) = (ys.to_vec::<f64>(), acc.to_vec::<i64>());
+        for i in 0..3 {
+            let (row, n) = f(&y0s.index(i as isize));
+            let row = row.to_vec::<f64>();
+            assert_eq!(acc[i], n.item::<i64>(), "{s:?} example {i}: steps");
+            for k in 0..3 {
+                assert!((ys[3 * i + k] - row[k]).abs() < 1e-12, "{s:?} example {i}: {ys:?} vs {row:?}");
+            }
+        }
+        // The examples differ (a batch of copies would pass the loop check trivially).
+        assert!((ys[0] - ys[3]).abs() > 1e-3);
+    }
+}
+
+/// Robertson with its rate constants as arguments.
+fn robertson_k(_t: &Tensor, y: &Tensor, k: &Tensor) -> Tensor {
+    let (y1, y2, y3) = (y.index(0), y.index(1), y.index(2));
+    let r1 = &y1 * k.index(0);
+    let r2 = y2.square() * k.index(1);
+    let r3 = &y2 * &y3 * k.index(2);
+    stack(&[-&r1 + &r3, &r1 - &r2 - &r3, r2], 0)
+}
+
+#[test]
+fn robertson_gradients_through_the_newton_iterations_match_differences() {
+    // d y3(10) / d(k1, k2, k3) by reverse mode through the implicit solve.
+    let opts = Options { rtol: 1e-8, atol: 1e-12, ..Options::default() };
+    let y3 =
+        |k: &Tensor| solve(robertson_k, Solver::Kvaerno5, 0.0, 10.0, &robertson_y0(), k, &[], &opts).ys[0].index(2);
+    let k = Tensor::from_vec(vec![0.04, 3e7, 1e4], &[3]);
+    let g = grad(y3)(&k).to_vec::<f64>();
+    for j in 0..3 {
+        let kv = k.to_vec::<f64>();
+        let eps = 1e-4 * kv[j];
+        let at = |d: f64| {
+            let mut v = kv.clone();
+            v[j] += d;
+            y3(&Tensor::from_vec(v, &[3])).item::<f64>()
+        };
+        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+        println!("dy3/dk{}: {} vs differences {fd}", j + 1, g[j]);
+        assert!((g[j] - fd).abs() < 1e-3 * fd.abs(), "k{}: {} vs {fd}", j + 1, g[j]);
     }
 }
