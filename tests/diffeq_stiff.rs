@@ -352,7 +352,20 @@ fn robertson_gradients_through_the_newton_iterations_match_differences() {
     let y3 =
         |k: &Tensor| solve(robertson_k, Solver::Kvaerno5, 0.0, 10.0, &robertson_y0(), k, &[], &opts).ys[0].index(2);
     let k = Tensor::from_vec(vec![0.04, 3e7, 1e4], &[3]);
-    let g = grad(y3)(&k).to_vec::<f64>();
+    let clock = std::time::Instant::now();
+    let value = y3(&k).item::<f64>();
+    let t_value = clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
+    let gf = grad(y3);
+    let g = gf(&k).to_vec::<f64>();
+    let t_grad = clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
+    let g2 = gf(&k).to_vec::<f64>();
+    let t_again = clock.elapsed().as_secs_f64();
+    assert_eq!(g, g2);
+    println!(
+        "y3(10) = {value}: value {t_value:.3} s, gradient {t_grad:.3} s (traced and planned), again {t_again:.3} s"
+    );
     for j in 0..3 {
         let kv = k.to_vec::<f64>();
         let eps = 1e-4 * kv[j];

@@ -94,6 +94,7 @@ pub enum Gradient {
 /// use cotangent::diffeq::Options;
 /// let o = Options { rtol: 1e-8, atol: 1e-10, ..Options::default() };
 /// assert_eq!(o.max_steps, 4096);
+/// assert!(!o.fixed_steps);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
