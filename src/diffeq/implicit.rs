@@ -11,11 +11,12 @@
 //! state (all leaves concatenated) is taken once per step with [`jacfwd`], and
 //! `M = I - h·γ·J` is LU-factored once per step; every stage and iteration reuses the factors
 //! (one permutation and two triangular solves per iteration). The first guess of stage `i` is
-//! `base_i + h·γ·Σ_j α_ij k_j` (diffrax's linear-combination predictors). Each iteration is
-//! one [`cond`] that runs only while the stage is unconverged, up to [`MAX_ITERS`] of them;
+//! `base_i + h·γ·Σ_j α_ij k_j` (diffrax's linear-combination predictors). The iterations of a
+//! stage are one [`while_loop_bounded`] of at most [`MAX_ITERS`] (body traced once per stage);
 //! after iteration `m` with scaled increment size `d_m` (RMS of `Δ / (atol + rtol·|z|)`, the
 //! driver's tolerances) and rate `θ = d_m / d_{m-1}`, the stage has converged when
-//! `d_m < SMALL`, or the increment is at the rounding level (`RMS(Δ/(|z| + atol)) < 10³·ε`), or (from the second iteration on) `θ < 1` and `θ·d_m/(1-θ) < KAPPA`; it has
+//! `d_m < SMALL`, or the increment is at the rounding level (`RMS(Δ/(|z| + atol)) < 10³·ε`),
+//! or (from the second iteration on) `θ < 1` and `θ·d_m/(1-θ) < KAPPA`; it has
 //! diverged when `d_m` is not finite or (from the second on) `θ > 2` (diffrax's `VeryChord`
 //! test). A stage that diverged or did not converge within `MAX_ITERS` fails the step: the
 //! adaptive driver rejects it (the error estimate is set to `10⁴` in the scaled norm, so the
@@ -31,13 +32,14 @@
 //! Newton iterations that ran: each is `z ← z - M⁻¹ G(z)`, whose derivative is the same chord
 //! iteration applied to the tangent, which converges to the implicit-function derivative at
 //! the rate the primal converged at (exact after the first iteration for linear fields).
-//! The convergence flags are computed from stopped values. Reverse mode keeps per step the
-//! residuals of each Newton iteration (one field evaluation and one triangular solve pair);
-//! each `cond` recomputes its branch in the backward pass.
+//! The convergence flags are computed from stopped values. Reverse mode through the stage's
+//! bounded loop (one level of ten guarded blocks) keeps the carry entering each iteration and
+//! recomputes the iterations once more in the backward pass: about twice the forward Newton
+//! work, plus the transposed triangular solves.
 
 use super::step::{Field, Method, Step};
 use super::{Options, Solver, Tableau};
-use crate::control::cond;
+use crate::control::while_loop_bounded;
 use crate::linalg::{lu, triangular_solve, TriangularSolve};
 use crate::{concatenate, jacfwd, where_, DType, Tensor};
 
@@ -202,11 +204,8 @@ impl Method for Esdirk {
                 let z_out = where_(&finite, &z_new, z);
                 vec![z_out, where_(&finite, &d, d_prev), m_next, converged, diverged]
             };
-            let keep = |c: &Vec<Tensor>| c.clone();
-            for _ in 0..MAX_ITERS {
-                let active = st[3].logical_or(&st[4]).logical_not();
-                st = cond(&active, iterate, keep, &st);
-            }
+            let active = |c: &Vec<Tensor>| c[3].logical_or(&c[4]).logical_not();
+            st = while_loop_bounded(active, iterate, &st, MAX_ITERS);
             iters = iters + &st[2];
             failed = failed.logical_or(&st[3].logical_not());
             z = st[0].clone();

@@ -14,8 +14,8 @@
 //! simplified Newton iteration: the Jacobian of the field with respect to the flattened state
 //! (all leaves concatenated) by [`jacfwd`](crate::jacfwd) once per step, `I - h·γ·J` factored
 //! by [`linalg::lu`](crate::linalg::lu) once per step, two triangular solves per iteration,
-//! at most 10 iterations per stage, each one [`cond`](crate::control::cond) that runs only
-//! while the stage is unconverged (a convergence-rate test in the tolerances' scaled norm, as
+//! at most 10 iterations per stage in a [`while_loop_bounded`](crate::control::while_loop_bounded)
+//! that stops at convergence (a convergence-rate test in the tolerances' scaled norm, as
 //! diffrax's `VeryChord`). A stage whose iteration diverges or does not converge rejects the
 //! step (the controller shrinks it); with fixed steps the result is `2`. `nfe` counts 1 for
 //! the explicit stage, `n` (state elements) for each Jacobian and 1 per Newton iteration.
