@@ -379,3 +379,25 @@ fn robertson_gradients_through_the_newton_iterations_match_differences() {
         assert!((g[j] - fd).abs() < 1e-3 * fd.abs(), "k{}: {} vs {fd}", j + 1, g[j]);
     }
 }
+
+#[test]
+fn float32_states_and_trees_of_leaves_solve_too() {
+    // A two-leaf state in f32: (u, v) with u' = -1000 (u - v), v' = -v.
+    let f = |_t: &Tensor, (u, v): &(Tensor, Tensor), _: &()| ((u - v) * -1000.0, -v);
+    let y0 = (Tensor::from_vec(vec![0.0f32, 1.0], &[2]), Tensor::from_vec(vec![1.0f32, 2.0], &[2]));
+    let o = Options { rtol: 1e-4, atol: 1e-6, ..Options::default() };
+    for s in IMPLICIT {
+        let sol = solve(f, s, 0.0, 1.0, &y0, &(), &[], &o);
+        sol.expect_success();
+        let (u, v) = (&sol.ys[0].0, &sol.ys[0].1);
+        assert_eq!((u.dtype(), v.dtype()), (DType::F32, DType::F32));
+        let e = (-1f64).exp();
+        // v = v0 e^{-t}; u follows v after the transient: u ≈ v0 (e^{-t} + e^{-t}/999).
+        for (k, v0) in [1.0, 2.0].iter().enumerate() {
+            let (uk, vk) = (u.to_vec::<f32>()[k] as f64, v.to_vec::<f32>()[k] as f64);
+            assert!((vk - v0 * e).abs() < 1e-3, "{s:?}: v = {vk}");
+            assert!((uk - v0 * e * 1000.0 / 999.0).abs() < 1e-3, "{s:?}: u = {uk}");
+        }
+        assert!(sol.stats.accepted.item::<i64>() < 100, "{s:?}");
+    }
+}
