@@ -184,6 +184,19 @@ fn fixed_steps_converge_at_orders_three_and_five() {
         println!("{s:?}: errors {errs:?}, slope {k}");
         assert!((k - p).abs() < 0.35, "{s:?}: slope {k}, errors {errs:?}");
     }
+    // An explicit adaptive pair takes fixed steps too: order 5 for Dopri5.
+    let errs: Vec<f64> = [0.1, 0.05]
+        .iter()
+        .map(|&h| {
+            let o = Options { dt0: Some(h), fixed_steps: true, ..Options::default() };
+            let sol = solve(logistic, Solver::Dopri5, 0.0, 2.0, &Tensor::scalar(0.1), &(), &[], &o);
+            assert_eq!(sol.stats.accepted.item::<i64>(), (2.0 / h).round() as i64);
+            assert_eq!(sol.stats.rejected.item::<i64>(), 0);
+            (sol.ys[0].item::<f64>() - logistic_exact(2.0)).abs()
+        })
+        .collect();
+    let k = (errs[0] / errs[1]).log2();
+    assert!((k - 5.0).abs() < 0.6, "Dopri5 with fixed steps: errors {errs:?}");
 }
 
 #[test]
