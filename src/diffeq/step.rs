@@ -12,7 +12,7 @@ pub(super) struct Field<'a> {
 }
 
 impl Field<'_> {
-    fn eval(&self, s: &Tensor, y: &[Tensor]) -> Vec<Tensor> {
+    pub(super) fn eval(&self, s: &Tensor, y: &[Tensor]) -> Vec<Tensor> {
         let out = (self.f)(&(s * self.sign), y);
         if self.sign < 0.0 {
             out.iter().map(|k| -k).collect()
@@ -220,7 +220,16 @@ pub(super) fn interval(
     if s1 <= s0 {
         return (y0, [0.0, 0.0, 0.0, 0.0].map(Tensor::scalar));
     }
-    if solver.is_adaptive() {
+    if solver.is_implicit() {
+        let fixed_steps = o.fixed_steps;
+        let m = super::implicit::Esdirk::new(solver, o, fixed_steps);
+        return if fixed_steps {
+            fixed(&m, field, s0, s1, y0, o.dt0.expect("checked").abs())
+        } else {
+            adaptive(&m, field, s0, s1, y0, o)
+        };
+    }
+    if solver.is_adaptive() && !o.fixed_steps {
         adaptive(&tab, field, s0, s1, y0, o)
     } else {
         fixed(&tab, field, s0, s1, y0, o.dt0.expect("checked").abs())

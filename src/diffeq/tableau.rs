@@ -1,7 +1,8 @@
-//! Butcher tableaus of the explicit Runge–Kutta methods.
+//! Butcher tableaus of the explicit Runge–Kutta methods and of the implicit (ESDIRK) pairs.
 
 /// A Runge–Kutta method. The first four take fixed steps (`Options::dt0` is required); the
-/// last three are embedded pairs with error control.
+/// others are embedded pairs with error control: three explicit ones and two implicit ones
+/// for stiff problems ([`Solver::Kvaerno3`], [`Solver::Kvaerno5`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Solver {
     /// Explicit Euler, order 1.
@@ -18,15 +19,58 @@ pub enum Solver {
     Dopri5,
     /// Tsitouras 5(4), adaptive.
     Tsit5,
+    /// Kværnø's ESDIRK 3(2) (4 stages, explicit first stage, L-stable, stiffly accurate),
+    /// adaptive and implicit: for stiff problems. Each implicit stage is solved by Newton
+    /// iterations with the field's Jacobian (taken by `jacfwd` once per step) and an LU
+    /// factorisation; a stage whose Newton iteration fails rejects the step (see the
+    /// [module documentation](super)).
+    ///
+    /// ```
+    /// use cotangent::diffeq::{solve, Options, Solver};
+    /// use cotangent::Tensor;
+    /// // y' = -1000 (y - cos t): stiff; the implicit solver takes large steps anyway.
+    /// let f = |t: &Tensor, y: &Tensor, _: &()| (y - t.cos()) * -1000.0;
+    /// let opts = Options { rtol: 1e-4, atol: 1e-6, ..Options::default() };
+    /// let sol = solve(f, Solver::Kvaerno3, 0.0, 2.0, &Tensor::scalar(0.0), &(), &[], &opts);
+    /// sol.expect_success();
+    /// let exact = (1e6 * 2f64.cos() + 1e3 * 2f64.sin()) / (1e6 + 1.0);
+    /// assert!((sol.ys[0].item::<f64>() - exact).abs() < 1e-4);
+    /// // An explicit pair is held near its stability limit h ≈ 3.3/1000 instead.
+    /// let explicit = solve(f, Solver::Dopri5, 0.0, 2.0, &Tensor::scalar(0.0), &(), &[], &opts);
+    /// let steps = |s: &Tensor| s.item::<i64>();
+    /// assert!(steps(&explicit.stats.accepted) > 5 * steps(&sol.stats.accepted));
+    /// ```
+    Kvaerno3,
+    /// Kværnø's ESDIRK 5(4) (7 stages, explicit first stage, L-stable, stiffly accurate),
+    /// adaptive and implicit: for stiff problems at tight tolerances. Newton iterations as
+    /// [`Solver::Kvaerno3`].
+    ///
+    /// ```
+    /// use cotangent::diffeq::{solve, Options, Solver};
+    /// use cotangent::Tensor;
+    /// // A stiff linear system: one fast mode (-1000) and one slow mode (-1).
+    /// let f = |_t: &Tensor, (u, v): &(Tensor, Tensor), _: &()| (u * -1000.0 + v, -v);
+    /// let opts = Options { rtol: 1e-8, atol: 1e-10, ..Options::default() };
+    /// let y0 = (Tensor::scalar(1.0), Tensor::scalar(1.0));
+    /// let sol = solve(f, Solver::Kvaerno5, 0.0, 1.0, &y0, &(), &[], &opts);
+    /// sol.expect_success();
+    /// // v = e^{-t}; u = e^{-t}/999 + (1 - 1/999) e^{-1000 t}.
+    /// let e = (-1f64).exp();
+    /// assert!((sol.ys[0].1.item::<f64>() - e).abs() < 1e-8);
+    /// assert!((sol.ys[0].0.item::<f64>() - e / 999.0).abs() < 1e-8);
+    /// ```
+    Kvaerno5,
 }
 
-/// A Butcher tableau: `c`, the strictly lower `a` rows, weights `b`, and for embedded pairs
-/// the error weights `e = b - b̂`.
+/// A Butcher tableau: `c`, the lower `a` rows, weights `b`, and for embedded pairs the error
+/// weights `e = b - b̂`. Explicit methods hold the strictly lower triangle (row `i` holds
+/// `a[i][0..i]`); the implicit ones (ESDIRK: explicit first stage, diagonal `γ` after it) hold
+/// the diagonal too (row `i > 0` holds `a[i][0..=i]`, `a[i][i] = γ`).
 #[derive(Clone, Debug)]
 pub struct Tableau {
     /// Stage times.
     pub c: Vec<f64>,
-    /// Row `i` holds `a[i][0..i]`.
+    /// Row `i` holds `a[i][0..i]` (explicit methods) or `a[i][0..=i]` (implicit ones, `i > 0`).
     pub a: Vec<Vec<f64>>,
     /// Solution weights.
     pub b: Vec<f64>,
@@ -44,7 +88,22 @@ impl Solver {
     /// assert!(Solver::Tsit5.is_adaptive() && !Solver::Rk4.is_adaptive());
     /// ```
     pub fn is_adaptive(self) -> bool {
-        matches!(self, Solver::Bosh3 | Solver::Dopri5 | Solver::Tsit5)
+        matches!(self, Solver::Bosh3 | Solver::Dopri5 | Solver::Tsit5 | Solver::Kvaerno3 | Solver::Kvaerno5)
+    }
+
+    /// Whether the solver is implicit (its stages solve nonlinear equations by Newton
+    /// iterations): the choice for stiff problems.
+    ///
+    /// ```
+    /// use cotangent::diffeq::Solver;
+    /// assert!(Solver::Kvaerno5.is_implicit() && !Solver::Dopri5.is_implicit());
+    /// // Its tableau holds the diagonal γ of each implicit stage.
+    /// let t = Solver::Kvaerno3.tableau();
+    /// assert_eq!(t.a[1].len(), 2);
+    /// assert_eq!(t.a[1][1], t.a[3][3]);
+    /// ```
+    pub fn is_implicit(self) -> bool {
+        matches!(self, Solver::Kvaerno3 | Solver::Kvaerno5)
     }
 
     /// The solver's Butcher tableau.
@@ -146,6 +205,53 @@ impl Solver {
                         -0.45808210592918697,
                         1.0 / 66.0,
                     ]),
+                    order: 5,
+                }
+            }
+            Solver::Kvaerno3 => {
+                // Kværnø (2004), in terms of γ, the root of 6γ³ - 18γ² + 9γ - 1 near 0.436.
+                let g: f64 = 0.435_866_521_508_459;
+                let a31 = (-4.0 * g * g + 6.0 * g - 1.0) / (4.0 * g);
+                let a32 = (-2.0 * g + 1.0) / (4.0 * g);
+                let a41 = (6.0 * g - 1.0) / (12.0 * g);
+                let a42 = -1.0 / ((24.0 * g - 12.0) * g);
+                let a43 = (-6.0 * g * g + 6.0 * g - 1.0) / (6.0 * g - 3.0);
+                let b = [a41, a42, a43, g];
+                Tableau {
+                    c: vec![0.0, 2.0 * g, 1.0, 1.0],
+                    a: vec![vec![], vec![g, g], vec![a31, a32, g], b.to_vec()],
+                    b: b.to_vec(),
+                    // The embedded solution is the third stage.
+                    e: sub(&b, &[a31, a32, g, 0.0]),
+                    order: 3,
+                }
+            }
+            Solver::Kvaerno5 => {
+                let g = 0.26;
+                let r6 = [0.13855640231268224, 0.0, -0.04245337201752043, 0.02446657898003141, 0.6194303907248068, g];
+                let b = [
+                    0.13659751177640292,
+                    0.0,
+                    -0.05496908796538376,
+                    -0.04118626728321046,
+                    0.629933048990164,
+                    0.06962479448202728,
+                    g,
+                ];
+                Tableau {
+                    c: vec![0.0, 0.52, 1.230333209967908, 0.8957659843500759, 0.43639360985864756, 1.0, 1.0],
+                    a: vec![
+                        vec![],
+                        vec![g, g],
+                        vec![0.13, 0.8403332099679081, g],
+                        vec![0.22371961478320504, 0.476755323197997, -0.06470895363112615, g],
+                        vec![0.16648564323248322, 0.1045001884159172, 0.03631482272098715, -0.13090704451073998, g],
+                        r6.to_vec(),
+                        b.to_vec(),
+                    ],
+                    b: b.to_vec(),
+                    // The embedded solution is the sixth stage.
+                    e: sub(&b, &[r6[0], r6[1], r6[2], r6[3], r6[4], r6[5], 0.0]),
                     order: 5,
                 }
             }
