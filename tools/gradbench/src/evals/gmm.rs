@@ -15,9 +15,9 @@ use std::f64::consts::PI;
 /// The parameters: `(alpha [k], mu [k, d], q [k, d], l [k, d(d-1)/2])`.
 pub type Params = (Tensor, Tensor, Tensor, Tensor);
 
-/// The fixed data of one problem: the points and the prior's settings.
+/// The fixed settings of one problem: the prior's and what depends only on the shapes
+/// (the points are an argument of [`Gmm::objective`], as the JAX tool passes them).
 pub struct Gmm {
-    x: Tensor,
     m: f64,
     gamma: f64,
     /// `[d, d]` indices into `[0, l_k...]`: 1 + the position of `Q[j][i]` in `l_k`
@@ -50,7 +50,7 @@ fn ln_multigamma(a: f64, d: usize) -> f64 {
 
 impl Gmm {
     /// A problem on points `x` (`[n, d]`) with `k` components and Wishart settings `m`, `gamma`.
-    pub fn new(x: Tensor, k: usize, m: usize, gamma: f64) -> Gmm {
+    pub fn new(x: &Tensor, k: usize, m: usize, gamma: f64) -> Gmm {
         let (n, d) = (x.shape()[0], x.shape()[1]);
         let mut idx = vec![0i64; d * d];
         let mut pos = 0;
@@ -63,13 +63,13 @@ impl Gmm {
         let w = (d + m + 1) as f64;
         let per_component = w * d as f64 * (gamma.ln() - 0.5 * 2f64.ln()) - ln_multigamma(0.5 * w, d);
         let constant = -(n as f64) * d as f64 * 0.5 * (2.0 * PI).ln() + k as f64 * per_component;
-        Gmm { x, m: m as f64, gamma, lower_index: Tensor::from_vec(idx, &[d, d]), constant }
+        Gmm { m: m as f64, gamma, lower_index: Tensor::from_vec(idx, &[d, d]), constant }
     }
 
-    /// The log posterior.
-    pub fn objective(&self, (alpha, mu, q, l): &Params) -> Tensor {
+    /// The log posterior at points `x` (`[n, d]`, those given to [`Gmm::new`]).
+    pub fn objective(&self, x: &Tensor, (alpha, mu, q, l): &Params) -> Tensor {
         let (k, d) = (q.shape()[0], q.shape()[1]);
-        let n = self.x.shape()[0] as f64;
+        let n = x.shape()[0] as f64;
         let qdiag = q.exp(); // [k, d]
         let sum_q = q.sum(&[1], false); // [k]
                                         // Q_k: exp(q_k) on the diagonal, l_k below it (column by column).
@@ -79,7 +79,7 @@ impl Gmm {
         let big_q = diag + lower;
         // Q_k (x_i - μ_k) = Q_k x_i - Q_k μ_k: one product of all points with all
         // factors stacked ([n, d]·[k·d, d]ᵀ), without forming the centred points.
-        let qx = einsum("nj,kij->nki", &[&self.x, &big_q]) - einsum("kij,kj->ki", &[&big_q, mu]).expand_dims(0); // [n, k, d]
+        let qx = einsum("nj,kij->nki", &[x, &big_q]) - einsum("kij,kj->ki", &[&big_q, mu]).expand_dims(0); // [n, k, d]
         let beta = alpha + sum_q.clone() - qx.square().sum(&[2], false) * 0.5; // [n, k]
         let data = beta.logsumexp(&[1], false).sum_all() - alpha.logsumexp(&[0], false) * n;
         let frobenius = qdiag.square().sum_all() + l.square().sum_all();
@@ -113,16 +113,19 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
     // length squared: check them before the objective forms them.
     product_at_most("`n`·`k`·`d`", &[n, k, d], limits.max_elements)?;
     product_at_most("`k`·`d`·`d`", &[k, d, d], limits.max_elements)?;
-    let gmm = Gmm::new(x, k, m, gamma);
+    let gmm = Gmm::new(&x, k, m, gamma);
+    // The points are an argument, not a constant of the compiled program.
     match function {
         "objective" => {
-            let f = jit(move |p: &Params| gmm.objective(p));
-            Ok(Box::new(move || Ok(Output::from(f(&params)))))
+            let f = jit(move |(x, p): &(Tensor, Params)| gmm.objective(x, p));
+            let args = (x, params);
+            Ok(Box::new(move || Ok(Output::from(f(&args)))))
         }
         "jacobian" => {
-            let df = grad(move |p: &Params| gmm.objective(p));
+            let df = jit(move |(x, p): &(Tensor, Params)| grad(|p: &Params| gmm.objective(x, p))(p));
+            let args = (x, params);
             Ok(Box::new(move || {
-                let (alpha, mu, q, l) = df(&params);
+                let (alpha, mu, q, l) = df(&args);
                 Ok(Output::Object(vec![("alpha", alpha.into()), ("mu", mu.into()), ("q", q.into()), ("l", l.into())]))
             }))
         }

@@ -61,20 +61,20 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
     }
     let (n, k) = (points.shape()[0], centroids.shape()[0]);
     product_at_most("`points` rows·`centroids` rows", &[n, k], limits.max_elements)?;
+    // The points are an argument, not a constant of the compiled program.
+    let args = (points, centroids);
     match function {
         "cost" => {
-            let f = jit(move |c: &Tensor| cost(&points, c));
-            Ok(Box::new(move || Ok(Output::from(f(&centroids)))))
+            let f = jit(|(p, c): &(Tensor, Tensor)| cost(p, c));
+            Ok(Box::new(move || Ok(Output::from(f(&args)))))
         }
         "dir" => {
-            let ones = centroids.ones_like();
-            let dcost = grad(move |c: &Tensor| cost(&points, c));
-            let dir = jit(move |c: &Tensor| {
+            let dir = jit(|(p, c): &(Tensor, Tensor)| {
                 // The Hessian is diagonal (see the module docs), so H·1 = diag(H).
-                let (g, h_diag) = jvp(&dcost, c, &ones);
+                let (g, h_diag) = jvp(grad(|c: &Tensor| cost(p, c)), c, &c.ones_like());
                 g / h_diag
             });
-            Ok(Box::new(move || Ok(Output::from(dir(&centroids)))))
+            Ok(Box::new(move || Ok(Output::from(dir(&args)))))
         }
         _ => Err(unknown_function("kmeans", function, &["cost", "dir"])),
     }
