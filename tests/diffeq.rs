@@ -556,8 +556,8 @@ fn continuous_extensions_satisfy_their_order_conditions() {
                 assert!((got - want).abs() < 1e-9, "{s:?} θ = {th}: condition {k}: {got} != {want}");
             }
             if th == 1.0 {
-                for i in 0..n {
-                    assert!((b[i] - t.b[i]).abs() < 1e-9, "{s:?}: b{i}(1) = {} != {}", b[i], t.b[i]);
+                for (i, (got, want)) in b.iter().zip(&t.b).enumerate() {
+                    assert!((got - want).abs() < 1e-9, "{s:?}: b{i}(1) = {got} != {want}");
                 }
             }
         }
@@ -565,7 +565,7 @@ fn continuous_extensions_satisfy_their_order_conditions() {
         let th: f64 = 0.5;
         let b: Vec<f64> = d.iter().map(|p| p.iter().enumerate().map(|(m, c)| c * th.powi(m as i32)).sum()).collect();
         let next: f64 = (0..n).map(|i| b[i] * t.c[i].powi(order)).sum();
-        assert!((next - th.powi(order as i32 + 1) / (order + 1) as f64).abs() > 1e-6, "{s:?}");
+        assert!((next - th.powi(order + 1) / (order + 1) as f64).abs() > 1e-6, "{s:?}");
     }
 }
 

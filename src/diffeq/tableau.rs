@@ -98,6 +98,8 @@ fn dopri5_dense(b: &[f64]) -> Vec<Vec<f64>> {
 }
 
 /// Tsitouras' interpolation polynomials for Tsit5, expanded from their factored forms.
+// The published digits, kept as printed.
+#[allow(clippy::excessive_precision)]
 fn tsit5_dense() -> Vec<Vec<f64>> {
     let t = [0.0, 1.0];
     let t2 = [0.0, 0.0, 1.0];
