@@ -325,7 +325,7 @@ pub fn solve<Y: Tree, P: Tree>(
         && opts.gradient == Gradient::Discretise
         && !opts.step_to_save
         && s_end > t0 * sign
-        && solver.tableau().dense.is_some();
+        && step::Method::dense(&solver.tableau());
     if dense {
         // The natural steps over [t0, t_last]; save times filled by the interpolant.
         let taus: Vec<f64> = ts.iter().map(|t| t * sign).collect();

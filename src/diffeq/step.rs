@@ -78,8 +78,8 @@ pub(super) struct Want {
 /// tableaus here; implicit methods implement it too.
 ///
 /// Only `order` and `step` are required. The provided methods describe the optional extras
-/// (first-same-as-last, dense output, a stiffness estimate); a method without them is run by
-/// stepping to each save time, and asking it for the stiffness regulariser panics.
+/// (first-same-as-last, dense output, a stiffness estimate); `solve` steps to each save time
+/// for a method without dense output, and asking such a method for the regularisers panics.
 pub(super) trait Method {
     /// The order of the propagated solution (the controller uses `order + 1`).
     fn order(&self) -> usize;
