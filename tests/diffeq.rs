@@ -119,9 +119,10 @@ fn adaptive_solvers_meet_their_tolerances() {
                 let (acc, rej, nfe) =
                     (sol.stats.accepted.item::<i64>(), sol.stats.rejected.item::<i64>(), sol.stats.nfe.item::<i64>());
                 assert!(acc > 0 && rej >= 0);
-                // Every step, accepted or not, costs the tableau's stages; plus one evaluation for
-                // the initial step guess.
-                assert_eq!(nfe, (acc + rej) * s.tableau().c.len() as i64 + 1, "{s:?}");
+                // First same as last: every step, accepted or not, costs the tableau's stages but
+                // one (its first stage is the previous step's last); plus the one evaluation of
+                // f(t0, y0).
+                assert_eq!(nfe, (acc + rej) * (s.tableau().c.len() as i64 - 1) + 1, "{s:?}");
                 if pid == Pid::default() {
                     assert!(acc > prev_steps, "{s:?}: tighter tolerance, more steps");
                     // Tolerance proportionality: 100 times tighter, about 100 times smaller.
@@ -507,4 +508,267 @@ fn vmap_of_adjoint_gradients_equals_a_loop() {
 
 fn loss_sq(z: &Tensor, a: &Tensor) -> Tensor {
     solve(linear, Solver::Tsit5, 0.0, 1.0, z, a, &[], &lin_opts(Gradient::Discretise)).ys[0].square().sum_all()
+}
+
+// ---------------------------------------------------------------------------
+// First same as last, dense output for save_at, solver-heuristic regularisers.
+// ---------------------------------------------------------------------------
+
+fn osc(_t: &Tensor, (x, v): &(Tensor, Tensor), _: &()) -> (Tensor, Tensor) {
+    (v.clone(), -x)
+}
+
+#[test]
+fn continuous_extensions_satisfy_their_order_conditions() {
+    // bᵢ(θ) must reproduce the quadrature conditions up to the interpolant's order for every θ:
+    // Σbᵢ(θ) = θ, Σbᵢ(θ)cᵢ = θ²/2, ..., and bᵢ(1) = bᵢ.
+    for (s, order) in [(Solver::Bosh3, 3), (Solver::Dopri5, 4), (Solver::Tsit5, 4)] {
+        let t = s.tableau();
+        let d = t.dense.as_ref().expect("adaptive methods have dense output");
+        let n = t.c.len();
+        let a = |i: usize, j: usize| t.a[i].get(j).copied().unwrap_or(0.0);
+        let ac: Vec<f64> = (0..n).map(|i| (0..n).map(|j| a(i, j) * t.c[j]).sum()).collect();
+        let acc: Vec<f64> = (0..n).map(|i| (0..n).map(|j| a(i, j) * t.c[j] * t.c[j]).sum()).collect();
+        let aac: Vec<f64> = (0..n).map(|i| (0..n).map(|j| a(i, j) * ac[j]).sum()).collect();
+        for th in [0.1f64, 0.37, 0.5, 0.81, 1.0] {
+            let b: Vec<f64> =
+                d.iter().map(|p| p.iter().enumerate().map(|(m, c)| c * th.powi(m as i32)).sum()).collect();
+            let sum = |g: &dyn Fn(usize) -> f64| (0..n).map(|i| b[i] * g(i)).sum::<f64>();
+            let mut conds = vec![
+                (sum(&|_| 1.0), th),
+                (sum(&|i| t.c[i]), th.powi(2) / 2.0),
+                (sum(&|i| t.c[i].powi(2)), th.powi(3) / 3.0),
+                (sum(&|i| ac[i]), th.powi(3) / 6.0),
+            ];
+            if order >= 4 {
+                conds.push((sum(&|i| t.c[i].powi(3)), th.powi(4) / 4.0));
+                conds.push((sum(&|i| t.c[i] * ac[i]), th.powi(4) / 8.0));
+                conds.push((sum(&|i| acc[i]), th.powi(4) / 12.0));
+                conds.push((sum(&|i| aac[i]), th.powi(4) / 24.0));
+            }
+            for (k, (got, want)) in conds.iter().enumerate() {
+                assert!((got - want).abs() < 1e-9, "{s:?} θ = {th}: condition {k}: {got} != {want}");
+            }
+            if th == 1.0 {
+                for (i, (got, want)) in b.iter().zip(&t.b).enumerate() {
+                    assert!((got - want).abs() < 1e-9, "{s:?}: b{i}(1) = {got} != {want}");
+                }
+            }
+        }
+        // One order more does not hold (the interpolant is not of the method's order).
+        let th: f64 = 0.5;
+        let b: Vec<f64> = d.iter().map(|p| p.iter().enumerate().map(|(m, c)| c * th.powi(m as i32)).sum()).collect();
+        let next: f64 = (0..n).map(|i| b[i] * t.c[i].powi(order)).sum();
+        assert!((next - th.powi(order + 1) / (order + 1) as f64).abs() > 1e-6, "{s:?}");
+    }
+}
+
+#[test]
+fn first_same_as_last_saves_one_evaluation_per_step() {
+    for s in ADAPTIVE {
+        let stages = s.tableau().c.len() as i64;
+        for dt0 in [None, Some(0.01)] {
+            let o = Options { rtol: 1e-7, atol: 1e-7, dt0, ..Options::default() };
+            let sol = solve(logistic, s, 0.0, 5.0, &Tensor::scalar(0.1), &(), &[], &o);
+            sol.expect_success();
+            let (acc, rej, nfe) =
+                (sol.stats.accepted.item::<i64>(), sol.stats.rejected.item::<i64>(), sol.stats.nfe.item::<i64>());
+            // f(t0, y0) once, then stages - 1 per step tried.
+            assert_eq!(nfe, 1 + (acc + rej) * (stages - 1), "{s:?} dt0 {dt0:?}");
+            assert!((sol.ys[0].item::<f64>() - logistic_exact(0.1, 5.0)).abs() < 1e-6, "{s:?}");
+        }
+    }
+}
+
+#[test]
+fn dense_output_fills_many_save_times_without_extra_steps() {
+    let t1 = 4.0 * std::f64::consts::PI;
+    let many: Vec<f64> = (1..=100).map(|i| t1 * i as f64 / 100.0).collect();
+    let y0 = (Tensor::scalar(1.0), Tensor::scalar(0.0));
+    for s in ADAPTIVE {
+        let tol = 1e-6;
+        let o = Options { rtol: tol, atol: tol, ..Options::default() };
+        let one = solve(osc, s, 0.0, t1, &y0, &(), &[], &o);
+        let dense = solve(osc, s, 0.0, t1, &y0, &(), &many, &o);
+        let exact = solve(osc, s, 0.0, t1, &y0, &(), &many, &Options { step_to_save: true, ..o });
+        dense.expect_success();
+        exact.expect_success();
+        let steps = |sol: &diffeq::Solution<(Tensor, Tensor)>| sol.stats.accepted.item::<i64>();
+        // The same natural steps: 100 save times cost nothing.
+        assert_eq!(steps(&dense), steps(&one), "{s:?}");
+        assert_eq!(dense.stats.nfe.item::<i64>(), one.stats.nfe.item::<i64>(), "{s:?}");
+        // Stepping exactly to each save time takes at least one step per save time.
+        assert!(steps(&exact) >= 100 && steps(&exact) > steps(&one), "{s:?}: {} vs {}", steps(&exact), steps(&one));
+        // The last save time is t1: the same state as the one-save-time solve, exactly.
+        assert_eq!(dense.ys[99].0.item::<f64>(), one.ys[0].0.item::<f64>());
+        for (t, (x, v)) in many.iter().zip(&dense.ys) {
+            let err = (x.item::<f64>() - t.cos()).abs().max((v.item::<f64>() + t.sin()).abs());
+            assert!(err < 50.0 * tol, "{s:?} t = {t}: interpolation error {err}");
+        }
+        println!(
+            "{s:?}: accepted steps, 1 save time {}, 100 by interpolation {}, 100 by stepping to each {}",
+            steps(&one),
+            steps(&dense),
+            steps(&exact)
+        );
+    }
+    // Backward in time, and a save time equal to t0.
+    let o = Options { rtol: 1e-9, atol: 1e-9, dt0: Some(-0.01), ..Options::default() };
+    let sol = solve(decay, Solver::Tsit5, 1.0, 0.0, &Tensor::scalar(1.0), &(), &[1.0, 0.7, 0.3, 0.0], &o);
+    for (t, y) in [1.0f64, 0.7, 0.3, 0.0].iter().zip(&sol.ys) {
+        assert!((y.item::<f64>() - (1.0 - t).exp()).abs() < 1e-8, "t = {t}: {}", y.item::<f64>());
+    }
+}
+
+#[test]
+fn dense_output_interpolation_error_shrinks_with_the_tolerance() {
+    // Save times inside steps: the interpolant's error follows the tolerance.
+    let ts: Vec<f64> = (1..=37).map(|i| i as f64 * 0.13).collect();
+    for s in ADAPTIVE {
+        let mut prev = f64::INFINITY;
+        for tol in [1e-4, 1e-6, 1e-8] {
+            let o = Options { rtol: tol, atol: tol, ..Options::default() };
+            let sol = solve(logistic, s, 0.0, 4.9, &Tensor::scalar(0.1), &(), &ts, &o);
+            let err = ts
+                .iter()
+                .zip(&sol.ys)
+                .map(|(t, y)| (y.item::<f64>() - logistic_exact(0.1, *t)).abs())
+                .fold(0.0, f64::max);
+            assert!(err < 10.0 * tol, "{s:?} tol {tol}: {err}");
+            assert!(err < prev / 5.0, "{s:?} tol {tol}: {err} after {prev}");
+            prev = err;
+        }
+    }
+}
+
+#[test]
+fn gradients_through_dense_output_match_finite_differences() {
+    let ts: Vec<f64> = (1..=20).map(|i| i as f64 / 20.0).collect();
+    let w: Vec<f64> = (0..20).map(|j| ((j as f64) * 0.7).sin()).collect();
+    for s in [Solver::Dopri5, Solver::Tsit5] {
+        let loss = |a: &Tensor, g: Gradient| {
+            let sol = solve(linear, s, 0.0, 1.0, &z0(), a, &ts, &lin_opts(g));
+            sol.ys.iter().zip(&w).fold(Tensor::scalar(0.0), |acc, (y, wj)| acc + y.square().sum_all() * *wj)
+        };
+        let a = a_matrix();
+        let g = grad(|a: &Tensor| loss(a, Gradient::Discretise))(&a).to_vec::<f64>();
+        let adj = grad(|a: &Tensor| loss(a, Gradient::Adjoint))(&a).to_vec::<f64>();
+        let eps = 1e-5;
+        for k in 0..4 {
+            let mut av = a.to_vec::<f64>();
+            av[k] += eps;
+            let p = loss(&Tensor::from_vec(av.clone(), &[2, 2]), Gradient::Discretise).item::<f64>();
+            av[k] -= 2.0 * eps;
+            let m = loss(&Tensor::from_vec(av, &[2, 2]), Gradient::Discretise).item::<f64>();
+            let fd = (p - m) / (2.0 * eps);
+            assert!((g[k] - fd).abs() < 1e-5 * (1.0 + fd.abs()), "{s:?} dL/dA{k}: {} vs {fd}", g[k]);
+            assert!((g[k] - adj[k]).abs() < 1e-6 * (1.0 + fd.abs()), "{s:?} dense {} vs adjoint {}", g[k], adj[k]);
+        }
+    }
+    // vmap and jit over the initial state with dense output equal a loop.
+    let y0s = Tensor::from_vec(vec![2.0, 0.0, 1.0, 1.0, -0.5, 3.0], &[3, 2]);
+    let o = lin_opts(Gradient::Discretise);
+    let f = |z: &Tensor| stack(&solve(linear, Solver::Tsit5, 0.0, 1.0, z, &a_matrix(), &ts[..5], &o).ys, 0);
+    let batched = jit(vmap(f))(&y0s).to_vec::<f64>();
+    for i in 0..3 {
+        let row = f(&y0s.index(i as isize)).to_vec::<f64>();
+        for k in 0..10 {
+            assert!((batched[10 * i + k] - row[k]).abs() < 1e-12, "example {i}");
+        }
+    }
+}
+
+/// A fixed step sequence: the controller never changes the step (factor 1) and loose
+/// tolerances accept every step, so the regularisers are smooth in the parameters.
+fn frozen(dt0: f64) -> Options {
+    Options {
+        rtol: 1e-1,
+        atol: 1e-1,
+        dt0: Some(dt0),
+        controller: Pid { factor_min: 1.0, factor_max: 1.0, ..Pid::default() },
+        regularise: true,
+        ..Options::default()
+    }
+}
+
+fn logistic_r(_t: &Tensor, y: &Tensor, r: &Tensor) -> Tensor {
+    r * y * (1.0 - y)
+}
+
+#[test]
+fn regularisers_are_positive_differentiable_and_match_finite_differences() {
+    for s in ADAPTIVE {
+        let o = frozen(0.1);
+        let reg = |r: &Tensor| {
+            let r = solve(logistic_r, s, 0.0, 2.0, &Tensor::scalar(0.1), r, &[], &o).reg.expect("asked for");
+            (r.error, r.stiffness)
+        };
+        let r0 = 1.5;
+        for r in [r0 - 1e-4, r0, r0 + 1e-4] {
+            let sol = solve(logistic_r, s, 0.0, 2.0, &Tensor::scalar(0.1), &Tensor::scalar(r), &[], &o);
+            sol.expect_success();
+            assert_eq!(sol.stats.accepted.item::<i64>(), 20);
+            assert_eq!(sol.stats.rejected.item::<i64>(), 0);
+        }
+        let (e, st) = reg(&Tensor::scalar(r0));
+        let (e, st) = (e.item::<f64>(), st.item::<f64>());
+        assert!(e.is_finite() && e > 0.0 && st.is_finite() && st > 0.0, "{s:?}: {e} {st}");
+        let ge = grad(|r: &Tensor| reg(r).0)(&Tensor::scalar(r0)).item::<f64>();
+        let gs = grad(|r: &Tensor| reg(r).1)(&Tensor::scalar(r0)).item::<f64>();
+        // The stiffness estimate divides two small stage differences: a wider step keeps the
+        // differences above rounding (the quantity is smooth; truncation is O(h²)).
+        let h = 1e-4;
+        let fd = |which: usize| {
+            let v = |r: f64| {
+                let (e, s) = reg(&Tensor::scalar(r));
+                [e, s][which].item::<f64>()
+            };
+            (v(r0 + h) - v(r0 - h)) / (2.0 * h)
+        };
+        let (fe, fs) = (fd(0), fd(1));
+        assert!(ge.is_finite() && (ge - fe).abs() < 1e-5 * (1.0 + fe.abs()), "{s:?} d error/dr: {ge} vs {fe}");
+        assert!(gs.is_finite() && (gs - fs).abs() < 1e-5 * (1.0 + fs.abs()), "{s:?} d stiffness/dr: {gs} vs {fs}");
+        assert!(ge.abs() > 1e-8 && gs.abs() > 1e-3, "{s:?}: gradients {ge} {gs} should not vanish");
+        // Forward mode agrees.
+        let (_, je) = jvp(|r: &Tensor| reg(r).0, &Tensor::scalar(r0), &Tensor::scalar(1.0));
+        assert!((je.item::<f64>() - ge).abs() < 1e-9 * (1.0 + ge.abs()));
+    }
+}
+
+#[test]
+fn the_stiffness_estimate_grows_with_the_decay_rate() {
+    let f = |_t: &Tensor, y: &Tensor, k: &Tensor| -(k * y);
+    for s in [Solver::Dopri5, Solver::Tsit5] {
+        // With a frozen step sequence, Shampine's estimate on a linear field is exactly k per
+        // step.
+        let sol = solve(f, s, 0.0, 1.0, &Tensor::scalar(1.0), &Tensor::scalar(3.0), &[], &frozen(0.05));
+        let st = sol.reg.unwrap().stiffness.item::<f64>();
+        assert!((st - 20.0 * 3.0).abs() < 1e-9, "{s:?}: {st}");
+        // With the adaptive controller the sum grows with k too.
+        let mut prev = 0.0;
+        for k in [0.5, 1.0, 2.0, 4.0, 8.0] {
+            let o = Options { regularise: true, ..Options::default() };
+            let sol = solve(f, s, 0.0, 1.0, &Tensor::from_vec(vec![1.0, 2.0], &[2]), &Tensor::scalar(k), &[], &o);
+            let r = sol.reg.unwrap();
+            let (e, st) = (r.error.item::<f64>(), r.stiffness.item::<f64>());
+            assert!(e > 0.0 && e.is_finite());
+            assert!(st > prev, "{s:?} k = {k}: stiffness {st} after {prev}");
+            prev = st;
+        }
+    }
+    // Under jit with save_at, and by stepping to save times: the same figures on the same
+    // single interval.
+    let o = Options { regularise: true, ..Options::default() };
+    let run = |o: Options| {
+        let r = solve(f, Solver::Tsit5, 0.0, 1.0, &Tensor::scalar(1.0), &Tensor::scalar(2.0), &[1.0], &o).reg.unwrap();
+        (r.error.item::<f64>(), r.stiffness.item::<f64>())
+    };
+    assert_eq!(run(o), run(Options { step_to_save: true, ..o }));
+}
+
+#[test]
+#[should_panic(expected = "Options::regularise needs an adaptive solver and Gradient::Discretise")]
+fn regularisers_with_the_adjoint_are_an_error() {
+    let o = Options { regularise: true, gradient: Gradient::Adjoint, ..Options::default() };
+    solve(decay, Solver::Tsit5, 0.0, 1.0, &Tensor::scalar(1.0), &(), &[], &o);
 }

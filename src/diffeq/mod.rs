@@ -3,10 +3,17 @@
 //! Built on the public API only: the fixed-step solvers ([`Solver::Euler`], [`Solver::Heun`],
 //! [`Solver::Midpoint`], [`Solver::Rk4`]) run one [`fori_loop`](crate::control::fori_loop) per interval between save
 //! times; the adaptive ones ([`Solver::Bosh3`], [`Solver::Dopri5`], [`Solver::Tsit5`]) run one
-//! [`while_loop_bounded`](crate::control::while_loop_bounded) per interval, with a PID step-size controller ([`Pid`]) on the RMS
-//! error norm scaled by `atol + rtol·|y|`. Save times are reached by stepping to each of them
-//! (no interpolation). Under [`jit`](crate::jit) the whole solve is one compiled program whose
-//! step is traced once. [`Options::fixed_steps`] makes an adaptive solver take fixed steps.
+//! [`while_loop_bounded`](crate::control::while_loop_bounded) over `[t0, t_last]`, with a PID step-size controller ([`Pid`]) on the
+//! RMS error norm scaled by `atol + rtol·|y|`. All three are first-same-as-last (FSAL): the
+//! last stage of an accepted step is the next step's first, carried in the loop, so a step
+//! costs `stages - 1` evaluations (`nfe = 1 + (accepted + rejected)·(stages - 1)`). Save times
+//! are filled by dense output inside the natural steps, so many save times cost no extra
+//! steps: Dopri5 with Shampine's order-4 continuous extension, Tsit5 with Tsitouras' order-4
+//! interpolant, Bosh3 with the cubic Hermite interpolant of `(y₀, f₀, y₁, f₁)` (order 3)
+//! ([`Tableau::dense`]); [`Options::step_to_save`] steps exactly to each save time instead
+//! (one loop per interval, as [`Gradient::Adjoint`] always does). Under [`jit`](crate::jit)
+//! the whole solve is one compiled program whose step is traced once. [`Options::fixed_steps`] makes an
+//! adaptive solver take fixed steps.
 //!
 //! Stiff problems: the implicit ESDIRK pairs [`Solver::Kvaerno3`] and [`Solver::Kvaerno5`]
 //! (Kværnø 2004; L-stable, stiffly accurate, explicit first stage), adaptive with the same
@@ -22,7 +29,14 @@
 //! Reverse mode differentiates through the Newton iterations that ran, with the iteration
 //! matrix under `stop_gradient` (it only preconditions the iteration; the stage values'
 //! derivatives converge with them), so no second derivatives of `f` are taken. They scale to
-//! small and medium states (a dense `n × n` Jacobian and LU per step).
+//! small and medium states (a dense `n × n` Jacobian and LU per step). They have no dense
+//! output yet: they step to each save time.
+//!
+//! Regularisation ([`Options::regularise`], [`Regularisers`]): the solve can return the
+//! accumulated local error estimate (ERNODE) and stiffness estimate (SRNODE) of Pal et al.
+//! (2021), "Opening the Blackbox", as differentiable scalars to add to a training loss: a
+//! neural vector field trained with them needs fewer steps at prediction time
+//! (`examples/neural_ode.rs`).
 //!
 //! Gradients ([`Gradient`]):
 //! * [`Gradient::Discretise`] (discretise-then-optimise): reverse mode through the loop; for
@@ -80,7 +94,7 @@ pub use tableau::{Solver, Tableau};
 
 use crate::{where_, DType, Tensor, Tree};
 use adjoint::adjoint_interval;
-use step::{interval, Field};
+use step::{adaptive, interval_reg, Field};
 
 /// How reverse mode differentiates a solve (forward mode is always `jvp` through the solve
 /// with [`Gradient::Discretise`]).
@@ -100,6 +114,8 @@ pub enum Gradient {
 /// let o = Options { rtol: 1e-8, atol: 1e-10, ..Options::default() };
 /// assert_eq!(o.max_steps, 4096);
 /// assert!(!o.fixed_steps);
+/// // Save times by dense output, no regularisers, unless asked for.
+/// assert!(!o.step_to_save && !o.regularise);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
@@ -115,13 +131,21 @@ pub struct Options {
     /// error control; with an implicit solver `rtol`/`atol` still set its Newton convergence
     /// test (a stage that does not converge gives result `2`). Default `false`.
     pub fixed_steps: bool,
-    /// The most steps (accepted and rejected) an adaptive solver takes per interval between
-    /// save times; then [`Solution::result`] is `1`.
+    /// The most steps (accepted and rejected) an adaptive solver takes: over the whole solve
+    /// with dense output, per interval between save times with `step_to_save`; then
+    /// [`Solution::result`] is `1`.
     pub max_steps: usize,
     /// The step-size controller.
     pub controller: Pid,
     /// The reverse-mode method.
     pub gradient: Gradient,
+    /// Adaptive solvers: step exactly to each save time (restarting the step-size guess at
+    /// each) instead of filling the save times by dense output from the natural steps. The
+    /// default `false` interpolates; [`Gradient::Adjoint`] always steps to the save times.
+    pub step_to_save: bool,
+    /// Compute the solver-heuristic regularisers of Pal et al. (2021) into
+    /// [`Solution::reg`] (adaptive solvers with [`Gradient::Discretise`]).
+    pub regularise: bool,
 }
 
 impl Default for Options {
@@ -134,8 +158,39 @@ impl Default for Options {
             max_steps: 4096,
             controller: Pid::default(),
             gradient: Gradient::Discretise,
+            step_to_save: false,
+            regularise: false,
         }
     }
+}
+
+/// The solver-heuristic regularisers of "Opening the Blackbox" (Pal et al. 2021), as
+/// differentiable f64 scalars (the controller's decisions are not differentiated; the
+/// quantities are, through the state and the vector field's parameters).
+///
+/// ```
+/// use cotangent::diffeq::{solve, Options, Solver};
+/// use cotangent::{grad, Tensor};
+/// let f = |_t: &Tensor, y: &Tensor, k: &Tensor| -(k * y);
+/// let opts = Options { regularise: true, ..Options::default() };
+/// let reg = |k: &Tensor| solve(f, Solver::Tsit5, 0.0, 1.0, &Tensor::scalar(1.0), k, &[], &opts).reg.unwrap();
+/// let r = reg(&Tensor::scalar(2.0));
+/// assert!(r.error.item::<f64>() > 0.0);
+/// // Shampine's estimate of the Lipschitz constant of f: about k per step.
+/// let steps = solve(f, Solver::Tsit5, 0.0, 1.0, &Tensor::scalar(1.0), &Tensor::scalar(2.0), &[], &opts).stats.accepted.item::<i64>();
+/// assert!((r.stiffness.item::<f64>() / steps as f64 - 2.0).abs() < 1e-6);
+/// let dk = grad(|k: &Tensor| reg(k).stiffness)(&Tensor::scalar(2.0));
+/// assert!((dk.item::<f64>() - steps as f64).abs() < 1e-6);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Regularisers {
+    /// ERNODE: `Σⱼ Eⱼ·|hⱼ|` over the accepted steps, `Eⱼ` the step's local error estimate in
+    /// the controller's scaled RMS norm (`atol + rtol·|y|`).
+    pub error: Tensor,
+    /// SRNODE: `Σⱼ Sⱼ` over the accepted steps, `Sⱼ = ‖k_s - k_{s-1}‖ / ‖g_s - g_{s-1}‖`
+    /// Shampine's stiffness (Lipschitz) estimate from the last two stages `kᵢ = f(gᵢ)` (both
+    /// at the step's end for Dopri5 and Tsit5).
+    pub stiffness: Tensor,
 }
 
 /// Counters of a solve, as `i64` scalars (summed over the intervals between save times).
@@ -161,6 +216,8 @@ pub struct Solution<Y> {
     /// `i64` scalar: `0` success, `1` `max_steps` reached, `2` non-finite state or error, or
     /// step underflow. The state after a failure is where the solver stopped.
     pub result: Tensor,
+    /// The regularisers, when [`Options::regularise`] asks for them.
+    pub reg: Option<Regularisers>,
 }
 
 impl<Y> Solution<Y> {
@@ -216,6 +273,23 @@ impl<Y> Solution<Y> {
 /// let sol = solve(f, Solver::Rk4, 0.0, pi, &y0, &(), &[pi / 2.0, pi], &opts);
 /// assert!(sol.ys[0].0.item::<f64>().abs() < 1e-8);
 /// assert!((sol.ys[1].0.item::<f64>() + 1.0).abs() < 1e-8);
+/// ```
+///
+/// Adaptive solvers fill the save times by interpolation inside their natural steps: a
+/// hundred save times take no more steps than one.
+///
+/// ```
+/// use cotangent::diffeq::{solve, Options, Solver};
+/// use cotangent::Tensor;
+/// let f = |_t: &Tensor, y: &Tensor, _: &()| -y;
+/// let opts = Options { rtol: 1e-8, atol: 1e-8, ..Options::default() };
+/// let ts: Vec<f64> = (1..=100).map(|i| i as f64 / 50.0).collect();
+/// let one = solve(f, Solver::Dopri5, 0.0, 2.0, &Tensor::scalar(1.0), &(), &[], &opts);
+/// let many = solve(f, Solver::Dopri5, 0.0, 2.0, &Tensor::scalar(1.0), &(), &ts, &opts);
+/// assert_eq!(many.stats.accepted.item::<i64>(), one.stats.accepted.item::<i64>());
+/// for (t, y) in ts.iter().zip(&many.ys) {
+///     assert!((y.item::<f64>() - (-t).exp()).abs() < 1e-7);
+/// }
 /// ```
 ///
 /// # Panics
@@ -274,18 +348,47 @@ pub fn solve<Y: Tree, P: Tree>(
             ));
         }
     }
+    if opts.regularise && (!solver.is_adaptive() || opts.gradient != Gradient::Discretise) {
+        fail(format!(
+            "Options::regularise needs an adaptive solver and Gradient::Discretise, got {solver:?} with {:?}",
+            opts.gradient
+        ));
+    }
     let mut y = y0.leaves();
+    let fl = |t: &Tensor, y: &[Tensor]| f(t, &y0.rebuild_from(y.to_vec()), args).leaves();
+    let field = Field { f: &fl, sign };
+    let s_end = ts.last().copied().unwrap_or(t1) * sign;
+    let dense = solver.is_adaptive()
+        && opts.gradient == Gradient::Discretise
+        && !opts.step_to_save
+        && !opts.fixed_steps
+        && s_end > t0 * sign
+        && step::Method::dense(&solver.tableau());
+    if dense {
+        // The natural steps over [t0, t_last]; save times filled by the interpolant.
+        let taus: Vec<f64> = ts.iter().map(|t| t * sign).collect();
+        let r = adaptive(&solver.tableau(), &field, t0 * sign, s_end, y, opts, Some(&taus), opts.regularise);
+        let saved = r.saved.expect("asked for dense output");
+        let ys = (0..ts.len()).map(|j| y0.rebuild_from(saved.iter().map(|b| b.index(j as isize)).collect())).collect();
+        let [accepted, rejected, nfe, code] = r.stats.map(|t| t.cast(DType::I64));
+        let reg = opts.regularise.then(|| {
+            let [error, stiffness] = r.reg;
+            Regularisers { error, stiffness }
+        });
+        return Solution { ts, ys, stats: Stats { accepted, rejected, nfe }, result: code, reg };
+    }
     let mut stats = [0.0, 0.0, 0.0, 0.0].map(Tensor::scalar);
+    let mut regs = [0.0, 0.0].map(Tensor::scalar);
     let mut ys = Vec::new();
     let mut s = t0 * sign;
     for &t in &ts {
         let (a, b) = (s, t * sign);
-        let (y_new, st) = match opts.gradient {
-            Gradient::Discretise => {
-                let fl = |t: &Tensor, y: &[Tensor]| f(t, &y0.rebuild_from(y.to_vec()), args).leaves();
-                interval(solver, &Field { f: &fl, sign }, a, b, y, opts)
+        let (y_new, st, rg) = match opts.gradient {
+            Gradient::Discretise => interval_reg(solver, &field, a, b, y, opts, opts.regularise),
+            Gradient::Adjoint => {
+                let (y, st) = adjoint_interval(&f, solver, sign, a, b, y0, y, args, opts);
+                (y, st, [0.0, 0.0].map(Tensor::scalar))
             }
-            Gradient::Adjoint => adjoint_interval(&f, solver, sign, a, b, y0, y, args, opts),
         };
         y = y_new;
         // Intervals after a failure are skipped (their result code is kept).
@@ -293,9 +396,16 @@ pub fn solve<Y: Tree, P: Tree>(
         for (acc, v) in stats.iter_mut().zip(st) {
             *acc = where_(&failed, &*acc, &(&*acc + v));
         }
+        for (acc, v) in regs.iter_mut().zip(rg) {
+            *acc = where_(&failed, &*acc, &(&*acc + v));
+        }
         ys.push(y0.rebuild_from(y.clone()));
         s = b;
     }
     let [accepted, rejected, nfe, code] = stats.map(|t| t.cast(DType::I64));
-    Solution { ts, ys, stats: Stats { accepted, rejected, nfe }, result: code }
+    let reg = opts.regularise.then(|| {
+        let [error, stiffness] = regs;
+        Regularisers { error, stiffness }
+    });
+    Solution { ts, ys, stats: Stats { accepted, rejected, nfe }, result: code, reg }
 }

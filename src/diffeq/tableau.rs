@@ -62,10 +62,11 @@ pub enum Solver {
     Kvaerno5,
 }
 
-/// A Butcher tableau: `c`, the lower `a` rows, weights `b`, and for embedded pairs the error
-/// weights `e = b - b̂`. Explicit methods hold the strictly lower triangle (row `i` holds
-/// `a[i][0..i]`); the implicit ones (ESDIRK: explicit first stage, diagonal `γ` after it) hold
-/// the diagonal too (row `i > 0` holds `a[i][0..=i]`, `a[i][i] = γ`).
+/// A Butcher tableau: `c`, the lower `a` rows, weights `b`, for embedded pairs the error
+/// weights `e = b - b̂`, and for the explicit adaptive methods a continuous extension
+/// `dense`. Explicit methods hold the strictly lower triangle (row `i` holds `a[i][0..i]`);
+/// the implicit ones (ESDIRK: explicit first stage, diagonal `γ` after it) hold the diagonal
+/// too (row `i > 0` holds `a[i][0..=i]`, `a[i][i] = γ`).
 #[derive(Clone, Debug)]
 pub struct Tableau {
     /// Stage times.
@@ -78,6 +79,101 @@ pub struct Tableau {
     pub e: Option<Vec<f64>>,
     /// Order of the solution.
     pub order: usize,
+    /// The continuous extension (dense output) of the adaptive methods: inside a step,
+    /// `y(t + θh) = y + h Σᵢ bᵢ(θ) kᵢ` with `bᵢ(θ) = Σₘ dense[i][m] θᵐ` (`bᵢ(0) = 0`,
+    /// `bᵢ(1) = bᵢ`). Dopri5: Shampine's order-4 extension (Hairer–Nørsett–Wanner II.6);
+    /// Tsit5: Tsitouras' order-4 polynomials; Bosh3: the cubic Hermite interpolant of
+    /// `(y, f(t, y), y₁, f(t + h, y₁))` (order 3), written in the stages (both derivatives are
+    /// stages of this first-same-as-last method).
+    pub dense: Option<Vec<Vec<f64>>>,
+}
+
+/// Polynomials in θ as ascending coefficient vectors.
+fn padd(a: &[f64], b: &[f64]) -> Vec<f64> {
+    (0..a.len().max(b.len())).map(|i| a.get(i).unwrap_or(&0.0) + b.get(i).unwrap_or(&0.0)).collect()
+}
+
+fn pmul(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; a.len() + b.len() - 1];
+    for (i, x) in a.iter().enumerate() {
+        for (j, y) in b.iter().enumerate() {
+            out[i + j] += x * y;
+        }
+    }
+    out
+}
+
+fn pscale(a: &[f64], k: f64) -> Vec<f64> {
+    a.iter().map(|x| x * k).collect()
+}
+
+fn delta(i: usize, j: usize) -> f64 {
+    if i == j {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Shampine's continuous extension of Dopri5 as `bᵢ(θ)`:
+/// `θbᵢ + θ(1-θ)(δᵢ₀ - bᵢ) + θ²(1-θ)(2bᵢ - δᵢ₀ - δᵢ₆) + θ²(1-θ)²dᵢ`.
+fn dopri5_dense(b: &[f64]) -> Vec<Vec<f64>> {
+    let d = [
+        -12715105075.0 / 11282082432.0,
+        0.0,
+        87487479700.0 / 32700410799.0,
+        -10690763975.0 / 1880347072.0,
+        701980252875.0 / 199316789632.0,
+        -1453857185.0 / 822651844.0,
+        69997945.0 / 29380423.0,
+    ];
+    let th = [0.0, 1.0];
+    let om = [1.0, -1.0];
+    let t_om = pmul(&th, &om);
+    let t2_om = pmul(&th, &t_om);
+    let t2_om2 = pmul(&t_om, &t_om);
+    (0..7)
+        .map(|i| {
+            let mut p = pscale(&th, b[i]);
+            p = padd(&p, &pscale(&t_om, delta(i, 0) - b[i]));
+            p = padd(&p, &pscale(&t2_om, 2.0 * b[i] - delta(i, 0) - delta(i, 6)));
+            padd(&p, &pscale(&t2_om2, d[i]))
+        })
+        .collect()
+}
+
+/// Tsitouras' interpolation polynomials for Tsit5, expanded from their factored forms.
+// The published digits, kept as printed.
+#[allow(clippy::excessive_precision)]
+fn tsit5_dense() -> Vec<Vec<f64>> {
+    let t = [0.0, 1.0];
+    let t2 = [0.0, 0.0, 1.0];
+    let lin = |r: f64| [-r, 1.0];
+    let quad = |p: f64, q: f64| [q, p, 1.0];
+    vec![
+        pscale(
+            &pmul(&pmul(&t, &lin(1.3299890189751412)), &quad(-1.4364028541716351, 0.7139816917074209)),
+            -1.0530884977290216,
+        ),
+        pscale(&pmul(&t2, &quad(-2.1966568338249754, 1.2949852507374631)), 0.1017),
+        pscale(&pmul(&t2, &quad(-2.38535645472061657, 1.57803468208092486)), 2.490627285651252793),
+        pscale(&pmul(&pmul(&t2, &lin(1.21712927295533244)), &lin(0.61620406037800089)), -16.54810288924490272),
+        pscale(&pmul(&pmul(&t2, &lin(1.203071208372362603)), &lin(0.658047292653547382)), 47.37952196281928122),
+        pscale(&pmul(&pmul(&t2, &lin(1.2)), &lin(0.666666666666666667)), -34.87065786149660974),
+        pscale(&pmul(&pmul(&t2, &lin(1.0)), &lin(0.6)), 2.5),
+    ]
+}
+
+/// The cubic Hermite interpolant of `(y, f₀, y₁, f₁)` for a first-same-as-last tableau with
+/// `s` stages: `y₁ - y = hΣbᵢkᵢ`, `f₀ = k₀`, `f₁ = k_{s-1}`.
+fn hermite_dense(b: &[f64]) -> Vec<Vec<f64>> {
+    let h01 = [0.0, 0.0, 3.0, -2.0];
+    let h10 = [0.0, 1.0, -2.0, 1.0];
+    let h11 = [0.0, 0.0, -1.0, 1.0];
+    let last = b.len() - 1;
+    (0..b.len())
+        .map(|i| padd(&padd(&pscale(&h01, b[i]), &pscale(&h10, delta(i, 0))), &pscale(&h11, delta(i, last))))
+        .collect()
 }
 
 impl Solver {
@@ -117,19 +213,30 @@ impl Solver {
     pub fn tableau(self) -> Tableau {
         let sub = |b: &[f64], bh: &[f64]| Some(b.iter().zip(bh).map(|(x, y)| x - y).collect());
         match self {
-            Solver::Euler => Tableau { c: vec![0.0], a: vec![vec![]], b: vec![1.0], e: None, order: 1 },
-            Solver::Heun => {
-                Tableau { c: vec![0.0, 1.0], a: vec![vec![], vec![1.0]], b: vec![0.5, 0.5], e: None, order: 2 }
-            }
-            Solver::Midpoint => {
-                Tableau { c: vec![0.0, 0.5], a: vec![vec![], vec![0.5]], b: vec![0.0, 1.0], e: None, order: 2 }
-            }
+            Solver::Euler => Tableau { c: vec![0.0], a: vec![vec![]], b: vec![1.0], e: None, order: 1, dense: None },
+            Solver::Heun => Tableau {
+                c: vec![0.0, 1.0],
+                a: vec![vec![], vec![1.0]],
+                b: vec![0.5, 0.5],
+                e: None,
+                order: 2,
+                dense: None,
+            },
+            Solver::Midpoint => Tableau {
+                c: vec![0.0, 0.5],
+                a: vec![vec![], vec![0.5]],
+                b: vec![0.0, 1.0],
+                e: None,
+                order: 2,
+                dense: None,
+            },
             Solver::Rk4 => Tableau {
                 c: vec![0.0, 0.5, 0.5, 1.0],
                 a: vec![vec![], vec![0.5], vec![0.0, 0.5], vec![0.0, 0.0, 1.0]],
                 b: vec![1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0],
                 e: None,
                 order: 4,
+                dense: None,
             },
             Solver::Bosh3 => {
                 let b = [2.0 / 9.0, 1.0 / 3.0, 4.0 / 9.0, 0.0];
@@ -139,6 +246,7 @@ impl Solver {
                     b: b.to_vec(),
                     e: sub(&b, &[7.0 / 24.0, 0.25, 1.0 / 3.0, 0.125]),
                     order: 3,
+                    dense: Some(hermite_dense(&b)),
                 }
             }
             Solver::Dopri5 => {
@@ -166,6 +274,7 @@ impl Solver {
                     b: b.to_vec(),
                     e: sub(&b, &bh),
                     order: 5,
+                    dense: Some(dopri5_dense(&b)),
                 }
             }
             Solver::Tsit5 => {
@@ -206,6 +315,7 @@ impl Solver {
                         1.0 / 66.0,
                     ]),
                     order: 5,
+                    dense: Some(tsit5_dense()),
                 }
             }
             Solver::Kvaerno3 => {
@@ -224,6 +334,7 @@ impl Solver {
                     // The embedded solution is the third stage.
                     e: sub(&b, &[a31, a32, g, 0.0]),
                     order: 3,
+                    dense: None,
                 }
             }
             Solver::Kvaerno5 => {
@@ -253,6 +364,7 @@ impl Solver {
                     // The embedded solution is the sixth stage.
                     e: sub(&b, &[r6[0], r6[1], r6[2], r6[3], r6[4], r6[5], 0.0]),
                     order: 5,
+                    dense: None,
                 }
             }
         }
