@@ -349,9 +349,9 @@ fn w9_neural_ode() {
         (sol.ys[0].square().mean_all(), sol.stats, sol.result)
     };
     // Counts (outside the timed rows).
-    let (stats, code) = jit(|p: &Vec<Tensor>| {
-        let (_, st, code) = loss(p, Gradient::Discretise);
-        ((st.nfe, st.accepted, st.rejected), code)
+    let (value, stats, code) = jit(|p: &Vec<Tensor>| {
+        let (l, st, code) = loss(p, Gradient::Discretise);
+        (l, (st.nfe, st.accepted, st.rejected), code)
     })(&params);
     assert_eq!(code.item::<i64>(), 0, "w9: the forward solve failed");
     let (nfe, acc, rej) = (stats.0.item::<i64>(), stats.1.item::<i64>(), stats.2.item::<i64>());
@@ -391,14 +391,16 @@ fn w9_neural_ode() {
         let sol = solve(aug, Solver::Dopri5, -1.0, 0.0, &z1, p, &[], &opts(Gradient::Discretise));
         (sol.stats.nfe, sol.stats.accepted, sol.stats.rejected)
     })(&params);
-    // Discretise-then-optimise: reverse mode through `while_loop_bounded`'s nest of
-    // L = ceil(log10(max_steps)) levels recomputes the forward steps once per level and then
-    // evaluates one vjp per stage of each step.
+    // Discretise-then-optimise, by the structure of reverse mode through `while_loop_bounded`'s
+    // nest of L = ceil(log10(max_steps)) levels (checked with COTANGENT_PROFILE=1: the step
+    // body runs L + 1 times per step, then its vjp, which evaluates f once more): (L + 2)·nfe
+    // evaluations of f and nfe vjps, counted as diffrax's line counts them.
     let levels = (Options::default().max_steps as f64).log10().ceil() as i64;
     println!(
-        "# w9 nfe cotangent: forward {nfe} ({acc} accepted, {rej} rejected steps, Dopri5 without FSAL: 7 per step + 1 for the first step); \
-         discretise backward {} f + {} vjp (L = {levels} recomputation sweeps); adjoint backward {} f+vjp ({} accepted, {} rejected)",
-        nfe * levels,
+        "# w9 nfe cotangent (loss {:.6e}): forward {nfe} ({acc} accepted, {rej} rejected steps, Dopri5 without FSAL: 7 per step + 1 for the first step); \
+         value_and_grad {} f + {} vjp (L = {levels} recomputation sweeps); adjoint backward {} f+vjp ({} accepted, {} rejected)",
+        value.item::<f64>(),
+        nfe * (levels + 2),
         nfe,
         back.0.item::<i64>(),
         back.1.item::<i64>(),

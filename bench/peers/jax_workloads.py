@@ -232,4 +232,5 @@ if want("w9"):
         line.append(f"{name}: forward {forward} ({int(stats['num_accepted_steps'])} accepted, "
                     f"{int(stats['num_rejected_steps'])} rejected steps), value_and_grad {counts['f']} f + {counts['vjp']} vjp")
         counts.update(f=0, vjp=0)
-    print("# w9 nfe diffrax: " + "; ".join(line), flush=True)
+    value = float(jax.jit(lambda p: node_loss(p, rca))(params))
+    print(f"# w9 nfe diffrax (loss {value:.6e}): " + "; ".join(line), flush=True)

@@ -157,4 +157,6 @@ if want("w9"):
         back = func.nfe - forward
         how = "autograd through the stored graph" if solver is odeint else f"{back} f+vjp"
         line.append(f"{name}: forward {forward}, backward {how}")
-    print("# w9 nfe torchdiffeq: " + "; ".join(line), flush=True)
+    with torch.no_grad():
+        value = float(node_loss(odeint))
+    print(f"# w9 nfe torchdiffeq (loss {value:.6e}): " + "; ".join(line), flush=True)
