@@ -14,14 +14,19 @@ cd "$(dirname "$0")/.."
 filter="${1:-}"
 rounds="${ROUNDS:-3}"
 venv=bench/.venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import jax, torch" 2>/dev/null; then
-  echo "installing jax and torch into $venv (first run only)..." >&2
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import jax, torch, diffrax, torchdiffeq" 2>/dev/null; then
+  echo "installing jax, diffrax, torch and torchdiffeq into $venv (first run only)..." >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "jax[cpu]" torch numpy
+  "$venv/bin/pip" install -q "jax[cpu]" diffrax numpy
+  # PyTorch's CPU-only wheel; where its index cannot be reached, the default wheel (which
+  # also pulls CUDA libraries, unused here).
+  "$venv/bin/pip" install -q --retries 1 --timeout 15 --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null \
+    || "$venv/bin/pip" install -q torch
+  "$venv/bin/pip" install -q torchdiffeq
 fi
 cargo bench -q --bench workloads --no-run 2>/dev/null || cargo bench --bench workloads --no-run
 out=$(mktemp -d)
-groups="w0 w1 w2 w3 w4 w5 w6 w7 w8 w10"
+groups="w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10"
 for r in $(seq 1 "$rounds"); do
   for g in $groups; do
     case "$g" in "$filter"*|"${filter:0:2}") ;; *) [ -n "$filter" ] && continue ;; esac
@@ -54,9 +59,12 @@ for k in ct:
 # Taylor-mode Laplacian (cotangent) against JAX's jitted trace(hessian) on the same workload.
 if "w3-laplacian-taylor" in ct and "w3-laplacian" in jx:
     print(f"w3: cotangent laplacian (Taylor) / jax trace(hessian): {ct['w3-laplacian-taylor'] / jx['w3-laplacian']:.2f}")
-# Peak memory lines ("# w7 peak memory ..."), last round of each.
-for name in ("cotangent", "jax"):
-    lines = [l for l in (d / f"{name}.txt").read_text().split("\n") if l.startswith("# ")]
-    if lines:
-        print(f"{name}: {lines[-1][2:]}")
+# Comment lines ("# w7 peak memory ...", "# w9 nfe ..."): the last round's of each workload.
+for name in ("cotangent", "jax", "torch"):
+    last = {}
+    for l in (d / f"{name}.txt").read_text().split("\n"):
+        if l.startswith("# "):
+            last[l.split()[1]] = l
+    for l in last.values():
+        print(f"{name}: {l[2:]}")
 PY

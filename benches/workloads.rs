@@ -293,6 +293,10 @@ fn main() {
         }
     }
 
+    if want("w9") {
+        w9_neural_ode();
+    }
+
     if want("w8") {
         // Linear algebra (issue 14): value and gradient of logdet of a 256x256 SPD matrix
         // (f64, through Cholesky) and of sum(sqrtm(A)) over 32 SPD 64x64 matrices (f32,
@@ -318,4 +322,88 @@ fn main() {
             }),
         );
     }
+}
+
+/// w9: a neural ODE's loss and gradient. Vector field: MLP 2-64-64-2 (tanh), f64, Glorot
+/// weights times 2 and zero biases (`mlp_params`, seed 90; identical in the peers: at Glorot
+/// scale the field is nearly linear and Dopri5 takes 3 steps); 256 initial states (seed 91); Dopri5 with rtol = atol = 1e-6 from t = 0 to 1, first step chosen by the
+/// solver; loss = mean of the final state's squares. Rows: the forward solve, value and
+/// gradient with respect to the MLP's parameters discretise-then-optimise and by the
+/// continuous adjoint. Comment lines give the function evaluations of each.
+fn w9_neural_ode() {
+    use cotangent::diffeq::{solve, Gradient, Options, Solver};
+    let params: Vec<Tensor> = mlp_params(&[2, 64, 64, 2], DType::F64, 90)
+        .into_iter()
+        .map(|p| if p.rank() == 2 { p * 2.0 } else { p })
+        .collect();
+    let y0 = tensor(&[256, 2], 91, 1.0, DType::F64);
+    let field = |_t: &Tensor, y: &Tensor, p: &Vec<Tensor>| {
+        let h1 = (y.matmul(&p[0]) + &p[1]).tanh();
+        let h2 = (h1.matmul(&p[2]) + &p[3]).tanh();
+        h2.matmul(&p[4]) + &p[5]
+    };
+    let opts = |gradient| Options { rtol: 1e-6, atol: 1e-6, gradient, ..Options::default() };
+    let y0 = &y0;
+    let loss = move |p: &Vec<Tensor>, gradient| {
+        let sol = solve(field, Solver::Dopri5, 0.0, 1.0, y0, p, &[], &opts(gradient));
+        (sol.ys[0].square().mean_all(), sol.stats, sol.result)
+    };
+    // Counts (outside the timed rows).
+    let (value, stats, code) = jit(|p: &Vec<Tensor>| {
+        let (l, st, code) = loss(p, Gradient::Discretise);
+        (l, (st.nfe, st.accepted, st.rejected), code)
+    })(&params);
+    assert_eq!(code.item::<i64>(), 0, "w9: the forward solve failed");
+    let (nfe, acc, rej) = (stats.0.item::<i64>(), stats.1.item::<i64>(), stats.2.item::<i64>());
+    let fwd = jit(move |p: &Vec<Tensor>| loss(p, Gradient::Discretise).0);
+    report(
+        "w9-node-forward",
+        median_seconds(|| {
+            black_box(fwd(&params));
+        }),
+    );
+    let vg = value_and_grad(move |p: &Vec<Tensor>| loss(p, Gradient::Discretise).0);
+    report(
+        "w9-node-grad",
+        median_seconds(|| {
+            black_box(vg(&params));
+        }),
+    );
+    let vga = value_and_grad(move |p: &Vec<Tensor>| loss(p, Gradient::Adjoint).0);
+    report(
+        "w9-node-grad-adjoint",
+        median_seconds(|| {
+            black_box(vga(&params));
+        }),
+    );
+    // The adjoint's backward solve, as Gradient::Adjoint runs it (augmented state (y, a, g)
+    // from t = 1 back to 0 in the variable u = -t, the same solver and tolerances), to count
+    // its evaluations (each an evaluation of f and its vjp).
+    let back = jit(move |p: &Vec<Tensor>| {
+        let y1 = solve(field, Solver::Dopri5, 0.0, 1.0, y0, p, &[], &opts(Gradient::Discretise)).ys[0].clone();
+        let a1 = grad(|y: &Tensor| y.square().mean_all())(&y1);
+        let aug = |u: &Tensor, (y, a, _g): &(Tensor, Tensor, Vec<Tensor>), p: &Vec<Tensor>| {
+            let (fv, pb) = vjp(|(y, p): &(Tensor, Vec<Tensor>)| field(&-u, y, p), &(y.clone(), p.clone()));
+            let (ay, ap) = pb.call(a);
+            (-fv, ay, ap)
+        };
+        let z1 = (y1, a1, p.iter().map(Tensor::zeros_like).collect::<Vec<_>>());
+        let sol = solve(aug, Solver::Dopri5, -1.0, 0.0, &z1, p, &[], &opts(Gradient::Discretise));
+        (sol.stats.nfe, sol.stats.accepted, sol.stats.rejected)
+    })(&params);
+    // Discretise-then-optimise, by the structure of reverse mode through `while_loop_bounded`'s
+    // nest of L = ceil(log10(max_steps)) levels (checked with COTANGENT_PROFILE=1: the step
+    // body runs L + 1 times per step, then its vjp, which evaluates f once more): (L + 2)·nfe
+    // evaluations of f and nfe vjps, counted as diffrax's line counts them.
+    let levels = (Options::default().max_steps as f64).log10().ceil() as i64;
+    println!(
+        "# w9 nfe cotangent (loss {:.6e}): forward {nfe} ({acc} accepted, {rej} rejected steps, Dopri5 without FSAL: 7 per step + 1 for the first step); \
+         value_and_grad {} f + {} vjp (L = {levels} recomputation sweeps); adjoint backward {} f+vjp ({} accepted, {} rejected)",
+        value.item::<f64>(),
+        nfe * (levels + 2),
+        nfe,
+        back.0.item::<i64>(),
+        back.1.item::<i64>(),
+        back.2.item::<i64>()
+    );
 }

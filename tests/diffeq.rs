@@ -772,3 +772,25 @@ fn regularisers_with_the_adjoint_are_an_error() {
     let o = Options { regularise: true, gradient: Gradient::Adjoint, ..Options::default() };
     solve(decay, Solver::Tsit5, 0.0, 1.0, &Tensor::scalar(1.0), &(), &[], &o);
 }
+
+// ---- w9: the continuous adjoint of a time-dependent vector field ----
+
+/// y' = -k·t·y from t0 to t1: y(t1) = y0·exp(-k(t1² - t0²)/2), so dy(t1)/dk = -(t1² - t0²)/2 · y(t1)
+/// and dy(t1)/dy0 = y(t1)/y0. The adjoint's backward solve must evaluate f at the forward
+/// times (forward and backward in time, from a nonzero start so that the times' signs matter).
+#[test]
+fn adjoint_gradients_of_a_time_dependent_field_match_the_closed_form() {
+    let f = |t: &Tensor, y: &Tensor, k: &Tensor| -(k * t * y);
+    for (t0, t1, dt0) in [(0.5, 1.5, None), (1.5, 0.5, Some(-0.1))] {
+        let o = Options { rtol: 1e-10, atol: 1e-10, dt0, gradient: Gradient::Adjoint, ..Options::default() };
+        let (k, y0) = (0.7, 1.3);
+        let y1 = y0 * (-k * (t1 * t1 - t0 * t0) / 2.0f64).exp();
+        let l = |(k, y0): &(Tensor, Tensor)| solve(f, Solver::Dopri5, t0, t1, y0, k, &[], &o).ys[0].clone();
+        let (v, (dk, dy0)) = value_and_grad(l)(&(Tensor::scalar(k), Tensor::scalar(y0)));
+        assert!((v.item::<f64>() - y1).abs() < 1e-8, "[{t0}, {t1}]: y(t1) = {v}, expected {y1}");
+        let (dk, dy0) = (dk.item::<f64>(), dy0.item::<f64>());
+        let want_dk = -(t1 * t1 - t0 * t0) / 2.0 * y1;
+        assert!((dk - want_dk).abs() < 1e-7, "[{t0}, {t1}]: dy/dk = {dk}, expected {want_dk}");
+        assert!((dy0 - y1 / y0).abs() < 1e-7, "[{t0}, {t1}]: dy/dy0 = {dy0}, expected {}", y1 / y0);
+    }
+}

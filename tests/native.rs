@@ -330,3 +330,34 @@ fn build_costs_are_none_without_loops_and_zero_once_cached() {
         assert!(same_bits(&plan.run(&[x.clone()])[0], &native.run(&[x])[0]));
     });
 }
+
+// ---- w9 (neural ODE benchmark): loops inside nested loops are compiled too ----
+
+/// `while_loop_bounded` is a nest of conds and scans, some of whose sub-plans hold nothing
+/// but the next structured step: the loops of the body, several levels down, are compiled
+/// with the plan all the same, and agree bitwise with the interpreter.
+#[test]
+fn loops_deep_inside_nested_loops_are_compiled() {
+    use cotangent::compile::{optimize, Plan};
+    use cotangent::control::while_loop_bounded;
+    if !native_available() {
+        return;
+    }
+    let ty = TensorType::new(DType::F64, vec![64, 64]);
+    let g = trace_graph(&[ty], |x| {
+        let body = |(k, y): &(Tensor, Tensor)| (k + 1.0, (y * 0.9 + 0.1).tanh());
+        let (_, y) =
+            while_loop_bounded(|(k, _): &(Tensor, Tensor)| k.lt(7.0), body, &(Tensor::scalar(0.0), x[0].clone()), 1000);
+        vec![y]
+    });
+    with_native_mode(NativeMode::Always, || {
+        let plan = Plan::interpreted(&optimize(&g));
+        let native = plan.with_native_loops().expect("loops to compile");
+        let dump = native.dump();
+        let loops: Vec<&str> = dump.lines().filter(|l| l.contains("fused[64, 64]")).collect();
+        assert!(!loops.is_empty(), "{dump}");
+        assert!(loops.iter().all(|l| l.contains("native fused")), "a [64, 64] loop left interpreted:\n{dump}");
+        let x = Tensor::from_vec((0..4096).map(|i| (i % 17) as f64 / 8.0 - 1.0).collect(), &[64, 64]);
+        assert!(same_bits(&plan.run(std::slice::from_ref(&x))[0], &native.run(&[x])[0]));
+    });
+}

@@ -47,3 +47,11 @@ def mlp_arrays(sizes, seed):
         p.append(uniform(a * b, seed + k, scale).reshape(a, b))
         p.append(np.zeros(b))
     return p
+
+
+def node_arrays():
+    """w9: the vector field's MLP 2-64-64-2 (Glorot-uniform weights times 2, zero biases; at
+    Glorot scale the field is nearly linear and Dopri5 takes 3 steps) and 256 initial states,
+    as benches/workloads.rs makes them."""
+    p = [a * 2.0 if a.ndim == 2 else a for a in mlp_arrays([2, 64, 64, 2], 90)]
+    return p, uniform(256 * 2, 91, 1.0).reshape(256, 2)

@@ -167,3 +167,70 @@ if want("w8"):
 
     report("w8-sqrtm", run(jax.jit(jax.value_and_grad(sqrtm_sum)), spd((32,), 64, 9, jnp.float32)))
 
+
+if want("w9"):
+    # Neural ODE (see benches/workloads.rs): diffrax Dopri5, PIDController(rtol=atol=1e-6),
+    # dt0 chosen by the solver, loss = mean of the final state's squares.
+    import diffrax
+    from common import node_arrays
+
+    arrays, y0 = node_arrays()
+    params = [jnp.asarray(a) for a in arrays]
+    y0 = jnp.asarray(y0)
+
+    def field(p, y):
+        h1 = jnp.tanh(y @ p[0] + p[1])
+        h2 = jnp.tanh(h1 @ p[2] + p[3])
+        return h2 @ p[4] + p[5]
+
+    def node_solve(p, adjoint, vf=field):
+        term = diffrax.ODETerm(lambda t, y, p: vf(p, y))
+        ctrl = diffrax.PIDController(rtol=1e-6, atol=1e-6)
+        return diffrax.diffeqsolve(term, diffrax.Dopri5(), t0=0.0, t1=1.0, dt0=None, y0=y0, args=p,
+                                   stepsize_controller=ctrl, adjoint=adjoint, max_steps=4096)
+
+    def node_loss(p, adjoint, vf=field):
+        return (node_solve(p, adjoint, vf).ys[-1] ** 2).mean()
+
+    rca = diffrax.RecursiveCheckpointAdjoint()
+    report("w9-node-forward", run(jax.jit(lambda p: node_loss(p, rca)), params))
+    report("w9-node-grad", run(jax.jit(jax.value_and_grad(lambda p: node_loss(p, rca))), params))
+    report("w9-node-grad-adjoint", run(jax.jit(jax.value_and_grad(lambda p: node_loss(p, diffrax.BacksolveAdjoint()))), params))
+
+    # Counts (outside the timed rows): a vector field that reports each evaluation and each
+    # vjp of itself to the host.
+    counts = {"f": 0, "vjp": 0}
+
+    def bump(k):
+        def cb():
+            counts[k] += 1
+        return cb
+
+    @jax.custom_vjp
+    def counted(p, y):
+        jax.debug.callback(bump("f"))
+        return field(p, y)
+
+    def counted_fwd(p, y):
+        jax.debug.callback(bump("f"))
+        out, pb = jax.vjp(field, p, y)
+        return out, (p, y)
+
+    def counted_bwd(res, ct):
+        jax.debug.callback(bump("vjp"))
+        return jax.vjp(field, *res)[1](ct)
+
+    counted.defvjp(counted_fwd, counted_bwd)
+    line = []
+    for name, adjoint in (("recursive-checkpoint", rca), ("backsolve", diffrax.BacksolveAdjoint())):
+        stats = jax.jit(lambda p: node_solve(p, adjoint, counted).stats)(params)
+        jax.effects_barrier()
+        forward = counts["f"]
+        counts.update(f=0, vjp=0)
+        jax.block_until_ready(jax.jit(jax.grad(lambda p: node_loss(p, adjoint, counted)))(params))
+        jax.effects_barrier()
+        line.append(f"{name}: forward {forward} ({int(stats['num_accepted_steps'])} accepted, "
+                    f"{int(stats['num_rejected_steps'])} rejected steps), value_and_grad {counts['f']} f + {counts['vjp']} vjp")
+        counts.update(f=0, vjp=0)
+    value = float(jax.jit(lambda p: node_loss(p, rca))(params))
+    print(f"# w9 nfe diffrax (loss {value:.6e}): " + "; ".join(line), flush=True)

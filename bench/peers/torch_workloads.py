@@ -106,3 +106,57 @@ if want("w8"):
     a = spd((32,), 64, 9, torch.float32)
     report("w8-sqrtm", median_seconds(lambda: grad_and_value(sqrtm_sum)(a)))
 
+
+if want("w9"):
+    # Neural ODE (see benches/workloads.rs): torchdiffeq dopri5, rtol = atol = 1e-6, first step
+    # chosen by the solver, loss = mean of the final state's squares; autograd through the
+    # solver (odeint) and the continuous adjoint (odeint_adjoint).
+    from torchdiffeq import odeint, odeint_adjoint
+    from common import node_arrays
+
+    # One thread: the operations are small (256 x 64), and OpenMP's two threads spin-wait
+    # badly on a busy 2-core machine (a 256x64 tanh(a @ b) measured 60x slower than on one).
+    torch.set_num_threads(1)
+    arrays, y0 = node_arrays()
+    y0 = torch.tensor(y0, dtype=torch.float64)
+    ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
+
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor(a, dtype=torch.float64)) for a in arrays])
+            self.nfe = 0
+
+        def forward(self, t, y):
+            self.nfe += 1
+            p = self.p
+            h1 = torch.tanh(y @ p[0] + p[1])
+            h2 = torch.tanh(h1 @ p[2] + p[3])
+            return h2 @ p[4] + p[5]
+
+    func = Field()
+    params = list(func.parameters())
+
+    def node_loss(solver):
+        return (solver(func, y0, ts, rtol=1e-6, atol=1e-6, method="dopri5")[-1] ** 2).mean()
+
+    def value_and_grad(solver):
+        loss = node_loss(solver)
+        return loss, torch.autograd.grad(loss, params)
+
+    with torch.no_grad():
+        report("w9-node-forward", median_seconds(lambda: node_loss(odeint)))
+    report("w9-node-grad", median_seconds(lambda: value_and_grad(odeint)))
+    report("w9-node-grad-adjoint", median_seconds(lambda: value_and_grad(odeint_adjoint)))
+    line = []
+    for name, solver in (("odeint", odeint), ("odeint_adjoint", odeint_adjoint)):
+        func.nfe = 0
+        loss = node_loss(solver)
+        forward = func.nfe
+        torch.autograd.grad(loss, params)
+        back = func.nfe - forward
+        how = "autograd through the stored graph" if solver is odeint else f"{back} f+vjp"
+        line.append(f"{name}: forward {forward}, backward {how}")
+    with torch.no_grad():
+        value = float(node_loss(odeint))
+    print(f"# w9 nfe torchdiffeq (loss {value:.6e}): " + "; ".join(line), flush=True)

@@ -872,7 +872,9 @@ impl Plan {
     pub fn compile_native(&mut self) {
         for step in self.steps.iter_mut() {
             if let Step::Multi { subs, .. } = step {
-                if subs.iter().any(|p| !p.interpreted_loops().is_empty()) {
+                // At any depth: a loop nest (`while_loop_bounded`: conds around scans around
+                // conds ...) has sub-plans whose only step is another structured one.
+                if subs.iter().any(Plan::has_interpreted_loops) {
                     let compiled: Vec<Plan> =
                         subs.iter().map(|p| p.with_native_loops().unwrap_or_else(|| p.duplicate())).collect();
                     *subs = Arc::new(compiled);
@@ -907,6 +909,15 @@ impl Plan {
                     .sum::<usize>()
         };
         (compiled(&copy) > compiled(self)).then_some(copy)
+    }
+
+    /// Whether this plan or any sub-plan, at any depth, has a loop not compiled yet.
+    fn has_interpreted_loops(&self) -> bool {
+        self.steps.iter().any(|s| match s {
+            Step::Fused { native: None, .. } => true,
+            Step::Multi { subs, .. } => subs.iter().any(Plan::has_interpreted_loops),
+            Step::Fused { .. } | Step::Kernel { .. } => false,
+        })
     }
 
     /// Number of native loops, sub-plans included.

@@ -42,7 +42,9 @@ pub(super) fn adjoint_interval<Y: Tree, P: Tree>(
         let p_leaves = pl.to_vec();
         // Augmented state (y, a, g) integrated in the reversed variable u = -s from -b to -a:
         // d/du (y, a, g) = (-f, aᵀ∂f/∂y, aᵀ∂f/∂p) with f in the forward variable s.
-        let aug = |t: &Tensor, z: &[Tensor]| -> Vec<Tensor> {
+        let aug = |u: &Tensor, z: &[Tensor]| -> Vec<Tensor> {
+            // f is evaluated at the forward time t = sign·s = -sign·u.
+            let t = &-(u * sign);
             let (yz, rest) = z.split_at(ny);
             let az = &rest[..ny];
             let fy = |x: &Vec<Tensor>| {
