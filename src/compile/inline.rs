@@ -222,10 +222,11 @@ fn emit_cone(
     dtypes: &mut Vec<crate::DType>,
     input: &mut dyn FnMut(usize) -> usize,
 ) -> Option<usize> {
-    let mut reg: HashMap<usize, usize> = HashMap::with_capacity(live.len());
+    // The consumer register of producer instruction `live[j]` (`live` is sorted).
+    let mut reg: Vec<usize> = Vec::with_capacity(live.len());
     for &i in live {
         let ins = &producer.instrs[i];
-        let r = |x: &usize| reg[x];
+        let r = |x: &usize| reg[live.binary_search(x).expect("operands are in the cone")];
         let new = match ins {
             Instr::Load { input: k, kind } => {
                 let composed = map.compose(kind, &producer.shape, consumer_shape)?;
@@ -246,9 +247,9 @@ fn emit_cone(
         };
         instrs.push(new);
         dtypes.push(producer.dtypes[i]);
-        reg.insert(i, instrs.len() - 1);
+        reg.push(instrs.len() - 1);
     }
-    let mut result = reg[&out];
+    let mut result = reg[live.binary_search(&out).expect("the root is in its cone")];
     if let Some(fill) = map.fill {
         instrs.push(Instr::Mask { value: result, valid: map.inside.clone(), fill });
         dtypes.push(producer.dtypes[out]);
@@ -274,8 +275,16 @@ fn inline_into(
         return None;
     }
     let mut new_ins: Vec<usize> = ins.to_vec();
-    let mut instrs = Vec::new();
-    let mut dtypes = Vec::new();
+    // Each load of the slot becomes the cone (and maybe a mask): at least this many
+    // instructions, and at most `reads` more.
+    let reads =
+        consumer.instrs.iter().filter(|i| matches!(i, Instr::Load { input, .. } if ins[*input] == slot)).count();
+    let size = consumer.instrs.len() - reads + reads * live.len();
+    if size > MAX_PROGRAM {
+        return None;
+    }
+    let mut instrs = Vec::with_capacity(size + reads);
+    let mut dtypes = Vec::with_capacity(size + reads);
     let mut reg = vec![usize::MAX; consumer.instrs.len()];
     for (i, ins_i) in consumer.instrs.iter().enumerate() {
         let r = |x: &usize| reg[*x];
@@ -475,8 +484,11 @@ pub(super) fn fuse_through_views(
                 continue;
             }
             for (c, (prog, ins)) in rewritten {
-                for &v in &ins {
-                    readers.entry(v).or_default().push(c);
+                // The consumer now also reads the producer's inputs.
+                for &v in &producer_ins {
+                    if ins.contains(&v) {
+                        readers.entry(v).or_default().push(c);
+                    }
                 }
                 if let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] {
                     *cp = prog;

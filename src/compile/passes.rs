@@ -78,17 +78,23 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
     }
 }
 
-/// A key identifying a node's computation, for common-subexpression elimination.
-fn cse_key(prim: &Prim, inputs: &[Var]) -> String {
-    let mut head = match prim {
-        Prim::Constant(a) => format!("constant@{:p}", Arc::as_ptr(a)),
-        p => p.to_string(),
-    };
-    // Structured primitives are equal only with the same sub-graphs.
-    for sub in prim.subgraphs() {
-        head.push_str(&format!(" sub@{:p}", Arc::as_ptr(&sub.0)));
-    }
-    // Commutative operations are exactly commutative in IEEE arithmetic: order their operands.
+/// The values already computed, for common-subexpression elimination.
+///
+/// Most nodes are found by a cheap hash of their primitive's kind (and element-wise
+/// operation) and operands, and told apart from other nodes of that bucket by comparing
+/// primitives: equal parameters, equal operands (in order, or as a sorted pair for
+/// commutative operations). Constants are equal only as the same array, and structured
+/// primitives only with the same sub-graphs; these (rare) nodes keep a key naming those
+/// identities.
+#[derive(Default)]
+struct Seen {
+    plain: HashMap<(std::mem::Discriminant<Prim>, u64, Vec<Var>), Vec<Var>>,
+    keyed: HashMap<String, Var>,
+}
+
+/// Commutative operations are exactly commutative in IEEE arithmetic: their operands are
+/// compared sorted.
+fn operand_order(prim: &Prim, inputs: &[Var]) -> Vec<Var> {
     let mut ins = inputs.to_vec();
     if let Prim::Binary(op) = prim {
         use BinaryOp::*;
@@ -96,11 +102,61 @@ fn cse_key(prim: &Prim, inputs: &[Var]) -> String {
             ins.sort_unstable();
         }
     }
-    let mut key = head;
-    for v in ins {
-        key.push_str(&format!(" %{}", v.0));
+    ins
+}
+
+impl Seen {
+    /// The key of the nodes compared by identity (constants, structured primitives).
+    fn identity_key(prim: &Prim, ins: &[Var]) -> Option<String> {
+        let subs = prim.subgraphs();
+        if !matches!(prim, Prim::Constant(_)) && subs.is_empty() {
+            return None;
+        }
+        let mut key = match prim {
+            Prim::Constant(a) => format!("constant@{:p}", Arc::as_ptr(a)),
+            p => p.to_string(),
+        };
+        for sub in subs {
+            key.push_str(&format!(" sub@{:p}", Arc::as_ptr(&sub.0)));
+        }
+        for v in ins {
+            key.push_str(&format!(" %{}", v.0));
+        }
+        Some(key)
     }
-    key
+
+    fn plain_key(prim: &Prim, ins: Vec<Var>) -> (std::mem::Discriminant<Prim>, u64, Vec<Var>) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match prim {
+            Prim::Unary(op) => op.hash(&mut h),
+            Prim::Binary(op) => op.hash(&mut h),
+            Prim::Proj(k) => k.hash(&mut h),
+            _ => {}
+        }
+        (std::mem::discriminant(prim), h.finish(), ins)
+    }
+
+    /// An existing node computing `prim(ins)` in `out`.
+    fn find(&self, out: &Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
+        let sorted = operand_order(prim, ins);
+        if let Some(key) = Seen::identity_key(prim, &sorted) {
+            return self.keyed.get(&key).copied();
+        }
+        let bucket = self.plain.get(&Seen::plain_key(prim, sorted))?;
+        bucket.iter().copied().find(|v| out.nodes[v.index()].prim == *prim)
+    }
+
+    /// Records that `v` computes `prim(ins)`.
+    fn insert(&mut self, prim: &Prim, ins: &[Var], v: Var) {
+        let sorted = operand_order(prim, ins);
+        match Seen::identity_key(prim, &sorted) {
+            Some(key) => {
+                self.keyed.insert(key, v);
+            }
+            None => self.plain.entry(Seen::plain_key(prim, sorted)).or_default().push(v),
+        }
+    }
 }
 
 /// A rewrite of `prim(inputs)` into an existing value or a simpler node, if one applies.
@@ -226,7 +282,7 @@ pub fn optimize(g: &Graph) -> Graph {
     }
     let mut out = Graph::default();
     let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
-    let mut seen: HashMap<String, Var> = HashMap::new();
+    let mut seen = Seen::default();
     for node in &g.nodes {
         let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
         let v = match &node.prim {
@@ -302,7 +358,7 @@ fn swap_transposed_products(g: &Graph) -> Graph {
     out
 }
 
-fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {
+fn emit(out: &mut Graph, seen: &mut Seen, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {
     // Rewrites may produce a new node that simplifies further: loop until none applies.
     let (mut prim, mut ins) = (prim, ins);
     // A constant whose elements are all equal (as eager broadcasts produce) becomes a scalar
@@ -352,13 +408,11 @@ fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<V
         let value = crate::backend::cpu::kernel(&prim, &arrays, ty);
         return out.push_typed(Prim::Constant(Arc::new(value)), vec![], ty.clone());
     }
-    let key = cse_key(&prim, &ins);
-    if let Some(&v) = seen.get(&key) {
+    if let Some(v) = seen.find(out, &prim, &ins) {
         return v;
     }
-    let v = out.push_typed(prim, ins, ty.clone());
-    seen.insert(key, v);
-    v
+    seen.insert(&prim, &ins, Var(out.nodes.len() as u32));
+    out.push_typed(prim, ins, ty.clone())
 }
 
 /// Removes nodes that no output depends on (inputs always stay).
