@@ -80,15 +80,14 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 
 /// The values already computed, for common-subexpression elimination.
 ///
-/// Most nodes are found by a cheap hash of their primitive's kind (and element-wise
-/// operation) and operands, and told apart from other nodes of that bucket by comparing
-/// primitives: equal parameters, equal operands (in order, or as a sorted pair for
-/// commutative operations). Constants are equal only as the same array, and structured
-/// primitives only with the same sub-graphs; these (rare) nodes keep a key naming those
-/// identities.
+/// Most nodes are found by a cheap key: their primitive's kind (and element-wise operation)
+/// and operands (in order, or sorted for commutative operations); the node found must also
+/// have an equal primitive (equal parameters). Nodes whose key is taken by a different
+/// primitive, constants (equal only as the same array) and structured primitives (equal only
+/// with the same sub-graphs) are found by a text key naming all of that instead.
 #[derive(Default)]
 struct Seen {
-    plain: HashMap<(std::mem::Discriminant<Prim>, u64, Vec<Var>), Vec<Var>>,
+    plain: HashMap<(std::mem::Discriminant<Prim>, u64, Vec<Var>), Var>,
     keyed: HashMap<String, Var>,
 }
 
@@ -137,24 +136,39 @@ impl Seen {
         (std::mem::discriminant(prim), h.finish(), ins)
     }
 
-    /// An existing node computing `prim(ins)` in `out`.
-    fn find(&self, out: &Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
+    /// An existing node computing `prim(ins)` in `out`, or `None` after recording that `v`
+    /// (the node about to be pushed) computes it. One key per node: a bucket holds the first
+    /// node of its key, and nodes that share a key with a different primitive (other axes or
+    /// shapes on the same operands: rare) go by their full text instead.
+    fn find_or_insert(&mut self, out: &Graph, prim: &Prim, ins: &[Var], v: Var) -> Option<Var> {
+        use std::collections::hash_map::Entry;
         let sorted = operand_order(prim, ins);
         if let Some(key) = Seen::identity_key(prim, &sorted) {
-            return self.keyed.get(&key).copied();
+            return self.keyed_find_or_insert(key, v);
         }
-        let bucket = self.plain.get(&Seen::plain_key(prim, sorted))?;
-        bucket.iter().copied().find(|v| out.nodes[v.index()].prim == *prim)
+        match self.plain.entry(Seen::plain_key(prim, sorted)) {
+            Entry::Vacant(e) => {
+                e.insert(v);
+                None
+            }
+            Entry::Occupied(e) if out.nodes[e.get().index()].prim == *prim => Some(*e.get()),
+            Entry::Occupied(_) => {
+                let mut key = prim.to_string();
+                for w in operand_order(prim, ins) {
+                    key.push_str(&format!(" %{}", w.0));
+                }
+                self.keyed_find_or_insert(key, v)
+            }
+        }
     }
 
-    /// Records that `v` computes `prim(ins)`.
-    fn insert(&mut self, prim: &Prim, ins: &[Var], v: Var) {
-        let sorted = operand_order(prim, ins);
-        match Seen::identity_key(prim, &sorted) {
-            Some(key) => {
-                self.keyed.insert(key, v);
+    fn keyed_find_or_insert(&mut self, key: String, v: Var) -> Option<Var> {
+        match self.keyed.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(v);
+                None
             }
-            None => self.plain.entry(Seen::plain_key(prim, sorted)).or_default().push(v),
         }
     }
 }
@@ -408,10 +422,9 @@ fn emit(out: &mut Graph, seen: &mut Seen, prim: Prim, ins: Vec<Var>, ty: &crate:
         let value = crate::backend::cpu::kernel(&prim, &arrays, ty);
         return out.push_typed(Prim::Constant(Arc::new(value)), vec![], ty.clone());
     }
-    if let Some(v) = seen.find(out, &prim, &ins) {
+    if let Some(v) = seen.find_or_insert(out, &prim, &ins, Var(out.nodes.len() as u32)) {
         return v;
     }
-    seen.insert(&prim, &ins, Var(out.nodes.len() as u32));
     out.push_typed(prim, ins, ty.clone())
 }
 
