@@ -437,12 +437,18 @@ pub(super) fn fuse_through_views(
     }
 
     for p in 0..steps.len() {
-        let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &steps[p] else { continue };
+        let Step::Fused { prog: producer, .. } = &steps[p] else { continue };
         if producer.reduce.is_some() {
             continue;
         }
-        let (producer, producer_ins, outs) = (producer.clone(), producer_ins.clone(), outs.clone());
-        let mut cones = Cones::new(&producer);
+        // The producer leaves its place while its outputs are offered to the readers (no
+        // reader is the producer itself); the outputs inlined everywhere are removed after.
+        let placeholder = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
+        let placeholder = Step::Fused { prog: placeholder, ins: vec![], outs: vec![], native: None, in_place: vec![] };
+        let mut taken = std::mem::replace(&mut steps[p], placeholder);
+        let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &mut taken else { unreachable!() };
+        let mut removed = Vec::new();
+        let mut cones = Cones::new(producer);
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
@@ -461,7 +467,7 @@ pub(super) fn fuse_through_views(
             if kernel_reads || !loop_reads {
                 continue;
             }
-            let Some(live) = cones.cone(&producer, out, MAX_CONE) else { continue };
+            let Some(live) = cones.cone(producer, out, MAX_CONE) else { continue };
             // Every reader must be a loop that can take the chain.
             let mut rewritten = Vec::new();
             let mut ok = true;
@@ -469,7 +475,7 @@ pub(super) fn fuse_through_views(
                 match &steps[c] {
                     Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot) => ok = false,
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
-                        match (worth_it(prog), inline_into(prog, ins, slot, &producer, &producer_ins, out, &live)) {
+                        match (worth_it(prog), inline_into(prog, ins, slot, producer, producer_ins, out, &live)) {
                             (true, Some(new)) => rewritten.push((c, new)),
                             _ => ok = false,
                         }
@@ -485,7 +491,7 @@ pub(super) fn fuse_through_views(
             }
             for (c, (prog, ins)) in rewritten {
                 // The consumer now also reads the producer's inputs.
-                for &v in &producer_ins {
+                for &v in producer_ins.iter() {
                     if ins.contains(&v) {
                         readers.entry(v).or_default().push(c);
                     }
@@ -497,12 +503,13 @@ pub(super) fn fuse_through_views(
                 inlined_into[c] = true;
             }
             // The producer no longer writes this output.
-            if let Step::Fused { prog, outs, .. } = &mut steps[p] {
-                let at = outs.iter().position(|&s| s == slot).expect("output present");
-                outs.remove(at);
-                prog.outputs.remove(at);
-            }
+            removed.push(k);
         }
+        for &k in removed.iter().rev() {
+            outs.remove(k);
+            producer.outputs.remove(k);
+        }
+        steps[p] = taken;
     }
     steps
         .into_iter()

@@ -526,7 +526,8 @@ impl Plan {
             }
         }
         assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
-        let steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
+        let mut steps: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+        let steps: Vec<Step> = order.iter().map(|&s| steps[s].take().expect("each step once")).collect();
         let shape_of = |slot: usize| g.nodes[slot].ty.shape.clone();
         let worth_it = |p: &fused::Program| native::enabled_for(crate::shape::numel(&p.shape));
         let steps = inline::fuse_through_views(steps, &is_output, &shape_of, &constants, &worth_it);
