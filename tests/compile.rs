@@ -77,6 +77,28 @@ fn cse_merges_repeated_work_and_dce_drops_dead_code() {
     );
 }
 
+// (compile12) CSE keys nodes by kind and operands and compares parameters: nodes of one kind
+// on the same operand with other parameters stay apart, repeats of each merge, and
+// commutative operands merge in either order.
+#[test]
+fn cse_tells_apart_parameters_on_shared_operands() {
+    let g = trace_graph(&[ty(&[2, 3]), ty(&[2, 3])], |xs| {
+        let (x, y) = (&xs[0], &xs[1]);
+        let rows = x.sum(&[0], false) + x.sum(&[0], false);
+        let cols = x.sum(&[1], false) * x.sum(&[1], false);
+        let r = x.reshape(&[3, 2]) - x.reshape(&[6]).reshape(&[3, 2]);
+        let p = x * y - y * x;
+        vec![rows, cols, r, p, x.sum(&[0], false)]
+    });
+    let opt = optimize(&g);
+    let count = |name: &str| opt.dump().lines().filter(|l| l.contains(&format!("= {name}"))).count();
+    assert_eq!(count("reduce_sum"), 2, "{}", opt.dump()); // axes [0] and [1], once each
+    assert_eq!(count("mul"), 2, "{}", opt.dump()); // x*y once, and cols' product
+    assert_eq!(count("reshape"), 1, "{}", opt.dump()); // the reshape chain is the same value
+    let sums: Vec<_> = opt.nodes.iter().filter(|n| n.prim.name() == "reduce_sum").map(|n| n.ty.shape.clone()).collect();
+    assert_eq!(sums, vec![vec![3], vec![2]]);
+}
+
 #[test]
 fn algebraic_simplification_is_exact() {
     let g = trace_graph(&[ty(&[2, 3])], |xs| {

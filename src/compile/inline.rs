@@ -222,10 +222,11 @@ fn emit_cone(
     dtypes: &mut Vec<crate::DType>,
     input: &mut dyn FnMut(usize) -> usize,
 ) -> Option<usize> {
-    let mut reg: HashMap<usize, usize> = HashMap::with_capacity(live.len());
+    // The consumer register of producer instruction `live[j]` (`live` is sorted).
+    let mut reg: Vec<usize> = Vec::with_capacity(live.len());
     for &i in live {
         let ins = &producer.instrs[i];
-        let r = |x: &usize| reg[x];
+        let r = |x: &usize| reg[live.binary_search(x).expect("operands are in the cone")];
         let new = match ins {
             Instr::Load { input: k, kind } => {
                 let composed = map.compose(kind, &producer.shape, consumer_shape)?;
@@ -246,9 +247,9 @@ fn emit_cone(
         };
         instrs.push(new);
         dtypes.push(producer.dtypes[i]);
-        reg.insert(i, instrs.len() - 1);
+        reg.push(instrs.len() - 1);
     }
-    let mut result = reg[&out];
+    let mut result = reg[live.binary_search(&out).expect("the root is in its cone")];
     if let Some(fill) = map.fill {
         instrs.push(Instr::Mask { value: result, valid: map.inside.clone(), fill });
         dtypes.push(producer.dtypes[out]);
@@ -274,8 +275,16 @@ fn inline_into(
         return None;
     }
     let mut new_ins: Vec<usize> = ins.to_vec();
-    let mut instrs = Vec::new();
-    let mut dtypes = Vec::new();
+    // Each load of the slot becomes the cone (and maybe a mask): at least this many
+    // instructions, and at most `reads` more.
+    let reads =
+        consumer.instrs.iter().filter(|i| matches!(i, Instr::Load { input, .. } if ins[*input] == slot)).count();
+    let size = consumer.instrs.len() - reads + reads * live.len();
+    if size > MAX_PROGRAM {
+        return None;
+    }
+    let mut instrs = Vec::with_capacity(size + reads);
+    let mut dtypes = Vec::with_capacity(size + reads);
     let mut reg = vec![usize::MAX; consumer.instrs.len()];
     for (i, ins_i) in consumer.instrs.iter().enumerate() {
         let r = |x: &usize| reg[*x];
@@ -428,12 +437,18 @@ pub(super) fn fuse_through_views(
     }
 
     for p in 0..steps.len() {
-        let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &steps[p] else { continue };
+        let Step::Fused { prog: producer, .. } = &steps[p] else { continue };
         if producer.reduce.is_some() {
             continue;
         }
-        let (producer, producer_ins, outs) = (producer.clone(), producer_ins.clone(), outs.clone());
-        let mut cones = Cones::new(&producer);
+        // The producer leaves its place while its outputs are offered to the readers (no
+        // reader is the producer itself); the outputs inlined everywhere are removed after.
+        let placeholder = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
+        let placeholder = Step::Fused { prog: placeholder, ins: vec![], outs: vec![], native: None, in_place: vec![] };
+        let mut taken = std::mem::replace(&mut steps[p], placeholder);
+        let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &mut taken else { unreachable!() };
+        let mut removed = Vec::new();
+        let mut cones = Cones::new(producer);
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
@@ -452,7 +467,7 @@ pub(super) fn fuse_through_views(
             if kernel_reads || !loop_reads {
                 continue;
             }
-            let Some(live) = cones.cone(&producer, out, MAX_CONE) else { continue };
+            let Some(live) = cones.cone(producer, out, MAX_CONE) else { continue };
             // Every reader must be a loop that can take the chain.
             let mut rewritten = Vec::new();
             let mut ok = true;
@@ -460,7 +475,7 @@ pub(super) fn fuse_through_views(
                 match &steps[c] {
                     Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot) => ok = false,
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
-                        match (worth_it(prog), inline_into(prog, ins, slot, &producer, &producer_ins, out, &live)) {
+                        match (worth_it(prog), inline_into(prog, ins, slot, producer, producer_ins, out, &live)) {
                             (true, Some(new)) => rewritten.push((c, new)),
                             _ => ok = false,
                         }
@@ -475,8 +490,11 @@ pub(super) fn fuse_through_views(
                 continue;
             }
             for (c, (prog, ins)) in rewritten {
-                for &v in &ins {
-                    readers.entry(v).or_default().push(c);
+                // The consumer now also reads the producer's inputs.
+                for &v in producer_ins.iter() {
+                    if ins.contains(&v) {
+                        readers.entry(v).or_default().push(c);
+                    }
                 }
                 if let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] {
                     *cp = prog;
@@ -485,12 +503,13 @@ pub(super) fn fuse_through_views(
                 inlined_into[c] = true;
             }
             // The producer no longer writes this output.
-            if let Step::Fused { prog, outs, .. } = &mut steps[p] {
-                let at = outs.iter().position(|&s| s == slot).expect("output present");
-                outs.remove(at);
-                prog.outputs.remove(at);
-            }
+            removed.push(k);
         }
+        for &k in removed.iter().rev() {
+            outs.remove(k);
+            producer.outputs.remove(k);
+        }
+        steps[p] = taken;
     }
     steps
         .into_iter()

@@ -78,17 +78,22 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
     }
 }
 
-/// A key identifying a node's computation, for common-subexpression elimination.
-fn cse_key(prim: &Prim, inputs: &[Var]) -> String {
-    let mut head = match prim {
-        Prim::Constant(a) => format!("constant@{:p}", Arc::as_ptr(a)),
-        p => p.to_string(),
-    };
-    // Structured primitives are equal only with the same sub-graphs.
-    for sub in prim.subgraphs() {
-        head.push_str(&format!(" sub@{:p}", Arc::as_ptr(&sub.0)));
-    }
-    // Commutative operations are exactly commutative in IEEE arithmetic: order their operands.
+/// The values already computed, for common-subexpression elimination.
+///
+/// Most nodes are found by a cheap key: their primitive's kind (and element-wise operation)
+/// and operands (in order, or sorted for commutative operations); the node found must also
+/// have an equal primitive (equal parameters). Nodes whose key is taken by a different
+/// primitive, constants (equal only as the same array) and structured primitives (equal only
+/// with the same sub-graphs) are found by a text key naming all of that instead.
+#[derive(Default)]
+struct Seen {
+    plain: HashMap<(std::mem::Discriminant<Prim>, u64, Vec<Var>), Var>,
+    keyed: HashMap<String, Var>,
+}
+
+/// Commutative operations are exactly commutative in IEEE arithmetic: their operands are
+/// compared sorted.
+fn operand_order(prim: &Prim, inputs: &[Var]) -> Vec<Var> {
     let mut ins = inputs.to_vec();
     if let Prim::Binary(op) = prim {
         use BinaryOp::*;
@@ -96,11 +101,76 @@ fn cse_key(prim: &Prim, inputs: &[Var]) -> String {
             ins.sort_unstable();
         }
     }
-    let mut key = head;
-    for v in ins {
-        key.push_str(&format!(" %{}", v.0));
+    ins
+}
+
+impl Seen {
+    /// The key of the nodes compared by identity (constants, structured primitives).
+    fn identity_key(prim: &Prim, ins: &[Var]) -> Option<String> {
+        let subs = prim.subgraphs();
+        if !matches!(prim, Prim::Constant(_)) && subs.is_empty() {
+            return None;
+        }
+        let mut key = match prim {
+            Prim::Constant(a) => format!("constant@{:p}", Arc::as_ptr(a)),
+            p => p.to_string(),
+        };
+        for sub in subs {
+            key.push_str(&format!(" sub@{:p}", Arc::as_ptr(&sub.0)));
+        }
+        for v in ins {
+            key.push_str(&format!(" %{}", v.0));
+        }
+        Some(key)
     }
-    key
+
+    fn plain_key(prim: &Prim, ins: Vec<Var>) -> (std::mem::Discriminant<Prim>, u64, Vec<Var>) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match prim {
+            Prim::Unary(op) => op.hash(&mut h),
+            Prim::Binary(op) => op.hash(&mut h),
+            Prim::Proj(k) => k.hash(&mut h),
+            _ => {}
+        }
+        (std::mem::discriminant(prim), h.finish(), ins)
+    }
+
+    /// An existing node computing `prim(ins)` in `out`, or `None` after recording that `v`
+    /// (the node about to be pushed) computes it. One key per node: a bucket holds the first
+    /// node of its key, and nodes that share a key with a different primitive (other axes or
+    /// shapes on the same operands: rare) go by their full text instead.
+    fn find_or_insert(&mut self, out: &Graph, prim: &Prim, ins: &[Var], v: Var) -> Option<Var> {
+        use std::collections::hash_map::Entry;
+        let sorted = operand_order(prim, ins);
+        if let Some(key) = Seen::identity_key(prim, &sorted) {
+            return self.keyed_find_or_insert(key, v);
+        }
+        match self.plain.entry(Seen::plain_key(prim, sorted)) {
+            Entry::Vacant(e) => {
+                e.insert(v);
+                None
+            }
+            Entry::Occupied(e) if out.nodes[e.get().index()].prim == *prim => Some(*e.get()),
+            Entry::Occupied(_) => {
+                let mut key = prim.to_string();
+                for w in operand_order(prim, ins) {
+                    key.push_str(&format!(" %{}", w.0));
+                }
+                self.keyed_find_or_insert(key, v)
+            }
+        }
+    }
+
+    fn keyed_find_or_insert(&mut self, key: String, v: Var) -> Option<Var> {
+        match self.keyed.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(v);
+                None
+            }
+        }
+    }
 }
 
 /// A rewrite of `prim(inputs)` into an existing value or a simpler node, if one applies.
@@ -226,7 +296,7 @@ pub fn optimize(g: &Graph) -> Graph {
     }
     let mut out = Graph::default();
     let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
-    let mut seen: HashMap<String, Var> = HashMap::new();
+    let mut seen = Seen::default();
     for node in &g.nodes {
         let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
         let v = match &node.prim {
@@ -302,7 +372,7 @@ fn swap_transposed_products(g: &Graph) -> Graph {
     out
 }
 
-fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {
+fn emit(out: &mut Graph, seen: &mut Seen, prim: Prim, ins: Vec<Var>, ty: &crate::TensorType) -> Var {
     // Rewrites may produce a new node that simplifies further: loop until none applies.
     let (mut prim, mut ins) = (prim, ins);
     // A constant whose elements are all equal (as eager broadcasts produce) becomes a scalar
@@ -352,13 +422,10 @@ fn emit(out: &mut Graph, seen: &mut HashMap<String, Var>, prim: Prim, ins: Vec<V
         let value = crate::backend::cpu::kernel(&prim, &arrays, ty);
         return out.push_typed(Prim::Constant(Arc::new(value)), vec![], ty.clone());
     }
-    let key = cse_key(&prim, &ins);
-    if let Some(&v) = seen.get(&key) {
+    if let Some(v) = seen.find_or_insert(out, &prim, &ins, Var(out.nodes.len() as u32)) {
         return v;
     }
-    let v = out.push_typed(prim, ins, ty.clone());
-    seen.insert(key, v);
-    v
+    out.push_typed(prim, ins, ty.clone())
 }
 
 /// Removes nodes that no output depends on (inputs always stay).

@@ -198,12 +198,36 @@ fn resolve(g: &Graph, v: Var) -> (Var, isize, Vec<isize>) {
     (src, base, out)
 }
 
-/// The position after which `v` can be read: inputs and constants are there from the start.
-fn available(g: &Graph, v: Var) -> usize {
-    let (s, _) = resolve_load(g, v, &g.ty(v).shape);
-    match g.nodes[s.index()].prim {
-        Prim::Input(_) | Prim::Constant(_) => 0,
-        _ => s.index(),
+/// The materialised value a fused loop reads when it reads `v` (`resolve_load(..).0`, which
+/// does not depend on the loop's shape), computed once per value: grouping asks for the
+/// operands of every element-wise node, several times each.
+struct Sources<'g> {
+    g: &'g Graph,
+    cache: Vec<std::cell::Cell<u32>>,
+}
+
+impl<'g> Sources<'g> {
+    fn new(g: &'g Graph) -> Sources<'g> {
+        Sources { g, cache: vec![std::cell::Cell::new(u32::MAX); g.nodes.len()] }
+    }
+
+    fn source(&self, v: Var) -> Var {
+        let cached = self.cache[v.index()].get();
+        if cached != u32::MAX {
+            return Var(cached);
+        }
+        let (s, _) = resolve_load(self.g, v, &self.g.ty(v).shape);
+        self.cache[v.index()].set(s.0);
+        s
+    }
+
+    /// The position after which `v` can be read: inputs and constants are there from the start.
+    fn available(&self, v: Var) -> usize {
+        let s = self.source(v);
+        match self.g.nodes[s.index()].prim {
+            Prim::Input(_) | Prim::Constant(_) => 0,
+            _ => s.index(),
+        }
     }
 }
 
@@ -282,6 +306,7 @@ impl Plan {
         };
 
         // 1. Group element-wise nodes of one shape into fusible regions.
+        let sources = Sources::new(g);
         let mut group_of: Vec<Option<usize>> = vec![None; n];
         let mut groups: Vec<Group> = Vec::new();
         for (i, node) in g.nodes.iter().enumerate() {
@@ -301,7 +326,7 @@ impl Plan {
                 node.inputs
                     .iter()
                     .filter(|v| !group_of[v.index()].is_some_and(|c| gids.contains(&c)))
-                    .map(|v| available(g, *v))
+                    .map(|v| sources.available(*v))
                     .max()
                     .unwrap_or(0)
             };
@@ -416,14 +441,14 @@ impl Plan {
             if let Some(gid) = group_of[m] {
                 for v in &node.inputs {
                     if group_of[v.index()] != Some(gid) {
-                        sourced[resolve_load(g, *v, &groups[gid].shape).0.index()] = true;
+                        sourced[sources.source(*v).index()] = true;
                     }
                 }
             }
         }
         let mut needed = vec![true; n];
         for i in (0..n).rev() {
-            if transparent[i] && resolve_load(g, Var(i as u32), &g.nodes[i].ty.shape).0 != Var(i as u32) {
+            if transparent[i] && sources.source(Var(i as u32)) != Var(i as u32) {
                 needed[i] = is_output[i]
                     || sourced[i]
                     || users[i].iter().any(|&u| group_of[u].is_none() && (needed[u] || !transparent[u]));
@@ -501,7 +526,8 @@ impl Plan {
             }
         }
         assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
-        let steps: Vec<Step> = order.iter().map(|&s| steps[s].clone()).collect();
+        let mut steps: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+        let steps: Vec<Step> = order.iter().map(|&s| steps[s].take().expect("each step once")).collect();
         let shape_of = |slot: usize| g.nodes[slot].ty.shape.clone();
         let worth_it = |p: &fused::Program| native::enabled_for(crate::shape::numel(&p.shape));
         let steps = inline::fuse_through_views(steps, &is_output, &shape_of, &constants, &worth_it);
@@ -955,6 +981,28 @@ impl Plan {
     }
 }
 
+/// A key telling loads apart (the same value read the same way is loaded once): the kind's
+/// fields as integers, the fill by its bits. (Cheaper than formatting the kind.)
+fn load_key(kind: &fused::LoadKind) -> Vec<i64> {
+    match kind {
+        fused::LoadKind::Contiguous => vec![0],
+        fused::LoadKind::Scalar => vec![1],
+        fused::LoadKind::Strided { base, strides } => {
+            let mut k = Vec::with_capacity(strides.len() + 2);
+            k.extend([2, *base as i64]);
+            k.extend(strides.iter().map(|&s| s as i64));
+            k
+        }
+        fused::LoadKind::Padded { base, strides, valid, fill } => {
+            let mut k = Vec::with_capacity(3 * strides.len() + 4);
+            k.extend([3, *base as i64, strides.len() as i64, fill.to_bits() as i64]);
+            k.extend(strides.iter().map(|&s| s as i64));
+            k.extend(valid.iter().flat_map(|&(lo, hi)| [lo as i64, hi as i64]));
+            k
+        }
+    }
+}
+
 /// Builds the fused loop of a group: loads for outside values, one instruction per member.
 fn fused_step(
     g: &Graph,
@@ -969,10 +1017,10 @@ fn fused_step(
     let mut reg_of: HashMap<usize, usize> = HashMap::new();
     let mut inputs: Vec<usize> = Vec::new();
     let mut input_of: HashMap<usize, usize> = HashMap::new();
-    let mut loads: HashMap<(usize, String), usize> = HashMap::new();
+    let mut loads: HashMap<(usize, Vec<i64>), usize> = HashMap::new();
     let shape = &grp.shape;
     let mut load = |v: Var, kind: fused::LoadKind, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| {
-        let key = (v.index(), format!("{kind:?}"));
+        let key = (v.index(), load_key(&kind));
         if let Some(&r) = loads.get(&key) {
             return r;
         }

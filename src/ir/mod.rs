@@ -196,6 +196,8 @@ impl Graph {
                 _ => return Err(format!("graph input {i} ({v:?}) is not an input node with index {i}")),
             }
         }
+        // Operand types, reused from node to node (graphs of unrolled programs are long).
+        let mut tys: Vec<&TensorType> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if let Some(bad) = node.inputs.iter().find(|v| v.index() >= i) {
                 return Err(format!(
@@ -232,7 +234,8 @@ impl Graph {
             if let Some(bad) = node.inputs.iter().find(|v| reads_tuple(v)) {
                 return Err(format!("node %{i} ({}) reads the tuple %{} directly", node.prim.name(), bad.0));
             }
-            let tys: Vec<&TensorType> = node.inputs.iter().map(|v| self.ty(*v)).collect();
+            tys.clear();
+            tys.extend(node.inputs.iter().map(|v| self.ty(*v)));
             let ty = node.prim.infer_type(&tys).map_err(|e| format!("node %{i} ({}): {e}", node.prim.name()))?;
             if ty != node.ty {
                 return Err(format!("node %{i} ({}) is typed {} but its rule gives {ty}", node.prim.name(), node.ty));
