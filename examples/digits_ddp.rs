@@ -14,13 +14,13 @@
 //! by one example: the run computes what `digits` computes with the same global batch, up to
 //! f32 summation order.
 
+#[path = "common/digits_data.rs"]
+mod digits_data;
 use cotangent::nn::{self, Activation, Conv2d, Layer, Linear, MaxPool2d, Sequential};
 use cotangent::optim::{Adam, AdamState, Optimizer};
 use cotangent::{data, dist, io, jit, random, value_and_grad_with_aux, DType, Tensor};
 use std::path::PathBuf;
 use std::time::Instant;
-
-const CSV: &str = include_str!("../data/digits.csv");
 
 struct Args {
     epochs: usize,
@@ -68,24 +68,6 @@ fn usage(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-/// Pixels scaled to [0, 1] as `[n, 64]` f32, and labels as `[n]` i64 (as in `digits`).
-fn load_digits() -> (Tensor, Tensor) {
-    let mut pixels = Vec::with_capacity(1797 * 64);
-    let mut labels = Vec::with_capacity(1797);
-    for (i, line) in CSV.lines().enumerate() {
-        let v: Vec<f32> = line
-            .split(',')
-            .map(|s| s.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("data/digits.csv line {}: {e}", i + 1));
-        assert_eq!(v.len(), 65, "data/digits.csv line {}: 65 values", i + 1);
-        pixels.extend(v[..64].iter().map(|p| p / 16.0));
-        labels.push(v[64] as i64);
-    }
-    let n = labels.len();
-    (Tensor::from_vec(pixels, &[n, 64]), Tensor::from_vec(labels, &[n]))
-}
-
 /// An MLP 64-128-10, or a small CNN on the 8×8 images (as in `digits`).
 fn build_model(key: &Tensor, cnn: bool) -> Sequential {
     let k = random::split(key, 3);
@@ -121,7 +103,7 @@ fn main() {
     let world = dist::init();
     let root = world.is_root();
     let args = parse_args();
-    let (x, y) = load_digits();
+    let (x, y) = digits_data::load_digits(DType::F32);
     let keys = random::split(&random::key(0), 3);
     let (k_split, k_init, k_shuffle) = (keys.index(0), keys.index(1), keys.index(2));
     let ((x_train, y_train), (x_test, y_test)) = data::split(&(x, y), 0.2, &k_split);

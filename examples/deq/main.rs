@@ -33,6 +33,8 @@
 #[path = "../common/lines.rs"]
 mod lines;
 
+#[path = "../common/digits_data.rs"]
+mod digits_data;
 use cotangent::control::fori_loop;
 use cotangent::optim::{Adam, Optimizer};
 use cotangent::solvers::{custom_fixed_point, fixed_point, fixed_point_anderson, SolveInfo, Solver};
@@ -42,7 +44,6 @@ use plotters::style::RGBColor;
 use std::path::PathBuf;
 use std::time::Instant;
 
-const CSV: &str = include_str!("../../data/digits.csv");
 /// The spectral norm `W` is scaled to: the map's Lipschitz bound.
 const CONTRACTION: f64 = 0.9;
 /// Forward solver tolerance on `‖t(z) − z‖` (over the whole batch) and iteration cap.
@@ -90,24 +91,6 @@ fn parse_args() -> Args {
         usage("--epochs, --batch and --hidden must be at least 1");
     }
     a
-}
-
-/// Pixels scaled to [0, 1] as `[n, 64]` f64, and labels as `[n]` i64.
-fn load_digits() -> (Tensor, Tensor) {
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for (i, line) in CSV.lines().enumerate() {
-        let v: Vec<f64> = line
-            .split(',')
-            .map(|s| s.trim().parse::<f64>())
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("data/digits.csv line {}: {e}", i + 1));
-        assert_eq!(v.len(), 65, "data/digits.csv line {}: 65 values", i + 1);
-        pixels.extend(v[..64].iter().map(|p| p / 16.0));
-        labels.push(v[64] as i64);
-    }
-    let n = labels.len();
-    (Tensor::from_vec(pixels, &[n, 64]), Tensor::from_vec(labels, &[n]))
 }
 
 /// The model: input injection `x U + b`, recurrent weights `W`, readout `z V + c`.
@@ -177,7 +160,7 @@ fn forward(solve: &Equilibrium, p: &Deq, x: &Tensor) -> (Tensor, SolveInfo) {
 
 fn main() {
     let args = parse_args();
-    let (x, y) = load_digits();
+    let (x, y) = digits_data::load_digits(DType::F64);
     let keys = random::split(&random::key(0), 3);
     let (train, (x_test, y_test)) = data::split(&(x, y), 0.2, &keys.index(0));
     let n_train = train.1.shape()[0];

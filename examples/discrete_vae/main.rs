@@ -16,13 +16,14 @@
 #[path = "../common/lines.rs"]
 mod lines;
 
+#[path = "../common/digits_data.rs"]
+mod digits_data;
 use cotangent::nn::{self, Init, Linear};
 use cotangent::optim::{Adam, Optimizer};
 use cotangent::{data, jit, random, value_and_grad, DType, Tensor, Tree};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
-const CSV: &str = include_str!("../../data/digits.csv");
 /// Latent variables, and classes per variable.
 const LATENTS: usize = 8;
 const CLASSES: usize = 8;
@@ -68,22 +69,6 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!("usage: discrete_vae [--epochs N] [--batch N] [--lr X] [--tau X] [--out DIR]");
     std::process::exit(2)
-}
-
-/// Pixels scaled to [0, 1], `[n, 64]` f32.
-fn load_digits() -> Tensor {
-    let mut pixels = Vec::with_capacity(1797 * 64);
-    for (i, line) in CSV.lines().enumerate() {
-        let v: Vec<f32> = line
-            .split(',')
-            .map(|s| s.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("data/digits.csv line {}: {e}", i + 1));
-        assert_eq!(v.len(), 65, "data/digits.csv line {}: 65 values", i + 1);
-        pixels.extend(v[..64].iter().map(|p| p / 16.0));
-    }
-    let n = pixels.len() / 64;
-    Tensor::from_vec(pixels, &[n, 64])
 }
 
 #[derive(Clone, Tree)]
@@ -172,7 +157,7 @@ fn train(args: &Args, est: Estimator, x_train: &Tensor, x_test: &Tensor, bar: &P
 
 fn main() {
     let args = parse_args();
-    let x = load_digits();
+    let (x, _labels) = digits_data::load_digits(DType::F32);
     let (x_train, x_test) = data::split(&x, 0.2, &random::key(0));
     let n_train = x_train.shape()[0];
     println!(

@@ -14,6 +14,8 @@
 #[path = "../common/lines.rs"]
 mod lines;
 
+#[path = "../common/digits_data.rs"]
+mod digits_data;
 use cotangent::diffop::{ForwardGradient, Guess};
 use cotangent::optim::{Adam, Optimizer};
 use cotangent::{data, jit, nn, random, value_and_grad, DType, Tensor};
@@ -21,8 +23,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plotters::style::RGBColor;
 use std::path::PathBuf;
 use std::time::Instant;
-
-const CSV: &str = include_str!("../../data/digits.csv");
 
 struct Args {
     epochs: usize,
@@ -76,24 +76,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// Pixels scaled to [0, 1] as `[n, 64]` f32, and labels as `[n]` i64.
-fn load_digits() -> (Tensor, Tensor) {
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for (i, line) in CSV.lines().enumerate() {
-        let v: Vec<f32> = line
-            .split(',')
-            .map(|s| s.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("data/digits.csv line {}: {e}", i + 1));
-        assert_eq!(v.len(), 65, "data/digits.csv line {}: 65 values", i + 1);
-        pixels.extend(v[..64].iter().map(|p| p / 16.0));
-        labels.push(v[64] as i64);
-    }
-    let n = labels.len();
-    (Tensor::from_vec(pixels, &[n, 64]), Tensor::from_vec(labels, &[n]))
-}
-
 type Params = Vec<(Tensor, Tensor)>;
 
 /// An MLP 64-32-10 (tanh).
@@ -119,7 +101,7 @@ fn test_accuracy(p: &Params, x: &Tensor, y: &Tensor) -> f64 {
 
 fn main() {
     let args = parse_args();
-    let (x, y) = load_digits();
+    let (x, y) = digits_data::load_digits(DType::F32);
     let keys = random::split(&random::key(0), 3);
     let ((x_train, y_train), (x_test, y_test)) = data::split(&(x, y), 0.2, &keys.index(0));
     let train = (x_train, y_train);

@@ -40,15 +40,16 @@
 #[path = "../common/lines.rs"]
 mod lines;
 
+#[path = "../common/digits_data.rs"]
+mod digits_data;
 use cotangent::optim::{Adam, Optimizer};
 use cotangent::solvers::{custom_root, lbfgs, SolveInfo, Solver};
-use cotangent::{data, grad, jit, jvp, nn, random, value_and_grad_with_aux, DType, Tensor};
+use cotangent::{concatenate, data, grad, jit, jvp, nn, random, value_and_grad_with_aux, DType, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const CSV: &str = include_str!("../../data/digits.csv");
 /// Features: 64 pixels and a constant 1 for the bias.
 const D: usize = 65;
 /// Classes.
@@ -103,25 +104,6 @@ fn parse_args() -> Args {
         usage("--steps must be at least 1, and --lambda0 and the tolerances positive");
     }
     a
-}
-
-/// Pixels scaled to [0, 1] with a constant 1 appended, as `[n, 65]` f64, and labels `[n]` i64.
-fn load_digits() -> (Tensor, Tensor) {
-    let mut features = Vec::new();
-    let mut labels = Vec::new();
-    for (i, line) in CSV.lines().enumerate() {
-        let v: Vec<f64> = line
-            .split(',')
-            .map(|s| s.trim().parse::<f64>())
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("data/digits.csv line {}: {e}", i + 1));
-        assert_eq!(v.len(), 65, "data/digits.csv line {}: 65 values", i + 1);
-        features.extend(v[..64].iter().map(|p| p / 16.0));
-        features.push(1.0);
-        labels.push(v[64] as i64);
-    }
-    let n = labels.len();
-    (Tensor::from_vec(features, &[n, D]), Tensor::from_vec(labels, &[n]))
 }
 
 /// The regularised training loss at weights `w` (`[65, 10]`) and log weight decays `logλ` (`[65]`).
@@ -259,7 +241,9 @@ struct Run {
 
 fn main() {
     let args = parse_args();
-    let (x, y) = load_digits();
+    let (pixels, y) = digits_data::load_digits(DType::F64);
+    // A constant 1 appended: the bias is the 65th weight row.
+    let x = concatenate(&[pixels.clone(), Tensor::ones(&[pixels.shape()[0], 1], DType::F64)], 1);
     let keys = random::split(&random::key(0), 2);
     let (rest, test) = data::split(&(x, y), 0.2, &keys.index(0));
     let (train, val) = data::split(&rest, args.val_fraction, &keys.index(1));
