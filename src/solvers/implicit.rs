@@ -229,11 +229,18 @@ where
 {
     let x0 = x0.clone();
     let g = f.clone();
-    custom_root(
-        move |x: &Tensor, p: &P| grad_x(&g, x, p),
-        move |p: &P| gradient_descent(&f, &x0, p, step, tol, max_iter),
-        tangent_solver,
-    )
+    argmin_implicit(f, move |p: &P| gradient_descent(&g, &x0, p, step, tol, max_iter), tangent_solver)
+}
+
+/// The minimiser `solve(θ)` of `f(·, θ)` made differentiable in `θ` by [`custom_root`] on the
+/// optimality condition `∇ₓf(x, θ) = 0`: what every `*_implicit` minimiser is.
+pub(crate) fn argmin_implicit<P, F, S>(f: F, solve: S, tangent_solver: Solver) -> impl Fn(&P) -> (Tensor, SolveInfo)
+where
+    P: Tree + Clone + 'static,
+    F: Fn(&Tensor, &P) -> Tensor + Clone + 'static,
+    S: Fn(&P) -> (Tensor, SolveInfo) + Clone + 'static,
+{
+    custom_root(move |x: &Tensor, p: &P| grad_x(&f, x, p), solve, tangent_solver)
 }
 
 /// A root of the scalar function `f(·, θ)` in `[lo, hi]` (where it changes sign) by

@@ -1,7 +1,7 @@
 //! Newton–CG: truncated Newton with Hessian-vector products (forward over reverse mode),
 //! implicitly differentiable through [`custom_root`](super::custom_root).
 
-use super::implicit::{custom_root, grad_x};
+use super::implicit::argmin_implicit;
 use super::iterative::{vdot, SolveInfo, Solver};
 use super::line_search::backtracking;
 use crate::control::while_loop;
@@ -161,9 +161,5 @@ where
 {
     let x0 = x0.clone();
     let g = f.clone();
-    custom_root(
-        move |x: &Tensor, p: &P| grad_x(&g, x, p),
-        move |p: &P| newton_cg(&f, &x0, p, tol, max_iter),
-        tangent_solver,
-    )
+    argmin_implicit(f, move |p: &P| newton_cg(&g, &x0, p, tol, max_iter), tangent_solver)
 }
