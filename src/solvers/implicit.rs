@@ -176,8 +176,7 @@ pub fn gradient_descent<P: Tree>(
         },
         &init,
     );
-    let converged = gg.le(tol * tol);
-    (x, SolveInfo { converged, iterations: k, residual: gg.sqrt() })
+    (x, SolveInfo::of_gradient(&gg, k, tol))
 }
 
 /// Gradient descent for exactly `iters` steps through a `fori_loop`: differentiable by
@@ -574,7 +573,5 @@ pub fn lbfgs<P: Tree>(
         },
         &init,
     );
-    let gg = vdot(&out.g, &out.g);
-    let converged = gg.le(tol * tol);
-    (out.x.reshape(&shape), SolveInfo { converged, iterations: out.k, residual: gg.sqrt() })
+    (out.x.reshape(&shape), SolveInfo::of_gradient(&vdot(&out.g, &out.g), out.k, tol))
 }

@@ -167,6 +167,14 @@ pub struct SolveInfo {
     pub residual: Tensor,
 }
 
+impl SolveInfo {
+    /// A minimiser's report from its final squared gradient norm `gg`: converged when the
+    /// gradient norm is at most `tol`.
+    pub(crate) fn of_gradient(gg: &Tensor, iterations: Tensor, tol: f64) -> SolveInfo {
+        SolveInfo { converged: gg.le(tol * tol), iterations, residual: gg.sqrt() }
+    }
+}
+
 pub(crate) fn vdot(a: &Tensor, b: &Tensor) -> Tensor {
     (a * b).sum_all()
 }

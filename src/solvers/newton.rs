@@ -127,9 +127,7 @@ pub fn newton_cg<P: Tree>(
         },
         &init,
     );
-    let gg = vdot(&out.g, &out.g);
-    let converged = gg.le(tol * tol);
-    (out.x.reshape(&shape), SolveInfo { converged, iterations: out.k, residual: gg.sqrt() })
+    (out.x.reshape(&shape), SolveInfo::of_gradient(&vdot(&out.g, &out.g), out.k, tol))
 }
 
 /// Minimises `f(·, θ)` by [`newton_cg`] from `x0`, differentiable in `θ` by
