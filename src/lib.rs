@@ -137,7 +137,7 @@ pub mod transform;
 pub mod tree;
 
 pub use array::{Array, Data};
-pub use backend::cpu::native::{native_mode, with_native_mode, NativeMode};
+pub use backend::cpu::native::{native_mode, wait_for_native_compiles, with_native_mode, NativeMode};
 pub use control::{checkpoint, checkpoint_with, custom_jvp, custom_vjp, custom_vjp_nondiff};
 /// Derives [`Tree`] for a struct or enum of trees; see [`tree`] for the rules.
 pub use cotangent_derive::Tree;

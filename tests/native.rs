@@ -361,3 +361,45 @@ fn loops_deep_inside_nested_loops_are_compiled() {
         assert!(same_bits(&plan.run(std::slice::from_ref(&x))[0], &native.run(&[x])[0]));
     });
 }
+
+// ---- codegen (issue 12): loops that differ only in their offsets share one C function ----
+
+/// An unrolled recurrence whose every step reads another slice of the input: one native
+/// loop per step, all running one C function with their own offsets, so the C source does
+/// not grow with the number of steps; and the shared function computes each step's values
+/// bitwise like the interpreter.
+#[test]
+fn unrolled_steps_share_one_function_with_their_offsets_as_arguments() {
+    use cotangent::compile::{optimize, Plan};
+    if !native_available() {
+        return;
+    }
+    let n = 8;
+    let unrolled = |steps: usize| {
+        let tys = [TensorType::new(DType::F64, vec![n, n]), TensorType::new(DType::F64, vec![steps * n])];
+        trace_graph(&tys, move |a| {
+            let mut y = a[1].slice_axis(0, 0, n as isize, 1).sin();
+            for k in 1..steps as isize {
+                let x = a[1].slice_axis(0, k * n as isize, (k + 1) * n as isize, 1);
+                y = (a[0].matmul(&y) * 0.5 + x).tanh();
+            }
+            vec![y]
+        })
+    };
+    with_native_mode(NativeMode::Always, || {
+        let functions = |src: &str| src.matches("\nint32_t ct_kernel").count();
+        let (short, long) = (Plan::interpreted(&optimize(&unrolled(5))), Plan::interpreted(&optimize(&unrolled(40))));
+        let (short_src, long_src) = (short.native_source(), long.native_source());
+        assert!(functions(&long_src) >= 1, "{long_src}");
+        assert_eq!(functions(&short_src), functions(&long_src), "one function per distinct loop, not per step");
+        assert_eq!(short_src.len(), long_src.len(), "the source does not grow with the steps");
+        let native = long.with_native_loops().expect("loops to compile");
+        let dump = native.dump();
+        assert!(dump.matches("native fused").count() >= 39, "every step's loop is native:\n{dump}");
+        let w = Tensor::from_vec((0..n * n).map(|i| ((i * 7) % 11) as f64 / 20.0 - 0.25).collect(), &[n, n]);
+        let x = Tensor::from_vec((0..40 * n).map(|i| ((i * 5) % 13) as f64 / 6.0 - 1.0).collect(), &[40 * n]);
+        let args = [w, x];
+        let (a, b) = (&long.run(&args)[0], &native.run(&args)[0]);
+        assert!(same_bits(a, b), "{:?}\n{:?}", a.to_vec::<f64>(), b.to_vec::<f64>());
+    });
+}

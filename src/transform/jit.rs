@@ -41,12 +41,15 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// Compiles `f`: the first call with a given input signature (dtypes and shapes of the
 /// leaves) traces it, optimises the graph (constant folding, simplification, CSE, DCE),
 /// fuses element-wise chains into single loops and runs that plan interpreted. The plan's
-/// large loops are compiled to native code (see [`NativeMode`](crate::NativeMode)) by the
-/// call at which that pays: at once if the library is in the disk cache, else once the
-/// interpreted runs have taken as long as the C compiler is expected to (so a function
-/// called a few times never waits for it); with `NativeMode::Always`, on the second call. Every call runs the same plan, and native loops round
-/// exactly like interpreted ones, so the results of a function do not depend on which call
-/// it is or on which thread made it: they are bitwise the same from the first call on.
+/// large loops are compiled to native code (see [`NativeMode`](crate::NativeMode)) from the
+/// second call on: at once if the library is in the disk cache, else on a background thread
+/// while the calls keep running interpreted, the first call after it has finished switching
+/// to native code (so no call waits for the C compiler; `NativeMode::Sync` compiles on the
+/// calling thread once the interpreted runs have taken as long as the compiler is expected
+/// to, `NativeMode::Always` on the second call). Native loops round exactly like
+/// interpreted ones, so the results of a function do not depend on which call it is, on
+/// which plan ran it or on which thread made it: they are bitwise the same from the first
+/// call on.
 ///
 /// Called with symbolic arguments (inside another transformation), `jit(f)` is simply `f`,
 /// so it composes with `grad`, `vmap` and the rest. Set `COTANGENT_DUMP=1` to print each
@@ -74,12 +77,13 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         match cached {
             Some(e) if e.settled.load(Ordering::Acquire) => e.template.rebuild_from(e.plan.run(&leaves)),
-            // Called again: compile the large loops once that pays (see `compile_now`).
-            Some(e) if compile_now(&e) => match e.plan.with_native_loops() {
+            // A background compile has finished: this call and the later ones run its plan.
+            // (A call already running keeps the plan it started with: the swap is between calls.)
+            Some(e) if e.background.get().is_some() => match e.background.get().and_then(Option::as_ref) {
                 Some(native) => {
-                    dump(&key, None, &native);
+                    dump(&key, None, native);
                     let out = e.template.rebuild_from(native.run(&leaves));
-                    store(&cache, key, native, &e.template, true);
+                    store(&cache, key, native.clone(), &e.template, true);
                     out
                 }
                 None => {
@@ -87,7 +91,27 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                     e.template.rebuild_from(e.plan.run(&leaves))
                 }
             },
-            Some(e) => e.template.rebuild_from(e.run_interpreted(&leaves)),
+            // Called again: compile the large loops once that pays (see `when_to_compile`).
+            Some(e) => match when_to_compile(&e) {
+                Compile::Now => match e.plan.with_native_loops() {
+                    Some(native) => {
+                        let native = Arc::new(native);
+                        dump(&key, None, &native);
+                        let out = e.template.rebuild_from(native.run(&leaves));
+                        store(&cache, key, native, &e.template, true);
+                        out
+                    }
+                    None => {
+                        e.settled.store(true, Ordering::Release);
+                        e.template.rebuild_from(e.plan.run(&leaves))
+                    }
+                },
+                Compile::InBackground => {
+                    e.compile_in_background();
+                    e.template.rebuild_from(e.run_interpreted(&leaves))
+                }
+                Compile::Later => e.template.rebuild_from(e.run_interpreted(&leaves)),
+            },
             None => {
                 let (traced, template) = trace_tree(&f, x, &key);
                 if !traced.captures.is_empty() {
@@ -98,7 +122,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                     return template.rebuild_from(eval_graph(&traced.graph, &args));
                 }
                 let optimized = optimize(&traced.graph);
-                let plan = Plan::interpreted(&optimized);
+                let plan = Arc::new(Plan::interpreted(&optimized));
                 dump(&key, Some(&optimized), &plan);
                 let started = Instant::now();
                 let out = template.rebuild_from(plan.run(&leaves));
@@ -113,31 +137,58 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
 /// A jitted function's plans, by input signature.
 type Cache<B> = Mutex<HashMap<Vec<TensorType>, Arc<Entry<B>>>>;
 
-fn store<B: Tree>(cache: &Cache<B>, key: Vec<TensorType>, plan: Plan, template: &B, settled: bool) -> Arc<Entry<B>> {
+fn store<B: Tree>(
+    cache: &Cache<B>,
+    key: Vec<TensorType>,
+    plan: Arc<Plan>,
+    template: &B,
+    settled: bool,
+) -> Arc<Entry<B>> {
     let entry = Arc::new(Entry {
         plan,
         template: template.rebuild_from(template.leaves()),
         settled: AtomicBool::new(settled),
         interpreted_ns: AtomicU64::new(0),
         build_cost: OnceLock::new(),
+        background_started: AtomicBool::new(false),
+        background: Arc::new(OnceLock::new()),
     });
     cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, entry.clone());
     entry
 }
 
-/// Whether a call of a plan not yet settled should compile its loops now. With
-/// [`NativeMode::Always`] on the second call. In the default [`NativeMode::Auto`], once the
-/// time spent running the plan interpreted has reached what the C compiler would take
-/// (zero when the library is already in the disk cache): a function called a few times never
-/// waits seconds for a compiler, and one called often pays at most twice what the better
-/// choice in hindsight would have cost (the ski-rental rule).
-fn compile_now<B>(e: &Entry<B>) -> bool {
-    if native_mode() == NativeMode::Always {
-        return true;
+/// What a call of a plan not yet settled does about its native loops.
+enum Compile {
+    /// Compile them on this thread now, and run the result.
+    Now,
+    /// Start compiling them on a background thread (if not started yet), and run interpreted.
+    InBackground,
+    /// Run interpreted.
+    Later,
+}
+
+/// When a plan not yet settled compiles its loops (this is its second call or a later one).
+/// With nothing to compile, or the library already in the disk cache: now (which settles
+/// the plan). Otherwise by the [`NativeMode`]: [`NativeMode::Always`] now;
+/// [`NativeMode::Auto`] in the background, so no call waits for the C compiler;
+/// [`NativeMode::Sync`] on this thread once the time spent running the plan interpreted has
+/// reached what the C compiler would take: a function called a few times never waits seconds
+/// for a compiler, and one called often pays at most twice what the better choice in
+/// hindsight would have cost (the ski-rental rule).
+fn when_to_compile<B>(e: &Entry<B>) -> Compile {
+    let mode = native_mode();
+    if mode == NativeMode::Always {
+        return Compile::Now;
+    }
+    if e.background_started.load(Ordering::Acquire) {
+        return Compile::Later;
     }
     match *e.build_cost.get_or_init(|| e.plan.native_build_cost()) {
-        None => true, // nothing to compile: settles the plan as it is
-        Some(cost) => e.interpreted_ns.load(Ordering::Relaxed) >= cost.as_nanos() as u64,
+        None => Compile::Now, // nothing to compile: settles the plan as it is
+        Some(cost) if cost.is_zero() => Compile::Now,
+        Some(_) if mode == NativeMode::Auto => Compile::InBackground,
+        Some(cost) if e.interpreted_ns.load(Ordering::Relaxed) >= cost.as_nanos() as u64 => Compile::Now,
+        Some(_) => Compile::Later,
     }
 }
 
@@ -150,19 +201,40 @@ fn dump(key: &[TensorType], graph: Option<&Graph>, plan: &Plan) {
 }
 
 /// What `jit` keeps per input signature: the plan, the output tree's structure, and
-/// whether the plan's native loops have been compiled (which happens on the second call).
+/// whether the plan's native loops have been compiled (see [`when_to_compile`]).
 struct Entry<B> {
-    plan: Plan,
+    plan: Arc<Plan>,
     template: B,
     /// Set once the plan is the one later calls run (native loops compiled, or none to compile).
     settled: AtomicBool,
     /// Time spent running the plan interpreted so far.
     interpreted_ns: AtomicU64,
-    /// What compiling its loops would cost (see [`compile_now`]), worked out on the second call.
+    /// What compiling its loops would cost (see [`when_to_compile`]), worked out on the second call.
     build_cost: OnceLock<Option<Duration>>,
+    /// Set when a background compile of `plan` has been started.
+    background_started: AtomicBool,
+    /// Its result once it has finished: the plan with native loops, or `None` when none
+    /// were compiled (no compiler, nothing selected, or the compile failed).
+    background: Arc<OnceLock<Option<Arc<Plan>>>>,
 }
 
 impl<B> Entry<B> {
+    /// Starts compiling the plan's loops on a background thread (once), in the native mode
+    /// of the calling thread; the result lands in `background`.
+    fn compile_in_background(&self) {
+        if self.background_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (plan, slot, mode) = (self.plan.clone(), self.background.clone(), native_mode());
+        crate::backend::cpu::native::spawn_compile(move || {
+            let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::with_native_mode(mode, || plan.with_native_loops())
+            }));
+            // A panic in the compiler's driver leaves the plan interpreted (its results are the same).
+            let _ = slot.set(compiled.ok().flatten().map(Arc::new));
+        });
+    }
+
     /// Runs the interpreted plan, adding the time to `interpreted_ns`.
     fn run_interpreted(&self, leaves: &[crate::Tensor]) -> Vec<crate::Tensor> {
         let started = Instant::now();

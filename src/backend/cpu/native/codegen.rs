@@ -1,9 +1,14 @@
 //! C source for one fused loop.
 //!
 //! A kernel computes elements `[start, start + n)` of a [`Program`]'s outputs, writing
-//! output `k`'s element `start + o` to `out[k][o]`. Every shape, stride, base and padding
-//! of the program is a constant in the source, so the C compiler sees plain loops over
-//! affine indices that it can vectorise. Each operation is written so that it rounds
+//! output `k`'s element `start + o` to `out[k][o]`. Every shape, stride and padding of the
+//! program is a constant in the source, so the C compiler sees plain loops over affine
+//! indices that it can vectorise. The *bases* of strided and padded loads (where a slice
+//! starts) are not: the kernel reads them from its parameter array `prm` (one per live
+//! strided or padded load, in instruction order; see [`parameters`]), once per row. An
+//! unrolled program reads the same loop at a different offset in every step; with the
+//! offsets as arguments, all those steps share one function, so the source grows with the
+//! number of distinct loop shapes, not with the unrolled program. Each operation is written so that it rounds
 //! exactly like the interpreter's Rust kernel (the same functions or bitwise-identical
 //! ports of them, no contraction of `a * b + c`); operations without such a port call
 //! back into Rust for every element.
@@ -157,7 +162,6 @@ fn binary(op: BinaryOp, a: &str, b: &str, operand: DType) -> Option<String> {
 
 /// A load normalised to the kernel's rank (rank-0 programs run as rank 1).
 struct View {
-    base: isize,
     strides: Vec<isize>,
     valid: Option<(Vec<(isize, isize)>, f64)>,
 }
@@ -165,13 +169,31 @@ struct View {
 fn view_of(kind: &LoadKind, rank: usize) -> Option<View> {
     let pad = |s: &[isize]| if s.is_empty() { vec![0; rank] } else { s.to_vec() };
     match kind {
-        LoadKind::Strided { base, strides } => Some(View { base: *base, strides: pad(strides), valid: None }),
-        LoadKind::Padded { base, strides, valid, fill } => {
+        LoadKind::Strided { strides, .. } => Some(View { strides: pad(strides), valid: None }),
+        LoadKind::Padded { strides, valid, fill, .. } => {
             let valid = if valid.is_empty() { vec![(0, 1)] } else { valid.clone() };
-            Some(View { base: *base, strides: pad(strides), valid: Some((valid, *fill)) })
+            Some(View { strides: pad(strides), valid: Some((valid, *fill)) })
         }
         LoadKind::Contiguous | LoadKind::Scalar => None,
     }
+}
+
+/// `prog` with the base of every strided or padded load set to zero (what the generated
+/// code depends on, so the key under which identical loops share a function), and the bases
+/// of its *live* strided and padded loads in instruction order: the kernel's parameter array.
+pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
+    let live = prog.needed(&prog.outputs);
+    let mut shape = prog.clone();
+    let mut params = Vec::new();
+    for (i, ins) in shape.instrs.iter_mut().enumerate() {
+        if let Instr::Load { kind: LoadKind::Strided { base, .. } | LoadKind::Padded { base, .. }, .. } = ins {
+            if live[i] {
+                params.push(*base as i64);
+            }
+            *base = 0;
+        }
+    }
+    (shape, params)
 }
 
 /// The C source of a kernel named `name` for `prog`, or `None` if the program uses
@@ -183,7 +205,8 @@ fn view_of(kind: &LoadKind, rank: usize) -> Option<View> {
 /// `[start, start + n)` and splits each into edge and inside segments. `NAME` is the entry.
 ///
 /// `in_place[k] = Some(p)` makes output `k` overwrite input `p` (read only element for
-/// element), instead of writing to its own output pointer.
+/// element), instead of writing to its own output pointer. The bases of loads come from the
+/// entry's `prm` argument (see [`parameters`]); those in `prog` are ignored.
 pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> Option<String> {
     for &d in &prog.dtypes {
         ctype(d)?;
@@ -352,16 +375,15 @@ pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> 
         let _ = writeln!(loops, "        const int64_t k0 = idx[{}];", rank - 1);
         let _ = writeln!(loops, "        const int64_t k1 = {inner} < k0 + (n - j) ? {inner} : k0 + (n - j);");
         let _ = writeln!(loops, "        int64_t a = k0, b = k1;");
-        for (i, v) in views.iter().enumerate() {
-            if let Some(v) = v {
-                let mut rb = v.base.to_string();
-                for d in 0..rank - 1 {
-                    if v.strides[d] != 0 {
-                        let _ = write!(rb, " + idx[{d}] * {}", v.strides[d]);
-                    }
+        // The `j`-th live view's base is the parameter `prm[j]` (see `parameters`).
+        for (j, (i, v)) in views.iter().enumerate().filter_map(|(i, v)| v.as_ref().map(|v| (i, v))).enumerate() {
+            let mut rb = format!("prm[{j}]");
+            for d in 0..rank - 1 {
+                if v.strides[d] != 0 {
+                    let _ = write!(rb, " + idx[{d}] * {}", v.strides[d]);
                 }
-                let _ = writeln!(loops, "        const int64_t rb{i} = {rb};");
             }
+            let _ = writeln!(loops, "        const int64_t rb{i} = {rb};");
         }
         for (i, valid) in bounds.iter().enumerate() {
             if let Some(valid) = valid {
@@ -409,13 +431,14 @@ pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> 
     let _ = write!(
         src,
         "CT_INLINE int32_t {name}_pass(const void* const* in_, void* const* out_, int64_t start, int64_t n, \
-         const ct_callbacks* cb, const int exact) {{\n{casts}    int32_t slow = 0;\n{loops}    return slow;\n}}\n"
+         const ct_callbacks* cb, const int64_t* prm, const int exact) {{\n    (void)prm;\n{casts}    int32_t slow = 0;\n{loops}    return slow;\n}}\n"
     );
-    let pass = |exact: u8| format!("{name}_pass(in_, out_, start, n, cb, {exact})");
+    let pass = |exact: u8| format!("{name}_pass(in_, out_, start, n, cb, prm, {exact})");
     let run = if rerun { format!("if ({}) {};", pass(0), pass(1)) } else { format!("{};", pass(1)) };
     let _ = write!(
         src,
-        "int32_t {name}(const void* const* in_, void* const* out_, int64_t start, int64_t n, const ct_callbacks* cb) {{\n    {run}\n    return 0;\n}}\n"
+        "int32_t {name}(const void* const* in_, void* const* out_, int64_t start, int64_t n, const ct_callbacks* cb, \
+         const int64_t* prm) {{\n    {run}\n    return 0;\n}}\n"
     );
     Some(src)
 }

@@ -9,9 +9,26 @@
 //! at hand. Kernels round exactly like the interpreter (see `codegen`), so results are
 //! bitwise the same with or without them; where no compiler works, plans run interpreted.
 //!
-//! Control: [`NativeMode`] (from `COTANGENT_NATIVE=off|auto|always`, or per thread with
-//! [`with_native_mode`]); `COTANGENT_CC` picks the compiler, `COTANGENT_CC_TIMEOUT` how long
-//! one run of it may take; `COTANGENT_CACHE_DIR` the cache (which must be private to the user).
+//! Loops that differ only in where their strided loads start share one C function, which
+//! takes those offsets as arguments: an unrolled program (the same step a hundred times, each
+//! reading other slices) compiles as many functions as it has distinct loop shapes, so its C
+//! file does not grow with the unrolling.
+//!
+//! When: `jit` runs a function's first calls interpreted. In [`NativeMode::Auto`] (the
+//! default) its second call starts the C compiler on a background thread and keeps running
+//! interpreted; the first call after the library has loaded switches to the native plan
+//! (the swap happens between calls: a call runs one plan from start to end). A library
+//! already in the disk cache is loaded at once instead. [`NativeMode::Sync`] compiles on
+//! the calling thread at the call where the interpreted runs have taken as long as the
+//! compiler is expected to, and [`NativeMode::Always`] on the second call, on the calling
+//! thread too (so that tests see native code at a known call). Native and interpreted loops
+//! give bitwise equal results, so the switch never changes a value.
+//! [`wait_for_native_compiles`] waits for the background compiles started so far.
+//!
+//! Environment: `COTANGENT_NATIVE=off|auto|sync|always` sets the [`NativeMode`]
+//! ([`with_native_mode`] overrides it per thread); `COTANGENT_CC` picks the compiler,
+//! `COTANGENT_CC_TIMEOUT` how long one run of it may take; `COTANGENT_CACHE_DIR` the cache
+//! (which must be private to the user).
 
 mod cache;
 mod codegen;
@@ -30,8 +47,8 @@ use std::time::{Duration, Instant};
 
 /// When fused loops are compiled to native code.
 ///
-/// The default comes from the environment variable `COTANGENT_NATIVE` (`off`, `auto` or
-/// `always`; `auto` when unset); [`with_native_mode`] overrides it for one thread.
+/// The default comes from the environment variable `COTANGENT_NATIVE` (`off`, `auto`, `sync`
+/// or `always`; `auto` when unset); [`with_native_mode`] overrides it for one thread.
 /// Native and interpreted loops give bitwise identical results, so the mode only changes speed.
 ///
 /// ```
@@ -49,8 +66,15 @@ pub enum NativeMode {
     Off,
     /// Compile loops of at least 4096 elements (smaller ones gain too little to pay for the
     /// compiler's ~0.1 s, which each new plan pays once per machine: kernels are cached on disk).
+    /// `jit` compiles them on a background thread from a function's second call on, running
+    /// interpreted until the library is loaded (at once if it is in the disk cache).
     Auto,
-    /// Compile every loop the code generator supports.
+    /// The loops [`NativeMode::Auto`] selects, compiled on the calling thread by the call at
+    /// which the interpreted runs have taken as long as the compiler is expected to (or at once
+    /// when the library is cached): no thread is started, and the call that compiles waits.
+    Sync,
+    /// Compile every loop the code generator supports, on the calling thread (`jit`: on the
+    /// second call).
     Always,
 }
 
@@ -68,6 +92,7 @@ pub fn native_mode() -> NativeMode {
         *DEFAULT.get_or_init(|| match std::env::var("COTANGENT_NATIVE").as_deref() {
             Ok("off") | Ok("0") => NativeMode::Off,
             Ok("always") => NativeMode::Always,
+            Ok("sync") => NativeMode::Sync,
             _ => NativeMode::Auto,
         })
     })
@@ -88,8 +113,10 @@ pub fn with_native_mode<R>(mode: NativeMode, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The signature of every generated kernel.
-type KernelFn = unsafe extern "C" fn(*const *const c_void, *const *mut c_void, i64, i64, *const Callbacks) -> i32;
+/// The signature of every generated kernel: inputs, outputs, start, count, callbacks, and the
+/// loop's parameters (the bases of its strided loads, see `codegen::parameters`).
+type KernelFn =
+    unsafe extern "C" fn(*const *const c_void, *const *mut c_void, i64, i64, *const Callbacks, *const i64) -> i32;
 
 /// Rust implementations of the operations kernels do not port, called per element.
 #[repr(C)]
@@ -114,10 +141,13 @@ extern "C" fn bin64(op: i32, a: f64, b: f64) -> f64 {
 }
 static CALLBACKS: Callbacks = Callbacks { un32, un64, bin32, bin64 };
 
-/// A compiled fused loop.
+/// A compiled fused loop: a function of the library (which identical loops share) and this
+/// loop's arguments to it.
 pub struct Kernel {
     func: KernelFn,
     name: String,
+    /// The bases of the loop's live strided and padded loads (`codegen::parameters`).
+    params: Box<[i64]>,
     /// Keeps the code mapped while the kernel lives.
     _lib: Arc<libloading::Library>,
 }
@@ -144,8 +174,11 @@ impl Kernel {
         // through `outputs` (shifted by the caller to start at `start`), which the caller
         // guarantees valid as documented above. `CALLBACKS` is a static of the layout the
         // prelude declares, and the kernel passes it only operation indices it was generated
-        // with (in range of `UnaryOp::ALL` / `BinaryOp::ALL`).
-        unsafe { (self.func)(inputs.as_ptr(), outputs.as_ptr(), start as i64, n as i64, &CALLBACKS) };
+        // with (in range of `UnaryOp::ALL` / `BinaryOp::ALL`). `params` holds one base per live
+        // strided or padded load of the program it was compiled for, the count the function reads
+        // (both come from `codegen::parameters` of that program, see `compile`).
+        let params = self.params.as_ptr();
+        unsafe { (self.func)(inputs.as_ptr(), outputs.as_ptr(), start as i64, n as i64, &CALLBACKS, params) };
     }
 }
 
@@ -157,38 +190,53 @@ static BROKEN: AtomicBool = AtomicBool::new(false);
 pub(crate) fn enabled_for(elements: usize) -> bool {
     match native_mode() {
         NativeMode::Off => false,
-        NativeMode::Auto if elements < AUTO_MIN_ELEMENTS => false,
+        NativeMode::Auto | NativeMode::Sync if elements < AUTO_MIN_ELEMENTS => false,
         _ => !BROKEN.load(Ordering::Relaxed) && toolchain::available(),
     }
 }
 
-/// The C source of the library [`compile`] builds for `progs`, and which program each of its
-/// kernels (by name) runs.
-pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<(usize, String)>) {
+/// Which function of a library a program runs, and with which parameters.
+pub(crate) struct Entry {
+    /// The program's position in the list given to [`source`].
+    pub(crate) program: usize,
+    /// The C function.
+    pub(crate) name: String,
+    /// Its arguments for this program (see `codegen::parameters`).
+    pub(crate) params: Vec<i64>,
+}
+
+/// The C source of the library [`compile`] builds for `progs`, and which function of it each
+/// program runs with which parameters.
+pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<Entry>) {
     let mode = native_mode();
     let mut source = String::from(include_str!("prelude.c"));
     let mut names = Vec::new();
     if mode == NativeMode::Off {
         return (source, names);
     }
-    // Identical loops (an unrolled program repeats the same ones) share one function, so the
-    // source grows with the distinct loops, not with the program. The key is the program's
-    // full description, which tells apart everything the generated code depends on.
+    // Loops that differ only in where their strided loads start (an unrolled program repeats
+    // the same loop at other offsets) share one function, which takes those bases as
+    // parameters: the source grows with the distinct loop shapes, not with the program. The
+    // key is the full description of the program with its bases zeroed, which tells apart
+    // everything else the generated code depends on. Functions are numbered in order of first
+    // use, so plans of the same shapes write the same source (and hit the same cached library).
     let mut generated: HashMap<String, Option<String>> = HashMap::new();
     for (i, &(prog, in_place)) in progs.iter().enumerate() {
-        if mode == NativeMode::Auto && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
+        if mode != NativeMode::Always && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
             continue;
         }
-        let key = format!("{prog:?}{in_place:?}");
+        let (shape, params) = codegen::parameters(prog);
+        let key = format!("{shape:?}{in_place:?}");
+        let count = generated.len();
         let name = generated.entry(key).or_insert_with(|| {
-            let name = format!("ct_kernel{i}");
-            codegen::kernel(prog, in_place, &name).map(|src| {
+            let name = format!("ct_kernel{count}");
+            codegen::kernel(&shape, in_place, &name).map(|src| {
                 source.push_str(&src);
                 name
             })
         });
         if let Some(name) = name {
-            names.push((i, name.clone()));
+            names.push(Entry { program: i, name: name.clone(), params });
         }
     }
     (source, names)
@@ -250,7 +298,7 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
             return kernels;
         }
     };
-    for (i, name) in names {
+    for Entry { program: i, name, params } in names {
         // SAFETY: `name` is a function that `codegen::kernel` generated into this library's
         // source with exactly the `KernelFn` signature (the library is the one built from that
         // source: its cache name hashes the source and its seal was checked before loading).
@@ -259,9 +307,66 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
         // reaches this: names and source are generated here.
         let func = unsafe { lib.get::<KernelFn>(name.as_bytes()) }.map(|s| *s);
         match func {
-            Ok(func) => kernels[i] = Some(Arc::new(Kernel { func, name, _lib: lib.clone() })),
+            Ok(func) => {
+                let params = params.into_boxed_slice();
+                kernels[i] = Some(Arc::new(Kernel { func, name, params, _lib: lib.clone() }))
+            }
             Err(e) => eprintln!("cotangent: kernel {name} missing from its library: {e}"),
         }
     }
     kernels
+}
+
+/// Background compiles started and not finished yet, and the condition their end signals.
+static PENDING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Runs `job` (a plan's C compile) on a thread of its own, counted in [`PENDING`] until it
+/// returns or panics; on the calling thread if no thread can be started.
+pub(crate) fn spawn_compile(job: impl FnOnce() + Send + 'static) {
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            let mut pending = PENDING.0.lock().unwrap_or_else(|e| e.into_inner());
+            *pending -= 1;
+            PENDING.1.notify_all();
+        }
+    }
+    *PENDING.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    let job = std::sync::Mutex::new(Some(job));
+    let job = Arc::new(job);
+    let theirs = job.clone();
+    let spawned = std::thread::Builder::new().name("cotangent-cc".into()).spawn(move || {
+        let _done = Done;
+        if let Some(job) = theirs.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            job();
+        }
+    });
+    if spawned.is_err() {
+        let _done = Done;
+        if let Some(job) = job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            job();
+        }
+    }
+}
+
+/// Waits until every native compile that `jit` started in the background has finished (its
+/// library loaded, or the loops left interpreted); the next call of each such function runs
+/// its native plan. For benchmarks that time the steady state, and for tests.
+///
+/// ```
+/// use cotangent::{jit, wait_for_native_compiles, Tensor};
+/// let f = jit(|x: &Tensor| (x * x).sin() + 1.0);
+/// let x = Tensor::from_vec(vec![0.5f32; 8192], &[8192]);
+/// let first = f(&x); // interpreted
+/// let second = f(&x); // interpreted; starts the C compiler in the background (NativeMode::Auto)
+/// wait_for_native_compiles();
+/// let third = f(&x); // native, if a C compiler works here
+/// assert_eq!(first.to_vec::<f32>(), third.to_vec::<f32>());
+/// assert_eq!(second.to_vec::<f32>(), third.to_vec::<f32>());
+/// ```
+pub fn wait_for_native_compiles() {
+    let mut pending = PENDING.0.lock().unwrap_or_else(|e| e.into_inner());
+    while *pending > 0 {
+        pending = PENDING.1.wait(pending).unwrap_or_else(|e| e.into_inner());
+    }
 }
