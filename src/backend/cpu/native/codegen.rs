@@ -350,12 +350,34 @@ pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> 
          (void)g; (void)k;\n{body}    }}\n    return slow;\n}}\n",
         params.join(", ")
     );
+    // Near padding edges, segments go through `NAME_edge`: one out-of-line copy of the row
+    // function with its bounds tests (a few elements per row), instead of one inlined copy per
+    // call site; only the inside segments get the inlined, vectorised copy without tests. That
+    // keeps the C compiler's work (and time) down to two copies of each loop body.
+    if padded {
+        let plain: Vec<String> = params.iter().filter(|p| !p.ends_with(" edge")).cloned().collect();
+        let mut all: Vec<String> = args[..pointers].to_vec();
+        all.extend(["g0", "o0", "k0", "len"].map(String::from));
+        all.extend(args[pointers..].iter().cloned());
+        all.extend(["cb".to_string(), "exact".to_string(), "1".to_string()]);
+        let _ = write!(
+            src,
+            "static CT_NOINLINE int32_t {name}_edge({}) {{\n    return {name}_run({});\n}}\n",
+            plain.join(", "),
+            all.join(", ")
+        );
+    }
     let call = |g0: &str, o0: &str, k0: &str, len: &str, edge: u8| {
         let mut all: Vec<String> = args[..pointers].to_vec();
         all.extend([g0, o0, k0, len].map(String::from));
         all.extend(args[pointers..].iter().cloned());
-        all.extend(["cb".to_string(), "exact".to_string(), edge.to_string()]);
-        format!("{name}_run({})", all.join(", "))
+        all.extend(["cb".to_string(), "exact".to_string()]);
+        if edge == 1 {
+            format!("{name}_edge({})", all.join(", "))
+        } else {
+            all.push("0".to_string());
+            format!("{name}_run({})", all.join(", "))
+        }
     };
     let mut loops = String::new();
     if !rows {

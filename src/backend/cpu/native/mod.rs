@@ -195,6 +195,13 @@ pub(crate) fn enabled_for(elements: usize) -> bool {
     }
 }
 
+/// The attribute of the out-of-line copies of loop bodies that run near padding edges (a few
+/// elements per row): never inlined, and not worth the C compiler's time vectorising (where
+/// it is GCC, which takes that per-function option).
+const NOINLINE: &str = "#if defined(__GNUC__) && !defined(__clang__)\n\
+#define CT_NOINLINE __attribute__((noinline, cold, optimize(\"no-tree-vectorize\")))\n\
+#else\n#define CT_NOINLINE __attribute__((noinline, cold))\n#endif\n";
+
 /// Which function of a library a program runs, and with which parameters.
 pub(crate) struct Entry {
     /// The program's position in the list given to [`source`].
@@ -210,6 +217,7 @@ pub(crate) struct Entry {
 pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<Entry>) {
     let mode = native_mode();
     let mut source = String::from(include_str!("prelude.c"));
+    source.push_str(NOINLINE);
     let mut names = Vec::new();
     if mode == NativeMode::Off {
         return (source, names);
