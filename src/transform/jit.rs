@@ -219,14 +219,19 @@ struct Entry<B> {
 }
 
 impl<B> Entry<B> {
-    /// Starts compiling the plan's loops on a background thread (once), in the native mode
-    /// of the calling thread; the result lands in `background`.
+    /// Queues the plan's loops for compilation on the background thread (once), in the
+    /// native mode of the calling thread; the result lands in `background`.
     fn compile_in_background(&self) {
         if self.background_started.swap(true, Ordering::AcqRel) {
             return;
         }
         let (plan, slot, mode) = (self.plan.clone(), self.background.clone(), native_mode());
         crate::backend::cpu::native::spawn_compile(move || {
+            if Arc::strong_count(&plan) == 1 {
+                // The function was dropped while the compile waited its turn: nothing would run it.
+                let _ = slot.set(None);
+                return;
+            }
             let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 crate::with_native_mode(mode, || plan.with_native_loops())
             }));

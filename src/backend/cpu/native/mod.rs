@@ -325,35 +325,61 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
     kernels
 }
 
-/// Background compiles started and not finished yet, and the condition their end signals.
-static PENDING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+/// A background compile.
+type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs `job` (a plan's C compile) on a thread of its own, counted in [`PENDING`] until it
-/// returns or panics; on the calling thread if no thread can be started.
+/// The background compiles: those waiting their turn, how many are queued or running, and
+/// whether the worker thread that runs them (one at a time) is alive.
+struct Queue {
+    jobs: std::collections::VecDeque<Job>,
+    pending: usize,
+    worker: bool,
+}
+
+static QUEUE: (std::sync::Mutex<Queue>, std::sync::Condvar) = (
+    std::sync::Mutex::new(Queue { jobs: std::collections::VecDeque::new(), pending: 0, worker: false }),
+    std::sync::Condvar::new(),
+);
+
+fn queue() -> std::sync::MutexGuard<'static, Queue> {
+    QUEUE.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Queues `job` (a plan's C compile) for the background worker thread, which runs the queued
+/// compiles one at a time (so a program that jits many functions does not start as many
+/// compilers at once on a machine that is busy running it); starts the worker if none is
+/// alive, or runs `job` here if no thread can be started. A job that panics is dropped.
 pub(crate) fn spawn_compile(job: impl FnOnce() + Send + 'static) {
-    struct Done;
-    impl Drop for Done {
-        fn drop(&mut self) {
-            let mut pending = PENDING.0.lock().unwrap_or_else(|e| e.into_inner());
-            *pending -= 1;
-            PENDING.1.notify_all();
-        }
+    let mut q = queue();
+    q.pending += 1;
+    q.jobs.push_back(Box::new(job));
+    if q.worker {
+        return;
     }
-    *PENDING.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-    let job = std::sync::Mutex::new(Some(job));
-    let job = Arc::new(job);
-    let theirs = job.clone();
-    let spawned = std::thread::Builder::new().name("cotangent-cc".into()).spawn(move || {
-        let _done = Done;
-        if let Some(job) = theirs.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            job();
-        }
-    });
-    if spawned.is_err() {
-        let _done = Done;
-        if let Some(job) = job.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            job();
-        }
+    q.worker = true;
+    drop(q);
+    if std::thread::Builder::new().name("cotangent-cc".into()).spawn(work).is_err() {
+        work();
+    }
+}
+
+/// The worker: runs queued compiles until the queue is empty, then ends.
+fn work() {
+    loop {
+        let job = {
+            let mut q = queue();
+            match q.jobs.pop_front() {
+                Some(job) => job,
+                None => {
+                    q.worker = false;
+                    return;
+                }
+            }
+        };
+        // A panic inside the compiler's driver leaves that plan interpreted (same results).
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        queue().pending -= 1;
+        QUEUE.1.notify_all();
     }
 }
 
@@ -373,8 +399,8 @@ pub(crate) fn spawn_compile(job: impl FnOnce() + Send + 'static) {
 /// assert_eq!(second.to_vec::<f32>(), third.to_vec::<f32>());
 /// ```
 pub fn wait_for_native_compiles() {
-    let mut pending = PENDING.0.lock().unwrap_or_else(|e| e.into_inner());
-    while *pending > 0 {
-        pending = PENDING.1.wait(pending).unwrap_or_else(|e| e.into_inner());
+    let mut q = queue();
+    while q.pending > 0 {
+        q = QUEUE.1.wait(q).unwrap_or_else(|e| e.into_inner());
     }
 }
