@@ -8,8 +8,9 @@
 //! strided or padded load, in instruction order; see [`parameters`]), once per row. An
 //! unrolled program reads the same loop at a different offset in every step; with the
 //! offsets as arguments, all those steps share one function, so the source grows with the
-//! number of distinct loop shapes, not with the unrolled program. Each operation is written so that it rounds
-//! exactly like the interpreter's Rust kernel (the same functions or bitwise-identical
+//! number of distinct loop shapes, not with the unrolled program.
+//!
+//! Each operation is written so that it rounds exactly like the interpreter's Rust kernel (the same functions or bitwise-identical
 //! ports of them, no contraction of `a * b + c`); operations without such a port call
 //! back into Rust for every element.
 
@@ -476,6 +477,34 @@ mod tests {
         assert_eq!(literal(-0.0, DType::F64), "-0e0");
         assert_eq!(literal(f64::NEG_INFINITY, DType::F32), "(-INFINITY)");
         assert_eq!(literal(2.0, DType::Bool), "1");
+    }
+
+    #[test]
+    fn loops_differing_only_in_their_bases_have_one_key_and_their_own_parameters() {
+        let prog = |b0: isize, b1: isize, dead: isize| Program {
+            shape: vec![2, 3],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Strided { base: b0, strides: vec![5, 1] } },
+                Instr::Load { input: 0, kind: LoadKind::Strided { base: dead, strides: vec![5, 1] } },
+                Instr::Load {
+                    input: 1,
+                    kind: LoadKind::Padded { base: b1, strides: vec![3, 1], valid: vec![(0, 2), (1, 3)], fill: 0.0 },
+                },
+                Instr::Binary(BinaryOp::Add, 0, 2),
+            ],
+            dtypes: vec![DType::F64; 4],
+            outputs: vec![3],
+            reduce: None,
+        };
+        let (a, pa) = parameters(&prog(7, -1, 100));
+        let (b, pb) = parameters(&prog(12, 4, 200));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "one shape, one key");
+        assert_eq!((pa, pb), (vec![7, -1], vec![12, 4]), "live loads' bases, in order (the dead one is left out)");
+        let src = kernel(&a, &[], "k").expect("supported");
+        assert!(src.contains("prm[0]") && src.contains("prm[1]") && !src.contains("prm[2]"), "{src}");
+        assert!(src.contains("k_edge("), "padded loops run their edges out of line:\n{src}");
+        let (c, _) = parameters(&Program { shape: vec![2, 4], ..prog(7, -1, 100) });
+        assert_ne!(format!("{a:?}"), format!("{c:?}"), "other shapes, other functions");
     }
 
     #[test]
