@@ -358,7 +358,10 @@ pub fn solve<Y: Tree, P: Tree>(
     let fl = |t: &Tensor, y: &[Tensor]| f(t, &y0.rebuild_from(y.to_vec()), args).leaves();
     let field = Field { f: &fl, sign };
     let s_end = ts.last().copied().unwrap_or(t1) * sign;
+    // One save time is the end of the solve (`s_end`): the final state, no interpolant
+    // needed (the per-step dense coefficients and buffer fill would cost ~5% of a step).
     let dense = solver.is_adaptive()
+        && ts.len() > 1
         && opts.gradient == Gradient::Discretise
         && !opts.step_to_save
         && !opts.fixed_steps
