@@ -6,7 +6,9 @@
 //! [`while_loop_bounded`](crate::control::while_loop_bounded) over `[t0, t_last]`, with a PID step-size controller ([`Pid`]) on the
 //! RMS error norm scaled by `atol + rtol·|y|`. All three are first-same-as-last (FSAL): the
 //! last stage of an accepted step is the next step's first, carried in the loop, so a step
-//! costs `stages - 1` evaluations (`nfe = 1 + (accepted + rejected)·(stages - 1)`). Save times
+//! costs `stages - 1` evaluations (`nfe = 2 + (accepted + rejected)·(stages - 1)` without
+//! `dt0`: `f(t0, y0)` and the probe of Hairer's starting-step algorithm, which picks the first
+//! step from estimates of the first and second derivatives; `1 + ...` with `dt0`). Save times
 //! are filled by dense output inside the natural steps, so many save times cost no extra
 //! steps: Dopri5 with Shampine's order-4 continuous extension, Tsit5 with Tsitouras' order-4
 //! interpolant, Bosh3 with the cubic Hermite interpolant of `(y₀, f₀, y₁, f₁)` (order 3)
