@@ -397,7 +397,7 @@ fn w9_neural_ode() {
     // evaluations of f and nfe vjps, counted as diffrax's line counts them.
     let levels = (Options::default().max_steps as f64).log10().ceil() as i64;
     println!(
-        "# w9 nfe cotangent (loss {:.6e}): forward {nfe} ({acc} accepted, {rej} rejected steps, Dopri5 with FSAL: 6 per step tried + 1 for f(t0, y0)); \
+        "# w9 nfe cotangent (loss {:.6e}): forward {nfe} ({acc} accepted, {rej} rejected steps, Dopri5 with FSAL: 6 per step tried + f(t0, y0) + the starting-step probe); \
          value_and_grad {} f + {} vjp (L = {levels} recomputation sweeps); adjoint backward {} f+vjp ({} accepted, {} rejected)",
         value.item::<f64>(),
         nfe * (levels + 2),

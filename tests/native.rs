@@ -403,3 +403,22 @@ fn unrolled_steps_share_one_function_with_their_offsets_as_arguments() {
         assert!(same_bits(a, b), "{:?}\n{:?}", a.to_vec::<f64>(), b.to_vec::<f64>());
     });
 }
+
+// ---- w9fwd: tanh (one-division f64 form) over a dense sweep ----
+
+/// `tanh` natively and interpreted over a dense sweep of both branches, the branch switch at
+/// 0.625 and the saturation at 40: bitwise equal in f32 and f64 (the C twin in `prelude.c`
+/// must repeat `math.rs` operation for operation).
+#[test]
+fn tanh_matches_the_interpreter_bitwise_over_a_sweep() {
+    if !native_available() {
+        return;
+    }
+    let mut v: Vec<f64> = (0..40_000).map(|i| -50.0 + 100.0 * i as f64 / 40_000.0).collect();
+    v.extend((0..4_000).map(|i| 0.6 + 0.05 * i as f64 / 4_000.0));
+    v.extend((0..4_000).map(|i| -(1e-12f64).powf(i as f64 / 4_000.0)));
+    for dtype in [DType::F32, DType::F64] {
+        let x = tensor(v.clone(), &[v.len()], dtype);
+        check(&format!("tanh sweep {dtype}"), &|a: &Vec<Tensor>| vec![a[0].tanh()], &vec![x]);
+    }
+}

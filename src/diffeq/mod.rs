@@ -6,7 +6,9 @@
 //! [`while_loop_bounded`](crate::control::while_loop_bounded) over `[t0, t_last]`, with a PID step-size controller ([`Pid`]) on the
 //! RMS error norm scaled by `atol + rtol·|y|`. All three are first-same-as-last (FSAL): the
 //! last stage of an accepted step is the next step's first, carried in the loop, so a step
-//! costs `stages - 1` evaluations (`nfe = 1 + (accepted + rejected)·(stages - 1)`). Save times
+//! costs `stages - 1` evaluations (`nfe = 2 + (accepted + rejected)·(stages - 1)` without
+//! `dt0`: `f(t0, y0)` and the probe of Hairer's starting-step algorithm, which picks the first
+//! step from estimates of the first and second derivatives; `1 + ...` with `dt0`). Save times
 //! are filled by dense output inside the natural steps, so many save times cost no extra
 //! steps: Dopri5 with Shampine's order-4 continuous extension, Tsit5 with Tsitouras' order-4
 //! interpolant, Bosh3 with the cubic Hermite interpolant of `(y₀, f₀, y₁, f₁)` (order 3)
@@ -124,8 +126,9 @@ pub struct Options {
     /// Absolute tolerance (adaptive solvers).
     pub atol: f64,
     /// The step: required by the fixed-step solvers (the step used divides each interval
-    /// evenly, at most `|dt0|`), the first trial step of the adaptive ones (`None`: chosen from
-    /// `y0` and `f(t0, y0)`). Its sign must be that of `t1 - t0`.
+    /// evenly, at most `|dt0|`), the first trial step of the adaptive ones (`None`: chosen by
+    /// Hairer's algorithm from `y0`, `f(t0, y0)` and one probe evaluation; the implicit solvers
+    /// skip the probe). Its sign must be that of `t1 - t0`.
     pub dt0: Option<f64>,
     /// Take fixed steps of `dt0` (which is then required) even with an adaptive solver: no
     /// error control; with an implicit solver `rtol`/`atol` still set its Newton convergence
@@ -358,7 +361,10 @@ pub fn solve<Y: Tree, P: Tree>(
     let fl = |t: &Tensor, y: &[Tensor]| f(t, &y0.rebuild_from(y.to_vec()), args).leaves();
     let field = Field { f: &fl, sign };
     let s_end = ts.last().copied().unwrap_or(t1) * sign;
+    // One save time is the end of the solve (`s_end`): the final state, no interpolant
+    // needed (the per-step dense coefficients and buffer fill would cost ~5% of a step).
     let dense = solver.is_adaptive()
+        && ts.len() > 1
         && opts.gradient == Gradient::Discretise
         && !opts.step_to_save
         && !opts.fixed_steps
