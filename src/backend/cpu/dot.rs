@@ -301,7 +301,7 @@ fn blocks(d: Dims, threads: usize) -> Vec<Block> {
 
 /// `0..len` in spans of `w`, the last one taking in a remainder of at most 64.
 fn spans(len: usize, w: usize) -> impl Iterator<Item = (usize, usize)> {
-    let count = if len > w && len % w != 0 && len % w <= 64 { len / w } else { len.div_ceil(w) };
+    let count = if len > w && !len.is_multiple_of(w) && len % w <= 64 { len / w } else { len.div_ceil(w) };
     (0..count).map(move |i| (i * w, if i + 1 == count { len } else { (i + 1) * w }))
 }
 
