@@ -271,9 +271,9 @@ struct Block {
 }
 
 /// How to split a product over `threads` threads (0: not at all, one block per matrix):
-/// blocks that cover every output element once. Blocks are never both at most 64 rows and 64 columns unless the whole product is
-/// (gemm picks its depth blocking by size only there), so every element is summed in the
-/// same order however the product is split.
+/// blocks that cover every output element once. Blocks are never both at most 64 rows and
+/// 64 columns unless the whole product is (gemm picks its depth blocking by size only
+/// there), so every element is summed in the same order however the product is split.
 fn blocks(d: Dims, threads: usize) -> Vec<Block> {
     let Dims { b, m, k, n } = d;
     let wanted = (TASKS_PER_THREAD * threads).min(b * m * n * k / TASK_MIN_WORK).max(1);
