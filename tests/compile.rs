@@ -183,15 +183,16 @@ fn transposed_products_become_swapped_products() {
 
 #[test]
 fn independent_products_run_at_the_same_time_with_the_same_results() {
-    // Forward-over-reverse makes pairs like these: x·W and x·V, both large enough for threads.
-    let g = trace_graph(&[ty(&[96, 128]), ty(&[128, 96]), ty(&[128, 96])], |xs| {
+    // Forward-over-reverse makes pairs like these: x·W and x·V, both large enough for threads
+    // (at least two tasks of a split product each).
+    let g = trace_graph(&[ty(&[192, 256]), ty(&[256, 192]), ty(&[256, 192])], |xs| {
         vec![(xs[0].matmul(&xs[1]) + 1.0).tanh(), xs[0].matmul(&xs[2]).exp()]
     });
     let plan = Plan::new(&optimize(&g));
     if cotangent::threads() > 1 {
         assert!(plan.dump().contains("steps 0..1 run at the same time"), "{}", plan.dump());
     }
-    let args: Vec<Tensor> = [(96, 128), (128, 96), (128, 96)]
+    let args: Vec<Tensor> = [(192, 256), (256, 192), (256, 192)]
         .iter()
         .enumerate()
         .map(|(k, &(r, c))| {

@@ -666,12 +666,13 @@ impl Plan {
         while i < self.steps.len() {
             let group = self.together[i];
             if group > 1 {
-                // Independent products at the same time, each on one thread.
+                // Independent products at the same time, their blocks in one pool (a thread
+                // done with one product takes blocks of the other rather than wait for it).
                 let started = std::time::Instant::now();
                 let values: Vec<Array> = (i..i + group)
                     .into_par_iter()
                     .map(|s| match &self.steps[s] {
-                        Step::Kernel { prim, ins, ty, .. } => self.product(prim, ins, ty, &slots, false),
+                        Step::Kernel { prim, ins, ty, .. } => self.product(prim, ins, ty, &slots, true),
                         Step::Fused { .. } | Step::Multi { .. } => unreachable!("groups hold products only"),
                     })
                     .collect();

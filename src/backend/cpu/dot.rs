@@ -11,12 +11,14 @@ use crate::array::{Array, Data};
 use crate::{Element, TensorType};
 use std::borrow::Cow;
 
-/// Below this many multiply-adds (`m * n * k`) a product runs on the calling thread.
-const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
+/// Below this many multiply-adds (`b * m * n * k`) a product runs on the calling thread: at
+/// least two tasks' worth, since handing work to another thread costs microseconds (and far
+/// more when other processes hold the cores).
+const PARALLEL_THRESHOLD: usize = 2 * TASK_MIN_WORK;
 /// Products with at most this many rows copy a k-contiguous right operand to n-contiguous.
 const TRANSPOSE_RHS_MAX_ROWS: usize = 1024;
-/// Columns per task of that copy (few enough that the rows they read stay in L1 even when
-/// the row length is a power of two).
+/// Side of the tiles of that copy (few enough columns that the rows they read stay in L1 even
+/// when the row length is a power of two).
 const TILE: usize = 16;
 
 /// Whether a product with `out_elements` outputs, each a sum of `contracted` terms, splits
@@ -156,6 +158,11 @@ impl Matrix {
         Matrix { batch: (rows * cols) as isize, row: cols as isize, col: 1 }
     }
 
+    /// The index of element (`row`, `col`) of matrix `batch` (all strides are non-negative).
+    fn offset(&self, batch: usize, row: usize, col: usize) -> usize {
+        (batch as isize * self.batch + row as isize * self.row + col as isize * self.col) as usize
+    }
+
     fn view(x: &Array, batch: &[usize], rows: &[usize], cols: &[usize]) -> Option<Matrix> {
         Some(Matrix {
             batch: Self::group_stride(x, batch)?,
@@ -165,48 +172,35 @@ impl Matrix {
     }
 }
 
-/// The `b` right operands (`k×n`, stored k-contiguous: element (i, j) of matrix `bi` at
-/// `bi·rv.batch + i + j·rv.col`) copied to dense row-major `k×n` matrices, in tiles.
+/// Columns `c0..c1` of right operand `bi` (`k×n`, stored k-contiguous: element (i, j) at
+/// `bi·rv.batch + i + j·rv.col`) copied to a dense row-major `k×(c1-c0)` matrix, in tiles.
 ///
 /// # Safety
-/// `out` must be valid for writing `b·k·n` elements; afterwards all of them are initialised.
-unsafe fn n_contiguous_copy<T: Element>(
-    rhs: &[T],
-    rv: Matrix,
-    b: usize,
-    k: usize,
-    n: usize,
-    threads: bool,
-    out: *mut T,
-) {
+/// `out` must be valid for writing `k·(c1-c0)` elements; afterwards all of them are initialised.
+unsafe fn copy_columns<T: Element>(rhs: &[T], rv: Matrix, bi: usize, k: usize, cols: (usize, usize), out: *mut T) {
+    let (c0, c1) = cols;
+    let w = c1 - c0;
     // Every source index lies inside `rhs` (the view was built from the operand's shape).
-    let last = (b - 1) as isize * rv.batch + (k - 1) as isize + (n - 1) as isize * rv.col;
+    let base = bi as isize * rv.batch;
+    let last = base + (k - 1) as isize + (c1 - 1) as isize * rv.col;
     assert!(rv.batch >= 0 && rv.col >= 0 && (last as usize) < rhs.len(), "dot_general: operand view out of bounds");
-    // Column blocks of TILE: each task fills `TILE` columns of every row of one matrix.
-    let blocks = n.div_ceil(TILE);
-    let dst = SendPtr(out);
-    // One task: columns j0..j0+TILE of matrix `bi`, row by row.
-    let work = |t: usize| {
-        let (bi, j0) = (t / blocks, (t % blocks) * TILE);
-        let base = bi as isize * rv.batch;
-        for i in 0..k {
-            for j in j0..(j0 + TILE).min(n) {
-                // SAFETY: the source index is at most `last` < rhs.len() (checked above); the
-                // destination lies in the b·k·n elements of `out`, and tasks write disjoint
-                // elements that together cover them. Not reachable with bad input from safe public
-                // code: `dot` is crate-private and its callers pass operands typed by `infer_type`.
-                unsafe {
-                    let v = *rhs.get_unchecked((base + j as isize * rv.col + i as isize) as usize);
-                    dst.get().add(bi * k * n + i * n + j).write(v);
+    // Tiles of TILE columns × TILE rows: the TILE source rows (one per column) stay in L1.
+    for j0 in (c0..c1).step_by(TILE) {
+        let j1 = (j0 + TILE).min(c1);
+        for i0 in (0..k).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(k) {
+                for j in j0..j1 {
+                    // SAFETY: the source index is at most `last` < rhs.len() (checked above); the
+                    // destination `i·w + (j - c0)` < k·w, inside `out` (the caller's contract).
+                    // Not reachable with bad input from safe public code: `dot` is crate-private
+                    // and its callers pass operands typed by `infer_type`.
+                    unsafe {
+                        let v = *rhs.get_unchecked((base + j as isize * rv.col + i as isize) as usize);
+                        out.add(i * w + (j - c0)).write(v);
+                    }
                 }
             }
         }
-    };
-    if threads && b * k * n >= 1 << 16 && crate::threads::parallel() {
-        use rayon::prelude::*;
-        (0..b * blocks).into_par_iter().for_each(work);
-    } else {
-        (0..b * blocks).for_each(work);
     }
 }
 
@@ -216,11 +210,18 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on the n-contiguous copy of the right operands, in this thread's scratch storage
-/// (or a fresh buffer if a product on this thread is already using it: a thread waiting
-/// inside gemm may pick up another plan's work).
-fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: bool, f: impl FnOnce(&[T]) -> R) -> R {
-    let len = d.b * d.k * d.n;
+/// Runs `f` on the dense copy of columns `cols` of right operand `bi`, in this thread's scratch
+/// storage (or a fresh buffer if a product on this thread is already using it: a thread
+/// waiting inside a parallel product may pick up another plan's work).
+fn with_columns<T: Element, R>(
+    rhs: &[T],
+    rv: Matrix,
+    bi: usize,
+    k: usize,
+    cols: (usize, usize),
+    f: impl FnOnce(&[T]) -> R,
+) -> R {
+    let len = k * (cols.1 - cols.0);
     let words = (len * std::mem::size_of::<T>()).div_ceil(8);
     assert!(std::mem::align_of::<T>() <= 8);
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -233,7 +234,7 @@ fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: boo
             // the copy initialises all `len` of them before the slice is made. (Sizes come from
             // the operands' checked types; no public path passes others.)
             unsafe {
-                n_contiguous_copy(rhs, rv, d.b, d.k, d.n, threads, ptr);
+                copy_columns(rhs, rv, bi, k, cols, ptr);
                 f(std::slice::from_raw_parts(ptr, len))
             }
         }
@@ -241,7 +242,7 @@ fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: boo
             let mut fresh: Vec<T> = Vec::with_capacity(len);
             // SAFETY: the capacity is `len`; the copy writes all of it before set_len. (As above.)
             unsafe {
-                n_contiguous_copy(rhs, rv, d.b, d.k, d.n, threads, fresh.as_mut_ptr());
+                copy_columns(rhs, rv, bi, k, cols, fresh.as_mut_ptr());
                 fresh.set_len(len);
             }
             f(&fresh)
@@ -249,31 +250,65 @@ fn with_n_contiguous<T: Element, R>(rhs: &[T], rv: Matrix, d: Dims, threads: boo
     })
 }
 
-/// `b` products of `m×k` and `k×n` matrices read in place through strides.
-fn gemm_strided<T: Element>(
-    lhs: &[T],
-    lv: Matrix,
-    rhs: &[T],
-    rv: Matrix,
-    d: Dims,
-    out: Vec<T>,
-    threads: bool,
-) -> Vec<T> {
-    let Dims { b, m, k, n } = d;
-    assert_eq!(out.len(), b * m * n);
-    // gemm packs a right operand stored k-contiguous (a transposed weight, `x · Wᵀ`) slowly
-    // when few rows share the packing: 2.5× slower than the same product with W stored
-    // n-contiguous at m = 128. A transposed copy costs one pass over W and restores the speed.
-    if rv.row == 1 && rv.col != 1 && n > 1 && m <= TRANSPOSE_RHS_MAX_ROWS {
-        return with_n_contiguous(rhs, rv, d, threads, |copy| {
-            gemm_in_place(lhs, lv, copy, Matrix::dense(k, n), d, out, threads)
-        });
-    }
-    gemm_in_place(lhs, lv, rhs, rv, d, out, threads)
+/// Multiply-adds a task of a split product should at least hold, so that it outweighs the
+/// cost of handing it to another thread.
+const TASK_MIN_WORK: usize = 1 << 21;
+/// Tasks per thread in a split product: several, so that when another process holds up one
+/// thread, the others take over its remaining tasks instead of waiting for it.
+const TASKS_PER_THREAD: usize = 4;
+/// Columns of a task are a multiple of this (the width of gemm's f32 micro-kernel, which
+/// runs along the output's columns since the output is row-major; twice f64's).
+const COLUMN_BLOCK: usize = 64;
+/// Rows of a task (split along rows when columns are few) are a multiple of this.
+const ROW_BLOCK: usize = 48;
+
+/// One task of a split product: output block `rows × cols` of matrix `batch`.
+#[derive(Clone, Copy)]
+struct Block {
+    batch: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
 }
 
-/// [`gemm_strided`] with the operands as given.
-fn gemm_in_place<T: Element>(
+/// How to split a product over `threads` threads (0: not at all, one block per matrix):
+/// blocks that cover every output element once. Blocks are never both at most 64 rows and
+/// 64 columns unless the whole product is (gemm picks its depth blocking by size only
+/// there), so every element is summed in the same order however the product is split.
+fn blocks(d: Dims, threads: usize) -> Vec<Block> {
+    let Dims { b, m, k, n } = d;
+    let wanted = (TASKS_PER_THREAD * threads).min(b * m * n * k / TASK_MIN_WORK).max(1);
+    // Tasks per matrix, then a split of the output side that gives more blocks (columns on
+    // a tie: each block then reads its own columns of the right operand).
+    let per = wanted.div_ceil(b);
+    let col_unit = if m > 64 { COLUMN_BLOCK } else { 2 * COLUMN_BLOCK };
+    let row_unit = if n > 64 { ROW_BLOCK } else { 2 * ROW_BLOCK };
+    let col_blocks = per.min(n.div_ceil(col_unit));
+    let row_blocks = per.min(m.div_ceil(row_unit));
+    let mut out = Vec::new();
+    for batch in 0..b {
+        if col_blocks <= 1 && row_blocks <= 1 {
+            out.push(Block { batch, rows: (0, m), cols: (0, n) });
+        } else if col_blocks >= row_blocks {
+            let w = n.div_ceil(col_blocks).div_ceil(col_unit) * col_unit;
+            out.extend(spans(n, w).map(|cols| Block { batch, rows: (0, m), cols }));
+        } else {
+            let h = m.div_ceil(row_blocks).div_ceil(row_unit) * row_unit;
+            out.extend(spans(m, h).map(|rows| Block { batch, rows, cols: (0, n) }));
+        }
+    }
+    out
+}
+
+/// `0..len` in spans of `w`, the last one taking in a remainder of at most 64.
+fn spans(len: usize, w: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = if len > w && !len.is_multiple_of(w) && len % w <= 64 { len / w } else { len.div_ceil(w) };
+    (0..count).map(move |i| (i * w, if i + 1 == count { len } else { (i + 1) * w }))
+}
+
+/// `b` products of `m×k` and `k×n` matrices read in place through strides, split into
+/// blocks of output run on all threads (with `threads` and a large enough product) or in
+/// turn on this one.
+fn gemm_strided<T: Element>(
     lhs: &[T],
     lv: Matrix,
     rhs: &[T],
@@ -282,42 +317,111 @@ fn gemm_in_place<T: Element>(
     mut out: Vec<T>,
     threads: bool,
 ) -> Vec<T> {
-    let Dims { m, k, n, .. } = d;
-    let parallelism = if !threads || m * n * k < PARALLEL_THRESHOLD || !crate::threads::parallel() {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(0)
-    };
-    for (bi, o) in out.chunks_exact_mut(m * n).enumerate() {
-        // SAFETY: the strides and extents describe elements inside `lhs`/`rhs` (they come from
-        // the operands' own shapes), and `o` holds exactly m·n elements. Public code reaches
-        // this only through `execute`, `bind` or a plan, all of which check `out` against the
-        // type rule, and `Array`'s constructors keep storage and shape in agreement.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                o.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                lhs.as_ptr().offset(bi as isize * lv.batch),
-                lv.col,
-                lv.row,
-                rhs.as_ptr().offset(bi as isize * rv.batch),
-                rv.col,
-                rv.row,
-                T::from_f64(0.0),
-                T::from_f64(1.0),
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-    }
+    let Dims { b, m, k, n } = d;
+    assert_eq!(out.len(), b * m * n);
+    let parallel = threads && runs_in_parallel(b * m * n, k);
+    let tasks = if parallel { blocks(d, crate::threads::threads()) } else { blocks(d, 0) };
+    gemm_blocks(lhs, lv, rhs, rv, d, &mut out, &tasks, parallel);
     out
+}
+
+/// The products of [`gemm_strided`] block by block, on all threads or in turn on this one.
+/// `tasks` must cover each output element exactly once.
+#[allow(clippy::too_many_arguments)]
+fn gemm_blocks<T: Element>(
+    lhs: &[T],
+    lv: Matrix,
+    rhs: &[T],
+    rv: Matrix,
+    d: Dims,
+    out: &mut [T],
+    tasks: &[Block],
+    parallel: bool,
+) {
+    let Dims { b, m, k, n } = d;
+    assert_eq!(out.len(), b * m * n);
+    // gemm packs a right operand stored k-contiguous (a transposed weight, `x · Wᵀ`) slowly
+    // when few rows share the packing: 2.5× slower than the same product with W stored
+    // n-contiguous at m = 128. Each block then copies its columns of W (one pass over them,
+    // on the thread that uses them) and multiplies by the copy.
+    let copy_rhs = rv.row == 1 && rv.col != 1 && n > 1 && m <= TRANSPOSE_RHS_MAX_ROWS;
+    let dst = SendPtr(out.as_mut_ptr());
+    let run = |blk: Block| {
+        let (r0, r1) = blk.rows;
+        let (c0, c1) = blk.cols;
+        // SAFETY: the block lies inside output matrix `batch` (blocks cover 0..m × 0..n of one
+        // of the `b` matrices of `out`, which holds b·m·n elements), and blocks are disjoint, so
+        // no two threads write the same element.
+        let o = unsafe { dst.get().add(blk.batch * m * n + r0 * n + c0) };
+        let l = lv.offset(blk.batch, r0, 0);
+        if copy_rhs {
+            with_columns(rhs, rv, blk.batch, k, blk.cols, |copy| {
+                // SAFETY: as below, with the copy a dense k×(c1-c0) matrix.
+                unsafe { gemm_block(o, n, &lhs[l..], lv, copy, Matrix::dense(k, c1 - c0), (r1 - r0, k, c1 - c0)) }
+            })
+        } else {
+            let r = rv.offset(blk.batch, 0, c0);
+            // SAFETY: `l` and `r` index the block's first operand elements, and the strides and
+            // extents from there stay inside `lhs`/`rhs` (the views come from the operands' own
+            // shapes); `o` starts a (r1-r0)×(c1-c0) block of rows n apart inside `out`. Public
+            // code reaches this only through `execute`, `bind` or a plan, all of which check
+            // `out` against the type rule, and `Array`'s constructors keep storage and shape in
+            // agreement.
+            unsafe { gemm_block(o, n, &lhs[l..], lv, &rhs[r..], rv, (r1 - r0, k, c1 - c0)) }
+        }
+    };
+    assert!(tasks.iter().all(|t| t.batch < b
+        && t.rows.0 < t.rows.1
+        && t.rows.1 <= m
+        && t.cols.0 < t.cols.1
+        && t.cols.1 <= n));
+    if parallel && tasks.len() > 1 {
+        use rayon::prelude::*;
+        tasks.par_iter().with_max_len(1).for_each(|&t| run(t));
+    } else {
+        tasks.iter().for_each(|&t| run(t));
+    }
+}
+
+/// One `m×k · k×n` product on this thread into `out` (rows `out_rs` apart), the operands at
+/// the start of `lhs` and `rhs` with the views' row and column strides.
+///
+/// # Safety
+/// The strided `m×k` and `k×n` operands must lie inside `lhs` and `rhs`, and `out` must be
+/// valid for writing the `m×n` block with rows `out_rs` apart, which no other thread touches.
+unsafe fn gemm_block<T: Element>(
+    out: *mut T,
+    out_rs: usize,
+    lhs: &[T],
+    lv: Matrix,
+    rhs: &[T],
+    rv: Matrix,
+    (m, k, n): (usize, usize, usize),
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out,
+            1,
+            out_rs as isize,
+            false,
+            lhs.as_ptr(),
+            lv.col,
+            lv.row,
+            rhs.as_ptr(),
+            rv.col,
+            rv.row,
+            T::from_f64(0.0),
+            T::from_f64(1.0),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Batched row-major product by a plain loop; `fma(acc, x, y)` is `acc + x * y`.
@@ -339,4 +443,93 @@ fn int_batched<T: Element>(lhs: &[T], rhs: &[T], d: Dims, fma: fn(T, T, T) -> T)
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values<T: Element>(len: usize, seed: u64) -> Vec<T> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                T::from_f64((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+            })
+            .collect()
+    }
+
+    /// Every way `blocks` splits a product, in turn and on the pool, gives bitwise the result
+    /// of the unsplit product (the summation order does not depend on the split), and that
+    /// result matches a plain f64 loop; for each layout of the operands gemm is given.
+    fn split_matches<T: Element + PartialEq + std::fmt::Debug>(d: Dims, tol: f64) {
+        let Dims { b, m, k, n } = d;
+        for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
+            let lhs: Vec<T> = values(b * m * k, 1);
+            let rhs: Vec<T> = values(b * k * n, 2);
+            // Stored [b, m, k] or [b, k, m]; [b, k, n] or [b, n, k].
+            let lv =
+                if lhs_t { Matrix { batch: (m * k) as isize, row: 1, col: m as isize } } else { Matrix::dense(m, k) };
+            let rv =
+                if rhs_t { Matrix { batch: (k * n) as isize, row: 1, col: k as isize } } else { Matrix::dense(k, n) };
+            let whole = {
+                let mut out = vec![T::from_f64(f64::NAN); b * m * n];
+                gemm_blocks(&lhs, lv, &rhs, rv, d, &mut out, &blocks(d, 0), false);
+                out
+            };
+            for bi in 0..b {
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 =
+                            (0..k).map(|p| lhs[lv.offset(bi, i, p)].to_f64() * rhs[rv.offset(bi, p, j)].to_f64()).sum();
+                        let got = whole[bi * m * n + i * n + j].to_f64();
+                        assert!((got - want).abs() <= tol * (1.0 + want.abs()), "{got} vs {want} at {bi},{i},{j}");
+                    }
+                }
+            }
+            for threads in 1..=5 {
+                let tasks = blocks(d, threads);
+                let mut covered = vec![0u8; b * m * n];
+                for t in &tasks {
+                    for i in t.rows.0..t.rows.1 {
+                        for j in t.cols.0..t.cols.1 {
+                            covered[t.batch * m * n + i * n + j] += 1;
+                        }
+                    }
+                }
+                assert!(covered.iter().all(|&c| c == 1), "blocks cover each element once");
+                for parallel in [false, true] {
+                    let mut out = vec![T::from_f64(f64::NAN); b * m * n];
+                    gemm_blocks(&lhs, lv, &rhs, rv, d, &mut out, &tasks, parallel);
+                    assert!(out == whole, "{threads} threads ({} blocks) differ from the whole product", tasks.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_products_agree_bitwise() {
+        // Column splits (w1's shapes, smaller k), row splits, a deep product with few rows,
+        // remainders, and batches.
+        split_matches::<f32>(Dims { b: 1, m: 128, k: 300, n: 512 }, 1e-5);
+        split_matches::<f32>(Dims { b: 1, m: 700, k: 64, n: 100 }, 1e-5);
+        split_matches::<f32>(Dims { b: 1, m: 40, k: 2000, n: 300 }, 1e-4);
+        split_matches::<f64>(Dims { b: 1, m: 1000, k: 100, n: 70 }, 1e-12);
+        split_matches::<f64>(Dims { b: 3, m: 130, k: 100, n: 260 }, 1e-12);
+    }
+
+    #[test]
+    fn blocks_follow_the_work() {
+        let d = Dims { b: 1, m: 128, k: 784, n: 512 };
+        assert_eq!(blocks(d, 0).len(), 1);
+        // Column blocks, multiples of gemm's micro-kernel width.
+        let two = blocks(d, 2);
+        assert_eq!(two.len(), 8);
+        assert!(two.iter().all(|t| t.rows == (0, 128) && (t.cols.1 - t.cols.0) % COLUMN_BLOCK == 0));
+        // Few columns: row blocks.
+        let tall = blocks(Dims { b: 1, m: 4096, k: 128, n: 128 }, 2);
+        assert!(tall.len() > 2 && tall.iter().all(|t| t.cols == (0, 128)));
+        // Too small to split.
+        assert_eq!(blocks(Dims { b: 1, m: 128, k: 512, n: 10 }, 2).len(), 1);
+    }
 }
