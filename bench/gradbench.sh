@@ -93,7 +93,9 @@ if ! "$py" -c "import numpy, pydantic, dataclasses_json" 2>/dev/null; then
 fi
 echo "building gradbench-tool (release)..." >&2
 (cd "$root" && cargo build -q --release --bin gradbench-tool) || exit 1
-tool_bin="$root/target/release/gradbench-tool"
+# A copy, so that a rebuild during the run does not change the tool under test.
+cp "$root/target/release/gradbench-tool" "$out/gradbench-tool" || exit 1
+tool_bin="$out/gradbench-tool"
 
 # The evals validate against tools/manual/bin/<eval>: build the missing ones.
 for e in $evals; do
