@@ -41,9 +41,20 @@ def main() -> int:
 
     started = time.monotonic_ns()
     tool_err = open(a.tool_stderr, "w") if a.tool_stderr else subprocess.DEVNULL
-    ev = subprocess.Popen(a.eval, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    # Each in its own process group, so that a timeout stops the shell's children too (a
+    # /bin/sh that forks rather than execs would otherwise leave them holding the pipes).
+    ev = subprocess.Popen(
+        a.eval, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
+    )
     tool = subprocess.Popen(
-        a.tool, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=tool_err, text=True, bufsize=1
+        a.tool,
+        shell=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=tool_err,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
     )
     timed_out = threading.Event()
 
@@ -51,7 +62,7 @@ def main() -> int:
         timed_out.set()
         for proc in (ev, tool):
             try:
-                proc.kill()
+                os.killpg(proc.pid, 9)
             except OSError:
                 pass
 
@@ -121,7 +132,8 @@ def main() -> int:
             # of the processes it waited for (the shell execs the tool's command).
             _, wstatus, usage = os.wait4(tool.pid, 0)
             tool.returncode = os.waitstatus_to_exitcode(wstatus)
-            peak_rss_mib = usage.ru_maxrss / 1024.0  # Linux: KiB
+            if not timed_out.is_set():  # (a killed shell has not waited for the tool)
+                peak_rss_mib = usage.ru_maxrss / 1024.0  # Linux: KiB
         except ChildProcessError:
             tool.wait()
     timer.cancel()
