@@ -8,7 +8,10 @@ eval. The exchange is logged in the CLI's format (`{"elapsed": {"nanoseconds": N
 "message": ...}` / `"response": ...`), and one table row per evaluate is printed to
 stdout (and, with --tsv, appended to a file): eval, tool, function, description, runs, the
 mean (what GradBench's own summary scores, first call included), median and minimum of the
-tool's `evaluate` timings in ms, and the eval's verdict (from its `analysis` message). Exit status: 0 if every
+tool's `evaluate` timings in ms, and the eval's verdict (from its `analysis` message); the
+TSV rows add the first call's time in ms and the tool's peak resident memory in MiB (the
+largest of the tool process and every child it waited for, from wait4's rusage, so the
+per-input binaries of GradBench's C++ tools count). Exit status: 0 if every
 evaluate succeeded and was judged valid, 1 otherwise, 2 on a protocol failure or timeout.
 
 Standard library only, so any python3 runs it; the eval needs its own packages.
@@ -16,6 +19,7 @@ Standard library only, so any python3 runs it; the eval needs its own packages.
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -37,9 +41,20 @@ def main() -> int:
 
     started = time.monotonic_ns()
     tool_err = open(a.tool_stderr, "w") if a.tool_stderr else subprocess.DEVNULL
-    ev = subprocess.Popen(a.eval, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    # Each in its own process group, so that a timeout stops the shell's children too (a
+    # /bin/sh that forks rather than execs would otherwise leave them holding the pipes).
+    ev = subprocess.Popen(
+        a.eval, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
+    )
     tool = subprocess.Popen(
-        a.tool, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=tool_err, text=True, bufsize=1
+        a.tool,
+        shell=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=tool_err,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
     )
     timed_out = threading.Event()
 
@@ -47,7 +62,7 @@ def main() -> int:
         timed_out.set()
         for proc in (ev, tool):
             try:
-                proc.kill()
+                os.killpg(proc.pid, 9)
             except OSError:
                 pass
 
@@ -111,7 +126,16 @@ def main() -> int:
             except OSError:
                 pass
         ev.wait()
-        tool.wait()
+        peak_rss_mib = None
+        try:
+            # wait4 rather than tool.wait(): its rusage carries the peak RSS of the tool and
+            # of the processes it waited for (the shell execs the tool's command).
+            _, wstatus, usage = os.wait4(tool.pid, 0)
+            tool.returncode = os.waitstatus_to_exitcode(wstatus)
+            if not timed_out.is_set():  # (a killed shell has not waited for the tool)
+                peak_rss_mib = usage.ru_maxrss / 1024.0  # Linux: KiB
+        except ChildProcessError:
+            tool.wait()
     timer.cancel()
     if timed_out.is_set():
         print(f"relay: stopped after {a.timeout:.0f} s", file=sys.stderr)
@@ -129,6 +153,7 @@ def main() -> int:
         mean = sum(r["runs"]) / len(r["runs"]) / 1e6 if ok else None
         med = statistics.median(r["runs"]) / 1e6 if ok else None
         low = min(r["runs"]) / 1e6 if ok else None
+        first = r["runs"][0] / 1e6 if ok else None
         cell = lambda v: f"{v:>11.3f}" if v is not None else f"{'-':>11}"
         verdict = "ok" if r["success"] and r["valid"] else ("invalid" if r["success"] else "failed")
         if verdict != "ok":
@@ -143,7 +168,7 @@ def main() -> int:
         if tsv:
             num = lambda v: "" if v is None else repr(v)
             tsv.write(
-                f"{a.name}\t{r['function']}\t{r['description']}\t{len(r['runs'])}\t{num(mean)}\t{num(med)}\t{num(low)}\t{verdict}\n"
+                f"{a.name}\t{r['function']}\t{r['description']}\t{len(r['runs'])}\t{num(mean)}\t{num(med)}\t{num(low)}\t{verdict}\t{num(first)}\t{num(peak_rss_mib)}\n"
             )
     if tsv:
         tsv.close()

@@ -4,7 +4,7 @@
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
 use crate::limits::{at_most, product_at_most, Limits};
-use cotangent::{concatenate, grad, jit, Tensor};
+use cotangent::{concatenate, control, grad, jit, Tensor};
 use serde_json::Value;
 
 /// The right-hand side: `[x₀, x₁ y₀, x₂ y₁, ...]`.
@@ -13,24 +13,26 @@ fn rhs(x: &Tensor, y: &Tensor) -> Tensor {
     concatenate(&[x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n, 1) * y.slice_axis(0, 0, n - 1, 1)], 0)
 }
 
-/// `y(2)` after `s` RK4 steps.
+/// One classic RK4 step of size `h` from `y`.
+fn rk4_step(x: &Tensor, y: &Tensor, h: f64) -> Tensor {
+    let k1 = rhs(x, y);
+    let k2 = rhs(x, &(y + &k1 * h / 2.0));
+    let k3 = rhs(x, &(y + &k2 * h / 2.0));
+    let k4 = rhs(x, &(y + &k3 * h));
+    y + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * h / 6.0
+}
+
+/// `y(2)` after `s` RK4 steps: one `fori_loop` (a `scan`, so `grad` goes through it,
+/// keeping the `s` carries), whose body is traced and compiled once whatever `s`.
 pub fn primal(x: &Tensor, s: usize) -> Tensor {
     let h = 2.0 / s as f64;
-    let mut y = x.zeros_like();
-    for _ in 0..s {
-        let k1 = rhs(x, &y);
-        let k2 = rhs(x, &(&y + &k1 * h / 2.0));
-        let k3 = rhs(x, &(&y + &k2 * h / 2.0));
-        let k4 = rhs(x, &(&y + &k3 * h));
-        y = &y + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * h / 6.0;
-    }
-    y
+    control::fori_loop(0, s as i64, |_, y: &Tensor| rk4_step(x, y, h), &x.zeros_like())
 }
 
 /// Builds `primal` or `gradient` for input `{x: float[n], s: int}`.
 ///
-/// The `s` steps are unrolled into the traced graph: `s` beyond
-/// [`Limits::max_steps`], or `n·s` beyond [`Limits::max_elements`], is refused.
+/// `s` beyond [`Limits::max_steps`], or `n·s` beyond [`Limits::max_elements`] (the carries
+/// `grad` keeps), is refused.
 pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let x = vector(input, "x")?;
     let s = usize_field(input, "s")?;

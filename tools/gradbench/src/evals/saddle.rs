@@ -4,9 +4,11 @@
 //!
 //! The outer descent needs the gradient of `a ↦ maxᵦ f(a, b)`, where the max is
 //! itself GradBench's gradient descent on `b`: a loop with data-dependent exits
-//! and accept/reject decisions. cotangent has no `while_loop` yet, so the inner
-//! descent runs in Rust on concrete values while its iterates carry their
-//! derivative with respect to `a` (see [`crate::descent`]):
+//! and accept/reject decisions. In forward outer mode the whole computation is one
+//! compiled function ([`saddle_loop`]: `control::while_loop`s on traced values). In
+//! reverse outer mode ([`saddle`], faster than reverse mode through the bounded inner
+//! loop's checkpointing) the inner descent runs in Rust on concrete values while its
+//! iterates carry their derivative with respect to `a` (see [`crate::descent`]):
 //!
 //! - forward ([`Tangents`]): each operation of the descent (the inner gradient,
 //!   the step `b - η g`) is a `jvp`, vectorised over the two directions of `a`
