@@ -244,3 +244,67 @@ pub(super) fn split_columns(g: &Graph) -> Option<Graph> {
     s.out.outputs = outputs;
     Some(super::dce(&s.out))
 }
+
+/// Fewest elements of a concatenate that [`concatenates_as_pads`] rewrites.
+const MIN_CONCAT: usize = 256;
+/// Most operands of a concatenate that it rewrites (each is one load per element).
+const MAX_PIECES: usize = 8;
+
+/// Concatenates as sums of paddings, which fused loops read in place: each operand padded to
+/// the result's shape with `-0` (floats; `0` for integers) around it, and the paddings added.
+/// At each position one operand is itself and the others are `-0`, and `x + -0` is `x` for
+/// every `x` (signed zeros and NaNs included), so the values are bitwise the concatenate's.
+/// The concatenate then costs no kernel call and no intermediate: its consumers' loop reads
+/// the pieces (`ode`'s `[y0, f(y)[..n-1]]` stencils, the columns joined again above).
+/// `None` when the graph has no such concatenate.
+pub(super) fn concatenates_as_pads(g: &Graph) -> Option<Graph> {
+    use crate::DType;
+    let eligible = |node: &crate::ir::Node| {
+        matches!(node.prim, Prim::Concatenate { .. })
+            && matches!(node.ty.dtype, DType::F32 | DType::F64 | DType::I32 | DType::I64)
+            && node.ty.numel() >= MIN_CONCAT
+            && (2..=MAX_PIECES).contains(&node.inputs.len())
+            && node.inputs.iter().all(|x| g.ty(*x).numel() > 0)
+    };
+    if !g.nodes.iter().any(eligible) {
+        return None;
+    }
+    let mut out = Graph::default();
+    let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
+    for node in &g.nodes {
+        let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
+        let v = match &node.prim {
+            Prim::Input(_) => out.add_input(node.ty.clone()),
+            Prim::Concatenate { axis } if eligible(node) => {
+                let dtype = node.ty.dtype;
+                let fill = if dtype.is_float() { -0.0 } else { 0.0 };
+                let scalar = crate::TensorType::new(dtype, vec![]);
+                let fill = out.push_typed(Prim::Constant(Arc::new(Array::full(dtype, vec![], fill))), vec![], scalar);
+                let (r, total) = (node.ty.rank(), node.ty.shape[*axis]);
+                let mut offset = 0;
+                let mut sum: Option<Var> = None;
+                for (&x, &orig) in ins.iter().zip(&node.inputs) {
+                    let len = g.ty(orig).shape[*axis];
+                    let (mut low, mut high) = (vec![0i64; r], vec![0i64; r]);
+                    low[*axis] = offset as i64;
+                    high[*axis] = (total - offset - len) as i64;
+                    offset += len;
+                    let padded = out
+                        .push(Prim::Pad { low, high, interior: vec![0; r] }, vec![x, fill])
+                        .expect("columns: the padding types check");
+                    sum = Some(match sum {
+                        None => padded,
+                        Some(a) => out
+                            .push(Prim::Binary(crate::ops::BinaryOp::Add), vec![a, padded])
+                            .expect("columns: the sum types check"),
+                    });
+                }
+                sum.expect("two or more operands")
+            }
+            prim => out.push_typed(prim.clone(), ins, node.ty.clone()),
+        };
+        map.push(v);
+    }
+    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
+    Some(out)
+}

@@ -309,6 +309,8 @@ impl Plan {
         // Short trailing axes (batched small vectors) split into columns: see `columns`.
         let split = super::columns::split_columns(g);
         let g = split.as_ref().unwrap_or(g);
+        let padded = super::columns::concatenates_as_pads(g);
+        let g = padded.as_ref().unwrap_or(g);
         let n = g.nodes.len();
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, node) in g.nodes.iter().enumerate() {
