@@ -585,3 +585,52 @@ fn nan_propagates_through_every_max_and_min_path() {
         }
     }
 }
+
+/// Long rows take the two-pass (vectorised) arg-reduction: the same index as a one-pass
+/// scan keeping the first extreme, with ties, zeros of both signs and NaNs anywhere.
+#[test]
+fn argmin_argmax_long_rows_match_a_scan() {
+    let row = 1000;
+    let rows = 12;
+    let mut v: Vec<f64> = (0..rows * row).map(|i| ((i * 7919) % 613) as f64 - 300.0).collect();
+    v[row + 17] = -1e9; // a clear minimum
+    v[row + 900] = -1e9; // and its later tie
+    for (j, x) in v[2 * row..3 * row].iter_mut().enumerate() {
+        *x = if j % 2 == 0 { 0.0 } else { -0.0 }; // all zeros: the first wins
+    }
+    v[3 * row + 5] = f64::NAN; // an early NaN
+    v[4 * row + 999] = f64::NAN; // a NaN in the tail of the row
+    v[5 * row + 400] = f64::NAN;
+    v[5 * row + 401] = f64::NEG_INFINITY;
+    v[6 * row + 998] = f64::INFINITY;
+    let scan = |r: &[f64], better: fn(f64, f64) -> bool| -> i64 {
+        let mut best = 0;
+        for (i, &x) in r.iter().enumerate() {
+            if x.is_nan() {
+                return i as i64;
+            }
+            if better(x, r[best]) {
+                best = i;
+            }
+        }
+        best as i64
+    };
+    let t = Tensor::from_vec(v.clone(), &[rows, row]);
+    let (mins, maxs) = (t.argmin(1, false).to_vec::<i64>(), t.argmax(1, false).to_vec::<i64>());
+    for r in 0..rows {
+        let s = &v[r * row..(r + 1) * row];
+        assert_eq!(mins[r], scan(s, |x, b| x < b), "argmin of row {r}");
+        assert_eq!(maxs[r], scan(s, |x, b| x > b), "argmax of row {r}");
+    }
+    assert_eq!((mins[1], mins[2], mins[3], mins[4], mins[5]), (17, 0, 5, 999, 400));
+    assert_eq!(maxs[6], 998);
+    // f32 and integers too.
+    let t32 = Tensor::from_vec(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), &[rows, row]);
+    assert_eq!(t32.argmin(1, false).to_vec::<i64>(), mins);
+    let ints: Vec<i64> = (0..rows * row).map(|i| ((i * 7919) % 613) as i64).collect();
+    let ti = Tensor::from_vec(ints.clone(), &[rows, row]);
+    let want: Vec<i64> = (0..rows)
+        .map(|r| scan(&ints[r * row..(r + 1) * row].iter().map(|&x| x as f64).collect::<Vec<_>>(), |x, b| x < b))
+        .collect();
+    assert_eq!(ti.argmin(1, false).to_vec::<i64>(), want);
+}

@@ -188,14 +188,28 @@ fn resolve(g: &Graph, v: Var) -> (Var, isize, Vec<isize>) {
             // Only a reshape of a contiguous view is itself a simple view.
             let dense = contiguous(xs);
             let is_dense = (0..xs.len()).all(|i| xs[i] == 1 || st[i] == dense[i]);
-            if !is_dense {
+            if is_dense {
+                contiguous(shape)
+            } else if let Some(st) = unit_axes_reshaped(xs, &st, shape) {
+                st // (a column of a strided view: `x[:, j]` as slice then reshape)
+            } else {
                 return (v, 0, contiguous(&node.ty.shape));
             }
-            contiguous(shape)
         }
         _ => unreachable!(),
     };
     (src, base, out)
+}
+
+/// The strides of a reshape of a view (shape `xs`, strides `st`) to `to` that only removes or
+/// inserts axes of extent 1: the other axes keep theirs. `None` for any other reshape.
+fn unit_axes_reshaped(xs: &[usize], st: &[isize], to: &[usize]) -> Option<Vec<isize>> {
+    let kept: Vec<usize> = (0..xs.len()).filter(|&i| xs[i] != 1).collect();
+    if !kept.iter().map(|&i| xs[i]).eq(to.iter().copied().filter(|&d| d != 1)) {
+        return None;
+    }
+    let mut next = kept.iter();
+    Some(to.iter().map(|&d| if d == 1 { 0 } else { st[*next.next().expect("as many axes")] }).collect())
 }
 
 /// The materialised value a fused loop reads when it reads `v` (`resolve_load(..).0`, which
@@ -292,6 +306,11 @@ impl Plan {
         if let Err(e) = g.validate() {
             panic!("Plan::new: invalid graph: {e}");
         }
+        // Short trailing axes (batched small vectors) split into columns: see `columns`.
+        let split = super::columns::split_columns(g);
+        let g = split.as_ref().unwrap_or(g);
+        let padded = super::columns::concatenates_as_pads(g);
+        let g = padded.as_ref().unwrap_or(g);
         let n = g.nodes.len();
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, node) in g.nodes.iter().enumerate() {

@@ -264,7 +264,43 @@ fn arg_better<T: Num>(op: ArgOp, v: T, best: T) -> bool {
 }
 
 /// Index of the first extreme of the contiguous row `s` (the first NaN wins; 0 if empty).
+///
+/// Long rows in two vectorisable passes instead of one dependent chain: the extreme value
+/// (in 8 lanes) and whether a NaN occurs, then the first position holding it. The same index
+/// as the one-pass scan: that keeps the first of equal values (`-0` and `+0` included, which
+/// compare equal), and the first NaN.
 fn arg_row<T: Num>(s: &[T], op: ArgOp) -> i64 {
+    if s.len() < 32 {
+        return arg_row_serial(s, op);
+    }
+    let mut lanes = [s[0]; 8];
+    let mut nan = false;
+    let chunks = s.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            let x = c[k];
+            nan |= x.is_nan();
+            if arg_better(op, x, lanes[k]) {
+                lanes[k] = x;
+            }
+        }
+    }
+    if nan || tail.iter().any(|x| x.is_nan()) {
+        return s.iter().position(|x| x.is_nan()).unwrap_or(0) as i64;
+    }
+    let mut best = lanes[0];
+    for &x in lanes[1..].iter().chain(tail) {
+        if arg_better(op, x, best) {
+            best = x;
+        }
+    }
+    // Not better and not worse: equal (no NaNs here).
+    s.iter().position(|&x| !arg_better(op, x, best) && !arg_better(op, best, x)).unwrap_or(0) as i64
+}
+
+/// [`arg_row`] as one scan (short rows).
+fn arg_row_serial<T: Num>(s: &[T], op: ArgOp) -> i64 {
     let Some(&first) = s.first() else { return 0 };
     if first.is_nan() {
         return 0;

@@ -194,23 +194,32 @@ pub fn pad(x: &Array, value: &Array, low: &[i64], interior: &[usize], out: &Tens
 /// Joins operands along `axis`.
 pub fn concatenate(xs: &[&Array], axis: usize, out: &TensorType) -> Array {
     let outer: usize = out.shape[..axis].iter().product();
-    let mut idx: Vec<(usize, usize)> = Vec::with_capacity(out.numel()); // (operand, element)
-    for o in 0..outer {
-        for (k, x) in xs.iter().enumerate() {
-            let chunk: usize = x.shape[axis..].iter().product();
-            idx.extend((o * chunk..(o + 1) * chunk).map(|e| (k, e)));
-        }
-    }
-    fn pick<T: Element>(xs: &[&Array], idx: &[(usize, usize)]) -> Vec<T> {
+    // Each operand contributes a contiguous chunk per index of the leading axes.
+    let chunks: Vec<usize> = xs.iter().map(|x| x.shape[axis..].iter().product()).collect();
+    fn join<T: Element>(xs: &[&Array], chunks: &[usize], outer: usize, n: usize) -> Vec<T> {
         let slices: Vec<&[T]> = xs.iter().map(|x| x.as_slice::<T>().expect("same dtype")).collect();
-        idx.iter().map(|&(k, e)| slices[k][e]).collect()
+        let mut v = Vec::with_capacity(n);
+        if chunks.iter().all(|&c| c == 1) {
+            // Columns interleaved (a split value joined again): one element of each per row.
+            for o in 0..outer {
+                v.extend(slices.iter().map(|s| s[o]));
+            }
+        } else {
+            for o in 0..outer {
+                for (s, &c) in slices.iter().zip(chunks) {
+                    v.extend_from_slice(&s[o * c..(o + 1) * c]);
+                }
+            }
+        }
+        v
     }
+    let n = out.numel();
     let data = match out.dtype {
-        DType::F32 => Data::F32(pick(xs, &idx)),
-        DType::F64 => Data::F64(pick(xs, &idx)),
-        DType::I32 => Data::I32(pick(xs, &idx)),
-        DType::I64 => Data::I64(pick(xs, &idx)),
-        DType::Bool => Data::Bool(pick(xs, &idx)),
+        DType::F32 => Data::F32(join(xs, &chunks, outer, n)),
+        DType::F64 => Data::F64(join(xs, &chunks, outer, n)),
+        DType::I32 => Data::I32(join(xs, &chunks, outer, n)),
+        DType::I64 => Data::I64(join(xs, &chunks, outer, n)),
+        DType::Bool => Data::Bool(join(xs, &chunks, outer, n)),
     };
     Array::new(out.shape.clone(), data)
 }
