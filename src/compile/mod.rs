@@ -1,6 +1,7 @@
 //! Compilation: optimisation passes on a [`Graph`](crate::ir::Graph) and lowering to a
 //! [`Plan`] that the CPU backend runs with fused loops.
 
+mod fxhash;
 mod inline;
 mod passes;
 mod plan;
