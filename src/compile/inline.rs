@@ -557,6 +557,9 @@ pub(super) fn fuse_through_views(
         // rebuilt once per producer, after the last output, exactly as inlining them one by
         // one would have left it.
         let mut pending: Vec<(usize, usize, Vec<Inlining>)> = Vec::new();
+        // Where each consumer is in `pending` (a loop of an unrolled program can have
+        // thousands of outputs, read by as many consumers).
+        let mut pending_at: FxHashMap<usize, usize> = FxHashMap::default();
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
@@ -583,7 +586,7 @@ pub(super) fn fuse_through_views(
                 match &steps[c] {
                     Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot) => ok = false,
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
-                        let at = pending.iter().position(|e| e.0 == c);
+                        let at = pending_at.get(&c).copied();
                         let len = at.map_or(prog.instrs.len(), |e| pending[e].1);
                         match (worth_it(prog), chains_for(prog, ins, slot, producer, out, &live, len)) {
                             (true, Some((new_len, chains))) => rewritten.push((c, at, new_len, chains)),
@@ -606,7 +609,10 @@ pub(super) fn fuse_through_views(
                         pending[e].1 = new_len;
                         pending[e].2.push(inlining);
                     }
-                    None => pending.push((c, new_len, vec![inlining])),
+                    None => {
+                        pending_at.insert(c, pending.len());
+                        pending.push((c, new_len, vec![inlining]));
+                    }
                 }
             }
             // The producer no longer writes this output.
@@ -628,9 +634,19 @@ pub(super) fn fuse_through_views(
             *ci = ins;
             inlined_into[c] = true;
         }
-        for &k in removed.iter().rev() {
-            outs.remove(k);
-            producer.outputs.remove(k);
+        if !removed.is_empty() {
+            let mut gone = vec![false; outs.len()];
+            removed.iter().for_each(|&k| gone[k] = true);
+            let mut k = 0;
+            outs.retain(|_| {
+                k += 1;
+                !gone[k - 1]
+            });
+            let mut k = 0;
+            producer.outputs.retain(|_| {
+                k += 1;
+                !gone[k - 1]
+            });
         }
         steps[p] = taken;
     }

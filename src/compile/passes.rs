@@ -87,21 +87,43 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 /// with the same sub-graphs) are found by a text key naming all of that instead.
 #[derive(Default)]
 struct Seen {
-    plain: FxHashMap<(std::mem::Discriminant<Prim>, u64, Vec<Var>), Var>,
+    plain: FxHashMap<(std::mem::Discriminant<Prim>, u64, Operands), Var>,
     keyed: FxHashMap<String, Var>,
+}
+
+/// A CSE key's operands: up to three in place (no allocation per node), or a list.
+#[derive(PartialEq, Eq, Hash)]
+enum Operands {
+    Few(u8, [Var; 3]),
+    Many(Vec<Var>),
 }
 
 /// Commutative operations are exactly commutative in IEEE arithmetic: their operands are
 /// compared sorted.
+fn commutative(prim: &Prim) -> bool {
+    use BinaryOp::*;
+    matches!(prim, Prim::Binary(Add | Mul | Max | Min | Eq | Ne | And | Or | Xor))
+}
+
 fn operand_order(prim: &Prim, inputs: &[Var]) -> Vec<Var> {
     let mut ins = inputs.to_vec();
-    if let Prim::Binary(op) = prim {
-        use BinaryOp::*;
-        if matches!(op, Add | Mul | Max | Min | Eq | Ne | And | Or | Xor) {
-            ins.sort_unstable();
-        }
+    if commutative(prim) {
+        ins.sort_unstable();
     }
     ins
+}
+
+/// [`operand_order`] as a key.
+fn operand_key(prim: &Prim, inputs: &[Var]) -> Operands {
+    if inputs.len() > 3 {
+        return Operands::Many(operand_order(prim, inputs));
+    }
+    let mut few = [Var(u32::MAX); 3];
+    few[..inputs.len()].copy_from_slice(inputs);
+    if commutative(prim) {
+        few[..inputs.len()].sort_unstable();
+    }
+    Operands::Few(inputs.len() as u8, few)
 }
 
 impl Seen {
@@ -124,7 +146,7 @@ impl Seen {
         Some(key)
     }
 
-    fn plain_key(prim: &Prim, ins: Vec<Var>) -> (std::mem::Discriminant<Prim>, u64, Vec<Var>) {
+    fn plain_key(prim: &Prim, ins: Operands) -> (std::mem::Discriminant<Prim>, u64, Operands) {
         use std::hash::{Hash, Hasher};
         let mut h = FxHasher::default();
         match prim {
@@ -142,11 +164,12 @@ impl Seen {
     /// shapes on the same operands: rare) go by their full text instead.
     fn find_or_insert(&mut self, out: &Graph, prim: &Prim, ins: &[Var], v: Var) -> Option<Var> {
         use std::collections::hash_map::Entry;
-        let sorted = operand_order(prim, ins);
-        if let Some(key) = Seen::identity_key(prim, &sorted) {
+        // (Constants have no operands, and structured primitives are not commutative: their
+        // operands are in order.)
+        if let Some(key) = Seen::identity_key(prim, ins) {
             return self.keyed_find_or_insert(key, v);
         }
-        match self.plain.entry(Seen::plain_key(prim, sorted)) {
+        match self.plain.entry(Seen::plain_key(prim, operand_key(prim, ins))) {
             Entry::Vacant(e) => {
                 e.insert(v);
                 None
