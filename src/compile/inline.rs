@@ -11,12 +11,13 @@
 //! Recomputing costs instructions, which only pays where loops are compiled to native code
 //! (where values stay in registers); the caller decides per consumer.
 
+use super::fxhash::FxHashMap;
 use super::plan::Step;
 use crate::array::Array;
 use crate::backend::cpu::fused::{Instr, LoadKind, Program};
 use crate::ops::Prim;
 use crate::shape::{numel, strides};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Largest producer chain copied into a consumer, and largest consumer it may grow into.
@@ -33,6 +34,8 @@ struct IndexMap {
     inside: Vec<(isize, isize)>,
     /// Set when the view pads: the value outside `inside`.
     fill: Option<f64>,
+    /// The producer's dense (row-major) strides.
+    dense: Vec<isize>,
 }
 
 /// The index map of a load (over `consumer` shape) of a dense array of `producer` shape,
@@ -40,11 +43,11 @@ struct IndexMap {
 /// along a broadcast axis.
 fn index_map(kind: &LoadKind, consumer: &[usize], producer: &[usize]) -> Option<IndexMap> {
     let dense: Vec<isize> = strides(producer).iter().map(|&s| s as isize).collect();
-    let full: Vec<(isize, isize)> = consumer.iter().map(|&m| (0, m as isize)).collect();
-    let (base, st, inside, fill) = match kind {
-        LoadKind::Contiguous if consumer == producer => (0, dense.clone(), full, None),
-        LoadKind::Strided { base, strides } => (*base, strides.clone(), full, None),
-        LoadKind::Padded { base, strides, valid, fill } => (*base, strides.clone(), valid.clone(), Some(*fill)),
+    let full = || consumer.iter().map(|&m| (0, m as isize)).collect::<Vec<_>>();
+    let (base, st, inside, fill): (isize, &[isize], Vec<(isize, isize)>, _) = match kind {
+        LoadKind::Contiguous if consumer == producer => (0, &dense, full(), None),
+        LoadKind::Strided { base, strides } => (*base, strides, full(), None),
+        LoadKind::Padded { base, strides, valid, fill } => (*base, strides, valid.clone(), Some(*fill)),
         _ => return None,
     };
     if inside.iter().any(|&(lo, hi)| lo >= hi) || producer.contains(&0) {
@@ -88,7 +91,7 @@ fn index_map(kind: &LoadKind, consumer: &[usize], producer: &[usize]) -> Option<
             }
         }
     }
-    Some(IndexMap { axis, coef, offset, inside, fill })
+    Some(IndexMap { axis, coef, offset, inside, fill, dense })
 }
 
 impl IndexMap {
@@ -113,17 +116,16 @@ impl IndexMap {
     }
 
     /// A producer load re-indexed to read at consumer positions.
-    fn compose(&self, kind: &LoadKind, producer: &[usize], consumer: &[usize]) -> Option<LoadKind> {
-        let dense: Vec<isize> = strides(producer).iter().map(|&s| s as isize).collect();
-        let (b1, t, valid, fill) = match kind {
+    fn compose(&self, kind: &LoadKind, consumer: &[usize]) -> Option<LoadKind> {
+        let (b1, t, valid, fill): (isize, &[isize], _, _) = match kind {
             LoadKind::Scalar => return Some(LoadKind::Scalar),
-            LoadKind::Contiguous => (0, dense, None, 0.0),
-            LoadKind::Strided { base, strides } => (*base, strides.clone(), None, 0.0),
-            LoadKind::Padded { base, strides, valid, fill } => (*base, strides.clone(), Some(valid), *fill),
+            LoadKind::Contiguous => (0, &self.dense, None, 0.0),
+            LoadKind::Strided { base, strides } => (*base, strides, None, 0.0),
+            LoadKind::Padded { base, strides, valid, fill } => (*base, strides, Some(valid), *fill),
         };
         let base = b1 + t.iter().zip(&self.offset).map(|(&t, &o)| t * o).sum::<isize>();
         let mut st = vec![0isize; consumer.len()];
-        for ((axis, coef), t) in self.axis.iter().zip(&self.coef).zip(&t) {
+        for ((axis, coef), t) in self.axis.iter().zip(&self.coef).zip(t) {
             if let Some(e) = axis {
                 st[*e] += t * coef;
             }
@@ -229,7 +231,7 @@ fn emit_cone(
         let r = |x: &usize| reg[live.binary_search(x).expect("operands are in the cone")];
         let new = match ins {
             Instr::Load { input: k, kind } => {
-                let composed = map.compose(kind, &producer.shape, consumer_shape)?;
+                let composed = map.compose(kind, consumer_shape)?;
                 // Turning a streaming read into a gather (as a transpose does) costs more than
                 // the intermediate saves: vectorised loops need unit steps along the last axis.
                 if inner_step(&composed, consumer_shape).abs() > 1 && inner_step(kind, &producer.shape).abs() <= 1 {
@@ -258,8 +260,180 @@ fn emit_cone(
     Some(result)
 }
 
+/// A producer chain emitted for one load of a consumer (by [`emit_cone`]): registers count
+/// from 0, loads name the producer's inputs, and `result` holds the value.
+struct Fragment {
+    instrs: Vec<Instr>,
+    dtypes: Vec<crate::DType>,
+    result: usize,
+}
+
+/// The chains (one per load, in program order) that replace every load of slot `slot` in
+/// `consumer` (reading slots `ins`, now `len` instructions long after earlier inlinings of
+/// other slots) by the chain `live` of producer register `out`, and the consumer's length
+/// with them; `None` when that cannot be done (a load that is no view of the producer, a
+/// read that would become a gather, a program over [`MAX_PROGRAM`]). The loads of `slot`
+/// are the consumer's own: inlining other outputs of the same producer adds loads of the
+/// producer's inputs only, never of its outputs.
+fn chains_for(
+    consumer: &Program,
+    ins: &[usize],
+    slot: usize,
+    producer: &Program,
+    out: usize,
+    live: &[usize],
+    len: usize,
+) -> Option<(usize, Vec<Fragment>)> {
+    // Inlining replaces a load by at least one instruction: a consumer already too long
+    // only grows (and this keeps the work here proportional to MAX_PROGRAM).
+    if len > MAX_PROGRAM {
+        return None;
+    }
+    // Each load of the slot becomes the cone (and maybe a mask): at least this many
+    // instructions, and at most `reads` more.
+    let reads =
+        consumer.instrs.iter().filter(|i| matches!(i, Instr::Load { input, .. } if ins[*input] == slot)).count();
+    if len - reads + reads * live.len() > MAX_PROGRAM {
+        return None;
+    }
+    let mut new_len = len - reads;
+    let mut chains = Vec::with_capacity(reads);
+    for i in &consumer.instrs {
+        if let Instr::Load { input, kind } = i {
+            if ins[*input] == slot {
+                let map = index_map(kind, &consumer.shape, &producer.shape)?;
+                let (mut instrs, mut dtypes) = (Vec::with_capacity(live.len() + 1), Vec::with_capacity(live.len() + 1));
+                let result =
+                    emit_cone(producer, out, live, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut |k| k)?;
+                new_len += instrs.len();
+                chains.push(Fragment { instrs, dtypes, result });
+            }
+        }
+    }
+    (new_len <= MAX_PROGRAM).then_some((new_len, chains))
+}
+
+/// One producer output to inline: the slot the consumer reads it from and the chains
+/// ([`chains_for`]) that replace its loads.
+struct Inlining {
+    slot: usize,
+    chains: Vec<Fragment>,
+}
+
+/// `consumer` (reading slots `ins`) with every load of each `inlinings[j].slot` replaced by
+/// its chain of `producer` (reading slots `producer_ins`), built in one pass that moves the
+/// consumer's instructions. The chains come from [`chains_for`], called in this order, each
+/// on the length the previous ones left. A consumer's inputs are distinct and all loaded
+/// (as `fused_step` builds them, and as this keeps them).
+///
+/// The result is exactly that of inlining the outputs one at a time, in order (what
+/// [`inline_into`] does for one): the same instructions in the same order (each load is
+/// replaced in place, and the chains read only the producer's inputs, never the slots
+/// inlined after them), and the same input order, which the one-at-a-time process defines
+/// as: the consumer's inputs, then the producer's inputs in the order the chains first read
+/// them, inlining by inlining, each time without the inputs nothing loads any more.
+fn inline_all(
+    consumer: Program,
+    ins: &[usize],
+    producer_ins: &[usize],
+    inlinings: Vec<Inlining>,
+) -> (Program, Vec<usize>) {
+    const CHAIN: usize = 1 << 40;
+    let Program { shape, instrs: old, dtypes: old_dtypes, outputs, reduce } = consumer;
+    let slots: Vec<usize> = inlinings.iter().map(|x| x.slot).collect();
+    let mut chains: Vec<std::vec::IntoIter<Fragment>> = inlinings.into_iter().map(|x| x.chains.into_iter()).collect();
+    // The consumer's inputs that any of its loads read.
+    let mut loaded = vec![false; ins.len()];
+    let mut instrs = Vec::with_capacity(MAX_PROGRAM.min(old.len() * 2));
+    let mut dtypes = Vec::with_capacity(instrs.capacity());
+    // The slots the chains of each inlining read, in the order they first read them.
+    let mut requests: Vec<(usize, usize)> = Vec::new();
+    let mut reg = vec![usize::MAX; old.len()];
+    for (i, (ins_i, dtype)) in old.into_iter().zip(old_dtypes).enumerate() {
+        let r = |x: usize| reg[x];
+        let new = match ins_i {
+            Instr::Load { input, kind } => {
+                loaded[input] = true;
+                match slots.iter().position(|&s| s == ins[input]) {
+                    Some(j) => {
+                        let chain = chains[j].next().expect("one chain per load");
+                        let base = instrs.len();
+                        let at = |x: usize| base + x;
+                        for ins_c in chain.instrs {
+                            instrs.push(match ins_c {
+                                // Chain loads name their producer input (+ CHAIN) until the
+                                // inputs are numbered below.
+                                Instr::Load { input: k, kind } => {
+                                    if !requests.contains(&(j, producer_ins[k])) {
+                                        requests.push((j, producer_ins[k]));
+                                    }
+                                    Instr::Load { input: CHAIN + k, kind }
+                                }
+                                Instr::Unary(op, a) => Instr::Unary(op, at(a)),
+                                Instr::Binary(op, a, b) => Instr::Binary(op, at(a), at(b)),
+                                Instr::Select(p, a, b) => Instr::Select(at(p), at(a), at(b)),
+                                Instr::Convert(d, a) => Instr::Convert(d, at(a)),
+                                Instr::Mask { value, valid, fill } => Instr::Mask { value: at(value), valid, fill },
+                            });
+                        }
+                        dtypes.extend(chain.dtypes);
+                        reg[i] = at(chain.result);
+                        continue;
+                    }
+                    None => Instr::Load { input, kind },
+                }
+            }
+            Instr::Unary(op, a) => Instr::Unary(op, r(a)),
+            Instr::Binary(op, a, b) => Instr::Binary(op, r(a), r(b)),
+            Instr::Select(p, a, b) => Instr::Select(r(p), r(a), r(b)),
+            Instr::Convert(d, a) => Instr::Convert(d, r(a)),
+            Instr::Mask { value, valid, fill } => Instr::Mask { value: r(value), valid, fill },
+        };
+        instrs.push(new);
+        dtypes.push(dtype);
+        reg[i] = instrs.len() - 1;
+    }
+    // The inputs as inlining them one at a time leaves them: entries are (slot, position in
+    // `ins` for the consumer's own, the first inlining whose chains read the slot). After
+    // inlining `j`, an entry stays if something loads it: a consumer load of a slot not
+    // inlined yet, or a chain of an inlining `<= j`.
+    let first_request = |v: usize| requests.iter().filter(|r| r.1 == v).map(|r| r.0).min().unwrap_or(usize::MAX);
+    let mut entries: Vec<(usize, Option<usize>, usize)> =
+        ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))).collect();
+    for j in 0..slots.len() {
+        for &(_, v) in requests.iter().filter(|r| r.0 == j) {
+            if !entries.iter().any(|e| e.0 == v) {
+                entries.push((v, None, j));
+            }
+        }
+        entries.retain(|&(v, own, first)| {
+            first <= j || own.is_some_and(|p| loaded[p] && slots.iter().position(|&s| s == v).is_none_or(|at| at > j))
+        });
+    }
+    // Consumer loads keep their entry; chain loads read the first entry of their slot.
+    let mut position = vec![usize::MAX; ins.len()];
+    for (e, &(_, own, _)) in entries.iter().enumerate() {
+        if let Some(p) = own {
+            position[p] = e;
+        }
+    }
+    for i in instrs.iter_mut() {
+        if let Instr::Load { input, .. } = i {
+            *input = if *input >= CHAIN {
+                let v = producer_ins[*input - CHAIN];
+                entries.iter().position(|e| e.0 == v).expect("a chain's inputs are kept")
+            } else {
+                position[*input]
+            };
+        }
+    }
+    let outputs = outputs.iter().map(|&o| reg[o]).collect();
+    (Program { shape, instrs, dtypes, outputs, reduce }, entries.into_iter().map(|e| e.0).collect())
+}
+
 /// `consumer` (reading slots `ins`) with every load of slot `slot` replaced by the chain of
 /// `producer` register `out` (the producer reads slots `producer_ins`).
+#[cfg(test)]
 fn inline_into(
     consumer: &Program,
     ins: &[usize],
@@ -269,78 +443,8 @@ fn inline_into(
     out: usize,
     live: &[usize],
 ) -> Option<(Program, Vec<usize>)> {
-    // Inlining replaces a load by at least one instruction: a consumer already too long
-    // only grows (and this keeps the work here proportional to MAX_PROGRAM).
-    if consumer.instrs.len() > MAX_PROGRAM {
-        return None;
-    }
-    let mut new_ins: Vec<usize> = ins.to_vec();
-    // Each load of the slot becomes the cone (and maybe a mask): at least this many
-    // instructions, and at most `reads` more.
-    let reads =
-        consumer.instrs.iter().filter(|i| matches!(i, Instr::Load { input, .. } if ins[*input] == slot)).count();
-    let size = consumer.instrs.len() - reads + reads * live.len();
-    if size > MAX_PROGRAM {
-        return None;
-    }
-    let mut instrs = Vec::with_capacity(size + reads);
-    let mut dtypes = Vec::with_capacity(size + reads);
-    let mut reg = vec![usize::MAX; consumer.instrs.len()];
-    for (i, ins_i) in consumer.instrs.iter().enumerate() {
-        let r = |x: &usize| reg[*x];
-        let new = match ins_i {
-            Instr::Load { input, kind } if ins[*input] == slot => {
-                let map = index_map(kind, &consumer.shape, &producer.shape)?;
-                let mut input = |k: usize| match new_ins.iter().position(|&s| s == producer_ins[k]) {
-                    Some(p) => p,
-                    None => {
-                        new_ins.push(producer_ins[k]);
-                        new_ins.len() - 1
-                    }
-                };
-                reg[i] = emit_cone(producer, out, live, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut input)?;
-                continue;
-            }
-            Instr::Load { input, kind } => Instr::Load { input: *input, kind: kind.clone() },
-            Instr::Unary(op, a) => Instr::Unary(*op, r(a)),
-            Instr::Binary(op, a, b) => Instr::Binary(*op, r(a), r(b)),
-            Instr::Select(p, a, b) => Instr::Select(r(p), r(a), r(b)),
-            Instr::Convert(d, a) => Instr::Convert(*d, r(a)),
-            Instr::Mask { value, valid, fill } => Instr::Mask { value: r(value), valid: valid.clone(), fill: *fill },
-        };
-        instrs.push(new);
-        dtypes.push(consumer.dtypes[i]);
-        reg[i] = instrs.len() - 1;
-    }
-    if instrs.len() > MAX_PROGRAM {
-        return None;
-    }
-    // Drop inputs nothing loads any more (the inlined slot), renumbering the loads.
-    let mut used = vec![false; new_ins.len()];
-    for i in &instrs {
-        if let Instr::Load { input, .. } = i {
-            used[*input] = true;
-        }
-    }
-    let renumber: Vec<usize> = used
-        .iter()
-        .scan(0, |n, &u| {
-            Some(if u {
-                *n += 1;
-                *n - 1
-            } else {
-                usize::MAX
-            })
-        })
-        .collect();
-    for i in instrs.iter_mut() {
-        if let Instr::Load { input, .. } = i {
-            *input = renumber[*input];
-        }
-    }
-    let new_ins = new_ins.iter().zip(&used).filter(|(_, &u)| u).map(|(&s, _)| s).collect();
-    let outputs = consumer.outputs.iter().map(|&o| reg[o]).collect();
-    Some((Program { shape: consumer.shape.clone(), instrs, dtypes, outputs, reduce: consumer.reduce }, new_ins))
+    let (_, chains) = chains_for(consumer, ins, slot, producer, out, live, consumer.instrs.len())?;
+    Some(inline_all(consumer.clone(), ins, producer_ins, vec![Inlining { slot, chains }]))
 }
 
 /// A view kernel as a one-load loop (so that its producer can be inlined into it).
@@ -426,7 +530,7 @@ pub(super) fn fuse_through_views(
     let mut inlined_into = vec![false; steps.len()];
     // The steps that read each slot, in order (a superset: entries go stale when inlining
     // replaces a read, so each is checked again before use).
-    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut readers: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
     for (c, step) in steps.iter().enumerate() {
         for &v in step.inputs() {
             let r = readers.entry(v).or_default();
@@ -449,6 +553,13 @@ pub(super) fn fuse_through_views(
         let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &mut taken else { unreachable!() };
         let mut removed = Vec::new();
         let mut cones = Cones::new(producer);
+        // Per consumer, the outputs it takes and its length with them: each consumer is
+        // rebuilt once per producer, after the last output, exactly as inlining them one by
+        // one would have left it.
+        let mut pending: Vec<(usize, usize, Vec<Inlining>)> = Vec::new();
+        // Where each consumer is in `pending` (a loop of an unrolled program can have
+        // thousands of outputs, read by as many consumers).
+        let mut pending_at: FxHashMap<usize, usize> = FxHashMap::default();
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
@@ -475,8 +586,10 @@ pub(super) fn fuse_through_views(
                 match &steps[c] {
                     Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot) => ok = false,
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
-                        match (worth_it(prog), inline_into(prog, ins, slot, producer, producer_ins, out, &live)) {
-                            (true, Some(new)) => rewritten.push((c, new)),
+                        let at = pending_at.get(&c).copied();
+                        let len = at.map_or(prog.instrs.len(), |e| pending[e].1);
+                        match (worth_it(prog), chains_for(prog, ins, slot, producer, out, &live, len)) {
+                            (true, Some((new_len, chains))) => rewritten.push((c, at, new_len, chains)),
                             _ => ok = false,
                         }
                     }
@@ -489,25 +602,51 @@ pub(super) fn fuse_through_views(
             if !ok || rewritten.is_empty() {
                 continue;
             }
-            for (c, (prog, ins)) in rewritten {
-                // The consumer now also reads the producer's inputs.
-                for &v in producer_ins.iter() {
-                    if ins.contains(&v) {
-                        readers.entry(v).or_default().push(c);
+            for (c, at, new_len, chains) in rewritten {
+                let inlining = Inlining { slot, chains };
+                match at {
+                    Some(e) => {
+                        pending[e].1 = new_len;
+                        pending[e].2.push(inlining);
+                    }
+                    None => {
+                        pending_at.insert(c, pending.len());
+                        pending.push((c, new_len, vec![inlining]));
                     }
                 }
-                if let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] {
-                    *cp = prog;
-                    *ci = ins;
-                }
-                inlined_into[c] = true;
             }
             // The producer no longer writes this output.
             removed.push(k);
         }
-        for &k in removed.iter().rev() {
-            outs.remove(k);
-            producer.outputs.remove(k);
+        for (c, _, inlinings) in pending {
+            let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] else {
+                unreachable!("pending readers are loops")
+            };
+            let empty = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
+            let (prog, ins) = inline_all(std::mem::replace(cp, empty), ci, producer_ins, inlinings);
+            // The consumer now also reads the producer's inputs.
+            for &v in producer_ins.iter() {
+                if ins.contains(&v) {
+                    readers.entry(v).or_default().push(c);
+                }
+            }
+            *cp = prog;
+            *ci = ins;
+            inlined_into[c] = true;
+        }
+        if !removed.is_empty() {
+            let mut gone = vec![false; outs.len()];
+            removed.iter().for_each(|&k| gone[k] = true);
+            let mut k = 0;
+            outs.retain(|_| {
+                k += 1;
+                !gone[k - 1]
+            });
+            let mut k = 0;
+            producer.outputs.retain(|_| {
+                k += 1;
+                !gone[k - 1]
+            });
         }
         steps[p] = taken;
     }
@@ -525,6 +664,94 @@ pub(super) fn fuse_through_views(
 
 #[cfg(test)]
 mod tests {
+    /// The one-at-a-time inlining [`inline_all`] reproduces (as it was before): `consumer` (reading slots `ins`) with every load of slot `slot` replaced by the chain of
+    /// `producer` register `out` (the producer reads slots `producer_ins`).
+    fn inline_into_reference(
+        consumer: &Program,
+        ins: &[usize],
+        slot: usize,
+        producer: &Program,
+        producer_ins: &[usize],
+        out: usize,
+        live: &[usize],
+    ) -> Option<(Program, Vec<usize>)> {
+        // Inlining replaces a load by at least one instruction: a consumer already too long
+        // only grows (and this keeps the work here proportional to MAX_PROGRAM).
+        if consumer.instrs.len() > MAX_PROGRAM {
+            return None;
+        }
+        let mut new_ins: Vec<usize> = ins.to_vec();
+        // Each load of the slot becomes the cone (and maybe a mask): at least this many
+        // instructions, and at most `reads` more.
+        let reads =
+            consumer.instrs.iter().filter(|i| matches!(i, Instr::Load { input, .. } if ins[*input] == slot)).count();
+        let size = consumer.instrs.len() - reads + reads * live.len();
+        if size > MAX_PROGRAM {
+            return None;
+        }
+        let mut instrs = Vec::with_capacity(size + reads);
+        let mut dtypes = Vec::with_capacity(size + reads);
+        let mut reg = vec![usize::MAX; consumer.instrs.len()];
+        for (i, ins_i) in consumer.instrs.iter().enumerate() {
+            let r = |x: &usize| reg[*x];
+            let new = match ins_i {
+                Instr::Load { input, kind } if ins[*input] == slot => {
+                    let map = index_map(kind, &consumer.shape, &producer.shape)?;
+                    let mut input = |k: usize| match new_ins.iter().position(|&s| s == producer_ins[k]) {
+                        Some(p) => p,
+                        None => {
+                            new_ins.push(producer_ins[k]);
+                            new_ins.len() - 1
+                        }
+                    };
+                    reg[i] =
+                        emit_cone(producer, out, live, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut input)?;
+                    continue;
+                }
+                Instr::Load { input, kind } => Instr::Load { input: *input, kind: kind.clone() },
+                Instr::Unary(op, a) => Instr::Unary(*op, r(a)),
+                Instr::Binary(op, a, b) => Instr::Binary(*op, r(a), r(b)),
+                Instr::Select(p, a, b) => Instr::Select(r(p), r(a), r(b)),
+                Instr::Convert(d, a) => Instr::Convert(*d, r(a)),
+                Instr::Mask { value, valid, fill } => {
+                    Instr::Mask { value: r(value), valid: valid.clone(), fill: *fill }
+                }
+            };
+            instrs.push(new);
+            dtypes.push(consumer.dtypes[i]);
+            reg[i] = instrs.len() - 1;
+        }
+        if instrs.len() > MAX_PROGRAM {
+            return None;
+        }
+        // Drop inputs nothing loads any more (the inlined slot), renumbering the loads.
+        let mut used = vec![false; new_ins.len()];
+        for i in &instrs {
+            if let Instr::Load { input, .. } = i {
+                used[*input] = true;
+            }
+        }
+        let renumber: Vec<usize> = used
+            .iter()
+            .scan(0, |n, &u| {
+                Some(if u {
+                    *n += 1;
+                    *n - 1
+                } else {
+                    usize::MAX
+                })
+            })
+            .collect();
+        for i in instrs.iter_mut() {
+            if let Instr::Load { input, .. } = i {
+                *input = renumber[*input];
+            }
+        }
+        let new_ins = new_ins.iter().zip(&used).filter(|(_, &u)| u).map(|(&s, _)| s).collect();
+        let outputs = consumer.outputs.iter().map(|&o| reg[o]).collect();
+        Some((Program { shape: consumer.shape.clone(), instrs, dtypes, outputs, reduce: consumer.reduce }, new_ins))
+    }
+
     use super::*;
     use crate::array::Data;
     use crate::backend::cpu::fused;
@@ -624,6 +851,87 @@ mod tests {
                 &cone(&producer(&[3, 4]), 2, MAX_CONE).unwrap()
             )
             .is_none());
+        }
+    }
+
+    /// Inlining several outputs of one producer in one rebuild gives exactly what inlining
+    /// them one at a time does (instructions and input order), in either order.
+    #[test]
+    fn inlining_outputs_together_equals_one_at_a_time() {
+        // Producer over [6] reading x (slot 3) and y (slot 4): outputs x*x + y (slot 7), x - y (slot 9).
+        let producer = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Load { input: 1, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 0),
+                Instr::Binary(BinaryOp::Add, 2, 1),
+                Instr::Binary(BinaryOp::Sub, 0, 1),
+            ],
+            dtypes: vec![DType::F64; 5],
+            outputs: vec![3, 4],
+            reduce: None,
+        };
+        let producer_ins = [3, 4];
+        // Consumer over [6]: reversed slot 9, scalar slot 8, slot 7 padded by one, y itself.
+        let consumer = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Strided { base: 5, strides: vec![-1] } },
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Load {
+                    input: 2,
+                    kind: LoadKind::Padded { base: -1, strides: vec![1], valid: vec![(1, 6)], fill: 0.5 },
+                },
+                Instr::Load { input: 3, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Add, 0, 1),
+                Instr::Binary(BinaryOp::Mul, 4, 2),
+                Instr::Binary(BinaryOp::Sub, 5, 3),
+            ],
+            dtypes: vec![DType::F64; 7],
+            outputs: vec![6],
+            reduce: None,
+        };
+        let ins = [9, 8, 7, 4];
+        let x = Array::new(vec![6], Data::F64((0..6).map(|i| i as f64 * 0.7 - 1.5).collect()));
+        let y = Array::new(vec![6], Data::F64((0..6).map(|i| 2.0 - i as f64 * 0.3).collect()));
+        let eight = Array::new(vec![], Data::F64(vec![0.25]));
+        for order in [[(7, 3), (9, 4)], [(9, 4), (7, 3)]] {
+            let mut sequential = (consumer.clone(), ins.to_vec());
+            for &(slot, out) in &order {
+                let live = cone(&producer, out, MAX_CONE).unwrap();
+                sequential =
+                    inline_into_reference(&sequential.0, &sequential.1, slot, &producer, &producer_ins, out, &live)
+                        .expect("inlinable");
+            }
+            let mut len = consumer.instrs.len();
+            let mut inlinings = Vec::new();
+            for &(slot, out) in &order {
+                let live = cone(&producer, out, MAX_CONE).unwrap();
+                let (new_len, chains) = chains_for(&consumer, &ins, slot, &producer, out, &live, len).unwrap();
+                len = new_len;
+                inlinings.push(Inlining { slot, chains });
+            }
+            let together = inline_all(consumer.clone(), &ins, &producer_ins, inlinings);
+            assert_eq!(together.1, sequential.1, "input order");
+            assert_eq!(format!("{:?}", together.0), format!("{:?}", sequential.0));
+            assert_eq!(len, together.0.instrs.len());
+            assert_eq!(together.1, vec![8, 4, 3], "only x joins; y was read already");
+            // And it computes what the two loops do.
+            let mut buffer = |d: DType, n: usize| Data::filled(d, 0.0, n);
+            let outs = fused::run(&producer, None, &[&x, &y], &mut buffer);
+            let two_steps = run(&consumer, &[&outs[1], &eight, &outs[0], &y]);
+            let args: Vec<&Array> = together
+                .1
+                .iter()
+                .map(|s| match s {
+                    8 => &eight,
+                    4 => &y,
+                    3 => &x,
+                    _ => unreachable!(),
+                })
+                .collect();
+            assert_eq!(run(&together.0, &args), two_steps);
         }
     }
 

@@ -2,10 +2,10 @@
 //! except `sum(broadcast(x)) -> x * n`, which replaces n additions of the same
 //! value by one multiplication (equal up to rounding).
 
+use super::fxhash::{FxHashMap, FxHasher};
 use crate::array::{Array, Data};
 use crate::ir::{Graph, Var};
 use crate::ops::{BinaryOp, Prim, ReduceOp, UnaryOp};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Constants up to this many elements are computed at compile time.
@@ -87,21 +87,43 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 /// with the same sub-graphs) are found by a text key naming all of that instead.
 #[derive(Default)]
 struct Seen {
-    plain: HashMap<(std::mem::Discriminant<Prim>, u64, Vec<Var>), Var>,
-    keyed: HashMap<String, Var>,
+    plain: FxHashMap<(std::mem::Discriminant<Prim>, u64, Operands), Var>,
+    keyed: FxHashMap<String, Var>,
+}
+
+/// A CSE key's operands: up to three in place (no allocation per node), or a list.
+#[derive(PartialEq, Eq, Hash)]
+enum Operands {
+    Few(u8, [Var; 3]),
+    Many(Vec<Var>),
 }
 
 /// Commutative operations are exactly commutative in IEEE arithmetic: their operands are
 /// compared sorted.
+fn commutative(prim: &Prim) -> bool {
+    use BinaryOp::*;
+    matches!(prim, Prim::Binary(Add | Mul | Max | Min | Eq | Ne | And | Or | Xor))
+}
+
 fn operand_order(prim: &Prim, inputs: &[Var]) -> Vec<Var> {
     let mut ins = inputs.to_vec();
-    if let Prim::Binary(op) = prim {
-        use BinaryOp::*;
-        if matches!(op, Add | Mul | Max | Min | Eq | Ne | And | Or | Xor) {
-            ins.sort_unstable();
-        }
+    if commutative(prim) {
+        ins.sort_unstable();
     }
     ins
+}
+
+/// [`operand_order`] as a key.
+fn operand_key(prim: &Prim, inputs: &[Var]) -> Operands {
+    if inputs.len() > 3 {
+        return Operands::Many(operand_order(prim, inputs));
+    }
+    let mut few = [Var(u32::MAX); 3];
+    few[..inputs.len()].copy_from_slice(inputs);
+    if commutative(prim) {
+        few[..inputs.len()].sort_unstable();
+    }
+    Operands::Few(inputs.len() as u8, few)
 }
 
 impl Seen {
@@ -124,9 +146,9 @@ impl Seen {
         Some(key)
     }
 
-    fn plain_key(prim: &Prim, ins: Vec<Var>) -> (std::mem::Discriminant<Prim>, u64, Vec<Var>) {
+    fn plain_key(prim: &Prim, ins: Operands) -> (std::mem::Discriminant<Prim>, u64, Operands) {
         use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = FxHasher::default();
         match prim {
             Prim::Unary(op) => op.hash(&mut h),
             Prim::Binary(op) => op.hash(&mut h),
@@ -142,11 +164,12 @@ impl Seen {
     /// shapes on the same operands: rare) go by their full text instead.
     fn find_or_insert(&mut self, out: &Graph, prim: &Prim, ins: &[Var], v: Var) -> Option<Var> {
         use std::collections::hash_map::Entry;
-        let sorted = operand_order(prim, ins);
-        if let Some(key) = Seen::identity_key(prim, &sorted) {
+        // (Constants have no operands, and structured primitives are not commutative: their
+        // operands are in order.)
+        if let Some(key) = Seen::identity_key(prim, ins) {
             return self.keyed_find_or_insert(key, v);
         }
-        match self.plain.entry(Seen::plain_key(prim, sorted)) {
+        match self.plain.entry(Seen::plain_key(prim, operand_key(prim, ins))) {
             Entry::Vacant(e) => {
                 e.insert(v);
                 None
@@ -294,9 +317,14 @@ pub fn optimize(g: &Graph) -> Graph {
     if let Err(e) = g.validate() {
         panic!("optimize: invalid graph: {e}");
     }
-    let mut out = Graph::default();
+    // Reserved up front: growing a vector of 10^5 nodes by doubling copies (and page-faults)
+    // it several times over.
+    let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len()), ..Graph::default() };
     let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        plain: FxHashMap::with_capacity_and_hasher(g.nodes.len(), Default::default()),
+        keyed: FxHashMap::default(),
+    };
     for node in &g.nodes {
         let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
         let v = match &node.prim {
@@ -306,7 +334,121 @@ pub fn optimize(g: &Graph) -> Graph {
         map.push(v);
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    dce(&swap_transposed_products(&out))
+    swap_and_dce(out)
+}
+
+/// The product(s) that replace a transposed product (see `swap_transposed_products`):
+/// one swapped `dot_general`, or two combined by an element-wise op. Operands are variables
+/// of the graph the rewrite was found in.
+enum Swap {
+    One(Prim, Vec<Var>),
+    Two(BinaryOp, [(Prim, Vec<Var>); 2]),
+}
+
+/// Where `swap_transposed_products` rewrites `g` (by node index), decided on `g` alone.
+fn transposed_products(g: &Graph) -> Vec<(usize, Swap)> {
+    let uses = g.use_counts();
+    // The swapped product for node `d`, if it is a dot_general that `perm` transposes that way.
+    let swapped = |d: Var, perm: &[usize]| -> Option<(Prim, Vec<Var>)> {
+        let dot = &g.nodes[d.index()];
+        let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &dot.prim else { return None };
+        if !lhs_batch.is_empty() || uses[d.index()] != 1 {
+            return None;
+        }
+        let nl = g.ty(dot.inputs[0]).rank() - lhs_contract.len();
+        let nr = g.ty(dot.inputs[1]).rank() - rhs_contract.len();
+        let order: Vec<usize> = (nl..nl + nr).chain(0..nl).collect();
+        (perm == order).then(|| {
+            let prim = Prim::DotGeneral {
+                lhs_contract: rhs_contract.clone(),
+                rhs_contract: lhs_contract.clone(),
+                lhs_batch: rhs_batch.clone(),
+                rhs_batch: lhs_batch.clone(),
+            };
+            (prim, vec![dot.inputs[1], dot.inputs[0]])
+        })
+    };
+    let mut swaps = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let Prim::Transpose { perm } = &node.prim else { continue };
+        let x = node.inputs[0];
+        if let Some(one) = swapped(x, perm) {
+            swaps.push((i, Swap::One(one.0, one.1)));
+        } else if let (Prim::Binary(op), 1) = (&g.nodes[x.index()].prim, uses[x.index()]) {
+            let ins = &g.nodes[x.index()].inputs;
+            if op.is_comparison() || ins.len() != 2 {
+                continue;
+            }
+            if let (Some(a), Some(b)) = (swapped(ins[0], perm), swapped(ins[1], perm)) {
+                swaps.push((i, Swap::Two(*op, [a, b])));
+            }
+        }
+    }
+    swaps
+}
+
+/// `dce(&swap_transposed_products(&g))` in one copy that moves `g`'s nodes: the same graph,
+/// node for node. Liveness is computed on the rewritten graph without building it (a
+/// replaced transpose reads its products' operands; the products it replaces had no other
+/// reader, so they die with it), then the live nodes are moved in order.
+fn swap_and_dce(g: Graph) -> Graph {
+    let swaps = transposed_products(&g);
+    let mut live = vec![false; g.nodes.len()];
+    for v in &g.outputs {
+        live[v.index()] = true;
+    }
+    let mut next_swap = swaps.len();
+    for i in (0..g.nodes.len()).rev() {
+        let replaced = next_swap > 0 && swaps[next_swap - 1].0 == i;
+        if replaced {
+            next_swap -= 1;
+        }
+        if !live[i] {
+            continue;
+        }
+        if replaced {
+            match &swaps[next_swap].1 {
+                Swap::One(_, operands) => operands.iter().for_each(|v| live[v.index()] = true),
+                Swap::Two(_, pair) => pair.iter().flat_map(|(_, o)| o).for_each(|v| live[v.index()] = true),
+            }
+        } else {
+            for v in &g.nodes[i].inputs {
+                live[v.index()] = true;
+            }
+        }
+    }
+    let mut out = Graph { nodes: Vec::with_capacity(live.iter().filter(|&&l| l).count()), ..Graph::default() };
+    let mut map = vec![Var(u32::MAX); g.nodes.len()];
+    let mut swaps = swaps.into_iter().peekable();
+    for (i, node) in g.nodes.into_iter().enumerate() {
+        let swap = match swaps.peek() {
+            Some((s, _)) if *s == i => swaps.next().map(|(_, swap)| swap),
+            _ => None,
+        };
+        if let Prim::Input(_) = node.prim {
+            map[i] = out.add_input(node.ty);
+            continue;
+        }
+        if !live[i] {
+            continue;
+        }
+        let remap = |ins: Vec<Var>| -> Vec<Var> { ins.into_iter().map(|v| map[v.index()]).collect() };
+        map[i] = match swap {
+            Some(Swap::One(prim, operands)) => out.push_typed(prim, remap(operands), node.ty),
+            Some(Swap::Two(op, [(pa, oa), (pb, ob)])) => {
+                let a = out.push_typed(pa, remap(oa), node.ty.clone());
+                let b = out.push_typed(pb, remap(ob), node.ty.clone());
+                out.push_typed(Prim::Binary(op), vec![a, b], node.ty)
+            }
+            None => {
+                let mut ins = node.inputs;
+                ins.iter_mut().for_each(|v| *v = map[v.index()]);
+                out.push_typed(node.prim, ins, node.ty)
+            }
+        };
+    }
+    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
+    out
 }
 
 /// `transpose(dot_general(a, b))` that only swaps the two operands' free axes (as reverse
@@ -314,6 +456,7 @@ pub fn optimize(g: &Graph) -> Graph {
 /// through one element-wise op: `transpose(dot(a, b) + dot(c, d))` becomes
 /// `dot(b, a) + dot(d, c)` (forward-over-reverse sums such pairs). Applied only where the
 /// products (and the element-wise op) have no other reader.
+#[cfg(test)]
 fn swap_transposed_products(g: &Graph) -> Graph {
     let uses = g.use_counts();
     // The swapped product for node `d`, if it is a dot_general that `perm` transposes that way.
@@ -453,4 +596,52 @@ pub fn dce(g: &Graph) -> Graph {
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, TensorType};
+
+    fn dot(g: &mut Graph, a: Var, b: Var) -> Var {
+        let prim =
+            Prim::DotGeneral { lhs_contract: vec![1], rhs_contract: vec![0], lhs_batch: vec![], rhs_batch: vec![] };
+        g.push(prim, vec![a, b]).unwrap()
+    }
+
+    /// The one-copy rewrite gives exactly the two-copy one: transposed products (alone, and
+    /// summed), a product read twice (not swapped), a comparison (not swapped), dead nodes.
+    #[test]
+    fn swap_and_dce_equals_swap_then_dce() {
+        let mut g = Graph::default();
+        let a = g.add_input(TensorType::new(DType::F64, vec![2, 3]));
+        let b = g.add_input(TensorType::new(DType::F64, vec![3, 4]));
+        let unused = g.add_input(TensorType::new(DType::F64, vec![5]));
+        let t = Prim::Transpose { perm: vec![1, 0] };
+        let d = dot(&mut g, a, b);
+        let dead = g.push(Prim::Unary(UnaryOp::Exp), vec![a]).unwrap();
+        let t1 = g.push(t.clone(), vec![d]).unwrap();
+        let (d1, d2) = (dot(&mut g, a, b), dot(&mut g, a, b));
+        let s = g.push(Prim::Binary(BinaryOp::Add), vec![d1, d2]).unwrap();
+        let t2 = g.push(t.clone(), vec![s]).unwrap();
+        let twice = dot(&mut g, a, b);
+        let w = g.push(Prim::Binary(BinaryOp::Mul), vec![twice, twice]).unwrap();
+        let t3 = g.push(t.clone(), vec![w]).unwrap();
+        let (d3, d4) = (dot(&mut g, a, b), dot(&mut g, a, b));
+        let c = g.push(Prim::Binary(BinaryOp::Lt), vec![d3, d4]).unwrap();
+        let t4 = g.push(t.clone(), vec![c]).unwrap();
+        let read_again = dot(&mut g, a, b);
+        let t5 = g.push(t, vec![read_again]).unwrap();
+        g.outputs = vec![t1, t2, t3, t4, t5, read_again];
+        let _ = (unused, dead);
+        g.validate().unwrap();
+        let expected = dce(&swap_transposed_products(&g));
+        let got = swap_and_dce(g.clone());
+        assert_eq!(got.dump(), expected.dump());
+        assert_eq!(got, expected);
+        // Two transposes went (the lone product and the sum of two), three stay.
+        let transposes = got.nodes.iter().filter(|n| matches!(n.prim, Prim::Transpose { .. })).count();
+        assert_eq!(transposes, 3, "{}", got.dump());
+        assert_eq!(got.inputs.len(), 3, "inputs stay, used or not");
+    }
 }

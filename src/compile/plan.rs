@@ -3,6 +3,7 @@
 //! consumes the chain), every other primitive one kernel call, steps in
 //! dependency order, and each buffer dropped after its last use.
 
+use super::fxhash::FxHashMap;
 use super::inline;
 use super::schedule::{concurrent_products, hoist_products, in_place_outputs};
 use crate::array::{Array, Data};
@@ -1034,10 +1035,10 @@ fn fused_step(
 ) -> (Step, Vec<usize>) {
     let mut instrs = Vec::new();
     let mut dtypes = Vec::new();
-    let mut reg_of: HashMap<usize, usize> = HashMap::new();
+    let mut reg_of: FxHashMap<usize, usize> = FxHashMap::default();
     let mut inputs: Vec<usize> = Vec::new();
-    let mut input_of: HashMap<usize, usize> = HashMap::new();
-    let mut loads: HashMap<(usize, Vec<i64>), usize> = HashMap::new();
+    let mut input_of: FxHashMap<usize, usize> = FxHashMap::default();
+    let mut loads: FxHashMap<(usize, Vec<i64>), usize> = FxHashMap::default();
     let shape = &grp.shape;
     let mut load = |v: Var, kind: fused::LoadKind, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| {
         let key = (v.index(), load_key(&kind));
