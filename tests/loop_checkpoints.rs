@@ -100,8 +100,8 @@ fn with_counter(check: impl FnOnce()) {
 /// (broadcasts, reduces, gradient) of `f` at `x0`: eagerly through `vjp` and its pullback,
 /// then jitted (`grad`; counted on its second call, the first having built the plan) —
 /// both must count the same.
-fn counted_gradient(f: impl Fn(&Tensor) -> Tensor + Clone + 'static) -> (usize, usize, Vec<f64>) {
-    let x = x0();
+fn counted_gradient(f: impl Fn(&Tensor) -> Tensor + Clone + 'static, x: &Tensor) -> (usize, usize, Vec<f64>) {
+    let x = x.clone();
     let (b, r, g) = count(|| {
         let (_, pullback) = vjp(f.clone(), &x);
         pullback.call(&Tensor::scalar(1.0))
@@ -129,7 +129,7 @@ fn a_short_loop_gradient_evaluates_the_body_n_plus_n_times() {
     with_counter(|| {
         let n = 7;
         // max_steps 1000 stores ⌈log₂ 1000⌉ = 10 iterations: the loop ends within them.
-        let (b, r, g) = counted_gradient(looped(n, 1000, None));
+        let (b, r, g) = counted_gradient(looped(n, 1000, None), &x0());
         assert_eq!((b, r), (2 * n, n), "{b} primal evaluations of the body, {r} vjps, for {n} iterations");
         let (_, _, want) = count(|| grad(unrolled(n))(&x0()).to_vec::<f64>());
         assert_close(&g, &want);
@@ -149,18 +149,45 @@ fn a_long_loop_recomputes_only_the_iterations_past_the_stored_ones() {
         // for each later iteration L - 1 re-runs (levels 2 and 1 stack their carries) plus
         // its vjp's.
         let levels = 3;
-        let (b, r, g) = counted_gradient(looped(n, max_steps, None));
+        let (b, r, g) = counted_gradient(looped(n, max_steps, None), &x0());
         assert_eq!(r, n);
         assert_eq!(b, n + stored + levels * (n - stored), "{b} primal evaluations for {n} iterations");
         assert!(b < (levels + 2) * n, "the nest alone (no stored iterations) costs (levels + 2)·n");
         assert_close(&g, &want);
         // Everything stored: n + n, as for a short loop.
-        let (b, r, g) = counted_gradient(looped(n, max_steps, Some(max_steps)));
+        let (b, r, g) = counted_gradient(looped(n, max_steps, Some(max_steps)), &x0());
         assert_eq!((b, r), (2 * n, n));
         assert_close(&g, &want);
         // Nothing stored: the nest of ⌈log₁₀ 1000⌉ = 3 levels over every iteration.
-        let (b, r, g) = counted_gradient(looped(n, max_steps, Some(0)));
+        let (b, r, g) = counted_gradient(looped(n, max_steps, Some(0)), &x0());
         assert_eq!((b, r), (n + levels * n, n));
         assert_close(&g, &want);
+    });
+}
+
+#[test]
+fn a_short_adaptive_solve_is_differentiated_with_one_vjp_per_evaluation() {
+    use cotangent::diffeq::{solve, Gradient, Options, Solver};
+    with_counter(|| {
+        // dy/dt = tanh(y·A), y read through the counting broadcast: one call per evaluation.
+        let field = |_t: &Tensor, y: &Tensor, a: &Tensor| broadcast(y, 0).matmul(a).tanh();
+        let a = Tensor::from_vec(vec![-0.3, 1.0, -1.0, -0.3], &[2, 2]);
+        let y0 = Tensor::from_vec(vec![1.0, 0.5, -0.2, 0.8], &[2, 2]);
+        let o = Options { rtol: 1e-6, atol: 1e-6, gradient: Gradient::Discretise, ..Options::default() };
+        let sol = solve(field, Solver::Dopri5, 0.0, 1.0, &y0, &a, &[], &o);
+        let (nfe, steps) = (sol.stats.nfe.item::<i64>() as usize, sol.stats.accepted.item::<i64>());
+        let loss = move |a: &Tensor| solve(field, Solver::Dopri5, 0.0, 1.0, &y0, a, &[], &o).ys[0].square().sum_all();
+        let (fwd, r, _) = count(|| loss(&a));
+        assert_eq!(r, 0);
+        // Jitted (counted on the second calls: the first ones build the plans).
+        let (fj, dfj) = (jit(loss.clone()), grad(loss));
+        let (_, _) = (fj(&a), dfj(&a));
+        let (fwd_jit, _, _) = count(|| fj(&a));
+        let (b, r, g) = count(|| dfj(&a).to_vec::<f64>());
+        eprintln!(
+            "{steps} steps, nfe {nfe}; forward {fwd} evaluations of f ({fwd_jit} jitted); gradient {b} evaluations of f, {r} vjps"
+        );
+        assert!(g.iter().all(|v| v.is_finite()));
+        assert_eq!((b, r), (fwd_jit + r, fwd_jit));
     });
 }
