@@ -421,14 +421,15 @@ pub(crate) fn scan_jvp(
     (outs, tangents)
 }
 
-/// Whether a jvp rule runs where `linearize` puts it: some tangent belongs to a trace above
-/// every primal (primal work runs or records below, tangent work is the linear graph). There,
-/// values the primal computation stacks become residuals instead of being recomputed.
+/// Whether a jvp rule runs where `linearize` puts it: some tangent belongs to `linearize`'s
+/// tangent trace, above every primal (primal work runs or records below, tangent work is the
+/// linear graph). There, values the primal computation stacks become residuals instead of
+/// being recomputed; in forward mode stacking would only cost memory.
 fn tangents_above_primals(x: &[&Tensor], t: &[Option<&Tensor>]) -> bool {
     let level = |v: &Tensor| v.as_traced().map(|tr| tr.level);
     let primal = x.iter().filter_map(|v| level(*v)).max();
     let tangent = t.iter().flatten().filter_map(|v| level(*v)).max();
-    tangent.is_some() && tangent > primal
+    tangent.is_some_and(crate::transform::is_linearize_level) && tangent > primal
 }
 
 /// `scan_jvp` under `linearize`: the primal scan also stacks the carries entering each
