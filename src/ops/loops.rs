@@ -20,6 +20,13 @@
 //!   are only its primal operands (initial carries, consts, xs), never per-iteration values.
 //!   Which carries get a tangent is a fixpoint (a carry whose update depends on a tangent gets
 //!   one).
+//! - Under `linearize` (the tangents belong to its tangent trace, the primals to a trace
+//!   below), a scan's jvp instead has the primal scan also stack the carries entering each
+//!   iteration, and the tangent scan reads them as `xs`: its only carries are the tangents, so
+//!   its transpose is the reverse scan alone — reverse mode of a scan of `n` iterations
+//!   evaluates the body `n` times forward and once inside each of the `n` vjps, nothing more.
+//!   The stacked carries are residuals (the memory the transpose's own stacking would take).
+//!   Nested scans (traced in one trace with their tangents) keep the recomputing form.
 //! - **transpose** of a scan that is linear in some operands (as the tangent scan is in its
 //!   tangents, with the primal carries evolving on their own): a forward scan of the body
 //!   restricted to the non-linear carries stacks the carry *entering* each iteration (the
@@ -30,9 +37,11 @@
 //!   iteration, the body's intermediates are recomputed — per-iteration checkpointing.
 //! - Nested scans therefore checkpoint hierarchically: transposing an outer scan of `b`
 //!   iterations, each an inner scan of `b`, keeps `b` outer carries plus `b` inner carries of
-//!   the segment being reversed. [`crate::control::while_loop_bounded`] is built that way
-//!   (`L` levels of `b ≈ 10` guarded iterations: `O(L·b) = O(log n)` carries, `L + 1` forward
-//!   sweeps).
+//!   the segment being reversed. [`crate::control::while_loop_bounded`] is built that way:
+//!   a top-level scan of `K = ⌈log₂ max_steps⌉` guarded iterations (stored under `linearize`:
+//!   no recomputation), then a top-level scan of `b ≈ 10` guarded blocks each a nest of `L - 1`
+//!   levels (`O(K + L·b) = O(log n)` carries; an iteration past the `K`-th is re-run once per
+//!   inner level, `L - 1` times, before its vjp).
 //! - **transpose** of a `while` is an error naming `while_loop_bounded`: the number of
 //!   iterations is unknown, so the carries cannot be stored or replayed.
 //! - **batching**: carries become batched where their update depends on a batched value
