@@ -436,8 +436,8 @@ pub(crate) fn scan_jvp(
 /// being recomputed; in forward mode stacking would only cost memory.
 fn tangents_above_primals(x: &[&Tensor], t: &[Option<&Tensor>]) -> bool {
     let level = |v: &Tensor| v.as_traced().map(|tr| tr.level);
-    let primal = x.iter().filter_map(|v| level(*v)).max();
-    let tangent = t.iter().flatten().filter_map(|v| level(*v)).max();
+    let primal = x.iter().filter_map(|v| level(v)).max();
+    let tangent = t.iter().flatten().filter_map(|v| level(v)).max();
     tangent.is_some_and(crate::transform::is_linearize_level) && tangent > primal
 }
 
