@@ -38,8 +38,8 @@ fn reverse_mode_memory_grows_like_log_steps() {
     let (long, n_long) = peak(40.0, Gradient::Discretise);
     assert!(n_long as f64 > 2.5 * n_short as f64, "steps {n_short} -> {n_long}");
     // One state per step would be n_long states; the checkpointed loop keeps a few dozen
-    // carries (b = 8 per level, 4 levels, and one step's stages); each carry holds the state
-    // and, first same as last, f(t, y): about 204 states here (154 without FSAL).
+    // carries (the first ⌈log₂ 4096⌉ = 12 iterations', then b = 8 per level of a 4-level nest,
+    // and one step's stages); each carry holds the state and, first same as last, f(t, y).
     assert!(
         long < 250 * state && (long as f64) < 1.4 * short as f64,
         "peak {short} B ({n_short} steps) -> {long} B ({n_long} steps), state {state} B"

@@ -1,4 +1,5 @@
-//! Loops on traced values: [`while_loop`], [`while_loop_bounded`], [`fori_loop`], [`scan`].
+//! Loops on traced values: [`while_loop`], [`while_loop_bounded`] (and
+//! [`while_loop_bounded_with`]), [`fori_loop`], [`scan`].
 //!
 //! Each records one structured primitive (`while` or `scan`, see [`crate::ops::loops`]) whose
 //! body is traced once, whatever the number of iterations: a Rust loop would unroll into the
@@ -9,7 +10,7 @@
 //! | | jvp | grad / vjp | vmap |
 //! |---|---|---|---|
 //! | [`while_loop`] | yes | error (no bound: use [`while_loop_bounded`]) | yes (runs while any lane is live) |
-//! | [`while_loop_bounded`] | yes | yes, `O(log max_steps)` carries kept | yes |
+//! | [`while_loop_bounded`], [`while_loop_bounded_with`] | yes | yes, `O(log max_steps)` carries kept (the first `⌈log₂ max_steps⌉` iterations: no recomputation) | yes |
 //! | [`fori_loop`], [`scan`] | yes | yes, one carry per iteration kept | yes |
 
 use crate::control::cond;
@@ -109,9 +110,8 @@ fn schedule(max_steps: usize) -> (usize, usize) {
     (levels, b)
 }
 
-/// `b^l` guarded iterations on the state `(steps taken, carry)`: level 0 is one iteration,
-/// level `l` a scan of `b` level-`l - 1` blocks; each block is skipped (a `cond`) once the
-/// loop has ended, so finishing early costs at most `b` skipped blocks per level.
+/// The state `(steps taken, carry)` after one iteration when the loop is live, unchanged
+/// (a `cond`) once it has ended.
 fn guarded<C: Tree>(
     l: usize,
     b: usize,
@@ -119,27 +119,47 @@ fn guarded<C: Tree>(
     live: &dyn Fn(&(Tensor, C)) -> Tensor,
     body_fn: &dyn Fn(&C) -> C,
 ) -> (Tensor, C) {
-    let run = |s: &(Tensor, C)| -> (Tensor, C) {
-        if l == 0 {
-            (&s.0 + 1.0, body_fn(&s.1))
-        } else {
-            let step = |s: &(Tensor, C), _: &()| (guarded(l - 1, b, s, live, body_fn), ());
-            scan_in(Site::here("while_loop_bounded"), step, s, &(), Some(b), false).0
-        }
-    };
-    cond(&live(s), run, copy, s)
+    cond(&live(s), |s: &(Tensor, C)| block(l, b, s, live, body_fn), copy, s)
+}
+
+/// `b^l` iterations on the state `(steps taken, carry)`: level 0 is one iteration, level `l`
+/// a scan of `b` guarded level-`l - 1` blocks, each skipped once the loop has ended.
+fn block<C: Tree>(
+    l: usize,
+    b: usize,
+    s: &(Tensor, C),
+    live: &dyn Fn(&(Tensor, C)) -> Tensor,
+    body_fn: &dyn Fn(&C) -> C,
+) -> (Tensor, C) {
+    if l == 0 {
+        (&s.0 + 1.0, body_fn(&s.1))
+    } else {
+        let step = |s: &(Tensor, C), _: &()| (guarded(l - 1, b, s, live, body_fn), ());
+        scan_in(Site::here("while_loop_bounded"), step, s, &(), Some(b), false).0
+    }
+}
+
+/// The default number of iterations whose carries [`while_loop_bounded`] stores outright:
+/// `⌈log₂ max_steps⌉` (diffrax's checkpoint count), at least 1.
+fn default_stored(max_steps: usize) -> usize {
+    ((max_steps as f64).log2().ceil() as usize).max(1)
 }
 
 /// [`while_loop`] that stops after at most `max_steps` iterations, and is reverse
 /// differentiable with `O(log max_steps)` memory.
 ///
-/// The loop is a nest of `L = ⌈log₁₀ max_steps⌉` levels of scans of `b ≈ 10` blocks each
-/// (`b^L >= max_steps`); each block is skipped once `cond_fn` fails or `max_steps` iterations
-/// have run, so the forward pass stops early at the cost of a few skipped blocks. Reverse mode
-/// checkpoints by that nest (see [`crate::ops::loops`]): it keeps `b` carries per level
-/// (about `10·L` in all, against one set of residuals per iteration for an unrolled loop) and
-/// recomputes each level's iterations once more — `L + 1` forward sweeps in all (Griewank's
-/// binomial checkpointing with `L` levels, in its simplest uniform form).
+/// The first `K = ⌈log₂ max_steps⌉` iterations are a scan of `K` guarded iterations (each a
+/// `cond` that skips once `cond_fn` fails or `max_steps` iterations have run); reverse mode
+/// stores the carry entering each of them during the forward pass and recomputes nothing,
+/// so a loop that ends within `K` iterations costs one forward sweep and one vjp of the
+/// body per iteration — the least reverse mode can do while keeping only carries. Longer
+/// loops continue in a nest of `L = ⌈log₁₀ (max_steps − K)⌉` levels of scans of `b ≈ 10`
+/// guarded blocks each (`b^L >= max_steps − K`), so finishing early costs a few skipped
+/// blocks per level. Reverse mode checkpoints by that nest (see [`crate::ops::loops`]): it
+/// keeps `K` carries plus `b` carries per level (against one set of residuals per iteration
+/// for an unrolled loop) and recomputes each inner level's iterations once more — `L`
+/// forward sweeps over the iterations past the `K`-th (Griewank's binomial checkpointing
+/// with `L` levels, in its simplest uniform form). [`while_loop_bounded_with`] chooses `K`.
 ///
 /// ```
 /// use cotangent::{control::while_loop_bounded, grad, Tensor};
@@ -160,7 +180,51 @@ pub fn while_loop_bounded<C: Tree>(
     init: &C,
     max_steps: usize,
 ) -> C {
-    let site = Site::here("while_loop_bounded");
+    bounded_in(Site::here("while_loop_bounded"), cond_fn, body_fn, init, max_steps, default_stored(max_steps))
+}
+
+/// [`while_loop_bounded`] storing the carries of the first `stored` iterations (at most
+/// `max_steps`) for reverse mode instead of `⌈log₂ max_steps⌉`.
+///
+/// A loop that ends within `stored` iterations is differentiated with one forward sweep and
+/// one vjp of the body per iteration; the memory is `stored` carries plus the nest that
+/// checkpoints the iterations past them. `stored = max_steps` keeps every carry (no
+/// recomputation at all, memory linear in `max_steps`); `stored = 0` checkpoints every
+/// iteration by the nest.
+///
+/// ```
+/// use cotangent::{control::while_loop_bounded_with, grad, Tensor};
+/// let f = |stored: usize| {
+///     move |x: &Tensor| while_loop_bounded_with(|x: &Tensor| x.lt(1000.0), |x: &Tensor| x * 1.01, x, 500, stored)
+/// };
+/// let x = Tensor::scalar(1.0);
+/// let (all, none) = (grad(f(500))(&x).item::<f64>(), grad(f(0))(&x).item::<f64>());
+/// assert!((all - 1.01f64.powi(500)).abs() < 1e-9 * all);
+/// assert!((all - none).abs() <= 1e-12 * all); // the same derivative, scheduled differently
+/// ```
+///
+/// # Panics
+/// At the caller's line, as [`while_loop_bounded`].
+#[track_caller]
+pub fn while_loop_bounded_with<C: Tree>(
+    cond_fn: impl Fn(&C) -> Tensor,
+    body_fn: impl Fn(&C) -> C,
+    init: &C,
+    max_steps: usize,
+    stored: usize,
+) -> C {
+    bounded_in(Site::here("while_loop_bounded_with"), cond_fn, body_fn, init, max_steps, stored)
+}
+
+/// [`while_loop_bounded_with`] reporting errors at `site`.
+fn bounded_in<C: Tree>(
+    site: Site,
+    cond_fn: impl Fn(&C) -> Tensor,
+    body_fn: impl Fn(&C) -> C,
+    init: &C,
+    max_steps: usize,
+    stored: usize,
+) -> C {
     let leaves = init.leaves();
     let types = types_of(&leaves);
     // Checked once here, so errors name this function and the user's line.
@@ -173,11 +237,23 @@ pub fn while_loop_bounded<C: Tree>(
     if max_steps == 0 {
         return copy(init);
     }
-    let (levels, b) = schedule(max_steps);
+    let stored = stored.min(max_steps);
     let limit = max_steps as f64;
     let live = |s: &(Tensor, C)| s.0.lt(limit).logical_and(&cond_fn(&s.1));
-    let state = (Tensor::scalar(0i64), copy(init));
-    guarded(levels, b, &state, &live, &body_fn).1
+    let mut state = (Tensor::scalar(0i64), copy(init));
+    if stored > 0 {
+        // One guarded iteration per scan iteration: under `linearize` the scan stacks the
+        // carries entering them as residuals.
+        let step = |s: &(Tensor, C), _: &()| (guarded(0, 1, s, &live, &body_fn), ());
+        state = scan_in(site, step, &state, &(), Some(stored), false).0;
+    }
+    if max_steps > stored {
+        // The rest: a top-level scan of `b` guarded blocks (stacked likewise), each a nest of
+        // `levels - 1` levels.
+        let (levels, b) = schedule(max_steps - stored);
+        state = block(levels, b, &state, &live, &body_fn);
+    }
+    state.1
 }
 
 /// `body_fn(i, carry)` for `i` in `lo..hi` (static bounds), threading the carry.

@@ -19,7 +19,7 @@ pub use checkpoint::{checkpoint, checkpoint_with, Policy};
 pub use custom::{custom_jvp, custom_vjp, custom_vjp_nondiff};
 mod loops;
 
-pub use loops::{fori_loop, scan, while_loop, while_loop_bounded};
+pub use loops::{fori_loop, scan, while_loop, while_loop_bounded, while_loop_bounded_with};
 
 use crate::ir::SubGraph;
 use crate::ops::control::cond_apply;

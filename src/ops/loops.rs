@@ -20,6 +20,13 @@
 //!   are only its primal operands (initial carries, consts, xs), never per-iteration values.
 //!   Which carries get a tangent is a fixpoint (a carry whose update depends on a tangent gets
 //!   one).
+//! - Under `linearize` (the tangents belong to its tangent trace, the primals to a trace
+//!   below), a scan's jvp instead has the primal scan also stack the carries entering each
+//!   iteration, and the tangent scan reads them as `xs`: its only carries are the tangents, so
+//!   its transpose is the reverse scan alone — reverse mode of a scan of `n` iterations
+//!   evaluates the body `n` times forward and once inside each of the `n` vjps, nothing more.
+//!   The stacked carries are residuals (the memory the transpose's own stacking would take).
+//!   Nested scans (traced in one trace with their tangents) keep the recomputing form.
 //! - **transpose** of a scan that is linear in some operands (as the tangent scan is in its
 //!   tangents, with the primal carries evolving on their own): a forward scan of the body
 //!   restricted to the non-linear carries stacks the carry *entering* each iteration (the
@@ -30,9 +37,11 @@
 //!   iteration, the body's intermediates are recomputed — per-iteration checkpointing.
 //! - Nested scans therefore checkpoint hierarchically: transposing an outer scan of `b`
 //!   iterations, each an inner scan of `b`, keeps `b` outer carries plus `b` inner carries of
-//!   the segment being reversed. [`crate::control::while_loop_bounded`] is built that way
-//!   (`L` levels of `b ≈ 10` guarded iterations: `O(L·b) = O(log n)` carries, `L + 1` forward
-//!   sweeps).
+//!   the segment being reversed. [`crate::control::while_loop_bounded`] is built that way:
+//!   a top-level scan of `K = ⌈log₂ max_steps⌉` guarded iterations (stored under `linearize`:
+//!   no recomputation), then a top-level scan of `b ≈ 10` guarded blocks each a nest of `L - 1`
+//!   levels (`O(K + L·b) = O(log n)` carries; an iteration past the `K`-th is re-run once per
+//!   inner level, `L - 1` times, before its vjp).
 //! - **transpose** of a `while` is an error naming `while_loop_bounded`: the number of
 //!   iterations is unknown, so the carries cannot be stored or replayed.
 //! - **batching**: carries become batched where their update depends on a batched value
@@ -343,7 +352,6 @@ pub(crate) fn scan_jvp(
     t: &[Option<&Tensor>],
 ) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
     let args: Vec<Tensor> = x.iter().map(|&a| a.clone()).collect();
-    let outs = apply(Prim::Scan { body: body.clone(), consts, carries, length, reverse }, &args);
     let nx = args.len() - consts - carries;
     let ct: Vec<bool> = t[..consts].iter().map(Option::is_some).collect();
     let xt: Vec<bool> = t[consts + carries..].iter().map(Option::is_some).collect();
@@ -352,9 +360,20 @@ pub(crate) fn scan_jvp(
     let mask: Vec<bool> = ct.iter().chain(&kt).chain(&xt).copied().collect();
     let yt: Vec<bool> = tangent_outputs(body, &mask)[carries..].to_vec();
     if !kt.iter().chain(&yt).any(|&k| k) {
+        let outs = apply(Prim::Scan { body: body.clone(), consts, carries, length, reverse }, &args);
         let n = outs.len();
         return (outs, vec![None; n]);
     }
+    if carries > 0 && tangents_above_primals(x, t) {
+        return scan_jvp_stacked(
+            body,
+            (consts, carries, length, reverse),
+            &args,
+            t,
+            [&ct[..], &kt[..], &xt[..], &yt[..]],
+        );
+    }
+    let outs = apply(Prim::Scan { body: body.clone(), consts, carries, length, reverse }, &args);
     let in_types = body.input_types();
     let const_types = &in_types[..consts];
     let carry_types = &in_types[consts..consts + carries];
@@ -408,6 +427,92 @@ pub(crate) fn scan_jvp(
     let mut rest = touts.into_iter().skip(carries);
     let mut tangents = scatter_mask(&kt, rest.by_ref().take(nkt).collect::<Vec<_>>());
     tangents.extend(scatter_mask(&yt, rest));
+    (outs, tangents)
+}
+
+/// Whether a jvp rule runs where `linearize` puts it: some tangent belongs to `linearize`'s
+/// tangent trace, above every primal (primal work runs or records below, tangent work is the
+/// linear graph). There, values the primal computation stacks become residuals instead of
+/// being recomputed; in forward mode stacking would only cost memory.
+fn tangents_above_primals(x: &[&Tensor], t: &[Option<&Tensor>]) -> bool {
+    let level = |v: &Tensor| v.as_traced().map(|tr| tr.level);
+    let primal = x.iter().filter_map(|v| level(v)).max();
+    let tangent = t.iter().flatten().filter_map(|v| level(v)).max();
+    tangent.is_some_and(crate::transform::is_linearize_level) && tangent > primal
+}
+
+/// `scan_jvp` under `linearize`: the primal scan also stacks the carries entering each
+/// iteration, and the tangent scan reads them as `xs` instead of recomputing them. Its only
+/// carries are then the tangents, so its transpose needs no forward scan of its own: the
+/// backward pass runs the transposed body once per iteration over the stacked carries
+/// (one forward sweep and one vjp sweep in all, against two forward sweeps without).
+fn scan_jvp_stacked(
+    body: &SubGraph,
+    (consts, carries, length, reverse): (usize, usize, usize, bool),
+    args: &[Tensor],
+    t: &[Option<&Tensor>],
+    [ct, kt, xt, yt]: [&[bool]; 4],
+) -> (Vec<Tensor>, Vec<Option<Tensor>>) {
+    let in_types = body.input_types();
+    let n_out = body.outputs.len();
+    let nx = args.len() - consts - carries;
+    // 1. The primal scan, whose extra `ys` are the carries entering each iteration.
+    let fwd = closed("jvp", &in_types, |ins| {
+        let mut res = eval_graph(body, ins);
+        res.extend(ins[consts..consts + carries].iter().cloned());
+        res
+    });
+    let mut outs = apply(Prim::Scan { body: fwd, consts, carries, length, reverse }, args);
+    let stacked = outs.split_off(n_out);
+    // 2. The tangent scan. Layout: [consts, const tangents | carry tangents | xs, entering
+    // carries, xs tangents].
+    let const_types = &in_types[..consts];
+    let carry_types = &in_types[consts..consts + carries];
+    let x_types = &in_types[consts + carries..];
+    let (nct, nkt) = (pick(const_types, ct).len(), pick(carry_types, kt).len());
+    let mut types: Vec<TensorType> = const_types.to_vec();
+    types.extend(pick(const_types, ct));
+    types.extend(pick(carry_types, kt));
+    types.extend(x_types.iter().cloned());
+    types.extend(carry_types.iter().cloned());
+    types.extend(pick(x_types, xt));
+    let out_mask: Vec<bool> = kt.iter().chain(yt).copied().collect();
+    let tbody = closed("jvp", &types, |ins| {
+        let (c, rest) = ins.split_at(consts);
+        let (tc, rest) = rest.split_at(nct);
+        let (tk, rest) = rest.split_at(nkt);
+        let (xs, rest) = rest.split_at(nx);
+        let (k, txs) = rest.split_at(carries);
+        let primals: Vec<Tensor> = c.iter().chain(k).chain(xs).cloned().collect();
+        let mut tangents = scatter_mask(ct, tc.iter().cloned());
+        tangents.extend(scatter_mask(kt, tk.iter().cloned()));
+        tangents.extend(scatter_mask(xt, txs.iter().cloned()));
+        let (pouts, touts) = jvp_graph(body, &primals, &tangents);
+        touts
+            .into_iter()
+            .zip(&pouts)
+            .zip(&out_mask)
+            .filter(|(_, &m)| m)
+            .map(|((t, y), _)| t.unwrap_or_else(|| y.zeros_like()))
+            .collect()
+    });
+    let mut operands: Vec<Tensor> = args[..consts].to_vec();
+    operands.extend(t[..consts].iter().flatten().map(|&t| t.clone()));
+    operands.extend(
+        args[consts..consts + carries]
+            .iter()
+            .zip(&t[consts..consts + carries])
+            .zip(kt)
+            .filter(|(_, &k)| k)
+            .map(|((a, t), _)| t.cloned().unwrap_or_else(|| a.zeros_like())),
+    );
+    operands.extend(args[consts + carries..].iter().cloned());
+    operands.extend(stacked);
+    operands.extend(t[consts + carries..].iter().flatten().map(|&t| t.clone()));
+    let prim = Prim::Scan { body: tbody, consts: consts + nct, carries: nkt, length, reverse };
+    let mut touts = apply(prim, &operands).into_iter();
+    let mut tangents = scatter_mask(kt, touts.by_ref().take(nkt).collect::<Vec<_>>());
+    tangents.extend(scatter_mask(yt, touts));
     (outs, tangents)
 }
 

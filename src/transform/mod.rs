@@ -25,6 +25,7 @@ mod vjp;
 mod vmap;
 
 pub(crate) use jvp::{jvp_graph, jvp_graph_saving};
+pub(crate) use vjp::is_linearize_level;
 pub(crate) use vmap::batch_graph;
 
 pub use jac::{hessian, hvp, jacfwd, jacrev};

@@ -74,7 +74,8 @@ pub(crate) fn jvp_subgraph(g: &Graph, with_tangent: &[bool], out_mask: Option<&[
             .map(|((t, y), _)| t.unwrap_or_else(|| y.zeros_like()))
             .collect()
     });
-    (graph, nonzero)
+    // Without the primal work no tangent needs (run eagerly, it would be run).
+    (crate::compile::dce(&graph), nonzero)
 }
 
 /// The jet (Taylor mode, `order` normalised coefficients) of a closed graph as a closed graph.
@@ -114,7 +115,7 @@ pub(crate) fn transpose_subgraph(g: &Graph, linear: &[bool], ct_mask: &[bool]) -
     let out_types = g.output_types();
     let mut types: Vec<TensorType> = vals.iter().map(|&i| in_types[i].clone()).collect();
     types.extend(out_types.iter().zip(ct_mask).filter(|(_, &m)| m).map(|(t, _)| t.clone()));
-    trace_closed("transpose", &types, |ins| {
+    let g = trace_closed("transpose", &types, |ins| {
         let (residuals, ct_ins) = ins.split_at(vals.len());
         let mut it = ct_ins.iter();
         let cts: Vec<Option<Tensor>> = ct_mask.iter().map(|&m| if m { it.next().cloned() } else { None }).collect();
@@ -124,7 +125,9 @@ pub(crate) fn transpose_subgraph(g: &Graph, linear: &[bool], ct_mask: &[bool]) -
             .zip(&lin)
             .map(|(c, &i)| c.unwrap_or_else(|| Tensor::zeros(&in_types[i].shape, in_types[i].dtype)))
             .collect()
-    })
+    });
+    // Without the forward values no cotangent needs (run eagerly, they would be computed).
+    crate::compile::dce(&g)
 }
 
 /// A type with a leading batch axis of extent `size`.

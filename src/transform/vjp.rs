@@ -26,6 +26,34 @@ struct LinearGraph {
     site: Site,
 }
 
+thread_local! {
+    /// The levels of the tangent traces of the `linearize` calls in progress on this thread.
+    static LINEARIZING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether the trace at `level` is the tangent trace of a `linearize` in progress: what a
+/// jvp rule records there is the linear graph, whose primal operands become residuals (so
+/// a rule may stack per-iteration primal values instead of having the transpose recompute
+/// them). Plain forward mode (`jvp`, `jacfwd`) never answers true.
+pub(crate) fn is_linearize_level(level: usize) -> bool {
+    LINEARIZING.with(|l| l.borrow().contains(&level))
+}
+
+/// Marks the innermost trace as a `linearize` tangent trace while alive.
+struct Linearizing;
+impl Linearizing {
+    fn enter() -> Self {
+        let level = crate::trace::depth() - 1;
+        LINEARIZING.with(|l| l.borrow_mut().push(level));
+        Linearizing
+    }
+}
+impl Drop for Linearizing {
+    fn drop(&mut self) {
+        LINEARIZING.with(|l| l.borrow_mut().pop());
+    }
+}
+
 /// Runs `f` at `primals` and records its linearization, with tangents for the float leaves.
 #[track_caller]
 fn linearize_flat<A: Tree, B: Tree>(site: Site, f: impl Fn(&A) -> B, primals: &A) -> (Vec<Tensor>, B, LinearGraph) {
@@ -40,6 +68,7 @@ fn linearize_flat<A: Tree, B: Tree>(site: Site, f: impl Fn(&A) -> B, primals: &A
     // Primal operations have concrete (or outer) operands and run now; tangent operations
     // involve the symbolic tangents and are recorded: that recording is the linear graph.
     let lin = trace(&tangent_types, |tangents| {
+        let _linearizing = Linearizing::enter();
         let mut it = tangents.iter();
         let mut tans: Vec<Option<Tensor>> =
             linear_args.iter().map(|&l| if l { it.next().cloned() } else { None }).collect();
