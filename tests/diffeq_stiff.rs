@@ -414,3 +414,45 @@ fn float32_states_and_trees_of_leaves_solve_too() {
         assert!(sol.stats.accepted.item::<i64>() < 100, "{s:?}");
     }
 }
+
+#[test]
+fn robertson_gradient_through_a_rejected_diverged_newton_step_is_finite() {
+    // With dt0 = 2.5e-3 the first Newton solves diverge and the first steps are rejected;
+    // reverse mode through the rejected steps must contribute nothing (not 0·∞ = NaN).
+    let k = Tensor::from_vec(vec![0.04, 3e7, 1e4], &[3]);
+    let mut grads = vec![];
+    for dt0 in [Some(2.5e-5), Some(2.5e-3), Some(1e-1), None] {
+        let opts = Options { rtol: 1e-8, atol: 1e-12, dt0, ..Options::default() };
+        let y3 = |k: &Tensor| {
+            let sol = solve(robertson_k, Solver::Kvaerno5, 0.0, 10.0, &robertson_y0(), k, &[], &opts);
+            sol.ys[0].index(2)
+        };
+        let sol = solve(robertson_k, Solver::Kvaerno5, 0.0, 10.0, &robertson_y0(), &k, &[], &opts);
+        sol.expect_success();
+        let rejected = sol.stats.rejected.item::<i64>();
+        let g = grad(y3)(&k).to_vec::<f64>();
+        println!("dt0 = {dt0:?}: {rejected} rejected, gradient {g:?}");
+        assert!(g.iter().all(|x| x.is_finite()), "dt0 = {dt0:?}: gradient {g:?}");
+        if dt0 == Some(2.5e-3) {
+            assert!(rejected >= 1, "the large first step is rejected");
+            let kv = k.to_vec::<f64>();
+            for j in 0..3 {
+                let eps = 1e-4 * kv[j];
+                let at = |d: f64| {
+                    let mut v = kv.clone();
+                    v[j] += d;
+                    y3(&Tensor::from_vec(v, &[3])).item::<f64>()
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                assert!((g[j] - fd).abs() < 1e-3 * fd.abs(), "k{}: {} vs differences {fd}", j + 1, g[j]);
+            }
+        }
+        grads.push(g);
+    }
+    // The same derivative whichever first step the solve took.
+    for g in &grads[1..] {
+        for j in 0..3 {
+            assert!((g[j] - grads[0][j]).abs() < 1e-3 * grads[0][j].abs(), "{grads:?}");
+        }
+    }
+}
