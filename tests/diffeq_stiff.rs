@@ -1,7 +1,8 @@
 //! Stiff problems and the implicit solvers (issue 16): Kvaerno3 and Kvaerno5 on Robertson's
 //! problem against its reference and against Dopri5's step count, a stiff linear problem,
 //! the linear ODE's known values and gradients by both reverse-mode methods, convergence
-//! orders with fixed steps, jit against eager, vmap against a loop, and Newton failures.
+//! orders with fixed steps, jit against eager, vmap against a loop, and Newton failures (with
+//! finite gradients through the rejected steps).
 
 use cotangent::diffeq::{solve, Gradient, Options, Solver};
 use cotangent::*;
@@ -454,5 +455,37 @@ fn robertson_gradient_through_a_rejected_diverged_newton_step_is_finite() {
         for j in 0..3 {
             assert!((g[j] - grads[0][j]).abs() < 1e-3 * grads[0][j].abs(), "{grads:?}");
         }
+    }
+}
+
+/// y' = -c y³.
+fn cubic_c(_t: &Tensor, y: &Tensor, c: &Tensor) -> Tensor {
+    -(y * y * y * c)
+}
+
+#[test]
+fn gradients_through_rejected_newton_failures_match_the_exact_ones() {
+    // Started with a step of 1 the Newton solves of the first steps diverge (see
+    // `a_failed_newton_solve_rejects_the_step_or_flags_the_result`); y(1) = (1/y0² + 2c)^(-1/2)
+    // has dy/dy0 = y³/y0³ and dy/dc = -y³.
+    let (y0, c) = (10.0f64, 10.0f64);
+    let y = 1.0 / (1.0 / (y0 * y0) + 2.0 * c).sqrt();
+    let exact = [y.powi(3) / y0.powi(3), -y.powi(3)];
+    for s in IMPLICIT {
+        let o = Options { dt0: Some(1.0), rtol: 1e-9, atol: 1e-9, ..Options::default() };
+        let sol = solve(cubic_c, s, 0.0, 1.0, &Tensor::scalar(y0), &Tensor::scalar(c), &[], &o);
+        sol.expect_success();
+        let rejected = sol.stats.rejected.item::<i64>();
+        assert!(rejected >= 1, "{s:?}");
+        let f = |p: &Tensor| solve(cubic_c, s, 0.0, 1.0, &p.index(0), &p.index(1), &[], &o).ys[0].clone();
+        let g = grad(f)(&Tensor::from_vec(vec![y0, c], &[2])).to_vec::<f64>();
+        println!("{s:?}: {rejected} rejected, gradient {g:?}, exact {exact:?}");
+        for j in 0..2 {
+            assert!((g[j] - exact[j]).abs() < 1e-4 * exact[j].abs(), "{s:?}: {g:?} vs {exact:?}");
+        }
+        // Forward mode through the same rejected steps.
+        let p = Tensor::from_vec(vec![y0, c], &[2]);
+        let t = jvp(f, &p, &Tensor::from_vec(vec![0.0, 1.0], &[2])).1.item::<f64>();
+        assert!((t - exact[1]).abs() < 1e-4 * exact[1].abs(), "{s:?}: forward {t} vs {}", exact[1]);
     }
 }
