@@ -196,7 +196,7 @@ impl Method for Esdirk {
                 // Scaled by the smaller of |z| and |z_new|: scaled by |z_new| alone, a diverging
                 // iterate that grows by a factor r each time has d ≈ 1/rtol every time (rate ≈ 1),
                 // so the rate test missed it until it overflowed (non-finite values inside f).
-                let scale = (z_new.abs().minimum(&z.abs()) * rtol + atol).stop_gradient();
+                let scale = (z_new.abs().minimum(z.abs()) * rtol + atol).stop_gradient();
                 let d = (&delta / scale).stop_gradient().square().mean_all().cast(DType::F64).sqrt();
                 let m_next = m_it + 1.0;
                 let rate = &d / d_prev;
