@@ -1,7 +1,8 @@
 //! Stiff problems and the implicit solvers (issue 16): Kvaerno3 and Kvaerno5 on Robertson's
 //! problem against its reference and against Dopri5's step count, a stiff linear problem,
 //! the linear ODE's known values and gradients by both reverse-mode methods, convergence
-//! orders with fixed steps, jit against eager, vmap against a loop, and Newton failures.
+//! orders with fixed steps, jit against eager, vmap against a loop, and Newton failures (with
+//! finite gradients through the rejected steps).
 
 use cotangent::diffeq::{solve, Gradient, Options, Solver};
 use cotangent::*;
@@ -412,5 +413,79 @@ fn float32_states_and_trees_of_leaves_solve_too() {
             assert!((uk - v0 * e * 1000.0 / 999.0).abs() < 1e-3, "{s:?}: u = {uk}");
         }
         assert!(sol.stats.accepted.item::<i64>() < 100, "{s:?}");
+    }
+}
+
+#[test]
+fn robertson_gradient_through_a_rejected_diverged_newton_step_is_finite() {
+    // With dt0 = 2.5e-3 the first Newton solves diverge and the first steps are rejected;
+    // reverse mode through the rejected steps must contribute nothing (not 0·∞ = NaN).
+    let k = Tensor::from_vec(vec![0.04, 3e7, 1e4], &[3]);
+    let mut grads = vec![];
+    for dt0 in [Some(2.5e-5), Some(2.5e-3), Some(1e-1), None] {
+        let opts = Options { rtol: 1e-8, atol: 1e-12, dt0, ..Options::default() };
+        let y3 = |k: &Tensor| {
+            let sol = solve(robertson_k, Solver::Kvaerno5, 0.0, 10.0, &robertson_y0(), k, &[], &opts);
+            sol.ys[0].index(2)
+        };
+        let sol = solve(robertson_k, Solver::Kvaerno5, 0.0, 10.0, &robertson_y0(), &k, &[], &opts);
+        sol.expect_success();
+        let rejected = sol.stats.rejected.item::<i64>();
+        let g = grad(y3)(&k).to_vec::<f64>();
+        println!("dt0 = {dt0:?}: {rejected} rejected, gradient {g:?}");
+        assert!(g.iter().all(|x| x.is_finite()), "dt0 = {dt0:?}: gradient {g:?}");
+        if dt0 == Some(2.5e-3) {
+            assert!(rejected >= 1, "the large first step is rejected");
+            let kv = k.to_vec::<f64>();
+            for j in 0..3 {
+                let eps = 1e-4 * kv[j];
+                let at = |d: f64| {
+                    let mut v = kv.clone();
+                    v[j] += d;
+                    y3(&Tensor::from_vec(v, &[3])).item::<f64>()
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                assert!((g[j] - fd).abs() < 1e-3 * fd.abs(), "k{}: {} vs differences {fd}", j + 1, g[j]);
+            }
+        }
+        grads.push(g);
+    }
+    // The same derivative whichever first step the solve took.
+    for g in &grads[1..] {
+        for j in 0..3 {
+            assert!((g[j] - grads[0][j]).abs() < 1e-3 * grads[0][j].abs(), "{grads:?}");
+        }
+    }
+}
+
+/// y' = -c y³.
+fn cubic_c(_t: &Tensor, y: &Tensor, c: &Tensor) -> Tensor {
+    -(y * y * y * c)
+}
+
+#[test]
+fn gradients_through_rejected_newton_failures_match_the_exact_ones() {
+    // Started with a step of 1 the Newton solves of the first steps diverge (see
+    // `a_failed_newton_solve_rejects_the_step_or_flags_the_result`); y(1) = (1/y0² + 2c)^(-1/2)
+    // has dy/dy0 = y³/y0³ and dy/dc = -y³.
+    let (y0, c) = (10.0f64, 10.0f64);
+    let y = 1.0 / (1.0 / (y0 * y0) + 2.0 * c).sqrt();
+    let exact = [y.powi(3) / y0.powi(3), -y.powi(3)];
+    for s in IMPLICIT {
+        let o = Options { dt0: Some(1.0), rtol: 1e-9, atol: 1e-9, ..Options::default() };
+        let sol = solve(cubic_c, s, 0.0, 1.0, &Tensor::scalar(y0), &Tensor::scalar(c), &[], &o);
+        sol.expect_success();
+        let rejected = sol.stats.rejected.item::<i64>();
+        assert!(rejected >= 1, "{s:?}");
+        let f = |p: &Tensor| solve(cubic_c, s, 0.0, 1.0, &p.index(0), &p.index(1), &[], &o).ys[0].clone();
+        let g = grad(f)(&Tensor::from_vec(vec![y0, c], &[2])).to_vec::<f64>();
+        println!("{s:?}: {rejected} rejected, gradient {g:?}, exact {exact:?}");
+        for j in 0..2 {
+            assert!((g[j] - exact[j]).abs() < 1e-4 * exact[j].abs(), "{s:?}: {g:?} vs {exact:?}");
+        }
+        // Forward mode through the same rejected steps.
+        let p = Tensor::from_vec(vec![y0, c], &[2]);
+        let t = jvp(f, &p, &Tensor::from_vec(vec![0.0, 1.0], &[2])).1.item::<f64>();
+        assert!((t - exact[1]).abs() < 1e-4 * exact[1].abs(), "{s:?}: forward {t} vs {}", exact[1]);
     }
 }

@@ -14,11 +14,15 @@
 //! `base_i + h·γ·Σ_j α_ij k_j` (diffrax's linear-combination predictors). The iterations of a
 //! stage are one [`while_loop_bounded`] of at most [`MAX_ITERS`] (body traced once per stage);
 //! after iteration `m` with scaled increment size `d_m` (RMS of `Δ / (atol + rtol·|z|)`, the
-//! driver's tolerances) and rate `θ = d_m / d_{m-1}`, the stage has converged when
+//! driver's tolerances, `|z|` the smaller of the old and new iterates' magnitudes, so that an
+//! iterate growing geometrically shows a growing `d_m`) and rate `θ = d_m / d_{m-1}`, the stage has converged when
 //! `d_m < SMALL`, or the increment is at the rounding level (`RMS(Δ/(|z| + atol)) < 10³·ε`),
 //! or (from the second iteration on) `θ < 1` and `θ·d_m/(1-θ) < KAPPA`; it has
 //! diverged when `d_m` is not finite or (from the second on) `θ > 2` (diffrax's `VeryChord`
-//! test). A stage that diverged or did not converge within `MAX_ITERS` fails the step: the
+//! test). A diverged iterate is never kept, and the value of a stage that failed is replaced
+//! by its first guess before the later stages use it (the "double where": reverse mode
+//! through a rejected step then never meets the 0·∞ of a vjp of `f` at an overflowing
+//! iterate). A stage that diverged or did not converge within `MAX_ITERS` fails the step: the
 //! adaptive driver rejects it (the error estimate is set to `10⁴` in the scaled norm, so the
 //! controller shrinks `h` by `factor_min`); the fixed-step driver gets a NaN state and reports
 //! result `2`. Never a silent wrong answer.
@@ -150,15 +154,6 @@ impl Method for Esdirk {
         self.tab.order
     }
 
-    /// Hairer's probe gives stiff problems a first step up to 100 times the first guess (on
-    /// Robertson 2.5e-3 instead of 2.5e-5), where the first Newton solves diverge and the step
-    /// is rejected; reverse mode through such a rejected step gives NaN gradients (0·∞ in the
-    /// vjp of the diverged iterates; the same NaN with `dt0 = 2.5e-3` and no probe). Until that
-    /// is guarded, the implicit methods keep the first guess.
-    fn probe_start(&self) -> bool {
-        false
-    }
-
     fn step(&self, field: &Field, s: &Tensor, h: &Tensor, y: &[Tensor]) -> Step {
         let flat = Flat::of(y);
         let n = flat.n;
@@ -189,6 +184,7 @@ impl Method for Esdirk {
             let ti = s + h * tab.c[i];
             let base = combine(&y0, &hd, &tab.a[i][..i].iter().copied().zip(ks.iter()).collect::<Vec<_>>());
             let guess = combine(&base, &hg, &self.pred[i].iter().copied().zip(ks.iter()).collect::<Vec<_>>());
+            let guess0 = guess.clone();
             // Carry: [z, d_prev, iterations, converged, diverged].
             let mut st =
                 vec![guess, Tensor::scalar(1.0), Tensor::scalar(0.0), Tensor::scalar(false), Tensor::scalar(false)];
@@ -197,7 +193,10 @@ impl Method for Esdirk {
                 let g = z - &base - eval(&ti, z) * &hg;
                 let delta = -msolve(&g);
                 let z_new = z + &delta;
-                let scale = (z_new.abs() * rtol + atol).stop_gradient();
+                // Scaled by the smaller of |z| and |z_new|: scaled by |z_new| alone, a diverging
+                // iterate that grows by a factor r each time has d ≈ 1/rtol every time (rate ≈ 1),
+                // so the rate test missed it until it overflowed (non-finite values inside f).
+                let scale = (z_new.abs().minimum(z.abs()) * rtol + atol).stop_gradient();
                 let d = (&delta / scale).stop_gradient().square().mean_all().cast(DType::F64).sqrt();
                 let m_next = m_it + 1.0;
                 let rate = &d / d_prev;
@@ -209,15 +208,23 @@ impl Method for Esdirk {
                 let contract = rate.lt(1.0).logical_and(&(&d * &rate / (-&rate + 1.0)).lt(KAPPA));
                 let converged = finite.logical_and(&small.logical_or(&second.logical_and(&contract)));
                 let diverged = finite.logical_not().logical_or(&second.logical_and(&rate.gt(2.0)));
-                // A non-finite iterate is never kept (the stage has failed anyway).
-                let z_out = where_(&finite, &z_new, z);
+                // A diverged iterate is never kept (the stage has failed anyway; f is never
+                // evaluated there).
+                let z_out = where_(&diverged.logical_not(), &z_new, z);
                 vec![z_out, where_(&finite, &d, d_prev), m_next, converged, diverged]
             };
             let active = |c: &Vec<Tensor>| c[3].logical_or(&c[4]).logical_not();
             st = while_loop_bounded(active, iterate, &st, MAX_ITERS);
             iters = iters + &st[2];
             failed = failed.logical_or(&st[3].logical_not());
-            z = st[0].clone();
+            // The "double where": the iterate of a failed stage (diverged, or not converged in
+            // MAX_ITERS) is replaced by the stage's first guess before anything else uses it, so
+            // the later stages, the error estimate and the step's result never see it. The
+            // step's outputs select `y0` when a stage failed, which sends zero cotangents into
+            // the stages, but the vjp of f at an overflowing iterate multiplies that zero by an
+            // infinite partial derivative (with respect to f's parameters: `∂(k₂·y₂²)/∂k₂ = y₂²`)
+            // and gives NaN.
+            z = where_(&st[3], &st[0], &guess0);
             ks.push((&z - &base) / &hg);
         }
         // Stiffly accurate: the last stage value is the solution.

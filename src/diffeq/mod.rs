@@ -127,8 +127,8 @@ pub struct Options {
     pub atol: f64,
     /// The step: required by the fixed-step solvers (the step used divides each interval
     /// evenly, at most `|dt0|`), the first trial step of the adaptive ones (`None`: chosen by
-    /// Hairer's algorithm from `y0`, `f(t0, y0)` and one probe evaluation; the implicit solvers
-    /// skip the probe). Its sign must be that of `t1 - t0`.
+    /// Hairer's algorithm from `y0`, `f(t0, y0)` and one probe evaluation). Its sign must be
+    /// that of `t1 - t0`.
     pub dt0: Option<f64>,
     /// Take fixed steps of `dt0` (which is then required) even with an adaptive solver: no
     /// error control; with an implicit solver `rtol`/`atol` still set its Newton convergence
