@@ -393,7 +393,8 @@ fn w9_neural_ode() {
     })(&params);
     // Discretise-then-optimise, by the structure of reverse mode through `while_loop_bounded`
     // (checked by counting evaluations of f through a counting communicator, as
-    // tests/loop_checkpoints.rs does: 54 forward, 108 + 54 vjps for the gradient): the first
+    // tests/loop_checkpoints.rs does: 50 forward, 99 + 49 vjps for the gradient; the starting-step
+    // probe only sets the step size, so it is neither recomputed nor transposed): the first
     // K = ceil(log2(max_steps)) iterations are stored, so each is evaluated once forward and
     // once inside its vjp; later ones are re-run once per level of the nest below the top
     // one, L = ceil(log10(max_steps - K)) evaluations per iteration in the backward pass.
@@ -407,8 +408,8 @@ fn w9_neural_ode() {
         "# w9 nfe cotangent (loss {:.6e}): forward {nfe} ({acc} accepted, {rej} rejected steps, Dopri5 with FSAL: 6 per step tried + f(t0, y0) + the starting-step probe); \
          value_and_grad {} f + {} vjp ({iterations} iterations, the first {stored} stored: {} recomputation sweeps); adjoint backward {} f+vjp ({} accepted, {} rejected)",
         value.item::<f64>(),
-        nfe + recomputed,
-        nfe,
+        nfe + recomputed - 1,
+        nfe - 1,
         if iterations <= stored { 0 } else { levels - 1 },
         back.0.item::<i64>(),
         back.1.item::<i64>(),
