@@ -345,29 +345,32 @@ enum Swap {
     Two(BinaryOp, [(Prim, Vec<Var>); 2]),
 }
 
+/// The swapped product for node `d` of `g` (`uses`: its readers per node), if it is a
+/// dot_general with no other reader that `perm` transposes that way.
+fn swapped_product(g: &Graph, uses: &[usize], d: Var, perm: &[usize]) -> Option<(Prim, Vec<Var>)> {
+    let dot = &g.nodes[d.index()];
+    let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &dot.prim else { return None };
+    if !lhs_batch.is_empty() || uses[d.index()] != 1 {
+        return None;
+    }
+    let nl = g.ty(dot.inputs[0]).rank() - lhs_contract.len();
+    let nr = g.ty(dot.inputs[1]).rank() - rhs_contract.len();
+    let order: Vec<usize> = (nl..nl + nr).chain(0..nl).collect();
+    (perm == order).then(|| {
+        let prim = Prim::DotGeneral {
+            lhs_contract: rhs_contract.clone(),
+            rhs_contract: lhs_contract.clone(),
+            lhs_batch: rhs_batch.clone(),
+            rhs_batch: lhs_batch.clone(),
+        };
+        (prim, vec![dot.inputs[1], dot.inputs[0]])
+    })
+}
+
 /// Where `swap_transposed_products` rewrites `g` (by node index), decided on `g` alone.
 fn transposed_products(g: &Graph) -> Vec<(usize, Swap)> {
     let uses = g.use_counts();
-    // The swapped product for node `d`, if it is a dot_general that `perm` transposes that way.
-    let swapped = |d: Var, perm: &[usize]| -> Option<(Prim, Vec<Var>)> {
-        let dot = &g.nodes[d.index()];
-        let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &dot.prim else { return None };
-        if !lhs_batch.is_empty() || uses[d.index()] != 1 {
-            return None;
-        }
-        let nl = g.ty(dot.inputs[0]).rank() - lhs_contract.len();
-        let nr = g.ty(dot.inputs[1]).rank() - rhs_contract.len();
-        let order: Vec<usize> = (nl..nl + nr).chain(0..nl).collect();
-        (perm == order).then(|| {
-            let prim = Prim::DotGeneral {
-                lhs_contract: rhs_contract.clone(),
-                rhs_contract: lhs_contract.clone(),
-                lhs_batch: rhs_batch.clone(),
-                rhs_batch: lhs_batch.clone(),
-            };
-            (prim, vec![dot.inputs[1], dot.inputs[0]])
-        })
-    };
+    let swapped = |d: Var, perm: &[usize]| swapped_product(g, &uses, d, perm);
     let mut swaps = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
         let Prim::Transpose { perm } = &node.prim else { continue };
@@ -459,26 +462,7 @@ fn swap_and_dce(g: Graph) -> Graph {
 #[cfg(test)]
 fn swap_transposed_products(g: &Graph) -> Graph {
     let uses = g.use_counts();
-    // The swapped product for node `d`, if it is a dot_general that `perm` transposes that way.
-    let swapped = |d: Var, perm: &[usize]| -> Option<(Prim, Vec<Var>)> {
-        let dot = &g.nodes[d.index()];
-        let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &dot.prim else { return None };
-        if !lhs_batch.is_empty() || uses[d.index()] != 1 {
-            return None;
-        }
-        let nl = g.ty(dot.inputs[0]).rank() - lhs_contract.len();
-        let nr = g.ty(dot.inputs[1]).rank() - rhs_contract.len();
-        let order: Vec<usize> = (nl..nl + nr).chain(0..nl).collect();
-        (perm == order).then(|| {
-            let prim = Prim::DotGeneral {
-                lhs_contract: rhs_contract.clone(),
-                rhs_contract: lhs_contract.clone(),
-                lhs_batch: rhs_batch.clone(),
-                rhs_batch: lhs_batch.clone(),
-            };
-            (prim, vec![dot.inputs[1], dot.inputs[0]])
-        })
-    };
+    let swapped = |d: Var, perm: &[usize]| swapped_product(g, &uses, d, perm);
     let mut out = Graph::default();
     let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
     for node in &g.nodes {
