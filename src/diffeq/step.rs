@@ -90,11 +90,6 @@ pub(super) trait Method {
     fn fsal(&self) -> bool {
         false
     }
-    /// Whether the adaptive driver without `dt0` completes Hairer's starting-step algorithm
-    /// with one probe evaluation (else it takes the first guess `0.01·‖y₀‖/‖f₀‖`).
-    fn probe_start(&self) -> bool {
-        true
-    }
     /// Whether `step_ext` returns dense output when asked.
     fn dense(&self) -> bool {
         false
@@ -277,30 +272,25 @@ pub(super) fn adaptive(
             // Euler probe f₁ = f(t₀ + h₀, y₀ + h₀·f₀) estimating the second derivative,
             // d₂ = ‖f₁ - f₀‖/h₀, and h = min(100·h₀, (0.01/max(d₁, d₂))^(1/k)) with k the
             // controller's order + 1. Not differentiated (the step size is a discrete choice).
-            // Methods that opt out (`probe_start`) take h₀.
             let f0 = f0.as_ref().expect("evaluated above");
             let d0 = error_norm(&y0, &y0, &y0, o.rtol, o.atol).stop_gradient();
             let d1 = error_norm(f0, &y0, &y0, o.rtol, o.atol).stop_gradient();
             let tiny = d0.lt(1e-5).logical_or(&d1.lt(1e-5));
             let h0 = where_(&tiny, 1e-6, &(&d0 / where_(&tiny, 1.0, &d1) * 0.01)).minimum(span);
-            if method.probe_start() {
-                let y1: Vec<Tensor> =
-                    y0.iter().zip(f0).map(|(y, f)| (y + f * h0.cast(y.dtype())).stop_gradient()).collect();
-                let f1 = field.eval(&(&h0 + s0), &y1);
-                nfe0 += 1.0;
-                let df: Vec<Tensor> = f1.iter().zip(f0).map(|(a, b)| (a - b).stop_gradient()).collect();
-                let d2 = error_norm(&df, &y0, &y0, o.rtol, o.atol).stop_gradient() / &h0;
-                let dmax = d1.maximum(&d2);
-                let flat = dmax.le(1e-15);
-                let h1 = where_(
-                    &flat,
-                    &(&h0 * 1e-3).maximum(1e-6),
-                    &(Tensor::scalar(0.01) / where_(&flat, 1.0, &dmax)).powf(1.0 / k),
-                );
-                (&h0 * 100.0).minimum(&h1).minimum(span)
-            } else {
-                h0
-            }
+            let y1: Vec<Tensor> =
+                y0.iter().zip(f0).map(|(y, f)| (y + f * h0.cast(y.dtype())).stop_gradient()).collect();
+            let f1 = field.eval(&(&h0 + s0), &y1);
+            nfe0 += 1.0;
+            let df: Vec<Tensor> = f1.iter().zip(f0).map(|(a, b)| (a - b).stop_gradient()).collect();
+            let d2 = error_norm(&df, &y0, &y0, o.rtol, o.atol).stop_gradient() / &h0;
+            let dmax = d1.maximum(&d2);
+            let flat = dmax.le(1e-15);
+            let h1 = where_(
+                &flat,
+                &(&h0 * 1e-3).maximum(1e-6),
+                &(Tensor::scalar(0.01) / where_(&flat, 1.0, &dmax)).powf(1.0 / k),
+            );
+            (&h0 * 100.0).minimum(&h1).minimum(span)
         }
     };
     let one = Tensor::scalar(1.0);
