@@ -380,15 +380,8 @@ fn robertson_gradients_through_the_newton_iterations_match_differences() {
     println!(
         "y3(10) = {value}: value {t_value:.3} s, gradient {t_grad:.3} s (traced and planned), again {t_again:.3} s"
     );
-    for j in 0..3 {
-        let kv = k.to_vec::<f64>();
-        let eps = 1e-4 * kv[j];
-        let at = |d: f64| {
-            let mut v = kv.clone();
-            v[j] += d;
-            y3(&Tensor::from_vec(v, &[3])).item::<f64>()
-        };
-        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+    let fds = central_differences(|k| y3(k).item::<f64>(), &k);
+    for (j, &fd) in fds.iter().enumerate() {
         println!("dy3/dk{}: {} vs differences {fd}", j + 1, g[j]);
         assert!((g[j] - fd).abs() < 1e-3 * fd.abs(), "k{}: {} vs {fd}", j + 1, g[j]);
     }
@@ -436,15 +429,8 @@ fn robertson_gradient_through_a_rejected_diverged_newton_step_is_finite() {
         assert!(g.iter().all(|x| x.is_finite()), "dt0 = {dt0:?}: gradient {g:?}");
         if dt0 == Some(2.5e-3) {
             assert!(rejected >= 1, "the large first step is rejected");
-            let kv = k.to_vec::<f64>();
-            for j in 0..3 {
-                let eps = 1e-4 * kv[j];
-                let at = |d: f64| {
-                    let mut v = kv.clone();
-                    v[j] += d;
-                    y3(&Tensor::from_vec(v, &[3])).item::<f64>()
-                };
-                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+            let fds = central_differences(|k| y3(k).item::<f64>(), &k);
+            for (j, &fd) in fds.iter().enumerate() {
                 assert!((g[j] - fd).abs() < 1e-3 * fd.abs(), "k{}: {} vs differences {fd}", j + 1, g[j]);
             }
         }
@@ -488,4 +474,20 @@ fn gradients_through_rejected_newton_failures_match_the_exact_ones() {
         let t = jvp(f, &p, &Tensor::from_vec(vec![0.0, 1.0], &[2])).1.item::<f64>();
         assert!((t - exact[1]).abs() < 1e-4 * exact[1].abs(), "{s:?}: forward {t} vs {}", exact[1]);
     }
+}
+
+/// Central differences of `f` at the vector `k`, each entry stepped by 1e-4 of its value.
+fn central_differences(f: impl Fn(&Tensor) -> f64, k: &Tensor) -> Vec<f64> {
+    let kv = k.to_vec::<f64>();
+    (0..kv.len())
+        .map(|j| {
+            let eps = 1e-4 * kv[j];
+            let at = |d: f64| {
+                let mut v = kv.clone();
+                v[j] += d;
+                f(&Tensor::from_vec(v, &[kv.len()]))
+            };
+            (at(eps) - at(-eps)) / (2.0 * eps)
+        })
+        .collect()
 }
