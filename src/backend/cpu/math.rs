@@ -108,44 +108,47 @@ pub fn tanh_f32(x: f32) -> f32 {
 }
 
 /// `tanh(x)` in f64 with one division per element: Cephes' rational form
-/// `x + x·z·P(z)/Q(z)` (`z = x²`) for `|x| < 0.625`, and `1 - 2/(e^{2|x|} + 1)` elsewhere with
+/// `|x| + |x|·z·P(z)/Q(z)` (`z = x²`) for `|x| < 0.625`, and `1 - 2/(e^{2|x|} + 1)` elsewhere with
 /// `e^{2|x|} = 2ⁿ·(Q + P)/(Q - P)` (the Padé form of [`exp_f64`] without its division), so
-/// `2/(e^{2|x|} + 1) = 2(Q - P)/(2ⁿ(Q + P) + (Q - P))`. Both branches are evaluated; their
-/// numerators and denominators are selected before the one division (branch-free, so loops
-/// vectorise; division dominates the cost of the older form, which divided three times).
+/// `2/(e^{2|x|} + 1) = 2(Q - P)/(2ⁿ(Q + P) + (Q - P))`; the sign of `x` is put back last.
+/// Both branches are evaluated; their numerators and denominators are selected before the one
+/// division (branch-free, so loops vectorise). The polynomials are evaluated with fused
+/// multiply-adds (`mul_add`, correctly rounded everywhere, so the C twin `ct_tanh_f64` agrees
+/// bitwise); where the CPU has FMA they are single instructions and the whole function is
+/// about 20% cheaper than with separate multiplies and adds. (Without hardware FMA, `mul_add`
+/// is a correct but slow library call; the vectorised slice kernels are compiled for
+/// AVX2+FMA and AVX-512, see `backend::cpu::fused`.)
 #[inline(always)]
 pub fn tanh_f64(x: f64) -> f64 {
     let a = x.abs();
-    let z = x * x;
-    let p = (-9.643_991_794_250_523e-1 * z - 9.928_772_310_019_186e1) * z - 1.614_687_684_417_084_5e3;
-    let q = ((z + 1.128_116_784_916_329_3e2) * z + 2.235_488_390_601_004_6e3) * z + 4.844_063_053_251_255e3;
-    let num_small = x * z * p;
+    let z = a * a;
+    let p = (-9.643_991_794_250_523e-1f64).mul_add(z, -9.928_772_310_019_186e1).mul_add(z, -1.614_687_684_417_084_5e3);
+    let q = (z + 1.128_116_784_916_329_3e2).mul_add(z, 2.235_488_390_601_004_6e3).mul_add(z, 4.844_063_053_251_255e3);
+    let num_small = a * z * p;
     // 2|x| = n·ln 2 + r, |r| ≤ ln 2 / 2; n in [0, 116] (|x| clamped to 40, where tanh is 1).
     // n is read from the bits of the rounding sum (integer lanes vectorise; a float-to-int
     // conversion does not on AVX2).
     const M: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²
     let t = 2.0 * a.min(40.0);
-    let kn = t * std::f64::consts::LOG2_E + M;
+    let kn = t.mul_add(std::f64::consts::LOG2_E, M);
     let n = kn - M;
-    let r = (t - n * 6.931_457_519_531_25e-1) - n * 1.428_606_820_309_417_232e-6;
+    let r = (-n).mul_add(1.428_606_820_309_417_232e-6, (-n).mul_add(6.931_457_519_531_25e-1, t));
     let r2 = r * r;
-    let pe = ((1.261_771_930_748_105_9e-4 * r2 + 3.029_944_077_074_419_6e-2) * r2 + 9.999_999_999_999_999_9e-1) * r;
-    let qe =
-        ((3.001_985_051_386_644_6e-6 * r2 + 2.524_483_403_496_841e-3) * r2 + 2.272_655_482_081_550_3e-1) * r2 + 2.0;
+    let pe = 1.261_771_930_748_105_9e-4f64.mul_add(r2, 3.029_944_077_074_419_6e-2).mul_add(r2, 9.999_999_999_999_999_9e-1) * r;
+    let qe = 3.001_985_051_386_644_6e-6f64
+        .mul_add(r2, 2.524_483_403_496_841e-3)
+        .mul_add(r2, 2.272_655_482_081_550_3e-1)
+        .mul_add(r2, 2.0);
     let two_n = f64::from_bits(kn.to_bits().wrapping_sub(M.to_bits()).wrapping_add(1023) << 52);
     let dm = qe - pe;
     let num_large = 2.0 * dm;
-    let den_large = (qe + pe) * two_n + dm;
-    let is_small = a < 0.625 || x.is_nan();
+    let den_large = (qe + pe).mul_add(two_n, dm);
+    // NaN takes the small branch (and stays NaN there; the large one would give 1).
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let is_small = !(a >= 0.625);
     let d = if is_small { num_small } else { num_large } / if is_small { q } else { den_large };
-    let small = x + d;
-    let large = 1.0 - d;
-    let large = if x < 0.0 { -large } else { large };
-    if is_small {
-        small.copysign(x) // tanh is odd: keeps the sign of -0
-    } else {
-        large
-    }
+    let magnitude = if is_small { a + d } else { 1.0 - d };
+    magnitude.copysign(x) // tanh is odd: keeps the sign of -0
 }
 
 /// The logistic sigmoid from one exponential of a non-positive number (never overflows).

@@ -92,33 +92,31 @@ CT_INLINE float ct_tanh_f32(float x) {
     return (a < 0.625f || x != x) ? copysignf(small, x) : large;
 }
 
+/* The twin of `math::tanh_f64` (same operations in the same order, fma for `mul_add`). */
 CT_INLINE double ct_tanh_f64(double x) {
     const double a = fabs(x);
-    const double z = x * x;
-    const double p = (-9.643991794250523e-1 * z - 9.928772310019186e1) * z - 1.6146876844170845e3;
-    const double q = ((z + 1.1281167849163293e2) * z + 2.2354883906010046e3) * z + 4.844063053251255e3;
-    const double num_small = x * z * p;
+    const double z = a * a;
+    const double p = fma(fma(-9.643991794250523e-1, z, -9.928772310019186e1), z, -1.6146876844170845e3);
+    const double q = fma(fma(z + 1.1281167849163293e2, z, 2.2354883906010046e3), z, 4.844063053251255e3);
+    const double num_small = a * z * p;
     const double m = 6755399441055744.0;
     const double t = 2.0 * (a < 40.0 ? a : 40.0); /* f64::min: NaN gives 40 */
-    const double kn = t * 1.4426950408889634073599246810018921 + m;
+    const double kn = fma(t, 1.4426950408889634073599246810018921, m);
     const double n = kn - m;
-    const double r = (t - n * 6.93145751953125e-1) - n * 1.428606820309417232e-6;
+    const double r = fma(-n, 1.428606820309417232e-6, fma(-n, 6.93145751953125e-1, t));
     const double r2 = r * r;
-    const double pe = ((1.2617719307481059e-4 * r2 + 3.0299440770744196e-2) * r2 + 9.9999999999999999e-1) * r;
-    const double qe = ((3.0019850513866446e-6 * r2 + 2.524483403496841e-3) * r2 + 2.2726554820815503e-1) * r2 + 2.0;
+    const double pe = fma(fma(1.2617719307481059e-4, r2, 3.0299440770744196e-2), r2, 9.9999999999999999e-1) * r;
+    const double qe = fma(fma(fma(3.0019850513866446e-6, r2, 2.524483403496841e-3), r2, 2.2726554820815503e-1), r2, 2.0);
     uint64_t kb, mb;
     memcpy(&kb, &kn, 8);
     memcpy(&mb, &m, 8);
     const double two_n = ct_f64_from_bits((kb - mb + 1023u) << 52);
     const double dm = qe - pe;
     const double num_large = 2.0 * dm;
-    const double den_large = (qe + pe) * two_n + dm;
-    const int is_small = a < 0.625 || x != x;
+    const double den_large = fma(qe + pe, two_n, dm);
+    const int is_small = !(a >= 0.625); /* NaN takes the small branch */
     const double d = ct_sel_f64(is_small, num_small, num_large) / ct_sel_f64(is_small, q, den_large);
-    const double small = x + d;
-    double large = 1.0 - d;
-    large = x < 0.0 ? -large : large;
-    return ct_sel_f64(is_small, copysign(small, x), large);
+    return copysign(ct_sel_f64(is_small, a + d, 1.0 - d), x);
 }
 
 CT_INLINE float ct_logistic_f32(float x) {
