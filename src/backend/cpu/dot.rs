@@ -7,6 +7,7 @@
 
 use super::fused::SendPtr;
 use super::structure::transpose;
+use super::thin_dot;
 use crate::array::{Array, Data};
 use crate::{Element, TensorType};
 use std::borrow::Cow;
@@ -80,6 +81,11 @@ pub fn dot_general_with(
     // Floats go to gemm, reading each operand in place when its axis groups are regular strides.
     if let (Some(lv), Some(rv)) = (Matrix::view(lhs, lb, &lf, lc), Matrix::view(rhs, rb, rc, &rf)) {
         let dims = Dims { b, m, k, n };
+        if n <= thin_dot::MAX_COLUMNS && lv.col == 1 {
+            if let Some(data) = thin(lhs, lv, rhs, rv, dims, buffer, threads) {
+                return Array::new(out.shape.clone(), data);
+            }
+        }
         let data = match (&lhs.data, &rhs.data) {
             (Data::F32(a), Data::F32(c)) => match buffer(crate::DType::F32, b * m * n) {
                 Data::F32(o) => Some(Data::F32(gemm_strided(a, lv, c, rv, dims, o, threads))),
@@ -119,6 +125,29 @@ pub fn dot_general_with(
         _ => unreachable!("dot_general: operand dtypes checked by the type rule"),
     };
     Array::new(out.shape.clone(), data)
+}
+
+/// An f64 product with few output columns, through [`thin_dot`]; `None` for other dtypes
+/// (f32 products keep to gemm).
+fn thin(
+    lhs: &Array,
+    lv: Matrix,
+    rhs: &Array,
+    rv: Matrix,
+    d: Dims,
+    buffer: &mut dyn FnMut(crate::DType, usize) -> Data,
+    threads: bool,
+) -> Option<Data> {
+    let (Data::F64(a), Data::F64(c)) = (&lhs.data, &rhs.data) else { return None };
+    let layout = |v: Matrix| thin_dot::Layout { batch: v.batch, row: v.row, col: v.col };
+    let parallel = threads && runs_in_parallel(d.b * d.m * d.n, d.k);
+    match buffer(crate::DType::F64, d.b * d.m * d.n) {
+        Data::F64(mut o) => {
+            thin_dot::product(a, layout(lv), c, layout(rv), (d.b, d.m, d.k, d.n), &mut o, parallel);
+            Some(Data::F64(o))
+        }
+        _ => unreachable!("buffer of the requested dtype"),
+    }
 }
 
 /// Extents of a batched product `[b, m, k] @ [b, k, n]`, all non-zero.

@@ -155,7 +155,7 @@ impl Program {
 
 /// Which SIMD width this CPU offers, detected once: 0 = baseline, 1 = AVX2+FMA, 2 = AVX-512.
 #[cfg(target_arch = "x86_64")]
-fn simd_level() -> u8 {
+pub(crate) fn simd_level() -> u8 {
     use std::sync::atomic::{AtomicU8, Ordering};
     static LEVEL: AtomicU8 = AtomicU8::new(u8::MAX);
     let l = LEVEL.load(Ordering::Relaxed);

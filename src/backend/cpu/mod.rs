@@ -17,6 +17,7 @@ pub mod random;
 mod reduce;
 mod sort;
 mod structure;
+mod thin_dot;
 
 use crate::array::Array;
 use crate::ops::Prim;
