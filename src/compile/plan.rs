@@ -124,7 +124,9 @@ impl Plan {
             times.len(),
             total / *runs as f64 * 1e6
         );
-        for &i in order.iter().take(12) {
+        // The 12 slowest, or `COTANGENT_PROFILE_TOP` of them.
+        let top = std::env::var("COTANGENT_PROFILE_TOP").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+        for &i in order.iter().take(top) {
             let per = times[i].as_secs_f64() / *runs as f64 * 1e6;
             let share = 100.0 * times[i].as_secs_f64() / total.max(f64::MIN_POSITIVE);
             let _ = writeln!(report, "  {per:9.1} µs {share:5.1}%  {}", lines.get(i).map_or("", |l| l.trim()));
