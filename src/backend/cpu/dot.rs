@@ -282,6 +282,11 @@ fn with_columns<T: Element, R>(
 /// Multiply-adds a task of a split product should at least hold, so that it outweighs the
 /// cost of handing it to another thread.
 const TASK_MIN_WORK: usize = 1 << 21;
+/// The same for a narrow product (fewer than [`COLUMN_BLOCK`] columns): gemm multiplies such
+/// a product at about a third of its rate on wide ones (its kernel covers 16 columns, or 8 in
+/// f64, whatever the product has), so a task takes as long with an eighth of the work. w1's
+/// last layer (128×512×10, 655K multiply-adds, 16 µs on one thread) splits in two row halves.
+const NARROW_TASK_MIN_WORK: usize = TASK_MIN_WORK / 8;
 /// Tasks per thread in a split product: several, so that when another process holds up one
 /// thread, the others take over its remaining tasks instead of waiting for it.
 const TASKS_PER_THREAD: usize = 4;
@@ -290,6 +295,57 @@ const TASKS_PER_THREAD: usize = 4;
 const COLUMN_BLOCK: usize = 64;
 /// Rows of a task (split along rows when columns are few) are a multiple of this.
 const ROW_BLOCK: usize = 48;
+/// gemm's depth blocking for blocks of at most 64 rows and 64 columns (`k.min(512)`): for
+/// `k` up to this it equals its blocking of larger products (`k` whole), so such blocks sum
+/// each element in the same order as the whole product.
+const SMALL_BLOCK_MAX_DEPTH: usize = 512;
+/// Rows of a narrow product's row blocks: a multiple of this, and at least [`ROW_BLOCK`] (with
+/// 6 or more columns a block then has more than 256 elements, the size below which gemm
+/// switches to kernels that sum in another order).
+const NARROW_ROW_UNIT: usize = 16;
+/// Blocks with at most this many rows read the right operand in place rather than packing it
+/// (gemm's single-thread lhs packing threshold, 24 of its 6-row tiles, set in
+/// [`gemm_settings`]); products with 17 to this many rows are cut into column blocks of at
+/// most [`UNPACKED_MAX_COLUMNS`] even on one thread, whose right-operand panels stay in L2
+/// (128×784×512 on one thread: 422 µs in blocks of 256 columns, 478 µs whole and unpacked,
+/// 439 µs whole and packed).
+const UNPACKED_MAX_ROWS: usize = 144;
+/// See [`UNPACKED_MAX_ROWS`].
+const UNPACKED_MAX_COLUMNS: usize = 256;
+
+/// Sets gemm's process-wide packing threshold once: a block of few rows reads its right
+/// operand in place (w1's products 3–4% faster on one thread, e.g. 128×512×512: 264 vs 274 µs;
+/// packing copies each column panel once per product, and at 128 rows the copy does not pay
+/// for itself). Packing or not changes where gemm reads, not what it sums: results are
+/// bitwise the same. (A process-wide setting of the `gemm` crate: it changes the speed, never
+/// the results, of other `gemm` users in the process, such as `faer`.)
+fn gemm_settings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| gemm::set_lhs_packing_threshold_single_thread(UNPACKED_MAX_ROWS / 6));
+}
+
+/// Whether a product is narrow and shallow enough to be split into row blocks of fewer than
+/// 64 rows (see [`SMALL_BLOCK_MAX_DEPTH`] and [`NARROW_ROW_UNIT`]).
+fn narrow_splits(d: Dims) -> bool {
+    (6..COLUMN_BLOCK).contains(&d.n) && d.k <= SMALL_BLOCK_MAX_DEPTH && d.m >= 2 * ROW_BLOCK
+}
+
+/// Whether a narrow product is worth splitting: its left operand's rows are contiguous (so
+/// each row block reads a contiguous part of it: w1's 128×512×10, 14.8 µs in two halves on two
+/// threads against 17.8 µs whole; a left operand stored transposed, as in the backward
+/// 512×128×10 `hᵀ·g`, took 48 µs split against 37 µs whole).
+fn narrow_worth_splitting(lv: Matrix) -> bool {
+    lv.col == 1
+}
+
+/// Whether a product too small for [`runs_in_parallel`] still splits over threads: a narrow
+/// one worth splitting, with at least two narrow tasks' work.
+fn narrow_runs_in_parallel(d: Dims, lv: Matrix) -> bool {
+    narrow_worth_splitting(lv)
+        && narrow_splits(d)
+        && d.b * d.m * d.n * d.k >= 2 * NARROW_TASK_MIN_WORK
+        && crate::threads::parallel()
+}
 
 /// One task of a split product: output block `rows × cols` of matrix `batch`.
 #[derive(Clone, Copy)]
@@ -299,38 +355,49 @@ struct Block {
     cols: (usize, usize),
 }
 
-/// How to split a product over `threads` threads (0: not at all, one block per matrix):
-/// blocks that cover every output element once. Blocks are never both at most 64 rows and
-/// 64 columns unless the whole product is (gemm picks its depth blocking by size only
-/// there), so every element is summed in the same order however the product is split.
-fn blocks(d: Dims, threads: usize) -> Vec<Block> {
+/// How to split a product over `threads` threads (0: not at all, one block per matrix, but
+/// for column blocks of at most [`UNPACKED_MAX_COLUMNS`] at few rows): blocks that cover every
+/// output element once. Blocks are never both at most 64 rows and 64 columns unless the whole
+/// product is or the depth is at most [`SMALL_BLOCK_MAX_DEPTH`] (gemm picks its depth
+/// blocking by size only there), and have more than 256 elements unless the whole product
+/// does, so every element is summed in the same order however the product is split. Narrow
+/// products are split into row blocks only with `split_narrow`.
+fn blocks(d: Dims, threads: usize, split_narrow: bool) -> Vec<Block> {
     let Dims { b, m, k, n } = d;
-    let wanted = (TASKS_PER_THREAD * threads).min(b * m * n * k / TASK_MIN_WORK).max(1);
+    let narrow = split_narrow && narrow_splits(d);
+    let min_work = if narrow { NARROW_TASK_MIN_WORK } else { TASK_MIN_WORK };
+    let wanted = (TASKS_PER_THREAD * threads).min(b * m * n * k / min_work).max(1);
     // Tasks per matrix, then a split of the output side that gives more blocks (columns on
     // a tie: each block then reads its own columns of the right operand).
     let per = wanted.div_ceil(b);
     let col_unit = if m > 64 { COLUMN_BLOCK } else { 2 * COLUMN_BLOCK };
     let row_unit = if n > 64 { ROW_BLOCK } else { 2 * ROW_BLOCK };
-    let col_blocks = per.min(n.div_ceil(col_unit));
-    let row_blocks = per.min(m.div_ceil(row_unit));
+    let mut col_blocks = per.min(n.div_ceil(col_unit));
+    if m > 16 && m <= UNPACKED_MAX_ROWS {
+        col_blocks = col_blocks.max(n.div_ceil(UNPACKED_MAX_COLUMNS));
+    }
+    let row_blocks = if narrow { per.min(m / ROW_BLOCK) } else { per.min(m.div_ceil(row_unit)) };
     let mut out = Vec::new();
     for batch in 0..b {
         if col_blocks <= 1 && row_blocks <= 1 {
             out.push(Block { batch, rows: (0, m), cols: (0, n) });
         } else if col_blocks >= row_blocks {
             let w = n.div_ceil(col_blocks).div_ceil(col_unit) * col_unit;
-            out.extend(spans(n, w).map(|cols| Block { batch, rows: (0, m), cols }));
+            out.extend(spans(n, w, 64).map(|cols| Block { batch, rows: (0, m), cols }));
+        } else if narrow {
+            let h = m.div_ceil(row_blocks).div_ceil(NARROW_ROW_UNIT) * NARROW_ROW_UNIT;
+            out.extend(spans(m, h, ROW_BLOCK - 1).map(|rows| Block { batch, rows, cols: (0, n) }));
         } else {
             let h = m.div_ceil(row_blocks).div_ceil(row_unit) * row_unit;
-            out.extend(spans(m, h).map(|rows| Block { batch, rows, cols: (0, n) }));
+            out.extend(spans(m, h, 64).map(|rows| Block { batch, rows, cols: (0, n) }));
         }
     }
     out
 }
 
-/// `0..len` in spans of `w`, the last one taking in a remainder of at most 64.
-fn spans(len: usize, w: usize) -> impl Iterator<Item = (usize, usize)> {
-    let count = if len > w && !len.is_multiple_of(w) && len % w <= 64 { len / w } else { len.div_ceil(w) };
+/// `0..len` in spans of `w`, the last one taking in a remainder of at most `fold`.
+fn spans(len: usize, w: usize, fold: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = if len > w && !len.is_multiple_of(w) && len % w <= fold { len / w } else { len.div_ceil(w) };
     (0..count).map(move |i| (i * w, if i + 1 == count { len } else { (i + 1) * w }))
 }
 
@@ -348,8 +415,10 @@ fn gemm_strided<T: Element>(
 ) -> Vec<T> {
     let Dims { b, m, k, n } = d;
     assert_eq!(out.len(), b * m * n);
-    let parallel = threads && runs_in_parallel(b * m * n, k);
-    let tasks = if parallel { blocks(d, crate::threads::threads()) } else { blocks(d, 0) };
+    gemm_settings();
+    let parallel = threads && (runs_in_parallel(b * m * n, k) || narrow_runs_in_parallel(d, lv));
+    let split_narrow = narrow_worth_splitting(lv);
+    let tasks = if parallel { blocks(d, crate::threads::threads(), split_narrow) } else { blocks(d, 0, split_narrow) };
     gemm_blocks(lhs, lv, rhs, rv, d, &mut out, &tasks, parallel);
     out
 }
@@ -501,11 +570,20 @@ mod tests {
                 if lhs_t { Matrix { batch: (m * k) as isize, row: 1, col: m as isize } } else { Matrix::dense(m, k) };
             let rv =
                 if rhs_t { Matrix { batch: (k * n) as isize, row: 1, col: k as isize } } else { Matrix::dense(k, n) };
+            // One block per matrix, with and without gemm packing the right operand.
+            let unsplit: Vec<Block> = (0..b).map(|batch| Block { batch, rows: (0, m), cols: (0, n) }).collect();
             let whole = {
                 let mut out = vec![T::from_f64(f64::NAN); b * m * n];
-                gemm_blocks(&lhs, lv, &rhs, rv, d, &mut out, &blocks(d, 0), false);
+                gemm_blocks(&lhs, lv, &rhs, rv, d, &mut out, &unsplit, false);
                 out
             };
+            for packing in [1, gemm::DEFAULT_LHS_PACKING_THRESHOLD_SINGLE_THREAD, 256, UNPACKED_MAX_ROWS / 6] {
+                // (Process-wide, but it changes only speed if this test passes; restored last.)
+                gemm::set_lhs_packing_threshold_single_thread(packing);
+                let mut out = vec![T::from_f64(f64::NAN); b * m * n];
+                gemm_blocks(&lhs, lv, &rhs, rv, d, &mut out, &unsplit, false);
+                assert!(out == whole, "packing threshold {packing} changes the result");
+            }
             for bi in 0..b {
                 for i in 0..m {
                     for j in 0..n {
@@ -516,8 +594,8 @@ mod tests {
                     }
                 }
             }
-            for threads in 1..=5 {
-                let tasks = blocks(d, threads);
+            for threads in 0..=5 {
+                let tasks = blocks(d, threads, true);
                 let mut covered = vec![0u8; b * m * n];
                 for t in &tasks {
                     for i in t.rows.0..t.rows.1 {
@@ -541,6 +619,13 @@ mod tests {
         // Column splits (w1's shapes, smaller k), row splits, a deep product with few rows,
         // remainders, and batches.
         split_matches::<f32>(Dims { b: 1, m: 128, k: 300, n: 512 }, 1e-5);
+        split_matches::<f32>(Dims { b: 1, m: 20, k: 100, n: 700 }, 1e-5);
+        // Narrow products split into row blocks of fewer than 64 rows (w1's last layer, a
+        // remainder row block, the fewest columns, the deepest such product, a batch).
+        split_matches::<f32>(Dims { b: 1, m: 128, k: 512, n: 10 }, 1e-4);
+        split_matches::<f32>(Dims { b: 1, m: 250, k: 200, n: 40 }, 1e-5);
+        split_matches::<f32>(Dims { b: 1, m: 300, k: 512, n: 6 }, 1e-4);
+        split_matches::<f64>(Dims { b: 2, m: 100, k: 500, n: 63 }, 1e-12);
         split_matches::<f32>(Dims { b: 1, m: 700, k: 64, n: 100 }, 1e-5);
         split_matches::<f32>(Dims { b: 1, m: 40, k: 2000, n: 300 }, 1e-4);
         split_matches::<f64>(Dims { b: 1, m: 1000, k: 100, n: 70 }, 1e-12);
@@ -550,15 +635,28 @@ mod tests {
     #[test]
     fn blocks_follow_the_work() {
         let d = Dims { b: 1, m: 128, k: 784, n: 512 };
-        assert_eq!(blocks(d, 0).len(), 1);
+        // On one thread: two column blocks of 256, whose right-operand panels stay in cache.
+        let one = blocks(d, 0, true);
+        assert_eq!(one.len(), 2);
+        assert!(one.iter().all(|t| t.rows == (0, 128) && t.cols.1 - t.cols.0 == 256));
+        assert_eq!(blocks(Dims { b: 1, m: 512, k: 784, n: 512 }, 0, true).len(), 1);
         // Column blocks, multiples of gemm's micro-kernel width.
-        let two = blocks(d, 2);
+        let two = blocks(d, 2, true);
         assert_eq!(two.len(), 8);
         assert!(two.iter().all(|t| t.rows == (0, 128) && (t.cols.1 - t.cols.0) % COLUMN_BLOCK == 0));
         // Few columns: row blocks.
-        let tall = blocks(Dims { b: 1, m: 4096, k: 128, n: 128 }, 2);
+        let tall = blocks(Dims { b: 1, m: 4096, k: 128, n: 128 }, 2, true);
         assert!(tall.len() > 2 && tall.iter().all(|t| t.cols == (0, 128)));
+        // Narrow: two row halves of w1's last layer on two threads, none on one, none when
+        // deeper than gemm's small-block depth.
+        let narrow = Dims { b: 1, m: 128, k: 512, n: 10 };
+        assert!(narrow_splits(narrow));
+        let halves = blocks(narrow, 2, true);
+        assert_eq!(halves.iter().map(|t| t.rows).collect::<Vec<_>>(), vec![(0, 64), (64, 128)]);
+        assert_eq!(blocks(narrow, 0, true).len(), 1);
+        assert_eq!(blocks(narrow, 2, false).len(), 1);
+        assert_eq!(blocks(Dims { k: 513, ..narrow }, 2, true).len(), 1);
         // Too small to split.
-        assert_eq!(blocks(Dims { b: 1, m: 128, k: 512, n: 10 }, 2).len(), 1);
+        assert_eq!(blocks(Dims { b: 1, m: 128, k: 100, n: 10 }, 2, true).len(), 1);
     }
 }
