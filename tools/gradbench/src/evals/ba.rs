@@ -118,8 +118,14 @@ fn rodrigues(rot: &Tensor, x: &Tensor) -> Tensor {
 /// observed point `feat` (`[2]`).
 pub fn reprojection_error(q: &Tensor, feat: &Tensor) -> Tensor {
     let part = |a: usize, b: usize| q.slice(&[a], &[b], &[1]);
-    let (rot, centre, focal, principal, radial) = (part(0, 3), part(3, 6), q.index(6), part(7, 9), part(9, 11));
-    let (point, w) = (part(11, 14), q.index(14));
+    reprojection_error_of(&part(0, CAM_PARAMS), &part(CAM_PARAMS, CAM_PARAMS + 3), &q.index(14), feat)
+}
+
+/// The two reprojection errors of one observation of `point` (`[3]`) by camera `cam`
+/// (`[11]`) with weight `w` (`[]`) and observed point `feat` (`[2]`).
+pub fn reprojection_error_of(cam: &Tensor, point: &Tensor, w: &Tensor, feat: &Tensor) -> Tensor {
+    let part = |a: usize, b: usize| cam.slice(&[a], &[b], &[1]);
+    let (rot, centre, focal, principal, radial) = (part(0, 3), part(3, 6), cam.index(6), part(7, 9), part(9, 11));
     let xcam = rodrigues(&rot, &(point - centre));
     let proj = xcam.slice(&[0], &[2], &[1]) / xcam.index(2);
     let rsq = proj.square().sum_all();
@@ -192,10 +198,11 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
         "objective" => {
             // The reprojection errors as two `[p]` columns (the output need not be
             // interleaved: only its first two entries are transmitted), and the weight errors.
-            let errors = jit(|a: &Args| {
-                let reproj =
-                    vmap(|(q, f): &(Tensor, Tensor)| reprojection_error(q, f))(&(observation_params(a), a.3.clone()));
-                (column(&reproj, 0), column(&reproj, 1), 1.0 - a.2.square())
+            let errors = jit(|(cams, points, weights, feats, cam_of, point_of): &Args| {
+                let error = |(c, x, w, f): &(Tensor, Tensor, Tensor, Tensor)| reprojection_error_of(c, x, w, f);
+                let observations = (cams.take(cam_of, 0), points.take(point_of, 0), weights.clone(), feats.clone());
+                let reproj = vmap(error)(&observations);
+                (column(&reproj, 0), column(&reproj, 1), 1.0 - weights.square())
             });
             Ok(Box::new(move || {
                 let (rx, ry, w_err) = errors(&args);
