@@ -105,7 +105,7 @@ fn skinning_the_selected_vertices_or_all_agree() {
     for field in ["base_positions", "weights"] {
         let rows = model[field].as_array_mut().unwrap();
         let first = rows[0].clone();
-        rows.extend(std::iter::repeat(first).take(40));
+        rows.extend(std::iter::repeat_n(first, 40));
     }
     for function in ["objective", "jacobian"] {
         assert_close(&numbers(&run(function, &padded)), &numbers(&run(function, &input)), function);
