@@ -249,7 +249,20 @@ pub(crate) fn with_batch_axis(x: &Tensor, size: usize) -> Tensor {
 }
 
 /// Every operand with the batch axis, broadcasting the unbatched ones.
+///
+/// A concrete unbatched operand beside symbolic ones (a constant of the graph being batched
+/// inside `jit`, e.g. `jacfwd`'s basis under an outer `vmap`) is first made a constant of
+/// their trace, so the broadcast is recorded on the small value (and fused later) instead of
+/// running eagerly into a `[size, ..]` array baked into the graph.
 pub(crate) fn broadcast_all(args: &[Tensor], batched: &[bool], size: usize) -> Vec<Tensor> {
+    let lift = size > 1 && args.iter().zip(batched).any(|(a, &b)| !b && !a.is_traced());
+    let lifted;
+    let args = if lift {
+        lifted = crate::trace::lift_operands(&args.iter().collect::<Vec<_>>());
+        &lifted[..]
+    } else {
+        args
+    };
     args.iter().zip(batched).map(|(a, &b)| if b { a.clone() } else { with_batch_axis(a, size) }).collect()
 }
 

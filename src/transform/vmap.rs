@@ -168,9 +168,18 @@ fn vmap_flat<A: Tree, B: Tree>(
     args.extend(traced.captures.iter().cloned());
     let mut flags = batched;
     flags.resize(args.len(), false);
+    // An unbatched concrete output (one that does not depend on the mapped arguments) is
+    // broadcast in the trace of the symbolic arguments, if any, rather than eagerly.
+    let symbolic = args.iter().find(|a| a.is_traced()).cloned();
     let outs: Vec<Tensor> = batch_graph(&traced.graph, &args, &flags, size)
         .into_iter()
-        .map(|(t, b)| if b { t } else { rules::with_batch_axis(&t, size) })
+        .map(|(t, b)| match (b, &symbolic) {
+            (true, _) => t,
+            (false, Some(s)) if !t.is_traced() => {
+                rules::with_batch_axis(&crate::trace::lift_operands(&[s, &t]).swap_remove(1), size)
+            }
+            (false, _) => rules::with_batch_axis(&t, size),
+        })
         .collect();
     let mut placed = Vec::with_capacity(outs.len());
     for (i, t) in outs.into_iter().enumerate() {

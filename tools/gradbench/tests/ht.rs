@@ -78,6 +78,52 @@ fn jacobian_matches_finite_differences() {
     }
 }
 
+/// Every number of a JSON value, in order.
+fn numbers(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(xs) => xs.iter().flat_map(numbers).collect(),
+        x => vec![x.as_f64().unwrap()],
+    }
+}
+
+fn assert_close(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "{what} entry {i}: {g} vs {w}");
+    }
+}
+
+/// The tool skins only the vertices the objective reads when they are fewer than the mesh's,
+/// and the whole mesh otherwise: both ways give the same objective and Jacobian.
+#[test]
+fn skinning_the_selected_vertices_or_all_agree() {
+    // Complicated (36 corners, 35 vertices: the whole mesh), then with 40 unused vertices
+    // appended (75: the selected corners only).
+    let input = fixture()["complicated"]["input"].clone();
+    let mut padded = input.clone();
+    let model = &mut padded["data"]["model"];
+    for field in ["base_positions", "weights"] {
+        let rows = model[field].as_array_mut().unwrap();
+        let first = rows[0].clone();
+        rows.extend(std::iter::repeat_n(first, 40));
+    }
+    for function in ["objective", "jacobian"] {
+        assert_close(&numbers(&run(function, &padded)), &numbers(&run(function, &input)), function);
+    }
+    // Simple (12 points, 35 vertices: the selected ones), then with every point three times
+    // (36: the whole mesh).
+    let input = fixture()["simple"]["input"].clone();
+    let mut tripled = input.clone();
+    for field in ["points", "correspondences"] {
+        let items = tripled["data"][field].as_array().unwrap().clone();
+        tripled["data"][field] = Value::Array([items.clone(), items.clone(), items].concat());
+    }
+    for function in ["objective", "jacobian"] {
+        let once = numbers(&run(function, &input));
+        assert_close(&numbers(&run(function, &tripled)), &[once.clone(), once.clone(), once].concat(), function);
+    }
+}
+
 #[test]
 fn bad_model_inputs_name_the_field() {
     let mut input = fixture()["complicated"]["input"].clone();

@@ -58,28 +58,39 @@ impl Problem {
         let feat = vector(input, "feat")?;
         expect_shape(&feat, "feat", &[2])?;
         let w = f64_field(input, "w")?;
+        // Stored in full, as distinct data would be (no stride-0 views).
+        let repeat =
+            |v: &Tensor, times: usize, width: usize| Tensor::from_vec(v.to_vec::<f64>().repeat(times), &[times, width]);
         Ok(Problem {
-            cams: cam.broadcast_to(&[n, CAM_PARAMS]),
-            points: x.broadcast_to(&[m, 3]),
+            cams: repeat(&cam, n, CAM_PARAMS),
+            points: repeat(&x, m, 3),
             weights: Tensor::full(&[p], w, cotangent::DType::F64),
-            feats: feat.broadcast_to(&[p, 2]),
+            feats: repeat(&feat, p, 2),
             cam_of: Tensor::from_vec((0..p as i64).map(|j| j % n as i64).collect(), &[p]),
             point_of: Tensor::from_vec((0..p as i64).map(|j| j % m as i64).collect(), &[p]),
         })
     }
 
-    /// Each observation's 15 parameters `[p, 15]`: its camera, its point, its weight.
-    fn observation_params(&self) -> Tensor {
-        let p = self.weights.shape()[0];
-        concatenate(
-            &[
-                self.cams.take(&self.cam_of, 0),
-                self.points.take(&self.point_of, 0),
-                self.weights.reshape(&[p as isize, 1]),
-            ],
-            1,
-        )
+    /// The plan's arguments: cameras, points, weights, features, and each observation's
+    /// camera and point (the compiled functions take the inputs as arguments, not as
+    /// captured constants, and gather each observation's parameters themselves).
+    fn args(&self) -> Args {
+        let t = |x: &Tensor| x.clone();
+        (t(&self.cams), t(&self.points), t(&self.weights), t(&self.feats), t(&self.cam_of), t(&self.point_of))
     }
+}
+
+/// Cameras, points, weights, features, camera of each observation, point of each observation.
+type Args = (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
+
+/// Each observation's 15 parameters `[p, 15]`: its camera, its point, its weight.
+fn observation_params((cams, points, weights, _, cam_of, point_of): &Args) -> Tensor {
+    concatenate(&[cams.take(cam_of, 0), points.take(point_of, 0), weights.reshape(&[-1, 1])], 1)
+}
+
+/// Column `k` of a `[p, c]` matrix, as a `[p]` vector.
+fn column(x: &Tensor, k: usize) -> Tensor {
+    x.slice(&[0, k], &[x.shape()[0], k + 1], &[1, 1]).reshape(&[-1])
 }
 
 /// `a × b` for 3-vectors.
@@ -107,8 +118,14 @@ fn rodrigues(rot: &Tensor, x: &Tensor) -> Tensor {
 /// observed point `feat` (`[2]`).
 pub fn reprojection_error(q: &Tensor, feat: &Tensor) -> Tensor {
     let part = |a: usize, b: usize| q.slice(&[a], &[b], &[1]);
-    let (rot, centre, focal, principal, radial) = (part(0, 3), part(3, 6), q.index(6), part(7, 9), part(9, 11));
-    let (point, w) = (part(11, 14), q.index(14));
+    reprojection_error_of(&part(0, CAM_PARAMS), &part(CAM_PARAMS, CAM_PARAMS + 3), &q.index(14), feat)
+}
+
+/// The two reprojection errors of one observation of `point` (`[3]`) by camera `cam`
+/// (`[11]`) with weight `w` (`[]`) and observed point `feat` (`[2]`).
+pub fn reprojection_error_of(cam: &Tensor, point: &Tensor, w: &Tensor, feat: &Tensor) -> Tensor {
+    let part = |a: usize, b: usize| cam.slice(&[a], &[b], &[1]);
+    let (rot, centre, focal, principal, radial) = (part(0, 3), part(3, 6), cam.index(6), part(7, 9), part(9, 11));
     let xcam = rodrigues(&rot, &(point - centre));
     let proj = xcam.slice(&[0], &[2], &[1]) / xcam.index(2);
     let rsq = proj.square().sum_all();
@@ -167,21 +184,33 @@ fn head_and_last<T: Copy>(v: &[T]) -> Vec<T> {
     out
 }
 
+/// The elements of a concrete `f64` tensor, borrowed (plan outputs are contiguous).
+fn elements(t: &Tensor) -> &[f64] {
+    t.as_concrete().and_then(|a| a.as_slice::<f64>()).expect("a concrete, contiguous f64 tensor")
+}
+
 /// Builds `objective` or `jacobian` for input `{n, m, p, cam, x, w, feat}`.
 pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
     let problem = Problem::from_input(input, limits)?;
     let p = problem.weights.shape()[0];
+    let args = problem.args();
     match function {
         "objective" => {
-            let errors = jit(|(q, feats): &(Tensor, Tensor)| {
-                let reproj = vmap(|(q, f): &(Tensor, Tensor)| reprojection_error(q, f))(&(q.clone(), feats.clone()));
-                let w = q.slice(&[0, OBS_PARAMS - 1], &[q.shape()[0], OBS_PARAMS], &[1, 1]).reshape(&[-1]);
-                (reproj.reshape(&[-1]), 1.0 - w.square())
+            // The reprojection errors as two `[p]` columns (the output need not be
+            // interleaved: only its first two entries are transmitted), and the weight errors.
+            let errors = jit(|(cams, points, weights, feats, cam_of, point_of): &Args| {
+                let error = |(c, x, w, f): &(Tensor, Tensor, Tensor, Tensor)| reprojection_error_of(c, x, w, f);
+                let observations = (cams.take(cam_of, 0), points.take(point_of, 0), weights.clone(), feats.clone());
+                let reproj = vmap(error)(&observations);
+                (column(&reproj, 0), column(&reproj, 1), 1.0 - weights.square())
             });
             Ok(Box::new(move || {
-                let (reproj, w_err) = errors(&(problem.observation_params(), problem.feats.clone()));
-                let first_two = if p > 0 { reproj.slice(&[0], &[2], &[1]) } else { reproj.clone() };
-                let first_w = if p > 0 { w_err.index(0) } else { Tensor::scalar(0.0) };
+                let (rx, ry, w_err) = errors(&args);
+                let (first_two, first_w) = if p > 0 {
+                    (Tensor::from_vec(vec![elements(&rx)[0], elements(&ry)[0]], &[2]), w_err.index(0))
+                } else {
+                    (Tensor::zeros(&[0], cotangent::DType::F64), Tensor::scalar(0.0))
+                };
                 Ok(Output::Object(vec![
                     (
                         "reproj_error",
@@ -201,15 +230,17 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
             }))
         }
         "jacobian" => {
-            let blocks = jit(vmap(|(q, f): &(Tensor, Tensor)| jacfwd(|q: &Tensor| reprojection_error(q, f))(q)));
+            // d(errors)/d(params) per observation, `[p, 2, 15]`.
+            let blocks = jit(|a: &Args| {
+                let f = |(q, f): &(Tensor, Tensor)| jacfwd(|q: &Tensor| reprojection_error(q, f))(q);
+                vmap(f)(&(observation_params(a), a.3.clone()))
+            });
             let (n, m) = (problem.cams.shape()[0], problem.points.shape()[0]);
             let cam_of = problem.cam_of.to_vec::<i64>();
             let point_of = problem.point_of.to_vec::<i64>();
             Ok(Box::new(move || {
-                // d(errors)/d(params) per observation: [p, 2, 15].
-                let dq = blocks(&(problem.observation_params(), problem.feats.clone()));
-                let weights = problem.weights.to_vec::<f64>();
-                let (rows, cols, vals) = sparse_jacobian(n, m, &cam_of, &point_of, &dq.to_vec::<f64>(), &weights);
+                let dq = blocks(&args);
+                let (rows, cols, vals) = sparse_jacobian(n, m, &cam_of, &point_of, elements(&dq), elements(&args.2));
                 let ints = |v: Vec<i64>| Tensor::from_vec(v.clone(), &[v.len()]);
                 let vals = head_and_last(&vals);
                 Ok(Output::Object(vec![

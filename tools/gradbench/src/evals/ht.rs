@@ -8,8 +8,12 @@
 //! The Jacobian is `d(objective)/d(us, theta)` with GradBench's layout: 3 rows per point;
 //! in the complicated case two leading columns hold each point's own `[3, 2]` block (the
 //! `us` part is block diagonal), then 26 columns for `theta`. The tool computes it in
-//! forward mode: one `jvp` per column (the two `us` columns perturb every point's
-//! coordinate at once, as the blocks do not overlap), vectorised with `vmap` in one plan.
+//! forward mode, in one plan: the skinned vertices' tangents along each angle (one `jvp`
+//! per angle, vectorised with `vmap`), then the objective's last, linear step (gathering
+//! each point's vertices and combining them with weights `us`) applied to those tangents
+//! with the angle as the trailing axis; the `us` columns are differences of corners.
+//! Only the vertices the objective reads are skinned when they are fewer than the mesh's.
+//! The model and observations are the plan's arguments, not captured constants.
 
 use super::{jvp_dirs, unknown_function, Output, Run};
 use crate::input::{field, kind, number, usize_field, vector};
@@ -191,8 +195,52 @@ impl Problem {
         })
     }
 
-    /// The skinned, globally placed vertex positions `[v, 3]` for the pose angles.
-    fn vertices(&self, theta: &Tensor) -> Tensor {
+    /// The model and observation tensors, in the order [`Problem::with_data`] takes them: the
+    /// compiled functions take them as arguments rather than as captured constants.
+    fn data(&self) -> Vec<Tensor> {
+        [
+            &self.base_relatives,
+            &self.inverse_base_absolutes,
+            &self.base_positions,
+            &self.weights,
+            &self.points,
+            &self.correspondences,
+            &self.triangles,
+            &self.pose_index,
+        ]
+        .map(Tensor::clone)
+        .to_vec()
+    }
+
+    /// This problem with its model and observation tensors replaced by `data` (as
+    /// [`Problem::data`] orders them): inside `jit`, the plan's arguments.
+    fn with_data(&self, data: &[Tensor]) -> Problem {
+        Problem {
+            parents: self.parents.clone(),
+            base_relatives: data[0].clone(),
+            inverse_base_absolutes: data[1].clone(),
+            base_positions: data[2].clone(),
+            weights: data[3].clone(),
+            points: data[4].clone(),
+            correspondences: data[5].clone(),
+            triangles: data[6].clone(),
+            pose_index: data[7].clone(),
+            theta: self.theta.clone(),
+            us: self.us.clone(),
+        }
+    }
+
+    /// Whether the objective skins only the vertices it reads (the corresponding vertices,
+    /// or the corners of the corresponding triangles) rather than the whole mesh: when
+    /// those are fewer than the mesh's vertices.
+    fn skins_selected(&self) -> bool {
+        let per_point = if self.us.is_some() { 3 } else { 1 };
+        self.correspondences.numel() * per_point < self.base_positions.shape()[0]
+    }
+
+    /// The skinned, globally placed positions `[k, 3]` of vertices `selected` (`i64 [k]`),
+    /// or of every vertex (`[v, 3]`), for the pose angles.
+    fn vertices(&self, theta: &Tensor, selected: Option<&Tensor>) -> Tensor {
         let extended = concatenate(&[theta.clone(), Tensor::from_vec(vec![0.0, 1.0], &[2])], 0);
         let pose = extended.take(&self.pose_index.reshape(&[-1]), 0).reshape(&[-1, 3]);
         let bones = self.parents.len();
@@ -205,32 +253,76 @@ impl Problem {
             absolutes.push(if p < 0 { r } else { absolutes[p as usize].matmul(&r) });
         }
         let transforms = stack(&absolutes, 0).matmul(&self.inverse_base_absolutes);
+        let (weights, base_positions) = match selected {
+            Some(idx) => (self.weights.take(idx, 0), self.base_positions.take(idx, 0)),
+            None => (self.weights.clone(), self.base_positions.clone()),
+        };
         // Each vertex: its bones' transforms blended by its weights (one product, [v, b] by
         // [b, 12]: the top three rows suffice), then applied to it.
         let top = transforms.slice(&[0, 0, 0], &[bones, 3, 4], &[1, 1, 1]).reshape(&[bones as isize, 12]);
-        let verts = self.base_positions.shape()[0] as isize;
-        let blended = self.weights.matmul(&top).reshape(&[verts, 3, 4]);
-        let positions = (blended * self.base_positions.reshape(&[verts, 1, 4])).sum(&[2], false);
+        let verts = base_positions.shape()[0] as isize;
+        let blended = weights.matmul(&top).reshape(&[verts, 3, 4]);
+        let positions = (blended * base_positions.reshape(&[verts, 1, 4])).sum(&[2], false);
         let rotation = angle_axis_rotation(&pose.index(0)) * pose.index(1).reshape(&[1, 3]);
         positions.matmul(&rotation.t()) + pose.index(2).reshape(&[1, 3])
     }
 
     /// The objective `[3n]`: observed points minus their model points.
     fn objective(&self, us: Option<&Tensor>, theta: &Tensor) -> Tensor {
-        let v = self.vertices(theta);
+        let selected = self.skins_selected();
         let model_points = match us {
-            None => v.take(&self.correspondences, 0),
+            None if selected => self.vertices(theta, Some(&self.correspondences)),
+            None => self.vertices(theta, None).take(&self.correspondences, 0),
             Some(us) => {
-                let tri = self.triangles.take(&self.correspondences, 0);
-                let corner = |k: isize| {
-                    v.take(&tri.slice(&[0, k as usize], &[tri.shape()[0], k as usize + 1], &[1, 1]).reshape(&[-1]), 0)
+                let n = us.shape()[0];
+                let tri = self.triangles.take(&self.correspondences, 0); // [n, 3]
+                                                                         // The corners of each point's triangle, [n, 3 (corner), 3].
+                let corners = if selected {
+                    self.vertices(theta, Some(&tri.reshape(&[-1]))).reshape(&[n as isize, 3, 3])
+                } else {
+                    self.vertices(theta, None).take(&tri.reshape(&[-1]), 0).reshape(&[n as isize, 3, 3])
                 };
-                let (u0, u1) =
-                    (us.slice(&[0, 0], &[us.shape()[0], 1], &[1, 1]), us.slice(&[0, 1], &[us.shape()[0], 2], &[1, 1]));
+                let corner = |k: usize| corners.slice(&[0, k, 0], &[n, k + 1, 3], &[1, 1, 1]).reshape(&[n as isize, 3]);
+                let (u0, u1) = (us.slice(&[0, 0], &[n, 1], &[1, 1]), us.slice(&[0, 1], &[n, 2], &[1, 1]));
                 &u0 * corner(0) + &u1 * corner(1) + (1.0 - &u0 - &u1) * corner(2)
             }
         };
         (&self.points - model_points).reshape(&[-1])
+    }
+
+    /// The Jacobian `[3n, 2 + 26]` (complicated) or `[3n, 26]` (simple) of the objective.
+    ///
+    /// Forward mode along the 26 angles (`jvp` per angle, vectorised) gives the skinned
+    /// vertices and their tangents; the objective is linear in those (a gather, and a
+    /// barycentric combination with weights `us`), so that last step is applied to the
+    /// tangents directly, with the directions as the trailing axis: the rows gathered per
+    /// point are contiguous and the result is already in GradBench's layout. The `us`
+    /// columns are the corners' differences (the objective's derivative in `us`).
+    fn jacobian(&self, us: Option<&Tensor>, theta: &Tensor) -> Tensor {
+        let n = self.correspondences.shape()[0];
+        let ids = match us {
+            None => self.correspondences.clone(),
+            Some(_) => self.triangles.take(&self.correspondences, 0).reshape(&[-1]),
+        };
+        let selected = self.skins_selected();
+        let skin = |theta: &Tensor| self.vertices(theta, selected.then_some(&ids));
+        let (v, dv) = jvp_dirs(skin, theta, &Tensor::eye(THETA, DType::F64)); // [k, 3], [26, k, 3]
+        let dv = dv.permute(&[1, 2, 0]); // [k, 3, 26]
+        let (v, dv) = if selected { (v, dv) } else { (v.take(&ids, 0), dv.take(&ids, 0)) };
+        let Some(us) = us else {
+            return (-dv).reshape(&[3 * n as isize, THETA as isize]);
+        };
+        let (c, dc) = (v.reshape(&[n as isize, 3, 3]), dv.reshape(&[n as isize, 3, 3, THETA as isize]));
+        let corner = |k: usize| c.slice(&[0, k, 0], &[n, k + 1, 3], &[1, 1, 1]).reshape(&[n as isize, 3, 1]);
+        let dcorner = |k: usize| {
+            dc.slice(&[0, k, 0, 0], &[n, k + 1, 3, THETA], &[1, 1, 1, 1]).reshape(&[n as isize, 3, THETA as isize])
+        };
+        let u = |k: usize| us.slice(&[0, k], &[n, k + 1], &[1, 1]).reshape(&[n as isize, 1, 1]);
+        let (u0, u1) = (u(0), u(1));
+        let dtheta = -(&u0 * dcorner(0) + &u1 * dcorner(1) + (1.0 - &u0 - &u1) * dcorner(2));
+        let du0 = corner(2) - corner(0);
+        let du1 = corner(2) - corner(1);
+        concatenate(&[du0, du1, dtheta], 2).reshape(&[3 * n as isize, (THETA + 2) as isize])
     }
 }
 
@@ -276,37 +368,26 @@ fn angle_axis_rotation(a: &Tensor) -> Tensor {
 
 /// Builds `objective` or `jacobian` for input `{theta, data, us}`.
 pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
-    let problem = std::rc::Rc::new(Problem::from_input(input, limits)?);
+    let problem = Problem::from_input(input, limits)?;
     let us = problem.us.clone().unwrap_or_else(|| Tensor::zeros(&[0, 2], DType::F64));
     let theta = problem.theta.clone();
+    let data = problem.data();
     match function {
         "objective" => {
-            let p = problem.clone();
-            let f = jit(move |(us, theta): &(Tensor, Tensor)| p.objective(p.us.as_ref().map(|_| us), theta));
-            Ok(Box::new(move || Ok(Output::from(f(&(us.clone(), theta.clone()))))))
+            let f = jit(move |((us, theta), data): &((Tensor, Tensor), Vec<Tensor>)| {
+                let p = problem.with_data(data);
+                p.objective(p.us.as_ref().map(|_| us), theta)
+            });
+            let args = ((us, theta), data);
+            Ok(Box::new(move || Ok(Output::from(f(&args)))))
         }
         "jacobian" => {
-            let n = problem.points.shape()[0];
-            let complicated = problem.us.is_some();
-            // Directions: both barycentric coordinates of every point at once (complicated
-            // only), then each angle.
-            let extra = if complicated { 2 } else { 0 };
-            let dirs = extra + THETA;
-            let mut du = vec![0.0; dirs * us.numel()];
-            for d in 0..extra {
-                for i in 0..n {
-                    du[d * 2 * n + 2 * i + d] = 1.0;
-                }
-            }
-            let du = Tensor::from_vec(du, &[dirs, us.shape()[0], 2]);
-            let dtheta = concatenate(&[Tensor::zeros(&[extra, THETA], DType::F64), Tensor::eye(THETA, DType::F64)], 0);
-            let p = problem.clone();
-            let f = jit(move |(us, theta, du, dtheta): &(Tensor, Tensor, Tensor, Tensor)| {
-                let g = |(us, theta): &(Tensor, Tensor)| p.objective(p.us.as_ref().map(|_| us), theta);
-                let (_, d) = jvp_dirs(g, &(us.clone(), theta.clone()), &(du.clone(), dtheta.clone()));
-                d.t()
+            let f = jit(move |((us, theta), data): &((Tensor, Tensor), Vec<Tensor>)| {
+                let p = problem.with_data(data);
+                p.jacobian(p.us.as_ref().map(|_| us), theta)
             });
-            Ok(Box::new(move || Ok(Output::from(f(&(us.clone(), theta.clone(), du.clone(), dtheta.clone()))))))
+            let args = ((us, theta), data);
+            Ok(Box::new(move || Ok(Output::from(f(&args)))))
         }
         _ => Err(unknown_function("ht", function, &["objective", "jacobian"])),
     }
