@@ -13,7 +13,7 @@ use crate::ops::{Prim, ReduceOp};
 use crate::shape::{strides, Shape};
 use crate::{DType, Tensor, TensorType};
 use rayon::prelude::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
@@ -274,6 +274,42 @@ fn resolve_load(g: &Graph, v: Var, shape: &[usize]) -> (Var, fused::LoadKind) {
     (src, kind)
 }
 
+/// The readers of each node, in order (a node reading a value twice is listed twice): one
+/// flat list with offsets per node, `users[i]` (no list per node to allocate and free).
+struct Users {
+    start: Vec<u32>,
+    list: Vec<usize>,
+}
+
+impl Users {
+    fn new(g: &Graph) -> Users {
+        let n = g.nodes.len();
+        let mut start = vec![0u32; n + 1];
+        for node in &g.nodes {
+            node.inputs.iter().for_each(|v| start[v.index() + 1] += 1);
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut list = vec![0; start[n] as usize];
+        for (i, node) in g.nodes.iter().enumerate() {
+            for v in &node.inputs {
+                list[fill[v.index()] as usize] = i;
+                fill[v.index()] += 1;
+            }
+        }
+        Users { start, list }
+    }
+}
+
+impl std::ops::Index<usize> for Users {
+    type Output = [usize];
+    fn index(&self, i: usize) -> &[usize] {
+        &self.list[self.start[i] as usize..self.start[i + 1] as usize]
+    }
+}
+
 struct Group {
     first: usize,
     /// The latest position of anything the members read from outside the group (< `first`).
@@ -313,12 +349,7 @@ impl Plan {
         let padded = super::columns::concatenates_as_pads(g);
         let g = padded.as_ref().unwrap_or(g);
         let n = g.nodes.len();
-        let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, node) in g.nodes.iter().enumerate() {
-            for v in &node.inputs {
-                users[v.index()].push(i);
-            }
-        }
+        let users = Users::new(g);
         let is_output: Vec<bool> = {
             let mut o = vec![false; n];
             g.outputs.iter().for_each(|v| o[v.index()] = true);
@@ -565,15 +596,16 @@ impl Plan {
         let reads: Vec<Vec<usize>> = steps.iter().map(|s| s.inputs().to_vec()).collect();
 
         // 5. Free each slot after its last reader (outputs live to the end).
-        let mut last_read: HashMap<usize, usize> = HashMap::new();
+        // (Per slot, by index: each step frees its slots in increasing order.)
+        let mut last_read: Vec<usize> = vec![usize::MAX; n];
         for (s, ins) in reads.iter().enumerate() {
             for &v in ins {
-                last_read.insert(v, s);
+                last_read[v] = s;
             }
         }
         let mut free_after = vec![Vec::new(); steps.len()];
-        for (v, s) in last_read {
-            if !is_output[v] {
+        for (v, &s) in last_read.iter().enumerate() {
+            if s != usize::MAX && !is_output[v] {
                 free_after[s].push(v);
             }
         }
@@ -1028,7 +1060,7 @@ fn load_key(kind: &fused::LoadKind) -> Vec<i64> {
 fn fused_step(
     g: &Graph,
     grp: &Group,
-    users: &[Vec<usize>],
+    users: &Users,
     is_output: &[bool],
     group_of: &[Option<usize>],
     gid: usize,
