@@ -257,8 +257,8 @@ pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
 /// when the operands do not fit.
 #[track_caller]
 pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
-    let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
-    let refs: Vec<&TensorType> = tys.iter().collect();
+    let tys: Vec<std::borrow::Cow<TensorType>> = inputs.iter().map(|t| t.ty_cow()).collect();
+    let refs: Vec<&TensorType> = tys.iter().map(|t| t.as_ref()).collect();
     let ty = match prim.infer_type(&refs) {
         Ok(ty) => ty,
         Err(e) => panic!("{}: {e}", prim.name()),
@@ -291,8 +291,8 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
 /// operands do not fit.
 #[track_caller]
 pub fn bind_multi(prim: Prim, inputs: &[&Tensor]) -> Vec<Tensor> {
-    let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
-    let refs: Vec<&TensorType> = tys.iter().collect();
+    let tys: Vec<std::borrow::Cow<TensorType>> = inputs.iter().map(|t| t.ty_cow()).collect();
+    let refs: Vec<&TensorType> = tys.iter().map(|t| t.as_ref()).collect();
     let out_types = match prim.output_types(&refs) {
         Ok(ts) => ts,
         Err(e) => panic!("{}: {e}", prim.name()),
