@@ -10,7 +10,7 @@ use crate::array::{Array, Data};
 use crate::backend::cpu::{self, fused, native};
 use crate::ir::{Graph, Var};
 use crate::ops::{Prim, ReduceOp};
-use crate::shape::{strides, Shape};
+use crate::shape::Shape;
 use crate::{DType, Tensor, TensorType};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
@@ -151,11 +151,32 @@ fn is_view(prim: &Prim) -> bool {
     )
 }
 
+/// Row-major strides of `shape` as signed steps (one allocation).
+fn dense_strides(shape: &[usize]) -> Vec<isize> {
+    let mut s = vec![1isize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1] as isize;
+    }
+    s
+}
+
+/// Whether `st` are the row-major strides of `shape` (`st == dense_strides(shape)`, without
+/// building them).
+fn is_dense(st: &[isize], shape: &[usize]) -> bool {
+    let mut step = 1isize;
+    st.len() == shape.len()
+        && (0..shape.len()).rev().all(|i| {
+            let ok = st[i] == step;
+            step *= shape[i] as isize;
+            ok
+        })
+}
+
 /// How a fused loop reads `v`: a materialised source value, a base offset and a stride per
 /// axis of `v`, found by composing the views between them.
 fn resolve(g: &Graph, v: Var) -> (Var, isize, Vec<isize>) {
     let node = &g.nodes[v.index()];
-    let contiguous = |shape: &[usize]| -> Vec<isize> { strides(shape).iter().map(|&s| s as isize).collect() };
+    let contiguous = dense_strides;
     if !is_view(&node.prim) {
         return (v, 0, contiguous(&node.ty.shape));
     }
@@ -263,10 +284,9 @@ fn resolve_load(g: &Graph, v: Var, shape: &[usize]) -> (Var, fused::LoadKind) {
         }
     }
     let (src, base, st) = resolve(g, v);
-    let dense: Vec<isize> = strides(shape).iter().map(|&s| s as isize).collect();
     let kind = if g.ty(src).numel() == 1 {
         fused::LoadKind::Scalar
-    } else if base == 0 && st == dense && g.ty(src).numel() == crate::shape::numel(shape) {
+    } else if base == 0 && is_dense(&st, shape) && g.ty(src).numel() == crate::shape::numel(shape) {
         fused::LoadKind::Contiguous
     } else {
         fused::LoadKind::Strided { base, strides: st }
