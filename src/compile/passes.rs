@@ -80,8 +80,8 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 
 /// The values already computed, for common-subexpression elimination.
 ///
-/// Most nodes are found by a cheap key: their primitive's kind (and element-wise operation)
-/// and operands (in order, or sorted for commutative operations); the node found must also
+/// Most nodes are found by a cheap key: their primitive's kind (and element-wise operation,
+/// or the parameters of the common structural primitives) and operands (in order, or sorted for commutative operations); the node found must also
 /// have an equal primitive (equal parameters). Nodes whose key is taken by a different
 /// primitive, constants (equal only as the same array) and structured primitives (equal only
 /// with the same sub-graphs) are found by a text key naming all of that instead.
@@ -149,10 +149,24 @@ impl Seen {
     fn plain_key(prim: &Prim, ins: Operands) -> (std::mem::Discriminant<Prim>, u64, Operands) {
         use std::hash::{Hash, Hasher};
         let mut h = FxHasher::default();
+        // The parameters of the structural primitives too: the slices of one value (a split),
+        // its reshapes and broadcasts would otherwise share a key and go by their text.
         match prim {
             Prim::Unary(op) => op.hash(&mut h),
             Prim::Binary(op) => op.hash(&mut h),
             Prim::Proj(k) => k.hash(&mut h),
+            Prim::Reduce { op, axes } => (op, axes).hash(&mut h),
+            Prim::Reshape { shape } => shape.hash(&mut h),
+            Prim::BroadcastInDim { shape, dims } => (shape, dims).hash(&mut h),
+            Prim::Transpose { perm } => perm.hash(&mut h),
+            Prim::Slice { start, stop, stride } => (start, stop, stride).hash(&mut h),
+            Prim::Pad { low, high, interior } => (low, high, interior).hash(&mut h),
+            Prim::Concatenate { axis } => axis.hash(&mut h),
+            Prim::Rev { axes } => axes.hash(&mut h),
+            Prim::Convert { dtype } => dtype.hash(&mut h),
+            Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+                (lhs_contract, rhs_contract, lhs_batch, rhs_batch).hash(&mut h)
+            }
             _ => {}
         }
         (std::mem::discriminant(prim), h.finish(), ins)
