@@ -169,11 +169,13 @@ fn cone(prog: &Program, root: usize, limit: usize) -> Option<Vec<usize>> {
 struct Cones {
     mark: Vec<u32>,
     stamp: u32,
+    /// The search's work list, reused (a cone grows one push at a time up to the limit).
+    work: Vec<usize>,
 }
 
 impl Cones {
     fn new(prog: &Program) -> Cones {
-        Cones { mark: vec![0; prog.instrs.len()], stamp: 0 }
+        Cones { mark: vec![0; prog.instrs.len()], stamp: 0, work: Vec::new() }
     }
 
     /// The instructions that register `root` of `prog` depends on (itself included), in
@@ -183,7 +185,9 @@ impl Cones {
         self.stamp += 1;
         let stamp = self.stamp;
         self.mark[root] = stamp;
-        let mut cone = vec![root];
+        let cone = &mut self.work;
+        cone.clear();
+        cone.push(root);
         let mut next = 0;
         while next < cone.len() {
             let i = cone[next];
@@ -205,7 +209,7 @@ impl Cones {
             }
         }
         cone.sort_unstable();
-        Some(cone)
+        Some(cone.clone())
     }
 }
 
@@ -347,7 +351,7 @@ fn inline_all(
     let mut instrs = Vec::with_capacity(len);
     let mut dtypes = Vec::with_capacity(instrs.capacity());
     // The slots the chains of each inlining read, in the order they first read them.
-    let mut requests: Vec<(usize, usize)> = Vec::new();
+    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(producer_ins.len());
     let mut reg = vec![usize::MAX; old.len()];
     for (i, (ins_i, dtype)) in old.into_iter().zip(old_dtypes).enumerate() {
         let r = |x: usize| reg[x];
@@ -398,8 +402,8 @@ fn inline_all(
     // inlining `j`, an entry stays if something loads it: a consumer load of a slot not
     // inlined yet, or a chain of an inlining `<= j`.
     let first_request = |v: usize| requests.iter().filter(|r| r.1 == v).map(|r| r.0).min().unwrap_or(usize::MAX);
-    let mut entries: Vec<(usize, Option<usize>, usize)> =
-        ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))).collect();
+    let mut entries: Vec<(usize, Option<usize>, usize)> = Vec::with_capacity(ins.len() + producer_ins.len());
+    entries.extend(ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))));
     for j in 0..slots.len() {
         for &(_, v) in requests.iter().filter(|r| r.0 == j) {
             if !entries.iter().any(|e| e.0 == v) {
