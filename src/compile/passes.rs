@@ -642,4 +642,39 @@ mod tests {
         assert_eq!(transposes, 3, "{}", got.dump());
         assert_eq!(got.inputs.len(), 3, "inputs stay, used or not");
     }
+
+    /// Common-subexpression elimination keys structural primitives by their parameters:
+    /// repeated slices, reshapes and broadcasts of one value merge, distinct ones (a split's
+    /// pieces) stay apart, whichever of them comes first.
+    #[test]
+    fn cse_merges_equal_parameters_only() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![8]));
+        let slice = |a: usize| Prim::Slice { start: vec![a], stop: vec![a + 4], stride: vec![1] };
+        let mut outs = Vec::new();
+        for a in [0, 4, 0, 2, 4, 2] {
+            outs.push(g.push(slice(a), vec![x]).unwrap());
+        }
+        for shape in [vec![2, 4], vec![4, 2], vec![2, 4]] {
+            outs.push(g.push(Prim::Reshape { shape }, vec![x]).unwrap());
+        }
+        for (shape, dims) in [(vec![8, 3], vec![0]), (vec![3, 8], vec![1]), (vec![8, 3], vec![0])] {
+            outs.push(g.push(Prim::BroadcastInDim { shape, dims }, vec![x]).unwrap());
+        }
+        g.outputs = outs;
+        g.validate().unwrap();
+        let opt = optimize(&g);
+        let o = &opt.outputs;
+        // Slices at 0, 4, 0, 2, 4, 2: three distinct; reshapes: two; broadcasts: two.
+        assert_eq!((o[0], o[1], o[3]), (o[2], o[4], o[5]));
+        assert!(o[0] != o[1] && o[0] != o[3] && o[1] != o[3]);
+        assert_eq!(o[6], o[8]);
+        assert_ne!(o[6], o[7]);
+        assert_eq!(o[9], o[11]);
+        assert_ne!(o[9], o[10]);
+        assert_eq!(opt.nodes.len(), 1 + 3 + 2 + 2, "{}", opt.dump());
+        for (v, w) in g.outputs.iter().zip(o) {
+            assert_eq!(g.nodes[v.index()].prim, opt.nodes[w.index()].prim);
+        }
+    }
 }

@@ -1155,3 +1155,48 @@ fn fused_step(
     let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
     (Step::Fused { prog, ins: inputs.clone(), outs, native: None, in_place: vec![] }, inputs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::BinaryOp;
+
+    /// The flat reader lists are the per-node lists, in order, repeats included.
+    #[test]
+    fn users_list_every_reader_in_order() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let y = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let a = g.push(Prim::Binary(BinaryOp::Mul), vec![x, x]).unwrap();
+        let b = g.push(Prim::Binary(BinaryOp::Add), vec![a, y]).unwrap();
+        let c = g.push(Prim::Binary(BinaryOp::Sub), vec![x, b]).unwrap();
+        g.outputs = vec![c];
+        let users = Users::new(&g);
+        let mut naive: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
+        for (i, node) in g.nodes.iter().enumerate() {
+            node.inputs.iter().for_each(|v| naive[v.index()].push(i));
+        }
+        for (i, list) in naive.iter().enumerate() {
+            assert_eq!(&users[i], &list[..], "readers of %{i}");
+        }
+        assert_eq!(&users[x.index()], &[a.index(), a.index(), c.index()]);
+        assert!(users[c.index()].is_empty());
+    }
+
+    /// `dense_strides` are `shape::strides`, and `is_dense` recognises exactly them.
+    #[test]
+    fn dense_strides_match_shape_strides() {
+        for shape in [vec![], vec![5], vec![2, 3, 4], vec![3, 0, 2], vec![1, 7, 1]] {
+            let dense = dense_strides(&shape);
+            let expected: Vec<isize> = crate::shape::strides(&shape).iter().map(|&s| s as isize).collect();
+            assert_eq!(dense, expected);
+            assert!(is_dense(&dense, &shape));
+            if let Some(last) = dense.len().checked_sub(1) {
+                let mut other = dense.clone();
+                other[last] += 1;
+                assert!(!is_dense(&other, &shape));
+            }
+            assert!(!is_dense(&dense[..dense.len().saturating_sub(1)], &shape) || shape.is_empty());
+        }
+    }
+}
