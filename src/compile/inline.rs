@@ -17,7 +17,6 @@ use crate::array::Array;
 use crate::backend::cpu::fused::{Instr, LoadKind, Program};
 use crate::ops::Prim;
 use crate::shape::{numel, strides};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Largest producer chain copied into a consumer, and largest consumer it may grow into.
@@ -170,11 +169,13 @@ fn cone(prog: &Program, root: usize, limit: usize) -> Option<Vec<usize>> {
 struct Cones {
     mark: Vec<u32>,
     stamp: u32,
+    /// The search's work list, reused (a cone grows one push at a time up to the limit).
+    work: Vec<usize>,
 }
 
 impl Cones {
     fn new(prog: &Program) -> Cones {
-        Cones { mark: vec![0; prog.instrs.len()], stamp: 0 }
+        Cones { mark: vec![0; prog.instrs.len()], stamp: 0, work: Vec::new() }
     }
 
     /// The instructions that register `root` of `prog` depends on (itself included), in
@@ -184,7 +185,9 @@ impl Cones {
         self.stamp += 1;
         let stamp = self.stamp;
         self.mark[root] = stamp;
-        let mut cone = vec![root];
+        let cone = &mut self.work;
+        cone.clear();
+        cone.push(root);
         let mut next = 0;
         while next < cone.len() {
             let i = cone[next];
@@ -206,7 +209,7 @@ impl Cones {
             }
         }
         cone.sort_unstable();
-        Some(cone)
+        Some(cone.clone())
     }
 }
 
@@ -337,6 +340,7 @@ fn inline_all(
     ins: &[usize],
     producer_ins: &[usize],
     inlinings: Vec<Inlining>,
+    len: usize,
 ) -> (Program, Vec<usize>) {
     const CHAIN: usize = 1 << 40;
     let Program { shape, instrs: old, dtypes: old_dtypes, outputs, reduce } = consumer;
@@ -344,10 +348,10 @@ fn inline_all(
     let mut chains: Vec<std::vec::IntoIter<Fragment>> = inlinings.into_iter().map(|x| x.chains.into_iter()).collect();
     // The consumer's inputs that any of its loads read.
     let mut loaded = vec![false; ins.len()];
-    let mut instrs = Vec::with_capacity(MAX_PROGRAM.min(old.len() * 2));
+    let mut instrs = Vec::with_capacity(len);
     let mut dtypes = Vec::with_capacity(instrs.capacity());
     // The slots the chains of each inlining read, in the order they first read them.
-    let mut requests: Vec<(usize, usize)> = Vec::new();
+    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(producer_ins.len());
     let mut reg = vec![usize::MAX; old.len()];
     for (i, (ins_i, dtype)) in old.into_iter().zip(old_dtypes).enumerate() {
         let r = |x: usize| reg[x];
@@ -398,8 +402,8 @@ fn inline_all(
     // inlining `j`, an entry stays if something loads it: a consumer load of a slot not
     // inlined yet, or a chain of an inlining `<= j`.
     let first_request = |v: usize| requests.iter().filter(|r| r.1 == v).map(|r| r.0).min().unwrap_or(usize::MAX);
-    let mut entries: Vec<(usize, Option<usize>, usize)> =
-        ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))).collect();
+    let mut entries: Vec<(usize, Option<usize>, usize)> = Vec::with_capacity(ins.len() + producer_ins.len());
+    entries.extend(ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))));
     for j in 0..slots.len() {
         for &(_, v) in requests.iter().filter(|r| r.0 == j) {
             if !entries.iter().any(|e| e.0 == v) {
@@ -443,8 +447,8 @@ fn inline_into(
     out: usize,
     live: &[usize],
 ) -> Option<(Program, Vec<usize>)> {
-    let (_, chains) = chains_for(consumer, ins, slot, producer, out, live, consumer.instrs.len())?;
-    Some(inline_all(consumer.clone(), ins, producer_ins, vec![Inlining { slot, chains }]))
+    let (len, chains) = chains_for(consumer, ins, slot, producer, out, live, consumer.instrs.len())?;
+    Some(inline_all(consumer.clone(), ins, producer_ins, vec![Inlining { slot, chains }], len))
 }
 
 /// A view kernel as a one-load loop (so that its producer can be inlined into it).
@@ -492,6 +496,49 @@ fn view_as_loop(
     })
 }
 
+/// The steps that read each slot, in order and each once (one flat list with offsets per
+/// slot: no map and no list per slot to allocate and free).
+struct Readers {
+    start: Vec<u32>,
+    steps: Vec<u32>,
+}
+
+impl Readers {
+    fn new(steps: &[Step], slots: usize) -> Readers {
+        // A step reading a slot twice is listed once (`last`: the latest step counted per slot).
+        let mut last = vec![u32::MAX; slots];
+        let mut start = vec![0u32; slots + 1];
+        for (c, s) in steps.iter().enumerate() {
+            for &v in s.inputs() {
+                if last[v] != c as u32 {
+                    last[v] = c as u32;
+                    start[v + 1] += 1;
+                }
+            }
+        }
+        for v in 0..slots {
+            start[v + 1] += start[v];
+        }
+        let mut fill = start.clone();
+        let mut list = vec![0u32; start[slots] as usize];
+        last.iter_mut().for_each(|l| *l = u32::MAX);
+        for (c, s) in steps.iter().enumerate() {
+            for &v in s.inputs() {
+                if last[v] != c as u32 {
+                    last[v] = c as u32;
+                    list[fill[v] as usize] = c as u32;
+                    fill[v] += 1;
+                }
+            }
+        }
+        Readers { start, steps: list }
+    }
+
+    fn of(&self, slot: usize) -> impl Iterator<Item = usize> + Clone + '_ {
+        self.steps[self.start[slot] as usize..self.start[slot + 1] as usize].iter().map(|&c| c as usize)
+    }
+}
+
 /// Inlines fused producers into the fused loops (and view kernels) that read them through
 /// views, wherever every reader of a producer's output can take it and `worth_it(consumer)`.
 /// `steps` are in execution order; `keep[slot]` marks values that must stay materialised.
@@ -503,19 +550,20 @@ pub(super) fn fuse_through_views(
     worth_it: &dyn Fn(&Program) -> bool,
 ) -> Vec<Step> {
     // View kernels reading a loop's output are candidates as one-load loops.
-    let producers: HashSet<usize> = steps
-        .iter()
-        .flat_map(|s| match s {
-            Step::Fused { prog, outs, .. } if prog.reduce.is_none() => outs.clone(),
-            _ => vec![],
-        })
-        .collect();
+    let mut producers = vec![false; keep.len()];
+    for s in &steps {
+        if let Step::Fused { prog, outs, .. } = s {
+            if prog.reduce.is_none() {
+                outs.iter().for_each(|&o| producers[o] = true);
+            }
+        }
+    }
     let mut original: Vec<Option<Step>> = vec![None; steps.len()];
     let mut steps: Vec<Step> = steps
         .into_iter()
         .enumerate()
         .map(|(i, s)| match &s {
-            Step::Kernel { prim, ins, out, ty } if producers.contains(&ins[0]) => {
+            Step::Kernel { prim, ins, out, ty } if producers[ins[0]] => {
                 match view_as_loop(prim, ins, &ty.shape, &shape_of(ins[0]), constants, ty.dtype) {
                     Some(prog) => {
                         original[i] = Some(s.clone());
@@ -529,16 +577,10 @@ pub(super) fn fuse_through_views(
         .collect();
     let mut inlined_into = vec![false; steps.len()];
     // The steps that read each slot, in order (a superset: entries go stale when inlining
-    // replaces a read, so each is checked again before use).
-    let mut readers: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
-    for (c, step) in steps.iter().enumerate() {
-        for &v in step.inputs() {
-            let r = readers.entry(v).or_default();
-            if r.last() != Some(&c) {
-                r.push(c);
-            }
-        }
-    }
+    // replaces a read, so each is checked again before use). Built once: inlining into a
+    // consumer adds reads of the producer's inputs, which earlier steps write (steps are in
+    // execution order), and only outputs of later producers are looked up.
+    let readers = Readers::new(&steps, keep.len());
 
     for p in 0..steps.len() {
         let Step::Fused { prog: producer, .. } = &steps[p] else { continue };
@@ -565,16 +607,14 @@ pub(super) fn fuse_through_views(
                 continue;
             }
             let out = producer.outputs[k];
-            let mut candidates = readers.get(&slot).cloned().unwrap_or_default();
-            candidates.sort_unstable();
-            candidates.dedup();
+            let candidates = readers.of(slot);
             // Cheap refusals first: a kernel reads it, or no other loop does.
-            let kernel_reads = candidates.iter().any(
-                |&c| matches!(&steps[c], Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot)),
+            let kernel_reads = candidates.clone().any(
+                |c| matches!(&steps[c], Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot)),
             );
             let loop_reads = candidates
-                .iter()
-                .any(|&c| matches!(&steps[c], Step::Fused { ins, .. } if c != p && ins.contains(&slot)));
+                .clone()
+                .any(|c| matches!(&steps[c], Step::Fused { ins, .. } if c != p && ins.contains(&slot)));
             if kernel_reads || !loop_reads {
                 continue;
             }
@@ -582,7 +622,7 @@ pub(super) fn fuse_through_views(
             // Every reader must be a loop that can take the chain.
             let mut rewritten = Vec::new();
             let mut ok = true;
-            for &c in &candidates {
+            for c in candidates {
                 match &steps[c] {
                     Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot) => ok = false,
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
@@ -618,18 +658,12 @@ pub(super) fn fuse_through_views(
             // The producer no longer writes this output.
             removed.push(k);
         }
-        for (c, _, inlinings) in pending {
+        for (c, len, inlinings) in pending {
             let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] else {
                 unreachable!("pending readers are loops")
             };
             let empty = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
-            let (prog, ins) = inline_all(std::mem::replace(cp, empty), ci, producer_ins, inlinings);
-            // The consumer now also reads the producer's inputs.
-            for &v in producer_ins.iter() {
-                if ins.contains(&v) {
-                    readers.entry(v).or_default().push(c);
-                }
-            }
+            let (prog, ins) = inline_all(std::mem::replace(cp, empty), ci, producer_ins, inlinings, len);
             *cp = prog;
             *ci = ins;
             inlined_into[c] = true;
@@ -912,7 +946,7 @@ mod tests {
                 len = new_len;
                 inlinings.push(Inlining { slot, chains });
             }
-            let together = inline_all(consumer.clone(), &ins, &producer_ins, inlinings);
+            let together = inline_all(consumer.clone(), &ins, &producer_ins, inlinings, len);
             assert_eq!(together.1, sequential.1, "input order");
             assert_eq!(format!("{:?}", together.0), format!("{:?}", sequential.0));
             assert_eq!(len, together.0.instrs.len());

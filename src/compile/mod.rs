@@ -2,7 +2,7 @@
 //! [`Plan`] that the CPU backend runs with fused loops.
 
 mod columns;
-mod fxhash;
+pub(crate) mod fxhash;
 mod inline;
 mod passes;
 mod plan;

@@ -80,8 +80,8 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 
 /// The values already computed, for common-subexpression elimination.
 ///
-/// Most nodes are found by a cheap key: their primitive's kind (and element-wise operation)
-/// and operands (in order, or sorted for commutative operations); the node found must also
+/// Most nodes are found by a cheap key: their primitive's kind (and element-wise operation,
+/// or the parameters of the common structural primitives) and operands (in order, or sorted for commutative operations); the node found must also
 /// have an equal primitive (equal parameters). Nodes whose key is taken by a different
 /// primitive, constants (equal only as the same array) and structured primitives (equal only
 /// with the same sub-graphs) are found by a text key naming all of that instead.
@@ -149,10 +149,24 @@ impl Seen {
     fn plain_key(prim: &Prim, ins: Operands) -> (std::mem::Discriminant<Prim>, u64, Operands) {
         use std::hash::{Hash, Hasher};
         let mut h = FxHasher::default();
+        // The parameters of the structural primitives too: the slices of one value (a split),
+        // its reshapes and broadcasts would otherwise share a key and go by their text.
         match prim {
             Prim::Unary(op) => op.hash(&mut h),
             Prim::Binary(op) => op.hash(&mut h),
             Prim::Proj(k) => k.hash(&mut h),
+            Prim::Reduce { op, axes } => (op, axes).hash(&mut h),
+            Prim::Reshape { shape } => shape.hash(&mut h),
+            Prim::BroadcastInDim { shape, dims } => (shape, dims).hash(&mut h),
+            Prim::Transpose { perm } => perm.hash(&mut h),
+            Prim::Slice { start, stop, stride } => (start, stop, stride).hash(&mut h),
+            Prim::Pad { low, high, interior } => (low, high, interior).hash(&mut h),
+            Prim::Concatenate { axis } => axis.hash(&mut h),
+            Prim::Rev { axes } => axes.hash(&mut h),
+            Prim::Convert { dtype } => dtype.hash(&mut h),
+            Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
+                (lhs_contract, rhs_contract, lhs_batch, rhs_batch).hash(&mut h)
+            }
             _ => {}
         }
         (std::mem::discriminant(prim), h.finish(), ins)
@@ -627,5 +641,40 @@ mod tests {
         let transposes = got.nodes.iter().filter(|n| matches!(n.prim, Prim::Transpose { .. })).count();
         assert_eq!(transposes, 3, "{}", got.dump());
         assert_eq!(got.inputs.len(), 3, "inputs stay, used or not");
+    }
+
+    /// Common-subexpression elimination keys structural primitives by their parameters:
+    /// repeated slices, reshapes and broadcasts of one value merge, distinct ones (a split's
+    /// pieces) stay apart, whichever of them comes first.
+    #[test]
+    fn cse_merges_equal_parameters_only() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![8]));
+        let slice = |a: usize| Prim::Slice { start: vec![a], stop: vec![a + 4], stride: vec![1] };
+        let mut outs = Vec::new();
+        for a in [0, 4, 0, 2, 4, 2] {
+            outs.push(g.push(slice(a), vec![x]).unwrap());
+        }
+        for shape in [vec![2, 4], vec![4, 2], vec![2, 4]] {
+            outs.push(g.push(Prim::Reshape { shape }, vec![x]).unwrap());
+        }
+        for (shape, dims) in [(vec![8, 3], vec![0]), (vec![3, 8], vec![1]), (vec![8, 3], vec![0])] {
+            outs.push(g.push(Prim::BroadcastInDim { shape, dims }, vec![x]).unwrap());
+        }
+        g.outputs = outs;
+        g.validate().unwrap();
+        let opt = optimize(&g);
+        let o = &opt.outputs;
+        // Slices at 0, 4, 0, 2, 4, 2: three distinct; reshapes: two; broadcasts: two.
+        assert_eq!((o[0], o[1], o[3]), (o[2], o[4], o[5]));
+        assert!(o[0] != o[1] && o[0] != o[3] && o[1] != o[3]);
+        assert_eq!(o[6], o[8]);
+        assert_ne!(o[6], o[7]);
+        assert_eq!(o[9], o[11]);
+        assert_ne!(o[9], o[10]);
+        assert_eq!(opt.nodes.len(), 1 + 3 + 2 + 2, "{}", opt.dump());
+        for (v, w) in g.outputs.iter().zip(o) {
+            assert_eq!(g.nodes[v.index()].prim, opt.nodes[w.index()].prim);
+        }
     }
 }

@@ -10,10 +10,10 @@ use crate::array::{Array, Data};
 use crate::backend::cpu::{self, fused, native};
 use crate::ir::{Graph, Var};
 use crate::ops::{Prim, ReduceOp};
-use crate::shape::{strides, Shape};
+use crate::shape::Shape;
 use crate::{DType, Tensor, TensorType};
 use rayon::prelude::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
@@ -153,11 +153,32 @@ fn is_view(prim: &Prim) -> bool {
     )
 }
 
+/// Row-major strides of `shape` as signed steps (one allocation).
+fn dense_strides(shape: &[usize]) -> Vec<isize> {
+    let mut s = vec![1isize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1] as isize;
+    }
+    s
+}
+
+/// Whether `st` are the row-major strides of `shape` (`st == dense_strides(shape)`, without
+/// building them).
+fn is_dense(st: &[isize], shape: &[usize]) -> bool {
+    let mut step = 1isize;
+    st.len() == shape.len()
+        && (0..shape.len()).rev().all(|i| {
+            let ok = st[i] == step;
+            step *= shape[i] as isize;
+            ok
+        })
+}
+
 /// How a fused loop reads `v`: a materialised source value, a base offset and a stride per
 /// axis of `v`, found by composing the views between them.
 fn resolve(g: &Graph, v: Var) -> (Var, isize, Vec<isize>) {
     let node = &g.nodes[v.index()];
-    let contiguous = |shape: &[usize]| -> Vec<isize> { strides(shape).iter().map(|&s| s as isize).collect() };
+    let contiguous = dense_strides;
     if !is_view(&node.prim) {
         return (v, 0, contiguous(&node.ty.shape));
     }
@@ -265,15 +286,50 @@ fn resolve_load(g: &Graph, v: Var, shape: &[usize]) -> (Var, fused::LoadKind) {
         }
     }
     let (src, base, st) = resolve(g, v);
-    let dense: Vec<isize> = strides(shape).iter().map(|&s| s as isize).collect();
     let kind = if g.ty(src).numel() == 1 {
         fused::LoadKind::Scalar
-    } else if base == 0 && st == dense && g.ty(src).numel() == crate::shape::numel(shape) {
+    } else if base == 0 && is_dense(&st, shape) && g.ty(src).numel() == crate::shape::numel(shape) {
         fused::LoadKind::Contiguous
     } else {
         fused::LoadKind::Strided { base, strides: st }
     };
     (src, kind)
+}
+
+/// The readers of each node, in order (a node reading a value twice is listed twice): one
+/// flat list with offsets per node, `users[i]` (no list per node to allocate and free).
+struct Users {
+    start: Vec<u32>,
+    list: Vec<usize>,
+}
+
+impl Users {
+    fn new(g: &Graph) -> Users {
+        let n = g.nodes.len();
+        let mut start = vec![0u32; n + 1];
+        for node in &g.nodes {
+            node.inputs.iter().for_each(|v| start[v.index() + 1] += 1);
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut list = vec![0; start[n] as usize];
+        for (i, node) in g.nodes.iter().enumerate() {
+            for v in &node.inputs {
+                list[fill[v.index()] as usize] = i;
+                fill[v.index()] += 1;
+            }
+        }
+        Users { start, list }
+    }
+}
+
+impl std::ops::Index<usize> for Users {
+    type Output = [usize];
+    fn index(&self, i: usize) -> &[usize] {
+        &self.list[self.start[i] as usize..self.start[i + 1] as usize]
+    }
 }
 
 struct Group {
@@ -315,12 +371,7 @@ impl Plan {
         let padded = super::columns::concatenates_as_pads(g);
         let g = padded.as_ref().unwrap_or(g);
         let n = g.nodes.len();
-        let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, node) in g.nodes.iter().enumerate() {
-            for v in &node.inputs {
-                users[v.index()].push(i);
-            }
-        }
+        let users = Users::new(g);
         let is_output: Vec<bool> = {
             let mut o = vec![false; n];
             g.outputs.iter().for_each(|v| o[v.index()] = true);
@@ -567,15 +618,16 @@ impl Plan {
         let reads: Vec<Vec<usize>> = steps.iter().map(|s| s.inputs().to_vec()).collect();
 
         // 5. Free each slot after its last reader (outputs live to the end).
-        let mut last_read: HashMap<usize, usize> = HashMap::new();
+        // (Per slot, by index: each step frees its slots in increasing order.)
+        let mut last_read: Vec<usize> = vec![usize::MAX; n];
         for (s, ins) in reads.iter().enumerate() {
             for &v in ins {
-                last_read.insert(v, s);
+                last_read[v] = s;
             }
         }
         let mut free_after = vec![Vec::new(); steps.len()];
-        for (v, s) in last_read {
-            if !is_output[v] {
+        for (v, &s) in last_read.iter().enumerate() {
+            if s != usize::MAX && !is_output[v] {
                 free_after[s].push(v);
             }
         }
@@ -1030,7 +1082,7 @@ fn load_key(kind: &fused::LoadKind) -> Vec<i64> {
 fn fused_step(
     g: &Graph,
     grp: &Group,
-    users: &[Vec<usize>],
+    users: &Users,
     is_output: &[bool],
     group_of: &[Option<usize>],
     gid: usize,
@@ -1104,4 +1156,49 @@ fn fused_step(
     };
     let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
     (Step::Fused { prog, ins: inputs.clone(), outs, native: None, in_place: vec![] }, inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::BinaryOp;
+
+    /// The flat reader lists are the per-node lists, in order, repeats included.
+    #[test]
+    fn users_list_every_reader_in_order() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let y = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let a = g.push(Prim::Binary(BinaryOp::Mul), vec![x, x]).unwrap();
+        let b = g.push(Prim::Binary(BinaryOp::Add), vec![a, y]).unwrap();
+        let c = g.push(Prim::Binary(BinaryOp::Sub), vec![x, b]).unwrap();
+        g.outputs = vec![c];
+        let users = Users::new(&g);
+        let mut naive: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
+        for (i, node) in g.nodes.iter().enumerate() {
+            node.inputs.iter().for_each(|v| naive[v.index()].push(i));
+        }
+        for (i, list) in naive.iter().enumerate() {
+            assert_eq!(&users[i], &list[..], "readers of %{i}");
+        }
+        assert_eq!(&users[x.index()], &[a.index(), a.index(), c.index()]);
+        assert!(users[c.index()].is_empty());
+    }
+
+    /// `dense_strides` are `shape::strides`, and `is_dense` recognises exactly them.
+    #[test]
+    fn dense_strides_match_shape_strides() {
+        for shape in [vec![], vec![5], vec![2, 3, 4], vec![3, 0, 2], vec![1, 7, 1]] {
+            let dense = dense_strides(&shape);
+            let expected: Vec<isize> = crate::shape::strides(&shape).iter().map(|&s| s as isize).collect();
+            assert_eq!(dense, expected);
+            assert!(is_dense(&dense, &shape));
+            if let Some(last) = dense.len().checked_sub(1) {
+                let mut other = dense.clone();
+                other[last] += 1;
+                assert!(!is_dense(&other, &shape));
+            }
+            assert!(!is_dense(&dense[..dense.len().saturating_sub(1)], &shape) || shape.is_empty());
+        }
+    }
 }

@@ -299,6 +299,14 @@ impl Tensor {
         }
     }
 
+    /// [`Tensor::ty`] without copying a symbolic tensor's type (what `bind` checks operands with).
+    pub(crate) fn ty_cow(&self) -> std::borrow::Cow<'_, TensorType> {
+        match &self.repr {
+            Repr::Concrete(a) => std::borrow::Cow::Owned(a.ty()),
+            Repr::Traced(t) => std::borrow::Cow::Borrowed(&t.ty),
+        }
+    }
+
     /// The shape.
     ///
     /// ```

@@ -17,6 +17,7 @@
 //! the transformation it belongs to (its *label*, carried in the trace id).
 
 use crate::array::Array;
+use crate::compile::fxhash::FxHashMap;
 use crate::ir::{Graph, Var};
 use crate::ops::Prim;
 use crate::tensor::{Repr, Traced};
@@ -70,9 +71,9 @@ struct Frame {
     /// Outer tensors captured as implicit inputs, in the order of those inputs.
     captures: Vec<Tensor>,
     /// (outer trace id, outer var) -> local implicit input.
-    lifted: HashMap<(u64, Var), Var>,
+    lifted: FxHashMap<(u64, Var), Var>,
     /// Address of a concrete array -> its constant node (the node keeps the `Arc` alive).
-    constants: HashMap<usize, Var>,
+    constants: FxHashMap<usize, Var>,
 }
 
 thread_local! {
@@ -132,8 +133,8 @@ pub(crate) fn trace_as(
             id,
             graph: Graph::default(),
             captures: Vec::new(),
-            lifted: HashMap::new(),
-            constants: HashMap::new(),
+            lifted: FxHashMap::default(),
+            constants: FxHashMap::default(),
         });
         s.len() - 1
     });
@@ -257,8 +258,8 @@ pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
 /// when the operands do not fit.
 #[track_caller]
 pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
-    let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
-    let refs: Vec<&TensorType> = tys.iter().collect();
+    let tys: Vec<std::borrow::Cow<TensorType>> = inputs.iter().map(|t| t.ty_cow()).collect();
+    let refs: Vec<&TensorType> = tys.iter().map(|t| t.as_ref()).collect();
     let ty = match prim.infer_type(&refs) {
         Ok(ty) => ty,
         Err(e) => panic!("{}: {e}", prim.name()),
@@ -291,8 +292,8 @@ pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
 /// operands do not fit.
 #[track_caller]
 pub fn bind_multi(prim: Prim, inputs: &[&Tensor]) -> Vec<Tensor> {
-    let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
-    let refs: Vec<&TensorType> = tys.iter().collect();
+    let tys: Vec<std::borrow::Cow<TensorType>> = inputs.iter().map(|t| t.ty_cow()).collect();
+    let refs: Vec<&TensorType> = tys.iter().map(|t| t.as_ref()).collect();
     let out_types = match prim.output_types(&refs) {
         Ok(ts) => ts,
         Err(e) => panic!("{}: {e}", prim.name()),
