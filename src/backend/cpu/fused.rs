@@ -578,8 +578,10 @@ struct Registers(Vec<Data>);
 /// The most spare register sets a thread keeps (whole sets, one per recent program shape).
 const SPARE_SETS: usize = 16;
 
-/// The most registers in a set kept spare (each holds at most [`BLOCK`] elements).
-const SPARE_SET_REGISTERS: usize = 64;
+/// The most elements (all registers together) of a set kept spare: with [`SPARE_SETS`], at
+/// most 1 MiB per thread. Small loops, where allocating registers costs most relative to the
+/// work, fit; large ones allocate theirs per run as before.
+const SPARE_SET_ELEMENTS: usize = 8192;
 
 thread_local! {
     /// Register sets of loops run on this thread, most recent last.
@@ -601,7 +603,7 @@ impl std::ops::DerefMut for Registers {
 
 impl Drop for Registers {
     fn drop(&mut self) {
-        if self.0.is_empty() || self.0.len() > SPARE_SET_REGISTERS {
+        if self.0.is_empty() || self.0.len() * self.0[0].len() > SPARE_SET_ELEMENTS {
             return;
         }
         let set = std::mem::take(&mut self.0);
