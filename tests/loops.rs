@@ -228,3 +228,69 @@ fn a_body_changing_the_carry_type_is_an_error() {
     });
     assert!(msg.contains("cond_fn") && msg.contains("bool"), "{msg}");
 }
+
+// --- loops branch (issue 12): storage reuse across iterations must not change values -------------
+// Compiled loops hand replaced carries back to the body's plan, whose next results are written
+// into them, and a scan copies each `xs` row into the previous row's storage when no one else
+// holds it. Bodies that pass rows and carries through (so storage is shared) must still give the
+// eager loop's values, bit for bit.
+
+#[test]
+fn scan_passing_rows_through_matches_eager_bitwise() {
+    let n = 40;
+    let xs = Tensor::from_vec((0..2 * n).map(|i| (i as f64 * 0.37).sin()).collect::<Vec<f64>>(), &[n, 2]);
+    // Carry 0 becomes the row itself, carry 1 accumulates; ys: the row and the old carry.
+    let f = |(c0, c1, xs): &(Tensor, Tensor, Tensor)| {
+        scan(
+            |(a, b): &(Tensor, Tensor), x: &Tensor| ((x.clone(), b * 0.5 + x + a), (x.clone(), a.clone())),
+            &(c0.clone(), c1.clone()),
+            xs,
+            None,
+            false,
+        )
+    };
+    let args = (Tensor::from_vec(vec![1.0, 2.0], &[2]), Tensor::from_vec(vec![0.0, 0.0], &[2]), xs.clone());
+    let ((a, b), (rows, olds)) = f(&args);
+    let jf = jit(f);
+    for _ in 0..3 {
+        let ((ja, jb), (jrows, jolds)) = jf(&args);
+        assert_eq!(ja.to_vec::<f64>(), a.to_vec::<f64>());
+        assert_eq!(jb.to_vec::<f64>(), b.to_vec::<f64>());
+        assert_eq!(jrows.to_vec::<f64>(), xs.to_vec::<f64>(), "ys[i] must be row i");
+        assert_eq!(jolds.to_vec::<f64>(), olds.to_vec::<f64>());
+    }
+    assert_eq!(rows.to_vec::<f64>(), xs.to_vec::<f64>());
+    assert_eq!(a.to_vec::<f64>(), xs.to_vec::<f64>()[2 * n - 2..].to_vec(), "the last row");
+}
+
+#[test]
+fn while_with_unchanged_and_swapped_carries_matches_eager_bitwise() {
+    // (k, u, v, w): u and v swap every iteration, w is passed through unchanged, so carries share
+    // storage with each other and with the loop's inputs.
+    let f = |(u, v, w): &(Tensor, Tensor, Tensor)| {
+        while_loop(
+            |(k, _, _, _): &(Tensor, Tensor, Tensor, Tensor)| k.lt(25.0),
+            |(k, u, v, w): &(Tensor, Tensor, Tensor, Tensor)| (k + 1.0, v * 1.01 + w, u.clone(), w.clone()),
+            &(Tensor::scalar(0.0), u.clone(), v.clone(), w.clone()),
+        )
+    };
+    let args = (
+        Tensor::from_vec(vec![1.0, -2.0, 3.0], &[3]),
+        Tensor::from_vec(vec![0.5, 0.25, -1.0], &[3]),
+        Tensor::from_vec(vec![0.1, 0.2, 0.3], &[3]),
+    );
+    let (k, u, v, w) = f(&args);
+    let jf = jit(f);
+    for _ in 0..3 {
+        let (jk, ju, jv, jw) = jf(&args);
+        assert_eq!(jk.item::<f64>(), 25.0);
+        assert_eq!(k.item::<f64>(), 25.0);
+        assert_eq!(ju.to_vec::<f64>(), u.to_vec::<f64>());
+        assert_eq!(jv.to_vec::<f64>(), v.to_vec::<f64>());
+        assert_eq!(jw.to_vec::<f64>(), w.to_vec::<f64>());
+        // The inputs are untouched by the loop's reuse of storage.
+        assert_eq!(args.2.to_vec::<f64>(), vec![0.1, 0.2, 0.3]);
+        assert_eq!(args.0.to_vec::<f64>(), vec![1.0, -2.0, 3.0]);
+    }
+    assert_ne!(u.to_vec::<f64>(), args.0.to_vec::<f64>());
+}

@@ -61,11 +61,82 @@ impl Step {
 /// allocate (and page-fault) nothing for them.
 const POOL_LIMIT: usize = 64;
 
+/// Scratch sets kept between runs (one per run of the plan in flight at once).
+const SCRATCH_LIMIT: usize = 4;
+
+/// What a run of a plan reuses from earlier runs.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Storage of intermediates freed by earlier runs (and of values handed back, see
+    /// [`SubPlans`]).
+    pool: Vec<Data>,
+    /// The slot table: between runs it holds the constants only (set when the scratch is
+    /// made, never freed), so a run does not touch their reference counts.
+    slots: Vec<Option<Arc<Array>>>,
+}
+
+/// Storage for an output of `len` elements from `pool`: a recycled buffer, or a new one left
+/// uninitialised. Only for kernels that overwrite all of it (fused loops and gemm).
+fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
+    match pool.iter().rposition(|d| d.dtype() == dtype && d.len() == len) {
+        Some(i) => pool.swap_remove(i),
+        // SAFETY: every buffer taken here is overwritten completely before it is read:
+        // fused loops write all their output elements, gemm writes its whole output
+        // without reading it (the only two users, see `run_with`). Crate-private; the
+        // sizes come from the plan's validated graph, whose inputs `run` checks.
+        None => unsafe { Data::for_overwrite(dtype, len) },
+    }
+}
+
+impl Scratch {
+    fn recycle(&mut self, data: Data) {
+        if self.pool.len() < POOL_LIMIT {
+            self.pool.push(data);
+        }
+    }
+
+    /// Drops the values read for the last time, recycling their storage.
+    fn free(&mut self, free: &[usize]) {
+        for &v in free {
+            // Only intermediates are uniquely owned here (inputs and constants are shared).
+            if let Some(Ok(array)) = self.slots[v].take().map(Arc::try_unwrap) {
+                self.recycle(array.data);
+            }
+        }
+    }
+}
+
+/// The sub-plans of a structured step as its [`SubRunner`](crate::ops::SubRunner): the
+/// storage of values the primitive hands back (a loop's old carries, when no one else holds
+/// them) joins the pool of the sub-plan that made them at its next run, so a loop allocates
+/// nothing per iteration for its carries.
+struct SubPlans<'a> {
+    plans: &'a [Plan],
+    /// Per sub-plan, storage handed back since its last run.
+    spare: Vec<Vec<Data>>,
+}
+
+impl crate::ops::SubRunner for SubPlans<'_> {
+    fn run(&mut self, k: usize, args: &[Tensor]) -> Vec<Tensor> {
+        self.plans[k].run_reusing(args, &mut self.spare[k])
+    }
+
+    fn recycle(&mut self, k: usize, value: Tensor) {
+        if let crate::tensor::Repr::Concrete(arc) = value.repr {
+            if let (true, Ok(array)) = (self.spare[k].len() < POOL_LIMIT, Arc::try_unwrap(arc)) {
+                self.spare[k].push(array.data);
+            }
+        }
+    }
+}
+
 /// An executable plan: value slots are graph vars; inputs and constants are preloaded.
 #[derive(Debug)]
 pub struct Plan {
-    /// Storage of intermediates freed by earlier runs, for reuse.
-    pool: Mutex<Vec<Data>>,
+    /// What earlier runs left for reuse: each run takes one [`Scratch`] (a new one when
+    /// another run holds them all) and gives it back, so a run locks this twice, not once
+    /// per buffer (a loop body's sub-plan runs once per iteration).
+    scratch: Mutex<Vec<Scratch>>,
     steps: Vec<Step>,
     /// After step `i`, these slots are no longer needed.
     free_after: Vec<Vec<usize>>,
@@ -74,6 +145,8 @@ pub struct Plan {
     /// The dtype and shape each argument must have: kernels index buffers by them.
     input_types: Vec<TensorType>,
     constants: Vec<(usize, Arc<Array>)>,
+    /// Which slots hold constants.
+    const_slot: Vec<bool>,
     outputs: Vec<usize>,
     /// Whether some step splits its work over the thread pool.
     parallel: bool,
@@ -627,7 +700,8 @@ impl Plan {
         }
         let mut free_after = vec![Vec::new(); steps.len()];
         for (v, &s) in last_read.iter().enumerate() {
-            if s != usize::MAX && !is_output[v] {
+            // (Constants stay in their slots for the next run: see `Scratch::slots`.)
+            if s != usize::MAX && !is_output[v] && !matches!(g.nodes[v].prim, Prim::Constant(_)) {
                 free_after[s].push(v);
             }
         }
@@ -644,20 +718,29 @@ impl Plan {
             }
         }
         let steps_len = steps.len();
+        // (A structured step whose sub-plans have parallel steps counts too: the whole plan then
+        // moves to a pool thread once, rather than each run of a sub-plan — once per loop
+        // iteration — handing its work over and sleeping until it is done.)
         let parallel = steps.iter().any(|s| match s {
             Step::Fused { prog, .. } => fused::runs_in_parallel(prog),
+            Step::Multi { subs, .. } => subs.iter().any(|p| p.parallel),
             s => product_size(s).is_some(),
         });
         let together = concurrent_products(&steps, &product_size, threads);
         Plan {
             parallel,
             together,
-            pool: Mutex::new(Vec::new()),
+            scratch: Mutex::new(Vec::new()),
             steps,
             free_after,
             num_slots: n,
             inputs: g.inputs.iter().map(|v| v.index()).collect(),
             input_types: g.inputs.iter().map(|v| g.ty(*v).clone()).collect(),
+            const_slot: {
+                let mut c = vec![false; n];
+                constants.iter().for_each(|&(s, _)| c[s] = true);
+                c
+            },
             constants,
             outputs: g.outputs.iter().map(|v| v.index()).collect(),
             profile: profiling().then(|| Mutex::new((vec![std::time::Duration::ZERO; steps_len], 0))),
@@ -682,6 +765,13 @@ impl Plan {
     /// ```
     #[track_caller]
     pub fn run(&self, args: &[Tensor]) -> Vec<Tensor> {
+        self.run_reusing(args, &mut Vec::new())
+    }
+
+    /// [`Plan::run`], its buffer pool first topped up with `spare` (storage of values this
+    /// plan returned earlier, which the caller is done with: see [`SubPlans`]).
+    #[track_caller]
+    fn run_reusing(&self, args: &[Tensor], spare: &mut Vec<Data>) -> Vec<Tensor> {
         self.check_args(args);
         // A plan with parallel steps runs on a pool thread: its kernels (fused loops, gemm)
         // then share work with the other pool threads directly, instead of this thread handing
@@ -689,10 +779,10 @@ impl Plan {
         // Plans without parallel steps stay here: the hop alone costs microseconds.
         if self.parallel && rayon::current_thread_index().is_none() {
             let mut out = None;
-            rayon::scope(|s| s.spawn(|_| out = Some(self.run_here(args))));
+            rayon::scope(|s| s.spawn(|_| out = Some(self.run_here(args, spare))));
             return out.expect("the plan ran");
         }
-        self.run_here(args)
+        self.run_here(args, spare)
     }
 
     /// Panics at the caller's line unless `args` are concrete and typed like the graph's inputs
@@ -727,13 +817,37 @@ impl Plan {
         );
     }
 
-    fn run_here(&self, args: &[Tensor]) -> Vec<Tensor> {
-        let mut slots: Vec<Option<Arc<Array>>> = vec![None; self.num_slots];
+    fn run_here(&self, args: &[Tensor], spare: &mut Vec<Data>) -> Vec<Tensor> {
+        let taken = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut scratch = taken.unwrap_or_else(|| {
+            let mut slots = vec![None; self.num_slots];
+            for (s, a) in &self.constants {
+                slots[*s] = Some(a.clone());
+            }
+            Scratch { pool: Vec::new(), slots }
+        });
+        let room = POOL_LIMIT.saturating_sub(scratch.pool.len()).min(spare.len());
+        scratch.pool.extend(spare.drain(..room));
+        spare.clear();
+        let outputs = self.run_with(&mut scratch, args);
+        // Everything but the constants leaves the table: values read for the last time were
+        // freed as the run went, what is left (inputs, outputs) is dropped here.
+        for (slot, is_const) in scratch.slots.iter_mut().zip(&self.const_slot) {
+            if !is_const {
+                *slot = None;
+            }
+        }
+        let mut kept = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < SCRATCH_LIMIT {
+            kept.push(scratch);
+        }
+        outputs
+    }
+
+    fn run_with(&self, scratch: &mut Scratch, args: &[Tensor]) -> Vec<Tensor> {
+        let slots = &mut scratch.slots;
         for (&s, a) in self.inputs.iter().zip(args) {
             slots[s] = Some(a.concrete_arc());
-        }
-        for (s, a) in &self.constants {
-            slots[*s] = Some(a.clone());
         }
         let mut times = self.profile.as_ref().map(|_| Vec::with_capacity(self.steps.len()));
         let mut i = 0;
@@ -743,20 +857,27 @@ impl Plan {
                 // Independent products at the same time, their blocks in one pool (a thread
                 // done with one product takes blocks of the other rather than wait for it).
                 let started = std::time::Instant::now();
+                let pool = Mutex::new(&mut scratch.pool);
+                let slots = &scratch.slots;
                 let values: Vec<Array> = (i..i + group)
                     .into_par_iter()
                     .map(|s| match &self.steps[s] {
-                        Step::Kernel { prim, ins, ty, .. } => self.product(prim, ins, ty, &slots, true),
+                        Step::Kernel { prim, ins, ty, .. } => {
+                            let mut buffer = |dtype: DType, len: usize| {
+                                take_buffer(&mut pool.lock().unwrap_or_else(|e| e.into_inner()), dtype, len)
+                            };
+                            product(prim, ins, ty, slots, true, &mut buffer)
+                        }
                         Step::Fused { .. } | Step::Multi { .. } => unreachable!("groups hold products only"),
                     })
                     .collect();
                 for (s, value) in (i..i + group).zip(values) {
                     if let Step::Kernel { out, .. } = &self.steps[s] {
-                        slots[*out] = Some(Arc::new(value));
+                        scratch.slots[*out] = Some(Arc::new(value));
                     }
                 }
                 for s in i..i + group {
-                    self.free(&mut slots, &self.free_after[s]);
+                    scratch.free(&self.free_after[s]);
                 }
                 if let Some(times) = times.as_mut() {
                     times.extend(std::iter::repeat_n(started.elapsed() / group as u32, group));
@@ -767,6 +888,8 @@ impl Plan {
             let (step, free) = (&self.steps[i], &self.free_after[i]);
             i += 1;
             let started = times.as_ref().map(|_| std::time::Instant::now());
+            let Scratch { pool, slots } = &mut *scratch;
+            let mut buffer = |dtype: DType, len: usize| take_buffer(pool, dtype, len);
             match step {
                 // A reshape of a value read for the last time takes over its storage.
                 Step::Kernel { prim: Prim::Reshape { shape }, ins, out, .. }
@@ -778,7 +901,7 @@ impl Plan {
                     slots[*out] = Some(Arc::new(array));
                 }
                 Step::Kernel { prim, ins, out, ty } => {
-                    let value = self.product(prim, ins, ty, &slots, true);
+                    let value = product(prim, ins, ty, slots, true, &mut buffer);
                     slots[*out] = Some(Arc::new(value));
                 }
                 Step::Fused { prog, ins, outs, native: Some(kernel), in_place }
@@ -795,16 +918,16 @@ impl Plan {
                         .enumerate()
                         .map(|(p, &v)| if in_place.contains(&Some(p)) { None } else { slots[v].as_deref() })
                         .collect();
-                    let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
                     let values = fused::run_in_place(prog, kernel, &arrays, owned, in_place, &mut buffer);
+                    drop(arrays);
                     for (&o, v) in outs.iter().zip(values) {
                         slots[o] = Some(Arc::new(v));
                     }
                 }
                 Step::Fused { prog, ins, outs, native, .. } => {
                     let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
-                    let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
                     let values = fused::run(prog, native.as_deref(), &arrays, &mut buffer);
+                    drop(arrays);
                     for (&o, v) in outs.iter().zip(values) {
                         slots[o] = Some(Arc::new(v));
                     }
@@ -812,13 +935,14 @@ impl Plan {
                 Step::Multi { prim, ins, outs, subs } => {
                     let args: Vec<Tensor> =
                         ins.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("ready"))).collect();
-                    let values = crate::ops::run_structured(prim, &args, &mut |k, a| subs[k].run(a));
+                    let mut runner = SubPlans { plans: subs, spare: vec![Vec::new(); subs.len()] };
+                    let values = crate::ops::run_structured(prim, &args, &mut runner);
                     for &(k, o) in outs {
                         slots[o] = Some(values[k].concrete_arc());
                     }
                 }
             }
-            self.free(&mut slots, free);
+            scratch.free(free);
             if let (Some(times), Some(started)) = (times.as_mut(), started) {
                 times.push(started.elapsed());
             }
@@ -828,68 +952,16 @@ impl Plan {
             p.0.iter_mut().zip(times).for_each(|(t, d)| *t += d);
             p.1 += 1;
         }
-        self.outputs.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("output computed"))).collect()
-    }
-
-    /// Runs a kernel step (products through gemm into recycled storage, on all threads or,
-    /// with `threads` false, on this one).
-    fn product(
-        &self,
-        prim: &Prim,
-        ins: &[usize],
-        ty: &TensorType,
-        slots: &[Option<Arc<Array>>],
-        threads: bool,
-    ) -> Array {
-        let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
-        match prim {
-            Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => {
-                let mut buffer = |dtype: DType, len: usize| self.take_buffer(dtype, len);
-                cpu::dot::dot_general_with(
-                    arrays[0],
-                    arrays[1],
-                    lhs_contract,
-                    rhs_contract,
-                    lhs_batch,
-                    rhs_batch,
-                    ty,
-                    &mut buffer,
-                    threads,
-                )
-            }
-            _ => cpu::kernel(prim, &arrays, ty),
-        }
-    }
-
-    /// Drops the values read for the last time, recycling their storage.
-    fn free(&self, slots: &mut [Option<Arc<Array>>], free: &[usize]) {
-        for &v in free {
-            // Only intermediates are uniquely owned here (inputs and constants are shared).
-            if let Some(Ok(array)) = slots[v].take().map(Arc::try_unwrap) {
-                self.recycle(array.data);
-            }
-        }
-    }
-
-    /// Storage for an output of `len` elements: a recycled buffer, or a new one left
-    /// uninitialised. Only for kernels that overwrite all of it (fused loops and gemm).
-    fn take_buffer(&self, dtype: DType, len: usize) -> Data {
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        match pool.iter().position(|d| d.dtype() == dtype && d.len() == len) {
-            Some(i) => pool.swap_remove(i),
-            // SAFETY: every buffer taken here is overwritten completely before it is read:
-            // fused loops write all their output elements, gemm writes its whole output
-            // without reading it (the only two users, see `run_here`). Crate-private; the
-            // sizes come from the plan's validated graph, whose inputs `run` checks.
-            None => unsafe { Data::for_overwrite(dtype, len) },
-        }
-    }
-
-    fn recycle(&self, data: Data) {
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOL_LIMIT {
-            pool.push(data);
-        }
+        // Outputs leave their slots (a value returned twice, or a constant, is shared).
+        let n = self.outputs.len();
+        (0..n)
+            .map(|i| {
+                let v = self.outputs[i];
+                let slot = &mut scratch.slots[v];
+                let last = !self.const_slot[v] && !self.outputs[i + 1..].contains(&v);
+                Tensor::from_arc(if last { slot.take() } else { slot.clone() }.expect("output computed"))
+            })
+            .collect()
     }
 
     /// A readable listing of the steps.
@@ -1036,13 +1108,14 @@ impl Plan {
     /// A copy sharing the compiled kernels, with an empty buffer pool.
     fn duplicate(&self) -> Plan {
         Plan {
-            pool: Mutex::new(Vec::new()),
+            scratch: Mutex::new(Vec::new()),
             steps: self.steps.clone(),
             free_after: self.free_after.clone(),
             num_slots: self.num_slots,
             inputs: self.inputs.clone(),
             input_types: self.input_types.clone(),
             constants: self.constants.clone(),
+            const_slot: self.const_slot.clone(),
             outputs: self.outputs.clone(),
             parallel: self.parallel,
             together: self.together.clone(),
@@ -1053,6 +1126,33 @@ impl Plan {
     /// Number of steps (fused loops and kernel calls).
     pub fn num_steps(&self) -> usize {
         self.steps.len()
+    }
+}
+
+/// Runs a kernel step (products through gemm into storage from `buffer`, on all threads or,
+/// with `threads` false, on this one).
+fn product(
+    prim: &Prim,
+    ins: &[usize],
+    ty: &TensorType,
+    slots: &[Option<Arc<Array>>],
+    threads: bool,
+    buffer: &mut dyn FnMut(DType, usize) -> Data,
+) -> Array {
+    let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
+    match prim {
+        Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } => cpu::dot::dot_general_with(
+            arrays[0],
+            arrays[1],
+            lhs_contract,
+            rhs_contract,
+            lhs_batch,
+            rhs_batch,
+            ty,
+            buffer,
+            threads,
+        ),
+        _ => cpu::kernel(prim, &arrays, ty),
     }
 }
 

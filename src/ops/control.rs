@@ -69,12 +69,8 @@ fn taken(index: &Tensor, n: usize) -> usize {
 }
 
 /// Runs the selected branch on concrete operands.
-pub(crate) fn cond_run(
-    n: usize,
-    args: &[Tensor],
-    run_sub: &mut dyn FnMut(usize, &[Tensor]) -> Vec<Tensor>,
-) -> Vec<Tensor> {
-    run_sub(taken(&args[0], n), &args[1..])
+pub(crate) fn cond_run(n: usize, args: &[Tensor], run_sub: &mut dyn super::SubRunner) -> Vec<Tensor> {
+    run_sub.run(taken(&args[0], n), &args[1..])
 }
 
 /// `cond` of the given branches on the operands, or the taken branch inlined when the index

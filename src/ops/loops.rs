@@ -50,7 +50,7 @@
 //!   `xs` behind the loop axis, and of its `ys` back in front.
 
 use super::rules::{with_batch_axis, LinArg};
-use super::Prim;
+use super::{Prim, SubRunner};
 use crate::array::{Array, Data};
 use crate::compile::dce;
 use crate::ir::{Graph, SubGraph, Var};
@@ -149,6 +149,35 @@ fn row(x: &Tensor, i: usize) -> Tensor {
     Tensor::from_array(Array::new(a.shape[1..].to_vec(), data))
 }
 
+/// Sets `slot` to row `i` of `x`: copied into `slot`'s own storage when no one else holds it
+/// (the row of the previous iteration, already read), else into a new tensor.
+fn set_row(slot: &mut Tensor, x: &Tensor, i: usize) {
+    if let crate::tensor::Repr::Concrete(arc) = &mut slot.repr {
+        if let Some(dst) = std::sync::Arc::get_mut(arc) {
+            let src = x.as_concrete().expect("loops run on concrete values");
+            let r = dst.data.len();
+            if src.data.dtype() == dst.data.dtype() && src.numel() == r * src.shape[0] {
+                copy_range(&mut dst.data, &src.data, i * r);
+                return;
+            }
+        }
+    }
+    *slot = row(x, i);
+}
+
+/// Copies `src[start..start + dst.len()]` over `dst` (same dtype).
+fn copy_range(dst: &mut Data, src: &Data, start: usize) {
+    let r = dst.len();
+    match (dst, src) {
+        (Data::F32(d), Data::F32(s)) => d.copy_from_slice(&s[start..start + r]),
+        (Data::F64(d), Data::F64(s)) => d.copy_from_slice(&s[start..start + r]),
+        (Data::I32(d), Data::I32(s)) => d.copy_from_slice(&s[start..start + r]),
+        (Data::I64(d), Data::I64(s)) => d.copy_from_slice(&s[start..start + r]),
+        (Data::Bool(d), Data::Bool(s)) => d.copy_from_slice(&s[start..start + r]),
+        _ => unreachable!("copy_range: dtypes differ"),
+    }
+}
+
 /// Writes `src` as row `i` of `dst`.
 fn write_row(dst: &mut Data, i: usize, src: &Data) {
     let r = src.len();
@@ -162,28 +191,34 @@ fn write_row(dst: &mut Data, i: usize, src: &Data) {
     }
 }
 
-/// Runs a `while` on concrete operands.
-pub(crate) fn while_run(
-    consts: usize,
-    args: &[Tensor],
-    run_sub: &mut dyn FnMut(usize, &[Tensor]) -> Vec<Tensor>,
-) -> Vec<Tensor> {
+/// Runs a `while` on concrete operands. The predicates read and the carries replaced go
+/// back to `run_sub` (a plan reuses their storage for the next iteration's results).
+pub(crate) fn while_run(consts: usize, args: &[Tensor], run_sub: &mut dyn SubRunner) -> Vec<Tensor> {
     let mut state = args.to_vec();
-    while run_sub(0, &state)[0].item::<bool>() {
-        let next = run_sub(1, &state);
+    loop {
+        let mut p = run_sub.run(0, &state);
+        let pred = p.pop().expect("cond has one result");
+        let live = pred.item::<bool>();
+        run_sub.recycle(0, pred);
+        if !live {
+            break;
+        }
+        let next = run_sub.run(1, &state);
         for (slot, v) in state[consts..].iter_mut().zip(next) {
-            *slot = v;
+            let old = std::mem::replace(slot, v);
+            run_sub.recycle(1, old);
         }
     }
     state.split_off(consts)
 }
 
-/// Runs a `scan` on concrete operands.
+/// Runs a `scan` on concrete operands (replaced carries and copied `ys` go back to `run_sub`,
+/// each iteration's `xs` rows are copied into the previous iteration's where it can).
 pub(crate) fn scan_run(
     body: &SubGraph,
     (consts, carries, length, reverse): (usize, usize, usize, bool),
     args: &[Tensor],
-    run_sub: &mut dyn FnMut(usize, &[Tensor]) -> Vec<Tensor>,
+    run_sub: &mut dyn SubRunner,
 ) -> Vec<Tensor> {
     let y_types: Vec<TensorType> = body.output_types()[carries..].to_vec();
     let mut ys: Vec<Data> = y_types.iter().map(|t| Data::filled(t.dtype, 0.0, t.numel() * length)).collect();
@@ -192,15 +227,21 @@ pub(crate) fn scan_run(
     for step in 0..length {
         let i = if reverse { length - 1 - step } else { step };
         for (k, x) in xs.iter().enumerate() {
-            state[consts + carries + k] = row(x, i);
+            if step == 0 {
+                state[consts + carries + k] = row(x, i);
+            } else {
+                set_row(&mut state[consts + carries + k], x, i);
+            }
         }
-        let outs = run_sub(0, &state);
+        let outs = run_sub.run(0, &state);
         let mut outs = outs.into_iter();
         for slot in &mut state[consts..consts + carries] {
-            *slot = outs.next().expect("a carry");
+            let old = std::mem::replace(slot, outs.next().expect("a carry"));
+            run_sub.recycle(0, old);
         }
         for (dst, y) in ys.iter_mut().zip(outs) {
             write_row(dst, i, &y.as_concrete().expect("concrete").data);
+            run_sub.recycle(0, y);
         }
     }
     let mut result = state[consts..consts + carries].to_vec();

@@ -575,18 +575,33 @@ impl Prim {
     }
 }
 
-/// Runs a primitive with several results on concrete operands. `run_sub(k, args)` runs the
-/// primitive's sub-graph `k` (eagerly: [`crate::eval_graph`]; in a plan: its compiled
-/// sub-plan), so each structured primitive's semantics are written once, here.
-pub(crate) fn run_structured(
-    prim: &Prim,
-    args: &[crate::Tensor],
-    run_sub: &mut dyn FnMut(usize, &[crate::Tensor]) -> Vec<crate::Tensor>,
-) -> Vec<crate::Tensor> {
+/// How a structured primitive runs its sub-graphs on concrete values (see [`run_structured`]):
+/// eagerly through [`crate::eval_graph`], or in a plan through compiled sub-plans. Any
+/// `FnMut(usize, &[Tensor]) -> Vec<Tensor>` closure is one (running, recycling nothing).
+pub(crate) trait SubRunner {
+    /// Runs sub-graph `k` on `args`.
+    fn run(&mut self, k: usize, args: &[crate::Tensor]) -> Vec<crate::Tensor>;
+
+    /// Hands back `value`, a result of sub-graph `k` that the primitive no longer needs (a
+    /// loop's replaced carry, a predicate already read), so that its storage may serve a
+    /// later run of `k` (a plan recycles it into `k`'s buffer pool when no one else holds it).
+    fn recycle(&mut self, _k: usize, _value: crate::Tensor) {}
+}
+
+impl<F: FnMut(usize, &[crate::Tensor]) -> Vec<crate::Tensor>> SubRunner for F {
+    fn run(&mut self, k: usize, args: &[crate::Tensor]) -> Vec<crate::Tensor> {
+        self(k, args)
+    }
+}
+
+/// Runs a primitive with several results on concrete operands. `run_sub` runs the
+/// primitive's sub-graphs (eagerly: [`crate::eval_graph`]; in a plan: its compiled
+/// sub-plans), so each structured primitive's semantics are written once, here.
+pub(crate) fn run_structured(prim: &Prim, args: &[crate::Tensor], run_sub: &mut dyn SubRunner) -> Vec<crate::Tensor> {
     match prim {
         Prim::Cond { branches } => control::cond_run(branches.len(), args, run_sub),
         // Evaluation runs the function (sub-graph 0); the rules only matter to transformations.
-        Prim::CustomJvp { .. } | Prim::CustomVjp { .. } | Prim::Checkpoint { .. } => run_sub(0, args),
+        Prim::CustomJvp { .. } | Prim::CustomVjp { .. } | Prim::Checkpoint { .. } => run_sub.run(0, args),
         Prim::CustomVjpCall { name, .. } => custom::forward_mode_error(name),
         Prim::Linalg(op) => linalg::run_multi(op, args),
         Prim::While { consts, .. } => loops::while_run(*consts, args, run_sub),

@@ -303,7 +303,7 @@ pub fn bind_multi(prim: Prim, inputs: &[&Tensor]) -> Vec<Tensor> {
     match top {
         None => {
             let args: Vec<Tensor> = inputs.iter().map(|&t| t.clone()).collect();
-            crate::ops::run_structured(&prim, &args, &mut |k, a| eval_graph(prim.subgraphs()[k], a))
+            crate::ops::run_structured(&prim, &args, &mut |k: usize, a: &[Tensor]| eval_graph(prim.subgraphs()[k], a))
         }
         Some(top) => {
             let (trace, level) = (top.trace, top.level);

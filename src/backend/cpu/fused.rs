@@ -502,15 +502,24 @@ fn mask(out: &mut Data, src: View, valid: &[(isize, isize)], fill: f64, shape: &
 
 /// Runs the program on one block `[start, start+n)`, leaving results in the registers.
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
-    // Contiguous inputs are read in place; other loads fill their register.
-    let direct: Vec<Option<View>> = prog
-        .instrs
-        .iter()
-        .map(|instr| match instr {
-            Instr::Load { input, kind: LoadKind::Contiguous } => Some(View::range(&inputs[*input].data, start, n)),
-            _ => None,
-        })
-        .collect();
+    // Contiguous inputs are read in place; other loads fill their register. (On the stack
+    // for short programs: a loop over a few elements, run once per iteration of a compiled
+    // `while`, spent a noticeable share of its time allocating this.)
+    const ON_STACK: usize = 32;
+    let mut stack: [Option<View>; ON_STACK] = [None; ON_STACK];
+    let mut heap: Vec<Option<View>> = Vec::new();
+    let direct: &mut [Option<View>] = if prog.instrs.len() <= ON_STACK {
+        &mut stack[..prog.instrs.len()]
+    } else {
+        heap.resize(prog.instrs.len(), None);
+        &mut heap
+    };
+    for (d, instr) in direct.iter_mut().zip(&prog.instrs) {
+        if let Instr::Load { input, kind: LoadKind::Contiguous } = instr {
+            *d = Some(View::range(&inputs[*input].data, start, n));
+        }
+    }
+    let direct: &[Option<View>] = direct;
     for (i, instr) in prog.instrs.iter().enumerate() {
         match instr {
             Instr::Load { kind: LoadKind::Contiguous, .. } => {}
@@ -522,7 +531,7 @@ fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize,
             }
             _ => {
                 let (before, rest) = regs.split_at_mut(i);
-                step(instr, before, &direct, &mut rest[0], n)
+                step(instr, before, direct, &mut rest[0], n)
             }
         }
     }
@@ -560,9 +569,69 @@ impl<'a> View<'a> {
     }
 }
 
-fn registers(prog: &Program) -> Vec<Data> {
+/// A loop's registers (one block of elements per instruction), taken from this thread's
+/// spare sets and given back to them when dropped: a small loop run once per iteration of a
+/// compiled `while` would otherwise allocate (and zero) one buffer per instruction each time.
+/// A register is written before it is read in every block, so reused ones need no zeroing.
+struct Registers(Vec<Data>);
+
+/// The most spare register sets a thread keeps (whole sets, one per recent program shape).
+const SPARE_SETS: usize = 16;
+
+/// The most elements (all registers together) of a set kept spare: with [`SPARE_SETS`], at
+/// most 1 MiB per thread. Small loops, where allocating registers costs most relative to the
+/// work, fit; large ones allocate theirs per run as before.
+const SPARE_SET_ELEMENTS: usize = 8192;
+
+thread_local! {
+    /// Register sets of loops run on this thread, most recent last.
+    static SPARES: std::cell::RefCell<Vec<Vec<Data>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl std::ops::Deref for Registers {
+    type Target = Vec<Data>;
+    fn deref(&self) -> &Vec<Data> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Registers {
+    fn deref_mut(&mut self) -> &mut Vec<Data> {
+        &mut self.0
+    }
+}
+
+impl Drop for Registers {
+    fn drop(&mut self) {
+        if self.0.is_empty() || self.0.len() * self.0[0].len() > SPARE_SET_ELEMENTS {
+            return;
+        }
+        let set = std::mem::take(&mut self.0);
+        let _ = SPARES.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() >= SPARE_SETS {
+                    s.remove(0);
+                }
+                s.push(set);
+            }
+        });
+    }
+}
+
+fn registers(prog: &Program) -> Registers {
     let len = BLOCK.min(numel(&prog.shape));
-    prog.dtypes.iter().map(|&d| Data::filled(d, 0.0, len)).collect()
+    let fits = |set: &Vec<Data>| {
+        set.len() == prog.dtypes.len() && set.iter().zip(&prog.dtypes).all(|(d, &t)| d.dtype() == t && d.len() == len)
+    };
+    let spare = SPARES
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let i = s.iter().rposition(fits)?;
+            Some(s.swap_remove(i))
+        })
+        .ok()
+        .flatten();
+    Registers(spare.unwrap_or_else(|| prog.dtypes.iter().map(|&d| Data::filled(d, 0.0, len)).collect()))
 }
 
 /// A raw pointer that may cross threads: each task writes a disjoint range.
@@ -619,6 +688,23 @@ fn run_map(
     // The kernels below write `total` elements through raw pointers: the buffers must hold them.
     for (d, &r) in outs.iter().zip(&prog.outputs) {
         assert!(d.len() == total && d.dtype() == prog.dtypes[r], "fused loop: output buffer of the wrong size");
+    }
+    if native.is_none() && total > 0 && total <= BLOCK {
+        // One block (small loops, e.g. a loop body over a few elements run per iteration):
+        // run it here and copy the output registers, without the task machinery's vectors.
+        let mut regs = registers(prog);
+        run_block(prog, inputs, &mut regs, 0, total);
+        for (d, &r) in outs.iter_mut().zip(&prog.outputs) {
+            match (d, &regs[r]) {
+                (Data::F32(o), Data::F32(v)) => o.copy_from_slice(&v[..total]),
+                (Data::F64(o), Data::F64(v)) => o.copy_from_slice(&v[..total]),
+                (Data::I32(o), Data::I32(v)) => o.copy_from_slice(&v[..total]),
+                (Data::I64(o), Data::I64(v)) => o.copy_from_slice(&v[..total]),
+                (Data::Bool(o), Data::Bool(v)) => o.copy_from_slice(&v[..total]),
+                _ => unreachable!("an output register has its output's dtype"),
+            }
+        }
+        return outs.into_iter().map(|d| Array::new(prog.shape.clone(), d)).collect();
     }
     // Each output's base pointer, by dtype; tasks write disjoint block ranges.
     let ptrs: Vec<(SendPtr<u8>, DType)> =
