@@ -37,6 +37,8 @@ use std::sync::Arc;
 const VIEW_LIMIT: usize = 1 << 22;
 /// Multiply-adds the compile-time constant `N` may cost.
 const FOLD_WORK: usize = 1 << 26;
+/// Elements the constant `N` may have (it is stored with the plan).
+const N_LIMIT: usize = 1 << 20;
 /// Products of fewer multiply-adds than this are left alone: nothing to gain.
 const MIN_WORK: usize = 1 << 15;
 
@@ -205,7 +207,7 @@ fn find(g: &Graph, uses: &[usize], i: usize) -> Option<Found> {
     let w_axes = varying_axes(&weight, &fa_shape, nb);
     let w_shape: Vec<usize> = w_axes.iter().map(|&d| fa_shape[d]).collect();
     let nw: usize = w_shape.iter().product();
-    if nw * nb * nk > FOLD_WORK {
+    if nw * nb * nk > FOLD_WORK || nw * nk > N_LIMIT {
         return None;
     }
     // B as `[j, k]`.
