@@ -58,6 +58,15 @@ fn constant_value(g: &Graph, v: Var, limit: usize) -> Option<Array> {
     }
 }
 
+/// Whether `v` is a constant or a broadcast of one.
+fn is_constant(g: &Graph, v: Var) -> bool {
+    match &g.nodes[v.index()].prim {
+        Prim::Constant(_) => true,
+        Prim::BroadcastInDim { .. } => is_constant(g, g.nodes[v.index()].inputs[0]),
+        _ => false,
+    }
+}
+
 /// Row-major strides of `shape`.
 fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -109,13 +118,17 @@ fn find(g: &Graph, uses: &[usize], i: usize) -> Option<Found> {
         return None;
     }
     // The weights (if any) and the operand that leads back to the product.
+    // The weights (if any) and the operand that leads back to the product. Nothing is
+    // computed before the whole pattern is found (reductions of masked values are common).
     let (u, weights) = match &g.nodes[y.index()].prim {
         Prim::Binary(BinaryOp::Mul) => {
             let [p, q] = [g.nodes[y.index()].inputs[0], g.nodes[y.index()].inputs[1]];
-            if let Some(w) = constant_value(g, q, VIEW_LIMIT) {
-                (p, Some(w))
+            if is_constant(g, q) && !is_constant(g, p) {
+                (p, Some(q))
+            } else if is_constant(g, p) && !is_constant(g, q) {
+                (q, Some(p))
             } else {
-                (q, Some(constant_value(g, p, VIEW_LIMIT)?))
+                return None;
             }
         }
         _ => (y, None),
@@ -146,24 +159,26 @@ fn find(g: &Graph, uses: &[usize], i: usize) -> Option<Found> {
     let [l, r] = [g.nodes[x.index()].inputs[0], g.nodes[x.index()].inputs[1]];
     // `a`: the operand computed at run time; `b`: the constant one. Output axes: lhs free
     // axes, then rhs free axes.
-    let (a, ca, b, cb, a_first) = if let Some(b) = constant_value(g, r, VIEW_LIMIT) {
-        (l, lhs_contract, b, rhs_contract, true)
-    } else {
-        (r, rhs_contract, constant_value(g, l, VIEW_LIMIT)?, lhs_contract, false)
+    let (a, ca, b, cb, a_first) = match (is_constant(g, l), is_constant(g, r)) {
+        (false, true) => (l, lhs_contract, r, rhs_contract, true),
+        (true, false) => (r, rhs_contract, l, lhs_contract, false),
+        _ => return None,
     };
     let aty = g.ty(a);
     let fa: Vec<usize> = (0..aty.rank()).filter(|d| !ca.contains(d)).collect();
-    let fb: Vec<usize> = (0..b.shape.len()).filter(|d| !cb.contains(d)).collect();
     let fa_shape: Vec<usize> = fa.iter().map(|&d| aty.shape[d]).collect();
     let k_shape: Vec<usize> = ca.iter().map(|&d| aty.shape[d]).collect();
-    let (na, nb, nk) = (
-        fa_shape.iter().product::<usize>(),
-        fb.iter().map(|&d| b.shape[d]).product::<usize>(),
-        k_shape.iter().product::<usize>(),
-    );
+    let (na, nk) = (fa_shape.iter().product::<usize>(), k_shape.iter().product::<usize>());
+    let nb = g.ty(x).numel() / na.max(1);
     if nb < 2 || na * nb * nk < MIN_WORK || na == 0 || nk == 0 {
         return None;
     }
+    let b = constant_value(g, b, VIEW_LIMIT)?;
+    let weights = match weights {
+        Some(w) => Some(constant_value(g, w, VIEW_LIMIT)?),
+        None => None,
+    };
+    let fb: Vec<usize> = (0..b.shape.len()).filter(|d| !cb.contains(d)).collect();
     // Where each element of the view lands in the product: the views run on an index array.
     let xty = g.ty(x);
     let iota = Array::new(xty.shape.clone(), Data::I64((0..xty.numel() as i64).collect()));
