@@ -2,6 +2,7 @@
 //! [`Plan`] that the CPU backend runs with fused loops.
 
 mod columns;
+mod contract;
 pub(crate) mod fxhash;
 mod inline;
 mod passes;

@@ -1,6 +1,7 @@
 //! Graph-to-graph optimisation passes. Each rewrite is exact in floating point,
 //! except `sum(broadcast(x)) -> x * n`, which replaces n additions of the same
-//! value by one multiplication (equal up to rounding).
+//! value by one multiplication (equal up to rounding), and the weighted sums of products
+//! with a constant factor that `contract.rs` contracts in the other order (last).
 
 use super::fxhash::{FxHashMap, FxHasher};
 use crate::array::{Array, Data};
@@ -348,7 +349,7 @@ pub fn optimize(g: &Graph) -> Graph {
         map.push(v);
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    swap_and_dce(out)
+    super::contract::weighted_sums_of_products(swap_and_dce(out))
 }
 
 /// The product(s) that replace a transposed product (see `swap_transposed_products`):

@@ -904,11 +904,15 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
     let reduce_range = |regs: &mut Vec<Data>, start: usize, end: usize| -> f64 {
         let mut acc64: Option<f64> = None;
         let mut s = start;
+        // The kernel's input pointers, gathered once per range (not once per block).
+        let ins: Vec<*const c_void> = match native {
+            Some(_) => in_ptrs.iter().map(|p| p.0 as *const c_void).collect(),
+            None => Vec::new(),
+        };
         while s < end {
             let n = BLOCK.min(end - s);
             match native {
                 Some(kernel) => {
-                    let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
                     let out = with_data!(&mut regs[out_reg], v => v.as_mut_ptr() as *mut c_void);
                     // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype; the
                     // inputs are the program's (see `run_map`: not reachable from public code).
