@@ -156,8 +156,9 @@ mod x86 {
     ) -> bool {
         assert!(out.len() >= count * N);
         for r in (0..count).step_by(2) {
-            let second = (r + 1).min(count - 1); // (an odd last row is done twice, harmlessly)
-                                                 // SAFETY: rows r and `second` are below count (the caller's contract).
+            // An odd last row is done twice, harmlessly.
+            let second = (r + 1).min(count - 1);
+            // SAFETY: rows r and `second` are below count (the caller's contract).
             let (a0, a1) = unsafe { (lhs.add(r * stride), lhs.add(second * stride)) };
             let mut acc0 = [_mm512_setzero_pd(); N];
             let mut acc1 = [_mm512_setzero_pd(); N];
