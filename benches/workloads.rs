@@ -211,7 +211,8 @@ fn main() {
                 black_box(fwd(&x));
             }),
         );
-        let g = grad(rosenbrock);
+        // Jitted, as the peers' `jax.jit(jax.grad(...))`.
+        let g = jit(grad(rosenbrock));
         report(
             "w5-grad",
             median_seconds(|| {
@@ -221,7 +222,7 @@ fn main() {
     }
     if want("w6") {
         let x = tensor(&[200], 6, 1.0, DType::F64);
-        let h = hessian(rosenbrock);
+        let h = jit(hessian(rosenbrock));
         report(
             "w6-hessian",
             median_seconds(|| {
