@@ -102,24 +102,28 @@ fn rows(lhs: &[f64], stride: usize, count: usize, cols: &[f64], k: usize, out: &
 fn rows_n<const N: usize>(lhs: &[f64], stride: usize, count: usize, cols: &[f64], k: usize, out: &mut [f64]) {
     let full = k / LANES * LANES;
     #[cfg(target_arch = "x86_64")]
-    let done = {
+    let level = super::fused::simd_level();
+    #[cfg(not(target_arch = "x86_64"))]
+    let level = 0;
+    #[cfg(target_arch = "x86_64")]
+    if level > 0 {
         let col_ptrs: [*const f64; N] = std::array::from_fn(|c| cols[c * k..].as_ptr());
         // SAFETY: the CPU has the features (detected at run time); row r's first `full` ≤ k
         // elements lie inside `lhs` and each column's inside `cols`, and `out` holds count·N
-        // entries (asserted in `rows`).
-        match super::fused::simd_level() {
-            2 => unsafe { x86::head_sums_avx512::<N>(lhs.as_ptr(), stride, count, col_ptrs, full, out) },
-            1 => unsafe { x86::head_sums_avx2::<N>(lhs.as_ptr(), stride, count, col_ptrs, full, out) },
-            _ => false,
+        // entries (asserted in `rows`, which every caller goes through).
+        unsafe {
+            if level == 2 {
+                x86::head_sums_avx512::<N>(lhs.as_ptr(), stride, count, col_ptrs, full, out)
+            } else {
+                x86::head_sums_avx2::<N>(lhs.as_ptr(), stride, count, col_ptrs, full, out)
+            }
         }
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = false;
+    }
     for r in 0..count {
         let row = &lhs[r * stride..r * stride + k];
         for c in 0..N {
             let col = &cols[c * k..(c + 1) * k];
-            if !done {
+            if level == 0 {
                 let mut acc = [0.0; LANES];
                 for j in (0..full).step_by(LANES) {
                     for l in 0..LANES {
@@ -140,7 +144,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// The halved sum ([`super::halves`]) of the 8 partial sums of each row and column over
-    /// the first `full` terms into `out[r·N + c]`, two rows at a time. Returns true.
+    /// the first `full` terms into `out[r·N + c]`, two rows at a time.
     ///
     /// # Safety
     /// The CPU must have AVX-512F; row `r < count` at `lhs + r·stride` and every column must
@@ -153,7 +157,7 @@ mod x86 {
         cols: [*const f64; N],
         full: usize,
         out: &mut [f64],
-    ) -> bool {
+    ) {
         assert!(out.len() >= count * N);
         for r in (0..count).step_by(2) {
             // An odd last row is done twice, harmlessly.
@@ -166,6 +170,7 @@ mod x86 {
                 // SAFETY: j + 8 ≤ full, inside every operand (the caller's contract).
                 let (x0, x1) = unsafe { (_mm512_loadu_pd(a0.add(j)), _mm512_loadu_pd(a1.add(j))) };
                 for c in 0..N {
+                    // SAFETY: as above, for column c.
                     let w = unsafe { _mm512_loadu_pd(cols[c].add(j)) };
                     acc0[c] = _mm512_add_pd(acc0[c], _mm512_mul_pd(x0, w));
                     acc1[c] = _mm512_add_pd(acc1[c], _mm512_mul_pd(x1, w));
@@ -176,7 +181,6 @@ mod x86 {
                 out[second * N + c] = halved(_mm512_castpd512_pd256(acc1[c]), _mm512_extractf64x4_pd::<1>(acc1[c]));
             }
         }
-        true
     }
 
     /// Lanes `l` of `lo` and `hi` (partial sums `l` and `l + 4`), then `l` and `l + 2`, then
@@ -200,7 +204,7 @@ mod x86 {
         cols: [*const f64; N],
         full: usize,
         out: &mut [f64],
-    ) -> bool {
+    ) {
         assert!(out.len() >= count * N);
         for r in 0..count {
             // SAFETY: row r is below count (the caller's contract).
@@ -211,6 +215,7 @@ mod x86 {
                 // SAFETY: j + 8 ≤ full, inside every operand (the caller's contract).
                 let (xl, xh) = unsafe { (_mm256_loadu_pd(a.add(j)), _mm256_loadu_pd(a.add(j + 4))) };
                 for c in 0..N {
+                    // SAFETY: as above, for column c.
                     let (wl, wh) = unsafe { (_mm256_loadu_pd(cols[c].add(j)), _mm256_loadu_pd(cols[c].add(j + 4))) };
                     lo[c] = _mm256_add_pd(lo[c], _mm256_mul_pd(xl, wl));
                     hi[c] = _mm256_add_pd(hi[c], _mm256_mul_pd(xh, wh));
@@ -220,7 +225,6 @@ mod x86 {
                 out[r * N + c] = halved(lo[c], hi[c]);
             }
         }
-        true
     }
 }
 
