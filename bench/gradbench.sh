@@ -33,6 +33,8 @@
 #                        A tool is skipped on an eval it has no module for.
 #   GRADBENCH_TOOLS_PYTHON  python for the jax and pytorch tools: GRADBENCH_PYTHON's packages
 #                        plus jax and torch (default: GRADBENCH_PYTHON)
+#   GRADBENCH_COTANGENT  0 to run only the reference tools (their times do not depend on
+#                        this repository, so they can be measured once on a quiet machine)
 #   GRADBENCH_TIMEOUT    seconds per eval and tool before both are stopped (default: 3600)
 #   GRADBENCH_OUT        where the logs go (default: target/gradbench), one JSON-lines log per
 #                        eval and tool in the format of `gradbench run -o`
@@ -132,9 +134,11 @@ for e in $evals; do
     continue
   fi
   # A fresh kernel cache per eval: the first call of each input pays any compilation.
-  cache="$(mktemp -d "${TMPDIR:-/tmp}/cotangent-cache.XXXXXX")"
-  run_one cotangent "env COTANGENT_CACHE_DIR=$cache $tool_bin $tool_args" "$e" || status=1
-  rm -rf "$cache"
+  if [ "${GRADBENCH_COTANGENT:-1}" != 0 ]; then
+    cache="$(mktemp -d "${TMPDIR:-/tmp}/cotangent-cache.XXXXXX")"
+    run_one cotangent "env COTANGENT_CACHE_DIR=$cache $tool_bin $tool_args" "$e" || status=1
+    rm -rf "$cache"
+  fi
   for ref in $references; do
     # (single-threaded, as GradBench runs tools by default)
     case "$ref" in
