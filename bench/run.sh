@@ -26,6 +26,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import jax, torch, di
 fi
 cargo bench -q --bench workloads --no-run 2>/dev/null || cargo bench --bench workloads --no-run
 out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 groups="w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10"
 for r in $(seq 1 "$rounds"); do
   for g in $groups; do
