@@ -140,6 +140,13 @@ impl UnaryOp {
         let dtype = if self == UnaryOp::IsFinite { DType::Bool } else { x.dtype };
         Ok(TensorType::new(dtype, x.shape.clone()))
     }
+
+    /// Whether [`UnaryOp::infer_type`] of `x` is `Ok(ty)`, without building the type
+    /// (`Graph::validate` checks every node of long graphs).
+    pub(crate) fn has_type(self, x: &TensorType, ty: &TensorType) -> bool {
+        let dtype = if self == UnaryOp::IsFinite { DType::Bool } else { x.dtype };
+        self.accepts(x.dtype) && ty.dtype == dtype && ty.shape == x.shape
+    }
 }
 
 /// Element-wise binary functions and comparisons.
@@ -245,6 +252,12 @@ impl BinaryOp {
         }
         let dtype = if self.is_comparison() { DType::Bool } else { a.dtype };
         Ok(TensorType::new(dtype, a.shape.clone()))
+    }
+
+    /// Whether [`BinaryOp::infer_type`] of `a`, `b` is `Ok(ty)`, without building the type.
+    pub(crate) fn has_type(self, a: &TensorType, b: &TensorType, ty: &TensorType) -> bool {
+        let dtype = if self.is_comparison() { DType::Bool } else { a.dtype };
+        a.dtype == b.dtype && a.shape == b.shape && self.accepts(a.dtype) && ty.dtype == dtype && ty.shape == a.shape
     }
 }
 
