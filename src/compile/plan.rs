@@ -627,7 +627,6 @@ impl Plan {
         // 3. Steps: one per group, one per other computing node. Record what each defines and reads.
         let mut step_of: Vec<Option<usize>> = vec![None; n];
         let mut steps: Vec<Step> = Vec::new();
-        let mut reads: Vec<Vec<usize>> = Vec::new();
         let mut constants = Vec::new();
         // A view is materialised only when something other than a fused loop (or another
         // unmaterialised view) reads it.
@@ -682,8 +681,7 @@ impl Plan {
                     step_of[i] = Some(s);
                     let subs =
                         prim.subgraphs().into_iter().map(|sub| Plan::interpreted(&super::optimize(sub))).collect();
-                    steps.push(Step::Multi { prim: prim.clone(), ins: ins.clone(), outs, subs: Arc::new(subs) });
-                    reads.push(ins);
+                    steps.push(Step::Multi { prim: prim.clone(), ins, outs, subs: Arc::new(subs) });
                     continue;
                 }
                 _ => {}
@@ -695,18 +693,16 @@ impl Plan {
                 if step_of[i].is_some() {
                     continue;
                 }
-                let (step, ins) = fused_step(g, &groups[gid], &users, &is_output, &group_of, gid, &mut work);
+                let step = fused_step(g, &groups[gid], &users, &is_output, &group_of, gid, &mut work);
                 let s = steps.len();
                 for &m in groups[gid].members.iter().chain(groups[gid].reduce.iter()) {
                     step_of[m] = Some(s);
                 }
                 steps.push(step);
-                reads.push(ins);
             } else {
                 let ins: Vec<usize> = node.inputs.iter().map(|v| v.index()).collect();
                 step_of[i] = Some(steps.len());
-                steps.push(Step::Kernel { prim: node.prim.clone(), ins: ins.clone(), out: i, ty: node.ty.clone() });
-                reads.push(ins);
+                steps.push(Step::Kernel { prim: node.prim.clone(), ins, out: i, ty: node.ty.clone() });
             }
         }
 
@@ -714,11 +710,11 @@ impl Plan {
         // (The distinct steps each step reads from, as one flat list with offsets; `dependents`
         // the same lists inverted, each in increasing order of the dependent step.)
         let mut dep_start = Vec::with_capacity(steps.len() + 1);
-        let mut dep_list: Vec<usize> = Vec::with_capacity(reads.iter().map(Vec::len).sum());
+        let mut dep_list: Vec<usize> = Vec::with_capacity(steps.iter().map(|s| s.inputs().len()).sum());
         dep_start.push(0);
-        for ins in &reads {
+        for step in &steps {
             let from = dep_list.len();
-            dep_list.extend(ins.iter().filter_map(|&v| step_of[v]));
+            dep_list.extend(step.inputs().iter().filter_map(|&v| step_of[v]));
             dep_list[from..].sort_unstable();
             let mut kept = from;
             for k in from..dep_list.len() {
@@ -774,20 +770,26 @@ impl Plan {
         };
         let threads = crate::threads::threads();
         let mut steps = if threads > 1 { hoist_products(steps, &product_size) } else { steps };
-        let reads: Vec<Vec<usize>> = steps.iter().map(|s| s.inputs().to_vec()).collect();
 
         // 5. Free each slot after its last reader (outputs live to the end).
         // (Per slot, by index: each step frees its slots in increasing order.)
         let mut last_read: Vec<usize> = vec![usize::MAX; n];
-        for (s, ins) in reads.iter().enumerate() {
-            for &v in ins {
+        for (s, step) in steps.iter().enumerate() {
+            for &v in step.inputs() {
                 last_read[v] = s;
             }
         }
-        let mut free_after = vec![Vec::new(); steps.len()];
-        for (v, &s) in last_read.iter().enumerate() {
-            // (Constants stay in their slots for the next run: see `Scratch::slots`.)
-            if s != usize::MAX && !is_output[v] && !matches!(g.nodes[v].prim, Prim::Constant(_)) {
+        // (Constants stay in their slots for the next run: see `Scratch::slots`.)
+        let freed_after = |v: usize| {
+            let s = last_read[v];
+            (s != usize::MAX && !is_output[v] && !matches!(g.nodes[v].prim, Prim::Constant(_))).then_some(s)
+        };
+        // (Each list allocated once at its length.)
+        let mut count = vec![0usize; steps.len()];
+        (0..n).filter_map(freed_after).for_each(|s| count[s] += 1);
+        let mut free_after: Vec<Vec<usize>> = count.iter().map(|&c| Vec::with_capacity(c)).collect();
+        for v in 0..n {
+            if let Some(s) = freed_after(v) {
                 free_after[s].push(v);
             }
         }
@@ -1318,7 +1320,7 @@ fn fused_step(
     group_of: &[Option<usize>],
     gid: usize,
     work: &mut Strides,
-) -> (Step, Vec<usize>) {
+) -> Step {
     let mut instrs = Vec::new();
     let mut dtypes = Vec::new();
     let mut reg_of: FxHashMap<usize, usize> = FxHashMap::default();
@@ -1401,7 +1403,7 @@ fn fused_step(
         }
     };
     let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
-    (Step::Fused { prog, ins: inputs.clone(), outs, native: None, in_place: vec![] }, inputs)
+    Step::Fused { prog, ins: inputs, outs, native: None, in_place: vec![] }
 }
 
 #[cfg(test)]
