@@ -1449,4 +1449,56 @@ mod tests {
             assert!(!is_dense(&dense[..dense.len().saturating_sub(1)], &shape) || shape.is_empty());
         }
     }
+
+    /// Loads are told apart by `same_load` exactly as by their full `load_key`, and equal
+    /// keys hash alike (so `fused_step` loads the same value read the same way once).
+    #[test]
+    fn load_hash_and_equality_follow_the_key() {
+        use fused::LoadKind::*;
+        let kinds = vec![
+            Contiguous,
+            Scalar,
+            Strided { base: 0, strides: vec![1, 0] },
+            Strided { base: 0, strides: vec![1, 0] },
+            Strided { base: 1, strides: vec![1, 0] },
+            Strided { base: 0, strides: vec![0, 1] },
+            Strided { base: 0, strides: vec![1] },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: 0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: 0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: -0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 5)], fill: 0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: f64::NAN },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: f64::NAN },
+        ];
+        let mut equal_pairs = 0;
+        for a in &kinds {
+            for b in &kinds {
+                let same = load_key(a) == load_key(b);
+                assert_eq!(same_load(a, b), same, "{a:?} vs {b:?}");
+                if same {
+                    assert_eq!(load_hash(a), load_hash(b), "{a:?}");
+                    equal_pairs += 1;
+                }
+            }
+        }
+        // Each kind equals itself, and three pairs are listed twice (both orders).
+        assert_eq!(equal_pairs, kinds.len() + 6);
+    }
+
+    /// `resolve` composes views into strides: a transposed slice of a reversed matrix.
+    #[test]
+    fn resolve_composes_views() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![4, 6]));
+        let r = g.push(Prim::Rev { axes: vec![1] }, vec![x]).unwrap();
+        let s = g.push(Prim::Slice { start: vec![1, 0], stop: vec![4, 6], stride: vec![1, 2] }, vec![r]).unwrap();
+        let t = g.push(Prim::Transpose { perm: vec![1, 0] }, vec![s]).unwrap();
+        g.outputs = vec![t];
+        // Element [i, j] of t is x[1 + j, 5 - 2 i]: base 1·6 + 5 = 11, strides (-2, 6).
+        assert_eq!(resolve(&g, t), (x, 11, vec![-2, 6]));
+        assert_eq!(resolve(&g, x), (x, 0, vec![6, 1]));
+        let (src, kind) = resolve_load(&g, t, &[3, 3], &mut Strides::default());
+        assert_eq!(src, x);
+        assert!(matches!(kind, fused::LoadKind::Strided { base: 11, ref strides } if strides == &[-2, 6]));
+    }
 }

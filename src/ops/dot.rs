@@ -177,3 +177,32 @@ pub(crate) fn batch(
         (false, false) => unreachable!("batch rule called without batched operands"),
     }
 }
+
+#[cfg(test)]
+mod type_tests {
+    use super::dot_general_type;
+    use crate::{DType, TensorType};
+
+    /// The type rule rejects repeated and out-of-range axes (checked with a bit set) and
+    /// gives batch, then free lhs, then free rhs axes.
+    #[test]
+    fn dot_general_type_checks_axes() {
+        let t = |s: &[usize]| TensorType::new(DType::F64, s.to_vec());
+        let (a, b) = (t(&[2, 3, 4]), t(&[2, 4, 5]));
+        assert_eq!(dot_general_type(&[2], &[1], &[0], &[0], &a, &b), Ok(t(&[2, 3, 5])));
+        assert_eq!(dot_general_type(&[2], &[1], &[], &[], &a, &b), Ok(t(&[2, 3, 2, 5])));
+        for (lc, rc, lb, rb) in [
+            (&[2usize][..], &[1usize][..], &[2usize][..], &[0usize][..]), // lhs axis 2 twice
+            (&[2], &[1], &[0], &[1]),                                     // rhs axis 1 twice
+            (&[3], &[1], &[], &[]),                                       // out of range
+            (&[2], &[200], &[], &[]),                                     // far out of range
+        ] {
+            let e = dot_general_type(lc, rc, lb, rb, &a, &b).unwrap_err();
+            assert!(e.contains("out of range or repeated"), "{lc:?} {rc:?} {lb:?} {rb:?}: {e}");
+        }
+        // Ranks above the bit set's 128 axes take the general path.
+        let big = t(&[1; 130]);
+        assert!(dot_general_type(&[129], &[129], &[], &[], &big, &big).is_ok());
+        assert!(dot_general_type(&[129, 129], &[128, 129], &[], &[], &big, &big).is_err());
+    }
+}

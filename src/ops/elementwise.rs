@@ -587,3 +587,40 @@ pub(crate) fn select_jet(xs: &[&[Option<Tensor>]], y: &Tensor) -> Series {
     let on_true = series::primal(xs[1]);
     linear_jet(&|t| select_jvp(p, t, on_true), xs, y)
 }
+
+#[cfg(test)]
+mod type_check_tests {
+    use super::*;
+
+    /// `has_type` (what `Graph::validate` checks element-wise nodes with) agrees with the type
+    /// rules for every operation, operand dtypes and shapes, and candidate result type.
+    #[test]
+    fn has_type_agrees_with_infer_type() {
+        let dtypes = [DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool];
+        let shapes = [vec![], vec![3], vec![2, 3]];
+        let types: Vec<TensorType> =
+            dtypes.iter().flat_map(|&d| shapes.iter().map(move |s| TensorType::new(d, s.clone()))).collect();
+        let mut accepted = 0;
+        for op in UnaryOp::ALL {
+            for x in &types {
+                for ty in &types {
+                    let rule = op.infer_type(x).as_ref() == Ok(ty);
+                    assert_eq!(op.has_type(x, ty), rule, "{op:?} {x} -> {ty}");
+                    accepted += rule as usize;
+                }
+            }
+        }
+        for op in BinaryOp::ALL {
+            for a in &types {
+                for b in &types {
+                    for ty in &types {
+                        let rule = op.infer_type(a, b).as_ref() == Ok(ty);
+                        assert_eq!(op.has_type(a, b, ty), rule, "{op:?} {a} {b} -> {ty}");
+                        accepted += rule as usize;
+                    }
+                }
+            }
+        }
+        assert!(accepted > 100, "the check accepts the well-typed cases ({accepted})");
+    }
+}
