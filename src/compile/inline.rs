@@ -310,6 +310,7 @@ struct Fragment {
 /// read that would become a gather, a program over [`MAX_PROGRAM`]). The loads of `slot`
 /// are the consumer's own: inlining other outputs of the same producer adds loads of the
 /// producer's inputs only, never of its outputs.
+#[allow(clippy::too_many_arguments)]
 fn chains_for(
     consumer: &Program,
     ins: &[usize],

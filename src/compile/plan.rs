@@ -513,17 +513,19 @@ impl Plan {
         let sources = Sources::new(g);
         let mut group_of: Vec<Option<usize>> = vec![None; n];
         let mut groups: Vec<Group> = Vec::new();
+        let mut cands: Vec<usize> = Vec::new();
         for (i, node) in g.nodes.iter().enumerate() {
             if !fusible(&node.prim) || node.ty.numel() == 0 {
                 continue;
             }
             // Candidate groups: those of the operands, of this shape, not already reduced.
-            let mut cands: Vec<usize> = node
-                .inputs
-                .iter()
-                .filter_map(|v| group_of[v.index()])
-                .filter(|&c| groups[c].shape == node.ty.shape && groups[c].reduce.is_none())
-                .collect();
+            cands.clear();
+            cands.extend(
+                node.inputs
+                    .iter()
+                    .filter_map(|v| group_of[v.index()])
+                    .filter(|&c| groups[c].shape == node.ty.shape && groups[c].reduce.is_none()),
+            );
             cands.sort_by_key(|&c| groups[c].first);
             cands.dedup();
             let outside = |group_of: &[Option<usize>], gids: &[usize]| -> usize {
@@ -634,6 +636,9 @@ impl Plan {
         // loop reads it as a source or a kernel reads it. A view that `resolve` cannot see through
         // (a reshape of a strided view) is an ordinary kernel.
         let mut work = Strides::default();
+        // (The register of each member of the loop being built, by node: set before it is
+        // read, so shared by all loops.)
+        let mut reg_of = vec![0usize; n];
         let transparent: Vec<bool> = (0..n)
             .map(|i| {
                 let v = Var(i as u32);
@@ -693,7 +698,7 @@ impl Plan {
                 if step_of[i].is_some() {
                     continue;
                 }
-                let step = fused_step(g, &groups[gid], &users, &is_output, &group_of, gid, &mut work);
+                let step = fused_step(g, &groups[gid], &users, &is_output, &group_of, gid, &mut work, &mut reg_of);
                 let s = steps.len();
                 for &m in groups[gid].members.iter().chain(groups[gid].reduce.iter()) {
                     step_of[m] = Some(s);
@@ -1312,6 +1317,7 @@ fn same_load(a: &fused::LoadKind, b: &fused::LoadKind) -> bool {
 }
 
 /// Builds the fused loop of a group: loads for outside values, one instruction per member.
+#[allow(clippy::too_many_arguments)]
 fn fused_step(
     g: &Graph,
     grp: &Group,
@@ -1320,10 +1326,10 @@ fn fused_step(
     group_of: &[Option<usize>],
     gid: usize,
     work: &mut Strides,
+    reg_of: &mut [usize],
 ) -> Step {
     let mut instrs = Vec::new();
     let mut dtypes = Vec::new();
-    let mut reg_of: FxHashMap<usize, usize> = FxHashMap::default();
     let mut inputs: Vec<usize> = Vec::new();
     let mut input_of: FxHashMap<usize, usize> = FxHashMap::default();
     // Loads by value and hash of the load; loads whose hash collides with a different load's
@@ -1361,7 +1367,7 @@ fn fused_step(
         let node = &g.nodes[m];
         let mut operand = |v: Var, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| -> usize {
             if group_of[v.index()] == Some(gid) {
-                return reg_of[&v.index()];
+                return reg_of[v.index()];
             }
             let (src, kind) = resolve_load(g, v, shape, work);
             load(src, kind, instrs, dtypes)
@@ -1384,13 +1390,13 @@ fn fused_step(
         };
         instrs.push(instr);
         dtypes.push(node.ty.dtype);
-        reg_of.insert(m, instrs.len() - 1);
+        reg_of[m] = instrs.len() - 1;
     }
     let (outputs, outs, reduce) = match grp.reduce {
         Some(rnode) => {
             let Prim::Reduce { op, axes } = &g.nodes[rnode].prim else { unreachable!() };
             let v = g.nodes[rnode].inputs[0].index();
-            (vec![reg_of[&v]], vec![rnode], Some((*op, axes.len())))
+            (vec![reg_of[v]], vec![rnode], Some((*op, axes.len())))
         }
         None => {
             let outs: Vec<usize> = grp
@@ -1399,7 +1405,7 @@ fn fused_step(
                 .copied()
                 .filter(|&m| is_output[m] || users[m].iter().any(|u| group_of[*u] != Some(gid)))
                 .collect();
-            (outs.iter().map(|m| reg_of[m]).collect(), outs, None)
+            (outs.iter().map(|&m| reg_of[m]).collect(), outs, None)
         }
     };
     let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
