@@ -25,6 +25,8 @@ const MAX_PROGRAM: usize = 320;
 
 /// How a consumer's index `q` maps to a producer's index `p`:
 /// `p[d] = offset[d] + coef[d] * q[axis[d]]`, or `offset[d]` where `axis[d]` is `None`.
+/// (One is reused for every load [`IndexMap::build`] maps: its vectors keep their storage.)
+#[derive(Default)]
 struct IndexMap {
     axis: Vec<Option<usize>>,
     coef: Vec<isize>,
@@ -40,60 +42,90 @@ struct IndexMap {
 /// The index map of a load (over `consumer` shape) of a dense array of `producer` shape,
 /// if it reads each producer element at most once per consumer element and never twice
 /// along a broadcast axis.
+#[cfg(test)]
 fn index_map(kind: &LoadKind, consumer: &[usize], producer: &[usize]) -> Option<IndexMap> {
-    let dense: Vec<isize> = strides(producer).iter().map(|&s| s as isize).collect();
-    let full = || consumer.iter().map(|&m| (0, m as isize)).collect::<Vec<_>>();
-    let (base, st, inside, fill): (isize, &[isize], Vec<(isize, isize)>, _) = match kind {
-        LoadKind::Contiguous if consumer == producer => (0, &dense, full(), None),
-        LoadKind::Strided { base, strides } => (*base, strides, full(), None),
-        LoadKind::Padded { base, strides, valid, fill } => (*base, strides, valid.clone(), Some(*fill)),
-        _ => return None,
-    };
-    if inside.iter().any(|&(lo, hi)| lo >= hi) || producer.contains(&0) {
-        return None;
-    }
-    let r = producer.len();
-    let mut axis = vec![None; r];
-    let mut coef = vec![0isize; r];
-    for (e, &s) in st.iter().enumerate() {
-        let width = inside[e].1 - inside[e].0;
-        if width == 1 {
-            continue; // a constant index along this axis
-        }
-        if s == 0 {
-            return None; // a broadcast would recompute the producer along this axis
-        }
-        let d = (0..r).find(|&d| s % dense[d] == 0 && (s / dense[d]).unsigned_abs() < producer[d])?;
-        if axis[d].is_some() {
-            return None;
-        }
-        axis[d] = Some(e);
-        coef[d] = s / dense[d];
-    }
-    // The producer index at the first consumer index inside, then each axis's range.
-    let corner: isize = base + st.iter().zip(&inside).map(|(&s, &(lo, _))| s * lo).sum::<isize>();
-    if corner < 0 || corner >= numel(producer) as isize {
-        return None;
-    }
-    let mut offset = vec![0isize; r];
-    let mut rem = corner;
-    for d in (0..r).rev() {
-        offset[d] = rem % producer[d] as isize;
-        rem /= producer[d] as isize;
-    }
-    for d in 0..r {
-        if let Some(e) = axis[d] {
-            offset[d] -= coef[d] * inside[e].0;
-            let ends = [offset[d] + coef[d] * inside[e].0, offset[d] + coef[d] * (inside[e].1 - 1)];
-            if ends.iter().any(|&p| p < 0 || p >= producer[d] as isize) {
-                return None;
-            }
-        }
-    }
-    Some(IndexMap { axis, coef, offset, inside, fill, dense })
+    let mut map = IndexMap::default();
+    map.build(kind, consumer, producer).then_some(map)
 }
 
 impl IndexMap {
+    /// Makes this the index map of a load ([`index_map`]); false when there is none (and
+    /// the map is then unspecified).
+    fn build(&mut self, kind: &LoadKind, consumer: &[usize], producer: &[usize]) -> bool {
+        let IndexMap { axis, coef, offset, inside, fill, dense } = self;
+        dense.clear();
+        dense.resize(producer.len(), 1);
+        for i in (0..producer.len().saturating_sub(1)).rev() {
+            dense[i] = dense[i + 1] * producer[i + 1] as isize;
+        }
+        inside.clear();
+        let (base, st): (isize, &[isize]) = match kind {
+            LoadKind::Contiguous if consumer == producer => {
+                inside.extend(consumer.iter().map(|&m| (0, m as isize)));
+                *fill = None;
+                (0, dense)
+            }
+            LoadKind::Strided { base, strides } => {
+                inside.extend(consumer.iter().map(|&m| (0, m as isize)));
+                *fill = None;
+                (*base, strides)
+            }
+            LoadKind::Padded { base, strides, valid, fill: f } => {
+                inside.extend_from_slice(valid);
+                *fill = Some(*f);
+                (*base, strides)
+            }
+            _ => return false,
+        };
+        if inside.iter().any(|&(lo, hi)| lo >= hi) || producer.contains(&0) {
+            return false;
+        }
+        let r = producer.len();
+        axis.clear();
+        axis.resize(r, None);
+        coef.clear();
+        coef.resize(r, 0);
+        for (e, &s) in st.iter().enumerate() {
+            let width = inside[e].1 - inside[e].0;
+            if width == 1 {
+                continue; // a constant index along this axis
+            }
+            if s == 0 {
+                return false; // a broadcast would recompute the producer along this axis
+            }
+            let Some(d) = (0..r).find(|&d| s % dense[d] == 0 && (s / dense[d]).unsigned_abs() < producer[d]) else {
+                return false;
+            };
+            if axis[d].is_some() {
+                return false;
+            }
+            axis[d] = Some(e);
+            coef[d] = s / dense[d];
+        }
+        // The producer index at the first consumer index inside, then each axis's range.
+        let corner: isize = base + st.iter().zip(inside.iter()).map(|(&s, &(lo, _))| s * lo).sum::<isize>();
+        if corner < 0 || corner >= numel(producer) as isize {
+            return false;
+        }
+        offset.clear();
+        offset.resize(r, 0);
+        let mut rem = corner;
+        for d in (0..r).rev() {
+            offset[d] = rem % producer[d] as isize;
+            rem /= producer[d] as isize;
+        }
+        for d in 0..r {
+            if let Some(e) = axis[d] {
+                offset[d] -= coef[d] * inside[e].0;
+                let ends = [offset[d] + coef[d] * inside[e].0, offset[d] + coef[d] * (inside[e].1 - 1)];
+                if ends.iter().any(|&p| p < 0 || p >= producer[d] as isize) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// The consumer-index ranges where the producer index lies in `valid` (per producer axis),
     /// or `None` if that is not a box (or is empty).
     fn pull_back(&self, valid: &[(isize, isize)], consumer: &[usize]) -> Option<Vec<(isize, isize)>> {
@@ -278,6 +310,7 @@ struct Fragment {
 /// read that would become a gather, a program over [`MAX_PROGRAM`]). The loads of `slot`
 /// are the consumer's own: inlining other outputs of the same producer adds loads of the
 /// producer's inputs only, never of its outputs.
+#[allow(clippy::too_many_arguments)]
 fn chains_for(
     consumer: &Program,
     ins: &[usize],
@@ -286,6 +319,7 @@ fn chains_for(
     out: usize,
     live: &[usize],
     len: usize,
+    map: &mut IndexMap,
 ) -> Option<(usize, Vec<Fragment>)> {
     // Inlining replaces a load by at least one instruction: a consumer already too long
     // only grows (and this keeps the work here proportional to MAX_PROGRAM).
@@ -304,10 +338,12 @@ fn chains_for(
     for i in &consumer.instrs {
         if let Instr::Load { input, kind } = i {
             if ins[*input] == slot {
-                let map = index_map(kind, &consumer.shape, &producer.shape)?;
+                if !map.build(kind, &consumer.shape, &producer.shape) {
+                    return None;
+                }
                 let (mut instrs, mut dtypes) = (Vec::with_capacity(live.len() + 1), Vec::with_capacity(live.len() + 1));
                 let result =
-                    emit_cone(producer, out, live, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut |k| k)?;
+                    emit_cone(producer, out, live, map, &consumer.shape, &mut instrs, &mut dtypes, &mut |k| k)?;
                 new_len += instrs.len();
                 chains.push(Fragment { instrs, dtypes, result });
             }
@@ -447,7 +483,8 @@ fn inline_into(
     out: usize,
     live: &[usize],
 ) -> Option<(Program, Vec<usize>)> {
-    let (len, chains) = chains_for(consumer, ins, slot, producer, out, live, consumer.instrs.len())?;
+    let (len, chains) =
+        chains_for(consumer, ins, slot, producer, out, live, consumer.instrs.len(), &mut IndexMap::default())?;
     Some(inline_all(consumer.clone(), ins, producer_ins, vec![Inlining { slot, chains }], len))
 }
 
@@ -581,6 +618,7 @@ pub(super) fn fuse_through_views(
     // consumer adds reads of the producer's inputs, which earlier steps write (steps are in
     // execution order), and only outputs of later producers are looked up.
     let readers = Readers::new(&steps, keep.len());
+    let mut map = IndexMap::default();
 
     for p in 0..steps.len() {
         let Step::Fused { prog: producer, .. } = &steps[p] else { continue };
@@ -628,7 +666,7 @@ pub(super) fn fuse_through_views(
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
                         let at = pending_at.get(&c).copied();
                         let len = at.map_or(prog.instrs.len(), |e| pending[e].1);
-                        match (worth_it(prog), chains_for(prog, ins, slot, producer, out, &live, len)) {
+                        match (worth_it(prog), chains_for(prog, ins, slot, producer, out, &live, len, &mut map)) {
                             (true, Some((new_len, chains))) => rewritten.push((c, at, new_len, chains)),
                             _ => ok = false,
                         }
@@ -942,7 +980,8 @@ mod tests {
             let mut inlinings = Vec::new();
             for &(slot, out) in &order {
                 let live = cone(&producer, out, MAX_CONE).unwrap();
-                let (new_len, chains) = chains_for(&consumer, &ins, slot, &producer, out, &live, len).unwrap();
+                let (new_len, chains) =
+                    chains_for(&consumer, &ins, slot, &producer, out, &live, len, &mut IndexMap::default()).unwrap();
                 len = new_len;
                 inlinings.push(Inlining { slot, chains });
             }

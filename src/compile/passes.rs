@@ -90,6 +90,9 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 struct Seen {
     plain: FxHashMap<(std::mem::Discriminant<Prim>, u64, Operands), Var>,
     keyed: FxHashMap<String, Var>,
+    /// Constants by the address of their array (what `identity_key` names them by, without
+    /// formatting it).
+    constants: FxHashMap<usize, Var>,
 }
 
 /// A CSE key's operands: up to three in place (no allocation per node), or a list.
@@ -181,6 +184,15 @@ impl Seen {
         use std::collections::hash_map::Entry;
         // (Constants have no operands, and structured primitives are not commutative: their
         // operands are in order.)
+        if let Prim::Constant(a) = prim {
+            return match self.constants.entry(Arc::as_ptr(a) as usize) {
+                Entry::Occupied(e) => Some(*e.get()),
+                Entry::Vacant(e) => {
+                    e.insert(v);
+                    None
+                }
+            };
+        }
         if let Some(key) = Seen::identity_key(prim, ins) {
             return self.keyed_find_or_insert(key, v);
         }
@@ -339,6 +351,7 @@ pub fn optimize(g: &Graph) -> Graph {
     let mut seen = Seen {
         plain: FxHashMap::with_capacity_and_hasher(g.nodes.len(), Default::default()),
         keyed: FxHashMap::default(),
+        constants: FxHashMap::default(),
     };
     for node in &g.nodes {
         let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();

@@ -13,7 +13,8 @@ use crate::ops::{Prim, ReduceOp};
 use crate::shape::Shape;
 use crate::{DType, Tensor, TensorType};
 use rayon::prelude::*;
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
@@ -227,6 +228,7 @@ fn is_view(prim: &Prim) -> bool {
 }
 
 /// Row-major strides of `shape` as signed steps (one allocation).
+#[cfg(test)]
 fn dense_strides(shape: &[usize]) -> Vec<isize> {
     let mut s = vec![1isize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
@@ -247,66 +249,103 @@ fn is_dense(st: &[isize], shape: &[usize]) -> bool {
         })
 }
 
+/// Row-major strides of `shape` written into `out` (no allocation once `out` is large enough).
+fn dense_strides_into(shape: &[usize], out: &mut Vec<isize>) {
+    out.clear();
+    out.resize(shape.len(), 1);
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        out[i] = out[i + 1] * shape[i + 1] as isize;
+    }
+}
+
+/// Work vectors for [`resolve_in`], reused from operand to operand (a plan resolves every
+/// operand of every loop: one strides vector per view level was a third of its allocations).
+#[derive(Default)]
+struct Strides {
+    /// The strides [`resolve_in`] found.
+    st: Vec<isize>,
+    tmp: Vec<isize>,
+}
+
 /// How a fused loop reads `v`: a materialised source value, a base offset and a stride per
 /// axis of `v`, found by composing the views between them.
+#[cfg(test)]
 fn resolve(g: &Graph, v: Var) -> (Var, isize, Vec<isize>) {
+    let mut w = Strides::default();
+    let (src, base) = resolve_in(g, v, &mut w);
+    (src, base, w.st)
+}
+
+/// [`resolve`] with the strides left in `w.st`.
+fn resolve_in(g: &Graph, v: Var, w: &mut Strides) -> (Var, isize) {
     let node = &g.nodes[v.index()];
-    let contiguous = dense_strides;
     if !is_view(&node.prim) {
-        return (v, 0, contiguous(&node.ty.shape));
+        dense_strides_into(&node.ty.shape, &mut w.st);
+        return (v, 0);
     }
     let x = node.inputs[0];
     let xs = &g.ty(x).shape;
-    let (src, mut base, st) = resolve(g, x);
-    let out = match &node.prim {
+    let (src, mut base) = resolve_in(g, x, w);
+    let Strides { st, tmp } = w;
+    match &node.prim {
         Prim::BroadcastInDim { shape, dims } => {
-            let mut o = vec![0isize; shape.len()];
+            tmp.clear();
+            tmp.resize(shape.len(), 0);
             for (i, &d) in dims.iter().enumerate() {
-                o[d] = if xs[i] == 1 { 0 } else { st[i] };
+                tmp[d] = if xs[i] == 1 { 0 } else { st[i] };
             }
-            o
+            std::mem::swap(st, tmp);
         }
-        Prim::Transpose { perm } => perm.iter().map(|&p| st[p]).collect(),
+        Prim::Transpose { perm } => {
+            tmp.clear();
+            tmp.extend(perm.iter().map(|&p| st[p]));
+            std::mem::swap(st, tmp);
+        }
         Prim::Slice { start, stride, .. } => {
-            base += start.iter().zip(&st).map(|(&a, &s)| a as isize * s).sum::<isize>();
-            st.iter().zip(stride).map(|(&s, &k)| s * k as isize).collect()
+            base += start.iter().zip(st.iter()).map(|(&a, &s)| a as isize * s).sum::<isize>();
+            st.iter_mut().zip(stride).for_each(|(s, &k)| *s *= k as isize);
         }
         Prim::Rev { axes } => {
-            let mut o = st.clone();
+            // (Reads the strides before the reversal: a repeated axis flips once per mention.)
+            tmp.clear();
+            tmp.extend_from_slice(st);
             for &a in axes {
                 if xs[a] > 0 {
-                    base += (xs[a] as isize - 1) * st[a];
+                    base += (xs[a] as isize - 1) * tmp[a];
                 }
-                o[a] = -st[a];
+                st[a] = -tmp[a];
             }
-            o
         }
         Prim::Reshape { shape } => {
             // Only a reshape of a contiguous view is itself a simple view.
-            let dense = contiguous(xs);
-            let is_dense = (0..xs.len()).all(|i| xs[i] == 1 || st[i] == dense[i]);
+            dense_strides_into(xs, tmp);
+            let is_dense = (0..xs.len()).all(|i| xs[i] == 1 || st[i] == tmp[i]);
             if is_dense {
-                contiguous(shape)
-            } else if let Some(st) = unit_axes_reshaped(xs, &st, shape) {
-                st // (a column of a strided view: `x[:, j]` as slice then reshape)
+                dense_strides_into(shape, st);
+            } else if unit_axes_reshaped_into(xs, st, shape, tmp) {
+                std::mem::swap(st, tmp); // (a column of a strided view: `x[:, j]` as slice then reshape)
             } else {
-                return (v, 0, contiguous(&node.ty.shape));
+                dense_strides_into(&node.ty.shape, st);
+                return (v, 0);
             }
         }
         _ => unreachable!(),
-    };
-    (src, base, out)
+    }
+    (src, base)
 }
 
-/// The strides of a reshape of a view (shape `xs`, strides `st`) to `to` that only removes or
-/// inserts axes of extent 1: the other axes keep theirs. `None` for any other reshape.
-fn unit_axes_reshaped(xs: &[usize], st: &[isize], to: &[usize]) -> Option<Vec<isize>> {
-    let kept: Vec<usize> = (0..xs.len()).filter(|&i| xs[i] != 1).collect();
-    if !kept.iter().map(|&i| xs[i]).eq(to.iter().copied().filter(|&d| d != 1)) {
-        return None;
+/// The strides (written into `out`) of a reshape of a view (shape `xs`, strides `st`) to `to`
+/// that only removes or inserts axes of extent 1: the other axes keep theirs. False (and
+/// `out` unspecified) for any other reshape.
+fn unit_axes_reshaped_into(xs: &[usize], st: &[isize], to: &[usize], out: &mut Vec<isize>) -> bool {
+    let kept = (0..xs.len()).filter(|&i| xs[i] != 1);
+    if !kept.clone().map(|i| xs[i]).eq(to.iter().copied().filter(|&d| d != 1)) {
+        return false;
     }
-    let mut next = kept.iter();
-    Some(to.iter().map(|&d| if d == 1 { 0 } else { st[*next.next().expect("as many axes")] }).collect())
+    let mut next = kept;
+    out.clear();
+    out.extend(to.iter().map(|&d| if d == 1 { 0 } else { st[next.next().expect("as many axes")] }));
+    true
 }
 
 /// The materialised value a fused loop reads when it reads `v` (`resolve_load(..).0`, which
@@ -315,11 +354,12 @@ fn unit_axes_reshaped(xs: &[usize], st: &[isize], to: &[usize]) -> Option<Vec<is
 struct Sources<'g> {
     g: &'g Graph,
     cache: Vec<std::cell::Cell<u32>>,
+    work: std::cell::RefCell<Strides>,
 }
 
 impl<'g> Sources<'g> {
     fn new(g: &'g Graph) -> Sources<'g> {
-        Sources { g, cache: vec![std::cell::Cell::new(u32::MAX); g.nodes.len()] }
+        Sources { g, cache: vec![std::cell::Cell::new(u32::MAX); g.nodes.len()], work: Default::default() }
     }
 
     fn source(&self, v: Var) -> Var {
@@ -327,7 +367,7 @@ impl<'g> Sources<'g> {
         if cached != u32::MAX {
             return Var(cached);
         }
-        let (s, _) = resolve_load(self.g, v, &self.g.ty(v).shape);
+        let s = load_source(self.g, v, &mut self.work.borrow_mut());
         self.cache[v.index()].set(s.0);
         s
     }
@@ -342,29 +382,47 @@ impl<'g> Sources<'g> {
     }
 }
 
-/// How a fused loop over `shape` reads operand `v`: its materialised source and the load.
-/// A zero-padding (`pad` without interior padding, of a constant) directly under the reader is
-/// read through as well, with a bounds check per element.
-fn resolve_load(g: &Graph, v: Var, shape: &[usize]) -> (Var, fused::LoadKind) {
-    let node = &g.nodes[v.index()];
+/// The padded operand of a zero-padding fused loops read through (`pad` without interior
+/// padding, of a constant), and its low padding and fill value.
+fn read_through_pad<'n>(g: &Graph, node: &'n crate::ir::Node) -> Option<(Var, &'n [i64], f64)> {
     if let Prim::Pad { low, interior, .. } = &node.prim {
         let value = &g.nodes[node.inputs[1].index()].prim;
         if let (true, Prim::Constant(c)) = (interior.iter().all(|&i| i == 0), value) {
-            let x = node.inputs[0];
-            let (src, base, st) = resolve(g, x);
-            let xs = &g.ty(x).shape;
-            let base = base - low.iter().zip(&st).map(|(&l, &s)| l as isize * s).sum::<isize>();
-            let valid = low.iter().zip(xs).map(|(&l, &n)| (l as isize, l as isize + n as isize)).collect();
-            return (src, fused::LoadKind::Padded { base, strides: st, valid, fill: c.data.get_f64(0) });
+            return Some((node.inputs[0], low, c.data.get_f64(0)));
         }
     }
-    let (src, base, st) = resolve(g, v);
+    None
+}
+
+/// `resolve_load(g, v, ..).0` without building the load.
+fn load_source(g: &Graph, v: Var, w: &mut Strides) -> Var {
+    match read_through_pad(g, &g.nodes[v.index()]) {
+        Some((x, _, _)) => resolve_in(g, x, w).0,
+        None => resolve_in(g, v, w).0,
+    }
+}
+
+/// How a fused loop over `shape` reads operand `v`: its materialised source and the load.
+/// A zero-padding (`pad` without interior padding, of a constant) directly under the reader is
+/// read through as well, with a bounds check per element.
+fn resolve_load(g: &Graph, v: Var, shape: &[usize], w: &mut Strides) -> (Var, fused::LoadKind) {
+    let node = &g.nodes[v.index()];
+    if let Some((x, low, fill)) = read_through_pad(g, node) {
+        let (src, base) = resolve_in(g, x, w);
+        let st = &w.st;
+        let xs = &g.ty(x).shape;
+        let base = base - low.iter().zip(st).map(|(&l, &s)| l as isize * s).sum::<isize>();
+        let valid = low.iter().zip(xs).map(|(&l, &n)| (l as isize, l as isize + n as isize)).collect();
+        return (src, fused::LoadKind::Padded { base, strides: st.clone(), valid, fill });
+    }
+    let (src, base) = resolve_in(g, v, w);
+    let st = &w.st;
     let kind = if g.ty(src).numel() == 1 {
         fused::LoadKind::Scalar
-    } else if base == 0 && is_dense(&st, shape) && g.ty(src).numel() == crate::shape::numel(shape) {
+    } else if base == 0 && is_dense(st, shape) && g.ty(src).numel() == crate::shape::numel(shape) {
         fused::LoadKind::Contiguous
     } else {
-        fused::LoadKind::Strided { base, strides: st }
+        fused::LoadKind::Strided { base, strides: st.clone() }
     };
     (src, kind)
 }
@@ -455,17 +513,19 @@ impl Plan {
         let sources = Sources::new(g);
         let mut group_of: Vec<Option<usize>> = vec![None; n];
         let mut groups: Vec<Group> = Vec::new();
+        let mut cands: Vec<usize> = Vec::new();
         for (i, node) in g.nodes.iter().enumerate() {
             if !fusible(&node.prim) || node.ty.numel() == 0 {
                 continue;
             }
             // Candidate groups: those of the operands, of this shape, not already reduced.
-            let mut cands: Vec<usize> = node
-                .inputs
-                .iter()
-                .filter_map(|v| group_of[v.index()])
-                .filter(|&c| groups[c].shape == node.ty.shape && groups[c].reduce.is_none())
-                .collect();
+            cands.clear();
+            cands.extend(
+                node.inputs
+                    .iter()
+                    .filter_map(|v| group_of[v.index()])
+                    .filter(|&c| groups[c].shape == node.ty.shape && groups[c].reduce.is_none()),
+            );
             cands.sort_by_key(|&c| groups[c].first);
             cands.dedup();
             let outside = |group_of: &[Option<usize>], gids: &[usize]| -> usize {
@@ -569,17 +629,21 @@ impl Plan {
         // 3. Steps: one per group, one per other computing node. Record what each defines and reads.
         let mut step_of: Vec<Option<usize>> = vec![None; n];
         let mut steps: Vec<Step> = Vec::new();
-        let mut reads: Vec<Vec<usize>> = Vec::new();
         let mut constants = Vec::new();
         // A view is materialised only when something other than a fused loop (or another
         // unmaterialised view) reads it.
         // A node that fused loops read through (views, zero-paddings) is materialised only if a
         // loop reads it as a source or a kernel reads it. A view that `resolve` cannot see through
         // (a reshape of a strided view) is an ordinary kernel.
+        let mut work = Strides::default();
+        // (The register of each member of the loop being built, by node: set before it is
+        // read, so shared by all loops.)
+        let mut reg_of = vec![0usize; n];
         let transparent: Vec<bool> = (0..n)
             .map(|i| {
                 let v = Var(i as u32);
-                matches!(g.nodes[i].prim, Prim::Pad { .. }) || is_view(&g.nodes[i].prim) && resolve(g, v).0 != v
+                matches!(g.nodes[i].prim, Prim::Pad { .. })
+                    || is_view(&g.nodes[i].prim) && resolve_in(g, v, &mut work).0 != v
             })
             .collect();
         let mut sourced = vec![false; n];
@@ -622,8 +686,7 @@ impl Plan {
                     step_of[i] = Some(s);
                     let subs =
                         prim.subgraphs().into_iter().map(|sub| Plan::interpreted(&super::optimize(sub))).collect();
-                    steps.push(Step::Multi { prim: prim.clone(), ins: ins.clone(), outs, subs: Arc::new(subs) });
-                    reads.push(ins);
+                    steps.push(Step::Multi { prim: prim.clone(), ins, outs, subs: Arc::new(subs) });
                     continue;
                 }
                 _ => {}
@@ -635,39 +698,63 @@ impl Plan {
                 if step_of[i].is_some() {
                     continue;
                 }
-                let (step, ins) = fused_step(g, &groups[gid], &users, &is_output, &group_of, gid);
+                let step = fused_step(g, &groups[gid], &users, &is_output, &group_of, gid, &mut work, &mut reg_of);
                 let s = steps.len();
                 for &m in groups[gid].members.iter().chain(groups[gid].reduce.iter()) {
                     step_of[m] = Some(s);
                 }
                 steps.push(step);
-                reads.push(ins);
             } else {
                 let ins: Vec<usize> = node.inputs.iter().map(|v| v.index()).collect();
                 step_of[i] = Some(steps.len());
-                steps.push(Step::Kernel { prim: node.prim.clone(), ins: ins.clone(), out: i, ty: node.ty.clone() });
-                reads.push(ins);
+                steps.push(Step::Kernel { prim: node.prim.clone(), ins, out: i, ty: node.ty.clone() });
             }
         }
 
         // 4. Order steps by dependencies (Kahn's algorithm, earliest step first).
-        let deps: Vec<BTreeSet<usize>> =
-            reads.iter().map(|ins| ins.iter().filter_map(|&v| step_of[v]).collect()).collect();
-        let mut indegree: Vec<usize> = deps.iter().map(|d| d.len()).collect();
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
-        for (s, d) in deps.iter().enumerate() {
-            for &p in d {
-                dependents[p].push(s);
+        // (The distinct steps each step reads from, as one flat list with offsets; `dependents`
+        // the same lists inverted, each in increasing order of the dependent step.)
+        let mut dep_start = Vec::with_capacity(steps.len() + 1);
+        let mut dep_list: Vec<usize> = Vec::with_capacity(steps.iter().map(|s| s.inputs().len()).sum());
+        dep_start.push(0);
+        for step in &steps {
+            let from = dep_list.len();
+            dep_list.extend(step.inputs().iter().filter_map(|&v| step_of[v]));
+            dep_list[from..].sort_unstable();
+            let mut kept = from;
+            for k in from..dep_list.len() {
+                if kept == from || dep_list[k] != dep_list[kept - 1] {
+                    dep_list[kept] = dep_list[k];
+                    kept += 1;
+                }
+            }
+            dep_list.truncate(kept);
+            dep_start.push(dep_list.len());
+        }
+        let mut indegree: Vec<usize> = dep_start.windows(2).map(|w| w[1] - w[0]).collect();
+        let mut dependents_start = vec![0usize; steps.len() + 1];
+        dep_list.iter().for_each(|&p| dependents_start[p + 1] += 1);
+        for s in 0..steps.len() {
+            dependents_start[s + 1] += dependents_start[s];
+        }
+        let mut dependents = vec![0usize; dep_list.len()];
+        let mut fill = dependents_start.clone();
+        for s in 0..steps.len() {
+            for &p in &dep_list[dep_start[s]..dep_start[s + 1]] {
+                dependents[fill[p]] = s;
+                fill[p] += 1;
             }
         }
-        let mut ready: BTreeSet<usize> = (0..steps.len()).filter(|&s| indegree[s] == 0).collect();
+        // (A min-heap: the earliest ready step first, as a `BTreeSet`'s `pop_first` would.)
+        let mut ready: BinaryHeap<Reverse<usize>> =
+            (0..steps.len()).filter(|&s| indegree[s] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(steps.len());
-        while let Some(s) = ready.pop_first() {
+        while let Some(Reverse(s)) = ready.pop() {
             order.push(s);
-            for &d in &dependents[s] {
+            for &d in &dependents[dependents_start[s]..dependents_start[s + 1]] {
                 indegree[d] -= 1;
                 if indegree[d] == 0 {
-                    ready.insert(d);
+                    ready.push(Reverse(d));
                 }
             }
         }
@@ -688,33 +775,42 @@ impl Plan {
         };
         let threads = crate::threads::threads();
         let mut steps = if threads > 1 { hoist_products(steps, &product_size) } else { steps };
-        let reads: Vec<Vec<usize>> = steps.iter().map(|s| s.inputs().to_vec()).collect();
 
         // 5. Free each slot after its last reader (outputs live to the end).
         // (Per slot, by index: each step frees its slots in increasing order.)
         let mut last_read: Vec<usize> = vec![usize::MAX; n];
-        for (s, ins) in reads.iter().enumerate() {
-            for &v in ins {
+        for (s, step) in steps.iter().enumerate() {
+            for &v in step.inputs() {
                 last_read[v] = s;
             }
         }
-        let mut free_after = vec![Vec::new(); steps.len()];
-        for (v, &s) in last_read.iter().enumerate() {
-            // (Constants stay in their slots for the next run: see `Scratch::slots`.)
-            if s != usize::MAX && !is_output[v] && !matches!(g.nodes[v].prim, Prim::Constant(_)) {
+        // (Constants stay in their slots for the next run: see `Scratch::slots`.)
+        let freed_after = |v: usize| {
+            let s = last_read[v];
+            (s != usize::MAX && !is_output[v] && !matches!(g.nodes[v].prim, Prim::Constant(_))).then_some(s)
+        };
+        // (Each list allocated once at its length.)
+        let mut count = vec![0usize; steps.len()];
+        (0..n).filter_map(freed_after).for_each(|s| count[s] += 1);
+        let mut free_after: Vec<Vec<usize>> = count.iter().map(|&c| Vec::with_capacity(c)).collect();
+        for v in 0..n {
+            if let Some(s) = freed_after(v) {
                 free_after[s].push(v);
             }
         }
         // 6. Loops write over intermediates they read for the last time; then compile them.
         let intermediate = |v: usize| !matches!(g.nodes[v].prim, Prim::Input(_) | Prim::Constant(_));
+        // (`freed[v]`: slot `v` is freed after the step at hand; set and cleared per step.)
+        let mut freed = vec![false; n];
         for (step, free) in steps.iter_mut().zip(&free_after) {
             if let Step::Fused { prog, ins, in_place, .. } = step {
-                let free: std::collections::HashSet<usize> = free.iter().copied().collect();
+                free.iter().for_each(|&v| freed[v] = true);
                 let reusable = |p: usize| {
                     let v = ins[p];
-                    free.contains(&v) && intermediate(v) && g.nodes[v].ty.numel() == crate::shape::numel(&prog.shape)
+                    freed[v] && intermediate(v) && g.nodes[v].ty.numel() == crate::shape::numel(&prog.shape)
                 };
                 *in_place = in_place_outputs(prog, &reusable);
+                free.iter().for_each(|&v| freed[v] = false);
             }
         }
         let steps_len = steps.len();
@@ -1157,7 +1253,8 @@ fn product(
 }
 
 /// A key telling loads apart (the same value read the same way is loaded once): the kind's
-/// fields as integers, the fill by its bits. (Cheaper than formatting the kind.)
+/// fields as integers, the fill by its bits. (Cheaper than formatting the kind.) Only for
+/// loads whose [`load_hash`] collides with a different load's.
 fn load_key(kind: &fused::LoadKind) -> Vec<i64> {
     match kind {
         fused::LoadKind::Contiguous => vec![0],
@@ -1178,7 +1275,49 @@ fn load_key(kind: &fused::LoadKind) -> Vec<i64> {
     }
 }
 
+/// A hash of [`load_key`] (without building it).
+fn load_hash(kind: &fused::LoadKind) -> u64 {
+    use std::hash::Hasher;
+    let mut h = super::fxhash::FxHasher::default();
+    match kind {
+        fused::LoadKind::Contiguous => h.write_i64(0),
+        fused::LoadKind::Scalar => h.write_i64(1),
+        fused::LoadKind::Strided { base, strides } => {
+            h.write_i64(2);
+            h.write_i64(*base as i64);
+            strides.iter().for_each(|&s| h.write_i64(s as i64));
+        }
+        fused::LoadKind::Padded { base, strides, valid, fill } => {
+            h.write_i64(3);
+            h.write_i64(*base as i64);
+            h.write_i64(strides.len() as i64);
+            h.write_i64(fill.to_bits() as i64);
+            strides.iter().for_each(|&s| h.write_i64(s as i64));
+            valid.iter().for_each(|&(lo, hi)| {
+                h.write_i64(lo as i64);
+                h.write_i64(hi as i64)
+            });
+        }
+    }
+    h.finish()
+}
+
+/// Whether two loads have equal [`load_key`]s (without building them).
+fn same_load(a: &fused::LoadKind, b: &fused::LoadKind) -> bool {
+    use fused::LoadKind::*;
+    match (a, b) {
+        (Contiguous, Contiguous) | (Scalar, Scalar) => true,
+        (Strided { base: b1, strides: s1 }, Strided { base: b2, strides: s2 }) => b1 == b2 && s1 == s2,
+        (
+            Padded { base: b1, strides: s1, valid: v1, fill: f1 },
+            Padded { base: b2, strides: s2, valid: v2, fill: f2 },
+        ) => b1 == b2 && s1 == s2 && v1 == v2 && f1.to_bits() == f2.to_bits(),
+        _ => false,
+    }
+}
+
 /// Builds the fused loop of a group: loads for outside values, one instruction per member.
+#[allow(clippy::too_many_arguments)]
 fn fused_step(
     g: &Graph,
     grp: &Group,
@@ -1186,18 +1325,30 @@ fn fused_step(
     is_output: &[bool],
     group_of: &[Option<usize>],
     gid: usize,
-) -> (Step, Vec<usize>) {
+    work: &mut Strides,
+    reg_of: &mut [usize],
+) -> Step {
     let mut instrs = Vec::new();
     let mut dtypes = Vec::new();
-    let mut reg_of: FxHashMap<usize, usize> = FxHashMap::default();
     let mut inputs: Vec<usize> = Vec::new();
     let mut input_of: FxHashMap<usize, usize> = FxHashMap::default();
-    let mut loads: FxHashMap<(usize, Vec<i64>), usize> = FxHashMap::default();
+    // Loads by value and hash of the load; loads whose hash collides with a different load's
+    // go by their full key (`load_key`) in `collided`.
+    let mut loads: FxHashMap<(usize, u64), usize> = FxHashMap::default();
+    let mut collided: FxHashMap<(usize, Vec<i64>), usize> = FxHashMap::default();
     let shape = &grp.shape;
     let mut load = |v: Var, kind: fused::LoadKind, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| {
-        let key = (v.index(), load_key(&kind));
-        if let Some(&r) = loads.get(&key) {
-            return r;
+        let hashed = (v.index(), load_hash(&kind));
+        let mut full = None;
+        if let Some(&r) = loads.get(&hashed) {
+            if matches!(&instrs[r], fused::Instr::Load { kind: k, .. } if same_load(k, &kind)) {
+                return r;
+            }
+            let key = (v.index(), load_key(&kind));
+            if let Some(&r) = collided.get(&key) {
+                return r;
+            }
+            full = Some(key);
         }
         // (A map, not a search of `inputs`: one loop of an unrolled program can read thousands.)
         let input = *input_of.entry(v.index()).or_insert_with(|| {
@@ -1206,16 +1357,19 @@ fn fused_step(
         });
         instrs.push(fused::Instr::Load { input, kind });
         dtypes.push(g.ty(v).dtype);
-        loads.insert(key, instrs.len() - 1);
+        match full {
+            Some(key) => collided.insert(key, instrs.len() - 1),
+            None => loads.insert(hashed, instrs.len() - 1),
+        };
         instrs.len() - 1
     };
     for &m in &grp.members {
         let node = &g.nodes[m];
         let mut operand = |v: Var, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| -> usize {
             if group_of[v.index()] == Some(gid) {
-                return reg_of[&v.index()];
+                return reg_of[v.index()];
             }
-            let (src, kind) = resolve_load(g, v, shape);
+            let (src, kind) = resolve_load(g, v, shape, work);
             load(src, kind, instrs, dtypes)
         };
         let instr = match &node.prim {
@@ -1236,13 +1390,13 @@ fn fused_step(
         };
         instrs.push(instr);
         dtypes.push(node.ty.dtype);
-        reg_of.insert(m, instrs.len() - 1);
+        reg_of[m] = instrs.len() - 1;
     }
     let (outputs, outs, reduce) = match grp.reduce {
         Some(rnode) => {
             let Prim::Reduce { op, axes } = &g.nodes[rnode].prim else { unreachable!() };
             let v = g.nodes[rnode].inputs[0].index();
-            (vec![reg_of[&v]], vec![rnode], Some((*op, axes.len())))
+            (vec![reg_of[v]], vec![rnode], Some((*op, axes.len())))
         }
         None => {
             let outs: Vec<usize> = grp
@@ -1251,11 +1405,11 @@ fn fused_step(
                 .copied()
                 .filter(|&m| is_output[m] || users[m].iter().any(|u| group_of[*u] != Some(gid)))
                 .collect();
-            (outs.iter().map(|m| reg_of[m]).collect(), outs, None)
+            (outs.iter().map(|&m| reg_of[m]).collect(), outs, None)
         }
     };
     let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
-    (Step::Fused { prog, ins: inputs.clone(), outs, native: None, in_place: vec![] }, inputs)
+    Step::Fused { prog, ins: inputs, outs, native: None, in_place: vec![] }
 }
 
 #[cfg(test)]
@@ -1300,5 +1454,57 @@ mod tests {
             }
             assert!(!is_dense(&dense[..dense.len().saturating_sub(1)], &shape) || shape.is_empty());
         }
+    }
+
+    /// Loads are told apart by `same_load` exactly as by their full `load_key`, and equal
+    /// keys hash alike (so `fused_step` loads the same value read the same way once).
+    #[test]
+    fn load_hash_and_equality_follow_the_key() {
+        use fused::LoadKind::*;
+        let kinds = vec![
+            Contiguous,
+            Scalar,
+            Strided { base: 0, strides: vec![1, 0] },
+            Strided { base: 0, strides: vec![1, 0] },
+            Strided { base: 1, strides: vec![1, 0] },
+            Strided { base: 0, strides: vec![0, 1] },
+            Strided { base: 0, strides: vec![1] },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: 0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: 0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: -0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 5)], fill: 0.0 },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: f64::NAN },
+            Padded { base: -1, strides: vec![1], valid: vec![(1, 4)], fill: f64::NAN },
+        ];
+        let mut equal_pairs = 0;
+        for a in &kinds {
+            for b in &kinds {
+                let same = load_key(a) == load_key(b);
+                assert_eq!(same_load(a, b), same, "{a:?} vs {b:?}");
+                if same {
+                    assert_eq!(load_hash(a), load_hash(b), "{a:?}");
+                    equal_pairs += 1;
+                }
+            }
+        }
+        // Each kind equals itself, and three pairs are listed twice (both orders).
+        assert_eq!(equal_pairs, kinds.len() + 6);
+    }
+
+    /// `resolve` composes views into strides: a transposed slice of a reversed matrix.
+    #[test]
+    fn resolve_composes_views() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![4, 6]));
+        let r = g.push(Prim::Rev { axes: vec![1] }, vec![x]).unwrap();
+        let s = g.push(Prim::Slice { start: vec![1, 0], stop: vec![4, 6], stride: vec![1, 2] }, vec![r]).unwrap();
+        let t = g.push(Prim::Transpose { perm: vec![1, 0] }, vec![s]).unwrap();
+        g.outputs = vec![t];
+        // Element [i, j] of t is x[1 + j, 5 - 2 i]: base 1·6 + 5 = 11, strides (-2, 6).
+        assert_eq!(resolve(&g, t), (x, 11, vec![-2, 6]));
+        assert_eq!(resolve(&g, x), (x, 0, vec![6, 1]));
+        let (src, kind) = resolve_load(&g, t, &[3, 3], &mut Strides::default());
+        assert_eq!(src, x);
+        assert!(matches!(kind, fused::LoadKind::Strided { base: 11, ref strides } if strides == &[-2, 6]));
     }
 }

@@ -93,25 +93,37 @@ pub(super) fn in_place_outputs(prog: &fused::Program, reusable: &dyn Fn(usize) -
     if prog.reduce.is_some() {
         return vec![None; prog.outputs.len()];
     }
-    // Per input: the dtype of its loads if every one is contiguous (None: not a candidate).
-    let mut loads: std::collections::BTreeMap<usize, Option<crate::DType>> = Default::default();
+    // Per input: the dtype of its loads if every one is contiguous (`Some(None)`: not a
+    // candidate; `None`: not loaded). Indexed by input, so visited in increasing order.
+    let inputs =
+        prog.instrs
+            .iter()
+            .filter_map(|i| if let fused::Instr::Load { input, .. } = i { Some(*input + 1) } else { None });
+    let mut loads: Vec<Option<Option<crate::DType>>> = vec![None; inputs.max().unwrap_or(0)];
     for (i, ins) in prog.instrs.iter().enumerate() {
         if let fused::Instr::Load { input, kind } = ins {
             let contiguous = matches!(kind, fused::LoadKind::Contiguous);
-            let entry = loads.entry(*input).or_insert(Some(prog.dtypes[i]));
+            let entry = loads[*input].get_or_insert(Some(prog.dtypes[i]));
             if !contiguous || *entry != Some(prog.dtypes[i]) {
                 *entry = None;
             }
         }
     }
     // Candidates by dtype, lowest input first; each output takes the first of its dtype.
-    let mut free: std::collections::HashMap<crate::DType, std::collections::VecDeque<usize>> = Default::default();
-    for (&p, dtype) in &loads {
-        if let Some(d) = dtype {
+    // (A short list per dtype, searched: a loop has few dtypes.)
+    let mut free: Vec<(crate::DType, std::collections::VecDeque<usize>)> = Vec::new();
+    for (p, dtype) in loads.iter().enumerate() {
+        if let Some(Some(d)) = dtype {
             if reusable(p) {
-                free.entry(*d).or_default().push_back(p);
+                match free.iter_mut().find(|(e, _)| e == d) {
+                    Some((_, q)) => q.push_back(p),
+                    None => free.push((*d, std::collections::VecDeque::from([p]))),
+                }
             }
         }
     }
-    prog.outputs.iter().map(|&r| free.get_mut(&prog.dtypes[r]).and_then(|q| q.pop_front())).collect()
+    prog.outputs
+        .iter()
+        .map(|&r| free.iter_mut().find(|(e, _)| *e == prog.dtypes[r]).and_then(|(_, q)| q.pop_front()))
+        .collect()
 }

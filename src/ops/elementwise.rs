@@ -140,6 +140,13 @@ impl UnaryOp {
         let dtype = if self == UnaryOp::IsFinite { DType::Bool } else { x.dtype };
         Ok(TensorType::new(dtype, x.shape.clone()))
     }
+
+    /// Whether [`UnaryOp::infer_type`] of `x` is `Ok(ty)`, without building the type
+    /// (`Graph::validate` checks every node of long graphs).
+    pub(crate) fn has_type(self, x: &TensorType, ty: &TensorType) -> bool {
+        let dtype = if self == UnaryOp::IsFinite { DType::Bool } else { x.dtype };
+        self.accepts(x.dtype) && ty.dtype == dtype && ty.shape == x.shape
+    }
 }
 
 /// Element-wise binary functions and comparisons.
@@ -245,6 +252,12 @@ impl BinaryOp {
         }
         let dtype = if self.is_comparison() { DType::Bool } else { a.dtype };
         Ok(TensorType::new(dtype, a.shape.clone()))
+    }
+
+    /// Whether [`BinaryOp::infer_type`] of `a`, `b` is `Ok(ty)`, without building the type.
+    pub(crate) fn has_type(self, a: &TensorType, b: &TensorType, ty: &TensorType) -> bool {
+        let dtype = if self.is_comparison() { DType::Bool } else { a.dtype };
+        a.dtype == b.dtype && a.shape == b.shape && self.accepts(a.dtype) && ty.dtype == dtype && ty.shape == a.shape
     }
 }
 
@@ -573,4 +586,41 @@ pub(crate) fn select_jet(xs: &[&[Option<Tensor>]], y: &Tensor) -> Series {
     let p = series::primal(xs[0]);
     let on_true = series::primal(xs[1]);
     linear_jet(&|t| select_jvp(p, t, on_true), xs, y)
+}
+
+#[cfg(test)]
+mod type_check_tests {
+    use super::*;
+
+    /// `has_type` (what `Graph::validate` checks element-wise nodes with) agrees with the type
+    /// rules for every operation, operand dtypes and shapes, and candidate result type.
+    #[test]
+    fn has_type_agrees_with_infer_type() {
+        let dtypes = [DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool];
+        let shapes = [vec![], vec![3], vec![2, 3]];
+        let types: Vec<TensorType> =
+            dtypes.iter().flat_map(|&d| shapes.iter().map(move |s| TensorType::new(d, s.clone()))).collect();
+        let mut accepted = 0;
+        for op in UnaryOp::ALL {
+            for x in &types {
+                for ty in &types {
+                    let rule = op.infer_type(x).as_ref() == Ok(ty);
+                    assert_eq!(op.has_type(x, ty), rule, "{op:?} {x} -> {ty}");
+                    accepted += rule as usize;
+                }
+            }
+        }
+        for op in BinaryOp::ALL {
+            for a in &types {
+                for b in &types {
+                    for ty in &types {
+                        let rule = op.infer_type(a, b).as_ref() == Ok(ty);
+                        assert_eq!(op.has_type(a, b, ty), rule, "{op:?} {a} {b} -> {ty}");
+                        accepted += rule as usize;
+                    }
+                }
+            }
+        }
+        assert!(accepted > 100, "the check accepts the well-typed cases ({accepted})");
+    }
 }

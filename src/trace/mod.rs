@@ -258,9 +258,20 @@ pub(crate) fn lift_operands(inputs: &[&Tensor]) -> Vec<Tensor> {
 /// when the operands do not fit.
 #[track_caller]
 pub fn bind(prim: Prim, inputs: &[&Tensor]) -> Tensor {
-    let tys: Vec<std::borrow::Cow<TensorType>> = inputs.iter().map(|t| t.ty_cow()).collect();
-    let refs: Vec<&TensorType> = tys.iter().map(|t| t.as_ref()).collect();
-    let ty = match prim.infer_type(&refs) {
+    // (The operand types in place for up to three operands: two lists fewer to allocate for
+    // each operation traced.)
+    let inferred = match inputs {
+        [] => prim.infer_type(&[]),
+        [a] => prim.infer_type(&[&*a.ty_cow()]),
+        [a, b] => prim.infer_type(&[&*a.ty_cow(), &*b.ty_cow()]),
+        [a, b, c] => prim.infer_type(&[&*a.ty_cow(), &*b.ty_cow(), &*c.ty_cow()]),
+        _ => {
+            let tys: Vec<std::borrow::Cow<TensorType>> = inputs.iter().map(|t| t.ty_cow()).collect();
+            let refs: Vec<&TensorType> = tys.iter().map(|t| t.as_ref()).collect();
+            prim.infer_type(&refs)
+        }
+    };
+    let ty = match inferred {
         Ok(ty) => ty,
         Err(e) => panic!("{}: {e}", prim.name()),
     };
