@@ -113,6 +113,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 Compile::Later => e.template.rebuild_from(e.run_interpreted(&leaves)),
             },
             None => {
+                crate::backend::cpu::native::probe_in_background();
                 let (traced, template) = trace_tree(&f, x, &key);
                 if !traced.captures.is_empty() {
                     // Values of an enclosing trace: the graph is re-emitted into that trace,
@@ -182,6 +183,14 @@ fn when_to_compile<B>(e: &Entry<B>) -> Compile {
     }
     if e.background_started.load(Ordering::Acquire) {
         return Compile::Later;
+    }
+    if mode != NativeMode::Off && !crate::backend::cpu::native::toolchain_probed() {
+        // Whether a compiler works (asked in the background since the first call) is not
+        // known yet, and asking here would wait for it: `Auto` leaves the whole decision to
+        // the background worker (which runs the plan's compile after the question), `Sync`
+        // decides at a later call.
+        crate::backend::cpu::native::probe_in_background();
+        return if mode == NativeMode::Auto { Compile::InBackground } else { Compile::Later };
     }
     match *e.build_cost.get_or_init(|| e.plan.native_build_cost()) {
         None => Compile::Now, // nothing to compile: settles the plan as it is
