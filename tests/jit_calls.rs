@@ -124,3 +124,48 @@ fn the_second_call_of_a_looped_function_does_not_wait_for_the_compiler() {
         "the native plan must first run at the call after the background compile:\n{text}"
     );
 }
+
+/// A long chain of element-wise operations: one interpreted loop of many instructions.
+fn heavy(x: &Tensor) -> Tensor {
+    let mut y = x.clone();
+    for k in 0..12 {
+        y = ((&y * (0.5 + k as f64 * 0.01)).sin() + x * 0.25).tanh();
+    }
+    y
+}
+
+/// A function whose one interpreted run is expected to take longer than compiling it starts
+/// the background compile at its first call, so its second call (after the compile) runs the
+/// native plan; before, the second call only started the compile.
+#[test]
+fn a_heavy_first_call_starts_the_compile() {
+    if std::env::var_os(CHILD).is_some() {
+        // A small function first: its call asks (in the background) whether a compiler works.
+        jit(|x: &Tensor| x * 2.0)(&Tensor::from_vec(vec![1.0f64; 8], &[8]));
+        wait_for_native_compiles();
+        let x = Tensor::from_vec((0..1 << 22).map(|i| (i % 101) as f64 / 50.0 - 1.0).collect(), &[1 << 22]);
+        let g = jit(heavy);
+        let first = g(&x).to_vec::<f64>();
+        eprintln!("mark: call 1 returned");
+        wait_for_native_compiles();
+        eprintln!("mark: compiles finished");
+        assert_eq!(g(&x).to_vec::<f64>(), first);
+        eprintln!("mark: call 2 returned");
+        // (Where the first call did not start it, the second did: a third call would be native.)
+        wait_for_native_compiles();
+        assert_eq!(g(&x).to_vec::<f64>(), first);
+        eprintln!("mark: call 3 returned");
+        return;
+    }
+    let text = child("a_heavy_first_call_starts_the_compile");
+    if !text.contains("native fused") {
+        eprintln!("no native plan (no working C compiler?): not tested here\n{text}");
+        return;
+    }
+    let marks = ["mark: call 1 returned", "mark: compiles finished", "mark: call 2 returned", "mark: call 3 returned"];
+    assert_eq!(
+        first_native_after(&text, &marks),
+        Some("mark: compiles finished"),
+        "the second call must run the plan compiled since the first:\n{text}"
+    );
+}

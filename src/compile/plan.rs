@@ -1043,6 +1043,22 @@ impl Plan {
         total
     }
 
+    /// The work of one run's interpreted fused loops, in element-instructions (each loop's
+    /// elements times its instructions; a sub-plan counts once, however often it runs): what
+    /// `jit` weighs against the C compiler's time on a function's first call.
+    pub(crate) fn interpreted_work(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Fused { prog, native: None, .. } => {
+                    (crate::shape::numel(&prog.shape) as u64).saturating_mul(prog.instrs.len() as u64)
+                }
+                Step::Multi { subs, .. } => subs.iter().map(Plan::interpreted_work).sum(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// The fused loops not compiled yet, with the inputs their outputs overwrite.
     fn interpreted_loops(&self) -> Vec<(&fused::Program, &[Option<usize>])> {
         self.steps
