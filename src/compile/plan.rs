@@ -1120,9 +1120,39 @@ impl Plan {
     }
 
     /// What [`Plan::compile_native`] would cost now: `None` if it would compile nothing, zero
-    /// if the library is cached on disk, else an estimate of the C compiler's time.
+    /// if the library is cached on disk, else an estimate of the C compiler's time. The loops
+    /// of sub-plans (loop bodies, branches), which `compile_native` compiles too, each sub-plan
+    /// into a library of its own, count at any depth: a plan whose only loops are inside a
+    /// `fori_loop` has a cost like any other.
     pub fn native_build_cost(&self) -> Option<std::time::Duration> {
-        native::build_cost(&self.interpreted_loops())
+        let mut total = native::build_cost(&self.interpreted_loops());
+        for step in &self.steps {
+            if let Step::Multi { subs, .. } = step {
+                for sub in subs.iter().filter(|p| p.has_interpreted_loops()) {
+                    total = match (total, sub.native_build_cost()) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+        total
+    }
+
+    /// The work of one run's interpreted fused loops, in element-instructions (each loop's
+    /// elements times its instructions; a sub-plan counts once, however often it runs): what
+    /// `jit` weighs against the C compiler's time on a function's first call.
+    pub(crate) fn interpreted_work(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Fused { prog, native: None, .. } => {
+                    (crate::shape::numel(&prog.shape) as u64).saturating_mul(prog.instrs.len() as u64)
+                }
+                Step::Multi { subs, .. } => subs.iter().map(Plan::interpreted_work).sum(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// The fused loops not compiled yet, with the inputs their outputs overwrite.

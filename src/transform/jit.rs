@@ -44,7 +44,9 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// large loops are compiled to native code (see [`NativeMode`](crate::NativeMode)) from the
 /// second call on: at once if the library is in the disk cache, else on a background thread
 /// while the calls keep running interpreted, the first call after it has finished switching
-/// to native code (so no call waits for the C compiler; `NativeMode::Sync` compiles on the
+/// to native code. A plan whose one interpreted run is expected to take as long as the C
+/// compiler starts that background compile at its first call, before running (so no call
+/// waits for the C compiler; `NativeMode::Sync` compiles on the
 /// calling thread once the interpreted runs have taken as long as the compiler is expected
 /// to, `NativeMode::Always` on the second call). Native loops round exactly like
 /// interpreted ones, so the results of a function do not depend on which call it is, on
@@ -113,6 +115,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 Compile::Later => e.template.rebuild_from(e.run_interpreted(&leaves)),
             },
             None => {
+                crate::backend::cpu::native::probe_in_background();
                 let (traced, template) = trace_tree(&f, x, &key);
                 if !traced.captures.is_empty() {
                     // Values of an enclosing trace: the graph is re-emitted into that trace,
@@ -124,10 +127,14 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 let optimized = optimize(&traced.graph);
                 let plan = Arc::new(Plan::interpreted(&optimized));
                 dump(&key, Some(&optimized), &plan);
+                let entry = Arc::new(Entry::new(plan.clone(), &template, false));
+                if compile_at_first_call(&entry) {
+                    entry.compile_in_background();
+                }
                 let started = Instant::now();
                 let out = template.rebuild_from(plan.run(&leaves));
-                let entry = store(&cache, key, plan, &template, false);
                 entry.interpreted_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, entry);
                 out
             }
         }
@@ -144,17 +151,31 @@ fn store<B: Tree>(
     template: &B,
     settled: bool,
 ) -> Arc<Entry<B>> {
-    let entry = Arc::new(Entry {
-        plan,
-        template: template.rebuild_from(template.leaves()),
-        settled: AtomicBool::new(settled),
-        interpreted_ns: AtomicU64::new(0),
-        build_cost: OnceLock::new(),
-        background_started: AtomicBool::new(false),
-        background: Arc::new(OnceLock::new()),
-    });
+    let entry = Arc::new(Entry::new(plan, template, settled));
     cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, entry.clone());
     entry
+}
+
+/// Interpreted fused loops run at about this many element-instructions per microsecond
+/// (one thread; AVX2 blocks of 512 elements): how `jit` estimates a first call's run time
+/// from [`Plan::interpreted_work`] before running it.
+const INTERPRETED_WORK_PER_US: u64 = 2000;
+
+/// Whether a function's first call starts compiling its plan in the background before it
+/// runs the plan interpreted (`NativeMode::Auto` only): when one interpreted run is expected
+/// to take at least what the C compiler would (and 10 ms), a second call is likely to find
+/// the native plan ready, and a function called once has lost at most one compile on the
+/// background thread. (With a cached library the second call loads it, as before; until the
+/// background probe of the compiler has answered, nothing is decided here.)
+fn compile_at_first_call<B>(e: &Entry<B>) -> bool {
+    if native_mode() != NativeMode::Auto || !crate::backend::cpu::native::toolchain_probed() {
+        return false;
+    }
+    let expected = Duration::from_micros(e.plan.interpreted_work() / INTERPRETED_WORK_PER_US);
+    if expected < Duration::from_millis(10) {
+        return false;
+    }
+    matches!(*e.build_cost.get_or_init(|| e.plan.native_build_cost()), Some(cost) if !cost.is_zero() && cost <= expected)
 }
 
 /// What a call of a plan not yet settled does about its native loops.
@@ -182,6 +203,14 @@ fn when_to_compile<B>(e: &Entry<B>) -> Compile {
     }
     if e.background_started.load(Ordering::Acquire) {
         return Compile::Later;
+    }
+    if mode != NativeMode::Off && !crate::backend::cpu::native::toolchain_probed() {
+        // Whether a compiler works (asked in the background since the first call) is not
+        // known yet, and asking here would wait for it: `Auto` leaves the whole decision to
+        // the background worker (which runs the plan's compile after the question), `Sync`
+        // decides at a later call.
+        crate::backend::cpu::native::probe_in_background();
+        return if mode == NativeMode::Auto { Compile::InBackground } else { Compile::Later };
     }
     match *e.build_cost.get_or_init(|| e.plan.native_build_cost()) {
         None => Compile::Now, // nothing to compile: settles the plan as it is
@@ -216,6 +245,20 @@ struct Entry<B> {
     /// Its result once it has finished: the plan with native loops, or `None` when none
     /// were compiled (no compiler, nothing selected, or the compile failed).
     background: Arc<OnceLock<Option<Arc<Plan>>>>,
+}
+
+impl<B: Tree> Entry<B> {
+    fn new(plan: Arc<Plan>, template: &B, settled: bool) -> Entry<B> {
+        Entry {
+            plan,
+            template: template.rebuild_from(template.leaves()),
+            settled: AtomicBool::new(settled),
+            interpreted_ns: AtomicU64::new(0),
+            build_cost: OnceLock::new(),
+            background_started: AtomicBool::new(false),
+            background: Arc::new(OnceLock::new()),
+        }
+    }
 }
 
 impl<B> Entry<B> {

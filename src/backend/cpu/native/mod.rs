@@ -328,6 +328,25 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
     kernels
 }
 
+/// Whether the C compiler has been asked whether it works (see [`probe_in_background`]):
+/// until then, [`build_cost`] would wait for it (two compiler runs, ~10 ms).
+pub(crate) fn toolchain_probed() -> bool {
+    toolchain::probed()
+}
+
+/// Asks the C compiler whether it works on the background worker, once per process and
+/// only where the native mode could use it: `jit` starts this on a function's first call,
+/// so that its second call finds the answer ready instead of waiting for the compiler.
+pub(crate) fn probe_in_background() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if native_mode() == NativeMode::Off || toolchain::probed() || STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    spawn_compile(|| {
+        toolchain::available();
+    });
+}
+
 /// A background compile.
 type Job = Box<dyn FnOnce() + Send>;
 

@@ -47,7 +47,6 @@ struct Toolchain {
 /// `$COTANGENT_CC`, else `$CC`, else `cc`, if it answers `--version` (`Err(None)`: it
 /// cannot be started at all).
 fn toolchain() -> Result<&'static Toolchain, Failure> {
-    static TC: OnceLock<Result<Toolchain, Option<String>>> = OnceLock::new();
     TC.get_or_init(|| {
         let cc = std::env::var("COTANGENT_CC").or_else(|_| std::env::var("CC")).unwrap_or_else(|_| "cc".to_string());
         let out = match run(Command::new(&cc).arg("--version")) {
@@ -92,6 +91,15 @@ fn native_target(cc: &str) -> Result<String, String> {
         }
     };
     Ok(if flags.is_empty() { fs::read_to_string("/proc/cpuinfo").unwrap_or_default() } else { flags })
+}
+
+/// The compiler found by [`toolchain`], once it has been asked.
+static TC: OnceLock<Result<Toolchain, Option<String>>> = OnceLock::new();
+
+/// Whether the compiler has been asked already (so [`available`] answers without starting
+/// processes or waiting for another thread that is starting them).
+pub(super) fn probed() -> bool {
+    TC.get().is_some()
 }
 
 /// Whether a C compiler answers.

@@ -13,9 +13,11 @@
 //! - forward ([`Tangents`]): each operation of the descent (the inner gradient,
 //!   the step `b - η g`) is a `jvp`, vectorised over the two directions of `a`
 //!   with `vmap` ([`jvp_dirs`]);
-//! - reverse ([`Tape`]): each operation is a `vjp` whose pullback is recorded on
-//!   a tape; the final value's pullback then runs back through the accepted
-//!   iterates (rejected proposals get no cotangent and are skipped).
+//! - reverse ([`Tape`]): each operation is recorded on a tape with the point it was
+//!   taken at; the final value's pullback then runs back through the accepted
+//!   iterates (rejected proposals get no cotangent and are skipped), each gradient
+//!   step by one compiled pullback of the inner gradient ([`inner_gradient_pullback`]),
+//!   each step `b - η g` by its transpose.
 //!
 //! The inner gradient `∇ᵦ(-f)` is `grad` or `jacfwd` (see [`gradient`]), so the
 //! outer `jvp`/`vjp` of each step differentiates through it: nested AD.
@@ -24,7 +26,7 @@ use super::{gradient, jvp_dirs, unknown_function, Mode, Output, Run, MODE_FUNCTI
 use crate::descent::{argmin, argmin_loop, argmin_loop_bounded, status, Budget, Counted, Descent, Plain};
 use crate::input::{expect_shape, vector};
 use crate::limits::Limits;
-use cotangent::{concatenate, jit, vjp, where_, DType, Pullback, Tensor};
+use cotangent::{concatenate, jit, vjp, where_, DType, Tensor};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -58,9 +60,55 @@ fn inner_gradient(f: Objective, inner: Mode, a: &Tensor, b: &Tensor) -> Tensor {
     compiled(&(a.clone(), b.clone()))
 }
 
+type Compiled2 = Rc<dyn Fn(&(Tensor, Tensor)) -> Tensor>;
+
+thread_local! {
+    /// One compiled `-f(a, b)` per objective (see [`negated`]).
+    static NEGATED: RefCell<HashMap<usize, Compiled2>> = RefCell::new(HashMap::new());
+}
+
+/// `-f(a, b)` as a number: the inner descent's objective, by one compiled call (the
+/// objective runs at every iteration of every descent; eagerly it was six operations).
+fn negated(f: Objective, a: &Tensor, b: &Tensor) -> f64 {
+    let compiled = NEGATED.with(|c| {
+        c.borrow_mut()
+            .entry(f as usize)
+            .or_insert_with(|| Rc::new(jit(move |(a, b): &(Tensor, Tensor)| -f(a, b))))
+            .clone()
+    });
+    compiled(&(a.clone(), b.clone())).item::<f64>()
+}
+
+type InnerPullback = Rc<dyn Fn(&(Tensor, Tensor, Tensor)) -> (Tensor, Tensor)>;
+
+thread_local! {
+    /// One compiled pullback of the inner gradient per objective and mode (see
+    /// [`inner_gradient_pullback`]).
+    static INNER_PULLBACKS: RefCell<HashMap<(usize, bool), InnerPullback>> = RefCell::new(HashMap::new());
+}
+
+/// The pullback of `(a, b) ↦ ∇ᵦ(-f(a, b))` at `(a, b)` applied to `ct`: `(ā, b̄)`. One
+/// compiled function for every step of every descent (the tape used to trace a `vjp` per
+/// step and keep its pullback).
+fn inner_gradient_pullback(f: Objective, inner: Mode, a: &Tensor, b: &Tensor, ct: &Tensor) -> (Tensor, Tensor) {
+    let key = (f as usize, matches!(inner, Mode::Forward));
+    let compiled = INNER_PULLBACKS.with(|c| {
+        c.borrow_mut()
+            .entry(key)
+            .or_insert_with(|| {
+                Rc::new(jit(move |(a, b, ct): &(Tensor, Tensor, Tensor)| {
+                    let g = |(a, b): &(Tensor, Tensor)| gradient(inner, b, |b: &Tensor| -f(a, b));
+                    vjp(g, &(a.clone(), b.clone())).1.call(ct)
+                }))
+            })
+            .clone()
+    });
+    compiled(&(a.clone(), b.clone(), ct.clone()))
+}
+
 /// `argmaxᵦ f(a, b)` from `start`, on concrete values.
 fn inner_argmax(f: Objective, inner: Mode, a: &Tensor, start: &Tensor, budget: &Budget) -> Result<Tensor, String> {
-    let problem = Plain::new(|b: &Tensor| Ok(-f(a, b).item::<f64>()), |b: &Tensor| Ok(inner_gradient(f, inner, a, b)));
+    let problem = Plain::new(|b: &Tensor| Ok(negated(f, a, b)), |b: &Tensor| Ok(inner_gradient(f, inner, a, b)));
     argmin(&problem, start.clone(), budget)
 }
 
@@ -84,7 +132,7 @@ impl Descent for Tangents {
         &g.0
     }
     fn objective(&self, b: &Tensor) -> Result<f64, String> {
-        Ok(-(self.f)(&self.a, b).item::<f64>())
+        Ok(negated(self.f, &self.a, b))
     }
     fn gradient(&self, (b, db): &(Tensor, Tensor)) -> Result<(Tensor, Tensor), String> {
         let (f, inner) = (self.f, self.inner);
@@ -102,10 +150,11 @@ impl Descent for Tangents {
 /// One recorded operation of the inner descent, with the tape positions of its
 /// inputs (`None`: the starting point, which does not depend on `a`).
 enum Entry {
-    /// `g = ∇ᵦ(-f)(a, b)`, pulled back to `(a, b)`.
-    Gradient { pullback: Pullback<(Tensor, Tensor), Tensor>, b: Option<usize> },
-    /// `b' = b - η g`, pulled back to `(b, g)`.
-    Step { pullback: Pullback<(Tensor, Tensor), Tensor>, b: Option<usize>, g: usize },
+    /// `g = ∇ᵦ(-f)(a, b)` at the point `at` (pulled back to `(a, b)` by
+    /// [`inner_gradient_pullback`] at that point).
+    Gradient { at: Tensor, b: Option<usize> },
+    /// `b' = b - η g`, pulled back to `(b̄', -η b̄')`.
+    Step { eta: f64, b: Option<usize>, g: usize },
 }
 
 /// The inner descent recording a reverse-mode tape: a point or gradient is its
@@ -143,14 +192,15 @@ impl Tape {
         for i in (0..=at).rev() {
             let Some(c) = cts[i].take() else { continue };
             match &entries[i] {
-                Entry::Gradient { pullback, b } => {
-                    let (ca, cb) = pullback.call(&c);
+                Entry::Gradient { at, b } => {
+                    let (ca, cb) = inner_gradient_pullback(self.f, self.inner, &self.a, at, &c);
                     da = da + ca;
                     add(&mut cts, *b, cb);
                 }
-                Entry::Step { pullback, b, g } => {
-                    let (cb, cg) = pullback.call(&c);
-                    add(&mut cts, *b, cb);
+                Entry::Step { eta, b, g } => {
+                    // The transpose of `b - g * η`: `b̄ = c`, `ḡ = (-c) * η` (as `vjp` had it).
+                    let cg = -&c * *eta;
+                    add(&mut cts, *b, c);
                     add(&mut cts, Some(*g), cg);
                 }
             }
@@ -169,17 +219,15 @@ impl Descent for Tape {
         &g.0
     }
     fn objective(&self, b: &Tensor) -> Result<f64, String> {
-        Ok(-(self.f)(&self.a, b).item::<f64>())
+        Ok(negated(self.f, &self.a, b))
     }
     fn gradient(&self, (b, at): &(Tensor, Option<usize>)) -> Result<(Tensor, usize), String> {
-        let (f, inner) = (self.f, self.inner);
-        let (g, pullback) =
-            vjp(|(a, b): &(Tensor, Tensor)| inner_gradient(f, inner, a, b), &(self.a.clone(), b.clone()));
-        Ok((g, self.record(Entry::Gradient { pullback, b: *at })))
+        let g = inner_gradient(self.f, self.inner, &self.a, b);
+        Ok((g, self.record(Entry::Gradient { at: b.clone(), b: *at })))
     }
     fn step(&self, (b, at): &(Tensor, Option<usize>), (g, gat): &(Tensor, usize), eta: f64) -> (Tensor, Option<usize>) {
-        let (next, pullback) = vjp(|(b, g): &(Tensor, Tensor)| b - g * eta, &(b.clone(), g.clone()));
-        let at = self.record(Entry::Step { pullback, b: *at, g: *gat });
+        let next = b - g * eta;
+        let at = self.record(Entry::Step { eta, b: *at, g: *gat });
         (next, Some(at))
     }
 }
@@ -217,7 +265,7 @@ fn max_gradient(
 /// iteration of every descent (outer and inner) spends one step of `budget`.
 pub fn saddle(outer: Mode, inner: Mode, start: &Tensor, budget: &Budget) -> Result<Tensor, String> {
     let outer_problem = Plain::new(
-        |a: &Tensor| Ok(f(a, &inner_argmax(f, inner, a, start, budget)?).item::<f64>()),
+        |a: &Tensor| Ok(-negated(f, a, &inner_argmax(f, inner, a, start, budget)?)),
         |a: &Tensor| max_gradient(f, outer, inner, a, start, budget),
     );
     let a = argmin(&outer_problem, start.clone(), budget)?;
