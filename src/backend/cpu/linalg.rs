@@ -136,14 +136,7 @@ fn cholesky_one<T: Real>(a: &[T], n: usize) -> Vec<T> {
     }
 }
 
-fn triangular_solve_one<T: Real>(
-    a: &[T],
-    b: &[T],
-    n: usize,
-    shape_b: (usize, usize),
-    o: TriangularSolve,
-    par: Par,
-) -> Vec<T> {
+fn triangular_solve_one<T: Real>(a: &[T], b: &[T], n: usize, shape_b: (usize, usize), o: TriangularSolve) -> Vec<T> {
     let mut out = b.to_vec();
     let (rb, cb) = shape_b;
     let a = view(a, n, n);
@@ -155,10 +148,10 @@ fn triangular_solve_one<T: Real>(
     let rhs = if o.left_side { x.as_mut() } else { x.as_mut().transpose_mut() };
     use faer::linalg::triangular_solve as ts;
     match (lower, o.unit_diagonal) {
-        (true, false) => ts::solve_lower_triangular_in_place(tri, rhs, par),
-        (true, true) => ts::solve_unit_lower_triangular_in_place(tri, rhs, par),
-        (false, false) => ts::solve_upper_triangular_in_place(tri, rhs, par),
-        (false, true) => ts::solve_unit_upper_triangular_in_place(tri, rhs, par),
+        (true, false) => ts::solve_lower_triangular_in_place(tri, rhs, Par::Seq),
+        (true, true) => ts::solve_unit_lower_triangular_in_place(tri, rhs, Par::Seq),
+        (false, false) => ts::solve_upper_triangular_in_place(tri, rhs, Par::Seq),
+        (false, true) => ts::solve_unit_upper_triangular_in_place(tri, rhs, Par::Seq),
     }
     out
 }
@@ -455,9 +448,9 @@ where
         LinalgOp::TriangularSolve(o) => {
             let (_, rb, cb) = dims(&inputs[1].shape);
             let b = slice2::<T>(inputs[1]);
-            // One matrix: faer splits the solve's block updates over the threads.
-            let par = if count == 1 { par() } else { Par::Seq };
-            concat(map_pairs(x, b, count, (size, rb * cb), |a, b| triangular_solve_one(a, b, n, (rb, cb), *o, par)))
+            // On one thread per matrix: faer's threaded solve (Par::rayon) of one 256×256 system
+            // gained 5% on an idle second core but lost 30-80% when other processes held it.
+            concat(map_pairs(x, b, count, (size, rb * cb), |a, b| triangular_solve_one(a, b, n, (rb, cb), *o)))
         }
         LinalgOp::Lyapunov { iters: 0 } => {
             let c = slice2::<T>(inputs[1]);
