@@ -3,6 +3,7 @@
 
 mod columns;
 mod contract;
+mod diagonal;
 pub(crate) mod fxhash;
 mod inline;
 mod passes;

@@ -1,7 +1,9 @@
 //! Graph-to-graph optimisation passes. Each rewrite is exact in floating point,
 //! except `sum(broadcast(x)) -> x * n`, which replaces n additions of the same
 //! value by one multiplication (equal up to rounding), and the weighted sums of products
-//! with a constant factor that `contract.rs` contracts in the other order (last).
+//! with a constant factor that `contract.rs` contracts in the other order, then products
+//! with a diagonal matrix that `diagonal.rs` turns into scalings (dropping terms that are
+//! zero for finite values).
 
 use super::fxhash::{FxHashMap, FxHasher};
 use crate::array::{Array, Data};
@@ -334,7 +336,8 @@ fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
 }
 
 /// Simplification, constant folding and common-subexpression elimination in one
-/// forward walk, then dead-code elimination.
+/// forward walk, then dead-code elimination, then the product rewrites of `contract.rs` and
+/// `diagonal.rs`.
 ///
 /// # Panics
 /// If the graph breaks its invariants ([`Graph::validate`]): constant folding runs kernels
@@ -362,7 +365,7 @@ pub fn optimize(g: &Graph) -> Graph {
         map.push(v);
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    super::contract::weighted_sums_of_products(swap_and_dce(out))
+    super::diagonal::diagonal_products(super::contract::weighted_sums_of_products(swap_and_dce(out)))
 }
 
 /// The product(s) that replace a transposed product (see `swap_transposed_products`):

@@ -86,6 +86,22 @@ pub fn dot_general_with(
                 return Array::new(out.shape.clone(), data);
             }
         }
+        if swaps_narrow(lv, dims) {
+            let data = match (&lhs.data, &rhs.data) {
+                (Data::F32(a), Data::F32(c)) => match buffer(crate::DType::F32, b * m * n) {
+                    Data::F32(o) => Some(Data::F32(gemm_swapped(a, lv, c, rv, dims, o, threads))),
+                    _ => unreachable!("buffer of the requested dtype"),
+                },
+                (Data::F64(a), Data::F64(c)) => match buffer(crate::DType::F64, b * m * n) {
+                    Data::F64(o) => Some(Data::F64(gemm_swapped(a, lv, c, rv, dims, o, threads))),
+                    _ => unreachable!("buffer of the requested dtype"),
+                },
+                _ => None,
+            };
+            if let Some(data) = data {
+                return Array::new(out.shape.clone(), data);
+            }
+        }
         let data = match (&lhs.data, &rhs.data) {
             (Data::F32(a), Data::F32(c)) => match buffer(crate::DType::F32, b * m * n) {
                 Data::F32(o) => Some(Data::F32(gemm_strided(a, lv, c, rv, dims, o, threads))),
@@ -213,22 +229,176 @@ unsafe fn copy_columns<T: Element>(rhs: &[T], rv: Matrix, bi: usize, k: usize, c
     let base = bi as isize * rv.batch;
     let last = base + (k - 1) as isize + (c1 - 1) as isize * rv.col;
     assert!(rv.batch >= 0 && rv.col >= 0 && (last as usize) < rhs.len(), "dot_general: operand view out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    if simd_transpose::available() {
+        // SAFETY: AVX is available; every source index `base + j·col + i` (j < c1, i < k) is
+        // at most `last` < rhs.len() (checked above), every destination index below k·w, inside
+        // `out` (the caller's contract).
+        unsafe { simd_transpose::columns(rhs.as_ptr().offset(base), rv.col as usize, k, w, c0, out) };
+        return;
+    }
+    // SAFETY: the same bounds (the caller's contract and the check above).
+    unsafe { copy_columns_scalar(rhs, base, rv.col, k, cols, out) }
+}
+
+/// [`copy_columns`] element by element, reading column `j` at `rhs[base + j·col..]`.
+///
+/// # Safety
+/// As [`copy_columns`], with `base + (c1-1)·col + k - 1 < rhs.len()`.
+unsafe fn copy_columns_scalar<T: Element>(
+    rhs: &[T],
+    base: isize,
+    col: isize,
+    k: usize,
+    cols: (usize, usize),
+    out: *mut T,
+) {
+    let (c0, c1) = cols;
+    let w = c1 - c0;
     // Tiles of TILE columns × TILE rows: the TILE source rows (one per column) stay in L1.
     for j0 in (c0..c1).step_by(TILE) {
         let j1 = (j0 + TILE).min(c1);
         for i0 in (0..k).step_by(TILE) {
             for i in i0..(i0 + TILE).min(k) {
                 for j in j0..j1 {
-                    // SAFETY: the source index is at most `last` < rhs.len() (checked above); the
+                    // SAFETY: the source index is at most `last` < rhs.len() (the caller checked); the
                     // destination `i·w + (j - c0)` < k·w, inside `out` (the caller's contract).
                     // Not reachable with bad input from safe public code: `dot` is crate-private
                     // and its callers pass operands typed by `infer_type`.
                     unsafe {
-                        let v = *rhs.get_unchecked((base + j as isize * rv.col + i as isize) as usize);
+                        let v = *rhs.get_unchecked((base + j as isize * col + i as isize) as usize);
                         out.add(i * w + (j - c0)).write(v);
                     }
                 }
             }
+        }
+    }
+}
+
+/// The copy of [`copy_columns`] in 8×8 (4-byte elements) or 4×4 (8-byte elements) register
+/// transposes (AVX), the edges element by element.
+#[cfg(target_arch = "x86_64")]
+mod simd_transpose {
+    use std::arch::x86_64::*;
+
+    pub(super) fn available() -> bool {
+        static AVX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX.get_or_init(|| is_x86_feature_detected!("avx"))
+    }
+
+    /// Columns `c0..c0+w` of a k-contiguous matrix (column `j` at `src + j·col`, `k` elements)
+    /// to a row-major `k×w` matrix at `out`. Elements are moved as bits.
+    ///
+    /// # Safety
+    /// AVX available; `src + j·col + i` readable for `j` in `c0..c0+w`, `i < k`; `out` valid
+    /// for writing `k·w` elements.
+    pub(super) unsafe fn columns<T>(src: *const T, col: usize, k: usize, w: usize, c0: usize, out: *mut T) {
+        // SAFETY: the caller's contract; the element size picks the kernel that moves bits of
+        // that size.
+        unsafe {
+            match std::mem::size_of::<T>() {
+                4 => tiles::<8, f32>(src as *const f32, col, k, w, c0, out as *mut f32, t8x8),
+                8 => tiles::<4, f64>(src as *const f64, col, k, w, c0, out as *mut f64, t4x4),
+                _ => unreachable!("float elements are 4 or 8 bytes"),
+            }
+        }
+    }
+
+    /// Blocks of `B` columns × `B` rows through `block`, the remainders element by element.
+    #[inline(always)]
+    unsafe fn tiles<const B: usize, E: Copy>(
+        src: *const E,
+        col: usize,
+        k: usize,
+        w: usize,
+        c0: usize,
+        out: *mut E,
+        block: unsafe fn(*const E, usize, *mut E, usize),
+    ) {
+        let (wb, kb) = (w / B * B, k / B * B);
+        // SAFETY (whole body): every read is `src + (c0 + j)·col + i` with j < w, i < k and
+        // every write `out + i·w + j`, inside the caller's ranges.
+        unsafe {
+            // Column panels of 2·B (the rows they read stay in L1), rows in blocks of B.
+            for j0 in (0..wb).step_by(2 * B) {
+                let j1 = (j0 + 2 * B).min(wb);
+                for i0 in (0..kb).step_by(B) {
+                    for jb in (j0..j1).step_by(B) {
+                        block(src.add((c0 + jb) * col + i0), col, out.add(i0 * w + jb), w);
+                    }
+                }
+                for i in kb..k {
+                    for j in j0..j1 {
+                        out.add(i * w + j).write(*src.add((c0 + j) * col + i));
+                    }
+                }
+            }
+            for j in wb..w {
+                for i in 0..k {
+                    out.add(i * w + j).write(*src.add((c0 + j) * col + i));
+                }
+            }
+        }
+    }
+
+    /// 8×8 transpose: row `r` of the source (`src + r·s`, 8 elements) becomes column `r` of
+    /// the destination (rows `d` apart).
+    #[target_feature(enable = "avx")]
+    unsafe fn t8x8(src: *const f32, s: usize, dst: *mut f32, d: usize) {
+        // SAFETY: the caller's contract (8 rows of 8 readable, 8 rows of 8 writable).
+        unsafe {
+            let r0 = _mm256_loadu_ps(src);
+            let r1 = _mm256_loadu_ps(src.add(s));
+            let r2 = _mm256_loadu_ps(src.add(2 * s));
+            let r3 = _mm256_loadu_ps(src.add(3 * s));
+            let r4 = _mm256_loadu_ps(src.add(4 * s));
+            let r5 = _mm256_loadu_ps(src.add(5 * s));
+            let r6 = _mm256_loadu_ps(src.add(6 * s));
+            let r7 = _mm256_loadu_ps(src.add(7 * s));
+            let t0 = _mm256_unpacklo_ps(r0, r1);
+            let t1 = _mm256_unpackhi_ps(r0, r1);
+            let t2 = _mm256_unpacklo_ps(r2, r3);
+            let t3 = _mm256_unpackhi_ps(r2, r3);
+            let t4 = _mm256_unpacklo_ps(r4, r5);
+            let t5 = _mm256_unpackhi_ps(r4, r5);
+            let t6 = _mm256_unpacklo_ps(r6, r7);
+            let t7 = _mm256_unpackhi_ps(r6, r7);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            _mm256_storeu_ps(dst, _mm256_permute2f128_ps::<0x20>(u0, u4));
+            _mm256_storeu_ps(dst.add(d), _mm256_permute2f128_ps::<0x20>(u1, u5));
+            _mm256_storeu_ps(dst.add(2 * d), _mm256_permute2f128_ps::<0x20>(u2, u6));
+            _mm256_storeu_ps(dst.add(3 * d), _mm256_permute2f128_ps::<0x20>(u3, u7));
+            _mm256_storeu_ps(dst.add(4 * d), _mm256_permute2f128_ps::<0x31>(u0, u4));
+            _mm256_storeu_ps(dst.add(5 * d), _mm256_permute2f128_ps::<0x31>(u1, u5));
+            _mm256_storeu_ps(dst.add(6 * d), _mm256_permute2f128_ps::<0x31>(u2, u6));
+            _mm256_storeu_ps(dst.add(7 * d), _mm256_permute2f128_ps::<0x31>(u3, u7));
+        }
+    }
+
+    /// 4×4 transpose of 8-byte elements, as [`t8x8`].
+    #[target_feature(enable = "avx")]
+    unsafe fn t4x4(src: *const f64, s: usize, dst: *mut f64, d: usize) {
+        // SAFETY: the caller's contract (4 rows of 4 readable, 4 rows of 4 writable).
+        unsafe {
+            let r0 = _mm256_loadu_pd(src);
+            let r1 = _mm256_loadu_pd(src.add(s));
+            let r2 = _mm256_loadu_pd(src.add(2 * s));
+            let r3 = _mm256_loadu_pd(src.add(3 * s));
+            let t0 = _mm256_unpacklo_pd(r0, r1);
+            let t1 = _mm256_unpackhi_pd(r0, r1);
+            let t2 = _mm256_unpacklo_pd(r2, r3);
+            let t3 = _mm256_unpackhi_pd(r2, r3);
+            _mm256_storeu_pd(dst, _mm256_permute2f128_pd::<0x20>(t0, t2));
+            _mm256_storeu_pd(dst.add(d), _mm256_permute2f128_pd::<0x20>(t1, t3));
+            _mm256_storeu_pd(dst.add(2 * d), _mm256_permute2f128_pd::<0x31>(t0, t2));
+            _mm256_storeu_pd(dst.add(3 * d), _mm256_permute2f128_pd::<0x31>(t1, t3));
         }
     }
 }
@@ -399,6 +569,46 @@ fn blocks(d: Dims, threads: usize, split_narrow: bool) -> Vec<Block> {
 fn spans(len: usize, w: usize, fold: usize) -> impl Iterator<Item = (usize, usize)> {
     let count = if len > w && !len.is_multiple_of(w) && len % w <= fold { len / w } else { len.div_ceil(w) };
     (0..count).map(move |i| (i * w, if i + 1 == count { len } else { (i + 1) * w }))
+}
+
+/// Whether a product with few output columns and a left operand stored column by column
+/// (`hᵀ·g` of a network's last layer, 512×128×10) runs as its transpose `gᵀ·h` (10×512), whose
+/// long side lies along gemm's vector lanes, and a transposed copy of that small result.
+fn swaps_narrow(lv: Matrix, d: Dims) -> bool {
+    lv.row == 1 && lv.col != 1 && d.n < 16 && d.m >= 4 * d.n && d.m >= 64
+}
+
+/// [`gemm_strided`] of the transposed product (`(A·B)ᵀ = Bᵀ·Aᵀ`, `n×m`) into scratch, then
+/// transposed into `out`.
+fn gemm_swapped<T: Element>(
+    lhs: &[T],
+    lv: Matrix,
+    rhs: &[T],
+    rv: Matrix,
+    d: Dims,
+    mut out: Vec<T>,
+    threads: bool,
+) -> Vec<T> {
+    let Dims { b, m, k, n } = d;
+    let t = gemm_strided(
+        rhs,
+        Matrix { batch: rv.batch, row: rv.col, col: rv.row },
+        lhs,
+        Matrix { batch: lv.batch, row: lv.col, col: lv.row },
+        Dims { b, m: n, k, n: m },
+        vec![T::from_f64(0.0); b * m * n],
+        threads,
+    );
+    assert_eq!(out.len(), b * m * n);
+    for bi in 0..b {
+        let (src, dst) = (&t[bi * m * n..(bi + 1) * m * n], &mut out[bi * m * n..(bi + 1) * m * n]);
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = src[j * m + i];
+            }
+        }
+    }
+    out
 }
 
 /// `b` products of `m×k` and `k×n` matrices read in place through strides, split into
@@ -630,6 +840,80 @@ mod tests {
         split_matches::<f32>(Dims { b: 1, m: 40, k: 2000, n: 300 }, 1e-4);
         split_matches::<f64>(Dims { b: 1, m: 1000, k: 100, n: 70 }, 1e-12);
         split_matches::<f64>(Dims { b: 3, m: 130, k: 100, n: 260 }, 1e-12);
+    }
+
+    /// The register transposes copy columns exactly as the element-by-element loop does, for
+    /// both element sizes, widths and depths with and without remainders, and column strides
+    /// larger than the depth (a view into a batch).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn vector_transpose_matches_scalar() {
+        fn check<T: Element + PartialEq + std::fmt::Debug>() {
+            if !simd_transpose::available() {
+                return;
+            }
+            for &(k, col) in &[(1usize, 1usize), (7, 9), (8, 8), (17, 20), (64, 64), (300, 301)] {
+                for &(c0, c1) in &[(0usize, 1usize), (0, 5), (3, 19), (0, 16), (1, 34), (8, 72)] {
+                    let src: Vec<T> = values(col * c1 + k, 7);
+                    let len = k * (c1 - c0);
+                    let (mut a, mut b) = (vec![T::from_f64(f64::NAN); len], vec![T::from_f64(f64::NAN); len]);
+                    // SAFETY: the source holds every column c < c1 (col·c + k ≤ src.len()),
+                    // the outputs k·(c1-c0) elements each.
+                    unsafe {
+                        simd_transpose::columns(src.as_ptr(), col, k, c1 - c0, c0, a.as_mut_ptr());
+                        copy_columns_scalar(&src, 0, col as isize, k, (c0, c1), b.as_mut_ptr());
+                    }
+                    assert_eq!(a, b, "k {k}, column stride {col}, columns {c0}..{c1}");
+                    assert_eq!(a[0], src[c0 * col], "first element");
+                    assert_eq!(a[len - 1], src[(c1 - 1) * col + k - 1], "last element");
+                }
+            }
+        }
+        check::<f32>();
+        check::<f64>();
+    }
+
+    /// Narrow products with a left operand stored column by column run transposed; they
+    /// match a plain f64 loop, through the public entry point too.
+    #[test]
+    fn swapped_narrow_products_match() {
+        fn check<T: Element>(d: Dims, tol: f64) {
+            let Dims { b, m, k, n } = d;
+            let lhs: Vec<T> = values(b * k * m, 3);
+            let rhs: Vec<T> = values(b * k * n, 4);
+            let lv = Matrix { batch: (m * k) as isize, row: 1, col: m as isize };
+            let rv = Matrix::dense(k, n);
+            assert!(swaps_narrow(lv, d));
+            for threads in [false, true] {
+                let out = gemm_swapped(&lhs, lv, &rhs, rv, d, vec![T::from_f64(f64::NAN); b * m * n], threads);
+                for bi in 0..b {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let want: f64 = (0..k)
+                                .map(|p| lhs[lv.offset(bi, i, p)].to_f64() * rhs[rv.offset(bi, p, j)].to_f64())
+                                .sum();
+                            let got = out[bi * m * n + i * n + j].to_f64();
+                            assert!((got - want).abs() <= tol * (1.0 + want.abs()), "{got} vs {want} at {bi},{i},{j}");
+                        }
+                    }
+                }
+            }
+        }
+        check::<f32>(Dims { b: 1, m: 512, k: 128, n: 10 }, 1e-5);
+        check::<f32>(Dims { b: 2, m: 100, k: 33, n: 3 }, 1e-5);
+        check::<f64>(Dims { b: 1, m: 300, k: 200, n: 15 }, 1e-12);
+        // Through dot_general: hᵀ·g of a last layer (contracting the rows of both).
+        let h = Array::new(vec![128, 512], Data::F32(values(128 * 512, 5)));
+        let g = Array::new(vec![128, 10], Data::F32(values(128 * 10, 6)));
+        let ty = TensorType { dtype: crate::DType::F32, shape: vec![512, 10] };
+        let got = dot_general(&h, &g, &[0], &[0], &[], &[], &ty);
+        let (Data::F32(hv), Data::F32(gv), Data::F32(o)) = (&h.data, &g.data, &got.data) else { unreachable!() };
+        for i in 0..512 {
+            for j in 0..10 {
+                let want: f64 = (0..128).map(|p| hv[p * 512 + i] as f64 * gv[p * 10 + j] as f64).sum();
+                assert!((o[i * 10 + j] as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()));
+            }
+        }
     }
 
     #[test]
