@@ -235,3 +235,40 @@ fn jitted_loops_agree_from_the_first_call_on() {
     let third = f(&x);
     assert!(same_bits(&first, &second) && same_bits(&first, &third));
 }
+
+/// In `Auto`, an interpreted plan compiles a loop whole in the background once one of its
+/// runs has taken enough steps, and runs it natively from its next run on — here an inner
+/// `while` re-run by every iteration of an outer loop, which switches between two outer
+/// iterations without changing a bit.
+#[test]
+fn auto_mode_compiles_a_long_inner_loop_in_the_background_and_switches_between_its_runs() {
+    if !native_available() {
+        return;
+    }
+    let f = |a: &[Tensor]| {
+        vec![fori_loop(
+            0,
+            40,
+            |_, x: &Tensor| {
+                let (_, y) = while_loop(
+                    |(k, _): &(Tensor, Tensor)| k.lt(300.0),
+                    |(k, y): &(Tensor, Tensor)| (k + 1.0, rotation(y).sin() + 0.001),
+                    &(Tensor::scalar(0.0), x.clone()),
+                );
+                y.tanh() + x * 0.5
+            },
+            &a[0],
+        )]
+    };
+    let x = [Tensor::from_vec(vec![0.5, -0.25], &[2])];
+    let g = trace_graph(&[x[0].ty()], f);
+    let off = with_native_mode(NativeMode::Off, || Plan::interpreted(&optimize(&g)).run(&x));
+    with_native_mode(NativeMode::Auto, || {
+        let plan = Plan::interpreted(&optimize(&g));
+        let first = plan.run(&x);
+        wait_for_native_compiles();
+        assert!(plan.dump().contains("native whole loop"), "the inner loop was compiled:\n{}", plan.dump());
+        let second = plan.run(&x);
+        assert!(same_bits(&first[0], &off[0]) && same_bits(&second[0], &off[0]));
+    });
+}

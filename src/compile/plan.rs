@@ -166,6 +166,9 @@ pub struct Plan {
     /// Per step: the most sub-plan steps one run of a structured step has taken so far (a
     /// `while`'s expected work per call, for deciding to compile it whole).
     loop_runs: Vec<std::sync::atomic::AtomicU64>,
+    /// Per step: the loop compiled whole in the background after a long interpreted run
+    /// (`NativeMode::Auto`), used from the loop's next run on.
+    lazy_loops: Vec<native::whole_loop::Lazy>,
 }
 
 /// Whether plans time their steps (`COTANGENT_PROFILE=1`).
@@ -755,6 +758,7 @@ impl Plan {
             profile: profiling().then(|| Mutex::new((vec![std::time::Duration::ZERO; steps_len], 0))),
             whole_loops: vec![None; steps_len],
             loop_runs: (0..steps_len).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+            lazy_loops: (0..steps_len).map(|_| Default::default()).collect(),
         }
     }
 
@@ -943,8 +947,8 @@ impl Plan {
                         slots[o] = Some(Arc::new(v));
                     }
                 }
-                Step::Multi { ins, outs, .. } if self.whole_loops[at].is_some() => {
-                    let kernel = self.whole_loops[at].as_ref().expect("compiled");
+                Step::Multi { ins, outs, .. } if self.whole_loop(at).is_some() => {
+                    let kernel = self.whole_loop(at).expect("compiled");
                     let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
                     let values: Vec<Arc<Array>> = kernel.run(&arrays, &mut buffer).into_iter().map(Arc::new).collect();
                     drop(arrays);
@@ -961,6 +965,7 @@ impl Plan {
                         slots[o] = Some(values[k].concrete_arc());
                     }
                     self.loop_runs[at].fetch_max(runner.step_runs, std::sync::atomic::Ordering::Relaxed);
+                    self.lazy_loops[at].ran(runner.step_runs, || self.whole_loop_spec(at, false));
                 }
             }
             scratch.free(free);
@@ -1022,7 +1027,7 @@ impl Plan {
                 Step::Multi { prim, ins, outs, subs } => {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
                     let outs: Vec<String> = outs.iter().map(|(k, v)| format!("%{v}=[{k}]")).collect();
-                    let how = if self.whole_loops[i].is_some() { "native whole loop " } else { "" };
+                    let how = if self.whole_loop(i).is_some() { "native whole loop " } else { "" };
                     let _ = writeln!(s, "  {i}: {} = {how}{prim} {}", outs.join(", "), ins.join(" "));
                     for (k, sub) in subs.iter().enumerate() {
                         let _ = write!(s, "    {}: ", prim.subgraph_name(k));
@@ -1120,12 +1125,30 @@ impl Plan {
     /// (their sub-plans flat, their expected work per call enough: see
     /// [`native::whole_loop::worth_compiling`]), and their descriptions.
     fn whole_loop_specs(&self) -> (Vec<usize>, Vec<native::whole_loop::LoopSpec>) {
-        use native::whole_loop::{worth_compiling, LoopKind, LoopSpec};
         let (mut at, mut specs) = (Vec::new(), Vec::new());
-        for (i, step) in self.steps.iter().enumerate() {
-            let Step::Multi { prim, subs, .. } = step else { continue };
-            if self.whole_loops[i].is_some() {
-                continue;
+        for i in 0..self.steps.len() {
+            if let Some(spec) = self.whole_loop_spec(i, true) {
+                at.push(i);
+                specs.push(spec);
+            }
+        }
+        (at, specs)
+    }
+
+    /// The compiled whole loop of step `i`, if any (compiled with the plan or since, lazily).
+    fn whole_loop(&self, i: usize) -> Option<&Arc<native::whole_loop::LoopKernel>> {
+        self.whole_loops[i].as_ref().or_else(|| self.lazy_loops[i].get())
+    }
+
+    /// The description of step `i` as a whole loop, if it is a `while`/`scan` not compiled yet
+    /// whose sub-plans are flat (and, with `check_work`, whose expected work per call is
+    /// enough for the native mode).
+    fn whole_loop_spec(&self, i: usize, check_work: bool) -> Option<native::whole_loop::LoopSpec> {
+        use native::whole_loop::{worth_compiling, LoopKind, LoopSpec};
+        {
+            let Step::Multi { prim, subs, .. } = &self.steps[i] else { return None };
+            if self.whole_loop(i).is_some() {
+                return None;
             }
             let types = |ts: Vec<TensorType>| ts.into_iter().map(|t| (t.dtype, t.numel())).collect::<Vec<_>>();
             let shapes = |ts: &[TensorType]| ts.iter().map(|t| (t.dtype, t.shape.clone())).collect::<Vec<_>>();
@@ -1151,16 +1174,14 @@ impl Plan {
                         LoopKind::Scan { consts: *consts, carries: *carries, length: *length, reverse: *reverse };
                     (kind, (*length as u64).saturating_mul(subs[0].steps.len() as u64), types(ins), results)
                 }
-                _ => continue,
+                _ => return None,
             };
-            if !worth_compiling(runs) {
-                continue;
+            if check_work && !worth_compiling(runs) {
+                return None;
             }
-            let Some(flats) = subs.iter().map(Plan::flat).collect::<Option<Vec<_>>>() else { continue };
-            at.push(i);
-            specs.push(LoopSpec { kind, operands, results, subs: flats });
+            let flats = subs.iter().map(Plan::flat).collect::<Option<Vec<_>>>()?;
+            Some(LoopSpec { kind, operands, results, subs: flats })
         }
-        (at, specs)
     }
 
     /// The fused loops not compiled yet, with the inputs their outputs overwrite.
@@ -1271,12 +1292,13 @@ impl Plan {
             parallel: self.parallel,
             together: self.together.clone(),
             profile: self.profile.as_ref().map(|_| Mutex::new((vec![std::time::Duration::ZERO; self.steps.len()], 0))),
-            whole_loops: self.whole_loops.clone(),
+            whole_loops: (0..self.steps.len()).map(|i| self.whole_loop(i).cloned()).collect(),
             loop_runs: self
                 .loop_runs
                 .iter()
                 .map(|r| std::sync::atomic::AtomicU64::new(r.load(std::sync::atomic::Ordering::Relaxed)))
                 .collect(),
+            lazy_loops: (0..self.steps.len()).map(|_| Default::default()).collect(),
         }
     }
 

@@ -512,6 +512,40 @@ impl LoopKernel {
     }
 }
 
+/// A loop of an interpreted plan compiled whole in the background once one of its runs has
+/// taken enough steps ([`NativeMode::Auto`]): the plan runs the loop interpreted until the
+/// kernel is there, then natively from the next run of the loop on (a loop nested in
+/// another switches between two iterations of the outer one). Both give the same bits.
+#[derive(Debug, Default)]
+pub(crate) struct Lazy {
+    started: std::sync::atomic::AtomicBool,
+    kernel: Arc<std::sync::OnceLock<Option<Arc<LoopKernel>>>>,
+}
+
+impl Lazy {
+    /// The kernel, once compiled.
+    pub(crate) fn get(&self) -> Option<&Arc<LoopKernel>> {
+        self.kernel.get().and_then(Option::as_ref)
+    }
+
+    /// After an interpreted run of the loop that took `step_runs` sub-plan steps: in
+    /// [`NativeMode::Auto`], if that is enough, queues the compile of `spec()` (once).
+    pub(crate) fn ran(&self, step_runs: u64, spec: impl FnOnce() -> Option<LoopSpec>) {
+        if native_mode() != NativeMode::Auto || !worth_compiling(step_runs) || self.started.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(spec) = spec() else { return };
+        let slot = self.kernel.clone();
+        super::spawn_compile(move || {
+            let kernel = super::with_native_mode(NativeMode::Auto, || compile(std::slice::from_ref(&spec)));
+            let _ = slot.set(kernel.into_iter().next().flatten());
+        });
+    }
+}
+
 /// Compiles `specs` into one library: a kernel for each supported loop (`None` for the others,
 /// and for all of them when no compiler works).
 pub(crate) fn compile(specs: &[LoopSpec]) -> Vec<Option<Arc<LoopKernel>>> {
