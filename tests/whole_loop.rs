@@ -50,13 +50,17 @@ fn native_available() -> bool {
 }
 
 /// Runs `f` with every loop native (`Always`) and interpreted (`Off`); asserts how many loops
-/// were compiled whole and that every output agrees bitwise. Returns the native outputs.
+/// were compiled whole (`usize::MAX`: at least one) and that every output agrees bitwise. Returns the native outputs.
 #[track_caller]
 fn check(what: &str, whole: usize, f: &dyn Fn(&[Tensor]) -> Vec<Tensor>, args: &[Tensor]) -> Vec<Tensor> {
     let (native, dump) = compiled(NativeMode::Always, f, args);
     let (interpreted, plain) = compiled(NativeMode::Off, f, args);
     assert!(!plain.contains("native"), "{what}: NativeMode::Off compiled something\n{plain}");
-    assert_eq!(dump.matches("native whole loop").count(), whole, "{what}: whole loops in\n{dump}");
+    if whole == usize::MAX {
+        assert!(dump.contains("native whole loop"), "{what}: no whole loop in\n{dump}");
+    } else {
+        assert_eq!(dump.matches("native whole loop").count(), whole, "{what}: whole loops in\n{dump}");
+    }
     assert_eq!(native.len(), interpreted.len());
     for (k, (a, b)) in native.iter().zip(&interpreted).enumerate() {
         assert!(
@@ -173,7 +177,7 @@ fn nan_carries_and_predicates_behave_as_interpreted() {
 }
 
 #[test]
-fn loops_with_reductions_or_inner_loops_fall_back_or_compile_innermost() {
+fn reductions_and_inner_loops_run_whole_and_products_fall_back() {
     if !native_available() {
         return;
     }
@@ -188,8 +192,7 @@ fn loops_with_reductions_or_inner_loops_fall_back_or_compile_innermost() {
     // A product in the body: interpreted, same bits.
     let p = |a: &[Tensor]| vec![fori_loop(0, 100, |_, x: &Tensor| (x * 0.9 + x.dot(x) * 0.01).tanh(), &a[0])];
     check("product body", 0, &p, &[Tensor::from_vec(vec![0.5, -0.25, 1.0], &[3])]);
-    // A while inside a fori: the inner loop runs whole, the outer one (a loop in its body)
-    // stays interpreted around it.
+    // A while inside a fori: the outer loop runs whole, the inner one a C function it calls.
     let g = |a: &[Tensor]| {
         vec![fori_loop(
             0,
@@ -271,4 +274,44 @@ fn auto_mode_compiles_a_long_inner_loop_in_the_background_and_switches_between_i
         let second = plan.run(&x);
         assert!(same_bits(&first[0], &off[0]) && same_bits(&second[0], &off[0]));
     });
+}
+
+/// `while_loop_bounded` (scans of `cond`-guarded iterations, nested) and its gradient (a
+/// transposed scan reading stacked residuals): loops with conds and loops in their bodies run
+/// whole, bitwise like the interpreter; the bounded loop's "hit max_steps" flag too.
+#[test]
+fn bounded_loops_with_conds_and_nested_loops_and_their_gradients_run_whole() {
+    use cotangent::control::while_loop_bounded;
+    if !native_available() {
+        return;
+    }
+    let body = |(k, x): &(Tensor, Tensor)| (k + 1.0, (rotation(x) * 1.01).sin());
+    let f = move |a: &[Tensor]| {
+        let (k, x) = while_loop_bounded(
+            |(k, _): &(Tensor, Tensor)| k.lt(300.0),
+            body,
+            &(Tensor::scalar(0.0), a[0].clone()),
+            1000,
+        );
+        vec![k, x]
+    };
+    let x = Tensor::from_vec(vec![0.5, -0.25], &[2]);
+    let out = check("bounded", usize::MAX, &f, &[x.clone()]);
+    assert_eq!(out[0].item::<f64>(), 300.0);
+    // Stopped by max_steps before the predicate turns false.
+    let short = move |a: &[Tensor]| {
+        let (k, x) =
+            while_loop_bounded(|(k, _): &(Tensor, Tensor)| k.lt(300.0), body, &(Tensor::scalar(0.0), a[0].clone()), 37);
+        vec![k, x]
+    };
+    let out = check("bounded, max_steps", usize::MAX, &short, &[x.clone()]);
+    assert_eq!(out[0].item::<f64>(), 37.0);
+    let g = move |a: &[Tensor]| {
+        vec![grad(move |x: &Tensor| {
+            while_loop_bounded(|(k, _): &(Tensor, Tensor)| k.lt(300.0), body, &(Tensor::scalar(0.0), x.clone()), 1000)
+                .1
+                .sum_all()
+        })(&a[0])]
+    };
+    check("bounded gradient", usize::MAX, &g, &[x]);
 }

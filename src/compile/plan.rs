@@ -965,7 +965,7 @@ impl Plan {
                         slots[o] = Some(values[k].concrete_arc());
                     }
                     self.loop_runs[at].fetch_max(runner.step_runs, std::sync::atomic::Ordering::Relaxed);
-                    self.lazy_loops[at].ran(runner.step_runs, || self.whole_loop_spec(at, false));
+                    self.lazy_loops[at].ran(runner.step_runs, || self.whole_loop_spec(at, Some(false)));
                 }
             }
             scratch.free(free);
@@ -1101,6 +1101,21 @@ impl Plan {
                 Step::Fused { prog, ins, outs, .. } => {
                     FlatStep::Fused { prog: prog.clone(), ins: ins.clone(), outs: outs.clone() }
                 }
+                Step::Multi { prim: Prim::While { .. } | Prim::Scan { .. }, ins, outs, .. } => {
+                    let i = self.steps.iter().position(|t| std::ptr::eq(t, step)).expect("a step of this plan");
+                    FlatStep::Loop {
+                        spec: Box::new(self.whole_loop_spec(i, None)?),
+                        ins: ins.clone(),
+                        outs: outs.clone(),
+                    }
+                }
+                Step::Multi { prim: Prim::Cond { branches }, ins, outs, subs } => FlatStep::Cond {
+                    index: ins[0],
+                    ins: ins[1..].to_vec(),
+                    outs: outs.clone(),
+                    results: branches[0].output_types().iter().map(|t| (t.dtype, t.numel())).collect(),
+                    branches: subs.iter().map(Plan::flat).collect::<Option<Vec<_>>>()?,
+                },
                 Step::Kernel { prim: Prim::Reduce { op, axes }, ins, out, ty } => FlatStep::Reduce {
                     op: *op,
                     axes: axes.clone(),
@@ -1127,7 +1142,7 @@ impl Plan {
     fn whole_loop_specs(&self) -> (Vec<usize>, Vec<native::whole_loop::LoopSpec>) {
         let (mut at, mut specs) = (Vec::new(), Vec::new());
         for i in 0..self.steps.len() {
-            if let Some(spec) = self.whole_loop_spec(i, true) {
+            if let Some(spec) = self.whole_loop_spec(i, Some(true)) {
                 at.push(i);
                 specs.push(spec);
             }
@@ -1140,14 +1155,16 @@ impl Plan {
         self.whole_loops[i].as_ref().or_else(|| self.lazy_loops[i].get())
     }
 
-    /// The description of step `i` as a whole loop, if it is a `while`/`scan` not compiled yet
-    /// whose sub-plans are flat (and, with `check_work`, whose expected work per call is
-    /// enough for the native mode).
-    fn whole_loop_spec(&self, i: usize, check_work: bool) -> Option<native::whole_loop::LoopSpec> {
+    /// The description of step `i` as a whole loop, if it is a `while`/`scan` whose sub-plans
+    /// are flat. With `Some(check_work)`: only if not compiled yet and, with `check_work`, if
+    /// its expected work per call is enough for the native mode; with `None` (a loop nested in
+    /// another's body) in any case.
+    fn whole_loop_spec(&self, i: usize, check: Option<bool>) -> Option<native::whole_loop::LoopSpec> {
         use native::whole_loop::{worth_compiling, LoopKind, LoopSpec};
+        let check_work = check == Some(true);
         {
             let Step::Multi { prim, subs, .. } = &self.steps[i] else { return None };
-            if self.whole_loop(i).is_some() {
+            if check.is_some() && self.whole_loop(i).is_some() {
                 return None;
             }
             let types = |ts: Vec<TensorType>| ts.into_iter().map(|t| (t.dtype, t.numel())).collect::<Vec<_>>();

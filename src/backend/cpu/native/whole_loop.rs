@@ -40,6 +40,19 @@ pub(crate) enum FlatStep {
     /// ascending `axes` into slot `out`: each result folds its elements in row-major order
     /// of the reduced axes from the identity, as that kernel does on every path.
     Reduce { op: ReduceOp, axes: Vec<usize>, shape: Vec<usize>, dtype: DType, input: usize, out: usize },
+    /// A `cond`: integer slot `index` (clamped to the branches) picks the branch run on slots
+    /// `ins`; its result `k` goes to slot `s` for each `(k, s)` in `outs`, `results` giving
+    /// each result's `(dtype, elements)` (as `ops::control::cond_run`).
+    Cond {
+        index: usize,
+        ins: Vec<usize>,
+        outs: Vec<(usize, usize)>,
+        results: Vec<(DType, usize)>,
+        branches: Vec<FlatPlan>,
+    },
+    /// A nested loop on slots `ins`, its result `k` into slot `s` for each `(k, s)` in `outs`:
+    /// generated as a function of its own, called with pointers to the enclosing buffers.
+    Loop { spec: Box<LoopSpec>, ins: Vec<usize>, outs: Vec<(usize, usize)> },
 }
 
 /// A sub-plan made only of steps a whole loop can run (see `Plan::flat`).
@@ -144,6 +157,10 @@ struct Gen {
     src: String,
     /// Fused-step functions by program key.
     kernels: HashMap<String, Option<String>>,
+    /// Sub-plans generated so far (each gets its own names).
+    subs: usize,
+    /// Nested loop functions generated so far.
+    nested: usize,
 }
 
 /// Where a slot's elements are, as a C expression of type `T*` (or `const T*`).
@@ -175,12 +192,13 @@ impl Gen {
     fn sub(
         &mut self,
         li: usize,
-        si: usize,
         sub: &FlatPlan,
         inputs: &[String],
         decls: &mut String,
         bytes: &mut usize,
     ) -> Option<(String, Vec<String>)> {
+        let si = self.subs;
+        self.subs += 1;
         let mut at: Slots = HashMap::new();
         for (&s, p) in sub.inputs.iter().zip(inputs) {
             at.insert(s, p.clone());
@@ -197,6 +215,62 @@ impl Gen {
                 FlatStep::Alias { from, to } => {
                     let p = at.get(from)?.clone();
                     at.insert(*to, p);
+                }
+                FlatStep::Cond { index, ins, outs, results, branches } => {
+                    let idx = at.get(index)?.clone();
+                    let args: Vec<String> = ins.iter().map(|s| at.get(s).cloned()).collect::<Option<_>>()?;
+                    let n = branches.len();
+                    let mut bufs = Vec::new();
+                    for &(k, o) in outs {
+                        let (d, m) = results[k];
+                        *bytes += size_of(d) * m.max(1);
+                        let b = format!("b{li}_{si}_{o}");
+                        let _ = writeln!(decls, "    {} {b}[{}];", codegen::ctype_any(d), m.max(1));
+                        bufs.push((k, b.clone(), size_of(d) * m));
+                        at.insert(o, b);
+                    }
+                    // The index as an integer of its own dtype (i32 or i64), clamped.
+                    let _ = writeln!(
+                        code,
+                        "        {{ int64_t ci = (int64_t)*{idx}; if (ci < 0) ci = 0; if (ci > {}) ci = {};",
+                        n - 1,
+                        n - 1
+                    );
+                    for (bi, branch) in branches.iter().enumerate() {
+                        let (body, bouts) = self.sub(li, branch, &args, decls, bytes)?;
+                        let _ = writeln!(code, "        {}if (ci == {bi}) {{", if bi > 0 { "else " } else { "" });
+                        code.push_str(&body);
+                        for (k, b, size) in &bufs {
+                            let _ = writeln!(code, "        memcpy({b}, {}, {size});", bouts[*k]);
+                        }
+                        let _ = writeln!(code, "        }}");
+                    }
+                    let _ = writeln!(code, "        }}");
+                }
+                FlatStep::Loop { spec, ins, outs } => {
+                    let name = format!("ct_nest{}", self.nested);
+                    self.nested += 1;
+                    let f = self.looped(&name, li, spec)?;
+                    self.src.push_str(&f);
+                    let args: Vec<String> =
+                        ins.iter().map(|s| at.get(s).map(|p| format!("(const void*){p}"))).collect::<Option<_>>()?;
+                    let mut bufs = Vec::new();
+                    for (k, (d, shape)) in spec.results.iter().enumerate() {
+                        let m = numel(shape);
+                        *bytes += size_of(*d) * m.max(1);
+                        let b = format!("b{li}_{si}_r{j}_{k}");
+                        let _ = writeln!(decls, "    {} {b}[{}];", codegen::ctype_any(*d), m.max(1));
+                        bufs.push(format!("(void*){b}"));
+                        for &(_, o) in outs.iter().filter(|(kk, _)| *kk == k) {
+                            at.insert(o, b.clone());
+                        }
+                    }
+                    let _ = writeln!(
+                        code,
+                        "        {{ const void* a_[] = {{{}}}; void* r_[] = {{{}}}; {name}(a_, r_, cb); }}",
+                        if args.is_empty() { "0".into() } else { args.join(", ") },
+                        if bufs.is_empty() { "0".into() } else { bufs.join(", ") }
+                    );
                 }
                 FlatStep::Reduce { op, axes, shape, dtype, input, out } => {
                     if !dtype.is_float() || !axes.windows(2).all(|w| w[0] < w[1]) {
@@ -324,7 +398,7 @@ impl Gen {
 
     /// The C function `ct_loop{li}` for `spec`, or `None` if something in it is not supported.
     /// Signature: `int32_t f(const void* const* args, void* const* outs, const ct_callbacks* cb)`.
-    fn looped(&mut self, li: usize, spec: &LoopSpec) -> Option<String> {
+    fn looped(&mut self, name: &str, li: usize, spec: &LoopSpec) -> Option<String> {
         let mut decls = String::new();
         let mut bytes = 0usize;
         let t = |d: DType| codegen::ctype_any(d);
@@ -372,8 +446,8 @@ impl Gen {
         }
         let looped = match spec.kind {
             LoopKind::While { .. } => {
-                let (cond, pred) = self.sub(li, 0, &spec.subs[0], &operands, &mut decls, &mut bytes)?;
-                let (body, outs) = self.sub(li, 1, &spec.subs[1], &operands, &mut decls, &mut bytes)?;
+                let (cond, pred) = self.sub(li, &spec.subs[0], &operands, &mut decls, &mut bytes)?;
+                let (body, outs) = self.sub(li, &spec.subs[1], &operands, &mut decls, &mut bytes)?;
                 format!(
                     "    for (;;) {{\n{cond}        if (!*(const u8*){}) break;\n{body}{}    }}\n",
                     pred[0],
@@ -388,7 +462,7 @@ impl Gen {
                     let row = n.checked_div(length).unwrap_or(0);
                     ops.push(format!("(({} const*)args[{}] + i * {row})", t(d), consts + carries + x));
                 }
-                let (body, outs) = self.sub(li, 0, &spec.subs[0], &ops, &mut decls, &mut bytes)?;
+                let (body, outs) = self.sub(li, &spec.subs[0], &ops, &mut decls, &mut bytes)?;
                 let mut ys = String::new();
                 for (y, p) in outs[carries..].iter().enumerate() {
                     let (d, n) = (spec.results[carries + y].0, numel(&spec.results[carries + y].1));
@@ -412,7 +486,8 @@ impl Gen {
             return None;
         }
         Some(format!(
-            "int32_t ct_loop{li}(const void* const* args, void* const* outs, const ct_callbacks* cb) {{\n    (void)cb;\n{decls}{copy_in}{looped}{copy_out}    return 0;\n}}\n"
+            "{}int32_t {name}(const void* const* args, void* const* outs, const ct_callbacks* cb) {{\n    (void)cb;\n{decls}{copy_in}{looped}{copy_out}    return 0;\n}}\n",
+            if name.starts_with("ct_nest") { "static " } else { "" }
         ))
     }
 }
@@ -420,12 +495,12 @@ impl Gen {
 /// The C source of the library for `specs`, and the index of each loop's function (`None`
 /// where the loop is not supported).
 pub(crate) fn source(specs: &[LoopSpec]) -> (String, Vec<Option<usize>>) {
-    let mut gen = Gen { src: String::from(include_str!("prelude.c")), kernels: HashMap::new() };
+    let mut gen = Gen { src: String::from(include_str!("prelude.c")), kernels: HashMap::new(), subs: 0, nested: 0 };
     gen.src.push_str(NOINLINE);
     let mut names = Vec::new();
     let mut loops = String::new();
     for (li, spec) in specs.iter().enumerate() {
-        match gen.looped(li, spec) {
+        match gen.looped(&format!("ct_loop{li}"), li, spec) {
             Some(f) => {
                 loops.push_str(&f);
                 names.push(Some(li));
