@@ -115,10 +115,13 @@ struct SubPlans<'a> {
     plans: &'a [Plan],
     /// Per sub-plan, storage handed back since its last run.
     spare: Vec<Vec<Data>>,
+    /// Sub-plan steps run so far (what a whole native loop would save: see `Plan::loop_runs`).
+    step_runs: u64,
 }
 
 impl crate::ops::SubRunner for SubPlans<'_> {
     fn run(&mut self, k: usize, args: &[Tensor]) -> Vec<Tensor> {
+        self.step_runs += self.plans[k].steps.len() as u64;
         self.plans[k].run_reusing(args, &mut self.spare[k])
     }
 
@@ -158,6 +161,15 @@ pub struct Plan {
     /// With `COTANGENT_PROFILE=1`: time spent in each step and number of runs, reported
     /// when the plan is dropped.
     profile: Option<Mutex<(Vec<std::time::Duration>, usize)>>,
+    /// Per step: the `while`/`scan` compiled as one native function (see
+    /// [`native::whole_loop`]), which then runs in place of the step's sub-plans.
+    whole_loops: Vec<Option<Arc<native::whole_loop::LoopKernel>>>,
+    /// Per step: the most sub-plan steps one run of a structured step has taken so far (a
+    /// `while`'s expected work per call, for deciding to compile it whole).
+    loop_runs: Vec<std::sync::atomic::AtomicU64>,
+    /// Per step: the loop compiled whole in the background after a long interpreted run
+    /// (`NativeMode::Auto`), used from the loop's next run on.
+    lazy_loops: Vec<native::whole_loop::Lazy>,
 }
 
 /// Whether plans time their steps (`COTANGENT_PROFILE=1`).
@@ -840,6 +852,9 @@ impl Plan {
             constants,
             outputs: g.outputs.iter().map(|v| v.index()).collect(),
             profile: profiling().then(|| Mutex::new((vec![std::time::Duration::ZERO; steps_len], 0))),
+            whole_loops: vec![None; steps_len],
+            loop_runs: (0..steps_len).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+            lazy_loops: (0..steps_len).map(|_| Default::default()).collect(),
         }
     }
 
@@ -981,7 +996,7 @@ impl Plan {
                 i += group;
                 continue;
             }
-            let (step, free) = (&self.steps[i], &self.free_after[i]);
+            let (step, free, at) = (&self.steps[i], &self.free_after[i], i);
             i += 1;
             let started = times.as_ref().map(|_| std::time::Instant::now());
             let Scratch { pool, slots } = &mut *scratch;
@@ -1028,14 +1043,25 @@ impl Plan {
                         slots[o] = Some(Arc::new(v));
                     }
                 }
+                Step::Multi { ins, outs, .. } if self.whole_loop(at).is_some() => {
+                    let kernel = self.whole_loop(at).expect("compiled");
+                    let arrays: Vec<&Array> = ins.iter().map(|&v| slots[v].as_deref().expect("ready")).collect();
+                    let values: Vec<Arc<Array>> = kernel.run(&arrays, &mut buffer).into_iter().map(Arc::new).collect();
+                    drop(arrays);
+                    for &(k, o) in outs {
+                        slots[o] = Some(values[k].clone());
+                    }
+                }
                 Step::Multi { prim, ins, outs, subs } => {
                     let args: Vec<Tensor> =
                         ins.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("ready"))).collect();
-                    let mut runner = SubPlans { plans: subs, spare: vec![Vec::new(); subs.len()] };
+                    let mut runner = SubPlans { plans: subs, spare: vec![Vec::new(); subs.len()], step_runs: 0 };
                     let values = crate::ops::run_structured(prim, &args, &mut runner);
                     for &(k, o) in outs {
                         slots[o] = Some(values[k].concrete_arc());
                     }
+                    self.loop_runs[at].fetch_max(runner.step_runs, std::sync::atomic::Ordering::Relaxed);
+                    self.lazy_loops[at].ran(runner.step_runs, || self.whole_loop_spec(at, Some(false)));
                 }
             }
             scratch.free(free);
@@ -1097,7 +1123,8 @@ impl Plan {
                 Step::Multi { prim, ins, outs, subs } => {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
                     let outs: Vec<String> = outs.iter().map(|(k, v)| format!("%{v}=[{k}]")).collect();
-                    let _ = writeln!(s, "  {i}: {} = {prim} {}", outs.join(", "), ins.join(" "));
+                    let how = if self.whole_loop(i).is_some() { "native whole loop " } else { "" };
+                    let _ = writeln!(s, "  {i}: {} = {how}{prim} {}", outs.join(", "), ins.join(" "));
                     for (k, sub) in subs.iter().enumerate() {
                         let _ = write!(s, "    {}: ", prim.subgraph_name(k));
                         for line in sub.dump().lines() {
@@ -1125,14 +1152,22 @@ impl Plan {
     /// into a library of its own, count at any depth: a plan whose only loops are inside a
     /// `fori_loop` has a cost like any other.
     pub fn native_build_cost(&self) -> Option<std::time::Duration> {
+        let (at, specs) = self.whole_loop_specs();
         let mut total = native::build_cost(&self.interpreted_loops());
-        for step in &self.steps {
+        let mut add = |c: Option<std::time::Duration>| {
+            total = match (total, c) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            }
+        };
+        add(native::whole_loop::build_cost(&specs));
+        // Sub-plans of loops not compiled whole compile their own loops.
+        for (i, step) in self.steps.iter().enumerate() {
             if let Step::Multi { subs, .. } = step {
-                for sub in subs.iter().filter(|p| p.has_interpreted_loops()) {
-                    total = match (total, sub.native_build_cost()) {
-                        (Some(a), Some(b)) => Some(a + b),
-                        (a, b) => a.or(b),
-                    };
+                if self.whole_loops[i].is_none() && !at.contains(&i) {
+                    for sub in subs.iter().filter(|p| p.has_interpreted_loops()) {
+                        add(sub.native_build_cost());
+                    }
                 }
             }
         }
@@ -1155,6 +1190,131 @@ impl Plan {
             .sum()
     }
 
+    /// The shape of slot `v` where the plan knows it (inputs, constants, outputs of fused
+    /// loops without reduction and of kernels).
+    fn slot_shape(&self, v: usize) -> Option<Vec<usize>> {
+        if let Some(p) = self.inputs.iter().position(|&s| s == v) {
+            return Some(self.input_types[p].shape.clone());
+        }
+        if let Some((_, a)) = self.constants.iter().find(|(s, _)| *s == v) {
+            return Some(a.shape.clone());
+        }
+        self.steps.iter().find_map(|s| match s {
+            Step::Fused { prog, outs, .. } if prog.reduce.is_none() && outs.contains(&v) => Some(prog.shape.clone()),
+            Step::Kernel { out, ty, .. } if *out == v => Some(ty.shape.clone()),
+            _ => None,
+        })
+    }
+
+    /// A sub-plan as a whole loop runs it: only fused loops without reduction and reshapes.
+    fn flat(&self) -> Option<native::whole_loop::FlatPlan> {
+        use native::whole_loop::FlatStep;
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            steps.push(match step {
+                Step::Fused { prog, ins, outs, .. } => {
+                    FlatStep::Fused { prog: prog.clone(), ins: ins.clone(), outs: outs.clone() }
+                }
+                Step::Multi { prim: Prim::While { .. } | Prim::Scan { .. }, ins, outs, .. } => {
+                    let i = self.steps.iter().position(|t| std::ptr::eq(t, step)).expect("a step of this plan");
+                    FlatStep::Loop {
+                        spec: Box::new(self.whole_loop_spec(i, None)?),
+                        ins: ins.clone(),
+                        outs: outs.clone(),
+                    }
+                }
+                Step::Multi { prim: Prim::Cond { branches }, ins, outs, subs } => FlatStep::Cond {
+                    index: ins[0],
+                    ins: ins[1..].to_vec(),
+                    outs: outs.clone(),
+                    results: branches[0].output_types().iter().map(|t| (t.dtype, t.numel())).collect(),
+                    branches: subs.iter().map(Plan::flat).collect::<Option<Vec<_>>>()?,
+                },
+                Step::Kernel { prim: Prim::Reduce { op, axes }, ins, out, ty } => FlatStep::Reduce {
+                    op: *op,
+                    axes: axes.clone(),
+                    shape: self.slot_shape(ins[0])?,
+                    dtype: ty.dtype,
+                    input: ins[0],
+                    out: *out,
+                },
+                Step::Kernel { prim: Prim::Reshape { .. }, ins, out, .. } => FlatStep::Alias { from: ins[0], to: *out },
+                _ => return None,
+            });
+        }
+        Some(native::whole_loop::FlatPlan {
+            inputs: self.inputs.clone(),
+            constants: self.constants.clone(),
+            steps,
+            outputs: self.outputs.clone(),
+        })
+    }
+
+    /// The `while`/`scan` steps not compiled yet that the native mode would compile whole
+    /// (their sub-plans flat, their expected work per call enough: see
+    /// [`native::whole_loop::worth_compiling`]), and their descriptions.
+    fn whole_loop_specs(&self) -> (Vec<usize>, Vec<native::whole_loop::LoopSpec>) {
+        let (mut at, mut specs) = (Vec::new(), Vec::new());
+        for i in 0..self.steps.len() {
+            if let Some(spec) = self.whole_loop_spec(i, Some(true)) {
+                at.push(i);
+                specs.push(spec);
+            }
+        }
+        (at, specs)
+    }
+
+    /// The compiled whole loop of step `i`, if any (compiled with the plan or since, lazily).
+    fn whole_loop(&self, i: usize) -> Option<&Arc<native::whole_loop::LoopKernel>> {
+        self.whole_loops[i].as_ref().or_else(|| self.lazy_loops[i].get())
+    }
+
+    /// The description of step `i` as a whole loop, if it is a `while`/`scan` whose sub-plans
+    /// are flat. With `Some(check_work)`: only if not compiled yet and, with `check_work`, if
+    /// its expected work per call is enough for the native mode; with `None` (a loop nested in
+    /// another's body) in any case.
+    fn whole_loop_spec(&self, i: usize, check: Option<bool>) -> Option<native::whole_loop::LoopSpec> {
+        use native::whole_loop::{worth_compiling, LoopKind, LoopSpec};
+        let check_work = check == Some(true);
+        {
+            let Step::Multi { prim, subs, .. } = &self.steps[i] else { return None };
+            if check.is_some() && self.whole_loop(i).is_some() {
+                return None;
+            }
+            let types = |ts: Vec<TensorType>| ts.into_iter().map(|t| (t.dtype, t.numel())).collect::<Vec<_>>();
+            let shapes = |ts: &[TensorType]| ts.iter().map(|t| (t.dtype, t.shape.clone())).collect::<Vec<_>>();
+            let (kind, runs, operands, results) = match prim {
+                Prim::While { cond, consts, .. } => {
+                    let ins = cond.input_types();
+                    let runs = self.loop_runs[i].load(std::sync::atomic::Ordering::Relaxed);
+                    (LoopKind::While { consts: *consts }, runs, types(ins.clone()), shapes(&ins[*consts..]))
+                }
+                Prim::Scan { body, consts, carries, length, reverse } => {
+                    let mut ins = body.input_types();
+                    for x in &mut ins[consts + carries..] {
+                        x.shape.insert(0, *length);
+                    }
+                    let outs = body.output_types();
+                    let mut results = shapes(&outs[..*carries]);
+                    for y in &outs[*carries..] {
+                        let mut shape = y.shape.clone();
+                        shape.insert(0, *length);
+                        results.push((y.dtype, shape));
+                    }
+                    let kind =
+                        LoopKind::Scan { consts: *consts, carries: *carries, length: *length, reverse: *reverse };
+                    (kind, (*length as u64).saturating_mul(subs[0].steps.len() as u64), types(ins), results)
+                }
+                _ => return None,
+            };
+            if check_work && !worth_compiling(runs) {
+                return None;
+            }
+            let flats = subs.iter().map(Plan::flat).collect::<Option<Vec<_>>>()?;
+            Some(LoopSpec { kind, operands, results, subs: flats })
+        }
+    }
+
     /// The fused loops not compiled yet, with the inputs their outputs overwrite.
     fn interpreted_loops(&self) -> Vec<(&fused::Program, &[Option<usize>])> {
         self.steps
@@ -1169,7 +1329,17 @@ impl Plan {
     /// Compiles the fused loops that the native mode selects (when the plan was built) to
     /// native kernels, all in one library (see [`native`]); loops already compiled stay.
     pub fn compile_native(&mut self) {
-        for step in self.steps.iter_mut() {
+        // Loops whose sub-plans are all native-able become one C function each.
+        let (at, specs) = self.whole_loop_specs();
+        if !specs.is_empty() {
+            for (i, kernel) in at.into_iter().zip(native::whole_loop::compile(&specs)) {
+                self.whole_loops[i] = kernel;
+            }
+        }
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            if self.whole_loops[i].is_some() {
+                continue;
+            }
             if let Step::Multi { subs, .. } = step {
                 // At any depth: a loop nest (`while_loop_bounded`: conds around scans around
                 // conds ...) has sub-plans whose only step is another structured one.
@@ -1199,6 +1369,7 @@ impl Plan {
         copy.compile_native();
         let compiled = |p: &Plan| {
             p.steps.iter().filter(|s| matches!(s, Step::Fused { native: Some(_), .. })).count()
+                + p.whole_loops.iter().flatten().count()
                 + p.steps
                     .iter()
                     .map(|s| match s {
@@ -1212,7 +1383,11 @@ impl Plan {
 
     /// Whether this plan or any sub-plan, at any depth, has a loop not compiled yet.
     fn has_interpreted_loops(&self) -> bool {
-        self.steps.iter().any(|s| match s {
+        if !self.whole_loop_specs().1.is_empty() {
+            return true;
+        }
+        self.steps.iter().enumerate().any(|(i, s)| match s {
+            Step::Multi { .. } if self.whole_loops[i].is_some() => false,
             Step::Fused { native: None, .. } => true,
             Step::Multi { subs, .. } => subs.iter().any(Plan::has_interpreted_loops),
             Step::Fused { .. } | Step::Kernel { .. } => false,
@@ -1221,14 +1396,16 @@ impl Plan {
 
     /// Number of native loops, sub-plans included.
     fn native_count(&self) -> usize {
-        self.steps
-            .iter()
-            .map(|s| match s {
-                Step::Fused { native: Some(_), .. } => 1,
-                Step::Multi { subs, .. } => subs.iter().map(Plan::native_count).sum(),
-                _ => 0,
-            })
-            .sum()
+        self.whole_loops.iter().flatten().count()
+            + self
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Fused { native: Some(_), .. } => 1,
+                    Step::Multi { subs, .. } => subs.iter().map(Plan::native_count).sum(),
+                    _ => 0,
+                })
+                .sum::<usize>()
     }
 
     /// A copy sharing the compiled kernels, with an empty buffer pool.
@@ -1246,6 +1423,13 @@ impl Plan {
             parallel: self.parallel,
             together: self.together.clone(),
             profile: self.profile.as_ref().map(|_| Mutex::new((vec![std::time::Duration::ZERO; self.steps.len()], 0))),
+            whole_loops: (0..self.steps.len()).map(|i| self.whole_loop(i).cloned()).collect(),
+            loop_runs: self
+                .loop_runs
+                .iter()
+                .map(|r| std::sync::atomic::AtomicU64::new(r.load(std::sync::atomic::Ordering::Relaxed)))
+                .collect(),
+            lazy_loops: (0..self.steps.len()).map(|_| Default::default()).collect(),
         }
     }
 

@@ -28,8 +28,62 @@ fn ctype(d: DType) -> Option<&'static str> {
     }
 }
 
+/// The C type of `d` including the integers (whole loops only, see [`kernel_with_ints`]).
+pub(super) fn ctype_any(d: DType) -> &'static str {
+    match d {
+        DType::I32 => "int32_t",
+        DType::I64 => "int64_t",
+        d => ctype(d).expect("float or bool"),
+    }
+}
+
+fn is_int(d: DType) -> bool {
+    matches!(d, DType::I32 | DType::I64)
+}
+
+/// The statement defining register `r` of integer dtype `d` (or an integer operation's
+/// result) with the interpreter's semantics (`int_kernels!` in `elementwise.rs`): wrapping
+/// arithmetic through the unsigned type, plain comparisons and bit operations. `None` for
+/// what is not ported (division, remainder, powers, `abs`, `sign`, float-to-int conversion):
+/// the loop then stays interpreted.
+fn int_instr(ins: &Instr, dtypes: &[DType], r: &str) -> Option<String> {
+    let d = |i: usize| dtypes[i];
+    let u = |t: DType| if t == DType::I32 { "uint32_t" } else { "uint64_t" };
+    match *ins {
+        Instr::Unary(UnaryOp::Neg, a) => {
+            let t = ctype_any(d(a));
+            Some(format!("const {t} {r} = ({t})(({})0 - ({})r{a});", u(d(a)), u(d(a))))
+        }
+        Instr::Unary(UnaryOp::Not, a) => {
+            let t = ctype_any(d(a));
+            Some(format!("const {t} {r} = ({t})~r{a};"))
+        }
+        Instr::Unary(..) => None,
+        Instr::Binary(op, a, b) => {
+            let t = ctype_any(d(a));
+            let ut = u(d(a));
+            let e = match op {
+                BinaryOp::Add => format!("({t})(({ut})r{a} + ({ut})r{b})"),
+                BinaryOp::Sub => format!("({t})(({ut})r{a} - ({ut})r{b})"),
+                BinaryOp::Mul => format!("({t})(({ut})r{a} * ({ut})r{b})"),
+                BinaryOp::Max => format!("(r{a} > r{b} ? r{a} : r{b})"),
+                BinaryOp::Min => format!("(r{a} < r{b} ? r{a} : r{b})"),
+                BinaryOp::And => format!("({t})(r{a} & r{b})"),
+                BinaryOp::Or => format!("({t})(r{a} | r{b})"),
+                BinaryOp::Xor => format!("({t})(r{a} ^ r{b})"),
+                BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+                    return Some(format!("const u8 {r} = {};", binary(op, &format!("r{a}"), &format!("r{b}"), d(a))?))
+                }
+                _ => return None,
+            };
+            Some(format!("const {t} {r} = {e};"))
+        }
+        _ => None,
+    }
+}
+
 /// A C literal of `v` converted to `d`, with the exact value of the Rust conversion.
-fn literal(v: f64, d: DType) -> String {
+pub(super) fn literal(v: f64, d: DType) -> String {
     let special = |nan: bool, inf: bool, neg: bool| match (nan, inf, neg) {
         (true, _, _) => Some("NAN"),
         (_, true, false) => Some("INFINITY"),
@@ -212,6 +266,14 @@ pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> 
     for &d in &prog.dtypes {
         ctype(d)?;
     }
+    kernel_with_ints(prog, in_place, name)
+}
+
+/// [`kernel`], also for programs with integer registers (wrapping arithmetic, comparisons,
+/// conversions from integers: see `int_instr`); `None` for integer operations not ported.
+/// Used by whole loops (`whole_loop.rs`), whose counters are often `i64`.
+pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name: &str) -> Option<String> {
+    let ctype = |d: DType| Some(ctype_any(d));
     let in_place_of = |k: usize| in_place.get(k).copied().flatten();
     let overwritten = |p: usize| (0..prog.outputs.len()).any(|k| in_place_of(k) == Some(p));
     let live = prog.needed(&prog.outputs);
@@ -312,6 +374,21 @@ pub(super) fn kernel(prog: &Program, in_place: &[Option<usize>], name: &str) -> 
                     (_, None) => unreachable!("views exist for live strided loads"),
                 };
                 format!("const {t} {r} = {expr};")
+            }
+            Instr::Unary(_, a) | Instr::Binary(_, a, _) if is_int(d) || is_int(prog.dtypes[*a]) => {
+                int_instr(ins, &prog.dtypes, &r)?
+            }
+            Instr::Select(p, a, b) if is_int(d) => format!("const {t} {r} = r{p} ? r{a} : r{b};"),
+            Instr::Convert(_, a) if is_int(prog.dtypes[*a]) || is_int(d) => {
+                let from = prog.dtypes[*a];
+                let e = match (from, d) {
+                    (f, t) if f == t => format!("r{a}"),
+                    (_, DType::Bool) => format!("(u8)(r{a} != 0)"),
+                    // Float to integer saturates in Rust (NaN to 0): not ported.
+                    (f, _) if f.is_float() => return None,
+                    _ => format!("({t})r{a}"),
+                };
+                format!("const {t} {r} = {e};")
             }
             Instr::Unary(op, a) => unary(*op, &format!("r{a}"), d, &r, prog.dtypes[*a])?,
             Instr::Binary(op, a, b) => {

@@ -33,6 +33,7 @@
 mod cache;
 mod codegen;
 mod toolchain;
+pub(crate) mod whole_loop;
 
 use super::elementwise::Real;
 use super::fused::Program;
