@@ -176,7 +176,9 @@ impl Problem<'_> {
         best
     }
 
-    /// Rows `row..row + POINTS`, two tiles at a time in AVX-512 registers.
+    /// Rows `row..row + POINTS`, two tiles at a time in AVX-512 registers; the running
+    /// extremes and their indices stay in registers too (the comparisons as masks:
+    /// strictly better, or a NaN over a number — [`Problem::better`] lane by lane).
     ///
     /// # Safety
     /// The CPU must have AVX-512F; rows `row..row + POINTS` of `a` must exist.
@@ -186,7 +188,26 @@ impl Problem<'_> {
         use std::arch::x86_64::*;
         let d = self.d;
         let a = &self.a[row * d..(row + POINTS) * d];
-        let mut best = [self.start(); POINTS];
+        let start = self.start();
+        // SAFETY: `start`'s arrays hold LANES f64 / usize (64-bit), one register each.
+        let (v0, i0) =
+            unsafe { (_mm512_loadu_pd(start.value.as_ptr()), _mm512_loadu_si512(start.index.as_ptr().cast())) };
+        let mut best_v = [v0; POINTS];
+        let mut best_i = [i0; POINTS];
+        let lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+        let merge = |bv: &mut __m512d, bi: &mut __m512i, x: __m512d, tile: usize| {
+            let valid: __mmask8 =
+                if (tile + 1) * LANES <= self.k { 0xff } else { (1u8 << (self.k - tile * LANES)) - 1 };
+            let better = if self.max {
+                _mm512_cmp_pd_mask::<_CMP_GT_OQ>(x, *bv)
+            } else {
+                _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, *bv)
+            };
+            let nan_over_number = _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(x, x) & _mm512_cmp_pd_mask::<_CMP_ORD_Q>(*bv, *bv);
+            let m = (better | nan_over_number) & valid;
+            *bv = _mm512_mask_blend_pd(m, *bv, x);
+            *bi = _mm512_mask_blend_epi64(m, *bi, _mm512_add_epi64(lane, _mm512_set1_epi64((tile * LANES) as i64)));
+        };
         let mut tile = 0;
         while tile < self.tiles {
             let two = tile + 1 < self.tiles;
@@ -205,17 +226,20 @@ impl Problem<'_> {
                 }
             }
             for p in 0..POINTS {
-                let mut x = [0.0f64; LANES];
-                // SAFETY: `x` holds LANES f64, one 512-bit register.
-                unsafe { _mm512_storeu_pd(x.as_mut_ptr(), acc0[p]) };
-                self.update(&mut best[p], &x, tile);
+                merge(&mut best_v[p], &mut best_i[p], acc0[p], tile);
                 if two {
-                    // SAFETY: as above.
-                    unsafe { _mm512_storeu_pd(x.as_mut_ptr(), acc1[p]) };
-                    self.update(&mut best[p], &x, tile + 1);
+                    merge(&mut best_v[p], &mut best_i[p], acc1[p], tile + 1);
                 }
             }
             tile += 2;
+        }
+        let mut best = [start; POINTS];
+        for p in 0..POINTS {
+            // SAFETY: as for the loads of `start` above.
+            unsafe {
+                _mm512_storeu_pd(best[p].value.as_mut_ptr(), best_v[p]);
+                _mm512_storeu_si512(best[p].index.as_mut_ptr().cast(), best_i[p]);
+            }
         }
         best
     }

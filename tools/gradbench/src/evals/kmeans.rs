@@ -5,7 +5,9 @@
 //! each point's nearest centroid `j(i)` (the first on ties), then
 //! `Σᵢ Σₐ (pᵢₐ - c_{j(i)a})²` from the differences themselves. Only the choice of
 //! `j(i)` uses the expanded form `|p|² - 2 p·c + |c|²`: one matrix product
-//! `[n, d] × [d, k]` instead of an `[n, k, d]` tensor of differences. That choice
+//! `[n, d] × [d, k]` instead of an `[n, k, d]` tensor of differences, which the compiled
+//! plan fuses with its `argmin` (the `[n, k]` distances are never stored: a plan step of
+//! register tiles of products, each row's running minimum updated tile by tile). That choice
 //! is piecewise constant in the centroids (it carries no derivative: the
 //! centroids it reads are `stop_gradient`-ed), so away from ties this *is*
 //! `Σᵢ minⱼ |pᵢ - cⱼ|²` and its derivatives, and at ties it follows the reference
