@@ -94,9 +94,16 @@ impl Problem<'_> {
                 // `first + i .. first + i + POINTS` of `a`, which exist since `out` (`n`
                 // long in all, asserted by `dot_arg`) covers them, and whole tiles of
                 // `packed`, which `dot_arg` sized to `tiles · d · LANES`.
-                let best = unsafe { self.tile_avx512(first + i) };
-                for (p, b) in best.iter().enumerate() {
-                    out[i + p] = self.finish(b);
+                let found = unsafe {
+                    if self.max {
+                        self.tile_avx512::<true>(first + i)
+                    } else {
+                        self.tile_avx512::<false>(first + i)
+                    }
+                };
+                for (p, &j) in found.iter().enumerate() {
+                    // (-1: a NaN product, or infinities of both signs: redone one by one.)
+                    out[i + p] = if j < 0 { self.finish(&self.row_portable(first + i + p)) } else { j };
                 }
                 i += POINTS;
             }
@@ -177,36 +184,40 @@ impl Problem<'_> {
     }
 
     /// Rows `row..row + POINTS`, two tiles at a time in AVX-512 registers; the running
-    /// extremes and their indices stay in registers too (the comparisons as masks:
-    /// strictly better, or a NaN over a number — [`Problem::better`] lane by lane).
+    /// extremes and their indices stay in registers too. A product replaces a lane's extreme
+    /// when strictly better (`minpd`/`maxpd` keep the old value on ties and NaN, a compare
+    /// mask moves the index), so lanes hold their first extreme. NaN products are not
+    /// tracked here: a per-lane sum of every product (NaN when one is, or when infinities of
+    /// both signs meet) flags the rows to redo by [`Problem::row_portable`], as `-1`.
     ///
     /// # Safety
     /// The CPU must have AVX-512F; rows `row..row + POINTS` of `a` must exist.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile_avx512(&self, row: usize) -> [Best; POINTS] {
+    unsafe fn tile_avx512<const MAX: bool>(&self, row: usize) -> [i64; POINTS] {
         use std::arch::x86_64::*;
         let d = self.d;
         let a = &self.a[row * d..(row + POINTS) * d];
-        let start = self.start();
-        // SAFETY: `start`'s arrays hold LANES f64 / usize (64-bit), one register each.
-        let (v0, i0) =
-            unsafe { (_mm512_loadu_pd(start.value.as_ptr()), _mm512_loadu_si512(start.index.as_ptr().cast())) };
-        let mut best_v = [v0; POINTS];
-        let mut best_i = [i0; POINTS];
+        let worst = _mm512_set1_pd(if MAX { f64::NEG_INFINITY } else { f64::INFINITY });
         let lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-        let merge = |bv: &mut __m512d, bi: &mut __m512i, x: __m512d, tile: usize| {
-            let valid: __mmask8 =
-                if (tile + 1) * LANES <= self.k { 0xff } else { (1u8 << (self.k - tile * LANES)) - 1 };
-            let better = if self.max {
-                _mm512_cmp_pd_mask::<_CMP_GT_OQ>(x, *bv)
+        let mut best_v = [worst; POINTS];
+        let mut best_i = [lane; POINTS];
+        let mut probe = [_mm512_setzero_pd(); POINTS];
+        let merge = |bv: &mut __m512d, bi: &mut __m512i, probe: &mut __m512d, x: __m512d, index: __m512i| {
+            let better =
+                if MAX { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(x, *bv) } else { _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, *bv) };
+            *bv = if MAX { _mm512_max_pd(x, *bv) } else { _mm512_min_pd(x, *bv) };
+            *bi = _mm512_mask_blend_epi64(better, *bi, index);
+            *probe = _mm512_add_pd(*probe, x);
+        };
+        // The columns past `k` in the last tile: their products (with zero rows) read as the
+        // worst value, which never replaces anything.
+        let valid = |tile: usize| -> __mmask8 {
+            if (tile + 1) * LANES <= self.k {
+                0xff
             } else {
-                _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, *bv)
-            };
-            let nan_over_number = _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(x, x) & _mm512_cmp_pd_mask::<_CMP_ORD_Q>(*bv, *bv);
-            let m = (better | nan_over_number) & valid;
-            *bv = _mm512_mask_blend_pd(m, *bv, x);
-            *bi = _mm512_mask_blend_epi64(m, *bi, _mm512_add_epi64(lane, _mm512_set1_epi64((tile * LANES) as i64)));
+                (1u8 << (self.k - tile * LANES)) - 1
+            }
         };
         let mut tile = 0;
         while tile < self.tiles {
@@ -225,21 +236,54 @@ impl Problem<'_> {
                     acc1[p] = _mm512_fmadd_pd(x, w1, acc1[p]);
                 }
             }
+            let (m0, m1) = (valid(tile), if two { valid(tile + 1) } else { 0 });
+            let i0 = _mm512_add_epi64(lane, _mm512_set1_epi64((tile * LANES) as i64));
+            let i1 = _mm512_add_epi64(i0, _mm512_set1_epi64(LANES as i64));
             for p in 0..POINTS {
-                merge(&mut best_v[p], &mut best_i[p], acc0[p], tile);
+                let x0 = if m0 == 0xff { acc0[p] } else { _mm512_mask_blend_pd(m0, worst, acc0[p]) };
+                merge(&mut best_v[p], &mut best_i[p], &mut probe[p], x0, i0);
                 if two {
-                    merge(&mut best_v[p], &mut best_i[p], acc1[p], tile + 1);
+                    let x1 = if m1 == 0xff { acc1[p] } else { _mm512_mask_blend_pd(m1, worst, acc1[p]) };
+                    merge(&mut best_v[p], &mut best_i[p], &mut probe[p], x1, i1);
                 }
             }
             tile += 2;
         }
-        let mut best = [start; POINTS];
-        for p in 0..POINTS {
-            // SAFETY: as for the loads of `start` above.
-            unsafe {
-                _mm512_storeu_pd(best[p].value.as_mut_ptr(), best_v[p]);
-                _mm512_storeu_si512(best[p].index.as_mut_ptr().cast(), best_i[p]);
+        std::array::from_fn(|p| {
+            if _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(probe[p], probe[p]) != 0 {
+                -1
+            } else {
+                self.finish_avx512(best_v[p], best_i[p])
             }
+        })
+    }
+
+    /// [`Problem::finish`] on lanes in registers: the smallest index among NaN lanes if any,
+    /// else among the lanes equal to the extreme (found by halving the register; `-0` and
+    /// `+0` compare equal, so either found, both lanes are candidates). Padding lanes hold
+    /// the worst value at indices past every real column, so they never win.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn finish_avx512(&self, v: std::arch::x86_64::__m512d, i: std::arch::x86_64::__m512i) -> i64 {
+        use std::arch::x86_64::*;
+        let nan = _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v);
+        let mut candidates = if nan != 0 {
+            nan
+        } else {
+            let (lo, hi) = (_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
+            let h = if self.max { _mm256_max_pd(lo, hi) } else { _mm256_min_pd(lo, hi) };
+            let (lo, hi) = (_mm256_castpd256_pd128(h), _mm256_extractf128_pd::<1>(h));
+            let q = if self.max { _mm_max_pd(lo, hi) } else { _mm_min_pd(lo, hi) };
+            let r = if self.max { _mm_max_sd(q, _mm_unpackhi_pd(q, q)) } else { _mm_min_sd(q, _mm_unpackhi_pd(q, q)) };
+            _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(v, _mm512_set1_pd(_mm_cvtsd_f64(r)))
+        };
+        let mut index = [0i64; LANES];
+        // SAFETY: `index` holds LANES i64, one 512-bit register.
+        unsafe { _mm512_storeu_si512(index.as_mut_ptr().cast(), i) };
+        let mut best = i64::MAX;
+        while candidates != 0 {
+            best = best.min(index[candidates.trailing_zeros() as usize]);
+            candidates &= candidates - 1;
         }
         best
     }
