@@ -114,3 +114,54 @@ fn products_read_elsewhere_deeper_or_not_f64_stay_unfused() {
     let g = trace_graph(&[ty(&[8, 3]), ty(&[5, 3])], |x| vec![x[0].matmul(&x[1].t()).argmin(0, false)]);
     assert!(!Plan::new(&optimize(&g)).dump().contains("argmin over"));
 }
+
+/// `arg(a · bᵀ + bias)`, the bias `[k]` or `[1, k]` broadcast over the rows.
+fn arg_with_bias(a: &Tensor, b: &Tensor, bias: &Tensor, max: bool) -> Tensor {
+    let p = a.matmul(&b.t()) + bias;
+    if max {
+        p.argmax(1, false)
+    } else {
+        p.argmin(1, false)
+    }
+}
+
+#[test]
+fn a_row_added_to_the_product_is_fused_too() {
+    for &(n, d, k) in &[(2, 1, 3), (37, 8, 10), (64, 16, 100), (9, 3, 1000)] {
+        let a = values(n * d, 3 + n as u64);
+        let b = values(k * d, 5 + k as u64);
+        let mut bias = values(k, 11);
+        // Ties made by the bias, a NaN in it (every row's index), and an infinity.
+        for (case, row_shape) in [(0, vec![k]), (1, vec![1, k]), (2, vec![k]), (3, vec![k])] {
+            if case == 2 && k > 3 {
+                bias[k - 1] = f64::NAN;
+            }
+            if case == 3 && k > 3 {
+                bias[k - 1] = 0.0;
+                bias[1] = f64::NEG_INFINITY;
+            }
+            let args = [
+                Tensor::from_vec(a.clone(), &[n, d]),
+                Tensor::from_vec(b.clone(), &[k, d]),
+                Tensor::from_vec(bias.clone(), &row_shape),
+            ];
+            for max in [false, true] {
+                let g = trace_graph(&[ty(&[n, d]), ty(&[k, d]), ty(&row_shape)], |x| {
+                    vec![arg_with_bias(&x[0], &x[1], &x[2], max)]
+                });
+                let plan = Plan::new(&optimize(&g));
+                let dump = plan.dump();
+                let op = if max { "argmax" } else { "argmin" };
+                assert!(dump.contains(&format!("{op} over {k} of")) && dump.contains(" + %"), "not fused:\n{dump}");
+                let eager = arg_with_bias(&args[0], &args[1], &args[2], max).to_vec::<i64>();
+                assert_eq!(plan.run(&args)[0].to_vec::<i64>(), eager, "n={n} d={d} k={k} case={case} max={max}");
+            }
+        }
+    }
+    // The sum also read elsewhere: not fused.
+    let g = trace_graph(&[ty(&[8, 3]), ty(&[5, 3]), ty(&[5])], |x| {
+        let p = x[0].matmul(&x[1].t()) + &x[2];
+        vec![p.argmin(1, false), p.sum_all()]
+    });
+    assert!(!Plan::new(&optimize(&g)).dump().contains("argmin over"));
+}

@@ -37,8 +37,9 @@ pub(super) enum Step {
     /// for each `(k, s)` in `outs` (the projections' slots). Its sub-graphs run as the
     /// sub-plans `subs`, built once with the plan and reused by every iteration and call.
     Multi { prim: Prim, ins: Vec<usize>, outs: Vec<(usize, usize)>, subs: Arc<Vec<Plan>> },
-    /// A shallow f64 product `ins[0] · ins[1]ᵀ` (`b_rows`) or `ins[0] · ins[1]` read only by
-    /// an arg-reduction over its last axis: the reduction's indices into `out`, the product
+    /// A shallow f64 product `ins[0] · ins[1]ᵀ` (`b_rows`) or `ins[0] · ins[1]`, plus the row
+    /// `ins[2]` broadcast over its rows where there is a third input, read only by an
+    /// arg-reduction over its last axis: the reduction's indices into `out`, the product
     /// never stored (`cpu::dot_arg`; see [`dot_arg_pattern`]).
     DotArg { ins: Vec<usize>, out: usize, dims: (usize, usize, usize), b_rows: bool, max: bool },
 }
@@ -220,11 +221,44 @@ fn fusible(prim: &Prim) -> bool {
 }
 
 /// The [`Step::DotArg`] for node `i` when it is an arg-reduction over the last axis of an f64
-/// product `[m, d] · [d, k]` (no batch axes, depth at most `cpu::dot_arg::MAX_DEPTH`, `k ≥ 1`)
-/// that nothing else reads and that is no output; its left operand contracts its last axis.
-fn dot_arg_pattern(g: &Graph, users: &Users, is_output: &[bool], i: usize) -> Option<Step> {
+/// product `[m, d] · [d, k]` (no batch axes, depth at most `cpu::dot_arg::MAX_DEPTH`, `k ≥ 1`),
+/// or of such a product plus a row `[k]` (or `[1, k]`) broadcast over its rows, where nothing
+/// else reads the product (or sum) and neither is an output; the left operand contracts its
+/// last axis. Also the nodes the step replaces (the product, and the addition). `alone`
+/// says whether an element-wise node is the only member of its fused group.
+fn dot_arg_pattern(
+    g: &Graph,
+    users: &Users,
+    is_output: &[bool],
+    alone: &dyn Fn(usize) -> bool,
+    i: usize,
+) -> Option<(Step, Vec<usize>)> {
     let Prim::Arg { op, axis: 1 } = g.nodes[i].prim else { return None };
-    let v = g.nodes[i].inputs[0].index();
+    let only_reader = |v: usize| users[v].len() == 1 && !is_output[v];
+    let mut v = g.nodes[i].inputs[0].index();
+    let mut replaced = vec![];
+    let mut bias = None;
+    if let Prim::Binary(crate::ops::BinaryOp::Add) = g.nodes[v].prim {
+        let (x, y) = (g.nodes[v].inputs[0].index(), g.nodes[v].inputs[1].index());
+        let is_dot = |u: usize| matches!(g.nodes[u].prim, Prim::DotGeneral { .. });
+        let (dot, row) = if is_dot(x) { (x, y) } else { (y, x) };
+        let Prim::BroadcastInDim { dims, .. } = &g.nodes[row].prim else { return None };
+        let s = g.nodes[row].inputs[0].index();
+        let st = &g.nodes[s].ty;
+        let row_of_k = match st.shape[..] {
+            [k] => dims[..] == [1] && k == g.nodes[v].ty.shape[1],
+            [1, k] => dims[..] == [0, 1] && k == g.nodes[v].ty.shape[1],
+            _ => false,
+        };
+        // The row is read from its own slot: it must be stored there (not a view read through).
+        let stored = !is_view(&g.nodes[s].prim) && !matches!(g.nodes[s].prim, Prim::Pad { .. });
+        if !(is_dot(dot) && row_of_k && stored && st.dtype == DType::F64 && only_reader(v) && alone(v)) {
+            return None;
+        }
+        replaced.push(v);
+        bias = Some(s);
+        v = dot;
+    }
     let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &g.nodes[v].prim else {
         return None;
     };
@@ -238,20 +272,19 @@ fn dot_arg_pattern(g: &Graph, users: &Users, is_output: &[bool], i: usize) -> Op
         && lhs_contract[..] == [1]
         && (1..=crate::backend::cpu::dot_arg::MAX_DEPTH).contains(&sa[1])
         && sa[0] > 0
-        && users[v].len() == 1
-        && !is_output[v];
+        && only_reader(v);
     let b_rows = match rhs_contract[..] {
         [1] => true,
         [0] => false,
         _ => return None,
     };
     let k = if b_rows { sb[0] } else { sb[1] };
-    (shallow && k > 0).then(|| Step::DotArg {
-        ins: vec![a.index(), b.index()],
-        out: i,
-        dims: (sa[0], sa[1], k),
-        b_rows,
-        max: op == crate::ops::ArgOp::Max,
+    replaced.push(v);
+    let mut ins = vec![a.index(), b.index()];
+    ins.extend(bias);
+    (shallow && k > 0).then(|| {
+        let step = Step::DotArg { ins, out: i, dims: (sa[0], sa[1], k), b_rows, max: op == crate::ops::ArgOp::Max };
+        (step, replaced)
     })
 }
 
@@ -610,10 +643,12 @@ impl Plan {
 
         // 2b. Shallow products read only by an arg-reduction over their last axis: one step.
         let mut into_arg = vec![false; n];
+        let alone =
+            |v: usize| group_of[v].is_some_and(|gid| groups[gid].members.len() == 1 && groups[gid].reduce.is_none());
         let arg_of_dot: Vec<Option<Step>> = (0..n)
             .map(|i| {
-                let step = dot_arg_pattern(g, &users, &is_output, i)?;
-                into_arg[g.nodes[i].inputs[0].index()] = true;
+                let (step, replaced) = dot_arg_pattern(g, &users, &is_output, &alone, i)?;
+                replaced.into_iter().for_each(|v| into_arg[v] = true);
                 Some(step)
             })
             .collect();
@@ -998,7 +1033,8 @@ impl Plan {
                     let (a, b) = (a.as_slice::<f64>().expect("f64"), b.as_slice::<f64>().expect("f64"));
                     let mut indices = vec![0i64; dims.0];
                     let parallel = cpu::dot::runs_in_parallel(dims.0 * dims.2, dims.1);
-                    cpu::dot_arg::dot_arg(a, b, b_rows, dims, max, &mut indices, parallel);
+                    let bias = ins.get(2).map(|&v| slots[v].as_deref().expect("ready").as_slice::<f64>().expect("f64"));
+                    cpu::dot_arg::dot_arg(a, b, b_rows, bias, dims, max, &mut indices, parallel);
                     slots[out] = Some(Arc::new(Array::from_vec(indices, vec![dims.0])));
                 }
                 Step::Multi { prim, ins, outs, subs } => {
@@ -1070,7 +1106,9 @@ impl Plan {
                 Step::DotArg { ins, out, dims: (m, d, k), b_rows, max } => {
                     let op = if *max { "argmax" } else { "argmin" };
                     let b = if *b_rows { format!("%{}ᵀ", ins[1]) } else { format!("%{}", ins[1]) };
-                    let _ = writeln!(s, "  {i}: %{out}: i64[{m}] = {op} over {k} of (%{} · {b}), depth {d}", ins[0]);
+                    let bias = ins.get(2).map(|v| format!(" + %{v}")).unwrap_or_default();
+                    let _ =
+                        writeln!(s, "  {i}: %{out}: i64[{m}] = {op} over {k} of (%{} · {b}{bias}), depth {d}", ins[0]);
                 }
                 Step::Multi { prim, ins, outs, subs } => {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();

@@ -23,25 +23,27 @@ const ROWS_PER_TASK: usize = 256;
 pub(crate) const MAX_DEPTH: usize = 64;
 
 /// For each row `i` of `a` (`[n, d]`, row-major), the index of the smallest (`max` false) or
-/// largest value of `Σₜ a[i, t] · b(j, t)` over `j < k`, where `b(j, t)` is `b[j·d + t]`
-/// (`b_rows`: `b` is `[k, d]`) or `b[t·k + j]` (`[d, k]`). Ties resolve to the first index;
+/// largest value of `Σₜ a[i, t] · b(j, t)` (`+ bias[j]` after the sum, where given) over
+/// `j < k`, where `b(j, t)` is `b[j·d + t]` (`b_rows`: `b` is `[k, d]`) or `b[t·k + j]`
+/// (`[d, k]`). Ties resolve to the first index;
 /// a NaN counts as the extreme (the first NaN wins). With `parallel`, blocks of rows run on
 /// the thread pool (each row is computed by one task, so results do not depend on it).
 ///
 /// # Panics
-/// If `k` is 0 or the slices' lengths are not `n·d`, `k·d` and `n`.
+/// If `k` is 0 or the slices' lengths are not `n·d`, `k·d`, `k` and `n`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dot_arg(
     a: &[f64],
     b: &[f64],
     b_rows: bool,
+    bias: Option<&[f64]>,
     (n, d, k): (usize, usize, usize),
     max: bool,
     out: &mut [i64],
     parallel: bool,
 ) {
     assert!(
-        k > 0 && a.len() == n * d && b.len() == k * d && out.len() == n,
+        k > 0 && a.len() == n * d && b.len() == k * d && out.len() == n && bias.is_none_or(|r| r.len() == k),
         "dot_arg: operands {} and {} for [{n}, {d}] x [{d}, {k}] into {}",
         a.len(),
         b.len(),
@@ -57,7 +59,12 @@ pub(crate) fn dot_arg(
             packed[((j / LANES) * d + t) * LANES + j % LANES] = v;
         }
     }
-    let problem = Problem { a, packed: &packed, d, k, tiles, max };
+    // The bias by tiles too (zero past `k`; an empty slice without one).
+    let mut bias_packed = vec![0.0; if bias.is_some() { tiles * LANES } else { 0 }];
+    if let Some(r) = bias {
+        bias_packed[..k].copy_from_slice(r);
+    }
+    let problem = Problem { a, packed: &packed, bias: &bias_packed, d, k, tiles, max };
     let block = |(task, out): (usize, &mut [i64])| problem.rows(task * ROWS_PER_TASK, out);
     if parallel && n > ROWS_PER_TASK {
         out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(block);
@@ -70,6 +77,8 @@ pub(crate) fn dot_arg(
 struct Problem<'a> {
     a: &'a [f64],
     packed: &'a [f64],
+    /// `tiles · LANES` values to add to the sums, or none.
+    bias: &'a [f64],
     d: usize,
     k: usize,
     tiles: usize,
@@ -178,6 +187,11 @@ impl Problem<'_> {
                     x[l] = at.mul_add(cols[t * LANES + l], x[l]);
                 }
             }
+            if !self.bias.is_empty() {
+                for l in 0..LANES {
+                    x[l] += self.bias[tile * LANES + l];
+                }
+            }
             self.update(&mut best, &x, tile);
         }
         best
@@ -234,6 +248,15 @@ impl Problem<'_> {
                     let x = _mm512_set1_pd(a[p * d + t]);
                     acc0[p] = _mm512_fmadd_pd(x, w0, acc0[p]);
                     acc1[p] = _mm512_fmadd_pd(x, w1, acc1[p]);
+                }
+            }
+            if !self.bias.is_empty() {
+                let r = self.bias[tile * LANES..].as_ptr();
+                // SAFETY: `bias` holds `tiles · LANES` values, so each tile's LANES exist.
+                let (r0, r1) = unsafe { (_mm512_loadu_pd(r), _mm512_loadu_pd(if two { r.add(LANES) } else { r })) };
+                for p in 0..POINTS {
+                    acc0[p] = _mm512_add_pd(acc0[p], r0);
+                    acc1[p] = _mm512_add_pd(acc1[p], r1);
                 }
             }
             let (m0, m1) = (valid(tile), if two { valid(tile + 1) } else { 0 });
@@ -339,12 +362,12 @@ mod tests {
             }
             for (a, max) in [(&a, false), (&a, true), (&with_nan, false)] {
                 let mut out = vec![-1; n];
-                dot_arg(a, &b, true, (n, d, k), max, &mut out, false);
+                dot_arg(a, &b, true, None, (n, d, k), max, &mut out, false);
                 assert_eq!(out, reference(a, &b, (n, d, k), max), "n={n} d={d} k={k} max={max}");
                 // b as [d, k] gives the same.
                 let bt: Vec<f64> = (0..d * k).map(|q| b[(q % k) * d + q / k]).collect();
                 let mut out_t = vec![-1; n];
-                dot_arg(a, &bt, false, (n, d, k), max, &mut out_t, true);
+                dot_arg(a, &bt, false, None, (n, d, k), max, &mut out_t, true);
                 assert_eq!(out_t, out);
             }
         }
@@ -356,11 +379,11 @@ mod tests {
         let b = [1.0, f64::NAN, f64::INFINITY, 5.0, f64::NAN];
         let a = [1.0, -1.0, 0.0, 2.0, 3.0];
         let mut out = [0; 5];
-        dot_arg(&a, &b, true, (5, 1, 5), false, &mut out, false);
+        dot_arg(&a, &b, true, None, (5, 1, 5), false, &mut out, false);
         assert_eq!(out, [1, 1, 1, 1, 1]);
         let b = [f64::INFINITY; 10];
         let mut out = [7; 5];
-        dot_arg(&a, &b, true, (5, 1, 10), false, &mut out, false);
+        dot_arg(&a, &b, true, None, (5, 1, 10), false, &mut out, false);
         // 1·inf, -1·inf (all equal: first), 0·inf = NaN (first NaN), inf, inf.
         assert_eq!(out, [0, 0, 0, 0, 0]);
     }
