@@ -138,9 +138,9 @@ impl Problem<'_> {
     #[inline(always)]
     fn update(&self, best: &mut Best, x: &[f64; LANES], tile: usize) {
         let valid = (self.k - tile * LANES).min(LANES);
-        for l in 0..valid {
-            if self.better(x[l], best.value[l]) {
-                best.value[l] = x[l];
+        for (l, &xl) in x.iter().enumerate().take(valid) {
+            if self.better(xl, best.value[l]) {
+                best.value[l] = xl;
                 best.index[l] = tile * LANES + l;
             }
         }
@@ -182,14 +182,14 @@ impl Problem<'_> {
         for tile in 0..self.tiles {
             let mut x = [0.0f64; LANES];
             let cols = &self.packed[tile * d * LANES..(tile + 1) * d * LANES];
-            for (t, &at) in a.iter().enumerate() {
-                for l in 0..LANES {
-                    x[l] = at.mul_add(cols[t * LANES + l], x[l]);
+            for (&at, w) in a.iter().zip(cols.chunks_exact(LANES)) {
+                for (xl, &wl) in x.iter_mut().zip(w) {
+                    *xl = at.mul_add(wl, *xl);
                 }
             }
             if !self.bias.is_empty() {
-                for l in 0..LANES {
-                    x[l] += self.bias[tile * LANES + l];
+                for (xl, &r) in x.iter_mut().zip(&self.bias[tile * LANES..(tile + 1) * LANES]) {
+                    *xl += r;
                 }
             }
             self.update(&mut best, &x, tile);
