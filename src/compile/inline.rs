@@ -648,7 +648,7 @@ pub(super) fn fuse_through_views(
             let candidates = readers.of(slot);
             // Cheap refusals first: a kernel reads it, or no other loop does.
             let kernel_reads = candidates.clone().any(
-                |c| matches!(&steps[c], Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot)),
+                |c| matches!(&steps[c], Step::Kernel { ins, .. } | Step::Multi { ins, .. } | Step::DotArg { ins, .. } if ins.contains(&slot)),
             );
             let loop_reads = candidates
                 .clone()
@@ -662,7 +662,11 @@ pub(super) fn fuse_through_views(
             let mut ok = true;
             for c in candidates {
                 match &steps[c] {
-                    Step::Kernel { ins, .. } | Step::Multi { ins, .. } if ins.contains(&slot) => ok = false,
+                    Step::Kernel { ins, .. } | Step::Multi { ins, .. } | Step::DotArg { ins, .. }
+                        if ins.contains(&slot) =>
+                    {
+                        ok = false
+                    }
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
                         let at = pending_at.get(&c).copied();
                         let len = at.map_or(prog.instrs.len(), |e| pending[e].1);

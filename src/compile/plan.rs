@@ -38,20 +38,27 @@ pub(super) enum Step {
     /// for each `(k, s)` in `outs` (the projections' slots). Its sub-graphs run as the
     /// sub-plans `subs`, built once with the plan and reused by every iteration and call.
     Multi { prim: Prim, ins: Vec<usize>, outs: Vec<(usize, usize)>, subs: Arc<Vec<Plan>> },
+    /// A shallow f64 product `ins[0] · ins[1]ᵀ` (`b_rows`) or `ins[0] · ins[1]`, plus the row
+    /// `ins[2]` broadcast over its rows where there is a third input, read only by an
+    /// arg-reduction over its last axis: the reduction's indices into `out`, the product
+    /// never stored (`cpu::dot_arg`; see [`dot_arg_pattern`]).
+    DotArg { ins: Vec<usize>, out: usize, dims: (usize, usize, usize), b_rows: bool, max: bool },
 }
 
 impl Step {
     /// The slots the step reads.
     pub(super) fn inputs(&self) -> &[usize] {
         match self {
-            Step::Kernel { ins, .. } | Step::Fused { ins, .. } | Step::Multi { ins, .. } => ins,
+            Step::Kernel { ins, .. } | Step::Fused { ins, .. } | Step::Multi { ins, .. } | Step::DotArg { ins, .. } => {
+                ins
+            }
         }
     }
 
     /// The slots the step writes.
     pub(super) fn outputs(&self) -> Vec<usize> {
         match self {
-            Step::Kernel { out, .. } => vec![*out],
+            Step::Kernel { out, .. } | Step::DotArg { out, .. } => vec![*out],
             Step::Fused { outs, .. } => outs.clone(),
             Step::Multi { outs, .. } => outs.iter().map(|&(_, s)| s).collect(),
         }
@@ -224,6 +231,74 @@ impl Plan {
 /// Primitives that become instructions of a fused loop.
 fn fusible(prim: &Prim) -> bool {
     matches!(prim, Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::Convert { .. })
+}
+
+/// The [`Step::DotArg`] for node `i` when it is an arg-reduction over the last axis of an f64
+/// product `[m, d] · [d, k]` (no batch axes, depth at most `cpu::dot_arg::MAX_DEPTH`, `k ≥ 1`),
+/// or of such a product plus a row `[k]` (or `[1, k]`) broadcast over its rows, where nothing
+/// else reads the product (or sum) and neither is an output; the left operand contracts its
+/// last axis. Also the nodes the step replaces (the product, and the addition). `alone`
+/// says whether an element-wise node is the only member of its fused group.
+fn dot_arg_pattern(
+    g: &Graph,
+    users: &Users,
+    is_output: &[bool],
+    alone: &dyn Fn(usize) -> bool,
+    i: usize,
+) -> Option<(Step, Vec<usize>)> {
+    let Prim::Arg { op, axis: 1 } = g.nodes[i].prim else { return None };
+    let only_reader = |v: usize| users[v].len() == 1 && !is_output[v];
+    let mut v = g.nodes[i].inputs[0].index();
+    let mut replaced = vec![];
+    let mut bias = None;
+    if let Prim::Binary(crate::ops::BinaryOp::Add) = g.nodes[v].prim {
+        let (x, y) = (g.nodes[v].inputs[0].index(), g.nodes[v].inputs[1].index());
+        let is_dot = |u: usize| matches!(g.nodes[u].prim, Prim::DotGeneral { .. });
+        let (dot, row) = if is_dot(x) { (x, y) } else { (y, x) };
+        let Prim::BroadcastInDim { dims, .. } = &g.nodes[row].prim else { return None };
+        let s = g.nodes[row].inputs[0].index();
+        let st = &g.nodes[s].ty;
+        let row_of_k = match st.shape[..] {
+            [k] => dims[..] == [1] && k == g.nodes[v].ty.shape[1],
+            [1, k] => dims[..] == [0, 1] && k == g.nodes[v].ty.shape[1],
+            _ => false,
+        };
+        // The row is read from its own slot: it must be stored there (not a view read through).
+        let stored = !is_view(&g.nodes[s].prim) && !matches!(g.nodes[s].prim, Prim::Pad { .. });
+        if !(is_dot(dot) && row_of_k && stored && st.dtype == DType::F64 && only_reader(v) && alone(v)) {
+            return None;
+        }
+        replaced.push(v);
+        bias = Some(s);
+        v = dot;
+    }
+    let Prim::DotGeneral { lhs_contract, rhs_contract, lhs_batch, rhs_batch } = &g.nodes[v].prim else {
+        return None;
+    };
+    let (a, b) = (g.nodes[v].inputs[0], g.nodes[v].inputs[1]);
+    let (sa, sb) = (&g.ty(a).shape, &g.ty(b).shape);
+    let shallow = g.ty(a).dtype == DType::F64
+        && sa.len() == 2
+        && sb.len() == 2
+        && lhs_batch.is_empty()
+        && rhs_batch.is_empty()
+        && lhs_contract[..] == [1]
+        && (1..=crate::backend::cpu::dot_arg::MAX_DEPTH).contains(&sa[1])
+        && sa[0] > 0
+        && only_reader(v);
+    let b_rows = match rhs_contract[..] {
+        [1] => true,
+        [0] => false,
+        _ => return None,
+    };
+    let k = if b_rows { sb[0] } else { sb[1] };
+    replaced.push(v);
+    let mut ins = vec![a.index(), b.index()];
+    ins.extend(bias);
+    (shallow && k > 0).then(|| {
+        let step = Step::DotArg { ins, out: i, dims: (sa[0], sa[1], k), b_rows, max: op == crate::ops::ArgOp::Max };
+        (step, replaced)
+    })
 }
 
 /// Primitives that only re-index their operand. A fused loop reads through them
@@ -638,6 +713,18 @@ impl Plan {
             }
         }
 
+        // 2b. Shallow products read only by an arg-reduction over their last axis: one step.
+        let mut into_arg = vec![false; n];
+        let alone =
+            |v: usize| group_of[v].is_some_and(|gid| groups[gid].members.len() == 1 && groups[gid].reduce.is_none());
+        let arg_of_dot: Vec<Option<Step>> = (0..n)
+            .map(|i| {
+                let (step, replaced) = dot_arg_pattern(g, &users, &is_output, &alone, i)?;
+                replaced.into_iter().for_each(|v| into_arg[v] = true);
+                Some(step)
+            })
+            .collect();
+
         // 3. Steps: one per group, one per other computing node. Record what each defines and reads.
         let mut step_of: Vec<Option<usize>> = vec![None; n];
         let mut steps: Vec<Step> = Vec::new();
@@ -703,8 +790,13 @@ impl Plan {
                 }
                 _ => {}
             }
-            if !needed[i] {
-                continue; // every reader is a fused loop, which reads through the view
+            if !needed[i] || into_arg[i] {
+                continue; // every reader is a fused loop, which reads through the view (or a dot-arg step)
+            }
+            if let Some(step) = &arg_of_dot[i] {
+                step_of[i] = Some(steps.len());
+                steps.push(step.clone());
+                continue;
             }
             if let Some(gid) = group_of[i] {
                 if step_of[i].is_some() {
@@ -832,6 +924,7 @@ impl Plan {
         let parallel = steps.iter().any(|s| match s {
             Step::Fused { prog, .. } => fused::runs_in_parallel(prog),
             Step::Multi { subs, .. } => subs.iter().any(|p| p.parallel),
+            &Step::DotArg { dims: (m, d, k), .. } => cpu::dot::runs_in_parallel(m * k, d),
             s => product_size(s).is_some(),
         });
         let together = concurrent_products(&steps, &product_size, threads);
@@ -979,7 +1072,9 @@ impl Plan {
                             };
                             product(prim, ins, ty, slots, true, &mut buffer)
                         }
-                        Step::Fused { .. } | Step::Multi { .. } => unreachable!("groups hold products only"),
+                        Step::Fused { .. } | Step::Multi { .. } | Step::DotArg { .. } => {
+                            unreachable!("groups hold products only")
+                        }
                     })
                     .collect();
                 for (s, value) in (i..i + group).zip(values) {
@@ -1052,6 +1147,15 @@ impl Plan {
                         slots[o] = Some(values[k].clone());
                     }
                 }
+                &Step::DotArg { ref ins, out, dims, b_rows, max } => {
+                    let (a, b) = (slots[ins[0]].as_deref().expect("ready"), slots[ins[1]].as_deref().expect("ready"));
+                    let (a, b) = (a.as_slice::<f64>().expect("f64"), b.as_slice::<f64>().expect("f64"));
+                    let mut indices = vec![0i64; dims.0];
+                    let parallel = cpu::dot::runs_in_parallel(dims.0 * dims.2, dims.1);
+                    let bias = ins.get(2).map(|&v| slots[v].as_deref().expect("ready").as_slice::<f64>().expect("f64"));
+                    cpu::dot_arg::dot_arg(a, b, b_rows, bias, dims, max, &mut indices, parallel);
+                    slots[out] = Some(Arc::new(Array::from_vec(indices, vec![dims.0])));
+                }
                 Step::Multi { prim, ins, outs, subs } => {
                     let args: Vec<Tensor> =
                         ins.iter().map(|&v| Tensor::from_arc(slots[v].clone().expect("ready"))).collect();
@@ -1119,6 +1223,13 @@ impl Plan {
                     let _ =
                         writeln!(s, "  {i}: {} = {how}fused{:?}{red}({})", outs.join(", "), prog.shape, ins.join(", "));
                     s.push_str(&prog.describe());
+                }
+                Step::DotArg { ins, out, dims: (m, d, k), b_rows, max } => {
+                    let op = if *max { "argmax" } else { "argmin" };
+                    let b = if *b_rows { format!("%{}ᵀ", ins[1]) } else { format!("%{}", ins[1]) };
+                    let bias = ins.get(2).map(|v| format!(" + %{v}")).unwrap_or_default();
+                    let _ =
+                        writeln!(s, "  {i}: %{out}: i64[{m}] = {op} over {k} of (%{} · {b}{bias}), depth {d}", ins[0]);
                 }
                 Step::Multi { prim, ins, outs, subs } => {
                     let ins: Vec<String> = ins.iter().map(|v| format!("%{v}")).collect();
@@ -1390,7 +1501,7 @@ impl Plan {
             Step::Multi { .. } if self.whole_loops[i].is_some() => false,
             Step::Fused { native: None, .. } => true,
             Step::Multi { subs, .. } => subs.iter().any(Plan::has_interpreted_loops),
-            Step::Fused { .. } | Step::Kernel { .. } => false,
+            Step::Fused { .. } | Step::Kernel { .. } | Step::DotArg { .. } => false,
         })
     }
 

@@ -29,7 +29,7 @@ pub(super) fn hoist_products(mut steps: Vec<Step>, size: &dyn Fn(&Step) -> Optio
         for j in i + 1..steps.len() {
             let ready = match &steps[j] {
                 Step::Kernel { ins, .. } => !ins.iter().any(|&v| written_since[v] == stamp),
-                Step::Fused { .. } | Step::Multi { .. } => false,
+                Step::Fused { .. } | Step::Multi { .. } | Step::DotArg { .. } => false,
             };
             if ready && size(&steps[j]).is_some() {
                 steps[i + 1..=j].rotate_right(1);
@@ -58,7 +58,7 @@ pub(super) fn concurrent_products(steps: &[Step], size: &dyn Fn(&Step) -> Option
         while j < steps.len() && j - i < threads {
             let independent = match &steps[j] {
                 Step::Kernel { ins, .. } => !ins.iter().any(|v| written.contains(v)),
-                Step::Fused { .. } | Step::Multi { .. } => false,
+                Step::Fused { .. } | Step::Multi { .. } | Step::DotArg { .. } => false,
             };
             let similar = size(&steps[j]).is_some_and(|s| s <= 2 * first && first <= 2 * s);
             if !(independent && similar) {

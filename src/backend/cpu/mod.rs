@@ -7,6 +7,7 @@
 //! through checked entry points.
 
 pub(crate) mod dot;
+pub(crate) mod dot_arg;
 mod elementwise;
 pub(crate) mod fused;
 mod index;

@@ -5,7 +5,9 @@
 //! each point's nearest centroid `j(i)` (the first on ties), then
 //! `Σᵢ Σₐ (pᵢₐ - c_{j(i)a})²` from the differences themselves. Only the choice of
 //! `j(i)` uses the expanded form `|p|² - 2 p·c + |c|²`: one matrix product
-//! `[n, d] × [d, k]` instead of an `[n, k, d]` tensor of differences. That choice
+//! `[n, d] × [d, k]` instead of an `[n, k, d]` tensor of differences, which the compiled
+//! plan fuses with its `argmin` (the `[n, k]` distances are never stored: a plan step of
+//! register tiles of products, each row's running minimum updated tile by tile). That choice
 //! is piecewise constant in the centroids (it carries no derivative: the
 //! centroids it reads are `stop_gradient`-ed), so away from ties this *is*
 //! `Σᵢ minⱼ |pᵢ - cⱼ|²` and its derivatives, and at ties it follows the reference
@@ -22,22 +24,20 @@
 use super::{unknown_function, Output, Run};
 use crate::input::matrix;
 use crate::limits::{product_at_most, Limits};
-use cotangent::{concatenate, grad, jit, jvp, Tensor};
+use cotangent::{grad, jit, jvp, Tensor};
 use serde_json::Value;
 
 /// Index (i64, `[n]`) of each point's nearest centroid, the first on ties, for
 /// points `[n, d]` and centroids `[k, d]`. Carries no derivative.
 ///
-/// `argminⱼ (|cⱼ|² - 2 pᵢ·cⱼ)`: `|pᵢ|²` is the same for every `j`, so it is left
-/// out, and the rest is one product `[-2pᵢ, 1] · [cⱼ, |cⱼ|²]` of rows widened by
-/// one column (the scaling by −2 is exact, so it goes on the constant points).
+/// `argminⱼ (pᵢ·(-2cⱼ) + |cⱼ|²)`: `|pᵢ|²` is the same for every `j`, so it is left out
+/// (the scaling by −2 is exact, so it goes on the centroids). The compiled plan fuses the
+/// product, the added row and the `argmin` into one step that never stores the `[n, k]`
+/// values (and reads the points in place).
 pub fn nearest(points: &Tensor, centroids: &Tensor) -> Tensor {
     let c = centroids.stop_gradient();
-    let c_norm = c.square().sum(&[1], true); // [k, 1]
-    let p_ones = Tensor::ones(&[points.shape()[0], 1], points.dtype());
-    let lhs = concatenate(&[points * -2.0, p_ones], 1); // [n, d + 1]
-    let rhs = concatenate(&[c, c_norm], 1); // [k, d + 1]
-    lhs.matmul(&rhs.t()).argmin(1, false) // distances [n, k] less |pᵢ|²
+    let c_norm = c.square().sum(&[1], false); // [k]
+    (points.matmul(&(c * -2.0).t()) + c_norm).argmin(1, false) // distances [n, k] less |pᵢ|²
 }
 
 /// `Σᵢ minⱼ |pᵢ - cⱼ|²` for points `[n, d]` and centroids `[k, d]` (see the module docs).
