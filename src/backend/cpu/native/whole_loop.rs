@@ -207,7 +207,7 @@ impl Gen {
             let t = codegen::ctype_any(a.data.dtype());
             let name = format!("k{li}_{si}_{s}");
             let _ = writeln!(decls, "    static const {t} {name}[] = {};", initialiser(a));
-            at.insert(*s, format!("{name}"));
+            at.insert(*s, name.to_string());
         }
         let mut code = String::new();
         for (j, step) in sub.steps.iter().enumerate() {
@@ -425,10 +425,9 @@ impl Gen {
         let update = |outs: &[String], body: &FlatPlan| -> String {
             let mut first = String::new();
             let mut then = String::new();
-            for k in 0..carries {
+            for (k, p) in outs.iter().enumerate().take(carries) {
                 let (d, n) = spec.operands[consts + k];
                 let bytes = size_of(d) * n;
-                let p = &outs[k];
                 if p.starts_with('b') {
                     let _ = writeln!(then, "        memcpy(st{k}, {p}, {bytes});");
                 } else {
