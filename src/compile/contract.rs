@@ -283,75 +283,46 @@ pub(super) fn weighted_sums_of_products(g: Graph) -> Graph {
     if found.is_empty() {
         return g;
     }
-    let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len() + 5 * found.len()), ..Graph::default() };
-    let mut map = vec![Var(u32::MAX); g.nodes.len()];
-    let mut found = found.into_iter().peekable();
-    for (i, node) in g.nodes.into_iter().enumerate() {
-        if let Prim::Input(_) = node.prim {
-            map[i] = out.add_input(node.ty);
-            continue;
+    super::passes::rebuild_replacing(g, found, |out, map, node, f| {
+        let dtype = node.ty.dtype;
+        let a = map[f.a.index()];
+        let full = TensorType::new(dtype, f.full.clone());
+        let identity = f.a_perm.iter().enumerate().all(|(i, &p)| i == p);
+        let at = if identity {
+            // A reshape of a reshape is one reshape; none if the shapes agree.
+            let src = match &out.nodes[a.index()].prim {
+                Prim::Reshape { .. } => out.nodes[a.index()].inputs[0],
+                _ => a,
+            };
+            if out.ty(src).shape == f.full {
+                src
+            } else {
+                out.push_typed(Prim::Reshape { shape: f.full.clone() }, vec![src], full.clone())
+            }
+        } else {
+            let permuted: Vec<usize> = f.a_perm.iter().map(|&d| out.ty(a).shape[d]).collect();
+            let t =
+                out.push_typed(Prim::Transpose { perm: f.a_perm }, vec![a], TensorType::new(dtype, permuted.clone()));
+            if permuted == f.full {
+                t
+            } else {
+                out.push_typed(Prim::Reshape { shape: f.full.clone() }, vec![t], full.clone())
+            }
+        };
+        let nty = TensorType::new(dtype, f.n.shape.clone());
+        let n = out.push_typed(Prim::Constant(Arc::new(f.n)), vec![], nty);
+        let nb = out.push_typed(Prim::BroadcastInDim { shape: f.full.clone(), dims: f.n_dims }, vec![n], full.clone());
+        let prod = out.push_typed(Prim::Binary(BinaryOp::Mul), vec![at, nb], full);
+        let kept: Vec<usize> = (0..f.full.len()).filter(|d| !f.sum_axes.contains(d)).map(|d| f.full[d]).collect();
+        let sum = out.push_typed(
+            Prim::Reduce { op: ReduceOp::Sum, axes: f.sum_axes },
+            vec![prod],
+            TensorType::new(dtype, kept.clone()),
+        );
+        if kept == node.ty.shape {
+            sum
+        } else {
+            out.push_typed(Prim::Reshape { shape: node.ty.shape.clone() }, vec![sum], node.ty)
         }
-        let here = match found.peek() {
-            Some((at, _)) if *at == i => found.next().map(|(_, f)| f),
-            _ => None,
-        };
-        map[i] = match here {
-            None => {
-                let ins = node.inputs.iter().map(|v| map[v.index()]).collect();
-                out.push_typed(node.prim, ins, node.ty)
-            }
-            Some(f) => {
-                let dtype = node.ty.dtype;
-                let a = map[f.a.index()];
-                let full = TensorType::new(dtype, f.full.clone());
-                let identity = f.a_perm.iter().enumerate().all(|(i, &p)| i == p);
-                let at = if identity {
-                    // A reshape of a reshape is one reshape; none if the shapes agree.
-                    let src = match &out.nodes[a.index()].prim {
-                        Prim::Reshape { .. } => out.nodes[a.index()].inputs[0],
-                        _ => a,
-                    };
-                    if out.ty(src).shape == f.full {
-                        src
-                    } else {
-                        out.push_typed(Prim::Reshape { shape: f.full.clone() }, vec![src], full.clone())
-                    }
-                } else {
-                    let permuted: Vec<usize> = f.a_perm.iter().map(|&d| out.ty(a).shape[d]).collect();
-                    let t = out.push_typed(
-                        Prim::Transpose { perm: f.a_perm },
-                        vec![a],
-                        TensorType::new(dtype, permuted.clone()),
-                    );
-                    if permuted == f.full {
-                        t
-                    } else {
-                        out.push_typed(Prim::Reshape { shape: f.full.clone() }, vec![t], full.clone())
-                    }
-                };
-                let nty = TensorType::new(dtype, f.n.shape.clone());
-                let n = out.push_typed(Prim::Constant(Arc::new(f.n)), vec![], nty);
-                let nb = out.push_typed(
-                    Prim::BroadcastInDim { shape: f.full.clone(), dims: f.n_dims },
-                    vec![n],
-                    full.clone(),
-                );
-                let prod = out.push_typed(Prim::Binary(BinaryOp::Mul), vec![at, nb], full);
-                let kept: Vec<usize> =
-                    (0..f.full.len()).filter(|d| !f.sum_axes.contains(d)).map(|d| f.full[d]).collect();
-                let sum = out.push_typed(
-                    Prim::Reduce { op: ReduceOp::Sum, axes: f.sum_axes },
-                    vec![prod],
-                    TensorType::new(dtype, kept.clone()),
-                );
-                if kept == node.ty.shape {
-                    sum
-                } else {
-                    out.push_typed(Prim::Reshape { shape: node.ty.shape.clone() }, vec![sum], node.ty)
-                }
-            }
-        };
-    }
-    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    super::passes::dce(&out)
+    })
 }

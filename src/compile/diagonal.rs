@@ -141,80 +141,58 @@ pub(super) fn diagonal_products(g: Graph) -> Graph {
     if found.is_empty() {
         return g;
     }
-    let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len() + 6 * found.len()), ..Graph::default() };
-    let mut map = vec![Var(u32::MAX); g.nodes.len()];
-    let mut found = found.into_iter().peekable();
-    for (i, node) in g.nodes.into_iter().enumerate() {
-        if let Prim::Input(_) = node.prim {
-            map[i] = out.add_input(node.ty);
-            continue;
+    super::passes::rebuild_replacing(g, found, |out, map, node, f| {
+        let dtype = node.ty.dtype;
+        let shape = node.ty.shape.clone();
+        let n = shape[f.axis];
+        let a = map[f.a.index()];
+        let at = if f.perm.iter().enumerate().all(|(k, &p)| k == p) {
+            a
+        } else {
+            out.push_typed(Prim::Transpose { perm: f.perm }, vec![a], node.ty.clone())
+        };
+        let ones = f.d.mask.iter().all(|&x| x == 1.0);
+        if ones && f.d.scale.is_none() {
+            // An identity: the operand itself, its axes in the product's order.
+            return at;
         }
-        let here = match found.peek() {
-            Some((at, _)) if *at == i => found.next().map(|(_, f)| f),
-            _ => None,
-        };
-        map[i] = match here {
-            None => {
-                let ins = node.inputs.iter().map(|v| map[v.index()]).collect();
-                out.push_typed(node.prim, ins, node.ty)
-            }
-            Some(f) => {
-                let dtype = node.ty.dtype;
-                let shape = node.ty.shape.clone();
-                let n = shape[f.axis];
-                let a = map[f.a.index()];
-                let at = if f.perm.iter().enumerate().all(|(k, &p)| k == p) {
-                    a
+        let mask = Array::new(
+            vec![n],
+            match dtype {
+                DType::F32 => Data::F32(f.d.mask.iter().map(|&x| x as f32).collect()),
+                _ => Data::F64(f.d.mask.clone()),
+            },
+        );
+        let vty = TensorType::new(dtype, vec![n]);
+        let mut d = None;
+        if !ones {
+            d = Some(out.push_typed(Prim::Constant(Arc::new(mask)), vec![], vty.clone()));
+        }
+        if let Some((s, vector)) = f.d.scale {
+            let s = map[s.index()];
+            let rank = out.ty(s).rank();
+            let s = if vector {
+                if rank == 1 {
+                    s
                 } else {
-                    out.push_typed(Prim::Transpose { perm: f.perm }, vec![a], node.ty.clone())
+                    out.push_typed(Prim::Reshape { shape: vec![n] }, vec![s], vty.clone())
+                }
+            } else {
+                let s = if rank == 0 {
+                    s
+                } else {
+                    out.push_typed(Prim::Reshape { shape: vec![] }, vec![s], TensorType::new(dtype, vec![]))
                 };
-                let ones = f.d.mask.iter().all(|&x| x == 1.0);
-                if ones && f.d.scale.is_none() {
-                    // An identity: the operand itself, its axes in the product's order.
-                    map[i] = at;
-                    continue;
-                }
-                let mask = Array::new(
-                    vec![n],
-                    match dtype {
-                        DType::F32 => Data::F32(f.d.mask.iter().map(|&x| x as f32).collect()),
-                        _ => Data::F64(f.d.mask.clone()),
-                    },
-                );
-                let vty = TensorType::new(dtype, vec![n]);
-                let mut d = None;
-                if !ones {
-                    d = Some(out.push_typed(Prim::Constant(Arc::new(mask)), vec![], vty.clone()));
-                }
-                if let Some((s, vector)) = f.d.scale {
-                    let s = map[s.index()];
-                    let rank = out.ty(s).rank();
-                    let s = if vector {
-                        if rank == 1 {
-                            s
-                        } else {
-                            out.push_typed(Prim::Reshape { shape: vec![n] }, vec![s], vty.clone())
-                        }
-                    } else {
-                        let s = if rank == 0 {
-                            s
-                        } else {
-                            out.push_typed(Prim::Reshape { shape: vec![] }, vec![s], TensorType::new(dtype, vec![]))
-                        };
-                        out.push_typed(Prim::BroadcastInDim { shape: vec![n], dims: vec![] }, vec![s], vty.clone())
-                    };
-                    // The same products as on the diagonal of `v * mask` (a mask of ones: `v`).
-                    d = Some(match d {
-                        Some(m) => out.push_typed(Prim::Binary(BinaryOp::Mul), vec![s, m], vty),
-                        None => s,
-                    });
-                }
-                let d = d.expect("a mask that is not all ones, or a scale");
-                let db = out.push_typed(Prim::BroadcastInDim { shape, dims: vec![f.axis] }, vec![d], node.ty.clone());
-                out.push_typed(Prim::Binary(BinaryOp::Mul), vec![at, db], node.ty)
-            }
-        };
-    }
-    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    super::passes::dce(&out)
+                out.push_typed(Prim::BroadcastInDim { shape: vec![n], dims: vec![] }, vec![s], vty.clone())
+            };
+            // The same products as on the diagonal of `v * mask` (a mask of ones: `v`).
+            d = Some(match d {
+                Some(m) => out.push_typed(Prim::Binary(BinaryOp::Mul), vec![s, m], vty),
+                None => s,
+            });
+        }
+        let d = d.expect("a mask that is not all ones, or a scale");
+        let db = out.push_typed(Prim::BroadcastInDim { shape, dims: vec![f.axis] }, vec![d], node.ty.clone());
+        out.push_typed(Prim::Binary(BinaryOp::Mul), vec![at, db], node.ty)
+    })
 }
