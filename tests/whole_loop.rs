@@ -315,3 +315,37 @@ fn bounded_loops_with_conds_and_nested_loops_and_their_gradients_run_whole() {
     };
     check("bounded gradient", usize::MAX, &g, &[x]);
 }
+
+/// In `Auto`, the steps of loops nested in a loop's body count towards its threshold:
+/// `while_loop_bounded` (nested scans of a few steps each, none long on its own) of 300
+/// iterations is compiled whole after one run, bitwise like the interpreter; a bounded loop of
+/// 3 iterations is not.
+#[test]
+fn auto_mode_counts_nested_steps_so_bounded_loops_compile_whole() {
+    use cotangent::control::while_loop_bounded;
+    if !native_available() {
+        return;
+    }
+    let body = |(k, x): &(Tensor, Tensor)| (k + 1.0, (rotation(x) * 1.01).sin());
+    let bounded = move |stop: f64| {
+        move |a: &[Tensor]| {
+            let (k, x) = while_loop_bounded(
+                move |(k, _): &(Tensor, Tensor)| k.lt(stop),
+                body,
+                &(Tensor::scalar(0.0), a[0].clone()),
+                1000,
+            );
+            vec![k, x]
+        }
+    };
+    let x = [Tensor::from_vec(vec![0.5, -0.25], &[2])];
+    let long = bounded(300.0);
+    let (out, dump) = compiled(NativeMode::Auto, &long, &x);
+    assert!(dump.contains("native whole loop"), "a bounded loop of 300 iterations:\n{dump}");
+    let g = trace_graph(&[x[0].ty()], long);
+    let off = with_native_mode(NativeMode::Off, || Plan::interpreted(&optimize(&g)).run(&x));
+    assert_eq!(out[0].item::<f64>(), 300.0);
+    assert!(same_bits(&out[1], &off[1]));
+    let (_, dump) = compiled(NativeMode::Auto, &bounded(3.0), &x);
+    assert!(!dump.contains("native whole loop"), "a bounded loop of 3 iterations:\n{dump}");
+}

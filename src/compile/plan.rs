@@ -122,14 +122,27 @@ struct SubPlans<'a> {
     plans: &'a [Plan],
     /// Per sub-plan, storage handed back since its last run.
     spare: Vec<Vec<Data>>,
-    /// Sub-plan steps run so far (what a whole native loop would save: see `Plan::loop_runs`).
+    /// Sub-plan steps run so far, nested loops' steps included (what a whole native loop would
+    /// save: see `Plan::loop_runs`).
     step_runs: u64,
+}
+
+thread_local! {
+    /// Sub-plan steps run on this thread so far, at any depth: a loop's count includes the
+    /// steps of loops nested in its body (`while_loop_bounded` spreads its iterations over
+    /// nested scans, none long on its own), so the outermost loop that can run whole does.
+    static SUB_STEPS_RUN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 impl crate::ops::SubRunner for SubPlans<'_> {
     fn run(&mut self, k: usize, args: &[Tensor]) -> Vec<Tensor> {
-        self.step_runs += self.plans[k].steps.len() as u64;
-        self.plans[k].run_reusing(args, &mut self.spare[k])
+        let before = SUB_STEPS_RUN.get();
+        let out = self.plans[k].run_reusing(args, &mut self.spare[k]);
+        // (A sub-plan's nested loops, run on this thread, have added their steps meanwhile.)
+        let after = SUB_STEPS_RUN.get().wrapping_add(self.plans[k].steps.len() as u64);
+        SUB_STEPS_RUN.set(after);
+        self.step_runs += after.wrapping_sub(before);
+        out
     }
 
     fn recycle(&mut self, k: usize, value: Tensor) {
@@ -1414,7 +1427,10 @@ impl Plan {
                     }
                     let kind =
                         LoopKind::Scan { consts: *consts, carries: *carries, length: *length, reverse: *reverse };
-                    (kind, (*length as u64).saturating_mul(subs[0].steps.len() as u64), types(ins), results)
+                    // Its own steps, or more where a run has counted the steps of nested loops.
+                    let own = (*length as u64).saturating_mul(subs[0].steps.len() as u64);
+                    let runs = own.max(self.loop_runs[i].load(std::sync::atomic::Ordering::Relaxed));
+                    (kind, runs, types(ins), results)
                 }
                 _ => return None,
             };
