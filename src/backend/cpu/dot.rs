@@ -305,6 +305,9 @@ mod simd_transpose {
     }
 
     /// Blocks of `B` columns × `B` rows through `block`, the remainders element by element.
+    ///
+    /// # Safety
+    /// As [`columns`]; `block` must be safe to call on any `B×B` block inside those ranges.
     #[inline(always)]
     unsafe fn tiles<const B: usize, E: Copy>(
         src: *const E,
@@ -343,6 +346,9 @@ mod simd_transpose {
 
     /// 8×8 transpose: row `r` of the source (`src + r·s`, 8 elements) becomes column `r` of
     /// the destination (rows `d` apart).
+    ///
+    /// # Safety
+    /// AVX available; 8 rows of 8 elements readable at `src + r·s`, writable at `dst + r·d`.
     #[target_feature(enable = "avx")]
     unsafe fn t8x8(src: *const f32, s: usize, dst: *mut f32, d: usize) {
         // SAFETY: the caller's contract (8 rows of 8 readable, 8 rows of 8 writable).
@@ -383,6 +389,9 @@ mod simd_transpose {
     }
 
     /// 4×4 transpose of 8-byte elements, as [`t8x8`].
+    ///
+    /// # Safety
+    /// AVX available; 4 rows of 4 elements readable at `src + r·s`, writable at `dst + r·d`.
     #[target_feature(enable = "avx")]
     unsafe fn t4x4(src: *const f64, s: usize, dst: *mut f64, d: usize) {
         // SAFETY: the caller's contract (4 rows of 4 readable, 4 rows of 4 writable).
