@@ -186,6 +186,17 @@ impl Kernel {
 /// Set after a failed build: the rest of the process stays interpreted (warned once).
 static BROKEN: AtomicBool = AtomicBool::new(false);
 
+/// After a failed build: only the first failure warns; a compiler that fails once would fail
+/// again, so the rest of the process runs interpreted. (A damaged cached library is not such
+/// a failure: `toolchain::load` deletes and rebuilds it.)
+fn give_up(failure: toolchain::Failure) {
+    if !BROKEN.swap(true, Ordering::Relaxed) {
+        if let toolchain::Failure::Broken(e) = failure {
+            eprintln!("cotangent: native kernels disabled, loops run interpreted: {e}");
+        }
+    }
+}
+
 /// Whether a loop of `elements` built now would be compiled (the mode selects it and a C
 /// compiler answers). Plans use it to pick transformations that only pay in native code.
 pub(crate) fn enabled_for(elements: usize) -> bool {
@@ -299,14 +310,7 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
     let lib = match loaded {
         Ok(lib) => Arc::new(lib),
         Err(failure) => {
-            // Only the first failure warns; a compiler that fails once would fail again, so
-            // the rest of the process runs interpreted. (A damaged cached library is not such
-            // a failure: `load` deletes and rebuilds it.)
-            if !BROKEN.swap(true, Ordering::Relaxed) {
-                if let toolchain::Failure::Broken(e) = failure {
-                    eprintln!("cotangent: native kernels disabled, loops run interpreted: {e}");
-                }
-            }
+            give_up(failure);
             return kernels;
         }
     };

@@ -634,11 +634,7 @@ pub(crate) fn compile(specs: &[LoopSpec]) -> Vec<Option<Arc<LoopKernel>>> {
     let lib = match toolchain::load(&src) {
         Ok(lib) => Arc::new(lib),
         Err(failure) => {
-            if !BROKEN.swap(true, Ordering::Relaxed) {
-                if let toolchain::Failure::Broken(e) = failure {
-                    eprintln!("cotangent: native kernels disabled, loops run interpreted: {e}");
-                }
-            }
+            super::give_up(failure);
             return kernels;
         }
     };
