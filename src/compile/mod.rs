@@ -9,6 +9,7 @@ mod inline;
 mod passes;
 mod plan;
 mod schedule;
+mod sink_transpose;
 
 pub use passes::{dce, optimize};
 pub use plan::Plan;

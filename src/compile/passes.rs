@@ -337,7 +337,7 @@ fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
 
 /// Simplification, constant folding and common-subexpression elimination in one
 /// forward walk, then dead-code elimination, then the product rewrites of `contract.rs` and
-/// `diagonal.rs`.
+/// `diagonal.rs`, then transposes of element-wise results sunk into them (`sink_transpose.rs`).
 ///
 /// # Panics
 /// If the graph breaks its invariants ([`Graph::validate`]): constant folding runs kernels
@@ -365,7 +365,8 @@ pub fn optimize(g: &Graph) -> Graph {
         map.push(v);
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    super::diagonal::diagonal_products(super::contract::weighted_sums_of_products(swap_and_dce(out)))
+    let out = super::diagonal::diagonal_products(super::contract::weighted_sums_of_products(swap_and_dce(out)));
+    super::sink_transpose::sink_transposes(out)
 }
 
 /// The product(s) that replace a transposed product (see `swap_transposed_products`):
