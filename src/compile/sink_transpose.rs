@@ -178,7 +178,7 @@ fn sink(old: &Graph, out: &mut Graph, map: &[Var], v: Var, perm: &[usize], done:
 
 /// The transposed value of a constant, for the tests.
 #[cfg(test)]
-fn transposed(a: &crate::array::Array, perm: &[usize]) -> Array {
+fn transposed(a: &crate::array::Array, perm: &[usize]) -> crate::array::Array {
     let ty = TensorType::new(a.dtype(), permuted(&a.shape, perm));
     crate::backend::cpu::kernel(&Prim::Transpose { perm: perm.to_vec() }, &[a], &ty)
 }
