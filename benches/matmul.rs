@@ -164,6 +164,39 @@ fn main() {
             println!("w1 {name}: {:8.1} µs {:6.1} GFLOP/s", s * 1e6, 2.0 * macs as f64 / s / 1e9);
         }
     }
+    if want("w9") {
+        // w9's products (MLP 2-64-64-2, 256 states, f64), as the plan runs them.
+        let t = |shape: &[usize], seed| Tensor::from_vec(uniform(shape.iter().product(), seed), shape).cast(DType::F64);
+        let h = t(&[256, 64], 1);
+        let g = t(&[256, 64], 2);
+        let w2 = t(&[64, 64], 3);
+        type Case<'a> = (&'a str, Box<dyn Fn(&Tensor, &Tensor) -> Tensor>, &'a Tensor, &'a Tensor, usize);
+        let cases: Vec<Case> = vec![
+            ("fwd h·W2    256x64x64", Box::new(|a: &Tensor, b: &Tensor| a.matmul(b)), &h, &w2, 256 * 64 * 64),
+            (
+                "bwd g·W2ᵀ   256x64x64",
+                Box::new(|a: &Tensor, b: &Tensor| dot_general(a, b, (&[1], &[1]), (&[], &[]))),
+                &g,
+                &w2,
+                256 * 64 * 64,
+            ),
+            (
+                "bwd hᵀ·g    64x256x64",
+                Box::new(|a: &Tensor, b: &Tensor| dot_general(a, b, (&[0], &[0]), (&[], &[]))),
+                &h,
+                &g,
+                256 * 64 * 64,
+            ),
+        ];
+        for (name, f, a, b, macs) in cases {
+            let f = jit(move |(a, b): &(Tensor, Tensor)| f(a, b));
+            let args = (a.clone(), b.clone());
+            let s = best_seconds(1.0, || {
+                black_box(f(&args));
+            });
+            println!("w9 {name}: {:8.1} µs {:6.1} GFLOP/s", s * 1e6, 2.0 * macs as f64 / s / 1e9);
+        }
+    }
 }
 
 /// Experiment: ways of splitting one `m×k · k×n` row-major product over threads.
