@@ -20,6 +20,10 @@ use crate::TensorType;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Trees of more interior nodes than this are left alone (bounds the pass's work on large
+/// graphs with many transposes to a constant per transpose).
+const MAX_TREE: usize = 1024;
+
 /// Element-wise nodes the rewrite carries the transpose through.
 fn interior(p: &Prim) -> bool {
     matches!(p, Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::Pad { .. })
@@ -95,6 +99,9 @@ fn find(g: &Graph) -> Vec<(usize, Vec<usize>)> {
                     *r += 1;
                     if *r == 1 {
                         stack.push(x);
+                    }
+                    if reads.len() > MAX_TREE {
+                        ok = false;
                     }
                 } else if !cheap_leaf(g, x, perm) {
                     ok = false;
