@@ -12,7 +12,9 @@
 //! per angle, vectorised with `vmap`), then the objective's last, linear step (gathering
 //! each point's vertices and combining them with weights `us`) applied to those tangents
 //! with the angle as the trailing axis; the `us` columns are differences of corners.
-//! Only the vertices the objective reads are skinned when they are fewer than the mesh's.
+//! Only the distinct vertices the objective reads are skinned (at most a few hundred in
+//! GradBench's inputs, whatever the number of points, against the mesh's 10 000), once
+//! each; each point then reads its vertices (or its triangle's corners) from them.
 //! The model and observations are the plan's arguments, not captured constants.
 
 use super::{jvp_dirs, unknown_function, Output, Run};
@@ -38,10 +40,12 @@ pub struct Problem {
     weights: Tensor,
     /// Observed points `[n, 3]`.
     points: Tensor,
-    /// For each point: its vertex (simple) or triangle (complicated), `i64 [n]`.
-    correspondences: Tensor,
-    /// Vertices of each triangle, `i64 [t, 3]`.
-    triangles: Tensor,
+    /// The distinct vertices the objective reads, ascending, `i64 [u]`: the only ones
+    /// skinned.
+    skinned: Tensor,
+    /// For each point, the rows of the skinned vertices it reads: its vertex (simple, `[n]`)
+    /// or its triangle's three corners (complicated, `[3n]`), `i64`.
+    slots: Tensor,
     /// Where each entry of the `[b + 3, 3]` pose comes from in `theta ++ [0, 1]`.
     pose_index: Tensor,
     /// The pose angles `[26]`.
@@ -180,6 +184,18 @@ impl Problem {
         if corr.len() != n {
             return Err(format!("`correspondences`: expected {n} entries, got {}", corr.len()));
         }
+        // The vertices each point reads, then the distinct ones and where each read finds its
+        // vertex among them.
+        let tri = triangles.to_vec::<i64>();
+        let read: Vec<i64> = if complicated {
+            corr.iter().flat_map(|&t| tri[3 * t as usize..3 * t as usize + 3].to_vec()).collect()
+        } else {
+            corr
+        };
+        let mut skinned = read.clone();
+        skinned.sort_unstable();
+        skinned.dedup();
+        let slots: Vec<i64> = read.iter().map(|v| skinned.binary_search(v).expect("a read vertex") as i64).collect();
         Ok(Problem {
             parents,
             base_relatives,
@@ -187,8 +203,8 @@ impl Problem {
             base_positions,
             weights,
             points,
-            correspondences: Tensor::from_vec(corr, &[n]),
-            triangles,
+            skinned: Tensor::from_vec(skinned.clone(), &[skinned.len()]),
+            slots: Tensor::from_vec(slots.clone(), &[slots.len()]),
             pose_index: Tensor::from_vec(pose_index(bones), &[bones + 3, 3]),
             theta,
             us: complicated.then_some(us),
@@ -204,8 +220,8 @@ impl Problem {
             &self.base_positions,
             &self.weights,
             &self.points,
-            &self.correspondences,
-            &self.triangles,
+            &self.skinned,
+            &self.slots,
             &self.pose_index,
         ]
         .map(Tensor::clone)
@@ -222,25 +238,17 @@ impl Problem {
             base_positions: data[2].clone(),
             weights: data[3].clone(),
             points: data[4].clone(),
-            correspondences: data[5].clone(),
-            triangles: data[6].clone(),
+            skinned: data[5].clone(),
+            slots: data[6].clone(),
             pose_index: data[7].clone(),
             theta: self.theta.clone(),
             us: self.us.clone(),
         }
     }
 
-    /// Whether the objective skins only the vertices it reads (the corresponding vertices,
-    /// or the corners of the corresponding triangles) rather than the whole mesh: when
-    /// those are fewer than the mesh's vertices.
-    fn skins_selected(&self) -> bool {
-        let per_point = if self.us.is_some() { 3 } else { 1 };
-        self.correspondences.numel() * per_point < self.base_positions.shape()[0]
-    }
-
-    /// The skinned, globally placed positions `[k, 3]` of vertices `selected` (`i64 [k]`),
-    /// or of every vertex (`[v, 3]`), for the pose angles.
-    fn vertices(&self, theta: &Tensor, selected: Option<&Tensor>) -> Tensor {
+    /// The skinned, globally placed positions `[u, 3]` of the vertices the objective reads,
+    /// for the pose angles.
+    fn vertices(&self, theta: &Tensor) -> Tensor {
         let extended = concatenate(&[theta.clone(), Tensor::from_vec(vec![0.0, 1.0], &[2])], 0);
         let pose = extended.take(&self.pose_index.reshape(&[-1]), 0).reshape(&[-1, 3]);
         let bones = self.parents.len();
@@ -253,10 +261,8 @@ impl Problem {
             absolutes.push(if p < 0 { r } else { absolutes[p as usize].matmul(&r) });
         }
         let transforms = stack(&absolutes, 0).matmul(&self.inverse_base_absolutes);
-        let (weights, base_positions) = match selected {
-            Some(idx) => (self.weights.take(idx, 0), self.base_positions.take(idx, 0)),
-            None => (self.weights.clone(), self.base_positions.clone()),
-        };
+        let (weights, base_positions) =
+            (self.weights.take(&self.skinned, 0), self.base_positions.take(&self.skinned, 0));
         // Each vertex: its bones' transforms blended by its weights (one product, [v, b] by
         // [b, 12]: the top three rows suffice), then applied to it.
         let top = transforms.slice(&[0, 0, 0], &[bones, 3, 4], &[1, 1, 1]).reshape(&[bones as isize, 12]);
@@ -269,19 +275,13 @@ impl Problem {
 
     /// The objective `[3n]`: observed points minus their model points.
     fn objective(&self, us: Option<&Tensor>, theta: &Tensor) -> Tensor {
-        let selected = self.skins_selected();
+        let read = self.vertices(theta).take(&self.slots, 0);
         let model_points = match us {
-            None if selected => self.vertices(theta, Some(&self.correspondences)),
-            None => self.vertices(theta, None).take(&self.correspondences, 0),
+            None => read,
             Some(us) => {
                 let n = us.shape()[0];
-                let tri = self.triangles.take(&self.correspondences, 0); // [n, 3]
-                                                                         // The corners of each point's triangle, [n, 3 (corner), 3].
-                let corners = if selected {
-                    self.vertices(theta, Some(&tri.reshape(&[-1]))).reshape(&[n as isize, 3, 3])
-                } else {
-                    self.vertices(theta, None).take(&tri.reshape(&[-1]), 0).reshape(&[n as isize, 3, 3])
-                };
+                // The corners of each point's triangle, [n, 3 (corner), 3].
+                let corners = read.reshape(&[n as isize, 3, 3]);
                 let corner = |k: usize| corners.slice(&[0, k, 0], &[n, k + 1, 3], &[1, 1, 1]).reshape(&[n as isize, 3]);
                 let (u0, u1) = (us.slice(&[0, 0], &[n, 1], &[1, 1]), us.slice(&[0, 1], &[n, 2], &[1, 1]));
                 &u0 * corner(0) + &u1 * corner(1) + (1.0 - &u0 - &u1) * corner(2)
@@ -299,16 +299,11 @@ impl Problem {
     /// point are contiguous and the result is already in GradBench's layout. The `us`
     /// columns are the corners' differences (the objective's derivative in `us`).
     fn jacobian(&self, us: Option<&Tensor>, theta: &Tensor) -> Tensor {
-        let n = self.correspondences.shape()[0];
-        let ids = match us {
-            None => self.correspondences.clone(),
-            Some(_) => self.triangles.take(&self.correspondences, 0).reshape(&[-1]),
-        };
-        let selected = self.skins_selected();
-        let skin = |theta: &Tensor| self.vertices(theta, selected.then_some(&ids));
-        let (v, dv) = jvp_dirs(skin, theta, &Tensor::eye(THETA, DType::F64)); // [k, 3], [26, k, 3]
-        let dv = dv.permute(&[1, 2, 0]); // [k, 3, 26]
-        let (v, dv) = if selected { (v, dv) } else { (v.take(&ids, 0), dv.take(&ids, 0)) };
+        let n = self.points.shape()[0];
+        let skin = |theta: &Tensor| self.vertices(theta);
+        let (v, dv) = jvp_dirs(skin, theta, &Tensor::eye(THETA, DType::F64)); // [u, 3], [26, u, 3]
+        let dv = dv.permute(&[1, 2, 0]); // [u, 3, 26]
+        let (v, dv) = (v.take(&self.slots, 0), dv.take(&self.slots, 0));
         let Some(us) = us else {
             return (-dv).reshape(&[3 * n as isize, THETA as isize]);
         };
