@@ -323,7 +323,7 @@ mod tests {
 
     /// A problem of `p` observations with distinct cameras, points, weights and features.
     fn distinct(n: usize, m: usize, p: usize) -> Problem {
-        let wave = |k: usize, scale: f64| ((k as f64 * 0.731).sin() * scale);
+        let wave = |k: usize, scale: f64| (k as f64 * 0.731).sin() * scale;
         let cams = (0..n * CAM_PARAMS)
             .map(|k| match k % CAM_PARAMS {
                 0..=2 => wave(k, 0.5),
