@@ -117,12 +117,13 @@ impl Problem {
 /// A chunk's arguments: parameters `[CHUNK, 15]`, features `[CHUNK, 2]`.
 type Chunk = (Tensor, Tensor);
 /// A jitted function of a chunk, kept for the whole process.
-type ChunkFn = Rc<dyn Fn(&Chunk) -> (Tensor, Tensor)>;
+type ChunkFn<B> = Rc<dyn Fn(&Chunk) -> B>;
 
-/// A chunk's reprojection errors `[CHUNK, 2]` and weight errors `[CHUNK]`.
-fn objective_chunk((q, f): &Chunk) -> (Tensor, Tensor) {
+/// A chunk's reprojection errors, as their two columns `[CHUNK]` (not joined: the plan
+/// would spend a pass on it), and its weight errors `[CHUNK]`.
+fn objective_chunk((q, f): &Chunk) -> ((Tensor, Tensor), Tensor) {
     let errors = vmap(|(q, f): &Chunk| reprojection_error(q, f))(&(q.clone(), f.clone()));
-    (errors, 1.0 - column(q, OBS_PARAMS - 1).square())
+    ((column(&errors, 0), column(&errors, 1)), 1.0 - column(q, OBS_PARAMS - 1).square())
 }
 
 /// A chunk's Jacobian blocks `[CHUNK, 2, 15]` (forward mode along each observation's 15
@@ -135,9 +136,9 @@ fn jacobian_chunk((q, f): &Chunk) -> (Tensor, Tensor) {
 
 thread_local! {
     /// [`objective_chunk`], jitted once per process.
-    static OBJECTIVE: ChunkFn = Rc::new(jit(objective_chunk));
+    static OBJECTIVE: ChunkFn<((Tensor, Tensor), Tensor)> = Rc::new(jit(objective_chunk));
     /// [`jacobian_chunk`], jitted once per process.
-    static JACOBIAN: ChunkFn = Rc::new(jit(jacobian_chunk));
+    static JACOBIAN: ChunkFn<(Tensor, Tensor)> = Rc::new(jit(jacobian_chunk));
 }
 
 /// Column `k` of a `[p, c]` matrix, as a `[p]` vector.
@@ -246,12 +247,11 @@ fn elements(t: &Tensor) -> &[f64] {
 }
 
 /// Runs `f` (one of the chunk plans) over every chunk of `problem`, passing each chunk's
-/// first observation, how many of its rows are real, and the plan's two outputs.
-fn over_chunks(problem: &Problem, f: &ChunkFn, mut each: impl FnMut(usize, usize, &Tensor, &Tensor)) {
+/// first observation, how many of its rows are real, and the plan's outputs.
+fn over_chunks<B>(problem: &Problem, f: &ChunkFn<B>, mut each: impl FnMut(usize, usize, &B)) {
     let p = problem.observations();
     for start in (0..p).step_by(CHUNK) {
-        let (a, b) = f(&problem.chunk(start));
-        each(start, CHUNK.min(p - start), &a, &b);
+        each(start, CHUNK.min(p - start), &f(&problem.chunk(start)));
     }
 }
 
@@ -267,8 +267,12 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
             let errors = RefCell::new((vec![0.0; 2 * p], vec![0.0; p]));
             Ok(Box::new(move || {
                 let (reproj, w_err) = &mut *errors.borrow_mut();
-                over_chunks(&problem, &f, |start, rows, e, w| {
-                    reproj[2 * start..2 * (start + rows)].copy_from_slice(&elements(e)[..2 * rows]);
+                over_chunks(&problem, &f, |start, rows, ((ex, ey), w)| {
+                    let (ex, ey) = (&elements(ex)[..rows], &elements(ey)[..rows]);
+                    for (e, (x, y)) in reproj[2 * start..2 * (start + rows)].chunks_exact_mut(2).zip(ex.iter().zip(ey))
+                    {
+                        e.copy_from_slice(&[*x, *y]);
+                    }
                     w_err[start..start + rows].copy_from_slice(&elements(w)[..rows]);
                 });
                 let first_two = Tensor::from_vec(reproj.iter().take(2).copied().collect::<Vec<f64>>(), &[2.min(2 * p)]);
@@ -298,7 +302,7 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
             Ok(Box::new(move || {
                 let mut jac = jac.borrow_mut();
                 jac.rebuild(&problem);
-                over_chunks(&problem, &f, |start, rows, blocks, w| {
+                over_chunks(&problem, &f, |start, rows, (blocks, w)| {
                     jac.write(start, &elements(blocks)[..2 * OBS_PARAMS * rows], &elements(w)[..rows]);
                 });
                 let ints = |v: &[i32]| {
@@ -362,12 +366,15 @@ mod tests {
         let problem = distinct(5, 9, p);
         let mut jac = SparseJacobian::default();
         jac.rebuild(&problem);
-        over_chunks(&problem, &JACOBIAN.with(Rc::clone), |start, rows, blocks, w| {
+        over_chunks(&problem, &JACOBIAN.with(Rc::clone), |start, rows, (blocks, w)| {
             jac.write(start, &elements(blocks)[..2 * OBS_PARAMS * rows], &elements(w)[..rows]);
         });
         let (mut reproj, mut w_err) = (vec![f64::NAN; 2 * p], vec![f64::NAN; p]);
-        over_chunks(&problem, &OBJECTIVE.with(Rc::clone), |start, rows, e, w| {
-            reproj[2 * start..2 * (start + rows)].copy_from_slice(&elements(e)[..2 * rows]);
+        over_chunks(&problem, &OBJECTIVE.with(Rc::clone), |start, rows, ((ex, ey), w)| {
+            for r in 0..rows {
+                reproj[2 * (start + r)] = elements(ex)[r];
+                reproj[2 * (start + r) + 1] = elements(ey)[r];
+            }
             w_err[start..start + rows].copy_from_slice(&elements(w)[..rows]);
         });
         assert_eq!(jac.rows.len(), 3 * p + 1);
