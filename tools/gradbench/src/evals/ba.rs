@@ -19,7 +19,10 @@
 use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, f64_field, usize_field, vector};
 use crate::limits::{product_at_most, Limits};
-use cotangent::{grad, jacfwd, jit, stack, vmap, where_, Tensor};
+use cotangent::{
+    grad, jacfwd, jit, native_mode, stack, vmap, wait_for_native_compiles, where_, with_native_mode, DType, NativeMode,
+    Tensor,
+};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,7 +36,7 @@ const OBS_PARAMS: usize = CAM_PARAMS + 3 + 1;
 /// Observations per plan call. The plans have this size whatever the input, so one trace
 /// and one native compile serve every input of the eval, and their intermediates stay
 /// small (memory, cache). The last chunk repeats observation 0 past the end.
-pub const CHUNK: usize = 4096;
+pub(crate) const CHUNK: usize = 4096;
 
 /// The problem: cameras, points, weights, features, and which camera and point each
 /// observation uses, as plain row-major vectors (each chunk's rows are gathered from them).
@@ -141,6 +144,25 @@ thread_local! {
     static JACOBIAN: ChunkFn<(Tensor, Tensor)> = Rc::new(jit(jacobian_chunk));
 }
 
+/// Traces both chunk plans and compiles them to native code now (unless native code is
+/// off), for GradBench's `define`: every evaluation then runs them natively from its first
+/// call.
+pub(crate) fn warm_up() {
+    let chunk = (Tensor::ones(&[CHUNK, OBS_PARAMS], DType::F64), Tensor::ones(&[CHUNK, 2], DType::F64));
+    let (objective, jacobian) = (OBJECTIVE.with(Rc::clone), JACOBIAN.with(Rc::clone));
+    let twice = || {
+        for _ in 0..2 {
+            objective(&chunk);
+            jacobian(&chunk);
+        }
+    };
+    match native_mode() {
+        NativeMode::Off => twice(),
+        _ => with_native_mode(NativeMode::Always, twice),
+    }
+    wait_for_native_compiles();
+}
+
 /// Column `k` of a `[p, c]` matrix, as a `[p]` vector.
 fn column(x: &Tensor, k: usize) -> Tensor {
     x.slice(&[0, k], &[x.shape()[0], k + 1], &[1, 1]).reshape(&[-1])
@@ -192,7 +214,7 @@ pub fn reprojection_error_of(cam: &Tensor, point: &Tensor, w: &Tensor, feat: &Te
 /// observation `j`'s error `r` against its camera's 11 columns, its point's 3 and its
 /// weight's; rows `2p + j` the weight errors.
 #[derive(Default)]
-pub struct SparseJacobian {
+pub(crate) struct SparseJacobian {
     /// Row offsets, `3p + 1`.
     pub rows: Vec<i32>,
     /// Column of each entry.

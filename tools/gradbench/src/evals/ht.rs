@@ -20,7 +20,9 @@
 use super::{jvp_dirs, unknown_function, Output, Run};
 use crate::input::{field, kind, number, usize_field, vector};
 use crate::limits::{product_at_most, Limits};
-use cotangent::{concatenate, jit, stack, where_, DType, Tensor};
+use cotangent::{
+    concatenate, jit, native_mode, stack, wait_for_native_compiles, where_, with_native_mode, DType, NativeMode, Tensor,
+};
 use serde_json::Value;
 use std::rc::Rc;
 
@@ -342,7 +344,7 @@ fn table_rows(u: usize) -> usize {
 
 /// Points per [`combine_chunk`] call: its gathered corners (`[POINTS, 3, 3, 28]`, 1.5 MiB)
 /// stay in cache, and the plan, of one size, is traced and compiled once per process.
-pub const POINTS: usize = 768;
+pub(crate) const POINTS: usize = 768;
 
 /// The complicated Jacobian's rows `[c, 3, 28]` of `c` points from the vertex table
 /// `[u', 3, 28]` ([`Problem::table`]), the points' corner rows in it (`i64 [3c]`) and their
@@ -350,7 +352,7 @@ pub const POINTS: usize = 768;
 /// with its own weight (`a + u·b` below): -1 / +1 in the two `us` columns (the objective's
 /// derivative in `us` is corner 2 minus corner 0 or 1), minus its barycentric coordinate in
 /// the angle columns (the linear combination applied to the tangents).
-pub fn combine_chunk((table, slots, us): &(Tensor, Tensor, Tensor)) -> Tensor {
+pub(crate) fn combine_chunk((table, slots, us): &(Tensor, Tensor, Tensor)) -> Tensor {
     let (n, cols) = (us.shape()[0], THETA + 2);
     let corners = table.take(slots, 0).reshape(&[n as isize, 3, 3, cols as isize]); // [n, corner, xyz, column]
     let corner = |k: usize| {
@@ -374,6 +376,27 @@ type CombineArgs = (Tensor, Tensor, Tensor);
 thread_local! {
     /// [`combine_chunk`], jitted once per process.
     static COMBINE: Rc<dyn Fn(&CombineArgs) -> Tensor> = Rc::new(jit(combine_chunk));
+}
+
+/// Traces [`combine_chunk`]'s plan and compiles it to native code now (unless native code
+/// is off), for GradBench's `define`. (Its loops do not depend on the table's length, so
+/// the compiled library serves every table size.)
+pub(crate) fn warm_up() {
+    let chunk = (
+        Tensor::ones(&[TABLE_ROWS, 3, THETA + 2], DType::F64),
+        Tensor::zeros(&[3 * POINTS], DType::I64),
+        Tensor::zeros(&[POINTS, 2], DType::F64),
+    );
+    let combine = COMBINE.with(Rc::clone);
+    let twice = || {
+        combine(&chunk);
+        combine(&chunk);
+    };
+    match native_mode() {
+        NativeMode::Off => twice(),
+        _ => with_native_mode(NativeMode::Always, twice),
+    }
+    wait_for_native_compiles();
 }
 
 /// Rotation matrices `[b, 3, 3]` from ADBench's Euler angles (stored x, z, y): `Rz·Ry·Rx`.
