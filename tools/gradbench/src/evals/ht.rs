@@ -296,8 +296,7 @@ impl Problem {
     /// Each skinned vertex's row of the complicated Jacobian's table, `[u', 3, 28]`: its
     /// position twice (the `us` columns' factors), then its tangents along the 26 angles
     /// (forward mode: `jvp` per angle, vectorised), with zero rows appended up to a multiple
-    /// of [`TABLE_ROWS`] (so inputs with a similar number of vertices share one
-    /// [`combine_chunk`] plan).
+    /// of [`TABLE_ROWS`] (so inputs share one [`combine_chunk`] plan).
     fn table(&self, theta: &Tensor) -> Tensor {
         let skin = |theta: &Tensor| self.vertices(theta);
         let (v, dv) = jvp_dirs(skin, theta, &Tensor::eye(THETA, DType::F64)); // [u, 3], [26, u, 3]
@@ -334,8 +333,10 @@ impl Problem {
     }
 }
 
-/// The complicated Jacobian's table has a multiple of this many rows.
-const TABLE_ROWS: usize = 256;
+/// The complicated Jacobian's table has a multiple of this many rows (zero rows appended
+/// after skinning, so they cost a copy, not a skinning): GradBench's inputs read at most
+/// 544 distinct vertices, so they all share one [`combine_chunk`] plan.
+const TABLE_ROWS: usize = 1024;
 
 /// `u` rounded up to a multiple of [`TABLE_ROWS`].
 fn table_rows(u: usize) -> usize {
@@ -379,8 +380,7 @@ thread_local! {
 }
 
 /// Traces [`combine_chunk`]'s plan and compiles it to native code now (unless native code
-/// is off), for GradBench's `define`. (Its loops do not depend on the table's length, so
-/// the compiled library serves every table size.)
+/// is off), for GradBench's `define`, at the table size of GradBench's inputs.
 pub(crate) fn warm_up() {
     let chunk = (
         Tensor::ones(&[TABLE_ROWS, 3, THETA + 2], DType::F64),
