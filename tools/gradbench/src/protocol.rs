@@ -84,7 +84,12 @@ fn str_field<'a>(msg: &'a Value, name: &str) -> Result<&'a str, String> {
 
 fn define(id: Value, msg: &Value) -> Value {
     match str_field(msg, "module") {
-        Ok(m) if MODULES.contains(&m) => json!({"id": id, "success": true}),
+        Ok(m) if MODULES.contains(&m) => {
+            // Compiling ahead is only a speed-up: a failure here shows again, with its
+            // message, in the evaluation that needs the plan.
+            let _ = panic::catch_unwind(|| evals::define(m));
+            json!({"id": id, "success": true})
+        }
         Ok(m) => json!({"id": id, "success": false, "error": format!("unknown module `{m}`")}),
         Err(e) => json!({"id": id, "success": false, "error": e}),
     }

@@ -12,14 +12,19 @@
 //! per angle, vectorised with `vmap`), then the objective's last, linear step (gathering
 //! each point's vertices and combining them with weights `us`) applied to those tangents
 //! with the angle as the trailing axis; the `us` columns are differences of corners.
-//! Only the vertices the objective reads are skinned when they are fewer than the mesh's.
+//! Only the distinct vertices the objective reads are skinned (at most a few hundred in
+//! GradBench's inputs, whatever the number of points, against the mesh's 10 000), once
+//! each; each point then reads its vertices (or its triangle's corners) from them.
 //! The model and observations are the plan's arguments, not captured constants.
 
 use super::{jvp_dirs, unknown_function, Output, Run};
 use crate::input::{field, kind, number, usize_field, vector};
 use crate::limits::{product_at_most, Limits};
-use cotangent::{concatenate, jit, stack, where_, DType, Tensor};
+use cotangent::{
+    concatenate, jit, native_mode, stack, wait_for_native_compiles, where_, with_native_mode, DType, NativeMode, Tensor,
+};
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Angles of the pose.
 const THETA: usize = 26;
@@ -38,10 +43,12 @@ pub struct Problem {
     weights: Tensor,
     /// Observed points `[n, 3]`.
     points: Tensor,
-    /// For each point: its vertex (simple) or triangle (complicated), `i64 [n]`.
-    correspondences: Tensor,
-    /// Vertices of each triangle, `i64 [t, 3]`.
-    triangles: Tensor,
+    /// The distinct vertices the objective reads, ascending, `i64 [u]`: the only ones
+    /// skinned.
+    skinned: Tensor,
+    /// For each point, the rows of the skinned vertices it reads: its vertex (simple, `[n]`)
+    /// or its triangle's three corners (complicated, `[3n]`), `i64`.
+    slots: Tensor,
     /// Where each entry of the `[b + 3, 3]` pose comes from in `theta ++ [0, 1]`.
     pose_index: Tensor,
     /// The pose angles `[26]`.
@@ -180,6 +187,18 @@ impl Problem {
         if corr.len() != n {
             return Err(format!("`correspondences`: expected {n} entries, got {}", corr.len()));
         }
+        // The vertices each point reads, then the distinct ones and where each read finds its
+        // vertex among them.
+        let tri = triangles.to_vec::<i64>();
+        let read: Vec<i64> = if complicated {
+            corr.iter().flat_map(|&t| tri[3 * t as usize..3 * t as usize + 3].to_vec()).collect()
+        } else {
+            corr
+        };
+        let mut skinned = read.clone();
+        skinned.sort_unstable();
+        skinned.dedup();
+        let slots: Vec<i64> = read.iter().map(|v| skinned.binary_search(v).expect("a read vertex") as i64).collect();
         Ok(Problem {
             parents,
             base_relatives,
@@ -187,8 +206,8 @@ impl Problem {
             base_positions,
             weights,
             points,
-            correspondences: Tensor::from_vec(corr, &[n]),
-            triangles,
+            skinned: Tensor::from_vec(skinned.clone(), &[skinned.len()]),
+            slots: Tensor::from_vec(slots.clone(), &[slots.len()]),
             pose_index: Tensor::from_vec(pose_index(bones), &[bones + 3, 3]),
             theta,
             us: complicated.then_some(us),
@@ -204,8 +223,8 @@ impl Problem {
             &self.base_positions,
             &self.weights,
             &self.points,
-            &self.correspondences,
-            &self.triangles,
+            &self.skinned,
+            &self.slots,
             &self.pose_index,
         ]
         .map(Tensor::clone)
@@ -222,25 +241,17 @@ impl Problem {
             base_positions: data[2].clone(),
             weights: data[3].clone(),
             points: data[4].clone(),
-            correspondences: data[5].clone(),
-            triangles: data[6].clone(),
+            skinned: data[5].clone(),
+            slots: data[6].clone(),
             pose_index: data[7].clone(),
             theta: self.theta.clone(),
             us: self.us.clone(),
         }
     }
 
-    /// Whether the objective skins only the vertices it reads (the corresponding vertices,
-    /// or the corners of the corresponding triangles) rather than the whole mesh: when
-    /// those are fewer than the mesh's vertices.
-    fn skins_selected(&self) -> bool {
-        let per_point = if self.us.is_some() { 3 } else { 1 };
-        self.correspondences.numel() * per_point < self.base_positions.shape()[0]
-    }
-
-    /// The skinned, globally placed positions `[k, 3]` of vertices `selected` (`i64 [k]`),
-    /// or of every vertex (`[v, 3]`), for the pose angles.
-    fn vertices(&self, theta: &Tensor, selected: Option<&Tensor>) -> Tensor {
+    /// The skinned, globally placed positions `[u, 3]` of the vertices the objective reads,
+    /// for the pose angles.
+    fn vertices(&self, theta: &Tensor) -> Tensor {
         let extended = concatenate(&[theta.clone(), Tensor::from_vec(vec![0.0, 1.0], &[2])], 0);
         let pose = extended.take(&self.pose_index.reshape(&[-1]), 0).reshape(&[-1, 3]);
         let bones = self.parents.len();
@@ -253,10 +264,8 @@ impl Problem {
             absolutes.push(if p < 0 { r } else { absolutes[p as usize].matmul(&r) });
         }
         let transforms = stack(&absolutes, 0).matmul(&self.inverse_base_absolutes);
-        let (weights, base_positions) = match selected {
-            Some(idx) => (self.weights.take(idx, 0), self.base_positions.take(idx, 0)),
-            None => (self.weights.clone(), self.base_positions.clone()),
-        };
+        let (weights, base_positions) =
+            (self.weights.take(&self.skinned, 0), self.base_positions.take(&self.skinned, 0));
         // Each vertex: its bones' transforms blended by its weights (one product, [v, b] by
         // [b, 12]: the top three rows suffice), then applied to it.
         let top = transforms.slice(&[0, 0, 0], &[bones, 3, 4], &[1, 1, 1]).reshape(&[bones as isize, 12]);
@@ -269,19 +278,13 @@ impl Problem {
 
     /// The objective `[3n]`: observed points minus their model points.
     fn objective(&self, us: Option<&Tensor>, theta: &Tensor) -> Tensor {
-        let selected = self.skins_selected();
+        let read = self.vertices(theta).take(&self.slots, 0);
         let model_points = match us {
-            None if selected => self.vertices(theta, Some(&self.correspondences)),
-            None => self.vertices(theta, None).take(&self.correspondences, 0),
+            None => read,
             Some(us) => {
                 let n = us.shape()[0];
-                let tri = self.triangles.take(&self.correspondences, 0); // [n, 3]
-                                                                         // The corners of each point's triangle, [n, 3 (corner), 3].
-                let corners = if selected {
-                    self.vertices(theta, Some(&tri.reshape(&[-1]))).reshape(&[n as isize, 3, 3])
-                } else {
-                    self.vertices(theta, None).take(&tri.reshape(&[-1]), 0).reshape(&[n as isize, 3, 3])
-                };
+                // The corners of each point's triangle, [n, 3 (corner), 3].
+                let corners = read.reshape(&[n as isize, 3, 3]);
                 let corner = |k: usize| corners.slice(&[0, k, 0], &[n, k + 1, 3], &[1, 1, 1]).reshape(&[n as isize, 3]);
                 let (u0, u1) = (us.slice(&[0, 0], &[n, 1], &[1, 1]), us.slice(&[0, 1], &[n, 2], &[1, 1]));
                 &u0 * corner(0) + &u1 * corner(1) + (1.0 - &u0 - &u1) * corner(2)
@@ -290,40 +293,110 @@ impl Problem {
         (&self.points - model_points).reshape(&[-1])
     }
 
-    /// The Jacobian `[3n, 2 + 26]` (complicated) or `[3n, 26]` (simple) of the objective.
-    ///
-    /// Forward mode along the 26 angles (`jvp` per angle, vectorised) gives the skinned
-    /// vertices and their tangents; the objective is linear in those (a gather, and a
-    /// barycentric combination with weights `us`), so that last step is applied to the
-    /// tangents directly, with the directions as the trailing axis: the rows gathered per
-    /// point are contiguous and the result is already in GradBench's layout. The `us`
-    /// columns are the corners' differences (the objective's derivative in `us`).
-    fn jacobian(&self, us: Option<&Tensor>, theta: &Tensor) -> Tensor {
-        let n = self.correspondences.shape()[0];
-        let ids = match us {
-            None => self.correspondences.clone(),
-            Some(_) => self.triangles.take(&self.correspondences, 0).reshape(&[-1]),
-        };
-        let selected = self.skins_selected();
-        let skin = |theta: &Tensor| self.vertices(theta, selected.then_some(&ids));
-        let (v, dv) = jvp_dirs(skin, theta, &Tensor::eye(THETA, DType::F64)); // [k, 3], [26, k, 3]
-        let dv = dv.permute(&[1, 2, 0]); // [k, 3, 26]
-        let (v, dv) = if selected { (v, dv) } else { (v.take(&ids, 0), dv.take(&ids, 0)) };
-        let Some(us) = us else {
-            return (-dv).reshape(&[3 * n as isize, THETA as isize]);
-        };
-        let (c, dc) = (v.reshape(&[n as isize, 3, 3]), dv.reshape(&[n as isize, 3, 3, THETA as isize]));
-        let corner = |k: usize| c.slice(&[0, k, 0], &[n, k + 1, 3], &[1, 1, 1]).reshape(&[n as isize, 3, 1]);
-        let dcorner = |k: usize| {
-            dc.slice(&[0, k, 0, 0], &[n, k + 1, 3, THETA], &[1, 1, 1, 1]).reshape(&[n as isize, 3, THETA as isize])
-        };
-        let u = |k: usize| us.slice(&[0, k], &[n, k + 1], &[1, 1]).reshape(&[n as isize, 1, 1]);
-        let (u0, u1) = (u(0), u(1));
-        let dtheta = -(&u0 * dcorner(0) + &u1 * dcorner(1) + (1.0 - &u0 - &u1) * dcorner(2));
-        let du0 = corner(2) - corner(0);
-        let du1 = corner(2) - corner(1);
-        concatenate(&[du0, du1, dtheta], 2).reshape(&[3 * n as isize, (THETA + 2) as isize])
+    /// Each skinned vertex's row of the complicated Jacobian's table, `[u', 3, 28]`: its
+    /// position twice (the `us` columns' factors), then its tangents along the 26 angles
+    /// (forward mode: `jvp` per angle, vectorised), with zero rows appended up to a multiple
+    /// of [`TABLE_ROWS`] (so inputs share one [`combine_chunk`] plan).
+    fn table(&self, theta: &Tensor) -> Tensor {
+        let skin = |theta: &Tensor| self.vertices(theta);
+        let (v, dv) = jvp_dirs(skin, theta, &Tensor::eye(THETA, DType::F64)); // [u, 3], [26, u, 3]
+        let position = v.reshape(&[-1, 3, 1]);
+        let table = concatenate(&[position.clone(), position, dv.permute(&[1, 2, 0])], 2);
+        let u = table.shape()[0];
+        table.pad(&[0, 0, 0], &[(table_rows(u) - u) as i64, 0, 0], &[0, 0, 0], 0.0)
     }
+
+    /// The Jacobian `[3n, 2 + 26]` (complicated) or `[3n, 26]` (simple) of the objective, in
+    /// one plan (the tool runs the complicated one as [`Problem::table`] and chunks of
+    /// [`combine_chunk`], which give the same numbers).
+    ///
+    /// Forward mode along the 26 angles gives the skinned vertices' tangents; the objective
+    /// is linear in the vertices (a gather, and a barycentric combination with weights `us`),
+    /// so that last step is applied to the tangents directly, with the directions as the
+    /// trailing axis: the result is already in GradBench's layout.
+    #[cfg(test)]
+    fn jacobian(&self, us: Option<&Tensor>, theta: &Tensor) -> Tensor {
+        let n = self.points.shape()[0] as isize;
+        let Some(us) = us else {
+            return self.simple_jacobian(theta);
+        };
+        combine_chunk(&(self.table(theta), self.slots.clone(), us.clone())).reshape(&[3 * n, (THETA + 2) as isize])
+    }
+
+    /// The simple variant's Jacobian `[3n, 26]`: minus each point's vertex's tangents.
+    fn simple_jacobian(&self, theta: &Tensor) -> Tensor {
+        let n = self.points.shape()[0] as isize;
+        let skin = |theta: &Tensor| self.vertices(theta);
+        let (_, dv) = jvp_dirs(skin, theta, &Tensor::eye(THETA, DType::F64)); // [26, u, 3]
+                                                                              // Rows of 3 gathered along the vertex axis, then read transposed.
+        (-dv.take(&self.slots, 1).permute(&[1, 2, 0])).reshape(&[3 * n, THETA as isize])
+    }
+}
+
+/// The complicated Jacobian's table has a multiple of this many rows (zero rows appended
+/// after skinning, so they cost a copy, not a skinning): GradBench's inputs read at most
+/// 544 distinct vertices, so they all share one [`combine_chunk`] plan.
+const TABLE_ROWS: usize = 1024;
+
+/// `u` rounded up to a multiple of [`TABLE_ROWS`].
+fn table_rows(u: usize) -> usize {
+    u.div_ceil(TABLE_ROWS).max(1) * TABLE_ROWS
+}
+
+/// Points per [`combine_chunk`] call: its gathered corners (`[POINTS, 3, 3, 28]`, 1.5 MiB)
+/// stay in cache, and the plan, of one size, is traced and compiled once per process.
+pub(crate) const POINTS: usize = 768;
+
+/// The complicated Jacobian's rows `[c, 3, 28]` of `c` points from the vertex table
+/// `[u', 3, 28]` ([`Problem::table`]), the points' corner rows in it (`i64 [3c]`) and their
+/// barycentric coordinates `us` (`[c, 2]`). Each of a point's corners enters every column
+/// with its own weight (`a + u·b` below): -1 / +1 in the two `us` columns (the objective's
+/// derivative in `us` is corner 2 minus corner 0 or 1), minus its barycentric coordinate in
+/// the angle columns (the linear combination applied to the tangents).
+pub(crate) fn combine_chunk((table, slots, us): &(Tensor, Tensor, Tensor)) -> Tensor {
+    let (n, cols) = (us.shape()[0], THETA + 2);
+    let corners = table.take(slots, 0).reshape(&[n as isize, 3, 3, cols as isize]); // [n, corner, xyz, column]
+    let corner = |k: usize| {
+        corners.slice(&[0, k, 0, 0], &[n, k + 1, 3, cols], &[1, 1, 1, 1]).reshape(&[n as isize, 3, cols as isize])
+    };
+    let u = |k: usize| us.slice(&[0, k], &[n, k + 1], &[1, 1]).reshape(&[n as isize, 1, 1]);
+    let (u0, u1) = (u(0), u(1));
+    let u2 = 1.0 - &u0 - &u1;
+    let row = |first: [f64; 2], rest: f64| {
+        let mut r = vec![rest; cols];
+        r[..2].copy_from_slice(&first);
+        Tensor::from_vec(r, &[1, 1, cols])
+    };
+    let (b, a0, a1, a2) = (row([0.0, 0.0], -1.0), row([-1.0, 0.0], 0.0), row([0.0, -1.0], 0.0), row([1.0, 1.0], 0.0));
+    (a0 + &u0 * &b) * corner(0) + (a1 + &u1 * &b) * corner(1) + (a2 + &u2 * &b) * corner(2)
+}
+
+/// A chunk's table, corner rows and `us`.
+type CombineArgs = (Tensor, Tensor, Tensor);
+
+thread_local! {
+    /// [`combine_chunk`], jitted once per process.
+    static COMBINE: Rc<dyn Fn(&CombineArgs) -> Tensor> = Rc::new(jit(combine_chunk));
+}
+
+/// Traces [`combine_chunk`]'s plan and compiles it to native code now (unless native code
+/// is off), for GradBench's `define`, at the table size of GradBench's inputs.
+pub(crate) fn warm_up() {
+    let chunk = (
+        Tensor::ones(&[TABLE_ROWS, 3, THETA + 2], DType::F64),
+        Tensor::zeros(&[3 * POINTS], DType::I64),
+        Tensor::zeros(&[POINTS, 2], DType::F64),
+    );
+    let combine = COMBINE.with(Rc::clone);
+    let twice = || {
+        combine(&chunk);
+        combine(&chunk);
+    };
+    match native_mode() {
+        NativeMode::Off => twice(),
+        _ => with_native_mode(NativeMode::Always, twice),
+    }
+    wait_for_native_compiles();
 }
 
 /// Rotation matrices `[b, 3, 3]` from ADBench's Euler angles (stored x, z, y): `Rz·Ry·Rx`.
@@ -381,14 +454,88 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
             let args = ((us, theta), data);
             Ok(Box::new(move || Ok(Output::from(f(&args)))))
         }
-        "jacobian" => {
-            let f = jit(move |((us, theta), data): &((Tensor, Tensor), Vec<Tensor>)| {
-                let p = problem.with_data(data);
-                p.jacobian(p.us.as_ref().map(|_| us), theta)
-            });
-            let args = ((us, theta), data);
+        "jacobian" if problem.us.is_none() => {
+            let f = jit(move |(theta, data): &(Tensor, Vec<Tensor>)| problem.with_data(data).simple_jacobian(theta));
+            let args = (theta, data);
             Ok(Box::new(move || Ok(Output::from(f(&args)))))
         }
+        "jacobian" => {
+            // The vertex table in one plan, then the points in chunks of `POINTS` (the last
+            // one padded with corner row 0 and zero `us`).
+            let (n, cols) = (problem.points.shape()[0], THETA + 2);
+            let (slots, us) = (problem.slots.to_vec::<i64>(), us.to_vec::<f64>());
+            let table = jit(move |(theta, data): &(Tensor, Vec<Tensor>)| problem.with_data(data).table(theta));
+            let combine = COMBINE.with(Rc::clone);
+            let args = (theta, data);
+            Ok(Box::new(move || {
+                let table = table(&args);
+                let mut out = Vec::with_capacity(3 * n * cols);
+                for start in (0..n).step_by(POINTS) {
+                    let rows = POINTS.min(n - start);
+                    let mut s = slots[3 * start..3 * (start + rows)].to_vec();
+                    s.resize(3 * POINTS, 0);
+                    let mut u = us[2 * start..2 * (start + rows)].to_vec();
+                    u.resize(2 * POINTS, 0.0);
+                    let chunk = (table.clone(), Tensor::from_vec(s, &[3 * POINTS]), Tensor::from_vec(u, &[POINTS, 2]));
+                    let jac = combine(&chunk);
+                    let values = jac.as_concrete().and_then(|a| a.as_slice::<f64>()).expect("a contiguous f64 result");
+                    out.extend_from_slice(&values[..3 * rows * cols]);
+                }
+                Ok(Output::from(Tensor::from_vec(out, &[3 * n, cols])))
+            }))
+        }
         _ => Err(unknown_function("ht", function, &["objective", "jacobian"])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The complicated fixture with its points repeated past two chunks of [`POINTS`], each
+    /// copy's barycentric coordinates shifted so the rows differ.
+    fn many_points() -> Value {
+        let fixture: Value = serde_json::from_str(include_str!("../../tests/data/ht_fixture.json")).unwrap();
+        let mut input = fixture["complicated"]["input"].clone();
+        let copies = 2 * POINTS / input["us"].as_array().unwrap().len() + 2;
+        for field in ["points", "correspondences"] {
+            let items = input["data"][field].as_array().unwrap().clone();
+            input["data"][field] = Value::Array((0..copies).flat_map(|_| items.clone()).collect());
+        }
+        let us = input["us"].as_array().unwrap().clone();
+        input["us"] = Value::Array(
+            (0..copies)
+                .flat_map(|c| {
+                    us.iter().map(move |u| {
+                        let (a, b) = (u[0].as_f64().unwrap(), u[1].as_f64().unwrap());
+                        serde_json::json!([a * (1.0 - 0.01 * c as f64), b + 0.001 * c as f64])
+                    })
+                })
+                .collect(),
+        );
+        input
+    }
+
+    #[test]
+    fn chunked_jacobian_equals_the_one_plan_jacobian() {
+        let input = many_points();
+        let problem = Problem::from_input(&input, &Limits::default()).unwrap();
+        let n = problem.points.shape()[0];
+        assert!(n > 2 * POINTS && !n.is_multiple_of(POINTS), "{n} points: chunks, the last one partial");
+        let want = problem.jacobian(problem.us.as_ref(), &problem.theta).to_vec::<f64>();
+        let Output::Tensor(got) = prepare("jacobian", &input, &Limits::default()).unwrap()().unwrap() else {
+            panic!("the Jacobian is a tensor")
+        };
+        assert_eq!(got.shape(), [3 * n, THETA + 2]);
+        let got = got.to_vec::<f64>();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "entry {i} (row {}): {g} vs {w}", i / (THETA + 2));
+        }
+        // The repeated points differ only in `us`: their `us` columns agree, their angle
+        // columns do not.
+        let row = |p: usize, x: usize| &got[(3 * p + x) * (THETA + 2)..(3 * p + x + 1) * (THETA + 2)];
+        let copy = n - 12;
+        assert_eq!(row(0, 0)[..2], row(copy, 0)[..2]);
+        assert_ne!(row(0, 0)[2..], row(copy, 0)[2..]);
     }
 }

@@ -114,6 +114,24 @@ pub fn prepare(module: &str, function: &str, input: &Value, limits: &Limits) -> 
     }
 }
 
+/// Prepares `module` when GradBench defines it (its `define` message, untimed, which is
+/// when GradBench's own C++ tools build their binaries): modules whose functions run one
+/// plan of a fixed size for every input trace it and compile it to native code here, so
+/// no evaluation waits for or competes with the compiler. Others do nothing.
+///
+/// ```
+/// use gradbench_tool::evals::define;
+/// define("hello"); // nothing to prepare
+/// define("ht"); // compiles ht's per-point plan
+/// ```
+pub fn define(module: &str) {
+    match module {
+        "ba" => ba::warm_up(),
+        "ht" => ht::warm_up(),
+        _ => {}
+    }
+}
+
 /// The error for a function name a module does not have.
 pub(crate) fn unknown_function(module: &str, function: &str, known: &[&str]) -> String {
     format!("module `{module}` has no function `{function}` (it has: {})", known.join(", "))
