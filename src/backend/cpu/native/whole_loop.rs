@@ -631,10 +631,12 @@ pub(crate) fn compile(specs: &[LoopSpec]) -> Vec<Option<Arc<LoopKernel>>> {
     if names.iter().all(Option::is_none) {
         return kernels;
     }
-    let lib = match toolchain::load(&src) {
+    let lib = match super::load(&src) {
         Ok(lib) => Arc::new(lib),
         Err(failure) => {
-            super::give_up(failure);
+            if let Some(failure) = failure {
+                super::give_up(failure);
+            }
             return kernels;
         }
     };
