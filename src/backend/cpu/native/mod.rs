@@ -16,9 +16,10 @@
 //! strides, padding bounds; see `codegen`), so a plan of the same program at another size
 //! writes the same source and finds the library already built, in this process or on disk.
 //!
-//! Which loops: [`NativeMode::Auto`] compiles loops of at least 1000 elements; but where a
-//! library holding *every* loop of the plan is already cached (built for the same program at
-//! a larger size), the plan loads that one, and its small loops run native too. `jit` looks
+//! Which loops: [`NativeMode::Auto`] compiles loops of at least 4096 elements; but where a
+//! plan has such a loop and a library holding *every* loop of the plan is already cached
+//! (built for the same program at a larger size), the plan loads that one, and its small
+//! loops run native too. `jit` looks
 //! for such a cached library when it builds a plan, at the first call (see `cached_only`).
 //!
 //! When: `jit` runs a function's first calls interpreted. In [`NativeMode::Auto`] (the
@@ -72,7 +73,7 @@ use std::time::{Duration, Instant};
 pub enum NativeMode {
     /// Always interpret.
     Off,
-    /// Compile loops of at least 1000 elements (smaller ones gain too little to pay for the
+    /// Compile loops of at least 4096 elements (smaller ones gain too little to pay for the
     /// compiler's ~0.1 s, which each new program pays once per machine: kernels are cached on
     /// disk, and serve the program at every size).
     /// `jit` compiles them on a background thread from a function's second call on, running
@@ -87,11 +88,12 @@ pub enum NativeMode {
     Always,
 }
 
-/// Loops this large and above are compiled in [`NativeMode::Auto`]. Kernels are generic in
-/// the sizes, so a library built for a program's small input serves its larger ones: the
-/// bar is low enough (GradBench's ode starts at n = 1000, then 10⁴ and 10⁵) that the compile
-/// starts, in the background, at the first input, and the later ones find it built.
-const AUTO_MIN_ELEMENTS: usize = 1000;
+/// Loops this large and above are compiled in [`NativeMode::Auto`]. (Kernels are generic in
+/// the sizes, so a lower bar would let a program's small input build the library its larger
+/// ones use; but below it plans are also built for the interpreter, e.g. without fusing
+/// through views, so other programs, and the bar also asks the compiler whether it works:
+/// measured on GradBench's ode at 1000, its n = 1000 calls ran 5-20x slower.)
+const AUTO_MIN_ELEMENTS: usize = 4096;
 
 thread_local! {
     static OVERRIDE: Cell<Option<NativeMode>> = const { Cell::new(None) };
@@ -332,10 +334,14 @@ pub(crate) fn build_cost(progs: &[(&Program, &[Option<usize>])]) -> Option<Durat
     Some(Duration::from_nanos(source.len() as u64 * COMPILE_NS_PER_KIB.load(Ordering::Relaxed) / 1024))
 }
 
-/// The library of every supported loop of `progs`, when the mode would select fewer and that
-/// library is in the cache already (built for these loops at another size): its source.
+/// The library of every supported loop of `progs`, when the mode would select fewer (but
+/// some) and that library is in the cache already (built for these loops at another size):
+/// its source. Plans with no loop large enough to compile are not looked up: writing their
+/// source would cost their calls more than their small loops gain (and below the bar plans
+/// are built for the interpreter, so they rarely match a library anyway).
 fn cached_whole_library(progs: &[(&Program, &[Option<usize>])]) -> Option<(String, Vec<Entry>)> {
-    if native_mode() == NativeMode::Always || !toolchain::available() {
+    let selected = progs.iter().any(|(p, _)| numel(&p.shape) >= AUTO_MIN_ELEMENTS);
+    if native_mode() == NativeMode::Always || !selected || !toolchain::available() {
         return None;
     }
     let (source, names) = source_of(progs, true);
