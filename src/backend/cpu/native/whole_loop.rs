@@ -178,7 +178,11 @@ impl Gen {
             .or_insert_with(|| {
                 let name = format!("ct_lk{count}");
                 codegen::kernel_with_ints(&shape, &[], &name).map(|s| {
-                    src.push_str(&s);
+                    // Inlined where called, with its parameters (a static array of constants,
+                    // see `flat`), the sizes fold back into constants: the loop's steps
+                    // run a few elements each, where the generic kernel's per-call work shows.
+                    let entry = format!("int32_t {name}(");
+                    src.push_str(&s.replace(&entry, &format!("CT_INLINE {entry}")));
                     name
                 })
             })
