@@ -280,10 +280,18 @@ fn auto_mode_compiles_only_large_loops() {
     if !native_available() {
         return;
     }
+    // Whether a small loop is *compiled* (its plan's build cost): it may still run native
+    // when a library of the same program, built at a larger size, is in the disk cache
+    // (kernels are generic in the sizes; the cache outlives test processes).
+    use cotangent::compile::{optimize, Plan};
     let f = |a: &Vec<Tensor>| vec![(&a[0] * 2.0).exp()];
-    let small = vec![Tensor::from_vec(vec![1.0f64; 100], &[100])];
+    let cost = |n: usize| {
+        let g = trace_graph(&[TensorType::new(DType::F64, vec![n])], |x| vec![(&x[0] * 2.0).exp()]);
+        with_native_mode(NativeMode::Auto, || Plan::interpreted(&optimize(&g)).native_build_cost())
+    };
+    assert_eq!(cost(100), None, "too small to compile");
+    assert!(cost(10_000).is_some());
     let large = vec![Tensor::from_vec(vec![1.0f64; 10_000], &[10_000])];
-    assert!(!run(NativeMode::Auto, &f, &small).1.contains("native"));
     assert!(run(NativeMode::Auto, &f, &large).1.contains("native"));
     assert!(!run(NativeMode::Off, &f, &large).1.contains("native"));
 }
@@ -421,4 +429,78 @@ fn tanh_matches_the_interpreter_bitwise_over_a_sweep() {
         let x = tensor(v.clone(), &[v.len()], dtype);
         check(&format!("tanh sweep {dtype}"), &|a: &Vec<Tensor>| vec![a[0].tanh()], &vec![x]);
     }
+}
+
+// ---- generic kernels (issue 12): a library built at one size serves the program at others ----
+
+/// The ode eval's right-hand side, `[x₀, x₁ y₀, ...]`, as one padded fused loop (with an
+/// uncommon tail so that no other test builds the same loop), at length `n`.
+fn shifted_product(n: usize) -> cotangent::ir::Graph {
+    trace_graph(&[TensorType::new(DType::F64, vec![n])], |x| {
+        let n = n as isize;
+        let head = x[0].slice_axis(0, 0, 1, 1);
+        let tail = x[0].slice_axis(0, 1, n, 1) * x[0].slice_axis(0, 0, n - 1, 1);
+        vec![(concatenate(&[head, tail], 0) * 0.75).expm1().cbrt() + 0.5]
+    })
+}
+
+/// GradBench feeds each eval inputs of growing sizes, each to a fresh `jit`: the C source of
+/// a loop does not depend on its sizes (shape, strides, padding bounds are arguments), so
+/// once one size's library is built, a plan of the same program at another size finds it in
+/// the cache (build cost zero: no second compile) and computes bitwise what the interpreter
+/// does.
+#[test]
+fn a_library_built_at_one_size_serves_the_program_at_every_size() {
+    use cotangent::compile::{optimize, Plan};
+    if !native_available() {
+        return;
+    }
+    with_native_mode(NativeMode::Auto, || {
+        // (The disk cache outlives the test process: the build cost here may already be zero.)
+        let first = Plan::interpreted(&optimize(&shifted_product(6000)));
+        assert!(first.native_build_cost().is_some(), "a loop to compile");
+        first.with_native_loops().expect("compiled");
+        for n in [4100, 9000, 20_000] {
+            let plan = Plan::interpreted(&optimize(&shifted_product(n)));
+            assert_eq!(plan.native_build_cost(), Some(std::time::Duration::ZERO), "n = {n}: cached, no second compile");
+            let native = plan.with_native_loops().unwrap_or_else(|| panic!("n = {n}: the cached library loads"));
+            assert!(native.dump().contains("native fused"), "n = {n}:\n{}", native.dump());
+            let x = Tensor::from_vec((0..n).map(|i| ((i * 7) % 13) as f64 / 6.0 - 1.0).collect(), &[n]);
+            let (a, b) = (&plan.run(std::slice::from_ref(&x))[0], &native.run(&[x])[0]);
+            assert!(same_bits(a, b), "n = {n}");
+        }
+    });
+}
+
+/// The same for two-dimensional loops whose rows, padding and transposed reads change with
+/// the size: `[r, c]` matrices padded on both axes, and a transposed read (an inner stride
+/// that is a parameter, not a constant of the source). Rows are cut at every padding edge,
+/// so this also checks the segments inside and outside each bound bitwise.
+#[test]
+fn padded_and_transposed_loops_of_other_sizes_share_the_library_bitwise() {
+    use cotangent::compile::{optimize, Plan};
+    if !native_available() {
+        return;
+    }
+    let g = |r: usize, c: usize| {
+        trace_graph(&[TensorType::new(DType::F32, vec![r, c])], |x| {
+            let t = (&x[0] * 1.5).sin().permute(&[1, 0]).pad(&[1, 0], &[2, 1], &[0, 0], 0.0);
+            vec![(t.expm1() * 0.25).atan()]
+        })
+    };
+    with_native_mode(NativeMode::Auto, || {
+        Plan::interpreted(&optimize(&g(80, 70))).with_native_loops().expect("compiled");
+        // A plan with no loop large enough to compile does not look for a library (writing
+        // its source would cost its calls more than its small loops gain).
+        assert!(Plan::interpreted(&optimize(&g(3, 5))).with_native_loops().is_none());
+        for (r, c) in [(70, 80), (96, 130), (64, 100)] {
+            let plan = Plan::interpreted(&optimize(&g(r, c)));
+            let cost = plan.native_build_cost();
+            assert!(cost.is_none_or(|c| c.is_zero()), "{r}x{c}: no second compile ({cost:?})");
+            let native = plan.with_native_loops().unwrap_or_else(|| panic!("{r}x{c}: the cached library loads"));
+            let x = tensor((0..r * c).map(|i| ((i * 5) % 17) as f64 / 4.0 - 2.0).collect(), &[r, c], DType::F32);
+            let (a, b) = (&plan.run(std::slice::from_ref(&x))[0], &native.run(&[x])[0]);
+            assert!(same_bits(a, b), "{r}x{c}");
+        }
+    });
 }

@@ -126,6 +126,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 }
                 let optimized = optimize(&traced.graph);
                 let plan = Arc::new(Plan::interpreted(&optimized));
+                let plan = cached_native(&plan).unwrap_or(plan);
                 dump(&key, Some(&optimized), &plan);
                 let entry = Arc::new(Entry::new(plan.clone(), &template, false));
                 if compile_at_first_call(&entry) {
@@ -139,6 +140,19 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             }
         }
     }
+}
+
+/// `plan` with the loops whose native library is already in the cache (built for the same
+/// program, at this size or another: kernels are generic in the sizes) loaded, when any are
+/// (`NativeMode::Auto` and `Sync`, once the compiler has answered the background probe): so a
+/// new plan of a program already compiled runs native from its first call. Never starts the
+/// C compiler; loops without a cached library are compiled as usual from the second call.
+fn cached_native(plan: &Plan) -> Option<Arc<Plan>> {
+    if !matches!(native_mode(), NativeMode::Auto | NativeMode::Sync) || !crate::backend::cpu::native::toolchain_probed()
+    {
+        return None;
+    }
+    crate::backend::cpu::native::cached_only(|| plan.with_native_loops()).map(Arc::new)
 }
 
 /// A jitted function's plans, by input signature.

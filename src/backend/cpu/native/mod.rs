@@ -12,7 +12,15 @@
 //! Loops that differ only in where their strided loads start share one C function, which
 //! takes those offsets as arguments: an unrolled program (the same step a hundred times, each
 //! reading other slices) compiles as many functions as it has distinct loop shapes, so its C
-//! file does not grow with the unrolling.
+//! file does not grow with the unrolling. Sizes are arguments too (the iteration shape, outer
+//! strides, padding bounds; see `codegen`), so a plan of the same program at another size
+//! writes the same source and finds the library already built, in this process or on disk.
+//!
+//! Which loops: [`NativeMode::Auto`] compiles loops of at least 4096 elements; but where a
+//! plan has such a loop and a library holding *every* loop of the plan is already cached
+//! (built for the same program at a larger size), the plan loads that one, and its small
+//! loops run native too. `jit` looks
+//! for such a cached library when it builds a plan, at the first call (see `cached_only`).
 //!
 //! When: `jit` runs a function's first calls interpreted. In [`NativeMode::Auto`] (the
 //! default) its second call starts the C compiler on a background thread and keeps running
@@ -66,7 +74,8 @@ pub enum NativeMode {
     /// Always interpret.
     Off,
     /// Compile loops of at least 4096 elements (smaller ones gain too little to pay for the
-    /// compiler's ~0.1 s, which each new plan pays once per machine: kernels are cached on disk).
+    /// compiler's ~0.1 s, which each new program pays once per machine: kernels are cached on
+    /// disk, and serve the program at every size).
     /// `jit` compiles them on a background thread from a function's second call on, running
     /// interpreted until the library is loaded (at once if it is in the disk cache).
     Auto,
@@ -79,11 +88,42 @@ pub enum NativeMode {
     Always,
 }
 
-/// Loops this large and above are compiled in [`NativeMode::Auto`].
+/// Loops this large and above are compiled in [`NativeMode::Auto`]. (Kernels are generic in
+/// the sizes, so a lower bar would let a program's small input build the library its larger
+/// ones use; but below it plans are also built for the interpreter, e.g. without fusing
+/// through views, so other programs, and the bar also asks the compiler whether it works:
+/// measured on GradBench's ode at 1000, its n = 1000 calls ran 5-20x slower.)
 const AUTO_MIN_ELEMENTS: usize = 4096;
 
 thread_local! {
     static OVERRIDE: Cell<Option<NativeMode>> = const { Cell::new(None) };
+    /// Set by [`cached_only`]: libraries are loaded from the cache, never built.
+    static CACHED_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (which compiles native loops, e.g. `Plan::with_native_loops`) loading only the
+/// libraries already in the cache and never starting the C compiler: what is not cached stays
+/// interpreted. Cheap (no compiler; a cached library loads in well under a millisecond), so
+/// `jit` does it when it builds a plan, and a program whose library was built for another
+/// size (or by an earlier process) runs native from its first call.
+pub(crate) fn cached_only<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CACHED_ONLY.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(CACHED_ONLY.with(|o| o.replace(true)));
+    f()
+}
+
+/// [`toolchain::load`], except under [`cached_only`] for a library not in the cache:
+/// `Err(None)` (nothing built, nothing failed).
+fn load(source: &str) -> Result<libloading::Library, Option<toolchain::Failure>> {
+    if CACHED_ONLY.with(Cell::get) && !toolchain::is_cached(source) {
+        return Err(None);
+    }
+    toolchain::load(source).map_err(Some)
 }
 
 /// The mode for plans built on this thread now.
@@ -230,6 +270,12 @@ pub(crate) struct Entry {
 /// The C source of the library [`compile`] builds for `progs`, and which function of it each
 /// program runs with which parameters.
 pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<Entry>) {
+    source_of(progs, native_mode() == NativeMode::Always)
+}
+
+/// The source of the library for every loop of `progs` the generator supports (`all`), or
+/// for those the native mode selects.
+fn source_of(progs: &[(&Program, &[Option<usize>])], all: bool) -> (String, Vec<Entry>) {
     let mode = native_mode();
     let mut source = String::from(include_str!("prelude.c"));
     source.push_str(NOINLINE);
@@ -245,12 +291,14 @@ pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<Ent
     // use, so plans of the same shapes write the same source (and hit the same cached library).
     let mut generated: HashMap<String, Option<String>> = HashMap::new();
     for (i, &(prog, in_place)) in progs.iter().enumerate() {
-        if mode != NativeMode::Always && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
+        if !all && numel(&prog.shape) < AUTO_MIN_ELEMENTS {
             continue;
         }
         let (shape, params) = codegen::parameters(prog);
         let key = format!("{shape:?}{in_place:?}");
-        let count = generated.len();
+        // Numbered among the functions generated (not the loops tried), so the source does
+        // not depend on which unsupported loops came first.
+        let count = generated.values().filter(|name| name.is_some()).count();
         let name = generated.entry(key).or_insert_with(|| {
             let name = format!("ct_kernel{count}");
             codegen::kernel(&shape, in_place, &name).map(|src| {
@@ -280,26 +328,41 @@ pub(crate) fn build_cost(progs: &[(&Program, &[Option<usize>])]) -> Option<Durat
     if names.is_empty() {
         return None;
     }
-    if toolchain::is_cached(&source) {
+    if toolchain::is_cached(&source) || cached_whole_library(progs).is_some() {
         return Some(Duration::ZERO);
     }
     Some(Duration::from_nanos(source.len() as u64 * COMPILE_NS_PER_KIB.load(Ordering::Relaxed) / 1024))
 }
 
+/// The library of every supported loop of `progs`, when the mode would select fewer (but
+/// some) and that library is in the cache already (built for these loops at another size):
+/// its source. Plans with no loop large enough to compile are not looked up: writing their
+/// source would cost their calls more than their small loops gain (and below the bar plans
+/// are built for the interpreter, so they rarely match a library anyway).
+fn cached_whole_library(progs: &[(&Program, &[Option<usize>])]) -> Option<(String, Vec<Entry>)> {
+    let selected = progs.iter().any(|(p, _)| numel(&p.shape) >= AUTO_MIN_ELEMENTS);
+    if native_mode() == NativeMode::Always || !selected || !toolchain::available() {
+        return None;
+    }
+    let (source, names) = source_of(progs, true);
+    (!names.is_empty() && toolchain::is_cached(&source)).then_some((source, names))
+}
+
 /// Native kernels for the programs that the mode selects and the generator supports
-/// (`None` for the others, and for all of them if no compiler works).
+/// (`None` for the others, and for all of them if no compiler works), or for every supported
+/// program when a library of them all is cached (see `cached_whole_library`).
 /// Each program comes with the inputs its outputs overwrite (see `codegen::kernel`).
 pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<Kernel>>> {
     let mut kernels = vec![None; progs.len()];
     if native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
         return kernels;
     }
-    let (source, names) = source(progs);
+    let (source, names) = cached_whole_library(progs).unwrap_or_else(|| source(progs));
     if names.is_empty() {
         return kernels;
     }
     let started = Instant::now();
-    let loaded = toolchain::load(&source);
+    let loaded = load(&source);
     let took = started.elapsed();
     if took > Duration::from_millis(20) {
         // A real build (a cached library loads in well under a millisecond): its speed is the
@@ -310,7 +373,9 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
     let lib = match loaded {
         Ok(lib) => Arc::new(lib),
         Err(failure) => {
-            give_up(failure);
+            if let Some(failure) = failure {
+                give_up(failure);
+            }
             return kernels;
         }
     };

@@ -148,3 +148,13 @@ CT_INLINE float ct_sin_cos_f32(float x, int cos) {
     v = q >= 2 ? -v : v;
     return (!cos && x < 0.0f) ? -v : v;
 }
+
+/* What padded loads read outside their bounds in a segment of at most CT_SEGMENT elements
+   (the value is replaced by the fill; reading here keeps the loads unconditional, so the
+   segment's loop vectorises). */
+#define CT_SEGMENT 512
+static const float ct_zero_float[CT_SEGMENT];
+static const double ct_zero_double[CT_SEGMENT];
+static const u8 ct_zero_u8[CT_SEGMENT];
+static const int32_t ct_zero_int32_t[CT_SEGMENT];
+static const int64_t ct_zero_int64_t[CT_SEGMENT];
