@@ -595,7 +595,9 @@ pub(super) fn fuse_through_views(
             }
         }
     }
-    let mut original: Vec<Option<Step>> = vec![None; steps.len()];
+    // The view kernels turned into loops, by step (in increasing order: few steps are, and
+    // a `Vec<Option<Step>>` by step would write some 200 bytes per step).
+    let mut original: Vec<(usize, Step)> = Vec::new();
     let mut steps: Vec<Step> = steps
         .into_iter()
         .enumerate()
@@ -603,7 +605,7 @@ pub(super) fn fuse_through_views(
             Step::Kernel { prim, ins, out, ty } if producers[ins[0]] => {
                 match view_as_loop(prim, ins, &ty.shape, &shape_of(ins[0]), constants, ty.dtype) {
                     Some(prog) => {
-                        original[i] = Some(s.clone());
+                        original.push((i, s.clone()));
                         Step::Fused { prog, ins: vec![ins[0]], outs: vec![*out], native: None, in_place: vec![] }
                     }
                     None => s,
@@ -726,14 +728,18 @@ pub(super) fn fuse_through_views(
         }
         steps[p] = taken;
     }
+    let mut original = original.into_iter().peekable();
     steps
         .into_iter()
         .enumerate()
-        .filter_map(|(i, s)| match (&s, &original[i]) {
-            // A loop left with no outputs is gone; a view that gained nothing is a kernel again.
-            (Step::Fused { outs, .. }, _) if outs.is_empty() => None,
-            (_, Some(kernel)) if !inlined_into[i] => Some(kernel.clone()),
-            _ => Some(s),
+        .filter_map(|(i, s)| {
+            let kernel = original.next_if(|e| e.0 == i).map(|e| e.1);
+            match (&s, kernel) {
+                // A loop left with no outputs is gone; a view that gained nothing is a kernel again.
+                (Step::Fused { outs, .. }, _) if outs.is_empty() => None,
+                (_, Some(kernel)) if !inlined_into[i] => Some(kernel),
+                _ => Some(s),
+            }
         })
         .collect()
 }
