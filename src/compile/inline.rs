@@ -352,42 +352,48 @@ fn chains_for(
     (new_len <= MAX_PROGRAM).then_some((new_len, chains))
 }
 
-/// One producer output to inline: the slot the consumer reads it from and the chains
-/// ([`chains_for`]) that replace its loads.
+/// One producer output to inline: the producer (its step), the slot the consumer reads the
+/// output from and the chains ([`chains_for`]) that replace its loads.
 struct Inlining {
+    producer: usize,
     slot: usize,
     chains: Vec<Fragment>,
 }
 
 /// `consumer` (reading slots `ins`) with every load of each `inlinings[j].slot` replaced by
-/// its chain of `producer` (reading slots `producer_ins`), built in one pass that moves the
-/// consumer's instructions. The chains come from [`chains_for`], called in this order, each
-/// on the length the previous ones left. A consumer's inputs are distinct and all loaded
-/// (as `fused_step` builds them, and as this keeps them).
+/// its chain of producer `inlinings[j].producer` (reading slots `producer_ins(producer)`),
+/// built in one pass that moves the consumer's instructions. The chains come from
+/// [`chains_for`], called in this order, each on the length the previous ones left; the
+/// producers come in execution order (outputs of one producer, then of a later one: a
+/// consumer is rebuilt once, however many producers it takes chains from). A consumer's
+/// inputs are distinct and all loaded (as `fused_step` builds them, and as this keeps them).
 ///
 /// The result is exactly that of inlining the outputs one at a time, in order (what
 /// [`inline_into`] does for one): the same instructions in the same order (each load is
-/// replaced in place, and the chains read only the producer's inputs, never the slots
-/// inlined after them), and the same input order, which the one-at-a-time process defines
-/// as: the consumer's inputs, then the producer's inputs in the order the chains first read
-/// them, inlining by inlining, each time without the inputs nothing loads any more.
-fn inline_all(
+/// replaced in place, and the chains read only their producer's inputs, never the slots
+/// inlined after them: those are outputs of the same producer or of later steps), and the
+/// same input order, which the one-at-a-time process defines as: the consumer's inputs,
+/// then each producer's inputs in the order the chains first read them, inlining by
+/// inlining, each time without the inputs nothing loads any more.
+fn inline_all<'p>(
     consumer: Program,
     ins: &[usize],
-    producer_ins: &[usize],
+    producer_ins: impl Fn(usize) -> &'p [usize],
     inlinings: Vec<Inlining>,
     len: usize,
 ) -> (Program, Vec<usize>) {
+    // Chain loads name their producer's input slot (+ CHAIN) until the inputs are numbered.
     const CHAIN: usize = 1 << 40;
     let Program { shape, instrs: old, dtypes: old_dtypes, outputs, reduce } = consumer;
     let slots: Vec<usize> = inlinings.iter().map(|x| x.slot).collect();
+    let from: Vec<&[usize]> = inlinings.iter().map(|x| producer_ins(x.producer)).collect();
     let mut chains: Vec<std::vec::IntoIter<Fragment>> = inlinings.into_iter().map(|x| x.chains.into_iter()).collect();
     // The consumer's inputs that any of its loads read.
     let mut loaded = vec![false; ins.len()];
     let mut instrs = Vec::with_capacity(len);
     let mut dtypes = Vec::with_capacity(instrs.capacity());
     // The slots the chains of each inlining read, in the order they first read them.
-    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(producer_ins.len());
+    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(from.iter().map(|f| f.len()).sum());
     let mut reg = vec![usize::MAX; old.len()];
     for (i, (ins_i, dtype)) in old.into_iter().zip(old_dtypes).enumerate() {
         let r = |x: usize| reg[x];
@@ -401,13 +407,12 @@ fn inline_all(
                         let at = |x: usize| base + x;
                         for ins_c in chain.instrs {
                             instrs.push(match ins_c {
-                                // Chain loads name their producer input (+ CHAIN) until the
-                                // inputs are numbered below.
                                 Instr::Load { input: k, kind } => {
-                                    if !requests.contains(&(j, producer_ins[k])) {
-                                        requests.push((j, producer_ins[k]));
+                                    let v = from[j][k];
+                                    if !requests.contains(&(j, v)) {
+                                        requests.push((j, v));
                                     }
-                                    Instr::Load { input: CHAIN + k, kind }
+                                    Instr::Load { input: CHAIN + v, kind }
                                 }
                                 Instr::Unary(op, a) => Instr::Unary(op, at(a)),
                                 Instr::Binary(op, a, b) => Instr::Binary(op, at(a), at(b)),
@@ -438,7 +443,7 @@ fn inline_all(
     // inlining `j`, an entry stays if something loads it: a consumer load of a slot not
     // inlined yet, or a chain of an inlining `<= j`.
     let first_request = |v: usize| requests.iter().filter(|r| r.1 == v).map(|r| r.0).min().unwrap_or(usize::MAX);
-    let mut entries: Vec<(usize, Option<usize>, usize)> = Vec::with_capacity(ins.len() + producer_ins.len());
+    let mut entries: Vec<(usize, Option<usize>, usize)> = Vec::with_capacity(ins.len() + requests.len());
     entries.extend(ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))));
     for j in 0..slots.len() {
         for &(_, v) in requests.iter().filter(|r| r.0 == j) {
@@ -460,7 +465,7 @@ fn inline_all(
     for i in instrs.iter_mut() {
         if let Instr::Load { input, .. } = i {
             *input = if *input >= CHAIN {
-                let v = producer_ins[*input - CHAIN];
+                let v = *input - CHAIN;
                 entries.iter().position(|e| e.0 == v).expect("a chain's inputs are kept")
             } else {
                 position[*input]
@@ -485,7 +490,7 @@ fn inline_into(
 ) -> Option<(Program, Vec<usize>)> {
     let (len, chains) =
         chains_for(consumer, ins, slot, producer, out, live, consumer.instrs.len(), &mut IndexMap::default())?;
-    Some(inline_all(consumer.clone(), ins, producer_ins, vec![Inlining { slot, chains }], len))
+    Some(inline_all(consumer.clone(), ins, |_| producer_ins, vec![Inlining { producer: 0, slot, chains }], len))
 }
 
 /// A view kernel as a one-load loop (so that its producer can be inlined into it).
@@ -576,6 +581,18 @@ impl Readers {
     }
 }
 
+/// Rebuilds loop `steps[c]` with the chains `inlinings` of earlier producers ([`inline_all`];
+/// `len`: its length with them).
+fn materialise(steps: &mut [Step], c: usize, inlinings: Vec<Inlining>, len: usize) {
+    let (before, rest) = steps.split_at_mut(c);
+    let Step::Fused { prog, ins, .. } = &mut rest[0] else { unreachable!("pending readers are loops") };
+    let empty = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
+    let before: &[Step] = before;
+    let (new_prog, new_ins) = inline_all(std::mem::replace(prog, empty), ins, |q| before[q].inputs(), inlinings, len);
+    *prog = new_prog;
+    *ins = new_ins;
+}
+
 /// Inlines fused producers into the fused loops (and view kernels) that read them through
 /// views, wherever every reader of a producer's output can take it and `worth_it(consumer)`.
 /// `steps` are in execution order; `keep[slot]` marks values that must stay materialised.
@@ -621,8 +638,19 @@ pub(super) fn fuse_through_views(
     // execution order), and only outputs of later producers are looked up.
     let readers = Readers::new(&steps, keep.len());
     let mut map = IndexMap::default();
+    // Per consumer, the outputs it takes (from every producer so far, in order) and its
+    // length with them. Each consumer is rebuilt once, when it is a producer in turn, or at
+    // the end (`materialise`), exactly as inlining them one by one would have left it. Until
+    // then its step keeps its own instructions and inputs, which is all that deciding needs:
+    // the loads of a later producer's output are the consumer's own (chains read earlier
+    // producers' inputs, which earlier steps write), in the same order, from the same
+    // inputs; and its shape (all `worth_it` sees of it here) does not change.
+    let mut pending: FxHashMap<usize, (usize, Vec<Inlining>)> = FxHashMap::default();
 
     for p in 0..steps.len() {
+        if let Some((len, inlinings)) = pending.remove(&p) {
+            materialise(&mut steps, p, inlinings, len);
+        }
         let Step::Fused { prog: producer, .. } = &steps[p] else { continue };
         if producer.reduce.is_some() {
             continue;
@@ -632,16 +660,9 @@ pub(super) fn fuse_through_views(
         let placeholder = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
         let placeholder = Step::Fused { prog: placeholder, ins: vec![], outs: vec![], native: None, in_place: vec![] };
         let mut taken = std::mem::replace(&mut steps[p], placeholder);
-        let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &mut taken else { unreachable!() };
+        let Step::Fused { prog: producer, outs, .. } = &mut taken else { unreachable!() };
         let mut removed = Vec::new();
         let mut cones = Cones::new(producer);
-        // Per consumer, the outputs it takes and its length with them: each consumer is
-        // rebuilt once per producer, after the last output, exactly as inlining them one by
-        // one would have left it.
-        let mut pending: Vec<(usize, usize, Vec<Inlining>)> = Vec::new();
-        // Where each consumer is in `pending` (a loop of an unrolled program can have
-        // thousands of outputs, read by as many consumers).
-        let mut pending_at: FxHashMap<usize, usize> = FxHashMap::default();
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
@@ -670,10 +691,9 @@ pub(super) fn fuse_through_views(
                         ok = false
                     }
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
-                        let at = pending_at.get(&c).copied();
-                        let len = at.map_or(prog.instrs.len(), |e| pending[e].1);
+                        let len = pending.get(&c).map_or(prog.instrs.len(), |e| e.0);
                         match (worth_it(prog), chains_for(prog, ins, slot, producer, out, &live, len, &mut map)) {
-                            (true, Some((new_len, chains))) => rewritten.push((c, at, new_len, chains)),
+                            (true, Some((new_len, chains))) => rewritten.push((c, new_len, chains)),
                             _ => ok = false,
                         }
                     }
@@ -686,31 +706,14 @@ pub(super) fn fuse_through_views(
             if !ok || rewritten.is_empty() {
                 continue;
             }
-            for (c, at, new_len, chains) in rewritten {
-                let inlining = Inlining { slot, chains };
-                match at {
-                    Some(e) => {
-                        pending[e].1 = new_len;
-                        pending[e].2.push(inlining);
-                    }
-                    None => {
-                        pending_at.insert(c, pending.len());
-                        pending.push((c, new_len, vec![inlining]));
-                    }
-                }
+            for (c, new_len, chains) in rewritten {
+                let e = pending.entry(c).or_default();
+                e.0 = new_len;
+                e.1.push(Inlining { producer: p, slot, chains });
+                inlined_into[c] = true;
             }
             // The producer no longer writes this output.
             removed.push(k);
-        }
-        for (c, len, inlinings) in pending {
-            let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] else {
-                unreachable!("pending readers are loops")
-            };
-            let empty = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
-            let (prog, ins) = inline_all(std::mem::replace(cp, empty), ci, producer_ins, inlinings, len);
-            *cp = prog;
-            *ci = ins;
-            inlined_into[c] = true;
         }
         if !removed.is_empty() {
             let mut gone = vec![false; outs.len()];
@@ -727,6 +730,11 @@ pub(super) fn fuse_through_views(
             });
         }
         steps[p] = taken;
+    }
+    let mut rest: Vec<(usize, (usize, Vec<Inlining>))> = pending.into_iter().collect();
+    rest.sort_unstable_by_key(|e| e.0);
+    for (c, (len, inlinings)) in rest {
+        materialise(&mut steps, c, inlinings, len);
     }
     let mut original = original.into_iter().peekable();
     steps
@@ -993,9 +1001,9 @@ mod tests {
                 let (new_len, chains) =
                     chains_for(&consumer, &ins, slot, &producer, out, &live, len, &mut IndexMap::default()).unwrap();
                 len = new_len;
-                inlinings.push(Inlining { slot, chains });
+                inlinings.push(Inlining { producer: 0, slot, chains });
             }
-            let together = inline_all(consumer.clone(), &ins, &producer_ins, inlinings, len);
+            let together = inline_all(consumer.clone(), &ins, |_| &producer_ins[..], inlinings, len);
             assert_eq!(together.1, sequential.1, "input order");
             assert_eq!(format!("{:?}", together.0), format!("{:?}", sequential.0));
             assert_eq!(len, together.0.instrs.len());
@@ -1016,6 +1024,95 @@ mod tests {
                 .collect();
             assert_eq!(run(&together.0, &args), two_steps);
         }
+    }
+
+    /// Chains of two producers inlined into a consumer in one rebuild (as `fuse_through_views`
+    /// now does, a consumer rebuilt once in all) give exactly what inlining them one at a
+    /// time, producer after producer, does: instructions, input order and values.
+    #[test]
+    fn inlining_from_two_producers_together_equals_one_at_a_time() {
+        // Producer 0 over [6] reads x (slot 3) and z (slot 5): x*x - z into slot 7.
+        let first = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Load { input: 1, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 0),
+                Instr::Binary(BinaryOp::Sub, 2, 1),
+            ],
+            dtypes: vec![DType::F64; 4],
+            outputs: vec![3],
+            reduce: None,
+        };
+        // Producer 1 over [6] reads y (slot 4) and x (slot 3): y + x into slot 9, y * 2y into 10.
+        let second = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Load { input: 1, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Add, 0, 1),
+                Instr::Binary(BinaryOp::Add, 0, 0),
+                Instr::Binary(BinaryOp::Mul, 0, 3),
+            ],
+            dtypes: vec![DType::F64; 5],
+            outputs: vec![2, 4],
+            reduce: None,
+        };
+        let producers = [(&first, vec![3usize, 5]), (&second, vec![4usize, 3])];
+        // Consumer over [6]: slot 9 reversed, slot 7 padded by one, y, slot 10 twice.
+        let consumer = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Strided { base: 5, strides: vec![-1] } },
+                Instr::Load {
+                    input: 1,
+                    kind: LoadKind::Padded { base: -1, strides: vec![1], valid: vec![(1, 6)], fill: 0.5 },
+                },
+                Instr::Load { input: 2, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 1),
+                Instr::Binary(BinaryOp::Sub, 3, 2),
+                Instr::Load { input: 3, kind: LoadKind::Contiguous },
+                Instr::Load { input: 3, kind: LoadKind::Strided { base: 5, strides: vec![-1] } },
+                Instr::Binary(BinaryOp::Add, 4, 5),
+                Instr::Binary(BinaryOp::Mul, 7, 6),
+            ],
+            dtypes: vec![DType::F64; 9],
+            outputs: vec![8],
+            reduce: None,
+        };
+        let ins = [9, 7, 4, 10];
+        // (slot, producer, output register), in execution order of the producers.
+        let order = [(7, 0, 3), (9, 1, 2), (10, 1, 4)];
+        let mut sequential = (consumer.clone(), ins.to_vec());
+        for &(slot, q, out) in &order {
+            let (prog, pins) = &producers[q];
+            let live = cone(prog, out, MAX_CONE).unwrap();
+            sequential =
+                inline_into_reference(&sequential.0, &sequential.1, slot, prog, pins, out, &live).expect("inlinable");
+        }
+        let mut len = consumer.instrs.len();
+        let mut inlinings = Vec::new();
+        for &(slot, q, out) in &order {
+            let (prog, _) = &producers[q];
+            let live = cone(prog, out, MAX_CONE).unwrap();
+            let (new_len, chains) =
+                chains_for(&consumer, &ins, slot, prog, out, &live, len, &mut IndexMap::default()).unwrap();
+            len = new_len;
+            inlinings.push(Inlining { producer: q, slot, chains });
+        }
+        let together = inline_all(consumer.clone(), &ins, |q| &producers[q].1[..], inlinings, len);
+        assert_eq!(together.1, sequential.1, "input order");
+        assert_eq!(format!("{:?}", together.0), format!("{:?}", sequential.0));
+        assert_eq!(len, together.0.instrs.len());
+        assert_eq!(together.1, vec![4, 3, 5], "y stays first; x and z join from the first producer");
+        // And it computes what the three loops do.
+        let data = |f: &dyn Fn(f64) -> f64| Array::new(vec![6], Data::F64((0..6).map(|i| f(i as f64)).collect()));
+        let (x, y, z) = (data(&|i| i * 0.7 - 1.5), data(&|i| 2.0 - i * 0.3), data(&|i| 0.1 * i * i));
+        let mut buffer = |d: DType, n: usize| Data::filled(d, 0.0, n);
+        let a = fused::run(&first, None, &[&x, &z], &mut buffer);
+        let b = fused::run(&second, None, &[&y, &x], &mut buffer);
+        let three_steps = run(&consumer, &[&b[0], &a[0], &y, &b[1]]);
+        assert_eq!(run(&together.0, &[&y, &x, &z]), three_steps);
     }
 
     #[test]
