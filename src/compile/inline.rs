@@ -388,31 +388,44 @@ fn inline_all<'p>(
     let slots: Vec<usize> = inlinings.iter().map(|x| x.slot).collect();
     let from: Vec<&[usize]> = inlinings.iter().map(|x| producer_ins(x.producer)).collect();
     let mut chains: Vec<std::vec::IntoIter<Fragment>> = inlinings.into_iter().map(|x| x.chains.into_iter()).collect();
+    // The inlining that replaces the loads of each consumer input, if any.
+    let inlined: Vec<Option<usize>> = ins.iter().map(|&v| slots.iter().position(|&s| s == v)).collect();
     // The consumer's inputs that any of its loads read.
     let mut loaded = vec![false; ins.len()];
     let mut instrs = Vec::with_capacity(len);
     let mut dtypes = Vec::with_capacity(instrs.capacity());
-    // The slots the chains of each inlining read, in the order they first read them.
-    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(from.iter().map(|f| f.len()).sum());
+    // The slots the chains of each inlining read, (inlining, slot) in the order they first
+    // read them; `request[start[j] + k]`: the request of input `k` of inlining `j`'s producer.
+    let mut start = Vec::with_capacity(from.len());
+    let mut total = 0;
+    for f in &from {
+        start.push(total);
+        total += f.len();
+    }
+    let mut request = vec![u32::MAX; total];
+    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(total);
     let mut reg = vec![usize::MAX; old.len()];
     for (i, (ins_i, dtype)) in old.into_iter().zip(old_dtypes).enumerate() {
         let r = |x: usize| reg[x];
         let new = match ins_i {
             Instr::Load { input, kind } => {
                 loaded[input] = true;
-                match slots.iter().position(|&s| s == ins[input]) {
+                match inlined[input] {
                     Some(j) => {
                         let chain = chains[j].next().expect("one chain per load");
                         let base = instrs.len();
                         let at = |x: usize| base + x;
                         for ins_c in chain.instrs {
                             instrs.push(match ins_c {
+                                // Chain loads name their request (+ CHAIN) until the inputs
+                                // are numbered below.
                                 Instr::Load { input: k, kind } => {
-                                    let v = from[j][k];
-                                    if !requests.contains(&(j, v)) {
-                                        requests.push((j, v));
+                                    let q = &mut request[start[j] + k];
+                                    if *q == u32::MAX {
+                                        *q = requests.len() as u32;
+                                        requests.push((j, from[j][k]));
                                     }
-                                    Instr::Load { input: CHAIN + v, kind }
+                                    Instr::Load { input: CHAIN + *q as usize, kind }
                                 }
                                 Instr::Unary(op, a) => Instr::Unary(op, at(a)),
                                 Instr::Binary(op, a, b) => Instr::Binary(op, at(a), at(b)),
@@ -445,14 +458,20 @@ fn inline_all<'p>(
     let first_request = |v: usize| requests.iter().filter(|r| r.1 == v).map(|r| r.0).min().unwrap_or(usize::MAX);
     let mut entries: Vec<(usize, Option<usize>, usize)> = Vec::with_capacity(ins.len() + requests.len());
     entries.extend(ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))));
+    // The requests by inlining (in the order each inlining's chains made them).
+    let mut by_inlining: Vec<u32> = (0..requests.len() as u32).collect();
+    by_inlining.sort_by_key(|&q| requests[q as usize].0);
+    let mut next = 0;
     for j in 0..slots.len() {
-        for &(_, v) in requests.iter().filter(|r| r.0 == j) {
+        while next < by_inlining.len() && requests[by_inlining[next] as usize].0 == j {
+            let v = requests[by_inlining[next] as usize].1;
+            next += 1;
             if !entries.iter().any(|e| e.0 == v) {
                 entries.push((v, None, j));
             }
         }
-        entries.retain(|&(v, own, first)| {
-            first <= j || own.is_some_and(|p| loaded[p] && slots.iter().position(|&s| s == v).is_none_or(|at| at > j))
+        entries.retain(|&(_, own, first)| {
+            first <= j || own.is_some_and(|p| loaded[p] && inlined[p].is_none_or(|at| at > j))
         });
     }
     // Consumer loads keep their entry; chain loads read the first entry of their slot.
@@ -462,14 +481,13 @@ fn inline_all<'p>(
             position[p] = e;
         }
     }
+    let request_at: Vec<usize> = requests
+        .iter()
+        .map(|&(_, v)| entries.iter().position(|e| e.0 == v).expect("a chain's inputs are kept"))
+        .collect();
     for i in instrs.iter_mut() {
         if let Instr::Load { input, .. } = i {
-            *input = if *input >= CHAIN {
-                let v = *input - CHAIN;
-                entries.iter().position(|e| e.0 == v).expect("a chain's inputs are kept")
-            } else {
-                position[*input]
-            };
+            *input = if *input >= CHAIN { request_at[*input - CHAIN] } else { position[*input] };
         }
     }
     let outputs = outputs.iter().map(|&o| reg[o]).collect();
