@@ -90,7 +90,10 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 /// with the same sub-graphs) are found by a text key naming all of that instead.
 #[derive(Default)]
 struct Seen {
-    plain: FxHashMap<(std::mem::Discriminant<Prim>, u64, Operands), Var>,
+    /// By the hash of [`Seen::plain_key`] (a small entry: graphs of 10^5 nodes make large
+    /// tables, and their size is what the probes' cache misses grow with); the node found
+    /// is compared with the one looked up.
+    plain: FxHashMap<u64, Var>,
     keyed: FxHashMap<String, Var>,
     /// Constants by the address of their array (what `identity_key` names them by, without
     /// formatting it).
@@ -180,8 +183,9 @@ impl Seen {
 
     /// An existing node computing `prim(ins)` in `out`, or `None` after recording that `v`
     /// (the node about to be pushed) computes it. One key per node: a bucket holds the first
-    /// node of its key, and nodes that share a key with a different primitive (other axes or
-    /// shapes on the same operands: rare) go by their full text instead.
+    /// node of its key's hash, and nodes that share it with a different primitive (other axes
+    /// or shapes on the same operands: rare) or other operands (a hash collision) go by their
+    /// full text instead.
     fn find_or_insert(&mut self, out: &Graph, prim: &Prim, ins: &[Var], v: Var) -> Option<Var> {
         use std::collections::hash_map::Entry;
         // (Constants have no operands, and structured primitives are not commutative: their
@@ -198,12 +202,24 @@ impl Seen {
         if let Some(key) = Seen::identity_key(prim, ins) {
             return self.keyed_find_or_insert(key, v);
         }
-        match self.plain.entry(Seen::plain_key(prim, operand_key(prim, ins))) {
+        let key = Seen::plain_key(prim, operand_key(prim, ins));
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = FxHasher::default();
+            key.hash(&mut h);
+            h.finish()
+        };
+        match self.plain.entry(hash) {
             Entry::Vacant(e) => {
                 e.insert(v);
                 None
             }
-            Entry::Occupied(e) if out.nodes[e.get().index()].prim == *prim => Some(*e.get()),
+            Entry::Occupied(e)
+                if out.nodes[e.get().index()].prim == *prim
+                    && operand_key(prim, &out.nodes[e.get().index()].inputs) == key.2 =>
+            {
+                Some(*e.get())
+            }
             Entry::Occupied(_) => {
                 let mut key = prim.to_string();
                 for w in operand_order(prim, ins) {
@@ -663,6 +679,40 @@ mod tests {
     /// Common-subexpression elimination keys structural primitives by their parameters:
     /// repeated slices, reshapes and broadcasts of one value merge, distinct ones (a split's
     /// pieces) stay apart, whichever of them comes first.
+    #[test]
+    fn cse_merges_equal_operands_only() {
+        // Commutative operations merge in either operand order; others, and other operands
+        // (the same primitive: the same key but for its operands), do not.
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let y = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let z = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let mut outs = Vec::new();
+        for (op, a, b) in [
+            (BinaryOp::Add, x, y),
+            (BinaryOp::Add, y, x),
+            (BinaryOp::Sub, x, y),
+            (BinaryOp::Sub, y, x),
+            (BinaryOp::Sub, x, y),
+            (BinaryOp::Add, x, z),
+            (BinaryOp::Mul, z, y),
+            (BinaryOp::Mul, y, z),
+        ] {
+            outs.push(g.push(Prim::Binary(op), vec![a, b]).unwrap());
+        }
+        g.outputs = outs;
+        let opt = optimize(&g);
+        let o = &opt.outputs;
+        assert_eq!(o[0], o[1]);
+        assert_eq!(o[2], o[4]);
+        assert_eq!(o[6], o[7]);
+        let distinct = [o[0], o[2], o[3], o[5], o[6]];
+        for (i, a) in distinct.iter().enumerate() {
+            assert!(distinct[i + 1..].iter().all(|b| b != a), "{}", opt.dump());
+        }
+        assert_eq!(opt.nodes.len(), 3 + 5, "{}", opt.dump());
+    }
+
     #[test]
     fn cse_merges_equal_parameters_only() {
         let mut g = Graph::default();
