@@ -194,10 +194,13 @@ fn inner_step(kind: &LoadKind, shape: &[usize]) -> isize {
 /// [`Cones::cone`] for one search (tests).
 #[cfg(test)]
 fn cone(prog: &Program, root: usize, limit: usize) -> Option<Vec<usize>> {
-    Cones::new(prog).cone(prog, root, limit)
+    let mut cones = Cones::default();
+    cones.fit(prog);
+    cones.cone(prog, root, limit)
 }
 
-/// Marks for [`cone`] searches in one program, reused between them.
+/// Marks for [`cone`] searches, reused between them (and between programs: see [`Cones::fit`]).
+#[derive(Default)]
 struct Cones {
     mark: Vec<u32>,
     stamp: u32,
@@ -206,8 +209,12 @@ struct Cones {
 }
 
 impl Cones {
-    fn new(prog: &Program) -> Cones {
-        Cones { mark: vec![0; prog.instrs.len()], stamp: 0, work: Vec::new() }
+    /// Makes room for searches in `prog` (stamps only grow: marks of earlier programs are
+    /// stale), so that one `Cones` serves every producer.
+    fn fit(&mut self, prog: &Program) {
+        if self.mark.len() < prog.instrs.len() {
+            self.mark.resize(prog.instrs.len(), 0);
+        }
     }
 
     /// The instructions that register `root` of `prog` depends on (itself included), in
@@ -656,6 +663,7 @@ pub(super) fn fuse_through_views(
     // execution order), and only outputs of later producers are looked up.
     let readers = Readers::new(&steps, keep.len());
     let mut map = IndexMap::default();
+    let mut cones = Cones::default();
     // Per consumer, the outputs it takes (from every producer so far, in order) and its
     // length with them. Each consumer is rebuilt once, when it is a producer in turn, or at
     // the end (`materialise`), exactly as inlining them one by one would have left it. Until
@@ -680,7 +688,7 @@ pub(super) fn fuse_through_views(
         let mut taken = std::mem::replace(&mut steps[p], placeholder);
         let Step::Fused { prog: producer, outs, .. } = &mut taken else { unreachable!() };
         let mut removed = Vec::new();
-        let mut cones = Cones::new(producer);
+        cones.fit(producer);
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
