@@ -37,6 +37,16 @@ struct IndexMap {
     fill: Option<f64>,
     /// The producer's dense (row-major) strides.
     dense: Vec<isize>,
+    /// [`emit_cone`]'s working storage, kept between the loads (and chains) it emits.
+    scratch: EmitScratch,
+}
+
+/// Working storage of [`emit_cone`]: the consumer register of each cone instruction, and the
+/// position in the cone of each producer instruction (set for the cone's at each call).
+#[derive(Default)]
+struct EmitScratch {
+    reg: Vec<usize>,
+    at: Vec<u32>,
 }
 
 /// The index map of a load (over `consumer` shape) of a dense array of `producer` shape,
@@ -52,7 +62,7 @@ impl IndexMap {
     /// Makes this the index map of a load ([`index_map`]); false when there is none (and
     /// the map is then unspecified).
     fn build(&mut self, kind: &LoadKind, consumer: &[usize], producer: &[usize]) -> bool {
-        let IndexMap { axis, coef, offset, inside, fill, dense } = self;
+        let IndexMap { axis, coef, offset, inside, fill, dense, .. } = self;
         dense.clear();
         dense.resize(producer.len(), 1);
         for i in (0..producer.len().saturating_sub(1)).rev() {
@@ -155,7 +165,9 @@ impl IndexMap {
             LoadKind::Padded { base, strides, valid, fill } => (*base, strides, Some(valid), *fill),
         };
         let base = b1 + t.iter().zip(&self.offset).map(|(&t, &o)| t * o).sum::<isize>();
-        let mut st = vec![0isize; consumer.len()];
+        // (Not `vec![0; n]`: a zeroed allocation costs a `calloc`, and this runs per load.)
+        let mut st = Vec::with_capacity(consumer.len());
+        st.resize(consumer.len(), 0isize);
         for ((axis, coef), t) in self.axis.iter().zip(&self.coef).zip(t) {
             if let Some(e) = axis {
                 st[*e] += t * coef;
@@ -265,12 +277,24 @@ fn emit_cone(
     instrs: &mut Vec<Instr>,
     dtypes: &mut Vec<crate::DType>,
     input: &mut dyn FnMut(usize) -> usize,
+    scratch: &mut EmitScratch,
 ) -> Option<usize> {
-    // The consumer register of producer instruction `live[j]` (`live` is sorted).
-    let mut reg: Vec<usize> = Vec::with_capacity(live.len());
+    // The consumer register of producer instruction `live[j]` is `reg[j]`; `at[live[j]] = j`
+    // (`live` is a cone: every operand of its instructions is in it).
+    let EmitScratch { reg, at } = scratch;
+    reg.clear();
+    if at.len() < producer.instrs.len() {
+        at.resize(producer.instrs.len(), 0);
+    }
+    for (j, &i) in live.iter().enumerate() {
+        at[i] = j as u32;
+    }
     for &i in live {
         let ins = &producer.instrs[i];
-        let r = |x: &usize| reg[live.binary_search(x).expect("operands are in the cone")];
+        let r = |x: &usize| {
+            debug_assert!(live.binary_search(x).is_ok(), "operands are in the cone");
+            reg[at[*x] as usize]
+        };
         let new = match ins {
             Instr::Load { input: k, kind } => {
                 let composed = map.compose(kind, consumer_shape)?;
@@ -342,21 +366,31 @@ fn chains_for(
     }
     let mut new_len = len - reads;
     let mut chains = Vec::with_capacity(reads);
+    // (Taken out of `map` while `map` is read, then put back.)
+    let mut scratch = std::mem::take(&mut map.scratch);
+    let mut ok = true;
     for i in &consumer.instrs {
         if let Instr::Load { input, kind } = i {
             if ins[*input] == slot {
                 if !map.build(kind, &consumer.shape, &producer.shape) {
-                    return None;
+                    ok = false;
+                    break;
                 }
                 let (mut instrs, mut dtypes) = (Vec::with_capacity(live.len() + 1), Vec::with_capacity(live.len() + 1));
-                let result =
-                    emit_cone(producer, out, live, map, &consumer.shape, &mut instrs, &mut dtypes, &mut |k| k)?;
+                let shape = &consumer.shape;
+                let Some(result) =
+                    emit_cone(producer, out, live, map, shape, &mut instrs, &mut dtypes, &mut |k| k, &mut scratch)
+                else {
+                    ok = false;
+                    break;
+                };
                 new_len += instrs.len();
                 chains.push(Fragment { instrs, dtypes, result });
             }
         }
     }
-    (new_len <= MAX_PROGRAM).then_some((new_len, chains))
+    map.scratch = scratch;
+    (ok && new_len <= MAX_PROGRAM).then_some((new_len, chains))
 }
 
 /// One producer output to inline: the producer (its step), the slot the consumer reads the
@@ -820,8 +854,17 @@ mod tests {
                             new_ins.len() - 1
                         }
                     };
-                    reg[i] =
-                        emit_cone(producer, out, live, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut input)?;
+                    reg[i] = emit_cone(
+                        producer,
+                        out,
+                        live,
+                        &map,
+                        &consumer.shape,
+                        &mut instrs,
+                        &mut dtypes,
+                        &mut input,
+                        &mut EmitScratch::default(),
+                    )?;
                     continue;
                 }
                 Instr::Load { input, kind } => Instr::Load { input: *input, kind: kind.clone() },
