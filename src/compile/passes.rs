@@ -467,6 +467,9 @@ fn swap_and_dce(g: Graph) -> Graph {
             }
         }
     }
+    if swaps.is_empty() {
+        return dce_in_place(g, &live);
+    }
     let mut out = Graph { nodes: Vec::with_capacity(live.iter().filter(|&&l| l).count()), ..Graph::default() };
     let mut map = vec![Var(u32::MAX); g.nodes.len()];
     let mut swaps = swaps.into_iter().peekable();
@@ -499,6 +502,34 @@ fn swap_and_dce(g: Graph) -> Graph {
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
     out
+}
+
+/// `g` without the nodes not `live` (inputs always stay), in its own storage: the nodes
+/// kept move down in place (no second vector of 10^5 nodes to write and page-fault), in
+/// order. What rebuilding node by node leaves when nothing is swapped: `g`'s inputs are in
+/// node order (as `optimize` builds them), so they keep their numbers.
+fn dce_in_place(mut g: Graph, live: &[bool]) -> Graph {
+    let mut map = vec![Var(u32::MAX); g.nodes.len()];
+    let mut kept = 0;
+    for i in 0..g.nodes.len() {
+        if !live[i] && !matches!(g.nodes[i].prim, Prim::Input(_)) {
+            continue;
+        }
+        g.nodes[i].inputs.iter_mut().for_each(|v| *v = map[v.index()]);
+        // (Everything between `kept` and `i` is dropped: swapped behind `i`, never read again.)
+        g.nodes.swap(kept, i);
+        map[i] = Var(kept as u32);
+        kept += 1;
+    }
+    g.nodes.truncate(kept);
+    g.inputs.iter_mut().for_each(|v| *v = map[v.index()]);
+    g.outputs.iter_mut().for_each(|v| *v = map[v.index()]);
+    debug_assert!(g
+        .inputs
+        .iter()
+        .enumerate()
+        .all(|(k, v)| matches!(g.nodes[v.index()].prim, Prim::Input(j) if j == k)));
+    g
 }
 
 /// `transpose(dot_general(a, b))` that only swaps the two operands' free axes (as reverse
@@ -676,13 +707,33 @@ mod tests {
         assert_eq!(got.inputs.len(), 3, "inputs stay, used or not");
     }
 
-    /// Common-subexpression elimination keys structural primitives by their parameters:
-    /// repeated slices, reshapes and broadcasts of one value merge, distinct ones (a split's
-    /// pieces) stay apart, whichever of them comes first.
+    /// Without products to swap, `swap_and_dce` removes the dead nodes in place: the same
+    /// graph as `dce` (inputs kept, used or not; node order; operands renumbered).
+    #[test]
+    fn swap_and_dce_without_swaps_equals_dce() {
+        let mut g = Graph::default();
+        let a = g.add_input(TensorType::new(DType::F64, vec![4]));
+        let dead = g.push(Prim::Unary(UnaryOp::Exp), vec![a]).unwrap();
+        let b = g.add_input(TensorType::new(DType::F64, vec![4]));
+        let s = g.push(Prim::Binary(BinaryOp::Add), vec![a, b]).unwrap();
+        let _dead2 = g.push(Prim::Binary(BinaryOp::Mul), vec![dead, s]).unwrap();
+        let t = g.push(Prim::Unary(UnaryOp::Sin), vec![s]).unwrap();
+        let _unused = g.add_input(TensorType::new(DType::F64, vec![2]));
+        let u = g.push(Prim::Binary(BinaryOp::Mul), vec![t, s]).unwrap();
+        g.outputs = vec![u, s, u];
+        g.validate().unwrap();
+        let expected = dce(&g);
+        let got = swap_and_dce(g.clone());
+        got.validate().unwrap();
+        assert_eq!(got.dump(), expected.dump());
+        assert_eq!(got, expected);
+        assert_eq!((got.nodes.len(), got.inputs.len()), (6, 3), "{}", got.dump());
+    }
+
+    /// Commutative operations merge in either operand order; others, and other operands
+    /// (the same primitive: the same key but for its operands), do not.
     #[test]
     fn cse_merges_equal_operands_only() {
-        // Commutative operations merge in either operand order; others, and other operands
-        // (the same primitive: the same key but for its operands), do not.
         let mut g = Graph::default();
         let x = g.add_input(TensorType::new(DType::F64, vec![3]));
         let y = g.add_input(TensorType::new(DType::F64, vec![3]));
@@ -713,6 +764,9 @@ mod tests {
         assert_eq!(opt.nodes.len(), 3 + 5, "{}", opt.dump());
     }
 
+    /// Common-subexpression elimination keys structural primitives by their parameters:
+    /// repeated slices, reshapes and broadcasts of one value merge, distinct ones (a split's
+    /// pieces) stay apart, whichever of them comes first.
     #[test]
     fn cse_merges_equal_parameters_only() {
         let mut g = Graph::default();
