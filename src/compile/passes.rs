@@ -467,8 +467,8 @@ fn swap_and_dce(g: Graph) -> Graph {
             }
         }
     }
-    if swaps.is_empty() {
-        return dce_in_place(g, &live);
+    if swaps.iter().all(|(_, s)| matches!(s, Swap::One(..))) {
+        return dce_in_place(g, &live, swaps);
     }
     let mut out = Graph { nodes: Vec::with_capacity(live.iter().filter(|&&l| l).count()), ..Graph::default() };
     let mut map = vec![Var(u32::MAX); g.nodes.len()];
@@ -504,16 +504,27 @@ fn swap_and_dce(g: Graph) -> Graph {
     out
 }
 
-/// `g` without the nodes not `live` (inputs always stay), in its own storage: the nodes
-/// kept move down in place (no second vector of 10^5 nodes to write and page-fault), in
-/// order. What rebuilding node by node leaves when nothing is swapped: `g`'s inputs are in
-/// node order (as `optimize` builds them), so they keep their numbers.
-fn dce_in_place(mut g: Graph, live: &[bool]) -> Graph {
+/// `g` without the nodes not `live` (inputs always stay), each node at a position of
+/// `swaps` (increasing; all [`Swap::One`]) replaced by its swapped product, in its own
+/// storage: the nodes kept move down in place (no second vector of 10^5 nodes to write and
+/// page-fault), in order. What rebuilding node by node leaves: `g`'s inputs are in node
+/// order (as `optimize` builds them), so they keep their numbers.
+fn dce_in_place(mut g: Graph, live: &[bool], swaps: Vec<(usize, Swap)>) -> Graph {
     let mut map = vec![Var(u32::MAX); g.nodes.len()];
     let mut kept = 0;
+    let mut swaps = swaps.into_iter().peekable();
     for i in 0..g.nodes.len() {
+        let swap = swaps.next_if(|(s, _)| *s == i).map(|(_, swap)| swap);
         if !live[i] && !matches!(g.nodes[i].prim, Prim::Input(_)) {
             continue;
+        }
+        match swap {
+            Some(Swap::One(prim, operands)) => {
+                g.nodes[i].prim = prim;
+                g.nodes[i].inputs = operands;
+            }
+            Some(Swap::Two(..)) => unreachable!("dce_in_place: one product per swap"),
+            None => {}
         }
         g.nodes[i].inputs.iter_mut().for_each(|v| *v = map[v.index()]);
         // (Everything between `kept` and `i` is dropped: swapped behind `i`, never read again.)
@@ -707,8 +718,9 @@ mod tests {
         assert_eq!(got.inputs.len(), 3, "inputs stay, used or not");
     }
 
-    /// Without products to swap, `swap_and_dce` removes the dead nodes in place: the same
-    /// graph as `dce` (inputs kept, used or not; node order; operands renumbered).
+    /// Without products to swap (or with lone ones), `swap_and_dce` removes the dead nodes in
+    /// place: the same graph as `dce` (inputs kept, used or not; node order; operands
+    /// renumbered) after swapping.
     #[test]
     fn swap_and_dce_without_swaps_equals_dce() {
         let mut g = Graph::default();
@@ -728,6 +740,24 @@ mod tests {
         assert_eq!(got.dump(), expected.dump());
         assert_eq!(got, expected);
         assert_eq!((got.nodes.len(), got.inputs.len()), (6, 3), "{}", got.dump());
+
+        // With lone products to swap (one node for one), in place too: as swapping, then dce.
+        let mut g = Graph::default();
+        let a = g.add_input(TensorType::new(DType::F64, vec![2, 3]));
+        let b = g.add_input(TensorType::new(DType::F64, vec![3, 4]));
+        let dead = g.push(Prim::Unary(UnaryOp::Exp), vec![a]).unwrap();
+        let d = dot(&mut g, a, b);
+        let t = g.push(Prim::Transpose { perm: vec![1, 0] }, vec![d]).unwrap();
+        let e = g.push(Prim::Unary(UnaryOp::Exp), vec![t]).unwrap();
+        g.outputs = vec![e];
+        let _ = dead;
+        g.validate().unwrap();
+        let expected = dce(&swap_transposed_products(&g));
+        let got = swap_and_dce(g.clone());
+        got.validate().unwrap();
+        assert_eq!(got.dump(), expected.dump());
+        assert_eq!(got, expected);
+        assert!(got.nodes.iter().all(|n| !matches!(n.prim, Prim::Transpose { .. })), "{}", got.dump());
     }
 
     /// Commutative operations merge in either operand order; others, and other operands
