@@ -166,8 +166,7 @@ impl IndexMap {
         };
         let base = b1 + t.iter().zip(&self.offset).map(|(&t, &o)| t * o).sum::<isize>();
         // (Not `vec![0; n]`: a zeroed allocation costs a `calloc`, and this runs per load.)
-        let mut st = Vec::with_capacity(consumer.len());
-        st.resize(consumer.len(), 0isize);
+        let mut st: Vec<isize> = consumer.iter().map(|_| 0).collect();
         for ((axis, coef), t) in self.axis.iter().zip(&self.coef).zip(t) {
             if let Some(e) = axis {
                 st[*e] += t * coef;

@@ -528,7 +528,9 @@ fn dce_in_place(mut g: Graph, live: &[bool], swaps: Vec<(usize, Swap)>) -> Graph
         }
         g.nodes[i].inputs.iter_mut().for_each(|v| *v = map[v.index()]);
         // (Everything between `kept` and `i` is dropped: swapped behind `i`, never read again.)
-        g.nodes.swap(kept, i);
+        if kept != i {
+            g.nodes.swap(kept, i);
+        }
         map[i] = Var(kept as u32);
         kept += 1;
     }
