@@ -37,6 +37,16 @@ struct IndexMap {
     fill: Option<f64>,
     /// The producer's dense (row-major) strides.
     dense: Vec<isize>,
+    /// [`emit_cone`]'s working storage, kept between the loads (and chains) it emits.
+    scratch: EmitScratch,
+}
+
+/// Working storage of [`emit_cone`]: the consumer register of each cone instruction, and the
+/// position in the cone of each producer instruction (set for the cone's at each call).
+#[derive(Default)]
+struct EmitScratch {
+    reg: Vec<usize>,
+    at: Vec<u32>,
 }
 
 /// The index map of a load (over `consumer` shape) of a dense array of `producer` shape,
@@ -52,7 +62,7 @@ impl IndexMap {
     /// Makes this the index map of a load ([`index_map`]); false when there is none (and
     /// the map is then unspecified).
     fn build(&mut self, kind: &LoadKind, consumer: &[usize], producer: &[usize]) -> bool {
-        let IndexMap { axis, coef, offset, inside, fill, dense } = self;
+        let IndexMap { axis, coef, offset, inside, fill, dense, .. } = self;
         dense.clear();
         dense.resize(producer.len(), 1);
         for i in (0..producer.len().saturating_sub(1)).rev() {
@@ -155,7 +165,8 @@ impl IndexMap {
             LoadKind::Padded { base, strides, valid, fill } => (*base, strides, Some(valid), *fill),
         };
         let base = b1 + t.iter().zip(&self.offset).map(|(&t, &o)| t * o).sum::<isize>();
-        let mut st = vec![0isize; consumer.len()];
+        // (Not `vec![0; n]`: a zeroed allocation costs a `calloc`, and this runs per load.)
+        let mut st: Vec<isize> = consumer.iter().map(|_| 0).collect();
         for ((axis, coef), t) in self.axis.iter().zip(&self.coef).zip(t) {
             if let Some(e) = axis {
                 st[*e] += t * coef;
@@ -194,10 +205,13 @@ fn inner_step(kind: &LoadKind, shape: &[usize]) -> isize {
 /// [`Cones::cone`] for one search (tests).
 #[cfg(test)]
 fn cone(prog: &Program, root: usize, limit: usize) -> Option<Vec<usize>> {
-    Cones::new(prog).cone(prog, root, limit)
+    let mut cones = Cones::default();
+    cones.fit(prog);
+    cones.cone(prog, root, limit)
 }
 
-/// Marks for [`cone`] searches in one program, reused between them.
+/// Marks for [`cone`] searches, reused between them (and between programs: see [`Cones::fit`]).
+#[derive(Default)]
 struct Cones {
     mark: Vec<u32>,
     stamp: u32,
@@ -206,8 +220,12 @@ struct Cones {
 }
 
 impl Cones {
-    fn new(prog: &Program) -> Cones {
-        Cones { mark: vec![0; prog.instrs.len()], stamp: 0, work: Vec::new() }
+    /// Makes room for searches in `prog` (stamps only grow: marks of earlier programs are
+    /// stale), so that one `Cones` serves every producer.
+    fn fit(&mut self, prog: &Program) {
+        if self.mark.len() < prog.instrs.len() {
+            self.mark.resize(prog.instrs.len(), 0);
+        }
     }
 
     /// The instructions that register `root` of `prog` depends on (itself included), in
@@ -258,12 +276,24 @@ fn emit_cone(
     instrs: &mut Vec<Instr>,
     dtypes: &mut Vec<crate::DType>,
     input: &mut dyn FnMut(usize) -> usize,
+    scratch: &mut EmitScratch,
 ) -> Option<usize> {
-    // The consumer register of producer instruction `live[j]` (`live` is sorted).
-    let mut reg: Vec<usize> = Vec::with_capacity(live.len());
+    // The consumer register of producer instruction `live[j]` is `reg[j]`; `at[live[j]] = j`
+    // (`live` is a cone: every operand of its instructions is in it).
+    let EmitScratch { reg, at } = scratch;
+    reg.clear();
+    if at.len() < producer.instrs.len() {
+        at.resize(producer.instrs.len(), 0);
+    }
+    for (j, &i) in live.iter().enumerate() {
+        at[i] = j as u32;
+    }
     for &i in live {
         let ins = &producer.instrs[i];
-        let r = |x: &usize| reg[live.binary_search(x).expect("operands are in the cone")];
+        let r = |x: &usize| {
+            debug_assert!(live.binary_search(x).is_ok(), "operands are in the cone");
+            reg[at[*x] as usize]
+        };
         let new = match ins {
             Instr::Load { input: k, kind } => {
                 let composed = map.compose(kind, consumer_shape)?;
@@ -335,79 +365,107 @@ fn chains_for(
     }
     let mut new_len = len - reads;
     let mut chains = Vec::with_capacity(reads);
+    // (Taken out of `map` while `map` is read, then put back.)
+    let mut scratch = std::mem::take(&mut map.scratch);
+    let mut ok = true;
     for i in &consumer.instrs {
         if let Instr::Load { input, kind } = i {
             if ins[*input] == slot {
                 if !map.build(kind, &consumer.shape, &producer.shape) {
-                    return None;
+                    ok = false;
+                    break;
                 }
                 let (mut instrs, mut dtypes) = (Vec::with_capacity(live.len() + 1), Vec::with_capacity(live.len() + 1));
-                let result =
-                    emit_cone(producer, out, live, map, &consumer.shape, &mut instrs, &mut dtypes, &mut |k| k)?;
+                let shape = &consumer.shape;
+                let Some(result) =
+                    emit_cone(producer, out, live, map, shape, &mut instrs, &mut dtypes, &mut |k| k, &mut scratch)
+                else {
+                    ok = false;
+                    break;
+                };
                 new_len += instrs.len();
                 chains.push(Fragment { instrs, dtypes, result });
             }
         }
     }
-    (new_len <= MAX_PROGRAM).then_some((new_len, chains))
+    map.scratch = scratch;
+    (ok && new_len <= MAX_PROGRAM).then_some((new_len, chains))
 }
 
-/// One producer output to inline: the slot the consumer reads it from and the chains
-/// ([`chains_for`]) that replace its loads.
+/// One producer output to inline: the producer (its step), the slot the consumer reads the
+/// output from and the chains ([`chains_for`]) that replace its loads.
 struct Inlining {
+    producer: usize,
     slot: usize,
     chains: Vec<Fragment>,
 }
 
 /// `consumer` (reading slots `ins`) with every load of each `inlinings[j].slot` replaced by
-/// its chain of `producer` (reading slots `producer_ins`), built in one pass that moves the
-/// consumer's instructions. The chains come from [`chains_for`], called in this order, each
-/// on the length the previous ones left. A consumer's inputs are distinct and all loaded
-/// (as `fused_step` builds them, and as this keeps them).
+/// its chain of producer `inlinings[j].producer` (reading slots `producer_ins(producer)`),
+/// built in one pass that moves the consumer's instructions. The chains come from
+/// [`chains_for`], called in this order, each on the length the previous ones left; the
+/// producers come in execution order (outputs of one producer, then of a later one: a
+/// consumer is rebuilt once, however many producers it takes chains from). A consumer's
+/// inputs are distinct and all loaded (as `fused_step` builds them, and as this keeps them).
 ///
 /// The result is exactly that of inlining the outputs one at a time, in order (what
 /// [`inline_into`] does for one): the same instructions in the same order (each load is
-/// replaced in place, and the chains read only the producer's inputs, never the slots
-/// inlined after them), and the same input order, which the one-at-a-time process defines
-/// as: the consumer's inputs, then the producer's inputs in the order the chains first read
-/// them, inlining by inlining, each time without the inputs nothing loads any more.
-fn inline_all(
+/// replaced in place, and the chains read only their producer's inputs, never the slots
+/// inlined after them: those are outputs of the same producer or of later steps), and the
+/// same input order, which the one-at-a-time process defines as: the consumer's inputs,
+/// then each producer's inputs in the order the chains first read them, inlining by
+/// inlining, each time without the inputs nothing loads any more.
+fn inline_all<'p>(
     consumer: Program,
     ins: &[usize],
-    producer_ins: &[usize],
+    producer_ins: impl Fn(usize) -> &'p [usize],
     inlinings: Vec<Inlining>,
     len: usize,
 ) -> (Program, Vec<usize>) {
+    // Chain loads name their producer's input slot (+ CHAIN) until the inputs are numbered.
     const CHAIN: usize = 1 << 40;
     let Program { shape, instrs: old, dtypes: old_dtypes, outputs, reduce } = consumer;
     let slots: Vec<usize> = inlinings.iter().map(|x| x.slot).collect();
+    let from: Vec<&[usize]> = inlinings.iter().map(|x| producer_ins(x.producer)).collect();
     let mut chains: Vec<std::vec::IntoIter<Fragment>> = inlinings.into_iter().map(|x| x.chains.into_iter()).collect();
+    // The inlining that replaces the loads of each consumer input, if any.
+    let inlined: Vec<Option<usize>> = ins.iter().map(|&v| slots.iter().position(|&s| s == v)).collect();
     // The consumer's inputs that any of its loads read.
     let mut loaded = vec![false; ins.len()];
     let mut instrs = Vec::with_capacity(len);
     let mut dtypes = Vec::with_capacity(instrs.capacity());
-    // The slots the chains of each inlining read, in the order they first read them.
-    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(producer_ins.len());
+    // The slots the chains of each inlining read, (inlining, slot) in the order they first
+    // read them; `request[start[j] + k]`: the request of input `k` of inlining `j`'s producer.
+    let mut start = Vec::with_capacity(from.len());
+    let mut total = 0;
+    for f in &from {
+        start.push(total);
+        total += f.len();
+    }
+    let mut request = vec![u32::MAX; total];
+    let mut requests: Vec<(usize, usize)> = Vec::with_capacity(total);
     let mut reg = vec![usize::MAX; old.len()];
     for (i, (ins_i, dtype)) in old.into_iter().zip(old_dtypes).enumerate() {
         let r = |x: usize| reg[x];
         let new = match ins_i {
             Instr::Load { input, kind } => {
                 loaded[input] = true;
-                match slots.iter().position(|&s| s == ins[input]) {
+                match inlined[input] {
                     Some(j) => {
                         let chain = chains[j].next().expect("one chain per load");
                         let base = instrs.len();
                         let at = |x: usize| base + x;
                         for ins_c in chain.instrs {
                             instrs.push(match ins_c {
-                                // Chain loads name their producer input (+ CHAIN) until the
-                                // inputs are numbered below.
+                                // Chain loads name their request (+ CHAIN) until the inputs
+                                // are numbered below.
                                 Instr::Load { input: k, kind } => {
-                                    if !requests.contains(&(j, producer_ins[k])) {
-                                        requests.push((j, producer_ins[k]));
+                                    let q = &mut request[start[j] + k];
+                                    if *q == u32::MAX {
+                                        *q = requests.len() as u32;
+                                        requests.push((j, from[j][k]));
                                     }
-                                    Instr::Load { input: CHAIN + k, kind }
+                                    Instr::Load { input: CHAIN + *q as usize, kind }
                                 }
                                 Instr::Unary(op, a) => Instr::Unary(op, at(a)),
                                 Instr::Binary(op, a, b) => Instr::Binary(op, at(a), at(b)),
@@ -438,16 +496,22 @@ fn inline_all(
     // inlining `j`, an entry stays if something loads it: a consumer load of a slot not
     // inlined yet, or a chain of an inlining `<= j`.
     let first_request = |v: usize| requests.iter().filter(|r| r.1 == v).map(|r| r.0).min().unwrap_or(usize::MAX);
-    let mut entries: Vec<(usize, Option<usize>, usize)> = Vec::with_capacity(ins.len() + producer_ins.len());
+    let mut entries: Vec<(usize, Option<usize>, usize)> = Vec::with_capacity(ins.len() + requests.len());
     entries.extend(ins.iter().enumerate().map(|(p, &s)| (s, Some(p), first_request(s))));
+    // The requests by inlining (in the order each inlining's chains made them).
+    let mut by_inlining: Vec<u32> = (0..requests.len() as u32).collect();
+    by_inlining.sort_by_key(|&q| requests[q as usize].0);
+    let mut next = 0;
     for j in 0..slots.len() {
-        for &(_, v) in requests.iter().filter(|r| r.0 == j) {
+        while next < by_inlining.len() && requests[by_inlining[next] as usize].0 == j {
+            let v = requests[by_inlining[next] as usize].1;
+            next += 1;
             if !entries.iter().any(|e| e.0 == v) {
                 entries.push((v, None, j));
             }
         }
-        entries.retain(|&(v, own, first)| {
-            first <= j || own.is_some_and(|p| loaded[p] && slots.iter().position(|&s| s == v).is_none_or(|at| at > j))
+        entries.retain(|&(_, own, first)| {
+            first <= j || own.is_some_and(|p| loaded[p] && inlined[p].is_none_or(|at| at > j))
         });
     }
     // Consumer loads keep their entry; chain loads read the first entry of their slot.
@@ -457,14 +521,13 @@ fn inline_all(
             position[p] = e;
         }
     }
+    let request_at: Vec<usize> = requests
+        .iter()
+        .map(|&(_, v)| entries.iter().position(|e| e.0 == v).expect("a chain's inputs are kept"))
+        .collect();
     for i in instrs.iter_mut() {
         if let Instr::Load { input, .. } = i {
-            *input = if *input >= CHAIN {
-                let v = producer_ins[*input - CHAIN];
-                entries.iter().position(|e| e.0 == v).expect("a chain's inputs are kept")
-            } else {
-                position[*input]
-            };
+            *input = if *input >= CHAIN { request_at[*input - CHAIN] } else { position[*input] };
         }
     }
     let outputs = outputs.iter().map(|&o| reg[o]).collect();
@@ -485,7 +548,7 @@ fn inline_into(
 ) -> Option<(Program, Vec<usize>)> {
     let (len, chains) =
         chains_for(consumer, ins, slot, producer, out, live, consumer.instrs.len(), &mut IndexMap::default())?;
-    Some(inline_all(consumer.clone(), ins, producer_ins, vec![Inlining { slot, chains }], len))
+    Some(inline_all(consumer.clone(), ins, |_| producer_ins, vec![Inlining { producer: 0, slot, chains }], len))
 }
 
 /// A view kernel as a one-load loop (so that its producer can be inlined into it).
@@ -576,6 +639,18 @@ impl Readers {
     }
 }
 
+/// Rebuilds loop `steps[c]` with the chains `inlinings` of earlier producers ([`inline_all`];
+/// `len`: its length with them).
+fn materialise(steps: &mut [Step], c: usize, inlinings: Vec<Inlining>, len: usize) {
+    let (before, rest) = steps.split_at_mut(c);
+    let Step::Fused { prog, ins, .. } = &mut rest[0] else { unreachable!("pending readers are loops") };
+    let empty = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
+    let before: &[Step] = before;
+    let (new_prog, new_ins) = inline_all(std::mem::replace(prog, empty), ins, |q| before[q].inputs(), inlinings, len);
+    *prog = new_prog;
+    *ins = new_ins;
+}
+
 /// Inlines fused producers into the fused loops (and view kernels) that read them through
 /// views, wherever every reader of a producer's output can take it and `worth_it(consumer)`.
 /// `steps` are in execution order; `keep[slot]` marks values that must stay materialised.
@@ -595,7 +670,9 @@ pub(super) fn fuse_through_views(
             }
         }
     }
-    let mut original: Vec<Option<Step>> = vec![None; steps.len()];
+    // The view kernels turned into loops, by step (in increasing order: few steps are, and
+    // a `Vec<Option<Step>>` by step would write some 200 bytes per step).
+    let mut original: Vec<(usize, Step)> = Vec::new();
     let mut steps: Vec<Step> = steps
         .into_iter()
         .enumerate()
@@ -603,7 +680,7 @@ pub(super) fn fuse_through_views(
             Step::Kernel { prim, ins, out, ty } if producers[ins[0]] => {
                 match view_as_loop(prim, ins, &ty.shape, &shape_of(ins[0]), constants, ty.dtype) {
                     Some(prog) => {
-                        original[i] = Some(s.clone());
+                        original.push((i, s.clone()));
                         Step::Fused { prog, ins: vec![ins[0]], outs: vec![*out], native: None, in_place: vec![] }
                     }
                     None => s,
@@ -619,8 +696,20 @@ pub(super) fn fuse_through_views(
     // execution order), and only outputs of later producers are looked up.
     let readers = Readers::new(&steps, keep.len());
     let mut map = IndexMap::default();
+    let mut cones = Cones::default();
+    // Per consumer, the outputs it takes (from every producer so far, in order) and its
+    // length with them. Each consumer is rebuilt once, when it is a producer in turn, or at
+    // the end (`materialise`), exactly as inlining them one by one would have left it. Until
+    // then its step keeps its own instructions and inputs, which is all that deciding needs:
+    // the loads of a later producer's output are the consumer's own (chains read earlier
+    // producers' inputs, which earlier steps write), in the same order, from the same
+    // inputs; and its shape (all `worth_it` sees of it here) does not change.
+    let mut pending: FxHashMap<usize, (usize, Vec<Inlining>)> = FxHashMap::default();
 
     for p in 0..steps.len() {
+        if let Some((len, inlinings)) = pending.remove(&p) {
+            materialise(&mut steps, p, inlinings, len);
+        }
         let Step::Fused { prog: producer, .. } = &steps[p] else { continue };
         if producer.reduce.is_some() {
             continue;
@@ -630,16 +719,9 @@ pub(super) fn fuse_through_views(
         let placeholder = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
         let placeholder = Step::Fused { prog: placeholder, ins: vec![], outs: vec![], native: None, in_place: vec![] };
         let mut taken = std::mem::replace(&mut steps[p], placeholder);
-        let Step::Fused { prog: producer, ins: producer_ins, outs, .. } = &mut taken else { unreachable!() };
+        let Step::Fused { prog: producer, outs, .. } = &mut taken else { unreachable!() };
         let mut removed = Vec::new();
-        let mut cones = Cones::new(producer);
-        // Per consumer, the outputs it takes and its length with them: each consumer is
-        // rebuilt once per producer, after the last output, exactly as inlining them one by
-        // one would have left it.
-        let mut pending: Vec<(usize, usize, Vec<Inlining>)> = Vec::new();
-        // Where each consumer is in `pending` (a loop of an unrolled program can have
-        // thousands of outputs, read by as many consumers).
-        let mut pending_at: FxHashMap<usize, usize> = FxHashMap::default();
+        cones.fit(producer);
         for (k, &slot) in outs.iter().enumerate() {
             if keep[slot] {
                 continue;
@@ -668,10 +750,9 @@ pub(super) fn fuse_through_views(
                         ok = false
                     }
                     Step::Fused { prog, ins, .. } if c != p && ins.contains(&slot) => {
-                        let at = pending_at.get(&c).copied();
-                        let len = at.map_or(prog.instrs.len(), |e| pending[e].1);
+                        let len = pending.get(&c).map_or(prog.instrs.len(), |e| e.0);
                         match (worth_it(prog), chains_for(prog, ins, slot, producer, out, &live, len, &mut map)) {
-                            (true, Some((new_len, chains))) => rewritten.push((c, at, new_len, chains)),
+                            (true, Some((new_len, chains))) => rewritten.push((c, new_len, chains)),
                             _ => ok = false,
                         }
                     }
@@ -684,31 +765,14 @@ pub(super) fn fuse_through_views(
             if !ok || rewritten.is_empty() {
                 continue;
             }
-            for (c, at, new_len, chains) in rewritten {
-                let inlining = Inlining { slot, chains };
-                match at {
-                    Some(e) => {
-                        pending[e].1 = new_len;
-                        pending[e].2.push(inlining);
-                    }
-                    None => {
-                        pending_at.insert(c, pending.len());
-                        pending.push((c, new_len, vec![inlining]));
-                    }
-                }
+            for (c, new_len, chains) in rewritten {
+                let e = pending.entry(c).or_default();
+                e.0 = new_len;
+                e.1.push(Inlining { producer: p, slot, chains });
+                inlined_into[c] = true;
             }
             // The producer no longer writes this output.
             removed.push(k);
-        }
-        for (c, len, inlinings) in pending {
-            let Step::Fused { prog: cp, ins: ci, .. } = &mut steps[c] else {
-                unreachable!("pending readers are loops")
-            };
-            let empty = Program { shape: vec![], instrs: vec![], dtypes: vec![], outputs: vec![], reduce: None };
-            let (prog, ins) = inline_all(std::mem::replace(cp, empty), ci, producer_ins, inlinings, len);
-            *cp = prog;
-            *ci = ins;
-            inlined_into[c] = true;
         }
         if !removed.is_empty() {
             let mut gone = vec![false; outs.len()];
@@ -726,14 +790,23 @@ pub(super) fn fuse_through_views(
         }
         steps[p] = taken;
     }
+    let mut rest: Vec<(usize, (usize, Vec<Inlining>))> = pending.into_iter().collect();
+    rest.sort_unstable_by_key(|e| e.0);
+    for (c, (len, inlinings)) in rest {
+        materialise(&mut steps, c, inlinings, len);
+    }
+    let mut original = original.into_iter().peekable();
     steps
         .into_iter()
         .enumerate()
-        .filter_map(|(i, s)| match (&s, &original[i]) {
-            // A loop left with no outputs is gone; a view that gained nothing is a kernel again.
-            (Step::Fused { outs, .. }, _) if outs.is_empty() => None,
-            (_, Some(kernel)) if !inlined_into[i] => Some(kernel.clone()),
-            _ => Some(s),
+        .filter_map(|(i, s)| {
+            let kernel = original.next_if(|e| e.0 == i).map(|e| e.1);
+            match (&s, kernel) {
+                // A loop left with no outputs is gone; a view that gained nothing is a kernel again.
+                (Step::Fused { outs, .. }, _) if outs.is_empty() => None,
+                (_, Some(kernel)) if !inlined_into[i] => Some(kernel),
+                _ => Some(s),
+            }
         })
         .collect()
 }
@@ -780,8 +853,17 @@ mod tests {
                             new_ins.len() - 1
                         }
                     };
-                    reg[i] =
-                        emit_cone(producer, out, live, &map, &consumer.shape, &mut instrs, &mut dtypes, &mut input)?;
+                    reg[i] = emit_cone(
+                        producer,
+                        out,
+                        live,
+                        &map,
+                        &consumer.shape,
+                        &mut instrs,
+                        &mut dtypes,
+                        &mut input,
+                        &mut EmitScratch::default(),
+                    )?;
                     continue;
                 }
                 Instr::Load { input, kind } => Instr::Load { input: *input, kind: kind.clone() },
@@ -987,9 +1069,9 @@ mod tests {
                 let (new_len, chains) =
                     chains_for(&consumer, &ins, slot, &producer, out, &live, len, &mut IndexMap::default()).unwrap();
                 len = new_len;
-                inlinings.push(Inlining { slot, chains });
+                inlinings.push(Inlining { producer: 0, slot, chains });
             }
-            let together = inline_all(consumer.clone(), &ins, &producer_ins, inlinings, len);
+            let together = inline_all(consumer.clone(), &ins, |_| &producer_ins[..], inlinings, len);
             assert_eq!(together.1, sequential.1, "input order");
             assert_eq!(format!("{:?}", together.0), format!("{:?}", sequential.0));
             assert_eq!(len, together.0.instrs.len());
@@ -1010,6 +1092,95 @@ mod tests {
                 .collect();
             assert_eq!(run(&together.0, &args), two_steps);
         }
+    }
+
+    /// Chains of two producers inlined into a consumer in one rebuild (as `fuse_through_views`
+    /// now does, a consumer rebuilt once in all) give exactly what inlining them one at a
+    /// time, producer after producer, does: instructions, input order and values.
+    #[test]
+    fn inlining_from_two_producers_together_equals_one_at_a_time() {
+        // Producer 0 over [6] reads x (slot 3) and z (slot 5): x*x - z into slot 7.
+        let first = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Load { input: 1, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 0),
+                Instr::Binary(BinaryOp::Sub, 2, 1),
+            ],
+            dtypes: vec![DType::F64; 4],
+            outputs: vec![3],
+            reduce: None,
+        };
+        // Producer 1 over [6] reads y (slot 4) and x (slot 3): y + x into slot 9, y * 2y into 10.
+        let second = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Load { input: 1, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Add, 0, 1),
+                Instr::Binary(BinaryOp::Add, 0, 0),
+                Instr::Binary(BinaryOp::Mul, 0, 3),
+            ],
+            dtypes: vec![DType::F64; 5],
+            outputs: vec![2, 4],
+            reduce: None,
+        };
+        let producers = [(&first, vec![3usize, 5]), (&second, vec![4usize, 3])];
+        // Consumer over [6]: slot 9 reversed, slot 7 padded by one, y, slot 10 twice.
+        let consumer = Program {
+            shape: vec![6],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Strided { base: 5, strides: vec![-1] } },
+                Instr::Load {
+                    input: 1,
+                    kind: LoadKind::Padded { base: -1, strides: vec![1], valid: vec![(1, 6)], fill: 0.5 },
+                },
+                Instr::Load { input: 2, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 1),
+                Instr::Binary(BinaryOp::Sub, 3, 2),
+                Instr::Load { input: 3, kind: LoadKind::Contiguous },
+                Instr::Load { input: 3, kind: LoadKind::Strided { base: 5, strides: vec![-1] } },
+                Instr::Binary(BinaryOp::Add, 4, 5),
+                Instr::Binary(BinaryOp::Mul, 7, 6),
+            ],
+            dtypes: vec![DType::F64; 9],
+            outputs: vec![8],
+            reduce: None,
+        };
+        let ins = [9, 7, 4, 10];
+        // (slot, producer, output register), in execution order of the producers.
+        let order = [(7, 0, 3), (9, 1, 2), (10, 1, 4)];
+        let mut sequential = (consumer.clone(), ins.to_vec());
+        for &(slot, q, out) in &order {
+            let (prog, pins) = &producers[q];
+            let live = cone(prog, out, MAX_CONE).unwrap();
+            sequential =
+                inline_into_reference(&sequential.0, &sequential.1, slot, prog, pins, out, &live).expect("inlinable");
+        }
+        let mut len = consumer.instrs.len();
+        let mut inlinings = Vec::new();
+        for &(slot, q, out) in &order {
+            let (prog, _) = &producers[q];
+            let live = cone(prog, out, MAX_CONE).unwrap();
+            let (new_len, chains) =
+                chains_for(&consumer, &ins, slot, prog, out, &live, len, &mut IndexMap::default()).unwrap();
+            len = new_len;
+            inlinings.push(Inlining { producer: q, slot, chains });
+        }
+        let together = inline_all(consumer.clone(), &ins, |q| &producers[q].1[..], inlinings, len);
+        assert_eq!(together.1, sequential.1, "input order");
+        assert_eq!(format!("{:?}", together.0), format!("{:?}", sequential.0));
+        assert_eq!(len, together.0.instrs.len());
+        assert_eq!(together.1, vec![4, 3, 5], "y stays first; x and z join from the first producer");
+        // And it computes what the three loops do.
+        let data = |f: &dyn Fn(f64) -> f64| Array::new(vec![6], Data::F64((0..6).map(|i| f(i as f64)).collect()));
+        let (x, y, z) = (data(&|i| i * 0.7 - 1.5), data(&|i| 2.0 - i * 0.3), data(&|i| 0.1 * i * i));
+        let mut buffer = |d: DType, n: usize| Data::filled(d, 0.0, n);
+        let a = fused::run(&first, None, &[&x, &z], &mut buffer);
+        let b = fused::run(&second, None, &[&y, &x], &mut buffer);
+        let three_steps = run(&consumer, &[&b[0], &a[0], &y, &b[1]]);
+        assert_eq!(run(&together.0, &[&y, &x, &z]), three_steps);
     }
 
     #[test]

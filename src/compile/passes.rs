@@ -90,7 +90,10 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 /// with the same sub-graphs) are found by a text key naming all of that instead.
 #[derive(Default)]
 struct Seen {
-    plain: FxHashMap<(std::mem::Discriminant<Prim>, u64, Operands), Var>,
+    /// By the hash of [`Seen::plain_key`] (a small entry: graphs of 10^5 nodes make large
+    /// tables, and their size is what the probes' cache misses grow with); the node found
+    /// is compared with the one looked up.
+    plain: FxHashMap<u64, Var>,
     keyed: FxHashMap<String, Var>,
     /// Constants by the address of their array (what `identity_key` names them by, without
     /// formatting it).
@@ -180,8 +183,9 @@ impl Seen {
 
     /// An existing node computing `prim(ins)` in `out`, or `None` after recording that `v`
     /// (the node about to be pushed) computes it. One key per node: a bucket holds the first
-    /// node of its key, and nodes that share a key with a different primitive (other axes or
-    /// shapes on the same operands: rare) go by their full text instead.
+    /// node of its key's hash, and nodes that share it with a different primitive (other axes
+    /// or shapes on the same operands: rare) or other operands (a hash collision) go by their
+    /// full text instead.
     fn find_or_insert(&mut self, out: &Graph, prim: &Prim, ins: &[Var], v: Var) -> Option<Var> {
         use std::collections::hash_map::Entry;
         // (Constants have no operands, and structured primitives are not commutative: their
@@ -198,12 +202,24 @@ impl Seen {
         if let Some(key) = Seen::identity_key(prim, ins) {
             return self.keyed_find_or_insert(key, v);
         }
-        match self.plain.entry(Seen::plain_key(prim, operand_key(prim, ins))) {
+        let key = Seen::plain_key(prim, operand_key(prim, ins));
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = FxHasher::default();
+            key.hash(&mut h);
+            h.finish()
+        };
+        match self.plain.entry(hash) {
             Entry::Vacant(e) => {
                 e.insert(v);
                 None
             }
-            Entry::Occupied(e) if out.nodes[e.get().index()].prim == *prim => Some(*e.get()),
+            Entry::Occupied(e)
+                if out.nodes[e.get().index()].prim == *prim
+                    && operand_key(prim, &out.nodes[e.get().index()].inputs) == key.2 =>
+            {
+                Some(*e.get())
+            }
             Entry::Occupied(_) => {
                 let mut key = prim.to_string();
                 for w in operand_order(prim, ins) {
@@ -452,6 +468,9 @@ fn swap_and_dce(g: Graph) -> Graph {
             }
         }
     }
+    if swaps.iter().all(|(_, s)| matches!(s, Swap::One(..))) {
+        return dce_in_place(g, &live, swaps);
+    }
     let mut out = Graph { nodes: Vec::with_capacity(live.iter().filter(|&&l| l).count()), ..Graph::default() };
     let mut map = vec![Var(u32::MAX); g.nodes.len()];
     let mut swaps = swaps.into_iter().peekable();
@@ -484,6 +503,47 @@ fn swap_and_dce(g: Graph) -> Graph {
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
     out
+}
+
+/// `g` without the nodes not `live` (inputs always stay), each node at a position of
+/// `swaps` (increasing; all [`Swap::One`]) replaced by its swapped product, in its own
+/// storage: the nodes kept move down in place (no second vector of 10^5 nodes to write and
+/// page-fault), in order. What rebuilding node by node leaves: `g`'s inputs are in node
+/// order (as `optimize` builds them), so they keep their numbers.
+fn dce_in_place(mut g: Graph, live: &[bool], swaps: Vec<(usize, Swap)>) -> Graph {
+    let mut map = vec![Var(u32::MAX); g.nodes.len()];
+    let mut kept = 0;
+    let mut swaps = swaps.into_iter().peekable();
+    for i in 0..g.nodes.len() {
+        let swap = swaps.next_if(|(s, _)| *s == i).map(|(_, swap)| swap);
+        if !live[i] && !matches!(g.nodes[i].prim, Prim::Input(_)) {
+            continue;
+        }
+        match swap {
+            Some(Swap::One(prim, operands)) => {
+                g.nodes[i].prim = prim;
+                g.nodes[i].inputs = operands;
+            }
+            Some(Swap::Two(..)) => unreachable!("dce_in_place: one product per swap"),
+            None => {}
+        }
+        g.nodes[i].inputs.iter_mut().for_each(|v| *v = map[v.index()]);
+        // (Everything between `kept` and `i` is dropped: swapped behind `i`, never read again.)
+        if kept != i {
+            g.nodes.swap(kept, i);
+        }
+        map[i] = Var(kept as u32);
+        kept += 1;
+    }
+    g.nodes.truncate(kept);
+    g.inputs.iter_mut().for_each(|v| *v = map[v.index()]);
+    g.outputs.iter_mut().for_each(|v| *v = map[v.index()]);
+    debug_assert!(g
+        .inputs
+        .iter()
+        .enumerate()
+        .all(|(k, v)| matches!(g.nodes[v.index()].prim, Prim::Input(j) if j == k)));
+    g
 }
 
 /// `transpose(dot_general(a, b))` that only swaps the two operands' free axes (as reverse
@@ -659,6 +719,82 @@ mod tests {
         let transposes = got.nodes.iter().filter(|n| matches!(n.prim, Prim::Transpose { .. })).count();
         assert_eq!(transposes, 3, "{}", got.dump());
         assert_eq!(got.inputs.len(), 3, "inputs stay, used or not");
+    }
+
+    /// Without products to swap (or with lone ones), `swap_and_dce` removes the dead nodes in
+    /// place: the same graph as `dce` (inputs kept, used or not; node order; operands
+    /// renumbered) after swapping.
+    #[test]
+    fn swap_and_dce_without_swaps_equals_dce() {
+        let mut g = Graph::default();
+        let a = g.add_input(TensorType::new(DType::F64, vec![4]));
+        let dead = g.push(Prim::Unary(UnaryOp::Exp), vec![a]).unwrap();
+        let b = g.add_input(TensorType::new(DType::F64, vec![4]));
+        let s = g.push(Prim::Binary(BinaryOp::Add), vec![a, b]).unwrap();
+        let _dead2 = g.push(Prim::Binary(BinaryOp::Mul), vec![dead, s]).unwrap();
+        let t = g.push(Prim::Unary(UnaryOp::Sin), vec![s]).unwrap();
+        let _unused = g.add_input(TensorType::new(DType::F64, vec![2]));
+        let u = g.push(Prim::Binary(BinaryOp::Mul), vec![t, s]).unwrap();
+        g.outputs = vec![u, s, u];
+        g.validate().unwrap();
+        let expected = dce(&g);
+        let got = swap_and_dce(g.clone());
+        got.validate().unwrap();
+        assert_eq!(got.dump(), expected.dump());
+        assert_eq!(got, expected);
+        assert_eq!((got.nodes.len(), got.inputs.len()), (6, 3), "{}", got.dump());
+
+        // With lone products to swap (one node for one), in place too: as swapping, then dce.
+        let mut g = Graph::default();
+        let a = g.add_input(TensorType::new(DType::F64, vec![2, 3]));
+        let b = g.add_input(TensorType::new(DType::F64, vec![3, 4]));
+        let dead = g.push(Prim::Unary(UnaryOp::Exp), vec![a]).unwrap();
+        let d = dot(&mut g, a, b);
+        let t = g.push(Prim::Transpose { perm: vec![1, 0] }, vec![d]).unwrap();
+        let e = g.push(Prim::Unary(UnaryOp::Exp), vec![t]).unwrap();
+        g.outputs = vec![e];
+        let _ = dead;
+        g.validate().unwrap();
+        let expected = dce(&swap_transposed_products(&g));
+        let got = swap_and_dce(g.clone());
+        got.validate().unwrap();
+        assert_eq!(got.dump(), expected.dump());
+        assert_eq!(got, expected);
+        assert!(got.nodes.iter().all(|n| !matches!(n.prim, Prim::Transpose { .. })), "{}", got.dump());
+    }
+
+    /// Commutative operations merge in either operand order; others, and other operands
+    /// (the same primitive: the same key but for its operands), do not.
+    #[test]
+    fn cse_merges_equal_operands_only() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let y = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let z = g.add_input(TensorType::new(DType::F64, vec![3]));
+        let mut outs = Vec::new();
+        for (op, a, b) in [
+            (BinaryOp::Add, x, y),
+            (BinaryOp::Add, y, x),
+            (BinaryOp::Sub, x, y),
+            (BinaryOp::Sub, y, x),
+            (BinaryOp::Sub, x, y),
+            (BinaryOp::Add, x, z),
+            (BinaryOp::Mul, z, y),
+            (BinaryOp::Mul, y, z),
+        ] {
+            outs.push(g.push(Prim::Binary(op), vec![a, b]).unwrap());
+        }
+        g.outputs = outs;
+        let opt = optimize(&g);
+        let o = &opt.outputs;
+        assert_eq!(o[0], o[1]);
+        assert_eq!(o[2], o[4]);
+        assert_eq!(o[6], o[7]);
+        let distinct = [o[0], o[2], o[3], o[5], o[6]];
+        for (i, a) in distinct.iter().enumerate() {
+            assert!(distinct[i + 1..].iter().all(|b| b != a), "{}", opt.dump());
+        }
+        assert_eq!(opt.nodes.len(), 3 + 5, "{}", opt.dump());
     }
 
     /// Common-subexpression elimination keys structural primitives by their parameters:

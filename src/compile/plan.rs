@@ -241,6 +241,26 @@ impl Plan {
     }
 }
 
+/// `items` reordered in place so that item `order[k]` comes `k`-th (`order` is a
+/// permutation): no second vector of (large) items to write and page-fault.
+fn permute<T>(mut items: Vec<T>, order: &[usize]) -> Vec<T> {
+    assert_eq!(items.len(), order.len(), "permute: one position per item");
+    // `to[i]`: where the item now at `i` goes; each swap puts one item in its place.
+    let mut to = vec![usize::MAX; order.len()];
+    for (k, &s) in order.iter().enumerate() {
+        assert!(to[s] == usize::MAX, "permute: item {s} listed twice");
+        to[s] = k;
+    }
+    for i in 0..items.len() {
+        while to[i] != i {
+            let j = to[i];
+            items.swap(i, j);
+            to.swap(i, j);
+        }
+    }
+    items
+}
+
 /// Primitives that become instructions of a fused loop.
 fn fusible(prim: &Prim) -> bool {
     matches!(prim, Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::Convert { .. })
@@ -730,11 +750,13 @@ impl Plan {
         let mut into_arg = vec![false; n];
         let alone =
             |v: usize| group_of[v].is_some_and(|gid| groups[gid].members.len() == 1 && groups[gid].reduce.is_none());
-        let arg_of_dot: Vec<Option<Step>> = (0..n)
-            .map(|i| {
+        // (By node, in increasing order: few nodes have one, and a `Vec<Option<Step>>` by node
+        // would write (and page-fault) some 200 bytes per node of a large graph.)
+        let arg_of_dot: Vec<(usize, Step)> = (0..n)
+            .filter_map(|i| {
                 let (step, replaced) = dot_arg_pattern(g, &users, &is_output, &alone, i)?;
                 replaced.into_iter().for_each(|v| into_arg[v] = true);
-                Some(step)
+                Some((i, step))
             })
             .collect();
 
@@ -806,7 +828,8 @@ impl Plan {
             if !needed[i] || into_arg[i] {
                 continue; // every reader is a fused loop, which reads through the view (or a dot-arg step)
             }
-            if let Some(step) = &arg_of_dot[i] {
+            if let Ok(k) = arg_of_dot.binary_search_by_key(&i, |e| e.0) {
+                let step = &arg_of_dot[k].1;
                 step_of[i] = Some(steps.len());
                 steps.push(step.clone());
                 continue;
@@ -876,8 +899,7 @@ impl Plan {
             }
         }
         assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
-        let mut steps: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
-        let steps: Vec<Step> = order.iter().map(|&s| steps[s].take().expect("each step once")).collect();
+        let steps = permute(steps, &order);
         let shape_of = |slot: usize| g.nodes[slot].ty.shape.clone();
         let worth_it = |p: &fused::Program| native::enabled_for(crate::shape::numel(&p.shape));
         let steps = inline::fuse_through_views(steps, &is_output, &shape_of, &constants, &worth_it);
@@ -1757,6 +1779,23 @@ fn fused_step(
 mod tests {
     use super::*;
     use crate::ops::BinaryOp;
+
+    /// `permute` puts item `order[k]` at `k`, as collecting `order.map(|s| items[s])` does.
+    #[test]
+    fn permute_matches_gathering_in_order() {
+        let orders: [&[usize]; 5] = [&[], &[0], &[2, 0, 1], &[3, 2, 1, 0, 4], &[1, 0, 3, 2, 6, 4, 5]];
+        for order in orders {
+            let items: Vec<String> = (0..order.len()).map(|i| format!("item{i}")).collect();
+            let expected: Vec<String> = order.iter().map(|&s| items[s].clone()).collect();
+            assert_eq!(super::permute(items, order), expected, "order {order:?}");
+        }
+        // A longer pseudo-random permutation (one long cycle and short ones).
+        let n = 1000;
+        let order: Vec<usize> = (0..n).map(|k| (k * 337 + 11) % n).collect();
+        let items: Vec<usize> = (0..n).map(|i| i * 3).collect();
+        let got = super::permute(items, &order);
+        assert!(got.iter().zip(&order).all(|(&g, &s)| g == s * 3));
+    }
 
     /// The flat reader lists are the per-node lists, in order, repeats included.
     #[test]
