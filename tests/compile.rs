@@ -363,3 +363,23 @@ fn strided_loads_over_merged_axes_read_the_right_elements() {
         });
     }
 }
+
+/// A gather from a broadcast scalar (the all-ones tangent that forward-over-reverse code
+/// gathers) becomes a broadcast of the scalar: no gather in the plan, same values.
+#[test]
+fn gathers_from_a_broadcast_scalar_become_broadcasts() {
+    let idx = Tensor::from_vec(vec![3i64, 0, 2, 2, 1, 3], &[6]);
+    let x = Tensor::from_vec((0..8).map(|i| i as f64).collect(), &[4, 2]);
+    let f = |x: &Tensor| -> Tensor { (x.ones_like() * 2.5).take(&idx, 0) + x.take(&idx, 0) };
+    let info = jit_inspect(f, &x);
+    assert_eq!(info.plan.matches("gather").count(), 1, "{}", info.plan);
+    let g = jit(f);
+    g(&x);
+    assert_eq!(g(&x).to_vec::<f64>(), f(&x).to_vec::<f64>());
+    // kmeans's direction: the Hessian's diagonal from the gathered ones tangent.
+    let h = jit(|c: &Tensor| jvp(grad(|c: &Tensor| c.take(&idx, 0).square().sum_all()), c, &c.ones_like()).1);
+    h(&x);
+    let counts = [1.0, 1.0, 2.0, 2.0];
+    let want: Vec<f64> = counts.iter().flat_map(|&n| [2.0 * n, 2.0 * n]).collect();
+    assert_eq!(h(&x).to_vec::<f64>(), want);
+}
