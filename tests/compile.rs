@@ -383,3 +383,32 @@ fn gathers_from_a_broadcast_scalar_become_broadcasts() {
     let want: Vec<f64> = counts.iter().flat_map(|&n| [2.0 * n, 2.0 * n]).collect();
     assert_eq!(h(&x).to_vec::<f64>(), want);
 }
+
+/// Gathers in a plan write into recycled buffers (the storage of an earlier call's value):
+/// every element is overwritten, with rows (`s > 1`) or single elements, batched or not,
+/// clamped indices, for floats and integers, on every call.
+#[test]
+fn gathers_into_recycled_buffers_match_eager() {
+    let x = Tensor::from_vec((0..60).map(|i| i as f64 * 0.25 - 3.0).collect(), &[3, 4, 5]);
+    let xi = Tensor::from_vec((0..60).map(|i| i as i64 * 7 - 100).collect(), &[3, 4, 5]);
+    let idx = Tensor::from_vec(vec![3i64, -1, 2, 9, 0, 1], &[6]);
+    let bidx = Tensor::from_vec(vec![1i64, 0, 3, 3, 2, 1], &[3, 2]);
+    let f = |(x, xi): &(Tensor, Tensor)| {
+        (
+            x.take(&idx, 1) * 2.0,             // rows of 5, indices clamped
+            x.take(&idx, 2) + 1.0,             // single elements
+            x.gather(&bidx, 1, 1),             // batched
+            xi.take(&idx, 0).cast(DType::F64), // integers
+        )
+    };
+    let args = (x.clone(), xi.clone());
+    let want = f(&args);
+    let g = jit(f);
+    for call in 0..4 {
+        let got = g(&args);
+        assert_eq!(got.0.to_vec::<f64>(), want.0.to_vec::<f64>(), "call {call}: rows");
+        assert_eq!(got.1.to_vec::<f64>(), want.1.to_vec::<f64>(), "call {call}: elements");
+        assert_eq!(got.2.to_vec::<f64>(), want.2.to_vec::<f64>(), "call {call}: batched");
+        assert_eq!(got.3.to_vec::<f64>(), want.3.to_vec::<f64>(), "call {call}: integers");
+    }
+}
