@@ -301,3 +301,114 @@ fn fused_reductions_over_axes_of_size_one_drop_those_axes() {
         }
     }
 }
+
+// ---- gbsmall (issue 12): fused reductions over short rows, strided loads of merged axes ----
+
+/// A sum over a short trailing axis fused onto a loop (`gmm`'s `Σᵢ (Q x - Q μ)²` over `d = 2`)
+/// runs many rows per block; each row is still reduced alone, so results are those of the
+/// eager reduction (to rounding) and the same on every call, in every native mode and on any
+/// number of threads (the last case is long enough to split over the pool).
+#[test]
+fn fused_reductions_over_short_rows_agree_with_eager() {
+    for (n, k, d) in [(3, 5, 1), (7, 3, 2), (300, 100, 2), (40, 9, 3), (33, 10, 7), (600, 100, 2)] {
+        let x = Tensor::from_vec((0..n * d).map(|i| ((i * 37) % 101) as f64 * 0.013 - 0.6).collect(), &[n, d]);
+        let c = Tensor::from_vec((0..k * d).map(|i| ((i * 11) % 23) as f64 * 0.07 - 0.5).collect(), &[k, d]);
+        // [n, k, d] from a broadcast of the points and one of the [k, d] table, reduced over d.
+        let body = |(x, c): &(Tensor, Tensor)| {
+            let diff = x.expand_dims(1) - c.expand_dims(0);
+            (diff.square().sum(&[2], false), (diff * 2.0).exp().max(&[2], false))
+        };
+        let (want_sum, want_max) = body(&(x.clone(), c.clone()));
+        for mode in [NativeMode::Off, NativeMode::Always] {
+            with_native_mode(mode, || {
+                let f = jit(body);
+                let args = (x.clone(), c.clone());
+                let first = f(&args);
+                let (sum, max) = f(&args);
+                assert_eq!(sum.shape(), &[n, k][..]);
+                let (sum, max) = (sum.to_vec::<f64>(), max.to_vec::<f64>());
+                assert_eq!(sum, first.0.to_vec::<f64>(), "{mode:?} [{n}, {k}, {d}]: calls differ");
+                for (i, (a, b)) in sum.iter().zip(want_sum.to_vec::<f64>()).enumerate() {
+                    assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{mode:?} [{n}, {k}, {d}] sum {i}: {a} vs {b}");
+                }
+                // A maximum is exact whatever the order.
+                assert_eq!(max, want_max.to_vec::<f64>(), "{mode:?} [{n}, {k}, {d}]: max");
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+                let (threaded, _) = pool.install(|| f(&args));
+                assert_eq!(threaded.to_vec::<f64>(), sum, "{mode:?} [{n}, {k}, {d}]: 3 threads");
+            });
+        }
+    }
+}
+
+/// Strided loads whose axes merge (a `[k, d]` table broadcast over leading axes, axes of one
+/// element between them) or do not (a transposed table) read the same elements as eager code.
+#[test]
+fn strided_loads_over_merged_axes_read_the_right_elements() {
+    let t = Tensor::from_vec((0..24).map(|i| i as f64 * 0.5 - 3.0).collect(), &[4, 6]);
+    let y = Tensor::from_vec((0..5 * 4 * 6).map(|i| (i % 13) as f64).collect(), &[5, 1, 4, 1, 6]);
+    let cases: [(&str, fn(&Tensor, &Tensor) -> Tensor); 4] = [
+        ("table broadcast over leading axes", |t, y| y + t.reshape(&[1, 1, 4, 1, 6])),
+        ("transposed table", |t, y| y * t.reshape(&[6, 4]).t().expand_dims(1).expand_dims(0).expand_dims(0).exp()),
+        ("a column broadcast along rows", |t, y| y - t.slice(&[0, 2], &[4, 3], &[1, 1]).reshape(&[1, 1, 4, 1, 1])),
+        ("one element", |t, y| y * t.slice(&[1, 3], &[2, 4], &[1, 1]).reshape(&[1, 1, 1, 1, 1])),
+    ];
+    for (what, f) in cases {
+        let want = f(&t, &y).to_vec::<f64>();
+        with_native_mode(NativeMode::Off, || {
+            let g = jit(move |(t, y): &(Tensor, Tensor)| f(t, y));
+            let args = (t.clone(), y.clone());
+            g(&args);
+            assert_eq!(g(&args).to_vec::<f64>(), want, "{what}");
+        });
+    }
+}
+
+/// A gather from a broadcast scalar (the all-ones tangent that forward-over-reverse code
+/// gathers) becomes a broadcast of the scalar: no gather in the plan, same values.
+#[test]
+fn gathers_from_a_broadcast_scalar_become_broadcasts() {
+    let idx = Tensor::from_vec(vec![3i64, 0, 2, 2, 1, 3], &[6]);
+    let x = Tensor::from_vec((0..8).map(|i| i as f64).collect(), &[4, 2]);
+    let f = |x: &Tensor| -> Tensor { (x.ones_like() * 2.5).take(&idx, 0) + x.take(&idx, 0) };
+    let info = jit_inspect(f, &x);
+    assert_eq!(info.plan.matches("gather").count(), 1, "{}", info.plan);
+    let g = jit(f);
+    g(&x);
+    assert_eq!(g(&x).to_vec::<f64>(), f(&x).to_vec::<f64>());
+    // kmeans's direction: the Hessian's diagonal from the gathered ones tangent.
+    let h = jit(|c: &Tensor| jvp(grad(|c: &Tensor| c.take(&idx, 0).square().sum_all()), c, &c.ones_like()).1);
+    h(&x);
+    let counts = [1.0, 1.0, 2.0, 2.0];
+    let want: Vec<f64> = counts.iter().flat_map(|&n| [2.0 * n, 2.0 * n]).collect();
+    assert_eq!(h(&x).to_vec::<f64>(), want);
+}
+
+/// Gathers in a plan write into recycled buffers (the storage of an earlier call's value):
+/// every element is overwritten, with rows (`s > 1`) or single elements, batched or not,
+/// clamped indices, for floats and integers, on every call.
+#[test]
+fn gathers_into_recycled_buffers_match_eager() {
+    let x = Tensor::from_vec((0..60).map(|i| i as f64 * 0.25 - 3.0).collect(), &[3, 4, 5]);
+    let xi = Tensor::from_vec((0..60).map(|i| i as i64 * 7 - 100).collect(), &[3, 4, 5]);
+    let idx = Tensor::from_vec(vec![3i64, -1, 2, 9, 0, 1], &[6]);
+    let bidx = Tensor::from_vec(vec![1i64, 0, 3, 3, 2, 1], &[3, 2]);
+    let f = |(x, xi): &(Tensor, Tensor)| {
+        (
+            x.take(&idx, 1) * 2.0,             // rows of 5, indices clamped
+            x.take(&idx, 2) + 1.0,             // single elements
+            x.gather(&bidx, 1, 1),             // batched
+            xi.take(&idx, 0).cast(DType::F64), // integers
+        )
+    };
+    let args = (x.clone(), xi.clone());
+    let want = f(&args);
+    let g = jit(f);
+    for call in 0..4 {
+        let got = g(&args);
+        assert_eq!(got.0.to_vec::<f64>(), want.0.to_vec::<f64>(), "call {call}: rows");
+        assert_eq!(got.1.to_vec::<f64>(), want.1.to_vec::<f64>(), "call {call}: elements");
+        assert_eq!(got.2.to_vec::<f64>(), want.2.to_vec::<f64>(), "call {call}: batched");
+        assert_eq!(got.3.to_vec::<f64>(), want.3.to_vec::<f64>(), "call {call}: integers");
+    }
+}

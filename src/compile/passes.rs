@@ -611,6 +611,24 @@ fn emit(out: &mut Graph, seen: &mut Seen, prim: Prim, ins: Vec<Var>, ty: &crate:
             }
         }
     }
+    // gbsmall: a gather from a scalar broadcast reads that scalar wherever its (clamped)
+    // indices point: a broadcast of the scalar, with nothing stored or read. (Forward-over-
+    // reverse code gathers its all-ones tangent so: kmeans's `jvp(grad(cost), c, ones)`.)
+    if let Prim::Gather { .. } = prim {
+        let src = &out.nodes[ins[0].index()];
+        if let Prim::BroadcastInDim { dims, .. } = &src.prim {
+            if dims.is_empty() && src.ty.numel() > 0 {
+                let scalar = src.inputs[0];
+                return emit(
+                    out,
+                    seen,
+                    Prim::BroadcastInDim { shape: ty.shape.clone(), dims: vec![] },
+                    vec![scalar],
+                    ty,
+                );
+            }
+        }
+    }
     loop {
         match simplify(out, &prim, &ins) {
             Some(Rewrite::Use(v)) => return v,

@@ -84,13 +84,13 @@ struct Scratch {
 }
 
 /// Storage for an output of `len` elements from `pool`: a recycled buffer, or a new one left
-/// uninitialised. Only for kernels that overwrite all of it (fused loops and gemm).
+/// uninitialised. Only for kernels that overwrite all of it (fused loops, gemm, gather).
 fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
     match pool.iter().rposition(|d| d.dtype() == dtype && d.len() == len) {
         Some(i) => pool.swap_remove(i),
         // SAFETY: every buffer taken here is overwritten completely before it is read:
-        // fused loops write all their output elements, gemm writes its whole output
-        // without reading it (the only two users, see `run_with`). Crate-private; the
+        // fused loops write all their output elements, gemm and gather write their whole
+        // outputs without reading them (the only users, see `run_with` and `product`). Crate-private; the
         // sizes come from the plan's validated graph, whose inputs `run` checks.
         None => unsafe { Data::for_overwrite(dtype, len) },
     }
@@ -1611,6 +1611,10 @@ fn product(
             buffer,
             threads,
         ),
+        // gbsmall: a gather writes every element of its output, so it takes a recycled buffer.
+        Prim::Gather { axis, batch_dims } => {
+            cpu::index::gather_with(arrays[0], arrays[1], *axis, *batch_dims, ty, buffer)
+        }
         _ => cpu::kernel(prim, &arrays, ty),
     }
 }

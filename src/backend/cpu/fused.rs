@@ -419,6 +419,33 @@ fn strided_rows<T: Copy>(
         out[0] = x[base as usize];
         return;
     }
+    // Without padding, axes that step through memory as one (`st[d] = st[d+1]·shape[d+1]`:
+    // contiguous runs, or broadcasts of broadcasts) and axes of one element are merged, so a
+    // load broadcast along leading axes of a space whose last axis is short (a `[k, 2]` table
+    // read at every `[n, k, 2]` position) copies long rows, not rows of 2.
+    if pad.is_none() && r > 1 && r <= MERGE_RANK {
+        let (mut ms, mut mt) = ([0usize; MERGE_RANK], [0isize; MERGE_RANK]);
+        let mut m = 0;
+        for d in 0..r {
+            if shape[d] == 1 {
+                continue; // one element: its stride never applies
+            }
+            if m > 0 && mt[m - 1] == st[d] * shape[d] as isize {
+                ms[m - 1] *= shape[d];
+                mt[m - 1] = st[d];
+            } else {
+                ms[m] = shape[d];
+                mt[m] = st[d];
+                m += 1;
+            }
+        }
+        if m == 0 {
+            (ms[0], mt[0], m) = (1, 0, 1); // a single element
+        }
+        if m < r {
+            return strided_rows(out, x, &ms[..m], start, base, &mt[..m], None);
+        }
+    }
     let s = st[r - 1];
     let len = out.len();
     for_each_row_piece(shape, start, len, |idx, k0, k1, j| {
@@ -440,6 +467,8 @@ fn strided_rows<T: Copy>(
         } else if s == 1 {
             let from = (row + first) as usize;
             seg[a..b].copy_from_slice(&x[from..from + (b - a)]);
+        } else if s == 0 {
+            seg[a..b].fill(x[row as usize]);
         } else {
             for (o, k) in seg[a..b].iter_mut().zip(first..) {
                 *o = x[(row + k * s) as usize];
@@ -447,6 +476,9 @@ fn strided_rows<T: Copy>(
         }
     });
 }
+
+/// The highest rank whose axes [`strided_rows`] merges (on the stack).
+const MERGE_RANK: usize = 8;
 
 /// Fills a register with elements `start..start+n` of a load.
 fn load(reg: &mut Data, src: &Array, kind: &LoadKind, shape: &[usize], start: usize, n: usize) {
@@ -872,6 +904,11 @@ accumulate_float!(f64);
 /// Sums (or otherwise reduces) a block into an accumulator, in 8 interleaved lanes
 /// that are combined at the end (vectorisable, and in a fixed order).
 fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
+    if v.len() < 8 {
+        // No whole lane group: the identity combined with the elements in order (what the
+        // lanes below compute for such a slice, without combining eight identities).
+        return v.iter().fold(T::identity(op), |a, &x| T::combine(op, a, x));
+    }
     let mut lanes = [T::identity(op); 8];
     let chunks = v.chunks_exact(8);
     let tail = chunks.remainder();
@@ -937,7 +974,51 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
         acc64.unwrap_or_else(|| f64::identity(op))
     };
     let mut out = vec![0f64; rows];
-    if rows == 1 && row > PARALLEL_MIN {
+    // Short rows (a reduction over a trailing axis of 2, say): each block holds many whole
+    // rows, so the instructions' dispatch is paid per block, not per row. Each row is still
+    // reduced on its own by `reduce_block`, as the one-block range below does (same results).
+    let group = if row > 0 && row < BLOCK { BLOCK / row } else { 1 };
+    if group > 1 && rows > 1 {
+        let reduce_rows = |regs: &mut Vec<Data>, first: usize, slots: &mut [f64]| {
+            let (s, n) = (first * row, slots.len() * row);
+            match native {
+                Some(kernel) => {
+                    let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
+                    let out = with_data!(&mut regs[out_reg], v => v.as_mut_ptr() as *mut c_void);
+                    // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype
+                    // (`slots` has at most `BLOCK / row` rows); the inputs are the program's
+                    // (see `run_map`: not reachable from public code).
+                    unsafe { kernel.run(&ins, &[out], s, n) };
+                }
+                None => run_block(prog, inputs, regs, s, n),
+            }
+            for (j, slot) in slots.iter_mut().enumerate() {
+                let seg = j * row..(j + 1) * row;
+                *slot = match &regs[out_reg] {
+                    Data::F32(v) => reduce_block(op, &v[seg]) as f64,
+                    Data::F64(v) => reduce_block(op, &v[seg]),
+                    _ => unreachable!("fused reductions are float-only"),
+                };
+            }
+        };
+        if total > PARALLEL_MIN && crate::threads::parallel() {
+            // Tasks of about PARALLEL_MIN elements, each a run of whole blocks.
+            let per_task = group * (PARALLEL_MIN / BLOCK).max(1);
+            out.par_chunks_mut(per_task).enumerate().for_each_init(
+                || registers(prog),
+                |regs, (t, chunk)| {
+                    for (c, slots) in chunk.chunks_mut(group).enumerate() {
+                        reduce_rows(regs, t * per_task + c * group, slots);
+                    }
+                },
+            );
+        } else {
+            let mut regs = registers(prog);
+            for (c, slots) in out.chunks_mut(group).enumerate() {
+                reduce_rows(&mut regs, c * group, slots);
+            }
+        }
+    } else if rows == 1 && row > PARALLEL_MIN {
         // One long row: fixed-size pieces reduced in parallel, combined in order.
         let piece = PARALLEL_MIN;
         // (The same pieces on one thread: combining them in order is what fixes the result.)

@@ -10,7 +10,7 @@ pub(crate) mod dot;
 pub(crate) mod dot_arg;
 mod elementwise;
 pub(crate) mod fused;
-mod index;
+pub(crate) mod index;
 pub(crate) mod linalg;
 pub mod math;
 pub mod native;
