@@ -21,8 +21,8 @@ const BLOCK: usize = 512;
 const PARALLEL_MIN: usize = 1 << 16;
 /// Maps (loops without a reduction) of at least this many elements split over the pool, in
 /// tasks of [`MAP_TASK`] elements (smaller ones stay whole: w6-hessian's 200×200 map, 14 µs,
-/// took 18.6 µs split, the thread wake-up outweighing the work it takes over). A map's result does not depend on how its elements are
-/// split, and the 128×512 f32 loops between the products of w2-hvp (an MLP's Hessian-vector
+/// took 18.6 µs split, the thread wake-up outweighing the work it takes over). A map's result
+/// does not depend on how its elements are split, and the 128×512 f32 loops between the products of w2-hvp (an MLP's Hessian-vector
 /// product: 65,536 elements, 8–30 µs each on one thread) read operands that the two threads
 /// of the products before them left in their own caches: split in four tasks, w2-hvp took
 /// 1.99–2.03 ms against 2.09–2.17 ms whole in alternated runs under heavy load, 1.75 against
