@@ -347,7 +347,8 @@ fn fused_reductions_over_short_rows_agree_with_eager() {
 fn strided_loads_over_merged_axes_read_the_right_elements() {
     let t = Tensor::from_vec((0..24).map(|i| i as f64 * 0.5 - 3.0).collect(), &[4, 6]);
     let y = Tensor::from_vec((0..5 * 4 * 6).map(|i| (i % 13) as f64).collect(), &[5, 1, 4, 1, 6]);
-    let cases: [(&str, fn(&Tensor, &Tensor) -> Tensor); 4] = [
+    type Case = (&'static str, fn(&Tensor, &Tensor) -> Tensor);
+    let cases: [Case; 4] = [
         ("table broadcast over leading axes", |t, y| y + t.reshape(&[1, 1, 4, 1, 6])),
         ("transposed table", |t, y| y * t.reshape(&[6, 4]).t().expand_dims(1).expand_dims(0).expand_dims(0).exp()),
         ("a column broadcast along rows", |t, y| y - t.slice(&[0, 2], &[4, 3], &[1, 1]).reshape(&[1, 1, 4, 1, 1])),

@@ -36,7 +36,7 @@ fn a_plan_refuses_arguments_of_another_shape_dtype_or_count() {
             let g = trace_graph(&[f32_ty(&[1 << 16])], |x| vec![(&x[0] * 2.0).exp().sum(&[0], false)]);
             let plan = Plan::new(&optimize(&g));
             let small = Tensor::from_vec(vec![1.0f32; 16], &[16]);
-            let msg = panic_message(|| plan.run(&[small.clone()]));
+            let msg = panic_message(|| plan.run(std::slice::from_ref(&small)));
             assert!(msg.contains("Plan::run") && msg.contains("f32[65536]") && msg.contains("f32[16]"), "{msg}");
             let f64s = Tensor::from_vec(vec![1.0f64; 1 << 16], &[1 << 16]);
             let msg = panic_message(|| plan.run(&[f64s]));

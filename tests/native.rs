@@ -324,7 +324,7 @@ fn build_costs_are_none_without_loops_and_zero_once_cached() {
         return;
     }
     let big = TensorType::new(DType::F64, vec![1 << 14]);
-    let g = trace_graph(&[big.clone()], |x| vec![(&x[0] * 3.0).tanh() + 0.25]);
+    let g = trace_graph(std::slice::from_ref(&big), |x| vec![(&x[0] * 3.0).tanh() + 0.25]);
     with_native_mode(NativeMode::Off, || assert_eq!(Plan::interpreted(&optimize(&g)).native_build_cost(), None));
     with_native_mode(NativeMode::Auto, || {
         let small = trace_graph(&[TensorType::new(DType::F64, vec![8])], |x| vec![x[0].tanh()]);
@@ -335,7 +335,7 @@ fn build_costs_are_none_without_loops_and_zero_once_cached() {
         assert_eq!(native.native_build_cost(), None, "everything compiled");
         assert_eq!(plan.native_build_cost(), Some(std::time::Duration::ZERO), "the library is cached now");
         let x = Tensor::from_vec(vec![0.5; 1 << 14], &[1 << 14]);
-        assert!(same_bits(&plan.run(&[x.clone()])[0], &native.run(&[x])[0]));
+        assert!(same_bits(&plan.run(std::slice::from_ref(&x))[0], &native.run(&[x])[0]));
     });
 }
 

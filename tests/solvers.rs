@@ -919,9 +919,9 @@ fn truncated_neumann_tangent_solve_is_the_k_term_series() {
         let (_, dw) = jvp(|l: &Tensor| solve(l).0, &Tensor::scalar(lam), 1.0);
         // W_STAR has 9 digits; the series inherits their error.
         close(&dw, &want, 1e-7, &format!("jvp, {k_terms} terms"));
-        for i in 0..2 {
+        for (i, &w) in want.iter().enumerate().take(2) {
             let g = grad(|l: &Tensor| solve(l).0.index(i as isize))(&Tensor::scalar(lam));
-            close(&g, &[want[i]], 1e-7, &format!("grad of component {i}, {k_terms} terms"));
+            close(&g, &[w], 1e-7, &format!("grad of component {i}, {k_terms} terms"));
         }
         let off = (want[0] - DW_DLAMBDA[0]).abs().max((want[1] - DW_DLAMBDA[1]).abs());
         assert!(off > 1e-3, "{k_terms} terms should be visibly truncated: {off}");

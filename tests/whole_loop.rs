@@ -95,7 +95,7 @@ fn a_while_loop_runs_whole_and_bitwise_like_the_interpreter() {
     // A predicate that is false at once: the initial carries come back unchanged.
     let g = |a: &[Tensor]| vec![while_loop(|x: &Tensor| x.sum_all().lt(-1.0), |x: &Tensor| x * 2.0, &a[0])];
     let x = Tensor::from_vec(vec![0.5f32, 2.0], &[2]);
-    let out = check("while never entered", 1, &g, &[x.clone()]);
+    let out = check("while never entered", 1, &g, std::slice::from_ref(&x));
     assert!(same_bits(&out[0], &x));
 }
 
@@ -108,7 +108,7 @@ fn fori_loops_with_integer_counters_and_scans_with_xs_and_ys_run_whole() {
     let f =
         |a: &[Tensor]| vec![fori_loop(0, 500, |i: &Tensor, x: &Tensor| rotation(x) + i.cast(DType::F64) * 1e-6, &a[0])];
     let x = Tensor::from_vec(vec![0.5, -0.25], &[2]);
-    let out = check("fori", 1, &f, &[x.clone()]);
+    let out = check("fori", 1, &f, std::slice::from_ref(&x));
     assert!(!same_bits(&out[0], &x), "the loop ran");
     // A scan reading rows of xs and stacking ys, forward and reverse, f32 and bool outputs.
     for reverse in [false, true] {
@@ -296,7 +296,7 @@ fn bounded_loops_with_conds_and_nested_loops_and_their_gradients_run_whole() {
         vec![k, x]
     };
     let x = Tensor::from_vec(vec![0.5, -0.25], &[2]);
-    let out = check("bounded", usize::MAX, &f, &[x.clone()]);
+    let out = check("bounded", usize::MAX, &f, std::slice::from_ref(&x));
     assert_eq!(out[0].item::<f64>(), 300.0);
     // Stopped by max_steps before the predicate turns false.
     let short = move |a: &[Tensor]| {
@@ -304,7 +304,7 @@ fn bounded_loops_with_conds_and_nested_loops_and_their_gradients_run_whole() {
             while_loop_bounded(|(k, _): &(Tensor, Tensor)| k.lt(300.0), body, &(Tensor::scalar(0.0), a[0].clone()), 37);
         vec![k, x]
     };
-    let out = check("bounded, max_steps", usize::MAX, &short, &[x.clone()]);
+    let out = check("bounded, max_steps", usize::MAX, &short, std::slice::from_ref(&x));
     assert_eq!(out[0].item::<f64>(), 37.0);
     let g = move |a: &[Tensor]| {
         vec![grad(move |x: &Tensor| {

@@ -692,6 +692,36 @@ pub fn dce(g: &Graph) -> Graph {
     out
 }
 
+/// Copies `g` node by node into a new graph, except the nodes at the positions in `found`
+/// (increasing), whose replacement `replace` pushes (it gets the new graph, the new variable
+/// of every earlier node, the old node and what was found there, and returns the variable
+/// that stands for the node); then removes what became unread. The rebuild shared by the
+/// rewriting passes (`contract.rs`, `diagonal.rs`).
+pub(super) fn rebuild_replacing<F>(
+    g: Graph,
+    found: Vec<(usize, F)>,
+    mut replace: impl FnMut(&mut Graph, &[Var], crate::ir::Node, F) -> Var,
+) -> Graph {
+    let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len() + 6 * found.len()), ..Graph::default() };
+    let mut map = vec![Var(u32::MAX); g.nodes.len()];
+    let mut found = found.into_iter().peekable();
+    for (i, node) in g.nodes.into_iter().enumerate() {
+        if let Prim::Input(_) = node.prim {
+            map[i] = out.add_input(node.ty);
+            continue;
+        }
+        map[i] = match found.next_if(|(at, _)| *at == i) {
+            None => {
+                let ins = node.inputs.iter().map(|v| map[v.index()]).collect();
+                out.push_typed(node.prim, ins, node.ty)
+            }
+            Some((_, f)) => replace(&mut out, &map[..i], node, f),
+        };
+    }
+    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
+    dce(&out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -849,34 +879,4 @@ mod tests {
             assert_eq!(g.nodes[v.index()].prim, opt.nodes[w.index()].prim);
         }
     }
-}
-
-/// Copies `g` node by node into a new graph, except the nodes at the positions in `found`
-/// (increasing), whose replacement `replace` pushes (it gets the new graph, the new variable
-/// of every earlier node, the old node and what was found there, and returns the variable
-/// that stands for the node); then removes what became unread. The rebuild shared by the
-/// rewriting passes (`contract.rs`, `diagonal.rs`).
-pub(super) fn rebuild_replacing<F>(
-    g: Graph,
-    found: Vec<(usize, F)>,
-    mut replace: impl FnMut(&mut Graph, &[Var], crate::ir::Node, F) -> Var,
-) -> Graph {
-    let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len() + 6 * found.len()), ..Graph::default() };
-    let mut map = vec![Var(u32::MAX); g.nodes.len()];
-    let mut found = found.into_iter().peekable();
-    for (i, node) in g.nodes.into_iter().enumerate() {
-        if let Prim::Input(_) = node.prim {
-            map[i] = out.add_input(node.ty);
-            continue;
-        }
-        map[i] = match found.next_if(|(at, _)| *at == i) {
-            None => {
-                let ins = node.inputs.iter().map(|v| map[v.index()]).collect();
-                out.push_typed(node.prim, ins, node.ty)
-            }
-            Some((_, f)) => replace(&mut out, &map[..i], node, f),
-        };
-    }
-    out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    dce(&out)
 }
