@@ -203,10 +203,11 @@ enum Compile {
 }
 
 /// When a plan not yet settled compiles its loops (this is its second call or a later one).
-/// With nothing to compile, or the library already in the disk cache: now (which settles
-/// the plan). Otherwise by the [`NativeMode`]: [`NativeMode::Always`] now;
-/// [`NativeMode::Auto`] in the background, so no call waits for the C compiler;
-/// [`NativeMode::Sync`] on this thread once the time spent running the plan interpreted has
+/// [`NativeMode::Always`]: now. [`NativeMode::Auto`]: in the background, so no call waits
+/// for the C compiler, nor works out what compiling would cost (a library already in the
+/// disk cache was loaded when the plan was built). [`NativeMode::Sync`]: with nothing to
+/// compile, or the library in the disk cache, now (which settles the plan), otherwise on
+/// this thread once the time spent running the plan interpreted has
 /// reached what the C compiler would take: a function called a few times never waits seconds
 /// for a compiler, and one called often pays at most twice what the better choice in
 /// hindsight would have cost (the ski-rental rule).
@@ -217,6 +218,13 @@ fn when_to_compile<B>(e: &Entry<B>) -> Compile {
     }
     if e.background_started.load(Ordering::Acquire) {
         return Compile::Later;
+    }
+    if mode == NativeMode::Auto {
+        // The build cost takes the plan's C source and a look in the disk cache (tens of
+        // microseconds, as long as a small plan's whole run): the background worker works
+        // it out, so that no call pays for it. A library already cached was loaded when the
+        // plan was built (`cached_native`).
+        return Compile::InBackground;
     }
     if mode != NativeMode::Off && !crate::backend::cpu::native::toolchain_probed() {
         // Whether a compiler works (asked in the background since the first call) is not
@@ -303,5 +311,29 @@ impl<B> Entry<B> {
         let outs = self.plan.run(leaves);
         self.interpreted_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         outs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::native::{probe_in_background, toolchain_probed, wait_for_native_compiles};
+
+    /// In `Auto`, a second call leaves the build cost (the plan's C source and a look in the
+    /// disk cache, as long as a small plan's whole run) to the background worker: the calling
+    /// thread only queues the compile, even once the compiler is known to work.
+    #[test]
+    fn an_auto_second_call_leaves_the_build_cost_to_the_worker() {
+        crate::with_native_mode(NativeMode::Auto, || {
+            probe_in_background();
+            wait_for_native_compiles();
+            assert!(toolchain_probed(), "the probe has run on the worker");
+            let x = crate::Tensor::from_vec(vec![0.5f64; 1 << 13], &[1 << 13]);
+            let graph = crate::trace::trace_graph(&[x.ty()], |x| vec![(&x[0] * 3.0).tanh() + 0.25]);
+            let plan = Arc::new(Plan::interpreted(&optimize(&graph)));
+            let entry = Entry::new(plan, &x, false);
+            assert!(matches!(when_to_compile(&entry), Compile::InBackground));
+            assert!(entry.build_cost.get().is_none(), "the build cost was worked out on the calling thread");
+        });
     }
 }

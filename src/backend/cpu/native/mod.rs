@@ -25,8 +25,10 @@
 //! When: `jit` runs a function's first calls interpreted. In [`NativeMode::Auto`] (the
 //! default) its second call starts the C compiler on a background thread and keeps running
 //! interpreted; the first call after the library has loaded switches to the native plan
-//! (the swap happens between calls: a call runs one plan from start to end). A library
-//! already in the disk cache is loaded at once instead. [`NativeMode::Sync`] compiles on
+//! (the swap happens between calls: a call runs one plan from start to end); the second call
+//! only queues that work, even the C source and the look in the cache, so it costs what an
+//! interpreted call costs. A library already in the disk cache is loaded when the plan is
+//! built instead. [`NativeMode::Sync`] compiles on
 //! the calling thread at the call where the interpreted runs have taken as long as the
 //! compiler is expected to, and [`NativeMode::Always`] on the second call, on the calling
 //! thread too (so that tests see native code at a known call). Native and interpreted loops
