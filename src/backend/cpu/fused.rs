@@ -952,26 +952,32 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
     let out_reg = prog.outputs[0];
     let dtype = prog.dtypes[out_reg];
     let in_ptrs = input_pointers(inputs);
+    // The kernel's input pointers, gathered once per range or task (not once per block).
+    let kernel_inputs = || -> Vec<*const c_void> {
+        match native {
+            Some(_) => in_ptrs.iter().map(|p| p.0 as *const c_void).collect(),
+            None => Vec::new(),
+        }
+    };
+    // Computes elements `s..s+n` (at most one block) into the output's register.
+    let fill_block = |regs: &mut Vec<Data>, ins: &[*const c_void], s: usize, n: usize| match native {
+        Some(kernel) => {
+            let out = with_data!(&mut regs[out_reg], v => v.as_mut_ptr() as *mut c_void);
+            // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype (both
+            // callers pass at most a block); `ins` are the program's inputs (see `run_map`: not
+            // reachable from public code).
+            unsafe { kernel.run(ins, &[out], s, n) };
+        }
+        None => run_block(prog, inputs, regs, s, n),
+    };
     // Reduce a range of one row: blocks in order, each block reduced in lanes.
     let reduce_range = |regs: &mut Vec<Data>, start: usize, end: usize| -> f64 {
         let mut acc64: Option<f64> = None;
         let mut s = start;
-        // The kernel's input pointers, gathered once per range (not once per block).
-        let ins: Vec<*const c_void> = match native {
-            Some(_) => in_ptrs.iter().map(|p| p.0 as *const c_void).collect(),
-            None => Vec::new(),
-        };
+        let ins = kernel_inputs();
         while s < end {
             let n = BLOCK.min(end - s);
-            match native {
-                Some(kernel) => {
-                    let out = with_data!(&mut regs[out_reg], v => v.as_mut_ptr() as *mut c_void);
-                    // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype; the
-                    // inputs are the program's (see `run_map`: not reachable from public code).
-                    unsafe { kernel.run(&ins, &[out], s, n) };
-                }
-                None => run_block(prog, inputs, regs, s, n),
-            }
+            fill_block(regs, &ins, s, n);
             let part = match &regs[out_reg] {
                 Data::F32(v) => reduce_block(op, &v[..n]) as f64,
                 Data::F64(v) => reduce_block(op, &v[..n]),
@@ -994,19 +1000,9 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
     // reduced on its own by `reduce_block`, as the one-block range below does (same results).
     let group = if row > 0 && row < BLOCK { BLOCK / row } else { 1 };
     if group > 1 && rows > 1 {
-        let reduce_rows = |regs: &mut Vec<Data>, first: usize, slots: &mut [f64]| {
-            let (s, n) = (first * row, slots.len() * row);
-            match native {
-                Some(kernel) => {
-                    let ins: Vec<*const c_void> = in_ptrs.iter().map(|p| p.0 as *const c_void).collect();
-                    let out = with_data!(&mut regs[out_reg], v => v.as_mut_ptr() as *mut c_void);
-                    // SAFETY: the register holds `BLOCK >= n` elements of the output's dtype
-                    // (`slots` has at most `BLOCK / row` rows); the inputs are the program's
-                    // (see `run_map`: not reachable from public code).
-                    unsafe { kernel.run(&ins, &[out], s, n) };
-                }
-                None => run_block(prog, inputs, regs, s, n),
-            }
+        // `slots` has at most `group` rows: one block.
+        let reduce_rows = |regs: &mut Vec<Data>, ins: &[*const c_void], first: usize, slots: &mut [f64]| {
+            fill_block(regs, ins, first * row, slots.len() * row);
             for (j, slot) in slots.iter_mut().enumerate() {
                 let seg = j * row..(j + 1) * row;
                 *slot = match &regs[out_reg] {
@@ -1020,17 +1016,17 @@ fn run_reduce(prog: &Program, native: Option<&Kernel>, inputs: &[&Array], op: Re
             // Tasks of about PARALLEL_MIN elements, each a run of whole blocks.
             let per_task = group * (PARALLEL_MIN / BLOCK).max(1);
             out.par_chunks_mut(per_task).enumerate().for_each_init(
-                || registers(prog),
-                |regs, (t, chunk)| {
+                || (registers(prog), kernel_inputs()),
+                |(regs, ins), (t, chunk)| {
                     for (c, slots) in chunk.chunks_mut(group).enumerate() {
-                        reduce_rows(regs, t * per_task + c * group, slots);
+                        reduce_rows(regs, ins, t * per_task + c * group, slots);
                     }
                 },
             );
         } else {
-            let mut regs = registers(prog);
+            let (mut regs, ins) = (registers(prog), kernel_inputs());
             for (c, slots) in out.chunks_mut(group).enumerate() {
-                reduce_rows(&mut regs, c * group, slots);
+                reduce_rows(&mut regs, &ins, c * group, slots);
             }
         }
     } else if rows == 1 && row > PARALLEL_MIN {
