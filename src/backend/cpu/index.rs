@@ -42,37 +42,7 @@ fn index_values(indices: &Array) -> Vec<i64> {
 /// Batched gather (see [`crate::ops::Prim::Gather`]). Indices are clamped into
 /// `0..n`; gathering from an empty axis gives zeros.
 pub fn gather(x: &Array, indices: &Array, axis: usize, batch_dims: usize, out: &TensorType) -> Array {
-    let l = Layout::new(&x.shape, &indices.shape, axis, batch_dims);
-    let total = out.numel();
-    if l.n == 0 {
-        // Nothing to read from; only reachable when the indexed axis is empty.
-        return Array::full(out.dtype, out.shape.clone(), 0.0);
-    }
-    let idx = index_values(indices);
-    // Rows of `s` elements copied whole (no list of source indices).
-    fn rows<T: Copy>(v: &[T], idx: &[i64], l: &Layout, total: usize) -> Vec<T> {
-        let last = l.n as i64 - 1;
-        let mut out = Vec::with_capacity(total);
-        for b in 0..l.b {
-            for p in 0..l.p {
-                let row = (b * l.p + p) * l.n;
-                let ks = &idx[b * l.i..(b + 1) * l.i];
-                if l.s == 1 {
-                    let src = &v[row..row + l.n];
-                    out.extend(ks.iter().map(|&k| src[k.clamp(0, last) as usize]));
-                    continue;
-                }
-                for &k in ks {
-                    let base = (row + k.clamp(0, last) as usize) * l.s;
-                    out.extend_from_slice(&v[base..base + l.s]);
-                }
-            }
-        }
-        out
-    }
-    let data = crate::with_data!(&x.data, v => Element::into_data(rows(v, &idx, &l, total)));
-    debug_assert_eq!(data.len(), total);
-    Array::new(out.shape.clone(), data)
+    gather_with(x, indices, axis, batch_dims, out, &mut |dtype, len| Data::filled(dtype, 0.0, len))
 }
 
 /// [`gather`] into storage from `buffer(dtype, len)`, every element of which it writes: in a
@@ -88,10 +58,12 @@ pub fn gather_with(
 ) -> Array {
     let l = Layout::new(&x.shape, &indices.shape, axis, batch_dims);
     let total = out.numel();
-    if l.n == 0 || total == 0 || out.dtype != x.data.dtype() {
-        return gather(x, indices, axis, batch_dims, out);
+    if l.n == 0 {
+        // Nothing to read from; only reachable when the indexed axis is empty.
+        return Array::full(out.dtype, out.shape.clone(), 0.0);
     }
     let idx = index_values(indices);
+    // Rows of `s` elements copied whole (no list of source indices).
     fn rows<T: Copy>(o: &mut [T], v: &[T], idx: &[i64], l: &Layout) {
         let last = l.n as i64 - 1;
         let mut at = 0;
@@ -111,7 +83,7 @@ pub fn gather_with(
         }
         assert_eq!(at, o.len(), "gather: every element written");
     }
-    let mut data = buffer(out.dtype, total);
+    let mut data = buffer(x.data.dtype(), total);
     assert_eq!(data.len(), total, "gather: a buffer of the wrong size");
     match (&mut data, &x.data) {
         (Data::F32(o), Data::F32(v)) => rows(o, v, &idx, &l),
