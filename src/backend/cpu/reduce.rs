@@ -125,9 +125,47 @@ fn reduce_row<T: Num>(s: &[T], op: ReduceOp) -> T {
     match op {
         ReduceOp::Sum => s.iter().fold(T::ZERO, |a, &b| a.add(b)),
         ReduceOp::Prod => s.iter().fold(T::ONE, |a, &b| a.mul(b)),
-        ReduceOp::Max => s.iter().fold(T::LOWEST, |a, &b| pick_max(a, b)),
-        ReduceOp::Min => s.iter().fold(T::HIGHEST, |a, &b| pick_min(a, b)),
+        ReduceOp::Max => extreme_in_lanes(s, T::LOWEST, |a, b| b > a).unwrap_or_else(|| fold_max(s)),
+        ReduceOp::Min => extreme_in_lanes(s, T::HIGHEST, |a, b| b < a).unwrap_or_else(|| fold_min(s)),
     }
+}
+
+fn fold_max<T: Num>(s: &[T]) -> T {
+    s.iter().fold(T::LOWEST, |a, &b| pick_max(a, b))
+}
+fn fold_min<T: Num>(s: &[T]) -> T {
+    s.iter().fold(T::HIGHEST, |a, &b| pick_min(a, b))
+}
+
+/// Lanes of a max/min search: enough independent accumulators to hide the compare's latency
+/// and fill a vector register.
+const EXTREME_LANES: usize = 16;
+
+/// The maximum (`better(a, b)`: `b > a`) or minimum of `s`, found in [`EXTREME_LANES`]
+/// interleaved lanes (vectorisable; the element-after-element fold is a chain of dependent
+/// compares, ~4× slower on long rows), or `None` where that could differ in its bits from
+/// the fold ([`pick_max`]/[`pick_min`]): when `s` holds a NaN (the fold keeps the first one's
+/// payload) or the extreme is zero (`-0.0` and `0.0` tie, and the fold keeps the first seen).
+/// Any other extreme is one value with one bit pattern, whatever the order it is found in.
+#[inline(always)]
+fn extreme_in_lanes<T: Num>(s: &[T], identity: T, better: impl Fn(T, T) -> bool) -> Option<T> {
+    let mut lanes = [identity; EXTREME_LANES];
+    let mut nan = false;
+    let chunks = s.chunks_exact(EXTREME_LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..EXTREME_LANES {
+            let b = c[k];
+            nan |= b.is_nan();
+            lanes[k] = if better(lanes[k], b) { b } else { lanes[k] };
+        }
+    }
+    let mut acc = identity;
+    for &b in lanes.iter().chain(tail) {
+        nan |= b.is_nan();
+        acc = if better(acc, b) { b } else { acc };
+    }
+    (!nan && acc != T::ZERO).then_some(acc)
 }
 
 fn reduce_rows<T: Num>(v: &[T], row: usize, rows: usize, op: ReduceOp) -> Vec<T> {
@@ -420,4 +458,65 @@ pub fn cumulative(op: CumOp, axis: usize, reverse: bool, x: &Array) -> Array {
         return scanned;
     }
     super::structure::transpose(&scanned, &perm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows with ties of signed zeros, NaNs (with distinct payloads) and infinities at
+    /// assorted places, of lengths around the lane count: the lanes give the fold's bits.
+    #[test]
+    fn max_and_min_in_lanes_match_the_element_after_element_fold() {
+        let nan_a = f64::from_bits(0x7ff8_0000_0000_0001);
+        let nan_b = f64::from_bits(0xfff8_0000_0000_0002);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut checked = 0;
+        for len in [0, 1, 7, 15, 16, 17, 31, 32, 33, 100, 1000] {
+            for case in 0..40 {
+                let row: Vec<f64> = (0..len)
+                    .map(|_| match (case % 5, next() % 23) {
+                        (1, 0) => nan_a,
+                        (1, 1) => nan_b,
+                        (2, 0..=5) => 0.0,
+                        (2, 6..=11) => -0.0,
+                        (3, 0) => f64::INFINITY,
+                        (3, 1) => f64::NEG_INFINITY,
+                        (4, _) => -((next() % 1000) as f64),
+                        _ => (next() % 2001) as f64 - 1000.0,
+                    })
+                    .collect();
+                let max = reduce_row(&row, ReduceOp::Max);
+                let min = reduce_row(&row, ReduceOp::Min);
+                assert_eq!(max.to_bits(), fold_max(&row).to_bits(), "max of {row:?}");
+                assert_eq!(min.to_bits(), fold_min(&row).to_bits(), "min of {row:?}");
+                let narrow: Vec<f32> = row.iter().map(|&x| x as f32).collect();
+                assert_eq!(reduce_row(&narrow, ReduceOp::Max).to_bits(), fold_max(&narrow).to_bits());
+                assert_eq!(reduce_row(&narrow, ReduceOp::Min).to_bits(), fold_min(&narrow).to_bits());
+                let ints: Vec<i64> = row.iter().map(|&x| if x.is_finite() { x as i64 } else { 7 }).collect();
+                assert_eq!(reduce_row(&ints, ReduceOp::Max), fold_max(&ints));
+                assert_eq!(reduce_row(&ints, ReduceOp::Min), fold_min(&ints));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 11 * 40);
+    }
+
+    /// The lanes give up (and the fold decides) exactly where their bits could differ.
+    #[test]
+    fn lanes_defer_to_the_fold_on_nan_and_on_a_zero_extreme() {
+        let mut row = vec![1.0f64; 40];
+        assert_eq!(extreme_in_lanes(&row, f64::NEG_INFINITY, |a, b| b > a), Some(1.0));
+        row[33] = f64::NAN;
+        assert_eq!(extreme_in_lanes(&row, f64::NEG_INFINITY, |a, b| b > a), None);
+        let zeros = [0.0f64, -0.0, -1.0, -2.0].repeat(10);
+        assert_eq!(extreme_in_lanes(&zeros, f64::NEG_INFINITY, |a, b| b > a), None);
+        assert_eq!(reduce_row(&zeros, ReduceOp::Max).to_bits(), 0.0f64.to_bits());
+    }
 }
