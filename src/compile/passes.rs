@@ -83,7 +83,8 @@ fn splat(g: &Graph, v: Var) -> Option<f64> {
 
 /// The values already computed, for common-subexpression elimination.
 ///
-/// Most nodes are found by a cheap key: their primitive's kind (and element-wise operation,
+/// Most nodes are found in a short list by their latest operand (see `by_operand`), compared
+/// in full (equal primitive, same operands). Past that list, nodes are found by a cheap key: their primitive's kind (and element-wise operation,
 /// or the parameters of the common structural primitives) and operands (in order, or sorted for commutative operations); the node found must also
 /// have an equal primitive (equal parameters). Nodes whose key is taken by a different
 /// primitive, constants (equal only as the same array) and structured primitives (equal only
@@ -95,6 +96,13 @@ struct Seen {
     /// is compared with the one looked up.
     plain: FxHashMap<u64, Var>,
     keyed: FxHashMap<String, Var>,
+    /// Nodes with operands are first kept in a short list by their latest operand
+    /// (`by_operand[v]`: the newest such node of `v`, `next[node]`: the one before it, up
+    /// to [`Seen::LISTED`] per operand; `NONE` ends a list): a node's candidates are read
+    /// near the operands just written, where a table of 10^5 entries is a cache miss per
+    /// probe. Only an operand whose list is full sends its later nodes to `plain`.
+    by_operand: Vec<u32>,
+    next: Vec<u32>,
     /// Constants by the address of their array (what `identity_key` names them by, without
     /// formatting it).
     constants: FxHashMap<usize, Var>,
@@ -186,8 +194,39 @@ impl Seen {
     /// node of its key's hash, and nodes that share it with a different primitive (other axes
     /// or shapes on the same operands: rare) or other operands (a hash collision) go by their
     /// full text instead.
+    /// The most nodes listed per operand.
+    const LISTED: usize = 8;
+    const NONE: u32 = u32::MAX;
+
     fn find_or_insert(&mut self, out: &Graph, prim: &Prim, ins: &[Var], v: Var) -> Option<Var> {
         use std::collections::hash_map::Entry;
+        // Nodes with operands: an equal node is in the list of the latest operand, or, once
+        // that list is full (it never shrinks), in the tables below.
+        if let Some(&last) = ins.iter().max() {
+            if !matches!(prim, Prim::Constant(_)) && prim.subgraphs().is_empty() {
+                let key = operand_key(prim, ins);
+                if self.by_operand.len() <= last.index() {
+                    self.by_operand.resize(out.nodes.len().max(last.index() + 1), Seen::NONE);
+                }
+                let (mut c, mut listed) = (self.by_operand[last.index()], 0);
+                while c != Seen::NONE {
+                    let node = &out.nodes[c as usize];
+                    if node.prim == *prim && operand_key(prim, &node.inputs) == key {
+                        return Some(Var(c));
+                    }
+                    listed += 1;
+                    c = self.next[c as usize];
+                }
+                if listed < Seen::LISTED {
+                    if self.next.len() <= v.index() {
+                        self.next.resize(v.index() + 1, Seen::NONE);
+                    }
+                    self.next[v.index()] = self.by_operand[last.index()];
+                    self.by_operand[last.index()] = v.0;
+                    return None;
+                }
+            }
+        }
         // (Constants have no operands, and structured primitives are not commutative: their
         // operands are in order.)
         if let Prim::Constant(a) = prim {
@@ -368,9 +407,11 @@ pub fn optimize(g: &Graph) -> Graph {
     let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len()), ..Graph::default() };
     let mut map: Vec<Var> = Vec::with_capacity(g.nodes.len());
     let mut seen = Seen {
-        plain: FxHashMap::with_capacity_and_hasher(g.nodes.len(), Default::default()),
+        plain: FxHashMap::default(),
         keyed: FxHashMap::default(),
         constants: FxHashMap::default(),
+        by_operand: Vec::with_capacity(g.nodes.len()),
+        next: Vec::with_capacity(g.nodes.len()),
     };
     for node in &g.nodes {
         let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
@@ -809,6 +850,47 @@ mod tests {
         assert_eq!(got.dump(), expected.dump());
         assert_eq!(got, expected);
         assert!(got.nodes.iter().all(|n| !matches!(n.prim, Prim::Transpose { .. })), "{}", got.dump());
+    }
+
+    /// Many nodes on one latest operand (more than its short list holds, so the later ones
+    /// go by the tables): each repeat merges with the first of its kind, in either phase,
+    /// and nodes differing only in parameters or operand order stay apart.
+    #[test]
+    fn cse_merges_past_the_operand_lists() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![40]));
+        let y = g.add_input(TensorType::new(DType::F64, vec![40]));
+        let slice = |k: usize| Prim::Slice { start: vec![k], stop: vec![k + 2], stride: vec![1] };
+        let n = 3 * Seen::LISTED;
+        let mut outs = Vec::new();
+        for round in 0..2 {
+            for k in 0..n {
+                outs.push(g.push(slice(k), vec![y]).unwrap());
+            }
+            // Binary nodes whose latest operand is `y`, both orders of a non-commutative op.
+            outs.push(g.push(Prim::Binary(BinaryOp::Sub), vec![x, y]).unwrap());
+            outs.push(g.push(Prim::Binary(BinaryOp::Sub), vec![y, x]).unwrap());
+            outs.push(g.push(Prim::Binary(BinaryOp::Mul), vec![if round == 0 { x } else { y }, y]).unwrap());
+            outs.push(g.push(Prim::Binary(BinaryOp::Mul), vec![y, x]).unwrap());
+        }
+        g.outputs = outs;
+        let opt = optimize(&g);
+        let o = &opt.outputs;
+        let per = n + 4;
+        // The second round repeats the first, except its `y * y`.
+        for k in 0..per {
+            if k != n + 2 {
+                assert_eq!(o[k], o[per + k], "node {k}: {}", opt.dump());
+            }
+        }
+        assert_eq!(o[n + 2], o[n + 3], "x * y and y * x");
+        let mut first: Vec<Var> = o[..n + 2].to_vec();
+        first.push(o[n + 2]);
+        first.push(o[per + n + 2]);
+        first.sort();
+        first.dedup();
+        assert_eq!(first.len(), n + 4, "{}", opt.dump());
+        assert_eq!(opt.nodes.len(), 2 + n + 4, "{}", opt.dump());
     }
 
     /// Commutative operations merge in either operand order; others, and other operands

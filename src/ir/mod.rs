@@ -198,7 +198,10 @@ impl Graph {
         }
         // Operand types, reused from node to node (graphs of unrolled programs are long).
         let mut tys: Vec<&TensorType> = Vec::new();
+        // Whether a node carries sub-graphs (checked after the nodes and outputs).
+        let mut structured = false;
         for (i, node) in self.nodes.iter().enumerate() {
+            structured = structured || !node.prim.subgraphs().is_empty();
             if let Some(bad) = node.inputs.iter().find(|v| v.index() >= i) {
                 return Err(format!(
                     "node %{i} ({}) uses %{}, which is not defined before it",
@@ -241,7 +244,7 @@ impl Graph {
             let fits = match (&node.prim, &tys[..]) {
                 (Prim::Unary(op), [x]) => op.has_type(x, &node.ty),
                 (Prim::Binary(op), [a, b]) => op.has_type(a, b, &node.ty),
-                _ => false,
+                (prim, tys) => fits_structurally(prim, tys, &node.ty),
             };
             if fits {
                 continue;
@@ -256,6 +259,11 @@ impl Graph {
         }
         if let Some(bad) = self.outputs.iter().find(|v| self.nodes[v.index()].prim.is_tuple()) {
             return Err(format!("output %{} is a tuple", bad.0));
+        }
+        // (A second walk over the nodes only when one carries sub-graphs: graphs of
+        // unrolled programs are long, and most have none.)
+        if !structured {
+            return Ok(());
         }
         for (i, node) in self.nodes.iter().enumerate() {
             for (k, sub) in node.prim.subgraphs().into_iter().enumerate() {
@@ -314,8 +322,150 @@ impl Graph {
     }
 }
 
+/// Whether the type rule of `prim` surely accepts operands `tys` and gives exactly `ty`,
+/// decided without building a type (the common structural primitives of long graphs and
+/// constants). `false` means "ask the rule", which then says what is wrong, if anything.
+fn fits_structurally(prim: &Prim, tys: &[&TensorType], ty: &TensorType) -> bool {
+    match (prim, tys) {
+        (Prim::Constant(a), []) => a.dtype() == ty.dtype && a.shape() == &ty.shape[..],
+        (Prim::StopGradient, [x]) => *x == ty,
+        (Prim::Select, [p, t, f]) => p.dtype == DType::Bool && t == f && p.shape == t.shape && *t == ty,
+        (Prim::Reshape { shape }, [x]) => {
+            x.dtype == ty.dtype && ty.shape == *shape && crate::shape::numel(shape) == x.numel()
+        }
+        (Prim::BroadcastInDim { shape, dims }, [x]) => {
+            x.dtype == ty.dtype
+                && ty.shape == *shape
+                && dims.len() == x.rank()
+                && dims.windows(2).all(|w| w[0] < w[1])
+                && dims.iter().zip(&x.shape).all(|(&d, &e)| d < shape.len() && (e == 1 || e == shape[d]))
+        }
+        (Prim::Transpose { perm }, [x]) => {
+            // A permutation of 0..rank (ranks below 64: a bit set), each output extent the
+            // operand's.
+            let r = x.rank();
+            let mut seen = 0u64;
+            x.dtype == ty.dtype
+                && r < 64
+                && perm.len() == r
+                && ty.shape.len() == r
+                && perm.iter().zip(&ty.shape).all(|(&p, &e)| {
+                    let fresh = p < r && seen & (1 << p) == 0;
+                    seen |= 1 << p.min(63);
+                    fresh && x.shape[p] == e
+                })
+        }
+        (Prim::Slice { start, stop, stride }, [x]) => {
+            let r = x.rank();
+            x.dtype == ty.dtype
+                && start.len() == r
+                && stop.len() == r
+                && stride.len() == r
+                && ty.shape.len() == r
+                && (0..r).all(|i| {
+                    start[i] <= stop[i]
+                        && stop[i] <= x.shape[i]
+                        && stride[i] != 0
+                        && (stop[i] - start[i]).div_ceil(stride[i]) == ty.shape[i]
+                })
+        }
+        _ => false,
+    }
+}
+
 impl std::fmt::Display for Graph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.dump())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::array::Array;
+
+    /// The structural check never accepts what the type rule would not give, and accepts
+    /// every well-typed case it covers: each primitive x operand types x candidate result
+    /// types, compared with `infer_type`.
+    #[test]
+    fn fits_structurally_agrees_with_infer_type() {
+        let shapes: [&[usize]; 6] = [&[], &[1], &[3], &[2, 3], &[3, 2], &[2, 1, 3]];
+        let dtypes = [DType::F64, DType::F32, DType::Bool];
+        let types: Vec<TensorType> =
+            dtypes.iter().flat_map(|&d| shapes.iter().map(move |s| TensorType::new(d, s.to_vec()))).collect();
+        let mut prims = vec![
+            Prim::StopGradient,
+            Prim::Select,
+            Prim::Constant(Arc::new(Array::full(DType::F64, vec![2, 3], 1.0))),
+            Prim::Constant(Arc::new(Array::full(DType::F32, vec![], 1.0))),
+        ];
+        for s in &shapes {
+            prims.push(Prim::Reshape { shape: s.to_vec() });
+        }
+        for (shape, dims) in
+            [(vec![2, 3], vec![1]), (vec![2, 3], vec![0, 1]), (vec![2, 3], vec![1, 0]), (vec![3], vec![])]
+        {
+            prims.push(Prim::BroadcastInDim { shape, dims });
+        }
+        prims.push(Prim::BroadcastInDim { shape: vec![2, 1, 3], dims: vec![0, 2, 2] });
+        prims.push(Prim::BroadcastInDim { shape: vec![2, 3], dims: vec![0, 2] });
+        for perm in [vec![], vec![0], vec![1, 0], vec![0, 1], vec![0, 0], vec![2, 0, 1], vec![0, 5]] {
+            prims.push(Prim::Transpose { perm });
+        }
+        for (start, stop, stride) in [
+            (vec![0, 1], vec![2, 3], vec![1, 2]),
+            (vec![1], vec![3], vec![1]),
+            (vec![0], vec![3], vec![0]),
+            (vec![2], vec![1], vec![1]),
+            (vec![0, 0], vec![2, 4], vec![1, 1]),
+            (vec![0, 0, 0], vec![2, 1, 3], vec![2, 1, 2]),
+        ] {
+            prims.push(Prim::Slice { start, stop, stride });
+        }
+        let (mut accepted, mut checked) = (0, 0);
+        for prim in &prims {
+            let arity = match prim {
+                Prim::Constant(_) => 0,
+                Prim::Select => 3,
+                _ => 1,
+            };
+            let operand_lists: Vec<Vec<&TensorType>> = match arity {
+                0 => vec![vec![]],
+                1 => types.iter().map(|a| vec![a]).collect(),
+                _ => types
+                    .iter()
+                    .flat_map(|p| types.iter().map(move |a| vec![p, a, a]))
+                    .chain([vec![&types[15], &types[3], &types[9]]])
+                    .collect(),
+            };
+            for ops in &operand_lists {
+                let rule = prim.infer_type(ops);
+                for ty in &types {
+                    let fits = fits_structurally(prim, ops, ty);
+                    checked += 1;
+                    if fits {
+                        accepted += 1;
+                        assert_eq!(rule.as_ref().ok(), Some(ty), "{prim} on {ops:?} accepted as {ty}");
+                    } else if rule.as_ref().ok() == Some(ty) {
+                        panic!("{prim} on {ops:?} -> {ty}: the rule accepts it, the check does not");
+                    }
+                }
+            }
+        }
+        assert!(accepted > 40 && checked > accepted * 10, "{accepted} of {checked}");
+    }
+
+    /// `validate` still reports a bad node of each kind the structural check covers.
+    #[test]
+    fn validate_reports_mistyped_structural_nodes() {
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![2, 3]));
+        g.push_typed(Prim::Transpose { perm: vec![1, 0] }, vec![x], TensorType::new(DType::F64, vec![2, 3]));
+        assert!(g.validate().unwrap_err().contains("transpose"));
+        let mut g = Graph::default();
+        let x = g.add_input(TensorType::new(DType::F64, vec![2, 3]));
+        let r = g.push_typed(Prim::Reshape { shape: vec![3, 2] }, vec![x], TensorType::new(DType::F64, vec![3, 2]));
+        g.outputs = vec![r];
+        assert_eq!(g.validate(), Ok(()));
     }
 }

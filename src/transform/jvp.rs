@@ -26,6 +26,8 @@ pub(crate) fn jvp_graph_saving(
     let mut val: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     let mut tan: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
     let (mut tuple_val, mut tuple_tan) = (Tuples::default(), Tuples::default());
+    // The operands' values and tangents of the node at hand, in lists kept across nodes.
+    let (mut xs_kept, mut ts_kept): (Vec<&'static Tensor>, Vec<Option<&'static Tensor>>) = (vec![], vec![]);
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.prim {
             Prim::Input(k) => {
@@ -45,13 +47,17 @@ pub(crate) fn jvp_graph_saving(
             }
             Prim::Constant(a) => val[i] = Some(Tensor::from_arc(a.clone())),
             prim => {
-                let xs: Vec<&Tensor> = node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
-                let ts: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| tan[v.index()].as_ref()).collect();
+                let (mut xs, mut ts): (Vec<&Tensor>, Vec<Option<&Tensor>>) =
+                    (super::recycle(std::mem::take(&mut xs_kept)), super::recycle(std::mem::take(&mut ts_kept)));
+                xs.extend(node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")));
+                ts.extend(node.inputs.iter().map(|v| tan[v.index()].as_ref()));
                 let y = match saved.iter().position(|&s| s == i) {
                     Some(j) => saved_values[j].clone(),
                     None => bind(prim.clone(), &xs),
                 };
-                tan[i] = rules::jvp(prim, &xs, &ts, &y);
+                let t = rules::jvp(prim, &xs, &ts, &y);
+                (xs_kept, ts_kept) = (super::recycle(xs), super::recycle(ts));
+                tan[i] = t;
                 val[i] = Some(y);
             }
         }

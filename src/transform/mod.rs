@@ -25,6 +25,16 @@ mod vjp;
 mod vmap;
 
 pub(crate) use jvp::{jvp_graph, jvp_graph_saving};
+
+/// `v` emptied, as a list of another element type (of the same size: references of another
+/// lifetime, say) that keeps its allocation: the graph walks gather each node's operands
+/// into one list reused from node to node instead of allocating one per node.
+pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    // (Collecting a `Vec`'s own empty iterator into elements of the same layout reuses
+    // its buffer; otherwise this is an empty list, which allocates nothing.)
+    v.into_iter().map(|_| unreachable!("the list is empty")).collect()
+}
 pub(crate) use vjp::is_linearize_level;
 pub(crate) use vmap::batch_graph;
 
@@ -75,4 +85,25 @@ pub(crate) fn trace_tree_as<A: Tree, B: Tree>(
 
 pub(crate) fn types_of(leaves: &[Tensor]) -> Vec<TensorType> {
     leaves.iter().map(|t| t.ty()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A recycled list is empty, of the new element type, and keeps its buffer.
+    #[test]
+    fn recycle_keeps_the_buffer() {
+        let (a, b) = (1.0f64, 2.0f64);
+        let mut v: Vec<&f64> = Vec::with_capacity(16);
+        v.extend([&a, &b]);
+        let at = v.as_ptr() as usize;
+        let w: Vec<&'static f64> = super::recycle(v);
+        assert!(w.is_empty());
+        assert_eq!((w.as_ptr() as usize, w.capacity()), (at, 16));
+        let mut u: Vec<Option<&f64>> = super::recycle(w);
+        u.push(Some(&a));
+        assert_eq!((u.as_ptr() as usize, u.len(), u.capacity()), (at, 1, 16));
+        // Another element type altogether: still an empty list.
+        let z: Vec<(u8, u8, u8)> = super::recycle(u);
+        assert!(z.is_empty());
+    }
 }

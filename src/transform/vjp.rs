@@ -151,6 +151,8 @@ pub(crate) fn transpose_graph(
     let mut linear = vec![false; n];
     let mut val: Vec<Option<Tensor>> = vec![None; n];
     let mut tuples = Tuples::default();
+    // The operands of the node at hand, in a list kept across nodes.
+    let mut xs_kept: Vec<&'static Tensor> = vec![];
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.prim {
             Prim::Input(k) if *k < n_linear => linear[i] = true,
@@ -162,12 +164,15 @@ pub(crate) fn transpose_graph(
                 } else if let Prim::Proj(k) = prim {
                     val[i] = tuples.get(node.inputs[0].index(), *k);
                 } else {
-                    let xs: Vec<&Tensor> =
-                        node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")).collect();
+                    let mut xs: Vec<&Tensor> = super::recycle(std::mem::take(&mut xs_kept));
+                    xs.extend(node.inputs.iter().map(|v| val[v.index()].as_ref().expect("value")));
                     if prim.is_tuple() {
                         tuples.set(i, crate::trace::bind_multi(prim.clone(), &xs));
+                        xs_kept = super::recycle(xs);
                     } else {
-                        val[i] = Some(bind(prim.clone(), &xs));
+                        let y = bind(prim.clone(), &xs);
+                        xs_kept = super::recycle(xs);
+                        val[i] = Some(y);
                     }
                 }
             }
@@ -189,6 +194,8 @@ pub(crate) fn transpose_graph(
     }
     // Cotangents of the elements of linear tuple nodes, gathered from their projections.
     let mut tuple_cts: HashMap<usize, Vec<Option<Tensor>>> = HashMap::new();
+    // The operands of the node at hand, in a list kept across nodes.
+    let mut args_kept: Vec<LinArg<'static>> = vec![];
     for i in (0..n).rev() {
         let node = &g.nodes[i];
         if !linear[i] || matches!(node.prim, Prim::Input(_)) {
@@ -229,18 +236,16 @@ pub(crate) fn transpose_graph(
             continue;
         }
         let Some(c) = ct[i].take() else { continue };
-        let args: Vec<LinArg> = node
-            .inputs
-            .iter()
-            .map(|v| {
-                if linear[v.index()] {
-                    LinArg::Linear(g.ty(*v).clone())
-                } else {
-                    LinArg::Value(val[v.index()].as_ref().expect("value"))
-                }
-            })
-            .collect();
+        let mut args: Vec<LinArg> = super::recycle(std::mem::take(&mut args_kept));
+        args.extend(node.inputs.iter().map(|v| {
+            if linear[v.index()] {
+                LinArg::Linear(g.ty(*v).clone())
+            } else {
+                LinArg::Value(val[v.index()].as_ref().expect("value"))
+            }
+        }));
         let in_cts = rules::transpose(&node.prim, &c, &args);
+        args_kept = super::recycle(args);
         for (v, c) in node.inputs.iter().zip(in_cts) {
             if let Some(c) = c {
                 if linear[v.index()] {
