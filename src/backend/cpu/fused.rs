@@ -249,6 +249,83 @@ multiversion! { fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut
     go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
 }}
 
+multiversion! { fn binary_float_scalar_right<T: Real>(op: BinaryOp, a: &[T], s: T, o: &mut [T]) {
+    macro_rules! go {
+        ($($k:ident),*) => {
+            match op {
+                $(BinaryOp::$k => for (o, &x) in o.iter_mut().zip(a) { *o = T::binary(BinaryOp::$k, x, s) },)*
+                _ => unreachable!("not float-to-float"),
+            }
+        };
+    }
+    go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
+}}
+
+multiversion! { fn binary_float_scalar_left<T: Real>(op: BinaryOp, s: T, b: &[T], o: &mut [T]) {
+    macro_rules! go {
+        ($($k:ident),*) => {
+            match op {
+                $(BinaryOp::$k => for (o, &y) in o.iter_mut().zip(b) { *o = T::binary(BinaryOp::$k, s, y) },)*
+                _ => unreachable!("not float-to-float"),
+            }
+        };
+    }
+    go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
+}}
+
+/// `x / c` as `x * (1/c)` when that is the same number for every `x`: `c` a power of two
+/// whose reciprocal is exact (`c` normal, mantissa zero), so both operations round the same
+/// exact quotient. (A vector division costs ~20x a multiplication: RK4's `k·h/2`.)
+fn exact_reciprocal_f64(op: BinaryOp, c: f64) -> (BinaryOp, f64) {
+    if op == BinaryOp::Div && c.is_normal() && c.to_bits() & ((1u64 << 52) - 1) == 0 {
+        (BinaryOp::Mul, 1.0 / c)
+    } else {
+        (op, c)
+    }
+}
+
+/// [`exact_reciprocal_f64`] in single precision.
+fn exact_reciprocal_f32(op: BinaryOp, c: f32) -> (BinaryOp, f32) {
+    if op == BinaryOp::Div && c.is_normal() && c.to_bits() & ((1u32 << 23) - 1) == 0 {
+        (BinaryOp::Mul, 1.0 / c)
+    } else {
+        (op, c)
+    }
+}
+
+/// Which registers of `prog` are float scalar loads read only as an operand of float
+/// arithmetic (`add`, `mul`, ...; not comparisons, selects, masks or outputs): those are not
+/// spread over a block; the arithmetic reads the one value (`lazy[r]`, `r < lazy.len()`).
+fn lazy_scalars(prog: &Program, lazy: &mut [bool]) {
+    for (l, (instr, dtype)) in lazy.iter_mut().zip(prog.instrs.iter().zip(&prog.dtypes)) {
+        *l = matches!(instr, Instr::Load { kind: LoadKind::Scalar, .. }) && matches!(dtype, DType::F32 | DType::F64);
+    }
+    let mut not = |r: usize| {
+        if let Some(l) = lazy.get_mut(r) {
+            *l = false;
+        }
+    };
+    for instr in &prog.instrs {
+        match *instr {
+            Instr::Load { .. } => {}
+            Instr::Binary(op, a, b) if op.is_comparison() => {
+                not(a);
+                not(b);
+            }
+            Instr::Binary(..) => {}
+            Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => not(a),
+            Instr::Select(p, a, b) => {
+                not(p);
+                not(a);
+                not(b);
+            }
+        }
+    }
+    for &r in &prog.outputs {
+        not(r);
+    }
+}
+
 /// Element types that fused loops move around.
 pub(crate) trait Scalar: PartialOrd + Copy {}
 impl<T: PartialOrd + Copy> Scalar for T {}
@@ -285,8 +362,10 @@ macro_rules! convert_into {
 
 /// Applies instruction `instr` to the first `n` elements of its operands: registers, or
 /// (`direct`) contiguous input slices read in place.
-fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data, n: usize) {
+/// Registers marked in `lazy` (see [`lazy_scalars`]) hold their value in element 0 only.
+fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], lazy: &[bool], out: &mut Data, n: usize) {
     let reg = |r: usize| direct[r].unwrap_or_else(|| View::of(&before[r]));
+    let is_lazy = |r: usize| lazy.get(r).copied().unwrap_or(false);
     match instr {
         Instr::Load { .. } | Instr::Mask { .. } => unreachable!("loads and masks are handled by the caller"),
         Instr::Unary(op, a) => match (reg(*a), out) {
@@ -316,6 +395,29 @@ fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data,
                     _ => unreachable!(),
                 }
                 return;
+            }
+            match (is_lazy(*a), is_lazy(*b), x, y, &mut *out) {
+                (false, true, View::F64(x), View::F64(y), Data::F64(o)) => {
+                    let (op, c) = exact_reciprocal_f64(*op, y[0]);
+                    return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
+                }
+                (false, true, View::F32(x), View::F32(y), Data::F32(o)) => {
+                    let (op, c) = exact_reciprocal_f32(*op, y[0]);
+                    return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
+                }
+                (true, false, View::F64(x), View::F64(y), Data::F64(o)) => {
+                    return binary_float_scalar_left(*op, x[0], &y[..n], &mut o[..n])
+                }
+                (true, false, View::F32(x), View::F32(y), Data::F32(o)) => {
+                    return binary_float_scalar_left(*op, x[0], &y[..n], &mut o[..n])
+                }
+                (true, true, View::F64(x), View::F64(y), Data::F64(o)) => {
+                    return o[..n].fill(f64::binary(*op, x[0], y[0]));
+                }
+                (true, true, View::F32(x), View::F32(y), Data::F32(o)) => {
+                    return o[..n].fill(f32::binary(*op, x[0], y[0]));
+                }
+                _ => {}
             }
             match (x, y, out) {
                 (View::F32(x), View::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
@@ -546,6 +648,39 @@ fn mask(out: &mut Data, src: View, valid: &[(isize, isize)], fill: f64, shape: &
     }
 }
 
+/// Where elements `start..start + n` of a load lie as one contiguous run of its input, when
+/// they do: contiguous loads, strided loads whose strides are the iteration space's own
+/// (a slice at an offset: `x[1:]` read over `[999]`), and rank-1 unit-stride padded loads on
+/// a block inside their valid range (a concatenate's or pad's interior). Those are read in
+/// place instead of copied into a register.
+fn in_place_offset(kind: &LoadKind, shape: &[usize], start: usize, n: usize) -> Option<usize> {
+    match kind {
+        LoadKind::Contiguous => Some(start),
+        LoadKind::Scalar => None,
+        LoadKind::Strided { base, strides } => {
+            let mut expect = 1isize;
+            for (&d, &st) in shape.iter().zip(strides).rev() {
+                if d > 1 && st != expect {
+                    return None;
+                }
+                expect *= d as isize;
+            }
+            usize::try_from(base + start as isize).ok()
+        }
+        LoadKind::Padded { base, strides, valid, .. } => {
+            let inside = shape.len() == 1
+                && strides[0] == 1
+                && valid[0].0 <= start as isize
+                && (start + n) as isize <= valid[0].1;
+            if inside {
+                usize::try_from(base + start as isize).ok()
+            } else {
+                None
+            }
+        }
+    }
+}
+
 /// Runs the program on one block `[start, start+n)`, leaving results in the registers.
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
     // Contiguous inputs are read in place; other loads fill their register. (On the stack
@@ -561,14 +696,27 @@ fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize,
         &mut heap
     };
     for (d, instr) in direct.iter_mut().zip(&prog.instrs) {
-        if let Instr::Load { input, kind: LoadKind::Contiguous } = instr {
-            *d = Some(View::range(&inputs[*input].data, start, n));
+        if let Instr::Load { input, kind } = instr {
+            if let Some(at) = in_place_offset(kind, &prog.shape, start, n) {
+                *d = Some(View::range(&inputs[*input].data, at, n));
+            }
         }
     }
     let direct: &[Option<View>] = direct;
+    // Scalars read only by arithmetic stay one value (longer programs spread all of them).
+    let mut lazy_stack = [false; ON_STACK];
+    let lazy: &[bool] = if prog.instrs.len() <= ON_STACK {
+        lazy_scalars(prog, &mut lazy_stack[..prog.instrs.len()]);
+        &lazy_stack[..prog.instrs.len()]
+    } else {
+        &[]
+    };
     for (i, instr) in prog.instrs.iter().enumerate() {
         match instr {
-            Instr::Load { kind: LoadKind::Contiguous, .. } => {}
+            Instr::Load { .. } if direct[i].is_some() => {}
+            Instr::Load { input, kind } if lazy.get(i).copied().unwrap_or(false) => {
+                load(&mut regs[i], inputs[*input], kind, &prog.shape, start, 1)
+            }
             Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
             Instr::Mask { value, valid, fill } => {
                 let (before, rest) = regs.split_at_mut(i);
@@ -577,7 +725,7 @@ fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize,
             }
             _ => {
                 let (before, rest) = regs.split_at_mut(i);
-                step(instr, before, direct, &mut rest[0], n)
+                step(instr, before, direct, lazy, &mut rest[0], n)
             }
         }
     }
@@ -1128,6 +1276,113 @@ mod tests {
             assert_eq!(got.len(), total);
             for i in 0..total {
                 assert_eq!(got[i], a[i] * b[i] + a[i], "element {i} of {total}");
+            }
+        }
+    }
+
+    /// Runs `prog` on `inputs` (the interpreter, one output buffer per output).
+    fn interpret(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
+        run_map(prog, None, inputs, &mut |d, len| Data::filled(d, f64::NAN, len))
+    }
+
+    #[test]
+    fn scalar_operands_and_offset_reads_give_the_elementwise_bits() {
+        // Scalars read only by arithmetic stay one value (a division by a power of two becomes
+        // the exact multiplication); slices at an offset and a concatenate's interior are read
+        // in place. Every bit must match the same operations element by element, on special
+        // values, on both sides of the block boundary, for divisors that are and are not exact
+        // powers of two (2^1023: reciprocal subnormal; 2^-1074: reciprocal overflows).
+        let n = 1000;
+        let specials = [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 5e-324, -2.2e-308, 1.7e308, 3.0];
+        let xs: Vec<f64> = (0..n)
+            .map(|i| if i % 7 == 0 { specials[i / 7 % specials.len()] } else { (i as f64 * 0.37).sin() * 1e3 })
+            .collect();
+        let x = Array::new(vec![n], Data::F64(xs.clone()));
+        let prog = Program {
+            shape: vec![n],
+            instrs: vec![
+                Instr::Load {
+                    input: 0,
+                    kind: LoadKind::Padded { base: -1, strides: vec![1], valid: vec![(1, n as isize)], fill: -0.0 },
+                },
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Binary(BinaryOp::Div, 0, 1),
+                Instr::Binary(BinaryOp::Sub, 1, 0),
+                Instr::Binary(BinaryOp::Mul, 1, 1),
+                Instr::Binary(BinaryOp::Add, 2, 4),
+                Instr::Binary(BinaryOp::Add, 5, 3),
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Atan2, 7, 1),
+                Instr::Binary(BinaryOp::Add, 6, 8),
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Binary(BinaryOp::Lt, 7, 10),
+                Instr::Select(11, 9, 10),
+            ],
+            dtypes: [vec![DType::F64; 11], vec![DType::Bool, DType::F64]].concat(),
+            outputs: vec![12, 2, 1],
+            reduce: None,
+        };
+        let b = |op, a, c| <f64 as Real>::binary(op, a, c);
+        for c in [
+            2.0,
+            6.0,
+            0.5,
+            -4.0,
+            2f64.powi(1023),
+            2f64.powi(-1022),
+            5e-324,
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NAN,
+            3.0e-310,
+        ] {
+            let s = Array::new(vec![], Data::F64(vec![c]));
+            let out = interpret(&prog, &[&x, &s]);
+            let (Data::F64(got), Data::F64(quot), Data::F64(scal)) = (&out[0].data, &out[1].data, &out[2].data) else {
+                panic!("f64 outputs")
+            };
+            for i in 0..n {
+                let prev = if i == 0 { -0.0 } else { xs[i - 1] };
+                let q = b(BinaryOp::Div, prev, c);
+                let v = b(
+                    BinaryOp::Add,
+                    b(BinaryOp::Add, b(BinaryOp::Add, q, b(BinaryOp::Mul, c, c)), b(BinaryOp::Sub, c, prev)),
+                    b(BinaryOp::Atan2, xs[i], c),
+                );
+                let want = if xs[i] < c { v } else { c };
+                assert_eq!(got[i].to_bits(), want.to_bits(), "element {i}, c = {c:e}: {} vs {want}", got[i]);
+                assert_eq!(quot[i].to_bits(), q.to_bits(), "quotient {i}, c = {c:e}");
+                assert_eq!(scal[i].to_bits(), c.to_bits(), "scalar output {i}");
+            }
+        }
+        // A slice at an offset over a 2-D space (`x[1:991].reshape(10, 99)`), and f32 division.
+        let slice = Program {
+            shape: vec![10, 99],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Strided { base: 1, strides: vec![99, 1] } },
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Binary(BinaryOp::Div, 0, 1),
+            ],
+            dtypes: vec![DType::F64; 3],
+            outputs: vec![2],
+            reduce: None,
+        };
+        let out = interpret(&slice, &[&x, &Array::new(vec![], Data::F64(vec![0.25]))]);
+        let Data::F64(got) = &out[0].data else { panic!("f64 output") };
+        for (k, g) in got.iter().enumerate() {
+            assert_eq!(g.to_bits(), (xs[1 + k] / 0.25).to_bits(), "slice element {k}");
+        }
+        let xf: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
+        let f32prog = Program { dtypes: vec![DType::F32; 3], ..slice };
+        for c in [0.25f32, 3.0, 2f32.powi(127), 1e-45] {
+            let out = interpret(
+                &f32prog,
+                &[&Array::new(vec![n], Data::F32(xf.clone())), &Array::new(vec![], Data::F32(vec![c]))],
+            );
+            let Data::F32(got) = &out[0].data else { panic!("f32 output") };
+            for (k, g) in got.iter().enumerate() {
+                assert_eq!(g.to_bits(), (xf[1 + k] / c).to_bits(), "f32 element {k}, c = {c:e}");
             }
         }
     }
