@@ -351,11 +351,11 @@ multiversion! { fn compare_slices<T: Scalar>(op: BinaryOp, a: &[T], b: &[T], o: 
 macro_rules! convert_into {
     ($src:expr, $dst:expr, $n:expr) => {
         match $dst {
-            Data::F32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f32),
-            Data::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
-            Data::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
-            Data::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
-            Data::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = (x as f64) != 0.0),
+            ViewMut::F32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f32),
+            ViewMut::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
+            ViewMut::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
+            ViewMut::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
+            ViewMut::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = (x as f64) != 0.0),
         }
     };
 }
@@ -363,28 +363,46 @@ macro_rules! convert_into {
 /// Applies instruction `instr` to the first `n` elements of its operands: registers, or
 /// (`direct`) contiguous input slices read in place.
 /// Registers marked in `lazy` (see [`lazy_scalars`]) hold their value in element 0 only.
-fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], lazy: &[bool], out: &mut Data, n: usize) {
-    let reg = |r: usize| direct[r].unwrap_or_else(|| View::of(&before[r]));
+/// Registers marked in `whole` hold a whole output (written straight into its buffer): this
+/// block is their elements `start..start + n`.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    instr: &Instr,
+    before: &[Data],
+    direct: &[Option<View>],
+    lazy: &[bool],
+    whole: &[bool],
+    out: ViewMut,
+    start: usize,
+    n: usize,
+) {
+    let at = |r: usize| if whole.get(r).copied().unwrap_or(false) { start } else { 0 };
+    let reg = |r: usize| direct[r].unwrap_or_else(|| View::range(&before[r], at(r), n));
+    let mut out = out;
     let is_lazy = |r: usize| lazy.get(r).copied().unwrap_or(false);
     match instr {
         Instr::Load { .. } | Instr::Mask { .. } => unreachable!("loads and masks are handled by the caller"),
         Instr::Unary(op, a) => match (reg(*a), out) {
-            (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match reg(*a) {
+            (_, ViewMut::Bool(o)) if *op == UnaryOp::IsFinite => match reg(*a) {
                 View::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
                 View::F64(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
                 _ => unreachable!(),
             },
-            (View::F32(x), Data::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (View::F64(x), Data::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (View::I32(x), Data::I32(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v)),
-            (View::I64(x), Data::I64(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v)),
-            (View::Bool(x), Data::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
+            (View::F32(x), ViewMut::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (View::F64(x), ViewMut::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (View::I32(x), ViewMut::I32(o)) => {
+                o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v))
+            }
+            (View::I64(x), ViewMut::I64(o)) => {
+                o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v))
+            }
+            (View::Bool(x), ViewMut::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
             _ => unreachable!("register dtypes checked when the program was built"),
         },
         Instr::Binary(op, a, b) => {
             let (x, y) = (reg(*a), reg(*b));
             if op.is_comparison() {
-                let Data::Bool(o) = out else { unreachable!() };
+                let ViewMut::Bool(o) = out else { unreachable!() };
                 let o = &mut o[..n];
                 match (x, y) {
                     (View::F32(x), View::F32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
@@ -396,43 +414,43 @@ fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], lazy: &[bool], 
                 }
                 return;
             }
-            match (is_lazy(*a), is_lazy(*b), x, y, &mut *out) {
-                (false, true, View::F64(x), View::F64(y), Data::F64(o)) => {
+            match (is_lazy(*a), is_lazy(*b), x, y, &mut out) {
+                (false, true, View::F64(x), View::F64(y), ViewMut::F64(o)) => {
                     let (op, c) = exact_reciprocal_f64(*op, y[0]);
                     return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
                 }
-                (false, true, View::F32(x), View::F32(y), Data::F32(o)) => {
+                (false, true, View::F32(x), View::F32(y), ViewMut::F32(o)) => {
                     let (op, c) = exact_reciprocal_f32(*op, y[0]);
                     return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
                 }
-                (true, false, View::F64(x), View::F64(y), Data::F64(o)) => {
+                (true, false, View::F64(x), View::F64(y), ViewMut::F64(o)) => {
                     return binary_float_scalar_left(*op, x[0], &y[..n], &mut o[..n])
                 }
-                (true, false, View::F32(x), View::F32(y), Data::F32(o)) => {
+                (true, false, View::F32(x), View::F32(y), ViewMut::F32(o)) => {
                     return binary_float_scalar_left(*op, x[0], &y[..n], &mut o[..n])
                 }
-                (true, true, View::F64(x), View::F64(y), Data::F64(o)) => {
+                (true, true, View::F64(x), View::F64(y), ViewMut::F64(o)) => {
                     return o[..n].fill(f64::binary(*op, x[0], y[0]));
                 }
-                (true, true, View::F32(x), View::F32(y), Data::F32(o)) => {
+                (true, true, View::F32(x), View::F32(y), ViewMut::F32(o)) => {
                     return o[..n].fill(f32::binary(*op, x[0], y[0]));
                 }
                 _ => {}
             }
             match (x, y, out) {
-                (View::F32(x), View::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
-                (View::F64(x), View::F64(y), Data::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
-                (View::I32(x), View::I32(y), Data::I32(o)) => {
+                (View::F32(x), View::F32(y), ViewMut::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (View::F64(x), View::F64(y), ViewMut::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (View::I32(x), View::I32(y), ViewMut::I32(o)) => {
                     for k in 0..n {
                         o[k] = binary_i32(*op, x[k], y[k]);
                     }
                 }
-                (View::I64(x), View::I64(y), Data::I64(o)) => {
+                (View::I64(x), View::I64(y), ViewMut::I64(o)) => {
                     for k in 0..n {
                         o[k] = binary_i64(*op, x[k], y[k]);
                     }
                 }
-                (View::Bool(x), View::Bool(y), Data::Bool(o)) => {
+                (View::Bool(x), View::Bool(y), ViewMut::Bool(o)) => {
                     for k in 0..n {
                         o[k] = match op {
                             BinaryOp::And => x[k] & y[k],
@@ -453,11 +471,11 @@ fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], lazy: &[bool], 
                 };
             }
             match (reg(*a), reg(*b), out) {
-                (View::F32(x), View::F32(y), Data::F32(o)) => pick!(x, y, o),
-                (View::F64(x), View::F64(y), Data::F64(o)) => pick!(x, y, o),
-                (View::I32(x), View::I32(y), Data::I32(o)) => pick!(x, y, o),
-                (View::I64(x), View::I64(y), Data::I64(o)) => pick!(x, y, o),
-                (View::Bool(x), View::Bool(y), Data::Bool(o)) => pick!(x, y, o),
+                (View::F32(x), View::F32(y), ViewMut::F32(o)) => pick!(x, y, o),
+                (View::F64(x), View::F64(y), ViewMut::F64(o)) => pick!(x, y, o),
+                (View::I32(x), View::I32(y), ViewMut::I32(o)) => pick!(x, y, o),
+                (View::I64(x), View::I64(y), ViewMut::I64(o)) => pick!(x, y, o),
+                (View::Bool(x), View::Bool(y), ViewMut::Bool(o)) => pick!(x, y, o),
                 _ => unreachable!(),
             }
         }
@@ -683,6 +701,12 @@ fn in_place_offset(kind: &LoadKind, shape: &[usize], start: usize, n: usize) -> 
 
 /// Runs the program on one block `[start, start+n)`, leaving results in the registers.
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
+    run_block_into(prog, inputs, regs, &[], start, n)
+}
+
+/// [`run_block`], where the registers marked in `whole` are whole output buffers (written at
+/// `start..start + n`; only instructions [`step`] runs may be marked).
+fn run_block_into(prog: &Program, inputs: &[&Array], regs: &mut [Data], whole: &[bool], start: usize, n: usize) {
     // Contiguous inputs are read in place; other loads fill their register. (On the stack
     // for short programs: a loop over a few elements, run once per iteration of a compiled
     // `while`, spent a noticeable share of its time allocating this.)
@@ -720,13 +744,37 @@ fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize,
             Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
             Instr::Mask { value, valid, fill } => {
                 let (before, rest) = regs.split_at_mut(i);
-                let src = direct[*value].unwrap_or_else(|| View::of(&before[*value]));
+                let at = if whole.get(*value).copied().unwrap_or(false) { start } else { 0 };
+                let src = direct[*value].unwrap_or_else(|| View::range(&before[*value], at, n));
                 mask(&mut rest[0], src, valid, *fill, &prog.shape, start, n);
             }
             _ => {
                 let (before, rest) = regs.split_at_mut(i);
-                step(instr, before, direct, lazy, &mut rest[0], n)
+                let at = if whole.get(i).copied().unwrap_or(false) { start } else { 0 };
+                step(instr, before, direct, lazy, whole, ViewMut::range(&mut rest[0], at, n), start, n)
             }
+        }
+    }
+}
+
+/// A mutably borrowed, typed run of elements: the block of a register (or of an output
+/// buffer) an instruction writes.
+enum ViewMut<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    I32(&'a mut [i32]),
+    I64(&'a mut [i64]),
+    Bool(&'a mut [bool]),
+}
+
+impl<'a> ViewMut<'a> {
+    fn range(d: &'a mut Data, start: usize, n: usize) -> ViewMut<'a> {
+        match d {
+            Data::F32(v) => ViewMut::F32(&mut v[start..start + n]),
+            Data::F64(v) => ViewMut::F64(&mut v[start..start + n]),
+            Data::I32(v) => ViewMut::I32(&mut v[start..start + n]),
+            Data::I64(v) => ViewMut::I64(&mut v[start..start + n]),
+            Data::Bool(v) => ViewMut::Bool(&mut v[start..start + n]),
         }
     }
 }
@@ -742,16 +790,6 @@ enum View<'a> {
 }
 
 impl<'a> View<'a> {
-    fn of(d: &'a Data) -> View<'a> {
-        match d {
-            Data::F32(v) => View::F32(v),
-            Data::F64(v) => View::F64(v),
-            Data::I32(v) => View::I32(v),
-            Data::I64(v) => View::I64(v),
-            Data::Bool(v) => View::Bool(v),
-        }
-    }
-
     fn range(d: &'a Data, start: usize, n: usize) -> View<'a> {
         match d {
             Data::F32(v) => View::F32(&v[start..start + n]),
@@ -883,19 +921,41 @@ fn run_map(
     for (d, &r) in outs.iter().zip(&prog.outputs) {
         assert!(d.len() == total && d.dtype() == prog.dtypes[r], "fused loop: output buffer of the wrong size");
     }
-    if native.is_none() && total > 0 && total <= BLOCK {
-        // One block (small loops, e.g. a loop body over a few elements run per iteration):
-        // run it here and copy the output registers, without the task machinery's vectors.
+    if native.is_none() && total > 0 && !(total >= MAP_PARALLEL_MIN && crate::threads::parallel()) {
+        // On this thread (small and medium loops, e.g. a loop body run per iteration): the
+        // output registers that arithmetic defines are the output buffers themselves, each
+        // block written in place (no copy out of a register), without the task machinery.
         let mut regs = registers(prog);
-        run_block(prog, inputs, &mut regs, 0, total);
-        for (d, &r) in outs.iter_mut().zip(&prog.outputs) {
-            match (d, &regs[r]) {
-                (Data::F32(o), Data::F32(v)) => o.copy_from_slice(&v[..total]),
-                (Data::F64(o), Data::F64(v)) => o.copy_from_slice(&v[..total]),
-                (Data::I32(o), Data::I32(v)) => o.copy_from_slice(&v[..total]),
-                (Data::I64(o), Data::I64(v)) => o.copy_from_slice(&v[..total]),
-                (Data::Bool(o), Data::Bool(v)) => o.copy_from_slice(&v[..total]),
-                _ => unreachable!("an output register has its output's dtype"),
+        let mut whole = vec![false; prog.instrs.len()];
+        for (k, &r) in prog.outputs.iter().enumerate() {
+            let computed = !matches!(prog.instrs[r], Instr::Load { .. } | Instr::Mask { .. });
+            if computed && prog.outputs.iter().filter(|&&q| q == r).count() == 1 {
+                whole[r] = true;
+                std::mem::swap(&mut regs[r], &mut outs[k]);
+            }
+        }
+        for b in 0..total.div_ceil(BLOCK) {
+            let start = b * BLOCK;
+            let n = BLOCK.min(total - start);
+            run_block_into(prog, inputs, &mut regs, &whole, start, n);
+            for (d, &r) in outs.iter_mut().zip(&prog.outputs) {
+                if whole[r] {
+                    continue;
+                }
+                match (d, &regs[r]) {
+                    (Data::F32(o), Data::F32(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::F64(o), Data::F64(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::I32(o), Data::I32(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::I64(o), Data::I64(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::Bool(o), Data::Bool(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    _ => unreachable!("an output register has its output's dtype"),
+                }
+            }
+        }
+        // The buffers back to the outputs, the registers back to the set (for reuse).
+        for (k, &r) in prog.outputs.iter().enumerate() {
+            if whole[r] {
+                std::mem::swap(&mut regs[r], &mut outs[k]);
             }
         }
         return outs.into_iter().map(|d| Array::new(prog.shape.clone(), d)).collect();
@@ -1372,6 +1432,28 @@ mod tests {
         let Data::F64(got) = &out[0].data else { panic!("f64 output") };
         for (k, g) in got.iter().enumerate() {
             assert_eq!(g.to_bits(), (xs[1 + k] / 0.25).to_bits(), "slice element {k}");
+        }
+        // An output written in place read again by a mask, and one register output twice.
+        for outputs in [vec![1, 2], vec![1, 1, 2]] {
+            let masked = Program {
+                shape: vec![n],
+                instrs: vec![
+                    Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                    Instr::Unary(UnaryOp::Neg, 0),
+                    Instr::Mask { value: 1, valid: vec![(3, n as isize - 3)], fill: 7.0 },
+                ],
+                dtypes: vec![DType::F64; 3],
+                outputs: outputs.clone(),
+                reduce: None,
+            };
+            let out = interpret(&masked, &[&x]);
+            for (k, &r) in outputs.iter().enumerate() {
+                let Data::F64(got) = &out[k].data else { panic!("f64 output") };
+                for i in 0..n {
+                    let want = if r == 2 && !(3..n - 3).contains(&i) { 7.0 } else { -xs[i] };
+                    assert_eq!(got[i].to_bits(), want.to_bits(), "output {k} (r{r}) element {i}");
+                }
+            }
         }
         let xf: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
         let f32prog = Program { dtypes: vec![DType::F32; 3], ..slice };
