@@ -727,14 +727,16 @@ fn run_block_into(prog: &Program, inputs: &[&Array], regs: &mut [Data], whole: &
         }
     }
     let direct: &[Option<View>] = direct;
-    // Scalars read only by arithmetic stay one value (longer programs spread all of them).
-    let mut lazy_stack = [false; ON_STACK];
-    let lazy: &[bool] = if prog.instrs.len() <= ON_STACK {
-        lazy_scalars(prog, &mut lazy_stack[..prog.instrs.len()]);
-        &lazy_stack[..prog.instrs.len()]
+    // Scalars read only by arithmetic stay one value.
+    let (mut lazy_stack, mut lazy_heap) = ([false; ON_STACK], Vec::new());
+    let lazy: &mut [bool] = if prog.instrs.len() <= ON_STACK {
+        &mut lazy_stack[..prog.instrs.len()]
     } else {
-        &[]
+        lazy_heap.resize(prog.instrs.len(), false);
+        &mut lazy_heap
     };
+    lazy_scalars(prog, lazy);
+    let lazy: &[bool] = lazy;
     for (i, instr) in prog.instrs.iter().enumerate() {
         match instr {
             Instr::Load { .. } if direct[i].is_some() => {}
