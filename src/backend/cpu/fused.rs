@@ -249,6 +249,83 @@ multiversion! { fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut
     go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
 }}
 
+multiversion! { fn binary_float_scalar_right<T: Real>(op: BinaryOp, a: &[T], s: T, o: &mut [T]) {
+    macro_rules! go {
+        ($($k:ident),*) => {
+            match op {
+                $(BinaryOp::$k => for (o, &x) in o.iter_mut().zip(a) { *o = T::binary(BinaryOp::$k, x, s) },)*
+                _ => unreachable!("not float-to-float"),
+            }
+        };
+    }
+    go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
+}}
+
+multiversion! { fn binary_float_scalar_left<T: Real>(op: BinaryOp, s: T, b: &[T], o: &mut [T]) {
+    macro_rules! go {
+        ($($k:ident),*) => {
+            match op {
+                $(BinaryOp::$k => for (o, &y) in o.iter_mut().zip(b) { *o = T::binary(BinaryOp::$k, s, y) },)*
+                _ => unreachable!("not float-to-float"),
+            }
+        };
+    }
+    go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
+}}
+
+/// `x / c` as `x * (1/c)` when that is the same number for every `x`: `c` a power of two
+/// whose reciprocal is exact (`c` normal, mantissa zero), so both operations round the same
+/// exact quotient. (A vector division costs ~20x a multiplication: RK4's `k·h/2`.)
+fn exact_reciprocal_f64(op: BinaryOp, c: f64) -> (BinaryOp, f64) {
+    if op == BinaryOp::Div && c.is_normal() && c.to_bits() & ((1u64 << 52) - 1) == 0 {
+        (BinaryOp::Mul, 1.0 / c)
+    } else {
+        (op, c)
+    }
+}
+
+/// [`exact_reciprocal_f64`] in single precision.
+fn exact_reciprocal_f32(op: BinaryOp, c: f32) -> (BinaryOp, f32) {
+    if op == BinaryOp::Div && c.is_normal() && c.to_bits() & ((1u32 << 23) - 1) == 0 {
+        (BinaryOp::Mul, 1.0 / c)
+    } else {
+        (op, c)
+    }
+}
+
+/// Which registers of `prog` are float scalar loads read only as an operand of float
+/// arithmetic (`add`, `mul`, ...; not comparisons, selects, masks or outputs): those are not
+/// spread over a block; the arithmetic reads the one value (`lazy[r]`, `r < lazy.len()`).
+fn lazy_scalars(prog: &Program, lazy: &mut [bool]) {
+    for (l, (instr, dtype)) in lazy.iter_mut().zip(prog.instrs.iter().zip(&prog.dtypes)) {
+        *l = matches!(instr, Instr::Load { kind: LoadKind::Scalar, .. }) && matches!(dtype, DType::F32 | DType::F64);
+    }
+    let mut not = |r: usize| {
+        if let Some(l) = lazy.get_mut(r) {
+            *l = false;
+        }
+    };
+    for instr in &prog.instrs {
+        match *instr {
+            Instr::Load { .. } => {}
+            Instr::Binary(op, a, b) if op.is_comparison() => {
+                not(a);
+                not(b);
+            }
+            Instr::Binary(..) => {}
+            Instr::Unary(_, a) | Instr::Convert(_, a) | Instr::Mask { value: a, .. } => not(a),
+            Instr::Select(p, a, b) => {
+                not(p);
+                not(a);
+                not(b);
+            }
+        }
+    }
+    for &r in &prog.outputs {
+        not(r);
+    }
+}
+
 /// Element types that fused loops move around.
 pub(crate) trait Scalar: PartialOrd + Copy {}
 impl<T: PartialOrd + Copy> Scalar for T {}
@@ -274,38 +351,58 @@ multiversion! { fn compare_slices<T: Scalar>(op: BinaryOp, a: &[T], b: &[T], o: 
 macro_rules! convert_into {
     ($src:expr, $dst:expr, $n:expr) => {
         match $dst {
-            Data::F32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f32),
-            Data::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
-            Data::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
-            Data::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
-            Data::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = (x as f64) != 0.0),
+            ViewMut::F32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f32),
+            ViewMut::F64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as f64),
+            ViewMut::I32(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i32),
+            ViewMut::I64(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = x as i64),
+            ViewMut::Bool(o) => o[..$n].iter_mut().zip($src).for_each(|(o, &x)| *o = (x as f64) != 0.0),
         }
     };
 }
 
 /// Applies instruction `instr` to the first `n` elements of its operands: registers, or
 /// (`direct`) contiguous input slices read in place.
-fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data, n: usize) {
-    let reg = |r: usize| direct[r].unwrap_or_else(|| View::of(&before[r]));
+/// Registers marked in `lazy` (see [`lazy_scalars`]) hold their value in element 0 only.
+/// Registers marked in `whole` hold a whole output (written straight into its buffer): this
+/// block is their elements `start..start + n`.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    instr: &Instr,
+    before: &[Data],
+    direct: &[Option<View>],
+    lazy: &[bool],
+    whole: &[bool],
+    out: ViewMut,
+    start: usize,
+    n: usize,
+) {
+    let at = |r: usize| if whole.get(r).copied().unwrap_or(false) { start } else { 0 };
+    let reg = |r: usize| direct[r].unwrap_or_else(|| View::range(&before[r], at(r), n));
+    let mut out = out;
+    let is_lazy = |r: usize| lazy.get(r).copied().unwrap_or(false);
     match instr {
         Instr::Load { .. } | Instr::Mask { .. } => unreachable!("loads and masks are handled by the caller"),
         Instr::Unary(op, a) => match (reg(*a), out) {
-            (_, Data::Bool(o)) if *op == UnaryOp::IsFinite => match reg(*a) {
+            (_, ViewMut::Bool(o)) if *op == UnaryOp::IsFinite => match reg(*a) {
                 View::F32(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
                 View::F64(x) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, v)| *o = v.is_finite()),
                 _ => unreachable!(),
             },
-            (View::F32(x), Data::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (View::F64(x), Data::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
-            (View::I32(x), Data::I32(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v)),
-            (View::I64(x), Data::I64(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v)),
-            (View::Bool(x), Data::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
+            (View::F32(x), ViewMut::F32(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (View::F64(x), ViewMut::F64(o)) => unary_float(*op, &x[..n], &mut o[..n]),
+            (View::I32(x), ViewMut::I32(o)) => {
+                o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i32(*op, v))
+            }
+            (View::I64(x), ViewMut::I64(o)) => {
+                o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = unary_i64(*op, v))
+            }
+            (View::Bool(x), ViewMut::Bool(o)) => o[..n].iter_mut().zip(&x[..n]).for_each(|(o, &v)| *o = !v),
             _ => unreachable!("register dtypes checked when the program was built"),
         },
         Instr::Binary(op, a, b) => {
             let (x, y) = (reg(*a), reg(*b));
             if op.is_comparison() {
-                let Data::Bool(o) = out else { unreachable!() };
+                let ViewMut::Bool(o) = out else { unreachable!() };
                 let o = &mut o[..n];
                 match (x, y) {
                     (View::F32(x), View::F32(y)) => compare_slices(*op, &x[..n], &y[..n], o),
@@ -317,20 +414,43 @@ fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data,
                 }
                 return;
             }
+            match (is_lazy(*a), is_lazy(*b), x, y, &mut out) {
+                (false, true, View::F64(x), View::F64(y), ViewMut::F64(o)) => {
+                    let (op, c) = exact_reciprocal_f64(*op, y[0]);
+                    return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
+                }
+                (false, true, View::F32(x), View::F32(y), ViewMut::F32(o)) => {
+                    let (op, c) = exact_reciprocal_f32(*op, y[0]);
+                    return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
+                }
+                (true, false, View::F64(x), View::F64(y), ViewMut::F64(o)) => {
+                    return binary_float_scalar_left(*op, x[0], &y[..n], &mut o[..n])
+                }
+                (true, false, View::F32(x), View::F32(y), ViewMut::F32(o)) => {
+                    return binary_float_scalar_left(*op, x[0], &y[..n], &mut o[..n])
+                }
+                (true, true, View::F64(x), View::F64(y), ViewMut::F64(o)) => {
+                    return o[..n].fill(f64::binary(*op, x[0], y[0]));
+                }
+                (true, true, View::F32(x), View::F32(y), ViewMut::F32(o)) => {
+                    return o[..n].fill(f32::binary(*op, x[0], y[0]));
+                }
+                _ => {}
+            }
             match (x, y, out) {
-                (View::F32(x), View::F32(y), Data::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
-                (View::F64(x), View::F64(y), Data::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
-                (View::I32(x), View::I32(y), Data::I32(o)) => {
+                (View::F32(x), View::F32(y), ViewMut::F32(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (View::F64(x), View::F64(y), ViewMut::F64(o)) => binary_float(*op, &x[..n], &y[..n], &mut o[..n]),
+                (View::I32(x), View::I32(y), ViewMut::I32(o)) => {
                     for k in 0..n {
                         o[k] = binary_i32(*op, x[k], y[k]);
                     }
                 }
-                (View::I64(x), View::I64(y), Data::I64(o)) => {
+                (View::I64(x), View::I64(y), ViewMut::I64(o)) => {
                     for k in 0..n {
                         o[k] = binary_i64(*op, x[k], y[k]);
                     }
                 }
-                (View::Bool(x), View::Bool(y), Data::Bool(o)) => {
+                (View::Bool(x), View::Bool(y), ViewMut::Bool(o)) => {
                     for k in 0..n {
                         o[k] = match op {
                             BinaryOp::And => x[k] & y[k],
@@ -351,11 +471,11 @@ fn step(instr: &Instr, before: &[Data], direct: &[Option<View>], out: &mut Data,
                 };
             }
             match (reg(*a), reg(*b), out) {
-                (View::F32(x), View::F32(y), Data::F32(o)) => pick!(x, y, o),
-                (View::F64(x), View::F64(y), Data::F64(o)) => pick!(x, y, o),
-                (View::I32(x), View::I32(y), Data::I32(o)) => pick!(x, y, o),
-                (View::I64(x), View::I64(y), Data::I64(o)) => pick!(x, y, o),
-                (View::Bool(x), View::Bool(y), Data::Bool(o)) => pick!(x, y, o),
+                (View::F32(x), View::F32(y), ViewMut::F32(o)) => pick!(x, y, o),
+                (View::F64(x), View::F64(y), ViewMut::F64(o)) => pick!(x, y, o),
+                (View::I32(x), View::I32(y), ViewMut::I32(o)) => pick!(x, y, o),
+                (View::I64(x), View::I64(y), ViewMut::I64(o)) => pick!(x, y, o),
+                (View::Bool(x), View::Bool(y), ViewMut::Bool(o)) => pick!(x, y, o),
                 _ => unreachable!(),
             }
         }
@@ -546,8 +666,47 @@ fn mask(out: &mut Data, src: View, valid: &[(isize, isize)], fill: f64, shape: &
     }
 }
 
+/// Where elements `start..start + n` of a load lie as one contiguous run of its input, when
+/// they do: contiguous loads, strided loads whose strides are the iteration space's own
+/// (a slice at an offset: `x[1:]` read over `[999]`), and rank-1 unit-stride padded loads on
+/// a block inside their valid range (a concatenate's or pad's interior). Those are read in
+/// place instead of copied into a register.
+fn in_place_offset(kind: &LoadKind, shape: &[usize], start: usize, n: usize) -> Option<usize> {
+    match kind {
+        LoadKind::Contiguous => Some(start),
+        LoadKind::Scalar => None,
+        LoadKind::Strided { base, strides } => {
+            let mut expect = 1isize;
+            for (&d, &st) in shape.iter().zip(strides).rev() {
+                if d > 1 && st != expect {
+                    return None;
+                }
+                expect *= d as isize;
+            }
+            usize::try_from(base + start as isize).ok()
+        }
+        LoadKind::Padded { base, strides, valid, .. } => {
+            let inside = shape.len() == 1
+                && strides[0] == 1
+                && valid[0].0 <= start as isize
+                && (start + n) as isize <= valid[0].1;
+            if inside {
+                usize::try_from(base + start as isize).ok()
+            } else {
+                None
+            }
+        }
+    }
+}
+
 /// Runs the program on one block `[start, start+n)`, leaving results in the registers.
 fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize, n: usize) {
+    run_block_into(prog, inputs, regs, &[], start, n)
+}
+
+/// [`run_block`], where the registers marked in `whole` are whole output buffers (written at
+/// `start..start + n`; only instructions [`step`] runs may be marked).
+fn run_block_into(prog: &Program, inputs: &[&Array], regs: &mut [Data], whole: &[bool], start: usize, n: usize) {
     // Contiguous inputs are read in place; other loads fill their register. (On the stack
     // for short programs: a loop over a few elements, run once per iteration of a compiled
     // `while`, spent a noticeable share of its time allocating this.)
@@ -561,24 +720,63 @@ fn run_block(prog: &Program, inputs: &[&Array], regs: &mut [Data], start: usize,
         &mut heap
     };
     for (d, instr) in direct.iter_mut().zip(&prog.instrs) {
-        if let Instr::Load { input, kind: LoadKind::Contiguous } = instr {
-            *d = Some(View::range(&inputs[*input].data, start, n));
+        if let Instr::Load { input, kind } = instr {
+            if let Some(at) = in_place_offset(kind, &prog.shape, start, n) {
+                *d = Some(View::range(&inputs[*input].data, at, n));
+            }
         }
     }
     let direct: &[Option<View>] = direct;
+    // Scalars read only by arithmetic stay one value.
+    let (mut lazy_stack, mut lazy_heap) = ([false; ON_STACK], Vec::new());
+    let lazy: &mut [bool] = if prog.instrs.len() <= ON_STACK {
+        &mut lazy_stack[..prog.instrs.len()]
+    } else {
+        lazy_heap.resize(prog.instrs.len(), false);
+        &mut lazy_heap
+    };
+    lazy_scalars(prog, lazy);
+    let lazy: &[bool] = lazy;
     for (i, instr) in prog.instrs.iter().enumerate() {
         match instr {
-            Instr::Load { kind: LoadKind::Contiguous, .. } => {}
+            Instr::Load { .. } if direct[i].is_some() => {}
+            Instr::Load { input, kind } if lazy.get(i).copied().unwrap_or(false) => {
+                load(&mut regs[i], inputs[*input], kind, &prog.shape, start, 1)
+            }
             Instr::Load { input, kind } => load(&mut regs[i], inputs[*input], kind, &prog.shape, start, n),
             Instr::Mask { value, valid, fill } => {
                 let (before, rest) = regs.split_at_mut(i);
-                let src = direct[*value].unwrap_or_else(|| View::of(&before[*value]));
+                let at = if whole.get(*value).copied().unwrap_or(false) { start } else { 0 };
+                let src = direct[*value].unwrap_or_else(|| View::range(&before[*value], at, n));
                 mask(&mut rest[0], src, valid, *fill, &prog.shape, start, n);
             }
             _ => {
                 let (before, rest) = regs.split_at_mut(i);
-                step(instr, before, direct, &mut rest[0], n)
+                let at = if whole.get(i).copied().unwrap_or(false) { start } else { 0 };
+                step(instr, before, direct, lazy, whole, ViewMut::range(&mut rest[0], at, n), start, n)
             }
+        }
+    }
+}
+
+/// A mutably borrowed, typed run of elements: the block of a register (or of an output
+/// buffer) an instruction writes.
+enum ViewMut<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    I32(&'a mut [i32]),
+    I64(&'a mut [i64]),
+    Bool(&'a mut [bool]),
+}
+
+impl<'a> ViewMut<'a> {
+    fn range(d: &'a mut Data, start: usize, n: usize) -> ViewMut<'a> {
+        match d {
+            Data::F32(v) => ViewMut::F32(&mut v[start..start + n]),
+            Data::F64(v) => ViewMut::F64(&mut v[start..start + n]),
+            Data::I32(v) => ViewMut::I32(&mut v[start..start + n]),
+            Data::I64(v) => ViewMut::I64(&mut v[start..start + n]),
+            Data::Bool(v) => ViewMut::Bool(&mut v[start..start + n]),
         }
     }
 }
@@ -594,16 +792,6 @@ enum View<'a> {
 }
 
 impl<'a> View<'a> {
-    fn of(d: &'a Data) -> View<'a> {
-        match d {
-            Data::F32(v) => View::F32(v),
-            Data::F64(v) => View::F64(v),
-            Data::I32(v) => View::I32(v),
-            Data::I64(v) => View::I64(v),
-            Data::Bool(v) => View::Bool(v),
-        }
-    }
-
     fn range(d: &'a Data, start: usize, n: usize) -> View<'a> {
         match d {
             Data::F32(v) => View::F32(&v[start..start + n]),
@@ -735,19 +923,41 @@ fn run_map(
     for (d, &r) in outs.iter().zip(&prog.outputs) {
         assert!(d.len() == total && d.dtype() == prog.dtypes[r], "fused loop: output buffer of the wrong size");
     }
-    if native.is_none() && total > 0 && total <= BLOCK {
-        // One block (small loops, e.g. a loop body over a few elements run per iteration):
-        // run it here and copy the output registers, without the task machinery's vectors.
+    if native.is_none() && total > 0 && !(total >= MAP_PARALLEL_MIN && crate::threads::parallel()) {
+        // On this thread (small and medium loops, e.g. a loop body run per iteration): the
+        // output registers that arithmetic defines are the output buffers themselves, each
+        // block written in place (no copy out of a register), without the task machinery.
         let mut regs = registers(prog);
-        run_block(prog, inputs, &mut regs, 0, total);
-        for (d, &r) in outs.iter_mut().zip(&prog.outputs) {
-            match (d, &regs[r]) {
-                (Data::F32(o), Data::F32(v)) => o.copy_from_slice(&v[..total]),
-                (Data::F64(o), Data::F64(v)) => o.copy_from_slice(&v[..total]),
-                (Data::I32(o), Data::I32(v)) => o.copy_from_slice(&v[..total]),
-                (Data::I64(o), Data::I64(v)) => o.copy_from_slice(&v[..total]),
-                (Data::Bool(o), Data::Bool(v)) => o.copy_from_slice(&v[..total]),
-                _ => unreachable!("an output register has its output's dtype"),
+        let mut whole = vec![false; prog.instrs.len()];
+        for (k, &r) in prog.outputs.iter().enumerate() {
+            let computed = !matches!(prog.instrs[r], Instr::Load { .. } | Instr::Mask { .. });
+            if computed && prog.outputs.iter().filter(|&&q| q == r).count() == 1 {
+                whole[r] = true;
+                std::mem::swap(&mut regs[r], &mut outs[k]);
+            }
+        }
+        for b in 0..total.div_ceil(BLOCK) {
+            let start = b * BLOCK;
+            let n = BLOCK.min(total - start);
+            run_block_into(prog, inputs, &mut regs, &whole, start, n);
+            for (d, &r) in outs.iter_mut().zip(&prog.outputs) {
+                if whole[r] {
+                    continue;
+                }
+                match (d, &regs[r]) {
+                    (Data::F32(o), Data::F32(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::F64(o), Data::F64(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::I32(o), Data::I32(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::I64(o), Data::I64(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    (Data::Bool(o), Data::Bool(v)) => o[start..start + n].copy_from_slice(&v[..n]),
+                    _ => unreachable!("an output register has its output's dtype"),
+                }
+            }
+        }
+        // The buffers back to the outputs, the registers back to the set (for reuse).
+        for (k, &r) in prog.outputs.iter().enumerate() {
+            if whole[r] {
+                std::mem::swap(&mut regs[r], &mut outs[k]);
             }
         }
         return outs.into_iter().map(|d| Array::new(prog.shape.clone(), d)).collect();
@@ -1128,6 +1338,135 @@ mod tests {
             assert_eq!(got.len(), total);
             for i in 0..total {
                 assert_eq!(got[i], a[i] * b[i] + a[i], "element {i} of {total}");
+            }
+        }
+    }
+
+    /// Runs `prog` on `inputs` (the interpreter, one output buffer per output).
+    fn interpret(prog: &Program, inputs: &[&Array]) -> Vec<Array> {
+        run_map(prog, None, inputs, &mut |d, len| Data::filled(d, f64::NAN, len))
+    }
+
+    #[test]
+    fn scalar_operands_and_offset_reads_give_the_elementwise_bits() {
+        // Scalars read only by arithmetic stay one value (a division by a power of two becomes
+        // the exact multiplication); slices at an offset and a concatenate's interior are read
+        // in place. Every bit must match the same operations element by element, on special
+        // values, on both sides of the block boundary, for divisors that are and are not exact
+        // powers of two (2^1023: reciprocal subnormal; 2^-1074: reciprocal overflows).
+        let n = 1000;
+        let specials = [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 5e-324, -2.2e-308, 1.7e308, 3.0];
+        let xs: Vec<f64> = (0..n)
+            .map(|i| if i % 7 == 0 { specials[i / 7 % specials.len()] } else { (i as f64 * 0.37).sin() * 1e3 })
+            .collect();
+        let x = Array::new(vec![n], Data::F64(xs.clone()));
+        let prog = Program {
+            shape: vec![n],
+            instrs: vec![
+                Instr::Load {
+                    input: 0,
+                    kind: LoadKind::Padded { base: -1, strides: vec![1], valid: vec![(1, n as isize)], fill: -0.0 },
+                },
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Binary(BinaryOp::Div, 0, 1),
+                Instr::Binary(BinaryOp::Sub, 1, 0),
+                Instr::Binary(BinaryOp::Mul, 1, 1),
+                Instr::Binary(BinaryOp::Add, 2, 4),
+                Instr::Binary(BinaryOp::Add, 5, 3),
+                Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Atan2, 7, 1),
+                Instr::Binary(BinaryOp::Add, 6, 8),
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Binary(BinaryOp::Lt, 7, 10),
+                Instr::Select(11, 9, 10),
+            ],
+            dtypes: [vec![DType::F64; 11], vec![DType::Bool, DType::F64]].concat(),
+            outputs: vec![12, 2, 1],
+            reduce: None,
+        };
+        let b = |op, a, c| <f64 as Real>::binary(op, a, c);
+        for c in [
+            2.0,
+            6.0,
+            0.5,
+            -4.0,
+            2f64.powi(1023),
+            2f64.powi(-1022),
+            5e-324,
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NAN,
+            3.0e-310,
+        ] {
+            let s = Array::new(vec![], Data::F64(vec![c]));
+            let out = interpret(&prog, &[&x, &s]);
+            let (Data::F64(got), Data::F64(quot), Data::F64(scal)) = (&out[0].data, &out[1].data, &out[2].data) else {
+                panic!("f64 outputs")
+            };
+            for i in 0..n {
+                let prev = if i == 0 { -0.0 } else { xs[i - 1] };
+                let q = b(BinaryOp::Div, prev, c);
+                let v = b(
+                    BinaryOp::Add,
+                    b(BinaryOp::Add, b(BinaryOp::Add, q, b(BinaryOp::Mul, c, c)), b(BinaryOp::Sub, c, prev)),
+                    b(BinaryOp::Atan2, xs[i], c),
+                );
+                let want = if xs[i] < c { v } else { c };
+                assert_eq!(got[i].to_bits(), want.to_bits(), "element {i}, c = {c:e}: {} vs {want}", got[i]);
+                assert_eq!(quot[i].to_bits(), q.to_bits(), "quotient {i}, c = {c:e}");
+                assert_eq!(scal[i].to_bits(), c.to_bits(), "scalar output {i}");
+            }
+        }
+        // A slice at an offset over a 2-D space (`x[1:991].reshape(10, 99)`), and f32 division.
+        let slice = Program {
+            shape: vec![10, 99],
+            instrs: vec![
+                Instr::Load { input: 0, kind: LoadKind::Strided { base: 1, strides: vec![99, 1] } },
+                Instr::Load { input: 1, kind: LoadKind::Scalar },
+                Instr::Binary(BinaryOp::Div, 0, 1),
+            ],
+            dtypes: vec![DType::F64; 3],
+            outputs: vec![2],
+            reduce: None,
+        };
+        let out = interpret(&slice, &[&x, &Array::new(vec![], Data::F64(vec![0.25]))]);
+        let Data::F64(got) = &out[0].data else { panic!("f64 output") };
+        for (k, g) in got.iter().enumerate() {
+            assert_eq!(g.to_bits(), (xs[1 + k] / 0.25).to_bits(), "slice element {k}");
+        }
+        // An output written in place read again by a mask, and one register output twice.
+        for outputs in [vec![1, 2], vec![1, 1, 2]] {
+            let masked = Program {
+                shape: vec![n],
+                instrs: vec![
+                    Instr::Load { input: 0, kind: LoadKind::Contiguous },
+                    Instr::Unary(UnaryOp::Neg, 0),
+                    Instr::Mask { value: 1, valid: vec![(3, n as isize - 3)], fill: 7.0 },
+                ],
+                dtypes: vec![DType::F64; 3],
+                outputs: outputs.clone(),
+                reduce: None,
+            };
+            let out = interpret(&masked, &[&x]);
+            for (k, &r) in outputs.iter().enumerate() {
+                let Data::F64(got) = &out[k].data else { panic!("f64 output") };
+                for i in 0..n {
+                    let want = if r == 2 && !(3..n - 3).contains(&i) { 7.0 } else { -xs[i] };
+                    assert_eq!(got[i].to_bits(), want.to_bits(), "output {k} (r{r}) element {i}");
+                }
+            }
+        }
+        let xf: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
+        let f32prog = Program { dtypes: vec![DType::F32; 3], ..slice };
+        for c in [0.25f32, 3.0, 2f32.powi(127), 1e-45] {
+            let out = interpret(
+                &f32prog,
+                &[&Array::new(vec![n], Data::F32(xf.clone())), &Array::new(vec![], Data::F32(vec![c]))],
+            );
+            let Data::F32(got) = &out[0].data else { panic!("f32 output") };
+            for (k, g) in got.iter().enumerate() {
+                assert_eq!(g.to_bits(), (xf[1 + k] / c).to_bits(), "f32 element {k}, c = {c:e}");
             }
         }
     }
