@@ -126,9 +126,15 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 }
                 let optimized = optimize(&traced.graph);
                 let plan = Arc::new(Plan::interpreted(&optimized));
-                let plan = cached_native(&plan).unwrap_or(plan);
+                let cached = cached_native(&plan);
+                let loaded = cached.is_some();
+                let plan = cached.unwrap_or(plan);
                 dump(&key, Some(&optimized), &plan);
-                let entry = Arc::new(Entry::new(plan.clone(), &template, false));
+                let mut entry = Entry::new(plan.clone(), &template, false);
+                if !loaded {
+                    entry.graph = Some(Arc::new(optimized));
+                }
+                let entry = Arc::new(entry);
                 if compile_at_first_call(&entry) {
                     entry.compile_in_background();
                 }
@@ -267,6 +273,10 @@ struct Entry<B> {
     /// Its result once it has finished: the plan with native loops, or `None` when none
     /// were compiled (no compiler, nothing selected, or the compile failed).
     background: Arc<OnceLock<Option<Arc<Plan>>>>,
+    /// The optimised graph the plan was built from (the first plan of a signature): for a
+    /// speculative build when the plan has no loop large enough to compile (see
+    /// [`Entry::compile_in_background`]).
+    graph: Option<Arc<Graph>>,
 }
 
 impl<B: Tree> Entry<B> {
@@ -279,29 +289,43 @@ impl<B: Tree> Entry<B> {
             build_cost: OnceLock::new(),
             background_started: AtomicBool::new(false),
             background: Arc::new(OnceLock::new()),
+            graph: None,
         }
     }
 }
 
 impl<B> Entry<B> {
     /// Queues the plan's loops for compilation on the background thread (once), in the
-    /// native mode of the calling thread; the result lands in `background`.
+    /// native mode of the calling thread; the result lands in `background`. In
+    /// `NativeMode::Auto`, when that compiles nothing (every loop below the 4096 elements
+    /// `Auto` compiles), the worker then builds the plan of the same graph *speculatively*
+    /// (`native::speculatively`): the libraries that the program's larger inputs look for in
+    /// the cache, so that they run native from their first call. This call's plan stays as it
+    /// is (its small loops run as fast interpreted); the speculative build only fills the cache.
     fn compile_in_background(&self) {
         if self.background_started.swap(true, Ordering::AcqRel) {
             return;
         }
         let (plan, slot, mode) = (self.plan.clone(), self.background.clone(), native_mode());
+        let graph = self.graph.clone();
         crate::backend::cpu::native::spawn_compile(move || {
-            if Arc::strong_count(&plan) == 1 {
-                // The function was dropped while the compile waited its turn: nothing would run it.
-                let _ = slot.set(None);
-                return;
-            }
+            // Built even when the function was dropped while the compile waited its turn (a
+            // program that builds a fresh function per input, as GradBench's tools do): its
+            // libraries, cached, serve the next function of the same program at any size.
             let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 crate::with_native_mode(mode, || plan.with_native_loops())
             }));
             // A panic in the compiler's driver leaves the plan interpreted (its results are the same).
-            let _ = slot.set(compiled.ok().flatten().map(Arc::new));
+            let compiled = compiled.ok().flatten().map(Arc::new);
+            let nothing = compiled.is_none();
+            let _ = slot.set(compiled);
+            if let (true, NativeMode::Auto, Some(graph)) = (nothing, mode, graph) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::with_native_mode(mode, || {
+                        crate::backend::cpu::native::speculatively(|| Plan::interpreted(&graph).compile_native())
+                    })
+                }));
+            }
         });
     }
 
