@@ -46,7 +46,9 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// while the calls keep running interpreted, the first call after it has finished switching
 /// to native code. A plan whose one interpreted run is expected to take as long as the C
 /// compiler starts that background compile at its first call, before running (so no call
-/// waits for the C compiler; `NativeMode::Sync` compiles on the
+/// waits for the C compiler; a function whose loops are all too small to compile has its
+/// second call build, in the background and for the disk cache only, the library that the
+/// same program at a larger input size loads at its first call; `NativeMode::Sync` compiles on the
 /// calling thread once the interpreted runs have taken as long as the compiler is expected
 /// to, `NativeMode::Always` on the second call). Native loops round exactly like
 /// interpreted ones, so the results of a function do not depend on which call it is, on
@@ -131,8 +133,8 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 let plan = cached.unwrap_or(plan);
                 dump(&key, Some(&optimized), &plan);
                 let mut entry = Entry::new(plan.clone(), &template, false);
-                if !loaded {
-                    entry.graph = Some(Arc::new(optimized));
+                if !loaded && native_mode() == NativeMode::Auto {
+                    entry.graph = Mutex::new(Some(Arc::new(optimized)));
                 }
                 let entry = Arc::new(entry);
                 if compile_at_first_call(&entry) {
@@ -273,10 +275,11 @@ struct Entry<B> {
     /// Its result once it has finished: the plan with native loops, or `None` when none
     /// were compiled (no compiler, nothing selected, or the compile failed).
     background: Arc<OnceLock<Option<Arc<Plan>>>>,
-    /// The optimised graph the plan was built from (the first plan of a signature): for a
+    /// The optimised graph the plan was built from (the first plan of a signature, when no
+    /// cached library was loaded into it), until the background compile takes it: for a
     /// speculative build when the plan has no loop large enough to compile (see
     /// [`Entry::compile_in_background`]).
-    graph: Option<Arc<Graph>>,
+    graph: Mutex<Option<Arc<Graph>>>,
 }
 
 impl<B: Tree> Entry<B> {
@@ -289,7 +292,7 @@ impl<B: Tree> Entry<B> {
             build_cost: OnceLock::new(),
             background_started: AtomicBool::new(false),
             background: Arc::new(OnceLock::new()),
-            graph: None,
+            graph: Mutex::new(None),
         }
     }
 }
@@ -307,7 +310,7 @@ impl<B> Entry<B> {
             return;
         }
         let (plan, slot, mode) = (self.plan.clone(), self.background.clone(), native_mode());
-        let graph = self.graph.clone();
+        let graph = self.graph.lock().unwrap_or_else(|e| e.into_inner()).take();
         crate::backend::cpu::native::spawn_compile(move || {
             // Built even when the function was dropped while the compile waited its turn (a
             // program that builds a fresh function per input, as GradBench's tools do): its

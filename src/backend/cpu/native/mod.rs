@@ -21,6 +21,10 @@
 //! (built for the same program at a larger size), the plan loads that one, and its small
 //! loops run native too. `jit` looks
 //! for such a cached library when it builds a plan, at the first call (see `cached_only`).
+//! A function whose loops are all smaller, called a second time, builds those libraries
+//! speculatively on the background worker (see [`speculatively`]): its program's larger
+//! inputs then load them at their first call (GradBench's ode runs n = 1000 before 10⁴ and
+//! 10⁵, each input with a fresh function).
 //!
 //! When: `jit` runs a function's first calls interpreted. In [`NativeMode::Auto`] (the
 //! default) its second call starts the C compiler on a background thread and keeps running
@@ -79,7 +83,10 @@ pub enum NativeMode {
     /// compiler's ~0.1 s, which each new program pays once per machine: kernels are cached on
     /// disk, and serve the program at every size).
     /// `jit` compiles them on a background thread from a function's second call on, running
-    /// interpreted until the library is loaded (at once if it is in the disk cache).
+    /// interpreted until the library is loaded (at once if it is in the disk cache). A function
+    /// whose loops are all smaller (but some of at least 512 elements) runs interpreted, and
+    /// its second call has the background thread build, for the disk cache only, the library
+    /// its program would use at a larger size (so larger inputs load it at their first call).
     Auto,
     /// The loops [`NativeMode::Auto`] selects, compiled on the calling thread by the call at
     /// which the interpreted runs have taken as long as the compiler is expected to (or at once
