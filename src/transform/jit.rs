@@ -46,7 +46,9 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// while the calls keep running interpreted, the first call after it has finished switching
 /// to native code. A plan whose one interpreted run is expected to take as long as the C
 /// compiler starts that background compile at its first call, before running (so no call
-/// waits for the C compiler; `NativeMode::Sync` compiles on the
+/// waits for the C compiler; a function whose loops are all too small to compile has its
+/// second call build, in the background and for the disk cache only, the library that the
+/// same program at a larger input size loads at its first call; `NativeMode::Sync` compiles on the
 /// calling thread once the interpreted runs have taken as long as the compiler is expected
 /// to, `NativeMode::Always` on the second call). Native loops round exactly like
 /// interpreted ones, so the results of a function do not depend on which call it is, on
@@ -126,9 +128,15 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 }
                 let optimized = optimize(&traced.graph);
                 let plan = Arc::new(Plan::interpreted(&optimized));
-                let plan = cached_native(&plan).unwrap_or(plan);
+                let cached = cached_native(&plan);
+                let loaded = cached.is_some();
+                let plan = cached.unwrap_or(plan);
                 dump(&key, Some(&optimized), &plan);
-                let entry = Arc::new(Entry::new(plan.clone(), &template, false));
+                let mut entry = Entry::new(plan.clone(), &template, false);
+                if !loaded && native_mode() == NativeMode::Auto {
+                    entry.graph = Mutex::new(Some(Arc::new(optimized)));
+                }
+                let entry = Arc::new(entry);
                 if compile_at_first_call(&entry) {
                     entry.compile_in_background();
                 }
@@ -267,6 +275,11 @@ struct Entry<B> {
     /// Its result once it has finished: the plan with native loops, or `None` when none
     /// were compiled (no compiler, nothing selected, or the compile failed).
     background: Arc<OnceLock<Option<Arc<Plan>>>>,
+    /// The optimised graph the plan was built from (the first plan of a signature, when no
+    /// cached library was loaded into it), until the background compile takes it: for a
+    /// speculative build when the plan has no loop large enough to compile (see
+    /// [`Entry::compile_in_background`]).
+    graph: Mutex<Option<Arc<Graph>>>,
 }
 
 impl<B: Tree> Entry<B> {
@@ -279,29 +292,43 @@ impl<B: Tree> Entry<B> {
             build_cost: OnceLock::new(),
             background_started: AtomicBool::new(false),
             background: Arc::new(OnceLock::new()),
+            graph: Mutex::new(None),
         }
     }
 }
 
 impl<B> Entry<B> {
     /// Queues the plan's loops for compilation on the background thread (once), in the
-    /// native mode of the calling thread; the result lands in `background`.
+    /// native mode of the calling thread; the result lands in `background`. In
+    /// `NativeMode::Auto`, when that compiles nothing (every loop below the 4096 elements
+    /// `Auto` compiles), the worker then builds the plan of the same graph *speculatively*
+    /// (`native::speculatively`): the libraries that the program's larger inputs look for in
+    /// the cache, so that they run native from their first call. This call's plan stays as it
+    /// is (its small loops run as fast interpreted); the speculative build only fills the cache.
     fn compile_in_background(&self) {
         if self.background_started.swap(true, Ordering::AcqRel) {
             return;
         }
         let (plan, slot, mode) = (self.plan.clone(), self.background.clone(), native_mode());
+        let graph = self.graph.lock().unwrap_or_else(|e| e.into_inner()).take();
         crate::backend::cpu::native::spawn_compile(move || {
-            if Arc::strong_count(&plan) == 1 {
-                // The function was dropped while the compile waited its turn: nothing would run it.
-                let _ = slot.set(None);
-                return;
-            }
+            // Built even when the function was dropped while the compile waited its turn (a
+            // program that builds a fresh function per input, as GradBench's tools do): its
+            // libraries, cached, serve the next function of the same program at any size.
             let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 crate::with_native_mode(mode, || plan.with_native_loops())
             }));
             // A panic in the compiler's driver leaves the plan interpreted (its results are the same).
-            let _ = slot.set(compiled.ok().flatten().map(Arc::new));
+            let compiled = compiled.ok().flatten().map(Arc::new);
+            let nothing = compiled.is_none();
+            let _ = slot.set(compiled);
+            if let (true, NativeMode::Auto, Some(graph)) = (nothing, mode, graph) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::with_native_mode(mode, || {
+                        crate::backend::cpu::native::speculatively(|| Plan::interpreted(&graph).compile_native())
+                    })
+                }));
+            }
         });
     }
 

@@ -21,6 +21,10 @@
 //! (built for the same program at a larger size), the plan loads that one, and its small
 //! loops run native too. `jit` looks
 //! for such a cached library when it builds a plan, at the first call (see `cached_only`).
+//! A function whose loops are all smaller, called a second time, builds those libraries
+//! speculatively on the background worker (see [`speculatively`]): its program's larger
+//! inputs then load them at their first call (GradBench's ode runs n = 1000 before 10⁴ and
+//! 10⁵, each input with a fresh function).
 //!
 //! When: `jit` runs a function's first calls interpreted. In [`NativeMode::Auto`] (the
 //! default) its second call starts the C compiler on a background thread and keeps running
@@ -79,7 +83,10 @@ pub enum NativeMode {
     /// compiler's ~0.1 s, which each new program pays once per machine: kernels are cached on
     /// disk, and serve the program at every size).
     /// `jit` compiles them on a background thread from a function's second call on, running
-    /// interpreted until the library is loaded (at once if it is in the disk cache).
+    /// interpreted until the library is loaded (at once if it is in the disk cache). A function
+    /// whose loops are all smaller (but some of at least 512 elements) runs interpreted, and
+    /// its second call has the background thread build, for the disk cache only, the library
+    /// its program would use at a larger size (so larger inputs load it at their first call).
     Auto,
     /// The loops [`NativeMode::Auto`] selects, compiled on the calling thread by the call at
     /// which the interpreted runs have taken as long as the compiler is expected to (or at once
@@ -97,10 +104,52 @@ pub enum NativeMode {
 /// measured on GradBench's ode at 1000, its n = 1000 calls ran 5-20x slower.)
 const AUTO_MIN_ELEMENTS: usize = 4096;
 
+/// Loops this large and above are planned for native code and compiled by a speculative
+/// build (see [`speculatively`]): a function called again on such small inputs is likely to
+/// be called on larger ones (GradBench's ode at n = 1000 before 10⁴ and 10⁵), which then find
+/// their library in the cache. (Constant-size loops of a program stay below the bar at every
+/// input size, as they do below [`AUTO_MIN_ELEMENTS`] at the larger sizes.)
+const SPECULATIVE_MIN_ELEMENTS: usize = 512;
+
 thread_local! {
     static OVERRIDE: Cell<Option<NativeMode>> = const { Cell::new(None) };
     /// Set by [`cached_only`]: libraries are loaded from the cache, never built.
     static CACHED_ONLY: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`speculatively`].
+    static SPECULATIVE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (which plans a graph and compiles its loops: `Plan::interpreted` then
+/// `Plan::compile_native`) as a *speculative* build in [`NativeMode::Auto`]: plans are built
+/// as for native code from loops of [`SPECULATIVE_MIN_ELEMENTS`] on (not 4096), and each
+/// library that holds such a loop is built with *every* loop of its plan — the library
+/// [`compile`] looks for (`cached_whole_library`) when the same program comes at a size whose
+/// loops reach 4096 elements. So a program first called at a small size leaves, from a
+/// background thread, the library its larger inputs load at their first call, without a
+/// compile of their own. Libraries without such a loop are not built.
+pub(crate) fn speculatively<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SPECULATIVE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(SPECULATIVE.with(|o| o.replace(true)));
+    f()
+}
+
+/// Whether this thread is in [`speculatively`] (in [`NativeMode::Auto`]).
+fn speculative() -> bool {
+    SPECULATIVE.with(Cell::get) && native_mode() == NativeMode::Auto
+}
+
+/// The smallest loop the native mode selects on this thread (in `Auto` and `Sync`).
+fn min_elements() -> usize {
+    if speculative() {
+        SPECULATIVE_MIN_ELEMENTS
+    } else {
+        AUTO_MIN_ELEMENTS
+    }
 }
 
 /// Runs `f` (which compiles native loops, e.g. `Plan::with_native_loops`) loading only the
@@ -244,7 +293,7 @@ fn give_up(failure: toolchain::Failure) {
 pub(crate) fn enabled_for(elements: usize) -> bool {
     match native_mode() {
         NativeMode::Off => false,
-        NativeMode::Auto | NativeMode::Sync if elements < AUTO_MIN_ELEMENTS => false,
+        NativeMode::Auto | NativeMode::Sync if elements < min_elements() => false,
         _ => !BROKEN.load(Ordering::Relaxed) && toolchain::available(),
     }
 }
@@ -272,6 +321,12 @@ pub(crate) struct Entry {
 /// The C source of the library [`compile`] builds for `progs`, and which function of it each
 /// program runs with which parameters.
 pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<Entry>) {
+    if speculative() {
+        // Every loop, as `cached_whole_library` looks for it; only for a library holding a
+        // loop the speculative bar selects.
+        let selected = progs.iter().any(|(p, _)| numel(&p.shape) >= SPECULATIVE_MIN_ELEMENTS);
+        return if selected { source_of(progs, true) } else { source_of(&[], false) };
+    }
     source_of(progs, native_mode() == NativeMode::Always)
 }
 
@@ -343,7 +398,7 @@ pub(crate) fn build_cost(progs: &[(&Program, &[Option<usize>])]) -> Option<Durat
 /// are built for the interpreter, so they rarely match a library anyway).
 fn cached_whole_library(progs: &[(&Program, &[Option<usize>])]) -> Option<(String, Vec<Entry>)> {
     let selected = progs.iter().any(|(p, _)| numel(&p.shape) >= AUTO_MIN_ELEMENTS);
-    if native_mode() == NativeMode::Always || !selected || !toolchain::available() {
+    if native_mode() == NativeMode::Always || speculative() || !selected || !toolchain::available() {
         return None;
     }
     let (source, names) = source_of(progs, true);

@@ -1,0 +1,121 @@
+//! One kernel library serves a program at every input size (issue 12, GradBench's cold
+//! cache): a function called twice at a size whose loops are all below what
+//! `NativeMode::Auto` compiles (4096 elements) still leaves, from the background worker, the
+//! library that a new function of the same program loads at a larger size — so the larger
+//! input runs native from its first call, with every loop native (its constant-size loops
+//! too) and without a compile of its own. The compile runs even when the small function was
+//! dropped before the worker reached it (GradBench's tools build a fresh function per input).
+//!
+//! Runs in a child process (this test binary again, with `COTANGENT_TEST_REUSE_CHILD` set)
+//! with a fresh, empty kernel cache and `COTANGENT_DUMP=1`, which prints each plan as `jit`
+//! builds it; the parent reads the dumps and the number of libraries the child saw.
+
+#![cfg(unix)]
+
+use cotangent::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const CHILD: &str = "COTANGENT_TEST_REUSE_CHILD";
+
+/// Like GradBench ode's right-hand side (a product of shifted slices, concatenated), scaled
+/// by a scalar computed from a sum: a loop of `n` elements and a loop of one.
+fn program(x: &Tensor) -> Tensor {
+    let n = x.numel() as isize;
+    let y = concatenate(&[x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n, 1) * x.slice_axis(0, 0, n - 1, 1)], 0);
+    (y.sin() * 3.0 + 0.5) * (x.sum_all().cos() * 2.0 + 1.0)
+}
+
+fn input(n: usize) -> Tensor {
+    Tensor::from_vec((0..n).map(|i| (i % 97) as f64 / 48.0 - 1.0).collect(), &[n])
+}
+
+/// Kernel libraries in the cache directory.
+fn libraries(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".so")).count())
+        .unwrap_or(0)
+}
+
+/// Runs `test` in a child with a fresh cache (`COTANGENT_NATIVE` unset: `auto`); its stderr.
+fn child(test: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("cotangent-reuse-test-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("COTANGENT_CACHE_DIR", &dir)
+        .env("COTANGENT_DUMP", "1")
+        .env_remove("COTANGENT_NATIVE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the child failed ({}):\n{}\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    text
+}
+
+/// The text between `from` and `to` (both must be there).
+fn between<'a>(text: &'a str, from: &str, to: &str) -> &'a str {
+    let a = text.find(from).unwrap_or_else(|| panic!("no {from:?} in:\n{text}")) + from.len();
+    let b = a + text[a..].find(to).unwrap_or_else(|| panic!("no {to:?} after {from:?} in:\n{text}"));
+    &text[a..b]
+}
+
+/// The number printed after `label` (`label N`).
+fn number_after(text: &str, label: &str) -> usize {
+    let at = text.find(label).unwrap_or_else(|| panic!("no {label:?} in:\n{text}")) + label.len();
+    text[at..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_small_input_leaves_the_library_a_larger_one_loads_at_its_first_call() {
+    if let Some(dir) = std::env::var_os(CHILD).and(std::env::var_os("COTANGENT_CACHE_DIR")) {
+        let dir = Path::new(&dir);
+        let (small, large) = (input(1000), input(20_000));
+        let g = jit(program);
+        let small_out = g(&small).to_vec::<f64>();
+        assert_eq!(g(&small).to_vec::<f64>(), small_out);
+        drop(g); // the compile queued by the second call still runs
+        wait_for_native_compiles();
+        eprintln!("mark: small done, libraries {}", libraries(dir));
+        let h = jit(program);
+        let large_out = h(&large).to_vec::<f64>();
+        eprintln!("mark: large call 1, libraries {}", libraries(dir));
+        let off = with_native_mode(NativeMode::Off, || jit(program)(&large).to_vec::<f64>());
+        assert_eq!(large_out, off, "bitwise the interpreter's results");
+        // Whether a C compiler works here at all: a large function compiled the usual way.
+        let k = jit(|x: &Tensor| (x * 0.25).tanh() + 2.0);
+        let (_, _) = (k(&large), k(&large));
+        wait_for_native_compiles();
+        eprintln!("mark: probe");
+        let _ = k(&large);
+        eprintln!("mark: end");
+        return;
+    }
+    let text = child("a_small_input_leaves_the_library_a_larger_one_loads_at_its_first_call");
+    if !between(&text, "mark: probe", "mark: end").contains("native fused") {
+        eprintln!("no working C compiler here: nothing to check");
+        return;
+    }
+    let before = number_after(&text, "mark: small done, libraries");
+    assert!(before > 0, "the small input's second call built no library (dropped, or below the bar):\n{text}");
+    let large_plan = between(&text, "mark: small done", "mark: large call 1");
+    assert!(large_plan.contains("native fused"), "the larger input's first plan runs nothing native:\n{text}");
+    assert!(
+        !large_plan.contains("= fused["),
+        "a loop of the larger input's first plan is interpreted (the library without its small loops was built):\n{text}"
+    );
+    assert_eq!(number_after(&text, "mark: large call 1, libraries"), before, "the larger input compiled:\n{text}");
+}
