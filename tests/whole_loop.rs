@@ -349,3 +349,55 @@ fn auto_mode_counts_nested_steps_so_bounded_loops_compile_whole() {
     let (_, dump) = compiled(NativeMode::Auto, &bounded(3.0), &x);
     assert!(!dump.contains("native whole loop"), "a bounded loop of 3 iterations:\n{dump}");
 }
+
+/// GradBench lstm feeds sequences of 1024, 4096 and 8192 steps, each to a fresh `jit`: a
+/// scan's length is an argument of its whole-loop function, not a constant of the C source,
+/// so the library built for one length serves the scan at every length (build cost zero, no
+/// second compile), forward and reverse, and computes bitwise what the interpreter does.
+#[test]
+fn a_whole_scan_compiled_at_one_length_serves_every_length_bitwise() {
+    use std::time::Duration;
+    if !native_available() {
+        return;
+    }
+    let g = |length: usize, reverse: bool| {
+        trace_graph(&[TensorType::new(DType::F64, vec![3]), TensorType::new(DType::F64, vec![length, 3])], move |a| {
+            let (c, y) = scan(
+                |c: &Tensor, x: &Tensor| {
+                    let next = (rotation(c) * 0.5 + x).tanh();
+                    (next.clone(), next.sigmoid() - x)
+                },
+                &a[0],
+                &a[1],
+                None,
+                reverse,
+            );
+            vec![c, y]
+        })
+    };
+    for reverse in [false, true] {
+        with_native_mode(NativeMode::Auto, || {
+            let first = Plan::interpreted(&optimize(&g(300, reverse)));
+            assert!(first.native_build_cost().is_some(), "a loop to compile");
+            assert!(first.with_native_loops().expect("compiled").dump().contains("native whole loop"));
+            for length in [257, 1000, 4099] {
+                let plan = Plan::interpreted(&optimize(&g(length, reverse)));
+                assert_eq!(
+                    plan.native_build_cost(),
+                    Some(Duration::ZERO),
+                    "length {length}, reverse {reverse}: cached, no second compile"
+                );
+                let native = plan.with_native_loops().expect("the cached library loads");
+                assert!(native.dump().contains("native whole loop"), "length {length}:\n{}", native.dump());
+                let c0 = Tensor::from_vec(vec![0.1, -2.0, 7.0], &[3]);
+                let xs = Tensor::from_vec((0..3 * length).map(|i| (i as f64 * 0.37).cos()).collect(), &[length, 3]);
+                let args = [c0, xs];
+                let (a, b) = (plan.run(&args), native.run(&args));
+                assert_eq!(b[1].shape(), &[length, 3]);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(same_bits(x, y), "length {length}, reverse {reverse}");
+                }
+            }
+        });
+    }
+}
