@@ -524,19 +524,33 @@ pub(crate) fn source(specs: &[LoopSpec]) -> (String, Vec<Option<usize>>) {
     (gen.src, names)
 }
 
+/// Each loop's own C source (its library's), or `None` where the loop is not supported: a
+/// plan's loops are compiled one library per distinct loop, so that a loop shared by plans
+/// (every layer of a stacked recurrence, at every depth and length) is compiled once and found
+/// in the cache by every plan that has it.
+fn sources(specs: &[LoopSpec]) -> Vec<Option<String>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (src, names) = source(std::slice::from_ref(spec));
+            names[0].map(|_| src)
+        })
+        .collect()
+}
+
 /// What compiling `specs` costs now: `None` if nothing would be compiled, zero if cached.
 pub(crate) fn build_cost(specs: &[LoopSpec]) -> Option<Duration> {
     if specs.is_empty() || native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
         return None;
     }
-    let (src, names) = source(specs);
-    if names.iter().all(Option::is_none) {
+    let mut distinct: Vec<String> = sources(specs).into_iter().flatten().collect();
+    if distinct.is_empty() {
         return None;
     }
-    if toolchain::is_cached(&src) {
-        return Some(Duration::ZERO);
-    }
-    Some(Duration::from_nanos(src.len() as u64 * super::COMPILE_NS_PER_KIB.load(Ordering::Relaxed) / 1024))
+    distinct.sort_unstable();
+    distinct.dedup();
+    let bytes: usize = distinct.iter().filter(|src| !toolchain::is_cached(src)).map(String::len).sum();
+    Some(Duration::from_nanos(bytes as u64 * super::COMPILE_NS_PER_KIB.load(Ordering::Relaxed) / 1024))
 }
 
 type LoopFn = unsafe extern "C" fn(*const *const c_void, *const *mut c_void, *const Callbacks) -> i32;
@@ -638,41 +652,46 @@ impl Lazy {
     }
 }
 
-/// Compiles `specs` into one library: a kernel for each supported loop (`None` for the others,
-/// and for all of them when no compiler works).
+/// Compiles `specs`, one library per distinct loop (see [`sources`]): a kernel for each
+/// supported loop (`None` for the others, and for all of them when no compiler works).
 pub(crate) fn compile(specs: &[LoopSpec]) -> Vec<Option<Arc<LoopKernel>>> {
     let mut kernels = vec![None; specs.len()];
     if specs.is_empty() || native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
         return kernels;
     }
-    let (src, names) = source(specs);
-    if names.iter().all(Option::is_none) {
-        return kernels;
-    }
-    let lib = match super::load(&src) {
-        Ok(lib) => Arc::new(lib),
-        Err(failure) => {
-            if let Some(failure) = failure {
-                super::give_up(failure);
+    let mut libs: HashMap<String, Option<Arc<libloading::Library>>> = HashMap::new();
+    for (li, (spec, src)) in specs.iter().zip(sources(specs)).enumerate() {
+        let Some(src) = src else { continue };
+        let lib = match libs.get(&src) {
+            Some(lib) => lib.clone(),
+            None => {
+                let lib = match super::load(&src) {
+                    Ok(lib) => Some(Arc::new(lib)),
+                    Err(failure) => {
+                        if let Some(failure) = failure {
+                            super::give_up(failure);
+                            return kernels;
+                        }
+                        None
+                    }
+                };
+                libs.insert(src, lib.clone());
+                lib
             }
-            return kernels;
-        }
-    };
-    for (li, spec) in specs.iter().enumerate() {
-        if names[li].is_none() {
-            continue;
-        }
-        let name = format!("ct_loop{li}");
-        // SAFETY: `name` is a function that `Gen::looped` generated into this library's source
-        // with exactly the `LoopFn` signature (the library is the one built from that source:
-        // its cache name hashes the source and its seal was checked before loading). Calling it
-        // is `LoopKernel::run`'s business, and the kernel keeps the library mapped.
+        };
+        let Some(lib) = lib else { continue };
+        let name = "ct_loop0";
+        // SAFETY: `name` is the function that `Gen::looped` generated into this library's
+        // source (the source of `spec` alone) with exactly the `LoopFn` signature (the library
+        // is the one built from that source: its cache name hashes the source and its seal was
+        // checked before loading). Calling it is `LoopKernel::run`'s business, and the kernel
+        // keeps the library mapped.
         let func = unsafe { lib.get::<LoopFn>(name.as_bytes()) }.map(|s| *s);
         match func {
             Ok(func) => {
                 kernels[li] = Some(Arc::new(LoopKernel {
                     func,
-                    name,
+                    name: format!("{name} (loop {li})"),
                     operands: spec.operands.clone(),
                     results: spec.results.clone(),
                     length: match spec.kind {
