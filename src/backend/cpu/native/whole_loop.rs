@@ -634,6 +634,35 @@ impl Lazy {
         self.kernel.get().and_then(Option::as_ref)
     }
 
+    /// Before an interpreted run of a loop expected to take `step_runs` sub-plan steps (a
+    /// scan's, known beforehand): in [`NativeMode::Auto`], once the compiler has answered
+    /// the background probe and if that is enough work, loads the loop's library when it is
+    /// already in the cache (a cached library loads in well under a millisecond; the run
+    /// then is native), else queues its compile now (once), so that it is ready sooner.
+    pub(crate) fn before_run(&self, step_runs: u64, spec: impl FnOnce() -> Option<LoopSpec>) {
+        if native_mode() != NativeMode::Auto
+            || self.started.load(Ordering::Relaxed)
+            || !super::toolchain_probed()
+            || !worth_compiling(step_runs)
+        {
+            return;
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(spec) = spec() else { return };
+        let cached = super::cached_only(|| compile(std::slice::from_ref(&spec)));
+        if let Some(kernel) = cached.into_iter().next().flatten() {
+            let _ = self.kernel.set(Some(kernel));
+            return;
+        }
+        let slot = self.kernel.clone();
+        super::spawn_compile(move || {
+            let kernel = super::with_native_mode(NativeMode::Auto, || compile(std::slice::from_ref(&spec)));
+            let _ = slot.set(kernel.into_iter().next().flatten());
+        });
+    }
+
     /// After an interpreted run of the loop that took `step_runs` sub-plan steps: in
     /// [`NativeMode::Auto`], if that is enough, queues the compile of `spec()` (once).
     pub(crate) fn ran(&self, step_runs: u64, spec: impl FnOnce() -> Option<LoopSpec>) {
