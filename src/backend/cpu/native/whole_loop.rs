@@ -626,6 +626,9 @@ impl LoopKernel {
 pub(crate) struct Lazy {
     started: std::sync::atomic::AtomicBool,
     kernel: Arc<std::sync::OnceLock<Option<Arc<LoopKernel>>>>,
+    /// A scan's description and library source, made at its first run (see
+    /// [`Lazy::before_run`]); `None` for a loop that cannot run whole.
+    pending: std::sync::OnceLock<Option<(LoopSpec, String)>>,
 }
 
 impl Lazy {
@@ -636,27 +639,37 @@ impl Lazy {
 
     /// Before an interpreted run of a loop expected to take `step_runs` sub-plan steps (a
     /// scan's, known beforehand): in [`NativeMode::Auto`], once the compiler has answered
-    /// the background probe and if that is enough work, loads the loop's library when it is
-    /// already in the cache (a cached library loads in well under a millisecond; the run
-    /// then is native), else queues its compile now (once), so that it is ready sooner.
+    /// the background probe and if that is enough work, loads the loop's library as soon as
+    /// it is in the cache (checked before every run until then: a look-up of its name; a
+    /// cached library loads in well under a millisecond, and the run then is native), and
+    /// queues its compile at the first run (once), before the run rather than after. The
+    /// library may appear meanwhile by another plan's compile of the same loop (another
+    /// layer, depth or length) even while this plan's own compile waits in the queue.
     pub(crate) fn before_run(&self, step_runs: u64, spec: impl FnOnce() -> Option<LoopSpec>) {
-        if native_mode() != NativeMode::Auto
-            || self.started.load(Ordering::Relaxed)
+        if self.get().is_some()
+            || native_mode() != NativeMode::Auto
             || !super::toolchain_probed()
             || !worth_compiling(step_runs)
         {
             return;
         }
+        let pending = self.pending.get_or_init(|| {
+            let spec = spec()?;
+            let src = sources(std::slice::from_ref(&spec)).pop().flatten()?;
+            Some((spec, src))
+        });
+        let Some((spec, src)) = pending else { return };
+        if toolchain::is_cached(src) {
+            let kernel = super::cached_only(|| compile(std::slice::from_ref(spec))).pop().flatten();
+            if kernel.is_some() {
+                let _ = self.kernel.set(kernel);
+                return;
+            }
+        }
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Some(spec) = spec() else { return };
-        let cached = super::cached_only(|| compile(std::slice::from_ref(&spec)));
-        if let Some(kernel) = cached.into_iter().next().flatten() {
-            let _ = self.kernel.set(Some(kernel));
-            return;
-        }
-        let slot = self.kernel.clone();
+        let (slot, spec) = (self.kernel.clone(), spec.clone());
         super::spawn_compile(move || {
             let kernel = super::with_native_mode(NativeMode::Auto, || compile(std::slice::from_ref(&spec)));
             let _ = slot.set(kernel.into_iter().next().flatten());
