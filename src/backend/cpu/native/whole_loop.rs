@@ -12,8 +12,12 @@
 //! `ys` rows written into the stacked outputs (from the end with `reverse`).
 //!
 //! When: [`worth_compiling`] (a loop's expected sub-plan step runs per call, from its static
-//! length or from the iterations its earlier runs took). A plan's whole loops are compiled into
-//! one library of their own (cached on disk like the fused loops'), see [`compile`].
+//! length or from the iterations its earlier runs took). Each distinct loop is compiled into a
+//! library of its own (cached on disk like the fused loops'), see [`compile`]; a top-level
+//! scan's length is an argument, not part of the source, so loops with the same body (a
+//! stacked recurrence's layers) share one library at every length and in every plan. An
+//! interpreted scan in [`NativeMode::Auto`] looks for its library before each run until it
+//! has it ([`Lazy::before_run`]).
 
 use super::codegen;
 use super::{native_mode, toolchain, Callbacks, NativeMode, BROKEN, CALLBACKS, NOINLINE};

@@ -8,8 +8,8 @@
 //! as in the benchmark's reference. Every value is computed by the same operations as in the
 //! time-major order (step by step through all layers), so the loss is the same; but every
 //! layer's scan has the same body (its weights are operands), so one compiled loop serves all
-//! layers and all depths, and the output layer and its log-sum-exp act on the whole
-//! sequence at once. The graph, and the time to trace, differentiate and compile it, does not
+//! layers and all depths; the gates that read only a layer's input (forget, output), the
+//! output layer and its log-sum-exp act on the whole sequence at once, outside the scans. The graph, and the time to trace, differentiate and compile it, does not
 //! grow with the sequence length.
 
 use super::{unknown_function, Output, Run};
@@ -63,11 +63,13 @@ impl Lstm {
         let (hidden, cell) = self.initial_state(model.layers());
         let mut u = &self.inputs * &model.in_weight;
         for i in 0..model.layers() {
-            let step = |(h, c): &(Tensor, Tensor), u: &Tensor| {
-                let (h, c) = model.layer_step(i, h, c, u);
+            // The gates that read only the layer's input, for the whole sequence at once.
+            let gates = model.input_gates(i, &u);
+            let step = |(h, c): &(Tensor, Tensor), (forget, outgate): &(Tensor, Tensor)| {
+                let (h, c) = model.state_step(i, h, c, forget, outgate);
                 ((h.clone(), c), h)
             };
-            u = scan(step, &(hidden[i].clone(), cell[i].clone()), &u, None, false).1;
+            u = scan(step, &(hidden[i].clone(), cell[i].clone()), &gates, None, false).1;
         }
         self.loss(&model.normalised(&u))
     }
@@ -82,9 +84,11 @@ impl Lstm {
         let mut u = &self.inputs * &model.in_weight;
         for i in 0..model.layers() {
             let (mut h, mut c) = (hidden[i].clone(), cell[i].clone());
+            let (forget, outgate) = model.input_gates(i, &u);
             let outs: Vec<Tensor> = (0..steps)
                 .map(|t| {
-                    (h, c) = model.layer_step(i, &h, &c, &u.index(t as isize));
+                    let t = t as isize;
+                    (h, c) = model.state_step(i, &h, &c, &forget.index(t), &outgate.index(t));
                     h.clone()
                 })
                 .collect();
@@ -161,12 +165,27 @@ impl Model {
     }
 
     /// Layer `i`'s step at one time: its new hidden and cell state from the old ones and
-    /// its input `u` (the layer below's hidden state, or the scaled input character).
+    /// its input `u` (the layer below's hidden state, or the scaled input character); the
+    /// time-major order's step (tests only).
+    #[cfg(test)]
     fn layer_step(&self, i: usize, h: &Tensor, cell: &Tensor, u: &Tensor) -> (Tensor, Tensor) {
+        let (forget, outgate) = self.input_gates(i, u);
+        self.state_step(i, h, cell, &forget, &outgate)
+    }
+
+    /// Layer `i`'s forget and output gates, which read only its input `u` (a time step's or
+    /// the whole sequence's, element-wise either way).
+    fn input_gates(&self, i: usize, u: &Tensor) -> (Tensor, Tensor) {
         let (w, bias) = (&self.weights[i], &self.biases[i]);
         let forget = (u * &w.forget + &bias.forget).sigmoid();
-        let ingate = (h * &w.ingate + &bias.ingate).sigmoid();
         let outgate = (u * &w.outgate + &bias.outgate).sigmoid();
+        (forget, outgate)
+    }
+
+    /// Layer `i`'s new hidden and cell state from the old ones and its input gates.
+    fn state_step(&self, i: usize, h: &Tensor, cell: &Tensor, forget: &Tensor, outgate: &Tensor) -> (Tensor, Tensor) {
+        let (w, bias) = (&self.weights[i], &self.biases[i]);
+        let ingate = (h * &w.ingate + &bias.ingate).sigmoid();
         let change = (h * &w.change + &bias.change).tanh();
         let cell = cell * forget + ingate * change;
         let hidden = outgate * cell.tanh();
