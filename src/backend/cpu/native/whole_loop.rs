@@ -633,6 +633,19 @@ pub(crate) struct Lazy {
     /// A scan's description and library source, made at its first run (see
     /// [`Lazy::before_run`]); `None` for a loop that cannot run whole.
     pending: std::sync::OnceLock<Option<(LoopSpec, String)>>,
+    /// When the cache was last looked at for it (µs since [`epoch_us`]'s start, plus one;
+    /// zero: never): a loop run over and over (nested in another) looks at most every
+    /// [`LOOK_EVERY_US`].
+    looked: std::sync::atomic::AtomicU64,
+}
+
+/// How often an interpreted loop waiting for its library looks in the cache (µs).
+const LOOK_EVERY_US: u64 = 2000;
+
+/// Microseconds since the first call (a monotonic clock for [`Lazy::looked`]).
+fn epoch_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64
 }
 
 impl Lazy {
@@ -644,8 +657,9 @@ impl Lazy {
     /// Before an interpreted run of a loop expected to take `step_runs` sub-plan steps (a
     /// scan's, known beforehand): in [`NativeMode::Auto`], once the compiler has answered
     /// the background probe and if that is enough work, loads the loop's library as soon as
-    /// it is in the cache (checked before every run until then: a look-up of its name; a
-    /// cached library loads in well under a millisecond, and the run then is native), and
+    /// it is in the cache (checked before a run until then, at most every 2 ms: a look-up of
+    /// its name; a cached library loads in well under a millisecond, and the run then is
+    /// native), and
     /// queues its compile at the first run (once), before the run rather than after. The
     /// library may appear meanwhile by another plan's compile of the same loop (another
     /// layer, depth or length) even while this plan's own compile waits in the queue.
@@ -663,6 +677,11 @@ impl Lazy {
             Some((spec, src))
         });
         let Some((spec, src)) = pending else { return };
+        let (now, last) = (epoch_us() + 1, self.looked.load(Ordering::Relaxed));
+        if last != 0 && now < last + LOOK_EVERY_US {
+            return;
+        }
+        self.looked.store(now, Ordering::Relaxed);
         if toolchain::is_cached(src) {
             let kernel = super::cached_only(|| compile(std::slice::from_ref(spec))).pop().flatten();
             if kernel.is_some() {
