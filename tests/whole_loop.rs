@@ -349,3 +349,103 @@ fn auto_mode_counts_nested_steps_so_bounded_loops_compile_whole() {
     let (_, dump) = compiled(NativeMode::Auto, &bounded(3.0), &x);
     assert!(!dump.contains("native whole loop"), "a bounded loop of 3 iterations:\n{dump}");
 }
+
+/// GradBench lstm feeds sequences of 1024, 4096 and 8192 steps, each to a fresh `jit`: a
+/// scan's length is an argument of its whole-loop function, not a constant of the C source,
+/// so the library built for one length serves the scan at every length (build cost zero, no
+/// second compile), forward and reverse, and computes bitwise what the interpreter does.
+#[test]
+fn a_whole_scan_compiled_at_one_length_serves_every_length_bitwise() {
+    use std::time::Duration;
+    if !native_available() {
+        return;
+    }
+    let g = |length: usize, reverse: bool| {
+        trace_graph(&[TensorType::new(DType::F64, vec![3]), TensorType::new(DType::F64, vec![length, 3])], move |a| {
+            let (c, y) = scan(
+                |c: &Tensor, x: &Tensor| {
+                    let next = (rotation(c) * 0.5 + x).tanh();
+                    (next.clone(), next.sigmoid() - x)
+                },
+                &a[0],
+                &a[1],
+                None,
+                reverse,
+            );
+            vec![c, y]
+        })
+    };
+    for reverse in [false, true] {
+        with_native_mode(NativeMode::Auto, || {
+            let first = Plan::interpreted(&optimize(&g(300, reverse)));
+            assert!(first.native_build_cost().is_some(), "a loop to compile");
+            assert!(first.with_native_loops().expect("compiled").dump().contains("native whole loop"));
+            for length in [257, 1000, 4099] {
+                let plan = Plan::interpreted(&optimize(&g(length, reverse)));
+                assert_eq!(
+                    plan.native_build_cost(),
+                    Some(Duration::ZERO),
+                    "length {length}, reverse {reverse}: cached, no second compile"
+                );
+                let native = plan.with_native_loops().expect("the cached library loads");
+                assert!(native.dump().contains("native whole loop"), "length {length}:\n{}", native.dump());
+                let c0 = Tensor::from_vec(vec![0.1, -2.0, 7.0], &[3]);
+                let xs = Tensor::from_vec((0..3 * length).map(|i| (i as f64 * 0.37).cos()).collect(), &[length, 3]);
+                let args = [c0, xs];
+                let (a, b) = (plan.run(&args), native.run(&args));
+                assert_eq!(b[1].shape(), &[length, 3]);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(same_bits(x, y), "length {length}, reverse {reverse}");
+                }
+            }
+        });
+    }
+}
+
+/// Loops are compiled one library per distinct loop: scans with the same body (a stacked
+/// recurrence's layers, each with its own weights as operands) share one library, and a plan
+/// with more of them (a deeper stack) finds it in the cache — build cost zero — and runs every
+/// one of them whole, bitwise like the interpreter.
+#[test]
+fn scans_with_the_same_body_share_one_library_across_plans() {
+    use std::time::Duration;
+    if !native_available() {
+        return;
+    }
+    let stack = |layers: usize| {
+        let types = vec![TensorType::new(DType::F64, vec![2 * layers, 4]), TensorType::new(DType::F64, vec![400, 4])];
+        trace_graph(&types, move |a| {
+            let mut xs = a[1].clone();
+            for l in 0..layers {
+                let (w, h0) = (a[0].index(2 * l as isize), a[0].index(2 * l as isize + 1));
+                let step = |h: &Tensor, x: &Tensor| {
+                    let h = (h * &w + x).tanh() * 0.75 + x.sigmoid() * 0.25;
+                    (h.clone(), h)
+                };
+                xs = scan(step, &h0, &xs, None, false).1;
+            }
+            vec![xs]
+        })
+    };
+    with_native_mode(NativeMode::Auto, || {
+        let two = Plan::interpreted(&optimize(&stack(2)));
+        assert_eq!(two.with_native_loops().expect("compiled").dump().matches("native whole loop").count(), 2);
+        let five = Plan::interpreted(&optimize(&stack(5)));
+        assert_eq!(five.native_build_cost(), Some(Duration::ZERO), "the one library is cached");
+        let native = five.with_native_loops().expect("the cached library loads");
+        assert_eq!(native.dump().matches("native whole loop").count(), 5, "{}", native.dump());
+        let params = Tensor::from_vec((0..40).map(|i| (i as f64 * 0.29).sin()).collect(), &[10, 4]);
+        let xs = Tensor::from_vec((0..1600).map(|i| (i as f64 * 0.13).cos()).collect(), &[400, 4]);
+        let args = [params, xs];
+        assert!(same_bits(&five.run(&args)[0], &native.run(&args)[0]));
+        // An interpreted plan whose scans' library is cached by the time they run loads it
+        // before running them (no background compile to wait for): its first run is native.
+        let three = Plan::interpreted(&optimize(&stack(3)));
+        assert!(!three.dump().contains("native"), "built interpreted:\n{}", three.dump());
+        let args = [args[0].slice_axis(0, 0, 6, 1), args[1].clone()];
+        let first = three.run(&args);
+        assert_eq!(three.dump().matches("native whole loop").count(), 3, "{}", three.dump());
+        let off = with_native_mode(NativeMode::Off, || Plan::interpreted(&optimize(&stack(3))).run(&args));
+        assert!(same_bits(&first[0], &off[0]));
+    });
+}

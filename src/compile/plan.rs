@@ -1129,6 +1129,15 @@ impl Plan {
             let (step, free, at) = (&self.steps[i], &self.free_after[i], i);
             i += 1;
             let started = times.as_ref().map(|_| std::time::Instant::now());
+            if let Step::Multi { prim: Prim::Scan { length, .. }, subs, .. } = step {
+                // A scan about to run interpreted whose work is known beforehand: its library
+                // if one is in the cache by now (built meanwhile for another plan, e.g. another
+                // layer's scan), else its compile queued before this run rather than after.
+                if self.whole_loop(at).is_none() {
+                    let own = (*length as u64).saturating_mul(subs[0].steps.len() as u64);
+                    self.lazy_loops[at].before_run(own, || self.whole_loop_spec(at, Some(false)));
+                }
+            }
             let Scratch { pool, slots } = &mut *scratch;
             let mut buffer = |dtype: DType, len: usize| take_buffer(pool, dtype, len);
             match step {

@@ -12,8 +12,12 @@
 //! `ys` rows written into the stacked outputs (from the end with `reverse`).
 //!
 //! When: [`worth_compiling`] (a loop's expected sub-plan step runs per call, from its static
-//! length or from the iterations its earlier runs took). A plan's whole loops are compiled into
-//! one library of their own (cached on disk like the fused loops'), see [`compile`].
+//! length or from the iterations its earlier runs took). Each distinct loop is compiled into a
+//! library of its own (cached on disk like the fused loops'), see [`compile`]; a top-level
+//! scan's length is an argument, not part of the source, so loops with the same body (a
+//! stacked recurrence's layers) share one library at every length and in every plan. An
+//! interpreted scan in [`NativeMode::Auto`] looks for its library before each run until it
+//! has it ([`Lazy::before_run`]).
 
 use super::codegen;
 use super::{native_mode, toolchain, Callbacks, NativeMode, BROKEN, CALLBACKS, NOINLINE};
@@ -401,7 +405,8 @@ impl Gen {
     }
 
     /// The C function `ct_loop{li}` for `spec`, or `None` if something in it is not supported.
-    /// Signature: `int32_t f(const void* const* args, void* const* outs, const ct_callbacks* cb)`.
+    /// Signature: `int32_t f(const void* const* args, void* const* outs, const ct_callbacks* cb)`;
+    /// a top-level scan's `args` end with a pointer to its length (an `int64_t`).
     fn looped(&mut self, name: &str, li: usize, spec: &LoopSpec) -> Option<String> {
         let mut decls = String::new();
         let mut bytes = 0usize;
@@ -478,9 +483,17 @@ impl Gen {
                         size_of(d) * row
                     );
                 }
-                let i = if reverse { format!("{length} - 1 - step") } else { "step".into() };
+                // A loop's own length is an argument (after its operands), so that one library
+                // serves the same scan at every length (GradBench lstm's sequence lengths);
+                // a nested loop's, fixed by the body, stays a constant.
+                let n = if name.starts_with("ct_nest") {
+                    length.to_string()
+                } else {
+                    format!("(*(const int64_t*)args[{}])", spec.operands.len())
+                };
+                let i = if reverse { "n_ - 1 - step".to_string() } else { "step".into() };
                 format!(
-                    "    for (int64_t step = 0; step < {length}; step++) {{\n        const int64_t i = {i}; (void)i;\n{body}{ys}{}    }}\n",
+                    "    const int64_t n_ = {n};\n    for (int64_t step = 0; step < n_; step++) {{\n        const int64_t i = {i}; (void)i;\n{body}{ys}{}    }}\n",
                     update(&outs, &spec.subs[0])
                 )
             }
@@ -515,19 +528,33 @@ pub(crate) fn source(specs: &[LoopSpec]) -> (String, Vec<Option<usize>>) {
     (gen.src, names)
 }
 
+/// Each loop's own C source (its library's), or `None` where the loop is not supported: a
+/// plan's loops are compiled one library per distinct loop, so that a loop shared by plans
+/// (every layer of a stacked recurrence, at every depth and length) is compiled once and found
+/// in the cache by every plan that has it.
+fn sources(specs: &[LoopSpec]) -> Vec<Option<String>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (src, names) = source(std::slice::from_ref(spec));
+            names[0].map(|_| src)
+        })
+        .collect()
+}
+
 /// What compiling `specs` costs now: `None` if nothing would be compiled, zero if cached.
 pub(crate) fn build_cost(specs: &[LoopSpec]) -> Option<Duration> {
     if specs.is_empty() || native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
         return None;
     }
-    let (src, names) = source(specs);
-    if names.iter().all(Option::is_none) {
+    let mut distinct: Vec<String> = sources(specs).into_iter().flatten().collect();
+    if distinct.is_empty() {
         return None;
     }
-    if toolchain::is_cached(&src) {
-        return Some(Duration::ZERO);
-    }
-    Some(Duration::from_nanos(src.len() as u64 * super::COMPILE_NS_PER_KIB.load(Ordering::Relaxed) / 1024))
+    distinct.sort_unstable();
+    distinct.dedup();
+    let bytes: usize = distinct.iter().filter(|src| !toolchain::is_cached(src)).map(String::len).sum();
+    Some(Duration::from_nanos(bytes as u64 * super::COMPILE_NS_PER_KIB.load(Ordering::Relaxed) / 1024))
 }
 
 type LoopFn = unsafe extern "C" fn(*const *const c_void, *const *mut c_void, *const Callbacks) -> i32;
@@ -539,6 +566,8 @@ pub(crate) struct LoopKernel {
     /// `(dtype, elements)` of each operand and result: `run` checks its arguments against them.
     operands: Vec<(DType, usize)>,
     results: Vec<(DType, Vec<usize>)>,
+    /// A scan's length, passed after the operands (the source does not fix it).
+    length: i64,
     _lib: Arc<libloading::Library>,
 }
 
@@ -575,11 +604,14 @@ impl LoopKernel {
             "whole loop {}: operands differ from those it was compiled for",
             self.name
         );
-        let ins: Vec<*const c_void> = args.iter().map(|a| data_ptr(&a.data)).collect();
+        let mut ins: Vec<*const c_void> = args.iter().map(|a| data_ptr(&a.data)).collect();
+        ins.push(&self.length as *const i64 as *const c_void);
         let mut outs: Vec<Data> = self.results.iter().map(|(d, s)| buffer(*d, numel(s))).collect();
         let ptrs: Vec<*mut c_void> = outs.iter_mut().map(data_ptr_mut).collect();
         // SAFETY: `func` is a `ct_loop` function generated by `Gen::looped` for operands and
-        // results of exactly these dtypes and sizes (checked above for the operands; the
+        // results of exactly these dtypes and sizes, a scan's length (`self.length`, which
+        // `ins` ends with a pointer to, alive for the call) being the one the results' and
+        // `xs`' sizes were made for (checked above for the operands; the
         // result buffers come from `buffer` with the sizes given); it reads each operand's
         // elements, writes every element of each result (the final carries, and all rows of
         // the stacked `ys`) through `ptrs`, which point to distinct buffers nothing else
@@ -598,12 +630,73 @@ impl LoopKernel {
 pub(crate) struct Lazy {
     started: std::sync::atomic::AtomicBool,
     kernel: Arc<std::sync::OnceLock<Option<Arc<LoopKernel>>>>,
+    /// A scan's description and library source, made at its first run (see
+    /// [`Lazy::before_run`]); `None` for a loop that cannot run whole.
+    pending: std::sync::OnceLock<Option<(LoopSpec, String)>>,
+    /// When the cache was last looked at for it (µs since [`epoch_us`]'s start, plus one;
+    /// zero: never): a loop run over and over (nested in another) looks at most every
+    /// [`LOOK_EVERY_US`].
+    looked: std::sync::atomic::AtomicU64,
+}
+
+/// How often an interpreted loop waiting for its library looks in the cache (µs).
+const LOOK_EVERY_US: u64 = 2000;
+
+/// Microseconds since the first call (a monotonic clock for [`Lazy::looked`]).
+fn epoch_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64
 }
 
 impl Lazy {
     /// The kernel, once compiled.
     pub(crate) fn get(&self) -> Option<&Arc<LoopKernel>> {
         self.kernel.get().and_then(Option::as_ref)
+    }
+
+    /// Before an interpreted run of a loop expected to take `step_runs` sub-plan steps (a
+    /// scan's, known beforehand): in [`NativeMode::Auto`], once the compiler has answered
+    /// the background probe and if that is enough work, loads the loop's library as soon as
+    /// it is in the cache (checked before a run until then, at most every 2 ms: a look-up of
+    /// its name; a cached library loads in well under a millisecond, and the run then is
+    /// native), and
+    /// queues its compile at the first run (once), before the run rather than after. The
+    /// library may appear meanwhile by another plan's compile of the same loop (another
+    /// layer, depth or length) even while this plan's own compile waits in the queue.
+    pub(crate) fn before_run(&self, step_runs: u64, spec: impl FnOnce() -> Option<LoopSpec>) {
+        if self.get().is_some()
+            || native_mode() != NativeMode::Auto
+            || !super::toolchain_probed()
+            || !worth_compiling(step_runs)
+        {
+            return;
+        }
+        let pending = self.pending.get_or_init(|| {
+            let spec = spec()?;
+            let src = sources(std::slice::from_ref(&spec)).pop().flatten()?;
+            Some((spec, src))
+        });
+        let Some((spec, src)) = pending else { return };
+        let (now, last) = (epoch_us() + 1, self.looked.load(Ordering::Relaxed));
+        if last != 0 && now < last + LOOK_EVERY_US {
+            return;
+        }
+        self.looked.store(now, Ordering::Relaxed);
+        if toolchain::is_cached(src) {
+            let kernel = super::cached_only(|| compile(std::slice::from_ref(spec))).pop().flatten();
+            if kernel.is_some() {
+                let _ = self.kernel.set(kernel);
+                return;
+            }
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (slot, spec) = (self.kernel.clone(), spec.clone());
+        super::spawn_compile(move || {
+            let kernel = super::with_native_mode(NativeMode::Auto, || compile(std::slice::from_ref(&spec)));
+            let _ = slot.set(kernel.into_iter().next().flatten());
+        });
     }
 
     /// After an interpreted run of the loop that took `step_runs` sub-plan steps: in
@@ -624,43 +717,52 @@ impl Lazy {
     }
 }
 
-/// Compiles `specs` into one library: a kernel for each supported loop (`None` for the others,
-/// and for all of them when no compiler works).
+/// Compiles `specs`, one library per distinct loop (see [`sources`]): a kernel for each
+/// supported loop (`None` for the others, and for all of them when no compiler works).
 pub(crate) fn compile(specs: &[LoopSpec]) -> Vec<Option<Arc<LoopKernel>>> {
     let mut kernels = vec![None; specs.len()];
     if specs.is_empty() || native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
         return kernels;
     }
-    let (src, names) = source(specs);
-    if names.iter().all(Option::is_none) {
-        return kernels;
-    }
-    let lib = match super::load(&src) {
-        Ok(lib) => Arc::new(lib),
-        Err(failure) => {
-            if let Some(failure) = failure {
-                super::give_up(failure);
+    let mut libs: HashMap<String, Option<Arc<libloading::Library>>> = HashMap::new();
+    for (li, (spec, src)) in specs.iter().zip(sources(specs)).enumerate() {
+        let Some(src) = src else { continue };
+        let lib = match libs.get(&src) {
+            Some(lib) => lib.clone(),
+            None => {
+                let lib = match super::load(&src) {
+                    Ok(lib) => Some(Arc::new(lib)),
+                    Err(failure) => {
+                        if let Some(failure) = failure {
+                            super::give_up(failure);
+                            return kernels;
+                        }
+                        None
+                    }
+                };
+                libs.insert(src, lib.clone());
+                lib
             }
-            return kernels;
-        }
-    };
-    for (li, spec) in specs.iter().enumerate() {
-        if names[li].is_none() {
-            continue;
-        }
-        let name = format!("ct_loop{li}");
-        // SAFETY: `name` is a function that `Gen::looped` generated into this library's source
-        // with exactly the `LoopFn` signature (the library is the one built from that source:
-        // its cache name hashes the source and its seal was checked before loading). Calling it
-        // is `LoopKernel::run`'s business, and the kernel keeps the library mapped.
+        };
+        let Some(lib) = lib else { continue };
+        let name = "ct_loop0";
+        // SAFETY: `name` is the function that `Gen::looped` generated into this library's
+        // source (the source of `spec` alone) with exactly the `LoopFn` signature (the library
+        // is the one built from that source: its cache name hashes the source and its seal was
+        // checked before loading). Calling it is `LoopKernel::run`'s business, and the kernel
+        // keeps the library mapped.
         let func = unsafe { lib.get::<LoopFn>(name.as_bytes()) }.map(|s| *s);
         match func {
             Ok(func) => {
                 kernels[li] = Some(Arc::new(LoopKernel {
                     func,
-                    name,
+                    name: format!("{name} (loop {li})"),
                     operands: spec.operands.clone(),
                     results: spec.results.clone(),
+                    length: match spec.kind {
+                        LoopKind::Scan { length, .. } => length as i64,
+                        LoopKind::While { .. } => 0,
+                    },
                     _lib: lib.clone(),
                 }))
             }

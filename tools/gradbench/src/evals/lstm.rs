@@ -1,11 +1,16 @@
 //! `lstm`: the loss of a stacked LSTM predicting a binary-encoded character
 //! sequence, and its gradient with respect to the parameters by `grad`.
 //!
-//! The recurrence is sequential in time, so the objective is a
-//! [`scan`](cotangent::control::scan) over time steps (its body, traced once, runs the
-//! layers as a Rust loop of element-wise tensor operations: each layer's gates act
-//! element-wise on `b`-vectors, as in the benchmark's reference). The graph, and the time
-//! to trace, differentiate and compile it, does not grow with the sequence length.
+//! The recurrence is sequential in time, so each layer is a
+//! [`scan`](cotangent::control::scan) over the time steps, layer after layer (as cuDNN and
+//! PyTorch run a stacked LSTM): layer `i` reads the whole sequence of layer `i - 1`'s hidden
+//! states and returns its own, its body one layer's gates acting element-wise on `b`-vectors,
+//! as in the benchmark's reference. Every value is computed by the same operations as in the
+//! time-major order (step by step through all layers), so the loss is the same; but every
+//! layer's scan has the same body (its weights are operands), so one compiled loop serves all
+//! layers and all depths; the gates that read only a layer's input (forget, output), the
+//! output layer and its log-sum-exp act on the whole sequence at once, outside the scans. The graph, and the time to trace, differentiate and compile it, does not
+//! grow with the sequence length.
 
 use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, matrix};
@@ -50,31 +55,66 @@ impl Lstm {
     }
 
     /// The loss `-Σₜ Σᵢ seq[t+1]ᵢ · log_softmax₂(pred_t)ᵢ / ((c-1) b)` for
-    /// `main_params` `[2l, 4b]` and `extra_params` `[3, b]`: a `scan` over the time steps,
-    /// whose carries are each layer's hidden and cell state and whose outputs are the
-    /// normalised predictions.
+    /// `main_params` `[2l, 4b]` and `extra_params` `[3, b]`: per layer a `scan` over the time
+    /// steps, whose carries are the layer's hidden and cell state and whose outputs are its
+    /// hidden states, read by the next layer's scan.
     pub fn objective(&self, main_params: &Tensor, extra_params: &Tensor) -> Tensor {
+        let model = Model::new(main_params, extra_params, self.targets.shape()[1]);
+        let (hidden, cell) = self.initial_state(model.layers());
+        let mut u = &self.inputs * &model.in_weight;
+        for i in 0..model.layers() {
+            // The gates that read only the layer's input, for the whole sequence at once.
+            let gates = model.input_gates(i, &u);
+            let step = |(h, c): &(Tensor, Tensor), (forget, outgate): &(Tensor, Tensor)| {
+                let (h, c) = model.state_step(i, h, c, forget, outgate);
+                ((h.clone(), c), h)
+            };
+            u = scan(step, &(hidden[i].clone(), cell[i].clone()), &gates, None, false).1;
+        }
+        self.loss(&model.normalised(&u))
+    }
+
+    /// [`Lstm::objective`] with the time loops unrolled into the traced graph (Rust loops
+    /// over the time steps): the same operations in the same order, so the same value bit
+    /// for bit; its graph grows with the sequence.
+    pub fn objective_unrolled(&self, main_params: &Tensor, extra_params: &Tensor) -> Tensor {
+        let model = Model::new(main_params, extra_params, self.targets.shape()[1]);
+        let (hidden, cell) = self.initial_state(model.layers());
+        let steps = self.inputs.shape()[0];
+        let mut u = &self.inputs * &model.in_weight;
+        for i in 0..model.layers() {
+            let (mut h, mut c) = (hidden[i].clone(), cell[i].clone());
+            let (forget, outgate) = model.input_gates(i, &u);
+            let outs: Vec<Tensor> = (0..steps)
+                .map(|t| {
+                    let t = t as isize;
+                    (h, c) = model.state_step(i, &h, &c, &forget.index(t), &outgate.index(t));
+                    h.clone()
+                })
+                .collect();
+            u = stack(&outs, 0);
+        }
+        self.loss(&model.normalised(&u))
+    }
+
+    /// The time-major order of the reference (each time step through all layers, the layers
+    /// a Rust loop inside a `scan` over time): the same value as [`Lstm::objective`] bit for
+    /// bit (tests only).
+    #[cfg(test)]
+    fn objective_time_major(&self, main_params: &Tensor, extra_params: &Tensor) -> Tensor {
         let model = Model::new(main_params, extra_params, self.targets.shape()[1]);
         let init = self.initial_state(model.layers());
         let step = |(hidden, cell): &(Vec<Tensor>, Vec<Tensor>), input: &Tensor| {
             let (mut hidden, mut cell) = (hidden.clone(), cell.clone());
-            let normalised = model.step(&mut hidden, &mut cell, input);
-            ((hidden, cell), normalised)
+            let mut u = input * &model.in_weight;
+            for i in 0..model.layers() {
+                (hidden[i], cell[i]) = model.layer_step(i, &hidden[i], &cell[i], &u);
+                u = hidden[i].clone();
+            }
+            ((hidden, cell), u)
         };
-        let (_, normalised) = scan(step, &init, &self.inputs, None, false);
-        self.loss(&normalised)
-    }
-
-    /// [`Lstm::objective`] with the time loop unrolled into the traced graph (a Rust loop
-    /// over the time steps): the same operations in the same order, so the same value
-    /// bit for bit; its graph grows with the sequence.
-    pub fn objective_unrolled(&self, main_params: &Tensor, extra_params: &Tensor) -> Tensor {
-        let model = Model::new(main_params, extra_params, self.targets.shape()[1]);
-        let (mut hidden, mut cell) = self.initial_state(model.layers());
-        let steps = self.inputs.shape()[0];
-        let normalised: Vec<Tensor> =
-            (0..steps).map(|t| model.step(&mut hidden, &mut cell, &self.inputs.index(t as isize))).collect();
-        self.loss(&stack(&normalised, 0))
+        let (_, top) = scan(step, &init, &self.inputs, None, false);
+        self.loss(&model.normalised(&top))
     }
 
     /// Each layer's initial hidden and cell state.
@@ -124,22 +164,39 @@ impl Model {
         self.weights.len()
     }
 
-    /// One time step: updates every layer's state and returns the normalised prediction.
-    fn step(&self, hidden: &mut [Tensor], cell: &mut [Tensor], input: &Tensor) -> Tensor {
-        let mut u = input * &self.in_weight;
-        for i in 0..self.layers() {
-            let (w, bias, h) = (&self.weights[i], &self.biases[i], &hidden[i]);
-            let forget = (&u * &w.forget + &bias.forget).sigmoid();
-            let ingate = (h * &w.ingate + &bias.ingate).sigmoid();
-            let outgate = (&u * &w.outgate + &bias.outgate).sigmoid();
-            let change = (h * &w.change + &bias.change).tanh();
-            cell[i] = &cell[i] * forget + ingate * change;
-            hidden[i] = outgate * cell[i].tanh();
-            u = hidden[i].clone();
-        }
-        let pred = u * &self.out_weight + &self.out_bias;
-        // log(Σ exp(pred) + 2), as in the benchmark's reference.
-        let lse = (pred.exp().sum_all() + 2.0).log();
+    /// Layer `i`'s step at one time: its new hidden and cell state from the old ones and
+    /// its input `u` (the layer below's hidden state, or the scaled input character); the
+    /// time-major order's step (tests only).
+    #[cfg(test)]
+    fn layer_step(&self, i: usize, h: &Tensor, cell: &Tensor, u: &Tensor) -> (Tensor, Tensor) {
+        let (forget, outgate) = self.input_gates(i, u);
+        self.state_step(i, h, cell, &forget, &outgate)
+    }
+
+    /// Layer `i`'s forget and output gates, which read only its input `u` (a time step's or
+    /// the whole sequence's, element-wise either way).
+    fn input_gates(&self, i: usize, u: &Tensor) -> (Tensor, Tensor) {
+        let (w, bias) = (&self.weights[i], &self.biases[i]);
+        let forget = (u * &w.forget + &bias.forget).sigmoid();
+        let outgate = (u * &w.outgate + &bias.outgate).sigmoid();
+        (forget, outgate)
+    }
+
+    /// Layer `i`'s new hidden and cell state from the old ones and its input gates.
+    fn state_step(&self, i: usize, h: &Tensor, cell: &Tensor, forget: &Tensor, outgate: &Tensor) -> (Tensor, Tensor) {
+        let (w, bias) = (&self.weights[i], &self.biases[i]);
+        let ingate = (h * &w.ingate + &bias.ingate).sigmoid();
+        let change = (h * &w.change + &bias.change).tanh();
+        let cell = cell * forget + ingate * change;
+        let hidden = outgate * cell.tanh();
+        (hidden, cell)
+    }
+
+    /// The normalised predictions `[c - 1, b]` from the top layer's hidden states: per time
+    /// step `pred - log(Σ exp(pred) + 2)`, as in the benchmark's reference.
+    fn normalised(&self, top: &Tensor) -> Tensor {
+        let pred = top * &self.out_weight + &self.out_bias;
+        let lse = (pred.exp().sum(&[-1], true) + 2.0).log();
         pred - lse
     }
 }
@@ -218,6 +275,9 @@ mod tests {
         // The same operations in the same order: bitwise equal.
         assert_eq!(scanned.to_bits(), unrolled.to_bits(), "{scanned} vs {unrolled}");
         assert!(scanned.is_finite() && scanned > 0.0, "{scanned}");
+        // Layer after layer, the same operations as step after step through all layers.
+        let time_major = lstm.objective_time_major(&main, &extra).item::<f64>();
+        assert_eq!(scanned.to_bits(), time_major.to_bits(), "{scanned} vs {time_major}");
         // Compiled, too.
         let lstm = std::sync::Arc::new(lstm);
         let l = lstm.clone();
@@ -230,11 +290,19 @@ mod tests {
         for (l, c, b) in [(1, 2, 2), (2, 9, 3), (3, 6, 4)] {
             let (lstm, main, extra) = instance(l, c, b);
             let lstm = std::sync::Arc::new(lstm);
-            let (l1, l2) = (lstm.clone(), lstm.clone());
+            let (l1, l2, l3) = (lstm.clone(), lstm.clone(), lstm.clone());
             let scanned = grad(move |(m, e): &(Tensor, Tensor)| l1.objective(m, e))(&(main.clone(), extra.clone()));
             let unrolled =
                 grad(move |(m, e): &(Tensor, Tensor)| l2.objective_unrolled(m, e))(&(main.clone(), extra.clone()));
-            for (s, u) in [(&scanned.0, &unrolled.0), (&scanned.1, &unrolled.1)] {
+            let time_major =
+                grad(move |(m, e): &(Tensor, Tensor)| l3.objective_time_major(m, e))(&(main.clone(), extra.clone()));
+            let pairs = [
+                (&scanned.0, &unrolled.0),
+                (&scanned.1, &unrolled.1),
+                (&scanned.0, &time_major.0),
+                (&scanned.1, &time_major.1),
+            ];
+            for (s, u) in pairs {
                 let (s, u) = (s.to_vec::<f64>(), u.to_vec::<f64>());
                 assert_eq!(s.len(), u.len());
                 assert!(u.iter().any(|&x| x != 0.0), "a non-trivial gradient");
