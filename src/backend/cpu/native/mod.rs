@@ -503,6 +503,9 @@ pub(crate) fn spawn_compile(job: impl FnOnce() + Send + 'static) {
     q.pending += 1;
     q.jobs.push_back(Box::new(job));
     if q.worker {
+        drop(q);
+        // (Wakes the worker if it is lingering; `wait_for_native_compiles` callers recheck.)
+        QUEUE.1.notify_all();
         return;
     }
     q.worker = true;
@@ -512,23 +515,54 @@ pub(crate) fn spawn_compile(job: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// The worker: runs queued compiles until the queue is empty, then ends.
+/// How long the worker waits for another job before it ends: starting a thread costs the
+/// call that queues a compile tens of microseconds (a small plan's whole run), and programs
+/// that compile at all usually queue their next compile within this time.
+const WORKER_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The worker: runs queued compiles until the queue has stayed empty for [`WORKER_LINGER`],
+/// then ends. It runs at a lower priority (and so do the compilers it starts), so that on a
+/// busy machine the calls that keep running interpreted meanwhile are not slowed by it.
 fn work() {
+    lower_this_threads_priority();
     loop {
         let job = {
             let mut q = queue();
-            match q.jobs.pop_front() {
-                Some(job) => job,
-                None => {
+            let idle_since = std::time::Instant::now();
+            loop {
+                if let Some(job) = q.jobs.pop_front() {
+                    break job;
+                }
+                let waited = idle_since.elapsed();
+                if waited >= WORKER_LINGER {
                     q.worker = false;
                     return;
                 }
+                q = QUEUE.1.wait_timeout(q, WORKER_LINGER - waited).unwrap_or_else(|e| e.into_inner()).0;
             }
         };
         // A panic inside the compiler's driver leaves that plan interpreted (same results).
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         queue().pending -= 1;
         QUEUE.1.notify_all();
+    }
+}
+
+/// Nice value of the compile worker thread and its compilers (the calling threads keep 0).
+const WORKER_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`WORKER_NICE`] (Linux: the nice value
+/// is per thread, and processes it starts inherit it). Elsewhere, or if refused, nothing.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
+        }
+        const PRIO_PROCESS: i32 = 0;
+        // SAFETY: `setpriority` takes plain integers and touches no memory of ours; `who = 0`
+        // is the calling thread (Linux). A failure (returned, not raised) leaves it as it was.
+        let _ = unsafe { setpriority(PRIO_PROCESS, 0, WORKER_NICE) };
     }
 }
 
