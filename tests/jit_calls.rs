@@ -12,9 +12,9 @@
 
 use cotangent::compile::{optimize, Plan};
 use cotangent::trace::trace_graph;
+mod common;
+
 use cotangent::*;
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 
 const CHILD: &str = "COTANGENT_TEST_JIT_CALLS_CHILD";
 const N: usize = 1 << 14;
@@ -31,25 +31,7 @@ fn input() -> Tensor {
 /// Runs `test` in a child with a fresh cache and `COTANGENT_NATIVE` unset (`Auto`); its
 /// stderr (the dumps and the marks), in order.
 fn child(test: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("cotangent-jit-calls-test-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("COTANGENT_CACHE_DIR", &dir)
-        .env("COTANGENT_DUMP", "1")
-        .env_remove("COTANGENT_NATIVE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "the child failed ({}):\n{text}", out.status);
-    text
+    common::child::run(test, CHILD, None)
 }
 
 /// The last of `marks` printed before the first native plan's dump (`native fused`).

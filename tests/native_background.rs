@@ -10,9 +10,9 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use cotangent::*;
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 
 const CHILD: &str = "COTANGENT_TEST_BACKGROUND_CHILD";
 
@@ -21,35 +21,9 @@ fn f(x: &Tensor) -> Tensor {
 }
 
 /// Runs `test` in a child with a fresh cache and `COTANGENT_NATIVE=mode` (unset for `None`);
-/// its stdout and stderr (the dumps) interleaved as one text, in order.
+/// its stderr (the dumps and the marks), in order.
 fn child(test: &str, mode: Option<&str>) -> String {
-    let dir = std::env::temp_dir().join(format!("cotangent-background-test-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("COTANGENT_CACHE_DIR", &dir)
-        .env("COTANGENT_DUMP", "1")
-        .env_remove("COTANGENT_NATIVE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(mode) = mode {
-        cmd.env("COTANGENT_NATIVE", mode);
-    }
-    let out = cmd.output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    // Progress marks go to stderr too (`eprintln!`), so one stream holds the order.
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "the child failed ({}):\n{}\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-    );
-    text
+    common::child::run(test, CHILD, mode)
 }
 
 /// The last of `marks` printed before the first native plan's dump (`native fused`).

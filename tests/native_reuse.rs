@@ -12,10 +12,10 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use cotangent::*;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const CHILD: &str = "COTANGENT_TEST_REUSE_CHILD";
 
@@ -40,30 +40,7 @@ fn libraries(dir: &Path) -> usize {
 
 /// Runs `test` in a child with a fresh cache (`COTANGENT_NATIVE` unset: `auto`); its stderr.
 fn child(test: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("cotangent-reuse-test-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("COTANGENT_CACHE_DIR", &dir)
-        .env("COTANGENT_DUMP", "1")
-        .env_remove("COTANGENT_NATIVE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "the child failed ({}):\n{}\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-    );
-    text
+    common::child::run(test, CHILD, None)
 }
 
 /// The text between `from` and `to` (both must be there).
