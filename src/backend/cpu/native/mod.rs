@@ -128,13 +128,19 @@ thread_local! {
 /// background thread, the library its larger inputs load at their first call, without a
 /// compile of their own. Libraries without such a loop are not built.
 pub(crate) fn speculatively<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
+    with_flag(&SPECULATIVE, f)
+}
+
+/// Runs `f` with the thread-local `flag` set, restoring its previous value afterwards (also
+/// when `f` panics).
+fn with_flag<R>(flag: &'static std::thread::LocalKey<Cell<bool>>, f: impl FnOnce() -> R) -> R {
+    struct Restore(&'static std::thread::LocalKey<Cell<bool>>, bool);
     impl Drop for Restore {
         fn drop(&mut self) {
-            SPECULATIVE.with(|o| o.set(self.0));
+            self.0.with(|o| o.set(self.1));
         }
     }
-    let _restore = Restore(SPECULATIVE.with(|o| o.replace(true)));
+    let _restore = Restore(flag, flag.with(|o| o.replace(true)));
     f()
 }
 
@@ -158,14 +164,7 @@ fn min_elements() -> usize {
 /// `jit` does it when it builds a plan, and a program whose library was built for another
 /// size (or by an earlier process) runs native from its first call.
 pub(crate) fn cached_only<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CACHED_ONLY.with(|o| o.set(self.0));
-        }
-    }
-    let _restore = Restore(CACHED_ONLY.with(|o| o.replace(true)));
-    f()
+    with_flag(&CACHED_ONLY, f)
 }
 
 /// [`toolchain::load`], except under [`cached_only`] for a library not in the cache:
