@@ -1704,14 +1704,13 @@ fn fused_step(
     work: &mut Strides,
     reg_of: &mut [usize],
 ) -> Step {
-    let mut instrs = Vec::new();
-    let mut dtypes = Vec::new();
-    let mut inputs: Vec<usize> = Vec::new();
-    let mut input_of: FxHashMap<usize, usize> = FxHashMap::default();
-    // Loads by value and hash of the load; loads whose hash collides with a different load's
-    // go by their full key (`load_key`) in `collided`.
-    let mut loads: FxHashMap<(usize, u64), usize> = FxHashMap::default();
-    let mut collided: FxHashMap<(usize, Vec<i64>), usize> = FxHashMap::default();
+    // (The tables and lists come from this thread's `LoadTables`, empty, and go back after:
+    // one allocation and growth of each per plan, not per loop; the program's lists are
+    // copied out at their length, so none is grown by doubling, which left a new block and
+    // its page faults at each step.)
+    let mut tables = LOAD_TABLES.with(|t| t.take());
+    let LoadTables { input_of, loads, collided, instrs, dtypes, inputs } = &mut tables;
+    let (mut instrs, mut dtypes, inputs) = (std::mem::take(instrs), std::mem::take(dtypes), inputs);
     let shape = &grp.shape;
     let mut load = |v: Var, kind: fused::LoadKind, instrs: &mut Vec<fused::Instr>, dtypes: &mut Vec<crate::DType>| {
         let hashed = (v.index(), load_hash(&kind));
@@ -1784,8 +1783,59 @@ fn fused_step(
             (outs.iter().map(|&m| reg_of[m]).collect(), outs, None)
         }
     };
-    let prog = fused::Program { shape: shape.clone(), instrs, dtypes, outputs, reduce };
-    Step::Fused { prog, ins: inputs, outs, native: None, in_place: vec![] }
+    let prog = fused::Program {
+        shape: shape.clone(),
+        instrs: instrs.drain(..).collect(),
+        dtypes: dtypes.drain(..).collect(),
+        outputs,
+        reduce,
+    };
+    let ins = inputs.drain(..).collect();
+    (tables.instrs, tables.dtypes) = (instrs, dtypes);
+    tables.recycle();
+    LOAD_TABLES.with(|t| t.set(tables));
+    Step::Fused { prog, ins, outs, native: None, in_place: vec![] }
+}
+
+/// [`fused_step`]'s working storage: the input position of each value read, the loads by
+/// value and hash of the load (loads whose hash collides with a different load's go by their
+/// full key, `load_key`, in `collided`) — lookup only, never iterated — and the lists the
+/// program is built in.
+#[derive(Default)]
+struct LoadTables {
+    input_of: FxHashMap<usize, usize>,
+    loads: FxHashMap<(usize, u64), usize>,
+    collided: FxHashMap<(usize, Vec<i64>), usize>,
+    instrs: Vec<fused::Instr>,
+    dtypes: Vec<DType>,
+    inputs: Vec<usize>,
+}
+
+impl LoadTables {
+    /// Empties everything for the next loop, keeping the storage unless a large loop grew it
+    /// (clearing a table costs its capacity, and most loops read a few values).
+    fn recycle(&mut self) {
+        const KEEP: usize = 256;
+        if self.input_of.capacity() > KEEP || self.loads.capacity() > KEEP || self.collided.capacity() > KEEP {
+            (self.input_of, self.loads, self.collided) = Default::default();
+        } else {
+            self.input_of.clear();
+            self.loads.clear();
+            self.collided.clear();
+        }
+        if self.instrs.capacity() > 16 * KEEP {
+            (self.instrs, self.dtypes, self.inputs) = Default::default();
+        }
+        self.instrs.clear();
+        self.dtypes.clear();
+        self.inputs.clear();
+    }
+}
+
+thread_local! {
+    /// Each thread's [`LoadTables`], lent to one [`fused_step`] at a time (a nested plan
+    /// built meanwhile would find it taken and use fresh ones).
+    static LOAD_TABLES: std::cell::Cell<LoadTables> = std::cell::Cell::new(LoadTables::default());
 }
 
 #[cfg(test)]
