@@ -1860,6 +1860,35 @@ mod tests {
         assert!(got.iter().zip(&order).all(|(&g, &s)| g == s * 3));
     }
 
+    /// Loops built after others on one thread (`fused_step` reusing its working storage,
+    /// also after a loop of 300 distinct loads, which makes it drop that storage) equal the
+    /// loops built on a fresh thread, instruction for instruction.
+    #[test]
+    fn fused_steps_equal_with_recycled_working_storage() {
+        use crate::trace_graph;
+        // A loop of `k` distinct strided loads of `x` (slices at offsets 0..k), plus a chain.
+        fn dump(k: usize) -> String {
+            let g = trace_graph(&[TensorType::new(DType::F64, vec![4 * k + 8])], move |x| {
+                let x = &x[0];
+                let mut y = x.slice_axis(0, 0, 8, 1).sin();
+                for j in 0..k {
+                    y = y * x.slice_axis(0, 4 * j as isize, 4 * j as isize + 8, 1) + 1.0;
+                }
+                vec![y.exp(), (y * 2.0).tanh()]
+            });
+            Plan::interpreted(&crate::compile::optimize(&g)).dump()
+        }
+        let sizes = [3, 300, 2, 40, 1];
+        let fresh: Vec<String> = sizes.iter().map(|&k| std::thread::spawn(move || dump(k)).join().unwrap()).collect();
+        let reused: Vec<String> = sizes.iter().map(|&k| dump(k)).collect();
+        for ((k, a), b) in sizes.iter().zip(&fresh).zip(&reused) {
+            assert_eq!(a, b, "{k} loads");
+        }
+        // The loop of 300 reads as many slices (one input, 300 loads), so the test covers a
+        // large loop.
+        assert!(fresh[1].matches("load in0").count() >= 300, "{}", &fresh[1][..fresh[1].len().min(2000)]);
+    }
+
     /// The flat reader lists are the per-node lists, in order, repeats included.
     #[test]
     fn users_list_every_reader_in_order() {
