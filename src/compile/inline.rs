@@ -969,6 +969,27 @@ mod tests {
         (two_steps, fused, inlined)
     }
 
+    /// The reader lists are, per slot, the steps reading it, in order, each once.
+    #[test]
+    fn readers_list_each_reading_step_once_in_order() {
+        let kernel = |ins: Vec<usize>, out: usize| Step::Kernel {
+            prim: Prim::Unary(crate::ops::UnaryOp::Exp),
+            ins,
+            out,
+            ty: crate::TensorType::new(DType::F64, vec![2]),
+        };
+        // Step c reads slots (c * 7 + k * 3) % 11 for k < c % 4 + 1, with repeats.
+        let steps: Vec<Step> = (0..40)
+            .map(|c| kernel((0..c % 4 + 1).map(|k| (c * 7 + k * 3) % 11).chain([c % 11]).collect(), 11 + c))
+            .collect();
+        let readers = Readers::new(&steps, 60);
+        for slot in 0..60 {
+            let naive: Vec<usize> = (0..steps.len()).filter(|&c| steps[c].inputs().contains(&slot)).collect();
+            assert_eq!(readers.of(slot).collect::<Vec<_>>(), naive, "slot {slot}");
+        }
+        assert!(readers.of(3).count() > 1);
+    }
+
     #[test]
     fn padded_reads_become_masked_recomputation() {
         // pad [6] by 2 low, 1 high with fill 0.5.
