@@ -1785,16 +1785,24 @@ fn fused_step(
     };
     let prog = fused::Program {
         shape: shape.clone(),
-        instrs: instrs.drain(..).collect(),
-        dtypes: dtypes.drain(..).collect(),
+        instrs: moved_out(&mut instrs),
+        dtypes: moved_out(&mut dtypes),
         outputs,
         reduce,
     };
-    let ins = inputs.drain(..).collect();
+    let ins = moved_out(inputs);
     (tables.instrs, tables.dtypes) = (instrs, dtypes);
     tables.recycle();
     LOAD_TABLES.with(|t| t.set(tables));
     Step::Fused { prog, ins, outs, native: None, in_place: vec![] }
+}
+
+/// The items of `scratch` moved into a vector of exactly their number; `scratch` is left
+/// empty with its storage.
+fn moved_out<T>(scratch: &mut Vec<T>) -> Vec<T> {
+    let mut v = Vec::with_capacity(scratch.len());
+    v.append(scratch);
+    v
 }
 
 /// [`fused_step`]'s working storage: the input position of each value read, the loads by
