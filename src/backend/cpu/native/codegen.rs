@@ -335,8 +335,18 @@ pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
     };
     // A bound's range is replaced by its group's number (bounds of equal ranges share one
     // test, as they would with constant ranges), or emptied if the instruction is dead.
+    // A group whose range along the rows is a thin slice or nearly the whole row says so
+    // (see `bulk_class`): the kernel gets a copy of its body for segments where those bounds
+    // are as usual, with them as constants.
+    let inner = prog.shape.last().copied().unwrap_or(1) as isize;
+    let class: Vec<isize> = ranges.iter().map(|r| bulk_class(*r.last().expect("a range per axis"), inner)).collect();
     let numbered = |valid: &mut Vec<(isize, isize)>, g: Option<usize>| match g {
-        Some(g) => *valid = vec![(g as isize, g as isize); rank],
+        Some(g) => {
+            *valid = vec![(g as isize, g as isize); rank];
+            if class[g] < 0 {
+                valid[rank - 1].1 = class[g];
+            }
+        }
         None => valid.clear(),
     };
     for (i, ins) in key.instrs.iter_mut().enumerate() {
@@ -356,6 +366,28 @@ pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
     }
     (key, params)
 }
+
+/// How a bound's valid range `(lo, hi)` along rows of `inner` elements usually relates to
+/// a segment, as a code in the kernel key (see `parameters`): `BULK_OUTSIDE` for a thin range
+/// (at most `BULK_EDGE` elements: the head of a concatenate, `x[:1]`, read through a
+/// padding), which most segments lie outside; `BULK_INSIDE` for one that leaves at most
+/// `BULK_EDGE` elements out at each end of the row (`y[:-1]` shifted by one); its group number
+/// (no class) otherwise. Depends on the sizes only for rows of fewer than about
+/// `2·BULK_EDGE` elements, so the key (and the library) stays the same at every larger size.
+fn bulk_class((lo, hi): (isize, isize), inner: isize) -> isize {
+    if hi - lo <= BULK_EDGE {
+        BULK_OUTSIDE
+    } else if lo <= BULK_EDGE && inner - hi <= BULK_EDGE {
+        BULK_INSIDE
+    } else {
+        0
+    }
+}
+
+/// See [`bulk_class`].
+const BULK_EDGE: isize = 16;
+const BULK_OUTSIDE: isize = -1;
+const BULK_INSIDE: isize = -2;
 
 /// The C source of a kernel named `name` for `prog`, or `None` if the program uses
 /// something kernels do not support (integer registers).
@@ -407,6 +439,22 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         })
         .collect();
     let groups = bounds.iter().flatten().map(|&g| g + 1).max().unwrap_or(0);
+    // Per group, its pin in the bulk copy of the body (see `bulk_class`), if it has one.
+    let mut bulk: Vec<Option<bool>> = vec![None; groups];
+    for (i, ins) in prog.instrs.iter().enumerate() {
+        let valid = match (ins, &views[i]) {
+            (Instr::Mask { valid, .. }, _) if live[i] => valid,
+            (_, Some(View { valid: Some((valid, _)), .. })) => valid,
+            _ => continue,
+        };
+        if let (Some(g), Some(&(_, code))) = (bounds[i], valid.last()) {
+            bulk[g] = match code {
+                BULK_OUTSIDE => Some(false),
+                BULK_INSIDE => Some(true),
+                _ => None,
+            };
+        }
+    }
     let rows = views.iter().any(Option::is_some) || bounds.iter().any(Option::is_some);
     let padded = bounds.iter().any(Option::is_some);
 
@@ -471,7 +519,11 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         let r = format!("r{i}");
         let inside = || {
             let g = bounds[i].expect("live masks and padded loads have bounds");
-            format!("(!edge || pin{g})")
+            match bulk[g] {
+                // `edge == 2`: the bulk copy, where this bound is a constant.
+                Some(pin) => format!("(edge == 2 ? {} : (!edge || pin{g}))", pin as u8),
+                None => format!("(!edge || pin{g})"),
+            }
         };
         let stmt = match ins {
             Instr::Load { input, kind } => {
@@ -561,15 +613,22 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
     // a second, test-free copy for segments inside every bound ran that loop no faster (2.6 vs
     // 2.7 ms at n = 10⁵, s = 10) and took the compiler 0.19 s instead of 0.17 s (0.11 s for
     // the previous scheme, whose edge copy was not vectorised and ran the loop at 7.5-15 ms).
-    if padded {
+    // odekern8: a second copy, `NAME_bulk`, where the bounds with a class (see `bulk_class`)
+    // are constants: segments whose flags match (all but a few elements of the ode eval's
+    // rows) skip the loads of thin paddings (fill values instead) and the selects.
+    let has_bulk = padded && bulk.iter().any(Option::is_some);
+    for (copy, edge, wanted) in [("edge", "1", padded), ("bulk", "2", has_bulk)] {
+        if !wanted {
+            continue;
+        }
         let plain: Vec<String> = params.iter().filter(|p| !p.ends_with(" edge")).cloned().collect();
         let mut all: Vec<String> = args[..pointers].to_vec();
         all.extend(["g0", "o0", "k0", "len"].map(String::from));
         all.extend(args[pointers..].iter().cloned());
-        all.extend(["cb".to_string(), "exact".to_string(), "1".to_string()]);
+        all.extend(["cb".to_string(), "exact".to_string(), edge.to_string()]);
         let _ = write!(
             src,
-            "static __attribute__((noinline)) int32_t {name}_edge({}) {{\n    return {name}_run({});\n}}\n",
+            "static __attribute__((noinline)) int32_t {name}_{copy}({}) {{\n    return {name}_run({});\n}}\n",
             plain.join(", "),
             all.join(", ")
         );
@@ -579,11 +638,13 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         all.extend([g0, o0, k0, len].map(String::from));
         all.extend(args[pointers..].iter().cloned());
         all.extend(["cb".to_string(), "exact".to_string()]);
-        if edge == 1 {
-            format!("{name}_edge({})", all.join(", "))
-        } else {
-            all.push("0".to_string());
-            format!("{name}_run({})", all.join(", "))
+        match edge {
+            1 => format!("{name}_edge({})", all.join(", ")),
+            2 => format!("{name}_bulk({})", all.join(", ")),
+            _ => {
+                all.push("0".to_string());
+                format!("{name}_run({})", all.join(", "))
+            }
         }
     };
     let mut loops = String::new();
@@ -679,11 +740,21 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
             let _ = writeln!(loops, "            const int64_t s0 = cut[c], s1 = cut[c + 1];");
             let _ = writeln!(loops, "            if (s0 >= s1) continue;");
             loops.push_str(&per_segment);
-            let _ = writeln!(loops, "            if ({})", all_in.join(" && "));
+            // The bulk copy where every bound with a class has its usual flag.
+            let usual: Vec<String> =
+                bulk.iter().enumerate().filter_map(|(g, c)| c.map(|pin| format!("pin{g} == {}", pin as u8))).collect();
+            let bulk_here = if has_bulk { usual.join(" && ") } else { "0".to_string() };
+            let _ = writeln!(loops, "            const int bulk = {bulk_here};");
+            let _ = writeln!(loops, "            if (!bulk && {})", all_in.join(" && "));
             loops.push_str(&format!("    {}", seg("s0", "s1", 1)));
             // Edge segments in pieces the zeros cover (see the prelude).
             let _ = writeln!(loops, "            else for (int64_t e0 = s0; e0 < s1; e0 += CT_SEGMENT) {{");
             let _ = writeln!(loops, "                const int64_t e1 = s1 - e0 < CT_SEGMENT ? s1 : e0 + CT_SEGMENT;");
+            if has_bulk {
+                let _ = writeln!(loops, "                if (bulk)");
+                loops.push_str(&format!("        {}", seg("e0", "e1", 2)));
+                let _ = writeln!(loops, "                else");
+            }
             loops.push_str(&format!("        {}", seg("e0", "e1", 1)));
             let _ = writeln!(loops, "            }}");
             let _ = writeln!(loops, "        }}");
