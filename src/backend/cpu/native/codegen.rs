@@ -274,6 +274,8 @@ fn constant_inner_stride(stride: isize) -> bool {
 /// bounds) has the same key and runs the same C function, and the library compiled for one
 /// size serves every size of that program.
 pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
+    let merged = merge_repeats(prog);
+    let prog = &merged;
     let live = prog.needed(&prog.outputs);
     let rank = prog.shape.len().max(1);
     let (mut bases, mut strides) = (Vec::new(), Vec::new());
@@ -365,6 +367,40 @@ pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
         }
     }
     (key, params)
+}
+
+/// `prog` with each instruction that repeats an earlier one (the same operation of the same
+/// registers, or the same load: inlined producers read the same element through several
+/// paths) replaced by that one in its readers and the outputs. The generated code cannot
+/// see that two loads are one (their bases are parameters), so without this each would be
+/// a pointer and a load of its own. Same values, so the same bits.
+fn merge_repeats(prog: &Program) -> Program {
+    let mut p = prog.clone();
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut canon: Vec<usize> = (0..p.instrs.len()).collect();
+    for i in 0..p.instrs.len() {
+        let c = |r: usize| canon[r];
+        p.instrs[i] = match &p.instrs[i] {
+            Instr::Unary(op, a) => Instr::Unary(*op, c(*a)),
+            Instr::Binary(op, a, b) => Instr::Binary(*op, c(*a), c(*b)),
+            Instr::Select(q, a, b) => Instr::Select(c(*q), c(*a), c(*b)),
+            Instr::Convert(d, a) => Instr::Convert(*d, c(*a)),
+            Instr::Mask { value, valid, fill } => Instr::Mask { value: c(*value), valid: valid.clone(), fill: *fill },
+            load @ Instr::Load { .. } => load.clone(),
+        };
+        // (`{:?}` of a fill tells -0 from 0 and NaN from numbers.)
+        let key = format!("{:?} {:?}", p.instrs[i], p.dtypes[i]);
+        match first.get(&key) {
+            Some(&j) => canon[i] = j,
+            None => {
+                first.insert(key, i);
+            }
+        }
+    }
+    for o in &mut p.outputs {
+        *o = canon[*o];
+    }
+    p
 }
 
 /// How a bound's valid range `(lo, hi)` along rows of `inner` elements usually relates to
@@ -856,5 +892,43 @@ mod tests {
             reduce: None,
         };
         assert!(kernel(&prog, &[], "k").is_none());
+    }
+
+    // odekern8: repeated loads and operations (as inlining through several views makes) are
+    // one register in the key; a bound one element wide gets the bulk copy of the body.
+    #[test]
+    fn repeated_loads_and_operations_become_one_and_thin_bounds_get_a_bulk_copy() {
+        let padded = |base: isize, valid: (isize, isize), fill: f64| Instr::Load {
+            input: 0,
+            kind: LoadKind::Padded { base, strides: vec![1], valid: vec![valid], fill },
+        };
+        let prog = Program {
+            shape: vec![100],
+            instrs: vec![
+                padded(-1, (1, 100), 0.0),
+                Instr::Load { input: 1, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 1),
+                padded(-1, (1, 100), 0.0),
+                Instr::Binary(BinaryOp::Mul, 3, 1),
+                Instr::Binary(BinaryOp::Add, 2, 4),
+                // Same place, other fill (-0): another value, kept.
+                padded(-1, (1, 100), -0.0),
+                Instr::Binary(BinaryOp::Add, 5, 6),
+                // One element wide: the head of a concatenate.
+                padded(0, (0, 1), 0.0),
+                Instr::Binary(BinaryOp::Add, 7, 8),
+            ],
+            dtypes: vec![DType::F64; 10],
+            outputs: vec![9, 4],
+            reduce: None,
+        };
+        let (key, params) = parameters(&prog);
+        let live = key.needed(&key.outputs);
+        assert!(!live[3] && !live[4], "the repeats are dead: {key:?}");
+        assert_eq!(key.outputs, vec![9, 2], "an output that repeated a register is that register");
+        // Bases of the live padded loads (0, 6, 8), the shape, two distinct ranges.
+        assert_eq!(params, vec![-1, -1, 0, 100, 1, 100, 0, 1]);
+        let src = kernel(&key, &[], "k").expect("supported");
+        assert!(src.contains("k_bulk(") && src.contains("pin0 == 1 && pin1 == 0"), "{src}");
     }
 }
