@@ -504,3 +504,73 @@ fn padded_and_transposed_loops_of_other_sizes_share_the_library_bitwise() {
         }
     });
 }
+
+// ---- odekern8: the bulk copy of padded loops (thin and near-whole paddings as constants) ----
+
+/// Four RK4 stages of the ode eval's right-hand side (`[x₀, x₁ y₀, ...]`), inlined into one
+/// loop through shifted paddings: its rows have bounds one element wide (the concatenates'
+/// heads) and bounds covering all but the first elements, which the generated code takes
+/// as constants in a second copy of the body for the segments where they are as usual.
+fn rk4_like(x: &Tensor, y: &Tensor) -> Tensor {
+    let n = x.numel() as isize;
+    let (head, tail) = (x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n, 1));
+    let f = |y: &Tensor| concatenate(&[head.clone(), &tail * y.slice_axis(0, 0, n - 1, 1)], 0);
+    let k1 = f(y);
+    let k2 = f(&(y + &k1 * 0.3));
+    let k3 = f(&(y + &k2 * 0.3));
+    let k4 = f(&(y + &k3 * 0.6));
+    y + (k1 + (k2 * 2.0 + k3 * 2.0 + k4)) * 0.1
+}
+
+#[test]
+fn rows_with_thin_and_near_whole_paddings_match_at_every_size() {
+    if !native_available() {
+        return;
+    }
+    // Sizes below, at and above the width of a "thin" bound (16), and rows longer than a
+    // zero-page segment (512), so segments of every kind (inside a thin bound's few
+    // elements, outside it, pieces of long rows) run.
+    for n in [2usize, 3, 5, 16, 17, 18, 33, 40, 513, 1500] {
+        let x = Tensor::from_vec(values(n).iter().map(|v| v.clamp(-4.0, 4.0)).collect(), &[n]);
+        let y = Tensor::from_vec((0..n).map(|i| ((i * 7) % 11) as f64 / 5.0 - 1.0).collect(), &[n]);
+        check(&format!("rk4-like n = {n}"), &|a: &Vec<Tensor>| vec![rk4_like(&a[0], &a[1])], &vec![x, y]);
+    }
+    // The gradient: the transposed chain reads the cotangents through the mirrored paddings.
+    let n = 700;
+    let x = Tensor::from_vec((0..n).map(|i| ((i * 5) % 13) as f64 / 7.0).collect(), &[n]);
+    let y = Tensor::from_vec((0..n).map(|i| ((i * 3) % 7) as f64 / 3.0 - 1.0).collect(), &[n]);
+    check(
+        "rk4-like gradient",
+        &|a: &Vec<Tensor>| {
+            let y = a[1].clone();
+            vec![grad(move |x: &Tensor| (rk4_like(x, &y) * rk4_like(x, &y)).sum_all())(&a[0])]
+        },
+        &vec![x, y],
+    );
+}
+
+#[test]
+fn the_bulk_copy_is_generated_and_rows_outside_their_row_range_use_the_tested_copy() {
+    use cotangent::compile::{optimize, Plan};
+    if !native_available() {
+        return;
+    }
+    // A thin bound along the rows: the bulk copy exists.
+    let g = trace_graph(&[TensorType::new(DType::F64, vec![3000]), TensorType::new(DType::F64, vec![3000])], |a| {
+        vec![rk4_like(&a[0], &a[1])]
+    });
+    let src = with_native_mode(NativeMode::Always, || Plan::interpreted(&optimize(&g)).native_source());
+    assert!(src.contains("_bulk("), "a copy for the usual segments:\n{src}");
+    // Two-dimensional: a padding whose range along the rows is near-whole but that holds only
+    // the first row (`x[:1] · 3` on top of `x[1:] · 2`): rows past the first are outside it, so
+    // their segments do not have the usual flags and run the tested copy.
+    for (r, c) in [(4usize, 40usize), (9, 600), (3, 17)] {
+        let x = Tensor::from_vec(values(r * c), &[r, c]);
+        let f = |a: &Vec<Tensor>| {
+            let r = a[0].shape()[0] as isize;
+            let top = a[0].slice_axis(0, 0, 1, 1) * 3.0;
+            vec![(concatenate(&[top, a[0].slice_axis(0, 1, r, 1) * 2.0], 0) * 0.5).exp()]
+        };
+        check(&format!("{r}x{c} row-limited padding"), &f, &vec![x]);
+    }
+}

@@ -274,6 +274,8 @@ fn constant_inner_stride(stride: isize) -> bool {
 /// bounds) has the same key and runs the same C function, and the library compiled for one
 /// size serves every size of that program.
 pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
+    let merged = merge_repeats(prog);
+    let prog = &merged;
     let live = prog.needed(&prog.outputs);
     let rank = prog.shape.len().max(1);
     let (mut bases, mut strides) = (Vec::new(), Vec::new());
@@ -335,8 +337,18 @@ pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
     };
     // A bound's range is replaced by its group's number (bounds of equal ranges share one
     // test, as they would with constant ranges), or emptied if the instruction is dead.
+    // A group whose range along the rows is a thin slice or nearly the whole row says so
+    // (see `bulk_class`): the kernel gets a copy of its body for segments where those bounds
+    // are as usual, with them as constants.
+    let inner = prog.shape.last().copied().unwrap_or(1) as isize;
+    let class: Vec<isize> = ranges.iter().map(|r| bulk_class(*r.last().expect("a range per axis"), inner)).collect();
     let numbered = |valid: &mut Vec<(isize, isize)>, g: Option<usize>| match g {
-        Some(g) => *valid = vec![(g as isize, g as isize); rank],
+        Some(g) => {
+            *valid = vec![(g as isize, g as isize); rank];
+            if class[g] < 0 {
+                valid[rank - 1].1 = class[g];
+            }
+        }
         None => valid.clear(),
     };
     for (i, ins) in key.instrs.iter_mut().enumerate() {
@@ -356,6 +368,62 @@ pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
     }
     (key, params)
 }
+
+/// `prog` with each instruction that repeats an earlier one (the same operation of the same
+/// registers, or the same load: inlined producers read the same element through several
+/// paths) replaced by that one in its readers and the outputs. The generated code cannot
+/// see that two loads are one (their bases are parameters), so without this each would be
+/// a pointer and a load of its own. Same values, so the same bits.
+fn merge_repeats(prog: &Program) -> Program {
+    let mut p = prog.clone();
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut canon: Vec<usize> = (0..p.instrs.len()).collect();
+    for i in 0..p.instrs.len() {
+        let c = |r: usize| canon[r];
+        p.instrs[i] = match &p.instrs[i] {
+            Instr::Unary(op, a) => Instr::Unary(*op, c(*a)),
+            Instr::Binary(op, a, b) => Instr::Binary(*op, c(*a), c(*b)),
+            Instr::Select(q, a, b) => Instr::Select(c(*q), c(*a), c(*b)),
+            Instr::Convert(d, a) => Instr::Convert(*d, c(*a)),
+            Instr::Mask { value, valid, fill } => Instr::Mask { value: c(*value), valid: valid.clone(), fill: *fill },
+            load @ Instr::Load { .. } => load.clone(),
+        };
+        // (`{:?}` of a fill tells -0 from 0 and NaN from numbers.)
+        let key = format!("{:?} {:?}", p.instrs[i], p.dtypes[i]);
+        match first.get(&key) {
+            Some(&j) => canon[i] = j,
+            None => {
+                first.insert(key, i);
+            }
+        }
+    }
+    for o in &mut p.outputs {
+        *o = canon[*o];
+    }
+    p
+}
+
+/// How a bound's valid range `(lo, hi)` along rows of `inner` elements usually relates to
+/// a segment, as a code in the kernel key (see `parameters`): `BULK_OUTSIDE` for a thin range
+/// (at most `BULK_EDGE` elements: the head of a concatenate, `x[:1]`, read through a
+/// padding), which most segments lie outside; `BULK_INSIDE` for one that leaves at most
+/// `BULK_EDGE` elements out at each end of the row (`y[:-1]` shifted by one); its group number
+/// (no class) otherwise. Depends on the sizes only for rows of fewer than about
+/// `2·BULK_EDGE` elements, so the key (and the library) stays the same at every larger size.
+fn bulk_class((lo, hi): (isize, isize), inner: isize) -> isize {
+    if hi - lo <= BULK_EDGE {
+        BULK_OUTSIDE
+    } else if lo <= BULK_EDGE && inner - hi <= BULK_EDGE {
+        BULK_INSIDE
+    } else {
+        0
+    }
+}
+
+/// See [`bulk_class`].
+const BULK_EDGE: isize = 16;
+const BULK_OUTSIDE: isize = -1;
+const BULK_INSIDE: isize = -2;
 
 /// The C source of a kernel named `name` for `prog`, or `None` if the program uses
 /// something kernels do not support (integer registers).
@@ -407,6 +475,22 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         })
         .collect();
     let groups = bounds.iter().flatten().map(|&g| g + 1).max().unwrap_or(0);
+    // Per group, its pin in the bulk copy of the body (see `bulk_class`), if it has one.
+    let mut bulk: Vec<Option<bool>> = vec![None; groups];
+    for (i, ins) in prog.instrs.iter().enumerate() {
+        let valid = match (ins, &views[i]) {
+            (Instr::Mask { valid, .. }, _) if live[i] => valid,
+            (_, Some(View { valid: Some((valid, _)), .. })) => valid,
+            _ => continue,
+        };
+        if let (Some(g), Some(&(_, code))) = (bounds[i], valid.last()) {
+            bulk[g] = match code {
+                BULK_OUTSIDE => Some(false),
+                BULK_INSIDE => Some(true),
+                _ => None,
+            };
+        }
+    }
     let rows = views.iter().any(Option::is_some) || bounds.iter().any(Option::is_some);
     let padded = bounds.iter().any(Option::is_some);
 
@@ -471,7 +555,11 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         let r = format!("r{i}");
         let inside = || {
             let g = bounds[i].expect("live masks and padded loads have bounds");
-            format!("(!edge || pin{g})")
+            match bulk[g] {
+                // `edge == 2`: the bulk copy, where this bound is a constant.
+                Some(pin) => format!("(edge == 2 ? {} : (!edge || pin{g}))", pin as u8),
+                None => format!("(!edge || pin{g})"),
+            }
         };
         let stmt = match ins {
             Instr::Load { input, kind } => {
@@ -561,15 +649,22 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
     // a second, test-free copy for segments inside every bound ran that loop no faster (2.6 vs
     // 2.7 ms at n = 10⁵, s = 10) and took the compiler 0.19 s instead of 0.17 s (0.11 s for
     // the previous scheme, whose edge copy was not vectorised and ran the loop at 7.5-15 ms).
-    if padded {
+    // odekern8: a second copy, `NAME_bulk`, where the bounds with a class (see `bulk_class`)
+    // are constants: segments whose flags match (all but a few elements of the ode eval's
+    // rows) skip the loads of thin paddings (fill values instead) and the selects.
+    let has_bulk = padded && bulk.iter().any(Option::is_some);
+    for (copy, edge, wanted) in [("edge", "1", padded), ("bulk", "2", has_bulk)] {
+        if !wanted {
+            continue;
+        }
         let plain: Vec<String> = params.iter().filter(|p| !p.ends_with(" edge")).cloned().collect();
         let mut all: Vec<String> = args[..pointers].to_vec();
         all.extend(["g0", "o0", "k0", "len"].map(String::from));
         all.extend(args[pointers..].iter().cloned());
-        all.extend(["cb".to_string(), "exact".to_string(), "1".to_string()]);
+        all.extend(["cb".to_string(), "exact".to_string(), edge.to_string()]);
         let _ = write!(
             src,
-            "static __attribute__((noinline)) int32_t {name}_edge({}) {{\n    return {name}_run({});\n}}\n",
+            "static __attribute__((noinline)) int32_t {name}_{copy}({}) {{\n    return {name}_run({});\n}}\n",
             plain.join(", "),
             all.join(", ")
         );
@@ -579,11 +674,13 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         all.extend([g0, o0, k0, len].map(String::from));
         all.extend(args[pointers..].iter().cloned());
         all.extend(["cb".to_string(), "exact".to_string()]);
-        if edge == 1 {
-            format!("{name}_edge({})", all.join(", "))
-        } else {
-            all.push("0".to_string());
-            format!("{name}_run({})", all.join(", "))
+        match edge {
+            1 => format!("{name}_edge({})", all.join(", ")),
+            2 => format!("{name}_bulk({})", all.join(", ")),
+            _ => {
+                all.push("0".to_string());
+                format!("{name}_run({})", all.join(", "))
+            }
         }
     };
     let mut loops = String::new();
@@ -679,11 +776,21 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
             let _ = writeln!(loops, "            const int64_t s0 = cut[c], s1 = cut[c + 1];");
             let _ = writeln!(loops, "            if (s0 >= s1) continue;");
             loops.push_str(&per_segment);
-            let _ = writeln!(loops, "            if ({})", all_in.join(" && "));
+            // The bulk copy where every bound with a class has its usual flag.
+            let usual: Vec<String> =
+                bulk.iter().enumerate().filter_map(|(g, c)| c.map(|pin| format!("pin{g} == {}", pin as u8))).collect();
+            let bulk_here = if has_bulk { usual.join(" && ") } else { "0".to_string() };
+            let _ = writeln!(loops, "            const int bulk = {bulk_here};");
+            let _ = writeln!(loops, "            if (!bulk && {})", all_in.join(" && "));
             loops.push_str(&format!("    {}", seg("s0", "s1", 1)));
             // Edge segments in pieces the zeros cover (see the prelude).
             let _ = writeln!(loops, "            else for (int64_t e0 = s0; e0 < s1; e0 += CT_SEGMENT) {{");
             let _ = writeln!(loops, "                const int64_t e1 = s1 - e0 < CT_SEGMENT ? s1 : e0 + CT_SEGMENT;");
+            if has_bulk {
+                let _ = writeln!(loops, "                if (bulk)");
+                loops.push_str(&format!("        {}", seg("e0", "e1", 2)));
+                let _ = writeln!(loops, "                else");
+            }
             loops.push_str(&format!("        {}", seg("e0", "e1", 1)));
             let _ = writeln!(loops, "            }}");
             let _ = writeln!(loops, "        }}");
@@ -785,5 +892,43 @@ mod tests {
             reduce: None,
         };
         assert!(kernel(&prog, &[], "k").is_none());
+    }
+
+    // odekern8: repeated loads and operations (as inlining through several views makes) are
+    // one register in the key; a bound one element wide gets the bulk copy of the body.
+    #[test]
+    fn repeated_loads_and_operations_become_one_and_thin_bounds_get_a_bulk_copy() {
+        let padded = |base: isize, valid: (isize, isize), fill: f64| Instr::Load {
+            input: 0,
+            kind: LoadKind::Padded { base, strides: vec![1], valid: vec![valid], fill },
+        };
+        let prog = Program {
+            shape: vec![100],
+            instrs: vec![
+                padded(-1, (1, 100), 0.0),
+                Instr::Load { input: 1, kind: LoadKind::Contiguous },
+                Instr::Binary(BinaryOp::Mul, 0, 1),
+                padded(-1, (1, 100), 0.0),
+                Instr::Binary(BinaryOp::Mul, 3, 1),
+                Instr::Binary(BinaryOp::Add, 2, 4),
+                // Same place, other fill (-0): another value, kept.
+                padded(-1, (1, 100), -0.0),
+                Instr::Binary(BinaryOp::Add, 5, 6),
+                // One element wide: the head of a concatenate.
+                padded(0, (0, 1), 0.0),
+                Instr::Binary(BinaryOp::Add, 7, 8),
+            ],
+            dtypes: vec![DType::F64; 10],
+            outputs: vec![9, 4],
+            reduce: None,
+        };
+        let (key, params) = parameters(&prog);
+        let live = key.needed(&key.outputs);
+        assert!(!live[3] && !live[4], "the repeats are dead: {key:?}");
+        assert_eq!(key.outputs, vec![9, 2], "an output that repeated a register is that register");
+        // Bases of the live padded loads (0, 6, 8), the shape, two distinct ranges.
+        assert_eq!(params, vec![-1, -1, 0, 100, 1, 100, 0, 1]);
+        let src = kernel(&key, &[], "k").expect("supported");
+        assert!(src.contains("k_bulk(") && src.contains("pin0 == 1 && pin1 == 0"), "{src}");
     }
 }
