@@ -97,10 +97,22 @@ fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
 }
 
 impl Scratch {
+    /// The most buffers the pool keeps: [`POOL_LIMIT`], or one per slot of a plan with more
+    /// (a high-order jet's plan frees more intermediates per run than 64: dropping the rest
+    /// gave their storage back to the system, which the next run page-faulted in again).
+    fn limit(&self) -> usize {
+        POOL_LIMIT.max(self.slots.len())
+    }
+
+    /// Keeps `data` for a later `take_buffer`; when the pool is full, the oldest buffer
+    /// makes room (storage of a size no step takes, from a kernel that allocates its own
+    /// output, would otherwise fill the pool for good and turn every later free into an
+    /// allocation for the next run).
     fn recycle(&mut self, data: Data) {
-        if self.pool.len() < POOL_LIMIT {
-            self.pool.push(data);
+        if self.pool.len() >= self.limit() {
+            self.pool.remove(0);
         }
+        self.pool.push(data);
     }
 
     /// Drops the values read for the last time, recycling their storage.
@@ -1065,7 +1077,7 @@ impl Plan {
             }
             Scratch { pool: Vec::new(), slots }
         });
-        let room = POOL_LIMIT.saturating_sub(scratch.pool.len()).min(spare.len());
+        let room = scratch.limit().saturating_sub(scratch.pool.len()).min(spare.len());
         scratch.pool.extend(spare.drain(..room));
         spare.clear();
         let outputs = self.run_with(&mut scratch, args);
