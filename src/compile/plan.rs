@@ -78,6 +78,8 @@ struct Scratch {
     /// Storage of intermediates freed by earlier runs (and of values handed back, see
     /// [`SubPlans`]).
     pool: Vec<Data>,
+    /// Buffers recycled into `pool` by the current run (see [`Scratch::trim`]).
+    freed: usize,
     /// The slot table: between runs it holds the constants only (set when the scratch is
     /// made, never freed), so a run does not touch their reference counts.
     slots: Vec<Option<Arc<Array>>>,
@@ -87,7 +89,8 @@ struct Scratch {
 /// uninitialised. Only for kernels that overwrite all of it (fused loops, gemm, gather).
 fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
     match pool.iter().rposition(|d| d.dtype() == dtype && d.len() == len) {
-        Some(i) => pool.swap_remove(i),
+        // (`remove`, not `swap_remove`: the pool stays ordered oldest first for `trim`.)
+        Some(i) => pool.remove(i),
         // SAFETY: every buffer taken here is overwritten completely before it is read:
         // fused loops write all their output elements, gemm and gather write their whole
         // outputs without reading them (the only users, see `run_with` and `product`). Crate-private; the
@@ -97,22 +100,24 @@ fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
 }
 
 impl Scratch {
-    /// The most buffers the pool keeps: [`POOL_LIMIT`], or one per slot of a plan with more
-    /// (a high-order jet's plan frees more intermediates per run than 64: dropping the rest
-    /// gave their storage back to the system, which the next run page-faulted in again).
-    fn limit(&self) -> usize {
-        POOL_LIMIT.max(self.slots.len())
+    /// Keeps `data` for a later `take_buffer` (the pool is ordered oldest first).
+    fn recycle(&mut self, data: Data) {
+        self.pool.push(data);
+        self.freed += 1;
     }
 
-    /// Keeps `data` for a later `take_buffer`; when the pool is full, the oldest buffer
-    /// makes room (storage of a size no step takes, from a kernel that allocates its own
-    /// output, would otherwise fill the pool for good and turn every later free into an
-    /// allocation for the next run).
-    fn recycle(&mut self, data: Data) {
-        if self.pool.len() >= self.limit() {
-            self.pool.remove(0);
-        }
-        self.pool.push(data);
+    /// After a run: keeps the newest buffers, as many as the run freed. A plan with more
+    /// intermediates than the 64 buffers the pool used to keep (a high-order jet's) lost the
+    /// rest to the allocator, and a kernel that allocates its own output added a buffer of a
+    /// size no step takes per run until the pool was full of them; glibc gave the dropped
+    /// storage back to the system and every run page-faulted it in again (w10 orders 6-8 ran
+    /// 2x slower once the heap settled that way). Buffers no step took last run go first, so
+    /// the pool holds at most one run's frees, or 64 buffers (no more storage than one run's
+    /// intermediates: the memory the allocator would have kept or faulted in again anyway).
+    fn trim(&mut self) {
+        let stale = self.pool.len().saturating_sub(self.freed.max(POOL_LIMIT));
+        self.pool.drain(..stale);
+        self.freed = 0;
     }
 
     /// Drops the values read for the last time, recycling their storage.
@@ -1075,12 +1080,13 @@ impl Plan {
             for (s, a) in &self.constants {
                 slots[*s] = Some(a.clone());
             }
-            Scratch { pool: Vec::new(), slots }
+            Scratch { pool: Vec::new(), freed: 0, slots }
         });
-        let room = scratch.limit().saturating_sub(scratch.pool.len()).min(spare.len());
+        let room = POOL_LIMIT.min(spare.len());
         scratch.pool.extend(spare.drain(..room));
         spare.clear();
         let outputs = self.run_with(&mut scratch, args);
+        scratch.trim();
         // Everything but the constants leaves the table: values read for the last time were
         // freed as the run went, what is left (inputs, outputs) is dropped here.
         for (slot, is_const) in scratch.slots.iter_mut().zip(&self.const_slot) {
@@ -1150,7 +1156,7 @@ impl Plan {
                     self.lazy_loops[at].before_run(own, || self.whole_loop_spec(at, Some(false)));
                 }
             }
-            let Scratch { pool, slots } = &mut *scratch;
+            let Scratch { pool, slots, .. } = &mut *scratch;
             let mut buffer = |dtype: DType, len: usize| take_buffer(pool, dtype, len);
             match step {
                 // A reshape of a value read for the last time takes over its storage.

@@ -819,8 +819,8 @@ const SPARE_SETS: usize = 16;
 /// runs of w10 orders 6-8 once the heap had settled that way.
 const SPARE_SET_ELEMENTS: usize = 1 << 17;
 
-/// The most elements all of a thread's spare sets hold together (1 MiB of f64, the bound
-/// 16 sets of 8192 elements had before); the oldest sets go first.
+/// The most elements all of a thread's spare sets hold together (2 MiB of f64; 16 sets of
+/// 8192 elements, the bound before, held 1 MiB); the oldest sets go first.
 const SPARE_ELEMENTS: usize = 1 << 18;
 
 thread_local! {
