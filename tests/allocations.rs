@@ -83,9 +83,9 @@ fn repeated_calls_allocate_only_their_outputs() {
 // ---- bench8: plans with many intermediates and loops with many registers ----
 
 /// Allocations of at least 4 KiB and of at least 16 KiB per call, after 100 warm-up calls
-/// (more than the 64 buffers a plan's pool used to keep: a kernel that allocates its own
-/// output adds one buffer of a size no step takes to the pool per call, which once filled
-/// that way dropped every buffer freed later).
+/// (more than the 64 buffers a plan's pool keeps: a kernel that allocates its own output adds
+/// one buffer of a size no step takes to the pool per call, which once filled that way used
+/// to drop every buffer freed later).
 fn allocations_per_call(f: &dyn Fn()) -> (usize, usize) {
     for _ in 0..100 {
         f();
@@ -98,10 +98,10 @@ fn allocations_per_call(f: &dyn Fn()) -> (usize, usize) {
 }
 
 /// A 7th-order directional derivative of a tanh network over 1024 points (bench w10's
-/// workload, narrower): its plan frees more than 64 intermediates per run and its fused loops
-/// hold over 16 registers of 512 elements. Both used to be dropped between calls (the pool's
-/// and the register cache's limits), and glibc gave their memory back to the system, so every
-/// call page-faulted it in again (w10 orders 7-8 ran 2x slower once the heap settled so).
+/// workload): its fused loops hold over 16 registers of 512 elements, and one of its products
+/// allocates its own output per call. Register sets that large, and after ~60 calls every
+/// intermediate, used to be dropped between calls; glibc gave their memory back to the
+/// system, so every call page-faulted it in again (w10 orders 7-8 ran 2x slower so).
 fn high_order_jet_allocations(mode: NativeMode) -> (usize, usize) {
     let (d, h) = (64, 128);
     let val = |n: usize, seed: usize| -> Vec<f64> {
@@ -137,7 +137,8 @@ fn high_order_jet_allocations(mode: NativeMode) -> (usize, usize) {
 #[test]
 fn high_order_jets_reuse_their_intermediates_and_registers() {
     // Per call: the output ([1024] f64, 8 KiB) and one product's result that its kernel
-    // allocates itself (16 KiB or more). Before, 247 registers (Off) and 17-19 intermediates.
+    // allocates itself (16 KiB or more). Before: 247 of >= 4 KiB (registers, Off), 17-19 of
+    // >= 16 KiB (intermediates, every mode).
     for mode in [NativeMode::Off, NativeMode::Auto, NativeMode::Always] {
         let (block, large) = high_order_jet_allocations(mode);
         assert!(block <= 2 && large <= 1, "{block} allocations of >= 4 KiB, {large} of >= 16 KiB per call ({mode:?})");

@@ -78,8 +78,6 @@ struct Scratch {
     /// Storage of intermediates freed by earlier runs (and of values handed back, see
     /// [`SubPlans`]).
     pool: Vec<Data>,
-    /// Buffers recycled into `pool` by the current run (see [`Scratch::trim`]).
-    freed: usize,
     /// The slot table: between runs it holds the constants only (set when the scratch is
     /// made, never freed), so a run does not touch their reference counts.
     slots: Vec<Option<Arc<Array>>>,
@@ -89,8 +87,7 @@ struct Scratch {
 /// uninitialised. Only for kernels that overwrite all of it (fused loops, gemm, gather).
 fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
     match pool.iter().rposition(|d| d.dtype() == dtype && d.len() == len) {
-        // (`remove`, not `swap_remove`: the pool stays ordered oldest first for `trim`.)
-        Some(i) => pool.remove(i),
+        Some(i) => pool.swap_remove(i),
         // SAFETY: every buffer taken here is overwritten completely before it is read:
         // fused loops write all their output elements, gemm and gather write their whole
         // outputs without reading them (the only users, see `run_with` and `product`). Crate-private; the
@@ -100,24 +97,18 @@ fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
 }
 
 impl Scratch {
-    /// Keeps `data` for a later `take_buffer` (the pool is ordered oldest first).
+    /// Keeps `data` for a later `take_buffer`; when the pool is full ([`POOL_LIMIT`]), its
+    /// oldest buffer makes room. (Dropping the new one instead let storage of a size no step
+    /// takes — a kernel that allocates its own output adds one such buffer per run — fill the
+    /// pool for good, after which every free went to glibc, which gave the memory back to the
+    /// system, and every run page-faulted it in again: w10 orders 7-8 and w7 ran 1.6-2.3x
+    /// slower once the heap settled that way.) The pool stays at most 64 buffers: a larger
+    /// one made the lookups in `take_buffer` slower than the faults they saved on w9.
     fn recycle(&mut self, data: Data) {
+        if self.pool.len() >= POOL_LIMIT {
+            self.pool.remove(0);
+        }
         self.pool.push(data);
-        self.freed += 1;
-    }
-
-    /// After a run: keeps the newest buffers, as many as the run freed. A plan with more
-    /// intermediates than the 64 buffers the pool used to keep (a high-order jet's) lost the
-    /// rest to the allocator, and a kernel that allocates its own output added a buffer of a
-    /// size no step takes per run until the pool was full of them; glibc gave the dropped
-    /// storage back to the system and every run page-faulted it in again (w10 orders 6-8 ran
-    /// 2x slower once the heap settled that way). Buffers no step took last run go first, so
-    /// the pool holds at most one run's frees, or 64 buffers (no more storage than one run's
-    /// intermediates: the memory the allocator would have kept or faulted in again anyway).
-    fn trim(&mut self) {
-        let stale = self.pool.len().saturating_sub(self.freed.max(POOL_LIMIT));
-        self.pool.drain(..stale);
-        self.freed = 0;
     }
 
     /// Drops the values read for the last time, recycling their storage.
@@ -1080,13 +1071,12 @@ impl Plan {
             for (s, a) in &self.constants {
                 slots[*s] = Some(a.clone());
             }
-            Scratch { pool: Vec::new(), freed: 0, slots }
+            Scratch { pool: Vec::new(), slots }
         });
-        let room = POOL_LIMIT.min(spare.len());
+        let room = POOL_LIMIT.saturating_sub(scratch.pool.len()).min(spare.len());
         scratch.pool.extend(spare.drain(..room));
         spare.clear();
         let outputs = self.run_with(&mut scratch, args);
-        scratch.trim();
         // Everything but the constants leaves the table: values read for the last time were
         // freed as the run went, what is left (inputs, outputs) is dropped here.
         for (slot, is_const) in scratch.slots.iter_mut().zip(&self.const_slot) {
@@ -1156,7 +1146,7 @@ impl Plan {
                     self.lazy_loops[at].before_run(own, || self.whole_loop_spec(at, Some(false)));
                 }
             }
-            let Scratch { pool, slots, .. } = &mut *scratch;
+            let Scratch { pool, slots } = &mut *scratch;
             let mut buffer = |dtype: DType, len: usize| take_buffer(pool, dtype, len);
             match step {
                 // A reshape of a value read for the last time takes over its storage.

@@ -815,8 +815,8 @@ const SPARE_SETS: usize = 16;
 /// The most elements (all registers together) of a set kept spare. Loops of many
 /// instructions (a high-order jet's, 30-odd registers of 512 elements) fit: allocating
 /// theirs per run cost more than the allocation itself, since glibc gives the freed set
-/// back to the system (`brk` trim) and the next run page-faults it in again — 2x slower
-/// runs of w10 orders 6-8 once the heap had settled that way.
+/// back to the system (`brk` trim) and the next run page-faults it in again (w10's
+/// interpreted plans: 247 register allocations per call before).
 const SPARE_SET_ELEMENTS: usize = 1 << 17;
 
 /// The most elements all of a thread's spare sets hold together (2 MiB of f64; 16 sets of
