@@ -97,10 +97,18 @@ fn take_buffer(pool: &mut Vec<Data>, dtype: DType, len: usize) -> Data {
 }
 
 impl Scratch {
+    /// Keeps `data` for a later `take_buffer`; when the pool is full ([`POOL_LIMIT`]), its
+    /// oldest buffer makes room. (Dropping the new one instead let storage of a size no step
+    /// takes — a kernel that allocates its own output adds one such buffer per run — fill the
+    /// pool for good, after which every free went to glibc, which gave the memory back to the
+    /// system, and every run page-faulted it in again: w10 orders 7-8 and w7 ran 1.6-2.3x
+    /// slower once the heap settled that way.) The pool stays at most 64 buffers: a larger
+    /// one made the lookups in `take_buffer` slower than the faults they saved on w9.
     fn recycle(&mut self, data: Data) {
-        if self.pool.len() < POOL_LIMIT {
-            self.pool.push(data);
+        if self.pool.len() >= POOL_LIMIT {
+            self.pool.remove(0);
         }
+        self.pool.push(data);
     }
 
     /// Drops the values read for the last time, recycling their storage.

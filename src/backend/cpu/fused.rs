@@ -812,10 +812,16 @@ struct Registers(Vec<Data>);
 /// The most spare register sets a thread keeps (whole sets, one per recent program shape).
 const SPARE_SETS: usize = 16;
 
-/// The most elements (all registers together) of a set kept spare: with [`SPARE_SETS`], at
-/// most 1 MiB per thread. Small loops, where allocating registers costs most relative to the
-/// work, fit; large ones allocate theirs per run as before.
-const SPARE_SET_ELEMENTS: usize = 8192;
+/// The most elements (all registers together) of a set kept spare. Loops of many
+/// instructions (a high-order jet's, 30-odd registers of 512 elements) fit: allocating
+/// theirs per run cost more than the allocation itself, since glibc gives the freed set
+/// back to the system (`brk` trim) and the next run page-faults it in again (w10's
+/// interpreted plans: 247 register allocations per call before).
+const SPARE_SET_ELEMENTS: usize = 1 << 17;
+
+/// The most elements all of a thread's spare sets hold together (2 MiB of f64; 16 sets of
+/// 8192 elements, the bound before, held 1 MiB); the oldest sets go first.
+const SPARE_ELEMENTS: usize = 1 << 18;
 
 thread_local! {
     /// Register sets of loops run on this thread, most recent last.
@@ -843,8 +849,10 @@ impl Drop for Registers {
         let set = std::mem::take(&mut self.0);
         let _ = SPARES.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() >= SPARE_SETS {
-                    s.remove(0);
+                let size = |set: &Vec<Data>| set.len() * set.first().map_or(0, Data::len);
+                let mut held: usize = s.iter().map(size).sum::<usize>() + size(&set);
+                while !s.is_empty() && (s.len() >= SPARE_SETS || held > SPARE_ELEMENTS) {
+                    held -= size(&s.remove(0));
                 }
                 s.push(set);
             }
