@@ -1,6 +1,7 @@
 //! `jit`: trace once per input signature, optimise, lower to a plan, and cache it.
 
 use super::{trace_tree, types_of};
+use crate::backend::cpu::native;
 use crate::compile::{optimize, Plan};
 use crate::ir::Graph;
 use crate::trace::eval_graph;
@@ -97,7 +98,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             },
             // Called again: compile the large loops once that pays (see `when_to_compile`).
             Some(e) => match when_to_compile(&e) {
-                Compile::Now => match e.plan.with_native_loops() {
+                Compile::Now => match e.to_compile().with_native_loops() {
                     Some(native) => {
                         let native = Arc::new(native);
                         dump(&key, None, &native);
@@ -127,13 +128,26 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                     return template.rebuild_from(eval_graph(&traced.graph, &args));
                 }
                 let optimized = optimize(&traced.graph);
-                let plan = Arc::new(Plan::interpreted(&optimized));
+                let (plan, for_native) = native::noting_native_planning(|| Plan::interpreted(&optimized));
+                let plan = Arc::new(plan);
                 let cached = cached_native(&plan);
                 let loaded = cached.is_some();
-                let plan = cached.unwrap_or(plan);
+                // In `Auto`, a plan whose loops were planned for native code (producers inlined
+                // into them, which interpreted recompute a chain per consumer) compiles in the
+                // background, while the calls run the plan built for the interpreter.
+                let auto = !loaded && native_mode() == NativeMode::Auto;
+                let (plan, to_compile) = match cached {
+                    Some(native) => (native, None),
+                    None if auto && for_native => {
+                        let interpreted = native::for_the_interpreter(|| Plan::interpreted(&optimized));
+                        (Arc::new(interpreted), Some(plan))
+                    }
+                    None => (plan, None),
+                };
                 dump(&key, Some(&optimized), &plan);
                 let mut entry = Entry::new(plan.clone(), &template, false);
-                if !loaded && native_mode() == NativeMode::Auto {
+                entry.to_compile = to_compile;
+                if auto {
                     entry.graph = Mutex::new(Some(Arc::new(optimized)));
                 }
                 let entry = Arc::new(entry);
@@ -197,7 +211,7 @@ fn compile_at_first_call<B>(e: &Entry<B>) -> bool {
     if expected < Duration::from_millis(10) {
         return false;
     }
-    matches!(*e.build_cost.get_or_init(|| e.plan.native_build_cost()), Some(cost) if !cost.is_zero() && cost <= expected)
+    matches!(*e.build_cost.get_or_init(|| e.to_compile().native_build_cost()), Some(cost) if !cost.is_zero() && cost <= expected)
 }
 
 /// What a call of a plan not yet settled does about its native loops.
@@ -242,7 +256,7 @@ fn when_to_compile<B>(e: &Entry<B>) -> Compile {
         crate::backend::cpu::native::probe_in_background();
         return if mode == NativeMode::Auto { Compile::InBackground } else { Compile::Later };
     }
-    match *e.build_cost.get_or_init(|| e.plan.native_build_cost()) {
+    match *e.build_cost.get_or_init(|| e.to_compile().native_build_cost()) {
         None => Compile::Now, // nothing to compile: settles the plan as it is
         Some(cost) if cost.is_zero() => Compile::Now,
         Some(_) if mode == NativeMode::Auto => Compile::InBackground,
@@ -280,6 +294,9 @@ struct Entry<B> {
     /// speculative build when the plan has no loop large enough to compile (see
     /// [`Entry::compile_in_background`]).
     graph: Mutex<Option<Arc<Graph>>>,
+    /// The plan to compile when it is not `plan`: the same graph planned for native code,
+    /// while `plan` was planned for the interpreter (see `native::for_the_interpreter`).
+    to_compile: Option<Arc<Plan>>,
 }
 
 impl<B: Tree> Entry<B> {
@@ -293,11 +310,17 @@ impl<B: Tree> Entry<B> {
             background_started: AtomicBool::new(false),
             background: Arc::new(OnceLock::new()),
             graph: Mutex::new(None),
+            to_compile: None,
         }
     }
 }
 
 impl<B> Entry<B> {
+    /// The plan whose loops compile to native code (see [`Entry::to_compile`](Entry)).
+    fn to_compile(&self) -> &Arc<Plan> {
+        self.to_compile.as_ref().unwrap_or(&self.plan)
+    }
+
     /// Queues the plan's loops for compilation on the background thread (once), in the
     /// native mode of the calling thread; the result lands in `background`. In
     /// `NativeMode::Auto`, when that compiles nothing (every loop below the 4096 elements
@@ -309,7 +332,7 @@ impl<B> Entry<B> {
         if self.background_started.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (plan, slot, mode) = (self.plan.clone(), self.background.clone(), native_mode());
+        let (plan, slot, mode) = (self.to_compile().clone(), self.background.clone(), native_mode());
         let graph = self.graph.lock().unwrap_or_else(|e| e.into_inner()).take();
         crate::backend::cpu::native::spawn_compile(move || {
             // Built even when the function was dropped while the compile waited its turn (a
@@ -323,11 +346,14 @@ impl<B> Entry<B> {
             let nothing = compiled.is_none();
             let _ = slot.set(compiled);
             if let (true, NativeMode::Auto, Some(graph)) = (nothing, mode, graph) {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::with_native_mode(mode, || {
-                        crate::backend::cpu::native::speculatively(|| Plan::interpreted(&graph).compile_native())
-                    })
-                }));
+                // Behind the compiles of plans being called (see `native::spawn_speculative`).
+                crate::backend::cpu::native::spawn_speculative(move || {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        crate::with_native_mode(mode, || {
+                            crate::backend::cpu::native::speculatively(|| Plan::interpreted(&graph).compile_native())
+                        })
+                    }));
+                });
             }
         });
     }

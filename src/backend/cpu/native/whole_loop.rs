@@ -101,6 +101,14 @@ const MAX_LOCAL_BYTES: usize = 64 * 1024;
 /// runs it in the background, so the bar only keeps out loops that run a handful of steps.)
 const AUTO_MIN_STEP_RUNS: u64 = 256;
 
+/// Sub-plan step runs, over all the runs of one loop of a plan so far, from which the loop is
+/// compiled whole in [`NativeMode::Auto`] even when each run takes fewer than
+/// [`AUTO_MIN_STEP_RUNS`]: ~20,000 interpreted steps cost 1.5–3 ms, so a loop called that
+/// often is likely to be called again (GradBench's protocol calls each input for a second:
+/// ode's `s = 1` and `s = 10` scans, 10 and 100 steps a call, then run native for most of
+/// it, and their libraries serve the later inputs of the same loop at every length).
+const AUTO_MIN_TOTAL_STEP_RUNS: u64 = 20_000;
+
 /// Whether a loop expected to run `step_runs` sub-plan steps per call is compiled whole now.
 pub(crate) fn worth_compiling(step_runs: u64) -> bool {
     match native_mode() {
@@ -783,6 +791,8 @@ pub(crate) struct Lazy {
     /// zero: never): a loop run over and over (nested in another) looks at most every
     /// [`LOOK_EVERY_US`].
     looked: std::sync::atomic::AtomicU64,
+    /// Sub-plan step runs of its interpreted runs so far (see [`AUTO_MIN_TOTAL_STEP_RUNS`]).
+    total: std::sync::atomic::AtomicU64,
 }
 
 /// How often an interpreted loop waiting for its library looks in the cache (µs).
@@ -813,7 +823,7 @@ impl Lazy {
         if self.get().is_some()
             || native_mode() != NativeMode::Auto
             || !super::toolchain_probed()
-            || !worth_compiling(step_runs)
+            || !self.worth_compiling(step_runs)
         {
             return;
         }
@@ -845,10 +855,22 @@ impl Lazy {
         });
     }
 
+    /// Whether a run of `step_runs` sub-plan steps is enough work to compile the loop whole,
+    /// or the loop's interpreted runs so far have been (in [`NativeMode::Auto`]).
+    fn worth_compiling(&self, step_runs: u64) -> bool {
+        worth_compiling(step_runs)
+            || (self.total.load(Ordering::Relaxed) >= AUTO_MIN_TOTAL_STEP_RUNS && worth_compiling(u64::MAX))
+    }
+
     /// After an interpreted run of the loop that took `step_runs` sub-plan steps: in
-    /// [`NativeMode::Auto`], if that is enough, queues the compile of `spec()` (once).
+    /// [`NativeMode::Auto`], if that is enough (this run's, or all its runs' so far), queues
+    /// the compile of `spec()` (once).
     pub(crate) fn ran(&self, step_runs: u64, spec: impl FnOnce() -> Option<LoopSpec>) {
-        if native_mode() != NativeMode::Auto || !worth_compiling(step_runs) || self.started.load(Ordering::Relaxed) {
+        if native_mode() != NativeMode::Auto || self.started.load(Ordering::Relaxed) {
+            return;
+        }
+        self.total.fetch_add(step_runs, Ordering::Relaxed);
+        if !self.worth_compiling(step_runs) {
             return;
         }
         if self.started.swap(true, Ordering::AcqRel) {
