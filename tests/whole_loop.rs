@@ -506,7 +506,10 @@ fn whole_loops_take_float_constants_as_parameters_and_share_one_library() {
         let native = first.with_native_loops().expect("compiled");
         assert!(native.dump().contains("native whole loop"), "{}", native.dump());
         let off = with_native_mode(NativeMode::Off, || Plan::interpreted(&optimize(&ode_like(n, 300, 2.0 / 300.0))));
-        assert!(same_bits(&native.run(&[x.clone()])[0], &off.run(&[x.clone()])[0]), "h = 2/300");
+        assert!(
+            same_bits(&native.run(std::slice::from_ref(&x))[0], &off.run(std::slice::from_ref(&x))[0]),
+            "h = 2/300"
+        );
         // Step sizes no earlier run can have compiled a library for (the cache is on disk):
         // with constants in the source, each would need a compile of its own.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
@@ -517,7 +520,7 @@ fn whole_loops_take_float_constants_as_parameters_and_share_one_library() {
             let native = plan.with_native_loops().expect("the cached library loads");
             assert!(native.dump().contains("native whole loop"), "{}", native.dump());
             let off = with_native_mode(NativeMode::Off, || Plan::interpreted(&optimize(&ode_like(n, steps, h))));
-            let (a, b) = (native.run(&[x.clone()]), off.run(&[x.clone()]));
+            let (a, b) = (native.run(std::slice::from_ref(&x)), off.run(std::slice::from_ref(&x)));
             assert!(same_bits(&a[0], &b[0]), "steps {steps}, h {h}: native and interpreted differ");
             assert!(a[0].to_vec::<f64>().iter().any(|v| v.is_finite() && *v != 0.0), "something computed");
         }

@@ -45,7 +45,9 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// large loops are compiled to native code (see [`NativeMode`](crate::NativeMode)) from the
 /// second call on: at once if the library is in the disk cache, else on a background thread
 /// while the calls keep running interpreted, the first call after it has finished switching
-/// to native code. A plan whose one interpreted run is expected to take as long as the C
+/// to native code. (The interpreted calls run the graph planned for the interpreter; the
+/// plan compiled is planned for native code, e.g. with producers inlined into the loops that
+/// read them through slices, which pays only when compiled.) A plan whose one interpreted run is expected to take as long as the C
 /// compiler starts that background compile at its first call, before running (so no call
 /// waits for the C compiler; a function whose loops are all too small to compile has its
 /// second call build, in the background and for the disk cache only, the library that the

@@ -31,7 +31,10 @@
 //! interpreted; the first call after the library has loaded switches to the native plan
 //! (the swap happens between calls: a call runs one plan from start to end); the second call
 //! only queues that work, even the C source and the look in the cache, so it costs what an
-//! interpreted call costs. A library already in the disk cache is loaded when the plan is
+//! interpreted call costs. Meanwhile the calls run the graph planned for the interpreter
+//! ([`for_the_interpreter`]): a plan for native code inlines producers into the loops that
+//! read them through views, which only pays compiled. The worker runs the compiles of plans
+//! being called first (the latest queued first), speculative builds after them. A library already in the disk cache is loaded when the plan is
 //! built instead. [`NativeMode::Sync`] compiles on
 //! the calling thread at the call where the interpreted runs have taken as long as the
 //! compiler is expected to, and [`NativeMode::Always`] on the second call, on the calling

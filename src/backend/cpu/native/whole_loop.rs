@@ -12,7 +12,9 @@
 //! `ys` rows written into the stacked outputs (from the end with `reverse`).
 //!
 //! When: [`worth_compiling`] (a loop's expected sub-plan step runs per call, from its static
-//! length or from the iterations its earlier runs took). Each distinct loop is compiled into a
+//! length or from the iterations its earlier runs took), or, for a loop of an interpreted plan
+//! in [`NativeMode::Auto`], the step runs of all its runs so far ([`Lazy`]). A loop's float
+//! constants are arguments of its function, not literals of its source (see [`parameter`]). Each distinct loop is compiled into a
 //! library of its own (cached on disk like the fused loops'), see [`compile`]; a top-level
 //! scan's length is an argument, not part of the source, so loops with the same body (a
 //! stacked recurrence's layers) share one library at every length and in every plan. An
@@ -647,9 +649,12 @@ impl Gen {
     }
 }
 
+/// The float constants a loop's function is passed at run time, in order (see [`parameter`]).
+type Constants = Vec<Arc<Array>>;
+
 /// The C source of the library for `specs`, and per loop the index of its function and the
 /// constants it is passed at run time (`None` where the loop is not supported).
-pub(crate) fn source(specs: &[LoopSpec]) -> (String, Vec<Option<(usize, Vec<Arc<Array>>)>>) {
+fn source(specs: &[LoopSpec]) -> (String, Vec<Option<(usize, Constants)>>) {
     let mut gen = Gen {
         src: String::from(include_str!("prelude.c")),
         kernels: HashMap::new(),
