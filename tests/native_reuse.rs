@@ -158,3 +158,42 @@ fn auto_runs_the_interpreters_plan_until_the_native_one_is_compiled() {
         "the native plan inlines nothing (planned for the interpreter?):\n{native}\nOff:\n{off}"
     );
 }
+
+/// A function whose loops are all below what `NativeMode::Auto` compiles (4096 elements) but
+/// of 512 and more, called again, switches to the plan of its speculative build once that is
+/// built (its loops native): GradBench's ode at n = 1000, called for a second per input.
+#[test]
+fn a_small_function_called_again_switches_to_its_speculative_plan() {
+    if std::env::var_os(CHILD).is_some() {
+        let x = input(1000);
+        let off = with_native_mode(NativeMode::Off, || jit(stages)(&x).to_vec::<f64>());
+        let f = jit(stages);
+        let first = f(&x).to_vec::<f64>();
+        let second = f(&x).to_vec::<f64>();
+        wait_for_native_compiles();
+        eprintln!("mark: call 2");
+        let third = f(&x).to_vec::<f64>();
+        eprintln!("mark: call 3");
+        let fourth = f(&x).to_vec::<f64>();
+        assert_eq!(first, off, "first call");
+        assert_eq!(second, off, "second call");
+        assert_eq!(third, off, "third call (native)");
+        assert_eq!(fourth, off, "fourth call");
+        // Whether a C compiler works here at all.
+        let k = jit(|x: &Tensor| (x * 0.25).tanh() + 2.0);
+        let large = input(20_000);
+        let (_, _) = (k(&large), k(&large));
+        wait_for_native_compiles();
+        eprintln!("mark: probe");
+        let _ = k(&large);
+        eprintln!("mark: end");
+        return;
+    }
+    let text = child("a_small_function_called_again_switches_to_its_speculative_plan");
+    if !between(&text, "mark: probe", "mark: end").contains("native fused") {
+        eprintln!("no working C compiler here: nothing to check");
+        return;
+    }
+    let third = between(&text, "mark: call 2", "mark: call 3");
+    assert!(third.contains("native fused"), "the third call runs no native loop:\n{text}");
+}

@@ -1559,6 +1559,11 @@ impl Plan {
         })
     }
 
+    /// Whether any loop of the plan or of its sub-plans runs native code.
+    pub(crate) fn has_native_loops(&self) -> bool {
+        self.native_count() > 0
+    }
+
     /// Number of native loops, sub-plans included.
     fn native_count(&self) -> usize {
         self.whole_loops.iter().flatten().count()

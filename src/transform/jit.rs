@@ -83,7 +83,17 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
         let key = types_of(&leaves);
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         match cached {
-            Some(e) if e.settled.load(Ordering::Acquire) => e.template.rebuild_from(e.plan.run(&leaves)),
+            Some(e) if e.settled.load(Ordering::Acquire) => match e.speculative.get() {
+                // The speculative build of a plan left interpreted has finished with native
+                // loops: this call and the later ones run it.
+                Some(native) => {
+                    dump(&key, None, native);
+                    let out = e.template.rebuild_from(native.run(&leaves));
+                    store(&cache, key, native.clone(), &e.template, true);
+                    out
+                }
+                None => e.template.rebuild_from(e.plan.run(&leaves)),
+            },
             // A background compile has finished: this call and the later ones run its plan.
             // (A call already running keeps the plan it started with: the swap is between calls.)
             Some(e) if e.background.get().is_some() => match e.background.get().and_then(Option::as_ref) {
@@ -95,7 +105,15 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 }
                 None => {
                     e.settled.store(true, Ordering::Release);
-                    e.template.rebuild_from(e.plan.run(&leaves))
+                    match e.speculative.get() {
+                        Some(native) => {
+                            dump(&key, None, native);
+                            let out = e.template.rebuild_from(native.run(&leaves));
+                            store(&cache, key, native.clone(), &e.template, true);
+                            out
+                        }
+                        None => e.template.rebuild_from(e.plan.run(&leaves)),
+                    }
                 }
             },
             // Called again: compile the large loops once that pays (see `when_to_compile`).
@@ -299,6 +317,10 @@ struct Entry<B> {
     /// The plan to compile when it is not `plan`: the same graph planned for native code,
     /// while `plan` was planned for the interpreter (see `native::for_the_interpreter`).
     to_compile: Option<Arc<Plan>>,
+    /// The plan of the speculative build (see [`Entry::compile_in_background`]), once built
+    /// with native loops: a plan left interpreted (its loops below what `Auto` compiles) that
+    /// is still called switches to it.
+    speculative: Arc<OnceLock<Arc<Plan>>>,
 }
 
 impl<B: Tree> Entry<B> {
@@ -313,6 +335,7 @@ impl<B: Tree> Entry<B> {
             background: Arc::new(OnceLock::new()),
             graph: Mutex::new(None),
             to_compile: None,
+            speculative: Arc::new(OnceLock::new()),
         }
     }
 }
@@ -335,6 +358,7 @@ impl<B> Entry<B> {
             return;
         }
         let (plan, slot, mode) = (self.to_compile().clone(), self.background.clone(), native_mode());
+        let speculative = self.speculative.clone();
         let graph = self.graph.lock().unwrap_or_else(|e| e.into_inner()).take();
         crate::backend::cpu::native::spawn_compile(move || {
             // Built even when the function was dropped while the compile waited its turn (a
@@ -350,11 +374,20 @@ impl<B> Entry<B> {
             if let (true, NativeMode::Auto, Some(graph)) = (nothing, mode, graph) {
                 // Behind the compiles of plans being called (see `native::spawn_speculative`).
                 crate::backend::cpu::native::spawn_speculative(move || {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         crate::with_native_mode(mode, || {
-                            crate::backend::cpu::native::speculatively(|| Plan::interpreted(&graph).compile_native())
+                            native::speculatively(|| {
+                                let mut plan = Plan::interpreted(&graph);
+                                plan.compile_native();
+                                plan
+                            })
                         })
                     }));
+                    // Its loops of 512 elements and more are native code: the function, if still
+                    // called, runs this plan from its next call.
+                    if let Some(plan) = built.ok().filter(Plan::has_native_loops) {
+                        let _ = speculative.set(Arc::new(plan));
+                    }
                 });
             }
         });

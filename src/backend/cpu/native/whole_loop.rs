@@ -864,7 +864,10 @@ impl Lazy {
     /// or the loop's interpreted runs so far have been (in [`NativeMode::Auto`]).
     fn worth_compiling(&self, step_runs: u64) -> bool {
         worth_compiling(step_runs)
-            || (self.total.load(Ordering::Relaxed) >= AUTO_MIN_TOTAL_STEP_RUNS && worth_compiling(u64::MAX))
+            || (self.total.load(Ordering::Relaxed) >= AUTO_MIN_TOTAL_STEP_RUNS
+                // (Never waits here for the compiler's probe: a later run decides.)
+                && super::toolchain_probed()
+                && worth_compiling(u64::MAX))
     }
 
     /// After an interpreted run of the loop that took `step_runs` sub-plan steps: in
