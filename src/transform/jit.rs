@@ -50,8 +50,9 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// read them through slices, which pays only when compiled.) A plan whose one interpreted run is expected to take as long as the C
 /// compiler starts that background compile at its first call, before running (so no call
 /// waits for the C compiler; a function whose loops are all too small to compile has its
-/// second call build, in the background and for the disk cache only, the library that the
-/// same program at a larger input size loads at its first call; `NativeMode::Sync` compiles on the
+/// second call build, in the background, the library that the same program at a larger input
+/// size loads at its first call, and runs that build's plan, its loops of 512 elements and
+/// more native, from the first call after it is built; `NativeMode::Sync` compiles on the
 /// calling thread once the interpreted runs have taken as long as the compiler is expected
 /// to, `NativeMode::Always` on the second call). Native loops round exactly like
 /// interpreted ones, so the results of a function do not depend on which call it is, on

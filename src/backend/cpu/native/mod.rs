@@ -88,8 +88,9 @@ pub enum NativeMode {
     /// `jit` compiles them on a background thread from a function's second call on, running
     /// interpreted until the library is loaded (at once if it is in the disk cache). A function
     /// whose loops are all smaller (but some of at least 512 elements) runs interpreted, and
-    /// its second call has the background thread build, for the disk cache only, the library
-    /// its program would use at a larger size (so larger inputs load it at their first call).
+    /// its second call has the background thread build the library its program would use at a
+    /// larger size (so larger inputs load it at their first call); the function itself runs
+    /// that build's plan (its loops of 512 elements and more native) once it is built.
     Auto,
     /// The loops [`NativeMode::Auto`] selects, compiled on the calling thread by the call at
     /// which the interpreted runs have taken as long as the compiler is expected to (or at once
@@ -546,7 +547,7 @@ pub(crate) fn spawn_compile(job: impl FnOnce() + Send + 'static) {
     spawn(Box::new(job), false);
 }
 
-/// Queues `job`, a speculative build (for the disk cache only: no plan waits for it), behind
+/// Queues `job`, a speculative build (no call waits for it), behind
 /// every compile of a plan being called, queued before or after it (see [`spawn_compile`]).
 pub(crate) fn spawn_speculative(job: impl FnOnce() + Send + 'static) {
     spawn(Box::new(job), true);
