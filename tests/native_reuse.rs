@@ -179,6 +179,10 @@ fn a_small_function_called_again_switches_to_its_speculative_plan() {
         assert_eq!(second, off, "second call");
         assert_eq!(third, off, "third call (native)");
         assert_eq!(fourth, off, "fourth call");
+        eprintln!("mark: new function");
+        let g = jit(stages);
+        assert_eq!(g(&x).to_vec::<f64>(), off, "a new function's first call");
+        eprintln!("mark: new function's call 1");
         // Whether a C compiler works here at all.
         let k = jit(|x: &Tensor| (x * 0.25).tanh() + 2.0);
         let large = input(20_000);
@@ -196,4 +200,6 @@ fn a_small_function_called_again_switches_to_its_speculative_plan() {
     }
     let third = between(&text, "mark: call 2", "mark: call 3");
     assert!(third.contains("native fused"), "the third call runs no native loop:\n{text}");
+    let new = between(&text, "mark: new function", "mark: new function's call 1");
+    assert!(new.contains("native fused"), "a new function of the program builds an interpreted plan:\n{text}");
 }

@@ -151,7 +151,11 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 let optimized = optimize(&traced.graph);
                 let (plan, for_native) = native::noting_native_planning(|| Plan::interpreted(&optimized));
                 let plan = Arc::new(plan);
-                let cached = cached_native(&plan);
+                // A plan with no loop planned for native code (all below what `Auto` compiles)
+                // loads its speculative build's plan (see `Entry::compile_in_background`) if
+                // that was built already, by a function of the same program at this size.
+                let cached =
+                    cached_native(&plan).or_else(|| if for_native { None } else { cached_speculative(&optimized) });
                 let loaded = cached.is_some();
                 // In `Auto`, a plan whose loops were planned for native code (producers inlined
                 // into them, which interpreted recompute a chain per consumer) compiles in the
@@ -196,6 +200,25 @@ fn cached_native(plan: &Plan) -> Option<Arc<Plan>> {
         return None;
     }
     crate::backend::cpu::native::cached_only(|| plan.with_native_loops()).map(Arc::new)
+}
+
+/// The plan a speculative build makes of `graph` (see `native::speculatively`), when every
+/// library it needs is cached already and it has native loops (`NativeMode::Auto`, once the
+/// compiler has answered the background probe): a function whose loops are all below 4096
+/// elements then runs native from its first call where an earlier function of the same
+/// program, at this size or another, has built them. Never starts the C compiler.
+fn cached_speculative(graph: &Graph) -> Option<Arc<Plan>> {
+    if native_mode() != NativeMode::Auto || !native::toolchain_probed() {
+        return None;
+    }
+    let plan = native::cached_only(|| {
+        native::speculatively(|| {
+            let mut plan = Plan::interpreted(graph);
+            plan.compile_native();
+            plan
+        })
+    });
+    plan.has_native_loops().then(|| Arc::new(plan))
 }
 
 /// A jitted function's plans, by input signature.
