@@ -96,3 +96,110 @@ fn a_small_input_leaves_the_library_a_larger_one_loads_at_its_first_call() {
     );
     assert_eq!(number_after(&text, "mark: large call 1, libraries"), before, "the larger input compiled:\n{text}");
 }
+
+// ---- avail8 (issue 12): interpreted runs use the plan built for the interpreter ----
+
+/// GradBench ode's first RK4 stages at the top level: consumers reading their producers
+/// through slices and paddings (the concatenate), which a plan for native code inlines.
+fn stages(x: &Tensor) -> Tensor {
+    let n = x.numel() as isize;
+    let rhs = |y: &Tensor| {
+        concatenate(&[x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n, 1) * y.slice_axis(0, 0, n - 1, 1)], 0)
+    };
+    let k1 = rhs(x);
+    let k2 = rhs(&(x + &k1 * 0.1));
+    let k3 = rhs(&(x + &k2 * 0.1));
+    x + (k1 + k2 * 2.0 + k3) * 0.05
+}
+
+/// The step count a plan dump starts with (`plan (N steps)`).
+fn steps_of(dump: &str) -> usize {
+    number_after(dump, "plan (")
+}
+
+/// In `NativeMode::Auto` with an empty cache, a function whose loops are large enough to
+/// compile runs its first calls on the plan built for the interpreter (the same plan as
+/// `NativeMode::Off`'s: no producer inlined into its consumers, where the interpreter would
+/// recompute it), while the plan built for native code (with the producers inlined) compiles
+/// in the background and runs from the call after; every call bitwise the same.
+#[test]
+fn auto_runs_the_interpreters_plan_until_the_native_one_is_compiled() {
+    if std::env::var_os(CHILD).is_some() {
+        let x = input(20_000);
+        let off = with_native_mode(NativeMode::Off, || {
+            eprintln!("mark: off plan\n{}mark: off end", jit_inspect(stages, &x).plan);
+            jit(stages)(&x).to_vec::<f64>()
+        });
+        eprintln!("mark: start");
+        let f = jit(stages);
+        let first = f(&x).to_vec::<f64>();
+        eprintln!("mark: call 1");
+        let second = f(&x).to_vec::<f64>();
+        wait_for_native_compiles();
+        let third = f(&x).to_vec::<f64>();
+        eprintln!("mark: call 3");
+        assert_eq!(first, off, "first call");
+        assert_eq!(second, off, "second call");
+        assert_eq!(third, off, "third call (native)");
+        return;
+    }
+    let text = child("auto_runs_the_interpreters_plan_until_the_native_one_is_compiled");
+    let native = between(&text, "mark: call 1", "mark: call 3");
+    if !native.contains("native fused") {
+        eprintln!("no working C compiler here: nothing to check");
+        return;
+    }
+    let off = between(&text, "mark: off plan\n", "mark: off end");
+    let first = between(&text, "mark: start", "mark: call 1");
+    assert!(first.contains(off), "the first calls' plan is not the interpreter's:\n{first}\nOff:\n{off}");
+    let native_plan = &native[native.find("plan (").expect("a plan dump")..];
+    assert!(
+        steps_of(native_plan) < steps_of(off),
+        "the native plan inlines nothing (planned for the interpreter?):\n{native}\nOff:\n{off}"
+    );
+}
+
+/// A function whose loops are all below what `NativeMode::Auto` compiles (4096 elements) but
+/// of 512 and more, called again, switches to the plan of its speculative build once that is
+/// built (its loops native): GradBench's ode at n = 1000, called for a second per input.
+#[test]
+fn a_small_function_called_again_switches_to_its_speculative_plan() {
+    if std::env::var_os(CHILD).is_some() {
+        let x = input(1000);
+        let off = with_native_mode(NativeMode::Off, || jit(stages)(&x).to_vec::<f64>());
+        let f = jit(stages);
+        let first = f(&x).to_vec::<f64>();
+        let second = f(&x).to_vec::<f64>();
+        wait_for_native_compiles();
+        eprintln!("mark: call 2");
+        let third = f(&x).to_vec::<f64>();
+        eprintln!("mark: call 3");
+        let fourth = f(&x).to_vec::<f64>();
+        assert_eq!(first, off, "first call");
+        assert_eq!(second, off, "second call");
+        assert_eq!(third, off, "third call (native)");
+        assert_eq!(fourth, off, "fourth call");
+        eprintln!("mark: new function");
+        let g = jit(stages);
+        assert_eq!(g(&x).to_vec::<f64>(), off, "a new function's first call");
+        eprintln!("mark: new function's call 1");
+        // Whether a C compiler works here at all.
+        let k = jit(|x: &Tensor| (x * 0.25).tanh() + 2.0);
+        let large = input(20_000);
+        let (_, _) = (k(&large), k(&large));
+        wait_for_native_compiles();
+        eprintln!("mark: probe");
+        let _ = k(&large);
+        eprintln!("mark: end");
+        return;
+    }
+    let text = child("a_small_function_called_again_switches_to_its_speculative_plan");
+    if !between(&text, "mark: probe", "mark: end").contains("native fused") {
+        eprintln!("no working C compiler here: nothing to check");
+        return;
+    }
+    let third = between(&text, "mark: call 2", "mark: call 3");
+    assert!(third.contains("native fused"), "the third call runs no native loop:\n{text}");
+    let new = between(&text, "mark: new function", "mark: new function's call 1");
+    assert!(new.contains("native fused"), "a new function of the program builds an interpreted plan:\n{text}");
+}

@@ -449,3 +449,80 @@ fn scans_with_the_same_body_share_one_library_across_plans() {
         assert!(same_bits(&first[0], &off[0]));
     });
 }
+
+// ---- avail8 (issue 12): float constants are parameters of whole loops ----
+
+/// GradBench ode's loop: `steps` classic RK4 steps of `y' = [x₀, x₁y₀, x₂y₁, ...]` of size
+/// `h` (a constant of the body, computed from the input as `2/s`), plus divisions by
+/// constants that are powers of two (normal, and 2^1023 whose reciprocal is subnormal), by
+/// 6 and by a subnormal power of two (its reciprocal overflows: a real division stays).
+fn ode_like(n: usize, steps: usize, h: f64) -> cotangent::ir::Graph {
+    trace_graph(&[TensorType::new(DType::F64, vec![n])], move |a| {
+        let x = a[0].clone();
+        let n = n as isize;
+        let rhs = |y: &Tensor| {
+            concatenate(&[x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n, 1) * y.slice_axis(0, 0, n - 1, 1)], 0)
+        };
+        let y = fori_loop(
+            0,
+            steps as i64,
+            |_, y: &Tensor| {
+                let k1 = rhs(y);
+                let k2 = rhs(&(y + &k1 * h / 2.0));
+                let k3 = rhs(&(y + &k2 * h / 0.25));
+                let k4 = rhs(&(y + &k3 * h));
+                let big = (&k4 / 2f64.powi(1023) + &k4 / f64::from_bits(1)).tanh();
+                y + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * h / 6.0 + big * 1e-3
+            },
+            &x.zeros_like(),
+        );
+        vec![y]
+    })
+}
+
+/// A whole loop's float constants are arguments of its C function, not literals of its
+/// source: the plan of the same program with another step size (and another length) finds
+/// the library built for the first one in the cache (build cost zero: no second compile),
+/// and both run bitwise like the interpreter, with divisions by powers of two done as
+/// multiplications by their reciprocals (same bits) on special values too.
+#[test]
+fn whole_loops_take_float_constants_as_parameters_and_share_one_library() {
+    use std::time::Duration;
+    if !native_available() {
+        return;
+    }
+    let n = 300;
+    let mut xs: Vec<f64> = (0..n).map(|i| ((i as f64) * 0.37 + 1.0).sin() * 0.5).collect();
+    xs[n - 13] = f64::NAN;
+    xs[n - 11] = f64::INFINITY;
+    xs[n - 9] = -0.0;
+    xs[n - 7] = f64::from_bits(3); // subnormal
+    xs[n - 5] = f64::MAX;
+    xs[n - 3] = -f64::MIN_POSITIVE;
+    let x = Tensor::from_vec(xs, &[n]);
+    with_native_mode(NativeMode::Auto, || {
+        let first = Plan::interpreted(&optimize(&ode_like(n, 300, 2.0 / 300.0)));
+        assert!(first.native_build_cost().is_some(), "a loop to compile:\n{}", first.dump());
+        let native = first.with_native_loops().expect("compiled");
+        assert!(native.dump().contains("native whole loop"), "{}", native.dump());
+        let off = with_native_mode(NativeMode::Off, || Plan::interpreted(&optimize(&ode_like(n, 300, 2.0 / 300.0))));
+        assert!(
+            same_bits(&native.run(std::slice::from_ref(&x))[0], &off.run(std::slice::from_ref(&x))[0]),
+            "h = 2/300"
+        );
+        // Step sizes no earlier run can have compiled a library for (the cache is on disk):
+        // with constants in the source, each would need a compile of its own.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let salt = (nanos as f64 + std::process::id() as f64) * 1e-15;
+        for (steps, h) in [(310, 2.0 / 310.0 + salt), (257, 0.1 + salt), (1000, -3.75e-3 - salt)] {
+            let plan = Plan::interpreted(&optimize(&ode_like(n, steps, h)));
+            assert_eq!(plan.native_build_cost(), Some(Duration::ZERO), "steps {steps}, h {h}: the same library");
+            let native = plan.with_native_loops().expect("the cached library loads");
+            assert!(native.dump().contains("native whole loop"), "{}", native.dump());
+            let off = with_native_mode(NativeMode::Off, || Plan::interpreted(&optimize(&ode_like(n, steps, h))));
+            let (a, b) = (native.run(std::slice::from_ref(&x)), off.run(std::slice::from_ref(&x)));
+            assert!(same_bits(&a[0], &b[0]), "steps {steps}, h {h}: native and interpreted differ");
+            assert!(a[0].to_vec::<f64>().iter().any(|v| v.is_finite() && *v != 0.0), "something computed");
+        }
+    });
+}

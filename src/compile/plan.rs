@@ -909,7 +909,14 @@ impl Plan {
         assert_eq!(order.len(), steps.len(), "plan: fusion produced a dependency cycle");
         let steps = permute(steps, &order);
         let shape_of = |slot: usize| g.nodes[slot].ty.shape.clone();
-        let worth_it = |p: &fused::Program| native::enabled_for(crate::shape::numel(&p.shape));
+        let worth_it = |p: &fused::Program| {
+            let native = native::enabled_for(crate::shape::numel(&p.shape));
+            if native {
+                // Planned for native code: `jit` runs a plan built for the interpreter meanwhile.
+                native::note_planned_for_native();
+            }
+            native
+        };
         let steps = inline::fuse_through_views(steps, &is_output, &shape_of, &constants, &worth_it);
         // Multiply-adds of each product large enough to use threads.
         let product_size = |s: &Step| match s {
@@ -1558,6 +1565,11 @@ impl Plan {
             Step::Multi { subs, .. } => subs.iter().any(Plan::has_interpreted_loops),
             Step::Fused { .. } | Step::Kernel { .. } | Step::DotArg { .. } => false,
         })
+    }
+
+    /// Whether any loop of the plan or of its sub-plans runs native code.
+    pub(crate) fn has_native_loops(&self) -> bool {
+        self.native_count() > 0
     }
 
     /// Number of native loops, sub-plans included.

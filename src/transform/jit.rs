@@ -1,6 +1,7 @@
 //! `jit`: trace once per input signature, optimise, lower to a plan, and cache it.
 
 use super::{trace_tree, types_of};
+use crate::backend::cpu::native;
 use crate::compile::{optimize, Plan};
 use crate::ir::Graph;
 use crate::trace::eval_graph;
@@ -44,11 +45,14 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// large loops are compiled to native code (see [`NativeMode`](crate::NativeMode)) from the
 /// second call on: at once if the library is in the disk cache, else on a background thread
 /// while the calls keep running interpreted, the first call after it has finished switching
-/// to native code. A plan whose one interpreted run is expected to take as long as the C
+/// to native code. (The interpreted calls run the graph planned for the interpreter; the
+/// plan compiled is planned for native code, e.g. with producers inlined into the loops that
+/// read them through slices, which pays only when compiled.) A plan whose one interpreted run is expected to take as long as the C
 /// compiler starts that background compile at its first call, before running (so no call
 /// waits for the C compiler; a function whose loops are all too small to compile has its
-/// second call build, in the background and for the disk cache only, the library that the
-/// same program at a larger input size loads at its first call; `NativeMode::Sync` compiles on the
+/// second call build, in the background, the library that the same program at a larger input
+/// size loads at its first call, and runs that build's plan, its loops of 512 elements and
+/// more native, from the first call after it is built; `NativeMode::Sync` compiles on the
 /// calling thread once the interpreted runs have taken as long as the compiler is expected
 /// to, `NativeMode::Always` on the second call). Native loops round exactly like
 /// interpreted ones, so the results of a function do not depend on which call it is, on
@@ -80,7 +84,17 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
         let key = types_of(&leaves);
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         match cached {
-            Some(e) if e.settled.load(Ordering::Acquire) => e.template.rebuild_from(e.plan.run(&leaves)),
+            Some(e) if e.settled.load(Ordering::Acquire) => match e.speculative.get() {
+                // The speculative build of a plan left interpreted has finished with native
+                // loops: this call and the later ones run it.
+                Some(native) => {
+                    dump(&key, None, native);
+                    let out = e.template.rebuild_from(native.run(&leaves));
+                    store(&cache, key, native.clone(), &e.template, true);
+                    out
+                }
+                None => e.template.rebuild_from(e.plan.run(&leaves)),
+            },
             // A background compile has finished: this call and the later ones run its plan.
             // (A call already running keeps the plan it started with: the swap is between calls.)
             Some(e) if e.background.get().is_some() => match e.background.get().and_then(Option::as_ref) {
@@ -92,12 +106,20 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 }
                 None => {
                     e.settled.store(true, Ordering::Release);
-                    e.template.rebuild_from(e.plan.run(&leaves))
+                    match e.speculative.get() {
+                        Some(native) => {
+                            dump(&key, None, native);
+                            let out = e.template.rebuild_from(native.run(&leaves));
+                            store(&cache, key, native.clone(), &e.template, true);
+                            out
+                        }
+                        None => e.template.rebuild_from(e.plan.run(&leaves)),
+                    }
                 }
             },
             // Called again: compile the large loops once that pays (see `when_to_compile`).
             Some(e) => match when_to_compile(&e) {
-                Compile::Now => match e.plan.with_native_loops() {
+                Compile::Now => match e.to_compile().with_native_loops() {
                     Some(native) => {
                         let native = Arc::new(native);
                         dump(&key, None, &native);
@@ -127,13 +149,30 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                     return template.rebuild_from(eval_graph(&traced.graph, &args));
                 }
                 let optimized = optimize(&traced.graph);
-                let plan = Arc::new(Plan::interpreted(&optimized));
-                let cached = cached_native(&plan);
+                let (plan, for_native) = native::noting_native_planning(|| Plan::interpreted(&optimized));
+                let plan = Arc::new(plan);
+                // A plan with no loop planned for native code (all below what `Auto` compiles)
+                // loads its speculative build's plan (see `Entry::compile_in_background`) if
+                // that was built already, by a function of the same program at this size.
+                let cached =
+                    cached_native(&plan).or_else(|| if for_native { None } else { cached_speculative(&optimized) });
                 let loaded = cached.is_some();
-                let plan = cached.unwrap_or(plan);
+                // In `Auto`, a plan whose loops were planned for native code (producers inlined
+                // into them, which interpreted recompute a chain per consumer) compiles in the
+                // background, while the calls run the plan built for the interpreter.
+                let auto = !loaded && native_mode() == NativeMode::Auto;
+                let (plan, to_compile) = match cached {
+                    Some(native) => (native, None),
+                    None if auto && for_native => {
+                        let interpreted = native::for_the_interpreter(|| Plan::interpreted(&optimized));
+                        (Arc::new(interpreted), Some(plan))
+                    }
+                    None => (plan, None),
+                };
                 dump(&key, Some(&optimized), &plan);
                 let mut entry = Entry::new(plan.clone(), &template, false);
-                if !loaded && native_mode() == NativeMode::Auto {
+                entry.to_compile = to_compile;
+                if auto {
                     entry.graph = Mutex::new(Some(Arc::new(optimized)));
                 }
                 let entry = Arc::new(entry);
@@ -161,6 +200,25 @@ fn cached_native(plan: &Plan) -> Option<Arc<Plan>> {
         return None;
     }
     crate::backend::cpu::native::cached_only(|| plan.with_native_loops()).map(Arc::new)
+}
+
+/// The plan a speculative build makes of `graph` (see `native::speculatively`), when every
+/// library it needs is cached already and it has native loops (`NativeMode::Auto`, once the
+/// compiler has answered the background probe): a function whose loops are all below 4096
+/// elements then runs native from its first call where an earlier function of the same
+/// program, at this size or another, has built them. Never starts the C compiler.
+fn cached_speculative(graph: &Graph) -> Option<Arc<Plan>> {
+    if native_mode() != NativeMode::Auto || !native::toolchain_probed() {
+        return None;
+    }
+    let plan = native::cached_only(|| {
+        native::speculatively(|| {
+            let mut plan = Plan::interpreted(graph);
+            plan.compile_native();
+            plan
+        })
+    });
+    plan.has_native_loops().then(|| Arc::new(plan))
 }
 
 /// A jitted function's plans, by input signature.
@@ -197,7 +255,7 @@ fn compile_at_first_call<B>(e: &Entry<B>) -> bool {
     if expected < Duration::from_millis(10) {
         return false;
     }
-    matches!(*e.build_cost.get_or_init(|| e.plan.native_build_cost()), Some(cost) if !cost.is_zero() && cost <= expected)
+    matches!(*e.build_cost.get_or_init(|| e.to_compile().native_build_cost()), Some(cost) if !cost.is_zero() && cost <= expected)
 }
 
 /// What a call of a plan not yet settled does about its native loops.
@@ -242,7 +300,7 @@ fn when_to_compile<B>(e: &Entry<B>) -> Compile {
         crate::backend::cpu::native::probe_in_background();
         return if mode == NativeMode::Auto { Compile::InBackground } else { Compile::Later };
     }
-    match *e.build_cost.get_or_init(|| e.plan.native_build_cost()) {
+    match *e.build_cost.get_or_init(|| e.to_compile().native_build_cost()) {
         None => Compile::Now, // nothing to compile: settles the plan as it is
         Some(cost) if cost.is_zero() => Compile::Now,
         Some(_) if mode == NativeMode::Auto => Compile::InBackground,
@@ -280,6 +338,13 @@ struct Entry<B> {
     /// speculative build when the plan has no loop large enough to compile (see
     /// [`Entry::compile_in_background`]).
     graph: Mutex<Option<Arc<Graph>>>,
+    /// The plan to compile when it is not `plan`: the same graph planned for native code,
+    /// while `plan` was planned for the interpreter (see `native::for_the_interpreter`).
+    to_compile: Option<Arc<Plan>>,
+    /// The plan of the speculative build (see [`Entry::compile_in_background`]), once built
+    /// with native loops: a plan left interpreted (its loops below what `Auto` compiles) that
+    /// is still called switches to it.
+    speculative: Arc<OnceLock<Arc<Plan>>>,
 }
 
 impl<B: Tree> Entry<B> {
@@ -293,11 +358,18 @@ impl<B: Tree> Entry<B> {
             background_started: AtomicBool::new(false),
             background: Arc::new(OnceLock::new()),
             graph: Mutex::new(None),
+            to_compile: None,
+            speculative: Arc::new(OnceLock::new()),
         }
     }
 }
 
 impl<B> Entry<B> {
+    /// The plan whose loops compile to native code (see [`Entry::to_compile`](Entry)).
+    fn to_compile(&self) -> &Arc<Plan> {
+        self.to_compile.as_ref().unwrap_or(&self.plan)
+    }
+
     /// Queues the plan's loops for compilation on the background thread (once), in the
     /// native mode of the calling thread; the result lands in `background`. In
     /// `NativeMode::Auto`, when that compiles nothing (every loop below the 4096 elements
@@ -309,7 +381,8 @@ impl<B> Entry<B> {
         if self.background_started.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (plan, slot, mode) = (self.plan.clone(), self.background.clone(), native_mode());
+        let (plan, slot, mode) = (self.to_compile().clone(), self.background.clone(), native_mode());
+        let speculative = self.speculative.clone();
         let graph = self.graph.lock().unwrap_or_else(|e| e.into_inner()).take();
         crate::backend::cpu::native::spawn_compile(move || {
             // Built even when the function was dropped while the compile waited its turn (a
@@ -323,11 +396,23 @@ impl<B> Entry<B> {
             let nothing = compiled.is_none();
             let _ = slot.set(compiled);
             if let (true, NativeMode::Auto, Some(graph)) = (nothing, mode, graph) {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::with_native_mode(mode, || {
-                        crate::backend::cpu::native::speculatively(|| Plan::interpreted(&graph).compile_native())
-                    })
-                }));
+                // Behind the compiles of plans being called (see `native::spawn_speculative`).
+                crate::backend::cpu::native::spawn_speculative(move || {
+                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        crate::with_native_mode(mode, || {
+                            native::speculatively(|| {
+                                let mut plan = Plan::interpreted(&graph);
+                                plan.compile_native();
+                                plan
+                            })
+                        })
+                    }));
+                    // Its loops of 512 elements and more are native code: the function, if still
+                    // called, runs this plan from its next call.
+                    if let Some(plan) = built.ok().filter(Plan::has_native_loops) {
+                        let _ = speculative.set(Arc::new(plan));
+                    }
+                });
             }
         });
     }

@@ -31,7 +31,10 @@
 //! interpreted; the first call after the library has loaded switches to the native plan
 //! (the swap happens between calls: a call runs one plan from start to end); the second call
 //! only queues that work, even the C source and the look in the cache, so it costs what an
-//! interpreted call costs. A library already in the disk cache is loaded when the plan is
+//! interpreted call costs. Meanwhile the calls run the graph planned for the interpreter
+//! ([`for_the_interpreter`]): a plan for native code inlines producers into the loops that
+//! read them through views, which only pays compiled. The worker runs the compiles of plans
+//! being called first (the latest queued first), speculative builds after them. A library already in the disk cache is loaded when the plan is
 //! built instead. [`NativeMode::Sync`] compiles on
 //! the calling thread at the call where the interpreted runs have taken as long as the
 //! compiler is expected to, and [`NativeMode::Always`] on the second call, on the calling
@@ -85,8 +88,9 @@ pub enum NativeMode {
     /// `jit` compiles them on a background thread from a function's second call on, running
     /// interpreted until the library is loaded (at once if it is in the disk cache). A function
     /// whose loops are all smaller (but some of at least 512 elements) runs interpreted, and
-    /// its second call has the background thread build, for the disk cache only, the library
-    /// its program would use at a larger size (so larger inputs load it at their first call).
+    /// its second call has the background thread build the library its program would use at a
+    /// larger size (so larger inputs load it at their first call); the function itself runs
+    /// that build's plan (its loops of 512 elements and more native) once it is built.
     Auto,
     /// The loops [`NativeMode::Auto`] selects, compiled on the calling thread by the call at
     /// which the interpreted runs have taken as long as the compiler is expected to (or at once
@@ -117,6 +121,35 @@ thread_local! {
     static CACHED_ONLY: Cell<bool> = const { Cell::new(false) };
     /// Set by [`speculatively`].
     static SPECULATIVE: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`for_the_interpreter`].
+    static INTERPRETER: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`note_planned_for_native`] (see [`noting_native_planning`]).
+    static INLINED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (which plans a graph: `Plan::interpreted`) planning for the interpreter: no loop
+/// counts as native ([`enabled_for`] is false), so nothing is planned the way that only pays
+/// in native code (producers inlined through views into their consumers, which interpreted
+/// recompute a chain per consumer: GradBench ode's RK4 stages ran 2-6x slower so). `jit` runs
+/// such a plan while the native one (planned as usual) compiles in the background.
+pub(crate) fn for_the_interpreter<R>(f: impl FnOnce() -> R) -> R {
+    with_flag(&INTERPRETER, f)
+}
+
+/// Runs `f` (which plans a graph), also saying whether any of the plans it built, sub-plans
+/// included, may have been planned differently because their loops would be native (see
+/// [`note_planned_for_native`]): only then can a plan for the interpreter differ from it.
+pub(crate) fn noting_native_planning<R>(f: impl FnOnce() -> R) -> (R, bool) {
+    let before = INLINED.with(|c| c.replace(false));
+    let r = f();
+    let inlined = INLINED.with(|c| c.replace(before || c.get()));
+    (r, inlined)
+}
+
+/// Called by the planner when it plans a loop for native code (asks whether to inline the
+/// producers it reads through views into it, and the answer is yes).
+pub(crate) fn note_planned_for_native() {
+    INLINED.with(|c| c.set(true));
 }
 
 /// Runs `f` (which plans a graph and compiles its loops: `Plan::interpreted` then
@@ -290,6 +323,9 @@ fn give_up(failure: toolchain::Failure) {
 /// Whether a loop of `elements` built now would be compiled (the mode selects it and a C
 /// compiler answers). Plans use it to pick transformations that only pay in native code.
 pub(crate) fn enabled_for(elements: usize) -> bool {
+    if INTERPRETER.with(Cell::get) {
+        return false;
+    }
     match native_mode() {
         NativeMode::Off => false,
         NativeMode::Auto | NativeMode::Sync if elements < min_elements() => false,
@@ -476,16 +512,23 @@ pub(crate) fn probe_in_background() {
 /// A background compile.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The background compiles: those waiting their turn, how many are queued or running, and
-/// whether the worker thread that runs them (one at a time) is alive.
+/// The background compiles: those waiting their turn (for plans being called, the latest
+/// first; then speculative builds, in order), how many are queued or running, and whether the
+/// worker thread that runs them (one at a time) is alive.
 struct Queue {
     jobs: std::collections::VecDeque<Job>,
+    speculative: std::collections::VecDeque<Job>,
     pending: usize,
     worker: bool,
 }
 
 static QUEUE: (std::sync::Mutex<Queue>, std::sync::Condvar) = (
-    std::sync::Mutex::new(Queue { jobs: std::collections::VecDeque::new(), pending: 0, worker: false }),
+    std::sync::Mutex::new(Queue {
+        jobs: std::collections::VecDeque::new(),
+        speculative: std::collections::VecDeque::new(),
+        pending: 0,
+        worker: false,
+    }),
     std::sync::Condvar::new(),
 );
 
@@ -493,14 +536,31 @@ fn queue() -> std::sync::MutexGuard<'static, Queue> {
     QUEUE.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Queues `job` (a plan's C compile) for the background worker thread, which runs the queued
-/// compiles one at a time (so a program that jits many functions does not start as many
-/// compilers at once on a machine that is busy running it); starts the worker if none is
-/// alive, or runs `job` here if no thread can be started. A job that panics is dropped.
+/// Queues `job` (the C compile of a plan being called) for the background worker thread,
+/// which runs the queued compiles one at a time (so a program that jits many functions does
+/// not start as many compilers at once on a machine that is busy running it); starts the
+/// worker if none is alive, or runs `job` here if no thread can be started. A job that panics
+/// is dropped. The latest such job runs first (the plan called now: a program that builds a
+/// function per input, as GradBench's tools do, is calling the latest one), and all of them
+/// before the speculative builds ([`spawn_speculative`]).
 pub(crate) fn spawn_compile(job: impl FnOnce() + Send + 'static) {
+    spawn(Box::new(job), false);
+}
+
+/// Queues `job`, a speculative build (no call waits for it), behind
+/// every compile of a plan being called, queued before or after it (see [`spawn_compile`]).
+pub(crate) fn spawn_speculative(job: impl FnOnce() + Send + 'static) {
+    spawn(Box::new(job), true);
+}
+
+fn spawn(job: Job, speculative: bool) {
     let mut q = queue();
     q.pending += 1;
-    q.jobs.push_back(Box::new(job));
+    if speculative {
+        q.speculative.push_back(job);
+    } else {
+        q.jobs.push_front(job);
+    }
     if q.worker {
         drop(q);
         // (Wakes the worker if it is lingering; `wait_for_native_compiles` callers recheck.)
@@ -529,7 +589,7 @@ fn work() {
             let mut q = queue();
             let idle_since = std::time::Instant::now();
             loop {
-                if let Some(job) = q.jobs.pop_front() {
+                if let Some(job) = q.jobs.pop_front().or_else(|| q.speculative.pop_front()) {
                     break job;
                 }
                 let waited = idle_since.elapsed();

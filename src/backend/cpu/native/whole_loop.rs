@@ -12,7 +12,9 @@
 //! `ys` rows written into the stacked outputs (from the end with `reverse`).
 //!
 //! When: [`worth_compiling`] (a loop's expected sub-plan step runs per call, from its static
-//! length or from the iterations its earlier runs took). Each distinct loop is compiled into a
+//! length or from the iterations its earlier runs took), or, for a loop of an interpreted plan
+//! in [`NativeMode::Auto`], the step runs of all its runs so far ([`Lazy`]). A loop's float
+//! constants are arguments of its function, not literals of its source (see [`parameter`]). Each distinct loop is compiled into a
 //! library of its own (cached on disk like the fused loops'), see [`compile`]; a top-level
 //! scan's length is an argument, not part of the source, so loops with the same body (a
 //! stacked recurrence's layers) share one library at every length and in every plan. An
@@ -101,6 +103,14 @@ const MAX_LOCAL_BYTES: usize = 64 * 1024;
 /// runs it in the background, so the bar only keeps out loops that run a handful of steps.)
 const AUTO_MIN_STEP_RUNS: u64 = 256;
 
+/// Sub-plan step runs, over all the runs of one loop of a plan so far, from which the loop is
+/// compiled whole in [`NativeMode::Auto`] even when each run takes fewer than
+/// [`AUTO_MIN_STEP_RUNS`]: ~20,000 interpreted steps cost 1.5–3 ms, so a loop called that
+/// often is likely to be called again (GradBench's protocol calls each input for a second:
+/// ode's `s = 1` and `s = 10` scans, 10 and 100 steps a call, then run native for most of
+/// it, and their libraries serve the later inputs of the same loop at every length).
+const AUTO_MIN_TOTAL_STEP_RUNS: u64 = 20_000;
+
 /// Whether a loop expected to run `step_runs` sub-plan steps per call is compiled whole now.
 pub(crate) fn worth_compiling(step_runs: u64) -> bool {
     match native_mode() {
@@ -165,6 +175,106 @@ struct Gen {
     subs: usize,
     /// Nested loop functions generated so far.
     nested: usize,
+    /// The float constants of the loops generated so far, in the order their functions read
+    /// them: passed at run time (see [`parameter`]), not written into the source.
+    params: Vec<Arc<Array>>,
+    /// Where the current top-level loop's constants start in `params` (its `kt[0]`).
+    params_base: usize,
+}
+
+/// Whether a constant of a loop's sub-plans is passed to the loop's function at run time (a
+/// pointer after the scan length in its arguments, `kt[j]`), rather than written into the
+/// source as a static array: float constants are. Their values are often computed from
+/// the inputs (GradBench ode's step size `2/s`), and as parameters one library serves every
+/// such value: a plan of the same program with other constants writes the same source and
+/// finds the library already built. Integer and boolean constants (counters, bounds, masks:
+/// part of the loop's structure, and worth folding into index arithmetic) stay literal.
+/// Per element the values cost what literals do (a register, loaded once per call of a
+/// step), except where the C compiler folds a literal: the one fold that matters, a division
+/// by a power of two, is made explicit instead (see [`divisions_by_powers_of_two`]).
+fn parameter(a: &Array) -> bool {
+    a.data.dtype().is_float()
+}
+
+/// Whether `a` is one float element whose reciprocal is exact (a normal power of two): then
+/// `x / a` and `x * (1 / a)` round the same exact quotient, so they have the same bits for
+/// every `x` (as `fused` computes such divisions).
+fn exact_reciprocal(a: &Array) -> Option<Array> {
+    match &a.data {
+        Data::F64(v) if v.len() == 1 && v[0].is_normal() && v[0].to_bits() & ((1u64 << 52) - 1) == 0 => {
+            Some(Array::from_vec(vec![1.0 / v[0]], a.shape.clone()))
+        }
+        Data::F32(v) if v.len() == 1 && v[0].is_normal() && v[0].to_bits() & ((1u32 << 23) - 1) == 0 => {
+            Some(Array::from_vec(vec![1.0 / v[0]], a.shape.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// `prog` (reading slots `ins`) with each division by a one-element float constant that is a
+/// normal power of two turned into a multiplication by its reciprocal, read as an extra
+/// input (appended to the returned inputs; `recip` gives the slot of that reciprocal for the
+/// constant's slot). Same bits (see [`exact_reciprocal`]); a literal divisor was folded so
+/// by the C compiler, and a divisor passed as a parameter (see [`parameter`]) would cost a
+/// vector division per element. Other programs come back unchanged.
+fn divisions_by_powers_of_two(
+    prog: &Program,
+    ins: &[usize],
+    constant: &dyn Fn(usize) -> Option<Arc<Array>>,
+    recip: &mut dyn FnMut(usize, Array) -> usize,
+) -> (Program, Vec<usize>) {
+    use crate::backend::cpu::fused::{Instr, LoadKind};
+    use crate::ops::BinaryOp;
+    // Registers loading such a divisor, and the reciprocal's slot.
+    let mut divisor: HashMap<usize, usize> = HashMap::new();
+    for ins_ in &prog.instrs {
+        if let Instr::Binary(BinaryOp::Div, _, b) = *ins_ {
+            if divisor.contains_key(&b) {
+                continue;
+            }
+            if let Instr::Load { input, kind } = &prog.instrs[b] {
+                if matches!(kind, LoadKind::Padded { .. }) {
+                    continue;
+                }
+                if let Some(r) = constant(ins[*input]).and_then(|c| exact_reciprocal(&c)) {
+                    let slot = ins[*input];
+                    divisor.insert(b, recip(slot, r));
+                }
+            }
+        }
+    }
+    if divisor.is_empty() {
+        return (prog.clone(), ins.to_vec());
+    }
+    let mut ins = ins.to_vec();
+    let mut map = vec![0usize; prog.instrs.len()];
+    let mut recip_reg: HashMap<usize, usize> = HashMap::new();
+    let (mut instrs, mut dtypes) = (Vec::new(), Vec::new());
+    for (i, instr) in prog.instrs.iter().enumerate() {
+        let m = |r: usize| map[r];
+        let new = match instr {
+            Instr::Load { .. } => instr.clone(),
+            Instr::Unary(op, a) => Instr::Unary(*op, m(*a)),
+            Instr::Binary(BinaryOp::Div, a, b) if recip_reg.contains_key(b) => {
+                Instr::Binary(BinaryOp::Mul, m(*a), recip_reg[b])
+            }
+            Instr::Binary(op, a, b) => Instr::Binary(*op, m(*a), m(*b)),
+            Instr::Select(p, a, b) => Instr::Select(m(*p), m(*a), m(*b)),
+            Instr::Convert(d, a) => Instr::Convert(*d, m(*a)),
+            Instr::Mask { value, valid, fill } => Instr::Mask { value: m(*value), valid: valid.clone(), fill: *fill },
+        };
+        map[i] = instrs.len();
+        instrs.push(new);
+        dtypes.push(prog.dtypes[i]);
+        if let (Some(&slot), Instr::Load { kind, .. }) = (divisor.get(&i), instr) {
+            recip_reg.insert(i, instrs.len());
+            instrs.push(Instr::Load { input: ins.len(), kind: kind.clone() });
+            dtypes.push(prog.dtypes[i]);
+            ins.push(slot);
+        }
+    }
+    let outputs = prog.outputs.iter().map(|&r| map[r]).collect();
+    (Program { shape: prog.shape.clone(), instrs, dtypes, outputs, reduce: prog.reduce }, ins)
 }
 
 /// Where a slot's elements are, as a C expression of type `T*` (or `const T*`).
@@ -214,7 +324,13 @@ impl Gen {
         for (s, a) in &sub.constants {
             let t = codegen::ctype_any(a.data.dtype());
             let name = format!("k{li}_{si}_{s}");
-            let _ = writeln!(decls, "    static const {t} {name}[] = {};", initialiser(a));
+            if parameter(a) {
+                let j = self.params.len() - self.params_base;
+                self.params.push(a.clone());
+                let _ = writeln!(decls, "    const {t}* const {name} = (const {t}*)kt[{j}];");
+            } else {
+                let _ = writeln!(decls, "    static const {t} {name}[] = {};", initialiser(a));
+            }
             at.insert(*s, name.to_string());
         }
         let mut code = String::new();
@@ -275,7 +391,7 @@ impl Gen {
                     }
                     let _ = writeln!(
                         code,
-                        "        {{ const void* a_[] = {{{}}}; void* r_[] = {{{}}}; {name}(a_, r_, cb); }}",
+                        "        {{ const void* a_[] = {{{}}}; void* r_[] = {{{}}}; {name}(a_, r_, cb, kt); }}",
                         if args.is_empty() { "0".into() } else { args.join(", ") },
                         if bufs.is_empty() { "0".into() } else { bufs.join(", ") }
                     );
@@ -324,6 +440,23 @@ impl Gen {
                     at.insert(*out, b);
                 }
                 FlatStep::Fused { prog, ins, outs } => {
+                    let constant = |slot: usize| sub.constants.iter().find(|(s, _)| *s == slot).map(|(_, a)| a.clone());
+                    let mut recips: Vec<(usize, Array)> = Vec::new();
+                    let base = self.params.len() - self.params_base;
+                    let mut recip = |_slot: usize, r: Array| {
+                        recips.push((usize::MAX - base - recips.len(), r));
+                        recips.last().expect("pushed").0
+                    };
+                    let (prog, ins) = divisions_by_powers_of_two(prog, ins, &constant, &mut recip);
+                    let (prog, ins) = (&prog, &ins);
+                    for (slot, r) in recips {
+                        let t = codegen::ctype_any(r.data.dtype());
+                        let j = self.params.len() - self.params_base;
+                        self.params.push(Arc::new(r));
+                        let name = format!("kr{li}_{si}_{j}");
+                        let _ = writeln!(decls, "    const {t}* const {name} = (const {t}*)kt[{j}];");
+                        at.insert(slot, name);
+                    }
                     let (name, params) = self.kernel_for(prog)?;
                     let n = numel(&prog.shape);
                     let mut outp = Vec::new();
@@ -408,7 +541,14 @@ impl Gen {
     /// Signature: `int32_t f(const void* const* args, void* const* outs, const ct_callbacks* cb)`;
     /// a top-level scan's `args` end with a pointer to its length (an `int64_t`).
     fn looped(&mut self, name: &str, li: usize, spec: &LoopSpec) -> Option<String> {
-        let mut decls = String::new();
+        let nested = name.starts_with("ct_nest");
+        // The constants passed at run time (see `parameter`): after the operands and the
+        // length in a top-level loop's arguments, handed on to the nested loops' functions.
+        let mut decls = if nested {
+            String::new()
+        } else {
+            format!("    const void* const* kt = args + {};\n    (void)kt;\n", spec.operands.len() + 1)
+        };
         let mut bytes = 0usize;
         let t = |d: DType| codegen::ctype_any(d);
         let (consts, carries) = match spec.kind {
@@ -502,24 +642,36 @@ impl Gen {
             return None;
         }
         Some(format!(
-            "{}int32_t {name}(const void* const* args, void* const* outs, const ct_callbacks* cb) {{\n    (void)cb;\n{decls}{copy_in}{looped}{copy_out}    return 0;\n}}\n",
-            if name.starts_with("ct_nest") { "static " } else { "" }
+            "{}int32_t {name}(const void* const* args, void* const* outs, const ct_callbacks* cb{}) {{\n    (void)cb;\n{decls}{copy_in}{looped}{copy_out}    return 0;\n}}\n",
+            if nested { "static " } else { "" },
+            if nested { ", const void* const* kt" } else { "" }
         ))
     }
 }
 
-/// The C source of the library for `specs`, and the index of each loop's function (`None`
-/// where the loop is not supported).
-pub(crate) fn source(specs: &[LoopSpec]) -> (String, Vec<Option<usize>>) {
-    let mut gen = Gen { src: String::from(include_str!("prelude.c")), kernels: HashMap::new(), subs: 0, nested: 0 };
+/// The float constants a loop's function is passed at run time, in order (see [`parameter`]).
+type Constants = Vec<Arc<Array>>;
+
+/// The C source of the library for `specs`, and per loop the index of its function and the
+/// constants it is passed at run time (`None` where the loop is not supported).
+fn source(specs: &[LoopSpec]) -> (String, Vec<Option<(usize, Constants)>>) {
+    let mut gen = Gen {
+        src: String::from(include_str!("prelude.c")),
+        kernels: HashMap::new(),
+        subs: 0,
+        nested: 0,
+        params: Vec::new(),
+        params_base: 0,
+    };
     gen.src.push_str(NOINLINE);
     let mut names = Vec::new();
     let mut loops = String::new();
     for (li, spec) in specs.iter().enumerate() {
+        gen.params_base = gen.params.len();
         match gen.looped(&format!("ct_loop{li}"), li, spec) {
             Some(f) => {
                 loops.push_str(&f);
-                names.push(Some(li));
+                names.push(Some((li, gen.params[gen.params_base..].to_vec())));
             }
             None => names.push(None),
         }
@@ -528,16 +680,17 @@ pub(crate) fn source(specs: &[LoopSpec]) -> (String, Vec<Option<usize>>) {
     (gen.src, names)
 }
 
-/// Each loop's own C source (its library's), or `None` where the loop is not supported: a
-/// plan's loops are compiled one library per distinct loop, so that a loop shared by plans
-/// (every layer of a stacked recurrence, at every depth and length) is compiled once and found
+/// Each loop's own C source (its library's) and the constants its function is passed, or
+/// `None` where the loop is not supported: a plan's loops are compiled one library per
+/// distinct loop, so that a loop shared by plans (every layer of a stacked recurrence, at
+/// every depth and length, with any values of its float constants) is compiled once and found
 /// in the cache by every plan that has it.
-fn sources(specs: &[LoopSpec]) -> Vec<Option<String>> {
+fn sources(specs: &[LoopSpec]) -> Vec<Option<(String, Vec<Arc<Array>>)>> {
     specs
         .iter()
         .map(|spec| {
-            let (src, names) = source(std::slice::from_ref(spec));
-            names[0].map(|_| src)
+            let (src, mut names) = source(std::slice::from_ref(spec));
+            names.pop().flatten().map(|(_, consts)| (src, consts))
         })
         .collect()
 }
@@ -547,7 +700,7 @@ pub(crate) fn build_cost(specs: &[LoopSpec]) -> Option<Duration> {
     if specs.is_empty() || native_mode() == NativeMode::Off || BROKEN.load(Ordering::Relaxed) {
         return None;
     }
-    let mut distinct: Vec<String> = sources(specs).into_iter().flatten().collect();
+    let mut distinct: Vec<String> = sources(specs).into_iter().flatten().map(|(src, _)| src).collect();
     if distinct.is_empty() {
         return None;
     }
@@ -568,6 +721,8 @@ pub(crate) struct LoopKernel {
     results: Vec<(DType, Vec<usize>)>,
     /// A scan's length, passed after the operands (the source does not fix it).
     length: i64,
+    /// The float constants of its sub-plans, passed after the length (see [`parameter`]).
+    consts: Vec<Arc<Array>>,
     _lib: Arc<libloading::Library>,
 }
 
@@ -606,12 +761,16 @@ impl LoopKernel {
         );
         let mut ins: Vec<*const c_void> = args.iter().map(|a| data_ptr(&a.data)).collect();
         ins.push(&self.length as *const i64 as *const c_void);
+        ins.extend(self.consts.iter().map(|c| data_ptr(&c.data)));
         let mut outs: Vec<Data> = self.results.iter().map(|(d, s)| buffer(*d, numel(s))).collect();
         let ptrs: Vec<*mut c_void> = outs.iter_mut().map(data_ptr_mut).collect();
         // SAFETY: `func` is a `ct_loop` function generated by `Gen::looped` for operands and
         // results of exactly these dtypes and sizes, a scan's length (`self.length`, which
-        // `ins` ends with a pointer to, alive for the call) being the one the results' and
-        // `xs`' sizes were made for (checked above for the operands; the
+        // `ins` has a pointer to after the operands, alive for the call) being the one the
+        // results' and `xs`' sizes were made for, and after it one pointer per constant the
+        // function reads (`self.consts`, in the order and of the dtypes and sizes `Gen`
+        // generated it for: `compile` takes them from the same `sources` call as the
+        // library's source, and they live in `self`) (checked above for the operands; the
         // result buffers come from `buffer` with the sizes given); it reads each operand's
         // elements, writes every element of each result (the final carries, and all rows of
         // the stacked `ys`) through `ptrs`, which point to distinct buffers nothing else
@@ -637,6 +796,8 @@ pub(crate) struct Lazy {
     /// zero: never): a loop run over and over (nested in another) looks at most every
     /// [`LOOK_EVERY_US`].
     looked: std::sync::atomic::AtomicU64,
+    /// Sub-plan step runs of its interpreted runs so far (see [`AUTO_MIN_TOTAL_STEP_RUNS`]).
+    total: std::sync::atomic::AtomicU64,
 }
 
 /// How often an interpreted loop waiting for its library looks in the cache (µs).
@@ -667,13 +828,13 @@ impl Lazy {
         if self.get().is_some()
             || native_mode() != NativeMode::Auto
             || !super::toolchain_probed()
-            || !worth_compiling(step_runs)
+            || !self.worth_compiling(step_runs)
         {
             return;
         }
         let pending = self.pending.get_or_init(|| {
             let spec = spec()?;
-            let src = sources(std::slice::from_ref(&spec)).pop().flatten()?;
+            let (src, _) = sources(std::slice::from_ref(&spec)).pop().flatten()?;
             Some((spec, src))
         });
         let Some((spec, src)) = pending else { return };
@@ -699,10 +860,25 @@ impl Lazy {
         });
     }
 
+    /// Whether a run of `step_runs` sub-plan steps is enough work to compile the loop whole,
+    /// or the loop's interpreted runs so far have been (in [`NativeMode::Auto`]).
+    fn worth_compiling(&self, step_runs: u64) -> bool {
+        worth_compiling(step_runs)
+            || (self.total.load(Ordering::Relaxed) >= AUTO_MIN_TOTAL_STEP_RUNS
+                // (Never waits here for the compiler's probe: a later run decides.)
+                && super::toolchain_probed()
+                && worth_compiling(u64::MAX))
+    }
+
     /// After an interpreted run of the loop that took `step_runs` sub-plan steps: in
-    /// [`NativeMode::Auto`], if that is enough, queues the compile of `spec()` (once).
+    /// [`NativeMode::Auto`], if that is enough (this run's, or all its runs' so far), queues
+    /// the compile of `spec()` (once).
     pub(crate) fn ran(&self, step_runs: u64, spec: impl FnOnce() -> Option<LoopSpec>) {
-        if native_mode() != NativeMode::Auto || !worth_compiling(step_runs) || self.started.load(Ordering::Relaxed) {
+        if native_mode() != NativeMode::Auto || self.started.load(Ordering::Relaxed) {
+            return;
+        }
+        self.total.fetch_add(step_runs, Ordering::Relaxed);
+        if !self.worth_compiling(step_runs) {
             return;
         }
         if self.started.swap(true, Ordering::AcqRel) {
@@ -726,7 +902,7 @@ pub(crate) fn compile(specs: &[LoopSpec]) -> Vec<Option<Arc<LoopKernel>>> {
     }
     let mut libs: HashMap<String, Option<Arc<libloading::Library>>> = HashMap::new();
     for (li, (spec, src)) in specs.iter().zip(sources(specs)).enumerate() {
-        let Some(src) = src else { continue };
+        let Some((src, consts)) = src else { continue };
         let lib = match libs.get(&src) {
             Some(lib) => lib.clone(),
             None => {
@@ -763,6 +939,7 @@ pub(crate) fn compile(specs: &[LoopSpec]) -> Vec<Option<Arc<LoopKernel>>> {
                         LoopKind::Scan { length, .. } => length as i64,
                         LoopKind::While { .. } => 0,
                     },
+                    consts,
                     _lib: lib.clone(),
                 }))
             }
