@@ -76,10 +76,16 @@ pub fn jit_inspect<A: Tree, B: Tree>(f: impl Fn(&A) -> B, example: &A) -> Inspec
 /// ```
 pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
     let cache: Cache<B> = Mutex::new(HashMap::new());
+    let last: LastSettled<B> = Mutex::new(None);
     move |x: &A| {
         let leaves = x.leaves();
         if leaves.iter().any(|t| t.is_traced()) {
             return f(x);
+        }
+        // The call fast path: the signature of the last settled call, compared in place
+        // (unless that entry's speculative build has landed: the slow path switches to it).
+        if let Some(e) = settled_hit(&last, &leaves).filter(|e| e.speculative.get().is_none()) {
+            return e.template.rebuild_from(e.plan.run(&leaves));
         }
         let key = types_of(&leaves);
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
@@ -93,7 +99,11 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                     store(&cache, key, native.clone(), &e.template, true);
                     out
                 }
-                None => e.template.rebuild_from(e.plan.run(&leaves)),
+                None => {
+                    let out = e.template.rebuild_from(e.plan.run(&leaves));
+                    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, e));
+                    out
+                }
             },
             // A background compile has finished: this call and the later ones run its plan.
             // (A call already running keeps the plan it started with: the swap is between calls.)
@@ -187,6 +197,26 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             }
         }
     }
+}
+
+/// The signature and entry of a jitted function's last call that found its plan settled.
+/// A settled entry is final (never replaced in the cache) until its speculative build lands
+/// (which the fast path checks), so later calls with the same signature can run it without
+/// building the signature as a key, hashing it and probing the cache: the per-call cost of
+/// tiny functions.
+type LastSettled<B> = Mutex<Option<(Vec<TensorType>, Arc<Entry<B>>)>>;
+
+/// The entry in `last` when `leaves` (all concrete) have its signature, compared in place
+/// without allocating.
+fn settled_hit<B>(last: &LastSettled<B>, leaves: &[crate::Tensor]) -> Option<Arc<Entry<B>>> {
+    let last = last.lock().unwrap_or_else(|e| e.into_inner());
+    let (key, entry) = last.as_ref()?;
+    let same = key.len() == leaves.len()
+        && key
+            .iter()
+            .zip(leaves)
+            .all(|(ty, t)| t.as_concrete().is_some_and(|a| a.data.dtype() == ty.dtype && a.shape == ty.shape));
+    same.then(|| entry.clone())
 }
 
 /// `plan` with the loops whose native library is already in the cache (built for the same
@@ -446,6 +476,42 @@ mod tests {
             let entry = Entry::new(plan, &x, false);
             assert!(matches!(when_to_compile(&entry), Compile::InBackground));
             assert!(entry.build_cost.get().is_none(), "the build cost was worked out on the calling thread");
+        });
+    }
+
+    /// The call fast path (the last settled signature, compared in place) runs a settled plan
+    /// only for arguments of exactly its signature: calls alternating between shapes, dtypes
+    /// and numbers of leaves, every plan settled, each get their own plan's result.
+    #[test]
+    fn the_call_fast_path_runs_only_its_own_signature() {
+        use crate::Tensor;
+        crate::with_native_mode(NativeMode::Off, || {
+            let f = jit(|x: &Vec<Tensor>| x.iter().fold(x[0].zeros_like(), |acc, t| acc + t * 2.0) + 1.0);
+            let args = [
+                vec![Tensor::from_vec(vec![1.0f64, 2.0], &[2])],
+                vec![Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])],
+                vec![Tensor::from_vec(vec![1.0f32, 2.0], &[2])],
+                vec![Tensor::from_vec(vec![1.0f64, 2.0], &[1, 2])],
+                vec![Tensor::from_vec(vec![1.0f64, 2.0], &[2]), Tensor::from_vec(vec![3.0f64, 4.0], &[2])],
+            ];
+            // Each signature three times in a row (its plan settles at the second call and is
+            // the last settled one at the third), then all of them in turn, twice.
+            let order: Vec<usize> =
+                (0..args.len()).flat_map(|k| [k, k, k]).chain((0..2 * args.len()).map(|k| k % 5)).collect();
+            for k in order {
+                let y = f(&args[k]);
+                assert_eq!(y.ty(), args[k][0].ty(), "signature {k}");
+                let want: Vec<f64> = (0..args[k][0].numel())
+                    .map(|i| {
+                        args[k]
+                            .iter()
+                            .map(|t| 2.0 * t.cast(crate::DType::F64).reshape(&[-1]).to_vec::<f64>()[i])
+                            .sum::<f64>()
+                            + 1.0
+                    })
+                    .collect();
+                assert_eq!(y.cast(crate::DType::F64).reshape(&[-1]).to_vec::<f64>(), want, "signature {k}");
+            }
         });
     }
 }

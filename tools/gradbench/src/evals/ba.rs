@@ -4,11 +4,17 @@
 //! error `1 - w²`.
 //!
 //! The Jacobian is block-sparse: each observation's two error rows depend on its camera's 11
-//! parameters, its point's 3 and its weight. The tool computes every block as
-//! `vmap(jacfwd(error of one observation))` and assembles the compressed-row matrix
-//! GradBench's `BASparseMat` describes; the protocol then transmits the first 30 and the
-//! last entry of each of its three arrays. The inputs repeat one camera, point, weight and
-//! feature (`n`, `m`, `p` times); nothing here uses that: every observation is computed.
+//! parameters, its point's 3 and its weight. The tool computes the errors of a chunk of
+//! observations on their parameters' 15 columns (one `[CHUNK]` vector per parameter, read
+//! in place from the chunk's rows: [`reprojection_errors`]), and every block by reverse mode: one `vjp` per
+//! error row, seeded with ones, gives that row's 15 partial derivatives of every
+//! observation as 15 columns. Two reverse passes cost far less than forward mode's 15
+//! directions, and on columns the primal and both passes are one fused element-wise loop
+//! over the chunk (no `[CHUNK, 15]` tangents, no transposed copy). The tool then writes
+//! the blocks into the compressed-row matrix GradBench's `BASparseMat` describes; the
+//! protocol transmits the first 30 and the last entry of each of its three arrays. The
+//! inputs repeat one camera, point, weight and feature (`n`, `m`, `p` times); nothing here
+//! uses that: every observation is computed.
 //!
 //! Both functions run over the observations in chunks of [`CHUNK`]: one jitted plan of a
 //! fixed size, traced once per process and shared by every input (GradBench sends all of an
@@ -20,7 +26,7 @@ use super::{unknown_function, Output, Run};
 use crate::input::{expect_shape, f64_field, usize_field, vector};
 use crate::limits::{product_at_most, Limits};
 use cotangent::{
-    grad, jacfwd, jit, native_mode, stack, vmap, wait_for_native_compiles, where_, with_native_mode, DType, NativeMode,
+    grad, jit, native_mode, stack, vjp, vmap, wait_for_native_compiles, where_, with_native_mode, DType, NativeMode,
     Tensor,
 };
 use serde_json::Value;
@@ -122,32 +128,82 @@ type Chunk = (Tensor, Tensor);
 /// A jitted function of a chunk, kept for the whole process.
 type ChunkFn<B> = Rc<dyn Fn(&Chunk) -> B>;
 
-/// A chunk's reprojection errors, as their two columns `[CHUNK]` (not joined: the plan
-/// would spend a pass on it), and its weight errors `[CHUNK]`.
-fn objective_chunk((q, f): &Chunk) -> ((Tensor, Tensor), Tensor) {
-    let errors = vmap(|(q, f): &Chunk| reprojection_error(q, f))(&(q.clone(), f.clone()));
-    ((column(&errors, 0), column(&errors, 1)), 1.0 - column(q, OBS_PARAMS - 1).square())
+/// The columns of a `[p, c]` matrix, as `[p]` vectors (views: the plans' loops read them
+/// in place, with the matrix's row stride).
+fn columns(x: &Tensor) -> Vec<Tensor> {
+    let (p, c) = (x.shape()[0], x.shape()[1]);
+    (0..c).map(|k| x.slice(&[0, k], &[p, k + 1], &[1, 1]).reshape(&[-1])).collect()
 }
 
-/// A chunk's Jacobian blocks `[CHUNK, 2, 15]` (forward mode along each observation's 15
-/// parameters) and the weight errors' derivatives `[CHUNK]`.
-fn jacobian_chunk((q, f): &Chunk) -> (Tensor, Tensor) {
-    let block = |(q, f): &Chunk| jacfwd(|q: &Tensor| reprojection_error(q, f))(q);
+/// A chunk's two reprojection error columns `[CHUNK]` (not joined: the plan would spend a
+/// pass on it) and its weight errors `[CHUNK]`.
+fn objective_chunk((q, f): &Chunk) -> ((Tensor, Tensor), Tensor) {
+    let (q, f) = (columns(q), columns(f));
+    (reprojection_errors(&q, &(f[0].clone(), f[1].clone())), 1.0 - q[OBS_PARAMS - 1].square())
+}
+
+/// A chunk's Jacobian blocks as 30 columns `[CHUNK]` (error row 0's partial derivatives
+/// along the 15 parameters, then row 1's), each row by one reverse pass (`vjp`, seeded with
+/// ones on that row and zeros on the other: the rows of different observations do not
+/// mix), and the weight errors' derivatives `[CHUNK]`.
+fn jacobian_chunk((q, f): &Chunk) -> (Vec<Tensor>, Tensor) {
+    // Differentiated with respect to the columns, so that each partial derivative is an
+    // output of its own (with respect to `q`, they would be joined into `[CHUNK, 15]`).
+    let (q, f) = (columns(q), columns(f));
+    let f = (f[0].clone(), f[1].clone());
+    // One linearization (the primal once), transposed twice: seeded with ones on one row
+    // and zeros on the other.
+    let (e, pullback) = vjp(|q: &Vec<Tensor>| reprojection_errors(q, &f), &q);
+    let (ones, zeros) = (e.0.ones_like(), e.0.zeros_like());
+    let row =
+        |r: usize| pullback.call(&if r == 0 { (ones.clone(), zeros.clone()) } else { (zeros.clone(), ones.clone()) });
+    let mut blocks = row(0);
+    blocks.extend(row(1));
     let w_err = |w: &Tensor| 1.0 - w.square();
-    (vmap(block)(&(q.clone(), f.clone())), vmap(grad(w_err))(&column(q, OBS_PARAMS - 1)))
+    (blocks, vmap(grad(w_err))(&q[OBS_PARAMS - 1]))
 }
 
 thread_local! {
     /// [`objective_chunk`], jitted once per process.
     static OBJECTIVE: ChunkFn<((Tensor, Tensor), Tensor)> = Rc::new(jit(objective_chunk));
     /// [`jacobian_chunk`], jitted once per process.
-    static JACOBIAN: ChunkFn<(Tensor, Tensor)> = Rc::new(jit(jacobian_chunk));
+    static JACOBIAN: ChunkFn<(Vec<Tensor>, Tensor)> = Rc::new(jit(jacobian_chunk));
+}
+
+/// Keeps memory that is freed in the process for reuse (glibc's malloc; once per process).
+/// Each chunk's plan call allocates its outputs (~1 MB for the Jacobian's 30 columns), which
+/// are freed once copied; under glibc's default, adaptive thresholds the top of the heap is
+/// then given back to the kernel and taken again at the next chunk, and the page faults
+/// cost as much as the chunk's arithmetic (measured: ba1's Jacobian 8.9 -> 4.5 ms of CPU per
+/// run). Fixed thresholds (allocations below 32 MiB from the heap, up to 256 MiB of free
+/// heap kept) make the next chunk reuse the same pages. Peak memory is what the process
+/// holds at once either way.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            extern "C" {
+                fn mallopt(param: i32, value: i32) -> i32;
+            }
+            const M_TRIM_THRESHOLD: i32 = -1;
+            const M_MMAP_THRESHOLD: i32 = -3;
+            // SAFETY: `mallopt` only sets two of glibc's allocator parameters (taking the
+            // allocator's lock); it reads and writes no memory of ours, and both values are in
+            // the documented ranges (the mmap threshold at most 32 MiB on 64-bit targets).
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, 32 << 20);
+                mallopt(M_TRIM_THRESHOLD, 256 << 20);
+            }
+        });
+    }
 }
 
 /// Traces both chunk plans and compiles them to native code now (unless native code is
 /// off), for GradBench's `define`: every evaluation then runs them natively from its first
 /// call.
 pub(crate) fn warm_up() {
+    keep_freed_memory();
     let chunk = (Tensor::ones(&[CHUNK, OBS_PARAMS], DType::F64), Tensor::ones(&[CHUNK, 2], DType::F64));
     let (objective, jacobian) = (OBJECTIVE.with(Rc::clone), JACOBIAN.with(Rc::clone));
     let twice = || {
@@ -161,11 +217,6 @@ pub(crate) fn warm_up() {
         _ => with_native_mode(NativeMode::Always, twice),
     }
     wait_for_native_compiles();
-}
-
-/// Column `k` of a `[p, c]` matrix, as a `[p]` vector.
-fn column(x: &Tensor, k: usize) -> Tensor {
-    x.slice(&[0, k], &[x.shape()[0], k + 1], &[1, 1]).reshape(&[-1])
 }
 
 /// `a × b` for 3-vectors.
@@ -209,6 +260,55 @@ pub fn reprojection_error_of(cam: &Tensor, point: &Tensor, w: &Tensor, feat: &Te
     (projected - feat) * w
 }
 
+/// The two reprojection error columns of a batch of observations whose 15 parameters are
+/// the columns `q` (camera 11, point 3, weight; each `[k]`) and whose observed points are
+/// the columns `feat`: [`reprojection_error_of`]'s arithmetic, element-wise on columns.
+///
+/// ```
+/// use cotangent::Tensor;
+/// use gradbench_tool::evals::ba::{reprojection_error, reprojection_errors};
+/// let q: Vec<f64> = vec![0.1, -0.2, 0.3, 1.0, 2.0, -3.0, 400.0, 5.0, -6.0, 1e-3, 1e-5, 0.5, -1.0, 10.0, 0.7];
+/// let columns: Vec<Tensor> = q.iter().map(|&v| Tensor::from_vec(vec![v], &[1])).collect();
+/// let feat = (Tensor::from_vec(vec![30.0], &[1]), Tensor::from_vec(vec![-20.0], &[1]));
+/// let (ex, ey) = reprojection_errors(&columns, &feat);
+/// let e = reprojection_error(&Tensor::from_vec(q, &[15]), &Tensor::from_vec(vec![30.0, -20.0], &[2]));
+/// let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+/// assert!(close(ex.to_vec::<f64>()[0], e.to_vec::<f64>()[0]) && close(ey.to_vec::<f64>()[0], e.to_vec::<f64>()[1]));
+/// ```
+pub fn reprojection_errors(q: &[Tensor], feat: &(Tensor, Tensor)) -> (Tensor, Tensor) {
+    assert_eq!(q.len(), OBS_PARAMS, "reprojection_errors: expected {OBS_PARAMS} parameter columns");
+    let x = [&q[11] - &q[3], &q[12] - &q[4], &q[13] - &q[5]];
+    let xcam = rodrigues_columns([&q[0], &q[1], &q[2]], &x);
+    let (px, py) = (&xcam[0] / &xcam[2], &xcam[1] / &xcam[2]);
+    let rsq = px.square() + py.square();
+    let distortion = 1.0 + &q[9] * &rsq + &q[10] * &rsq * &rsq;
+    let (focal, w) = (&q[6], &q[14]);
+    let ex = (&px * &distortion * focal + &q[7] - &feat.0) * w;
+    let ey = (&py * &distortion * focal + &q[8] - &feat.1) * w;
+    (ex, ey)
+}
+
+/// `a × b` for 3-vectors held as three columns each.
+fn cross_columns(a: [&Tensor; 3], b: [&Tensor; 3]) -> [Tensor; 3] {
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+
+/// [`rodrigues`] on columns: rotates the points `x` by the angle-axis vectors `rot`.
+fn rodrigues_columns(rot: [&Tensor; 3], x: &[Tensor; 3]) -> [Tensor; 3] {
+    let sq = rot[0].square() + rot[1].square() + rot[2].square();
+    let zero = sq.eq(0.0);
+    let theta = where_(&zero, &sq.ones_like(), &sq).sqrt();
+    let (cos, sin) = (theta.cos(), theta.sin());
+    let axis = rot.map(|r| r / &theta);
+    let axis_cross_x = cross_columns([&axis[0], &axis[1], &axis[2]], [&x[0], &x[1], &x[2]]);
+    let along = (&axis[0] * &x[0] + &axis[1] * &x[1] + &axis[2] * &x[2]) * (1.0 - &cos);
+    let small = cross_columns(rot, [&x[0], &x[1], &x[2]]);
+    std::array::from_fn(|k| {
+        let rotated = &x[k] * &cos + &axis_cross_x[k] * &sin + &axis[k] * &along;
+        where_(&zero, &(&x[k] + &small[k]), &rotated)
+    })
+}
+
 /// The compressed-row Jacobian as GradBench's `BASparseMat` builds it: row offsets, column
 /// of each entry, value of each entry (indices as C `int`s, as there). Row `2j + r` holds
 /// observation `j`'s error `r` against its camera's 11 columns, its point's 3 and its
@@ -225,7 +325,7 @@ pub(crate) struct SparseJacobian {
 
 impl SparseJacobian {
     /// Rebuilds the matrix's structure for `problem` (in this matrix's storage, which
-    /// successive runs reuse), its values zero.
+    /// successive runs reuse); its values are left for the chunks to write.
     fn rebuild(&mut self, problem: &Problem) {
         let (n, m, p) = (problem.n, problem.m, problem.observations());
         let nnz = 2 * OBS_PARAMS * p + p;
@@ -243,16 +343,25 @@ impl SparseJacobian {
             }
         }
         self.cols.extend((0..p as i32).map(|j| weight_cols + j));
-        self.vals.clear();
+        // Every value is written by the chunks (`write`): kept as they are, not zeroed first.
         self.vals.resize(nnz, 0.0);
     }
 
-    /// Writes the values of observations `start..start + blocks.len() / 30` from their
-    /// `[2, 15]` blocks, and their weight errors' derivatives.
-    fn write(&mut self, start: usize, blocks: &[f64], w_err: &[f64]) {
-        let p = (self.rows.len() - 1) / 3;
-        self.vals[2 * OBS_PARAMS * start..2 * OBS_PARAMS * start + blocks.len()].copy_from_slice(blocks);
-        self.vals[2 * OBS_PARAMS * p + start..2 * OBS_PARAMS * p + start + w_err.len()].copy_from_slice(w_err);
+    /// Writes the values of observations `start..start + w_err.len()` from their blocks'
+    /// 30 columns (row 0's 15 partial derivatives, then row 1's; each at least that long),
+    /// and their weight errors' derivatives.
+    fn write(&mut self, start: usize, blocks: &[&[f64]], w_err: &[f64]) {
+        let (p, rows) = ((self.rows.len() - 1) / 3, w_err.len());
+        let blocks: Vec<&[f64]> = blocks.iter().map(|c| &c[..rows]).collect();
+        let blocks: &[&[f64]; 2 * OBS_PARAMS] = blocks.as_slice().try_into().expect("30 columns");
+        let dst = &mut self.vals[2 * OBS_PARAMS * start..2 * OBS_PARAMS * (start + rows)];
+        // Observation by observation: the 30 columns are read in order, the values written in order.
+        for (r, block) in dst.chunks_exact_mut(2 * OBS_PARAMS).enumerate() {
+            for (d, column) in block.iter_mut().zip(blocks) {
+                *d = column[r];
+            }
+        }
+        self.vals[2 * OBS_PARAMS * p + start..2 * OBS_PARAMS * p + start + rows].copy_from_slice(w_err);
     }
 }
 
@@ -279,6 +388,7 @@ fn over_chunks<B>(problem: &Problem, f: &ChunkFn<B>, mut each: impl FnMut(usize,
 
 /// Builds `objective` or `jacobian` for input `{n, m, p, cam, x, w, feat}`.
 pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, String> {
+    keep_freed_memory();
     let problem = Problem::from_input(input, limits)?;
     let p = problem.observations();
     match function {
@@ -325,7 +435,8 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
                 let mut jac = jac.borrow_mut();
                 jac.rebuild(&problem);
                 over_chunks(&problem, &f, |start, rows, (blocks, w)| {
-                    jac.write(start, &elements(blocks)[..2 * OBS_PARAMS * rows], &elements(w)[..rows]);
+                    let blocks: Vec<&[f64]> = blocks.iter().map(elements).collect();
+                    jac.write(start, &blocks, &elements(w)[..rows]);
                 });
                 let ints = |v: &[i32]| {
                     let v: Vec<i64> = head_and_last(v).into_iter().map(i64::from).collect();
@@ -346,12 +457,20 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cotangent::jacfwd;
+
+    /// Equal to rounding: relative 1e-11 (or absolute, near zero).
+    fn close(x: f64, y: f64) -> bool {
+        (x - y).abs() <= 1e-11 * y.abs().max(1.0)
+    }
 
     /// A problem of `p` observations with distinct cameras, points, weights and features.
     fn distinct(n: usize, m: usize, p: usize) -> Problem {
         let wave = |k: usize, scale: f64| (k as f64 * 0.731).sin() * scale;
         let cams = (0..n * CAM_PARAMS)
             .map(|k| match k % CAM_PARAMS {
+                // Camera 0 does not rotate: Rodrigues' zero-angle branch.
+                0..=2 if k < CAM_PARAMS => 0.0,
                 0..=2 => wave(k, 0.5),
                 3..=5 => wave(k, 2.0),
                 6 => 400.0 + wave(k, 50.0),
@@ -389,7 +508,8 @@ mod tests {
         let mut jac = SparseJacobian::default();
         jac.rebuild(&problem);
         over_chunks(&problem, &JACOBIAN.with(Rc::clone), |start, rows, (blocks, w)| {
-            jac.write(start, &elements(blocks)[..2 * OBS_PARAMS * rows], &elements(w)[..rows]);
+            let blocks: Vec<&[f64]> = blocks.iter().map(elements).collect();
+            jac.write(start, &blocks, &elements(w)[..rows]);
         });
         let (mut reproj, mut w_err) = (vec![f64::NAN; 2 * p], vec![f64::NAN; p]);
         over_chunks(&problem, &OBJECTIVE.with(Rc::clone), |start, rows, ((ex, ey), w)| {
@@ -405,12 +525,22 @@ mod tests {
         for j in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK - 1, 2 * CHUNK, p - 1] {
             let (q, f) = observation(&problem, j);
             let e = reprojection_error(&q, &f).to_vec::<f64>();
-            assert_eq!(reproj[2 * j..2 * j + 2], e[..], "errors of observation {j}");
+            for r in 0..2 {
+                assert!(
+                    close(reproj[2 * j + r], e[r]),
+                    "error {r} of observation {j}: {} vs {}",
+                    reproj[2 * j + r],
+                    e[r]
+                );
+            }
             let w = problem.weights[j];
             assert_eq!(w_err[j], 1.0 - w * w);
+            // Forward mode on the observation alone: the same derivatives (to rounding).
             let block = jacfwd(|q: &Tensor| reprojection_error(q, &f))(&q).to_vec::<f64>();
             let at = 2 * OBS_PARAMS * j;
-            assert_eq!(jac.vals[at..at + 2 * OBS_PARAMS], block[..], "block of observation {j}");
+            for (k, (got, want)) in jac.vals[at..at + 2 * OBS_PARAMS].iter().zip(&block).enumerate() {
+                assert!(close(*got, *want), "block of observation {j}, entry {k}: {got} vs {want}");
+            }
             assert_eq!(jac.vals[2 * OBS_PARAMS * p + j], -2.0 * w);
             let (c, x) = (problem.cam_of[j] as i32, problem.point_of[j] as i32);
             for r in 0..2 {

@@ -10,12 +10,19 @@
 //! one fused loop over the batch, with the same `ℓ!` products and no matrices of
 //! minors materialised. (For large `ℓ`, the top levels expand one column at a time
 //! so that the gathered minors stay within a memory bound.)
+//!
+//! Matrices of at most [`LEAF`] rows — where a call's cost is the library's per-call and
+//! per-step overhead, not the `ℓ!` products — are expanded straight from the row-major
+//! input ([`det_row_major`]): no transposed copy, and the gradient comes out in the input's
+//! layout. Their two process-wide jitted functions are compiled to native code when an input first needs them
+//! ([`warm_small`]), outside the timed calls, as `ba` compiles its chunk plans at `define`.
 
 use super::{unknown_function, Output, Run};
 use crate::input::{usize_field, vector};
 use crate::limits::{at_most, Limits};
-use cotangent::{grad, jit, Tensor};
+use cotangent::{grad, jit, native_mode, with_native_mode, NativeMode, Tensor};
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Determinants of a batch of square matrices `[..., m, m]`, by expansion by minors.
 ///
@@ -117,6 +124,58 @@ fn expand_entries(entries: &[Vec<Tensor>], row: usize, cols: &[usize]) -> Tensor
     acc.expect("at least one column")
 }
 
+/// The determinant, by expansion by minors along the first row, of the square matrix whose
+/// entries, row by row, are the elements of the vector `a` (`ℓ²` of them): the entries are
+/// read straight from `a` (no transposed copy) and the expansion is written out entry by
+/// entry, one fused loop.
+///
+/// ```
+/// use cotangent::Tensor;
+/// use gradbench_tool::evals::det::det_row_major;
+/// let a = Tensor::from_vec(vec![2.0, 1.0, 0.0, 1.0, 3.0, 1.0, 0.0, 1.0, 4.0], &[9]);
+/// assert_eq!(det_row_major(&a).item::<f64>(), 18.0);
+/// ```
+pub fn det_row_major(a: &Tensor) -> Tensor {
+    let len = a.numel();
+    let ell = (1..=len).find(|l| l * l >= len).unwrap_or(0);
+    assert!(
+        a.shape().len() == 1 && ell > 0 && ell * ell == len,
+        "det_row_major: expected a vector of ℓ² entries, got shape {:?}",
+        a.shape()
+    );
+    let entries: Vec<Vec<Tensor>> = (0..ell)
+        .map(|i| (0..ell).map(|j| a.slice_axis(0, (i * ell + j) as isize, (i * ell + j + 1) as isize, 1)).collect())
+        .collect();
+    let cols: Vec<usize> = (0..ell).collect();
+    expand_entries(&entries, 0, &cols).reshape_to(&[])
+}
+
+/// A jitted function of a small matrix's entries, kept for the whole process.
+type SmallFn = Rc<dyn Fn(&Tensor) -> Tensor>;
+
+thread_local! {
+    /// [`det_row_major`], jitted once per process (one plan per `ℓ`).
+    static SMALL_PRIMAL: SmallFn = Rc::new(jit(det_row_major));
+    /// Its gradient, likewise.
+    static SMALL_GRADIENT: SmallFn = Rc::new(grad(det_row_major));
+}
+
+/// Calls `f` twice on `entries` so that its plan for their `ℓ` has native loops from then
+/// on (unless native code is off): at most [`LEAF`] rows, a plan is one fused loop over
+/// scalars, which the default policy leaves interpreted (it compiles large loops only),
+/// and there the interpreter's per-instruction dispatch is most of a call. Once per `ℓ`
+/// and process; the compiled library is cached on disk.
+fn warm_small(f: &SmallFn, a: &Tensor) {
+    let twice = || {
+        f(a);
+        f(a);
+    };
+    match native_mode() {
+        NativeMode::Off => twice(),
+        _ => with_native_mode(NativeMode::Always, twice),
+    }
+}
+
 /// Builds `primal` or `gradient` for input `{A: float[ℓ·ℓ] (row-major), ell: int}`.
 ///
 /// Expansion by minors takes `ℓ!` products, so `ℓ` beyond [`Limits::max_det_ell`]
@@ -127,6 +186,15 @@ pub fn prepare(function: &str, input: &Value, limits: &Limits) -> Result<Run, St
     at_most("ell", ell, limits.max_det_ell)?;
     if ell == 0 || Some(a.numel()) != ell.checked_mul(ell) {
         return Err(format!("`A`: expected {ell}·{ell} numbers for ell = {ell}, got {}", a.numel()));
+    }
+    if ell <= LEAF {
+        let f = match function {
+            "primal" => SMALL_PRIMAL.with(Rc::clone),
+            "gradient" => SMALL_GRADIENT.with(Rc::clone),
+            _ => return Err(unknown_function("det", function, &["primal", "gradient"])),
+        };
+        warm_small(&f, &a);
+        return Ok(Box::new(move || Ok(Output::from(f(&a)))));
     }
     let a = a.reshape_to(&[ell, ell]);
     match function {
@@ -172,6 +240,28 @@ mod tests {
             let g2 = grad(f)(&a).to_vec::<f64>();
             for (x, y) in g.iter().zip(&g2) {
                 assert!(close(*x, *y), "limit {limit}, leaf {leaf}: {g:?} vs {g2:?}");
+            }
+        }
+    }
+
+    /// The small-matrix path (the row-major vector, the process-wide plans, warmed to native
+    /// code) gives the determinant and gradient of the matrix path, for every `ℓ` it serves.
+    #[test]
+    fn entries_agree_with_matrix_path() {
+        for ell in 1..=LEAF {
+            let v: Vec<f64> = (0..ell * ell).map(|i| ((i * 5 + 2) % 7) as f64 / 2.0 - 1.25).collect();
+            let a = Tensor::from_vec(v.clone(), &[ell, ell]);
+            let flat = Tensor::from_vec(v.clone(), &[ell * ell]);
+            let (f, g) = (SMALL_PRIMAL.with(Rc::clone), SMALL_GRADIENT.with(Rc::clone));
+            warm_small(&f, &flat);
+            warm_small(&g, &flat);
+            let d = det(&a).item::<f64>();
+            assert!(close(d, f(&flat).item::<f64>()), "ell {ell}");
+            let want = grad(det)(&a).to_vec::<f64>();
+            let got = g(&flat).to_vec::<f64>();
+            assert_eq!(got.len(), ell * ell);
+            for (x, y) in want.iter().zip(&got) {
+                assert!(close(*x, *y), "ell {ell}: {want:?} vs {got:?}");
             }
         }
     }
