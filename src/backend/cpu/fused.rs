@@ -1130,9 +1130,12 @@ accumulate_float!(f64);
 /// that are combined at the end (vectorisable, and in a fixed order). Compiled for the
 /// widest vectors this CPU has (picked at run time); the lanes, hence the result, are the
 /// same in every version.
+/// Short slices (rows of a few elements, many to a block) are reduced inline, without the
+/// call: it would cost more than the wider vectors save.
+#[inline(always)]
 fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
     #[cfg(target_arch = "x86_64")]
-    {
+    if v.len() >= 128 {
         #[target_feature(enable = "avx512f")]
         unsafe fn wide<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
             reduce_block_lanes(op, v)
