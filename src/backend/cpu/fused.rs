@@ -1135,8 +1135,48 @@ accumulate_float!(f32);
 accumulate_float!(f64);
 
 /// Sums (or otherwise reduces) a block into an accumulator, in 8 interleaved lanes
-/// that are combined at the end (vectorisable, and in a fixed order).
+/// that are combined at the end (vectorisable, and in a fixed order). Compiled for the
+/// widest vectors this CPU has (picked at run time); the lanes, hence the result, are the
+/// same in every version.
+/// Short slices (rows of a few elements, many to a block) are reduced inline, without the
+/// call: it would cost more than the wider vectors save.
+#[inline(always)]
 fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if v.len() >= 128 {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
+            reduce_block_lanes(op, v)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn mid<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
+            reduce_block_lanes(op, v)
+        }
+        // SAFETY: each version runs only on a CPU that has its features (detected at run
+        // time by `simd_level`); the argument is a safe slice.
+        match simd_level() {
+            2 => return unsafe { wide(op, v) },
+            1 => return unsafe { mid(op, v) },
+            _ => {}
+        }
+    }
+    reduce_block_lanes(op, v)
+}
+
+/// [`reduce_block`]'s body (one definition, inlined into each version), with `op` made a
+/// constant in each arm so the lane loop holds no match.
+#[inline(always)]
+fn reduce_block_lanes<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
+    match op {
+        ReduceOp::Sum => block_in_lanes(ReduceOp::Sum, v),
+        ReduceOp::Prod => block_in_lanes(ReduceOp::Prod, v),
+        ReduceOp::Max => block_in_lanes(ReduceOp::Max, v),
+        ReduceOp::Min => block_in_lanes(ReduceOp::Min, v),
+    }
+}
+
+#[inline(always)]
+fn block_in_lanes<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
     if v.len() < 8 {
         // No whole lane group: the identity combined with the elements in order (what the
         // lanes below compute for such a slice, without combining eight identities).

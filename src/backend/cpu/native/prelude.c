@@ -66,19 +66,27 @@ CT_INLINE float ct_exp_f32(float x) {
     return x != x ? x : (x > 88.72284f ? INFINITY : (x < -103.97208f ? 0.0f : y));
 }
 
+/* The twin of `math::exp_f64`: clamping keeps NaN (NaN propagates through the arithmetic),
+ * sends +inf and overflowing arguments to 2^1024 (inf) and -inf and underflowing ones below
+ * half the smallest subnormal (0), so no final selects; n's integer is read from the bits of
+ * the rounding sum, not converted. */
 CT_INLINE double ct_exp_f64(double x) {
-    double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
-    xc = x != x ? 0.0 : xc;
-    const double n = ct_round_f64(xc * 1.4426950408889634073599246810018921);
+    double xc = 710.0 < x ? 710.0 : x;
+    xc = -746.0 > xc ? -746.0 : xc;
+    const double m = 6755399441055744.0;
+    const double kn = xc * 1.4426950408889634073599246810018921 + m;
+    const double n = kn - m;
     const double r = (xc - n * 6.93145751953125e-1) - n * 1.428606820309417232e-6;
     const double r2 = r * r;
     const double p = ((1.2617719307481059e-4 * r2 + 3.0299440770744196e-2) * r2 + 9.9999999999999999e-1) * r;
     const double q = ((3.0019850513866446e-6 * r2 + 2.524483403496841e-3) * r2 + 2.2726554820815503e-1) * r2 + 2.0;
     const double e = 1.0 + 2.0 * p / (q - p);
-    const int64_t ni = (int64_t)n;
+    uint64_t kb, mb;
+    memcpy(&kb, &kn, 8);
+    memcpy(&mb, &m, 8);
+    const int64_t ni = (int64_t)(kb - mb);
     const int64_t a = ni >> 1, b = ni - a;
-    const double y = e * ct_f64_from_bits((uint64_t)(a + 1023) << 52) * ct_f64_from_bits((uint64_t)(b + 1023) << 52);
-    return x != x ? x : (x > 709.782712893384 ? INFINITY : (x < -745.2 ? 0.0 : y));
+    return e * ct_f64_from_bits((uint64_t)(a + 1023) << 52) * ct_f64_from_bits((uint64_t)(b + 1023) << 52);
 }
 
 CT_INLINE float ct_tanh_f32(float x) {
