@@ -376,7 +376,7 @@ pub(super) fn parameters(prog: &Program) -> (Program, Vec<i64>) {
 /// a pointer and a load of its own. Same values, so the same bits.
 fn merge_repeats(prog: &Program) -> Program {
     let mut p = prog.clone();
-    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut first: std::collections::HashMap<(RepeatKey, DType), usize> = std::collections::HashMap::new();
     let mut canon: Vec<usize> = (0..p.instrs.len()).collect();
     for i in 0..p.instrs.len() {
         let c = |r: usize| canon[r];
@@ -388,8 +388,7 @@ fn merge_repeats(prog: &Program) -> Program {
             Instr::Mask { value, valid, fill } => Instr::Mask { value: c(*value), valid: valid.clone(), fill: *fill },
             load @ Instr::Load { .. } => load.clone(),
         };
-        // (`{:?}` of a fill tells -0 from 0 and NaN from numbers.)
-        let key = format!("{:?} {:?}", p.instrs[i], p.dtypes[i]);
+        let key = (RepeatKey::of(&p.instrs[i]), p.dtypes[i]);
         match first.get(&key) {
             Some(&j) => canon[i] = j,
             None => {
@@ -401,6 +400,44 @@ fn merge_repeats(prog: &Program) -> Program {
         *o = canon[*o];
     }
     p
+}
+
+/// An instruction as a hashable value for [`merge_repeats`]: its operands and parameters,
+/// with every float (a fill) by its bits, so -0 and 0 (and NaNs of other payloads) differ.
+/// Cheap to build: no formatting, and the one allocation is a load's or mask's ranges.
+#[derive(PartialEq, Eq, Hash)]
+enum RepeatKey {
+    Load { input: usize, kind: u8, base: isize, strides: Vec<isize>, valid: Vec<(isize, isize)>, fill: u64 },
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, usize, usize),
+    Select(usize, usize, usize),
+    Convert(DType, usize),
+    Mask { value: usize, valid: Vec<(isize, isize)>, fill: u64 },
+}
+
+impl RepeatKey {
+    fn of(instr: &Instr) -> RepeatKey {
+        match instr {
+            Instr::Load { input, kind } => {
+                let (k, base, strides, valid, fill) = match kind {
+                    LoadKind::Contiguous => (0, 0, Vec::new(), Vec::new(), 0),
+                    LoadKind::Scalar => (1, 0, Vec::new(), Vec::new(), 0),
+                    LoadKind::Strided { base, strides } => (2, *base, strides.clone(), Vec::new(), 0),
+                    LoadKind::Padded { base, strides, valid, fill } => {
+                        (3, *base, strides.clone(), valid.clone(), fill.to_bits())
+                    }
+                };
+                RepeatKey::Load { input: *input, kind: k, base, strides, valid, fill }
+            }
+            Instr::Unary(op, a) => RepeatKey::Unary(*op, *a),
+            Instr::Binary(op, a, b) => RepeatKey::Binary(*op, *a, *b),
+            Instr::Select(q, a, b) => RepeatKey::Select(*q, *a, *b),
+            Instr::Convert(d, a) => RepeatKey::Convert(*d, *a),
+            Instr::Mask { value, valid, fill } => {
+                RepeatKey::Mask { value: *value, valid: valid.clone(), fill: fill.to_bits() }
+            }
+        }
+    }
 }
 
 /// How a bound's valid range `(lo, hi)` along rows of `inner` elements usually relates to
