@@ -93,12 +93,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             Some(e) if e.settled.load(Ordering::Acquire) => match e.speculative.get() {
                 // The speculative build of a plan left interpreted has finished with native
                 // loops: this call and the later ones run it.
-                Some(native) => {
-                    dump(&key, None, native);
-                    let out = e.template.rebuild_from(native.run(&leaves));
-                    store(&cache, key, native.clone(), &e.template, true);
-                    out
-                }
+                Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves),
                 None => {
                     let out = e.template.rebuild_from(e.plan.run(&leaves));
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, e));
@@ -108,21 +103,11 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             // A background compile has finished: this call and the later ones run its plan.
             // (A call already running keeps the plan it started with: the swap is between calls.)
             Some(e) if e.background.get().is_some() => match e.background.get().and_then(Option::as_ref) {
-                Some(native) => {
-                    dump(&key, None, native);
-                    let out = e.template.rebuild_from(native.run(&leaves));
-                    store(&cache, key, native.clone(), &e.template, true);
-                    out
-                }
+                Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves),
                 None => {
                     e.settled.store(true, Ordering::Release);
                     match e.speculative.get() {
-                        Some(native) => {
-                            dump(&key, None, native);
-                            let out = e.template.rebuild_from(native.run(&leaves));
-                            store(&cache, key, native.clone(), &e.template, true);
-                            out
-                        }
+                        Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves),
                         None => e.template.rebuild_from(e.plan.run(&leaves)),
                     }
                 }
@@ -130,13 +115,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             // Called again: compile the large loops once that pays (see `when_to_compile`).
             Some(e) => match when_to_compile(&e) {
                 Compile::Now => match e.to_compile().with_native_loops() {
-                    Some(native) => {
-                        let native = Arc::new(native);
-                        dump(&key, None, &native);
-                        let out = e.template.rebuild_from(native.run(&leaves));
-                        store(&cache, key, native, &e.template, true);
-                        out
-                    }
+                    Some(native) => switch_to(&cache, key, Arc::new(native), &e.template, &leaves),
                     None => {
                         e.settled.store(true, Ordering::Release);
                         e.template.rebuild_from(e.plan.run(&leaves))
@@ -253,6 +232,21 @@ fn cached_speculative(graph: &Graph) -> Option<Arc<Plan>> {
 
 /// A jitted function's plans, by input signature.
 type Cache<B> = Mutex<HashMap<Vec<TensorType>, Arc<Entry<B>>>>;
+
+/// Runs `native` (the plan with native loops that replaces the signature's entry) on this
+/// call's `leaves`, and stores it as the settled entry that later calls run.
+fn switch_to<B: Tree>(
+    cache: &Cache<B>,
+    key: Vec<TensorType>,
+    native: Arc<Plan>,
+    template: &B,
+    leaves: &[crate::Tensor],
+) -> B {
+    dump(&key, None, &native);
+    let out = template.rebuild_from(native.run(leaves));
+    store(cache, key, native, template, true);
+    out
+}
 
 fn store<B: Tree>(
     cache: &Cache<B>,
