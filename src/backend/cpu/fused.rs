@@ -273,24 +273,18 @@ multiversion! { fn binary_float_scalar_left<T: Real>(op: BinaryOp, s: T, b: &[T]
     go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
 }}
 
-/// `x / c` as `x * (1/c)` when that is the same number for every `x`: `c` a power of two
-/// whose reciprocal is exact (`c` normal, mantissa zero), so both operations round the same
-/// exact quotient. (A vector division costs ~20x a multiplication: RK4's `k·h/2`.)
-fn exact_reciprocal_f64(op: BinaryOp, c: f64) -> (BinaryOp, f64) {
-    if op == BinaryOp::Div && c.is_normal() && c.to_bits() & ((1u64 << 52) - 1) == 0 {
-        (BinaryOp::Mul, 1.0 / c)
-    } else {
-        (op, c)
-    }
+/// The reciprocal of `c` when `x / c` and `x * (1/c)` are the same number for every `x`:
+/// `c` a power of two whose reciprocal is exact (`c` normal, mantissa zero), so both
+/// operations round the same exact quotient. (A vector division costs ~20x a
+/// multiplication: RK4's `k·h/2`.) The one test of that rule, for the interpreter here and
+/// for native whole loops (`native::whole_loop`).
+pub(crate) fn exact_reciprocal_f64(c: f64) -> Option<f64> {
+    (c.is_normal() && c.to_bits() & ((1u64 << 52) - 1) == 0).then(|| 1.0 / c)
 }
 
 /// [`exact_reciprocal_f64`] in single precision.
-fn exact_reciprocal_f32(op: BinaryOp, c: f32) -> (BinaryOp, f32) {
-    if op == BinaryOp::Div && c.is_normal() && c.to_bits() & ((1u32 << 23) - 1) == 0 {
-        (BinaryOp::Mul, 1.0 / c)
-    } else {
-        (op, c)
-    }
+pub(crate) fn exact_reciprocal_f32(c: f32) -> Option<f32> {
+    (c.is_normal() && c.to_bits() & ((1u32 << 23) - 1) == 0).then(|| 1.0 / c)
 }
 
 /// Which registers of `prog` are float scalar loads read only as an operand of float
@@ -416,11 +410,17 @@ fn step(
             }
             match (is_lazy(*a), is_lazy(*b), x, y, &mut out) {
                 (false, true, View::F64(x), View::F64(y), ViewMut::F64(o)) => {
-                    let (op, c) = exact_reciprocal_f64(*op, y[0]);
+                    let (op, c) = match exact_reciprocal_f64(y[0]) {
+                        Some(r) if *op == BinaryOp::Div => (BinaryOp::Mul, r),
+                        _ => (*op, y[0]),
+                    };
                     return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
                 }
                 (false, true, View::F32(x), View::F32(y), ViewMut::F32(o)) => {
-                    let (op, c) = exact_reciprocal_f32(*op, y[0]);
+                    let (op, c) = match exact_reciprocal_f32(y[0]) {
+                        Some(r) if *op == BinaryOp::Div => (BinaryOp::Mul, r),
+                        _ => (*op, y[0]),
+                    };
                     return binary_float_scalar_right(op, &x[..n], c, &mut o[..n]);
                 }
                 (true, false, View::F64(x), View::F64(y), ViewMut::F64(o)) => {

@@ -24,7 +24,7 @@
 use super::codegen;
 use super::{native_mode, toolchain, Callbacks, NativeMode, BROKEN, CALLBACKS, NOINLINE};
 use crate::array::{Array, Data};
-use crate::backend::cpu::fused::Program;
+use crate::backend::cpu::fused::{self, Program};
 use crate::ops::ReduceOp;
 use crate::shape::numel;
 use crate::DType;
@@ -197,15 +197,15 @@ fn parameter(a: &Array) -> bool {
 }
 
 /// Whether `a` is one float element whose reciprocal is exact (a normal power of two): then
-/// `x / a` and `x * (1 / a)` round the same exact quotient, so they have the same bits for
-/// every `x` (as `fused` computes such divisions).
+/// `x / a` and `x * (1 / a)` have the same bits for every `x` (the interpreter's rule,
+/// [`fused::exact_reciprocal_f64`], which computes such divisions so).
 fn exact_reciprocal(a: &Array) -> Option<Array> {
     match &a.data {
-        Data::F64(v) if v.len() == 1 && v[0].is_normal() && v[0].to_bits() & ((1u64 << 52) - 1) == 0 => {
-            Some(Array::from_vec(vec![1.0 / v[0]], a.shape.clone()))
+        Data::F64(v) if v.len() == 1 => {
+            fused::exact_reciprocal_f64(v[0]).map(|r| Array::from_vec(vec![r], a.shape.clone()))
         }
-        Data::F32(v) if v.len() == 1 && v[0].is_normal() && v[0].to_bits() & ((1u32 << 23) - 1) == 0 => {
-            Some(Array::from_vec(vec![1.0 / v[0]], a.shape.clone()))
+        Data::F32(v) if v.len() == 1 => {
+            fused::exact_reciprocal_f32(v[0]).map(|r| Array::from_vec(vec![r], a.shape.clone()))
         }
         _ => None,
     }
