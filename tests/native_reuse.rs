@@ -43,6 +43,23 @@ fn child(test: &str) -> String {
     common::child::run(test, CHILD, None)
 }
 
+/// In the child: whether a C compiler works here at all, shown by a large function compiled
+/// the usual way (its plan dumped between `mark: probe` and `mark: end`; see [`compiler_works`]).
+fn probe_compiler() {
+    let k = jit(|x: &Tensor| (x * 0.25).tanh() + 2.0);
+    let large = input(20_000);
+    let (_, _) = (k(&large), k(&large));
+    wait_for_native_compiles();
+    eprintln!("mark: probe");
+    let _ = k(&large);
+    eprintln!("mark: end");
+}
+
+/// In the parent: whether the child's [`probe_compiler`] ran native code.
+fn compiler_works(text: &str) -> bool {
+    between(text, "mark: probe", "mark: end").contains("native fused")
+}
+
 /// The text between `from` and `to` (both must be there).
 fn between<'a>(text: &'a str, from: &str, to: &str) -> &'a str {
     let a = text.find(from).unwrap_or_else(|| panic!("no {from:?} in:\n{text}")) + from.len();
@@ -72,17 +89,11 @@ fn a_small_input_leaves_the_library_a_larger_one_loads_at_its_first_call() {
         eprintln!("mark: large call 1, libraries {}", libraries(dir));
         let off = with_native_mode(NativeMode::Off, || jit(program)(&large).to_vec::<f64>());
         assert_eq!(large_out, off, "bitwise the interpreter's results");
-        // Whether a C compiler works here at all: a large function compiled the usual way.
-        let k = jit(|x: &Tensor| (x * 0.25).tanh() + 2.0);
-        let (_, _) = (k(&large), k(&large));
-        wait_for_native_compiles();
-        eprintln!("mark: probe");
-        let _ = k(&large);
-        eprintln!("mark: end");
+        probe_compiler();
         return;
     }
     let text = child("a_small_input_leaves_the_library_a_larger_one_loads_at_its_first_call");
-    if !between(&text, "mark: probe", "mark: end").contains("native fused") {
+    if !compiler_works(&text) {
         eprintln!("no working C compiler here: nothing to check");
         return;
     }
@@ -183,18 +194,11 @@ fn a_small_function_called_again_switches_to_its_speculative_plan() {
         let g = jit(stages);
         assert_eq!(g(&x).to_vec::<f64>(), off, "a new function's first call");
         eprintln!("mark: new function's call 1");
-        // Whether a C compiler works here at all.
-        let k = jit(|x: &Tensor| (x * 0.25).tanh() + 2.0);
-        let large = input(20_000);
-        let (_, _) = (k(&large), k(&large));
-        wait_for_native_compiles();
-        eprintln!("mark: probe");
-        let _ = k(&large);
-        eprintln!("mark: end");
+        probe_compiler();
         return;
     }
     let text = child("a_small_function_called_again_switches_to_its_speculative_plan");
-    if !between(&text, "mark: probe", "mark: end").contains("native fused") {
+    if !compiler_works(&text) {
         eprintln!("no working C compiler here: nothing to check");
         return;
     }
