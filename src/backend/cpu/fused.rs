@@ -191,19 +191,19 @@ pub(crate) fn simd_level() -> u8 {
 /// time. Only the vector width differs: no fused multiply-adds are formed (Rust never contracts
 /// `a * b + c`), so every version gives bitwise identical results.
 macro_rules! multiversion {
-    (fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),*) $body:block) => {
-        pub(crate) fn $name<$t: $bound>($($arg: $ty),*) {
+    ($vis:vis fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $vis fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body<$t: $bound>($($arg: $ty),*) $body
+            fn body<$t: $bound>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                unsafe fn wide<$t: $bound>($($arg: $ty),*) { body($($arg),*) }
+                unsafe fn wide<$t: $bound>($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn mid<$t: $bound>($($arg: $ty),*) { body($($arg),*) }
+                unsafe fn mid<$t: $bound>($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 // SAFETY: each version runs only on a CPU that has its features (detected at
                 // run time); the arguments are safe slices, so no input can make this unsound.
-                match simd_level() {
+                match $crate::backend::cpu::fused::simd_level() {
                     2 => return unsafe { wide($($arg),*) },
                     1 => return unsafe { mid($($arg),*) },
                     _ => {}
@@ -213,8 +213,9 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
-multiversion! { fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
+multiversion! { pub(crate) fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
     // Sine and cosine vectorise when no argument needs the slow, exact reduction.
     if matches!(op, UnaryOp::Sin | UnaryOp::Cos) && a.iter().all(|v| v.magnitude() <= T::SIN_LIMIT) {
         let cos = op == UnaryOp::Cos;
@@ -237,7 +238,7 @@ multiversion! { fn unary_float<T: Real>(op: UnaryOp, a: &[T], o: &mut [T]) {
     );
 }}
 
-multiversion! { fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
+multiversion! { pub(crate) fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
     macro_rules! go {
         ($($k:ident),*) => {
             match op {
@@ -249,7 +250,7 @@ multiversion! { fn binary_float<T: Real>(op: BinaryOp, a: &[T], b: &[T], o: &mut
     go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
 }}
 
-multiversion! { fn binary_float_scalar_right<T: Real>(op: BinaryOp, a: &[T], s: T, o: &mut [T]) {
+multiversion! { pub(crate) fn binary_float_scalar_right<T: Real>(op: BinaryOp, a: &[T], s: T, o: &mut [T]) {
     macro_rules! go {
         ($($k:ident),*) => {
             match op {
@@ -261,7 +262,7 @@ multiversion! { fn binary_float_scalar_right<T: Real>(op: BinaryOp, a: &[T], s: 
     go!(Add, Sub, Mul, Div, Rem, Pow, Max, Min, Atan2);
 }}
 
-multiversion! { fn binary_float_scalar_left<T: Real>(op: BinaryOp, s: T, b: &[T], o: &mut [T]) {
+multiversion! { pub(crate) fn binary_float_scalar_left<T: Real>(op: BinaryOp, s: T, b: &[T], o: &mut [T]) {
     macro_rules! go {
         ($($k:ident),*) => {
             match op {
@@ -324,13 +325,13 @@ fn lazy_scalars(prog: &Program, lazy: &mut [bool]) {
 pub(crate) trait Scalar: PartialOrd + Copy {}
 impl<T: PartialOrd + Copy> Scalar for T {}
 
-multiversion! { fn select_slices<T: Scalar>(p: &[bool], a: &[T], b: &[T], o: &mut [T]) {
+multiversion! { pub(crate) fn select_slices<T: Scalar>(p: &[bool], a: &[T], b: &[T], o: &mut [T]) {
     for ((o, &c), (&x, &y)) in o.iter_mut().zip(p).zip(a.iter().zip(b)) {
         *o = if c { x } else { y };
     }
 }}
 
-multiversion! { fn compare_slices<T: Scalar>(op: BinaryOp, a: &[T], b: &[T], o: &mut [bool]) {
+multiversion! { pub(crate) fn compare_slices<T: Scalar>(op: BinaryOp, a: &[T], b: &[T], o: &mut [bool]) {
     macro_rules! go {
         ($($k:ident),*) => {
             match op {
@@ -1142,26 +1143,15 @@ accumulate_float!(f64);
 /// call: it would cost more than the wider vectors save.
 #[inline(always)]
 fn reduce_block<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
-    #[cfg(target_arch = "x86_64")]
     if v.len() >= 128 {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
-            reduce_block_lanes(op, v)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn mid<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
-            reduce_block_lanes(op, v)
-        }
-        // SAFETY: each version runs only on a CPU that has its features (detected at run
-        // time by `simd_level`); the argument is a safe slice.
-        match simd_level() {
-            2 => return unsafe { wide(op, v) },
-            1 => return unsafe { mid(op, v) },
-            _ => {}
-        }
+        return reduce_block_wide(op, v);
     }
     reduce_block_lanes(op, v)
 }
+
+multiversion! { fn reduce_block_wide<T: Accumulate>(op: ReduceOp, v: &[T]) -> T {
+    reduce_block_lanes(op, v)
+}}
 
 /// [`reduce_block`]'s body (one definition, inlined into each version), with `op` made a
 /// constant in each arm so the lane loop holds no match.

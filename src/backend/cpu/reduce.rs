@@ -6,6 +6,7 @@
 //! strided copy), so the inner loop runs over contiguous rows. Every output
 //! element is folded in the same order on every path, so the paths agree bitwise.
 
+use super::fused::multiversion;
 use super::structure::gather_strided;
 use crate::array::{Array, Data};
 use crate::ops::{ArgOp, CumOp, ReduceOp};
@@ -138,35 +139,26 @@ const WIDE_FROM: usize = 256;
 /// the same result, about 2.5× faster than the baseline build on rows in L2 with AVX-512.
 #[inline(always)]
 fn extreme_row<T: Num>(s: &[T], max: bool) -> Option<T> {
-    #[inline(always)]
-    fn body<T: Num>(s: &[T], max: bool) -> Option<T> {
-        if max {
-            extreme_in_lanes(s, T::LOWEST, |a, b| b > a)
-        } else {
-            extreme_in_lanes(s, T::HIGHEST, |a, b| b < a)
-        }
-    }
     // Short rows (gmm's logsumexp over 10 components, per point) stay inlined in the
     // caller's loop: a call per row cost more than the wider vectors save.
-    #[cfg(target_arch = "x86_64")]
     if s.len() >= WIDE_FROM {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide<T: Num>(s: &[T], max: bool) -> Option<T> {
-            body(s, max)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn mid<T: Num>(s: &[T], max: bool) -> Option<T> {
-            body(s, max)
-        }
-        // SAFETY: each version runs only on a CPU that has its features (detected at run
-        // time by `simd_level`); the argument is a safe slice.
-        match super::fused::simd_level() {
-            2 => return unsafe { wide(s, max) },
-            1 => return unsafe { mid(s, max) },
-            _ => {}
-        }
+        return extreme_row_wide(s, max);
     }
-    body(s, max)
+    extreme_row_lanes(s, max)
+}
+
+multiversion! { fn extreme_row_wide<T: Num>(s: &[T], max: bool) -> Option<T> {
+    extreme_row_lanes(s, max)
+}}
+
+/// [`extreme_row`]'s body: [`extreme_in_lanes`] for the maximum or the minimum.
+#[inline(always)]
+fn extreme_row_lanes<T: Num>(s: &[T], max: bool) -> Option<T> {
+    if max {
+        extreme_in_lanes(s, T::LOWEST, |a, b| b > a)
+    } else {
+        extreme_in_lanes(s, T::HIGHEST, |a, b| b < a)
+    }
 }
 
 fn fold_max<T: Num>(s: &[T]) -> T {
