@@ -220,14 +220,18 @@ fn cached_speculative(graph: &Graph) -> Option<Arc<Plan>> {
     if native_mode() != NativeMode::Auto || !native::toolchain_probed() {
         return None;
     }
-    let plan = native::cached_only(|| {
-        native::speculatively(|| {
-            let mut plan = Plan::interpreted(graph);
-            plan.compile_native();
-            plan
-        })
-    });
+    let plan = native::cached_only(|| speculative_plan(graph));
     plan.has_native_loops().then(|| Arc::new(plan))
+}
+
+/// `graph` planned and compiled speculatively (see `native::speculatively`): its loops of
+/// 512 elements and more native.
+fn speculative_plan(graph: &Graph) -> Plan {
+    native::speculatively(|| {
+        let mut plan = Plan::interpreted(graph);
+        plan.compile_native();
+        plan
+    })
 }
 
 /// A jitted function's plans, by input signature.
@@ -423,13 +427,7 @@ impl<B> Entry<B> {
                 // Behind the compiles of plans being called (see `native::spawn_speculative`).
                 crate::backend::cpu::native::spawn_speculative(move || {
                     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        crate::with_native_mode(mode, || {
-                            native::speculatively(|| {
-                                let mut plan = Plan::interpreted(&graph);
-                                plan.compile_native();
-                                plan
-                            })
-                        })
+                        crate::with_native_mode(mode, || speculative_plan(&graph))
                     }));
                     // Its loops of 512 elements and more are native code: the function, if still
                     // called, runs this plan from its next call.
