@@ -192,6 +192,39 @@ fn the_f32_sine_falls_back_to_the_exact_path_for_large_arguments() {
     check("sin/cos f32, one large argument", &f, &vec![large]);
 }
 
+/// The f64 exponential's fast pass (no clamps, valid for |x| <= 708) and its exact rerun:
+/// a sweep across both edges of the fast range, blocks where only one argument leaves it
+/// (+inf, -inf, NaN, an underflow to a subnormal, an overflow), and runs of blocks full of
+/// such arguments (the calls after a redone pass run exactly at once), in maps, in maps
+/// that write over their input, and in fused sums and logsumexps.
+#[test]
+fn the_f64_exponential_falls_back_to_the_exact_path_outside_its_fast_range() {
+    if !native_available() {
+        return;
+    }
+    let mut v: Vec<f64> = (0..20_000).map(|i| -712.0 + 4.0 * (i % 2000) as f64 / 2000.0).collect();
+    v.extend((0..20_000).map(|i| 706.0 + 4.0 * (i % 2000) as f64 / 2000.0));
+    v.extend((0..40_000).map(|i| (i as f64 * 0.37).sin() * 30.0));
+    for (at, odd) in [(45_000, f64::INFINITY), (50_000, f64::NEG_INFINITY), (55_000, f64::NAN), (60_000, -740.0)] {
+        v[at] = odd;
+    }
+    v[65_000] = 709.5;
+    v.extend((0..20_000).map(|i| if i % 3 == 0 { f64::NEG_INFINITY } else { -(i as f64) * 0.05 }));
+    v.extend((0..20_000).map(|i| (i as f64 * 0.11).cos() * 5.0));
+    let n = v.len();
+    let x = tensor(v, &[n], DType::F64);
+    check("exp f64 across the fast range's edges", &|a: &Vec<Tensor>| vec![a[0].exp()], &vec![x.clone()]);
+    // The product is read for the last time by the exponential's loop, which writes over it;
+    // its arguments leave the fast range, so a pass that could not be redone would be wrong.
+    let in_place = |a: &Vec<Tensor>| vec![(a[0].matmul(&a[1]) * 0.5).exp()];
+    let m = tensor((0..64 * 48).map(|i| ((i * 37) % 101) as f64 * 15.0 - 750.0).collect(), &[64, 48], DType::F64);
+    let w = tensor((0..48 * 64).map(|i| if i % 65 == 0 { 2.0 } else { 0.0 }).collect(), &[48, 64], DType::F64);
+    check("exp f64 in place", &in_place, &vec![m.clone(), w.clone()]);
+    assert!(run(NativeMode::Always, &in_place, &vec![m, w]).1.contains("(in place of %"));
+    let sums = |a: &Vec<Tensor>| vec![a[0].exp().sum_all(), (&a[0] * 0.01).logsumexp_all(), a[0].logsumexp_all()];
+    check("exp f64 in fused sums", &sums, &vec![x]);
+}
+
 #[test]
 fn strided_broadcast_and_padded_loads_match_across_rows_blocks_and_threads() {
     if !native_available() {

@@ -113,12 +113,18 @@ pub(super) fn literal(v: f64, d: DType) -> String {
     }
 }
 
-/// Whether the program uses the f32 sine/cosine port, which is only valid for small
-/// arguments: the kernel then runs a vectorised pass that flags larger ones and, if any,
-/// a second exact pass.
+/// Whether the program has a fast version valid for most arguments only: the f32 sine/cosine
+/// port (small arguments) or the f64 exponential without its clamps (`ct_exp_f64_fast`,
+/// |x| <= 708). The kernel then runs a vectorised fast pass that flags other arguments and,
+/// if any, a second, exact pass (see `kernel_with_ints`).
 fn needs_exact_rerun(prog: &Program, live: &[bool]) -> bool {
     prog.instrs.iter().enumerate().any(|(i, ins)| {
-        live[i] && matches!(ins, Instr::Unary(UnaryOp::Sin | UnaryOp::Cos, _)) && prog.dtypes[i] == DType::F32
+        live[i]
+            && match ins {
+                Instr::Unary(UnaryOp::Sin | UnaryOp::Cos, _) => prog.dtypes[i] == DType::F32,
+                Instr::Unary(UnaryOp::Exp, _) => prog.dtypes[i] == DType::F64,
+                _ => false,
+            }
     })
 }
 
@@ -137,6 +143,13 @@ fn unary(op: UnaryOp, x: &str, d: DType, r: &str, src: DType) -> Option<String> 
             format!("(u8)({fabs}({x}) < INFINITY)")
         }
         UnaryOp::Neg => format!("-{x}"),
+        // The fast pass's exponential and its flag (see `needs_exact_rerun`).
+        UnaryOp::Exp if !f32 => {
+            return Some(format!(
+                "double {r}; if (exact) {r} = ct_exp_f64({x}); \
+                 else {{ {r} = ct_exp_f64_fast({x}); slow |= !(fabs({x}) <= CT_EXP_F64_FAST); }}"
+            ));
+        }
         UnaryOp::Exp => format!("ct_exp_{bits}({x})"),
         UnaryOp::Tanh => format!("ct_tanh_{bits}({x})"),
         UnaryOp::Logistic => format!("ct_logistic_{bits}({x})"),
@@ -843,14 +856,32 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         let _ = writeln!(loops, "    }}");
     }
 
-    let rerun = needs_exact_rerun(prog, &live);
+    // A pass that writes over its inputs cannot be redone: such loops run exactly at once.
+    let rerun = needs_exact_rerun(prog, &live) && !(0..prog.outputs.len()).any(|k| in_place_of(k).is_some());
     let _ = write!(
         src,
         "CT_INLINE int32_t {name}_pass(const void* const* in_, void* const* out_, int64_t start, int64_t n, \
          const ct_callbacks* cb, const int64_t* prm, const int exact) {{\n    (void)prm;\n{casts}    int32_t slow = 0;\n{loops}    return slow;\n}}\n"
     );
     let pass = |exact: u8| format!("{name}_pass(in_, out_, start, n, cb, prm, {exact})");
-    let run = if rerun { format!("if ({}) {};", pass(0), pass(1)) } else { format!("{};", pass(1)) };
+    // After a pass that had to be redone, the next `CT_EXACT_RUNS` calls run exactly at once
+    // (data with many arguments outside the fast range, an exponential of -inf masks, pay
+    // about 1/CT_EXACT_RUNS of a pass more than the exact pass alone, not twice). Both
+    // passes give the same bits, so this counter (shared by threads, relaxed: a hint) only
+    // chooses the speed.
+    let run = if rerun {
+        format!(
+            "static int exact_runs = 0;\n    \
+             const int left = __atomic_load_n(&exact_runs, __ATOMIC_RELAXED);\n    \
+             if (left > 0) {{ __atomic_store_n(&exact_runs, left - 1, __ATOMIC_RELAXED); {}; }}\n    \
+             else if ({}) {{ __atomic_store_n(&exact_runs, CT_EXACT_RUNS, __ATOMIC_RELAXED); {}; }}",
+            pass(1),
+            pass(0),
+            pass(1)
+        )
+    } else {
+        format!("{};", pass(1))
+    };
     let _ = write!(
         src,
         "int32_t {name}(const void* const* in_, void* const* out_, int64_t start, int64_t n, const ct_callbacks* cb, \
