@@ -88,9 +88,10 @@ fn step_outputs(step: &Step) -> Vec<usize> {
 /// allows (read for the last time here, an intermediate of the output's size), of the
 /// output's dtype, read only element for element (contiguous loads: each element is read
 /// before the same element is written), and not taken by another output. Only maps (no
-/// reduction) qualify.
+/// reduction) qualify, and only loops whose kernel never redoes a pass (an exact rerun would
+/// read the outputs of the fast pass, see `native::may_redo_passes`).
 pub(super) fn in_place_outputs(prog: &fused::Program, reusable: &dyn Fn(usize) -> bool) -> Vec<Option<usize>> {
-    if prog.reduce.is_some() {
+    if prog.reduce.is_some() || crate::backend::cpu::native::may_redo_passes(prog) {
         return vec![None; prog.outputs.len()];
     }
     // Per input: the dtype of its loads if every one is contiguous (`Some(None)`: not a

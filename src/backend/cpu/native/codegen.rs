@@ -117,7 +117,7 @@ pub(super) fn literal(v: f64, d: DType) -> String {
 /// port (small arguments) or the f64 exponential without its clamps (`ct_exp_f64_fast`,
 /// |x| <= 708). The kernel then runs a vectorised fast pass that flags other arguments and,
 /// if any, a second, exact pass (see `kernel_with_ints`).
-fn needs_exact_rerun(prog: &Program, live: &[bool]) -> bool {
+pub(super) fn needs_exact_rerun(prog: &Program, live: &[bool]) -> bool {
     prog.instrs.iter().enumerate().any(|(i, ins)| {
         live[i]
             && match ins {
@@ -856,7 +856,8 @@ pub(super) fn kernel_with_ints(prog: &Program, in_place: &[Option<usize>], name:
         let _ = writeln!(loops, "    }}");
     }
 
-    // A pass that writes over its inputs cannot be redone: such loops run exactly at once.
+    // A pass that writes over its inputs cannot be redone (plans never ask for that, see
+    // `native::may_redo_passes`; if one did, its loop would run exactly at once).
     let rerun = needs_exact_rerun(prog, &live) && !(0..prog.outputs.len()).any(|k| in_place_of(k).is_some());
     let _ = write!(
         src,

@@ -353,6 +353,13 @@ pub(crate) struct Entry {
     pub(crate) params: Vec<i64>,
 }
 
+/// Whether `prog`'s kernel runs a fast pass that it may redo exactly (an f64 exponential, an
+/// f32 sine or cosine): its outputs must not overwrite its inputs, or the exact pass would
+/// read its own results (see `schedule::in_place_outputs`).
+pub(crate) fn may_redo_passes(prog: &Program) -> bool {
+    codegen::needs_exact_rerun(prog, &prog.needed(&prog.outputs))
+}
+
 /// The C source of the library [`compile`] builds for `progs`, and which function of it each
 /// program runs with which parameters.
 pub(crate) fn source(progs: &[(&Program, &[Option<usize>])]) -> (String, Vec<Entry>) {
