@@ -9,6 +9,7 @@ mod inline;
 mod passes;
 mod plan;
 mod schedule;
+mod single_iteration;
 mod sink_transpose;
 
 pub use passes::{dce, optimize};

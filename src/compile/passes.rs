@@ -390,7 +390,8 @@ fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
     g.push(Prim::Binary(BinaryOp::Mul), vec![x, cb]).ok()
 }
 
-/// Simplification, constant folding and common-subexpression elimination in one
+/// One-iteration scans replaced by their bodies (`single_iteration.rs`), then
+/// simplification, constant folding and common-subexpression elimination in one
 /// forward walk, then dead-code elimination, then the product rewrites of `contract.rs` and
 /// `diagonal.rs`, then transposes of element-wise results sunk into them (`sink_transpose.rs`).
 ///
@@ -402,6 +403,8 @@ pub fn optimize(g: &Graph) -> Graph {
     if let Err(e) = g.validate() {
         panic!("optimize: invalid graph: {e}");
     }
+    let inlined = super::single_iteration::inline_single_iteration_scans(g);
+    let g = inlined.as_ref().unwrap_or(g);
     // Reserved up front: growing a vector of 10^5 nodes by doubling copies (and page-faults)
     // it several times over.
     let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len()), ..Graph::default() };
