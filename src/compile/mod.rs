@@ -6,6 +6,7 @@ mod contract;
 mod diagonal;
 pub(crate) mod fxhash;
 mod inline;
+mod pads;
 mod passes;
 mod plan;
 mod schedule;

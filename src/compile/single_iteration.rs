@@ -83,8 +83,7 @@ mod tests {
     fn one_step(reverse: bool) -> Graph {
         let ty = TensorType::new(DType::F64, vec![3]);
         trace_graph(&[ty.clone(), TensorType::new(DType::F64, vec![1, 3])], |a| {
-            let (c, ys) =
-                control::scan(|c: &Tensor, x: &Tensor| (c * x + 1.0, c.sin()), &a[0], &a[1], None, reverse);
+            let (c, ys) = control::scan(|c: &Tensor, x: &Tensor| (c * x + 1.0, c.sin()), &a[0], &a[1], None, reverse);
             vec![c, ys]
         })
     }
