@@ -80,18 +80,61 @@ fn plain_pad(g: &Graph, v: Var) -> Option<(Var, Var, &[i64], &[i64])> {
 /// The value of `v` if it is a constant of at most `FOLD_LIMIT` elements or a broadcast of
 /// one (as `emit` writes constants whose elements repeat).
 fn constant_value(g: &Graph, v: Var) -> Option<Array> {
+    constant_value_up_to(g, v, FOLD_LIMIT)
+}
+
+fn constant_value_up_to(g: &Graph, v: Var, limit: usize) -> Option<Array> {
     let node = &g.nodes[v.index()];
-    if node.ty.numel() > FOLD_LIMIT {
+    if node.ty.numel() > limit {
         return None;
     }
     match &node.prim {
         Prim::Constant(a) => Some(a.as_ref().clone()),
         Prim::BroadcastInDim { .. } => {
-            let x = constant_value(g, node.inputs[0])?;
+            let x = constant_value_up_to(g, node.inputs[0], limit)?;
             Some(crate::backend::cpu::kernel(&node.prim, &[&x], &node.ty))
         }
         _ => None,
     }
+}
+
+/// Whether `v` is a constant or a broadcast of one (nothing is computed).
+fn is_constant_like(g: &Graph, v: Var) -> bool {
+    let node = &g.nodes[v.index()];
+    match &node.prim {
+        Prim::Constant(_) => true,
+        Prim::BroadcastInDim { .. } => is_constant_like(g, node.inputs[0]),
+        _ => false,
+    }
+}
+
+/// After the walk: pads of constants that something other than an element-wise operation
+/// reads (a product, a reduction, a reshape: kernels that would write the padding out on
+/// every run), or that the graph returns, folded back into the dense constants they were.
+/// Fused loops read the others in place.
+pub(super) fn refold_pads_read_by_kernels(mut g: Graph) -> Graph {
+    let mut read_by_kernel = vec![false; g.nodes.len()];
+    for node in &g.nodes {
+        if !matches!(node.prim, Prim::Unary(_) | Prim::Binary(_) | Prim::Select) {
+            node.inputs.iter().for_each(|v| read_by_kernel[v.index()] = true);
+        }
+    }
+    g.outputs.iter().for_each(|v| read_by_kernel[v.index()] = true);
+    for (i, &kernel_reads) in read_by_kernel.iter().enumerate() {
+        let v = Var(i as u32);
+        let Some((a, p, _, _)) = plain_pad(&g, v).filter(|_| kernel_reads) else { continue };
+        if !is_constant_like(&g, a) || !is_constant_like(&g, p) {
+            continue;
+        }
+        let (Some(a), Some(p)) = (constant_value_up_to(&g, a, usize::MAX), constant_value_up_to(&g, p, 1)) else {
+            continue;
+        };
+        let node = &mut g.nodes[i];
+        let value = crate::backend::cpu::kernel(&node.prim, &[&a, &p], &node.ty);
+        node.prim = Prim::Constant(Arc::new(value));
+        node.inputs.clear();
+    }
+    g
 }
 
 /// A zero-interior `pad` of constants: the box's and the padding's values, `low` and `high`.

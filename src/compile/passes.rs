@@ -403,7 +403,8 @@ fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
 
 /// One-iteration scans replaced by their bodies (`single_iteration.rs`), then
 /// simplification, constant folding and common-subexpression elimination in one
-/// forward walk, then dead-code elimination, then the product rewrites of `contract.rs` and
+/// forward walk (with the rewrites of `pads.rs`; pads of constants that kernels read folded
+/// back after it), then dead-code elimination, then the product rewrites of `contract.rs` and
 /// `diagonal.rs`, then transposes of element-wise results sunk into them (`sink_transpose.rs`).
 ///
 /// # Panics
@@ -437,7 +438,9 @@ pub fn optimize(g: &Graph) -> Graph {
         map.push(v);
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    let out = super::diagonal::diagonal_products(super::contract::weighted_sums_of_products(swap_and_dce(out)));
+    let out = super::diagonal::diagonal_products(super::contract::weighted_sums_of_products(swap_and_dce(
+        super::pads::refold_pads_read_by_kernels(out),
+    )));
     super::sink_transpose::sink_transposes(out)
 }
 
