@@ -738,10 +738,12 @@ fn emit(out: &mut Graph, seen: &mut Seen, prim: Prim, ins: Vec<Var>, ty: &crate:
     }
     let all_constant = !ins.is_empty() && ins.iter().all(|v| matches!(out.nodes[v.index()].prim, Prim::Constant(_)));
     // Collectives stay in the plan: folding would communicate while optimising.
+    // (A pad that is mostly padding stays one: fused loops read it in place.)
+    let sparse_pad = matches!(prim, Prim::Pad { .. }) && super::pads::mostly_padding(out.ty(ins[0]), ty);
     let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. } | Prim::Proj(_))
         && !matches!(prim, Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. })
         && !prim.is_tuple()
-        && !(matches!(prim, Prim::Pad { .. }) && super::pads::mostly_padding(out.ty(ins[0]), ty))
+        && !sparse_pad
         && ty.numel() <= FOLD_LIMIT;
     if all_constant && foldable {
         let arrays: Vec<&Array> = ins
