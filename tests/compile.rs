@@ -413,3 +413,67 @@ fn gathers_into_recycled_buffers_match_eager() {
         assert_eq!(got.3.to_vec::<f64>(), want.3.to_vec::<f64>(), "call {call}: integers");
     }
 }
+
+/// The bits of each element of `t`, so that `-0.0` and NaN payloads count.
+fn bits(t: &Tensor) -> Vec<u64> {
+    t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect()
+}
+
+/// Inputs with the values an exact rewrite must not change: signed zeros, infinities, NaN.
+fn awkward(n: usize) -> Tensor {
+    let special = [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e308, -3.5];
+    Tensor::from_vec((0..n).map(|i| if i % 5 == 3 { special[i % 7] } else { 0.5 + i as f64 * 0.01 }).collect(), &[n])
+}
+
+#[test]
+fn a_one_step_loop_and_its_gradient_become_one_graph_with_paddings_for_the_seed() {
+    // GradBench ode's shape at s = 1: a one-step fori_loop of a shifted product, and the
+    // gradient of its last component (whose seed is a one-hot constant).
+    let n = 64;
+    let f = |x: &Tensor| {
+        let (head, tail) = (x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n as isize, 1));
+        let rhs = |y: &Tensor| concatenate(&[head.clone(), &tail * y.slice_axis(0, 0, n as isize - 1, 1)], 0);
+        let step = |_: &Tensor, y: &Tensor| {
+            let k1 = rhs(y);
+            let k2 = rhs(&(y + &k1 * 0.5));
+            y + (k1 + k2 * 2.0) * (1.0 / 3.0)
+        };
+        control::fori_loop(0, 1, step, &x.zeros_like()).index(-1)
+    };
+    let g = trace_graph(&[ty(&[n])], |xs| vec![grad(f)(&xs[0])]);
+    let o = optimize(&g);
+    let dump = o.dump();
+    assert!(!dump.contains("scan"), "{dump}");
+    assert!(dump.contains(&format!("pad[low=[{}], high=[0]]", n - 1)), "{dump}");
+    assert!(!dump.contains(&format!("f64[{n}] = constant")), "{dump}");
+    for x in [awkward(n), Tensor::from_vec((0..n).map(|i| 1.0 + i as f64 * 0.1).collect(), &[n])] {
+        let (want, got) = (eval_graph(&g, std::slice::from_ref(&x)), eval_graph(&o, std::slice::from_ref(&x)));
+        assert_eq!(bits(&want[0]), bits(&got[0]));
+        assert_eq!(bits(&Plan::new(&o).run(std::slice::from_ref(&x))[0]), bits(&want[0]));
+    }
+}
+
+#[test]
+fn small_slices_are_taken_before_element_wise_work_and_slices_of_views_compose() {
+    let g = trace_graph(&[ty(&[40]), ty(&[40])], |xs| {
+        let y = (xs[0].exp() * &xs[1]).sin();
+        let joined = concatenate(&[y.clone(), xs[1].clone()], 0);
+        vec![
+            y.slice_axis(0, 3, 5, 1),                                // two elements of a chain
+            joined.slice_axis(0, 45, 60, 1).slice_axis(0, 2, 14, 3), // a slice of a slice of one operand
+            y.slice_axis(0, 1, 40, 1) + 1.0,                         // and the whole chain read too
+        ]
+    });
+    let o = optimize(&g);
+    let dump = o.dump();
+    // The two elements are computed from two-element slices of the inputs.
+    assert!(dump.contains("f64[2] = slice[start=[3], stop=[5]] %0"), "{dump}");
+    assert!(dump.contains("f64[4] = slice[start=[7], stop=[17], stride=[3]] %1"), "{dump}");
+    assert!(!dump.contains("concatenate"), "{dump}");
+    let (x, w) = (awkward(40), Tensor::from_vec((0..40).map(|i| 0.1 * i as f64 - 2.0).collect(), &[40]));
+    let args = [x, w];
+    let (want, got) = (eval_graph(&g, &args), eval_graph(&o, &args));
+    for (a, b) in want.iter().zip(&got) {
+        assert_eq!(bits(a), bits(b));
+    }
+}

@@ -23,6 +23,9 @@ use std::sync::Arc;
 const MAX_CONE: usize = 64;
 const MAX_PROGRAM: usize = 320;
 
+/// Consumers of at most this many elements take producers' chains interpreted as well.
+pub(super) const RECOMPUTED_ANYWHERE: usize = 16;
+
 /// How a consumer's index `q` maps to a producer's index `p`:
 /// `p[d] = offset[d] + coef[d] * q[axis[d]]`, or `offset[d]` where `axis[d]` is `None`.
 /// (One is reused for every load [`IndexMap::build`] maps: its vectors keep their storage.)

@@ -6,9 +6,11 @@ mod contract;
 mod diagonal;
 pub(crate) mod fxhash;
 mod inline;
+mod pads;
 mod passes;
 mod plan;
 mod schedule;
+mod single_iteration;
 mod sink_transpose;
 
 pub use passes::{dce, optimize};

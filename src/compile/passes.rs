@@ -12,7 +12,7 @@ use crate::ops::{BinaryOp, Prim, ReduceOp, UnaryOp};
 use std::sync::Arc;
 
 /// Constants up to this many elements are computed at compile time.
-const FOLD_LIMIT: usize = 1 << 16;
+pub(super) const FOLD_LIMIT: usize = 1 << 16;
 
 /// The common value of an array whose elements are all equal (bitwise, as f64).
 fn splat_value(a: &Array) -> Option<f64> {
@@ -106,7 +106,18 @@ struct Seen {
     /// Constants by the address of their array (what `identity_key` names them by, without
     /// formatting it).
     constants: FxHashMap<usize, Var>,
+    /// Small slices already rewritten (`pads::through_pads`), by operand, start, stride and
+    /// shape: a chain that reads a value twice is rewritten once per value, not per path.
+    small_slices: FxHashMap<SliceKey, Var>,
+    /// How many small-slice rewrites enclose the current one.
+    small_slice_depth: usize,
 }
+
+/// A slice's operand, start, stride and shape.
+type SliceKey = (Var, Vec<usize>, Vec<usize>, Vec<usize>);
+
+/// Deepest chain of element-wise operations a small slice is pushed through.
+const MAX_SMALL_SLICE_DEPTH: usize = 64;
 
 /// A CSE key's operands: up to three in place (no allocation per node), or a list.
 #[derive(PartialEq, Eq, Hash)]
@@ -390,8 +401,10 @@ fn sum_of_broadcast(g: &mut Graph, prim: &Prim, ins: &[Var]) -> Option<Var> {
     g.push(Prim::Binary(BinaryOp::Mul), vec![x, cb]).ok()
 }
 
-/// Simplification, constant folding and common-subexpression elimination in one
-/// forward walk, then dead-code elimination, then the product rewrites of `contract.rs` and
+/// One-iteration scans replaced by their bodies (`single_iteration.rs`), then
+/// simplification, constant folding and common-subexpression elimination in one
+/// forward walk (with the rewrites of `pads.rs`; pads of constants that kernels read folded
+/// back after it), then dead-code elimination, then the product rewrites of `contract.rs` and
 /// `diagonal.rs`, then transposes of element-wise results sunk into them (`sink_transpose.rs`).
 ///
 /// # Panics
@@ -402,6 +415,8 @@ pub fn optimize(g: &Graph) -> Graph {
     if let Err(e) = g.validate() {
         panic!("optimize: invalid graph: {e}");
     }
+    let inlined = super::single_iteration::inline_single_iteration_scans(g);
+    let g = inlined.as_ref().unwrap_or(g);
     // Reserved up front: growing a vector of 10^5 nodes by doubling copies (and page-faults)
     // it several times over.
     let mut out = Graph { nodes: Vec::with_capacity(g.nodes.len()), ..Graph::default() };
@@ -412,6 +427,7 @@ pub fn optimize(g: &Graph) -> Graph {
         constants: FxHashMap::default(),
         by_operand: Vec::with_capacity(g.nodes.len()),
         next: Vec::with_capacity(g.nodes.len()),
+        ..Seen::default()
     };
     for node in &g.nodes {
         let ins: Vec<Var> = node.inputs.iter().map(|v| map[v.index()]).collect();
@@ -422,7 +438,9 @@ pub fn optimize(g: &Graph) -> Graph {
         map.push(v);
     }
     out.outputs = g.outputs.iter().map(|v| map[v.index()]).collect();
-    let out = super::diagonal::diagonal_products(super::contract::weighted_sums_of_products(swap_and_dce(out)));
+    let out = super::diagonal::diagonal_products(super::contract::weighted_sums_of_products(swap_and_dce(
+        super::pads::refold_pads_read_by_kernels(out),
+    )));
     super::sink_transpose::sink_transposes(out)
 }
 
@@ -652,6 +670,16 @@ fn emit(out: &mut Graph, seen: &mut Seen, prim: Prim, ins: Vec<Var>, ty: &crate:
                 let c = emit(out, seen, Prim::Constant(Arc::new(small)), vec![], &sty);
                 return emit(out, seen, Prim::BroadcastInDim { shape: ty.shape.clone(), dims }, vec![c], ty);
             }
+            // Or one that is zero outside a small box (a one-hot cotangent seed): a padding
+            // of the box, which fused loops read in place.
+            if let Some((small, low, high)) = super::pads::unpad(a) {
+                let rank = low.len();
+                let sty = crate::TensorType::new(ty.dtype, small.shape.clone());
+                let c = emit(out, seen, Prim::Constant(Arc::new(small)), vec![], &sty);
+                let zero = Arc::new(Array::full(ty.dtype, vec![], 0.0));
+                let z = emit(out, seen, Prim::Constant(zero), vec![], &crate::TensorType::new(ty.dtype, vec![]));
+                return emit(out, seen, Prim::Pad { low, high, interior: vec![0; rank] }, vec![c, z], ty);
+            }
         }
     }
     // gbsmall: a gather from a scalar broadcast reads that scalar wherever its (clamped)
@@ -685,11 +713,37 @@ fn emit(out: &mut Graph, seen: &mut Seen, prim: Prim, ins: Vec<Var>, ty: &crate:
     if let Some(v) = sum_of_broadcast(out, &prim, &ins) {
         return v;
     }
+    // Small slices pushed through element-wise operations recurse along the chain: each
+    // (operand, window) is rewritten once (`small_slices`), and only so deep.
+    let small_slice = matches!(prim, Prim::Slice { .. }) && ty.numel() <= super::pads::SMALL_SLICE;
+    let memo_key = if let (true, Prim::Slice { start, stride, .. }) = (small_slice, &prim) {
+        let key = (ins[0], start.clone(), stride.clone(), ty.shape.clone());
+        if let Some(&v) = seen.small_slices.get(&key) {
+            return v;
+        }
+        Some(key)
+    } else {
+        None
+    };
+    let push_small = small_slice && seen.small_slice_depth < MAX_SMALL_SLICE_DEPTH;
+    seen.small_slice_depth += usize::from(small_slice);
+    let mut emit_more = |out: &mut Graph, p: Prim, i: Vec<Var>, t: &crate::TensorType| emit(out, seen, p, i, t);
+    let rewritten = super::pads::through_pads(out, &prim, &ins, ty, push_small, &mut emit_more);
+    seen.small_slice_depth -= usize::from(small_slice);
+    if let Some(v) = rewritten {
+        if let Some(key) = memo_key {
+            seen.small_slices.insert(key, v);
+        }
+        return v;
+    }
     let all_constant = !ins.is_empty() && ins.iter().all(|v| matches!(out.nodes[v.index()].prim, Prim::Constant(_)));
     // Collectives stay in the plan: folding would communicate while optimising.
+    // (A pad that is mostly padding stays one: fused loops read it in place.)
+    let sparse_pad = matches!(prim, Prim::Pad { .. }) && super::pads::mostly_padding(out.ty(ins[0]), ty);
     let foldable = !matches!(prim, Prim::BroadcastInDim { .. } | Prim::Iota { .. } | Prim::Proj(_))
         && !matches!(prim, Prim::AllReduce { .. } | Prim::Broadcast { .. } | Prim::ReduceTo { .. })
         && !prim.is_tuple()
+        && !sparse_pad
         && ty.numel() <= FOLD_LIMIT;
     if all_constant && foldable {
         let arrays: Vec<&Array> = ins

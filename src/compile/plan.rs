@@ -910,7 +910,14 @@ impl Plan {
         let steps = permute(steps, &order);
         let shape_of = |slot: usize| g.nodes[slot].ty.shape.clone();
         let worth_it = |p: &fused::Program| {
-            let native = native::enabled_for(crate::shape::numel(&p.shape));
+            let elements = crate::shape::numel(&p.shape);
+            // A loop of a few elements (the head of a concatenate's cotangent, `g[:1]`)
+            // recomputes a producer's chain for those elements only, at any speed: cheaper
+            // than the producer's whole array, which it may then not need at all.
+            if elements <= inline::RECOMPUTED_ANYWHERE {
+                return true;
+            }
+            let native = native::enabled_for(elements);
             if native {
                 // Planned for native code: `jit` runs a plan built for the interpreter meanwhile.
                 native::note_planned_for_native();
