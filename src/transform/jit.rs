@@ -212,16 +212,20 @@ fn cached_native(plan: &Plan) -> Option<Arc<Plan>> {
 }
 
 /// The plan a speculative build makes of `graph` (see `native::speculatively`), when every
-/// library it needs is cached already and it has native loops (`NativeMode::Auto`, once the
-/// compiler has answered the background probe): a function whose loops are all below 4096
-/// elements then runs native from its first call where an earlier function of the same
-/// program, at this size or another, has built them. Never starts the C compiler.
+/// library of its fused loops is cached already and it has native loops (`NativeMode::Auto`,
+/// once the compiler has answered the background probe): a function whose loops are all
+/// below 4096 elements then runs native from its first call where an earlier function of the
+/// same program, at this size or another, has built them. Never starts the C compiler. A plan
+/// found only in part (another function sharing a loop body with this one: GradBench ode's
+/// gradient after its primal) is not taken: it would run its other loops, planned for native
+/// code, interpreted, and the function would never build the rest (its speculative build does,
+/// loading the libraries already there).
 fn cached_speculative(graph: &Graph) -> Option<Arc<Plan>> {
     if native_mode() != NativeMode::Auto || !native::toolchain_probed() {
         return None;
     }
-    let plan = native::cached_only(|| speculative_plan(graph));
-    plan.has_native_loops().then(|| Arc::new(plan))
+    let (plan, complete) = native::cached_only_complete(|| speculative_plan(graph));
+    (complete && plan.has_native_loops()).then(|| Arc::new(plan))
 }
 
 /// `graph` planned and compiled speculatively (see `native::speculatively`): its loops of

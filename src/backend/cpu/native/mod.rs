@@ -119,6 +119,9 @@ thread_local! {
     static OVERRIDE: Cell<Option<NativeMode>> = const { Cell::new(None) };
     /// Set by [`cached_only`]: libraries are loaded from the cache, never built.
     static CACHED_ONLY: Cell<bool> = const { Cell::new(false) };
+    /// Set when a fused-loop library was looked for under [`cached_only`] and not found
+    /// (see [`cached_only_complete`]).
+    static MISSED: Cell<bool> = const { Cell::new(false) };
     /// Set by [`speculatively`].
     static SPECULATIVE: Cell<bool> = const { Cell::new(false) };
     /// Set by [`for_the_interpreter`].
@@ -198,6 +201,18 @@ fn min_elements() -> usize {
 /// size (or by an earlier process) runs native from its first call.
 pub(crate) fn cached_only<R>(f: impl FnOnce() -> R) -> R {
     with_flag(&CACHED_ONLY, f)
+}
+
+/// [`cached_only`], and whether every fused-loop library `f` looked for was in the cache (a
+/// whole loop's library may be missing: its loop then runs its sub-plans, whose libraries
+/// count). A plan planned for native code with some of its loops left interpreted can run
+/// slower than the plan for the interpreter (producers inlined into loops that then recompute
+/// them per consumer), so `jit` takes a speculative plan from the cache only when complete.
+pub(crate) fn cached_only_complete<R>(f: impl FnOnce() -> R) -> (R, bool) {
+    let before = MISSED.with(|m| m.replace(false));
+    let r = cached_only(f);
+    let missed = MISSED.with(|m| m.replace(before));
+    (r, !missed)
 }
 
 /// [`toolchain::load`], except under [`cached_only`] for a library not in the cache:
@@ -455,6 +470,9 @@ pub(crate) fn compile(progs: &[(&Program, &[Option<usize>])]) -> Vec<Option<Arc<
     }
     let started = Instant::now();
     let loaded = load(&source);
+    if matches!(loaded, Err(None)) {
+        MISSED.with(|m| m.set(true));
+    }
     let took = started.elapsed();
     if took > Duration::from_millis(20) {
         // A real build (a cached library loads in well under a millisecond): its speed is the
