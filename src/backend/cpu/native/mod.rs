@@ -696,7 +696,6 @@ thread_local! {
 /// Runs a queued job on the worker thread (a panic inside the compiler's driver leaves that
 /// plan interpreted: same results) and counts it done.
 fn run_job(queued: Queued) {
-    let t0 = std::time::Instant::now();
     let Queued { rank, job, .. } = queued;
     let outer = RUNNING.with(|r| r.replace(Some(rank)));
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| for_call_of(rank, job)));
