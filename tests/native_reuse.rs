@@ -207,3 +207,60 @@ fn a_small_function_called_again_switches_to_its_speculative_plan() {
     let new = between(&text, "mark: new function", "mark: new function's call 1");
     assert!(new.contains("native fused"), "a new function of the program builds an interpreted plan:\n{text}");
 }
+
+// ---- odeland9 (issue 12): a plan found only in part is not taken from the cache ----
+
+/// An RK-like stage of GradBench ode's right-hand side, `x` as its coefficients.
+fn stage(x: &Tensor, y: &Tensor, h: f64) -> Tensor {
+    let n = x.numel() as isize;
+    let k = concatenate(&[x.slice_axis(0, 0, 1, 1), x.slice_axis(0, 1, n, 1) * y.slice_axis(0, 0, n - 1, 1)], 0);
+    y + k * h
+}
+
+/// One loop of stages.
+fn one_loop(x: &Tensor) -> Tensor {
+    control::fori_loop(0, 4, |_, y: &Tensor| stage(x, y, 0.1), &x.zeros_like())
+}
+
+/// The same loop, then a second one with another body (GradBench ode's gradient after its
+/// primal: the primal's loop body, then the reverse loop).
+fn two_loops(x: &Tensor) -> Tensor {
+    let y = one_loop(x);
+    control::fori_loop(0, 4, |_, z: &Tensor| (z * 0.5).sin() * x + 0.25, &y)
+}
+
+/// A function of loops below what `NativeMode::Auto` compiles, one of whose loop bodies an
+/// earlier function's speculative build has left in the cache, does not run the plan found in
+/// part (its other loops, planned for native code, interpreted) from its first call on: it
+/// runs the interpreter's plan, and its own speculative build (which loads the library that
+/// is there) gives it a plan whose loops are all native.
+#[test]
+fn a_plan_found_in_part_leaves_the_function_its_own_speculative_build() {
+    if std::env::var_os(CHILD).is_some() {
+        let x = input(1000);
+        let f = jit(one_loop);
+        let (_, _) = (f(&x), f(&x));
+        wait_for_native_compiles();
+        let off = with_native_mode(NativeMode::Off, || jit(two_loops)(&x).to_vec::<f64>());
+        eprintln!("mark: start");
+        let g = jit(two_loops);
+        assert_eq!(g(&x).to_vec::<f64>(), off, "first call");
+        assert_eq!(g(&x).to_vec::<f64>(), off, "second call");
+        wait_for_native_compiles();
+        eprintln!("mark: call 2");
+        assert_eq!(g(&x).to_vec::<f64>(), off, "third call");
+        eprintln!("mark: call 3");
+        probe_compiler();
+        return;
+    }
+    let text = child("a_plan_found_in_part_leaves_the_function_its_own_speculative_build");
+    if !compiler_works(&text) {
+        eprintln!("no working C compiler here: nothing to check");
+        return;
+    }
+    let third = between(&text, "mark: call 2", "mark: call 3");
+    assert!(third.contains("native fused"), "the third call did not switch to a speculative plan:\n{text}");
+    for interpreted in ["= fused[1000]", "= fused[999]"] {
+        assert!(!third.contains(interpreted), "a large loop of the third call's plan is interpreted:\n{third}");
+    }
+}

@@ -85,15 +85,18 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
         // The call fast path: the signature of the last settled call, compared in place
         // (unless that entry's speculative build has landed: the slow path switches to it).
         if let Some(e) = settled_hit(&last, &leaves).filter(|e| e.speculative.get().is_none()) {
-            return e.template.rebuild_from(e.plan.run(&leaves));
+            return native::for_call_of(e.rank, || e.template.rebuild_from(e.plan.run(&leaves)));
         }
         let key = types_of(&leaves);
         let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        match cached {
+        // The background compiles this call queues belong to its function (see
+        // `native::for_call_of`: the worker runs those of the function called latest first).
+        let rank = cached.as_ref().map_or_else(native::next_rank, |e| e.rank);
+        native::for_call_of(rank, || match cached {
             Some(e) if e.settled.load(Ordering::Acquire) => match e.speculative.get() {
                 // The speculative build of a plan left interpreted has finished with native
                 // loops: this call and the later ones run it.
-                Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves),
+                Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves, rank),
                 None => {
                     let out = e.template.rebuild_from(e.plan.run(&leaves));
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, e));
@@ -103,11 +106,11 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             // A background compile has finished: this call and the later ones run its plan.
             // (A call already running keeps the plan it started with: the swap is between calls.)
             Some(e) if e.background.get().is_some() => match e.background.get().and_then(Option::as_ref) {
-                Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves),
+                Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves, rank),
                 None => {
                     e.settled.store(true, Ordering::Release);
                     match e.speculative.get() {
-                        Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves),
+                        Some(native) => switch_to(&cache, key, native.clone(), &e.template, &leaves, rank),
                         None => e.template.rebuild_from(e.plan.run(&leaves)),
                     }
                 }
@@ -115,7 +118,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
             // Called again: compile the large loops once that pays (see `when_to_compile`).
             Some(e) => match when_to_compile(&e) {
                 Compile::Now => match e.to_compile().with_native_loops() {
-                    Some(native) => switch_to(&cache, key, Arc::new(native), &e.template, &leaves),
+                    Some(native) => switch_to(&cache, key, Arc::new(native), &e.template, &leaves, rank),
                     None => {
                         e.settled.store(true, Ordering::Release);
                         e.template.rebuild_from(e.plan.run(&leaves))
@@ -159,7 +162,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                     None => (plan, None),
                 };
                 dump(&key, Some(&optimized), &plan);
-                let mut entry = Entry::new(plan.clone(), &template, false);
+                let mut entry = Entry::new(plan.clone(), &template, false, rank);
                 entry.to_compile = to_compile;
                 if auto {
                     entry.graph = Mutex::new(Some(Arc::new(optimized)));
@@ -174,7 +177,7 @@ pub fn jit<A: Tree, B: Tree>(f: impl Fn(&A) -> B) -> impl Fn(&A) -> B {
                 cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, entry);
                 out
             }
-        }
+        })
     }
 }
 
@@ -212,16 +215,20 @@ fn cached_native(plan: &Plan) -> Option<Arc<Plan>> {
 }
 
 /// The plan a speculative build makes of `graph` (see `native::speculatively`), when every
-/// library it needs is cached already and it has native loops (`NativeMode::Auto`, once the
-/// compiler has answered the background probe): a function whose loops are all below 4096
-/// elements then runs native from its first call where an earlier function of the same
-/// program, at this size or another, has built them. Never starts the C compiler.
+/// library of its fused loops is cached already and it has native loops (`NativeMode::Auto`,
+/// once the compiler has answered the background probe): a function whose loops are all
+/// below 4096 elements then runs native from its first call where an earlier function of the
+/// same program, at this size or another, has built them. Never starts the C compiler. A plan
+/// found only in part (another function sharing a loop body with this one: GradBench ode's
+/// gradient after its primal) is not taken: it would run its other loops, planned for native
+/// code, interpreted, and the function would never build the rest (its speculative build does,
+/// loading the libraries already there).
 fn cached_speculative(graph: &Graph) -> Option<Arc<Plan>> {
     if native_mode() != NativeMode::Auto || !native::toolchain_probed() {
         return None;
     }
-    let plan = native::cached_only(|| speculative_plan(graph));
-    plan.has_native_loops().then(|| Arc::new(plan))
+    let (plan, complete) = native::cached_only_complete(|| speculative_plan(graph));
+    (complete && plan.has_native_loops()).then(|| Arc::new(plan))
 }
 
 /// `graph` planned and compiled speculatively (see `native::speculatively`): its loops of
@@ -245,10 +252,11 @@ fn switch_to<B: Tree>(
     native: Arc<Plan>,
     template: &B,
     leaves: &[crate::Tensor],
+    rank: u64,
 ) -> B {
     dump(&key, None, &native);
     let out = template.rebuild_from(native.run(leaves));
-    store(cache, key, native, template, true);
+    store(cache, key, native, template, true, rank);
     out
 }
 
@@ -258,8 +266,9 @@ fn store<B: Tree>(
     plan: Arc<Plan>,
     template: &B,
     settled: bool,
+    rank: u64,
 ) -> Arc<Entry<B>> {
-    let entry = Arc::new(Entry::new(plan, template, settled));
+    let entry = Arc::new(Entry::new(plan, template, settled, rank));
     cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, entry.clone());
     entry
 }
@@ -373,11 +382,15 @@ struct Entry<B> {
     /// with native loops: a plan left interpreted (its loops below what `Auto` compiles) that
     /// is still called switches to it.
     speculative: Arc<OnceLock<Arc<Plan>>>,
+    /// The function's rank among the functions `jit` has built plans for (`native::next_rank`):
+    /// its background compiles run before those of functions built before it.
+    rank: u64,
 }
 
 impl<B: Tree> Entry<B> {
-    fn new(plan: Arc<Plan>, template: &B, settled: bool) -> Entry<B> {
+    fn new(plan: Arc<Plan>, template: &B, settled: bool, rank: u64) -> Entry<B> {
         Entry {
+            rank,
             plan,
             template: template.rebuild_from(template.leaves()),
             settled: AtomicBool::new(settled),
@@ -465,7 +478,7 @@ mod tests {
             let x = crate::Tensor::from_vec(vec![0.5f64; 1 << 13], &[1 << 13]);
             let graph = crate::trace::trace_graph(&[x.ty()], |x| vec![(&x[0] * 3.0).tanh() + 0.25]);
             let plan = Arc::new(Plan::interpreted(&optimize(&graph)));
-            let entry = Entry::new(plan, &x, false);
+            let entry = Entry::new(plan, &x, false, 1);
             assert!(matches!(when_to_compile(&entry), Compile::InBackground));
             assert!(entry.build_cost.get().is_none(), "the build cost was worked out on the calling thread");
         });

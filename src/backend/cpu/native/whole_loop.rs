@@ -854,7 +854,7 @@ impl Lazy {
             return;
         }
         let (slot, spec) = (self.kernel.clone(), spec.clone());
-        super::spawn_compile(move || {
+        super::spawn_whole_loop(move || {
             let kernel = super::with_native_mode(NativeMode::Auto, || compile(std::slice::from_ref(&spec)));
             let _ = slot.set(kernel.into_iter().next().flatten());
         });
@@ -886,7 +886,7 @@ impl Lazy {
         }
         let Some(spec) = spec() else { return };
         let slot = self.kernel.clone();
-        super::spawn_compile(move || {
+        super::spawn_whole_loop(move || {
             let kernel = super::with_native_mode(NativeMode::Auto, || compile(std::slice::from_ref(&spec)));
             let _ = slot.set(kernel.into_iter().next().flatten());
         });
