@@ -197,6 +197,8 @@ macro_rules! multiversion {
             fn body<$t: $bound>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
+                // `unsafe` only because of `target_feature`: called solely through the check
+                // below (SAFETY there); safe callers cannot reach either version directly.
                 #[target_feature(enable = "avx512f")]
                 unsafe fn wide<$t: $bound>($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
